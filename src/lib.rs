@@ -1,0 +1,2 @@
+//! fleetup: upgrade a fleet of self-hosted SimpleLogin servers over SSH, canary first,
+//! in batches, halting before the next batch when a host fails.
