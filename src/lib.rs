@@ -1,2 +1,17 @@
 //! fleetup: upgrade a fleet of self-hosted SimpleLogin servers over SSH, canary first,
 //! in batches, halting before the next batch when a host fails.
+//!
+//! The flow is inputs → play → plan → engine → events → views. The modules that read
+//! and check the operator's input ([`inventory`], [`playbook`], [`template`], [`plan`],
+//! [`play`]) are pure apart from reading their files, and never contact a host.
+
+pub mod diagnostic;
+pub mod exit;
+pub mod inventory;
+pub mod plan;
+pub mod play;
+pub mod playbook;
+pub mod template;
+pub mod ui;
+pub mod vars;
+pub mod yaml;

@@ -1,1 +1,29 @@
-fn main() {}
+//! The `fleetup` command: parses the command line and dispatches to one function per
+//! command; each returns the exit code.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use fleetup::exit::Exit;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap exits 2 on usage errors, which fleetup reserves for failed hosts.
+            let _ = e.print();
+            return if e.use_stderr() { Exit::InvalidInput } else { Exit::Success }.into();
+        }
+    };
+    match cli.command {
+        cli::Command::Plan(args) => commands::plan(&args),
+        cli::Command::Check(args) => commands::check(&args),
+        cli::Command::Run(args) => commands::run(&args),
+        cli::Command::Exec(args) => commands::exec(&args),
+    }
+    .into()
+}

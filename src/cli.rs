@@ -1,0 +1,218 @@
+//! The command line, as clap sees it. Flag names are a contract with operators' scripts:
+//! add, never rename.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use fleetup::plan::{Canary, Order, Serial};
+use fleetup::play::{PlayInputs, RolloutOverrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fleetup",
+    version,
+    about = "Upgrade a fleet of self-hosted SimpleLogin servers over SSH: canary first, in batches, halting on failure.",
+    after_help = "Exit codes: 0 success, 2 a host failed, 4 a host was unreachable (none failed), \
+                  5 invalid input or usage (nothing contacted), 99 interrupted."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the batches a run would use, in order, without contacting any host.
+    #[command(after_help = "Example:\n  fleetup plan -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit production --serial 1,3,50%")]
+    Plan(PlanArgs),
+    /// Validate the inventory and playbook for every selected host, without contacting any.
+    #[command(after_help = "Example:\n  fleetup check -i inventories/example.yml playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1")]
+    Check(CheckArgs),
+    /// Run a playbook across the fleet: canary first, batch after batch, halting on failure.
+    #[command(after_help = "Example:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging")]
+    Run(RunArgs),
+    /// Run one command on every matched host (Ansible's ad-hoc mode).
+    #[command(after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps")]
+    Exec(ExecArgs),
+}
+
+/// The inputs of a play: inventories, playbook, variables, host selection.
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// Inventory file or folder (Ansible YAML); repeat to merge several.
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY", required = true)]
+    pub inventories: Vec<PathBuf>,
+    /// The playbook (YAML).
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: PathBuf,
+    /// Extra variables, highest precedence: KEY=VALUE, @FILE.yml, or a JSON mapping.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Narrow the playbook's hosts further with a host pattern (e.g. `production:!eu*`).
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+}
+
+/// Rollout settings; each overrides the playbook's `rollout:`.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    /// Batch sizes, e.g. `5`, `25%` or `1,5,25%` (the last repeats).
+    #[arg(long, value_name = "SPEC", value_parser = parse_serial)]
+    pub serial: Option<Serial>,
+    /// Canary batch: `marked` (hosts with canary: true), a number of hosts, or `none`.
+    #[arg(long, value_name = "N|marked|none", value_parser = parse_canary)]
+    pub canary: Option<Canary>,
+    /// Halt when a batch's failed and unreachable hosts exceed this percentage.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percentage)]
+    pub max_fail_percentage: Option<f64>,
+    /// Host order.
+    #[arg(long, value_enum)]
+    pub order: Option<Order>,
+    /// Seed of `--order shuffle`, to repeat an earlier order.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Most hosts at once.
+    #[arg(short = 'f', long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub play: PlayArgs,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    /// `text` for people, `json` (one object) for programs.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+    /// Also show each host's steps, rendered.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub play: PlayArgs,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+}
+
+/// How fleetup connects; shared by `run` and `exec`.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// known_hosts file to verify host keys against (default ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// `strict` refuses unknown keys, `accept-new` records them, `off` (unsafe) skips checks.
+    #[arg(long, value_enum, default_value_t)]
+    pub host_key_checking: HostKeyChecking,
+    /// Read the passphrase of an encrypted key from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// Seconds to wait for a host to answer.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// OpenSSH client config to honour (default ~/.ssh/config).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum HostKeyChecking {
+    #[default]
+    Strict,
+    AcceptNew,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub play: PlayArgs,
+    #[command(flatten)]
+    pub rollout: RolloutArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Stop starting hosts as soon as one fails, even inside a batch.
+    #[arg(long)]
+    pub halt_immediately: bool,
+    /// Do not ask for confirmation before starting.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// `text` (progress bars on a terminal, plain lines otherwise) or `json` (event lines).
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Inventory file or folder (Ansible YAML); repeat to merge several.
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY", required = true)]
+    pub inventories: Vec<PathBuf>,
+    /// Host pattern, e.g. `production:!canaries`.
+    #[arg(value_name = "PATTERN")]
+    pub pattern: String,
+    /// Most hosts at once.
+    #[arg(short = 'f', long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+    /// Seconds the command may run on each host.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Run the command through sudo -n.
+    #[arg(short = 'b', long = "become")]
+    pub become_: bool,
+    /// The user sudo runs the command as (default root).
+    #[arg(long, value_name = "USER")]
+    pub become_user: Option<String>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// `text` (output grouped per host) or `json` (event lines).
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+    /// The command, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+impl PlayArgs {
+    pub fn inputs(&self, rollout: &RolloutArgs) -> PlayInputs {
+        PlayInputs {
+            inventories: self.inventories.clone(),
+            playbook: self.playbook.clone(),
+            extra_vars: self.extra_vars.clone(),
+            limit: self.limit.clone(),
+            overrides: RolloutOverrides {
+                serial: rollout.serial.clone(),
+                canary: rollout.canary,
+                max_fail_percentage: rollout.max_fail_percentage,
+                order: rollout.order,
+                forks: rollout.forks.map(|f| f as usize),
+                seed: rollout.seed,
+            },
+        }
+    }
+}
+
+fn parse_serial(s: &str) -> Result<Serial, String> {
+    s.parse()
+}
+
+fn parse_canary(s: &str) -> Result<Canary, String> {
+    s.parse()
+}
+
+fn parse_percentage(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a percentage from 0 to 100")),
+    }
+}

@@ -1,0 +1,35 @@
+//! The exit codes of every command, decided in one place. Scripts and schedulers rely on
+//! them: keep them as documented in the README.
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for was done (hosts ok, skipped or unchanged).
+    Success,
+    /// At least one host failed (or was rolled back).
+    HostFailed,
+    /// A host was unreachable and none failed.
+    Unreachable,
+    /// Invalid input or usage: nothing was contacted, nothing changed.
+    InvalidInput,
+    /// Interrupted by the operator (a second Ctrl-C).
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::HostFailed => 2,
+            Exit::Unreachable => 4,
+            Exit::InvalidInput => 5,
+            Exit::Interrupted => 99,
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e.code())
+    }
+}

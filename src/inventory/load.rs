@@ -1,0 +1,162 @@
+//! Reading inventories from disk: the `-i` files (or folders of them) and the
+//! `group_vars/` and `host_vars/` folders beside them, as Ansible finds them.
+
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::vars::Vars;
+use crate::yaml::Document;
+
+use super::{check_vars, Inventory};
+
+const VARS_EXTENSIONS: [&str; 4] = ["yml", "yaml", "json", ""];
+
+/// Loads and merges the inventories given with `-i`, in order (a later one wins).
+pub fn load(sources: &[PathBuf]) -> Result<Inventory, Diagnostics> {
+    let mut inventory = Inventory::default();
+    let mut errors = Vec::new();
+    let mut vars_dirs = Vec::new();
+    for source in sources {
+        let (files, dir) = if source.is_dir() {
+            (inventory_files_in(source)?, source.clone())
+        } else {
+            let dir = source.parent().map(Path::to_path_buf).unwrap_or_default();
+            (vec![source.clone()], dir)
+        };
+        for file in files {
+            match read_document(&file).and_then(|d| Inventory::from_document(&d)) {
+                Ok(part) => inventory.merge(part),
+                Err(d) => errors.extend(d.0),
+            }
+        }
+        vars_dirs.push(dir);
+    }
+    if !errors.is_empty() {
+        return Err(Diagnostics(errors));
+    }
+    if let Some(cycle) = inventory.find_cycle() {
+        let file = sources.first().cloned().unwrap_or_default();
+        return Err(Diagnostic::new(&file, "", cycle).into());
+    }
+    inventory.reconcile();
+    for dir in vars_dirs {
+        load_vars_dirs(&mut inventory, &dir, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(inventory)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+fn read_document(path: &Path) -> Result<Document, Diagnostics> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostic::new(path, "", format!("cannot read: {e}")))?;
+    Ok(Document::parse(path, &text)?)
+}
+
+/// The inventory files of a folder given to `-i`: its YAML files, sorted by name.
+fn inventory_files_in(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Diagnostic::new(dir, "", format!("cannot read folder: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(extension(p), "yml" | "yaml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Diagnostic::new(dir, "", "folder holds no .yml or .yaml inventory").into());
+    }
+    Ok(files)
+}
+
+fn extension(path: &Path) -> &str {
+    path.extension().and_then(|e| e.to_str()).unwrap_or("")
+}
+
+/// Applies `DIR/group_vars/` and `DIR/host_vars/` to the groups and hosts they name.
+/// A file that names no group or host is almost always a typo, so it is warned about.
+fn load_vars_dirs(inventory: &mut Inventory, dir: &Path, errors: &mut Vec<Diagnostic>) {
+    for (folder, is_group) in [("group_vars", true), ("host_vars", false)] {
+        let base = dir.join(folder);
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for path in entries {
+            let Some(name) = vars_entry_name(&path) else {
+                continue;
+            };
+            let known = if is_group {
+                inventory.has_group(&name)
+            } else {
+                inventory.has_host(&name)
+            };
+            if !known {
+                let mut w = Diagnostic::new(
+                    &path,
+                    "",
+                    format!("no {} is named `{name}`: file ignored", if is_group { "group" } else { "host" }),
+                );
+                let names: Vec<String> = if is_group {
+                    inventory.group_names().map(String::from).collect()
+                } else {
+                    inventory.host_names().map(String::from).collect()
+                };
+                w.hint = did_you_mean(&name, names.iter().map(String::as_str));
+                inventory.warnings.push(w);
+                continue;
+            }
+            match read_vars_entry(&path) {
+                Ok(vars) => inventory.add_file_vars(is_group, &name, &vars),
+                Err(d) => errors.extend(d.0),
+            }
+        }
+    }
+}
+
+/// `web1.yml`, `web1.yaml`, `web1.json`, `web1` or a folder `web1/` all name `web1`.
+fn vars_entry_name(path: &Path) -> Option<String> {
+    let file_name = path.file_name()?.to_str()?;
+    if file_name.starts_with('.') {
+        return None;
+    }
+    if path.is_dir() {
+        return Some(file_name.to_string());
+    }
+    let ext = extension(path);
+    if !VARS_EXTENSIONS.contains(&ext) {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    Some(if ext.is_empty() { file_name } else { stem }.to_string())
+}
+
+/// A vars file, or every vars file inside a folder (sorted, recursively), merged.
+fn read_vars_entry(path: &Path) -> Result<Vars, Diagnostics> {
+    let mut vars = Vars::new();
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Diagnostic::new(path, "", format!("cannot read folder: {e}")))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| vars_entry_name(p).is_some())
+            .collect();
+        entries.sort();
+        for entry in entries {
+            crate::vars::overlay(&mut vars, &read_vars_entry(&entry)?);
+        }
+        return Ok(vars);
+    }
+    let doc = read_document(path)?;
+    if doc.value.is_null() {
+        return Ok(vars);
+    }
+    vars = doc.get("").map_err(Diagnostics::from)?;
+    let mut errors = Vec::new();
+    check_vars(&doc, "", &vars, &mut errors);
+    if errors.is_empty() {
+        Ok(vars)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}

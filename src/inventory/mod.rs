@@ -1,0 +1,537 @@
+//! Ansible YAML inventories: hosts, nested groups and their variables.
+//!
+//! An operator's existing Ansible inventory must work unchanged, so the rules here are
+//! Ansible's: a group has `hosts`, `vars` and `children` (read in that order of
+//! precedence: vars, children, hosts, as Ansible's YAML plugin does), a host may sit in
+//! several groups, `all` holds everything, and variables merge by precedence
+//! all < parent group < child group < host, with `group_vars/` and `host_vars/` files above
+//! the inline values of the same level. The module is pure: [`load`] does the file I/O.
+
+mod load;
+mod pattern;
+
+pub use load::load;
+pub use pattern::{Pattern, Selection};
+
+use indexmap::{IndexMap, IndexSet};
+use serde_json::Value;
+
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::vars::{check_name, overlay, Vars};
+use crate::yaml::{join, Document};
+
+/// The hosts and groups of one or more inventory sources, merged.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    hosts: IndexMap<String, HostDef>,
+    groups: IndexMap<String, GroupDef>,
+    /// Things worth telling the operator that do not stop the run.
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct HostDef {
+    vars: Vars,
+    /// From `host_vars/`, above the inline vars.
+    file_vars: Vars,
+}
+
+#[derive(Debug, Default, Clone)]
+struct GroupDef {
+    vars: Vars,
+    /// From `group_vars/`, above every inline group var.
+    file_vars: Vars,
+    children: IndexSet<String>,
+    hosts: IndexSet<String>,
+}
+
+const ALL: &str = "all";
+const UNGROUPED: &str = "ungrouped";
+const GROUP_KEYS: [&str; 3] = ["hosts", "vars", "children"];
+
+/// Variables whose type fleetup relies on, checked where they are set.
+const TYPED_VARS: [(&str, VarType); 8] = [
+    ("ansible_host", VarType::Text),
+    ("ansible_port", VarType::Port),
+    ("ansible_user", VarType::Text),
+    ("ansible_ssh_private_key_file", VarType::Text),
+    ("ansible_ssh_common_args", VarType::Text),
+    ("ansible_group_priority", VarType::Int),
+    ("canary", VarType::Bool),
+    ("proxy_jump", VarType::Text),
+];
+
+#[derive(Clone, Copy)]
+enum VarType {
+    Text,
+    Port,
+    Int,
+    Bool,
+}
+
+impl Inventory {
+    /// Reads one inventory document (the YAML text of one `-i` file).
+    pub fn from_document(doc: &Document) -> Result<Inventory, Diagnostics> {
+        let mut inv = Inventory::default();
+        inv.groups.insert(ALL.to_string(), GroupDef::default());
+        let mut errors = Vec::new();
+        match &doc.value {
+            serde_yaml::Value::Null => inv.warnings.push(doc.error("", "inventory is empty")),
+            serde_yaml::Value::Mapping(top) => {
+                for (name, def) in top {
+                    let Some(name) = name.as_str() else {
+                        errors.push(doc.error("", "group names must be strings"));
+                        continue;
+                    };
+                    inv.read_group(doc, name, name, def, None, &mut errors);
+                }
+            }
+            _ => errors.push(
+                doc.error("", "an inventory is a mapping of groups")
+                    .hint("start with `all:` and put hosts under `hosts:`"),
+            ),
+        }
+        if let Some(cycle) = inv.find_cycle() {
+            errors.push(doc.error("", cycle));
+        } else {
+            inv.reconcile();
+        }
+        if errors.is_empty() {
+            Ok(inv)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    fn read_group(
+        &mut self,
+        doc: &Document,
+        path: &str,
+        name: &str,
+        def: &serde_yaml::Value,
+        parent: Option<&str>,
+        errors: &mut Vec<Diagnostic>,
+    ) {
+        if let Err(m) = check_group_name(name) {
+            errors.push(Diagnostic::new(&doc.file, path, m).at(doc.key_pos(path)));
+            return;
+        }
+        self.groups.entry(name.to_string()).or_default();
+        if let Some(parent) = parent {
+            self.group_mut(parent).children.insert(name.to_string());
+        }
+        let map = match def {
+            serde_yaml::Value::Null => return,
+            serde_yaml::Value::Mapping(map) => map,
+            _ => {
+                errors.push(doc.error(path, "a group is a mapping with hosts, vars and children"));
+                return;
+            }
+        };
+        for key in map.keys() {
+            let key = key.as_str().unwrap_or("?");
+            if !GROUP_KEYS.contains(&key) {
+                let field = join(path, key);
+                let hint = did_you_mean(key, GROUP_KEYS).unwrap_or_else(|| {
+                    "a group has only hosts, vars and children: hosts go under `hosts:`".into()
+                });
+                errors.push(
+                    Diagnostic::new(&doc.file, field.as_str(), "unknown key in a group")
+                        .at(doc.key_pos(&field))
+                        .hint(hint),
+                );
+            }
+        }
+        if let Some(vars) = map.get("vars") {
+            let vpath = join(path, "vars");
+            if let Some(vars) = read_vars(doc, &vpath, vars, errors) {
+                overlay(&mut self.group_mut(name).vars, &vars);
+            }
+        }
+        if let Some(children) = map.get("children") {
+            let cpath = join(path, "children");
+            match children {
+                serde_yaml::Value::Null => {}
+                serde_yaml::Value::Mapping(children) => {
+                    for (child, def) in children {
+                        let child = child.as_str().unwrap_or_default();
+                        self.read_group(doc, &join(&cpath, child), child, def, Some(name), errors);
+                    }
+                }
+                _ => errors.push(doc.error(&cpath, "children is a mapping of group names")),
+            }
+        }
+        if let Some(hosts) = map.get("hosts") {
+            let hpath = join(path, "hosts");
+            match hosts {
+                serde_yaml::Value::Null => {}
+                serde_yaml::Value::Mapping(hosts) => {
+                    for (host, vars) in hosts {
+                        let host = host_key(host);
+                        self.read_host(doc, &join(&hpath, &host), &host, vars, name, errors);
+                    }
+                }
+                _ => errors.push(
+                    doc.error(&hpath, "hosts is a mapping of host names")
+                        .hint("write `web1:` (with a colon) for a host without variables"),
+                ),
+            }
+        }
+    }
+
+    fn read_host(
+        &mut self,
+        doc: &Document,
+        path: &str,
+        pattern: &str,
+        vars: &serde_yaml::Value,
+        group: &str,
+        errors: &mut Vec<Diagnostic>,
+    ) {
+        let names = match expand_host_range(pattern) {
+            Ok(names) => names,
+            Err(m) => {
+                errors.push(Diagnostic::new(&doc.file, path, m).at(doc.key_pos(path)));
+                return;
+            }
+        };
+        let vars = match vars {
+            serde_yaml::Value::Null => Some(Vars::new()),
+            v => read_vars(doc, path, v, errors),
+        };
+        for name in names {
+            let def = self.hosts.entry(name.clone()).or_default();
+            if let Some(vars) = &vars {
+                overlay(&mut def.vars, vars);
+            }
+            self.group_mut(group).hosts.insert(name);
+        }
+    }
+
+    /// As Ansible does after reading: a group nobody lists as a child is a child of `all`.
+    fn reconcile(&mut self) {
+        let orphans: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| *g != ALL && !self.groups.values().any(|d| d.children.contains(*g)))
+            .cloned()
+            .collect();
+        self.group_mut(ALL).children.extend(orphans);
+    }
+
+    fn group_mut(&mut self, name: &str) -> &mut GroupDef {
+        self.groups.entry(name.to_string()).or_default()
+    }
+
+    /// A group that is its own descendant would make variable precedence meaningless (and
+    /// the depth of a group infinite), so it is refused after every read and merge.
+    pub(crate) fn find_cycle(&self) -> Option<String> {
+        for start in self.groups.keys() {
+            let mut stack: Vec<&str> = vec![start];
+            let mut seen = IndexSet::new();
+            while let Some(g) = stack.pop() {
+                for child in &self.groups[g].children {
+                    if child == start {
+                        return Some(format!(
+                            "group `{start}` is its own descendant (through `{g}`)"
+                        ));
+                    }
+                    if seen.insert(child.as_str()) {
+                        stack.push(child);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Adds the hosts, groups and variables of `other`; on conflicts `other` wins, as a later
+    /// `-i` does in Ansible.
+    pub fn merge(&mut self, other: Inventory) {
+        for (name, host) in other.hosts {
+            let def = self.hosts.entry(name).or_default();
+            overlay(&mut def.vars, &host.vars);
+            overlay(&mut def.file_vars, &host.file_vars);
+        }
+        for (name, group) in other.groups {
+            let def = self.groups.entry(name).or_default();
+            overlay(&mut def.vars, &group.vars);
+            overlay(&mut def.file_vars, &group.file_vars);
+            def.children.extend(group.children);
+            def.hosts.extend(group.hosts);
+        }
+        self.warnings.extend(other.warnings);
+    }
+
+    /// Every host, in inventory order.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.keys().map(String::as_str)
+    }
+
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups
+            .keys()
+            .map(String::as_str)
+            .chain(self.has_ungrouped().then_some(UNGROUPED))
+    }
+
+    pub fn has_host(&self, name: &str) -> bool {
+        self.hosts.contains_key(name)
+    }
+
+    pub fn has_group(&self, name: &str) -> bool {
+        self.groups.contains_key(name) || (name == UNGROUPED && self.has_ungrouped())
+    }
+
+    fn has_ungrouped(&self) -> bool {
+        self.hosts.keys().any(|h| self.is_ungrouped(h))
+    }
+
+    fn is_ungrouped(&self, host: &str) -> bool {
+        !self
+            .groups
+            .iter()
+            .any(|(g, def)| g != ALL && def.hosts.contains(host))
+    }
+
+    /// The hosts of a group and of all its descendants, in inventory order.
+    pub fn group_hosts(&self, group: &str) -> IndexSet<&str> {
+        if group == ALL {
+            return self.host_names().collect();
+        }
+        if group == UNGROUPED {
+            return self.host_names().filter(|h| self.is_ungrouped(h)).collect();
+        }
+        let mut members = IndexSet::new();
+        let mut stack = vec![group];
+        let mut visited = IndexSet::new();
+        while let Some(g) = stack.pop() {
+            if !visited.insert(g) {
+                continue;
+            }
+            if let Some(def) = self.groups.get(g) {
+                members.extend(def.hosts.iter().map(String::as_str));
+                stack.extend(def.children.iter().map(String::as_str));
+            }
+        }
+        // Inventory order, not discovery order.
+        self.host_names().filter(|h| members.contains(h)).collect()
+    }
+
+    /// The groups a host belongs to, directly or through a child group, with `all`.
+    fn groups_of(&self, host: &str) -> IndexSet<&str> {
+        let mut groups: IndexSet<&str> = self
+            .groups
+            .iter()
+            .filter(|(_, def)| def.hosts.contains(host))
+            .map(|(g, _)| g.as_str())
+            .collect();
+        let mut i = 0;
+        while i < groups.len() {
+            let g = groups[i];
+            for (parent, def) in &self.groups {
+                if def.children.contains(g) {
+                    groups.insert(parent);
+                }
+            }
+            i += 1;
+        }
+        groups.insert(ALL);
+        groups
+    }
+
+    /// How deep a group sits below `all` by its longest chain of parents (as Ansible
+    /// counts it): its variables override those of shallower groups. Cycles were refused
+    /// when reading, so the recursion ends.
+    fn depth(&self, group: &str) -> usize {
+        self.groups
+            .iter()
+            .filter(|(_, def)| def.children.contains(group))
+            .map(|(parent, _)| self.depth(parent) + 1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A host's variables with Ansible's precedence, lowest first: inline group vars (by
+    /// depth, then `ansible_group_priority`, then name), `group_vars/` files in the same
+    /// order, inline host vars, `host_vars/` files. Adds `inventory_hostname` and
+    /// `group_names` as Ansible does.
+    pub fn host_vars(&self, host: &str) -> Vars {
+        let mut groups: Vec<&str> = self.groups_of(host).into_iter().collect();
+        groups.sort_by_cached_key(|g| (self.depth(g), self.priority(g), g.to_string()));
+        let mut vars = Vars::new();
+        for g in &groups {
+            overlay(&mut vars, &self.groups[*g].vars);
+        }
+        for g in &groups {
+            overlay(&mut vars, &self.groups[*g].file_vars);
+        }
+        if let Some(def) = self.hosts.get(host) {
+            overlay(&mut vars, &def.vars);
+            overlay(&mut vars, &def.file_vars);
+        }
+        let mut names: Vec<&str> = groups.into_iter().filter(|g| *g != ALL).collect();
+        if names.is_empty() {
+            names.push(UNGROUPED);
+        }
+        names.sort_unstable();
+        vars.insert("inventory_hostname".into(), Value::String(host.to_string()));
+        vars.insert("group_names".into(), names.into());
+        vars
+    }
+
+    fn priority(&self, group: &str) -> i64 {
+        self.groups[group]
+            .vars
+            .get("ansible_group_priority")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+    }
+
+    /// Adds variables read from `group_vars/<group>` (true) or `host_vars/<host>` (false).
+    fn add_file_vars(&mut self, is_group: bool, name: &str, vars: &Vars) {
+        let target = if is_group {
+            self.groups.get_mut(name).map(|g| &mut g.file_vars)
+        } else {
+            self.hosts.get_mut(name).map(|h| &mut h.file_vars)
+        };
+        if let Some(target) = target {
+            overlay(target, vars);
+        }
+    }
+}
+
+/// Reads a `vars` mapping and checks the variables fleetup relies on.
+fn read_vars(
+    doc: &Document,
+    path: &str,
+    value: &serde_yaml::Value,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Vars> {
+    if !value.is_mapping() {
+        errors.push(doc.error(path, "variables must be a mapping of name: value"));
+        return None;
+    }
+    let vars: Vars = match doc.get(path) {
+        Ok(v) => v,
+        Err(d) => {
+            errors.push(d);
+            return None;
+        }
+    };
+    let before = errors.len();
+    check_vars(doc, path, &vars, errors);
+    (errors.len() == before).then_some(vars)
+}
+
+/// Checks names and the types of the connection and rollout variables where they are set,
+/// so a mistake is reported at its own line, not later on some host.
+pub(crate) fn check_vars(doc: &Document, path: &str, vars: &Vars, errors: &mut Vec<Diagnostic>) {
+    for (name, value) in vars {
+        let field = join(path, name);
+        if let Err(m) = check_name(name) {
+            errors.push(Diagnostic::new(&doc.file, field.as_str(), m).at(doc.key_pos(&field)));
+            continue;
+        }
+        let Some((_, ty)) = TYPED_VARS.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        let problem = match ty {
+            VarType::Text => (!value.is_string()).then_some("must be a string"),
+            VarType::Bool => (!value.is_boolean()).then_some("must be true or false"),
+            VarType::Int => (!value.is_i64()).then_some("must be a whole number"),
+            VarType::Port => (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535"),
+        };
+        if let Some(problem) = problem {
+            errors.push(doc.error(&field, format!("{problem}, found {value}")));
+        }
+    }
+}
+
+/// A port as Ansible accepts it: a number, or a string of digits.
+pub fn parse_port(value: &Value) -> Option<u16> {
+    let n = match value {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => s.parse().ok()?,
+        _ => return None,
+    };
+    u16::try_from(n).ok().filter(|p| *p > 0)
+}
+
+fn host_key(key: &serde_yaml::Value) -> String {
+    match key {
+        serde_yaml::Value::String(s) => s.clone(),
+        // `10.0.0.1:` is a string, but `42:` is read as a number.
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn check_group_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.chars().any(|c| !(c.is_alphanumeric() || c == '_' || c == '-')) {
+        return Err(format!(
+            "`{name}` is not a valid group name (letters, digits, _ and -)"
+        ));
+    }
+    Ok(())
+}
+
+/// Expands Ansible host ranges: `web[01:03].example.com` is web01, web02, web03; `[a:c]`
+/// letters; an optional `:step`. Names without brackets are returned as they are.
+fn expand_host_range(pattern: &str) -> Result<Vec<String>, String> {
+    if pattern.is_empty() || pattern.chars().any(char::is_whitespace) {
+        return Err(format!("`{pattern}` is not a valid host name"));
+    }
+    let Some(open) = pattern.find('[') else {
+        return Ok(vec![pattern.to_string()]);
+    };
+    let close = pattern[open..]
+        .find(']')
+        .map(|i| open + i)
+        .ok_or_else(|| format!("host range in `{pattern}` has no closing `]`"))?;
+    let (head, range, tail) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
+    let bad = || format!("`{pattern}`: a host range is [START:END] or [START:END:STEP]");
+    let parts: Vec<&str> = range.split(':').collect();
+    let (start, end, step) = match parts.as_slice() {
+        [s, e] => (*s, *e, 1),
+        [s, e, step] => (*s, *e, step.parse::<usize>().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    };
+    if step == 0 {
+        return Err(bad());
+    }
+    let items: Vec<String> = if let (Ok(a), Ok(b)) = (start.parse::<u64>(), end.parse::<u64>()) {
+        let width = if start.starts_with('0') { start.len() } else { 0 };
+        (a..=b)
+            .step_by(step)
+            .map(|n| format!("{n:0width$}"))
+            .collect()
+    } else {
+        let (Some(a), Some(b)) = (single_letter(start), single_letter(end)) else {
+            return Err(bad());
+        };
+        (a..=b).step_by(step).map(String::from).collect()
+    };
+    if items.is_empty() {
+        return Err(format!("`{pattern}`: the host range is empty"));
+    }
+    let mut names = Vec::new();
+    for item in items {
+        for rest in expand_host_range(&format!("{item}{tail}"))? {
+            names.push(format!("{head}{rest}"));
+        }
+    }
+    Ok(names)
+}
+
+fn single_letter(s: &str) -> Option<char> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii_alphabetic() => Some(c),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! A play: a playbook applied to an inventory. Gathers the inputs of `plan`, `check` and
+//! `run` (playbook, inventories, `-e`, `--limit`, rollout flags), selects the hosts, gives
+//! each its variables, validates everything and plans the batches. Nothing here contacts a
+//! host: if this fails, nothing was changed anywhere.
+
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
+use crate::inventory::{self, Inventory, Pattern};
+use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
+use crate::playbook::{self, HostInPlay, Playbook};
+use crate::vars::{overlay, parse_extra_vars, Vars};
+
+/// What the operator gave on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct PlayInputs {
+    pub inventories: Vec<PathBuf>,
+    pub playbook: PathBuf,
+    /// `-e` arguments as given.
+    pub extra_vars: Vec<String>,
+    pub limit: Option<String>,
+    pub overrides: RolloutOverrides,
+}
+
+/// Rollout settings from the command line; each wins over the playbook's.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutOverrides {
+    pub serial: Option<Serial>,
+    pub canary: Option<Canary>,
+    pub max_fail_percentage: Option<f64>,
+    pub order: Option<Order>,
+    pub forks: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+/// Everything a run needs, checked.
+#[derive(Debug, Clone)]
+pub struct Play {
+    pub playbook: Playbook,
+    pub inventory: Inventory,
+    /// The selected hosts, in inventory order, with their variables.
+    pub hosts: Vec<HostInPlay>,
+    pub extra_vars: Vars,
+    pub rollout: Rollout,
+    pub plan: Plan,
+    /// Worth saying, not worth stopping for.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Play {
+    pub fn host(&self, name: &str) -> Option<&HostInPlay> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+const CLI_LIMIT: &str = "<command line --limit>";
+
+/// Reads, selects, validates and plans. All problems are reported together.
+pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
+    let mut errors = Vec::new();
+    let playbook = Playbook::load(&inputs.playbook).map_err(|d| errors.extend(d.0)).ok();
+    let inventory = if inputs.inventories.is_empty() {
+        errors.push(Diagnostic::new(
+            Path::new("<command line>"),
+            "-i",
+            "no inventory given: pass -i INVENTORY.yml",
+        ));
+        None
+    } else {
+        inventory::load(&inputs.inventories).map_err(|d| errors.extend(d.0)).ok()
+    };
+    let mut extra_vars = Vars::new();
+    for arg in &inputs.extra_vars {
+        match parse_extra_vars(arg) {
+            Ok(v) => overlay(&mut extra_vars, &v),
+            Err(d) => errors.push(d),
+        }
+    }
+    let limit = match inputs.limit.as_deref().map(Pattern::parse) {
+        Some(Err(m)) => {
+            errors.push(Diagnostic::new(Path::new(CLI_LIMIT), "--limit", m));
+            None
+        }
+        other => other.and_then(Result::ok),
+    };
+    let (Some(playbook), Some(inventory), true) = (playbook, inventory, errors.is_empty()) else {
+        return Err(Diagnostics(errors));
+    };
+
+    let mut warnings = inventory.warnings.clone();
+    let names = select(&playbook, &inventory, limit.as_ref(), &mut warnings)?;
+    let hosts: Vec<HostInPlay> = names
+        .into_iter()
+        .map(|name| {
+            let mut vars = playbook.vars.clone();
+            overlay(&mut vars, &inventory.host_vars(&name));
+            overlay(&mut vars, &extra_vars);
+            HostInPlay { name, vars }
+        })
+        .collect();
+
+    let errors = playbook::validate(&playbook, &hosts);
+    if !errors.is_empty() {
+        return Err(Diagnostics(errors));
+    }
+    let rollout = rollout(&playbook, &inputs.overrides);
+    let plan_hosts: Vec<PlanHost> = hosts
+        .iter()
+        .map(|h| PlanHost {
+            name: h.name.clone(),
+            marked_canary: h.vars.get("canary").and_then(|v| v.as_bool()) == Some(true),
+        })
+        .collect();
+    let plan = make_plan(&plan_hosts, &rollout);
+    Ok(Play {
+        playbook,
+        inventory,
+        hosts,
+        extra_vars,
+        rollout,
+        plan,
+        warnings,
+    })
+}
+
+/// The playbook's `hosts:`, narrowed by `--limit`. An empty selection is an error: a run
+/// that touches nothing is almost always a mistyped group.
+fn select(
+    playbook: &Playbook,
+    inventory: &Inventory,
+    limit: Option<&Pattern>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Vec<String>, Diagnostics> {
+    let doc = &playbook.doc;
+    let known: Vec<&str> = inventory.group_names().chain(inventory.host_names()).collect();
+    let mut warn_unmatched = |unmatched: Vec<String>, place: Diagnostic| {
+        for term in unmatched {
+            let mut w = place.clone();
+            w.message = format!("`{term}` matches no host or group");
+            w.hint = did_you_mean(&term, known.iter().copied());
+            warnings.push(w);
+        }
+    };
+    let selection = inventory.select(&playbook.hosts);
+    warn_unmatched(selection.unmatched, doc.error("hosts", ""));
+    let mut hosts = selection.hosts;
+    if hosts.is_empty() {
+        return Err(doc
+            .error(
+                "hosts",
+                format!("`{}` selects no host of the inventory", playbook.hosts.as_str()),
+            )
+            .hint(format!("groups: {}", group_list(inventory)))
+            .into());
+    }
+    if let Some(limit) = limit {
+        let limited = inventory.select(limit);
+        warn_unmatched(limited.unmatched, Diagnostic::new(Path::new(CLI_LIMIT), "--limit", ""));
+        hosts.retain(|h| limited.hosts.contains(h));
+        if hosts.is_empty() {
+            return Err(Diagnostic::new(
+                Path::new(CLI_LIMIT),
+                "--limit",
+                format!(
+                    "`{}` leaves no host of the playbook's `{}`",
+                    limit.as_str(),
+                    playbook.hosts.as_str()
+                ),
+            )
+            .hint(format!("groups: {}", group_list(inventory)))
+            .into());
+        }
+    }
+    Ok(hosts)
+}
+
+fn group_list(inventory: &Inventory) -> String {
+    inventory.group_names().collect::<Vec<_>>().join(", ")
+}
+
+fn rollout(playbook: &Playbook, o: &RolloutOverrides) -> Rollout {
+    let section = &playbook.rollout;
+    let defaults = Rollout::default();
+    Rollout {
+        serial: o
+            .serial
+            .clone()
+            .or_else(|| section.serial.clone())
+            .unwrap_or(defaults.serial),
+        canary: o.canary.or(section.canary).unwrap_or(defaults.canary),
+        max_fail_percentage: o
+            .max_fail_percentage
+            .or(section.max_fail_percentage.map(|p| p.0))
+            .unwrap_or(defaults.max_fail_percentage),
+        order: o.order.or(section.order).unwrap_or(defaults.order),
+        forks: o
+            .forks
+            .or(section.forks.map(|f| f.0))
+            .unwrap_or(defaults.forks),
+        seed: o.seed,
+    }
+}

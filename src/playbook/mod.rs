@@ -1,0 +1,339 @@
+//! Playbooks: the steps of one host's upgrade, its rollback, and the rollout settings.
+//!
+//! A playbook is one play, a YAML mapping whose keys are Ansible's wherever the meaning is
+//! the same (`hosts`, `vars`, `serial`, `max_fail_percentage`, `when`, `register`,
+//! `retries`, `delay`, `until`, `become`...). One difference is deliberate: a playbook's
+//! `vars` are defaults, below the inventory, because a shipped playbook must let each
+//! host's inventory say where its app lives. Parsing is pure; [`Playbook::load`] reads the
+//! file.
+
+mod validate;
+
+pub use validate::{validate, HostInPlay, Registered};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::inventory::Pattern;
+use crate::plan::{Canary, Order, Serial};
+use crate::template::Templates;
+use crate::vars::{check_name, Vars};
+use crate::yaml::Document;
+
+/// The time a step may take when neither it nor the playbook says.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub name: String,
+    pub hosts: Pattern,
+    /// Defaults: the inventory and `-e` override them.
+    pub vars: Vars,
+    /// Variables that must be set (in the inventory or with `-e`) for every host.
+    pub required_vars: Vec<String>,
+    pub rollout: RolloutSection,
+    pub steps: Vec<Step>,
+    pub rollback: Vec<Step>,
+    /// Where every value came from, for messages about them.
+    pub doc: Document,
+}
+
+/// `rollout:` as written; unset entries fall back to the command line or the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    pub serial: Option<Serial>,
+    pub canary: Option<Canary>,
+    pub max_fail_percentage: Option<Percentage>,
+    pub order: Option<Order>,
+    pub forks: Option<Forks>,
+}
+
+/// One step of a host's upgrade (or of its rollback).
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    /// The command, a template run by the remote shell.
+    pub shell: String,
+    pub when: Option<Condition>,
+    pub register: Option<String>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub delay: Duration,
+    pub until: Option<Condition>,
+    pub changed_when: Option<Condition>,
+    pub failed_when: Option<Condition>,
+    pub become_: bool,
+    pub become_user: Option<String>,
+    /// From this step on, a failure runs the playbook's `rollback` steps.
+    pub point_of_no_return: bool,
+    /// `steps[3]` or `rollback[0]`: where the step is written, for messages.
+    pub field: String,
+}
+
+/// `when`, `until`, `changed_when`, `failed_when`: a bare Jinja expression, or a constant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    Always(bool),
+    Expr(String),
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bool(bool),
+            Text(String),
+        }
+        match Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a condition is an expression (text) or true/false")
+        })? {
+            Form::Bool(b) => Ok(Condition::Always(b)),
+            Form::Text(s) => Ok(Condition::Expr(s)),
+        }
+    }
+}
+
+/// A duration: seconds as a number (Ansible's way) or text such as `30s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Int(u64),
+            Text(String),
+        }
+        let bad = || serde::de::Error::custom("a duration is seconds (30) or text (30s, 5m, 1h)");
+        match Form::deserialize(d).map_err(|_| bad())? {
+            Form::Int(n) => Ok(Seconds(Duration::from_secs(n))),
+            Form::Text(s) => humantime::parse_duration(s.trim())
+                .map(Seconds)
+                .map_err(|_| bad()),
+        }
+    }
+}
+
+/// `max_fail_percentage`: 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percentage(pub f64);
+
+impl<'de> Deserialize<'de> for Percentage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let p = f64::deserialize(d)?;
+        if (0.0..=100.0).contains(&p) {
+            Ok(Percentage(p))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{p} is not a percentage from 0 to 100"
+            )))
+        }
+    }
+}
+
+/// `forks`: at least one host at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forks(pub usize);
+
+impl<'de> Deserialize<'de> for Forks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match usize::deserialize(d)? {
+            0 => Err(serde::de::Error::custom("forks must be 1 or more")),
+            n => Ok(Forks(n)),
+        }
+    }
+}
+
+/// The file's shape, before the checks that need more than one field.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlaybook {
+    name: String,
+    hosts: String,
+    #[serde(default)]
+    vars: Vars,
+    #[serde(default)]
+    required_vars: Vec<String>,
+    #[serde(default)]
+    r#become: bool,
+    become_user: Option<String>,
+    timeout: Option<Seconds>,
+    #[serde(default)]
+    rollout: RolloutSection,
+    steps: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    rollback: Vec<serde_yaml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    name: String,
+    shell: String,
+    when: Option<Condition>,
+    register: Option<String>,
+    timeout: Option<Seconds>,
+    retries: Option<u32>,
+    delay: Option<Seconds>,
+    until: Option<Condition>,
+    changed_when: Option<Condition>,
+    failed_when: Option<Condition>,
+    r#become: Option<bool>,
+    become_user: Option<String>,
+    #[serde(default)]
+    point_of_no_return: bool,
+}
+
+impl Playbook {
+    /// Reads and parses a playbook file.
+    pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostic::new(path, "", format!("cannot read playbook: {e}")))?;
+        Playbook::parse(path, &text)
+    }
+
+    /// Parses a playbook's text; `path` is used in messages. Checks everything that the
+    /// playbook alone decides: shapes, types, names, conditions' and templates' syntax.
+    pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
+        let doc = Document::parse(path, text)?;
+        if doc.value.is_sequence() {
+            return Err(doc
+                .error("", "a fleetup playbook is one play: a mapping, not a list")
+                .hint("remove the leading `- ` and unindent the play")
+                .into());
+        }
+        let raw: RawPlaybook = doc.get("")?;
+        let mut errors = Vec::new();
+        let hosts = Pattern::parse(&raw.hosts).unwrap_or_else(|m| {
+            errors.push(doc.error("hosts", m));
+            Pattern::all()
+        });
+        for name in raw.vars.keys() {
+            if let Err(m) = check_name(name) {
+                errors.push(Diagnostic::new(path, format!("vars.{name}"), m).at(doc.key_pos(&format!("vars.{name}"))));
+            }
+        }
+        for (i, name) in raw.required_vars.iter().enumerate() {
+            if let Err(m) = check_name(name) {
+                errors.push(doc.error(&format!("required_vars[{i}]"), m));
+            }
+        }
+        let defaults = StepDefaults {
+            become_: raw.r#become,
+            become_user: raw.become_user,
+            timeout: raw.timeout.map_or(DEFAULT_STEP_TIMEOUT, |s| s.0),
+        };
+        let steps = read_steps(&doc, "steps", &raw.steps, &defaults, &mut errors);
+        let rollback = read_steps(&doc, "rollback", &raw.rollback, &defaults, &mut errors);
+        let playbook = Playbook {
+            name: raw.name,
+            hosts,
+            vars: raw.vars,
+            required_vars: raw.required_vars,
+            rollout: raw.rollout,
+            steps,
+            rollback,
+            doc,
+        };
+        errors.extend(validate::check_structure(&playbook));
+        if errors.is_empty() {
+            Ok(playbook)
+        } else {
+            Err(Diagnostics(errors))
+        }
+    }
+
+    pub fn path(&self) -> &PathBuf {
+        &self.doc.file
+    }
+
+    /// A host's steps as they will run, for `plan --verbose`: each command rendered with the
+    /// host's variables, with `<name.stdout>` standing for what an earlier step registers,
+    /// and its condition shown as written.
+    pub fn preview(&self, host: &HostInPlay) -> Vec<String> {
+        let templates = Templates::new();
+        let mut vars = host.vars.clone();
+        let mut lines = Vec::new();
+        for step in &self.steps {
+            let shell = templates
+                .render(&step.shell, &vars)
+                .unwrap_or_else(|_| step.shell.clone());
+            let mut line = format!("{}: {}", step.name, shell.trim());
+            if let Some(Condition::Expr(when)) = &step.when {
+                line.push_str(&format!("  [when: {when}]"));
+            }
+            if step.point_of_no_return {
+                line.push_str("  [point of no return]");
+            }
+            lines.push(line);
+            if let Some(r) = &step.register {
+                let stand_in = validate::Registered {
+                    stdout: format!("<{r}.stdout>"),
+                    ..Default::default()
+                };
+                vars.insert(r.clone(), stand_in.to_value());
+            }
+        }
+        lines
+    }
+
+    /// The steps from the first `point_of_no_return` on, whose failure runs the rollback.
+    pub fn point_of_no_return(&self) -> Option<usize> {
+        self.steps.iter().position(|s| s.point_of_no_return)
+    }
+}
+
+struct StepDefaults {
+    become_: bool,
+    become_user: Option<String>,
+    timeout: Duration,
+}
+
+fn read_steps(
+    doc: &Document,
+    list: &str,
+    raw: &[serde_yaml::Value],
+    defaults: &StepDefaults,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for i in 0..raw.len() {
+        let field = format!("{list}[{i}]");
+        let step: RawStep = match doc.get(&field) {
+            Ok(s) => s,
+            Err(d) => {
+                errors.push(d);
+                continue;
+            }
+        };
+        steps.push(Step {
+            name: step.name,
+            shell: step.shell,
+            when: step.when,
+            register: step.register,
+            timeout: step.timeout.map_or(defaults.timeout, |s| s.0),
+            // As Ansible: `until` without `retries` tries three times.
+            retries: step
+                .retries
+                .unwrap_or(if step.until.is_some() { 3 } else { 0 }),
+            delay: step.delay.map_or(Duration::from_secs(5), |s| s.0),
+            until: step.until,
+            changed_when: step.changed_when,
+            failed_when: step.failed_when,
+            become_: step.r#become.unwrap_or(defaults.become_),
+            become_user: step.become_user.or_else(|| defaults.become_user.clone()),
+            point_of_no_return: step.point_of_no_return,
+            field,
+        });
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! Everything that can be checked before any host is contacted.
+//!
+//! Every template and condition is rendered for every selected host, with the variables
+//! that host will have, so a run never stops half-way through a fleet on a typo. Results
+//! that earlier steps `register` do not exist yet: they are stood in for by an empty result
+//! of the same shape, and only mistakes that no output could fix (an undefined name, a
+//! syntax error, an unknown filter) are reported for templates that read them.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Condition, Playbook, Step};
+use crate::diagnostic::Diagnostic;
+use crate::template::{TemplateError, Templates};
+use crate::vars::{check_name, Vars};
+
+/// A host selected for the play, with every variable it will see.
+#[derive(Debug, Clone)]
+pub struct HostInPlay {
+    pub name: String,
+    pub vars: Vars,
+}
+
+/// What a step's `register` records, as Ansible's shell module does.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Registered {
+    pub stdout: String,
+    pub stderr: String,
+    pub rc: i64,
+    pub stdout_lines: Vec<String>,
+    pub stderr_lines: Vec<String>,
+    pub changed: bool,
+    pub failed: bool,
+    pub skipped: bool,
+    pub attempts: u32,
+}
+
+impl Registered {
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// Checks of the playbook alone (no inventory needed).
+pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
+    let doc = &playbook.doc;
+    let mut errors = Vec::new();
+    if playbook.steps.is_empty() {
+        errors.push(doc.error("steps", "a playbook needs at least one step"));
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for step in playbook.steps.iter().chain(&playbook.rollback) {
+        let field = format!("{}.name", step.field);
+        if step.name.trim().is_empty() {
+            errors.push(doc.error(&field, "a step needs a name"));
+        } else if let Some(first) = seen.insert(&step.name, &step.field) {
+            errors.push(
+                doc.error(&field, format!("duplicate step name `{}`", step.name))
+                    .hint(format!("{first} has the same name; names identify steps in reports and logs")),
+            );
+        }
+        if let Some(register) = &step.register {
+            if let Err(m) = check_name(register) {
+                errors.push(doc.error(&format!("{}.register", step.field), m));
+            }
+        }
+    }
+    if !playbook.rollback.is_empty() && playbook.point_of_no_return().is_none() {
+        errors.push(
+            doc.error("rollback", "rollback steps are given but no step is marked `point_of_no_return: true`")
+                .hint("mark the first step that changes the host, e.g. the one that stops the containers"),
+        );
+    }
+    for step in playbook.rollback.iter().filter(|s| s.point_of_no_return) {
+        errors.push(doc.error(
+            &format!("{}.point_of_no_return", step.field),
+            "point_of_no_return belongs on an upgrade step, not on a rollback step",
+        ));
+    }
+    // Syntax once per template, so errors show even when no host is selected.
+    let templates = Templates::new();
+    for step in playbook.steps.iter().chain(&playbook.rollback) {
+        for (key, source, is_expr) in sources(step) {
+            let checked = if is_expr {
+                templates.variables_of_expression(source)
+            } else {
+                templates.variables_of_template(source)
+            };
+            if let Err(e) = checked {
+                errors.push(doc.error(&format!("{}.{key}", step.field), e.message));
+            }
+        }
+    }
+    errors
+}
+
+/// Checks the playbook against the hosts in play: required variables, and every template
+/// and condition rendered for every host. Problems shared by many hosts are reported once.
+pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
+    let doc = &playbook.doc;
+    let templates = Templates::new();
+    let mut errors = Vec::new();
+    let mut unset = Vec::new();
+    for (i, name) in playbook.required_vars.iter().enumerate() {
+        let missing: Vec<&str> = hosts
+            .iter()
+            .filter(|h| h.vars.get(name).is_none_or(|v| v.is_null() || v == ""))
+            .map(|h| h.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            unset.push(format!("undefined variable `{name}`"));
+            errors.push(
+                doc.error(
+                    &format!("required_vars[{i}]"),
+                    format!("required variable `{name}` is not set for {}", host_list(&missing, hosts.len())),
+                )
+                .hint(format!("pass it with -e {name}=VALUE, or set it in the inventory")),
+            );
+        }
+    }
+    let all_registers: HashSet<&str> = playbook
+        .steps
+        .iter()
+        .filter_map(|s| s.register.as_deref())
+        .collect();
+    // (field, message) -> hosts, to say a problem once for all the hosts that share it.
+    let mut problems: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
+    for host in hosts {
+        let placeholder = Registered::default().to_value();
+        let mut vars = host.vars.clone();
+        let mut registered: HashSet<&str> = HashSet::new();
+        let mut check = |step: &Step, vars: &mut Vars, registered: &HashSet<&str>| {
+            // A step's own checks see its result as `result` and under its register name.
+            let mut own = vars.clone();
+            own.insert("result".into(), placeholder.clone());
+            if let Some(r) = &step.register {
+                own.insert(r.clone(), placeholder.clone());
+            }
+            for (key, source, is_expr) in sources(step) {
+                let scope = if matches!(key, "until" | "changed_when" | "failed_when") {
+                    &own
+                } else {
+                    &*vars
+                };
+                let outcome = if is_expr {
+                    templates.eval(source, scope).map(drop)
+                } else {
+                    templates.render(source, scope).map(drop)
+                };
+                if let Err(e) = outcome {
+                    if reportable(&templates, &e, source, is_expr, registered, &step.register) {
+                        let field = format!("{}.{key}", step.field);
+                        problems.entry((field, e.message)).or_default().push(&host.name);
+                    }
+                }
+            }
+        };
+        for step in &playbook.steps {
+            check(step, &mut vars, &registered);
+            if let Some(r) = &step.register {
+                vars.insert(r.clone(), placeholder.clone());
+                registered.insert(r);
+            }
+        }
+        // A rollback may run after any step failed, so it sees every register; a step that
+        // did not run registers `skipped: true` (as in Ansible).
+        for step in &playbook.rollback {
+            check(step, &mut vars, &all_registers);
+        }
+    }
+    for ((field, message), failing) in problems {
+        // A missing required variable was said once already; not again at every use.
+        if unset.iter().any(|u| message.starts_with(u.as_str())) {
+            continue;
+        }
+        errors.push(doc.error(&field, format!("{message}, for {}", host_list(&failing, hosts.len()))));
+    }
+    errors.sort_by_key(|d| (d.line, d.column));
+    errors
+}
+
+/// Whether a render error must stop the run. An undefined name or bad syntax always must;
+/// any other error (say `int` of an empty string) only when the template does not read a
+/// registered result, whose real value will differ from the stand-in.
+fn reportable(
+    templates: &Templates,
+    e: &TemplateError,
+    source: &str,
+    is_expr: bool,
+    registered: &HashSet<&str>,
+    own: &Option<String>,
+) -> bool {
+    if e.undefined {
+        return true;
+    }
+    let used = if is_expr {
+        templates.variables_of_expression(source)
+    } else {
+        templates.variables_of_template(source)
+    };
+    let Ok(used) = used else {
+        return true;
+    };
+    !used
+        .iter()
+        .any(|v| registered.contains(v.as_str()) || v == "result" || own.as_deref() == Some(v))
+}
+
+/// The templates of a step: (key, text, is a bare expression).
+fn sources(step: &Step) -> Vec<(&'static str, &str, bool)> {
+    let mut out = vec![("shell", step.shell.as_str(), false)];
+    for (key, cond) in [
+        ("when", &step.when),
+        ("until", &step.until),
+        ("changed_when", &step.changed_when),
+        ("failed_when", &step.failed_when),
+    ] {
+        if let Some(Condition::Expr(e)) = cond {
+            out.push((key, e.as_str(), true));
+        }
+    }
+    if let Some(user) = &step.become_user {
+        out.push(("become_user", user.as_str(), false));
+    }
+    out
+}
+
+fn host_list(hosts: &[&str], total: usize) -> String {
+    if hosts.len() == total && total > 1 {
+        return format!("every host ({total})");
+    }
+    let shown: Vec<&str> = hosts.iter().take(5).copied().collect();
+    let more = hosts.len().saturating_sub(shown.len());
+    let mut text = format!(
+        "host{} {}",
+        if hosts.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    );
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}

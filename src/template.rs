@@ -1,0 +1,381 @@
+//! Jinja2 templates and conditions, as Ansible operators write them (minijinja).
+//!
+//! Undefined variables are errors, never empty strings: an empty `{{ sl_app_path }}` in a
+//! `docker compose` command on a production host is exactly the accident fleetup exists to
+//! prevent. Filters and tests that Ansible playbooks rely on for this job are added:
+//! `quote` (shell quoting), `bool`, and the `version` test for comparing releases.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use minijinja::value::{Serde, Value};
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+use crate::diagnostic::did_you_mean;
+use crate::vars::Vars;
+
+/// A problem in one template, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub message: String,
+    /// Whether the problem is a name the template uses but nothing defines.
+    pub undefined: bool,
+}
+
+/// The template engine with fleetup's filters and tests.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Commands are shell text, not HTML.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        // Hostile inputs must not hang validation (a template is run once per host).
+        env.set_fuel(Some(1_000_000));
+        env.add_filter("quote", quote);
+        env.add_filter("bool", to_bool);
+        env.add_test("version", version_test);
+        Templates { env }
+    }
+
+    /// Renders a template (a command) with `vars`.
+    pub fn render(&self, source: &str, vars: &Vars) -> Result<String, TemplateError> {
+        let template = self.env.template_from_str(source).map_err(describe)?;
+        let used = template.undeclared_variables(false);
+        check_defined(&used, vars)?;
+        let vars = self.expand(used, vars)?;
+        template
+            .render(Value::from(Serde(&*vars)))
+            .map_err(describe)
+    }
+
+    /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
+    pub fn eval(&self, expression: &str, vars: &Vars) -> Result<bool, TemplateError> {
+        let expr = self.compile(expression)?;
+        let used = expr.undeclared_variables(false);
+        check_defined(&used, vars)?;
+        let vars = self.expand(used, vars)?;
+        expr.eval(Value::from(Serde(&*vars)))
+            .map(|v| v.is_true())
+            .map_err(describe)
+    }
+
+    /// Variables may be templates themselves (`backup_dir: "{{ app_path }}/backups"`), as
+    /// in Ansible, where they are rendered when used. Renders those that `used` needs,
+    /// dependencies first; a variable that needs itself is an error.
+    fn expand<'v>(&self, used: HashSet<String>, vars: &'v Vars) -> Result<Cow<'v, Vars>, TemplateError> {
+        let mut pending: Vec<String> = used
+            .into_iter()
+            .filter(|n| vars.get(n).is_some_and(has_template))
+            .collect();
+        if pending.is_empty() {
+            return Ok(Cow::Borrowed(vars));
+        }
+        let mut out = vars.clone();
+        let mut in_progress: Vec<String> = Vec::new();
+        while let Some(name) = pending.last().cloned() {
+            let Some(value) = out.get(&name).cloned().filter(has_template) else {
+                pending.pop();
+                continue;
+            };
+            let needs: Vec<String> = self
+                .variables_in(&value)
+                .map_err(|e| in_variable(&name, e))?
+                .into_iter()
+                .filter(|n| out.get(n).is_some_and(has_template) && *n != name)
+                .collect();
+            if let Some(cycle) = needs.iter().find(|n| in_progress.contains(n) || pending.contains(n)) {
+                return Err(TemplateError {
+                    message: format!("variables `{name}` and `{cycle}` refer to each other"),
+                    undefined: false,
+                });
+            }
+            if needs.is_empty() {
+                let rendered = self.render_value(&value, &out).map_err(|e| in_variable(&name, e))?;
+                out.insert(name.clone(), rendered);
+                pending.pop();
+                in_progress.retain(|n| *n != name);
+            } else {
+                in_progress.push(name);
+                pending.extend(needs);
+            }
+        }
+        Ok(Cow::Owned(out))
+    }
+
+    fn variables_in(&self, value: &serde_json::Value) -> Result<HashSet<String>, TemplateError> {
+        let mut names = HashSet::new();
+        match value {
+            serde_json::Value::String(s) if is_template(s) => {
+                names.extend(self.variables_of_template(s)?);
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    names.extend(self.variables_in(item)?);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for item in map.values() {
+                    names.extend(self.variables_in(item)?);
+                }
+            }
+            _ => {}
+        }
+        Ok(names)
+    }
+
+    fn render_value(&self, value: &serde_json::Value, vars: &Vars) -> Result<serde_json::Value, TemplateError> {
+        Ok(match value {
+            serde_json::Value::String(s) if is_template(s) => {
+                let template = self.env.template_from_str(s).map_err(describe)?;
+                check_defined(&template.undeclared_variables(false), vars)?;
+                serde_json::Value::String(template.render(Value::from(Serde(vars))).map_err(describe)?)
+            }
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items.iter().map(|i| self.render_value(i, vars)).collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_value(v, vars)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// The variables a template uses (its syntax checked).
+    pub fn variables_of_template(&self, source: &str) -> Result<Vec<String>, TemplateError> {
+        let template = self.env.template_from_str(source).map_err(describe)?;
+        Ok(template.undeclared_variables(false).into_iter().collect())
+    }
+
+    /// The variables an expression uses (its syntax checked).
+    pub fn variables_of_expression(&self, expression: &str) -> Result<Vec<String>, TemplateError> {
+        Ok(self.compile(expression)?.undeclared_variables(false).into_iter().collect())
+    }
+
+    fn compile(&self, expression: &str) -> Result<minijinja::Expression<'_, '_>, TemplateError> {
+        if expression.trim_start().starts_with("{{") {
+            return Err(TemplateError {
+                message: "a condition is a bare expression: write `x == 1`, not `{{ x == 1 }}`"
+                    .into(),
+                undefined: false,
+            });
+        }
+        self.env
+            .compile_expression_owned(expression.to_string())
+            .map_err(describe)
+    }
+}
+
+fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+fn has_template(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => is_template(s),
+        serde_json::Value::Array(items) => items.iter().any(has_template),
+        serde_json::Value::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+fn in_variable(name: &str, e: TemplateError) -> TemplateError {
+    TemplateError {
+        message: format!("in variable `{name}`: {}", e.message),
+        undefined: e.undefined,
+    }
+}
+
+/// Names a template uses that neither the variables nor the engine's globals define.
+fn check_defined(used: &HashSet<String>, vars: &Vars) -> Result<(), TemplateError> {
+    let mut missing: Vec<&String> = used
+        .iter()
+        .filter(|name| !vars.contains_key(*name) && !is_builtin_global(name))
+        .collect();
+    missing.sort();
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let mut message = format!("undefined variable `{first}`");
+    if let Some(hint) = did_you_mean(first, vars.keys().map(String::as_str)) {
+        message.push_str(&format!(" ({hint})"));
+    }
+    Err(TemplateError {
+        message,
+        undefined: true,
+    })
+}
+
+/// minijinja's own global functions, which a template may call without defining them.
+fn is_builtin_global(name: &str) -> bool {
+    matches!(name, "range" | "dict" | "namespace" | "debug")
+}
+
+fn describe(e: Error) -> TemplateError {
+    let undefined = e.kind() == ErrorKind::UndefinedError;
+    let mut message = match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if let Some(line) = e.line().filter(|l| *l > 1) {
+        message.push_str(&format!(" (line {line} of the template)"));
+    }
+    TemplateError { message, undefined }
+}
+
+/// Shell quoting, as Ansible's `quote` filter: a value reaches the remote shell as one word.
+fn quote(value: Value) -> String {
+    shell_words::quote(&value.to_string()).into_owned()
+}
+
+/// Ansible's `bool` filter: yes/on/true/1 are true, anything else false.
+fn to_bool(value: Value) -> bool {
+    if let Some(s) = value.as_str() {
+        return matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "on" | "true" | "1" | "y");
+    }
+    value.is_true()
+}
+
+/// `current is version('v4.65.2', '<')`: compares releases number by number, ignoring a
+/// leading `v` (so v4.10.0 is after v4.9.9).
+fn version_test(value: Value, other: String, op: Option<String>) -> Result<bool, Error> {
+    let ordering = compare_versions(&value.to_string(), &other).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot compare versions `{value}` and `{other}`"),
+        )
+    })?;
+    let op = op.unwrap_or_else(|| "eq".into());
+    Ok(match op.as_str() {
+        "<" | "lt" => ordering == Ordering::Less,
+        "<=" | "le" => ordering != Ordering::Greater,
+        ">" | "gt" => ordering == Ordering::Greater,
+        ">=" | "ge" => ordering != Ordering::Less,
+        "==" | "=" | "eq" => ordering == Ordering::Equal,
+        "!=" | "<>" | "ne" => ordering != Ordering::Equal,
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("unknown version comparison `{other}` (use <, <=, >, >=, ==, !=)"),
+            ))
+        }
+    })
+}
+
+/// Compares `v4.65.2` with `4.66`; None when either is not a dotted list of numbers.
+pub fn compare_versions(a: &str, b: &str) -> Option<Ordering> {
+    fn parts(v: &str) -> Option<Vec<u64>> {
+        let v = v.trim();
+        let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
+        v.split('.').map(|p| p.parse().ok()).collect()
+    }
+    let (mut a, mut b) = (parts(a)?, parts(b)?);
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    Some(a.cmp(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: serde_json::Value) -> Vars {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn renders_with_quote_filter() {
+        let t = Templates::new();
+        let v = vars(json!({"path": "/opt/simple login", "evil": "x; touch /tmp/pwned"}));
+        assert_eq!(
+            t.render("cd {{ path | quote }} && echo {{ evil | quote }}", &v).unwrap(),
+            "cd '/opt/simple login' && echo 'x; touch /tmp/pwned'"
+        );
+    }
+
+    #[test]
+    fn undefined_variable_is_an_error_with_suggestion() {
+        let t = Templates::new();
+        let v = vars(json!({"sl_version": "v4.66.1"}));
+        let e = t.render("pull {{ sl_versoin }}", &v).unwrap_err();
+        assert!(e.undefined);
+        assert_eq!(
+            e.message,
+            "undefined variable `sl_versoin` (did you mean `sl_version`?)"
+        );
+        assert!(t.eval("missing == 1", &v).unwrap_err().undefined);
+    }
+
+    #[test]
+    fn defaults_and_loops_do_not_count_as_undefined() {
+        let t = Templates::new();
+        let v = vars(json!({"xs": [1, 2]}));
+        assert_eq!(
+            t.render("{% for x in xs %}{{ x }}{% endfor %}{{ y | default('d') }}", &v)
+                .unwrap(),
+            "12d"
+        );
+        assert!(t.eval("y is defined", &v).is_err() || !t.eval("y is defined", &v).unwrap());
+    }
+
+    #[test]
+    fn variables_may_be_templates() {
+        let t = Templates::new();
+        let v = vars(json!({
+            "app": "/opt/sl",
+            "backups": "{{ app }}/backups",
+            "dump": "{{ backups }}/db.sql.gz",
+            "list": ["{{ app }}"],
+        }));
+        assert_eq!(t.render("{{ dump }} {{ list[0] }}", &v).unwrap(), "/opt/sl/backups/db.sql.gz /opt/sl");
+        let cyclic = vars(json!({"a": "{{ b }}", "b": "{{ a }}"}));
+        let e = t.render("{{ a }}", &cyclic).unwrap_err();
+        assert!(e.message.contains("refer to each other"), "{}", e.message);
+        let broken = vars(json!({"a": "{{ nope }}"}));
+        let e = t.render("{{ a }}", &broken).unwrap_err();
+        assert_eq!(e.message, "in variable `a`: undefined variable `nope`");
+        assert!(e.undefined);
+    }
+
+    #[test]
+    fn conditions() {
+        let t = Templates::new();
+        let v = vars(json!({"current": {"stdout": "v4.65.0", "rc": 0}, "target": "v4.66.1"}));
+        assert!(t.eval("current.rc == 0", &v).unwrap());
+        assert!(t.eval("current.stdout is version(target, '<')", &v).unwrap());
+        assert!(!t.eval("current.stdout is version('v4.65.0', '!=')", &v).unwrap());
+        assert!(t.eval("'yes' | bool", &v).unwrap());
+        let e = t.eval("{{ current.rc == 0 }}", &v).unwrap_err();
+        assert!(e.message.contains("bare expression"), "{}", e.message);
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let t = Templates::new();
+        let e = t.render("echo {{ x ", &Vars::new()).unwrap_err();
+        assert!(e.message.starts_with("syntax error"), "{}", e.message);
+        assert!(!e.undefined);
+    }
+
+    #[test]
+    fn version_order_is_numeric() {
+        assert_eq!(compare_versions("v4.10.0", "v4.9.9"), Some(Ordering::Greater));
+        assert_eq!(compare_versions("4.66", "v4.66.0"), Some(Ordering::Equal));
+        assert_eq!(compare_versions("latest", "v4.66.0"), None);
+    }
+}
