@@ -24,16 +24,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show the batches a run would use, in order, without contacting any host.
-    #[command(after_help = "Example:\n  fleetup plan -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit production --serial 1,3,50%")]
+    #[command(
+        after_help = "Example:\n  fleetup plan -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit production --serial 1,3,50%"
+    )]
     Plan(PlanArgs),
     /// Validate the inventory and playbook for every selected host, without contacting any.
-    #[command(after_help = "Example:\n  fleetup check -i inventories/example.yml playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1")]
+    #[command(
+        after_help = "Example:\n  fleetup check -i inventories/example.yml playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1"
+    )]
     Check(CheckArgs),
     /// Run a playbook across the fleet: canary first, batch after batch, halting on failure.
-    #[command(after_help = "Example:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging")]
+    #[command(
+        after_help = "Example:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging"
+    )]
     Run(RunArgs),
     /// Run one command on every matched host (Ansible's ad-hoc mode).
-    #[command(after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps")]
+    #[command(
+        after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps"
+    )]
     Exec(ExecArgs),
 }
 
@@ -41,7 +49,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct PlayArgs {
     /// Inventory file or folder (Ansible YAML); repeat to merge several.
-    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY", required = true)]
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        value_name = "INVENTORY",
+        required = true
+    )]
     pub inventories: Vec<PathBuf>,
     /// The playbook (YAML).
     #[arg(value_name = "PLAYBOOK")]
@@ -156,7 +169,12 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     /// Inventory file or folder (Ansible YAML); repeat to merge several.
-    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY", required = true)]
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        value_name = "INVENTORY",
+        required = true
+    )]
     pub inventories: Vec<PathBuf>,
     /// Host pattern, e.g. `production:!canaries`.
     #[arg(value_name = "PATTERN")]

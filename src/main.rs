@@ -16,7 +16,12 @@ fn main() -> ExitCode {
         Err(e) => {
             // clap exits 2 on usage errors, which fleetup reserves for failed hosts.
             let _ = e.print();
-            return if e.use_stderr() { Exit::InvalidInput } else { Exit::Success }.into();
+            return if e.use_stderr() {
+                Exit::InvalidInput
+            } else {
+                Exit::Success
+            }
+            .into();
         }
     };
     match cli.command {

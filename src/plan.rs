@@ -69,7 +69,10 @@ impl FromStr for Serial {
     type Err = String;
     /// The command line form: `1,3,50%`.
     fn from_str(s: &str) -> Result<Self, String> {
-        s.split(',').map(str::parse).collect::<Result<_, _>>().map(Serial)
+        s.split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Serial)
     }
 }
 
@@ -337,7 +340,10 @@ mod tests {
     fn canary_alone_then_list_with_percentage_of_all_hosts() {
         // 10 hosts, one canary, serial 1,3,50%: the canary, then 1, 3, 5 (50% of 10).
         let plan = make_plan(&hosts(10, &[4]), &rollout("1,3,50%"));
-        assert_eq!(sizes(&plan), vec![(1, true), (1, false), (3, false), (5, false)]);
+        assert_eq!(
+            sizes(&plan),
+            vec![(1, true), (1, false), (3, false), (5, false)]
+        );
         assert_eq!(plan.batches[0].hosts, vec!["h04"]);
         assert_eq!(plan.batches[1].hosts, vec!["h01"]);
         assert_eq!(plan.host_count(), 10);
@@ -346,7 +352,10 @@ mod tests {
     #[test]
     fn last_size_repeats() {
         let plan = make_plan(&hosts(12, &[]), &rollout("1,5"));
-        assert_eq!(sizes(&plan), vec![(1, false), (5, false), (5, false), (1, false)]);
+        assert_eq!(
+            sizes(&plan),
+            vec![(1, false), (5, false), (5, false), (1, false)]
+        );
     }
 
     #[test]
@@ -354,7 +363,10 @@ mod tests {
         let plan = make_plan(&hosts(7, &[]), &rollout("10%"));
         assert_eq!(plan.batches.len(), 7);
         let plan = make_plan(&hosts(9, &[]), &rollout("25%"));
-        assert_eq!(sizes(&plan), vec![(2, false), (2, false), (2, false), (2, false), (1, false)]);
+        assert_eq!(
+            sizes(&plan),
+            vec![(2, false), (2, false), (2, false), (2, false), (1, false)]
+        );
     }
 
     #[test]
@@ -395,12 +407,22 @@ mod tests {
     #[test]
     fn serial_parse_errors() {
         assert!("0".parse::<Serial>().unwrap_err().contains("never start"));
-        assert!("150%".parse::<Serial>().unwrap_err().contains("at most 100%"));
+        assert!("150%"
+            .parse::<Serial>()
+            .unwrap_err()
+            .contains("at most 100%"));
         assert!("0%".parse::<Serial>().unwrap_err().contains("above 0%"));
-        assert!("x".parse::<Serial>().unwrap_err().contains("not a batch size"));
+        assert!("x"
+            .parse::<Serial>()
+            .unwrap_err()
+            .contains("not a batch size"));
         assert_eq!(
             "1, 5 ,25%".parse::<Serial>().unwrap().0,
-            vec![BatchSize::Hosts(1), BatchSize::Hosts(5), BatchSize::Percent(25.0)]
+            vec![
+                BatchSize::Hosts(1),
+                BatchSize::Hosts(5),
+                BatchSize::Percent(25.0)
+            ]
         );
     }
 
@@ -418,7 +440,10 @@ mod tests {
     fn canary_forms() {
         assert_eq!("marked".parse::<Canary>(), Ok(Canary::Marked));
         assert_eq!("2".parse::<Canary>(), Ok(Canary::First(2)));
-        assert_eq!(serde_yaml::from_str::<Canary>("false").unwrap(), Canary::First(0));
+        assert_eq!(
+            serde_yaml::from_str::<Canary>("false").unwrap(),
+            Canary::First(0)
+        );
         assert!("some".parse::<Canary>().is_err());
     }
 }

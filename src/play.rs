@@ -58,7 +58,9 @@ const CLI_LIMIT: &str = "<command line --limit>";
 /// Reads, selects, validates and plans. All problems are reported together.
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     let mut errors = Vec::new();
-    let playbook = Playbook::load(&inputs.playbook).map_err(|d| errors.extend(d.0)).ok();
+    let playbook = Playbook::load(&inputs.playbook)
+        .map_err(|d| errors.extend(d.0))
+        .ok();
     let inventory = if inputs.inventories.is_empty() {
         errors.push(Diagnostic::new(
             Path::new("<command line>"),
@@ -67,7 +69,9 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         ));
         None
     } else {
-        inventory::load(&inputs.inventories).map_err(|d| errors.extend(d.0)).ok()
+        inventory::load(&inputs.inventories)
+            .map_err(|d| errors.extend(d.0))
+            .ok()
     };
     let mut extra_vars = Vars::new();
     for arg in &inputs.extra_vars {
@@ -132,46 +136,71 @@ fn select(
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Vec<String>, Diagnostics> {
     let doc = &playbook.doc;
-    let known: Vec<&str> = inventory.group_names().chain(inventory.host_names()).collect();
-    let mut warn_unmatched = |unmatched: Vec<String>, place: Diagnostic| {
-        for term in unmatched {
-            let mut w = place.clone();
-            w.message = format!("`{term}` matches no host or group");
-            w.hint = did_you_mean(&term, known.iter().copied());
-            warnings.push(w);
-        }
-    };
     let selection = inventory.select(&playbook.hosts);
-    warn_unmatched(selection.unmatched, doc.error("hosts", ""));
+    let unmatched = unmatched_terms(inventory, selection.unmatched, doc.error("hosts", ""));
     let mut hosts = selection.hosts;
+    // When nothing is selected, the terms that matched nothing are the likely cause: they
+    // are reported as errors beside it.
     if hosts.is_empty() {
-        return Err(doc
-            .error(
+        let mut errors = unmatched;
+        errors.push(
+            doc.error(
                 "hosts",
-                format!("`{}` selects no host of the inventory", playbook.hosts.as_str()),
-            )
-            .hint(format!("groups: {}", group_list(inventory)))
-            .into());
-    }
-    if let Some(limit) = limit {
-        let limited = inventory.select(limit);
-        warn_unmatched(limited.unmatched, Diagnostic::new(Path::new(CLI_LIMIT), "--limit", ""));
-        hosts.retain(|h| limited.hosts.contains(h));
-        if hosts.is_empty() {
-            return Err(Diagnostic::new(
-                Path::new(CLI_LIMIT),
-                "--limit",
                 format!(
-                    "`{}` leaves no host of the playbook's `{}`",
-                    limit.as_str(),
+                    "`{}` selects no host of the inventory",
                     playbook.hosts.as_str()
                 ),
             )
-            .hint(format!("groups: {}", group_list(inventory)))
-            .into());
+            .hint(format!("groups: {}", group_list(inventory))),
+        );
+        return Err(Diagnostics(errors));
+    }
+    warnings.extend(unmatched);
+    if let Some(limit) = limit {
+        let limited = inventory.select(limit);
+        let place = Diagnostic::new(Path::new(CLI_LIMIT), "--limit", "");
+        let unmatched = unmatched_terms(inventory, limited.unmatched, place);
+        hosts.retain(|h| limited.hosts.contains(h));
+        if hosts.is_empty() {
+            let mut errors = unmatched;
+            errors.push(
+                Diagnostic::new(
+                    Path::new(CLI_LIMIT),
+                    "--limit",
+                    format!(
+                        "`{}` leaves no host of the playbook's `{}`",
+                        limit.as_str(),
+                        playbook.hosts.as_str()
+                    ),
+                )
+                .hint(format!("groups: {}", group_list(inventory))),
+            );
+            return Err(Diagnostics(errors));
         }
+        warnings.extend(unmatched);
     }
     Ok(hosts)
+}
+
+/// "`x` matches no host or group", placed where the pattern was written.
+fn unmatched_terms(
+    inventory: &Inventory,
+    terms: Vec<String>,
+    place: Diagnostic,
+) -> Vec<Diagnostic> {
+    let known: Vec<&str> = inventory
+        .group_names()
+        .chain(inventory.host_names())
+        .collect();
+    terms
+        .into_iter()
+        .map(|term| {
+            let mut d = place.clone();
+            d.message = format!("`{term}` matches no host or group");
+            d.hint = did_you_mean(&term, known.iter().copied());
+            d
+        })
+        .collect()
 }
 
 fn group_list(inventory: &Inventory) -> String {

@@ -53,31 +53,36 @@ impl Templates {
     pub fn render(&self, source: &str, vars: &Vars) -> Result<String, TemplateError> {
         let template = self.env.template_from_str(source).map_err(describe)?;
         let used = template.undeclared_variables(false);
-        check_defined(&used, vars)?;
-        let vars = self.expand(used, vars)?;
+        check_defined(source, &used, vars)?;
+        let expanded = self.expand(&used, vars)?;
         template
-            .render(Value::from(Serde(&*vars)))
-            .map_err(describe)
+            .render(Value::from(Serde(&*expanded)))
+            .map_err(|e| explain(e, &used, vars))
     }
 
     /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
     pub fn eval(&self, expression: &str, vars: &Vars) -> Result<bool, TemplateError> {
         let expr = self.compile(expression)?;
         let used = expr.undeclared_variables(false);
-        check_defined(&used, vars)?;
-        let vars = self.expand(used, vars)?;
-        expr.eval(Value::from(Serde(&*vars)))
+        check_defined(expression, &used, vars)?;
+        let expanded = self.expand(&used, vars)?;
+        expr.eval(Value::from(Serde(&*expanded)))
             .map(|v| v.is_true())
-            .map_err(describe)
+            .map_err(|e| explain(e, &used, vars))
     }
 
     /// Variables may be templates themselves (`backup_dir: "{{ app_path }}/backups"`), as
     /// in Ansible, where they are rendered when used. Renders those that `used` needs,
     /// dependencies first; a variable that needs itself is an error.
-    fn expand<'v>(&self, used: HashSet<String>, vars: &'v Vars) -> Result<Cow<'v, Vars>, TemplateError> {
+    fn expand<'v>(
+        &self,
+        used: &HashSet<String>,
+        vars: &'v Vars,
+    ) -> Result<Cow<'v, Vars>, TemplateError> {
         let mut pending: Vec<String> = used
-            .into_iter()
-            .filter(|n| vars.get(n).is_some_and(has_template))
+            .iter()
+            .filter(|n| vars.get(*n).is_some_and(has_template))
+            .cloned()
             .collect();
         if pending.is_empty() {
             return Ok(Cow::Borrowed(vars));
@@ -95,14 +100,19 @@ impl Templates {
                 .into_iter()
                 .filter(|n| out.get(n).is_some_and(has_template) && *n != name)
                 .collect();
-            if let Some(cycle) = needs.iter().find(|n| in_progress.contains(n) || pending.contains(n)) {
+            if let Some(cycle) = needs
+                .iter()
+                .find(|n| in_progress.contains(n) || pending.contains(n))
+            {
                 return Err(TemplateError {
                     message: format!("variables `{name}` and `{cycle}` refer to each other"),
                     undefined: false,
                 });
             }
             if needs.is_empty() {
-                let rendered = self.render_value(&value, &out).map_err(|e| in_variable(&name, e))?;
+                let rendered = self
+                    .render_value(&value, &out)
+                    .map_err(|e| in_variable(&name, e))?;
                 out.insert(name.clone(), rendered);
                 pending.pop();
                 in_progress.retain(|n| *n != name);
@@ -135,15 +145,26 @@ impl Templates {
         Ok(names)
     }
 
-    fn render_value(&self, value: &serde_json::Value, vars: &Vars) -> Result<serde_json::Value, TemplateError> {
+    fn render_value(
+        &self,
+        value: &serde_json::Value,
+        vars: &Vars,
+    ) -> Result<serde_json::Value, TemplateError> {
         Ok(match value {
             serde_json::Value::String(s) if is_template(s) => {
                 let template = self.env.template_from_str(s).map_err(describe)?;
-                check_defined(&template.undeclared_variables(false), vars)?;
-                serde_json::Value::String(template.render(Value::from(Serde(vars))).map_err(describe)?)
+                let used = template.undeclared_variables(false);
+                check_defined(s, &used, vars)?;
+                let rendered = template
+                    .render(Value::from(Serde(vars)))
+                    .map_err(|e| explain(e, &used, vars))?;
+                serde_json::Value::String(rendered)
             }
             serde_json::Value::Array(items) => serde_json::Value::Array(
-                items.iter().map(|i| self.render_value(i, vars)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|i| self.render_value(i, vars))
+                    .collect::<Result<_, _>>()?,
             ),
             serde_json::Value::Object(map) => serde_json::Value::Object(
                 map.iter()
@@ -162,7 +183,11 @@ impl Templates {
 
     /// The variables an expression uses (its syntax checked).
     pub fn variables_of_expression(&self, expression: &str) -> Result<Vec<String>, TemplateError> {
-        Ok(self.compile(expression)?.undeclared_variables(false).into_iter().collect())
+        Ok(self
+            .compile(expression)?
+            .undeclared_variables(false)
+            .into_iter()
+            .collect())
     }
 
     fn compile(&self, expression: &str) -> Result<minijinja::Expression<'_, '_>, TemplateError> {
@@ -199,24 +224,81 @@ fn in_variable(name: &str, e: TemplateError) -> TemplateError {
     }
 }
 
-/// Names a template uses that neither the variables nor the engine's globals define.
-fn check_defined(used: &HashSet<String>, vars: &Vars) -> Result<(), TemplateError> {
+/// minijinja lets an undefined value through a filter (`{{ x | quote }}` renders as ''),
+/// so names are checked before rendering: one that no variable defines is an error unless
+/// every use of it is guarded by `default` or an `is defined` test.
+fn check_defined(source: &str, used: &HashSet<String>, vars: &Vars) -> Result<(), TemplateError> {
     let mut missing: Vec<&String> = used
         .iter()
         .filter(|name| !vars.contains_key(*name) && !is_builtin_global(name))
+        .filter(|name| !guarded(source, name))
         .collect();
     missing.sort();
     let Some(first) = missing.first() else {
         return Ok(());
     };
-    let mut message = format!("undefined variable `{first}`");
-    if let Some(hint) = did_you_mean(first, vars.keys().map(String::as_str)) {
+    Err(undefined(first, vars))
+}
+
+/// Whether every use of `name` in `source` is followed (after any `.attribute`s) by a
+/// `default` filter or a `defined`/`undefined` test.
+fn guarded(source: &str, name: &str) -> bool {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut uses = 0;
+    for (at, _) in source.match_indices(name) {
+        let before = source[..at].chars().next_back();
+        let after = &source[at + name.len()..];
+        if before.is_some_and(|c| is_ident(c) || c == '.') || after.starts_with(is_ident) {
+            continue;
+        }
+        uses += 1;
+        let rest = after
+            .trim_start_matches(|c: char| is_ident(c) || c == '.')
+            .trim_start();
+        let guard = rest
+            .strip_prefix('|')
+            .map(|r| {
+                let r = r.trim_start();
+                r.starts_with("default") || r.starts_with("d(")
+            })
+            .unwrap_or(false)
+            || ["is defined", "is not defined", "is undefined"]
+                .iter()
+                .any(|t| rest.starts_with(t));
+        if !guard {
+            return false;
+        }
+    }
+    uses > 0
+}
+
+fn undefined(name: &str, vars: &Vars) -> TemplateError {
+    let mut message = format!("undefined variable `{name}`");
+    if let Some(hint) = did_you_mean(name, vars.keys().map(String::as_str)) {
         message.push_str(&format!(" ({hint})"));
     }
-    Err(TemplateError {
+    TemplateError {
         message,
         undefined: true,
-    })
+    }
+}
+
+/// minijinja says "undefined value"; the operator wants the name. A name the template uses
+/// (outside `default` and `is defined`, which minijinja allows) that no variable defines is
+/// the culprit; otherwise it is an attribute, and minijinja's own detail says which.
+fn explain(e: Error, used: &HashSet<String>, vars: &Vars) -> TemplateError {
+    if e.kind() != ErrorKind::UndefinedError {
+        return describe(e);
+    }
+    let mut missing: Vec<&String> = used
+        .iter()
+        .filter(|name| !vars.contains_key(*name) && !is_builtin_global(name))
+        .collect();
+    missing.sort();
+    match missing.first() {
+        Some(first) => undefined(first, vars),
+        None => describe(e),
+    }
 }
 
 /// minijinja's own global functions, which a template may call without defining them.
@@ -244,7 +326,10 @@ fn quote(value: Value) -> String {
 /// Ansible's `bool` filter: yes/on/true/1 are true, anything else false.
 fn to_bool(value: Value) -> bool {
     if let Some(s) = value.as_str() {
-        return matches!(s.trim().to_ascii_lowercase().as_str(), "yes" | "on" | "true" | "1" | "y");
+        return matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "yes" | "on" | "true" | "1" | "y"
+        );
     }
     value.is_true()
 }
@@ -303,7 +388,8 @@ mod tests {
         let t = Templates::new();
         let v = vars(json!({"path": "/opt/simple login", "evil": "x; touch /tmp/pwned"}));
         assert_eq!(
-            t.render("cd {{ path | quote }} && echo {{ evil | quote }}", &v).unwrap(),
+            t.render("cd {{ path | quote }} && echo {{ evil | quote }}", &v)
+                .unwrap(),
             "cd '/opt/simple login' && echo 'x; touch /tmp/pwned'"
         );
     }
@@ -326,11 +412,25 @@ mod tests {
         let t = Templates::new();
         let v = vars(json!({"xs": [1, 2]}));
         assert_eq!(
-            t.render("{% for x in xs %}{{ x }}{% endfor %}{{ y | default('d') }}", &v)
-                .unwrap(),
+            t.render(
+                "{% for x in xs %}{{ x }}{% endfor %}{{ y | default('d') }}",
+                &v
+            )
+            .unwrap(),
             "12d"
         );
-        assert!(t.eval("y is defined", &v).is_err() || !t.eval("y is defined", &v).unwrap());
+        assert!(!t.eval("y is defined", &v).unwrap());
+        let e = t
+            .render("{{ y | default('d') }} {{ y | quote }}", &v)
+            .unwrap_err();
+        assert_eq!(
+            e.message, "undefined variable `y`",
+            "one unguarded use is enough"
+        );
+        assert_eq!(
+            t.render("{{ y | quote }}", &v).unwrap_err().message,
+            "undefined variable `y`"
+        );
     }
 
     #[test]
@@ -342,7 +442,10 @@ mod tests {
             "dump": "{{ backups }}/db.sql.gz",
             "list": ["{{ app }}"],
         }));
-        assert_eq!(t.render("{{ dump }} {{ list[0] }}", &v).unwrap(), "/opt/sl/backups/db.sql.gz /opt/sl");
+        assert_eq!(
+            t.render("{{ dump }} {{ list[0] }}", &v).unwrap(),
+            "/opt/sl/backups/db.sql.gz /opt/sl"
+        );
         let cyclic = vars(json!({"a": "{{ b }}", "b": "{{ a }}"}));
         let e = t.render("{{ a }}", &cyclic).unwrap_err();
         assert!(e.message.contains("refer to each other"), "{}", e.message);
@@ -357,8 +460,12 @@ mod tests {
         let t = Templates::new();
         let v = vars(json!({"current": {"stdout": "v4.65.0", "rc": 0}, "target": "v4.66.1"}));
         assert!(t.eval("current.rc == 0", &v).unwrap());
-        assert!(t.eval("current.stdout is version(target, '<')", &v).unwrap());
-        assert!(!t.eval("current.stdout is version('v4.65.0', '!=')", &v).unwrap());
+        assert!(t
+            .eval("current.stdout is version(target, '<')", &v)
+            .unwrap());
+        assert!(!t
+            .eval("current.stdout is version('v4.65.0', '!=')", &v)
+            .unwrap());
         assert!(t.eval("'yes' | bool", &v).unwrap());
         let e = t.eval("{{ current.rc == 0 }}", &v).unwrap_err();
         assert!(e.message.contains("bare expression"), "{}", e.message);
@@ -374,7 +481,10 @@ mod tests {
 
     #[test]
     fn version_order_is_numeric() {
-        assert_eq!(compare_versions("v4.10.0", "v4.9.9"), Some(Ordering::Greater));
+        assert_eq!(
+            compare_versions("v4.10.0", "v4.9.9"),
+            Some(Ordering::Greater)
+        );
         assert_eq!(compare_versions("4.66", "v4.66.0"), Some(Ordering::Equal));
         assert_eq!(compare_versions("latest", "v4.66.0"), None);
     }

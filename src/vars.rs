@@ -93,8 +93,14 @@ mod tests {
 
     #[test]
     fn bad_forms_are_refused() {
-        assert!(parse_extra_vars("novalue").unwrap_err().message.contains("KEY=VALUE"));
-        assert!(parse_extra_vars("1x=2").unwrap_err().message.contains("not a valid"));
+        assert!(parse_extra_vars("novalue")
+            .unwrap_err()
+            .message
+            .contains("KEY=VALUE"));
+        assert!(parse_extra_vars("1x=2")
+            .unwrap_err()
+            .message
+            .contains("not a valid"));
         let e = parse_extra_vars("@/nonexistent/vars.yml").unwrap_err();
         assert!(e.message.contains("cannot read"), "{e}");
     }

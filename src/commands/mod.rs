@@ -31,7 +31,11 @@ pub fn check(args: &CheckArgs) -> Exit {
         play.hosts.len(),
         if play.hosts.len() == 1 { "" } else { "s" },
         play.plan.batches.len(),
-        if play.plan.batches.len() == 1 { "" } else { "es" },
+        if play.plan.batches.len() == 1 {
+            ""
+        } else {
+            "es"
+        },
     );
     Exit::Success
 }

@@ -96,7 +96,10 @@ fn load_vars_dirs(inventory: &mut Inventory, dir: &Path, errors: &mut Vec<Diagno
                 let mut w = Diagnostic::new(
                     &path,
                     "",
-                    format!("no {} is named `{name}`: file ignored", if is_group { "group" } else { "host" }),
+                    format!(
+                        "no {} is named `{name}`: file ignored",
+                        if is_group { "group" } else { "host" }
+                    ),
                 );
                 let names: Vec<String> = if is_group {
                     inventory.group_names().map(String::from).collect()

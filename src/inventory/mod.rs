@@ -440,7 +440,9 @@ pub(crate) fn check_vars(doc: &Document, path: &str, vars: &Vars, errors: &mut V
             VarType::Text => (!value.is_string()).then_some("must be a string"),
             VarType::Bool => (!value.is_boolean()).then_some("must be true or false"),
             VarType::Int => (!value.is_i64()).then_some("must be a whole number"),
-            VarType::Port => (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535"),
+            VarType::Port => {
+                (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535")
+            }
         };
         if let Some(problem) = problem {
             errors.push(doc.error(&field, format!("{problem}, found {value}")));
@@ -469,7 +471,11 @@ fn host_key(key: &serde_yaml::Value) -> String {
 }
 
 fn check_group_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.chars().any(|c| !(c.is_alphanumeric() || c == '_' || c == '-')) {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| !(c.is_alphanumeric() || c == '_' || c == '-'))
+    {
         return Err(format!(
             "`{name}` is not a valid group name (letters, digits, _ and -)"
         ));
@@ -490,7 +496,11 @@ fn expand_host_range(pattern: &str) -> Result<Vec<String>, String> {
         .find(']')
         .map(|i| open + i)
         .ok_or_else(|| format!("host range in `{pattern}` has no closing `]`"))?;
-    let (head, range, tail) = (&pattern[..open], &pattern[open + 1..close], &pattern[close + 1..]);
+    let (head, range, tail) = (
+        &pattern[..open],
+        &pattern[open + 1..close],
+        &pattern[close + 1..],
+    );
     let bad = || format!("`{pattern}`: a host range is [START:END] or [START:END:STEP]");
     let parts: Vec<&str> = range.split(':').collect();
     let (start, end, step) = match parts.as_slice() {
@@ -502,7 +512,11 @@ fn expand_host_range(pattern: &str) -> Result<Vec<String>, String> {
         return Err(bad());
     }
     let items: Vec<String> = if let (Ok(a), Ok(b)) = (start.parse::<u64>(), end.parse::<u64>()) {
-        let width = if start.starts_with('0') { start.len() } else { 0 };
+        let width = if start.starts_with('0') {
+            start.len()
+        } else {
+            0
+        };
         (a..=b)
             .step_by(step)
             .map(|n| format!("{n:0width$}"))

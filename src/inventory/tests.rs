@@ -1,0 +1,281 @@
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Inventory, Diagnostics> {
+    Inventory::from_document(
+        &Document::parse(Path::new("inv.yml"), text).map_err(Diagnostics::from)?,
+    )
+}
+
+fn select(inv: &Inventory, pattern: &str) -> Vec<String> {
+    inv.select(&Pattern::parse(pattern).unwrap()).hosts
+}
+
+const NESTED: &str = "\
+all:
+  vars:
+    level: all
+    from_all: 1
+  hosts:
+    lonely:
+  children:
+    simplelogin:
+      vars:
+        level: simplelogin
+      children:
+        staging:
+          vars:
+            level: staging
+          hosts:
+            s1:
+            s2:
+              level: host
+        production:
+          hosts:
+            p1:
+              canary: true
+            p2:
+            p[03:05]:
+    eu:
+      hosts:
+        p1:
+        s1:
+";
+
+#[test]
+fn nested_groups_and_inventory_order() {
+    let inv = parse(NESTED).unwrap();
+    // Ansible reads a group's children before its own hosts.
+    assert_eq!(
+        inv.host_names().collect::<Vec<_>>(),
+        ["s1", "s2", "p1", "p2", "p03", "p04", "p05", "lonely"]
+    );
+    assert_eq!(
+        select(&inv, "simplelogin"),
+        ["s1", "s2", "p1", "p2", "p03", "p04", "p05"]
+    );
+    assert_eq!(select(&inv, "ungrouped"), ["lonely"]);
+}
+
+#[test]
+fn precedence_all_parent_child_host() {
+    let inv = parse(NESTED).unwrap();
+    assert_eq!(inv.host_vars("s1")["level"], json!("staging"));
+    assert_eq!(inv.host_vars("s2")["level"], json!("host"));
+    assert_eq!(inv.host_vars("p1")["level"], json!("simplelogin"));
+    assert_eq!(inv.host_vars("lonely")["level"], json!("all"));
+    assert_eq!(inv.host_vars("p2")["from_all"], json!(1));
+    assert_eq!(inv.host_vars("p1")["canary"], json!(true));
+    assert_eq!(inv.host_vars("p1")["inventory_hostname"], json!("p1"));
+    assert_eq!(
+        inv.host_vars("p1")["group_names"],
+        json!(["eu", "production", "simplelogin"])
+    );
+    assert_eq!(inv.host_vars("lonely")["group_names"], json!(["ungrouped"]));
+}
+
+#[test]
+fn deeper_group_wins_over_shallower_sibling_and_priority_breaks_ties() {
+    let inv = parse(
+        "\
+a:
+  vars: {x: a, y: a}
+  hosts: {h: }
+b:
+  vars: {x: b, y: b, ansible_group_priority: 10}
+  hosts: {h: }
+  children:
+    c:
+      vars: {x: c}
+      hosts: {h: }
+",
+    )
+    .unwrap();
+    let vars = inv.host_vars("h");
+    assert_eq!(vars["x"], json!("c"), "child group beats parents");
+    assert_eq!(
+        vars["y"],
+        json!("b"),
+        "higher ansible_group_priority wins at equal depth"
+    );
+}
+
+#[test]
+fn patterns() {
+    let inv = parse(NESTED).unwrap();
+    assert_eq!(select(&inv, "all").len(), 8);
+    assert_eq!(select(&inv, "*").len(), 8);
+    assert_eq!(select(&inv, "p0*"), ["p03", "p04", "p05"]);
+    assert_eq!(select(&inv, "staging:p1"), ["s1", "s2", "p1"]);
+    assert_eq!(select(&inv, "simplelogin:&eu"), ["s1", "p1"]);
+    assert_eq!(
+        select(&inv, "simplelogin:!eu"),
+        ["s2", "p2", "p03", "p04", "p05"]
+    );
+    // Exclusions apply last, whatever their place in the pattern.
+    assert_eq!(select(&inv, "!eu:production"), ["p2", "p03", "p04", "p05"]);
+    assert_eq!(select(&inv, "staging,production:&eu"), ["s1", "p1"]);
+    assert_eq!(select(&inv, "!simplelogin"), ["lonely"]);
+    assert_eq!(select(&inv, "prod*:!p0?"), ["p1", "p2"]);
+    let sel = inv.select(&Pattern::parse("production:nosuch").unwrap());
+    assert_eq!(sel.unmatched, ["nosuch"]);
+    assert!(Pattern::parse("a::b").unwrap_err().contains("empty part"));
+    assert!(Pattern::parse("web[0:2]")
+        .unwrap_err()
+        .contains("subscripts"));
+}
+
+#[test]
+fn host_ranges() {
+    assert_eq!(
+        expand_host_range("web[1:3]").unwrap(),
+        ["web1", "web2", "web3"]
+    );
+    assert_eq!(
+        expand_host_range("db-[a:c].x").unwrap(),
+        ["db-a.x", "db-b.x", "db-c.x"]
+    );
+    assert_eq!(
+        expand_host_range("n[00:10:5]").unwrap(),
+        ["n00", "n05", "n10"]
+    );
+    assert!(expand_host_range("web[1:").is_err());
+    assert!(expand_host_range("web[3:1]").unwrap_err().contains("empty"));
+}
+
+#[test]
+fn errors_name_line_column_and_field() {
+    let err = parse("all:\n  hostz:\n    a:\n").unwrap_err().0;
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].field, "all.hostz");
+    assert_eq!((err[0].line, err[0].column), (2, 3));
+    assert_eq!(err[0].hint.as_deref(), Some("did you mean `hosts`?"));
+
+    let err = parse("all:\n  hosts:\n    a:\n      ansible_port: twenty\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(err[0].field, "all.hosts.a.ansible_port");
+    assert_eq!((err[0].line, err[0].column), (4, 21));
+    assert!(
+        err[0].message.starts_with("must be a port number"),
+        "{}",
+        err[0].message
+    );
+
+    let err = parse("all:\n  hosts:\n    a:\n      canary: yes please\n")
+        .unwrap_err()
+        .0;
+    assert!(
+        err[0].message.contains("true or false"),
+        "{}",
+        err[0].message
+    );
+
+    let err = parse("all:\n  hosts:\n    - a\n    - b\n").unwrap_err().0;
+    assert_eq!(err[0].line, 3);
+    assert!(err[0].message.contains("mapping of host names"));
+
+    let err = parse("all:\n  vars:\n    bad-name: 1\n").unwrap_err().0;
+    assert_eq!(err[0].field, "all.vars.bad-name");
+    assert_eq!(err[0].line, 3);
+}
+
+#[test]
+fn cycles_are_refused() {
+    let err = parse("a:\n  children:\n    b:\n      children:\n        a:\n").unwrap_err();
+    assert!(err.to_string().contains("its own descendant"), "{err}");
+}
+
+#[test]
+fn ports_as_numbers_or_digit_strings() {
+    assert_eq!(parse_port(&json!(2222)), Some(2222));
+    assert_eq!(parse_port(&json!("22")), Some(22));
+    assert_eq!(parse_port(&json!(0)), None);
+    assert_eq!(parse_port(&json!(70000)), None);
+}
+
+/// A scratch folder with files, removed at the end of the test.
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn group_vars_and_host_vars_files() {
+    let dir = tree(&[
+        (
+            "inv.yml",
+            "all:\n  vars: {x: inline-all, y: inline-all}\n  children:\n    prod:\n      vars: {x: inline-prod}\n      hosts:\n        p1:\n          x: inline-host\n        p2:\n",
+        ),
+        ("group_vars/all.yml", "x: file-all\ny: file-all\n"),
+        ("group_vars/prod/10-first.yml", "x: file-prod-1\nz: 1\n"),
+        ("group_vars/prod/20-second.yaml", "z: 2\n"),
+        ("host_vars/p1.yml", "w: host-file\n"),
+        ("host_vars/p2", "x: host-file-no-extension\n"),
+        ("group_vars/prdo.yml", "x: typo\n"),
+    ]);
+    let inv = load(&[dir.path().join("inv.yml")]).unwrap();
+    let p1 = inv.host_vars("p1");
+    // Files beat every inline group var; inline host vars beat group files; host files last.
+    assert_eq!(p1["x"], json!("inline-host"));
+    assert_eq!(p1["y"], json!("file-all"));
+    assert_eq!(
+        p1["z"],
+        json!(2),
+        "files of a group folder merge in name order"
+    );
+    assert_eq!(p1["w"], json!("host-file"));
+    assert_eq!(inv.host_vars("p2")["x"], json!("host-file-no-extension"));
+    let warning = inv
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("prdo"))
+        .unwrap();
+    assert_eq!(warning.hint.as_deref(), Some("did you mean `prod`?"));
+}
+
+#[test]
+fn several_inventories_merge_later_wins() {
+    let dir = tree(&[
+        (
+            "a.yml",
+            "all:\n  children:\n    prod:\n      hosts:\n        p1: {x: a}\n        p2:\n",
+        ),
+        (
+            "b.yml",
+            "prod:\n  hosts:\n    p1: {x: b}\n    p3:\nstaging:\n  hosts:\n    s1:\n",
+        ),
+    ]);
+    let inv = load(&[dir.path().join("a.yml"), dir.path().join("b.yml")]).unwrap();
+    assert_eq!(select(&inv, "prod"), ["p1", "p2", "p3"]);
+    assert_eq!(select(&inv, "staging"), ["s1"]);
+    assert_eq!(inv.host_vars("p1")["x"], json!("b"));
+    // A folder given to -i loads every YAML file in it.
+    let inv = load(&[dir.path().to_path_buf()]).unwrap();
+    assert_eq!(inv.host_names().count(), 4);
+}
+
+#[test]
+fn unreadable_and_invalid_files_are_named() {
+    let err = load(&[PathBuf::from("/nonexistent/inv.yml")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/inv.yml: cannot read"),
+        "{err}"
+    );
+    let dir = tree(&[
+        ("inv.yml", "all:\n  hosts: {a: }\n"),
+        ("host_vars/a.yml", "x: [1\n"),
+    ]);
+    let err = load(&[dir.path().join("inv.yml")]).unwrap_err();
+    assert!(err.0[0].file.ends_with("host_vars/a.yml"), "{err}");
+    assert!(err.0[0].line > 0);
+}

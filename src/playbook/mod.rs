@@ -210,13 +210,19 @@ impl Playbook {
         }
         let raw: RawPlaybook = doc.get("")?;
         let mut errors = Vec::new();
+        if raw.steps.is_empty() {
+            errors.push(doc.error("steps", "a playbook needs at least one step"));
+        }
         let hosts = Pattern::parse(&raw.hosts).unwrap_or_else(|m| {
             errors.push(doc.error("hosts", m));
             Pattern::all()
         });
         for name in raw.vars.keys() {
             if let Err(m) = check_name(name) {
-                errors.push(Diagnostic::new(path, format!("vars.{name}"), m).at(doc.key_pos(&format!("vars.{name}"))));
+                errors.push(
+                    Diagnostic::new(path, format!("vars.{name}"), m)
+                        .at(doc.key_pos(&format!("vars.{name}"))),
+                );
             }
         }
         for (i, name) in raw.required_vars.iter().enumerate() {

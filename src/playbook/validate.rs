@@ -47,9 +47,6 @@ impl Registered {
 pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     let doc = &playbook.doc;
     let mut errors = Vec::new();
-    if playbook.steps.is_empty() {
-        errors.push(doc.error("steps", "a playbook needs at least one step"));
-    }
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for step in playbook.steps.iter().chain(&playbook.rollback) {
         let field = format!("{}.name", step.field);
@@ -58,7 +55,9 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
         } else if let Some(first) = seen.insert(&step.name, &step.field) {
             errors.push(
                 doc.error(&field, format!("duplicate step name `{}`", step.name))
-                    .hint(format!("{first} has the same name; names identify steps in reports and logs")),
+                    .hint(format!(
+                        "{first} has the same name; names identify steps in reports and logs"
+                    )),
             );
         }
         if let Some(register) = &step.register {
@@ -69,8 +68,13 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     }
     if !playbook.rollback.is_empty() && playbook.point_of_no_return().is_none() {
         errors.push(
-            doc.error("rollback", "rollback steps are given but no step is marked `point_of_no_return: true`")
-                .hint("mark the first step that changes the host, e.g. the one that stops the containers"),
+            doc.error(
+                "rollback",
+                "rollback steps are given but no step is marked `point_of_no_return: true`",
+            )
+            .hint(
+                "mark the first step that changes the host, e.g. the one that stops the containers",
+            ),
         );
     }
     for step in playbook.rollback.iter().filter(|s| s.point_of_no_return) {
@@ -114,9 +118,14 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
             errors.push(
                 doc.error(
                     &format!("required_vars[{i}]"),
-                    format!("required variable `{name}` is not set for {}", host_list(&missing, hosts.len())),
+                    format!(
+                        "required variable `{name}` is not set for {}",
+                        host_list(&missing, hosts.len())
+                    ),
                 )
-                .hint(format!("pass it with -e {name}=VALUE, or set it in the inventory")),
+                .hint(format!(
+                    "pass it with -e {name}=VALUE, or set it in the inventory"
+                )),
             );
         }
     }
@@ -152,7 +161,10 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
                 if let Err(e) = outcome {
                     if reportable(&templates, &e, source, is_expr, registered, &step.register) {
                         let field = format!("{}.{key}", step.field);
-                        problems.entry((field, e.message)).or_default().push(&host.name);
+                        problems
+                            .entry((field, e.message))
+                            .or_default()
+                            .push(&host.name);
                     }
                 }
             }
@@ -175,7 +187,10 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         if unset.iter().any(|u| message.starts_with(u.as_str())) {
             continue;
         }
-        errors.push(doc.error(&field, format!("{message}, for {}", host_list(&failing, hosts.len()))));
+        errors.push(doc.error(
+            &field,
+            format!("{message}, for {}", host_list(&failing, hosts.len())),
+        ));
     }
     errors.sort_by_key(|d| (d.line, d.column));
     errors

@@ -11,7 +11,12 @@ pub fn text(play: &Play, verbose: bool) -> String {
     let mut out = String::new();
     let r = &play.rollout;
     let batches = &play.plan.batches;
-    let _ = writeln!(out, "playbook  {} ({})", play.playbook.name, play.playbook.path().display());
+    let _ = writeln!(
+        out,
+        "playbook  {} ({})",
+        play.playbook.name,
+        play.playbook.path().display()
+    );
     let _ = writeln!(
         out,
         "hosts     {} of {} in the inventory, selected by `{}`",
@@ -45,10 +50,16 @@ pub fn text(play: &Play, verbose: bool) -> String {
             batch.hosts.len(),
             if batch.hosts.len() == 1 { "" } else { "s" }
         );
-        let _ = writeln!(out, "{label:<label_width$}  {count:<9}  {}", batch.hosts.join(" "));
+        let _ = writeln!(
+            out,
+            "{label:<label_width$}  {count:<9}  {}",
+            batch.hosts.join(" ")
+        );
         if verbose {
             for name in &batch.hosts {
-                let Some(host) = play.host(name) else { continue };
+                let Some(host) = play.host(name) else {
+                    continue;
+                };
                 let _ = writeln!(out, "    {name}");
                 for (n, step) in play.playbook.preview(host).iter().enumerate() {
                     let step = step.replace('\n', "\n          ");

@@ -1,0 +1,241 @@
+//! The `fleetup` binary as an operator runs it: plan, check, exit codes and messages.
+//! No host is contacted by any of these commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fleetup(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the fleetup binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// 10 production hosts (the 4th a canary) and 2 staging hosts.
+fn fleet_inventory(dir: &Path) -> PathBuf {
+    let mut text = String::from("all:\n  children:\n    simplelogin:\n      children:\n        staging:\n          hosts:\n            stg-1:\n            stg-2:\n        production:\n          hosts:\n");
+    for i in 1..=10 {
+        text.push_str(&format!("            prod-{i:02}:\n"));
+        if i == 4 {
+            text.push_str("              canary: true\n");
+        }
+    }
+    let path = dir.join("fleet.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const PLAYBOOK: &str = "playbooks/simplelogin-upgrade.yml";
+
+#[test]
+fn plan_json_canary_alone_then_serial_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = fleet_inventory(dir.path());
+    let out = fleetup(&[
+        "plan",
+        "-i",
+        inv.to_str().unwrap(),
+        PLAYBOOK,
+        "-e",
+        "sl_version=v4.66.1",
+        "--limit",
+        "production",
+        "--serial",
+        "1,3,50%",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan: Value = serde_json::from_str(&stdout(&out)).expect("exactly one JSON object");
+    let batches: Vec<(Vec<String>, bool)> = plan["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let hosts = b["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string());
+            (hosts.collect(), b["canary"].as_bool().unwrap())
+        })
+        .collect();
+    let names = |r: &[usize]| r.iter().map(|i| format!("prod-{i:02}")).collect::<Vec<_>>();
+    assert_eq!(
+        batches,
+        vec![
+            (names(&[4]), true),
+            (names(&[1]), false),
+            (names(&[2, 3, 5]), false),
+            (names(&[6, 7, 8, 9, 10]), false),
+        ]
+    );
+}
+
+#[test]
+fn plan_text_lists_batches_and_verbose_renders_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = fleet_inventory(dir.path());
+    let out = fleetup(&[
+        "plan",
+        "-i",
+        inv.to_str().unwrap(),
+        PLAYBOOK,
+        "-e",
+        "sl_version=v4.66.1",
+        "-e",
+        "sl_app_path='/srv/simple login'",
+        "--limit",
+        "staging",
+        "--verbose",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    // serial [1, 5, 25%] of the playbook: one host, then the other.
+    assert!(text.contains("batch 1/2  1 host     stg-1\n"), "{text}");
+    assert!(text.contains("batch 2/2  1 host     stg-2\n"), "{text}");
+    assert!(
+        text.contains("docker pull simplelogin/app-ci:v4.66.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test -f '/srv/simple login'/docker-compose.yml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_required_variable_is_exit_5_with_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = fleet_inventory(dir.path());
+    let out = fleetup(&["plan", "-i", inv.to_str().unwrap(), PLAYBOOK]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = stderr(&out);
+    assert!(
+        err.contains("playbooks/simplelogin-upgrade.yml:12:17: required_vars[0]: required variable `sl_version` is not set"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was contacted"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn input_errors_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = fleet_inventory(dir.path());
+    let pb = dir.path().join("pb.yml");
+    std::fs::write(
+        &pb,
+        "name: t\nhosts: production\nsteps:\n  - name: a\n    shell: echo {{ sl_verison }}\n    retires: 3\n",
+    )
+    .unwrap();
+    let out = fleetup(&["check", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pb.yml:6:5: steps[0].retires: unknown key (did you mean `retries`?)"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &pb,
+        "name: t\nhosts: production\nsteps:\n  - name: a\n    shell: echo {{ sl_verison }}\n",
+    )
+    .unwrap();
+    let out = fleetup(&[
+        "check",
+        "-i",
+        inv.to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "-e",
+        "sl_version=1",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pb.yml:5:12: steps[0].shell: undefined variable `sl_verison` (did you mean `sl_version`?), for every host (10)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_selection_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = fleet_inventory(dir.path());
+    let out = fleetup(&[
+        "plan",
+        "-i",
+        inv.to_str().unwrap(),
+        PLAYBOOK,
+        "-e",
+        "sl_version=v1",
+        "--limit",
+        "prodution",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = stderr(&out);
+    assert!(err.contains("error: <command line --limit>: --limit: `prodution` matches no host or group (did you mean `production`?)"), "{err}");
+    assert!(
+        err.contains("`prodution` leaves no host of the playbook's `simplelogin`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_serial_and_usage_errors_are_exit_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = fleet_inventory(dir.path());
+    let out = fleetup(&[
+        "plan",
+        "-i",
+        inv.to_str().unwrap(),
+        PLAYBOOK,
+        "--serial",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        stderr(&out).contains("serial `0` would never start a host"),
+        "{}",
+        stderr(&out)
+    );
+    let out = fleetup(&["plan", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = fleetup(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("Exit codes"));
+}
+
+#[test]
+fn check_validates_the_shipped_example() {
+    let out = fleetup(&[
+        "check",
+        "-i",
+        "inventories/example.yml",
+        PLAYBOOK,
+        "-e",
+        "sl_version=v4.66.1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok: playbooks/simplelogin-upgrade.yml is valid for 7 hosts"));
+}
+
+#[test]
+fn every_command_shows_an_example_in_its_help() {
+    for command in ["plan", "check", "run", "exec"] {
+        let out = fleetup(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("Example:"), "{command}");
+    }
+}
