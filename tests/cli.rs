@@ -38,24 +38,30 @@ fn fleet_inventory(dir: &Path) -> PathBuf {
 
 const PLAYBOOK: &str = "playbooks/simplelogin-upgrade.yml";
 
-#[test]
-fn plan_json_canary_alone_then_serial_batches() {
+/// Runs `fleetup COMMAND -i <12-host inventory> PLAYBOOK ARGS...`.
+fn on_fleet(command: &str, playbook: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let inv = fleet_inventory(dir.path());
-    let out = fleetup(&[
-        "plan",
-        "-i",
-        inv.to_str().unwrap(),
-        PLAYBOOK,
+    let mut all = vec![command, "-i", inv.to_str().unwrap(), playbook];
+    all.extend_from_slice(args);
+    fleetup(&all)
+}
+
+#[test]
+fn plan_json_canary_alone_then_serial_batches() {
+    let args = [
         "-e",
         "sl_version=v4.66.1",
         "--limit",
         "production",
         "--serial",
         "1,3,50%",
-        "--output",
-        "json",
-    ]);
+    ];
+    let out = on_fleet(
+        "plan",
+        PLAYBOOK,
+        &[&args[..], &["--output", "json"]].concat(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let plan: Value = serde_json::from_str(&stdout(&out)).expect("exactly one JSON object");
     let batches: Vec<(Vec<String>, bool)> = plan["batches"]
@@ -63,11 +69,8 @@ fn plan_json_canary_alone_then_serial_batches() {
         .unwrap()
         .iter()
         .map(|b| {
-            let hosts = b["hosts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| h.as_str().unwrap().to_string());
+            let hosts = b["hosts"].as_array().unwrap().iter();
+            let hosts = hosts.map(|h| h.as_str().unwrap().to_string());
             (hosts.collect(), b["canary"].as_bool().unwrap())
         })
         .collect();
@@ -85,21 +88,17 @@ fn plan_json_canary_alone_then_serial_batches() {
 
 #[test]
 fn plan_text_lists_batches_and_verbose_renders_steps() {
-    let dir = tempfile::tempdir().unwrap();
-    let inv = fleet_inventory(dir.path());
-    let out = fleetup(&[
-        "plan",
-        "-i",
-        inv.to_str().unwrap(),
-        PLAYBOOK,
+    let args = [
         "-e",
         "sl_version=v4.66.1",
         "-e",
         "sl_app_path='/srv/simple login'",
-        "--limit",
-        "staging",
-        "--verbose",
-    ]);
+    ];
+    let out = on_fleet(
+        "plan",
+        PLAYBOOK,
+        &[&args[..], &["--limit", "staging", "-v"]].concat(),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     // serial [1, 5, 25%] of the playbook: one host, then the other.
@@ -117,15 +116,12 @@ fn plan_text_lists_batches_and_verbose_renders_steps() {
 
 #[test]
 fn missing_required_variable_is_exit_5_with_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let inv = fleet_inventory(dir.path());
-    let out = fleetup(&["plan", "-i", inv.to_str().unwrap(), PLAYBOOK]);
+    let out = on_fleet("plan", PLAYBOOK, &[]);
     assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
-    assert!(
-        err.contains("playbooks/simplelogin-upgrade.yml:12:17: required_vars[0]: required variable `sl_version` is not set"),
-        "{err}"
-    );
+    let expected = "playbooks/simplelogin-upgrade.yml:12:17: required_vars[0]: \
+                    required variable `sl_version` is not set";
+    assert!(err.contains(expected), "{err}");
     assert!(err.contains("nothing was contacted"), "{err}");
     assert!(stdout(&out).is_empty());
 }
@@ -133,83 +129,48 @@ fn missing_required_variable_is_exit_5_with_place() {
 #[test]
 fn input_errors_name_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    let inv = fleet_inventory(dir.path());
     let pb = dir.path().join("pb.yml");
-    std::fs::write(
-        &pb,
-        "name: t\nhosts: production\nsteps:\n  - name: a\n    shell: echo {{ sl_verison }}\n    retires: 3\n",
-    )
-    .unwrap();
-    let out = fleetup(&["check", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()]);
+    let pb_path = pb.to_str().unwrap();
+    let steps =
+        "name: t\nhosts: production\nsteps:\n  - name: a\n    shell: echo {{ sl_verison }}\n";
+    std::fs::write(&pb, format!("{steps}    retires: 3\n")).unwrap();
+    let out = on_fleet("check", pb_path, &[]);
     assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
-    assert!(
-        err.contains("pb.yml:6:5: steps[0].retires: unknown key (did you mean `retries`?)"),
-        "{err}"
-    );
+    let expected = "pb.yml:6:5: steps[0].retires: unknown key (did you mean `retries`?)";
+    assert!(err.contains(expected), "{err}");
 
-    std::fs::write(
-        &pb,
-        "name: t\nhosts: production\nsteps:\n  - name: a\n    shell: echo {{ sl_verison }}\n",
-    )
-    .unwrap();
-    let out = fleetup(&[
-        "check",
-        "-i",
-        inv.to_str().unwrap(),
-        pb.to_str().unwrap(),
-        "-e",
-        "sl_version=1",
-    ]);
+    std::fs::write(&pb, steps).unwrap();
+    let out = on_fleet("check", pb_path, &["-e", "sl_version=1"]);
     assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
-    assert!(
-        err.contains("pb.yml:5:12: steps[0].shell: undefined variable `sl_verison` (did you mean `sl_version`?), for every host (10)"),
-        "{err}"
-    );
+    let expected = "pb.yml:5:12: steps[0].shell: undefined variable `sl_verison` \
+                    (did you mean `sl_version`?), for every host (10)";
+    assert!(err.contains(expected), "{err}");
 }
 
 #[test]
 fn empty_selection_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let inv = fleet_inventory(dir.path());
-    let out = fleetup(&[
+    let out = on_fleet(
         "plan",
-        "-i",
-        inv.to_str().unwrap(),
         PLAYBOOK,
-        "-e",
-        "sl_version=v1",
-        "--limit",
-        "prodution",
-    ]);
+        &["-e", "sl_version=v1", "--limit", "prodution"],
+    );
     assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
-    assert!(err.contains("error: <command line --limit>: --limit: `prodution` matches no host or group (did you mean `production`?)"), "{err}");
-    assert!(
-        err.contains("`prodution` leaves no host of the playbook's `simplelogin`"),
-        "{err}"
-    );
+    let expected = "error: <command line --limit>: --limit: `prodution` matches no host or \
+                    group (did you mean `production`?)";
+    assert!(err.contains(expected), "{err}");
+    let expected = "`prodution` leaves no host of the playbook's `simplelogin`";
+    assert!(err.contains(expected), "{err}");
 }
 
 #[test]
 fn bad_serial_and_usage_errors_are_exit_5() {
-    let dir = tempfile::tempdir().unwrap();
-    let inv = fleet_inventory(dir.path());
-    let out = fleetup(&[
-        "plan",
-        "-i",
-        inv.to_str().unwrap(),
-        PLAYBOOK,
-        "--serial",
-        "0",
-    ]);
+    let out = on_fleet("plan", PLAYBOOK, &["--serial", "0"]);
     assert_eq!(out.status.code(), Some(5));
-    assert!(
-        stderr(&out).contains("serial `0` would never start a host"),
-        "{}",
-        stderr(&out)
-    );
+    let err = stderr(&out);
+    assert!(err.contains("serial `0` would never start a host"), "{err}");
     let out = fleetup(&["plan", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(5));
     let out = fleetup(&["--help"]);
