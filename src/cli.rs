@@ -45,9 +45,9 @@ pub enum Command {
     Exec(ExecArgs),
 }
 
-/// The inputs of a play: inventories, playbook, variables, host selection.
+/// `-i`, shared by every command that reads an inventory.
 #[derive(Debug, Args)]
-pub struct PlayArgs {
+pub struct InventoryArgs {
     /// Inventory file or folder (Ansible YAML); repeat to merge several.
     #[arg(
         short = 'i',
@@ -56,6 +56,13 @@ pub struct PlayArgs {
         required = true
     )]
     pub inventories: Vec<PathBuf>,
+}
+
+/// The inputs of a play: inventories, playbook, variables, host selection.
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     /// The playbook (YAML).
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: PathBuf,
@@ -168,14 +175,8 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Inventory file or folder (Ansible YAML); repeat to merge several.
-    #[arg(
-        short = 'i',
-        long = "inventory",
-        value_name = "INVENTORY",
-        required = true
-    )]
-    pub inventories: Vec<PathBuf>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     /// Host pattern, e.g. `production:!canaries`.
     #[arg(value_name = "PATTERN")]
     pub pattern: String,
@@ -204,7 +205,7 @@ pub struct ExecArgs {
 impl PlayArgs {
     pub fn inputs(&self, rollout: &RolloutArgs) -> PlayInputs {
         PlayInputs {
-            inventories: self.inventories.clone(),
+            inventories: self.inventory.inventories.clone(),
             playbook: self.playbook.clone(),
             extra_vars: self.extra_vars.clone(),
             limit: self.limit.clone(),
