@@ -6,6 +6,7 @@
 //! [`play`]) are pure apart from reading their files, and never contact a host.
 
 pub mod diagnostic;
+pub mod events;
 pub mod exit;
 pub mod inventory;
 pub mod plan;

@@ -1,0 +1,238 @@
+//! What happens during a run, as the engine tells it. The engine never prints: it emits
+//! these events, and the views (progress bars, plain lines, JSON lines, the recap) and the
+//! journal are all built from the same stream, so they can never disagree.
+//!
+//! The JSON form (`--output json`, one object per line, `"event"` naming the kind) is a
+//! contract for other programs: add fields, never rename them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// How a host ended. Ordered from best to worst, so the worst of several is `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every step ran; `changed` says whether any changed the host.
+    Ok,
+    /// A `when` skipped the work (e.g. already at the target version); nothing changed.
+    Skipped,
+    /// Never reached, or lost before its point of no return.
+    Unreachable,
+    /// A step failed before the point of no return: the host is as it was.
+    Failed,
+    /// A step failed after the point of no return, and the rollback succeeded.
+    RolledBack,
+    /// The rollback itself failed: the host needs a person now.
+    RollbackFailed,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Skipped => "skipped",
+            Outcome::Unreachable => "unreachable",
+            Outcome::Failed => "failed",
+            Outcome::RolledBack => "rolled back",
+            Outcome::RollbackFailed => "ROLLBACK FAILED",
+        }
+    }
+
+    /// Counts against `max_fail_percentage`: everything but ok and skipped.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Outcome::Ok | Outcome::Skipped)
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Ok,
+    Changed,
+    /// Its `when` was false.
+    Skipped,
+    Failed,
+    /// The connection was lost while it ran: its effect on the host is unknown.
+    Unreachable,
+}
+
+/// Why a run stopped before its last batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum HaltReason {
+    /// A host of the canary batch failed.
+    CanaryFailed { failed: usize },
+    /// The batch's failed and unreachable hosts exceeded `max_fail_percentage`.
+    TooManyFailures {
+        failed: usize,
+        of: usize,
+        max_fail_percentage: f64,
+    },
+    /// `--halt-immediately` and a host failed.
+    HaltImmediately { host: String },
+    /// The operator pressed Ctrl-C (or sent SIGTERM).
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_id: String,
+        playbook: String,
+        name: String,
+        pattern: String,
+        hosts: usize,
+        batches: usize,
+        forks: usize,
+        /// Where the per-host logs are written.
+        run_dir: String,
+    },
+    BatchStarted {
+        /// 1-based.
+        batch: usize,
+        of: usize,
+        canary: bool,
+        hosts: Vec<String>,
+    },
+    HostStarted {
+        host: String,
+        batch: usize,
+        /// Steps in the host's upgrade (rollback not counted).
+        steps: usize,
+    },
+    StepStarted {
+        host: String,
+        /// 1-based, within `steps` or within the rollback.
+        step: usize,
+        of: usize,
+        name: String,
+        rollback: bool,
+    },
+    StepFinished {
+        host: String,
+        step: usize,
+        of: usize,
+        name: String,
+        rollback: bool,
+        status: StepStatus,
+        /// The exit code of the last attempt, when the command ran to its end.
+        rc: Option<i64>,
+        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        duration: Duration,
+        attempts: u32,
+        /// Why it failed, in words (timeout, signal, template error, lost connection...).
+        message: Option<String>,
+        /// The last lines of its stderr when it failed.
+        stderr_tail: Vec<String>,
+    },
+    HostFinished {
+        host: String,
+        outcome: Outcome,
+        changed: bool,
+        /// Steps that changed the host.
+        changed_steps: usize,
+        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        duration: Duration,
+        /// The step that failed, for every outcome worse than skipped.
+        failed_step: Option<String>,
+        message: Option<String>,
+        /// Where the host's full output is.
+        log: String,
+    },
+    BatchFinished {
+        batch: usize,
+        ok: usize,
+        failed: usize,
+        unreachable: usize,
+    },
+    /// The first Ctrl-C: no new host starts; hosts in flight finish.
+    Stopping {
+        reason: HaltReason,
+    },
+    /// The second Ctrl-C: commands in flight are being terminated.
+    Aborting,
+    Halted {
+        reason: HaltReason,
+        batch: usize,
+    },
+    RunFinished {
+        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        duration: Duration,
+        /// Hosts of the plan that were never started.
+        untouched: Vec<String>,
+        exit_code: u8,
+    },
+}
+
+/// Durations in JSON are whole milliseconds, under the field's name with `_ms`.
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// An event with the time it happened, as the views and the journal receive it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Stamped {
+    pub fn now(event: Event) -> Self {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Stamped { at_ms, event }
+    }
+}
+
+/// Where events go: the engine holds one and never blocks on it.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<Stamped>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let e = Stamped {
+            at_ms: 5,
+            event: Event::StepFinished {
+                host: "h".into(),
+                step: 2,
+                of: 14,
+                name: "pull".into(),
+                rollback: false,
+                status: StepStatus::Failed,
+                rc: Some(1),
+                duration: Duration::from_millis(1500),
+                attempts: 1,
+                message: None,
+                stderr_tail: vec!["manifest unknown".into()],
+            },
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["event"], "step_finished");
+        assert_eq!(v["at_ms"], 5);
+        assert_eq!(v["status"], "failed");
+        assert_eq!(v["duration_ms"], 1500);
+        let halted = serde_json::to_value(Event::Halted {
+            reason: HaltReason::CanaryFailed { failed: 1 },
+            batch: 1,
+        })
+        .unwrap();
+        assert_eq!(halted["reason"]["reason"], "canary_failed");
+    }
+
+    #[test]
+    fn outcomes_order_from_best_to_worst() {
+        assert!(Outcome::RollbackFailed > Outcome::RolledBack);
+        assert!(Outcome::Failed > Outcome::Unreachable);
+        assert!(!Outcome::Skipped.is_failure());
+        assert!(Outcome::Unreachable.is_failure());
+    }
+}
