@@ -166,7 +166,8 @@ fn fmt_duration(d: &Duration) -> humantime::FormattedDuration {
 
 fn fmt_tried(tried: &[String]) -> String {
     if tried.is_empty() {
-        "no key: no identity file, no ssh-agent (SSH_AUTH_SOCK unset) and no default key in ~/.ssh".to_string()
+        "no key: no identity file, no ssh-agent (SSH_AUTH_SOCK unset) and no default key in ~/.ssh"
+            .to_string()
     } else {
         tried.join("; ")
     }
@@ -175,7 +176,9 @@ fn fmt_tried(tried: &[String]) -> String {
 /// Everything that can go wrong reaching a host or running a command on it.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("{host}: cannot resolve address {address:?}: {detail}; check ansible_host or the name")]
+    #[error(
+        "{host}: cannot resolve address {address:?}: {detail}; check ansible_host or the name"
+    )]
     Dns {
         host: String,
         address: String,

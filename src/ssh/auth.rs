@@ -37,13 +37,15 @@ impl KeyError {
 pub(crate) struct KeyStore {
     cache: tokio::sync::Mutex<HashMap<PathBuf, Result<Arc<PrivateKey>, KeyError>>>,
     passphrase_env: Option<String>,
+    prompt_allowed: bool,
 }
 
 impl KeyStore {
-    pub(crate) fn new(passphrase_env: Option<String>) -> Self {
+    pub(crate) fn new(passphrase_env: Option<String>, prompt_allowed: bool) -> Self {
         KeyStore {
             cache: tokio::sync::Mutex::new(HashMap::new()),
             passphrase_env,
+            prompt_allowed,
         }
     }
 
@@ -62,15 +64,22 @@ impl KeyStore {
                 return r.clone();
             }
         }
-        let result = self.load_uncached(path.to_path_buf(), prompt).await;
+        let result = self
+            .load_uncached(path.to_path_buf(), prompt && self.prompt_allowed)
+            .await;
         cache.insert(path.to_path_buf(), result.clone());
         result
     }
 
-    async fn load_uncached(&self, path: PathBuf, prompt: bool) -> Result<Arc<PrivateKey>, KeyError> {
+    async fn load_uncached(
+        &self,
+        path: PathBuf,
+        prompt: bool,
+    ) -> Result<Arc<PrivateKey>, KeyError> {
         let env = self.passphrase_env.clone();
         // Reading, and above all decrypting (bcrypt KDF), are slow: off the runtime.
-        let joined = tokio::task::spawn_blocking(move || load_key_blocking(&path, env, prompt)).await;
+        let joined =
+            tokio::task::spawn_blocking(move || load_key_blocking(&path, env, prompt)).await;
         match joined {
             Ok(r) => r.map(Arc::new),
             Err(e) => Err(KeyError::Other(format!("key loading task failed: {e}"))),
@@ -99,8 +108,9 @@ fn load_key_blocking(
         }
     }
     if prompt && std::io::stdin().is_terminal() {
-        let pass = rpassword::prompt_password(format!("Enter passphrase for key {}: ", path.display()))
-            .map_err(|e| KeyError::Other(format!("cannot read the passphrase: {e}")))?;
+        let pass =
+            rpassword::prompt_password(format!("Enter passphrase for key {}: ", path.display()))
+                .map_err(|e| KeyError::Other(format!("cannot read the passphrase: {e}")))?;
         return russh::keys::decode_secret_key(&text, Some(&pass))
             .map_err(|e| KeyError::Other(format!("wrong passphrase ({e})")));
     }
@@ -121,9 +131,14 @@ pub(crate) struct AuthSources<'a> {
 
 pub(crate) enum AuthOutcome {
     Success,
-    Failed { tried: Vec<String> },
+    Failed {
+        tried: Vec<String>,
+    },
     /// An identity file the inventory or config named cannot be used.
-    KeyUnusable { path: PathBuf, detail: String },
+    KeyUnusable {
+        path: PathBuf,
+        detail: String,
+    },
 }
 
 /// Tries every source in order until the server accepts one.
@@ -147,7 +162,11 @@ pub(crate) async fn authenticate(
                 })
             }
         };
-        tried.push(format!("key file {} ({})", path.display(), fingerprint(key.public_key())));
+        tried.push(format!(
+            "key file {} ({})",
+            path.display(),
+            fingerprint(key.public_key())
+        ));
         offered.push(key.public_key().clone());
         if try_key(handle, user, key, &mut rsa_hash).await? {
             return Ok(AuthOutcome::Success);
@@ -194,7 +213,10 @@ pub(crate) async fn authenticate(
                 }
                 Err(e) => tried.push(format!("ssh-agent at {} (no answer: {e})", sock.display())),
             },
-            Err(e) => tried.push(format!("ssh-agent at {} (cannot connect: {e})", sock.display())),
+            Err(e) => tried.push(format!(
+                "ssh-agent at {} (cannot connect: {e})",
+                sock.display()
+            )),
         }
     }
 
@@ -205,14 +227,22 @@ pub(crate) async fn authenticate(
         let key = match keys.load(path, false).await {
             Ok(k) => k,
             Err(e) => {
-                tried.push(format!("default key {} (skipped: {})", path.display(), e.detail()));
+                tried.push(format!(
+                    "default key {} (skipped: {})",
+                    path.display(),
+                    e.detail()
+                ));
                 continue;
             }
         };
         if offered.contains(key.public_key()) {
             continue;
         }
-        tried.push(format!("default key {} ({})", path.display(), fingerprint(key.public_key())));
+        tried.push(format!(
+            "default key {} ({})",
+            path.display(),
+            fingerprint(key.public_key())
+        ));
         offered.push(key.public_key().clone());
         if try_key(handle, user, key, &mut rsa_hash).await? {
             return Ok(AuthOutcome::Success);
@@ -247,7 +277,12 @@ async fn rsa_hash_for(
     if let Some(h) = cached {
         return *h;
     }
-    let h = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+    let h = handle
+        .best_supported_rsa_hash()
+        .await
+        .ok()
+        .flatten()
+        .flatten();
     *cached = Some(h);
     h
 }

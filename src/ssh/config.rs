@@ -199,10 +199,7 @@ pub(crate) fn resolve(
     Ok(Resolved {
         name: target.name.clone(),
         hostname,
-        port: target
-            .port
-            .or_else(|| p.and_then(|p| p.port))
-            .unwrap_or(22),
+        port: target.port.or_else(|| p.and_then(|p| p.port)).unwrap_or(22),
         user: target
             .user
             .clone()
@@ -223,11 +220,7 @@ pub(crate) fn resolve(
 
 /// Resolves one jump host: its own ssh config entry applies; the user defaults to the
 /// target's login user, the connect timeout and keepalive to the target's.
-pub(crate) fn resolve_jump(
-    config: &SshConfigFile,
-    target: &Resolved,
-    jump: &JumpSpec,
-) -> Resolved {
+pub(crate) fn resolve_jump(config: &SshConfigFile, target: &Resolved, jump: &JumpSpec) -> Resolved {
     let params = config.query(&jump.host);
     let p = params.as_ref();
     Resolved {
@@ -333,7 +326,10 @@ mod tests {
             ..ConnectTarget::new("web1")
         };
         let r = resolve(&cfg, &t, "me", Some(Duration::from_secs(10))).expect("resolve");
-        assert_eq!((r.hostname.as_str(), r.port, r.user.as_str()), ("192.0.2.1", 22, "me"));
+        assert_eq!(
+            (r.hostname.as_str(), r.port, r.user.as_str()),
+            ("192.0.2.1", 22, "me")
+        );
         assert_eq!(r.keepalive_interval, Some(Duration::from_secs(10)));
     }
 

@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use super::SshConnection;
 use crate::transport::{
-    sudo_wants_password, sudo_wrap, ExecRequest, ExitStatus, OutputSink, OutputStream,
-    StderrHead, TransportError,
+    sudo_wants_password, sudo_wrap, ExecRequest, ExitStatus, OutputSink, OutputStream, StderrHead,
+    TransportError,
 };
 
 /// Time between TERM and KILL.
@@ -234,11 +234,8 @@ impl SshConnection {
             Some(s) => Ok(s),
             None => {
                 // The channel ended with no exit status: was the connection lost?
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    self.state.ended.cancelled(),
-                )
-                .await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.state.ended.cancelled())
+                    .await;
                 Err(match self.state.end_reason() {
                     Some(detail) => TransportError::ConnectionLost {
                         host: self.name.clone(),
@@ -292,9 +289,8 @@ impl SshConnection {
     /// A channel could not be opened or used: lost connection, or a refusal.
     async fn channel_error(&self, e: russh::Error) -> TransportError {
         if self.handle.is_closed() || self.state.ended.is_cancelled() {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(500), self.state.ended.cancelled())
-                    .await;
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.state.ended.cancelled())
+                .await;
             return TransportError::ConnectionLost {
                 host: self.name.clone(),
                 detail: self
@@ -349,7 +345,10 @@ mod tests {
             run(&[b"\x1efleetup-pgid 1234\nerr", b"or\n"]),
             (Some(1234), b"error\n".to_vec())
         );
-        assert_eq!(run(&[b"\x1efleet", b"up-pgid 7", b"7\n"]), (Some(77), vec![]));
+        assert_eq!(
+            run(&[b"\x1efleet", b"up-pgid 7", b"7\n"]),
+            (Some(77), vec![])
+        );
         assert_eq!(
             run(&[b"\x1efleetup-pgid 9\n", b"\x1efleetup-pgid 5\n"]),
             (Some(9), b"\x1efleetup-pgid 5\n".to_vec())
@@ -358,7 +357,10 @@ mod tests {
 
     #[test]
     fn other_stderr_passes_untouched() {
-        assert_eq!(run(&[b"bash: x: not found\n"]), (None, b"bash: x: not found\n".to_vec()));
+        assert_eq!(
+            run(&[b"bash: x: not found\n"]),
+            (None, b"bash: x: not found\n".to_vec())
+        );
         assert_eq!(run(&[b"\x1e", b"zz"]), (None, b"\x1ezz".to_vec()));
         assert_eq!(run(&[b"\x1efleet"]), (None, b"\x1efleet".to_vec()));
     }

@@ -83,7 +83,7 @@ pub(crate) fn check(
     match russh::keys::check_known_hosts_path(host, port, key, path) {
         Ok(true) => Verdict::Known,
         Err(russh::keys::Error::KeyChanged { line }) => Verdict::Changed {
-            line,
+            line: physical_line(path, line),
             fingerprint: fingerprint(key),
         },
         Err(e) => Verdict::Error {
@@ -95,7 +95,7 @@ pub(crate) fn check(
             if let Ok(true) = russh::keys::check_known_hosts_path(host, port, key, path) {
                 return Verdict::Known;
             }
-            match russh::keys::known_hosts::learn_known_hosts_path(host, port, key, path) {
+            match learn(path, host, port, key) {
                 Ok(()) => Verdict::Learned,
                 Err(e) => Verdict::Error {
                     detail: format!("cannot record the new key in {}: {e}", path.display()),
@@ -108,6 +108,47 @@ pub(crate) fn check(
     }
 }
 
+/// russh numbers known_hosts lines without counting `#` comment lines; the user needs the
+/// line as an editor shows it.
+fn physical_line(path: &Path, russh_line: usize) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return russh_line;
+    };
+    text.split_inclusive('\n')
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#'))
+        .nth(russh_line.saturating_sub(1))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(russh_line)
+}
+
+/// Appends `[host]:port alg key` (russh's own version starts an empty file with a blank
+/// line).
+fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let existing = std::fs::read(path).unwrap_or_default();
+    let mut line = String::new();
+    if existing.last().is_some_and(|b| *b != b'\n') {
+        line.push('\n');
+    }
+    let encoded = key
+        .to_openssh()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    line.push_str(&key_host(host, port));
+    line.push(' ');
+    line.push_str(encoded.trim_end());
+    line.push('\n');
+    // One write on an O_APPEND file: lines of concurrent writers do not interleave.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())
+}
+
 /// The default known_hosts file, `~/.ssh/known_hosts`.
 pub fn default_known_hosts() -> PathBuf {
     super::home_dir().join(".ssh").join("known_hosts")
@@ -117,7 +158,8 @@ pub fn default_known_hosts() -> PathBuf {
 mod tests {
     use super::*;
 
-    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
     const OTHER: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
 
@@ -129,13 +171,16 @@ mod tests {
     fn verdicts_under_each_policy() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("known_hosts");
-        std::fs::write(&path, format!("# comment\n[h]:2222 {KEY}\n")).expect("write");
+        std::fs::write(&path, format!("# comment\n\n[h]:2222 {KEY}\n")).expect("write");
         let k = key(KEY);
         let o = key(OTHER);
-        assert_eq!(check(HostKeyChecking::Strict, &path, "h", 2222, &k), Verdict::Known);
+        assert_eq!(
+            check(HostKeyChecking::Strict, &path, "h", 2222, &k),
+            Verdict::Known
+        );
         assert!(matches!(
             check(HostKeyChecking::Strict, &path, "h", 2222, &o),
-            Verdict::Changed { line: 1, .. }
+            Verdict::Changed { line: 3, .. }
         ));
         assert!(matches!(
             check(HostKeyChecking::AcceptNew, &path, "h", 2222, &o),
@@ -145,12 +190,18 @@ mod tests {
             check(HostKeyChecking::Strict, &path, "g", 2222, &k),
             Verdict::Unknown { .. }
         ));
-        assert_eq!(check(HostKeyChecking::Off, &path, "g", 22, &o), Verdict::Unchecked);
+        assert_eq!(
+            check(HostKeyChecking::Off, &path, "g", 22, &o),
+            Verdict::Unchecked
+        );
         assert_eq!(
             check(HostKeyChecking::AcceptNew, &path, "g", 22, &o),
             Verdict::Learned
         );
-        assert_eq!(check(HostKeyChecking::Strict, &path, "g", 22, &o), Verdict::Known);
+        assert_eq!(
+            check(HostKeyChecking::Strict, &path, "g", 22, &o),
+            Verdict::Known
+        );
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.ends_with(&format!("g {OTHER}\n")), "{text}");
     }

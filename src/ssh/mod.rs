@@ -24,9 +24,9 @@ use tokio::time::Instant;
 
 use crate::transport::{ConnectTarget, TransportError};
 use auth::{AuthOutcome, AuthSources, KeyStore};
+pub use config::SshSetupError;
 use config::{Resolved, SshConfigFile};
 use handler::{ClientHandler, SessionState};
-pub use config::SshSetupError;
 pub use known_hosts::HostKeyChecking;
 use known_hosts::Verdict;
 
@@ -39,6 +39,9 @@ pub struct SshOptions {
     pub host_key_checking: HostKeyChecking,
     /// The NAME of the environment variable holding the passphrase of encrypted keys.
     pub passphrase_env: Option<String>,
+    /// Ask for a passphrase on the terminal when the variable is not set and stdin is a
+    /// terminal (default true).
+    pub prompt_passphrase: bool,
     /// Default `~/.ssh/config` (a missing file is fine); `None` reads no ssh config.
     pub ssh_config: Option<PathBuf>,
     /// Keepalive when the ssh config sets no ServerAliveInterval (default 10 s).
@@ -63,6 +66,7 @@ impl Default for SshOptions {
             known_hosts: ssh_dir.join("known_hosts"),
             host_key_checking: HostKeyChecking::Strict,
             passphrase_env: None,
+            prompt_passphrase: true,
             ssh_config: Some(ssh_dir.join("config")),
             keepalive_interval: Some(Duration::from_secs(10)),
             keepalive_max: 2,
@@ -120,7 +124,7 @@ impl SshTransport {
             Some(path) => SshConfigFile::load(path)?,
             None => SshConfigFile::empty(),
         };
-        let keys = KeyStore::new(options.passphrase_env.clone());
+        let keys = KeyStore::new(options.passphrase_env.clone(), options.prompt_passphrase);
         let russh_config = Arc::new(russh_config(&options, options.keepalive_interval));
         Ok(SshTransport {
             options,
@@ -376,7 +380,11 @@ fn russh_config(options: &SshOptions, keepalive: Option<Duration>) -> client::Co
 }
 
 /// Resolves and connects within the deadline, trying each address in turn.
-async fn tcp_connect(r: &Resolved, addr: &str, deadline: Instant) -> Result<TcpStream, TransportError> {
+async fn tcp_connect(
+    r: &Resolved,
+    addr: &str,
+    deadline: Instant,
+) -> Result<TcpStream, TransportError> {
     let timeout = || TransportError::ConnectTimeout {
         host: r.name.clone(),
         addr: addr.to_string(),
@@ -467,4 +475,3 @@ impl SshConnection {
         }
     }
 }
-

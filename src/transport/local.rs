@@ -12,8 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::{
-    sudo_wants_password, sudo_wrap, ExecRequest, ExitStatus, OutputSink, OutputStream,
-    StderrHead, TransportError,
+    sudo_wants_password, sudo_wrap, ExecRequest, ExitStatus, OutputSink, OutputStream, StderrHead,
+    TransportError,
 };
 
 /// Time between TERM and KILL when a command is terminated.
