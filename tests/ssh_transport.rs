@@ -41,8 +41,19 @@ mod fixture {
                 sh(&format!("useradd -m -s /bin/bash {USER}"));
             }
             sh(&format!("usermod -p '*' {USER}"));
+            if has_sudo() {
+                // become: root without a password, any other user with one.
+                let rule = format!("{USER} ALL=(root) NOPASSWD: ALL\n");
+                let path = "/etc/sudoers.d/fleetup-test-sshtest";
+                std::fs::write(path, rule).expect("sudoers");
+                sh(&format!("chmod 440 {path}"));
+            }
             std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
         });
+    }
+
+    pub fn has_sudo() -> bool {
+        Path::new("/usr/bin/sudo").exists()
     }
 
     pub fn sh(cmd: &str) -> String {
@@ -850,6 +861,49 @@ async fn timed_out_command_is_terminated_on_the_host_root() {
     assert_eq!(text(&run(&conn, "id -u").await.stdout), "0\n");
     timeout_leaves_nothing(&conn, 4311, false).await;
     timeout_leaves_nothing(&conn, 4312, true).await;
+    conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn become_runs_through_sudo_and_is_terminated_as_root() {
+    if !fixture::has_sudo() {
+        eprintln!("SKIPPED: sudo is not installed (apt-get install sudo) - become untested");
+        return;
+    }
+    let sshd = Sshd::start();
+    let conn = connect(sshd.options(), &sshd.target("becomer"))
+        .await
+        .expect("connect");
+    let req = ExecRequest::new("id -u; echo \"$0\" >&2").become_user(None);
+    let o = run_req(&conn, &req).await.expect("become root");
+    assert_eq!(text(&o.stdout), "0\n");
+    assert_eq!(text(&o.stderr), "/bin/sh\n");
+
+    // sudo wants a password for this user: a clear error, not an exit code.
+    let req = ExecRequest::new("id -u").become_user(Some("nobody".into()));
+    let err = run_req(&conn, &req).await.expect_err("password required");
+    assert!(
+        matches!(err, TransportError::BecomePasswordRequired { .. }),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Failed);
+    assert!(
+        err.to_string()
+            .contains("sudo requires a password for sshtest"),
+        "{err}"
+    );
+
+    // A root process started through sudo by a non-root login is killed too.
+    let req = ExecRequest::new("trap '' TERM; sleep 43311 & sleep 43312")
+        .become_user(None)
+        .timeout(Duration::from_secs(1));
+    let err = run_req(&conn, &req).await.expect_err("timeout");
+    assert!(
+        matches!(err, TransportError::CommandTimedOut { .. }),
+        "{err}"
+    );
+    let left = wait_gone("sleep 4331[12]");
+    assert!(left.is_empty(), "left running: {left}");
     conn.close().await;
 }
 
