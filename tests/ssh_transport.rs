@@ -524,6 +524,7 @@ async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
         }
         assert!(err.is_unreachable());
         let msg = err.to_string();
+        eprintln!("MESSAGE: {msg}");
         assert!(msg.contains("HAS CHANGED"), "{msg}");
         assert!(
             msg.contains(&format!("{} line 2", sshd.known_hosts().display())),
@@ -652,6 +653,7 @@ async fn encrypted_key_with_passphrase_from_env_var() {
         .err()
         .expect("no passphrase");
     assert!(matches!(err, TransportError::Key { .. }), "{err}");
+    eprintln!("MESSAGE: {err}");
     let msg = err.to_string();
     assert!(
         msg.contains("encrypted") && msg.contains("$FLEETUP_TEST_PASSPHRASE_UNSET"),
@@ -721,6 +723,7 @@ async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
     };
     let err = connect(options, &target).await.err().expect("auth fails");
     assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
+    eprintln!("MESSAGE: {err}");
     assert_eq!(err.class(), ErrorClass::Unreachable);
     let msg = err.to_string();
     assert!(
@@ -740,6 +743,7 @@ async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
         .err()
         .expect("no key file");
     assert!(matches!(err, TransportError::Key { .. }), "{err}");
+    eprintln!("MESSAGE: {err}");
     assert!(err.to_string().contains("no_such_key"), "{err}");
 }
 
@@ -757,6 +761,7 @@ async fn refused_and_blackholed_addresses_are_unreachable_within_the_timeout() {
         .err()
         .expect("refused");
     assert!(matches!(err, TransportError::Refused { .. }), "{err}");
+    eprintln!("MESSAGE: {err}");
     assert!(err.is_unreachable());
     assert!(t0.elapsed() < Duration::from_secs(1));
 

@@ -222,6 +222,15 @@ impl SshConnection {
         let _ = write.close().await;
 
         if let Some(e) = stopped {
+            // Lost while terminating: the host is unreachable, whatever we meant to do.
+            if status.is_none() && self.state.ended.is_cancelled() {
+                if let Some(detail) = self.state.end_reason() {
+                    return Err(TransportError::ConnectionLost {
+                        host: self.name.clone(),
+                        detail: format!("{detail} (while terminating: {e})"),
+                    });
+                }
+            }
             return Err(e);
         }
         match status {
