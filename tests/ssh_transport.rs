@@ -866,6 +866,22 @@ async fn timed_out_command_is_terminated_on_the_host_root() {
     assert_eq!(text(&run(&conn, "id -u").await.stdout), "0\n");
     timeout_leaves_nothing(&conn, 4311, false).await;
     timeout_leaves_nothing(&conn, 4312, true).await;
+
+    // Stopped while root's slow login shell is still starting, before the command's
+    // process group id is known (the token fallback), or just after.
+    for ms in [5, 30, 100, 200] {
+        let req = ExecRequest::new("sleep 43131").timeout(Duration::from_millis(ms));
+        let err = run_req(&conn, &req).await.expect_err("timeout");
+        assert!(
+            matches!(err, TransportError::CommandTimedOut { .. }),
+            "{err}"
+        );
+        let left = wait_gone("sleep 43131");
+        assert!(
+            left.is_empty(),
+            "left running after a {ms} ms timeout: {left}"
+        );
+    }
     conn.close().await;
 }
 

@@ -17,7 +17,14 @@
 //! This works the same for root and non-root logins and keeps the two streams apart. The
 //! group id cannot be recycled while any process of the group lives, and the kill is only
 //! sent while the command's channel is still open.
+//!
+//! Should the command have to be stopped before its marker arrived (the login shell still
+//! starting), the marker line also carries a comment with a token unique to this exec, so
+//! `pkill -f` finds that shell by its command line (nothing of the command has started
+//! yet); sshd is also asked to signal it (which it does for non-root logins).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use russh::{ChannelMsg, Sig};
@@ -40,7 +47,7 @@ const MARKER: &[u8] = b"\x1efleetup-pgid ";
 
 /// The command as sent: the marker line first, then the command (wrapped in sudo when
 /// become is asked), on its own line so that its syntax is untouched.
-pub(crate) fn wrap_command(request: &ExecRequest<'_>) -> String {
+pub(crate) fn wrap_command(request: &ExecRequest<'_>, token: &str) -> String {
     let inner;
     let command = match &request.become_ {
         Some(b) => {
@@ -50,9 +57,25 @@ pub(crate) fn wrap_command(request: &ExecRequest<'_>) -> String {
         None => request.command,
     };
     let mut s = String::with_capacity(command.len() + 48);
-    s.push_str("printf '\\036fleetup-pgid %s\\n' \"$$\" >&2\n");
+    s.push_str("printf '\\036fleetup-pgid %s\\n' \"$$\" >&2 # fleetup-exec-");
+    s.push_str(token);
+    s.push('\n');
     s.push_str(command);
     s
+}
+
+/// A token unique to one exec of this process, found by `pkill -f` on the host.
+pub(crate) fn exec_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SALT: OnceLock<u64> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    format!("{salt:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Strips the marker line from the start of stderr and reads the process group id.
@@ -131,7 +154,8 @@ impl SshConnection {
             Ok(c) => c,
             Err(e) => return Err(self.channel_error(e).await),
         };
-        if let Err(e) = channel.exec(true, wrap_command(request)).await {
+        let token = exec_token();
+        if let Err(e) = channel.exec(true, wrap_command(request, &token)).await {
             return Err(self.channel_error(e).await);
         }
         let (mut read, write) = channel.split();
@@ -199,18 +223,16 @@ impl SshConnection {
                         host: self.name.clone(),
                         timeout: timeout.unwrap_or_default(),
                     });
-                    stopping = self.terminate(&pgid, &write, become_).await;
+                    stopping = self.terminate(&pgid, &token, &write, become_).await;
                 }
                 () = cancel.cancelled(), if stopped.is_none() => {
                     stopped = Some(TransportError::Cancelled { host: self.name.clone() });
-                    stopping = self.terminate(&pgid, &write, become_).await;
+                    stopping = self.terminate(&pgid, &token, &write, become_).await;
                 }
                 () = tokio::time::sleep_until(stop_deadline.unwrap_or_else(far)), if stop_deadline.is_some() => {
                     match stopping {
                         Stopping::TermSent(_) => {
-                            if let Some(id) = pgid.pgid() {
-                                self.kill_group(id, "KILL", become_).await;
-                            }
+                            self.kill(&pgid, &token, "KILL", become_).await;
                             stopping = Stopping::KillSent(Instant::now() + AFTER_KILL);
                         }
                         _ => break,
@@ -263,28 +285,27 @@ impl SshConnection {
     async fn terminate(
         &self,
         pgid: &PgidReader,
+        token: &str,
         write: &russh::ChannelWriteHalf<russh::client::Msg>,
         become_: bool,
     ) -> Stopping {
-        match pgid.pgid() {
-            Some(id) => {
-                self.kill_group(id, "TERM", become_).await;
-                Stopping::TermSent(Instant::now() + KILL_GRACE)
-            }
-            None => {
-                // The marker has not arrived (the shell has not even started): the best we
-                // can do is ask sshd, then close.
-                let _ = write.signal(Sig::TERM).await;
-                let _ = write.close().await;
-                Stopping::KillSent(Instant::now() + AFTER_KILL)
-            }
+        if pgid.pgid().is_none() {
+            // Refused by OpenSSH for root logins; harmless to ask.
+            let _ = write.signal(Sig::TERM).await;
         }
+        self.kill(pgid, token, "TERM", become_).await;
+        Stopping::TermSent(Instant::now() + KILL_GRACE)
     }
 
-    /// Runs `kill -SIG -- -PGID` in a fresh channel of the same connection.
-    async fn kill_group(&self, pgid: u32, signal: &str, become_: bool) {
+    /// Sends `signal` to the command's process group or, before its id is known, to the
+    /// login shell found by the exec token; from a fresh channel of the same connection.
+    async fn kill(&self, pgid: &PgidReader, token: &str, signal: &str, become_: bool) {
         let sudo = if become_ { "sudo -n " } else { "" };
-        let command = format!("{sudo}kill -{signal} -- -{pgid}");
+        let command = match pgid.pgid() {
+            Some(id) => format!("{sudo}kill -{signal} -- -{id}"),
+            // `[f]` keeps the pattern from matching this very command line.
+            None => format!("pkill -{signal} -f '[f]leetup-exec-{token}'"),
+        };
         let run = async {
             let mut ch = self.handle.channel_open_session().await?;
             ch.exec(true, command).await?;
@@ -378,10 +399,10 @@ mod tests {
     fn wrapped_command_keeps_the_command_on_its_own_line() {
         let r = ExecRequest::new("echo hi; exit 3");
         assert_eq!(
-            wrap_command(&r),
-            "printf '\\036fleetup-pgid %s\\n' \"$$\" >&2\necho hi; exit 3"
+            wrap_command(&r, "t0"),
+            "printf '\\036fleetup-pgid %s\\n' \"$$\" >&2 # fleetup-exec-t0\necho hi; exit 3"
         );
         let r = ExecRequest::new("id").become_user(Some("app".into()));
-        assert!(wrap_command(&r).ends_with("\nsudo -n -u app -- /bin/sh -c id"));
+        assert!(wrap_command(&r, "t1").ends_with("\nsudo -n -u app -- /bin/sh -c id"));
     }
 }
