@@ -83,12 +83,16 @@ pub fn run(args: &[String]) -> Result<i32> {
             unsafe {
                 libc::killpg(cpid, sig);
             }
+            // Give the group a moment to exit on its own (the shims log their end), until
+            // no member is left (zombies are reaped at once by the fleet's supervisor).
             let deadline = util::now() + 1.0;
             while util::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
+                let _ = child.try_wait();
+                // SAFETY: signal 0 only probes for existence.
+                if unsafe { libc::killpg(cpid, 0) } != 0 {
                     break;
                 }
-                util::sleep_secs(0.01);
+                util::sleep_secs(0.005);
             }
             // Whatever ignored the signal, or was left behind by a dead shell, goes now.
             unsafe {
