@@ -19,9 +19,10 @@
 //! sent while the command's channel is still open.
 //!
 //! Should the command have to be stopped before its marker arrived (the login shell still
-//! starting), the marker line also carries a comment with a token unique to this exec, so
-//! `pkill -f` finds that shell by its command line (nothing of the command has started
-//! yet); sshd is also asked to signal it (which it does for non-root logins).
+//! starting), the marker line also carries a comment with a token unique to this exec,
+//! found in /proc in that shell's command line (or, under a ForceCommand wrapper, in the
+//! wrapper's SSH_ORIGINAL_COMMAND), and those processes are signalled: nothing of the
+//! command has started yet. sshd is also asked to signal it (it does for non-root logins).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -64,7 +65,7 @@ pub(crate) fn wrap_command(request: &ExecRequest<'_>, token: &str) -> String {
     s
 }
 
-/// A token unique to one exec of this process, found by `pkill -f` on the host.
+/// A token unique to one exec of this process, looked for in /proc on the host.
 pub(crate) fn exec_token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static SALT: OnceLock<u64> = OnceLock::new();
@@ -303,8 +304,13 @@ impl SshConnection {
         let sudo = if become_ { "sudo -n " } else { "" };
         let command = match pgid.pgid() {
             Some(id) => format!("{sudo}kill -{signal} -- -{id}"),
-            // `[f]` keeps the pattern from matching this very command line.
-            None => format!("pkill -{signal} -f '[f]leetup-exec-{token}'"),
+            // The login shell has the token in its command line; a ForceCommand wrapper
+            // (which runs before it) in its SSH_ORIGINAL_COMMAND. `[f]` keeps the pattern
+            // from matching this very command.
+            None => format!(
+                "for f in $(grep -ls '[f]leetup-exec-{token}' /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null); \
+                 do p=${{f#/proc/}}; kill -{signal} \"${{p%%/*}}\" 2>/dev/null; done; true"
+            ),
         };
         let run = async {
             let mut ch = self.handle.channel_open_session().await?;
