@@ -1,1 +1,208 @@
-fn main() {}
+//! fleet-sim: the test fleet's simulated SimpleLogin hosts. One multi-call binary:
+//! called as `docker`, `docker-compose` or `curl` (symlinks in the fleet's bin/) it is the
+//! shim; as `fleet-sim CMD` it is the launcher (up, down, fault, ...) or sshd's
+//! ForceCommand (session). See tests/fleet/README.md.
+
+mod compose;
+mod curl;
+mod docker;
+mod faults;
+mod format;
+mod launcher;
+mod log;
+mod opts;
+mod session;
+mod state;
+mod util;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "fleet-sim",
+    about = "Simulated SimpleLogin hosts behind real OpenSSH servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a fleet; returns when every sshd accepts connections.
+    Up {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        spec: PathBuf,
+        /// Kill the fleet when this process dies (default: the caller).
+        #[arg(long)]
+        owner: Option<i32>,
+    },
+    /// Stop a fleet (idempotent).
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// The supervisor (started by `up`).
+    Watch {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        owner: i32,
+    },
+    /// Make one host (with its own sshd) stop answering for good.
+    StopHost {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+    /// Add a fault rule to a host (or all hosts).
+    Fault {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long = "match")]
+        pattern: String,
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        rc: Option<i32>,
+        #[arg(long)]
+        stderr: Option<String>,
+        #[arg(long)]
+        stdout: Option<String>,
+        #[arg(long)]
+        seconds: Option<f64>,
+        #[arg(long)]
+        times: Option<u32>,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Remove fault rules of a host (or all hosts).
+    ClearFaults {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Print a host's simulated docker/db state as JSON.
+    State {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: String,
+    },
+}
+
+fn shim(kind: &str, args: &[String]) -> i32 {
+    let Ok(hd) = std::env::var("FLEET_HOST_DIR") else {
+        // Outside a fleet session there is no host: answer as the real tools would with
+        // no daemon or server.
+        return match kind {
+            "curl" => {
+                eprintln!("curl: (7) Failed to connect: Couldn't connect to server");
+                7
+            }
+            _ => {
+                eprintln!("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?");
+                1
+            }
+        };
+    };
+    let host_dir = Path::new(&hd);
+    let mut cmdline = kind.to_string();
+    for a in args {
+        cmdline.push(' ');
+        cmdline.push_str(a);
+    }
+    let entry = log::start(host_dir, kind, &cmdline);
+    faults::check(host_dir, "shim", &cmdline, &entry);
+    let rc = match kind {
+        "curl" => curl::main(host_dir, args),
+        "docker-compose" => compose::main(host_dir, args, "docker-compose"),
+        _ => docker::main(host_dir, args),
+    };
+    entry.end_rc(rc);
+    rc
+}
+
+fn main() {
+    // Shims are used in pipelines (`docker exec sl-db pg_dump | gzip`): die on a closed
+    // pipe like the real tools instead of failing writes.
+    // SAFETY: setting a signal disposition at start-up.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let (kind, rest) = match argv0.as_str() {
+        "docker" | "docker-compose" | "curl" => (argv0.clone(), &args[1..]),
+        _ => match args.get(1).map(String::as_str) {
+            Some(k @ ("docker" | "docker-compose" | "curl" | "session")) => {
+                (k.to_string(), &args[2..])
+            }
+            _ => (String::new(), &args[1..]),
+        },
+    };
+    if kind == "session" {
+        match session::run(rest) {
+            Ok(rc) => std::process::exit(rc),
+            Err(e) => {
+                eprintln!("fleet-sim session: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if !kind.is_empty() {
+        std::process::exit(shim(&kind, rest));
+    }
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Up { dir, spec, owner } => launcher::up(launcher::UpArgs { dir, spec, owner }),
+        Cmd::Down { dir } => launcher::down(&dir),
+        Cmd::Watch { dir, owner } => launcher::watch(&dir, owner),
+        Cmd::StopHost { dir, host } => launcher::stop_host(&dir, &host),
+        Cmd::Fault {
+            dir,
+            host,
+            pattern,
+            action,
+            rc,
+            stderr,
+            stdout,
+            seconds,
+            times,
+            scope,
+        } => {
+            let rule = faults::Rule {
+                pattern,
+                action,
+                rc,
+                stderr,
+                stdout,
+                seconds,
+                times,
+                scope,
+            };
+            launcher::add_fault(&dir, host.as_deref(), rule)
+        }
+        Cmd::ClearFaults { dir, host } => launcher::clear_faults(&dir, host.as_deref()),
+        Cmd::State { dir, host } => launcher::print_state(&dir, &host),
+    };
+    if let Err(e) = res {
+        eprintln!("fleet-sim: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,414 @@
+//! Running one command in its own exec channel, and terminating it on the host.
+//!
+//! ## How a command is terminated, for root too
+//! OpenSSH refuses the `signal` channel request for root logins, and closing a channel
+//! without a pty leaves the process running (re-parented to init); a pty would kill it on
+//! close but merges stdout and stderr. So instead:
+//!
+//! 1. sshd runs every exec command in a new session (`setsid`): the login shell it starts
+//!    is a process group leader, and its `$$` is the group id of everything the command
+//!    starts. The command is sent prefixed by one line that prints that id on stderr behind
+//!    a marker (`\x1efleetup-pgid N`), which is stripped before stderr reaches the sink.
+//! 2. On timeout or cancellation a *second* exec channel on the same connection runs
+//!    `kill -TERM -- -N` (through `sudo -n` when the command used become, since its
+//!    processes are then not the login user's), then `kill -KILL -- -N` if the command's
+//!    channel has not closed after a grace period.
+//!
+//! This works the same for root and non-root logins and keeps the two streams apart. The
+//! group id cannot be recycled while any process of the group lives, and the kill is only
+//! sent while the command's channel is still open.
+//!
+//! Should the command have to be stopped before its marker arrived (the login shell still
+//! starting), the marker line also carries a comment with a token unique to this exec,
+//! found in /proc in that shell's command line (or, under a ForceCommand wrapper, in the
+//! wrapper's SSH_ORIGINAL_COMMAND), and those processes are signalled: nothing of the
+//! command has started yet. sshd is also asked to signal it (it does for non-root logins).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use russh::{ChannelMsg, Sig};
+use tokio::time::Instant;
+
+use super::SshConnection;
+use crate::transport::{
+    sudo_wants_password, sudo_wrap, ExecRequest, ExitStatus, OutputSink, OutputStream, StderrHead,
+    TransportError,
+};
+
+/// Time between TERM and KILL.
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(3);
+/// Time allowed after KILL before the channel is abandoned.
+const AFTER_KILL: Duration = Duration::from_secs(3);
+/// Time allowed for the kill command itself.
+const KILL_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MARKER: &[u8] = b"\x1efleetup-pgid ";
+
+/// The command as sent: the marker line first, then the command (wrapped in sudo when
+/// become is asked), on its own line so that its syntax is untouched.
+pub(crate) fn wrap_command(request: &ExecRequest<'_>, token: &str) -> String {
+    let inner;
+    let command = match &request.become_ {
+        Some(b) => {
+            inner = sudo_wrap(request.command, b);
+            inner.as_str()
+        }
+        None => request.command,
+    };
+    let mut s = String::with_capacity(command.len() + 48);
+    s.push_str("printf '\\036fleetup-pgid %s\\n' \"$$\" >&2 # fleetup-exec-");
+    s.push_str(token);
+    s.push('\n');
+    s.push_str(command);
+    s
+}
+
+/// A token unique to one exec of this process, looked for in /proc on the host.
+pub(crate) fn exec_token() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SALT: OnceLock<u64> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        nanos ^ (u64::from(std::process::id()) << 32)
+    });
+    format!("{salt:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Strips the marker line from the start of stderr and reads the process group id.
+#[derive(Default)]
+pub(crate) struct PgidReader {
+    pending: Vec<u8>,
+    done: bool,
+    pgid: Option<u32>,
+}
+
+impl PgidReader {
+    /// Feeds one stderr chunk; what is not the marker goes to `out`.
+    pub(crate) fn feed(&mut self, data: &[u8], mut out: impl FnMut(&[u8])) {
+        if self.done {
+            out(data);
+            return;
+        }
+        let buf: &[u8] = if self.pending.is_empty() {
+            data
+        } else {
+            self.pending.extend_from_slice(data);
+            &self.pending
+        };
+        let common = buf.len().min(MARKER.len());
+        if buf[..common] != MARKER[..common] {
+            self.done = true;
+            out(buf);
+        } else if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            self.done = true;
+            self.pgid = std::str::from_utf8(&buf[MARKER.len().min(nl)..nl])
+                .ok()
+                .and_then(|s| s.parse().ok());
+            if nl + 1 < buf.len() {
+                out(&buf[nl + 1..]);
+            }
+        } else if buf.len() > MARKER.len() + 24 {
+            self.done = true;
+            out(buf);
+        } else if self.pending.is_empty() {
+            self.pending.extend_from_slice(data);
+            return;
+        } else {
+            return;
+        }
+        self.pending = Vec::new();
+    }
+
+    /// At the end of the stream: whatever was held back.
+    pub(crate) fn finish(&mut self, out: impl FnOnce(&[u8])) {
+        if !self.pending.is_empty() {
+            out(&self.pending);
+            self.pending.clear();
+        }
+        self.done = true;
+    }
+
+    pub(crate) fn pgid(&self) -> Option<u32> {
+        self.pgid
+    }
+}
+
+/// Where a termination stands.
+enum Stopping {
+    Running,
+    TermSent(Instant),
+    KillSent(Instant),
+}
+
+impl SshConnection {
+    pub async fn exec(
+        &self,
+        request: &ExecRequest<'_>,
+        sink: &mut OutputSink<'_>,
+    ) -> Result<ExitStatus, TransportError> {
+        let channel = match self.handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(e) => return Err(self.channel_error(e).await),
+        };
+        let token = exec_token();
+        if let Err(e) = channel.exec(true, wrap_command(request, &token)).await {
+            return Err(self.channel_error(e).await);
+        }
+        let (mut read, write) = channel.split();
+        let stdin = request.stdin.unwrap_or_default();
+        let stdin_fut = async {
+            if !stdin.is_empty() {
+                write.data(stdin).await?;
+            }
+            write.eof().await
+        };
+        tokio::pin!(stdin_fut);
+        let mut stdin_done = false;
+
+        let timeout = request.timeout;
+        let sleep = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(86400 * 365)));
+        tokio::pin!(sleep);
+        let cancel = request.cancel.clone().unwrap_or_default();
+        let become_ = request.become_.is_some();
+
+        let mut pgid = PgidReader::default();
+        let mut head = StderrHead::default();
+        let mut status: Option<ExitStatus> = None;
+        let mut stopped: Option<TransportError> = None;
+        let mut stopping = Stopping::Running;
+        let far = || Instant::now() + Duration::from_secs(86400 * 365);
+
+        loop {
+            let stop_deadline = match stopping {
+                Stopping::Running => None,
+                Stopping::TermSent(t) | Stopping::KillSent(t) => Some(t),
+            };
+            tokio::select! {
+                msg = read.wait() => match msg {
+                    Some(ChannelMsg::Data { data }) => sink(OutputStream::Stdout, &data),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        pgid.feed(&data, |d| {
+                            if become_ {
+                                head.push(d);
+                            }
+                            sink(OutputStream::Stderr, d);
+                        });
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => {
+                        status = Some(ExitStatus::Code(exit_status));
+                    }
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                        status = Some(ExitStatus::Signal(sig_name(&signal_name)));
+                    }
+                    Some(ChannelMsg::Failure) if status.is_none() => {
+                        return Err(TransportError::Exec {
+                            host: self.name.clone(),
+                            detail: "the SSH server refused to run the command".into(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+                r = &mut stdin_fut, if !stdin_done => {
+                    stdin_done = true;
+                    // A command may exit without reading its stdin: not an error.
+                    let _ = r;
+                }
+                () = &mut sleep, if stopped.is_none() && timeout.is_some() => {
+                    stopped = Some(TransportError::CommandTimedOut {
+                        host: self.name.clone(),
+                        timeout: timeout.unwrap_or_default(),
+                    });
+                    stopping = self.terminate(&pgid, &token, &write, become_).await;
+                }
+                () = cancel.cancelled(), if stopped.is_none() => {
+                    stopped = Some(TransportError::Cancelled { host: self.name.clone() });
+                    stopping = self.terminate(&pgid, &token, &write, become_).await;
+                }
+                () = tokio::time::sleep_until(stop_deadline.unwrap_or_else(far)), if stop_deadline.is_some() => {
+                    match stopping {
+                        Stopping::TermSent(_) => {
+                            self.kill(&pgid, &token, "KILL", become_).await;
+                            stopping = Stopping::KillSent(Instant::now() + AFTER_KILL);
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        pgid.finish(|d| sink(OutputStream::Stderr, d));
+        let _ = write.close().await;
+
+        if let Some(e) = stopped {
+            // Lost while terminating: the host is unreachable, whatever we meant to do.
+            if status.is_none() && self.state.ended.is_cancelled() {
+                if let Some(detail) = self.state.end_reason() {
+                    return Err(TransportError::ConnectionLost {
+                        host: self.name.clone(),
+                        detail: format!("{detail} (while terminating: {e})"),
+                    });
+                }
+            }
+            return Err(e);
+        }
+        match status {
+            Some(ExitStatus::Code(1)) if become_ && sudo_wants_password(head.bytes()) => {
+                Err(TransportError::BecomePasswordRequired {
+                    host: self.name.clone(),
+                    login: self.user.clone(),
+                })
+            }
+            Some(s) => Ok(s),
+            None => {
+                // The channel ended with no exit status: was the connection lost?
+                let _ = tokio::time::timeout(Duration::from_secs(1), self.state.ended.cancelled())
+                    .await;
+                Err(match self.state.end_reason() {
+                    Some(detail) => TransportError::ConnectionLost {
+                        host: self.name.clone(),
+                        detail: format!("{detail}; the command's outcome on the host is unknown"),
+                    },
+                    None => TransportError::Exec {
+                        host: self.name.clone(),
+                        detail: "the command's channel closed without an exit status".into(),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Starts terminating the command: TERM to its process group.
+    async fn terminate(
+        &self,
+        pgid: &PgidReader,
+        token: &str,
+        write: &russh::ChannelWriteHalf<russh::client::Msg>,
+        become_: bool,
+    ) -> Stopping {
+        if pgid.pgid().is_none() {
+            // Refused by OpenSSH for root logins; harmless to ask.
+            let _ = write.signal(Sig::TERM).await;
+        }
+        self.kill(pgid, token, "TERM", become_).await;
+        Stopping::TermSent(Instant::now() + KILL_GRACE)
+    }
+
+    /// Sends `signal` to the command's process group or, before its id is known, to the
+    /// login shell found by the exec token; from a fresh channel of the same connection.
+    async fn kill(&self, pgid: &PgidReader, token: &str, signal: &str, become_: bool) {
+        let sudo = if become_ { "sudo -n " } else { "" };
+        let command = match pgid.pgid() {
+            Some(id) => format!("{sudo}kill -{signal} -- -{id}"),
+            // The login shell has the token in its command line; a ForceCommand wrapper
+            // (which runs before it) in its SSH_ORIGINAL_COMMAND. `[f]` keeps the pattern
+            // from matching this very command.
+            None => format!(
+                "for f in $(grep -ls '[f]leetup-exec-{token}' /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null); \
+                 do p=${{f#/proc/}}; kill -{signal} \"${{p%%/*}}\" 2>/dev/null; done; true"
+            ),
+        };
+        let run = async {
+            let mut ch = self.handle.channel_open_session().await?;
+            ch.exec(true, command).await?;
+            ch.eof().await?;
+            while ch.wait().await.is_some() {}
+            Ok::<_, russh::Error>(())
+        };
+        let _ = tokio::time::timeout(KILL_COMMAND_TIMEOUT, run).await;
+    }
+
+    /// A channel could not be opened or used: lost connection, or a refusal.
+    async fn channel_error(&self, e: russh::Error) -> TransportError {
+        if self.handle.is_closed() || self.state.ended.is_cancelled() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.state.ended.cancelled())
+                .await;
+            return TransportError::ConnectionLost {
+                host: self.name.clone(),
+                detail: self
+                    .state
+                    .end_reason()
+                    .unwrap_or_else(|| format!("the SSH session is closed ({e})")),
+            };
+        }
+        TransportError::Exec {
+            host: self.name.clone(),
+            detail: format!("cannot open an SSH channel: {e}"),
+        }
+    }
+}
+
+fn sig_name(sig: &Sig) -> String {
+    match sig {
+        Sig::ABRT => "ABRT",
+        Sig::ALRM => "ALRM",
+        Sig::FPE => "FPE",
+        Sig::HUP => "HUP",
+        Sig::ILL => "ILL",
+        Sig::INT => "INT",
+        Sig::KILL => "KILL",
+        Sig::PIPE => "PIPE",
+        Sig::QUIT => "QUIT",
+        Sig::SEGV => "SEGV",
+        Sig::TERM => "TERM",
+        Sig::USR1 => "USR1",
+        Sig::Custom(s) => return s.clone(),
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Option<u32>, Vec<u8>) {
+        let mut r = PgidReader::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            r.feed(c, |d| out.extend_from_slice(d));
+        }
+        r.finish(|d| out.extend_from_slice(d));
+        (r.pgid(), out)
+    }
+
+    #[test]
+    fn marker_is_read_and_stripped() {
+        assert_eq!(
+            run(&[b"\x1efleetup-pgid 1234\nerr", b"or\n"]),
+            (Some(1234), b"error\n".to_vec())
+        );
+        assert_eq!(
+            run(&[b"\x1efleet", b"up-pgid 7", b"7\n"]),
+            (Some(77), vec![])
+        );
+        assert_eq!(
+            run(&[b"\x1efleetup-pgid 9\n", b"\x1efleetup-pgid 5\n"]),
+            (Some(9), b"\x1efleetup-pgid 5\n".to_vec())
+        );
+    }
+
+    #[test]
+    fn other_stderr_passes_untouched() {
+        assert_eq!(
+            run(&[b"bash: x: not found\n"]),
+            (None, b"bash: x: not found\n".to_vec())
+        );
+        assert_eq!(run(&[b"\x1e", b"zz"]), (None, b"\x1ezz".to_vec()));
+        assert_eq!(run(&[b"\x1efleet"]), (None, b"\x1efleet".to_vec()));
+    }
+
+    #[test]
+    fn wrapped_command_keeps_the_command_on_its_own_line() {
+        let r = ExecRequest::new("echo hi; exit 3");
+        assert_eq!(
+            wrap_command(&r, "t0"),
+            "printf '\\036fleetup-pgid %s\\n' \"$$\" >&2 # fleetup-exec-t0\necho hi; exit 3"
+        );
+        let r = ExecRequest::new("id").become_user(Some("app".into()));
+        assert!(wrap_command(&r, "t1").ends_with("\nsudo -n -u app -- /bin/sh -c id"));
+    }
+}

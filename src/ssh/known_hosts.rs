@@ -1,0 +1,224 @@
+//! Host key verification against an OpenSSH known_hosts file.
+//!
+//! russh's `check_known_hosts_path` does the lookup (plain, hashed `|1|` and `[host]:port`
+//! entries); this module decides what a verdict means under the chosen policy and records
+//! it, so that a refused handshake can be reported with the file, line and fingerprint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use russh::keys::{HashAlg, PublicKey};
+
+/// `--host-key-checking`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKeyChecking {
+    /// Only keys already in known_hosts are accepted (the default).
+    #[default]
+    Strict,
+    /// An unknown host's key is accepted and recorded; a changed key is still refused.
+    AcceptNew,
+    /// Any key is accepted, nothing is recorded. The CLI must warn on every run.
+    Off,
+}
+
+impl std::str::FromStr for HostKeyChecking {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" | "yes" => Ok(HostKeyChecking::Strict),
+            "accept-new" => Ok(HostKeyChecking::AcceptNew),
+            "off" | "no" => Ok(HostKeyChecking::Off),
+            other => Err(format!(
+                "unknown host key checking {other:?}: expected strict, accept-new or off"
+            )),
+        }
+    }
+}
+
+/// What the check found, kept for the error message when the handshake is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Known,
+    Learned,
+    Unchecked,
+    Unknown { fingerprint: String },
+    Changed { line: usize, fingerprint: String },
+    Certificate,
+    Error { detail: String },
+}
+
+impl Verdict {
+    pub(crate) fn accepted(&self) -> bool {
+        matches!(self, Verdict::Known | Verdict::Learned | Verdict::Unchecked)
+    }
+}
+
+/// Appends to known_hosts are serialised within the process: 200 hosts learned at once
+/// must not interleave their lines.
+static LEARN_LOCK: Mutex<()> = Mutex::new(());
+
+pub(crate) fn fingerprint(key: &PublicKey) -> String {
+    format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256))
+}
+
+/// `host` or `[host]:port`, as OpenSSH writes it.
+pub(crate) fn key_host(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+pub(crate) fn check(
+    policy: HostKeyChecking,
+    path: &Path,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> Verdict {
+    if policy == HostKeyChecking::Off {
+        return Verdict::Unchecked;
+    }
+    match russh::keys::check_known_hosts_path(host, port, key, path) {
+        Ok(true) => Verdict::Known,
+        Err(russh::keys::Error::KeyChanged { line }) => Verdict::Changed {
+            line: physical_line(path, line),
+            fingerprint: fingerprint(key),
+        },
+        Err(e) => Verdict::Error {
+            detail: format!("cannot read {}: {e}", path.display()),
+        },
+        Ok(false) if policy == HostKeyChecking::AcceptNew => {
+            let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+            // Another connection may have learned it while we waited.
+            if let Ok(true) = russh::keys::check_known_hosts_path(host, port, key, path) {
+                return Verdict::Known;
+            }
+            match learn(path, host, port, key) {
+                Ok(()) => Verdict::Learned,
+                Err(e) => Verdict::Error {
+                    detail: format!("cannot record the new key in {}: {e}", path.display()),
+                },
+            }
+        }
+        Ok(false) => Verdict::Unknown {
+            fingerprint: fingerprint(key),
+        },
+    }
+}
+
+/// russh numbers known_hosts lines without counting `#` comment lines; the user needs the
+/// line as an editor shows it.
+fn physical_line(path: &Path, russh_line: usize) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return russh_line;
+    };
+    text.split_inclusive('\n')
+        .enumerate()
+        .filter(|(_, l)| !l.starts_with('#'))
+        .nth(russh_line.saturating_sub(1))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(russh_line)
+}
+
+/// Appends `[host]:port alg key` (russh's own version starts an empty file with a blank
+/// line).
+fn learn(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let existing = std::fs::read(path).unwrap_or_default();
+    let mut line = String::new();
+    if existing.last().is_some_and(|b| *b != b'\n') {
+        line.push('\n');
+    }
+    let encoded = key
+        .to_openssh()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    line.push_str(&key_host(host, port));
+    line.push(' ');
+    line.push_str(encoded.trim_end());
+    line.push('\n');
+    // One write on an O_APPEND file: lines of concurrent writers do not interleave.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())
+}
+
+/// The default known_hosts file, `~/.ssh/known_hosts`.
+pub fn default_known_hosts() -> PathBuf {
+    super::home_dir().join(".ssh").join("known_hosts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+
+    fn key(s: &str) -> PublicKey {
+        PublicKey::from_openssh(s).expect("test key")
+    }
+
+    #[test]
+    fn verdicts_under_each_policy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("known_hosts");
+        std::fs::write(&path, format!("# comment\n\n[h]:2222 {KEY}\n")).expect("write");
+        let k = key(KEY);
+        let o = key(OTHER);
+        assert_eq!(
+            check(HostKeyChecking::Strict, &path, "h", 2222, &k),
+            Verdict::Known
+        );
+        assert!(matches!(
+            check(HostKeyChecking::Strict, &path, "h", 2222, &o),
+            Verdict::Changed { line: 3, .. }
+        ));
+        assert!(matches!(
+            check(HostKeyChecking::AcceptNew, &path, "h", 2222, &o),
+            Verdict::Changed { .. }
+        ));
+        assert!(matches!(
+            check(HostKeyChecking::Strict, &path, "g", 2222, &k),
+            Verdict::Unknown { .. }
+        ));
+        assert_eq!(
+            check(HostKeyChecking::Off, &path, "g", 22, &o),
+            Verdict::Unchecked
+        );
+        assert_eq!(
+            check(HostKeyChecking::AcceptNew, &path, "g", 22, &o),
+            Verdict::Learned
+        );
+        assert_eq!(
+            check(HostKeyChecking::Strict, &path, "g", 22, &o),
+            Verdict::Known
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.ends_with(&format!("g {OTHER}\n")), "{text}");
+    }
+
+    #[test]
+    fn missing_file_means_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nope");
+        assert!(matches!(
+            check(HostKeyChecking::Strict, &path, "h", 22, &key(KEY)),
+            Verdict::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn policy_parses() {
+        assert_eq!("accept-new".parse(), Ok(HostKeyChecking::AcceptNew));
+        assert!("maybe".parse::<HostKeyChecking>().is_err());
+    }
+}

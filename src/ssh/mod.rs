@@ -1,0 +1,477 @@
+//! The SSH transport, on russh: one authenticated connection per host, opened once, with
+//! each command in its own exec channel.
+//!
+//! - [`known_hosts`]: host key verification (strict by default);
+//! - [`auth`]: identity file, then ssh-agent, then `~/.ssh` default keys; passphrases;
+//! - [`config`]: `~/.ssh/config`, ProxyJump specs, inventory-over-config resolution;
+//! - [`handler`]: the russh handler and the state it shares with the connection;
+//! - [`exec`]: running a command, and terminating it on the host (root included).
+
+mod auth;
+pub mod config;
+mod exec;
+mod handler;
+pub mod known_hosts;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::transport::{ConnectTarget, TransportError};
+use auth::{AuthOutcome, AuthSources, KeyStore};
+pub use config::SshSetupError;
+use config::{Resolved, SshConfigFile};
+use handler::{ClientHandler, SessionState};
+pub use known_hosts::HostKeyChecking;
+use known_hosts::Verdict;
+
+/// Options of the SSH transport, for every host of a run.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// Default `~/.ssh/known_hosts`.
+    pub known_hosts: PathBuf,
+    /// Default strict. `Off` must be warned about by the caller, every run.
+    pub host_key_checking: HostKeyChecking,
+    /// The NAME of the environment variable holding the passphrase of encrypted keys.
+    pub passphrase_env: Option<String>,
+    /// Ask for a passphrase on the terminal when the variable is not set and stdin is a
+    /// terminal (default true).
+    pub prompt_passphrase: bool,
+    /// Default `~/.ssh/config` (a missing file is fine); `None` reads no ssh config.
+    pub ssh_config: Option<PathBuf>,
+    /// Keepalive when the ssh config sets no ServerAliveInterval (default 10 s).
+    pub keepalive_interval: Option<Duration>,
+    /// Unanswered keepalives before the host is declared lost (default 2: with 10 s, a dead
+    /// host is detected within 30 s).
+    pub keepalive_max: usize,
+    /// Limit for the authentication exchange (default 30 s).
+    pub auth_timeout: Duration,
+    /// ssh-agent socket; default `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
+    /// Keys tried last; default `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`.
+    pub default_identity_files: Vec<PathBuf>,
+    /// Login user when neither the inventory nor the ssh config names one; default `$USER`.
+    pub default_user: String,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        let ssh_dir = home_dir().join(".ssh");
+        SshOptions {
+            known_hosts: ssh_dir.join("known_hosts"),
+            host_key_checking: HostKeyChecking::Strict,
+            passphrase_env: None,
+            prompt_passphrase: true,
+            ssh_config: Some(ssh_dir.join("config")),
+            keepalive_interval: Some(Duration::from_secs(10)),
+            keepalive_max: 2,
+            auth_timeout: Duration::from_secs(30),
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            default_identity_files: ["id_ed25519", "id_ecdsa", "id_rsa"]
+                .iter()
+                .map(|n| ssh_dir.join(n))
+                .collect(),
+            default_user: std::env::var("USER")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "root".to_string()),
+        }
+    }
+}
+
+pub(crate) fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Opens SSH connections; one per run, shared by every host.
+pub struct SshTransport {
+    options: SshOptions,
+    config: SshConfigFile,
+    keys: KeyStore,
+    /// The russh config for the default keepalive, shared by every connection.
+    russh_config: Arc<client::Config>,
+}
+
+/// One SSH session (a hop or the host itself).
+struct Session {
+    handle: Handle<ClientHandler>,
+    state: Arc<SessionState>,
+}
+
+/// An authenticated connection to one host (through its jump hosts, kept open beside it).
+pub struct SshConnection {
+    name: String,
+    user: String,
+    handle: Handle<ClientHandler>,
+    state: Arc<SessionState>,
+    /// Jump host sessions, first hop first; closed after the host's.
+    jumps: Vec<Session>,
+}
+
+impl SshTransport {
+    pub fn new(options: SshOptions) -> Result<Self, SshSetupError> {
+        let config = match &options.ssh_config {
+            Some(path) => SshConfigFile::load(path)?,
+            None => SshConfigFile::empty(),
+        };
+        let keys = KeyStore::new(options.passphrase_env.clone(), options.prompt_passphrase);
+        let russh_config = Arc::new(russh_config(&options, options.keepalive_interval));
+        Ok(SshTransport {
+            options,
+            config,
+            keys,
+            russh_config,
+        })
+    }
+
+    pub fn options(&self) -> &SshOptions {
+        &self.options
+    }
+
+    /// Connects and authenticates to `target`, through its ProxyJump hosts if any. Each
+    /// host key on the way is verified; nothing runs on a host whose key is refused.
+    pub async fn connect(&self, target: &ConnectTarget) -> Result<SshConnection, TransportError> {
+        let resolved = config::resolve(
+            &self.config,
+            target,
+            &self.options.default_user,
+            self.options.keepalive_interval,
+        )?;
+        let mut jumps: Vec<Session> = Vec::with_capacity(resolved.jumps.len());
+        for spec in &resolved.jumps {
+            let hop = config::resolve_jump(&self.config, &resolved, spec);
+            let session = match jumps.last() {
+                None => self.connect_direct(&hop).await,
+                Some(prev) => self.connect_through(&prev.handle, &hop).await,
+            };
+            match session {
+                Ok(s) => jumps.push(s),
+                Err(e) => {
+                    close_sessions(&mut jumps).await;
+                    return Err(TransportError::ProxyJump {
+                        host: resolved.name.clone(),
+                        jump: spec.to_string(),
+                        source: Box::new(e),
+                    });
+                }
+            }
+        }
+        let session = match jumps.last() {
+            None => self.connect_direct(&resolved).await,
+            Some(prev) => self.connect_through(&prev.handle, &resolved).await,
+        };
+        match session {
+            Ok(s) => Ok(SshConnection {
+                name: resolved.name,
+                user: resolved.user,
+                handle: s.handle,
+                state: s.state,
+                jumps,
+            }),
+            Err(e) => {
+                close_sessions(&mut jumps).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect_direct(&self, r: &Resolved) -> Result<Session, TransportError> {
+        self.preload_keys(r).await?;
+        let deadline = Instant::now() + r.connect_timeout;
+        let addr = format!("{}:{}", r.hostname, r.port);
+        let stream = tcp_connect(r, &addr, deadline).await?;
+        self.open_session(r, stream, &addr, deadline).await
+    }
+
+    async fn connect_through(
+        &self,
+        jump: &Handle<ClientHandler>,
+        r: &Resolved,
+    ) -> Result<Session, TransportError> {
+        self.preload_keys(r).await?;
+        let deadline = Instant::now() + r.connect_timeout;
+        let addr = format!("{}:{}", r.hostname, r.port);
+        let channel = match tokio::time::timeout_at(
+            deadline,
+            jump.channel_open_direct_tcpip(r.hostname.clone(), u32::from(r.port), "127.0.0.1", 0),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(TransportError::ConnectTimeout {
+                    host: r.name.clone(),
+                    addr,
+                    timeout: r.connect_timeout,
+                })
+            }
+            Ok(Err(e)) => {
+                return Err(TransportError::Connect {
+                    host: r.name.clone(),
+                    addr,
+                    source: std::io::Error::other(format!(
+                        "the jump host could not open a connection to it ({e})"
+                    )),
+                })
+            }
+            Ok(Ok(c)) => c,
+        };
+        self.open_session(r, channel.into_stream(), &addr, deadline)
+            .await
+    }
+
+    /// Identity files named for the host are loaded (and their passphrase asked) before
+    /// connecting, so that no prompt runs inside a network timeout.
+    async fn preload_keys(&self, r: &Resolved) -> Result<(), TransportError> {
+        for path in &r.identity_files {
+            if let Err(e) = self.keys.load(path, true).await {
+                return Err(TransportError::Key {
+                    host: r.name.clone(),
+                    path: path.clone(),
+                    detail: e.detail().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// SSH handshake (host key verification included) and authentication on a stream.
+    async fn open_session<S>(
+        &self,
+        r: &Resolved,
+        stream: S,
+        addr: &str,
+        deadline: Instant,
+    ) -> Result<Session, TransportError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = Arc::new(SessionState::default());
+        let handler = ClientHandler {
+            state: state.clone(),
+            policy: self.options.host_key_checking,
+            known_hosts: self.options.known_hosts.clone(),
+            key_host: r.hostname.clone(),
+            port: r.port,
+        };
+        let config = if r.keepalive_interval == self.options.keepalive_interval {
+            self.russh_config.clone()
+        } else {
+            Arc::new(russh_config(&self.options, r.keepalive_interval))
+        };
+        let mut handle = match tokio::time::timeout_at(
+            deadline,
+            client::connect_stream(config, stream, handler),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(TransportError::ConnectTimeout {
+                    host: r.name.clone(),
+                    addr: addr.to_string(),
+                    timeout: r.connect_timeout,
+                })
+            }
+            Ok(Err(e)) => return Err(self.handshake_error(r, &state, addr, e)),
+            Ok(Ok(h)) => h,
+        };
+        let sources = AuthSources {
+            identity_files: &r.identity_files,
+            agent_socket: self.options.agent_socket.as_deref(),
+            default_keys: &self.options.default_identity_files,
+        };
+        let outcome = tokio::time::timeout(
+            self.options.auth_timeout,
+            auth::authenticate(&mut handle, &r.user, &self.keys, &sources),
+        )
+        .await;
+        let failure = match outcome {
+            Ok(Ok(AuthOutcome::Success)) => return Ok(Session { handle, state }),
+            Ok(Ok(AuthOutcome::Failed { tried })) => TransportError::AuthFailed {
+                host: r.name.clone(),
+                user: r.user.clone(),
+                tried,
+            },
+            Ok(Ok(AuthOutcome::KeyUnusable { path, detail })) => TransportError::Key {
+                host: r.name.clone(),
+                path,
+                detail,
+            },
+            Ok(Err(e)) => TransportError::ConnectionLost {
+                host: r.name.clone(),
+                detail: state
+                    .end_reason()
+                    .unwrap_or_else(|| format!("during authentication: {e}")),
+            },
+            Err(_) => TransportError::AuthTimeout {
+                host: r.name.clone(),
+                timeout: self.options.auth_timeout,
+            },
+        };
+        close_session(&handle, &state).await;
+        Err(failure)
+    }
+
+    fn handshake_error(
+        &self,
+        r: &Resolved,
+        state: &SessionState,
+        addr: &str,
+        e: russh::Error,
+    ) -> TransportError {
+        let key_host = known_hosts::key_host(&r.hostname, r.port);
+        let known_hosts = self.options.known_hosts.clone();
+        match state.verdict() {
+            Some(Verdict::Unknown { fingerprint }) => TransportError::HostKeyUnknown {
+                host: r.name.clone(),
+                key_host,
+                hostname: r.hostname.clone(),
+                port: r.port,
+                known_hosts,
+                fingerprint,
+            },
+            Some(Verdict::Changed { line, fingerprint }) => TransportError::HostKeyChanged {
+                host: r.name.clone(),
+                key_host,
+                known_hosts,
+                line,
+                fingerprint,
+            },
+            Some(Verdict::Certificate) => TransportError::HostKeyCheck {
+                host: r.name.clone(),
+                key_host,
+                detail: "the host presents a host certificate, which fleetup cannot verify; record its plain host key in known_hosts".into(),
+            },
+            Some(Verdict::Error { detail }) => TransportError::HostKeyCheck {
+                host: r.name.clone(),
+                key_host,
+                detail,
+            },
+            _ => TransportError::Handshake {
+                host: r.name.clone(),
+                addr: addr.to_string(),
+                detail: match e {
+                    russh::Error::Disconnect | russh::Error::HUP => {
+                        "the server closed the connection (overloaded: MaxStartups, or not an SSH server?)".into()
+                    }
+                    other => other.to_string(),
+                },
+            },
+        }
+    }
+}
+
+fn russh_config(options: &SshOptions, keepalive: Option<Duration>) -> client::Config {
+    client::Config {
+        keepalive_interval: keepalive,
+        keepalive_max: options.keepalive_max,
+        nodelay: true,
+        ..Default::default()
+    }
+}
+
+/// Resolves and connects within the deadline, trying each address in turn.
+async fn tcp_connect(
+    r: &Resolved,
+    addr: &str,
+    deadline: Instant,
+) -> Result<TcpStream, TransportError> {
+    let timeout = || TransportError::ConnectTimeout {
+        host: r.name.clone(),
+        addr: addr.to_string(),
+        timeout: r.connect_timeout,
+    };
+    let addrs: Vec<_> = match tokio::time::timeout_at(
+        deadline,
+        tokio::net::lookup_host((r.hostname.as_str(), r.port)),
+    )
+    .await
+    {
+        Err(_) => return Err(timeout()),
+        Ok(Err(e)) => {
+            return Err(TransportError::Dns {
+                host: r.name.clone(),
+                address: r.hostname.clone(),
+                detail: e.to_string(),
+            })
+        }
+        Ok(Ok(a)) => a.collect(),
+    };
+    let mut last = None;
+    for sock in &addrs {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(sock)).await {
+            Err(_) => return Err(timeout()),
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = Some(e),
+        }
+    }
+    Err(match last {
+        None => TransportError::Dns {
+            host: r.name.clone(),
+            address: r.hostname.clone(),
+            detail: "no address found".into(),
+        },
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
+            host: r.name.clone(),
+            addr: addr.to_string(),
+        },
+        Some(source) => TransportError::Connect {
+            host: r.name.clone(),
+            addr: addr.to_string(),
+            source,
+        },
+    })
+}
+
+/// How long `close` waits for the host to take the disconnect.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// `disconnect` only queues the message: wait (briefly) for the session to end.
+async fn close_session(handle: &Handle<ClientHandler>, state: &SessionState) {
+    let _ = handle
+        .disconnect(russh::Disconnect::ByApplication, "fleetup done", "en")
+        .await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, state.ended.cancelled()).await;
+}
+
+async fn close_sessions(sessions: &mut Vec<Session>) {
+    while let Some(s) = sessions.pop() {
+        close_session(&s.handle, &s.state).await;
+    }
+}
+
+impl SshConnection {
+    pub fn host(&self) -> &str {
+        &self.name
+    }
+
+    /// The login user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Whether the connection is still up (false once lost or closed).
+    pub fn is_alive(&self) -> bool {
+        !self.state.ended.is_cancelled() && !self.handle.is_closed()
+    }
+
+    /// Disconnects from the host, then from its jump hosts (last hop first).
+    pub async fn close(&self) {
+        close_session(&self.handle, &self.state).await;
+        for s in self.jumps.iter().rev() {
+            close_session(&s.handle, &s.state).await;
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! The transport: how the engine reaches a host and runs one command on it.
+//!
+//! The engine sees three operations, whatever the host:
+//! - [`Transport::connect`] opens one [`Connection`] to a host (once per host, reused for
+//!   every command of the run);
+//! - [`Connection::exec`] runs one command, streaming its stdout and stderr (kept apart) to a
+//!   sink as they arrive, and returns how it ended. A command that outlives its timeout, or
+//!   whose [`CancellationToken`] is cancelled, is **terminated on the host** before `exec`
+//!   returns: that is the "terminate" operation;
+//! - [`Connection::close`].
+//!
+//! Dispatch is a plain enum ([`Connection::Ssh`] or [`Connection::Local`]) rather than a
+//! trait object: async methods are not dyn-safe, there are exactly two implementations,
+//! and a `match` is the easiest thing for a reader to follow.
+//!
+//! Errors are [`TransportError`]s, each naming the host and saying what to do; their
+//! [`ErrorClass`] tells the engine whether the host was **unreachable** (never reached, or
+//! lost) or the command **failed** on it.
+
+pub mod local;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use tokio_util::sync::CancellationToken;
+
+use crate::ssh::{SshConnection, SshOptions, SshSetupError, SshTransport};
+use local::LocalConnection;
+
+/// How the engine reaches a host (`ansible_connection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionKind {
+    #[default]
+    Ssh,
+    /// Run on the controller itself through `/bin/sh -c`.
+    Local,
+}
+
+/// One host to connect to, as the inventory describes it. `None` fields fall back to
+/// `~/.ssh/config`, then to OpenSSH's defaults: inventory values win over the ssh config,
+/// as in Ansible.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectTarget {
+    /// The inventory host name, used in every message.
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// `ansible_host`: the address to connect to; the name when absent. Also the name the
+    /// ssh config is queried with (as `ssh` would be called by Ansible).
+    pub address: Option<String>,
+    /// `ansible_port`.
+    pub port: Option<u16>,
+    /// `ansible_user`.
+    pub user: Option<String>,
+    /// `ansible_ssh_private_key_file`.
+    pub identity_file: Option<PathBuf>,
+    /// ProxyJump: `[user@]host[:port]`, or a comma-separated list of them (first hop first).
+    pub proxy_jump: Option<String>,
+    /// Connect timeout (TCP connect and SSH handshake); default 10 s.
+    pub connect_timeout: Option<Duration>,
+}
+
+impl ConnectTarget {
+    pub fn new(name: impl Into<String>) -> Self {
+        ConnectTarget {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Run the command through `sudo -n` (`become: true`), as `user` when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Become {
+    pub user: Option<String>,
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct ExecRequest<'a> {
+    /// Shell text, run by the login shell (ssh) or `/bin/sh -c` (local).
+    pub command: &'a str,
+    /// Past this, the command is terminated and [`TransportError::CommandTimedOut`] returned.
+    pub timeout: Option<Duration>,
+    pub become_: Option<Become>,
+    /// Bytes fed to the command's standard input; without them stdin is empty (EOF).
+    pub stdin: Option<&'a [u8]>,
+    /// Cancelled: the command is terminated and [`TransportError::Cancelled`] returned.
+    pub cancel: Option<CancellationToken>,
+}
+
+impl<'a> ExecRequest<'a> {
+    pub fn new(command: &'a str) -> Self {
+        ExecRequest {
+            command,
+            timeout: None,
+            become_: None,
+            stdin: None,
+            cancel: None,
+        }
+    }
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    pub fn become_user(mut self, user: Option<String>) -> Self {
+        self.become_ = Some(Become { user });
+        self
+    }
+    pub fn stdin(mut self, stdin: &'a [u8]) -> Self {
+        self.stdin = Some(stdin);
+        self
+    }
+    pub fn cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+}
+
+/// Which stream a chunk of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Receives output as it arrives, chunk by chunk, in order within each stream.
+pub type OutputSink<'s> = dyn FnMut(OutputStream, &[u8]) + Send + 's;
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code (0 is success).
+    Code(u32),
+    /// It was killed by this signal (name without `SIG`, e.g. `TERM`, `KILL`).
+    Signal(String),
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// What an error means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The host could not be reached, or was lost: nothing (more) ran on it.
+    Unreachable,
+    /// The command ran and failed (timed out, was cancelled, sudo refused).
+    Failed,
+}
+
+fn fmt_duration(d: &Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(*d)
+}
+
+fn fmt_tried(tried: &[String]) -> String {
+    if tried.is_empty() {
+        "no key: no identity file, no ssh-agent (SSH_AUTH_SOCK unset) and no default key in ~/.ssh"
+            .to_string()
+    } else {
+        tried.join("; ")
+    }
+}
+
+/// Everything that can go wrong reaching a host or running a command on it.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(
+        "{host}: cannot resolve address {address:?}: {detail}; check ansible_host or the name"
+    )]
+    Dns {
+        host: String,
+        address: String,
+        detail: String,
+    },
+    #[error("{host}: connection to {addr} refused: is sshd running and listening on that port (ansible_port)?")]
+    Refused { host: String, addr: String },
+    #[error("{host}: no SSH answer from {addr} within the connect timeout of {}: host down, firewalled or wrong address", fmt_duration(.timeout))]
+    ConnectTimeout {
+        host: String,
+        addr: String,
+        timeout: Duration,
+    },
+    #[error("{host}: cannot connect to {addr}: {source}")]
+    Connect {
+        host: String,
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{host}: SSH handshake with {addr} failed: {detail}")]
+    Handshake {
+        host: String,
+        addr: String,
+        detail: String,
+    },
+    #[error("{host}: host key of {key_host} is not in {known_hosts} ({fingerprint}); refusing to connect. If this is the right host, add its key with `ssh-keyscan -p {port} {hostname} >> {known_hosts}`, or run with --host-key-checking accept-new to record it")]
+    HostKeyUnknown {
+        host: String,
+        /// The name looked up: `host` or `[host]:port`.
+        key_host: String,
+        hostname: String,
+        port: u16,
+        known_hosts: PathBuf,
+        fingerprint: String,
+    },
+    #[error("{host}: WARNING: HOST KEY OF {key_host} HAS CHANGED! It does not match the key recorded in {known_hosts} line {line}; it now presents {fingerprint}. Someone may be intercepting the connection (man in the middle), or the host was reinstalled. Refusing to connect. If the change is expected, remove the old key with `ssh-keygen -R '{key_host}' -f {known_hosts}` and add the new one")]
+    HostKeyChanged {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
+    #[error("{host}: cannot use the host key of {key_host}: {detail}")]
+    HostKeyCheck {
+        host: String,
+        key_host: String,
+        detail: String,
+    },
+    #[error("{host}: authentication as {user:?} failed; tried: {}. Check ansible_user and that one of these keys is in the user's authorized_keys", fmt_tried(.tried))]
+    AuthFailed {
+        host: String,
+        user: String,
+        tried: Vec<String>,
+    },
+    #[error("{host}: cannot use private key {path}: {detail}")]
+    Key {
+        host: String,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("{host}: authentication did not finish within {}", fmt_duration(.timeout))]
+    AuthTimeout { host: String, timeout: Duration },
+    #[error("{host}: connection lost: {detail}")]
+    ConnectionLost { host: String, detail: String },
+    #[error("{host}: through jump host {jump}: {source}")]
+    ProxyJump {
+        host: String,
+        jump: String,
+        #[source]
+        source: Box<TransportError>,
+    },
+    #[error("{host}: invalid ProxyJump {spec:?}: {detail}")]
+    ProxyJumpSpec {
+        host: String,
+        spec: String,
+        detail: String,
+    },
+    #[error("{host}: command timed out after {} and was terminated", fmt_duration(.timeout))]
+    CommandTimedOut { host: String, timeout: Duration },
+    #[error("{host}: command cancelled and terminated")]
+    Cancelled { host: String },
+    #[error("{host}: sudo requires a password for {login}: fleetup runs `sudo -n` and cannot type one; allow the command with NOPASSWD in sudoers, or log in as a user that needs no become")]
+    BecomePasswordRequired { host: String, login: String },
+    #[error("{host}: cannot run the command: {detail}")]
+    Exec { host: String, detail: String },
+}
+
+impl TransportError {
+    pub fn class(&self) -> ErrorClass {
+        use TransportError::*;
+        match self {
+            CommandTimedOut { .. }
+            | Cancelled { .. }
+            | BecomePasswordRequired { .. }
+            | Exec { .. } => ErrorClass::Failed,
+            _ => ErrorClass::Unreachable,
+        }
+    }
+
+    pub fn is_unreachable(&self) -> bool {
+        self.class() == ErrorClass::Unreachable
+    }
+
+    /// The inventory host the error is about.
+    pub fn host(&self) -> &str {
+        use TransportError::*;
+        match self {
+            Dns { host, .. }
+            | Refused { host, .. }
+            | ConnectTimeout { host, .. }
+            | Connect { host, .. }
+            | Handshake { host, .. }
+            | HostKeyUnknown { host, .. }
+            | HostKeyChanged { host, .. }
+            | HostKeyCheck { host, .. }
+            | AuthFailed { host, .. }
+            | Key { host, .. }
+            | AuthTimeout { host, .. }
+            | ConnectionLost { host, .. }
+            | ProxyJump { host, .. }
+            | ProxyJumpSpec { host, .. }
+            | CommandTimedOut { host, .. }
+            | Cancelled { host }
+            | BecomePasswordRequired { host, .. }
+            | Exec { host, .. } => host,
+        }
+    }
+}
+
+/// The transport of a run: opens connections of either kind.
+pub struct Transport {
+    ssh: Arc<SshTransport>,
+}
+
+impl Transport {
+    /// Reads the ssh config once; the options apply to every SSH host.
+    pub fn new(options: SshOptions) -> Result<Self, SshSetupError> {
+        Ok(Transport {
+            ssh: Arc::new(SshTransport::new(options)?),
+        })
+    }
+
+    pub fn ssh(&self) -> &SshTransport {
+        &self.ssh
+    }
+
+    /// Opens the one connection to `target` that its commands will share.
+    pub async fn connect(&self, target: &ConnectTarget) -> Result<Connection, TransportError> {
+        match target.kind {
+            ConnectionKind::Ssh => Ok(Connection::Ssh(self.ssh.connect(target).await?)),
+            ConnectionKind::Local => Ok(Connection::Local(LocalConnection::new(&target.name))),
+        }
+    }
+}
+
+/// An open connection to one host. Share it with `Arc`: `exec` takes `&self`, and commands
+/// run concurrently on one connection each get their own channel.
+pub enum Connection {
+    Ssh(SshConnection),
+    Local(LocalConnection),
+}
+
+impl Connection {
+    /// The inventory name of the host.
+    pub fn host(&self) -> &str {
+        match self {
+            Connection::Ssh(c) => c.host(),
+            Connection::Local(c) => c.host(),
+        }
+    }
+
+    /// Runs one command; see [`ExecRequest`]. A non-zero exit is not an error: it is
+    /// returned as [`ExitStatus`].
+    pub async fn exec(
+        &self,
+        request: &ExecRequest<'_>,
+        sink: &mut OutputSink<'_>,
+    ) -> Result<ExitStatus, TransportError> {
+        match self {
+            Connection::Ssh(c) => c.exec(request, sink).await,
+            Connection::Local(c) => c.exec(request, sink).await,
+        }
+    }
+
+    /// Closes the connection, waiting briefly for the host to see the disconnect.
+    pub async fn close(&self) {
+        match self {
+            Connection::Ssh(c) => c.close().await,
+            Connection::Local(_) => {}
+        }
+    }
+}
+
+/// The marker and helpers shared by both implementations for sudo's password refusal.
+pub(crate) fn sudo_wants_password(stderr_head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(stderr_head);
+    text.contains("a password is required") || text.contains("a terminal is required")
+}
+
+/// `sudo -n [-u USER] -- /bin/sh -c 'COMMAND'`
+pub(crate) fn sudo_wrap(command: &str, become_: &Become) -> String {
+    let mut s = String::from("sudo -n ");
+    if let Some(user) = &become_.user {
+        s.push_str("-u ");
+        s.push_str(&shell_words::quote(user));
+        s.push(' ');
+    }
+    s.push_str("-- /bin/sh -c ");
+    s.push_str(&shell_words::quote(command));
+    s
+}
+
+/// The first bytes of stderr, kept to recognise sudo's refusal.
+#[derive(Default)]
+pub(crate) struct StderrHead(Vec<u8>);
+
+impl StderrHead {
+    const MAX: usize = 1024;
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        let room = Self::MAX.saturating_sub(self.0.len());
+        self.0.extend_from_slice(&data[..room.min(data.len())]);
+    }
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_wrap_quotes_the_command_and_user() {
+        let b = Become {
+            user: Some("sl user".into()),
+        };
+        assert_eq!(
+            sudo_wrap("echo 'a' && id", &b),
+            "sudo -n -u 'sl user' -- /bin/sh -c 'echo '\\''a'\\'' && id'"
+        );
+        assert_eq!(
+            sudo_wrap("id", &Become::default()),
+            "sudo -n -- /bin/sh -c id"
+        );
+    }
+
+    #[test]
+    fn sudo_refusal_is_recognised() {
+        assert!(sudo_wants_password(b"sudo: a password is required\n"));
+        assert!(!sudo_wants_password(b"permission denied\n"));
+    }
+
+    #[test]
+    fn classes() {
+        let e = TransportError::Refused {
+            host: "h".into(),
+            addr: "127.0.0.1:1".into(),
+        };
+        assert!(e.is_unreachable());
+        assert_eq!(e.host(), "h");
+        let e = TransportError::CommandTimedOut {
+            host: "h".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(e.class(), ErrorClass::Failed);
+    }
+}
