@@ -1,0 +1,525 @@
+//! One host's run: its steps in order over its one connection, then its rollback when a
+//! step after the point of no return failed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Control, RunSpec};
+use crate::events::{Event, EventSender, Outcome, Stamped, StepStatus};
+use crate::journal::{HostLog, RunDir};
+use crate::playbook::{Condition, HostInPlay, Registered, Step};
+use crate::template::Templates;
+use crate::transport::{Connection, ExecRequest, OutputStream, Transport, TransportError};
+use crate::vars::Vars;
+
+/// Output kept in memory for `register` (all of it goes to the host's log).
+const STDOUT_KEEP: usize = 1 << 20;
+/// The end of stderr kept to explain a failure.
+const STDERR_TAIL: usize = 8 << 10;
+/// Lines of stderr shown with a failure.
+const TAIL_LINES: usize = 5;
+
+/// What every host of a run shares.
+pub(super) struct Shared<'a> {
+    pub spec: &'a RunSpec<'a>,
+    pub templates: &'a Templates,
+    pub transport: &'a Transport,
+    pub events: &'a EventSender,
+    pub control: &'a Control,
+    pub run_dir: &'a RunDir,
+    pub connect_timeout: Duration,
+}
+
+impl Shared<'_> {
+    fn emit(&self, event: Event) {
+        // The receiver only goes away when the process is ending anyway.
+        let _ = self.events.send(Stamped::now(event));
+    }
+}
+
+/// How one step went.
+struct StepRun {
+    status: StepStatus,
+    registered: Registered,
+    /// The exit code, when the command ran to its end.
+    rc: Option<i64>,
+    message: Option<String>,
+    stderr_tail: Vec<String>,
+}
+
+/// Runs one host to its end and reports how it ended.
+pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usize) -> Outcome {
+    let started = Instant::now();
+    let spec = shared.spec;
+    shared.emit(Event::HostStarted {
+        host: host.name.clone(),
+        batch,
+        steps: spec.steps.len(),
+    });
+    let mut log = match shared.run_dir.host_log(&host.name) {
+        Ok(log) => log,
+        Err(e) => {
+            let message = format!(
+                "cannot write the host's log in {}: {e}",
+                shared.run_dir.path.display()
+            );
+            return finish(
+                shared,
+                host,
+                started,
+                Outcome::Failed,
+                0,
+                None,
+                Some(message),
+            );
+        }
+    };
+    let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
+    let conn = match shared.transport.connect(&target).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            log.note(&e.to_string());
+            return finish(
+                shared,
+                host,
+                started,
+                Outcome::Unreachable,
+                0,
+                None,
+                Some(e.to_string()),
+            );
+        }
+    };
+
+    let mut vars = host.vars.clone();
+    let mut changed_steps = 0;
+    let mut skipped_any = false;
+    let mut failure: Option<(usize, StepRun)> = None;
+    for (i, step) in spec.steps.iter().enumerate() {
+        let run = run_step(shared, &conn, &mut log, host, step, i, false, &vars).await;
+        match run.status {
+            StepStatus::Changed => changed_steps += 1,
+            StepStatus::Skipped => skipped_any = true,
+            _ => {}
+        }
+        if let Some(r) = &step.register {
+            vars.insert(r.clone(), run.registered.to_value());
+        }
+        if matches!(run.status, StepStatus::Failed | StepStatus::Unreachable) {
+            failure = Some((i, run));
+            break;
+        }
+    }
+
+    let (outcome, failed_step, message) = match failure {
+        None if changed_steps == 0 && skipped_any => (Outcome::Skipped, None, None),
+        None => (Outcome::Ok, None, None),
+        Some((i, run)) => {
+            let name = Some(spec.steps[i].name.clone());
+            let past_no_return = spec.point_of_no_return.is_some_and(|p| i >= p);
+            if run.status == StepStatus::Unreachable {
+                let message = if past_no_return {
+                    format!(
+                        "unreachable mid-upgrade, may be down: the connection was lost in step `{}` after the point of no return",
+                        spec.steps[i].name
+                    )
+                } else {
+                    run.message.unwrap_or_else(|| "connection lost".into())
+                };
+                (Outcome::Unreachable, name, Some(message))
+            } else if past_no_return && !shared.control.abort.is_cancelled() {
+                let outcome = rollback(shared, &conn, &mut log, host, &mut vars, i).await;
+                (outcome, name, run.message)
+            } else {
+                (Outcome::Failed, name, run.message)
+            }
+        }
+    };
+    conn.close().await;
+    finish(
+        shared,
+        host,
+        started,
+        outcome,
+        changed_steps,
+        failed_step,
+        message,
+    )
+}
+
+/// Runs the rollback steps after step `failed` failed; stops at the first that fails.
+async fn rollback(
+    shared: &Shared<'_>,
+    conn: &Connection,
+    log: &mut HostLog,
+    host: &HostInPlay,
+    vars: &mut Vars,
+    failed: usize,
+) -> Outcome {
+    // Steps that never ran register `skipped`, as in Ansible, so the rollback's templates
+    // (validated against every register) still render.
+    for step in &shared.spec.steps[failed + 1..] {
+        if let Some(r) = &step.register {
+            let skipped = Registered {
+                skipped: true,
+                ..Default::default()
+            };
+            vars.insert(r.clone(), skipped.to_value());
+        }
+    }
+    log.note("rolling back");
+    for (i, step) in shared.spec.rollback.iter().enumerate() {
+        let run = run_step(shared, conn, log, host, step, i, true, vars).await;
+        if let Some(r) = &step.register {
+            vars.insert(r.clone(), run.registered.to_value());
+        }
+        if matches!(run.status, StepStatus::Failed | StepStatus::Unreachable) {
+            return Outcome::RollbackFailed;
+        }
+    }
+    Outcome::RolledBack
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    shared: &Shared<'_>,
+    host: &HostInPlay,
+    started: Instant,
+    outcome: Outcome,
+    changed_steps: usize,
+    failed_step: Option<String>,
+    message: Option<String>,
+) -> Outcome {
+    shared.emit(Event::HostFinished {
+        host: host.name.clone(),
+        outcome,
+        changed: changed_steps > 0,
+        changed_steps,
+        duration: started.elapsed(),
+        failed_step,
+        message,
+        log: shared
+            .run_dir
+            .host_log_path(&host.name)
+            .display()
+            .to_string(),
+    });
+    outcome
+}
+
+/// Runs one step: its `when`, its command (with retries until its condition holds), its
+/// `failed_when` and `changed_when`.
+#[allow(clippy::too_many_arguments)]
+async fn run_step(
+    shared: &Shared<'_>,
+    conn: &Connection,
+    log: &mut HostLog,
+    host: &HostInPlay,
+    step: &Step,
+    index: usize,
+    rollback: bool,
+    vars: &Vars,
+) -> StepRun {
+    let of = if rollback {
+        shared.spec.rollback.len()
+    } else {
+        shared.spec.steps.len()
+    };
+    let started = Instant::now();
+    let templates = shared.templates;
+    let finished = |run: StepRun, attempts: u32| {
+        shared.emit(Event::StepFinished {
+            host: host.name.clone(),
+            step: index + 1,
+            of,
+            name: step.name.clone(),
+            rollback,
+            status: run.status,
+            rc: run.rc,
+            duration: started.elapsed(),
+            attempts,
+            message: run.message.clone(),
+            stderr_tail: run.stderr_tail.clone(),
+        });
+        run
+    };
+
+    let run_it = match &step.when {
+        None => Ok(true),
+        Some(cond) => evaluate(templates, cond, vars),
+    };
+    match run_it {
+        Ok(true) => {}
+        Ok(false) => {
+            let registered = Registered {
+                skipped: true,
+                ..Default::default()
+            };
+            let run = StepRun {
+                status: StepStatus::Skipped,
+                registered,
+                rc: None,
+                message: None,
+                stderr_tail: vec![],
+            };
+            return finished(run, 0);
+        }
+        Err(e) => return finished(failed_before_running(format!("when: {e}")), 0),
+    }
+    let command = match templates.render(&step.shell, vars) {
+        Ok(c) => c,
+        Err(e) => return finished(failed_before_running(format!("shell: {e}")), 0),
+    };
+    let become_user = match &step.become_user {
+        Some(user) if step.become_ => match templates.render(user, vars) {
+            Ok(u) => Some(u),
+            Err(e) => return finished(failed_before_running(format!("become_user: {e}")), 0),
+        },
+        _ => None,
+    };
+
+    shared.emit(Event::StepStarted {
+        host: host.name.clone(),
+        step: index + 1,
+        of,
+        name: step.name.clone(),
+        rollback,
+    });
+    let label = format!(
+        "{}[{}/{of}] {}",
+        if rollback { "rollback " } else { "" },
+        index + 1,
+        step.name
+    );
+    let max_attempts = step.retries.saturating_add(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        log.step_started(&label, &command, attempt);
+        let attempt_started = Instant::now();
+        let mut request = ExecRequest::new(&command)
+            .timeout(step.timeout)
+            .cancel(shared.control.abort.clone());
+        if step.become_ {
+            request = request.become_user(become_user.clone());
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let result = {
+            let mut sink = |stream: OutputStream, data: &[u8]| {
+                log.output(data);
+                match stream {
+                    OutputStream::Stdout => keep_head(&mut stdout, data, STDOUT_KEEP),
+                    OutputStream::Stderr => keep_tail(&mut stderr, data, STDERR_TAIL),
+                }
+            };
+            conn.exec(&request, &mut sink).await
+        };
+        let stderr_tail = tail_lines(&stderr);
+        let status = match result {
+            Ok(status) => status,
+            Err(e) => {
+                log.step_finished(&e.to_string(), attempt_started.elapsed());
+                let status = if e.is_unreachable() {
+                    StepStatus::Unreachable
+                } else {
+                    StepStatus::Failed
+                };
+                let run = StepRun {
+                    status,
+                    registered: Registered {
+                        failed: true,
+                        attempts: attempt,
+                        ..Default::default()
+                    },
+                    rc: None,
+                    message: Some(describe(&e)),
+                    stderr_tail,
+                };
+                return finished(run, attempt);
+            }
+        };
+        let rc = match &status {
+            crate::transport::ExitStatus::Code(c) => i64::from(*c),
+            crate::transport::ExitStatus::Signal(_) => -1,
+        };
+        log.step_finished(&status.to_string(), attempt_started.elapsed());
+        let mut registered = registered_result(&stdout, &stderr, rc, attempt);
+        let judged = judge(templates, step, vars, &mut registered);
+        let (failed, message) = match judged {
+            Ok(failed) => (failed, None),
+            Err(e) => (true, Some(e)),
+        };
+        let satisfied = match (&step.until, message.is_some()) {
+            (_, true) => true,
+            (None, _) => !failed,
+            (Some(until), _) => {
+                evaluate(templates, until, &scope(vars, step, &registered)).unwrap_or(false)
+            }
+        };
+        if satisfied || attempt >= max_attempts || shared.control.abort.is_cancelled() {
+            let failed = failed || !satisfied;
+            registered.failed = failed;
+            let message = message.or_else(|| {
+                failed.then(|| match &status {
+                    crate::transport::ExitStatus::Signal(s) => format!("killed by signal {s}"),
+                    _ if step.until.is_some() && !satisfied => {
+                        format!("`until` still false after {attempt} attempts")
+                    }
+                    _ if step.failed_when.is_some() => "failed_when is true".to_string(),
+                    _ => format!("exit code {rc}"),
+                })
+            });
+            let rc = matches!(status, crate::transport::ExitStatus::Code(_)).then_some(rc);
+            let status = if failed {
+                StepStatus::Failed
+            } else if registered.changed {
+                StepStatus::Changed
+            } else {
+                StepStatus::Ok
+            };
+            let run = StepRun {
+                status,
+                registered,
+                rc,
+                message,
+                stderr_tail,
+            };
+            return finished(run, attempt);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(step.delay) => {}
+            _ = shared.control.abort.cancelled() => {}
+        }
+    }
+}
+
+/// Decides `failed` (by `failed_when`, else the exit code) and `changed` (by
+/// `changed_when`, else true: a command is assumed to change the host, as in Ansible).
+fn judge(
+    templates: &Templates,
+    step: &Step,
+    vars: &Vars,
+    r: &mut Registered,
+) -> Result<bool, String> {
+    let failed = match &step.failed_when {
+        None => r.rc != 0,
+        Some(cond) => evaluate(templates, cond, &scope(vars, step, r))
+            .map_err(|e| format!("failed_when: {e}"))?,
+    };
+    r.changed = match &step.changed_when {
+        None => true,
+        Some(cond) => evaluate(templates, cond, &scope(vars, step, r))
+            .map_err(|e| format!("changed_when: {e}"))?,
+    } && !failed;
+    Ok(failed)
+}
+
+/// The variables a step's own conditions see: its result as `result` and under its
+/// `register` name.
+fn scope(vars: &Vars, step: &Step, r: &Registered) -> Vars {
+    let mut scope = vars.clone();
+    let value: Value = r.to_value();
+    if let Some(name) = &step.register {
+        scope.insert(name.clone(), value.clone());
+    }
+    scope.insert("result".into(), value);
+    scope
+}
+
+fn evaluate(templates: &Templates, cond: &Condition, vars: &Vars) -> Result<bool, String> {
+    match cond {
+        Condition::Always(b) => Ok(*b),
+        Condition::Expr(e) => templates.eval(e, vars).map_err(|e| e.message),
+    }
+}
+
+fn failed_before_running(message: String) -> StepRun {
+    StepRun {
+        status: StepStatus::Failed,
+        registered: Registered {
+            failed: true,
+            ..Default::default()
+        },
+        rc: None,
+        message: Some(message),
+        stderr_tail: vec![],
+    }
+}
+
+fn describe(e: &TransportError) -> String {
+    // The host's name starts every transport message; the views already show it.
+    let text = e.to_string();
+    text.strip_prefix(&format!("{}: ", e.host()))
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
+/// What `register` records, as Ansible's shell module: output without its final newline.
+fn registered_result(stdout: &[u8], stderr: &[u8], rc: i64, attempts: u32) -> Registered {
+    let text = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .trim_end_matches(['\n', '\r'])
+            .to_string()
+    };
+    let (stdout, stderr) = (text(stdout), text(stderr));
+    Registered {
+        stdout_lines: stdout.lines().map(str::to_string).collect(),
+        stderr_lines: stderr.lines().map(str::to_string).collect(),
+        stdout,
+        stderr,
+        rc,
+        attempts,
+        ..Default::default()
+    }
+}
+
+fn keep_head(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+    let room = max.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..room.min(data.len())]);
+}
+
+fn keep_tail(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+    buf.extend_from_slice(data);
+    if buf.len() > max {
+        buf.drain(..buf.len() - max);
+    }
+}
+
+fn tail_lines(stderr: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_keep_head_and_tail() {
+        let mut head = Vec::new();
+        keep_head(&mut head, b"abcdef", 4);
+        keep_head(&mut head, b"gh", 4);
+        assert_eq!(head, b"abcd");
+        let mut tail = Vec::new();
+        keep_tail(&mut tail, b"abcdef", 4);
+        keep_tail(&mut tail, b"gh", 4);
+        assert_eq!(tail, b"efgh");
+        assert_eq!(
+            tail_lines(b"1\n2\n\n3\n4\n5\n6\n"),
+            ["2", "3", "4", "5", "6"]
+        );
+    }
+
+    #[test]
+    fn registered_output_loses_its_final_newline() {
+        let r = registered_result(b"v4.65.0\n", b"warn\nerr\n", 0, 1);
+        assert_eq!(r.stdout, "v4.65.0");
+        assert_eq!(r.stderr_lines, ["warn", "err"]);
+    }
+}

@@ -1,0 +1,205 @@
+//! The engine: drives the plan's batches in order, at most `forks` hosts at once, applies
+//! the failure policy after each batch, and stops safely when told to. It never prints:
+//! everything it does is an [`Event`].
+//!
+//! Safety rules, in the order they matter:
+//! - a host in the middle of its steps is never abandoned: a halt or a first Ctrl-C stops
+//!   *scheduling*, and in-flight hosts finish their steps (or their rollback);
+//! - only a second Ctrl-C (`Control::abort`) terminates commands in flight, on the hosts
+//!   themselves, and then no rollback is started either: the operator asked to stop now;
+//! - a batch starts only when every host of the previous batch has ended.
+
+mod host;
+pub mod policy;
+pub mod target;
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, EventSender, HaltReason, Outcome, Stamped};
+use crate::exit::Exit;
+use crate::journal::RunDir;
+use crate::plan::Plan;
+use crate::play::Play;
+use crate::playbook::{HostInPlay, Step};
+use crate::template::Templates;
+use crate::transport::Transport;
+
+/// What the engine runs: a playbook's steps over planned hosts. `fleetup run` builds it
+/// from a [`Play`]; `fleetup exec` from one ad-hoc command.
+pub struct RunSpec<'a> {
+    pub name: &'a str,
+    pub playbook: String,
+    pub pattern: &'a str,
+    pub steps: &'a [Step],
+    pub rollback: &'a [Step],
+    pub point_of_no_return: Option<usize>,
+    pub hosts: &'a [HostInPlay],
+    pub plan: &'a Plan,
+    pub forks: usize,
+    pub max_fail_percentage: f64,
+}
+
+impl<'a> RunSpec<'a> {
+    pub fn from_play(play: &'a Play) -> Self {
+        RunSpec {
+            name: &play.playbook.name,
+            playbook: play.playbook.path().display().to_string(),
+            pattern: play.playbook.hosts.as_str(),
+            steps: &play.playbook.steps,
+            rollback: &play.playbook.rollback,
+            point_of_no_return: play.playbook.point_of_no_return(),
+            hosts: &play.hosts,
+            plan: &play.plan,
+            forks: play.rollout.forks,
+            max_fail_percentage: play.rollout.max_fail_percentage,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop starting hosts as soon as one fails (Ansible's any_errors_fatal).
+    pub halt_immediately: bool,
+    pub connect_timeout: Duration,
+}
+
+/// How the operator stops a run: `stop` (first Ctrl-C) lets in-flight hosts finish;
+/// `abort` (second Ctrl-C) terminates their commands.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// Hosts that were started, in the order they ended.
+    pub outcomes: Vec<(String, Outcome)>,
+    pub halted: Option<HaltReason>,
+    /// Hosts of the plan that were never started.
+    pub untouched: Vec<String>,
+    pub exit: Exit,
+}
+
+/// Runs `spec` to its end, a halt, or an interruption.
+pub async fn execute(
+    spec: &RunSpec<'_>,
+    transport: &Transport,
+    run_dir: &RunDir,
+    options: &RunOptions,
+    control: &Control,
+    events: &EventSender,
+) -> RunReport {
+    let started = Instant::now();
+    let emit = |event| {
+        let _ = events.send(Stamped::now(event));
+    };
+    let batches = &spec.plan.batches;
+    emit(Event::RunStarted {
+        run_id: run_dir.id.clone(),
+        playbook: spec.playbook.clone(),
+        name: spec.name.to_string(),
+        pattern: spec.pattern.to_string(),
+        hosts: spec.plan.host_count(),
+        batches: batches.len(),
+        forks: spec.forks,
+        run_dir: run_dir.path.display().to_string(),
+    });
+    let templates = Templates::new();
+    let shared = host::Shared {
+        spec,
+        templates: &templates,
+        transport,
+        events,
+        control,
+        run_dir,
+        connect_timeout: options.connect_timeout,
+    };
+    let forks = spec.forks.max(1);
+    let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+    let mut untouched: Vec<String> = Vec::new();
+    let mut halted = None;
+
+    for (b, batch) in batches.iter().enumerate() {
+        let number = b + 1;
+        if halted.is_some() || control.stop.is_cancelled() {
+            untouched.extend(batch.hosts.iter().cloned());
+            continue;
+        }
+        emit(Event::BatchStarted {
+            batch: number,
+            of: batches.len(),
+            canary: batch.canary,
+            hosts: batch.hosts.clone(),
+        });
+        let mut queue = batch.hosts.iter();
+        let mut running = FuturesUnordered::new();
+        let mut batch_outcomes = Vec::new();
+        let mut stop_scheduling: Option<HaltReason> = None;
+        loop {
+            while running.len() < forks && stop_scheduling.is_none() && !control.stop.is_cancelled()
+            {
+                let Some(name) = queue.next() else { break };
+                let Some(host) = spec.hosts.iter().find(|h| &h.name == name) else {
+                    continue;
+                };
+                let shared = &shared;
+                running.push(async move { (name, host::run_host(shared, host, number).await) });
+            }
+            let Some((name, outcome)) = running.next().await else {
+                break;
+            };
+            batch_outcomes.push(outcome);
+            outcomes.push((name.clone(), outcome));
+            if outcome.is_failure() && options.halt_immediately && stop_scheduling.is_none() {
+                let reason = HaltReason::HaltImmediately { host: name.clone() };
+                emit(Event::Stopping {
+                    reason: reason.clone(),
+                });
+                stop_scheduling = Some(reason);
+            }
+        }
+        untouched.extend(queue.cloned());
+        let count = |f: fn(&Outcome) -> bool| batch_outcomes.iter().filter(|o| f(o)).count();
+        emit(Event::BatchFinished {
+            batch: number,
+            ok: count(|o| !o.is_failure()),
+            failed: count(|o| o.is_failure() && *o != Outcome::Unreachable),
+            unreachable: count(|o| *o == Outcome::Unreachable),
+        });
+        halted = stop_scheduling
+            .or_else(|| {
+                policy::halt_after_batch(&batch_outcomes, batch.canary, spec.max_fail_percentage)
+            })
+            .or_else(|| {
+                control
+                    .stop
+                    .is_cancelled()
+                    .then_some(HaltReason::Interrupted)
+            });
+        if let Some(reason) = &halted {
+            emit(Event::Halted {
+                reason: reason.clone(),
+                batch: number,
+            });
+        }
+    }
+
+    let interrupted = control.stop.is_cancelled() || control.abort.is_cancelled();
+    let exit = policy::exit_code(outcomes.iter().map(|(_, o)| *o), interrupted);
+    emit(Event::RunFinished {
+        duration: started.elapsed(),
+        untouched: untouched.clone(),
+        exit_code: exit.code(),
+    });
+    RunReport {
+        outcomes,
+        halted,
+        untouched,
+        exit,
+    }
+}
