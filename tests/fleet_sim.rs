@@ -13,29 +13,48 @@ fn one(version: &str) -> Fleet {
 
 fn run_ok(f: &Fleet, host: &str, cmd: &str) -> String {
     let o = f.ssh(host, cmd);
-    assert!(o.status.success(), "{cmd}: rc {:?}\nstdout: {}\nstderr: {}", o.status.code(), stdout(&o), stderr(&o));
+    assert!(
+        o.status.success(),
+        "{cmd}: rc {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
     stdout(&o)
 }
 
 fn health(f: &Fleet, host: &str) -> (i32, String) {
     let o = f.ssh(host, "curl -fsS -m 5 http://127.0.0.1:7777/health");
-    (o.status.code().unwrap_or(-1), format!("{}{}", stdout(&o), stderr(&o)))
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", stdout(&o), stderr(&o)),
+    )
 }
 
 const MIGRATE: &str = "docker run --rm --name sl-migration -v \"$APP/sl:/sl\" -v \"$APP/sl/upload:/code/static/upload\" -v \"$APP/dkim.key:/dkim.key\" -v \"$APP/dkim.pub.key:/dkim.pub.key\" -v \"$APP/simplelogin.env:/code/.env\" --network sl-network simplelogin/app-ci:$V alembic upgrade head";
 const INIT: &str = "docker run --rm --name sl-init -v \"$APP/sl:/sl\" -v \"$APP/simplelogin.env:/code/.env\" --network sl-network simplelogin/app-ci:$V python init_app.py";
 
 fn with_app(f: &Fleet, host: &str, version: &str, cmd: &str) -> String {
-    format!("APP={}; V={version}; cd \"$APP\" && {cmd}", fleet::sh_quote(&f.app_path(host).to_string_lossy()))
+    format!(
+        "APP={}; V={version}; cd \"$APP\" && {cmd}",
+        fleet::sh_quote(&f.app_path(host).to_string_lossy())
+    )
 }
 
 #[test]
 fn login_runs_commands_and_host_keys_are_checked() {
     let f = one("v4.65.0");
-    let out = run_ok(&f, "h-01", "id -un; echo \"$PATH\"; command -v docker; docker info --format '{{.ServerVersion}}'");
+    let out = run_ok(
+        &f,
+        "h-01",
+        "id -un; echo \"$PATH\"; command -v docker; docker info --format '{{.ServerVersion}}'",
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "fleetup-test");
-    assert!(lines[1].starts_with(&f.dir().join("bin").display().to_string()), "{out}");
+    assert!(
+        lines[1].starts_with(&f.dir().join("bin").display().to_string()),
+        "{out}"
+    );
     assert_eq!(lines[2], f.dir().join("bin/docker").display().to_string());
     assert_eq!(lines[3], "24.0.7");
     assert_eq!(health(&f, "h-01"), (0, "success".into()));
@@ -48,14 +67,24 @@ fn login_runs_commands_and_host_keys_are_checked() {
         .arg(f.key_path())
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", bad.display()))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-p"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-p",
+        ])
         .arg(f.port("h-01").to_string())
         .arg("fleetup-test@127.0.0.1")
         .arg("true")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(255));
-    assert!(stderr(&o).contains("HOST IDENTIFICATION HAS CHANGED"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -66,17 +95,31 @@ fn broken_upgrade_is_reproduced_and_the_correct_one_works() {
     run_ok(&f, h, &with_app(&f, h, "v4.66.0", "docker pull simplelogin/app-ci:$V && docker stop sl-app sl-email sl-job-runner && docker rm sl-app sl-email sl-job-runner && sed -i \"s/^SL_VERSION=.*/SL_VERSION=$V/\" .env && docker compose up -d"));
     let (rc, msg) = health(&f, h);
     assert_eq!(rc, 7, "{msg}");
-    assert!(msg.contains("curl: (7) Failed to connect to 127.0.0.1 port 7777"), "{msg}");
-    let st = run_ok(&f, h, "docker inspect --format '{{.Config.Image}} {{.State.Status}}' sl-app");
+    assert!(
+        msg.contains("curl: (7) Failed to connect to 127.0.0.1 port 7777"),
+        "{msg}"
+    );
+    let st = run_ok(
+        &f,
+        h,
+        "docker inspect --format '{{.Config.Image}} {{.State.Status}}' sl-app",
+    );
     assert_eq!(st.trim(), "simplelogin/app-ci:v4.66.0 restarting");
     // Migrate and init from the new image: now it serves the new version.
     let out = f.ssh(h, &with_app(&f, h, "v4.66.0", MIGRATE));
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("Running upgrade 3ebfbaeb76c0 -> 5047fcbd57c7"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Running upgrade 3ebfbaeb76c0 -> 5047fcbd57c7"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("-> 818b4a856f3f"), "{}", stderr(&out));
     run_ok(&f, h, &with_app(&f, h, "v4.66.0", INIT));
     assert_eq!(health(&f, h), (0, "success".into()));
-    assert_eq!(run_ok(&f, h, "curl -fsS http://127.0.0.1:7777/version"), "v4.66.0");
+    assert_eq!(
+        run_ok(&f, h, "curl -fsS http://127.0.0.1:7777/version"),
+        "v4.66.0"
+    );
     let st = f.state(h);
     assert_eq!(st["serving"], "v4.66.0");
     assert_eq!(st["env_version"], "v4.66.0");
@@ -91,21 +134,47 @@ fn init_before_alembic_fails_and_old_versions_have_no_version_endpoint() {
     let h = "h-01";
     let o = f.ssh(h, "curl -fsS http://127.0.0.1:7777/version");
     assert_eq!(o.status.code(), Some(22));
-    assert!(stderr(&o).contains("curl: (22) The requested URL returned error: 404"), "{}", stderr(&o));
-    let o = f.ssh(h, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7777/version");
+    assert!(
+        stderr(&o).contains("curl: (22) The requested URL returned error: 404"),
+        "{}",
+        stderr(&o)
+    );
+    let o = f.ssh(
+        h,
+        "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7777/version",
+    );
     assert_eq!(stdout(&o), "404");
     run_ok(&f, h, "docker pull simplelogin/app-ci:v4.65.2");
     let o = f.ssh(h, &with_app(&f, h, "v4.65.2", INIT));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("Traceback") && stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Traceback") && stderr(&o).contains("does not exist"),
+        "{}",
+        stderr(&o)
+    );
     // The running app still serves v4.64.2 until the schema moves under it.
     assert_eq!(health(&f, h).0, 0);
     // Migration without the DB on the network fails like the real one.
-    let o = f.ssh(h, "docker run --rm simplelogin/app-ci:v4.65.2 alembic upgrade head");
+    let o = f.ssh(
+        h,
+        "docker run --rm simplelogin/app-ci:v4.65.2 alembic upgrade head",
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("could not translate host name \"sl-db\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not translate host name \"sl-db\""),
+        "{}",
+        stderr(&o)
+    );
     // flask db upgrade (the old README) does not work on current images.
-    assert_eq!(f.ssh(h, "docker run --rm --network sl-network simplelogin/app-ci:v4.65.2 flask db upgrade").status.code(), Some(2));
+    assert_eq!(
+        f.ssh(
+            h,
+            "docker run --rm --network sl-network simplelogin/app-ci:v4.65.2 flask db upgrade"
+        )
+        .status
+        .code(),
+        Some(2)
+    );
 }
 
 #[test]
@@ -113,33 +182,64 @@ fn pg_dump_then_psql_restores_the_schema() {
     let f = one("v4.65.0");
     let h = "h-01";
     let dump = run_ok(&f, h, "docker exec sl-db pg_dump -U myuser simplelogin");
-    assert!(dump.contains("PostgreSQL database dump complete") && dump.contains("3ebfbaeb76c0"), "{dump}");
-    run_ok(&f, h, "mkdir -p ~/b && docker exec sl-db pg_dump -U myuser simplelogin | gzip > ~/b/db.sql.gz");
+    assert!(
+        dump.contains("PostgreSQL database dump complete") && dump.contains("3ebfbaeb76c0"),
+        "{dump}"
+    );
+    run_ok(
+        &f,
+        h,
+        "mkdir -p ~/b && docker exec sl-db pg_dump -U myuser simplelogin | gzip > ~/b/db.sql.gz",
+    );
     run_ok(&f, h, &with_app(&f, h, "v4.67.0", MIGRATE));
     assert_eq!(f.state(h)["db"]["schema"], "bb4b0d33ff1a");
-    assert_eq!(health(&f, h).0, 7, "old app on a new schema must not answer");
+    assert_eq!(
+        health(&f, h).0,
+        7,
+        "old app on a new schema must not answer"
+    );
     // An older image cannot migrate a newer schema back.
     let o = f.ssh(h, &with_app(&f, h, "v4.65.0", MIGRATE));
     assert_eq!(o.status.code(), Some(255));
     assert!(stderr(&o).contains("Can't locate revision identified by 'bb4b0d33ff1a'"));
     // Without -i docker exec gives psql no stdin: nothing is restored.
-    run_ok(&f, h, "gunzip -c ~/b/db.sql.gz | docker exec sl-db psql -U myuser simplelogin");
+    run_ok(
+        &f,
+        h,
+        "gunzip -c ~/b/db.sql.gz | docker exec sl-db psql -U myuser simplelogin",
+    );
     assert_eq!(f.state(h)["db"]["schema"], "bb4b0d33ff1a");
-    run_ok(&f, h, "gunzip -c ~/b/db.sql.gz | docker exec -i sl-db psql -U myuser simplelogin");
+    run_ok(
+        &f,
+        h,
+        "gunzip -c ~/b/db.sql.gz | docker exec -i sl-db psql -U myuser simplelogin",
+    );
     let st = f.state(h);
     assert_eq!(st["db"]["schema"], "3ebfbaeb76c0");
     assert_eq!(st["db"]["init"], "3ebfbaeb76c0");
     assert_eq!(st["db"]["users"], 3);
     assert_eq!(health(&f, h), (0, "success".into()));
-    let o = f.ssh(h, "echo 'this is not sql' | docker exec -i sl-db psql -U myuser simplelogin");
+    let o = f.ssh(
+        h,
+        "echo 'this is not sql' | docker exec -i sl-db psql -U myuser simplelogin",
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("ERROR:  syntax error"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ERROR:  syntax error"),
+        "{}",
+        stderr(&o)
+    );
     let o = f.ssh(h, "docker exec sl-db pg_dump -U postgres simplelogin");
     assert!(stderr(&o).contains("role \"postgres\" does not exist"));
     run_ok(&f, h, "docker stop sl-db");
     let o = f.ssh(h, "docker exec sl-db pg_dump -U myuser simplelogin");
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("Error response from daemon: container ") && stderr(&o).contains(" is not running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("Error response from daemon: container ")
+            && stderr(&o).contains(" is not running"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -170,18 +270,43 @@ fn docker_errors_match_the_real_ones() {
     assert!(stderr(&o).contains("Unable to find image 'simplelogin/app-ci:v9.9.9' locally"));
     assert!(stderr(&o).contains("manifest unknown"));
     // docker run pulls a missing known image.
-    let o = f.ssh(h, "docker run --rm --network sl-network simplelogin/app-ci:v4.66.1 alembic current");
+    let o = f.ssh(
+        h,
+        "docker run --rm --network sl-network simplelogin/app-ci:v4.66.1 alembic current",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(run_ok(&f, h, "docker images --format '{{.Repository}}:{{.Tag}}'").contains("simplelogin/app-ci:v4.66.1"));
+    assert!(
+        run_ok(&f, h, "docker images --format '{{.Repository}}:{{.Tag}}'")
+            .contains("simplelogin/app-ci:v4.66.1")
+    );
     // inspect: JSON without --format, the usual fields with it.
-    let js: serde_json::Value = serde_json::from_str(&run_ok(&f, h, "docker inspect sl-app")).unwrap();
+    let js: serde_json::Value =
+        serde_json::from_str(&run_ok(&f, h, "docker inspect sl-app")).unwrap();
     assert_eq!(js[0]["Config"]["Image"], "simplelogin/app-ci:v4.65.0");
-    assert_eq!(run_ok(&f, h, "docker inspect -f '{{.State.Running}}' sl-db").trim(), "true");
-    assert_eq!(run_ok(&f, h, "docker ps --filter name=sl-app --format '{{.Names}}'").trim(), "sl-app");
+    assert_eq!(
+        run_ok(&f, h, "docker inspect -f '{{.State.Running}}' sl-db").trim(),
+        "true"
+    );
+    assert_eq!(
+        run_ok(
+            &f,
+            h,
+            "docker ps --filter name=sl-app --format '{{.Names}}'"
+        )
+        .trim(),
+        "sl-app"
+    );
     // compose with an unknown version fails before touching anything.
-    let o = f.ssh(h, &with_app(&f, h, "v9.9.9", "SL_VERSION=$V docker compose up -d"));
+    let o = f.ssh(
+        h,
+        &with_app(&f, h, "v9.9.9", "SL_VERSION=$V docker compose up -d"),
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("manifest for simplelogin/app-ci:v9.9.9 not found"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("manifest for simplelogin/app-ci:v9.9.9 not found"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(health(&f, h).0, 0);
     let o = f.ssh(h, "cd /tmp && docker compose ps");
     assert!(stderr(&o).contains("no configuration file provided: not found"));
@@ -191,13 +316,32 @@ fn docker_errors_match_the_real_ones() {
 fn compose_reads_env_and_the_environment_wins() {
     let f = one("v4.66.0");
     let h = "h-01";
-    run_ok(&f, h, &with_app(&f, h, "v4.66.1", "docker compose stop && SL_VERSION=$V docker compose up -d"));
+    run_ok(
+        &f,
+        h,
+        &with_app(
+            &f,
+            h,
+            "v4.66.1",
+            "docker compose stop && SL_VERSION=$V docker compose up -d",
+        ),
+    );
     // v4.66.1 shares v4.66.0's schema head: no migration needed.
-    assert_eq!(run_ok(&f, h, "curl -fsS http://127.0.0.1:7777/version"), "v4.66.1");
+    assert_eq!(
+        run_ok(&f, h, "curl -fsS http://127.0.0.1:7777/version"),
+        "v4.66.1"
+    );
     // docker-compose (v1 spelling) and -f work as well; .env still says v4.66.0.
     let app = f.app_path(h).display().to_string();
-    run_ok(&f, h, &format!("docker-compose -f '{app}/docker-compose.yml' up -d"));
-    assert_eq!(run_ok(&f, h, "curl -fsS http://127.0.0.1:7777/version"), "v4.66.0");
+    run_ok(
+        &f,
+        h,
+        &format!("docker-compose -f '{app}/docker-compose.yml' up -d"),
+    );
+    assert_eq!(
+        run_ok(&f, h, "curl -fsS http://127.0.0.1:7777/version"),
+        "v4.66.0"
+    );
     // SetEnv over SSH reaches the command (sshd has AcceptEnv SL_*).
     let o = std::process::Command::new("/usr/bin/ssh")
         .args(["-o", "SetEnv=SL_VERSION=v4.66.1", "-i"])
@@ -211,7 +355,11 @@ fn compose_reads_env_and_the_environment_wins() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("sl-app simplelogin/app-ci:v4.66.1"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("sl-app simplelogin/app-ci:v4.66.1"),
+        "{}",
+        stdout(&o)
+    );
     let down = f.ssh(h, &format!("cd '{app}' && docker compose down"));
     assert!(down.status.success(), "{}", stderr(&down));
     assert!(f.state(h)["containers"].as_array().unwrap().is_empty());
@@ -238,15 +386,31 @@ fn fault_fail_applies_its_times_then_is_spent() {
     let o = std::process::Command::new(SIM)
         .args(["fault", "--dir"])
         .arg(f.dir())
-        .args(["--host", h, "--match", "alembic", "--action", "fail", "--rc", "3", "--stderr", "boom"])
+        .args([
+            "--host", h, "--match", "alembic", "--action", "fail", "--rc", "3", "--stderr", "boom",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = f.ssh(h, "docker run --rm --network sl-network simplelogin/app-ci:v4.66.0 alembic upgrade head");
-    assert_eq!((o.status.code(), stderr(&o).trim().to_string()), (Some(3), "boom".to_string()));
-    let o = std::process::Command::new(SIM).args(["clear-faults", "--dir"]).arg(f.dir()).output().unwrap();
+    let o = f.ssh(
+        h,
+        "docker run --rm --network sl-network simplelogin/app-ci:v4.66.0 alembic upgrade head",
+    );
+    assert_eq!(
+        (o.status.code(), stderr(&o).trim().to_string()),
+        (Some(3), "boom".to_string())
+    );
+    let o = std::process::Command::new(SIM)
+        .args(["clear-faults", "--dir"])
+        .arg(f.dir())
+        .output()
+        .unwrap();
     assert!(o.status.success());
-    run_ok(&f, h, "docker run --rm --network sl-network simplelogin/app-ci:v4.66.0 alembic upgrade head");
+    run_ok(
+        &f,
+        h,
+        "docker run --rm --network sl-network simplelogin/app-ci:v4.66.0 alembic upgrade head",
+    );
 }
 
 #[test]
@@ -274,31 +438,53 @@ fn fault_hang_killed_by_signal_leaves_no_process() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let shim_started = || f.commands(h).iter().any(|c| c.kind == "docker" && c.ev == "start");
+    let shim_started = || {
+        f.commands(h)
+            .iter()
+            .any(|c| c.kind == "docker" && c.ev == "start")
+    };
     while !shim_started() {
         assert!(Instant::now() < deadline, "the shim never started");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!processes_of_host(&f.host_dir(h)).is_empty());
     // What sshd does on an SSH "signal" request: TERM to the session's process group.
-    let session = f.commands(h).into_iter().find(|c| c.kind == "session").unwrap();
+    let session = f
+        .commands(h)
+        .into_iter()
+        .find(|c| c.kind == "session")
+        .unwrap();
     unsafe_killpg(session.pid as i32);
     let st = child.wait().unwrap();
     assert!(!st.success());
     std::thread::sleep(Duration::from_millis(100));
-    assert!(processes_of_host(&f.host_dir(h)).is_empty(), "left behind: {:?}", processes_of_host(&f.host_dir(h)));
+    assert!(
+        processes_of_host(&f.host_dir(h)).is_empty(),
+        "left behind: {:?}",
+        processes_of_host(&f.host_dir(h))
+    );
     assert!(!pid_alive(session.pid as i32));
     let log = f.commands(h);
     let ends: Vec<_> = log.iter().filter(|c| c.ev == "end").collect();
     assert_eq!(ends.len(), 2, "{log:?}");
-    assert!(ends.iter().all(|e| e.signal.as_deref() == Some("TERM")), "{log:?}");
-    assert!(!log.iter().any(|c| c.cmd.contains("never") && c.kind != "session"));
+    assert!(
+        ends.iter().all(|e| e.signal.as_deref() == Some("TERM")),
+        "{log:?}"
+    );
+    assert!(!log
+        .iter()
+        .any(|c| c.cmd.contains("never") && c.kind != "session"));
 }
 
 fn unsafe_killpg(pgid: i32) {
     // SAFETY: plain kill(2) of a process group this test started over SSH.
     let rc = unsafe { libc::kill(-pgid, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill -TERM -{pgid}: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "kill -TERM -{pgid}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 #[test]
@@ -309,7 +495,15 @@ fn fault_drop_loses_the_connection() {
     r["scope"] = json!("shim");
     r["times"] = json!(1);
     f.fault(h, r);
-    let o = f.ssh(h, &with_app(&f, h, "v4.65.0", "echo before; docker compose up -d; echo after"));
+    let o = f.ssh(
+        h,
+        &with_app(
+            &f,
+            h,
+            "v4.65.0",
+            "echo before; docker compose up -d; echo after",
+        ),
+    );
     assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
     assert!(stdout(&o).contains("before") && !stdout(&o).contains("after"));
     std::thread::sleep(Duration::from_millis(100));
@@ -322,14 +516,32 @@ fn fault_drop_loses_the_connection() {
 
 #[test]
 fn command_log_records_start_and_end_in_order() {
-    let f = Fleet::start(Spec::new().group("production", "p", 2, "v4.65.0").canary("p-01"));
-    run_ok(&f, "p-01", "docker ps -q >/dev/null; curl -s http://127.0.0.1:7777/health");
+    let f = Fleet::start(
+        Spec::new()
+            .group("production", "p", 2, "v4.65.0")
+            .canary("p-01"),
+    );
+    run_ok(
+        &f,
+        "p-01",
+        "docker ps -q >/dev/null; curl -s http://127.0.0.1:7777/health",
+    );
     let o = f.ssh("p-02", "docker ps >/dev/null; exit 3");
     assert_eq!(o.status.code(), Some(3));
     let log = f.commands("p-02");
     let kinds: Vec<(String, String)> = log.iter().map(|c| (c.ev.clone(), c.kind.clone())).collect();
-    let want = [("start", "session"), ("start", "docker"), ("end", "docker"), ("end", "session")];
-    assert_eq!(kinds, want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>());
+    let want = [
+        ("start", "session"),
+        ("start", "docker"),
+        ("end", "docker"),
+        ("end", "session"),
+    ];
+    assert_eq!(
+        kinds,
+        want.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(log[3].rc, Some(3));
     assert_eq!(log[1].parent.as_deref(), Some(log[0].id.as_str()));
     assert!(log.windows(2).all(|w| w[0].t <= w[1].t));
@@ -361,8 +573,15 @@ fn down_and_owner_death_leave_no_sshd() {
 
     // Owner dies: the supervisor tears the fleet down on its own.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("spec.yml"), Spec::new().group("g", "o", 2, "v4.65.0").to_yaml()).unwrap();
-    let mut owner = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(
+        dir.path().join("spec.yml"),
+        Spec::new().group("g", "o", 2, "v4.65.0").to_yaml(),
+    )
+    .unwrap();
+    let mut owner = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
     let out = std::process::Command::new(SIM)
         .arg("up")
         .arg("--dir")
@@ -389,17 +608,40 @@ fn down_and_owner_death_leave_no_sshd() {
 fn root_login_host_with_space_in_app_path() {
     let tmp = tempfile::tempdir().unwrap();
     let app = tmp.path().join("my apps/simple login");
-    let f = Fleet::start(Spec::new().host(HostSpec::new("r-1", "production", "v4.66.1").root().app_path(app.to_string_lossy())));
+    let f = Fleet::start(
+        Spec::new().host(
+            HostSpec::new("r-1", "production", "v4.66.1")
+                .root()
+                .app_path(app.to_string_lossy()),
+        ),
+    );
     assert_eq!(f.host("r-1").user, "root");
-    let out = run_ok(&f, "r-1", &with_app(&f, "r-1", "v4.66.1", "id -un && cat .env && docker compose ps --format '{{.Name}}'"));
-    assert!(out.starts_with("root\n") && out.contains("SL_VERSION=v4.66.1") && out.contains("sl-app"), "{out}");
-    assert_eq!(run_ok(&f, "r-1", "curl -fsS http://127.0.0.1:7777/version"), "v4.66.1");
+    let out = run_ok(
+        &f,
+        "r-1",
+        &with_app(
+            &f,
+            "r-1",
+            "v4.66.1",
+            "id -un && cat .env && docker compose ps --format '{{.Name}}'",
+        ),
+    );
+    assert!(
+        out.starts_with("root\n") && out.contains("SL_VERSION=v4.66.1") && out.contains("sl-app"),
+        "{out}"
+    );
+    assert_eq!(
+        run_ok(&f, "r-1", "curl -fsS http://127.0.0.1:7777/version"),
+        "v4.66.1"
+    );
 }
 
 #[test]
 fn stop_host_makes_its_port_stop_answering() {
     let f = Fleet::start(
-        Spec::new().group("production", "s", 2, "v4.65.0").with("s-02", HostSpec::own_sshd),
+        Spec::new()
+            .group("production", "s", 2, "v4.65.0")
+            .with("s-02", HostSpec::own_sshd),
     );
     run_ok(&f, "s-02", "true");
     f.stop_host("s-02");
@@ -412,7 +654,10 @@ fn stop_host_makes_its_port_stop_answering() {
 #[test]
 fn ten_megabytes_of_output_pass_intact() {
     let f = one("v4.65.0");
-    let o = f.ssh("h-01", "head -c 10485760 /dev/zero | tr '\\0' x; echo end >&2");
+    let o = f.ssh(
+        "h-01",
+        "head -c 10485760 /dev/zero | tr '\\0' x; echo end >&2",
+    );
     assert!(o.status.success());
     assert_eq!(o.stdout.len(), 10 * 1024 * 1024);
     assert!(o.stdout.iter().all(|&b| b == b'x'));

@@ -27,7 +27,12 @@ pub struct HostSpec {
 
 impl HostSpec {
     pub fn new(name: &str, group: &str, version: &str) -> Self {
-        HostSpec { name: name.into(), groups: vec![group.into()], version: version.into(), ..Default::default() }
+        HostSpec {
+            name: name.into(),
+            groups: vec![group.into()],
+            version: version.into(),
+            ..Default::default()
+        }
     }
     pub fn canary(mut self) -> Self {
         self.canary = true;
@@ -72,7 +77,8 @@ impl Spec {
     /// `n` hosts named `<prefix>-01`.. in `group`, all at `version`.
     pub fn group(mut self, group: &str, prefix: &str, n: usize, version: &str) -> Self {
         for i in 1..=n {
-            self.hosts.push(HostSpec::new(&format!("{prefix}-{i:02}"), group, version));
+            self.hosts
+                .push(HostSpec::new(&format!("{prefix}-{i:02}"), group, version));
         }
         self
     }
@@ -100,15 +106,26 @@ impl Spec {
         }
         s.push_str("hosts:\n");
         for h in &self.hosts {
-            s.push_str(&format!("  - name: {}\n    version: {}\n", h.name, h.version));
+            s.push_str(&format!(
+                "  - name: {}\n    version: {}\n",
+                h.name, h.version
+            ));
             s.push_str(&format!("    groups: [{}]\n", h.groups.join(", ")));
-            for (k, v) in [("canary", h.canary), ("root", h.root), ("current", h.current), ("own_sshd", h.own_sshd)] {
+            for (k, v) in [
+                ("canary", h.canary),
+                ("root", h.root),
+                ("current", h.current),
+                ("own_sshd", h.own_sshd),
+            ] {
                 if v {
                     s.push_str(&format!("    {k}: true\n"));
                 }
             }
             if let Some(p) = &h.app_path {
-                s.push_str(&format!("    app_path: {}\n", serde_json::to_string(p).unwrap_or_default()));
+                s.push_str(&format!(
+                    "    app_path: {}\n",
+                    serde_json::to_string(p).unwrap_or_default()
+                ));
             }
         }
         s
@@ -169,7 +186,10 @@ impl Fleet {
     }
 
     pub fn try_start(spec: Spec) -> Result<Fleet, String> {
-        let tmp = tempfile::Builder::new().prefix("fleet-").tempdir().map_err(|e| e.to_string())?;
+        let tmp = tempfile::Builder::new()
+            .prefix("fleet-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let dir = tmp.path().join("fleet");
         let spec_path = tmp.path().join("spec.yml");
         std::fs::write(&spec_path, spec.to_yaml()).map_err(|e| e.to_string())?;
@@ -189,7 +209,11 @@ impl Fleet {
         }
         let fj = std::fs::read_to_string(dir.join("fleet.json")).map_err(|e| e.to_string())?;
         let info: FleetInfo = serde_json::from_str(&fj).map_err(|e| e.to_string())?;
-        Ok(Fleet { tmp, dir, hosts: info.hosts })
+        Ok(Fleet {
+            tmp,
+            dir,
+            hosts: info.hosts,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -211,7 +235,10 @@ impl Fleet {
         &self.hosts
     }
     pub fn host(&self, name: &str) -> &HostInfo {
-        self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| panic!("no host {name}"))
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name}"))
     }
     pub fn port(&self, name: &str) -> u16 {
         self.host(name).port
@@ -224,7 +251,8 @@ impl Fleet {
     }
 
     pub fn commands(&self, name: &str) -> Vec<CommandRecord> {
-        let s = std::fs::read_to_string(self.host_dir(name).join("commands.log")).unwrap_or_default();
+        let s =
+            std::fs::read_to_string(self.host_dir(name).join("commands.log")).unwrap_or_default();
         s.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
@@ -233,18 +261,28 @@ impl Fleet {
 
     pub fn state(&self, name: &str) -> Value {
         let out = self.sim(&["state", "--host", name]);
-        assert!(out.status.success(), "fleet-sim state: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fleet-sim state: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("state JSON")
     }
 
     /// Append a rule (a JSON object as in faults.json) to a host's faults.
     pub fn fault(&self, name: &str, rule: Value) {
         let p = self.host_dir(name).join("faults.json");
-        let mut rules: Vec<Value> =
-            std::fs::read_to_string(&p).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+        let mut rules: Vec<Value> = std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
         rules.push(rule);
         let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&rules).unwrap_or_default()).expect("write faults");
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(&rules).unwrap_or_default(),
+        )
+        .expect("write faults");
         std::fs::rename(&tmp, &p).expect("rename faults");
     }
 
@@ -255,7 +293,11 @@ impl Fleet {
     /// The host's port stops answering for good (the host needs `own_sshd`).
     pub fn stop_host(&self, name: &str) {
         let out = self.sim(&["stop-host", "--host", name]);
-        assert!(out.status.success(), "stop-host: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stop-host: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn down(&self) {
@@ -264,7 +306,13 @@ impl Fleet {
 
     fn sim(&self, args: &[&str]) -> Output {
         let (cmd, rest) = args.split_first().expect("a command");
-        Command::new(SIM).arg(cmd).arg("--dir").arg(&self.dir).args(rest).output().expect("run fleet-sim")
+        Command::new(SIM)
+            .arg(cmd)
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(rest)
+            .output()
+            .expect("run fleet-sim")
     }
 
     /// /usr/bin/ssh to a host with strict host key checking against the fleet's known_hosts.
@@ -274,8 +322,18 @@ impl Fleet {
         c.arg("-i")
             .arg(self.key_path())
             .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", self.known_hosts_path().display()))
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts_path().display()
+            ))
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+            ])
             .args(["-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"])
             .arg("-p")
             .arg(h.port.to_string())
@@ -310,10 +368,19 @@ pub fn processes_of_host(host_dir: &Path) -> Vec<i32> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if stat.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')).unwrap_or(true) {
+            if stat
+                .rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+                .unwrap_or(true)
+            {
                 continue;
             }
             if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
@@ -327,7 +394,12 @@ pub fn processes_of_host(host_dir: &Path) -> Vec<i32> {
 /// Whether a process exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')).unwrap_or(false))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| !r.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
         .unwrap_or(false)
 }
 

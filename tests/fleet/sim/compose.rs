@@ -116,8 +116,14 @@ fn interpolate(s: &str, env: &HashMap<String, String>, warned: &mut Vec<String>)
     out
 }
 
-fn load_project(files: &[String], project_dir: Option<&str>, pname: Option<String>, env_file: Option<String>) -> Result<Project, String> {
-    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+fn load_project(
+    files: &[String],
+    project_dir: Option<&str>,
+    pname: Option<String>,
+    env_file: Option<String>,
+) -> Result<Project, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
     let file: PathBuf = match files.first() {
         Some(f) => {
             let p = cwd.join(f);
@@ -127,19 +133,30 @@ fn load_project(files: &[String], project_dir: Option<&str>, pname: Option<Strin
             p
         }
         None => {
-            let dir = project_dir.map(|d| cwd.join(d)).unwrap_or_else(|| cwd.clone());
-            ["compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"]
-                .iter()
-                .map(|n| dir.join(n))
-                .find(|p| p.exists())
-                .ok_or("no configuration file provided: not found")?
+            let dir = project_dir
+                .map(|d| cwd.join(d))
+                .unwrap_or_else(|| cwd.clone());
+            [
+                "compose.yaml",
+                "compose.yml",
+                "docker-compose.yml",
+                "docker-compose.yaml",
+            ]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.exists())
+            .ok_or("no configuration file provided: not found")?
         }
     };
     let dir = match project_dir {
         Some(d) => cwd.join(d),
         None => file.parent().map(Path::to_path_buf).unwrap_or(cwd),
     };
-    let env = read_env_file(&env_file.map(PathBuf::from).unwrap_or_else(|| dir.join(".env")));
+    let env = read_env_file(
+        &env_file
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join(".env")),
+    );
     let text = fs::read_to_string(&file).map_err(|e| format!("open {}: {e}", file.display()))?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("yaml: {e}"))?;
     let mut warned = Vec::new();
@@ -147,7 +164,11 @@ fn load_project(files: &[String], project_dir: Option<&str>, pname: Option<Strin
         .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok())
         .or_else(|| env.get("COMPOSE_PROJECT_NAME").cloned())
         .or_else(|| doc.get("name").and_then(|v| v.as_str()).map(str::to_string))
-        .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
     let name: String = raw_name
         .to_lowercase()
         .chars()
@@ -174,13 +195,27 @@ fn load_project(files: &[String], project_dir: Option<&str>, pname: Option<Strin
             let ports = v
                 .get("ports")
                 .and_then(|p| p.as_sequence())
-                .map(|s| s.iter().filter_map(|p| p.as_str()).map(|p| format!("{p}/tcp").replacen(':', "->", 1)).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|p| p.as_str())
+                        .map(|p| format!("{p}/tcp").replacen(':', "->", 1))
+                        .collect()
+                })
                 .unwrap_or_default();
             let ports = fix_ports(ports);
-            services.push(Service { name: svc, container, image, ports });
+            services.push(Service {
+                name: svc,
+                container,
+                image,
+                ports,
+            });
         }
     }
-    Ok(Project { name, network, services })
+    Ok(Project {
+        name,
+        network,
+        services,
+    })
 }
 
 /// "127.0.0.1:7777:7777" → "127.0.0.1:7777->7777/tcp", as docker ps shows it.
@@ -203,7 +238,18 @@ fn status(msg: &str) {
 }
 
 fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
-    let global = ["-f", "--file", "--project-directory", "-p", "--project-name", "--env-file", "--ansi", "--progress", "--profile", "--parallel"];
+    let global = [
+        "-f",
+        "--file",
+        "--project-directory",
+        "-p",
+        "--project-name",
+        "--env-file",
+        "--ansi",
+        "--progress",
+        "--profile",
+        "--parallel",
+    ];
     // Global options come before the subcommand; parse up to it.
     let mut i = 0;
     let mut g: Vec<String> = Vec::new();
@@ -238,13 +284,31 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         go.get(&["-p", "--project-name"]),
         go.get(&["--env-file"]),
     )?;
-    let o = opts::parse(rest, &["--format", "-t", "--timeout", "--pull", "--wait-timeout", "--rmi", "--filter", "--status", "--tail"], true)?;
+    let o = opts::parse(
+        rest,
+        &[
+            "--format",
+            "-t",
+            "--timeout",
+            "--pull",
+            "--wait-timeout",
+            "--rmi",
+            "--filter",
+            "--status",
+            "--tail",
+        ],
+        true,
+    )?;
     let selected: Vec<&Service> = proj
         .services
         .iter()
         .filter(|s| o.pos.is_empty() || o.pos.contains(&s.name))
         .collect();
-    if let Some(unknown) = o.pos.iter().find(|p| !proj.services.iter().any(|s| &s.name == *p)) {
+    if let Some(unknown) = o
+        .pos
+        .iter()
+        .find(|p| !proj.services.iter().any(|s| &s.name == *p))
+    {
         if !["ps", "logs"].contains(&sub.as_str()) || !unknown.is_empty() {
             eprintln!("no such service: {unknown}");
             return Ok(1);
@@ -316,7 +380,10 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
             } else {
                 println!("name: {}\nservices:", proj.name);
                 for s in &selected {
-                    println!("  {}:\n    container_name: {}\n    image: {}", s.name, s.container, s.image);
+                    println!(
+                        "  {}:\n    container_name: {}\n    image: {}",
+                        s.name, s.container, s.image
+                    );
                 }
                 println!("networks:\n  default:\n    name: {}", proj.network);
             }
@@ -339,7 +406,10 @@ fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
             match ImageRef::parse(&s.image) {
                 Ok(r) => refs.push(r),
                 Err(e) => {
-                    eprintln!("Error response from daemon: {e}: \"{}\" (service {})", s.image, s.name);
+                    eprintln!(
+                        "Error response from daemon: {e}: \"{}\" (service {})",
+                        s.image, s.name
+                    );
                     return 1;
                 }
             }
@@ -391,7 +461,12 @@ fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
                 status(&format!("Container {}  Creating", s.container));
                 status(&format!("Container {}  Created", s.container));
             }
-            let mut c = state::new_container(&s.container, &s.image, &img.id, state::default_cmd(&s.name, &s.image));
+            let mut c = state::new_container(
+                &s.container,
+                &s.image,
+                &img.id,
+                state::default_cmd(&s.name, &s.image),
+            );
             c.network = Some(proj.network.clone());
             c.compose_project = Some(proj.name.clone());
             c.compose_service = Some(s.name.clone());
@@ -409,7 +484,14 @@ fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
         return Ok(rc);
     }
     // Attached `up` runs until interrupted, as the real one does; then it stops the project.
-    println!("Attaching to {}", selected.iter().map(|s| s.container.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "Attaching to {}",
+        selected
+            .iter()
+            .map(|s| s.container.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let sig = loop {
         if let Some(s) = crate::faults::wait_signal(None) {
             break s;
@@ -444,7 +526,10 @@ fn down(h: &Path, proj: &Project) -> Result<i32, String> {
         }
         if st.networks.contains(&proj.network) {
             status(&format!("Network {}  Removing", proj.network));
-            let busy = st.containers.iter().any(|c| c.network.as_ref() == Some(&proj.network) && c.status == "running");
+            let busy = st
+                .containers
+                .iter()
+                .any(|c| c.network.as_ref() == Some(&proj.network) && c.status == "running");
             if busy {
                 status(&format!("Network {}  Error", proj.network));
                 return daemon_err(&format!(
@@ -472,15 +557,26 @@ fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
     let now = util::now();
     let mut rows = Vec::new();
     for s in selected {
-        let Some(c) = st.container(&s.container) else { continue };
-        if c.compose_project.as_deref() != Some(proj.name.as_str()) || (!all && c.status != "running") {
+        let Some(c) = st.container(&s.container) else {
+            continue;
+        };
+        if c.compose_project.as_deref() != Some(proj.name.as_str())
+            || (!all && c.status != "running")
+        {
             continue;
         }
         let crashing = st.app_container_crashing(c);
         let (state_s, status_s) = match (c.status.as_str(), crashing) {
             ("running", true) => ("restarting", "Restarting (1) 2 seconds ago".to_string()),
             ("running", false) => ("running", format!("Up {}", human_ago(now - c.started))),
-            ("exited", _) => ("exited", format!("Exited ({}) {} ago", c.exit_code, human_ago(now - c.finished))),
+            ("exited", _) => (
+                "exited",
+                format!(
+                    "Exited ({}) {} ago",
+                    c.exit_code,
+                    human_ago(now - c.finished)
+                ),
+            ),
             _ => ("created", "Created".to_string()),
         };
         rows.push(json!({
@@ -512,10 +608,27 @@ fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
             }
         },
         None => {
-            let keys = ["Name", "Image", "Command", "Service", "RunningFor", "Status", "Ports"];
-            let mut lines = vec![["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"].iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+            let keys = [
+                "Name",
+                "Image",
+                "Command",
+                "Service",
+                "RunningFor",
+                "Status",
+                "Ports",
+            ];
+            let mut lines = vec![[
+                "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()];
             for r in &rows {
-                lines.push(keys.iter().map(|k| r[*k].as_str().unwrap_or("").to_string()).collect());
+                lines.push(
+                    keys.iter()
+                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                        .collect(),
+                );
             }
             print!("{}", tabulate(&lines));
             Ok(0)

@@ -13,14 +13,36 @@ struct Resp {
 
 pub fn main(h: &Path, args: &[String]) -> i32 {
     let valued = [
-        "-o", "--output", "-w", "--write-out", "-m", "--max-time", "--connect-timeout", "--retry", "--retry-delay",
-        "--retry-max-time", "-X", "--request", "-H", "--header", "-A", "--user-agent", "-d", "--data", "-u", "--user",
-        "-e", "--referer", "--url",
+        "-o",
+        "--output",
+        "-w",
+        "--write-out",
+        "-m",
+        "--max-time",
+        "--connect-timeout",
+        "--retry",
+        "--retry-delay",
+        "--retry-max-time",
+        "-X",
+        "--request",
+        "-H",
+        "--header",
+        "-A",
+        "--user-agent",
+        "-d",
+        "--data",
+        "-u",
+        "--user",
+        "-e",
+        "--referer",
+        "--url",
     ];
     let o = match opts::parse(args, &valued, true) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("curl: option {e}\ncurl: try 'curl --help' or 'curl --manual' for more information");
+            eprintln!(
+                "curl: option {e}\ncurl: try 'curl --help' or 'curl --manual' for more information"
+            );
             return 2;
         }
     };
@@ -46,7 +68,9 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
     let out_file = o.get(&["-o", "--output"]);
     let emit_w = |code: u32| {
         if let Some(w) = &write_out {
-            let s = w.replace("%{http_code}", &format!("{code:03}")).replace("%{response_code}", &format!("{code:03}"))
+            let s = w
+                .replace("%{http_code}", &format!("{code:03}"))
+                .replace("%{response_code}", &format!("{code:03}"))
                 .replace("\\n", "\n");
             print!("{s}");
             let _ = std::io::stdout().flush();
@@ -105,7 +129,10 @@ fn parse_url(url: &str) -> (String, u16, String) {
     };
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) => (h.to_string(), p.parse().unwrap_or(80)),
-        None => (hostport.to_string(), if url.starts_with("https") { 443 } else { 80 }),
+        None => (
+            hostport.to_string(),
+            if url.starts_with("https") { 443 } else { 80 },
+        ),
     };
     let path = path.split(['?', '#']).next().unwrap_or("/").to_string();
     (host, port, path)
@@ -122,9 +149,15 @@ fn app_response(h: &Path, path: &str) -> Option<Resp> {
     let st = state::load(h).ok()?;
     let v = st.serving_version()?;
     Some(match path {
-        "/health" => Resp { code: 200, body: "success".into() },
+        "/health" => Resp {
+            code: 200,
+            body: "success".into(),
+        },
         "/version" if state::version_ge(&v, VERSION_ENDPOINT_SINCE) => Resp { code: 200, body: v },
-        "/" => Resp { code: 302, body: String::new() },
+        "/" => Resp {
+            code: 302,
+            body: String::new(),
+        },
         _ => not_found(),
     })
 }

@@ -92,7 +92,11 @@ fn load(h: &Path) -> Result<HostState, String> {
 fn info(h: &Path, a: &[String]) -> Result<i32, String> {
     let o = opts::parse(a, &["-f", "--format"], true)?;
     let st = load(h)?;
-    let running = st.containers.iter().filter(|c| c.status == "running").count();
+    let running = st
+        .containers
+        .iter()
+        .filter(|c| c.status == "running")
+        .count();
     let v = json!({
         "ServerVersion": "24.0.7", "Containers": st.containers.len(),
         "ContainersRunning": running, "ContainersStopped": st.containers.len() - running,
@@ -146,7 +150,10 @@ struct View {
 
 fn view(st: &HostState, c: &Container) -> View {
     if st.app_container_crashing(c) {
-        return View { status: "restarting", restarting: true };
+        return View {
+            status: "restarting",
+            restarting: true,
+        };
     }
     View {
         status: match c.status.as_str() {
@@ -166,7 +173,11 @@ fn status_text(st: &HostState, c: &Container) -> String {
     }
     match v.status {
         "running" => format!("Up {}", human_ago(now - c.started)),
-        "exited" => format!("Exited ({}) {} ago", c.exit_code, human_ago(now - c.finished)),
+        "exited" => format!(
+            "Exited ({}) {} ago",
+            c.exit_code,
+            human_ago(now - c.finished)
+        ),
         _ => "Created".into(),
     }
 }
@@ -205,15 +216,25 @@ fn ps_row(st: &HostState, c: &Container, trunc: bool) -> Value {
 fn filter_match(st: &HostState, c: &Container, f: &str) -> bool {
     let (k, v) = f.split_once('=').unwrap_or((f, ""));
     match k {
-        "name" => c.name.contains(v.trim_start_matches('^').trim_end_matches('$')),
+        "name" => c
+            .name
+            .contains(v.trim_start_matches('^').trim_end_matches('$')),
         "status" => view(st, c).status == v,
         "id" => c.id.starts_with(v),
         "ancestor" => c.image == v || c.image_id.starts_with(v),
         "label" => {
             let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
             match lk {
-                "com.docker.compose.project" => c.compose_project.as_deref().map(|p| lv.is_empty() || p == lv).unwrap_or(false),
-                "com.docker.compose.service" => c.compose_service.as_deref().map(|p| lv.is_empty() || p == lv).unwrap_or(false),
+                "com.docker.compose.project" => c
+                    .compose_project
+                    .as_deref()
+                    .map(|p| lv.is_empty() || p == lv)
+                    .unwrap_or(false),
+                "com.docker.compose.service" => c
+                    .compose_service
+                    .as_deref()
+                    .map(|p| lv.is_empty() || p == lv)
+                    .unwrap_or(false),
                 _ => false,
             }
         }
@@ -238,7 +259,11 @@ fn ps(h: &Path, a: &[String]) -> Result<i32, String> {
         .filter(|c| all || c.status == "running")
         .filter(|c| filters.iter().all(|f| filter_match(&st, c, f)))
         .collect();
-    cs.sort_by(|x, y| y.created.partial_cmp(&x.created).unwrap_or(std::cmp::Ordering::Equal));
+    cs.sort_by(|x, y| {
+        y.created
+            .partial_cmp(&x.created)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let rows: Vec<Value> = cs.iter().map(|c| ps_row(&st, c, trunc)).collect();
     if o.has(&["-q", "--quiet"]) {
         for r in &rows {
@@ -257,16 +282,32 @@ fn ps(h: &Path, a: &[String]) -> Result<i32, String> {
     }
     let fmt = if fmt.starts_with("table") && o.get(&["--format"]).is_none() {
         // docker's own header names differ from the field names.
-        let mut lines = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()];
+        let mut lines = vec![[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()];
         for r in &rows {
             lines.push(
-                ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
-                    .iter()
-                    .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                    .collect(),
+                [
+                    "ID",
+                    "Image",
+                    "Command",
+                    "RunningFor",
+                    "Status",
+                    "Ports",
+                    "Names",
+                ]
+                .iter()
+                .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                .collect(),
             );
         }
         print!("{}", tabulate(&lines));
@@ -297,7 +338,10 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
     }
     let mut nets = serde_json::Map::new();
     if let Some(n) = &c.network {
-        nets.insert(n.clone(), json!({"Aliases": [c.name], "NetworkID": util::hex_id(n)}));
+        nets.insert(
+            n.clone(),
+            json!({"Aliases": [c.name], "NetworkID": util::hex_id(n)}),
+        );
     }
     json!({
         "Id": c.id, "Created": rfc3339(c.created),
@@ -347,15 +391,24 @@ fn inspect(h: &Path, a: &[String], forced_type: Option<&str>) -> Result<i32, Str
         Err(e) => return Ok(usage_err("inspect", &e)),
     };
     if o.pos.is_empty() {
-        return Ok(usage_err("inspect", "\"docker inspect\" requires at least 1 argument."));
+        return Ok(usage_err(
+            "inspect",
+            "\"docker inspect\" requires at least 1 argument.",
+        ));
     }
-    let ty = forced_type.map(str::to_string).or_else(|| o.get(&["--type"]));
+    let ty = forced_type
+        .map(str::to_string)
+        .or_else(|| o.get(&["--type"]));
     let st = load(h)?;
     let mut found = Vec::new();
     let mut rc = 0;
     let mut errs = Vec::new();
     for name in &o.pos {
-        let c = if ty.as_deref() != Some("image") { st.container(name) } else { None };
+        let c = if ty.as_deref() != Some("image") {
+            st.container(name)
+        } else {
+            None
+        };
         let v = match c {
             Some(c) => Some(container_json(&st, c)),
             None if ty.as_deref() != Some("container") => st.image_by_key(name).map(image_json),
@@ -410,14 +463,19 @@ fn images(h: &Path, a: &[String]) -> Result<i32, String> {
     let st = load(h)?;
     let now = util::now();
     let want = o.pos.first().map(|p| {
-        let r = ImageRef::parse(p).unwrap_or(ImageRef { repo: p.clone(), tag: String::new() });
+        let r = ImageRef::parse(p).unwrap_or(ImageRef {
+            repo: p.clone(),
+            tag: String::new(),
+        });
         (r.repo, if p.contains(':') { Some(r.tag) } else { None })
     });
     let rows: Vec<Value> = st
         .images
         .iter()
         .filter(|i| match &want {
-            Some((repo, tag)) => &i.repo == repo && tag.as_ref().map(|t| &i.tag == t).unwrap_or(true),
+            Some((repo, tag)) => {
+                &i.repo == repo && tag.as_ref().map(|t| &i.tag == t).unwrap_or(true)
+            }
             None => true,
         })
         .map(|i| {
@@ -436,7 +494,13 @@ fn images(h: &Path, a: &[String]) -> Result<i32, String> {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}".into()
     });
     if o.get(&["--format"]).is_none() {
-        let mut lines = vec![vec!["REPOSITORY".to_string(), "TAG".into(), "IMAGE ID".into(), "CREATED".into(), "SIZE".into()]];
+        let mut lines = vec![vec![
+            "REPOSITORY".to_string(),
+            "TAG".into(),
+            "IMAGE ID".into(),
+            "CREATED".into(),
+            "SIZE".into(),
+        ]];
         for r in &rows {
             lines.push(
                 ["Repository", "Tag", "ID", "CreatedSince", "Size"]
@@ -461,7 +525,12 @@ fn images(h: &Path, a: &[String]) -> Result<i32, String> {
 }
 
 /// Pull into `st`; messages go to `out` (stdout for docker pull, stderr for docker run).
-pub fn do_pull(st: &mut HostState, r: &ImageRef, quiet: bool, to_stderr: bool) -> Result<(), String> {
+pub fn do_pull(
+    st: &mut HostState,
+    r: &ImageRef,
+    quiet: bool,
+    to_stderr: bool,
+) -> Result<(), String> {
     let say = |s: &str| {
         if quiet {
             return;
@@ -477,13 +546,19 @@ pub fn do_pull(st: &mut HostState, r: &ImageRef, quiet: bool, to_stderr: bool) -
     }
     if st.image(r).is_some() {
         say(&format!("{}: Pulling from {}", r.tag, r.repo));
-        say(&format!("Digest: sha256:{}", util::hex_id(&format!("digest-{}", r.full()))));
+        say(&format!(
+            "Digest: sha256:{}",
+            util::hex_id(&format!("digest-{}", r.full()))
+        ));
         say(&format!("Status: Image is up to date for {}", r.full()));
     } else {
         say(&format!("{}: Pulling from {}", r.tag, r.repo));
         let layer = &util::hex_id(&format!("layer-{}", r.full()))[..12];
         say(&format!("{layer}: Pull complete"));
-        say(&format!("Digest: sha256:{}", util::hex_id(&format!("digest-{}", r.full()))));
+        say(&format!(
+            "Digest: sha256:{}",
+            util::hex_id(&format!("digest-{}", r.full()))
+        ));
         say(&format!("Status: Downloaded newer image for {}", r.full()));
         st.add_image(r);
     }
@@ -503,7 +578,10 @@ fn pull(h: &Path, a: &[String]) -> Result<i32, String> {
         Err(e) => return Ok(usage_err("pull", &e)),
     };
     let [name] = o.pos.as_slice() else {
-        return Ok(usage_err("pull", "\"docker pull\" requires exactly 1 argument."));
+        return Ok(usage_err(
+            "pull",
+            "\"docker pull\" requires exactly 1 argument.",
+        ));
     };
     let r = match ImageRef::parse(name) {
         Ok(r) => r,
@@ -557,7 +635,10 @@ fn lifecycle(h: &Path, cmd: &str, a: &[String]) -> Result<i32, String> {
         Err(e) => return Ok(usage_err(cmd, &e)),
     };
     if o.pos.is_empty() {
-        return Ok(usage_err(cmd, &format!("\"docker {cmd}\" requires at least 1 argument.")));
+        return Ok(usage_err(
+            cmd,
+            &format!("\"docker {cmd}\" requires at least 1 argument."),
+        ));
     }
     state::with_state(h, |st| {
         let mut rc = 0;
@@ -578,7 +659,10 @@ fn lifecycle(h: &Path, cmd: &str, a: &[String]) -> Result<i32, String> {
                 }
                 "kill" => {
                     if c.status != "running" {
-                        rc = daemon_err(&format!("Cannot kill container: {name}: container {} is not running", c.id));
+                        rc = daemon_err(&format!(
+                            "Cannot kill container: {name}: container {} is not running",
+                            c.id
+                        ));
                         continue;
                     }
                     c.status = "exited".into();
@@ -608,7 +692,10 @@ fn lifecycle(h: &Path, cmd: &str, a: &[String]) -> Result<i32, String> {
 fn rm(h: &Path, a: &[String]) -> Result<i32, String> {
     let o = opts::parse(a, &[], true)?;
     if o.pos.is_empty() {
-        return Ok(usage_err("rm", "\"docker rm\" requires at least 1 argument."));
+        return Ok(usage_err(
+            "rm",
+            "\"docker rm\" requires at least 1 argument.",
+        ));
     }
     let force = o.has(&["-f", "--force"]);
     state::with_state(h, |st| {
@@ -637,16 +724,44 @@ fn rm(h: &Path, a: &[String]) -> Result<i32, String> {
 
 fn run(h: &Path, a: &[String]) -> Result<i32, String> {
     let valued = [
-        "--name", "-v", "--volume", "--network", "--net", "-e", "--env", "--env-file", "-w", "--workdir",
-        "--entrypoint", "-p", "--publish", "-u", "--user", "--restart", "-l", "--label", "--hostname", "-h",
-        "--mount", "--platform", "--pull", "--log-driver", "--add-host", "--cpus", "-m", "--memory",
+        "--name",
+        "-v",
+        "--volume",
+        "--network",
+        "--net",
+        "-e",
+        "--env",
+        "--env-file",
+        "-w",
+        "--workdir",
+        "--entrypoint",
+        "-p",
+        "--publish",
+        "-u",
+        "--user",
+        "--restart",
+        "-l",
+        "--label",
+        "--hostname",
+        "-h",
+        "--mount",
+        "--platform",
+        "--pull",
+        "--log-driver",
+        "--add-host",
+        "--cpus",
+        "-m",
+        "--memory",
     ];
     let o = match opts::parse(a, &valued, false) {
         Ok(o) => o,
         Err(e) => return Ok(usage_err("run", &format!("docker: {e}"))),
     };
     let Some(image) = o.pos.first().cloned() else {
-        return Ok(usage_err("run", "docker: 'docker run' requires at least 1 argument."));
+        return Ok(usage_err(
+            "run",
+            "docker: 'docker run' requires at least 1 argument.",
+        ));
     };
     let r = match ImageRef::parse(&image) {
         Ok(r) => r,
@@ -671,8 +786,13 @@ fn run(h: &Path, a: &[String]) -> Result<i32, String> {
             }
         }
         if let Some(n) = &network {
-            if !["bridge", "host", "none", "default"].contains(&n.as_str()) && !st.networks.contains(n) {
-                return usage_err("run", &format!("docker: Error response from daemon: network {n} not found."));
+            if !["bridge", "host", "none", "default"].contains(&n.as_str())
+                && !st.networks.contains(n)
+            {
+                return usage_err(
+                    "run",
+                    &format!("docker: Error response from daemon: network {n} not found."),
+                );
             }
         }
         if st.image(&r).is_none() && o.get(&["--pull"]).as_deref() != Some("never") {
@@ -682,12 +802,20 @@ fn run(h: &Path, a: &[String]) -> Result<i32, String> {
             }
         }
         let Some(img) = st.image(&r).cloned() else {
-            return usage_err("run", &format!("docker: Error response from daemon: No such image: {}.", r.full()));
+            return usage_err(
+                "run",
+                &format!(
+                    "docker: Error response from daemon: No such image: {}.",
+                    r.full()
+                ),
+            );
         };
         if cmd.is_empty() {
             cmd = state::default_cmd("", &image);
         }
-        let cname = name.clone().unwrap_or_else(|| format!("sim_{}", &util::hex_id(&util::unique_seed())[..8]));
+        let cname = name
+            .clone()
+            .unwrap_or_else(|| format!("sim_{}", &util::hex_id(&util::unique_seed())[..8]));
         let mut c = state::new_container(&cname, &image, &img.id, cmd.clone());
         c.network = Some(network.clone().unwrap_or_else(|| "bridge".into()));
         c.env = o.all(&["-e", "--env"]);
@@ -787,7 +915,10 @@ fn run_in_container(st: &mut HostState, r: &ImageRef, c: &Container, _stdin: boo
                 );
                 return 1;
             }
-            println!("{} - SL - INFO - init_app: sl domains and monitoring done", rfc3339(util::now()));
+            println!(
+                "{} - SL - INFO - init_app: sl domains and monitoring done",
+                rfc3339(util::now())
+            );
             st.db.init = Some(head.to_string());
             0
         }
@@ -813,12 +944,27 @@ fn column_of(head: &str) -> String {
 }
 
 fn exec(h: &Path, a: &[String]) -> Result<i32, String> {
-    let o = match opts::parse(a, &["-e", "--env", "-u", "--user", "-w", "--workdir", "--env-file"], false) {
+    let o = match opts::parse(
+        a,
+        &[
+            "-e",
+            "--env",
+            "-u",
+            "--user",
+            "-w",
+            "--workdir",
+            "--env-file",
+        ],
+        false,
+    ) {
         Ok(o) => o,
         Err(e) => return Ok(usage_err("exec", &e)),
     };
     if o.pos.len() < 2 {
-        return Ok(usage_err("exec", "\"docker exec\" requires at least 2 arguments."));
+        return Ok(usage_err(
+            "exec",
+            "\"docker exec\" requires at least 2 arguments.",
+        ));
     }
     let name = &o.pos[0];
     let cmd: Vec<String> = o.pos[1..].to_vec();
@@ -828,7 +974,10 @@ fn exec(h: &Path, a: &[String]) -> Result<i32, String> {
         return Ok(daemon_err(&format!("No such container: {name}")));
     };
     if st.app_container_crashing(&c) {
-        return Ok(daemon_err(&format!("Container {} is restarting, wait until the container is running", c.id)));
+        return Ok(daemon_err(&format!(
+            "Container {} is restarting, wait until the container is running",
+            c.id
+        )));
     }
     if c.status != "running" {
         return Ok(daemon_err(&format!("container {} is not running", c.id)));
@@ -858,16 +1007,45 @@ fn exec(h: &Path, a: &[String]) -> Result<i32, String> {
 fn pg_target(tool: &str, a: &[String]) -> Result<(Opts, Option<String>), String> {
     let o = opts::parse(
         a,
-        &["-U", "--username", "-d", "--dbname", "-h", "--host", "-p", "--port", "-F", "--format", "-f", "--file", "-c", "--command", "-v", "--set", "-n", "-t", "--table"],
+        &[
+            "-U",
+            "--username",
+            "-d",
+            "--dbname",
+            "-h",
+            "--host",
+            "-p",
+            "--port",
+            "-F",
+            "--format",
+            "-f",
+            "--file",
+            "-c",
+            "--command",
+            "-v",
+            "--set",
+            "-n",
+            "-t",
+            "--table",
+        ],
         true,
     )?;
-    let user = o.get(&["-U", "--username"]).unwrap_or_else(|| "root".into());
-    let db = o.get(&["-d", "--dbname"]).or_else(|| o.pos.first().cloned()).unwrap_or_else(|| user.clone());
+    let user = o
+        .get(&["-U", "--username"])
+        .unwrap_or_else(|| "root".into());
+    let db = o
+        .get(&["-d", "--dbname"])
+        .or_else(|| o.pos.first().cloned())
+        .unwrap_or_else(|| user.clone());
     let sock = "connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" failed";
     let err = if user != DB_USER {
-        Some(format!("{tool}: error: {sock}: FATAL:  role \"{user}\" does not exist"))
+        Some(format!(
+            "{tool}: error: {sock}: FATAL:  role \"{user}\" does not exist"
+        ))
     } else if db != DB_NAME {
-        Some(format!("{tool}: error: {sock}: FATAL:  database \"{db}\" does not exist"))
+        Some(format!(
+            "{tool}: error: {sock}: FATAL:  database \"{db}\" does not exist"
+        ))
     } else {
         None
     };
@@ -893,14 +1071,18 @@ fn pg_dump(st: &HostState, a: &[String]) -> Result<i32, String> {
         s.push_str("CREATE TABLE public.alembic_version (\n    version_num character varying(32) NOT NULL\n);\n\n");
         s.push_str("CREATE TABLE public.users (\n    id integer NOT NULL,\n    email character varying(256) NOT NULL\n);\n\n");
         s.push_str("CREATE TABLE public.fleet_sim_init (\n    revision character varying(32) NOT NULL\n);\n\n");
-        s.push_str(&format!("COPY public.alembic_version (version_num) FROM stdin;\n{rev}\n\\.\n\n"));
+        s.push_str(&format!(
+            "COPY public.alembic_version (version_num) FROM stdin;\n{rev}\n\\.\n\n"
+        ));
         s.push_str("COPY public.fleet_sim_init (revision) FROM stdin;\n");
         if let Some(i) = &st.db.init {
             s.push_str(&format!("{i}\n"));
         }
         s.push_str("\\.\n\n");
         for u in 1..=st.db.users {
-            s.push_str(&format!("INSERT INTO public.users (id, email) VALUES ({u}, 'user{u}@example.org');\n"));
+            s.push_str(&format!(
+                "INSERT INTO public.users (id, email) VALUES ({u}, 'user{u}@example.org');\n"
+            ));
         }
     }
     s.push_str("\n--\n-- PostgreSQL database dump complete\n--\n\n");
@@ -911,19 +1093,38 @@ fn pg_dump(st: &HostState, a: &[String]) -> Result<i32, String> {
 }
 
 const SQL_WORDS: &[&str] = &[
-    "SET", "SELECT", "CREATE", "ALTER", "COPY", "INSERT", "DROP", "COMMENT", "GRANT", "REVOKE", "BEGIN",
-    "COMMIT", "UPDATE", "DELETE", "TRUNCATE", "\\CONNECT", "\\.", "START", "END", "ROLLBACK",
+    "SET",
+    "SELECT",
+    "CREATE",
+    "ALTER",
+    "COPY",
+    "INSERT",
+    "DROP",
+    "COMMENT",
+    "GRANT",
+    "REVOKE",
+    "BEGIN",
+    "COMMIT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "\\CONNECT",
+    "\\.",
+    "START",
+    "END",
+    "ROLLBACK",
 ];
 
 fn psql(h: &Path, a: &[String], stdin: bool) -> Result<i32, String> {
     let (o, err) = pg_target("psql", a)?;
     if let Some(e) = err {
-        eprintln!("{}", e.replacen("psql: error: ", "psql: error: ", 1));
+        eprintln!("{e}");
         return Ok(2);
     }
     if let Some(q) = o.get(&["-c", "--command"]) {
         let st = load(h)?;
-        let tuples_only = o.has(&["-t", "--tuples-only", "-tA", "-At"]) || o.flags.iter().any(|(n, _)| n == "-t");
+        let tuples_only =
+            o.has(&["-t", "--tuples-only", "-tA", "-At"]) || o.flags.iter().any(|(n, _)| n == "-t");
         if q.to_lowercase().contains("alembic_version") {
             let rev = st.db.schema.unwrap_or_default();
             if tuples_only {
@@ -939,7 +1140,9 @@ fn psql(h: &Path, a: &[String], stdin: bool) -> Result<i32, String> {
     // Without -i docker exec does not connect stdin: psql reads nothing, as for real.
     let mut input = String::new();
     if stdin {
-        std::io::stdin().read_to_string(&mut input).map_err(|e| format!("reading stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("reading stdin: {e}"))?;
     }
     let mut schema: Option<Option<String>> = None;
     let mut init: Option<String> = None;
@@ -1011,7 +1214,10 @@ fn psql(h: &Path, a: &[String], stdin: bool) -> Result<i32, String> {
 fn logs(h: &Path, a: &[String]) -> Result<i32, String> {
     let o = opts::parse(a, &["--tail", "-n", "--since", "--until"], true)?;
     let Some(name) = o.pos.first() else {
-        return Ok(usage_err("logs", "\"docker logs\" requires exactly 1 argument."));
+        return Ok(usage_err(
+            "logs",
+            "\"docker logs\" requires exactly 1 argument.",
+        ));
     };
     let st = load(h)?;
     let Some(c) = st.container(name) else {
@@ -1027,14 +1233,36 @@ fn logs(h: &Path, a: &[String]) -> Result<i32, String> {
 
 fn network(h: &Path, a: &[String]) -> Result<i32, String> {
     let sub = a.first().map(String::as_str).unwrap_or("");
-    let o = opts::parse(a.get(1..).unwrap_or(&[]), &["-f", "--format", "--driver", "-d"], true)?;
+    let o = opts::parse(
+        a.get(1..).unwrap_or(&[]),
+        &["-f", "--format", "--driver", "-d"],
+        true,
+    )?;
     match sub {
         "ls" | "list" => {
             let st = load(h)?;
-            let mut lines = vec![vec!["NETWORK ID".to_string(), "NAME".into(), "DRIVER".into(), "SCOPE".into()]];
-            for n in ["bridge", "host", "none"].iter().map(|s| s.to_string()).chain(st.networks.iter().cloned()) {
-                let drv = if n == "host" || n == "none" { n.clone() } else { "bridge".into() };
-                lines.push(vec![util::hex_id(&n)[..12].to_string(), n, drv, "local".into()]);
+            let mut lines = vec![vec![
+                "NETWORK ID".to_string(),
+                "NAME".into(),
+                "DRIVER".into(),
+                "SCOPE".into(),
+            ]];
+            for n in ["bridge", "host", "none"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(st.networks.iter().cloned())
+            {
+                let drv = if n == "host" || n == "none" {
+                    n.clone()
+                } else {
+                    "bridge".into()
+                };
+                lines.push(vec![
+                    util::hex_id(&n)[..12].to_string(),
+                    n,
+                    drv,
+                    "local".into(),
+                ]);
             }
             print!("{}", tabulate(&lines));
             Ok(0)
@@ -1062,7 +1290,10 @@ fn network(h: &Path, a: &[String]) -> Result<i32, String> {
         }
         "create" => {
             let Some(n) = o.pos.first().cloned() else {
-                return Ok(usage_err("network create", "\"docker network create\" requires exactly 1 argument."));
+                return Ok(usage_err(
+                    "network create",
+                    "\"docker network create\" requires exactly 1 argument.",
+                ));
             };
             state::with_state(h, |st| {
                 if st.networks.contains(&n) {
@@ -1078,8 +1309,15 @@ fn network(h: &Path, a: &[String]) -> Result<i32, String> {
             for n in &o.pos {
                 if !st.networks.contains(n) {
                     rc = daemon_err(&format!("network {n} not found"));
-                } else if st.containers.iter().any(|c| c.network.as_ref() == Some(n) && c.status == "running") {
-                    rc = daemon_err(&format!("error while removing network: network {n} id {} has active endpoints", util::hex_id(n)));
+                } else if st
+                    .containers
+                    .iter()
+                    .any(|c| c.network.as_ref() == Some(n) && c.status == "running")
+                {
+                    rc = daemon_err(&format!(
+                        "error while removing network: network {n} id {} has active endpoints",
+                        util::hex_id(n)
+                    ));
                 } else {
                     st.networks.retain(|x| x != n);
                     println!("{n}");

@@ -39,7 +39,9 @@ pub fn validate(r: &Rule) -> Result<()> {
         "fail" | "hang" | "drop" => Ok(()),
         "slow" if r.seconds.is_some() => Ok(()),
         "slow" => Err("a slow rule needs seconds".into()),
-        a => Err(format!("unknown fault action {a:?} (fail, hang, slow, drop)")),
+        a => Err(format!(
+            "unknown fault action {a:?} (fail, hang, slow, drop)"
+        )),
     }?;
     match r.scope.as_deref() {
         None | Some("any") | Some("session") | Some("shim") => Ok(()),
@@ -118,7 +120,12 @@ pub fn apply(rule: &Rule, entry: &Entry) {
             if let Some(o) = &rule.stdout {
                 print_nl(o, false);
             }
-            print_nl(rule.stderr.as_deref().unwrap_or("fleet-sim: injected failure"), true);
+            print_nl(
+                rule.stderr
+                    .as_deref()
+                    .unwrap_or("fleet-sim: injected failure"),
+                true,
+            );
             entry.end_rc(rc);
             std::process::exit(rc);
         }
@@ -164,7 +171,9 @@ fn print_nl(s: &str, err: bool) {
 pub fn drop_connection() -> ! {
     let mut pid = std::process::id() as i32;
     for _ in 0..32 {
-        let Some((ppid, _)) = util::proc_ppid_start(pid) else { break };
+        let Some((ppid, _)) = util::proc_ppid_start(pid) else {
+            break;
+        };
         if ppid <= 1 {
             break;
         }

@@ -19,7 +19,10 @@ fn plain(v: &Value) -> String {
         Value::Array(a) => format!("[{}]", a.iter().map(plain).collect::<Vec<_>>().join(" ")),
         Value::Object(m) => format!(
             "map[{}]",
-            m.iter().map(|(k, v)| format!("{k}:{}", plain(v))).collect::<Vec<_>>().join(" ")
+            m.iter()
+                .map(|(k, v)| format!("{k}:{}", plain(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
     }
 }
@@ -33,8 +36,14 @@ pub fn render(tpl: &str, v: &Value) -> Result<String, String> {
     while let Some(i) = rest.find("{{") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        let j = after.find("}}").ok_or_else(|| format!("template: :1: unclosed action in {tpl:?}"))?;
-        let action = after[..j].trim().trim_start_matches('-').trim_end_matches('-').trim();
+        let j = after
+            .find("}}")
+            .ok_or_else(|| format!("template: :1: unclosed action in {tpl:?}"))?;
+        let action = after[..j]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
         rest = &after[j + 2..];
         let words: Vec<&str> = action.split_whitespace().collect();
         let (func, arg) = match words.as_slice() {
@@ -86,13 +95,24 @@ pub fn render_list(tpl: &str, rows: &[Value]) -> Result<String, String> {
             .split("{{")
             .map(|p| match p.find("}}") {
                 Some(i) => {
-                    let name = p[..i].trim().rsplit('.').next().unwrap_or("").to_uppercase();
+                    let name = p[..i]
+                        .trim()
+                        .rsplit('.')
+                        .next()
+                        .unwrap_or("")
+                        .to_uppercase();
                     format!("{name}{}", &p[i + 2..])
                 }
                 None => p.to_string(),
             })
             .collect();
-        lines.push(header.replace("\\t", "\t").split('\t').map(str::to_string).collect());
+        lines.push(
+            header
+                .replace("\\t", "\t")
+                .split('\t')
+                .map(str::to_string)
+                .collect(),
+        );
     }
     for r in rows {
         lines.push(render(body, r)?.split('\t').map(str::to_string).collect());

@@ -102,8 +102,10 @@ pub struct UpArgs {
 
 pub fn up(a: UpArgs) -> Result<()> {
     let t0 = Instant::now();
-    let spec_text = fs::read_to_string(&a.spec).ctx(format!("reading spec {}", a.spec.display()))?;
-    let spec: Spec = serde_yaml::from_str(&spec_text).ctx(format!("parsing spec {}", a.spec.display()))?;
+    let spec_text =
+        fs::read_to_string(&a.spec).ctx(format!("reading spec {}", a.spec.display()))?;
+    let spec: Spec =
+        serde_yaml::from_str(&spec_text).ctx(format!("parsing spec {}", a.spec.display()))?;
     if spec.hosts.is_empty() {
         return Err("the spec lists no hosts".into());
     }
@@ -114,7 +116,12 @@ pub fn up(a: UpArgs) -> Result<()> {
         }
         if state::release_index(&h.version).is_none() {
             let known: Vec<&str> = state::RELEASES.iter().map(|r| r.0).collect();
-            return Err(format!("host {}: unknown version {} (known: {})", h.name, h.version, known.join(", ")));
+            return Err(format!(
+                "host {}: unknown version {} (known: {})",
+                h.name,
+                h.version,
+                known.join(", ")
+            ));
         }
     }
     let user = spec.user.clone().unwrap_or_else(|| "fleetup-test".into());
@@ -123,7 +130,10 @@ pub fn up(a: UpArgs) -> Result<()> {
     if dir.join("supervisor.pid").exists() {
         if let Ok(p) = fs::read_to_string(dir.join("supervisor.pid")) {
             if p.trim().parse().map(util::pid_alive).unwrap_or(false) {
-                return Err(format!("a fleet is already up in {} (run down first)", dir.display()));
+                return Err(format!(
+                    "a fleet is already up in {} (run down first)",
+                    dir.display()
+                ));
             }
         }
     }
@@ -132,7 +142,10 @@ pub fn up(a: UpArgs) -> Result<()> {
     for anc in dir.ancestors().skip(1) {
         let m = fs::metadata(anc).ctx(format!("stat {}", anc.display()))?;
         if m.permissions().mode() & 0o001 == 0 {
-            return Err(format!("{} is not searchable by other users, so {user} cannot reach the fleet dir", anc.display()));
+            return Err(format!(
+                "{} is not searchable by other users, so {user} cannot reach the fleet dir",
+                anc.display()
+            ));
         }
     }
     let login = ensure_user(&user)?;
@@ -141,7 +154,10 @@ pub fn up(a: UpArgs) -> Result<()> {
 
     // Both keys at once: ssh-keygen is the slowest step of a small fleet.
     let mut gens = Vec::new();
-    for (f, c) in [("ssh_host_ed25519_key", "fleet-sim host key"), ("id_ed25519", "fleet-sim client key")] {
+    for (f, c) in [
+        ("ssh_host_ed25519_key", "fleet-sim host key"),
+        ("id_ed25519", "fleet-sim client key"),
+    ] {
         let p = dir.join(f);
         if !p.exists() {
             gens.push(
@@ -161,9 +177,14 @@ pub fn up(a: UpArgs) -> Result<()> {
             return Err(format!("ssh-keygen failed: {st}"));
         }
     }
-    let client_pub = fs::read_to_string(dir.join("id_ed25519.pub")).ctx("reading client public key")?;
+    let client_pub =
+        fs::read_to_string(dir.join("id_ed25519.pub")).ctx("reading client public key")?;
     fs::write(dir.join("authorized_keys"), &client_pub).ctx("writing authorized_keys")?;
-    fs::set_permissions(dir.join("authorized_keys"), fs::Permissions::from_mode(0o644)).ctx("chmod authorized_keys")?;
+    fs::set_permissions(
+        dir.join("authorized_keys"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .ctx("chmod authorized_keys")?;
 
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).ctx("creating bin")?;
@@ -181,11 +202,19 @@ pub fn up(a: UpArgs) -> Result<()> {
             Some(p) => PathBuf::from(p),
             None => host_dir.join("opt/simplelogin"),
         };
-        let (uid, gid, uname) = if h.root { (0, 0, "root".to_string()) } else { (login.uid, login.gid, user.clone()) };
+        let (uid, gid, uname) = if h.root {
+            (0, 0, "root".to_string())
+        } else {
+            (login.uid, login.gid, user.clone())
+        };
         provision_host(&host_dir, &app, &h.version, uid, gid)?;
         hosts.push(HostInfo {
             name: h.name.clone(),
-            groups: if h.groups.is_empty() { vec!["ungrouped".into()] } else { h.groups.clone() },
+            groups: if h.groups.is_empty() {
+                vec!["ungrouped".into()]
+            } else {
+                h.groups.clone()
+            },
             version: h.version.clone(),
             canary: h.canary,
             current: h.current,
@@ -244,8 +273,14 @@ pub fn up(a: UpArgs) -> Result<()> {
     });
     let errlog = fs::File::create(dir.join("supervisor.log")).ctx("creating supervisor.log")?;
     let mut sup = Command::new(&sim);
-    sup.arg("watch").arg("--dir").arg(&dir).arg("--owner").arg(owner.to_string());
-    sup.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(errlog);
+    sup.arg("watch")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--owner")
+        .arg(owner.to_string());
+    sup.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(errlog);
     // SAFETY: setsid is async-signal-safe; it detaches the supervisor from our terminal
     // and process group so that signals aimed at the caller's group do not reach it.
     unsafe {
@@ -257,11 +292,17 @@ pub fn up(a: UpArgs) -> Result<()> {
     let mut child = sup.spawn().ctx("starting the fleet supervisor")?;
     let out = child.stdout.take().ok_or("no supervisor stdout")?;
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).ctx("reading the supervisor's answer")?;
+    BufReader::new(out)
+        .read_line(&mut line)
+        .ctx("reading the supervisor's answer")?;
     if line.trim() != "ready" {
         let log = fs::read_to_string(dir.join("supervisor.log")).unwrap_or_default();
         let _ = child.wait();
-        return Err(format!("the fleet did not come up: {}{}", line.trim(), log.trim()));
+        return Err(format!(
+            "the fleet did not come up: {}{}",
+            line.trim(),
+            log.trim()
+        ));
     }
     eprintln!(
         "fleet-sim: {} hosts on {} sshds up in {} ms (prepare {} ms)",
@@ -278,9 +319,13 @@ fn ensure_user(user: &str) -> Result<util::User> {
         return util::lookup_user("root").ok_or_else(|| "no root user".to_string());
     }
     // Two tests may create the user at once: serialise, and look again under the lock.
-    let _l = util::lock(Path::new("/run/lock/fleet-sim-useradd.lock")).or_else(|_| util::lock(Path::new("/tmp/.fleet-sim-useradd.lock")))?;
+    let _l = util::lock(Path::new("/run/lock/fleet-sim-useradd.lock"))
+        .or_else(|_| util::lock(Path::new("/tmp/.fleet-sim-useradd.lock")))?;
     if util::lookup_user(user).is_none() {
-        let st = Command::new("useradd").args(["-m", "-s", "/bin/bash", user]).status().ctx("running useradd")?;
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/bash", user])
+            .status()
+            .ctx("running useradd")?;
         if !st.success() && util::lookup_user(user).is_none() {
             return Err(format!("useradd {user} failed: {st}"));
         }
@@ -293,7 +338,10 @@ fn ensure_user(user: &str) -> Result<util::User> {
         .map(|l| l.split(':').nth(1).unwrap_or("").starts_with('!'))
         .unwrap_or(false);
     if locked {
-        let st = Command::new("usermod").args(["-p", "*", user]).status().ctx("running usermod")?;
+        let st = Command::new("usermod")
+            .args(["-p", "*", user])
+            .status()
+            .ctx("running usermod")?;
         if !st.success() {
             return Err(format!("usermod -p '*' {user} failed: {st}"));
         }
@@ -371,12 +419,24 @@ fn provision_host(host_dir: &Path, app: &Path, version: &str, uid: u32, gid: u32
     fs::create_dir_all(host_dir).ctx("creating host dir")?;
     let w = |p: PathBuf, s: &str| fs::write(&p, s).ctx(format!("writing {}", p.display()));
     w(app.join("docker-compose.yml"), COMPOSE_YML)?;
-    w(app.join(".env"), &format!("SL_IMAGE=simplelogin/app-ci\nSL_VERSION={version}\n"))?;
+    w(
+        app.join(".env"),
+        &format!("SL_IMAGE=simplelogin/app-ci\nSL_VERSION={version}\n"),
+    )?;
     w(app.join("simplelogin.env"), SIMPLELOGIN_ENV)?;
     w(app.join("dkim.key"), "-----BEGIN RSA PRIVATE KEY-----\nfleet-sim-dkim-private-key\n-----END RSA PRIVATE KEY-----\n")?;
-    w(app.join("dkim.pub.key"), "-----BEGIN PUBLIC KEY-----\nfleet-sim-dkim-public-key\n-----END PUBLIC KEY-----\n")?;
-    let project = app.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
-    let project: String = project.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+    w(
+        app.join("dkim.pub.key"),
+        "-----BEGIN PUBLIC KEY-----\nfleet-sim-dkim-public-key\n-----END PUBLIC KEY-----\n",
+    )?;
+    let project = app
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let project: String = project
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
     state::save(host_dir, &state::initial(version, &project))?;
     for f in [".lock", ".faults.lock"] {
         fs::write(host_dir.join(f), "").ctx("creating lock file")?;
@@ -396,7 +456,9 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
     for _ in 0..n {
         ls.push(std::net::TcpListener::bind("127.0.0.1:0").ctx("binding a free port")?);
     }
-    ls.iter().map(|l| l.local_addr().map(|a| a.port()).ctx("reading a port")).collect()
+    ls.iter()
+        .map(|l| l.local_addr().map(|a| a.port()).ctx("reading a port"))
+        .collect()
 }
 
 fn write_sshd_config(f: &FleetInfo, s: &SshdInfo) -> Result<()> {
@@ -406,8 +468,14 @@ fn write_sshd_config(f: &FleetInfo, s: &SshdInfo) -> Result<()> {
         c.push_str(&format!("ListenAddress 127.0.0.1:{p}\n"));
     }
     let q = |p: &Path| format!("\"{}\"", p.display());
-    c.push_str(&format!("HostKey {}\n", q(&dir.join("ssh_host_ed25519_key"))));
-    c.push_str(&format!("AuthorizedKeysFile {}\n", q(&dir.join("authorized_keys"))));
+    c.push_str(&format!(
+        "HostKey {}\n",
+        q(&dir.join("ssh_host_ed25519_key"))
+    ));
+    c.push_str(&format!(
+        "AuthorizedKeysFile {}\n",
+        q(&dir.join("authorized_keys"))
+    ));
     c.push_str(&format!(
         "ForceCommand {} session {}\n",
         sh_quote(&f.sim.to_string_lossy()),
@@ -454,7 +522,10 @@ fn check_ready(s: &SshdInfo, child: &mut std::process::Child) -> Ready {
     if log.contains("Bind to port") || log.contains("Cannot bind any address") {
         return Ready::Retry(log);
     }
-    if s.ports.iter().all(|p| log.contains(&format!("Server listening on 127.0.0.1 port {p}."))) {
+    if s.ports
+        .iter()
+        .all(|p| log.contains(&format!("Server listening on 127.0.0.1 port {p}.")))
+    {
         return Ready::Yes;
     }
     if let Ok(Some(st)) = child.try_wait() {
@@ -486,7 +557,9 @@ fn start_sshds(f: &mut FleetInfo) -> Result<()> {
             if ready[i] {
                 continue;
             }
-            let Some(ch) = children[i].as_mut() else { continue };
+            let Some(ch) = children[i].as_mut() else {
+                continue;
+            };
             match check_ready(&f.sshds[i], ch) {
                 Ready::Yes => {
                     ready[i] = true;
@@ -518,7 +591,12 @@ fn start_sshds(f: &mut FleetInfo) -> Result<()> {
 
 fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
     let dir = f.dir.clone();
-    let by_name: HashMap<String, usize> = f.hosts.iter().enumerate().map(|(i, h)| (h.name.clone(), i)).collect();
+    let by_name: HashMap<String, usize> = f
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.clone(), i))
+        .collect();
     for s in &f.sshds {
         for (name, port) in s.hosts.iter().zip(&s.ports) {
             if let Some(&i) = by_name.get(name) {
@@ -526,8 +604,13 @@ fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
             }
         }
     }
-    let hostkey = fs::read_to_string(dir.join("ssh_host_ed25519_key.pub")).ctx("reading host public key")?;
-    let hostkey: String = hostkey.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let hostkey =
+        fs::read_to_string(dir.join("ssh_host_ed25519_key.pub")).ctx("reading host public key")?;
+    let hostkey: String = hostkey
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut kh = String::new();
     for h in &f.hosts {
         kh.push_str(&format!("[127.0.0.1]:{} {hostkey}\n", h.port));
@@ -544,19 +627,23 @@ fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
         vars.insert("ansible_host".into(), "127.0.0.1".into());
         vars.insert("ansible_port".into(), Y::from(h.port as u64));
         vars.insert("ansible_user".into(), h.user.clone().into());
-        vars.insert("ansible_ssh_private_key_file".into(), dir.join("id_ed25519").to_string_lossy().into_owned().into());
-        vars.insert("sl_app_path".into(), h.app_path.to_string_lossy().into_owned().into());
+        vars.insert(
+            "ansible_ssh_private_key_file".into(),
+            dir.join("id_ed25519").to_string_lossy().into_owned().into(),
+        );
+        vars.insert(
+            "sl_app_path".into(),
+            h.app_path.to_string_lossy().into_owned().into(),
+        );
         if h.canary {
             vars.insert("canary".into(), true.into());
         }
         for g in &h.groups {
-            let grp = children
-                .entry(Y::from(g.clone()))
-                .or_insert_with(|| {
-                    let mut m = Mapping::new();
-                    m.insert("hosts".into(), Y::Mapping(Mapping::new()));
-                    Y::Mapping(m)
-                });
+            let grp = children.entry(Y::from(g.clone())).or_insert_with(|| {
+                let mut m = Mapping::new();
+                m.insert("hosts".into(), Y::Mapping(Mapping::new()));
+                Y::Mapping(m)
+            });
             if let Some(Y::Mapping(hs)) = grp.get_mut("hosts") {
                 hs.insert(h.name.clone().into(), Y::Mapping(vars.clone()));
             }
@@ -585,7 +672,8 @@ pub fn watch(dir: &Path, owner: i32) -> Result<()> {
     handled.push(libc::SIGCHLD);
     faults::block(&handled);
     let owner_start = util::proc_ppid_start(owner).map(|p| p.1);
-    fs::write(dir.join("supervisor.pid"), std::process::id().to_string()).ctx("writing supervisor.pid")?;
+    fs::write(dir.join("supervisor.pid"), std::process::id().to_string())
+        .ctx("writing supervisor.pid")?;
     let plan = fs::read_to_string(dir.join("plan.json")).ctx("reading plan.json")?;
     let mut f: FleetInfo = serde_json::from_str(&plan).ctx("parsing plan.json")?;
     f.supervisor_pid = std::process::id() as i32;
@@ -608,15 +696,21 @@ pub fn watch(dir: &Path, owner: i32) -> Result<()> {
     }
     let set = faults::sigset(&handled);
     loop {
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
         // SAFETY: valid set and timespec.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         reap();
         let owner_gone = match owner_start {
-            Some(s) => util::proc_ppid_start(owner).map(|p| p.1) != Some(s) || !util::pid_alive(owner),
+            Some(s) => {
+                util::proc_ppid_start(owner).map(|p| p.1) != Some(s) || !util::pid_alive(owner)
+            }
             None => true,
         };
-        if faults::TERMINATING.contains(&sig) || owner_gone || !dir.join("supervisor.pid").exists() {
+        if faults::TERMINATING.contains(&sig) || owner_gone || !dir.join("supervisor.pid").exists()
+        {
             shutdown(dir);
             return Ok(());
         }
@@ -657,9 +751,15 @@ fn shutdown(dir: &Path) {
 // ------------------------------------------------------------------ down and friends
 
 pub fn down(dir: &Path) -> Result<()> {
-    let sup = fs::read_to_string(dir.join("supervisor.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok());
+    let sup = fs::read_to_string(dir.join("supervisor.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
     if let Some(p) = sup {
-        if util::pid_alive(p) && util::proc_comm(p).map(|c| c.starts_with("fleet-sim")).unwrap_or(false) {
+        if util::pid_alive(p)
+            && util::proc_comm(p)
+                .map(|c| c.starts_with("fleet-sim"))
+                .unwrap_or(false)
+        {
             util::kill(p, libc::SIGTERM);
             let deadline = util::now() + 5.0;
             while util::now() < deadline && util::pid_alive(p) {
@@ -677,7 +777,11 @@ pub fn down(dir: &Path) -> Result<()> {
         util::kill_trees(&alive);
     }
     if let Some(p) = sup {
-        if util::pid_alive(p) && util::proc_comm(p).map(|c| c.starts_with("fleet-sim")).unwrap_or(false) {
+        if util::pid_alive(p)
+            && util::proc_comm(p)
+                .map(|c| c.starts_with("fleet-sim"))
+                .unwrap_or(false)
+        {
             util::kill_trees(&[p]);
         }
     }
@@ -687,7 +791,11 @@ pub fn down(dir: &Path) -> Result<()> {
 
 pub fn stop_host(dir: &Path, name: &str) -> Result<()> {
     let f = read_fleet(dir)?;
-    let h = f.hosts.iter().find(|h| h.name == name).ok_or_else(|| format!("no host {name} in the fleet"))?;
+    let h = f
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .ok_or_else(|| format!("no host {name} in the fleet"))?;
     let s = &f.sshds[h.sshd];
     if s.hosts.len() > 1 {
         return Err(format!(
@@ -744,12 +852,20 @@ pub fn print_state(dir: &Path, host: &str) -> Result<()> {
     let st = state::load(&hd)?;
     let mut v = serde_json::to_value(&st).ctx("serialising state")?;
     v["serving"] = serde_json::json!(st.serving_version());
-    let info: Option<HostInfo> = fs::read_to_string(hd.join("host.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let info: Option<HostInfo> = fs::read_to_string(hd.join("host.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
     if let Some(i) = info {
         let env = fs::read_to_string(i.app_path.join(".env")).unwrap_or_default();
-        let ver = env.lines().find_map(|l| l.strip_prefix("SL_VERSION=")).map(|s| s.trim().to_string());
+        let ver = env
+            .lines()
+            .find_map(|l| l.strip_prefix("SL_VERSION="))
+            .map(|s| s.trim().to_string());
         v["env_version"] = serde_json::json!(ver);
     }
-    println!("{}", serde_json::to_string_pretty(&v).ctx("serialising state")?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&v).ctx("serialising state")?
+    );
     Ok(())
 }

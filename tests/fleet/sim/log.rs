@@ -29,9 +29,18 @@ fn write(log: &Path, v: &Value) {
 }
 
 pub fn start(host_dir: &Path, kind: &str, cmd: &str) -> Entry {
-    let id = format!("{}-{}", std::process::id(), util::hex_id(&util::unique_seed())[..8].to_owned());
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        util::hex_id(&util::unique_seed())[..8].to_owned()
+    );
     let parent = std::env::var("FLEET_SESSION_ID").ok();
-    let e = Entry { log: log_path(host_dir), id, kind: kind.into(), cmd: cmd.into() };
+    let e = Entry {
+        log: log_path(host_dir),
+        id,
+        kind: kind.into(),
+        cmd: cmd.into(),
+    };
     let mut v = json!({
         "ev": "start", "id": e.id, "kind": e.kind, "cmd": e.cmd,
         "t": micros(util::now()), "pid": std::process::id(),

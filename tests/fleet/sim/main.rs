@@ -19,7 +19,10 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "fleet-sim", about = "Simulated SimpleLogin hosts behind real OpenSSH servers")]
+#[command(
+    name = "fleet-sim",
+    about = "Simulated SimpleLogin hosts behind real OpenSSH servers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -137,12 +140,19 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args
         .first()
-        .map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
         .unwrap_or_default();
     let (kind, rest) = match argv0.as_str() {
         "docker" | "docker-compose" | "curl" => (argv0.clone(), &args[1..]),
         _ => match args.get(1).map(String::as_str) {
-            Some(k @ ("docker" | "docker-compose" | "curl" | "session")) => (k.to_string(), &args[2..]),
+            Some(k @ ("docker" | "docker-compose" | "curl" | "session")) => {
+                (k.to_string(), &args[2..])
+            }
             _ => (String::new(), &args[1..]),
         },
     };
@@ -164,8 +174,28 @@ fn main() {
         Cmd::Down { dir } => launcher::down(&dir),
         Cmd::Watch { dir, owner } => launcher::watch(&dir, owner),
         Cmd::StopHost { dir, host } => launcher::stop_host(&dir, &host),
-        Cmd::Fault { dir, host, pattern, action, rc, stderr, stdout, seconds, times, scope } => {
-            let rule = faults::Rule { pattern, action, rc, stderr, stdout, seconds, times, scope };
+        Cmd::Fault {
+            dir,
+            host,
+            pattern,
+            action,
+            rc,
+            stderr,
+            stdout,
+            seconds,
+            times,
+            scope,
+        } => {
+            let rule = faults::Rule {
+                pattern,
+                action,
+                rc,
+                stderr,
+                stdout,
+                seconds,
+                times,
+                scope,
+            };
             launcher::add_fault(&dir, host.as_deref(), rule)
         }
         Cmd::ClearFaults { dir, host } => launcher::clear_faults(&dir, host.as_deref()),

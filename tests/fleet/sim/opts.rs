@@ -10,7 +10,10 @@ pub struct Opts {
 /// With `interspersed` false, the first positional argument ends option parsing (docker
 /// run/exec: what follows belongs to the container's command).
 pub fn parse(args: &[String], valued: &[&str], interspersed: bool) -> Result<Opts, String> {
-    let mut o = Opts { flags: Vec::new(), pos: Vec::new() };
+    let mut o = Opts {
+        flags: Vec::new(),
+        pos: Vec::new(),
+    };
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
@@ -28,7 +31,10 @@ pub fn parse(args: &[String], valued: &[&str], interspersed: bool) -> Result<Opt
                 let v = match inline {
                     Some(v) => v,
                     None => {
-                        let v = args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: {name}"))?;
+                        let v = args
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| format!("flag needs an argument: {name}"))?;
                         i += 1;
                         v
                     }
@@ -50,7 +56,9 @@ pub fn parse(args: &[String], valued: &[&str], interspersed: bool) -> Result<Opt
                     let v = if !rest.is_empty() {
                         rest.strip_prefix('=').unwrap_or(&rest).to_string()
                     } else {
-                        let v = args.get(i).cloned().ok_or_else(|| format!("flag needs an argument: '{}' in {name}", &name[1..]))?;
+                        let v = args.get(i).cloned().ok_or_else(|| {
+                            format!("flag needs an argument: '{}' in {name}", &name[1..])
+                        })?;
                         i += 1;
                         v
                     };

@@ -11,13 +11,17 @@ use std::process::Command;
 
 /// The host a connection is for: the server port (4th field of SSH_CONNECTION) names it.
 pub fn host_for_connection(fleet_dir: &Path) -> Result<(String, PathBuf)> {
-    let conn = std::env::var("SSH_CONNECTION").ctx("SSH_CONNECTION is not set (not run by sshd?)")?;
+    let conn =
+        std::env::var("SSH_CONNECTION").ctx("SSH_CONNECTION is not set (not run by sshd?)")?;
     let port = conn
         .split_whitespace()
         .nth(3)
         .ok_or_else(|| format!("cannot read the server port from SSH_CONNECTION={conn:?}"))?;
     let map = fleet_dir.join("ports").join(port);
-    let name = std::fs::read_to_string(&map).ctx(format!("no simulated host on port {port} ({})", map.display()))?;
+    let name = std::fs::read_to_string(&map).ctx(format!(
+        "no simulated host on port {port} ({})",
+        map.display()
+    ))?;
     let name = name.trim().to_string();
     let dir = fleet_dir.join("hosts").join(&name);
     Ok((name, dir))
@@ -42,7 +46,10 @@ pub fn run(args: &[String]) -> Result<i32> {
         faults::check(&host_dir, "session", c, &entry);
     }
 
-    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", fleet_dir.join("bin").display());
+    let path = format!(
+        "{}:/usr/local/bin:/usr/bin:/bin",
+        fleet_dir.join("bin").display()
+    );
     let mut child_cmd = Command::new("/bin/sh");
     if let Some(c) = &cmd {
         child_cmd.arg("-c").arg(c);
@@ -75,7 +82,10 @@ pub fn run(args: &[String]) -> Result<i32> {
             entry.end_rc(rc);
             return Ok(rc);
         }
-        let ts = libc::timespec { tv_sec: 1, tv_nsec: 0 };
+        let ts = libc::timespec {
+            tv_sec: 1,
+            tv_nsec: 0,
+        };
         // SAFETY: valid set and timespec.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         if TERMINATING.contains(&sig) {

@@ -14,9 +14,17 @@ pub const RELEASES: &[(&str, &str, &str)] = &[
     ("v4.65.0", "3ebfbaeb76c0", "add alias note column"),
     ("v4.65.1", "3ebfbaeb76c0", ""),
     ("v4.65.2", "5047fcbd57c7", "add partner subscription table"),
-    ("v4.66.0", "818b4a856f3f", "add custom domain catch-all rules"),
+    (
+        "v4.66.0",
+        "818b4a856f3f",
+        "add custom domain catch-all rules",
+    ),
     ("v4.66.1", "818b4a856f3f", ""),
-    ("v4.67.0", "bb4b0d33ff1a", "add alias mailbox pgp fingerprint"),
+    (
+        "v4.67.0",
+        "bb4b0d33ff1a",
+        "add alias mailbox pgp fingerprint",
+    ),
     ("v4.67.1", "c5e1d4a7f209", "add user audit log"),
 ];
 
@@ -28,7 +36,11 @@ pub const POSTGRES_IMAGE: &str = "postgres:12.1";
 pub const APP_REPOS: &[&str] = &["simplelogin/app-ci", "simplelogin/app"];
 
 pub fn release_index(version: &str) -> Option<usize> {
-    let v = if version == "latest" { RELEASES.last()?.0 } else { version };
+    let v = if version == "latest" {
+        RELEASES.last()?.0
+    } else {
+        version
+    };
     RELEASES.iter().position(|r| r.0 == v)
 }
 
@@ -48,7 +60,10 @@ pub fn revision_index(rev: &str) -> Option<usize> {
 }
 
 /// The distinct revisions after `from` up to and including `to`, with their messages.
-pub fn migration_steps(from: Option<&str>, to: &str) -> Vec<(Option<&'static str>, &'static str, &'static str)> {
+pub fn migration_steps(
+    from: Option<&str>,
+    to: &str,
+) -> Vec<(Option<&'static str>, &'static str, &'static str)> {
     let mut chain: Vec<(&'static str, &'static str)> = Vec::new();
     for r in RELEASES {
         if chain.last().map(|c| c.0) != Some(r.1) {
@@ -67,7 +82,13 @@ pub fn migration_steps(from: Option<&str>, to: &str) -> Vec<(Option<&'static str
         None => return Vec::new(),
     };
     (start..=end)
-        .map(|i| (if i == 0 { None } else { Some(chain[i - 1].0) }, chain[i].0, chain[i].1))
+        .map(|i| {
+            (
+                if i == 0 { None } else { Some(chain[i - 1].0) },
+                chain[i].0,
+                chain[i].1,
+            )
+        })
         .collect()
 }
 
@@ -107,7 +128,10 @@ impl ImageRef {
         if repo.chars().any(|c| c.is_ascii_uppercase()) {
             return Err("invalid reference format: repository name must be lowercase".into());
         }
-        Ok(ImageRef { repo: repo.into(), tag: tag.into() })
+        Ok(ImageRef {
+            repo: repo.into(),
+            tag: tag.into(),
+        })
     }
     pub fn full(&self) -> String {
         format!("{}:{}", self.repo, self.tag)
@@ -132,7 +156,11 @@ pub enum PullError {
 /// What the simulated registry holds.
 pub fn registry_has(r: &ImageRef) -> std::result::Result<(), PullError> {
     if APP_REPOS.contains(&r.repo.as_str()) {
-        return if release_index(&r.tag).is_some() { Ok(()) } else { Err(PullError::ManifestUnknown) };
+        return if release_index(&r.tag).is_some() {
+            Ok(())
+        } else {
+            Err(PullError::ManifestUnknown)
+        };
     }
     if r.repo == "postgres" {
         return if ["12.1", "12", "latest"].contains(&r.tag.as_str()) {
@@ -243,7 +271,9 @@ impl HostState {
         find_container(&self.containers, key)
     }
     pub fn image(&self, r: &ImageRef) -> Option<&Image> {
-        self.images.iter().find(|i| i.repo == r.repo && i.tag == r.tag)
+        self.images
+            .iter()
+            .find(|i| i.repo == r.repo && i.tag == r.tag)
     }
     /// Find an image by reference or by (a prefix of) its id.
     pub fn image_by_key(&self, key: &str) -> Option<&Image> {
@@ -267,7 +297,11 @@ impl HostState {
             tag: r.tag.clone(),
             id: util::hex_id(&r.full()),
             created: 1_700_000_000.0 + release_index(&r.tag).unwrap_or(0) as f64 * 86400.0 * 14.0,
-            size: if r.repo == "postgres" { 394_000_000 } else { 1_120_000_000 },
+            size: if r.repo == "postgres" {
+                394_000_000
+            } else {
+                1_120_000_000
+            },
         };
         self.images.push(img.clone());
         img
@@ -275,15 +309,21 @@ impl HostState {
     /// Whether this container is actually serving. App containers crash at start (and
     /// docker keeps restarting them) when the schema does not match their image.
     pub fn app_container_crashing(&self, c: &Container) -> bool {
-        let Ok(r) = ImageRef::parse(&c.image) else { return false };
-        let Some(v) = r.app_version() else { return false };
+        let Ok(r) = ImageRef::parse(&c.image) else {
+            return false;
+        };
+        let Some(v) = r.app_version() else {
+            return false;
+        };
         if c.status != "running" {
             return false;
         }
         !self.db_ready_for(&v)
     }
     pub fn db_running(&self) -> bool {
-        self.container("sl-db").map(|c| c.status == "running").unwrap_or(false)
+        self.container("sl-db")
+            .map(|c| c.status == "running")
+            .unwrap_or(false)
     }
     pub fn db_ready_for(&self, version: &str) -> bool {
         let head = head_of(version);
@@ -340,16 +380,30 @@ pub fn default_cmd(service: &str, image: &str) -> Vec<String> {
     match service {
         "sl-email" => vec!["python".into(), "email_handler.py".into()],
         "sl-job-runner" => vec!["python".into(), "job_runner.py".into()],
-        _ => vec!["gunicorn".into(), "wsgi:app".into(), "-b".into(), "0.0.0.0:7777".into()],
+        _ => vec![
+            "gunicorn".into(),
+            "wsgi:app".into(),
+            "-b".into(),
+            "0.0.0.0:7777".into(),
+        ],
     }
 }
 
 /// The state a freshly provisioned host at `version` has: everything running and healthy.
 pub fn initial(version: &str, project: &str) -> HostState {
-    let mut st = HostState { networks: vec!["sl-network".into()], ..Default::default() };
-    let pg = ImageRef::parse(POSTGRES_IMAGE).unwrap_or(ImageRef { repo: "postgres".into(), tag: "12.1".into() });
+    let mut st = HostState {
+        networks: vec!["sl-network".into()],
+        ..Default::default()
+    };
+    let pg = ImageRef::parse(POSTGRES_IMAGE).unwrap_or(ImageRef {
+        repo: "postgres".into(),
+        tag: "12.1".into(),
+    });
     let pg_img = st.add_image(&pg);
-    let app_ref = ImageRef { repo: "simplelogin/app-ci".into(), tag: version.into() };
+    let app_ref = ImageRef {
+        repo: "simplelogin/app-ci".into(),
+        tag: version.into(),
+    };
     let app_img = st.add_image(&app_ref);
     let t = util::now() - 3.0 * 3600.0;
     for (svc, img) in [
@@ -375,6 +429,10 @@ pub fn initial(version: &str, project: &str) -> HostState {
         st.containers.push(c);
     }
     let head = head_of(version).map(str::to_string);
-    st.db = Db { schema: head.clone(), init: head, users: 3 };
+    st.db = Db {
+        schema: head.clone(),
+        init: head,
+        users: 3,
+    };
     st
 }

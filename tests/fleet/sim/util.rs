@@ -40,7 +40,10 @@ pub fn sleep_secs(s: f64) {
 /// read without the lock by `curl` and `fleet-sim state`).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     fs::write(&tmp, data).ctx(format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).ctx(format!("renaming {} into place", path.display()))
@@ -61,7 +64,11 @@ pub fn lock(path: &Path) -> Result<Lock> {
     // SAFETY: plain syscall on a valid fd.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
     if rc != 0 {
-        return Err(format!("flock {}: {}", path.display(), std::io::Error::last_os_error()));
+        return Err(format!(
+            "flock {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(Lock(f))
 }
@@ -77,7 +84,8 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
     let mut buf = String::with_capacity(line.len() + 1);
     buf.push_str(line);
     buf.push('\n');
-    f.write_all(buf.as_bytes()).ctx(format!("appending to {}", path.display()))
+    f.write_all(buf.as_bytes())
+        .ctx(format!("appending to {}", path.display()))
 }
 
 pub fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
@@ -85,7 +93,11 @@ pub fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
     // SAFETY: valid C string.
     let rc = unsafe { libc::lchown(c.as_ptr(), uid, gid) };
     if rc != 0 {
-        return Err(format!("chown {}: {}", path.display(), std::io::Error::last_os_error()));
+        return Err(format!(
+            "chown {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -115,7 +127,10 @@ pub fn lookup_user(name: &str) -> Option<User> {
         if pw.is_null() {
             return None;
         }
-        Some(User { uid: (*pw).pw_uid, gid: (*pw).pw_gid })
+        Some(User {
+            uid: (*pw).pw_uid,
+            gid: (*pw).pw_gid,
+        })
     }
 }
 
@@ -124,7 +139,9 @@ pub fn lookup_user(name: &str) -> Option<User> {
 pub fn pid_alive(pid: i32) -> bool {
     // A zombie still answers kill(0); PID 1 here does not reap, so read the state too.
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => proc_state(&s).map(|st| st != 'Z' && st != 'X').unwrap_or(false),
+        Ok(s) => proc_state(&s)
+            .map(|st| st != 'Z' && st != 'X')
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -148,7 +165,9 @@ pub fn proc_ppid_start(pid: i32) -> Option<(i32, u64)> {
 }
 
 pub fn proc_comm(pid: i32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn children_map() -> HashMap<i32, Vec<i32>> {
@@ -220,7 +239,10 @@ pub fn kill_trees(roots: &[i32]) {
 
 /// Shell single-quoting, for command lines written into sshd_config and logs.
 pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+    {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -288,6 +310,9 @@ pub fn hex_id(seed: &str) -> String {
 }
 
 pub fn unique_seed() -> String {
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{}-{t}", std::process::id())
 }
