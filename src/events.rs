@@ -128,6 +128,14 @@ pub enum Event {
         /// The last lines of its stderr when it failed.
         stderr_tail: Vec<String>,
     },
+    /// A step's output, for views that show it (only when the run asks for it: `exec`).
+    /// At most the first MiB of stdout and the last 8 KiB of stderr; the log has it all.
+    StepOutput {
+        host: String,
+        step: usize,
+        stdout: String,
+        stderr: String,
+    },
     HostFinished {
         host: String,
         outcome: Outcome,

@@ -317,6 +317,16 @@ async fn run_step(
             conn.exec(&request, &mut sink).await
         };
         let stderr_tail = tail_lines(&stderr);
+        let last_attempt = |shared: &Shared<'_>| {
+            if shared.spec.capture_output {
+                shared.emit(Event::StepOutput {
+                    host: host.name.clone(),
+                    step: index + 1,
+                    stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                });
+            }
+        };
         let status = match result {
             Ok(status) => status,
             Err(e) => {
@@ -359,6 +369,7 @@ async fn run_step(
             }
         };
         if satisfied || attempt >= max_attempts || shared.control.abort.is_cancelled() {
+            last_attempt(shared);
             let failed = failed || !satisfied;
             registered.failed = failed;
             let message = message.or_else(|| {

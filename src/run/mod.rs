@@ -40,6 +40,8 @@ pub struct RunSpec<'a> {
     pub plan: &'a Plan,
     pub forks: usize,
     pub max_fail_percentage: f64,
+    /// Send each step's output in the events too (`fleetup exec` shows it per host).
+    pub capture_output: bool,
 }
 
 impl<'a> RunSpec<'a> {
@@ -55,6 +57,7 @@ impl<'a> RunSpec<'a> {
             plan: &play.plan,
             forks: play.rollout.forks,
             max_fail_percentage: play.rollout.max_fail_percentage,
+            capture_output: false,
         }
     }
 }
