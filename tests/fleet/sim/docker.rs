@@ -1118,7 +1118,7 @@ const SQL_WORDS: &[&str] = &[
 fn psql(h: &Path, a: &[String], stdin: bool) -> Result<i32, String> {
     let (o, err) = pg_target("psql", a)?;
     if let Some(e) = err {
-        eprintln!("{}", e.replacen("psql: error: ", "psql: error: ", 1));
+        eprintln!("{e}");
         return Ok(2);
     }
     if let Some(q) = o.get(&["-c", "--command"]) {
