@@ -10,8 +10,8 @@
 //!    starts. The command is sent prefixed by one line that prints that id on stderr behind
 //!    a marker (`\x1efleetup-pgid N`), which is stripped before stderr reaches the sink.
 //! 2. On timeout or cancellation a *second* exec channel on the same connection runs
-//!    `kill -TERM -- -N` (through `sudo -n` when the command used become, since its
-//!    processes are then not the login user's), then `kill -KILL -- -N` if the command's
+//!    `kill -s TERM -- -N` (through `sudo -n` when the command used become, since its
+//!    processes are then not the login user's), then `kill -s KILL -- -N` if the command's
 //!    channel has not closed after a grace period.
 //!
 //! This works the same for root and non-root logins and keeps the two streams apart. The
@@ -303,7 +303,8 @@ impl SshConnection {
     async fn kill(&self, pgid: &PgidReader, token: &str, signal: &str, become_: bool) {
         let sudo = if become_ { "sudo -n " } else { "" };
         let command = match pgid.pgid() {
-            Some(id) => format!("{sudo}kill -{signal} -- -{id}"),
+            // `-s SIG --` is the form every kill takes (dash rejects `-SIG --`).
+            Some(id) => format!("{sudo}kill -s {signal} -- -{id}"),
             // The login shell has the token in its command line; a ForceCommand wrapper
             // (which runs before it) in its SSH_ORIGINAL_COMMAND. `[f]` keeps the pattern
             // from matching this very command.
