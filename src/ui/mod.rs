@@ -1,4 +1,6 @@
-//! What fleetup shows: renderings of plans (and, with the engine, of run events) for a
-//! terminal, a pipe, or a program.
+//! What fleetup shows: renderings of plans and of run events for a terminal, a pipe, or a
+//! program. Every run view is fed the same events the journal records, one at a time, and
+//! decides alone how to show them.
 
 pub mod plan;
+pub mod text;
