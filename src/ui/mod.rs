@@ -3,4 +3,10 @@
 //! decides alone how to show them.
 
 pub mod plan;
+pub mod recap;
 pub mod text;
+
+#[cfg(test)]
+mod fixture;
+
+pub use recap::{recap, Recap};
