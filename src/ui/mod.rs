@@ -6,10 +6,13 @@ pub mod json;
 pub mod plain;
 pub mod plan;
 pub mod recap;
+pub mod terminal;
 pub mod text;
 
 #[cfg(test)]
 mod fixture;
+
+use std::io::IsTerminal;
 
 use crate::events::Stamped;
 
@@ -30,4 +33,20 @@ pub enum ViewFormat {
     #[default]
     Text,
     Json,
+}
+
+/// The view for a run writing to stdout: JSON lines when asked for, whatever stdout is;
+/// otherwise progress bars on a terminal and plain lines anywhere else (pipes, CI, cron).
+pub fn view(format: ViewFormat, is_terminal: bool) -> Box<dyn View> {
+    match (format, is_terminal) {
+        (ViewFormat::Json, _) => Box::new(json::JsonView::new(Box::new(std::io::stdout()))),
+        (ViewFormat::Text, true) => Box::new(terminal::TerminalView::new()),
+        (ViewFormat::Text, false) => Box::new(plain::PlainView::new(Box::new(std::io::stdout()))),
+    }
+}
+
+/// Whether stdout can show live progress: a terminal, and one that understands cursor
+/// movement (`TERM=dumb` is how editors' shells and some CI say it does not).
+pub fn stdout_is_terminal() -> bool {
+    std::io::stdout().is_terminal() && !console::is_dumb()
 }
