@@ -2,6 +2,7 @@
 //! program. Every run view is fed the same events the journal records, one at a time, and
 //! decides alone how to show them.
 
+pub mod exec;
 pub mod json;
 pub mod plain;
 pub mod plan;
