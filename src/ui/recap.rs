@@ -175,7 +175,7 @@ impl Recap {
                         "UNFINISHED".into(),
                         "?".into(),
                         "-".into(),
-                        "the run ended while it was being upgraded".into(),
+                        "interrupted mid-upgrade".into(),
                     ],
                     None => [
                         host,
@@ -311,11 +311,18 @@ impl Recap {
                 "!!! {host} NEEDS ATTENTION NOW: its rollback failed, it may be down; see its log"
             ));
         }
-        for host in self.unfinished() {
-            lines.push(format!(
+        // One line for all of them: an abort can cut short every host in flight at once.
+        let unfinished: Vec<_> = self.unfinished().into_iter().map(clean).collect();
+        match unfinished.len() {
+            0 => {}
+            1 => lines.push(format!(
                 "!!! {} was interrupted in the middle of its upgrade: check it before running again",
-                clean(host)
-            ));
+                unfinished[0]
+            )),
+            n => lines.push(format!(
+                "!!! {n} hosts were interrupted in the middle of their upgrade, check them before running again: {}",
+                unfinished.join(", ")
+            )),
         }
         for host in with(Outcome::RolledBack) {
             lines.push(format!("{host} was rolled back to its previous version"));
@@ -457,7 +464,7 @@ logs of every host: runs/r1
             "{text}"
         );
         assert!(
-            text.contains("!!! prod-02 was interrupted in the middle of its upgrade: check it before running again"),
+            text.contains("!!! 2 hosts were interrupted in the middle of their upgrade, check them before running again: prod-02, prod-03"),
             "{text}"
         );
         assert!(
