@@ -115,6 +115,7 @@ impl TerminalView {
         self.ended = true;
         self.stop_ticker();
         let _ = self.multi.clear();
+        let _ = writeln!(self.out);
         for line in self.recap.render().lines() {
             let line = if line.starts_with("!!!") {
                 style(line).red().bold().to_string()
@@ -143,7 +144,14 @@ impl View for TerminalView {
             let printed = screen.model.apply(e);
             let width = screen.size().1;
             for p in printed {
-                let text = fit(&p.text, width);
+                // Printed lines are not redrawn, so wrapping would be harmless; they are cut
+                // so that a host's long stderr does not flood the screen. Loud lines are the
+                // exception: a halt's reason must be read in full.
+                let text = if p.tone == Tone::Loud {
+                    p.text
+                } else {
+                    fit(&p.text, width)
+                };
                 let text = match p.tone {
                     Tone::Plain => text,
                     Tone::Good => style(text).green().to_string(),
@@ -357,13 +365,17 @@ impl Model {
                 name,
                 rollback,
             } => {
-                if let Some(h) = self.in_flight.get_mut(host) {
-                    h.step = Some(Current {
-                        label: step_label(*step, *of, *rollback),
-                        name: clean(name).into_owned(),
-                        started_ms: at,
-                    });
-                }
+                // A host whose start was not announced still deserves its live line.
+                let h = self.in_flight.entry(host.clone()).or_insert(InFlight {
+                    started_ms: at,
+                    step: None,
+                    failures: Vec::new(),
+                });
+                h.step = Some(Current {
+                    label: step_label(*step, *of, *rollback),
+                    name: clean(name).into_owned(),
+                    started_ms: at,
+                });
                 Vec::new()
             }
             Event::StepFinished {
@@ -861,5 +873,42 @@ mod tests {
         let recap = recap.text();
         assert!(recap.contains("RECAP"), "{recap}");
         assert!(recap.contains("never started: prod-04"), "{recap}");
+    }
+}
+
+/// A scripted run drawn on the real stdout terminal, to look at the view by eye (e.g. in
+/// tmux): `cargo test --lib ui::terminal::demo -- --ignored --nocapture`.
+#[cfg(test)]
+mod demo {
+    use super::*;
+    use crate::ui::fixture;
+
+    #[test]
+    #[ignore = "draws on the real terminal and takes seconds"]
+    fn demo() {
+        let mut view = TerminalView::new();
+        let start = now_ms();
+        let events = fixture::run();
+        let mut last = fixture::T0;
+        for mut e in events {
+            std::thread::sleep(Duration::from_millis(e.at_ms.saturating_sub(last)));
+            last = e.at_ms;
+            e.at_ms = start + (e.at_ms - fixture::T0);
+            if let Event::BatchStarted { batch: 2, .. } = e.event {
+                // Many hosts at once, more than the screen holds.
+                for i in 0..3 {
+                    view.event(&Stamped {
+                        at_ms: e.at_ms,
+                        event: Event::HostStarted {
+                            host: format!("eu-west-{i:02}.example.org\x1b[2J"),
+                            batch: 2,
+                            steps: 14,
+                        },
+                    });
+                }
+            }
+            view.event(&e);
+        }
+        view.finish();
     }
 }
