@@ -1,0 +1,119 @@
+//! `fleetup exec` output for people: each host's whole output as one block under a header,
+//! printed when the host is done, so that the outputs of hosts running at once never
+//! interleave.
+
+use std::time::Duration;
+
+use crate::ui::text::{clean, clean_block, duration};
+
+/// What one host did with the ad-hoc command.
+#[derive(Debug, Clone, Copy)]
+pub struct HostOutput<'a> {
+    pub host: &'a str,
+    /// The command's exit code, when it ran to its end.
+    pub rc: Option<i64>,
+    pub duration: Duration,
+    pub stdout: &'a [u8],
+    pub stderr: &'a [u8],
+    /// Why there is no exit code (unreachable, timed out, killed by a signal...).
+    pub error: Option<&'a str>,
+}
+
+/// The block for one host: `prod-03 | rc=0 | 0.2s`, then its stdout, then its stderr under
+/// a `-- stderr --` line. Always ends with a newline, so blocks can be printed back to back.
+pub fn host_block(o: &HostOutput<'_>) -> String {
+    let mut head = vec![clean(o.host).into_owned()];
+    if let Some(rc) = o.rc {
+        head.push(format!("rc={rc}"));
+    }
+    if let Some(e) = o.error {
+        head.push(format!("error: {}", clean(e)));
+    }
+    if o.rc.is_none() && o.error.is_none() {
+        head.push("no exit code".into());
+    }
+    head.push(duration(o.duration));
+    let mut out = head.join(" | ");
+    out.push('\n');
+    push_stream(&mut out, o.stdout);
+    if !o.stderr.is_empty() {
+        out.push_str("-- stderr --\n");
+        push_stream(&mut out, o.stderr);
+    }
+    out
+}
+
+fn push_stream(out: &mut String, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    // Hosts may send anything: invalid UTF-8 is shown, not refused.
+    let text = String::from_utf8_lossy(bytes);
+    out.push_str(&clean_block(&text));
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output<'a>(stdout: &'a [u8], stderr: &'a [u8]) -> HostOutput<'a> {
+        HostOutput {
+            host: "prod-03",
+            rc: Some(0),
+            duration: Duration::from_millis(200),
+            stdout,
+            stderr,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn header_then_the_whole_output() {
+        let o = output(
+            b"CONTAINER ID   IMAGE\nabc123   simplelogin/app:v4.66.1\n",
+            b"",
+        );
+        assert_eq!(
+            host_block(&o),
+            "prod-03 | rc=0 | 0.2s\nCONTAINER ID   IMAGE\nabc123   simplelogin/app:v4.66.1\n"
+        );
+    }
+
+    #[test]
+    fn stderr_follows_under_its_own_line_and_the_block_ends_with_a_newline() {
+        let mut o = output(b"partial", b"warning: low disk");
+        o.rc = Some(1);
+        assert_eq!(
+            host_block(&o),
+            "prod-03 | rc=1 | 0.2s\npartial\n-- stderr --\nwarning: low disk\n"
+        );
+    }
+
+    #[test]
+    fn errors_without_exit_code() {
+        let o = HostOutput {
+            host: "prod-09\x1b[2J",
+            rc: None,
+            duration: Duration::from_secs(10),
+            stdout: b"",
+            stderr: b"",
+            error: Some("connection refused"),
+        };
+        assert_eq!(
+            host_block(&o),
+            "prod-09\\x1b[2J | error: connection refused | 10.0s\n"
+        );
+    }
+
+    #[test]
+    fn escapes_and_invalid_utf8_are_neutralised() {
+        let o = output(b"ok\x1b]0;owned\x07\n\xff\xfe\n", b"");
+        assert_eq!(
+            host_block(&o),
+            "prod-03 | rc=0 | 0.2s\nok\\x1b]0;owned\\x07\n\u{fffd}\u{fffd}\n"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! Small text helpers shared by the run views: neutralising what hosts and inventories send
+//! us, and the few formats (times, durations, halt reasons) every view must agree on.
+
+use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::events::{HaltReason, Outcome, StepStatus};
+
+/// `s` made safe to print on one line: host names come from inventories and stderr from
+/// hosts, and an escape sequence in either could move the cursor, retitle the window or hide
+/// text from the operator. Control characters become visible escapes (`\x1b`), tabs become
+/// spaces, and the bidirectional overrides that can reorder what is displayed are escaped too.
+pub fn clean(s: &str) -> Cow<'_, str> {
+    clean_with(s, false)
+}
+
+/// Like [`clean`], but keeps line breaks and tabs: for whole outputs shown as blocks.
+/// A `\r` before a `\n` is dropped (Windows line endings are not an attack), any other `\r`
+/// is escaped because it would let a later line overwrite an earlier one.
+pub fn clean_block(s: &str) -> Cow<'_, str> {
+    clean_with(s, true)
+}
+
+fn clean_with(s: &str, block: bool) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\t' if block => out.push(c),
+            '\r' if block && chars.peek() == Some(&'\n') => {}
+            '\t' => out.push(' '),
+            c if needs_escape(c) => escape(c, &mut out),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+/// Unicode's invisible direction controls: the "Trojan Source" characters.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape(c: char, out: &mut String) {
+    use std::fmt::Write;
+    let n = c as u32;
+    let _ = if n < 0x100 {
+        write!(out, "\\x{n:02x}")
+    } else {
+        write!(out, "\\u{{{n:x}}}")
+    };
+}
+
+/// `at_ms` as an RFC 3339 UTC time to the second, e.g. `2026-11-25T04:31:02Z`.
+pub fn timestamp(at_ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(at_ms)).to_string()
+}
+
+/// A finished duration, precise enough to compare steps: `0.3s`, `12.4s`, `1m02s`, `1h05m`.
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        whole(secs)
+    }
+}
+
+/// A running time, in whole seconds so that it does not flicker: `12s`, `1m02s`, `1h05m`.
+pub fn elapsed(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        whole(secs)
+    }
+}
+
+fn whole(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m")
+    } else {
+        format!("{m}m{s:02}s")
+    }
+}
+
+/// Why the run stopped, in words for the operator.
+pub fn halt_reason(reason: &HaltReason) -> String {
+    match reason {
+        HaltReason::CanaryFailed { failed } => format!(
+            "the canary batch failed ({failed} host{})",
+            plural(*failed)
+        ),
+        HaltReason::TooManyFailures {
+            failed,
+            of,
+            max_fail_percentage,
+        } => format!(
+            "{failed} of {of} host{} of the batch failed or were unreachable, over max_fail_percentage {max_fail_percentage}%",
+            plural(*of)
+        ),
+        HaltReason::HaltImmediately { host } => {
+            format!("{} failed and --halt-immediately is set", clean(host))
+        }
+        HaltReason::Interrupted => "interrupted by the operator".to_string(),
+    }
+}
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `[6/14]`, or `[rollback 1/3]` so that nobody mistakes undoing for doing.
+pub fn step_label(step: usize, of: usize, rollback: bool) -> String {
+    if rollback {
+        format!("[rollback {step}/{of}]")
+    } else {
+        format!("[{step}/{of}]")
+    }
+}
+
+/// Failures in capitals, so that they stand out in a scrolling log and are easy to grep.
+pub fn status_label(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Ok => "ok",
+        StepStatus::Changed => "changed",
+        StepStatus::Skipped => "skipped",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Unreachable => "UNREACHABLE",
+    }
+}
+
+pub fn outcome_label(o: Outcome) -> String {
+    if o.is_failure() {
+        o.label().to_uppercase()
+    } else {
+        o.label().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_neutralised() {
+        assert_eq!(clean("prod-03"), Cow::Borrowed("prod-03"));
+        assert_eq!(clean("a\x1b[2Jb"), "a\\x1b[2Jb");
+        assert_eq!(clean("bell\x07\x7f"), "bell\\x07\\x7f");
+        // The C1 CSI introducer acts like ESC [ on some terminals.
+        assert_eq!(clean("x\u{9b}31m"), "x\\x9b31m");
+        assert_eq!(clean("a\tb\nc\rd"), "a b\\x0ac\\x0dd");
+        assert_eq!(clean("admin\u{202e}txt.exe"), "admin\\u{202e}txt.exe");
+        assert_eq!(clean("prød-ü"), "prød-ü");
+    }
+
+    #[test]
+    fn blocks_keep_their_lines() {
+        assert_eq!(clean_block("one\r\ntwo\tx\n"), "one\ntwo\tx\n");
+        assert_eq!(
+            clean_block("50%\rdone\x1b]0;pwned\x07"),
+            "50%\\x0ddone\\x1b]0;pwned\\x07"
+        );
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(timestamp(1_795_581_062_000), "2026-11-25T04:31:02Z");
+        assert_eq!(duration(Duration::from_millis(300)), "0.3s");
+        assert_eq!(duration(Duration::from_millis(2_140)), "2.1s");
+        assert_eq!(duration(Duration::from_secs(62)), "1m02s");
+        assert_eq!(duration(Duration::from_secs(3_900)), "1h05m");
+        assert_eq!(elapsed(Duration::from_millis(12_900)), "12s");
+        assert_eq!(elapsed(Duration::from_secs(600)), "10m00s");
+    }
+}
