@@ -171,6 +171,9 @@ pub struct RunArgs {
     /// `text` (progress bars on a terminal, plain lines otherwise) or `json` (event lines).
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Where runs are recorded (default: `.fleetup/` beside the first inventory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -22,7 +22,12 @@ struct Run {
     events: Vec<Event>,
 }
 
-fn run_on(fleet: &Fleet, playbook: &str, configure: impl FnOnce(&mut PlayInputs), halt_immediately: bool) -> Run {
+fn run_on(
+    fleet: &Fleet,
+    playbook: &str,
+    configure: impl FnOnce(&mut PlayInputs),
+    halt_immediately: bool,
+) -> Run {
     let pb = fleet.tmp().join("playbook.yml");
     std::fs::write(&pb, playbook).unwrap();
     let mut inputs = PlayInputs {
@@ -66,9 +71,21 @@ fn run_on(fleet: &Fleet, playbook: &str, configure: impl FnOnce(&mut PlayInputs)
 
 /// When a host was busy: from its first command's start to its last command's end.
 fn busy(fleet: &Fleet, host: &str) -> Option<(f64, f64)> {
-    let sessions: Vec<_> = fleet.commands(host).into_iter().filter(|c| c.kind == "session").collect();
-    let start = sessions.iter().filter(|c| c.ev == "start").map(|c| c.t).reduce(f64::min)?;
-    let end = sessions.iter().filter(|c| c.ev == "end").map(|c| c.t).reduce(f64::max)?;
+    let sessions: Vec<_> = fleet
+        .commands(host)
+        .into_iter()
+        .filter(|c| c.kind == "session")
+        .collect();
+    let start = sessions
+        .iter()
+        .filter(|c| c.ev == "start")
+        .map(|c| c.t)
+        .reduce(f64::min)?;
+    let end = sessions
+        .iter()
+        .filter(|c| c.ev == "end")
+        .map(|c| c.t)
+        .reduce(f64::max)?;
     Some((start, end))
 }
 
@@ -115,17 +132,27 @@ fn canary_first_batches_in_order_never_more_than_forks() {
     for batch in &batches {
         let spans: Vec<(f64, f64)> = batch.iter().map(|h| busy(&fleet, h).unwrap()).collect();
         let start = spans.iter().map(|s| s.0).reduce(f64::min).unwrap();
-        assert!(start > previous_end, "a batch started before the previous one ended");
+        assert!(
+            start > previous_end,
+            "a batch started before the previous one ended"
+        );
         previous_end = spans.iter().map(|s| s.1).reduce(f64::max).unwrap();
     }
     // At every host's start, count the hosts busy at that instant.
-    let spans: Vec<(f64, f64)> = fleet.hosts().iter().map(|h| busy(&fleet, &h.name).unwrap()).collect();
+    let spans: Vec<(f64, f64)> = fleet
+        .hosts()
+        .iter()
+        .map(|h| busy(&fleet, &h.name).unwrap())
+        .collect();
     let most = spans
         .iter()
         .map(|(t, _)| spans.iter().filter(|(s, e)| s <= t && t < e).count())
         .max()
         .unwrap();
-    assert_eq!(most, 2, "forks 2: at most two hosts at once, and two were used");
+    assert_eq!(
+        most, 2,
+        "forks 2: at most two hosts at once, and two were used"
+    );
     let batch_starts: Vec<(usize, bool)> = run
         .events
         .iter()
@@ -142,20 +169,42 @@ fn a_failure_in_batch_2_halts_before_batch_3_and_lets_batch_2_finish() {
     let fleet = Fleet::start(Spec::new().group("prod", "p", 7, "v4.65.0").canary("p-01"));
     // p-03 fails its second step; p-02 (same batch) is in flight and must complete.
     fleet.fault("p-03", rule("step two", "fail"));
-    let run = run_on(&fleet, STEPS, |i| i.overrides.serial = Some("2".parse().unwrap()), false);
+    let run = run_on(
+        &fleet,
+        STEPS,
+        |i| i.overrides.serial = Some("2".parse().unwrap()),
+        false,
+    );
     assert_eq!(run.report.exit, Exit::HostFailed);
     let o = outcomes(&run);
     assert_eq!(o["p-02"], Outcome::Ok);
     assert_eq!(o["p-03"], Outcome::Failed);
     assert_eq!(run.report.untouched, names("p", 4..=7));
     for host in names("p", 4..=7) {
-        assert!(fleet.commands(&host).is_empty(), "{host} was touched after the halt");
+        assert!(
+            fleet.commands(&host).is_empty(),
+            "{host} was touched after the halt"
+        );
     }
-    let p2_steps = fleet.commands("p-02").iter().filter(|c| c.kind == "session" && c.ev == "end" && c.rc == Some(0)).count();
-    assert_eq!(p2_steps, 2, "the in-flight host of batch 2 ran all its steps");
+    let p2_steps = fleet
+        .commands("p-02")
+        .iter()
+        .filter(|c| c.kind == "session" && c.ev == "end" && c.rc == Some(0))
+        .count();
+    assert_eq!(
+        p2_steps, 2,
+        "the in-flight host of batch 2 ran all its steps"
+    );
     assert!(run.events.iter().any(|e| matches!(
         e,
-        Event::Halted { reason: HaltReason::TooManyFailures { failed: 1, of: 2, .. }, batch: 2 }
+        Event::Halted {
+            reason: HaltReason::TooManyFailures {
+                failed: 1,
+                of: 2,
+                ..
+            },
+            batch: 2
+        }
     )));
 }
 
@@ -178,15 +227,27 @@ fn unreachable_hosts_count_against_max_fail_percentage() {
     assert_eq!(o["p-02"], Outcome::Unreachable);
     assert_eq!(o["p-06"], Outcome::Unreachable);
     assert_eq!(o["p-07"], Outcome::Failed);
-    assert_eq!(o.len(), 8, "both batches ran: 25% in batch 1 is not above 25%");
+    assert_eq!(
+        o.len(),
+        8,
+        "both batches ran: 25% in batch 1 is not above 25%"
+    );
     assert!(run.events.iter().any(|e| matches!(
         e,
-        Event::Halted { reason: HaltReason::TooManyFailures { failed: 2, of: 4, .. }, batch: 2 }
+        Event::Halted {
+            reason: HaltReason::TooManyFailures {
+                failed: 2,
+                of: 4,
+                ..
+            },
+            batch: 2
+        }
     )));
     assert_eq!(run.report.exit, Exit::HostFailed);
 
     // Only unreachable hosts: exit 4.
-    let fleet2 = Fleet::start(Spec::new().host(HostSpec::new("u-01", "prod", "v4.65.0").own_sshd()));
+    let fleet2 =
+        Fleet::start(Spec::new().host(HostSpec::new("u-01", "prod", "v4.65.0").own_sshd()));
     fleet2.stop_host("u-01");
     let run = run_on(&fleet2, STEPS, |_| {}, false);
     assert_eq!(run.report.exit, Exit::Unreachable);
@@ -205,7 +266,9 @@ fn halt_immediately_stops_scheduling_inside_a_batch() {
     for host in names("p", 3..=6) {
         assert!(fleet.commands(&host).is_empty());
     }
-    assert!(matches!(run.report.halted, Some(HaltReason::HaltImmediately { ref host }) if host == "p-01"));
+    assert!(
+        matches!(run.report.halted, Some(HaltReason::HaltImmediately { ref host }) if host == "p-01")
+    );
 }
 
 #[test]
@@ -236,7 +299,12 @@ steps:
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::StepFinished { name, status, attempts, .. } => Some((name.clone(), *status, *attempts)),
+            Event::StepFinished {
+                name,
+                status,
+                attempts,
+                ..
+            } => Some((name.clone(), *status, *attempts)),
             _ => None,
         })
         .collect();
@@ -257,15 +325,35 @@ fn a_step_timeout_fails_the_host_and_leaves_no_process() {
     let run = run_on(&fleet, playbook, |_| {}, false);
     assert_eq!(run.report.exit, Exit::HostFailed);
     let message = run.events.iter().find_map(|e| match e {
-        Event::StepFinished { status: StepStatus::Failed, message, .. } => message.clone(),
+        Event::StepFinished {
+            status: StepStatus::Failed,
+            message,
+            ..
+        } => message.clone(),
         _ => None,
     });
     assert!(message.unwrap_or_default().contains("timed out after 1s"));
     std::thread::sleep(Duration::from_millis(300));
     let left = fleet::processes_of_host(&fleet.host_dir("p-01"));
-    let cmdlines: Vec<String> = left.iter().map(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().replace("\0", " ")).collect();
-    assert!(left.is_empty(), "the remote sleep was terminated: {cmdlines:?}");
-    assert!(!fleet.commands("p-01").iter().any(|c| c.cmd.contains("true")), "no step after the failure");
+    let cmdlines: Vec<String> = left
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                .unwrap_or_default()
+                .replace("\0", " ")
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the remote sleep was terminated: {cmdlines:?}"
+    );
+    assert!(
+        !fleet
+            .commands("p-01")
+            .iter()
+            .any(|c| c.cmd.contains("true")),
+        "no step after the failure"
+    );
 }
 
 #[test]
@@ -289,12 +377,21 @@ rollback:
   - name: undo
     shell: echo "undo {{ before.stdout }} {{ after.skipped }}"
 "#;
-    let run = run_on(&fleet, playbook, |i| i.overrides.serial = Some("1".parse().unwrap()), false);
+    let run = run_on(
+        &fleet,
+        playbook,
+        |i| i.overrides.serial = Some("1".parse().unwrap()),
+        false,
+    );
     let o = outcomes(&run);
     assert_eq!(o["p-01"], Outcome::Ok);
     assert_eq!(o["p-02"], Outcome::RolledBack);
     assert_eq!(run.report.exit, Exit::HostFailed);
-    let undo = fleet.commands("p-02").into_iter().find(|c| c.cmd.contains("undo")).map(|c| c.cmd);
+    let undo = fleet
+        .commands("p-02")
+        .into_iter()
+        .find(|c| c.cmd.contains("undo"))
+        .map(|c| c.cmd);
     let undo = undo.unwrap_or_default();
     assert!(undo.contains("undo safe True"), "{undo}");
     let log = PathBuf::from(

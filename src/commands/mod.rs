@@ -6,7 +6,9 @@ use fleetup::exit::Exit;
 use fleetup::play::{self, Play};
 use fleetup::ui;
 
-use crate::cli::{CheckArgs, ExecArgs, OutputFormat, PlanArgs, RunArgs};
+mod run;
+
+use crate::cli::{CheckArgs, OutputFormat, PlanArgs};
 
 pub fn plan(args: &PlanArgs) -> Exit {
     let play = match prepare(&args.play.inputs(&args.rollout)) {
@@ -40,29 +42,10 @@ pub fn check(args: &CheckArgs) -> Exit {
     Exit::Success
 }
 
-pub fn run(args: &RunArgs) -> Exit {
-    // Validate first, so that the operator learns about input mistakes today.
-    if let Err(exit) = prepare(&args.play.inputs(&args.rollout)) {
-        return exit;
-    }
-    not_yet("run")
-}
-
-pub fn exec(args: &ExecArgs) -> Exit {
-    let _ = args;
-    not_yet("exec")
-}
-
-fn not_yet(command: &str) -> Exit {
-    eprintln!(
-        "error: `fleetup {command}` is not available yet: the rollout engine is still being built.\n\
-         `fleetup plan` shows what a run would do; nothing was contacted."
-    );
-    Exit::InvalidInput
-}
+pub use run::{exec, run};
 
 /// Prepares the play, printing warnings, or the input errors and the exit code for them.
-fn prepare(inputs: &play::PlayInputs) -> Result<Play, Exit> {
+pub(crate) fn prepare(inputs: &play::PlayInputs) -> Result<Play, Exit> {
     match play::prepare(inputs) {
         Ok(play) => {
             print_warnings(&play.warnings);
@@ -72,13 +55,13 @@ fn prepare(inputs: &play::PlayInputs) -> Result<Play, Exit> {
     }
 }
 
-fn print_warnings(warnings: &[Diagnostic]) {
+pub(crate) fn print_warnings(warnings: &[Diagnostic]) {
     for w in warnings {
         eprintln!("warning: {w}");
     }
 }
 
-fn invalid_input(errors: &Diagnostics) -> Exit {
+pub(crate) fn invalid_input(errors: &Diagnostics) -> Exit {
     for e in &errors.0 {
         eprintln!("error: {e}");
     }

@@ -2,9 +2,93 @@
 //! printed when the host is done, so that the outputs of hosts running at once never
 //! interleave.
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::time::Duration;
 
+use crate::events::{Event, Outcome, Stamped};
 use crate::ui::text::{clean, clean_block, duration};
+use crate::ui::View;
+
+/// The text view of `fleetup exec`: a block per host as each host ends, then one line of
+/// counts. The command's output arrives in `StepOutput` events.
+pub struct ExecView {
+    out: Box<dyn Write + Send>,
+    pending: HashMap<String, Pending>,
+    outcomes: Vec<Outcome>,
+}
+
+#[derive(Default)]
+struct Pending {
+    stdout: String,
+    stderr: String,
+    rc: Option<i64>,
+}
+
+impl ExecView {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        ExecView {
+            out,
+            pending: HashMap::new(),
+            outcomes: Vec::new(),
+        }
+    }
+}
+
+impl View for ExecView {
+    fn event(&mut self, e: &Stamped) {
+        match &e.event {
+            Event::StepOutput {
+                host,
+                stdout,
+                stderr,
+                ..
+            } => {
+                let p = self.pending.entry(host.clone()).or_default();
+                p.stdout.clone_from(stdout);
+                p.stderr.clone_from(stderr);
+            }
+            Event::StepFinished { host, rc, .. } => {
+                self.pending.entry(host.clone()).or_default().rc = *rc;
+            }
+            Event::HostFinished {
+                host,
+                outcome,
+                duration,
+                message,
+                ..
+            } => {
+                let p = self.pending.remove(host).unwrap_or_default();
+                let block = host_block(&HostOutput {
+                    host,
+                    rc: p.rc,
+                    duration: *duration,
+                    stdout: p.stdout.as_bytes(),
+                    stderr: p.stderr.as_bytes(),
+                    error: message
+                        .as_deref()
+                        .filter(|_| p.rc.is_none() || *outcome != Outcome::Failed),
+                });
+                let _ = self.out.write_all(block.as_bytes());
+                let _ = self.out.flush();
+                self.outcomes.push(*outcome);
+            }
+            Event::RunFinished { .. } => {
+                let count = |o: Outcome| self.outcomes.iter().filter(|x| **x == o).count();
+                let _ = writeln!(
+                    self.out,
+                    "{} hosts: {} ok, {} failed, {} unreachable",
+                    self.outcomes.len(),
+                    count(Outcome::Ok),
+                    count(Outcome::Failed),
+                    count(Outcome::Unreachable)
+                );
+                let _ = self.out.flush();
+            }
+            _ => {}
+        }
+    }
+}
 
 /// What one host did with the ad-hoc command.
 #[derive(Debug, Clone, Copy)]

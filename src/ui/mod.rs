@@ -34,12 +34,15 @@ pub enum ViewFormat {
     #[default]
     Text,
     Json,
+    /// `fleetup exec`: each host's output as one block.
+    Exec,
 }
 
 /// The view for a run writing to stdout: JSON lines when asked for, whatever stdout is;
 /// otherwise progress bars on a terminal and plain lines anywhere else (pipes, CI, cron).
 pub fn view(format: ViewFormat, is_terminal: bool) -> Box<dyn View> {
     match (format, is_terminal) {
+        (ViewFormat::Exec, _) => Box::new(exec::ExecView::new(Box::new(std::io::stdout()))),
         (ViewFormat::Json, _) => Box::new(json::JsonView::new(Box::new(std::io::stdout()))),
         (ViewFormat::Text, true) => Box::new(terminal::TerminalView::new()),
         (ViewFormat::Text, false) => Box::new(plain::PlainView::new(Box::new(std::io::stdout()))),

@@ -195,6 +195,7 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             halt_reason(reason)
         )],
         Event::Aborting => vec!["ABORTING: terminating the commands in flight".to_string()],
+        Event::StepOutput { .. } => vec![],
         Event::Halted { reason, batch } => {
             vec![format!("HALTED after batch {batch}: {}", halt_reason(reason))]
         }

@@ -106,6 +106,7 @@ impl Recap {
             }
             Event::StepStarted { .. }
             | Event::StepFinished { .. }
+            | Event::StepOutput { .. }
             | Event::BatchFinished { .. } => {}
         }
     }

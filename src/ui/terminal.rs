@@ -443,6 +443,7 @@ impl Model {
                     ),
                 )]
             }
+            Event::StepOutput { .. } => vec![],
             Event::Aborting => {
                 self.state = Some("ABORTING".into());
                 vec![Printed::new(

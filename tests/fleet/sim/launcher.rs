@@ -649,8 +649,14 @@ fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
             }
         }
     }
+    // Every group sits under `simplelogin`, as in the shipped example inventory, so the
+    // shipped playbooks (`hosts: simplelogin`) run on the fleet unchanged.
+    let mut simplelogin = Mapping::new();
+    simplelogin.insert("children".into(), Y::Mapping(children));
+    let mut top = Mapping::new();
+    top.insert("simplelogin".into(), Y::Mapping(simplelogin));
     let mut all = Mapping::new();
-    all.insert("children".into(), Y::Mapping(children));
+    all.insert("children".into(), Y::Mapping(top));
     let mut root = Mapping::new();
     root.insert("all".into(), Y::Mapping(all));
     let inv = serde_yaml::to_string(&Y::Mapping(root)).ctx("serialising inventory")?;
