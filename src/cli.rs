@@ -144,6 +144,12 @@ pub struct ConnectionArgs {
     /// OpenSSH client config to honour (default ~/.ssh/config).
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
+    /// Attempts to reach a host again whose connection was lost mid-upgrade, to roll it back.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub reconnect_attempts: u32,
+    /// Seconds before the first reconnection attempt (doubling after each, at most 30).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub reconnect_delay: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]

@@ -23,6 +23,9 @@ pub enum Outcome {
     Failed,
     /// A step failed after the point of no return, and the rollback succeeded.
     RolledBack,
+    /// The connection was lost after the point of no return and could not be re-opened:
+    /// the host may be down, half-upgraded.
+    UnreachableMidUpgrade,
     /// The rollback itself failed: the host needs a person now.
     RollbackFailed,
 }
@@ -35,6 +38,7 @@ impl Outcome {
             Outcome::Unreachable => "unreachable",
             Outcome::Failed => "failed",
             Outcome::RolledBack => "rolled back",
+            Outcome::UnreachableMidUpgrade => "UNREACHABLE MID-UPGRADE",
             Outcome::RollbackFailed => "ROLLBACK FAILED",
         }
     }
@@ -162,6 +166,16 @@ pub enum Event {
     },
     /// The second Ctrl-C: commands in flight are being terminated.
     Aborting,
+    /// A host's connection was lost after its point of no return: fleetup connects again
+    /// (after `delay_ms`) to roll it back, since the interrupted step's effect is unknown.
+    Reconnecting {
+        host: String,
+        attempt: u32,
+        of: u32,
+        delay_ms: u64,
+        /// Why the previous attempt (or the connection) failed.
+        error: String,
+    },
     Halted {
         reason: HaltReason,
         batch: usize,

@@ -12,7 +12,7 @@ use fleetup::exit::Exit;
 use fleetup::journal::RunDir;
 use fleetup::plan::{Batch, Plan};
 use fleetup::playbook::{HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
-use fleetup::run::{self, Control, RunOptions, RunSpec};
+use fleetup::run::{self, Control, Reconnect, RunOptions, RunSpec};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::transport::Transport;
 use fleetup::ui::{self, ViewFormat};
@@ -131,6 +131,7 @@ pub fn exec(args: &ExecArgs) -> Exit {
         steps: std::slice::from_ref(&step),
         rollback: &[],
         point_of_no_return: None,
+        failure_note: None,
         hosts: &hosts,
         plan: &plan,
         forks: args.forks as usize,
@@ -189,6 +190,10 @@ fn execute(
     let options = RunOptions {
         halt_immediately,
         connect_timeout: Duration::from_secs(connection.connect_timeout),
+        reconnect: Reconnect {
+            attempts: connection.reconnect_attempts,
+            delay: Duration::from_secs_f64(connection.reconnect_delay),
+        },
     };
     let format = match output {
         OutputFormat::Json => ViewFormat::Json,

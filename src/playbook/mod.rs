@@ -37,6 +37,9 @@ pub struct Playbook {
     pub rollout: RolloutSection,
     pub steps: Vec<Step>,
     pub rollback: Vec<Step>,
+    /// A template added to the message of a host that failed after its point of no return,
+    /// e.g. where its backup is.
+    pub failure_note: Option<String>,
     /// Where every value came from, for messages about them.
     pub doc: Document,
 }
@@ -169,6 +172,7 @@ struct RawPlaybook {
     steps: Vec<serde_yaml::Value>,
     #[serde(default)]
     rollback: Vec<serde_yaml::Value>,
+    failure_note: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -245,6 +249,7 @@ impl Playbook {
             rollout: raw.rollout,
             steps,
             rollback,
+            failure_note: raw.failure_note,
             doc,
         };
         errors.extend(validate::check_structure(&playbook));

@@ -85,6 +85,11 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     }
     // Syntax once per template, so errors show even when no host is selected.
     let templates = Templates::new();
+    if let Some(note) = &playbook.failure_note {
+        if let Err(e) = templates.variables_of_template(note) {
+            errors.push(doc.error("failure_note", e.message));
+        }
+    }
     for step in playbook.steps.iter().chain(&playbook.rollback) {
         for (key, source, is_expr) in sources(step) {
             let checked = if is_expr {
@@ -180,6 +185,16 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         // did not run registers `skipped: true` (as in Ansible).
         for step in &playbook.rollback {
             check(step, &mut vars, &all_registers);
+        }
+        if let Some(note) = &playbook.failure_note {
+            if let Err(e) = templates.render(note, &vars) {
+                if reportable(&templates, &e, note, false, &all_registers, &None) {
+                    problems
+                        .entry(("failure_note".into(), e.message))
+                        .or_default()
+                        .push(&host.name);
+                }
+            }
         }
     }
     for ((field, message), failing) in problems {

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Control, RunSpec};
+use super::{Control, Reconnect, RunSpec};
 use crate::events::{Event, EventSender, Outcome, Stamped, StepStatus};
 use crate::journal::{HostLog, RunDir};
 use crate::playbook::{Condition, HostInPlay, Registered, Step};
 use crate::template::Templates;
-use crate::transport::{Connection, ExecRequest, OutputStream, Transport, TransportError};
+use crate::transport::{
+    ConnectTarget, Connection, ExecRequest, OutputStream, Transport, TransportError,
+};
 use crate::vars::Vars;
 
 /// Output kept in memory for `register` (all of it goes to the host's log).
@@ -29,6 +31,7 @@ pub(super) struct Shared<'a> {
     pub control: &'a Control,
     pub run_dir: &'a RunDir,
     pub connect_timeout: Duration,
+    pub reconnect: Reconnect,
 }
 
 impl Shared<'_> {
@@ -116,24 +119,52 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
         None if changed_steps == 0 && skipped_any => (Outcome::Skipped, None, None),
         None => (Outcome::Ok, None, None),
         Some((i, run)) => {
-            let name = Some(spec.steps[i].name.clone());
+            let step = &spec.steps[i];
             let past_no_return = spec.point_of_no_return.is_some_and(|p| i >= p);
-            if run.status == StepStatus::Unreachable {
-                let message = if past_no_return {
-                    format!(
-                        "unreachable mid-upgrade, may be down: the connection was lost in step `{}` after the point of no return",
-                        spec.steps[i].name
-                    )
-                } else {
-                    run.message.unwrap_or_else(|| "connection lost".into())
-                };
-                (Outcome::Unreachable, name, Some(message))
-            } else if past_no_return && !shared.control.abort.is_cancelled() {
-                let outcome = rollback(shared, &conn, &mut log, host, &mut vars, i).await;
-                (outcome, name, run.message)
-            } else {
-                (Outcome::Failed, name, run.message)
+            let aborted = shared.control.abort.is_cancelled();
+            let (outcome, message) = match (run.status, past_no_return && !aborted) {
+                (StepStatus::Unreachable, false) => (Outcome::Unreachable, run.message),
+                (StepStatus::Unreachable, true) => {
+                    // The interrupted step may or may not have happened: only the rollback
+                    // brings the host back to a known state.
+                    let lost = run.message.unwrap_or_else(|| "connection lost".into());
+                    match reconnect(shared, &target, &mut log, &host.name, lost).await {
+                        Ok(again) => {
+                            let outcome =
+                                rollback(shared, &again, &mut log, host, &mut vars, i).await;
+                            again.close().await;
+                            let message = format!(
+                                "the connection was lost in step `{}`; reconnected and rolled back",
+                                step.name
+                            );
+                            (outcome, Some(message))
+                        }
+                        Err(last) => {
+                            let message = format!(
+                                "unreachable mid-upgrade, may be down: the connection was lost in step `{}` after the point of no return and {} reconnections failed (last: {last})",
+                                step.name, shared.reconnect.attempts
+                            );
+                            (Outcome::UnreachableMidUpgrade, Some(message))
+                        }
+                    }
+                }
+                (_, true) => {
+                    let outcome = rollback(shared, &conn, &mut log, host, &mut vars, i).await;
+                    (outcome, run.message)
+                }
+                (_, false) => (Outcome::Failed, run.message),
+            };
+            let message = match (past_no_return, failure_note(shared, &vars)) {
+                (true, Some(note)) => Some(match message {
+                    Some(m) => format!("{m}; {note}"),
+                    None => note,
+                }),
+                _ => message,
+            };
+            if let Some(m) = &message {
+                log.note(m);
             }
+            (outcome, Some(step.name.clone()), message)
         }
     };
     conn.close().await;
@@ -146,6 +177,51 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
         failed_step,
         message,
     )
+}
+
+/// Opens the host's connection again after it was lost, with bounded attempts and an
+/// exponential back-off, each attempt announced.
+async fn reconnect(
+    shared: &Shared<'_>,
+    target: &ConnectTarget,
+    log: &mut HostLog,
+    host: &str,
+    mut error: String,
+) -> Result<Connection, String> {
+    let policy = &shared.reconnect;
+    for attempt in 1..=policy.attempts {
+        let delay = policy.delay_before(attempt);
+        shared.emit(Event::Reconnecting {
+            host: host.to_string(),
+            attempt,
+            of: policy.attempts,
+            delay_ms: delay.as_millis() as u64,
+            error: error.clone(),
+        });
+        log.note(&format!(
+            "connection lost ({error}); reconnecting, attempt {attempt} of {}",
+            policy.attempts
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shared.control.abort.cancelled() => return Err("interrupted".into()),
+        }
+        match shared.transport.connect(target).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => error = describe(&e),
+        }
+    }
+    Err(error)
+}
+
+/// The playbook's `failure_note` (say, where the backup is), rendered for this host.
+fn failure_note(shared: &Shared<'_>, vars: &Vars) -> Option<String> {
+    let note = shared.spec.failure_note?;
+    shared
+        .templates
+        .render(note, vars)
+        .ok()
+        .filter(|n| !n.trim().is_empty())
 }
 
 /// Runs the rollback steps after step `failed` failed; stops at the first that fails.

@@ -36,6 +36,8 @@ pub struct RunSpec<'a> {
     pub steps: &'a [Step],
     pub rollback: &'a [Step],
     pub point_of_no_return: Option<usize>,
+    /// Appended to the message of a host that failed after its point of no return.
+    pub failure_note: Option<&'a str>,
     pub hosts: &'a [HostInPlay],
     pub plan: &'a Plan,
     pub forks: usize,
@@ -53,6 +55,7 @@ impl<'a> RunSpec<'a> {
             steps: &play.playbook.steps,
             rollback: &play.playbook.rollback,
             point_of_no_return: play.playbook.point_of_no_return(),
+            failure_note: play.playbook.failure_note.as_deref(),
             hosts: &play.hosts,
             plan: &play.plan,
             forks: play.rollout.forks,
@@ -67,6 +70,34 @@ pub struct RunOptions {
     /// Stop starting hosts as soon as one fails (Ansible's any_errors_fatal).
     pub halt_immediately: bool,
     pub connect_timeout: Duration,
+    pub reconnect: Reconnect,
+}
+
+/// How hard fleetup tries to reach a host again whose connection was lost after its point
+/// of no return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    pub attempts: u32,
+    /// Before the first attempt; doubled before each next one, at most 30 s.
+    pub delay: Duration,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            attempts: 5,
+            delay: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Reconnect {
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.delay
+            .saturating_mul(factor)
+            .min(Duration::from_secs(30))
+    }
 }
 
 /// How the operator stops a run: `stop` (first Ctrl-C) lets in-flight hosts finish;
@@ -121,6 +152,7 @@ pub async fn execute(
         control,
         run_dir,
         connect_timeout: options.connect_timeout,
+        reconnect: options.reconnect,
     };
     let forks = spec.forks.max(1);
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();

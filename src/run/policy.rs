@@ -33,10 +33,19 @@ pub fn exit_code(outcomes: impl IntoIterator<Item = Outcome>, interrupted: bool)
     if interrupted {
         return Exit::Interrupted;
     }
-    match outcomes.into_iter().max() {
-        Some(Outcome::Failed | Outcome::RolledBack | Outcome::RollbackFailed) => Exit::HostFailed,
-        Some(Outcome::Unreachable) => Exit::Unreachable,
-        _ => Exit::Success,
+    let outcomes: Vec<Outcome> = outcomes.into_iter().collect();
+    let any = |f: fn(&Outcome) -> bool| outcomes.iter().any(f);
+    if any(|o| {
+        matches!(
+            o,
+            Outcome::Failed | Outcome::RolledBack | Outcome::RollbackFailed
+        )
+    }) {
+        Exit::HostFailed
+    } else if any(|o| matches!(o, Outcome::Unreachable | Outcome::UnreachableMidUpgrade)) {
+        Exit::Unreachable
+    } else {
+        Exit::Success
     }
 }
 
@@ -81,6 +90,11 @@ mod tests {
         assert_eq!(exit_code([Ok, Unreachable], false), Exit::Unreachable);
         assert_eq!(exit_code([Unreachable, Failed], false), Exit::HostFailed);
         assert_eq!(exit_code([RolledBack], false), Exit::HostFailed);
+        assert_eq!(exit_code([UnreachableMidUpgrade], false), Exit::Unreachable);
+        assert_eq!(
+            exit_code([UnreachableMidUpgrade, Failed], false),
+            Exit::HostFailed
+        );
         assert_eq!(exit_code([Ok], true), Exit::Interrupted);
         assert_eq!(exit_code([], false), Exit::Success);
     }

@@ -196,6 +196,18 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
         )],
         Event::Aborting => vec!["ABORTING: terminating the commands in flight".to_string()],
         Event::StepOutput { .. } => vec![],
+        Event::Reconnecting {
+            host,
+            attempt,
+            of,
+            delay_ms,
+            error,
+        } => vec![format!(
+                "{}: connection lost after the point of no return ({}); reconnecting to roll back, attempt {attempt} of {of} in {}",
+                clean(host),
+                clean(error),
+                duration(std::time::Duration::from_millis(*delay_ms))
+            )],
         Event::Halted { reason, batch } => {
             vec![format!("HALTED after batch {batch}: {}", halt_reason(reason))]
         }

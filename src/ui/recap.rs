@@ -107,6 +107,7 @@ impl Recap {
             Event::StepStarted { .. }
             | Event::StepFinished { .. }
             | Event::StepOutput { .. }
+            | Event::Reconnecting { .. }
             | Event::BatchFinished { .. } => {}
         }
     }
@@ -241,6 +242,7 @@ impl Recap {
             Outcome::Unreachable,
             Outcome::Failed,
             Outcome::RolledBack,
+            Outcome::UnreachableMidUpgrade,
             Outcome::RollbackFailed,
         ]
         .into_iter()
@@ -310,6 +312,11 @@ impl Recap {
         for host in with(Outcome::RollbackFailed) {
             lines.push(format!(
                 "!!! {host} NEEDS ATTENTION NOW: its rollback failed, it may be down; see its log"
+            ));
+        }
+        for host in with(Outcome::UnreachableMidUpgrade) {
+            lines.push(format!(
+                "!!! {host} NEEDS ATTENTION NOW: unreachable mid-upgrade, it may be down; see its log for the last step and the backup"
             ));
         }
         // One line for all of them: an abort can cut short every host in flight at once.

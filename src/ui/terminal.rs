@@ -444,6 +444,21 @@ impl Model {
                 )]
             }
             Event::StepOutput { .. } => vec![],
+            Event::Reconnecting {
+                host,
+                attempt,
+                of,
+                delay_ms,
+                error,
+            } => vec![Printed::new(
+                Tone::Loud,
+                format!(
+                "{}: connection lost after the point of no return ({}); reconnecting to roll back, attempt {attempt} of {of} in {}",
+                clean(host),
+                clean(error),
+                duration(std::time::Duration::from_millis(*delay_ms))
+            ),
+            )],
             Event::Aborting => {
                 self.state = Some("ABORTING".into());
                 vec![Printed::new(
@@ -550,7 +565,10 @@ fn finished_lines(
                 (None, Some(step)) => format!(" at {}", clean(step)),
                 (None, None) => String::new(),
             };
-            let tone = if outcome == Outcome::RollbackFailed {
+            let tone = if matches!(
+                outcome,
+                Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade
+            ) {
                 Tone::Loud
             } else {
                 Tone::Bad
