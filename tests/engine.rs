@@ -52,6 +52,7 @@ fn run_on(
     let options = RunOptions {
         halt_immediately,
         connect_timeout: Duration::from_secs(5),
+        reconnect: Default::default(),
     };
     let report = runtime.block_on(execute(
         &RunSpec::from_play(&play),
