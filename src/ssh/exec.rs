@@ -146,6 +146,11 @@ enum Stopping {
 }
 
 impl SshConnection {
+    /// Runs one command in a new exec channel of this connection (see
+    /// [`crate::transport::Connection::exec`]). Output is passed on as it arrives, until
+    /// the channel closes: the exit status may come before the last data. Channels per
+    /// connection are capped by the server's MaxSessions (OpenSSH: 10), and a termination
+    /// needs one more for its kill command.
     pub async fn exec(
         &self,
         request: &ExecRequest<'_>,
