@@ -311,6 +311,7 @@ impl TransportError {
 }
 
 /// The transport of a run: opens connections of either kind.
+#[derive(Debug)]
 pub struct Transport {
     ssh: Arc<SshTransport>,
 }
@@ -338,6 +339,7 @@ impl Transport {
 
 /// An open connection to one host. Share it with `Arc`: `exec` takes `&self`, and commands
 /// run concurrently on one connection each get their own channel.
+#[derive(Debug)]
 pub enum Connection {
     Ssh(SshConnection),
     Local(LocalConnection),

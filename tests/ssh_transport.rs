@@ -383,8 +383,7 @@ async fn unknown_host_key_is_refused_and_nothing_runs() {
     };
     let err = connect(opts, &target(&f, "h-01"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     eprintln!("MESSAGE: {err}");
     assert!(
         matches!(err, TransportError::HostKeyUnknown { .. }),
@@ -433,8 +432,7 @@ async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
         };
         let err = connect(opts, &target(&f, "h-01"))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         match &err {
             TransportError::HostKeyChanged {
                 line, known_hosts, ..
@@ -574,7 +572,7 @@ async fn encrypted_key_with_passphrase_from_env_var() {
         passphrase_env: Some("FLEETUP_TEST_PASSPHRASE_UNSET".into()),
         ..options(&f)
     };
-    let err = connect(opts, &t).await.err().expect("no passphrase");
+    let err = connect(opts, &t).await.expect_err("no passphrase");
     eprintln!("MESSAGE: {err}");
     assert!(matches!(err, TransportError::Key { .. }), "{err}");
     assert!(err.is_unreachable());
@@ -590,7 +588,7 @@ async fn encrypted_key_with_passphrase_from_env_var() {
         passphrase_env: Some("FLEETUP_TEST_PASSPHRASE_BAD".into()),
         ..options(&f)
     };
-    let err = connect(opts, &t).await.err().expect("bad passphrase");
+    let err = connect(opts, &t).await.expect_err("bad passphrase");
     assert!(err.to_string().contains("does not open it"), "{err}");
 }
 
@@ -641,7 +639,7 @@ async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
         identity_file: Some(stranger.clone()),
         ..target(&f, "h-01")
     };
-    let err = connect(opts, &t).await.err().expect("auth fails");
+    let err = connect(opts, &t).await.expect_err("auth fails");
     eprintln!("MESSAGE: {err}");
     assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
     assert_eq!(err.class(), ErrorClass::Unreachable);
@@ -658,7 +656,7 @@ async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
         identity_file: Some(f.tmp().join("no_such_key")),
         ..target(&f, "h-01")
     };
-    let err = connect(options(&f), &t).await.err().expect("no key file");
+    let err = connect(options(&f), &t).await.expect_err("no key file");
     assert!(matches!(err, TransportError::Key { .. }), "{err}");
     assert!(err.to_string().contains("no_such_key"), "{err}");
 }
@@ -675,8 +673,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
     let t0 = Instant::now();
     let err = connect(options(&f), &target(&f, "s-02"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     eprintln!("MESSAGE: {err}");
     assert!(matches!(err, TransportError::Refused { .. }), "{err}");
     assert!(err.is_unreachable());
@@ -691,7 +688,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
         ..target(&f, "s-01")
     };
     let t0 = Instant::now();
-    let err = connect(options(&f), &t).await.err().expect("timeout");
+    let err = connect(options(&f), &t).await.expect_err("timeout");
     let took = t0.elapsed();
     eprintln!("MESSAGE: {err}");
     assert!(
@@ -713,7 +710,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
         ..target(&f, "s-01")
     };
     let t0 = Instant::now();
-    let err = connect(options(&f), &t).await.err().expect("timeout");
+    let err = connect(options(&f), &t).await.expect_err("timeout");
     assert!(
         matches!(err, TransportError::ConnectTimeout { .. }),
         "{err}"
@@ -724,7 +721,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
         address: Some("no-such-host.invalid".into()),
         ..target(&f, "s-01")
     };
-    let err = connect(options(&f), &t).await.err().expect("dns");
+    let err = connect(options(&f), &t).await.expect_err("dns");
     assert!(matches!(err, TransportError::Dns { .. }), "{err}");
     assert!(f.commands("s-01").is_empty());
 }
@@ -1048,7 +1045,7 @@ async fn proxy_jump_through_a_bastion_with_its_key_verified() {
         ..options(&f)
     };
     let before = sessions(&f, "p-02").len();
-    let err = connect(opts, &t).await.err().expect("bastion refused");
+    let err = connect(opts, &t).await.expect_err("bastion refused");
     eprintln!("MESSAGE: {err}");
     match &err {
         TransportError::ProxyJump {

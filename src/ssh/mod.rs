@@ -452,6 +452,25 @@ async fn close_sessions(sessions: &mut Vec<Session>) {
     }
 }
 
+impl std::fmt::Debug for SshConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConnection")
+            .field("host", &self.name)
+            .field("user", &self.user)
+            .field("jumps", &self.jumps.len())
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SshConnection {
     pub fn host(&self) -> &str {
         &self.name

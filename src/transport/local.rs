@@ -19,6 +19,7 @@ use super::{
 /// Time between TERM and KILL when a command is terminated.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+#[derive(Debug)]
 pub struct LocalConnection {
     name: String,
 }
