@@ -452,6 +452,40 @@ async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_key_of_another_type_is_asked_for_and_never_replaced() {
+    let f = one();
+    // known_hosts records an ECDSA key for the host, which only has an Ed25519 one: the
+    // ECDSA type is asked for first, the host cannot present it, and its Ed25519 key is
+    // not taken as new, even under accept-new.
+    let other = f.tmp().join("ecdsa_host_key");
+    keygen(&other, "ecdsa", "");
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
+    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let kh = f.tmp().join("ecdsa_known_hosts");
+    let recorded = format!("[127.0.0.1]:{} {}\n", f.port("h-01"), other_key.join(" "));
+    std::fs::write(&kh, &recorded).expect("write");
+    for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
+        let opts = SshOptions {
+            known_hosts: kh.clone(),
+            host_key_checking: policy,
+            ..options(&f)
+        };
+        let err = connect(opts, &target(&f, "h-01"))
+            .await
+            .expect_err("refused");
+        eprintln!("MESSAGE: {err}");
+        assert!(
+            matches!(err, TransportError::HostKeyOtherType { .. }),
+            "{err}"
+        );
+        assert!(err.is_unreachable());
+        assert!(err.to_string().contains("(line 1)"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&kh).expect("read"), recorded);
+    assert!(f.commands("h-01").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_new_records_the_key_then_strict_accepts_it() {
     let f = one();
     let kh = f.tmp().join("kh_new");
