@@ -952,11 +952,17 @@ async fn cancelled_command_is_terminated() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         t.cancel();
     });
-    let req = ExecRequest::new("sleep 43211").cancel(token);
+    let req = ExecRequest::new("sleep 43211").cancel(token.clone());
     let err = run_req(&conn, &req).await.expect_err("cancelled");
     assert!(matches!(err, TransportError::Cancelled { .. }), "{err}");
     let left = host_processes(&f, "h-01");
     assert!(left.is_empty(), "{left:?}");
+    // Already cancelled: not even started.
+    let before = sessions(&f, "h-01").len();
+    let req = ExecRequest::new("echo never").cancel(token);
+    let err = run_req(&conn, &req).await.expect_err("cancelled");
+    assert!(matches!(err, TransportError::Cancelled { .. }), "{err}");
+    assert_eq!(sessions(&f, "h-01").len(), before);
     conn.close().await;
 }
 

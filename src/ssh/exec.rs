@@ -156,6 +156,11 @@ impl SshConnection {
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> Result<ExitStatus, TransportError> {
+        if request.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(TransportError::Cancelled {
+                host: self.name.clone(),
+            });
+        }
         let channel = match self.handle.channel_open_session().await {
             Ok(c) => c,
             Err(e) => return Err(self.channel_error(e).await),
