@@ -164,6 +164,11 @@ fn fmt_duration(d: &Duration) -> humantime::FormattedDuration {
     humantime::format_duration(*d)
 }
 
+fn fmt_lines(lines: &[usize]) -> String {
+    let v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    v.join(", ")
+}
+
 fn fmt_tried(tried: &[String]) -> String {
     if tried.is_empty() {
         "no key: no identity file, no ssh-agent (SSH_AUTH_SOCK unset) and no default key in ~/.ssh"
@@ -221,6 +226,14 @@ pub enum TransportError {
         key_host: String,
         known_hosts: PathBuf,
         line: usize,
+        fingerprint: String,
+    },
+    #[error("{host}: {key_host} presents a {fingerprint} host key, but {known_hosts} records only keys of other types for it (line {}); refusing to connect. If the host's keys were replaced, remove the old entries with `ssh-keygen -R '{key_host}' -f {known_hosts}` and add the new key", fmt_lines(.lines))]
+    HostKeyOtherType {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        lines: Vec<usize>,
         fingerprint: String,
     },
     #[error("{host}: cannot use the host key of {key_host}: {detail}")]
@@ -295,6 +308,7 @@ impl TransportError {
             | Handshake { host, .. }
             | HostKeyUnknown { host, .. }
             | HostKeyChanged { host, .. }
+            | HostKeyOtherType { host, .. }
             | HostKeyCheck { host, .. }
             | AuthFailed { host, .. }
             | Key { host, .. }
@@ -311,6 +325,7 @@ impl TransportError {
 }
 
 /// The transport of a run: opens connections of either kind.
+#[derive(Debug)]
 pub struct Transport {
     ssh: Arc<SshTransport>,
 }
@@ -338,6 +353,7 @@ impl Transport {
 
 /// An open connection to one host. Share it with `Arc`: `exec` takes `&self`, and commands
 /// run concurrently on one connection each get their own channel.
+#[derive(Debug)]
 pub enum Connection {
     Ssh(SshConnection),
     Local(LocalConnection),

@@ -383,8 +383,7 @@ async fn unknown_host_key_is_refused_and_nothing_runs() {
     };
     let err = connect(opts, &target(&f, "h-01"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     eprintln!("MESSAGE: {err}");
     assert!(
         matches!(err, TransportError::HostKeyUnknown { .. }),
@@ -433,8 +432,7 @@ async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
         };
         let err = connect(opts, &target(&f, "h-01"))
             .await
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         match &err {
             TransportError::HostKeyChanged {
                 line, known_hosts, ..
@@ -451,6 +449,40 @@ async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
         assert!(msg.contains(&format!("{} line 2", kh.display())), "{msg}");
     }
     assert!(f.commands("h-01").is_empty(), "{:?}", f.commands("h-01"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_key_of_another_type_is_asked_for_and_never_replaced() {
+    let f = one();
+    // known_hosts records an ECDSA key for the host, which only has an Ed25519 one: the
+    // ECDSA type is asked for first, the host cannot present it, and its Ed25519 key is
+    // not taken as new, even under accept-new.
+    let other = f.tmp().join("ecdsa_host_key");
+    keygen(&other, "ecdsa", "");
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
+    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let kh = f.tmp().join("ecdsa_known_hosts");
+    let recorded = format!("[127.0.0.1]:{} {}\n", f.port("h-01"), other_key.join(" "));
+    std::fs::write(&kh, &recorded).expect("write");
+    for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
+        let opts = SshOptions {
+            known_hosts: kh.clone(),
+            host_key_checking: policy,
+            ..options(&f)
+        };
+        let err = connect(opts, &target(&f, "h-01"))
+            .await
+            .expect_err("refused");
+        eprintln!("MESSAGE: {err}");
+        assert!(
+            matches!(err, TransportError::HostKeyOtherType { .. }),
+            "{err}"
+        );
+        assert!(err.is_unreachable());
+        assert!(err.to_string().contains("(line 1)"), "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&kh).expect("read"), recorded);
+    assert!(f.commands("h-01").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,7 +606,7 @@ async fn encrypted_key_with_passphrase_from_env_var() {
         passphrase_env: Some("FLEETUP_TEST_PASSPHRASE_UNSET".into()),
         ..options(&f)
     };
-    let err = connect(opts, &t).await.err().expect("no passphrase");
+    let err = connect(opts, &t).await.expect_err("no passphrase");
     eprintln!("MESSAGE: {err}");
     assert!(matches!(err, TransportError::Key { .. }), "{err}");
     assert!(err.is_unreachable());
@@ -590,7 +622,7 @@ async fn encrypted_key_with_passphrase_from_env_var() {
         passphrase_env: Some("FLEETUP_TEST_PASSPHRASE_BAD".into()),
         ..options(&f)
     };
-    let err = connect(opts, &t).await.err().expect("bad passphrase");
+    let err = connect(opts, &t).await.expect_err("bad passphrase");
     assert!(err.to_string().contains("does not open it"), "{err}");
 }
 
@@ -641,7 +673,7 @@ async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
         identity_file: Some(stranger.clone()),
         ..target(&f, "h-01")
     };
-    let err = connect(opts, &t).await.err().expect("auth fails");
+    let err = connect(opts, &t).await.expect_err("auth fails");
     eprintln!("MESSAGE: {err}");
     assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
     assert_eq!(err.class(), ErrorClass::Unreachable);
@@ -658,7 +690,7 @@ async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
         identity_file: Some(f.tmp().join("no_such_key")),
         ..target(&f, "h-01")
     };
-    let err = connect(options(&f), &t).await.err().expect("no key file");
+    let err = connect(options(&f), &t).await.expect_err("no key file");
     assert!(matches!(err, TransportError::Key { .. }), "{err}");
     assert!(err.to_string().contains("no_such_key"), "{err}");
 }
@@ -675,8 +707,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
     let t0 = Instant::now();
     let err = connect(options(&f), &target(&f, "s-02"))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     eprintln!("MESSAGE: {err}");
     assert!(matches!(err, TransportError::Refused { .. }), "{err}");
     assert!(err.is_unreachable());
@@ -691,7 +722,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
         ..target(&f, "s-01")
     };
     let t0 = Instant::now();
-    let err = connect(options(&f), &t).await.err().expect("timeout");
+    let err = connect(options(&f), &t).await.expect_err("timeout");
     let took = t0.elapsed();
     eprintln!("MESSAGE: {err}");
     assert!(
@@ -713,7 +744,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
         ..target(&f, "s-01")
     };
     let t0 = Instant::now();
-    let err = connect(options(&f), &t).await.err().expect("timeout");
+    let err = connect(options(&f), &t).await.expect_err("timeout");
     assert!(
         matches!(err, TransportError::ConnectTimeout { .. }),
         "{err}"
@@ -724,7 +755,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
         address: Some("no-such-host.invalid".into()),
         ..target(&f, "s-01")
     };
-    let err = connect(options(&f), &t).await.err().expect("dns");
+    let err = connect(options(&f), &t).await.expect_err("dns");
     assert!(matches!(err, TransportError::Dns { .. }), "{err}");
     assert!(f.commands("s-01").is_empty());
 }
@@ -741,7 +772,11 @@ async fn timeout_leaves_nothing(
     let cmd = format!("{trap}echo started; sleep {tag}1 & sleep {tag}2; echo never");
     let t0 = Instant::now();
     let mut stdout = Vec::new();
-    let req = ExecRequest::new(&cmd).timeout(Duration::from_secs(1));
+    // Root's login shell here runs `pyenv rehash` from .bashrc, which leaves a stale lock
+    // (and every later root shell waits 60 s on it) if killed: time out only well after
+    // the shell has started, even on a loaded machine.
+    let timeout = if f.host(host).root { 3 } else { 1 };
+    let req = ExecRequest::new(&cmd).timeout(Duration::from_secs(timeout));
     let err = conn
         .exec(&req, &mut |s, d: &[u8]| {
             if s == OutputStream::Stdout {
@@ -773,6 +808,22 @@ async fn timed_out_command_is_terminated_on_the_host_non_root() {
         .expect("connect");
     timeout_leaves_nothing(&f, &conn, "h-01", 4301, false).await;
     timeout_leaves_nothing(&f, &conn, "h-01", 4302, true).await;
+
+    // Stopped at once, possibly while the login shell is still starting, before the
+    // command's process group id is known (the exec token finds the shell).
+    for ms in [1, 5, 30, 100] {
+        let req = ExecRequest::new("sleep 43131").timeout(Duration::from_millis(ms));
+        let err = run_req(&conn, &req).await.expect_err("timeout");
+        assert!(
+            matches!(err, TransportError::CommandTimedOut { .. }),
+            "{err}"
+        );
+        let left = host_processes(&f, "h-01");
+        assert!(
+            left.is_empty(),
+            "left running after a {ms} ms timeout: {left:?}"
+        );
+    }
 
     // A docker command hanging on the host (a shim-level fault) is killed with the rest.
     let mut r = rule("alembic", "hang");
@@ -816,20 +867,8 @@ async fn timed_out_command_is_terminated_on_the_host_root() {
     timeout_leaves_nothing(&f, &conn, "r-01", 4311, false).await;
     timeout_leaves_nothing(&f, &conn, "r-01", 4312, true).await;
 
-    // Stopped at once, possibly before the command's process group id is known.
-    for ms in [1, 5, 30, 100] {
-        let req = ExecRequest::new("sleep 43131").timeout(Duration::from_millis(ms));
-        let err = run_req(&conn, &req).await.expect_err("timeout");
-        assert!(
-            matches!(err, TransportError::CommandTimedOut { .. }),
-            "{err}"
-        );
-        let left = host_processes(&f, "r-01");
-        assert!(
-            left.is_empty(),
-            "left running after a {ms} ms timeout: {left:?}"
-        );
-    }
+    // (Not stopped within root's shell start-up here: this machine's root .bashrc runs
+    // `pyenv rehash`, which leaves a stale lock when killed; the non-root test covers it.)
 
     // The session wrapper itself hangs (before any shell): found by the exec token.
     let mut r = rule("sleep 43141", "hang");
@@ -913,11 +952,17 @@ async fn cancelled_command_is_terminated() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         t.cancel();
     });
-    let req = ExecRequest::new("sleep 43211").cancel(token);
+    let req = ExecRequest::new("sleep 43211").cancel(token.clone());
     let err = run_req(&conn, &req).await.expect_err("cancelled");
     assert!(matches!(err, TransportError::Cancelled { .. }), "{err}");
     let left = host_processes(&f, "h-01");
     assert!(left.is_empty(), "{left:?}");
+    // Already cancelled: not even started.
+    let before = sessions(&f, "h-01").len();
+    let req = ExecRequest::new("echo never").cancel(token);
+    let err = run_req(&conn, &req).await.expect_err("cancelled");
+    assert!(matches!(err, TransportError::Cancelled { .. }), "{err}");
+    assert_eq!(sessions(&f, "h-01").len(), before);
     conn.close().await;
 }
 
@@ -1040,7 +1085,7 @@ async fn proxy_jump_through_a_bastion_with_its_key_verified() {
         ..options(&f)
     };
     let before = sessions(&f, "p-02").len();
-    let err = connect(opts, &t).await.err().expect("bastion refused");
+    let err = connect(opts, &t).await.expect_err("bastion refused");
     eprintln!("MESSAGE: {err}");
     match &err {
         TransportError::ProxyJump {

@@ -146,11 +146,21 @@ enum Stopping {
 }
 
 impl SshConnection {
+    /// Runs one command in a new exec channel of this connection (see
+    /// [`crate::transport::Connection::exec`]). Output is passed on as it arrives, until
+    /// the channel closes: the exit status may come before the last data. Channels per
+    /// connection are capped by the server's MaxSessions (OpenSSH: 10), and a termination
+    /// needs one more for its kill command.
     pub async fn exec(
         &self,
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> Result<ExitStatus, TransportError> {
+        if request.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(TransportError::Cancelled {
+                host: self.name.clone(),
+            });
+        }
         let channel = match self.handle.channel_open_session().await {
             Ok(c) => c,
             Err(e) => return Err(self.channel_error(e).await),

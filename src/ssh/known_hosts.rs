@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::known_hosts::known_host_keys_path;
+use russh::keys::{Algorithm, HashAlg, PublicKey};
 
 /// `--host-key-checking`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,10 +42,22 @@ pub(crate) enum Verdict {
     Known,
     Learned,
     Unchecked,
-    Unknown { fingerprint: String },
-    Changed { line: usize, fingerprint: String },
+    Unknown {
+        fingerprint: String,
+    },
+    Changed {
+        line: usize,
+        fingerprint: String,
+    },
+    /// Keys of other types are recorded for the host (at these lines), not this one.
+    OtherType {
+        lines: Vec<usize>,
+        fingerprint: String,
+    },
     Certificate,
-    Error { detail: String },
+    Error {
+        detail: String,
+    },
 }
 
 impl Verdict {
@@ -89,6 +102,10 @@ pub(crate) fn check(
         Err(e) => Verdict::Error {
             detail: format!("cannot read {}: {e}", path.display()),
         },
+        Ok(false) if !recorded_lines(path, host, port).is_empty() => Verdict::OtherType {
+            lines: recorded_lines(path, host, port),
+            fingerprint: fingerprint(key),
+        },
         Ok(false) if policy == HostKeyChecking::AcceptNew => {
             let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
             // Another connection may have learned it while we waited.
@@ -106,6 +123,41 @@ pub(crate) fn check(
             fingerprint: fingerprint(key),
         },
     }
+}
+
+/// Lines (as an editor numbers them) recording any key for the host.
+fn recorded_lines(path: &Path, host: &str, port: u16) -> Vec<usize> {
+    known_host_keys_path(host, port, path)
+        .unwrap_or_default()
+        .iter()
+        .map(|(line, _)| physical_line(path, *line))
+        .collect()
+}
+
+/// The host key algorithms to ask the host for, with the types already recorded for it
+/// first, as OpenSSH does: a host first met with an ECDSA key keeps being checked against
+/// that key rather than reported unknown for presenting its Ed25519 one. `None`: the
+/// default order does (nothing recorded, or the first preference is recorded).
+pub(crate) fn preferred_host_key_algorithms(
+    path: &Path,
+    host: &str,
+    port: u16,
+) -> Option<Vec<Algorithm>> {
+    let known = known_host_keys_path(host, port, path).ok()?;
+    let recorded = |a: &Algorithm| {
+        known.iter().any(|(_, k)| {
+            let rsa = |x: &Algorithm| matches!(x, Algorithm::Rsa { .. });
+            a == &k.algorithm() || (rsa(a) && rsa(&k.algorithm()))
+        })
+    };
+    let default = russh::Preferred::DEFAULT.key;
+    if known.is_empty() || default.first().is_some_and(recorded) {
+        return None;
+    }
+    let (mut first, rest): (Vec<Algorithm>, Vec<Algorithm>) =
+        default.iter().cloned().partition(|a| recorded(a));
+    first.extend(rest);
+    Some(first)
 }
 
 /// russh numbers known_hosts lines without counting `#` comment lines; the user needs the
@@ -204,6 +256,32 @@ mod tests {
         );
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.ends_with(&format!("g {OTHER}\n")), "{text}");
+    }
+
+    #[test]
+    fn a_key_of_another_type_is_refused_even_with_accept_new() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("known_hosts");
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
+        std::fs::write(&path, format!("# c\n[h]:2222 {ecdsa}\n")).expect("write");
+        for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
+            assert!(matches!(
+                check(policy, &path, "h", 2222, &key(KEY)),
+                Verdict::OtherType { ref lines, .. } if lines == &vec![2]
+            ));
+        }
+        // ...and asked for first, so that the host presents the recorded one.
+        let order = preferred_host_key_algorithms(&path, "h", 2222).expect("reordered");
+        assert_eq!(
+            order[0],
+            Algorithm::Ecdsa {
+                curve: russh::keys::EcdsaCurve::NistP256
+            }
+        );
+        assert_eq!(order.len(), russh::Preferred::DEFAULT.key.len());
+        assert!(preferred_host_key_algorithms(&path, "other", 22).is_none());
+        std::fs::write(&path, format!("[h]:2222 {KEY}\n[h]:2222 {ecdsa}\n")).expect("write");
+        assert!(preferred_host_key_algorithms(&path, "h", 2222).is_none());
     }
 
     #[test]

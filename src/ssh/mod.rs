@@ -263,10 +263,26 @@ impl SshTransport {
             key_host: r.hostname.clone(),
             port: r.port,
         };
-        let config = if r.keepalive_interval == self.options.keepalive_interval {
-            self.russh_config.clone()
-        } else {
-            Arc::new(russh_config(&self.options, r.keepalive_interval))
+        let preferred_keys = match self.options.host_key_checking {
+            HostKeyChecking::Off => None,
+            _ => known_hosts::preferred_host_key_algorithms(
+                &self.options.known_hosts,
+                &r.hostname,
+                r.port,
+            ),
+        };
+        let config = match preferred_keys {
+            Some(keys) => Arc::new(client::Config {
+                preferred: russh::Preferred {
+                    key: keys.into(),
+                    ..Default::default()
+                },
+                ..russh_config(&self.options, r.keepalive_interval)
+            }),
+            None if r.keepalive_interval == self.options.keepalive_interval => {
+                self.russh_config.clone()
+            }
+            None => Arc::new(russh_config(&self.options, r.keepalive_interval)),
         };
         let mut handle = match tokio::time::timeout_at(
             deadline,
@@ -344,6 +360,13 @@ impl SshTransport {
                 key_host,
                 known_hosts,
                 line,
+                fingerprint,
+            },
+            Some(Verdict::OtherType { lines, fingerprint }) => TransportError::HostKeyOtherType {
+                host: r.name.clone(),
+                key_host,
+                known_hosts,
+                lines,
                 fingerprint,
             },
             Some(Verdict::Certificate) => TransportError::HostKeyCheck {
@@ -449,6 +472,25 @@ async fn close_session(handle: &Handle<ClientHandler>, state: &SessionState) {
 async fn close_sessions(sessions: &mut Vec<Session>) {
     while let Some(s) = sessions.pop() {
         close_session(&s.handle, &s.state).await;
+    }
+}
+
+impl std::fmt::Debug for SshConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshConnection")
+            .field("host", &self.name)
+            .field("user", &self.user)
+            .field("jumps", &self.jumps.len())
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 

@@ -19,6 +19,7 @@ use super::{
 /// Time between TERM and KILL when a command is terminated.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
+#[derive(Debug)]
 pub struct LocalConnection {
     name: String,
 }
@@ -46,6 +47,11 @@ impl LocalConnection {
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> Result<ExitStatus, TransportError> {
+        if request.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(TransportError::Cancelled {
+                host: self.name.clone(),
+            });
+        }
         let text;
         let command = match &request.become_ {
             Some(b) => {
