@@ -158,7 +158,7 @@ fn execute(
     output: OutputFormat,
 ) -> Exit {
     if connection.host_key_checking == HostKeyChecking::Off {
-        eprintln!("warning: --host-key-checking off: host keys are NOT verified; anyone between you and your hosts can impersonate them");
+        eprintln!("warning: host key checking is switched off: host keys are NOT verified, so anyone between you and your hosts can impersonate them");
     }
     let transport = match Transport::new(ssh_options(connection)) {
         Ok(t) => t,

@@ -1,3 +1,5 @@
+//! Unit tests of the inventory, compiled only under #[cfg(test)] (see mod.rs).
+
 use std::path::{Path, PathBuf};
 
 use serde_json::json;

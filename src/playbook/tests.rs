@@ -1,3 +1,5 @@
+//! Unit tests of playbooks, compiled only under #[cfg(test)] (see mod.rs).
+
 use std::path::Path;
 
 use serde_json::json;

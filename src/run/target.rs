@@ -90,7 +90,7 @@ mod tests {
     fn connection_variables() {
         let vars = json!({
             "ansible_host": "10.1.2.3", "ansible_port": "2222", "ansible_user": "deploy",
-            "ansible_ssh_private_key_file": "/k", "ansible_ssh_common_args": "-J jump@bastion -o StrictHostKeyChecking=no",
+            "ansible_ssh_private_key_file": "/k", "ansible_ssh_common_args": "-J jump@bastion -o Compression=yes",
         });
         let (t, warning) = connect_target("web", vars.as_object().unwrap(), Duration::from_secs(3));
         assert_eq!(t.address.as_deref(), Some("10.1.2.3"));
@@ -101,7 +101,7 @@ mod tests {
         assert_eq!(t.kind, ConnectionKind::Ssh);
         assert_eq!(
             warning.as_deref(),
-            Some("web: ansible_ssh_common_args: fleetup uses only -J (ProxyJump); ignored: -o StrictHostKeyChecking=no")
+            Some("web: ansible_ssh_common_args: fleetup uses only -J (ProxyJump); ignored: -o Compression=yes")
         );
     }
 
