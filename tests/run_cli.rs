@@ -827,7 +827,7 @@ fn exec_prints_each_hosts_output_as_one_block() {
     let kh = fleet.known_hosts_path();
     // Outputs written slowly, so that hosts running at once would interleave if printed live.
     let cmd =
-        "for i in 1 2 3; do echo out-$FLEET_HOST-$i; sleep 0.1; done; echo err-$FLEET_HOST >&2";
+        "for i in 1 2 3; do echo out-$FLEET_HOST-$i; sleep 0.25; done; echo err-$FLEET_HOST >&2";
     let out = fleetup(&strs(&exec_args(&fleet, &kh, &["--", "sh", "-c", cmd])));
     assert_eq!(out.code(), Some(0), "{}", out.context());
     let lines = &out.stdout;
