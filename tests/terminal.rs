@@ -1,0 +1,505 @@
+//! The terminal view in a real terminal: `fleetup run` inside tmux on 50 hosts at once,
+//! the screen captured while it runs and after. Unit tests of `src/ui/terminal.rs` prove what
+//! the view draws on a fake terminal; this proves what an operator's terminal shows (live
+//! lines that fit the width and the window, no stale copies in the scrollback, the recap).
+//!
+//! Skipped, with a message, when tmux is not installed. The final screen is kept in
+//! `tests/snapshots/terminal-50-hosts.txt`: `FLEETUP_UPDATE_SNAPSHOTS=1 cargo test --test
+//! terminal` rewrites it; normal runs compare its structure (durations differ run to run).
+//! `FLEETUP_DEBUG_TERMINAL=DIR` keeps each run's raw terminal bytes and scrollback in DIR.
+
+mod fleet;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use fleet::{Fleet, HostSpec, Spec};
+
+const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
+const COLS: usize = 120;
+const ROWS: usize = 40;
+const HOSTS: usize = 50;
+const SNAPSHOT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/snapshots/terminal-50-hosts.txt"
+);
+
+/// A tmux server of our own (its own socket), killed when dropped.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// The visible screen's rows, or with `history` every row since the start. Rows, not
+    /// lines: indicatif fills each live line to the full width and lets the terminal wrap
+    /// to the next, so tmux's `-J` (join wrapped lines) would join all of them.
+    fn capture(&self, history: bool) -> Vec<String> {
+        let mut args = vec!["capture-pane", "-p", "-t", "run"];
+        if history {
+            args.extend(["-S", "-"]);
+        }
+        let out = self.cmd(&args);
+        assert!(
+            out.status.success(),
+            "capture-pane: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+fn is_live_host_line(l: &str) -> bool {
+    l.starts_with(SPINNER)
+}
+
+/// `⠸ p-07  [2/3] migrate the database  1s`: the host, its step, and its elapsed time, all
+/// on one row (the step's name shortened to fit, never the time pushed to the next row).
+fn whole_live_line(l: &str) -> bool {
+    let l = l.trim_end();
+    let mut parts = l.splitn(3, ' ');
+    let (Some(_spinner), Some(host), Some(rest)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Some((step, time)) = rest.trim_start().rsplit_once("  ") else {
+        return false;
+    };
+    let time_ok = time
+        .strip_suffix('s')
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+    host.starts_with("p-")
+        && time_ok
+        && (step == "connecting" || (step.starts_with('[') && step.contains("/3] ")))
+}
+
+/// The rows fleetup's terminal view draws while it runs.
+fn known_row(l: &str) -> bool {
+    let t = l.trim_end();
+    t.is_empty()
+        || t.starts_with("terminal on production · ")
+        || (is_live_host_line(t) && whole_live_line(t))
+        || is_more_line(t)
+        || is_overall_row(t)
+        || t.starts_with("── batch ")
+        || t.starts_with("✓ p-")
+}
+
+/// `[████░░░░] 12/50 hosts · 3s · ETA ~8s`
+fn is_overall_row(l: &str) -> bool {
+    l.starts_with('[') && l.contains(" hosts · ")
+}
+
+fn is_more_line(l: &str) -> bool {
+    l.trim_start().starts_with("… and ") && l.ends_with("more running")
+}
+
+/// Durations (`0.3s`, `12s`, `1m02s`) replaced by `<T>`; everything else kept.
+fn mask(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let boundary = i == 0 || !chars[i - 1].is_alphanumeric();
+        if boundary && chars[i].is_ascii_digit() {
+            let mut j = i;
+            while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
+                j += 1;
+            }
+            // 1m02s
+            if chars.get(j) == Some(&'m') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
+                let mut k = j + 1;
+                while k < chars.len() && chars[k].is_ascii_digit() {
+                    k += 1;
+                }
+                if chars.get(k) == Some(&'s') {
+                    j = k;
+                }
+            }
+            let ends = |e: usize| e >= chars.len() || !chars[e].is_alphanumeric();
+            if chars.get(j) == Some(&'s') && ends(j + 1) {
+                out.push_str("<T>");
+                i = j + 1;
+                continue;
+            }
+            out.extend(&chars[i..j]);
+            i = j;
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The recap as the screen shows it: from its `RECAP` line (or the top of the screen, if
+/// the table scrolled it away) to the last non-empty line, durations masked and the column
+/// alignment that depends on their widths squeezed.
+fn recap_structure(screen: &[String]) -> Vec<String> {
+    let end = screen
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    let start = screen[..end]
+        .iter()
+        .rposition(|l| l == "RECAP")
+        .unwrap_or_else(|| {
+            // The first recap row on the screen.
+            screen[..end]
+                .iter()
+                .position(|l| l.starts_with("p-"))
+                .unwrap_or(end)
+        });
+    screen[start..end]
+        .iter()
+        .map(|l| mask(l).split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+const PLAYBOOK: &str = "\
+name: terminal
+hosts: production
+steps:
+  - name: stop the app
+    shell: sleep 0.3
+  - name: migrate the database
+    shell: sleep 0.3
+  - name: start the new version of SimpleLogin with docker compose up -d, then wait until /health answers and the running image is the new one
+    shell: sleep 0.3
+";
+
+/// How a run in tmux ended.
+struct Ended {
+    /// fleetup's exit code, as the shell saw it.
+    exit: String,
+    /// The visible rows at the end.
+    screen: Vec<String>,
+    /// Every row since the start, the visible ones last.
+    history: Vec<String>,
+    /// The cursor's row (0-based) at the end.
+    cursor_row: usize,
+    /// Every byte fleetup wrote to the terminal (tmux pipe-pane).
+    raw: Vec<u8>,
+}
+
+/// `fleetup run` of [`PLAYBOOK`] on `hosts` hosts (the first a canary) at forks `hosts`,
+/// inside a detached COLS x ROWS tmux session; `on_screen` sees the visible rows every
+/// 100 ms while it runs. None when tmux is missing (the test is then skipped, said loudly).
+fn run_in_tmux(hosts: usize, mut on_screen: impl FnMut(&[String])) -> Option<Ended> {
+    if !tmux_available() {
+        println!("SKIPPED: tmux is not installed (apt-get install -y tmux); the terminal view was not tested in a real terminal");
+        return None;
+    }
+    let mut spec = Spec::new();
+    for i in 1..=hosts {
+        let mut h = HostSpec::new(&format!("p-{i:02}"), "production", "v4.65.0");
+        if i == 1 {
+            h = h.canary();
+        }
+        spec = spec.host(h);
+    }
+    let fleet = Fleet::start(spec);
+    let tmp = fleet.tmp();
+    let pb = tmp.join("terminal.yml");
+    std::fs::write(&pb, PLAYBOOK).unwrap();
+    let exit_file = tmp.join("exit");
+    let raw_file = tmp.join("raw");
+    let ready_file = tmp.join("ready");
+    let script = tmp.join("run.sh");
+    let quote = |p: &Path| fleet::sh_quote(p.to_str().unwrap());
+    // fleetup starts once the test has attached pipe-pane (the `ready` file).
+    std::fs::write(
+        &script,
+        format!(
+            "while [ ! -e {ready} ]; do sleep 0.05; done\n\
+             {} run -i {} {} --known-hosts {} --yes --state-dir {} --serial {hosts} --forks {hosts}\n\
+             echo $? > {}\nexec sleep 120\n",
+            quote(Path::new(FLEETUP)),
+            quote(&fleet.inventory_path()),
+            quote(&pb),
+            quote(&fleet.known_hosts_path()),
+            quote(&tmp.join("state")),
+            quote(&exit_file),
+            ready = quote(&ready_file),
+        ),
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: tmp.join("tmux.sock"),
+    };
+    let (cols, rows) = (COLS.to_string(), ROWS.to_string());
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "run",
+        "-x",
+        &cols,
+        "-y",
+        &rows,
+        "sh",
+        script.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "tmux new-session: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let piped = tmux.cmd(&[
+        "pipe-pane",
+        "-t",
+        "run",
+        "-o",
+        &format!("cat > {}", quote(&raw_file)),
+    ]);
+    assert!(piped.status.success(), "tmux pipe-pane");
+    std::fs::write(&ready_file, "").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !exit_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "fleetup did not end within a minute; screen:\n{}",
+            tmux.capture(false).join("\n")
+        );
+        on_screen(&tmux.capture(false));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exit = std::fs::read_to_string(&exit_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    // The shell writes the exit file as fleetup's last bytes may still be on their way.
+    std::thread::sleep(Duration::from_millis(300));
+    let cursor = tmux.cmd(&["display-message", "-p", "-t", "run", "#{cursor_y}"]);
+    let cursor_row = String::from_utf8_lossy(&cursor.stdout)
+        .trim()
+        .parse()
+        .expect("tmux cursor_y");
+    let ended = Ended {
+        exit,
+        screen: tmux.capture(false),
+        history: tmux.capture(true),
+        cursor_row,
+        raw: std::fs::read(&raw_file).unwrap_or_default(),
+    };
+    if let Ok(dir) = std::env::var("FLEETUP_DEBUG_TERMINAL") {
+        let dir = Path::new(&dir);
+        std::fs::write(dir.join(format!("terminal-{hosts}.raw")), &ended.raw).unwrap();
+        std::fs::write(
+            dir.join(format!("terminal-{hosts}.history")),
+            ended.history.join("\n"),
+        )
+        .unwrap();
+    }
+    Some(ended)
+}
+
+#[test]
+fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
+    // While it runs: every row is a whole line, the live area fits the window, one header.
+    let mut captures = 0;
+    let mut saw_header = false;
+    let mut most_live = 0;
+    let mut saw_more = false;
+    let Some(end) = run_in_tmux(HOSTS, |screen| {
+        // tmux may show a frame half drawn (a frame is several KiB, written to the pty in
+        // pieces): judge only whole frames, which end with the overall bar.
+        let last = screen.iter().rposition(|l| !l.trim().is_empty());
+        if !last.is_some_and(|i| is_overall_row(&screen[i])) {
+            return;
+        }
+        captures += 1;
+        let shown = || screen.join("\n");
+        // Every row is one whole line of a known kind: a line too wide for the window
+        // would wrap, and its second row would be none of these.
+        for l in screen {
+            assert!(
+                l.chars().count() <= COLS && known_row(l),
+                "a row that is no whole line (a line wider than {COLS} columns wrapped?):\n{l}\nscreen:\n{}",
+                shown()
+            );
+        }
+        assert!(screen.len() <= ROWS, "{}", shown());
+        let headers: Vec<_> = screen
+            .iter()
+            .filter(|l| l.starts_with("terminal on production · "))
+            .collect();
+        assert!(headers.len() <= 1, "the header drawn twice:\n{}", shown());
+        if headers.first().is_some_and(|h| h.contains("· batch ")) {
+            saw_header = true;
+        }
+        let live: Vec<&String> = screen.iter().filter(|l| is_live_host_line(l)).collect();
+        let more = screen.iter().filter(|l| is_more_line(l)).count();
+        saw_more |= more > 0;
+        // Header, live lines, `… and N more`, overall bar: all inside the window.
+        assert!(
+            live.len() + more + 2 <= ROWS,
+            "{} live lines in a {ROWS}-row window:\n{}",
+            live.len(),
+            shown()
+        );
+        let mut hosts: Vec<&str> = live
+            .iter()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        let n = hosts.len();
+        hosts.sort_unstable();
+        hosts.dedup();
+        assert_eq!(hosts.len(), n, "a host shown twice:\n{}", shown());
+        most_live = most_live.max(n);
+    }) else {
+        return;
+    };
+    let (screen, history) = (&end.screen, &end.history);
+    let shown = screen.join("\n");
+    assert_eq!(end.exit, "0", "exit code; screen:\n{shown}");
+    assert!(
+        captures >= 3,
+        "only {captures} whole frames captured while it ran"
+    );
+    assert!(
+        saw_header,
+        "no header with the batch was seen while running"
+    );
+    assert!(
+        most_live >= 20 && saw_more,
+        "the 49 hosts of batch 2 were never seen in flight at once (at most {most_live} live lines, `… and N more` seen: {saw_more})"
+    );
+
+    // At the end: the recap, all 50 hosts counted, no live line left anywhere.
+    let counts = screen
+        .iter()
+        .find(|l| l.contains("(exit code 0)"))
+        .unwrap_or_else(|| panic!("no totals line on the final screen:\n{shown}"));
+    assert_eq!(mask(counts), "50 ok in <T> (exit code 0)", "{shown}");
+    for l in screen.iter().chain(history) {
+        assert!(
+            !is_live_host_line(l) && !is_more_line(l),
+            "a live line left behind: {l}\n{}",
+            history.join("\n")
+        );
+    }
+    let recap = history
+        .iter()
+        .position(|l| l == "RECAP")
+        .unwrap_or_else(|| panic!("no RECAP:\n{}", history.join("\n")));
+    assert!(
+        history[recap + 1].starts_with("HOST  OUTCOME  CHANGED  TIME  FAILED STEP"),
+        "{}",
+        history[recap + 1]
+    );
+    let rows: Vec<&String> = history[recap + 2..]
+        .iter()
+        .take_while(|l| l.starts_with("p-"))
+        .collect();
+    assert_eq!(rows.len(), HOSTS, "{}", history[recap..].join("\n"));
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            cells[..3],
+            [format!("p-{:02}", i + 1).as_str(), "ok", "3"],
+            "{row}"
+        );
+    }
+    // Every host finished exactly once above the live area.
+    for i in 1..=HOSTS {
+        let host = format!("p-{i:02}");
+        let n = history
+            .iter()
+            .filter(|l| l.starts_with(&format!("✓ {host}  ok  3 changed")))
+            .count();
+        assert_eq!(n, 1, "{host}'s finished line:\n{}", history.join("\n"));
+    }
+
+    if std::env::var_os("FLEETUP_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(Path::new(SNAPSHOT).parent().unwrap()).unwrap();
+        std::fs::write(SNAPSHOT, format!("{}\n", screen.join("\n"))).unwrap();
+        println!("wrote {SNAPSHOT}");
+    } else {
+        let kept = std::fs::read_to_string(SNAPSHOT).unwrap_or_else(|e| {
+            panic!("{SNAPSHOT}: {e}; write it with FLEETUP_UPDATE_SNAPSHOTS=1")
+        });
+        let kept: Vec<String> = kept.lines().map(str::to_string).collect();
+        let (now, then) = (recap_structure(screen), recap_structure(&kept));
+        // How far up the recap's rows reach depends on the blank rows left at the bottom
+        // (see `nothing_is_drawn_after_the_recap`): compare what both screens show.
+        let common = now.len().min(then.len());
+        assert!(common >= 10, "too little of the recap on screen:\n{shown}");
+        assert_eq!(
+            now[now.len() - common..],
+            then[then.len() - common..],
+            "the final screen differs from {SNAPSHOT} (FLEETUP_UPDATE_SNAPSHOTS=1 rewrites it)\nscreen:\n{shown}"
+        );
+    }
+}
+
+/// The recap is the last thing on the screen: after its last line, fleetup draws nothing
+/// (showing the cursor again is all), and the cursor waits on the row below it.
+#[test]
+#[ignore = "bug: TerminalView::end (src/ui/terminal.rs) prints the recap while the header, overall and live-line bars are still in the MultiProgress; dropping them redraws stale live lines below the recap, scrolling it off the screen and leaving blank rows"]
+fn nothing_is_drawn_after_the_recap() {
+    let Some(end) = run_in_tmux(12, |_| {}) else {
+        return;
+    };
+    assert_eq!(end.exit, "0");
+    let marker = b"(exit code 0)";
+    let at = end
+        .raw
+        .windows(marker.len())
+        .rposition(|w| w == marker)
+        .expect("the totals line in the raw output");
+    let after = String::from_utf8_lossy(&end.raw[at + marker.len()..]).into_owned();
+    let after = after.trim_start_matches("\r\n").replace("\x1b[?25h", "");
+    assert!(
+        after.is_empty(),
+        "drawn after the recap's last line: {:?}",
+        after.chars().take(600).collect::<String>()
+    );
+    let last = end
+        .screen
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .expect("a non-empty screen");
+    assert_eq!(
+        end.cursor_row,
+        last + 1,
+        "the cursor is on the row below the recap\n{}",
+        end.screen.join("\n")
+    );
+}
+
+#[test]
+fn masking() {
+    assert_eq!(
+        mask("✓ p-07  ok  3 changed  0.9s · 12s · 1m02s v4.66.1 p-10"),
+        "✓ p-07  ok  3 changed  <T> · <T> · <T> v4.66.1 p-10"
+    );
+}
