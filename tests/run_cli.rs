@@ -578,9 +578,8 @@ p-03: started (2 steps)
 p-03 [1/2] greet: started
 p-03 [1/2] greet: changed (rc 0, <T>)
 p-03 [2/2] check disk: started
-p-03 [2/2] check disk: FAILED (rc 3, <T>): exit code 3
-p-03   stderr: disk full
-p-03: FAILED at \"check disk\" (1 step changed, <T>): exit code 3; log: <RUN_DIR>/hosts/p-03.log
+p-03 [2/2] check disk: FAILED (rc 3, <T>): disk full
+p-03: FAILED at \"check disk\" (1 step changed, <T>): disk full; log: <RUN_DIR>/hosts/p-03.log
 batch 2/2: finished: 1 ok, 1 failed, 0 unreachable
 HALTED after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
 run finished in <T> with exit code 2; 0 hosts never started
@@ -589,7 +588,7 @@ RECAP
 HOST  OUTCOME  CHANGED  TIME  FAILED STEP
 p-01  ok             2  <T>
 p-02  ok             2  <T>
-p-03  FAILED         1  <T>  check disk: exit code 3
+p-03  FAILED         1  <T>  check disk: disk full
 
 2 ok, 1 failed in <T> (exit code 2)
 
@@ -617,7 +616,6 @@ logs of every host: <RUN_DIR>"
 /// line repeats the rc and the error moves to a `stderr:` line below; the recap's FAILED STEP
 /// column says `exit code 3` instead of the error.
 #[test]
-#[ignore = "bug: the engine sets message `exit code N` for a plain non-zero exit (src/run/host.rs), hiding stderr's last line in the plain line and the recap"]
 fn a_failed_step_is_summed_up_by_its_stderr_not_its_exit_code_again() {
     let fleet = fleet_of(1, false);
     fleet.fault(

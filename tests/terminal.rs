@@ -464,7 +464,6 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
 /// The recap is the last thing on the screen: after its last line, fleetup draws nothing
 /// (showing the cursor again is all), and the cursor waits on the row below it.
 #[test]
-#[ignore = "bug: TerminalView::end (src/ui/terminal.rs) prints the recap while the header, overall and live-line bars are still in the MultiProgress; dropping them redraws stale live lines below the recap, scrolling it off the screen and leaving blank rows"]
 fn nothing_is_drawn_after_the_recap() {
     let Some(end) = run_in_tmux(12, |_| {}) else {
         return;

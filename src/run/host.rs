@@ -122,12 +122,17 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
             let step = &spec.steps[i];
             let past_no_return = spec.point_of_no_return.is_some_and(|p| i >= p);
             let aborted = shared.control.abort.is_cancelled();
+            // A host's failure in its own words: the step's message, else its last stderr line.
+            let reason = run
+                .message
+                .clone()
+                .or_else(|| run.stderr_tail.last().cloned());
             let (outcome, message) = match (run.status, past_no_return && !aborted) {
-                (StepStatus::Unreachable, false) => (Outcome::Unreachable, run.message),
+                (StepStatus::Unreachable, false) => (Outcome::Unreachable, reason),
                 (StepStatus::Unreachable, true) => {
                     // The interrupted step may or may not have happened: only the rollback
                     // brings the host back to a known state.
-                    let lost = run.message.unwrap_or_else(|| "connection lost".into());
+                    let lost = reason.unwrap_or_else(|| "connection lost".into());
                     match reconnect(shared, &target, &mut log, &host.name, lost).await {
                         Ok(again) => {
                             let outcome =
@@ -150,9 +155,9 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                 }
                 (_, true) => {
                     let outcome = rollback(shared, &conn, &mut log, host, &mut vars, i).await;
-                    (outcome, run.message)
+                    (outcome, reason)
                 }
-                (_, false) => (Outcome::Failed, run.message),
+                (_, false) => (Outcome::Failed, reason),
             };
             let message = match (past_no_return, failure_note(shared, &vars)) {
                 (true, Some(note)) => Some(match message {
@@ -448,16 +453,20 @@ async fn run_step(
             last_attempt(shared);
             let failed = failed || !satisfied;
             registered.failed = failed;
-            let message = message.or_else(|| {
-                failed.then(|| match &status {
-                    crate::transport::ExitStatus::Signal(s) => format!("killed by signal {s}"),
-                    _ if step.until.is_some() && !satisfied => {
-                        format!("`until` still false after {attempt} attempts")
-                    }
-                    _ if step.failed_when.is_some() => "failed_when is true".to_string(),
-                    _ => format!("exit code {rc}"),
+            let message = message
+                .or_else(|| {
+                    failed.then(|| match &status {
+                        crate::transport::ExitStatus::Signal(s) => format!("killed by signal {s}"),
+                        _ if step.until.is_some() && !satisfied => {
+                            format!("`until` still false after {attempt} attempts")
+                        }
+                        _ if step.failed_when.is_some() => "failed_when is true".to_string(),
+                        // A plain non-zero exit says nothing its rc and stderr do not: no message,
+                        // so the views show the host's own last words.
+                        _ => String::new(),
+                    })
                 })
-            });
+                .filter(|m| !m.is_empty());
             let rc = matches!(status, crate::transport::ExitStatus::Code(_)).then_some(rc);
             let status = if failed {
                 StepStatus::Failed

@@ -114,7 +114,11 @@ impl TerminalView {
         }
         self.ended = true;
         self.stop_ticker();
+        // Detach every bar before the recap: a bar still attached when it is dropped makes
+        // indicatif draw it again, below the recap.
+        self.screen().retire();
         let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
         let _ = writeln!(self.out);
         for line in self.recap.render().lines() {
             let line = if line.starts_with("!!!") {
@@ -206,6 +210,17 @@ struct Screen {
 }
 
 impl Screen {
+    fn retire(&mut self) {
+        for bar in self
+            .lines
+            .drain(..)
+            .chain([self.header.clone(), self.overall.clone()])
+        {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+
     /// (rows, columns).
     fn size(&self) -> (usize, usize) {
         let (rows, cols) = match &self.size {
