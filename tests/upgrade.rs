@@ -1051,3 +1051,49 @@ fn a_host_lost_for_good_during_the_migration_is_reported_unreachable_mid_upgrade
     let st = fleet.state("p-01");
     assert_eq!(st["serving"], Value::Null, "the app is down: {st:#}");
 }
+
+// --- The backup never overwrites an earlier one -----------------------------------------
+
+#[test]
+fn a_backup_taken_in_the_same_second_as_an_earlier_one_keeps_both() {
+    // Two runs within one second (a retry right after a failed pull, say) name their dumps
+    // alike: `simplelogin-<old>-<UTC second>`. Stand in for the earlier run with a backup
+    // under every name the next minute could produce, as the login user.
+    let fleet = Fleet::start(
+        Spec::new()
+            .host(host("p-01", "production", "v4.65.0"))
+            .canary("p-01"),
+    );
+    let backups_dir = fleet.app_path("p-01").join("backups");
+    let script = format!(
+        "set -eu; mkdir -p {dir}; now=$(date +%s); i=-2; while [ $i -le 60 ]; do \
+         b={dir}/simplelogin-v4.65.0-$(date -u -d @$((now + i)) +%Y%m%dT%H%M%SZ); \
+         echo earlier-dump-$i | gzip > $b.sql.gz; echo earlier-env-$i > $b.env; i=$((i + 1)); done",
+        dir = fleet::sh_quote(&backups_dir.display().to_string())
+    );
+    let made = fleet.ssh("p-01", &script);
+    assert!(made.status.success(), "{}", fleet::stderr(&made));
+    let earlier = backups(&fleet, "p-01");
+    assert_eq!(earlier.len(), 63);
+    let since = fleet.commands("p-01").len();
+
+    let r = run(&fleet, &[]);
+    r.assert_exit(0);
+    assert_eq!(r.outcome("p-01"), "ok", "{}", r.dump());
+    assert_upgraded_again(&fleet, "p-01", "v4.65.0", since);
+    for (path, _, _) in &earlier {
+        let i = gunzip(path);
+        assert!(
+            i.starts_with("earlier-dump-"),
+            "{} was overwritten",
+            path.display()
+        );
+        let env = path.with_extension("").with_extension("env");
+        let env = std::fs::read_to_string(&env).unwrap();
+        assert!(
+            env.starts_with("earlier-env-"),
+            "the .env copy was overwritten"
+        );
+    }
+    assert_eq!(backups(&fleet, "p-01").len(), 64, "one new backup");
+}
