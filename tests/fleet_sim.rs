@@ -551,7 +551,7 @@ fn command_log_records_start_and_end_in_order() {
     // The inventory has the canary and strict-checking material.
     let inv = std::fs::read_to_string(f.inventory_path()).unwrap();
     let inv: serde_yaml::Value = serde_yaml::from_str(&inv).unwrap();
-    let p = &inv["all"]["children"]["production"]["hosts"]["p-01"];
+    let p = &inv["all"]["children"]["simplelogin"]["children"]["production"]["hosts"]["p-01"];
     assert_eq!(p["canary"], serde_yaml::Value::Bool(true));
     assert_eq!(p["ansible_port"].as_u64(), Some(f.port("p-01") as u64));
     assert_eq!(p["ansible_user"].as_str(), Some("fleetup-test"));
