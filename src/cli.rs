@@ -38,6 +38,11 @@ pub enum Command {
         after_help = "Example:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging"
     )]
     Run(RunArgs),
+    /// Each host's running version, health and last backup, and a count per version.
+    #[command(
+        after_help = "Example:\n  fleetup status -i inventories/example.yml --limit production"
+    )]
+    Status(StatusArgs),
     /// Run one command on every matched host (Ansible's ad-hoc mode).
     #[command(
         after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps"
@@ -124,6 +129,37 @@ pub struct CheckArgs {
     pub play: PlayArgs,
     #[command(flatten)]
     pub rollout: RolloutArgs,
+    /// Only validate the files; do not run the read-only pre-flight on the hosts.
+    #[arg(long)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Where the hosts' logs go (default: `.fleetup/` beside the first inventory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// A read-only playbook with a `report:` (default: the built-in SimpleLogin status).
+    #[arg(long, value_name = "PLAYBOOK")]
+    pub playbook: Option<PathBuf>,
+    /// Extra variables: KEY=VALUE, @FILE.yml, or a JSON mapping.
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Only these hosts (a host pattern).
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Most hosts at once.
+    #[arg(short = 'f', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub forks: u32,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Where the hosts' logs go (default: `.fleetup/` beside the first inventory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// How fleetup connects; shared by `run` and `exec`.
@@ -171,6 +207,9 @@ pub struct RunArgs {
     /// Stop starting hosts as soon as one fails, even inside a batch.
     #[arg(long)]
     pub halt_immediately: bool,
+    /// Leave out hosts that are unreachable or fail the pre-flight, instead of not starting.
+    #[arg(long)]
+    pub exclude_unhealthy: bool,
     /// Do not ask for confirmation before starting.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -216,6 +255,7 @@ impl PlayArgs {
         PlayInputs {
             inventories: self.inventory.inventories.clone(),
             playbook: self.playbook.clone(),
+            playbook_text: None,
             extra_vars: self.extra_vars.clone(),
             limit: self.limit.clone(),
             overrides: RolloutOverrides {

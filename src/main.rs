@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Plan(args) => commands::plan(&args),
         cli::Command::Check(args) => commands::check(&args),
         cli::Command::Run(args) => commands::run(&args),
+        cli::Command::Status(args) => commands::status(&args),
         cli::Command::Exec(args) => commands::exec(&args),
     }
     .into()

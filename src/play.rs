@@ -16,6 +16,8 @@ use crate::vars::{overlay, parse_extra_vars, Vars};
 pub struct PlayInputs {
     pub inventories: Vec<PathBuf>,
     pub playbook: PathBuf,
+    /// The playbook's text when it is built in rather than read from `playbook`.
+    pub playbook_text: Option<&'static str>,
     /// `-e` arguments as given.
     pub extra_vars: Vec<String>,
     pub limit: Option<String>,
@@ -51,6 +53,25 @@ impl Play {
     pub fn host(&self, name: &str) -> Option<&HostInPlay> {
         self.hosts.iter().find(|h| h.name == name)
     }
+
+    /// Drops hosts from the play and plans the rest again, in the same order (a shuffle
+    /// keeps its seed). Used by `--exclude-unhealthy`.
+    pub fn exclude(&mut self, names: &[String]) {
+        self.hosts.retain(|h| !names.contains(&h.name));
+        self.rollout.seed = self.plan.seed.or(self.rollout.seed);
+        self.plan = plan_for(&self.hosts, &self.rollout);
+    }
+}
+
+fn plan_for(hosts: &[HostInPlay], rollout: &Rollout) -> Plan {
+    let plan_hosts: Vec<PlanHost> = hosts
+        .iter()
+        .map(|h| PlanHost {
+            name: h.name.clone(),
+            marked_canary: h.vars.get("canary").and_then(|v| v.as_bool()) == Some(true),
+        })
+        .collect();
+    make_plan(&plan_hosts, rollout)
 }
 
 const CLI_LIMIT: &str = "<command line --limit>";
@@ -58,9 +79,12 @@ const CLI_LIMIT: &str = "<command line --limit>";
 /// Reads, selects, validates and plans. All problems are reported together.
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     let mut errors = Vec::new();
-    let playbook = Playbook::load(&inputs.playbook)
-        .map_err(|d| errors.extend(d.0))
-        .ok();
+    let playbook = match inputs.playbook_text {
+        Some(text) => Playbook::parse(&inputs.playbook, text),
+        None => Playbook::load(&inputs.playbook),
+    }
+    .map_err(|d| errors.extend(d.0))
+    .ok();
     let inventory = if inputs.inventories.is_empty() {
         errors.push(Diagnostic::new(
             Path::new("<command line>"),
@@ -108,14 +132,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         return Err(Diagnostics(errors));
     }
     let rollout = rollout(&playbook, &inputs.overrides);
-    let plan_hosts: Vec<PlanHost> = hosts
-        .iter()
-        .map(|h| PlanHost {
-            name: h.name.clone(),
-            marked_canary: h.vars.get("canary").and_then(|v| v.as_bool()) == Some(true),
-        })
-        .collect();
-    let plan = make_plan(&plan_hosts, &rollout);
+    let plan = plan_for(&hosts, &rollout);
     Ok(Play {
         playbook,
         inventory,

@@ -3,7 +3,7 @@
 #
 # Starts 10 hosts behind real OpenSSH servers on 127.0.0.1 (staging: 2, production: 8 with
 # a canary; mixed old versions, one host already current), upgrades staging, then
-# production canary-first in batches, shows the fleet's versions, and stops the fleet.
+# production canary-first in batches, shows `fleetup status`, and stops the fleet.
 # Nothing leaves this machine. Needs root (it creates the hosts' login user) and installs
 # openssh-server when it is missing.
 #
@@ -48,14 +48,13 @@ EOF
 inventory="$dir/fleet/inventory.yml"
 common=(-i "$inventory" --known-hosts "$dir/fleet/known_hosts" --yes)
 
-versions() {
+status() {
   echo
-  echo "== $1: the version each host runs"
-  "$bin/fleetup" exec "${common[@]:0:4}" simplelogin -- \
-    docker inspect --format '{{.Config.Image}}' sl-app
+  echo "== fleetup status, $1"
+  "$bin/fleetup" status "${common[@]:0:4}" || true
 }
 
-versions "before"
+status "before"
 echo
 echo "== upgrading staging to $target"
 "$bin/fleetup" run "${common[@]}" playbooks/simplelogin-upgrade.yml \
@@ -64,6 +63,6 @@ echo
 echo "== upgrading production to $target: canary first, then batches of 1, 5, 25%"
 "$bin/fleetup" run "${common[@]}" playbooks/simplelogin-upgrade.yml \
   -e "sl_version=$target" --limit production
-versions "after"
+status "after"
 echo
 echo "sandbox: done; the run journals are in $dir/fleet/.fleetup/runs"

@@ -150,6 +150,24 @@ impl Finished {
             .to_string()
     }
 
+    /// When the rollout itself began: the fleet-wide read-only pre-flight runs before it,
+    /// on every host, so "touched by the rollout" means "a command after this".
+    fn rollout_start(&self) -> f64 {
+        let started = self.of("run_started");
+        assert_eq!(started.len(), 1, "one run_started:\n{}", self.dump());
+        started[0]["at_ms"].as_f64().expect("at_ms") / 1000.0
+    }
+
+    /// A host's command log from the rollout's start on (the pre-flight left out).
+    fn rollout_log(&self, fleet: &Fleet, name: &str) -> Vec<CommandRecord> {
+        let start = self.rollout_start();
+        fleet
+            .commands(name)
+            .into_iter()
+            .filter(|c| c.t >= start)
+            .collect()
+    }
+
     fn started(&self, host: &str) -> bool {
         self.of("host_started").iter().any(|e| e["host"] == host)
     }
@@ -422,13 +440,18 @@ fn assert_upgraded(fleet: &Fleet, name: &str, old: &str, log: &[CommandRecord]) 
     );
 }
 
-/// Nothing ran on the host at all.
-fn assert_untouched(fleet: &Fleet, name: &str, version: &str) {
-    let log = fleet.commands(name);
+/// Nothing ran on the host but the fleet-wide read-only pre-flight before the rollout.
+fn assert_untouched(fleet: &Fleet, r: &Finished, name: &str, version: &str) {
+    let log = r.rollout_log(fleet, name);
     assert!(
         log.is_empty(),
-        "{name} must not be contacted: {:?}",
+        "{name} must not be contacted by the rollout: {:?}",
         log.iter().map(|c| &c.cmd).collect::<Vec<_>>()
+    );
+    let all = fleet.commands(name);
+    assert!(
+        state_changing(&all).is_empty(),
+        "{name}: the pre-flight changed nothing"
     );
     let st = fleet.state(name);
     assert_eq!(st["serving"], version, "{name} still serves {version}");
@@ -482,7 +505,7 @@ fn a_mixed_fleet_is_upgraded_and_the_current_host_is_left_alone() {
     assert!(r.untouched().is_empty());
     let logs: std::collections::HashMap<&str, Vec<CommandRecord>> = versions
         .iter()
-        .map(|(name, _, _)| (*name, fleet.commands(name)))
+        .map(|(name, _, _)| (*name, r.rollout_log(&fleet, name)))
         .collect();
 
     for (name, _, old) in versions {
@@ -587,8 +610,8 @@ fn assert_canary_rolled_back(fleet: &Fleet, r: &Finished, failed_step: &str, old
     assert_eq!(r.untouched(), ["p-02", "p-03"]);
     assert!(!r.started("p-02") && !r.started("p-03"));
     assert_healthy_at(fleet, "p-01", old);
-    assert_untouched(fleet, "p-02", "v4.65.0");
-    assert_untouched(fleet, "p-03", "v4.64.2");
+    assert_untouched(fleet, r, "p-02", "v4.65.0");
+    assert_untouched(fleet, r, "p-03", "v4.64.2");
 }
 
 /// The rollback's own steps all ran on the host, after the failure: stop what the new
@@ -741,12 +764,12 @@ fn fail_at(step: &str) -> Injected {
             rolls_back: true,
         },
         "health" => Injected {
-            // The same curl answers "health now" (pre-flight, 1 call) and the verify (3
-            // or 4 polls in 5 s): 5 failures make the verify fail and leave at most one
-            // for the rollback's verify, which polls on and passes.
+            // The same curl answers "health now" (the fleet-wide pre-flight and the host's
+            // own, 2 calls) and the verify (3 or 4 polls in 5 s): 6 failures make the verify
+            // fail and leave at most one for the rollback's verify, which polls on and passes.
             rules: vec![json!({"match": "curl", "action": "fail", "rc": 7,
                 "stderr": "curl: (7) Failed to connect to 127.0.0.1 port 7777: Connection refused",
-                "scope": "shim", "times": 5})],
+                "scope": "shim", "times": 6})],
             failed_step: "verify health and version",
             rolls_back: true,
         },
@@ -771,8 +794,8 @@ fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
     assert_eq!(halted.len(), 1, "halted:\n{}", first.dump());
     assert_eq!(halted[0]["batch"], 2);
     assert_eq!(first.untouched(), ["p-03", "p-04"]);
-    assert_untouched(&fleet, "p-03", "v4.64.2");
-    assert_untouched(&fleet, "p-04", "v4.65.0");
+    assert_untouched(&fleet, &first, "p-03", "v4.64.2");
+    assert_untouched(&fleet, &first, "p-04", "v4.65.0");
 
     // The host ends healthy on its old version, its database as it was.
     assert_healthy_at(&fleet, "p-02", "v4.65.0");
@@ -894,11 +917,12 @@ fn dropped_once_at(step: &str) {
         "migrate" => (vec![drop("alembic")], "migrate the database"),
         "init" => (vec![drop("init_app")], "initialise the app"),
         "up" => (vec![drop("compose up")], "start the new version"),
-        // The pre-flight's "health now" runs the same curl first: let it fail once (it
-        // only decides whether to upgrade), then drop the verify's first poll.
+        // The pre-flight's "health now" runs the same curl first, fleet-wide and again on
+        // the host: let it fail twice (it only decides whether to upgrade), then drop the
+        // verify's first poll.
         "health" => (
             vec![
-                json!({"match": "curl", "action": "fail", "rc": 7, "scope": "shim", "times": 1}),
+                json!({"match": "curl", "action": "fail", "rc": 7, "scope": "shim", "times": 2}),
                 drop("curl"),
             ],
             "verify health and version",
@@ -942,7 +966,7 @@ fn dropped_once_at(step: &str) {
     assert_eq!(r.of("halted").len(), 1, "halted:\n{}", r.dump());
     assert_eq!(r.untouched(), ["p-03"]);
     assert_healthy_at(&fleet, "p-02", "v4.65.0");
-    assert_untouched(&fleet, "p-03", "v4.64.2");
+    assert_untouched(&fleet, &r, "p-03", "v4.64.2");
 }
 
 #[test]
@@ -1041,8 +1065,8 @@ fn a_host_lost_for_good_during_the_migration_is_reported_unreachable_mid_upgrade
     assert_eq!(halted.len(), 1);
     assert_eq!(halted[0]["reason"]["reason"], "canary_failed");
     assert_eq!(r.untouched(), ["p-02", "p-03"]);
-    assert_untouched(&fleet, "p-02", "v4.65.0");
-    assert_untouched(&fleet, "p-03", "v4.64.2");
+    assert_untouched(&fleet, &r, "p-02", "v4.65.0");
+    assert_untouched(&fleet, &r, "p-03", "v4.64.2");
 
     // What the host's own record says: stopped mid-way, the schema not yet migrated.
     let log = fleet.commands("p-01");

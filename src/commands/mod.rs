@@ -8,7 +8,12 @@ use fleetup::ui;
 
 mod run;
 
-use crate::cli::{CheckArgs, OutputFormat, PlanArgs};
+use std::path::PathBuf;
+
+use fleetup::plan::Canary;
+use fleetup::play::{PlayInputs, RolloutOverrides};
+
+use crate::cli::{CheckArgs, OutputFormat, PlanArgs, StatusArgs};
 
 pub fn plan(args: &PlanArgs) -> Exit {
     let play = match prepare(&args.play.inputs(&args.rollout)) {
@@ -27,8 +32,9 @@ pub fn check(args: &CheckArgs) -> Exit {
         Ok(play) => play,
         Err(exit) => return exit,
     };
+    let contact = !args.offline && play.playbook.preflight_len > 0;
     println!(
-        "ok: {} is valid for {} host{} in {} batch{}; nothing was contacted",
+        "ok: {} is valid for {} host{} in {} batch{}",
         play.playbook.path().display(),
         play.hosts.len(),
         if play.hosts.len() == 1 { "" } else { "s" },
@@ -39,7 +45,46 @@ pub fn check(args: &CheckArgs) -> Exit {
             "es"
         },
     );
-    Exit::Success
+    if !contact {
+        println!("nothing was contacted");
+        return Exit::Success;
+    }
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| run::default_state_dir(&args.play.inventory));
+    println!("\npre-flight (read-only) of every host:");
+    run::check_hosts(&play, &args.connection, &state_dir)
+}
+
+/// The built-in status playbook, so that `fleetup status` works from any directory.
+const STATUS_PLAYBOOK: &str = include_str!("../../playbooks/simplelogin-status.yml");
+
+pub fn status(args: &StatusArgs) -> Exit {
+    let inputs = PlayInputs {
+        inventories: args.inventory.inventories.clone(),
+        playbook: args
+            .playbook
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("playbooks/simplelogin-status.yml (built in)")),
+        playbook_text: args.playbook.is_none().then_some(STATUS_PLAYBOOK),
+        extra_vars: args.extra_vars.clone(),
+        limit: args.limit.clone(),
+        overrides: RolloutOverrides {
+            forks: Some(args.forks as usize),
+            canary: Some(Canary::First(0)),
+            ..Default::default()
+        },
+    };
+    let play = match prepare(&inputs) {
+        Ok(play) => play,
+        Err(exit) => return exit,
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| run::default_state_dir(&args.inventory));
+    run::status(&play, &args.connection, &state_dir)
 }
 
 pub use run::{exec, run};

@@ -2,50 +2,91 @@
 //! signals and the disk.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use fleetup::events::{Event, EventSender, HaltReason, Stamped};
+use fleetup::events::{Event, EventSender, HaltReason, Outcome, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::RunDir;
 use fleetup::plan::{Batch, Plan};
+use fleetup::play::Play;
 use fleetup::playbook::{HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
-use fleetup::run::{self, Control, Reconnect, RunOptions, RunSpec};
+use fleetup::run::{self, Control, PreflightResult, Reconnect, RunOptions, RunSpec};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::transport::Transport;
 use fleetup::ui::{self, ViewFormat};
 
-use crate::cli::{ConnectionArgs, ExecArgs, HostKeyChecking, OutputFormat, RunArgs};
+use crate::cli::{ConnectionArgs, ExecArgs, HostKeyChecking, InventoryArgs, OutputFormat, RunArgs};
 
 pub fn run(args: &RunArgs) -> Exit {
-    let play = match super::prepare(&args.play.inputs(&args.rollout)) {
+    let mut play = match super::prepare(&args.play.inputs(&args.rollout)) {
         Ok(play) => play,
         Err(exit) => return exit,
     };
-    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
-        let first = args
-            .play
-            .inventory
-            .inventories
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        let dir = if first.is_dir() {
-            first
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&args.play.inventory));
+    let session = match Session::start(&args.connection, &state_dir) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    // Every host's read-only pre-flight first: an unreachable or unhealthy host is known
+    // before the canary starts, not half-way through production.
+    if play.playbook.preflight_len > 0 {
+        let results = session.preflight(&RunSpec::from_play(&play));
+        let shown = ui::preflight::table(&results, &columns(&play));
+        let blocked: Vec<&PreflightResult> = results
+            .iter()
+            .filter(|r| r.outcome != Outcome::Ok)
+            .collect();
+        if args.output == OutputFormat::Json {
+            eprint!("{shown}");
         } else {
-            first.parent().map(PathBuf::from).unwrap_or_default()
-        };
-        dir.join(".fleetup")
-    });
+            println!(
+                "pre-flight of {} host{}:\n{shown}",
+                results.len(),
+                plural(results.len())
+            );
+        }
+        if !blocked.is_empty() {
+            let names: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
+            if !args.exclude_unhealthy {
+                eprintln!(
+                    "error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); \
+                     fix them, or pass --exclude-unhealthy to leave them out. No host was changed.",
+                    names.len(),
+                    plural(names.len()),
+                    names.join(", ")
+                );
+                return fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false);
+            }
+            eprintln!(
+                "WARNING: --exclude-unhealthy: {} host{} LEFT OUT of this run: {}",
+                names.len(),
+                plural(names.len()),
+                names.join(", ")
+            );
+            session.record(
+                "excluded.txt",
+                &format!("left out by --exclude-unhealthy:\n{shown}"),
+            );
+            play.exclude(&names);
+            if play.hosts.is_empty() {
+                eprintln!("error: no host is left to upgrade; nothing was changed.");
+                return fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false);
+            }
+        }
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if interactive && !args.yes && args.output == OutputFormat::Text {
         print!("{}", ui::plan::text(&play, false));
         if !confirm(&format!(
             "\nUpgrade {} host{} in {} batch{}? [y/N] ",
             play.hosts.len(),
-            if play.hosts.len() == 1 { "" } else { "s" },
+            plural(play.hosts.len()),
             play.plan.batches.len(),
             if play.plan.batches.len() == 1 {
                 ""
@@ -53,18 +94,72 @@ pub fn run(args: &RunArgs) -> Exit {
                 "es"
             },
         )) {
-            eprintln!("not started; nothing was contacted.");
+            eprintln!("not started; no host was changed.");
             return Exit::Interrupted;
         }
     }
-    let spec = RunSpec::from_play(&play);
-    execute(
-        &spec,
-        &args.connection,
-        state_dir,
+    session.execute(
+        &RunSpec::from_play(&play),
         args.halt_immediately,
         args.output,
     )
+}
+
+/// `fleetup check` beyond validation: the pre-flight on every host, read-only.
+pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exit {
+    if play.playbook.preflight_len == 0 {
+        return Exit::Success;
+    }
+    let session = match Session::start(connection, state_dir) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let results = session.preflight(&RunSpec::from_play(play));
+    print!("{}", ui::preflight::table(&results, &columns(play)));
+    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false)
+}
+
+/// `fleetup status`: the report of a read-only playbook on every host, and how many hosts
+/// show each value of its first column (the version).
+pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exit {
+    let session = match Session::start(connection, state_dir) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let results = session.preflight(&RunSpec::from_play(play));
+    let columns = columns(play);
+    print!("{}", ui::preflight::table(&results, &columns));
+    if let Some(first) = columns.first() {
+        println!("\n{}", ui::preflight::counts(&results, first));
+    }
+    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false)
+}
+
+fn columns(play: &Play) -> Vec<String> {
+    play.playbook
+        .report
+        .iter()
+        .map(|(c, _)| c.clone())
+        .collect()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `.fleetup/` beside the first inventory.
+pub fn default_state_dir(inventory: &InventoryArgs) -> PathBuf {
+    let first = inventory.inventories.first().cloned().unwrap_or_default();
+    let dir = if first.is_dir() {
+        first
+    } else {
+        first.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    dir.join(".fleetup")
 }
 
 pub fn exec(args: &ExecArgs) -> Exit {
@@ -138,86 +233,122 @@ pub fn exec(args: &ExecArgs) -> Exit {
         // Ad-hoc commands never halt: every host gets the command.
         max_fail_percentage: 100.0,
         capture_output: true,
+        preflight_len: 0,
+        report: &[],
     };
-    let state_dir = args
-        .inventory
-        .inventories
-        .first()
-        .and_then(|i| i.parent())
-        .map(|d| d.join(".fleetup"))
-        .unwrap_or_default();
-    execute(&spec, &args.connection, state_dir, false, args.output)
+    match Session::start(&args.connection, &default_state_dir(&args.inventory)) {
+        Ok(session) => session.execute(&spec, false, args.output),
+        Err(exit) => exit,
+    }
 }
 
-/// Runs the engine with signals handled and events shown, and returns the exit code.
-fn execute(
-    spec: &RunSpec<'_>,
-    connection: &ConnectionArgs,
-    state_dir: PathBuf,
-    halt_immediately: bool,
-    output: OutputFormat,
-) -> Exit {
-    if connection.host_key_checking == HostKeyChecking::Off {
-        eprintln!("warning: host key checking is switched off: host keys are NOT verified, so anyone between you and your hosts can impersonate them");
-    }
-    let transport = match Transport::new(ssh_options(connection)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}; nothing was contacted.");
-            return Exit::InvalidInput;
+/// What every command that contacts hosts needs: the transport, a run directory for the
+/// hosts' logs, an async runtime, and the operator's way to stop it.
+struct Session {
+    transport: Transport,
+    run_dir: RunDir,
+    runtime: tokio::runtime::Runtime,
+    options: RunOptions,
+    control: Control,
+}
+
+impl Session {
+    fn start(connection: &ConnectionArgs, state_dir: &Path) -> Result<Session, Exit> {
+        if connection.host_key_checking == HostKeyChecking::Off {
+            eprintln!("warning: host key checking is switched off: host keys are NOT verified, so anyone between you and your hosts can impersonate them");
         }
-    };
-    let run_dir = match RunDir::create(&state_dir) {
-        Ok(d) => d,
-        Err(e) => {
+        let transport = Transport::new(ssh_options(connection)).map_err(|e| {
+            eprintln!("error: {e}; nothing was contacted.");
+            Exit::InvalidInput
+        })?;
+        let run_dir = RunDir::create(state_dir).map_err(|e| {
             eprintln!(
                 "error: cannot create the run directory under {}: {e}; nothing was contacted.",
                 state_dir.display()
             );
-            return Exit::InvalidInput;
+            Exit::InvalidInput
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                eprintln!("error: cannot start the async runtime: {e}");
+                Exit::InvalidInput
+            })?;
+        let options = RunOptions {
+            halt_immediately: false,
+            connect_timeout: Duration::from_secs(connection.connect_timeout),
+            reconnect: Reconnect {
+                attempts: connection.reconnect_attempts,
+                delay: Duration::from_secs_f64(connection.reconnect_delay),
+            },
+        };
+        Ok(Session {
+            transport,
+            run_dir,
+            runtime,
+            options,
+            control: Control::default(),
+        })
+    }
+
+    fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
+        self.runtime.block_on(run::preflight(
+            spec,
+            &self.transport,
+            &self.run_dir,
+            &self.options,
+            &self.control,
+        ))
+    }
+
+    /// Keeps a note in the run directory (what was decided before the run, and why).
+    fn record(&self, name: &str, text: &str) {
+        if let Err(e) = std::fs::write(self.run_dir.path.join(name), text) {
+            eprintln!(
+                "warning: cannot record {name} in {}: {e}",
+                self.run_dir.path.display()
+            );
         }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::InvalidInput;
-        }
-    };
-    let options = RunOptions {
-        halt_immediately,
-        connect_timeout: Duration::from_secs(connection.connect_timeout),
-        reconnect: Reconnect {
-            attempts: connection.reconnect_attempts,
-            delay: Duration::from_secs_f64(connection.reconnect_delay),
-        },
-    };
-    let format = match output {
-        OutputFormat::Json => ViewFormat::Json,
-        OutputFormat::Text if spec.capture_output => ViewFormat::Exec,
-        OutputFormat::Text => ViewFormat::Text,
-    };
-    let mut view = ui::view(format, ui::stdout_is_terminal());
-    runtime.block_on(async {
-        let control = Control::default();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
-        let signals = tokio::spawn(handle_signals(control.clone(), tx.clone()));
-        // The view draws on its own thread: a slow terminal never slows the hosts down.
-        let drawing = tokio::task::spawn_blocking(move || {
-            while let Some(event) = rx.blocking_recv() {
-                view.event(&event);
-            }
-            view.finish();
-        });
-        let report = run::execute(spec, &transport, &run_dir, &options, &control, &tx).await;
-        signals.abort();
-        drop(tx);
-        let _ = drawing.await;
-        report.exit
-    })
+    }
+
+    /// Runs the engine with signals handled and events shown, and returns the exit code.
+    fn execute(&self, spec: &RunSpec<'_>, halt_immediately: bool, output: OutputFormat) -> Exit {
+        let options = RunOptions {
+            halt_immediately,
+            ..self.options.clone()
+        };
+        let format = match output {
+            OutputFormat::Json => ViewFormat::Json,
+            OutputFormat::Text if spec.capture_output => ViewFormat::Exec,
+            OutputFormat::Text => ViewFormat::Text,
+        };
+        let mut view = ui::view(format, ui::stdout_is_terminal());
+        self.runtime.block_on(async {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
+            let signals = tokio::spawn(handle_signals(self.control.clone(), tx.clone()));
+            // The view draws on its own thread: a slow terminal never slows the hosts down.
+            let drawing = tokio::task::spawn_blocking(move || {
+                while let Some(event) = rx.blocking_recv() {
+                    view.event(&event);
+                }
+                view.finish();
+            });
+            let report = run::execute(
+                spec,
+                &self.transport,
+                &self.run_dir,
+                &options,
+                &self.control,
+                &tx,
+            )
+            .await;
+            signals.abort();
+            drop(tx);
+            let _ = drawing.await;
+            report.exit
+        })
+    }
 }
 
 /// First SIGINT or SIGTERM: stop starting hosts; second: terminate commands in flight.

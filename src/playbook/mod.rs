@@ -35,7 +35,14 @@ pub struct Playbook {
     /// Variables that must be set (in the inventory or with `-e`) for every host.
     pub required_vars: Vec<String>,
     pub rollout: RolloutSection,
+    /// A host's steps in order: first the `preflight` ones (read-only checks, also run on
+    /// every host before any host changes), then those of `steps`.
     pub steps: Vec<Step>,
+    /// How many of `steps` are pre-flight.
+    pub preflight_len: usize,
+    /// Columns that sum up a host after its pre-flight (or after a read-only playbook):
+    /// name → template, e.g. `version: "{{ current.stdout }}"`.
+    pub report: Vec<(String, String)>,
     pub rollback: Vec<Step>,
     /// A template added to the message of a host that failed after its point of no return,
     /// e.g. where its backup is.
@@ -169,9 +176,14 @@ struct RawPlaybook {
     timeout: Option<Seconds>,
     #[serde(default)]
     rollout: RolloutSection,
+    #[serde(default)]
+    preflight: Vec<serde_yaml::Value>,
+    #[serde(default)]
     steps: Vec<serde_yaml::Value>,
     #[serde(default)]
     rollback: Vec<serde_yaml::Value>,
+    #[serde(default)]
+    report: indexmap::IndexMap<String, String>,
     failure_note: Option<String>,
 }
 
@@ -214,8 +226,11 @@ impl Playbook {
         }
         let raw: RawPlaybook = doc.get("")?;
         let mut errors = Vec::new();
-        if raw.steps.is_empty() {
-            errors.push(doc.error("steps", "a playbook needs at least one step"));
+        if raw.steps.is_empty() && raw.preflight.is_empty() {
+            errors.push(doc.error(
+                "steps",
+                "a playbook needs at least one step (in `steps` or `preflight`)",
+            ));
         }
         let hosts = Pattern::parse(&raw.hosts).unwrap_or_else(|m| {
             errors.push(doc.error("hosts", m));
@@ -239,7 +254,19 @@ impl Playbook {
             become_user: raw.become_user,
             timeout: raw.timeout.map_or(DEFAULT_STEP_TIMEOUT, |s| s.0),
         };
-        let steps = read_steps(&doc, "steps", &raw.steps, &defaults, &mut errors);
+        let mut steps = read_steps(&doc, "preflight", &raw.preflight, &defaults, &mut errors);
+        let preflight_len = steps.len();
+        for step in &mut steps {
+            // Pre-flight steps only read: unless they say otherwise they change nothing.
+            step.changed_when.get_or_insert(Condition::Always(false));
+        }
+        steps.extend(read_steps(
+            &doc,
+            "steps",
+            &raw.steps,
+            &defaults,
+            &mut errors,
+        ));
         let rollback = read_steps(&doc, "rollback", &raw.rollback, &defaults, &mut errors);
         let playbook = Playbook {
             name: raw.name,
@@ -248,6 +275,8 @@ impl Playbook {
             required_vars: raw.required_vars,
             rollout: raw.rollout,
             steps,
+            preflight_len,
+            report: raw.report.into_iter().collect(),
             rollback,
             failure_note: raw.failure_note,
             doc,

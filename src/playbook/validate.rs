@@ -77,10 +77,14 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
             ),
         );
     }
-    for step in playbook.rollback.iter().filter(|s| s.point_of_no_return) {
+    for step in playbook.steps[..playbook.preflight_len]
+        .iter()
+        .chain(&playbook.rollback)
+        .filter(|s| s.point_of_no_return)
+    {
         errors.push(doc.error(
             &format!("{}.point_of_no_return", step.field),
-            "point_of_no_return belongs on an upgrade step, not on a rollback step",
+            "point_of_no_return belongs on an upgrade step, not on a pre-flight or rollback step",
         ));
     }
     // Syntax once per template, so errors show even when no host is selected.
@@ -88,6 +92,11 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     if let Some(note) = &playbook.failure_note {
         if let Err(e) = templates.variables_of_template(note) {
             errors.push(doc.error("failure_note", e.message));
+        }
+    }
+    for (column, template) in &playbook.report {
+        if let Err(e) = templates.variables_of_template(template) {
+            errors.push(doc.error(&format!("report.{column}"), e.message));
         }
     }
     for step in playbook.steps.iter().chain(&playbook.rollback) {
@@ -185,6 +194,25 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         // did not run registers `skipped: true` (as in Ansible).
         for step in &playbook.rollback {
             check(step, &mut vars, &all_registers);
+        }
+        // The report is rendered after the pre-flight: it sees the pre-flight's registers.
+        let preflight_registers: HashSet<&str> = playbook.steps[..playbook.preflight_len]
+            .iter()
+            .filter_map(|s| s.register.as_deref())
+            .collect();
+        let mut report_vars = host.vars.clone();
+        for r in &preflight_registers {
+            report_vars.insert(r.to_string(), placeholder.clone());
+        }
+        for (column, template) in &playbook.report {
+            if let Err(e) = templates.render(template, &report_vars) {
+                if reportable(&templates, &e, template, false, &preflight_registers, &None) {
+                    problems
+                        .entry((format!("report.{column}"), e.message))
+                        .or_default()
+                        .push(&host.name);
+                }
+            }
         }
         if let Some(note) = &playbook.failure_note {
             if let Err(e) = templates.render(note, &vars) {

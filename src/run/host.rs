@@ -229,6 +229,76 @@ fn failure_note(shared: &Shared<'_>, vars: &Vars) -> Option<String> {
         .filter(|n| !n.trim().is_empty())
 }
 
+/// The pre-flight of one host: its read-only steps, then its report columns.
+pub(super) async fn preflight_host(
+    shared: &Shared<'_>,
+    host: &HostInPlay,
+) -> super::PreflightResult {
+    let spec = shared.spec;
+    let result = |outcome, report, message| super::PreflightResult {
+        host: host.name.clone(),
+        outcome,
+        report,
+        message,
+    };
+    let mut log = match shared.run_dir.host_log(&host.name) {
+        Ok(log) => log,
+        Err(e) => {
+            return result(
+                Outcome::Failed,
+                vec![],
+                Some(format!("cannot write the host's log: {e}")),
+            )
+        }
+    };
+    let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
+    let conn = match shared.transport.connect(&target).await {
+        Ok(conn) => conn,
+        Err(e) => return result(Outcome::Unreachable, vec![], Some(describe(&e))),
+    };
+    let mut vars = host.vars.clone();
+    let mut failure = None;
+    for (i, step) in spec.steps[..spec.preflight_len].iter().enumerate() {
+        let run = run_step(shared, &conn, &mut log, host, step, i, false, &vars).await;
+        if let Some(r) = &step.register {
+            vars.insert(r.clone(), run.registered.to_value());
+        }
+        if matches!(run.status, StepStatus::Failed | StepStatus::Unreachable) {
+            let reason = run
+                .message
+                .clone()
+                .or_else(|| run.stderr_tail.last().cloned());
+            let outcome = if run.status == StepStatus::Unreachable {
+                Outcome::Unreachable
+            } else {
+                Outcome::Failed
+            };
+            let message = match reason {
+                Some(r) => format!("{}: {r}", step.name),
+                None => step.name.clone(),
+            };
+            failure = Some((outcome, message));
+            break;
+        }
+    }
+    conn.close().await;
+    if let Some((outcome, message)) = failure {
+        return result(outcome, vec![], Some(message));
+    }
+    let report = spec
+        .report
+        .iter()
+        .map(|(column, template)| {
+            let value = shared
+                .templates
+                .render(template, &vars)
+                .unwrap_or_else(|e| format!("? ({})", e.message));
+            (column.clone(), value)
+        })
+        .collect();
+    result(Outcome::Ok, report, None)
+}
+
 /// Runs the rollback steps after step `failed` failed; stops at the first that fails.
 async fn rollback(
     shared: &Shared<'_>,

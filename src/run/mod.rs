@@ -33,7 +33,12 @@ pub struct RunSpec<'a> {
     pub name: &'a str,
     pub playbook: String,
     pub pattern: &'a str,
+    /// Every step of a host, the pre-flight ones first.
     pub steps: &'a [Step],
+    /// How many of `steps` are the read-only pre-flight.
+    pub preflight_len: usize,
+    /// Columns summing up a host after its pre-flight.
+    pub report: &'a [(String, String)],
     pub rollback: &'a [Step],
     pub point_of_no_return: Option<usize>,
     /// Appended to the message of a host that failed after its point of no return.
@@ -53,6 +58,8 @@ impl<'a> RunSpec<'a> {
             playbook: play.playbook.path().display().to_string(),
             pattern: play.playbook.hosts.as_str(),
             steps: &play.playbook.steps,
+            preflight_len: play.playbook.preflight_len,
+            report: &play.playbook.report,
             rollback: &play.playbook.rollback,
             point_of_no_return: play.playbook.point_of_no_return(),
             failure_note: play.playbook.failure_note.as_deref(),
@@ -117,6 +124,50 @@ pub struct RunReport {
     /// Hosts of the plan that were never started.
     pub untouched: Vec<String>,
     pub exit: Exit,
+}
+
+/// How a host's read-only pre-flight went, and its report columns.
+#[derive(Debug, Clone)]
+pub struct PreflightResult {
+    pub host: String,
+    /// Ok, Failed or Unreachable.
+    pub outcome: Outcome,
+    pub report: Vec<(String, String)>,
+    /// Why it failed or was unreachable.
+    pub message: Option<String>,
+}
+
+/// Runs the pre-flight steps on every host of the plan at once (at most `forks`), before
+/// any host changes: a fleet with an unreachable or unhealthy host is known before the
+/// canary starts. Nothing here changes a host; no event is emitted (the caller shows the
+/// results), but every host's output goes to its log as usual.
+pub async fn preflight(
+    spec: &RunSpec<'_>,
+    transport: &Transport,
+    run_dir: &RunDir,
+    options: &RunOptions,
+    control: &Control,
+) -> Vec<PreflightResult> {
+    let (silent, _) = tokio::sync::mpsc::unbounded_channel();
+    let templates = Templates::new();
+    let shared = host::Shared {
+        spec,
+        templates: &templates,
+        transport,
+        events: &silent,
+        control,
+        run_dir,
+        connect_timeout: options.connect_timeout,
+        reconnect: options.reconnect,
+    };
+    let names: Vec<&String> = spec.plan.batches.iter().flat_map(|b| &b.hosts).collect();
+    let hosts = names
+        .iter()
+        .filter_map(|n| spec.hosts.iter().find(|h| &h.name == *n));
+    futures::stream::iter(hosts.map(|h| host::preflight_host(&shared, h)))
+        .buffered(spec.forks.max(1))
+        .collect()
+        .await
 }
 
 /// Runs `spec` to its end, a halt, or an interruption.

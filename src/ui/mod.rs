@@ -6,6 +6,7 @@ pub mod exec;
 pub mod json;
 pub mod plain;
 pub mod plan;
+pub mod preflight;
 pub mod recap;
 pub mod terminal;
 pub mod text;

@@ -1,0 +1,146 @@
+//! The fleet-wide pre-flight and `fleetup status`: one row per host with its report
+//! columns, and what stops a run from starting.
+
+use std::fmt::Write;
+
+use crate::events::Outcome;
+use crate::run::PreflightResult;
+use crate::ui::text::clean;
+
+/// A table: HOST, PRE-FLIGHT (ok, FAILED, UNREACHABLE), then the report's columns; a
+/// failed or unreachable host says why on its row.
+pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
+    let mut rows: Vec<Vec<String>> = vec![[
+        vec!["HOST".into(), "PRE-FLIGHT".into()],
+        columns.iter().map(|c| c.to_uppercase()).collect(),
+    ]
+    .concat()];
+    for r in results {
+        let state = match r.outcome {
+            Outcome::Ok => "ok".to_string(),
+            other => other.label().to_uppercase(),
+        };
+        let mut row = vec![clean(&r.host).into_owned(), state];
+        match &r.message {
+            Some(m) => row.push(clean(m).into_owned()),
+            None => row.extend(columns.iter().map(|c| {
+                let value = r
+                    .report
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("");
+                clean(value.trim()).into_owned()
+            })),
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter(|r| r.len() > i + 1)
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 < row.len() {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// `v4.66.1: 7 hosts · v4.65.0: 2 hosts · unreachable: 1 host`: how many hosts show each
+/// value of `column`, most common first.
+pub fn counts(results: &[PreflightResult], column: &str) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for r in results {
+        let key = match r.outcome {
+            Outcome::Ok => r
+                .report
+                .iter()
+                .find(|(k, _)| k == column)
+                .map_or(String::new(), |(_, v)| v.trim().to_string()),
+            other => other.label().to_lowercase(),
+        };
+        match counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    counts
+        .iter()
+        .map(|(k, n)| {
+            format!(
+                "{}: {n} host{}",
+                if k.is_empty() { "?" } else { k.as_str() },
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(
+        host: &str,
+        outcome: Outcome,
+        version: &str,
+        message: Option<&str>,
+    ) -> PreflightResult {
+        PreflightResult {
+            host: host.into(),
+            outcome,
+            report: vec![
+                ("version".into(), version.into()),
+                ("health".into(), "success".into()),
+            ],
+            message: message.map(String::from),
+        }
+    }
+
+    #[test]
+    fn table_and_counts() {
+        let results = [
+            result("prod-01", Outcome::Ok, "v4.66.1", None),
+            result("prod-02", Outcome::Ok, "v4.65.0\n", None),
+            result(
+                "prod-03",
+                Outcome::Unreachable,
+                "",
+                Some("connection refused"),
+            ),
+            result("prod-04", Outcome::Ok, "v4.66.1", None),
+        ];
+        let columns = ["version".to_string(), "health".to_string()];
+        assert_eq!(
+            table(&results, &columns),
+            "HOST     PRE-FLIGHT   VERSION  HEALTH\n\
+             prod-01  ok           v4.66.1  success\n\
+             prod-02  ok           v4.65.0  success\n\
+             prod-03  UNREACHABLE  connection refused\n\
+             prod-04  ok           v4.66.1  success\n"
+        );
+        assert_eq!(
+            counts(&results, "version"),
+            "v4.66.1: 2 hosts · unreachable: 1 host · v4.65.0: 1 host"
+        );
+    }
+}
