@@ -5,6 +5,7 @@ use fleetup::diagnostic::{Diagnostic, Diagnostics};
 use fleetup::exit::Exit;
 use fleetup::play::{self, Play};
 use fleetup::ui;
+use fleetup::ui::text::plural;
 
 mod run;
 
@@ -37,7 +38,7 @@ pub fn check(args: &CheckArgs) -> Exit {
         "ok: {} is valid for {} host{} in {} batch{}",
         play.playbook.path().display(),
         play.hosts.len(),
-        if play.hosts.len() == 1 { "" } else { "s" },
+        plural(play.hosts.len()),
         play.plan.batches.len(),
         if play.plan.batches.len() == 1 {
             ""
@@ -113,7 +114,7 @@ pub(crate) fn invalid_input(errors: &Diagnostics) -> Exit {
     eprintln!(
         "{} problem{} in the input; nothing was contacted and no host was changed.",
         errors.0.len(),
-        if errors.0.len() == 1 { "" } else { "s" }
+        plural(errors.0.len())
     );
     Exit::InvalidInput
 }

@@ -16,6 +16,7 @@ use fleetup::playbook::{HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
 use fleetup::run::{self, Control, PreflightResult, Reconnect, RunOptions, RunSpec};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::transport::Transport;
+use fleetup::ui::text::plural;
 use fleetup::ui::{self, ViewFormat};
 
 use crate::cli::{ConnectionArgs, ExecArgs, HostKeyChecking, InventoryArgs, OutputFormat, RunArgs};
@@ -141,14 +142,6 @@ fn columns(play: &Play) -> Vec<String> {
         .iter()
         .map(|(c, _)| c.clone())
         .collect()
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
 }
 
 /// `.fleetup/` beside the first inventory.

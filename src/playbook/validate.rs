@@ -143,6 +143,11 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
             );
         }
     }
+    // The report is rendered after the pre-flight: it sees the pre-flight's registers.
+    let preflight_registers: HashSet<&str> = playbook.steps[..playbook.preflight_len]
+        .iter()
+        .filter_map(|s| s.register.as_deref())
+        .collect();
     let all_registers: HashSet<&str> = playbook
         .steps
         .iter()
@@ -195,11 +200,6 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         for step in &playbook.rollback {
             check(step, &mut vars, &all_registers);
         }
-        // The report is rendered after the pre-flight: it sees the pre-flight's registers.
-        let preflight_registers: HashSet<&str> = playbook.steps[..playbook.preflight_len]
-            .iter()
-            .filter_map(|s| s.register.as_deref())
-            .collect();
         let mut report_vars = host.vars.clone();
         for r in &preflight_registers {
             report_vars.insert(r.to_string(), placeholder.clone());

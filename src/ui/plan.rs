@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde_json::json;
 
 use crate::play::Play;
+use crate::ui::text::plural;
 
 /// The plan for people; with `verbose`, every host's steps as they will run.
 pub fn text(play: &Play, verbose: bool) -> String {
@@ -45,11 +46,7 @@ pub fn text(play: &Play, verbose: bool) -> String {
         .unwrap_or(0);
     for (i, batch) in batches.iter().enumerate() {
         let label = label(i, batch.canary);
-        let count = format!(
-            "{} host{}",
-            batch.hosts.len(),
-            if batch.hosts.len() == 1 { "" } else { "s" }
-        );
+        let count = format!("{} host{}", batch.hosts.len(), plural(batch.hosts.len()));
         let _ = writeln!(
             out,
             "{label:<label_width$}  {count:<9}  {}",

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::events::Outcome;
 use crate::run::PreflightResult;
-use crate::ui::text::clean;
+use crate::ui::text::{clean, plural};
 
 /// A table: HOST, PRE-FLIGHT (ok, FAILED, UNREACHABLE), then the report's columns; a
 /// failed or unreachable host says why on its row.
@@ -88,7 +88,7 @@ pub fn counts(results: &[PreflightResult], column: &str) -> String {
             format!(
                 "{}: {n} host{}",
                 if k.is_empty() { "?" } else { k.as_str() },
-                if *n == 1 { "" } else { "s" }
+                plural(*n)
             )
         })
         .collect::<Vec<_>>()
