@@ -14,7 +14,7 @@ use fleetup::play::{PlayInputs, RolloutOverrides};
     version,
     about = "Upgrade a fleet of self-hosted SimpleLogin servers over SSH: canary first, in batches, halting on failure.",
     after_help = "Exit codes: 0 success, 2 a host failed, 4 a host was unreachable (none failed), \
-                  5 invalid input or usage (nothing contacted), 99 interrupted."
+                  5 invalid input or usage (nothing contacted; also a resume refused), 99 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -35,7 +35,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a playbook across the fleet: canary first, batch after batch, halting on failure.
     #[command(
-        after_help = "Example:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging"
+        after_help = "Examples:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging\n  fleetup run -i inventories/example.yml --resume last"
     )]
     Run(RunArgs),
     /// Each host's running version, health and last backup, and a count per version.
@@ -43,6 +43,14 @@ pub enum Command {
         after_help = "Example:\n  fleetup status -i inventories/example.yml --limit production"
     )]
     Status(StatusArgs),
+    /// The runs recorded in the journal: when, what, where, and how each ended.
+    #[command(after_help = "Example:\n  fleetup history -i inventories/example.yml")]
+    History(HistoryArgs),
+    /// A recorded run's recap again, or one host's step outputs (--host).
+    #[command(
+        after_help = "Examples:\n  fleetup show last -i inventories/example.yml\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03"
+    )]
+    Show(ShowArgs),
     /// Run one command on every matched host (Ansible's ad-hoc mode).
     #[command(
         after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps"
@@ -50,16 +58,12 @@ pub enum Command {
     Exec(ExecArgs),
 }
 
-/// `-i`, shared by every command that reads an inventory.
+/// `-i`, shared by every command that reads an inventory. Not required by clap: a resumed
+/// run reads its own from the journal, and the commands that need one say so.
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
     /// Inventory file or folder (Ansible YAML); repeat to merge several.
-    #[arg(
-        short = 'i',
-        long = "inventory",
-        value_name = "INVENTORY",
-        required = true
-    )]
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
     pub inventories: Vec<PathBuf>,
 }
 
@@ -71,12 +75,30 @@ pub struct PlayArgs {
     /// The playbook (YAML).
     #[arg(value_name = "PLAYBOOK")]
     pub playbook: PathBuf,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
+}
+
+/// Variables and host selection, beside the playbook.
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
     /// Extra variables, highest precedence: KEY=VALUE, @FILE.yml, or a JSON mapping.
     #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
     /// Narrow the playbook's hosts further with a host pattern (e.g. `production:!eu*`).
     #[arg(short = 'l', long, value_name = "PATTERN")]
     pub limit: Option<String>,
+}
+
+/// Where the journal is: `--state-dir`, else `.fleetup/` beside the first inventory.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Where runs are recorded (default: `.fleetup/` beside the first inventory, or in
+    /// the current directory without -i).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Rollout settings; each overrides the playbook's `rollout:`.
@@ -198,10 +220,29 @@ pub enum HostKeyChecking {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The playbook (YAML); not with --resume, which runs the journal's.
+    #[arg(value_name = "PLAYBOOK", required_unless_present = "resume")]
+    pub playbook: Option<PathBuf>,
     #[command(flatten)]
-    pub play: PlayArgs,
+    pub selection: SelectionArgs,
     #[command(flatten)]
     pub rollout: RolloutArgs,
+    /// Continue a halted, interrupted or killed run (an id from `fleetup history`, or
+    /// `last`) with its own plan: finished hosts are left alone, the others run again from
+    /// their pre-flight. With --resume, -i only says where the journal is.
+    #[arg(
+        long,
+        value_name = "RUN_ID|last",
+        conflicts_with_all = ["playbook", "limit", "serial", "canary", "max_fail_percentage", "order", "seed", "forks"]
+    )]
+    pub resume: Option<String>,
+    /// Resume even though the playbook or the inventory changed since the run started.
+    #[arg(long, requires = "resume")]
+    pub force: bool,
+    /// Take over host locks whose run is gone (its process died, or older than the
+    /// playbook's `lock.stale_after`). A live run's lock is never taken.
+    #[arg(long)]
+    pub break_lock: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// Stop starting hosts as soon as one fails, even inside a batch.
@@ -216,9 +257,29 @@ pub struct RunArgs {
     /// `text` (progress bars on a terminal, plain lines otherwise) or `json` (event lines).
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
-    /// Where runs are recorded (default: `.fleetup/` beside the first inventory).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub journal: JournalArgs,
+    /// `text` (a table) or `json` (one object per run and line).
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A run id from `fleetup history`, or `last`.
+    #[arg(value_name = "RUN_ID|last")]
+    pub run: String,
+    /// Print this host's step outputs (its log) instead of the recap.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub journal: JournalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -252,9 +313,21 @@ pub struct ExecArgs {
 
 impl PlayArgs {
     pub fn inputs(&self, rollout: &RolloutArgs) -> PlayInputs {
+        self.selection
+            .inputs(&self.inventory, self.playbook.clone(), rollout)
+    }
+}
+
+impl SelectionArgs {
+    pub fn inputs(
+        &self,
+        inventory: &InventoryArgs,
+        playbook: PathBuf,
+        rollout: &RolloutArgs,
+    ) -> PlayInputs {
         PlayInputs {
-            inventories: self.inventory.inventories.clone(),
-            playbook: self.playbook.clone(),
+            inventories: inventory.inventories.clone(),
+            playbook,
             playbook_text: None,
             extra_vars: self.extra_vars.clone(),
             limit: self.limit.clone(),

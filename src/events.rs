@@ -7,10 +7,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::journal::EventLog;
 
 /// How a host ended. Ordered from best to worst, so the worst of several is `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every step ran; `changed` says whether any changed the host.
@@ -50,7 +52,7 @@ impl Outcome {
 }
 
 /// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Ok,
@@ -63,7 +65,7 @@ pub enum StepStatus {
 }
 
 /// Why a run stopped before its last batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum HaltReason {
     /// A host of the canary batch failed.
@@ -80,7 +82,7 @@ pub enum HaltReason {
     Interrupted,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     RunStarted {
@@ -93,6 +95,21 @@ pub enum Event {
         forks: usize,
         /// Where the per-host logs are written.
         run_dir: String,
+    },
+    /// `fleetup run --resume`: the run goes on in its own journal, after `run_started`.
+    RunResumed {
+        run_id: String,
+        /// 2 for the first resume.
+        attempt: usize,
+        /// Hosts that ended ok or skipped earlier: not touched again.
+        finished: Vec<String>,
+        /// Hosts that failed, were unreachable or were interrupted: run again from their
+        /// pre-flight.
+        retry: Vec<String>,
+        /// Hosts that were in the middle of a step when the previous attempt died.
+        interrupted: Vec<Interrupted>,
+        /// What changed in the playbook or inventory since, when `--force` resumed anyway.
+        changes: Vec<String>,
     },
     BatchStarted {
         /// 1-based.
@@ -124,7 +141,7 @@ pub enum Event {
         status: StepStatus,
         /// The exit code of the last attempt, when the command ran to its end.
         rc: Option<i64>,
-        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        #[serde(rename = "duration_ms", with = "millis")]
         duration: Duration,
         attempts: u32,
         /// Why it failed, in words (timeout, signal, template error, lost connection...).
@@ -146,7 +163,7 @@ pub enum Event {
         changed: bool,
         /// Steps that changed the host.
         changed_steps: usize,
-        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        #[serde(rename = "duration_ms", with = "millis")]
         duration: Duration,
         /// The step that failed, for every outcome worse than skipped.
         failed_step: Option<String>,
@@ -181,7 +198,7 @@ pub enum Event {
         batch: usize,
     },
     RunFinished {
-        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        #[serde(rename = "duration_ms", with = "millis")]
         duration: Duration,
         /// Hosts of the plan that were never started.
         untouched: Vec<String>,
@@ -189,13 +206,74 @@ pub enum Event {
     },
 }
 
+/// A host that was in a step when fleetup died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupted {
+    pub host: String,
+    pub step: String,
+}
+
+/// Where the engine's events go: the views (never waiting for them) and, for `run`, the
+/// journal on disk. A step boundary can be made durable before the engine goes on.
+#[derive(Debug, Clone)]
+pub struct Events {
+    views: EventSender,
+    journal: Option<EventLog>,
+}
+
+impl Events {
+    pub fn new(views: EventSender) -> Self {
+        Events {
+            views,
+            journal: None,
+        }
+    }
+
+    pub fn with_journal(views: EventSender, journal: EventLog) -> Self {
+        Events {
+            views,
+            journal: Some(journal),
+        }
+    }
+
+    pub fn emit(&self, event: Event) {
+        let stamped = Stamped::now(event);
+        if let Some(journal) = &self.journal {
+            journal.append(&stamped);
+        }
+        // The views only go away when the process is ending anyway.
+        let _ = self.views.send(stamped);
+    }
+
+    /// Emits `event` and returns once the journal holds it on disk (fsync'd), so that what
+    /// the engine does next is never ahead of what a `kill -9` leaves behind.
+    pub async fn emit_durable(&self, event: Event) {
+        let stamped = Stamped::now(event);
+        let written = self.journal.as_ref().map(|j| j.append_durable(&stamped));
+        let _ = self.views.send(stamped);
+        if let Some(written) = written {
+            written.await;
+        }
+    }
+}
+
 /// Durations in JSON are whole milliseconds, under the field's name with `_ms`.
-fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 /// An event with the time it happened, as the views and the journal receive it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamped {
     /// Unix time in milliseconds.
     pub at_ms: u64,

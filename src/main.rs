@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => commands::check(&args),
         cli::Command::Run(args) => commands::run(&args),
         cli::Command::Status(args) => commands::status(&args),
+        cli::Command::History(args) => commands::history(&args),
+        cli::Command::Show(args) => commands::show(&args),
         cli::Command::Exec(args) => commands::exec(&args),
     }
     .into()

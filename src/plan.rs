@@ -240,7 +240,7 @@ pub struct PlanHost {
     pub marked_canary: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub hosts: Vec<String>,
     pub canary: bool,

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleet::{rule, Fleet, HostSpec, Spec};
-use fleetup::events::{Event, HaltReason, Outcome, Stamped, StepStatus};
+use fleetup::events::{Event, Events, HaltReason, Outcome, Stamped, StepStatus};
 use fleetup::exit::Exit;
-use fleetup::journal::RunDir;
+use fleetup::journal::{read::read_events, EventLog, RunDir};
 use fleetup::play::{prepare, PlayInputs};
 use fleetup::run::{execute, Control, RunOptions, RunReport, RunSpec};
 use fleetup::ssh::SshOptions;
@@ -53,20 +53,38 @@ fn run_on(
         halt_immediately,
         connect_timeout: Duration::from_secs(5),
         reconnect: Default::default(),
+        break_lock: false,
+        resumed: None,
     };
+    let journal = EventLog::open(&run_dir.events_path()).unwrap();
+    let events = Events::with_journal(tx, journal);
     let report = runtime.block_on(execute(
         &RunSpec::from_play(&play),
         &transport,
         &run_dir,
         &options,
         &Control::default(),
-        &tx,
+        &events,
     ));
-    drop(tx);
-    let mut events = Vec::new();
+    drop(events);
+    let mut stamped = Vec::new();
     while let Ok(e) = rx.try_recv() {
-        events.push(e.event);
+        stamped.push(e);
     }
+    // The journal holds exactly what the views were told, in the same order: the last
+    // event (run_finished) is written durably, so everything before it is on disk too.
+    let journaled = std::fs::read_to_string(run_dir.events_path()).unwrap();
+    let shown: String = stamped
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    assert_eq!(
+        journaled, shown,
+        "the journal differs from the events shown"
+    );
+    let (read_back, unreadable) = read_events(&run_dir.events_path()).unwrap();
+    assert_eq!((read_back.len(), unreadable), (stamped.len(), 0));
+    let events = stamped.into_iter().map(|e| e.event).collect();
     Run { report, events }
 }
 

@@ -7,6 +7,7 @@ use fleetup::play::{self, Play};
 use fleetup::ui;
 use fleetup::ui::text::plural;
 
+mod history;
 mod run;
 
 use std::path::PathBuf;
@@ -88,6 +89,7 @@ pub fn status(args: &StatusArgs) -> Exit {
     run::status(&play, &args.connection, &state_dir)
 }
 
+pub use history::{history, show};
 pub use run::{exec, run};
 
 /// Prepares the play, printing warnings, or the input errors and the exit code for them.

@@ -7,77 +7,58 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use fleetup::events::{Event, EventSender, HaltReason, Outcome, Stamped};
+use fleetup::events::{Event, Events, HaltReason, Outcome, Stamped};
 use fleetup::exit::Exit;
-use fleetup::journal::RunDir;
+use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
-use fleetup::play::Play;
-use fleetup::playbook::{HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
+use fleetup::play::{Play, PlayInputs, RolloutOverrides};
+use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
 use fleetup::run::{self, Control, PreflightResult, Reconnect, RunOptions, RunSpec};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::transport::Transport;
 use fleetup::ui::text::plural;
 use fleetup::ui::{self, ViewFormat};
 
-use crate::cli::{ConnectionArgs, ExecArgs, HostKeyChecking, InventoryArgs, OutputFormat, RunArgs};
+use crate::cli::{
+    ConnectionArgs, ExecArgs, HostKeyChecking, InventoryArgs, JournalArgs, OutputFormat, RunArgs,
+};
 
 pub fn run(args: &RunArgs) -> Exit {
-    let mut play = match super::prepare(&args.play.inputs(&args.rollout)) {
-        Ok(play) => play,
-        Err(exit) => return exit,
+    let state_dir = journal_dir(&args.journal);
+    let started = match &args.resume {
+        None => start_new(args, &state_dir),
+        Some(id) => start_resumed(args, &state_dir, id),
     };
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| default_state_dir(&args.play.inventory));
-    let session = match Session::start(&args.connection, &state_dir) {
+    let Started {
+        mut play,
+        session,
+        resumed,
+        record,
+        _claim,
+    } = match started {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    if play.plan.host_count() == 0 {
+        println!(
+            "every host of run {} has finished; nothing is left to do.",
+            session.run_dir.id
+        );
+        return Exit::Success;
+    }
     // Every host's read-only pre-flight first: an unreachable or unhealthy host is known
     // before the canary starts, not half-way through production.
     if play.playbook.preflight_len > 0 {
-        let results = session.preflight(&RunSpec::from_play(&play));
-        let shown = ui::preflight::table(&results, &columns(&play));
-        let blocked: Vec<&PreflightResult> = results
-            .iter()
-            .filter(|r| r.outcome != Outcome::Ok)
-            .collect();
-        if args.output == OutputFormat::Json {
-            eprint!("{shown}");
-        } else {
-            println!(
-                "pre-flight of {} host{}:\n{shown}",
-                results.len(),
-                plural(results.len())
-            );
+        if let Err(exit) = preflight_gate(args, &session, &mut play) {
+            return exit;
         }
-        if !blocked.is_empty() {
-            let names: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
-            if !args.exclude_unhealthy {
-                eprintln!(
-                    "error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); \
-                     fix them, or pass --exclude-unhealthy to leave them out. No host was changed.",
-                    names.len(),
-                    plural(names.len()),
-                    names.join(", ")
-                );
-                return fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false);
-            }
-            eprintln!(
-                "WARNING: --exclude-unhealthy: {} host{} LEFT OUT of this run: {}",
-                names.len(),
-                plural(names.len()),
-                names.join(", ")
-            );
-            session.record(
-                "excluded.txt",
-                &format!("left out by --exclude-unhealthy:\n{shown}"),
-            );
-            play.exclude(&names);
-            if play.hosts.is_empty() {
-                eprintln!("error: no host is left to upgrade; nothing was changed.");
-                return fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false);
+    }
+    if let Some(mut record) = record {
+        // --exclude-unhealthy planned again: a resume must follow this plan.
+        if record.plan != play.plan.batches {
+            record.plan = play.plan.batches.clone();
+            if let Err(exit) = write_record(&session.run_dir, &record, &play) {
+                return exit;
             }
         }
     }
@@ -85,10 +66,19 @@ pub fn run(args: &RunArgs) -> Exit {
     if interactive && !args.yes && args.output == OutputFormat::Text {
         print!("{}", ui::plan::text(&play, false));
         if !confirm(&format!(
-            "\nUpgrade {} host{} in {} batch{}? [y/N] ",
-            play.hosts.len(),
-            plural(play.hosts.len()),
-            play.plan.batches.len(),
+            "\n{} {} host{} in {} batch{}? [y/N] ",
+            if resumed.is_some() {
+                "Resume with"
+            } else {
+                "Upgrade"
+            },
+            play.plan.host_count(),
+            plural(play.plan.host_count()),
+            play.plan
+                .batches
+                .iter()
+                .filter(|b| !b.hosts.is_empty())
+                .count(),
             if play.plan.batches.len() == 1 {
                 ""
             } else {
@@ -99,11 +89,294 @@ pub fn run(args: &RunArgs) -> Exit {
             return Exit::Interrupted;
         }
     }
-    session.execute(
+    let journal = match EventLog::open(&session.run_dir.events_path()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the run's journal {}: {e}; nothing was changed.",
+                session.run_dir.events_path().display()
+            );
+            return Exit::InvalidInput;
+        }
+    };
+    let options = RunOptions {
+        halt_immediately: args.halt_immediately,
+        break_lock: args.break_lock,
+        resumed,
+        ..session.options.clone()
+    };
+    let exit = session.execute(
         &RunSpec::from_play(&play),
-        args.halt_immediately,
+        &options,
         args.output,
-    )
+        Some(&journal),
+    );
+    if let Some(e) = journal.error() {
+        eprintln!(
+            "warning: {e}: the journal {} may miss the run's last events",
+            session.run_dir.events_path().display()
+        );
+    }
+    exit
+}
+
+/// A run about to start: its play, its session (with its run directory, held by this
+/// process), and for a resume, the event that says what it leaves alone.
+struct Started {
+    play: Play,
+    session: Session,
+    resumed: Option<Event>,
+    /// A new run's record, written before its pre-flight.
+    record: Option<RunRecord>,
+    _claim: Claim,
+}
+
+fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, Exit> {
+    let playbook = args.playbook.clone().unwrap_or_default();
+    let inputs = args
+        .selection
+        .inputs(&args.journal.inventory, playbook, &args.rollout);
+    let play = super::prepare(&inputs)?;
+    let run_dir = RunDir::create(state_dir).map_err(|e| {
+        eprintln!(
+            "error: cannot create the run directory under {}: {e}; nothing was contacted.",
+            state_dir.display()
+        );
+        Exit::InvalidInput
+    })?;
+    let claim = claim(&run_dir)?;
+    let record = RunRecord::new(
+        &run_dir.id,
+        &play,
+        &inputs.inventories,
+        inputs.limit.as_deref(),
+        targets(&play),
+    );
+    write_record(&run_dir, &record, &play)?;
+    let session = Session::start(&args.connection, run_dir)?;
+    Ok(Started {
+        play,
+        session,
+        resumed: None,
+        record: Some(record),
+        _claim: claim,
+    })
+}
+
+fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, Exit> {
+    let refuse = |message: String| {
+        eprintln!("error: {message}; nothing was contacted.");
+        Exit::InvalidInput
+    };
+    let run_dir = RunDir::find(state_dir, id).map_err(refuse)?;
+    let claim = claim(&run_dir)?;
+    let record = RunRecord::read(&run_dir.path).map_err(refuse)?;
+    // The journal's inputs, with -e given now on top (secrets are not in the journal).
+    let mut known = record.extra_vars.clone();
+    known.retain(|k, _| !record.redacted.contains(k));
+    let mut extra_vars = vec![serde_json::Value::Object(known).to_string()];
+    extra_vars.extend(args.selection.extra_vars.iter().cloned());
+    let inputs = PlayInputs {
+        inventories: record.inventories.clone(),
+        playbook: record.playbook.clone(),
+        playbook_text: None,
+        extra_vars,
+        limit: record.limit.clone(),
+        overrides: RolloutOverrides {
+            forks: Some(record.rollout.forks),
+            max_fail_percentage: Some(record.rollout.max_fail_percentage),
+            ..Default::default()
+        },
+    };
+    let missing: Vec<&String> = record
+        .redacted
+        .iter()
+        .filter(|name| {
+            !args.selection.extra_vars.iter().any(|arg| {
+                fleetup::vars::parse_extra_vars(arg).is_ok_and(|v| v.contains_key(name.as_str()))
+            })
+        })
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(refuse(format!(
+            "run {} was given secret variables that the journal does not keep: pass them again with -e ({})",
+            run_dir.id,
+            names.join(", ")
+        )));
+    }
+    let mut play = super::prepare(&inputs)?;
+    let changes = record.changes(&play);
+    if !changes.is_empty() {
+        if !args.force {
+            return Err(refuse(format!(
+                "run {} cannot resume: since it started, {}. Its plan was made for what it read then: start a new run, or pass --force to resume with the files as they are now",
+                run_dir.id,
+                changes.join("; ")
+            )));
+        }
+        eprintln!(
+            "WARNING: --force: resuming run {} although {}",
+            run_dir.id,
+            changes.join("; ")
+        );
+    }
+    let (events, unreadable) = read::read_events(&run_dir.events_path()).map_err(|e| {
+        refuse(format!(
+            "cannot read the journal {}: {e}",
+            run_dir.events_path().display()
+        ))
+    })?;
+    if unreadable > 0 {
+        eprintln!(
+            "warning: {unreadable} line{} of {} could not be read and {} ignored",
+            plural(unreadable),
+            run_dir.events_path().display(),
+            if unreadable == 1 { "is" } else { "are" }
+        );
+    }
+    let states = read::host_states(&events);
+    let mut left = read::resumption(&record.plan, &states);
+    // Hosts the inventory no longer selects (only with --force) cannot be run.
+    for batch in &mut left.batches {
+        batch.hosts.retain(|h| play.host(h).is_some());
+    }
+    let attempt = 1 + events
+        .iter()
+        .filter(|e| matches!(e.event, Event::RunStarted { .. }))
+        .count();
+    play.plan = Plan {
+        batches: left.batches,
+        seed: record.seed,
+    };
+    let resumed = Event::RunResumed {
+        run_id: run_dir.id.clone(),
+        attempt,
+        finished: left.finished,
+        retry: left.retry,
+        interrupted: left.interrupted,
+        changes: if args.force { changes } else { Vec::new() },
+    };
+    let session = Session::start(&args.connection, run_dir)?;
+    Ok(Started {
+        play,
+        session,
+        resumed: Some(resumed),
+        record: None,
+        _claim: claim,
+    })
+}
+
+/// Holds the run's directory for this process; refuses when another process runs it.
+fn claim(run_dir: &RunDir) -> Result<Claim, Exit> {
+    match run_dir.claim() {
+        Ok(Some(claim)) => Ok(claim),
+        Ok(None) => {
+            eprintln!(
+                "error: run {} is still running in another fleetup process; nothing was contacted.",
+                run_dir.id
+            );
+            Err(Exit::InvalidInput)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot lock the run directory {}: {e}; nothing was contacted.",
+                run_dir.path.display()
+            );
+            Err(Exit::InvalidInput)
+        }
+    }
+}
+
+fn write_record(run_dir: &RunDir, record: &RunRecord, play: &Play) -> Result<(), Exit> {
+    let written = record.write(&run_dir.path).and_then(|()| {
+        fleetup::journal::write_atomically(
+            &run_dir.path.join("playbook.yml"),
+            play.playbook.text.as_bytes(),
+        )
+    });
+    written.map_err(|e| {
+        eprintln!(
+            "error: cannot write the run's inputs in {}: {e}; nothing was contacted.",
+            run_dir.path.display()
+        );
+        Exit::InvalidInput
+    })
+}
+
+/// The versions the hosts go to (the playbook's `audit.to`, rendered for each host).
+fn targets(play: &Play) -> Vec<String> {
+    let Some(to) = &play.playbook.audit.to else {
+        return Vec::new();
+    };
+    let templates = fleetup::template::Templates::new();
+    let mut found: Vec<String> = play
+        .hosts
+        .iter()
+        .filter_map(|h| templates.render(to, &h.vars).ok())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The fleet-wide pre-flight: the table, and the run refused (or the blocked hosts left
+/// out with --exclude-unhealthy).
+fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<(), Exit> {
+    let results = session.preflight(&RunSpec::from_play(play));
+    let shown = ui::preflight::table(&results, &columns(play));
+    session.record("preflight.txt", &shown);
+    let blocked: Vec<&PreflightResult> = results
+        .iter()
+        .filter(|r| r.outcome != Outcome::Ok)
+        .collect();
+    if args.output == OutputFormat::Json {
+        eprint!("{shown}");
+    } else {
+        println!(
+            "pre-flight of {} host{}:\n{shown}",
+            results.len(),
+            plural(results.len())
+        );
+    }
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
+    let exit = fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false);
+    if !args.exclude_unhealthy {
+        eprintln!(
+            "error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); \
+             fix them, or pass --exclude-unhealthy to leave them out. No host was changed.",
+            names.len(),
+            plural(names.len()),
+            names.join(", ")
+        );
+        return Err(exit);
+    }
+    eprintln!(
+        "WARNING: --exclude-unhealthy: {} host{} LEFT OUT of this run: {}",
+        names.len(),
+        plural(names.len()),
+        names.join(", ")
+    );
+    session.record(
+        "excluded.txt",
+        &format!("left out by --exclude-unhealthy:\n{shown}"),
+    );
+    if args.resume.is_some() {
+        // A resumed run keeps its journal's plan: the hosts only leave their batches.
+        for batch in &mut play.plan.batches {
+            batch.hosts.retain(|h| !names.contains(h));
+        }
+    } else {
+        play.exclude(&names);
+    }
+    if play.plan.host_count() == 0 {
+        eprintln!("error: no host is left to upgrade; nothing was changed.");
+        return Err(exit);
+    }
+    Ok(())
 }
 
 /// `fleetup check` beyond validation: the pre-flight on every host, read-only.
@@ -111,7 +384,7 @@ pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -
     if play.playbook.preflight_len == 0 {
         return Exit::Success;
     }
-    let session = match Session::start(connection, state_dir) {
+    let session = match Session::in_new_dir(connection, state_dir) {
         Ok(s) => s,
         Err(exit) => return exit,
     };
@@ -123,7 +396,7 @@ pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -
 /// `fleetup status`: the report of a read-only playbook on every host, and how many hosts
 /// show each value of its first column (the version).
 pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exit {
-    let session = match Session::start(connection, state_dir) {
+    let session = match Session::in_new_dir(connection, state_dir) {
         Ok(s) => s,
         Err(exit) => return exit,
     };
@@ -144,7 +417,15 @@ fn columns(play: &Play) -> Vec<String> {
         .collect()
 }
 
-/// `.fleetup/` beside the first inventory.
+/// `--state-dir`, else `.fleetup/` beside the first inventory.
+pub fn journal_dir(journal: &JournalArgs) -> PathBuf {
+    journal
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&journal.inventory))
+}
+
+/// `.fleetup/` beside the first inventory (in the current directory without one).
 pub fn default_state_dir(inventory: &InventoryArgs) -> PathBuf {
     let first = inventory.inventories.first().cloned().unwrap_or_default();
     let dir = if first.is_dir() {
@@ -156,6 +437,10 @@ pub fn default_state_dir(inventory: &InventoryArgs) -> PathBuf {
 }
 
 pub fn exec(args: &ExecArgs) -> Exit {
+    if args.inventory.inventories.is_empty() {
+        eprintln!("error: no inventory given: pass -i INVENTORY.yml; nothing was contacted.");
+        return Exit::InvalidInput;
+    }
     let inventory = match fleetup::inventory::load(&args.inventory.inventories) {
         Ok(inv) => inv,
         Err(errors) => return super::invalid_input(&errors),
@@ -228,9 +513,11 @@ pub fn exec(args: &ExecArgs) -> Exit {
         capture_output: true,
         preflight_len: 0,
         report: &[],
+        lock: None,
+        audit: &AuditSection::default(),
     };
-    match Session::start(&args.connection, &default_state_dir(&args.inventory)) {
-        Ok(session) => session.execute(&spec, false, args.output),
+    match Session::in_new_dir(&args.connection, &default_state_dir(&args.inventory)) {
+        Ok(session) => session.execute(&spec, &session.options, args.output, None),
         Err(exit) => exit,
     }
 }
@@ -246,19 +533,12 @@ struct Session {
 }
 
 impl Session {
-    fn start(connection: &ConnectionArgs, state_dir: &Path) -> Result<Session, Exit> {
+    fn start(connection: &ConnectionArgs, run_dir: RunDir) -> Result<Session, Exit> {
         if connection.host_key_checking == HostKeyChecking::Off {
             eprintln!("warning: host key checking is switched off: host keys are NOT verified, so anyone between you and your hosts can impersonate them");
         }
         let transport = Transport::new(ssh_options(connection)).map_err(|e| {
             eprintln!("error: {e}; nothing was contacted.");
-            Exit::InvalidInput
-        })?;
-        let run_dir = RunDir::create(state_dir).map_err(|e| {
-            eprintln!(
-                "error: cannot create the run directory under {}: {e}; nothing was contacted.",
-                state_dir.display()
-            );
             Exit::InvalidInput
         })?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -275,6 +555,8 @@ impl Session {
                 attempts: connection.reconnect_attempts,
                 delay: Duration::from_secs_f64(connection.reconnect_delay),
             },
+            break_lock: false,
+            resumed: None,
         };
         Ok(Session {
             transport,
@@ -283,6 +565,18 @@ impl Session {
             options,
             control: Control::default(),
         })
+    }
+
+    /// A session for commands that only keep the hosts' logs (check, status, exec).
+    fn in_new_dir(connection: &ConnectionArgs, state_dir: &Path) -> Result<Session, Exit> {
+        let run_dir = RunDir::create(state_dir).map_err(|e| {
+            eprintln!(
+                "error: cannot create the run directory under {}: {e}; nothing was contacted.",
+                state_dir.display()
+            );
+            Exit::InvalidInput
+        })?;
+        Session::start(connection, run_dir)
     }
 
     fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
@@ -305,12 +599,15 @@ impl Session {
         }
     }
 
-    /// Runs the engine with signals handled and events shown, and returns the exit code.
-    fn execute(&self, spec: &RunSpec<'_>, halt_immediately: bool, output: OutputFormat) -> Exit {
-        let options = RunOptions {
-            halt_immediately,
-            ..self.options.clone()
-        };
+    /// Runs the engine with signals handled and events shown (and journaled, for a run),
+    /// and returns the exit code.
+    fn execute(
+        &self,
+        spec: &RunSpec<'_>,
+        options: &RunOptions,
+        output: OutputFormat,
+        journal: Option<&EventLog>,
+    ) -> Exit {
         let format = match output {
             OutputFormat::Json => ViewFormat::Json,
             OutputFormat::Text if spec.capture_output => ViewFormat::Exec,
@@ -319,7 +616,11 @@ impl Session {
         let mut view = ui::view(format, ui::stdout_is_terminal());
         self.runtime.block_on(async {
             let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
-            let signals = tokio::spawn(handle_signals(self.control.clone(), tx.clone()));
+            let events = match journal {
+                Some(log) => Events::with_journal(tx, log.clone()),
+                None => Events::new(tx),
+            };
+            let signals = tokio::spawn(handle_signals(self.control.clone(), events.clone()));
             // The view draws on its own thread: a slow terminal never slows the hosts down.
             let drawing = tokio::task::spawn_blocking(move || {
                 while let Some(event) = rx.blocking_recv() {
@@ -331,13 +632,14 @@ impl Session {
                 spec,
                 &self.transport,
                 &self.run_dir,
-                &options,
+                options,
                 &self.control,
-                &tx,
+                &events,
             )
             .await;
             signals.abort();
-            drop(tx);
+            let _ = signals.await;
+            drop(events);
             let _ = drawing.await;
             report.exit
         })
@@ -345,7 +647,7 @@ impl Session {
 }
 
 /// First SIGINT or SIGTERM: stop starting hosts; second: terminate commands in flight.
-async fn handle_signals(control: Control, events: EventSender) {
+async fn handle_signals(control: Control, events: Events) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -355,12 +657,12 @@ async fn handle_signals(control: Control, events: EventSender) {
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     control.stop.cancel();
-    let _ = events.send(Stamped::now(Event::Stopping {
+    events.emit(Event::Stopping {
         reason: HaltReason::Interrupted,
-    }));
+    });
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     control.abort.cancel();
-    let _ = events.send(Stamped::now(Event::Aborting));
+    events.emit(Event::Aborting);
 }
 
 fn ssh_options(c: &ConnectionArgs) -> SshOptions {

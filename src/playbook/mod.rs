@@ -47,8 +47,14 @@ pub struct Playbook {
     /// A template added to the message of a host that failed after its point of no return,
     /// e.g. where its backup is.
     pub failure_note: Option<String>,
+    /// The host lock (and audit log) directory, when the playbook asks for one.
+    pub lock: Option<LockSection>,
+    /// What a host's audit line says it went from and to (templates).
+    pub audit: AuditSection,
     /// Where every value came from, for messages about them.
     pub doc: Document,
+    /// The file's text, as the journal keeps it (and compares it on resume).
+    pub text: String,
 }
 
 /// `rollout:` as written; unset entries fall back to the command line or the defaults.
@@ -60,6 +66,30 @@ pub struct RolloutSection {
     pub max_fail_percentage: Option<Percentage>,
     pub order: Option<Order>,
     pub forks: Option<Forks>,
+}
+
+/// `lock:`: where a host's lock and audit log live, and when a lock is stale.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockSection {
+    /// A template rendered with the host's variables, e.g. `"{{ sl_app_path }}/.fleetup"`.
+    pub dir: String,
+    /// A lock older than this is stale even if its controller cannot be asked.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Seconds,
+}
+
+fn default_stale_after() -> Seconds {
+    Seconds(Duration::from_secs(6 * 3600))
+}
+
+/// `audit:`: the versions a host's audit line names, as templates that may read what the
+/// pre-flight registered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    pub from: Option<String>,
+    pub to: Option<String>,
 }
 
 /// One step of a host's upgrade (or of its rollback).
@@ -185,6 +215,9 @@ struct RawPlaybook {
     #[serde(default)]
     report: indexmap::IndexMap<String, String>,
     failure_note: Option<String>,
+    lock: Option<LockSection>,
+    #[serde(default)]
+    audit: AuditSection,
 }
 
 #[derive(Deserialize)]
@@ -279,7 +312,10 @@ impl Playbook {
             report: raw.report.into_iter().collect(),
             rollback,
             failure_note: raw.failure_note,
+            lock: raw.lock,
+            audit: raw.audit,
             doc,
+            text: text.to_string(),
         };
         errors.extend(validate::check_structure(&playbook));
         if errors.is_empty() {

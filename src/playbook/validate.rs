@@ -89,9 +89,9 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     }
     // Syntax once per template, so errors show even when no host is selected.
     let templates = Templates::new();
-    if let Some(note) = &playbook.failure_note {
-        if let Err(e) = templates.variables_of_template(note) {
-            errors.push(doc.error("failure_note", e.message));
+    for (field, template) in host_templates(playbook) {
+        if let Err(e) = templates.variables_of_template(template) {
+            errors.push(doc.error(field, e.message));
         }
     }
     for (column, template) in &playbook.report {
@@ -214,11 +214,17 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
                 }
             }
         }
-        if let Some(note) = &playbook.failure_note {
-            if let Err(e) = templates.render(note, &vars) {
-                if reportable(&templates, &e, note, false, &all_registers, &None) {
+        for (field, template) in host_templates(playbook) {
+            // The lock is taken before any step: it sees the host's variables only.
+            let (scope, registers) = if field == "lock.dir" {
+                (&host.vars, &HashSet::new())
+            } else {
+                (&vars, &all_registers)
+            };
+            if let Err(e) = templates.render(template, scope) {
+                if reportable(&templates, &e, template, false, registers, &None) {
                     problems
-                        .entry(("failure_note".into(), e.message))
+                        .entry((field.into(), e.message))
                         .or_default()
                         .push(&host.name);
                 }
@@ -237,6 +243,19 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
     }
     errors.sort_by_key(|d| (d.line, d.column));
     errors
+}
+
+/// The playbook's templates about a whole host rather than one step, by field.
+fn host_templates(playbook: &Playbook) -> Vec<(&'static str, &str)> {
+    [
+        ("failure_note", playbook.failure_note.as_deref()),
+        ("lock.dir", playbook.lock.as_ref().map(|l| l.dir.as_str())),
+        ("audit.from", playbook.audit.from.as_deref()),
+        ("audit.to", playbook.audit.to.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(field, t)| t.map(|t| (field, t)))
+    .collect()
 }
 
 /// Whether a render error must stop the run. An undefined name or bad syntax always must;

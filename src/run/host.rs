@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Control, Reconnect, RunSpec};
-use crate::events::{Event, EventSender, Outcome, Stamped, StepStatus};
+use super::{Control, Reconnect, RunOptions, RunSpec};
+use crate::events::{Event, Events, Outcome, StepStatus};
 use crate::journal::{HostLog, RunDir};
+use crate::lock::{self, Owner, Verdict};
 use crate::playbook::{Condition, HostInPlay, Registered, Step};
 use crate::template::Templates;
 use crate::transport::{
@@ -27,17 +28,42 @@ pub(super) struct Shared<'a> {
     pub spec: &'a RunSpec<'a>,
     pub templates: &'a Templates,
     pub transport: &'a Transport,
-    pub events: &'a EventSender,
+    pub events: &'a Events,
     pub control: &'a Control,
     pub run_dir: &'a RunDir,
     pub connect_timeout: Duration,
     pub reconnect: Reconnect,
+    /// This run, as its host locks and audit lines name it.
+    pub owner: Owner,
+    pub break_lock: bool,
 }
 
-impl Shared<'_> {
+impl<'a> Shared<'a> {
+    pub fn new(
+        spec: &'a RunSpec<'a>,
+        templates: &'a Templates,
+        transport: &'a Transport,
+        events: &'a Events,
+        control: &'a Control,
+        run_dir: &'a RunDir,
+        options: &RunOptions,
+    ) -> Self {
+        Shared {
+            spec,
+            templates,
+            transport,
+            events,
+            control,
+            run_dir,
+            connect_timeout: options.connect_timeout,
+            reconnect: options.reconnect,
+            owner: Owner::me(&run_dir.id),
+            break_lock: options.break_lock,
+        }
+    }
+
     fn emit(&self, event: Event) {
-        // The receiver only goes away when the process is ending anyway.
-        let _ = self.events.send(Stamped::now(event));
+        self.events.emit(event);
     }
 }
 
@@ -75,7 +101,8 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                 0,
                 None,
                 Some(message),
-            );
+            )
+            .await;
         }
     };
     let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
@@ -91,9 +118,21 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                 0,
                 None,
                 Some(e.to_string()),
-            );
+            )
+            .await;
         }
     };
+
+    let lock_dir = match take_lock(shared, &conn, &mut log, host).await {
+        Ok(dir) => dir,
+        Err((outcome, message)) => {
+            log.note(&message);
+            conn.close().await;
+            let step = Some(HOST_LOCK.to_string());
+            return finish(shared, host, started, outcome, 0, step, Some(message)).await;
+        }
+    };
+    let mut released = false;
 
     let mut vars = host.vars.clone();
     let mut changed_steps = 0;
@@ -137,6 +176,9 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                         Ok(again) => {
                             let outcome =
                                 rollback(shared, &again, &mut log, host, &mut vars, i).await;
+                            let dir = lock_dir.as_deref();
+                            release_lock(shared, &again, &mut log, dir, &vars, outcome).await;
+                            released = true;
                             again.close().await;
                             let message = format!(
                                 "the connection was lost in step `{}`; reconnected and rolled back",
@@ -172,6 +214,9 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
             (outcome, Some(step.name.clone()), message)
         }
     };
+    if !released {
+        release_lock(shared, &conn, &mut log, lock_dir.as_deref(), &vars, outcome).await;
+    }
     conn.close().await;
     finish(
         shared,
@@ -182,6 +227,112 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
         failed_step,
         message,
     )
+    .await
+}
+
+/// The failed step of a host whose lock could not be taken.
+const HOST_LOCK: &str = "host lock";
+
+/// Takes the playbook's lock on the host, if it names one; returns the lock's directory.
+/// A host locked by another live run, or by a stale one without `--break-lock`, is not
+/// run at all: the error says who holds it.
+async fn take_lock(
+    shared: &Shared<'_>,
+    conn: &Connection,
+    log: &mut HostLog,
+    host: &HostInPlay,
+) -> Result<Option<String>, (Outcome, String)> {
+    let Some(spec) = shared.spec.lock else {
+        return Ok(None);
+    };
+    let dir = shared
+        .templates
+        .render(&spec.dir, &host.vars)
+        .map_err(|e| (Outcome::Failed, format!("lock.dir: {}", e.message)))?;
+    let me = &shared.owner;
+    let attempt = |replace: Option<String>| {
+        let command = lock::take_command(&dir, me, replace.as_deref());
+        let dir = dir.clone();
+        async move {
+            let out = lock::run(conn, &command).await;
+            // A lost connection leaves the host as it was: unreachable, not failed.
+            let unreachable =
+                |m: String| (Outcome::Unreachable, format!("taking the host lock: {m}"));
+            lock::parse_take(&out.map_err(unreachable)?).map_err(|m| {
+                (
+                    Outcome::Failed,
+                    format!("taking the host lock in {dir}: {m}"),
+                )
+            })
+        }
+    };
+    let Some(found) = attempt(None).await? else {
+        log.note(&format!("host lock taken: {dir}/lock"));
+        return Ok(Some(dir));
+    };
+    let alive = crate::who::pid_alive;
+    let taken_over = match lock::judge(&found, me, spec.stale_after.0, alive) {
+        Verdict::Live(held) => return Err((Outcome::Failed, format!("locked by {held}"))),
+        Verdict::Stale(held) if !shared.break_lock => {
+            return Err((
+                Outcome::Failed,
+                format!("stale lock of {held}; pass --break-lock to take it over"),
+            ))
+        }
+        Verdict::Stale(held) => format!("stale lock of {held} broken (--break-lock)"),
+        Verdict::Ours => "the lock of this run's earlier attempt taken over".to_string(),
+    };
+    match attempt(Some(found.text)).await? {
+        None => {
+            log.note(&format!("host lock taken: {dir}/lock; {taken_over}"));
+            Ok(Some(dir))
+        }
+        // Someone else took it between our two looks.
+        Some(again) => Err((
+            Outcome::Failed,
+            format!(
+                "locked by {}",
+                again.owner.map_or_else(
+                    || "another run".to_string(),
+                    |o| format!("run {}", o.run_id)
+                )
+            ),
+        )),
+    }
+}
+
+/// Appends the host's audit line and removes its lock. Failing to is worth a note in
+/// the log, not a failed host: the upgrade itself is done.
+async fn release_lock(
+    shared: &Shared<'_>,
+    conn: &Connection,
+    log: &mut HostLog,
+    dir: Option<&str>,
+    vars: &Vars,
+    outcome: Outcome,
+) {
+    let Some(dir) = dir else { return };
+    let render = |t: &Option<String>| {
+        t.as_ref()
+            .and_then(|t| shared.templates.render(t, vars).ok())
+            .unwrap_or_default()
+    };
+    let audit = &shared.spec.audit;
+    let outcome_word = serde_json::to_value(outcome)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let line = lock::audit_line(
+        &shared.owner,
+        &render(&audit.from),
+        &render(&audit.to),
+        &outcome_word,
+    );
+    let command = lock::release_command(dir, &shared.owner, Some(&line));
+    match lock::run(conn, &command).await {
+        Ok(_) => log.note(&format!("host lock released; audit: {line}")),
+        Err(e) => log.note(&format!("could not release the host lock in {dir}: {e}")),
+    }
 }
 
 /// Opens the host's connection again after it was lost, with bounded attempts and an
@@ -332,8 +483,10 @@ async fn rollback(
     Outcome::RolledBack
 }
 
+/// Says how the host ended, once that is on disk: a host the journal calls finished is
+/// never touched again by a resume.
 #[allow(clippy::too_many_arguments)]
-fn finish(
+async fn finish(
     shared: &Shared<'_>,
     host: &HostInPlay,
     started: Instant,
@@ -342,7 +495,7 @@ fn finish(
     failed_step: Option<String>,
     message: Option<String>,
 ) -> Outcome {
-    shared.emit(Event::HostFinished {
+    let event = Event::HostFinished {
         host: host.name.clone(),
         outcome,
         changed: changed_steps > 0,
@@ -355,7 +508,8 @@ fn finish(
             .host_log_path(&host.name)
             .display()
             .to_string(),
-    });
+    };
+    shared.events.emit_durable(event).await;
     outcome
 }
 
@@ -430,13 +584,17 @@ async fn run_step(
         _ => None,
     };
 
-    shared.emit(Event::StepStarted {
-        host: host.name.clone(),
-        step: index + 1,
-        of,
-        name: step.name.clone(),
-        rollback,
-    });
+    // On disk before the command runs: after a kill -9, the journal names this step.
+    shared
+        .events
+        .emit_durable(Event::StepStarted {
+            host: host.name.clone(),
+            step: index + 1,
+            of,
+            name: step.name.clone(),
+            rollback,
+        })
+        .await;
     let label = format!(
         "{}[{}/{of}] {}",
         if rollback { "rollback " } else { "" },

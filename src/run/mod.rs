@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{Event, EventSender, HaltReason, Outcome, Stamped};
+use crate::events::{Event, Events, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::journal::RunDir;
 use crate::plan::Plan;
 use crate::play::Play;
-use crate::playbook::{HostInPlay, Step};
+use crate::playbook::{AuditSection, HostInPlay, LockSection, Step};
 use crate::template::Templates;
 use crate::transport::Transport;
 
@@ -49,6 +49,9 @@ pub struct RunSpec<'a> {
     pub max_fail_percentage: f64,
     /// Send each step's output in the events too (`fleetup exec` shows it per host).
     pub capture_output: bool,
+    /// Take a lock on each host before its first step (the playbook's `lock:`).
+    pub lock: Option<&'a LockSection>,
+    pub audit: &'a AuditSection,
 }
 
 impl<'a> RunSpec<'a> {
@@ -68,6 +71,8 @@ impl<'a> RunSpec<'a> {
             forks: play.rollout.forks,
             max_fail_percentage: play.rollout.max_fail_percentage,
             capture_output: false,
+            lock: play.playbook.lock.as_ref(),
+            audit: &play.playbook.audit,
         }
     }
 }
@@ -78,6 +83,10 @@ pub struct RunOptions {
     pub halt_immediately: bool,
     pub connect_timeout: Duration,
     pub reconnect: Reconnect,
+    /// Take over stale host locks (`--break-lock`).
+    pub break_lock: bool,
+    /// A resume's `run_resumed`, told right after `run_started`.
+    pub resumed: Option<Event>,
 }
 
 /// How hard fleetup tries to reach a host again whose connection was lost after its point
@@ -149,17 +158,11 @@ pub async fn preflight(
     control: &Control,
 ) -> Vec<PreflightResult> {
     let (silent, _) = tokio::sync::mpsc::unbounded_channel();
+    let silent = Events::new(silent);
     let templates = Templates::new();
-    let shared = host::Shared {
-        spec,
-        templates: &templates,
-        transport,
-        events: &silent,
-        control,
-        run_dir,
-        connect_timeout: options.connect_timeout,
-        reconnect: options.reconnect,
-    };
+    let shared = host::Shared::new(
+        spec, &templates, transport, &silent, control, run_dir, options,
+    );
     let names: Vec<&String> = spec.plan.batches.iter().flat_map(|b| &b.hosts).collect();
     let hosts = names
         .iter()
@@ -177,12 +180,10 @@ pub async fn execute(
     run_dir: &RunDir,
     options: &RunOptions,
     control: &Control,
-    events: &EventSender,
+    events: &Events,
 ) -> RunReport {
     let started = Instant::now();
-    let emit = |event| {
-        let _ = events.send(Stamped::now(event));
-    };
+    let emit = |event| events.emit(event);
     let batches = &spec.plan.batches;
     emit(Event::RunStarted {
         run_id: run_dir.id.clone(),
@@ -194,17 +195,13 @@ pub async fn execute(
         forks: spec.forks,
         run_dir: run_dir.path.display().to_string(),
     });
+    if let Some(resumed) = &options.resumed {
+        emit(resumed.clone());
+    }
     let templates = Templates::new();
-    let shared = host::Shared {
-        spec,
-        templates: &templates,
-        transport,
-        events,
-        control,
-        run_dir,
-        connect_timeout: options.connect_timeout,
-        reconnect: options.reconnect,
-    };
+    let shared = host::Shared::new(
+        spec, &templates, transport, events, control, run_dir, options,
+    );
     let forks = spec.forks.max(1);
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     let mut untouched: Vec<String> = Vec::new();
@@ -214,6 +211,10 @@ pub async fn execute(
         let number = b + 1;
         if halted.is_some() || control.stop.is_cancelled() {
             untouched.extend(batch.hosts.iter().cloned());
+            continue;
+        }
+        // A resumed run's batch whose hosts all finished earlier.
+        if batch.hosts.is_empty() {
             continue;
         }
         emit(Event::BatchStarted {
@@ -277,11 +278,13 @@ pub async fn execute(
 
     let interrupted = control.stop.is_cancelled() || control.abort.is_cancelled();
     let exit = policy::exit_code(outcomes.iter().map(|(_, o)| *o), interrupted);
-    emit(Event::RunFinished {
-        duration: started.elapsed(),
-        untouched: untouched.clone(),
-        exit_code: exit.code(),
-    });
+    events
+        .emit_durable(Event::RunFinished {
+            duration: started.elapsed(),
+            untouched: untouched.clone(),
+            exit_code: exit.code(),
+        })
+        .await;
     RunReport {
         outcomes,
         halted,

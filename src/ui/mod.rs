@@ -3,6 +3,7 @@
 //! decides alone how to show them.
 
 pub mod exec;
+pub mod history;
 pub mod json;
 pub mod plain;
 pub mod plan;

@@ -6,7 +6,8 @@ use std::io::Write;
 use crate::events::{Event, Stamped, StepStatus};
 use crate::ui::recap::Recap;
 use crate::ui::text::{
-    clean, duration, halt_reason, outcome_label, plural, status_label, step_label, timestamp,
+    clean, duration, halt_reason, outcome_label, plural, resumed, status_label, step_label,
+    timestamp,
 };
 use crate::ui::View;
 
@@ -84,6 +85,14 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             if *batches == 1 { "" } else { "es" },
             clean(run_dir),
         )],
+        Event::RunResumed {
+            run_id,
+            attempt,
+            finished,
+            retry,
+            interrupted,
+            changes,
+        } => resumed(run_id, *attempt, finished, retry, interrupted, changes),
         Event::BatchStarted {
             batch,
             of,

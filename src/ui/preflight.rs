@@ -1,11 +1,9 @@
 //! The fleet-wide pre-flight and `fleetup status`: one row per host with its report
 //! columns, and what stops a run from starting.
 
-use std::fmt::Write;
-
 use crate::events::Outcome;
 use crate::run::PreflightResult;
-use crate::ui::text::{clean, plural};
+use crate::ui::text::{align, clean, plural};
 
 /// A table: HOST, PRE-FLIGHT (ok, FAILED, UNREACHABLE), then the report's columns; a
 /// failed or unreachable host says why on its row.
@@ -35,32 +33,7 @@ pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
         }
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
-        .map(|i| {
-            rows.iter()
-                .filter(|r| r.len() > i + 1)
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i + 1 < row.len() {
-                    format!("{c:<w$}", w = widths[i])
-                } else {
-                    c.clone()
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    out
+    align(&rows)
 }
 
 /// `v4.66.1: 7 hosts · v4.65.0: 2 hosts · unreachable: 1 host`: how many hosts show each

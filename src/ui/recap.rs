@@ -33,6 +33,8 @@ pub struct Recap {
     stopping: Option<HaltReason>,
     aborted: bool,
     finished: Option<Finished>,
+    /// A resumed run's hosts that ended ok in an earlier attempt.
+    earlier: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -62,7 +64,23 @@ impl Recap {
         self.first_at_ms.get_or_insert(e.at_ms);
         self.last_at_ms = self.last_at_ms.max(e.at_ms);
         match &e.event {
-            Event::RunStarted { run_dir, .. } => self.run_dir = Some(run_dir.clone()),
+            Event::RunStarted { run_dir, .. } => {
+                // A resumed run starts again: only its last attempt's ending counts.
+                self.run_dir = Some(run_dir.clone());
+                self.stopping = None;
+                self.aborted = false;
+                self.halted = None;
+                self.finished = None;
+            }
+            Event::RunResumed { finished, .. } => {
+                // Replayed from the journal, these hosts have their rows already; live,
+                // they are named once.
+                self.earlier = finished
+                    .iter()
+                    .filter(|h| !self.hosts.contains_key(*h))
+                    .cloned()
+                    .collect();
+            }
             Event::BatchStarted { hosts, .. } => {
                 for h in hosts {
                     self.hosts.entry(h.clone()).or_default();
@@ -251,6 +269,12 @@ impl Recap {
             (n > 0).then(|| format!("{n} {}", o.label()))
         })
         .collect();
+        if !self.earlier.is_empty() {
+            counts.push(format!(
+                "{} finished in an earlier attempt",
+                self.earlier.len()
+            ));
+        }
         let unfinished = self.unfinished().len();
         if unfinished > 0 {
             counts.push(format!("{unfinished} unfinished"));

@@ -18,7 +18,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Outcome, Stamped, StepStatus};
 use crate::ui::recap::Recap;
-use crate::ui::text::{clean, duration, elapsed, halt_reason, outcome_label, plural, step_label};
+use crate::ui::text::{
+    clean, duration, elapsed, halt_reason, outcome_label, plural, resumed, step_label,
+};
 use crate::ui::View;
 
 const TICK: Duration = Duration::from_millis(100);
@@ -459,6 +461,17 @@ impl Model {
                 )]
             }
             Event::StepOutput { .. } => vec![],
+            Event::RunResumed {
+                run_id,
+                attempt,
+                finished,
+                retry,
+                interrupted,
+                changes,
+            } => resumed(run_id, *attempt, finished, retry, interrupted, changes)
+                .into_iter()
+                .map(|line| Printed::new(Tone::Loud, line))
+                .collect(),
             Event::Reconnecting {
                 host,
                 attempt,

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::events::{HaltReason, Outcome, StepStatus};
+use crate::events::{HaltReason, Interrupted, Outcome, StepStatus};
 
 /// `s` made safe to print on one line: host names come from inventories and stderr from
 /// hosts, and an escape sequence in either could move the cursor, retitle the window or hide
@@ -112,6 +112,82 @@ pub fn halt_reason(reason: &HaltReason) -> String {
         }
         HaltReason::Interrupted => "interrupted by the operator".to_string(),
     }
+}
+
+/// Rows as a table of left-aligned columns two spaces apart; a row's last cell is not
+/// padded (it may be a long message) and does not widen its column.
+pub fn align(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.iter().map(Vec::len).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .filter(|r| r.len() > i + 1)
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 < row.len() {
+                    format!("{c:<w$}", w = widths[i])
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// What a resumed run says first: which hosts it leaves alone, which it runs again, and
+/// where the interrupted ones were.
+pub fn resumed(
+    run_id: &str,
+    attempt: usize,
+    finished: &[String],
+    retry: &[String],
+    interrupted: &[Interrupted],
+    changes: &[String],
+) -> Vec<String> {
+    let names = |hosts: &[String]| {
+        if hosts.is_empty() {
+            "none".to_string()
+        } else {
+            hosts
+                .iter()
+                .map(|h| clean(h))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut lines = vec![
+        format!(
+            "resuming run {} (attempt {attempt}): {} host{} finished earlier, left alone: {}",
+            clean(run_id),
+            finished.len(),
+            plural(finished.len()),
+            names(finished)
+        ),
+        format!("run again from their pre-flight: {}", names(retry)),
+    ];
+    for i in interrupted {
+        lines.push(format!(
+            "{}: interrupted in step `{}`",
+            clean(&i.host),
+            clean(&i.step)
+        ));
+    }
+    for change in changes {
+        lines.push(format!("resumed with --force although {}", clean(change)));
+    }
+    lines
 }
 
 pub fn plural(n: usize) -> &'static str {

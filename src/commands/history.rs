@@ -1,0 +1,113 @@
+//! `fleetup history` and `fleetup show`: what the journal says happened, read-only.
+
+use fleetup::exit::Exit;
+use fleetup::journal::read::{self, Summary};
+use fleetup::journal::{RunDir, RunRecord};
+use fleetup::ui;
+use fleetup::ui::history::Entry;
+
+use super::run::journal_dir;
+use crate::cli::{HistoryArgs, OutputFormat, ShowArgs};
+
+pub fn history(args: &HistoryArgs) -> Exit {
+    let state_dir = journal_dir(&args.journal);
+    let runs = match RunDir::list(&state_dir) {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!(
+                "error: cannot read {}: {e}",
+                state_dir.join("runs").display()
+            );
+            return Exit::InvalidInput;
+        }
+    };
+    let mut read_runs = Vec::new();
+    for run in &runs {
+        match summarize(run) {
+            Ok(r) => read_runs.push(r),
+            Err(e) => eprintln!("warning: run {} left out: {e}", run.id),
+        }
+    }
+    let entries: Vec<Entry<'_>> = read_runs
+        .iter()
+        .map(|(record, summary)| Entry { record, summary })
+        .collect();
+    match args.output {
+        OutputFormat::Json => {
+            for e in &entries {
+                println!("{}", e.json());
+            }
+        }
+        OutputFormat::Text if entries.is_empty() => {
+            println!("no run is recorded in {}", state_dir.display());
+        }
+        OutputFormat::Text => print!("{}", ui::history::table(&entries)),
+    }
+    Exit::Success
+}
+
+fn summarize(run: &RunDir) -> Result<(RunRecord, Summary), String> {
+    let record = RunRecord::read(&run.path)?;
+    let (events, _) = read::read_events(&run.events_path())
+        .map_err(|e| format!("cannot read {}: {e}", run.events_path().display()))?;
+    let hosts = record.plan.iter().map(|b| b.hosts.len()).sum();
+    let summary = read::summary(&events, hosts, run.is_running());
+    Ok((record, summary))
+}
+
+pub fn show(args: &ShowArgs) -> Exit {
+    let state_dir = journal_dir(&args.journal);
+    let run = match RunDir::find(&state_dir, &args.run) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    if let Some(host) = &args.host {
+        return show_host(&run, host);
+    }
+    let (record, summary) = match summarize(&run) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    let (events, _) = read::read_events(&run.events_path()).unwrap_or_default();
+    println!(
+        "run {} of {} ({}) by {} on {}, started {}: {}",
+        record.run_id,
+        record.playbook.display(),
+        record.playbook_name,
+        record.operator,
+        record.controller,
+        record.started,
+        summary.ended.word()
+    );
+    print!("{}", ui::recap(&events));
+    Exit::Success
+}
+
+/// A host's log: every step's command and output, as the run wrote them.
+fn show_host(run: &RunDir, host: &str) -> Exit {
+    let path = run.host_log_path(host);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            // The host's own bytes, made safe for a terminal.
+            print!(
+                "{}",
+                ui::text::clean_block(&String::from_utf8_lossy(&bytes))
+            );
+            Exit::Success
+        }
+        Err(e) => {
+            eprintln!(
+                "error: no log of host `{host}` in run {} ({}: {e})",
+                run.id,
+                path.display()
+            );
+            Exit::InvalidInput
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! What a run leaves on disk, `.fleetup/runs/<run id>/`:
+//!
+//! - `run.json`: the inputs as resolved (playbook, inventories, extra vars with secrets
+//!   redacted, the plan) and who ran it from where ([`RunRecord`]);
+//! - `events.jsonl`: every event, as `--output json` prints it, fsync'd at every step
+//!   boundary ([`EventLog`]); read back by resume, `history` and `show` ([`read`]);
+//! - `playbook.yml`: the playbook as it was;
+//! - `hosts/<host>.log`: every host's full output, flushed at every step boundary.
+//!
+//! A failed, interrupted or killed run loses nothing, and a run's directory is its own:
+//! the process running it holds a lock on it, so two processes never write one journal.
+
+mod log;
+pub mod read;
+mod record;
+
+pub use log::EventLog;
+pub use record::{looks_secret, RunRecord, REDACTED};
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The directory of one run.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates a new run directory under `state_dir/runs/`. The id sorts by start time and
+    /// is unique even for runs started in the same second (the directory is created with
+    /// `create_dir`, which fails if another run took the name).
+    pub fn create(state_dir: &Path) -> io::Result<RunDir> {
+        let runs = state_dir.join("runs");
+        std::fs::create_dir_all(&runs)?;
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace(['-', ':'], "");
+        for attempt in 0..1000u32 {
+            let id = format!("{}-{:03}", stamp.trim_end_matches('Z'), attempt);
+            let path = runs.join(&id);
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    std::fs::create_dir(path.join("hosts"))?;
+                    return Ok(RunDir { id, path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other(
+            "more than 1000 runs started in one second",
+        ))
+    }
+
+    /// The runs recorded under `state_dir` (those with a `run.json`), oldest first.
+    pub fn list(state_dir: &Path) -> io::Result<Vec<RunDir>> {
+        let runs = state_dir.join("runs");
+        let mut found = Vec::new();
+        let entries = match std::fs::read_dir(&runs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.join("run.json").is_file() {
+                let id = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                found.push(RunDir { id, path });
+            }
+        }
+        // Ids start with the start time, so their order is the runs' order.
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    /// The run `id` under `state_dir`, or the newest one for `last`.
+    pub fn find(state_dir: &Path, id: &str) -> Result<RunDir, String> {
+        let runs = RunDir::list(state_dir)
+            .map_err(|e| format!("cannot read {}: {e}", state_dir.join("runs").display()))?;
+        let found = if id == "last" {
+            runs.into_iter().next_back()
+        } else {
+            runs.into_iter().find(|r| r.id == id)
+        };
+        found.ok_or_else(|| {
+            let what = if id == "last" {
+                "no run is recorded".to_string()
+            } else {
+                format!("no run `{id}` is recorded")
+            };
+            format!(
+                "{what} in {}; `fleetup history` lists the runs (pass -i INVENTORY or --state-dir DIR to look elsewhere)",
+                state_dir.display()
+            )
+        })
+    }
+
+    pub fn events_path(&self) -> PathBuf {
+        self.path.join("events.jsonl")
+    }
+
+    /// Takes the run's directory for this process, for as long as the returned guard
+    /// lives (an advisory lock, released by the kernel even on `kill -9`). `None` when
+    /// another live process holds it.
+    pub fn claim(&self) -> io::Result<Option<Claim>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.join(".running"))?;
+        // SAFETY: flock on a file descriptor this function owns; LOCK_NB never blocks.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(Claim { _file: file }));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(e)
+        }
+    }
+
+    /// Whether a live process is running this run now.
+    pub fn is_running(&self) -> bool {
+        matches!(self.claim(), Ok(None))
+    }
+
+    pub fn host_log_path(&self, host: &str) -> PathBuf {
+        self.path
+            .join("hosts")
+            .join(format!("{}.log", file_name(host)))
+    }
+
+    pub fn host_log(&self, host: &str) -> io::Result<HostLog> {
+        let path = self.host_log_path(host);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(HostLog {
+            out: BufWriter::new(file),
+            path,
+        })
+    }
+}
+
+/// A run's directory, held by the process running it.
+#[derive(Debug)]
+pub struct Claim {
+    _file: File,
+}
+
+/// Writes a whole file or leaves the old one: a reader never sees half of it.
+pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A host name as a file name: anything but letters, digits, `.`, `_` and `-` becomes `_`.
+fn file_name(host: &str) -> String {
+    let name: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with('.') {
+        format!("_{name}")
+    } else {
+        name
+    }
+}
+
+/// One host's output log: each step's command, its output as it arrived, and how it ended.
+pub struct HostLog {
+    out: BufWriter<File>,
+    pub path: PathBuf,
+}
+
+impl HostLog {
+    pub fn step_started(&mut self, label: &str, command: &str, attempt: u32) {
+        let retry = if attempt > 1 {
+            format!(" (attempt {attempt})")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(self.out, "=== {label}{retry}\n$ {}", command.trim_end());
+    }
+
+    pub fn output(&mut self, data: &[u8]) {
+        let _ = self.out.write_all(data);
+    }
+
+    pub fn step_finished(&mut self, how: &str, duration: Duration) {
+        let _ = writeln!(self.out, "\n--- {how} in {:.1}s", duration.as_secs_f64());
+        let _ = self.out.flush();
+    }
+
+    pub fn note(&mut self, text: &str) {
+        let _ = writeln!(self.out, "--- {text}");
+        let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_dirs_are_unique_and_host_logs_safe() {
+        let state = tempfile::tempdir().unwrap();
+        let a = RunDir::create(state.path()).unwrap();
+        let b = RunDir::create(state.path()).unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(a.path.join("hosts").is_dir());
+        assert_eq!(
+            a.host_log_path("../etc/passwd").file_name().unwrap(),
+            "_.._etc_passwd.log"
+        );
+        let mut log = a.host_log("web1").unwrap();
+        log.step_started("[1/2] read", "cat x", 1);
+        log.output(b"hello");
+        log.step_finished("rc 0", Duration::from_millis(1200));
+        let text = std::fs::read_to_string(a.host_log_path("web1")).unwrap();
+        assert_eq!(text, "=== [1/2] read\n$ cat x\nhello\n--- rc 0 in 1.2s\n");
+    }
+}
