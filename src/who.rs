@@ -1,14 +1,40 @@
 //! Who runs fleetup, and from where: recorded in the journal, in host locks and in the
 //! hosts' audit lines, so that a lock or a line always names a person and a machine.
 
-/// The operator: `$USER`, else `$LOGNAME`, else the numeric user id.
+/// The operator: `$USER`, else `$LOGNAME`, else the name of the user id (cron and
+/// systemd jobs set neither variable), else the numeric id.
 pub fn operator() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|k| std::env::var(k).ok())
         .find(|v| !v.is_empty())
+        .or_else(user_name)
         // SAFETY: getuid has no preconditions and cannot fail.
         .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+}
+
+fn user_name() -> Option<String> {
+    // SAFETY: passwd is plain data (integers and pointers): all zeroes is a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwuid_r writes the strings into
+    // `buf` and points `found` at `pwd` on success, or leaves it null.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::getuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty())
 }
 
 /// The controller's host name, as the kernel knows it.
@@ -47,5 +73,6 @@ mod tests {
         assert!(!pid_alive(0));
         assert!(!controller().is_empty());
         assert!(!operator().is_empty());
+        assert!(user_name().is_some_and(|n| !n.is_empty()));
     }
 }

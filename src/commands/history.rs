@@ -75,16 +75,11 @@ pub fn show(args: &ShowArgs) -> Exit {
         }
     };
     let (events, _) = read::read_events(&run.events_path()).unwrap_or_default();
-    println!(
-        "run {} of {} ({}) by {} on {}, started {}: {}",
-        record.run_id,
-        record.playbook.display(),
-        record.playbook_name,
-        record.operator,
-        record.controller,
-        record.started,
-        summary.ended.word()
-    );
+    let entry = Entry {
+        record: &record,
+        summary: &summary,
+    };
+    println!("{}", ui::history::heading(&entry));
     print!("{}", ui::recap(&events));
     Exit::Success
 }

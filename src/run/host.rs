@@ -105,6 +105,7 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
             .await;
         }
     };
+    log.note(&format!("run {}, batch {batch}", shared.run_dir.id));
     let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
     let conn = match shared.transport.connect(&target).await {
         Ok(conn) => conn,
@@ -402,6 +403,7 @@ pub(super) async fn preflight_host(
             )
         }
     };
+    log.note("fleet-wide pre-flight (read-only)");
     let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
     let conn = match shared.transport.connect(&target).await {
         Ok(conn) => conn,

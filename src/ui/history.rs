@@ -30,7 +30,8 @@ impl Entry<'_> {
         }
     }
 
-    fn ended(&self) -> String {
+    /// How the run ended, in words, with its attempts when it was resumed.
+    pub fn ended(&self) -> String {
         let s = self.summary;
         let mut text = match &s.ended {
             Ended::Completed { exit_code } => format!("completed (exit {exit_code})"),
@@ -74,6 +75,22 @@ impl Entry<'_> {
             },
         })
     }
+}
+
+/// The first line of `fleetup show`: which run, whose, and how it ended.
+pub fn heading(e: &Entry<'_>) -> String {
+    let r = e.record;
+    format!(
+        "run {} of {} ({}) by {} on {}, started {}: {}, {} of work",
+        clean(&r.run_id),
+        clean(&r.playbook.display().to_string()),
+        clean(&r.playbook_name),
+        clean(&r.operator),
+        clean(&r.controller),
+        clean(&r.started),
+        e.ended(),
+        duration(e.summary.duration),
+    )
 }
 
 pub fn table(entries: &[Entry<'_>]) -> String {
