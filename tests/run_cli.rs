@@ -593,7 +593,7 @@ p-03  FAILED         1  <T>  check disk: disk full
 2 ok, 1 failed in <T> (exit code 2)
 
 halted after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
-next: fix the cause on p-03, then run again: finished hosts are skipped by the playbook's own checks
+next: fix the cause on p-03, then resume the run with `fleetup run --resume <RUN_ID>` and the same -i: finished hosts are left alone
 logs of every host: <RUN_DIR>"
     );
     let want: Vec<&str> = expected.lines().collect();

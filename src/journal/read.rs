@@ -195,13 +195,12 @@ pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summa
                 }
             }
             Event::RunFinished { exit_code, .. } => {
-                if ended == Ended::Killed {
-                    ended = if *exit_code == crate::exit::Exit::Interrupted.code() {
-                        Ended::Interrupted
-                    } else {
-                        Ended::Completed {
-                            exit_code: *exit_code,
-                        }
+                // Ctrl-C wins over a halt the policy decided while the run was stopping.
+                if *exit_code == crate::exit::Exit::Interrupted.code() {
+                    ended = Ended::Interrupted;
+                } else if ended == Ended::Killed {
+                    ended = Ended::Completed {
+                        exit_code: *exit_code,
                     };
                 }
                 if let Some(start) = attempt_start.take() {
@@ -449,5 +448,12 @@ mod tests {
             },
         ));
         assert_eq!(summary(&halted, 5, false).ended, Ended::Halted(reason));
+
+        // A canary that failed because Ctrl-C cut it short: the operator's stop is the story.
+        if let Some(Event::RunFinished { exit_code, .. }) = halted.last_mut().map(|e| &mut e.event)
+        {
+            *exit_code = 99;
+        }
+        assert_eq!(summary(&halted, 5, false).ended, Ended::Interrupted);
     }
 }

@@ -270,3 +270,39 @@ fn preview_renders_with_stand_ins() {
         "change: echo v2 <current.stdout>  [when: current.stdout != target]  [point of no return]"
     );
 }
+
+#[test]
+fn lock_and_audit_sections() {
+    let pb = parse(&format!(
+        "{GOOD}lock:\n  dir: \"{{{{ app }}}}/.fleetup\"\n  stale_after: 2h\naudit:\n  from: \"{{{{ current.stdout }}}}\"\n  to: \"{{{{ target }}}}\"\n"
+    ))
+    .unwrap();
+    let lock = pb.lock.as_ref().unwrap();
+    assert_eq!(lock.dir, "{{ app }}/.fleetup");
+    assert_eq!(lock.stale_after.0, Duration::from_secs(7200));
+    assert_eq!(pb.audit.to.as_deref(), Some("{{ target }}"));
+    let h = host("web1", json!({"app": "/opt/sl", "target": "v2"}));
+    assert!(validate(&pb, &[h.clone()]).is_empty());
+
+    // The lock is taken before any step: it cannot read what a step registers.
+    let early = parse(&format!(
+        "{GOOD}lock:\n  dir: \"{{{{ current.stdout }}}}\"\n"
+    ))
+    .unwrap();
+    let errors = validate(&early, &[h]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "lock.dir");
+    assert!(
+        errors[0].message.contains("current"),
+        "{}",
+        errors[0].message
+    );
+
+    let default = parse(&format!("{GOOD}lock:\n  dir: /var/lib/fleetup\n")).unwrap();
+    assert_eq!(
+        default.lock.unwrap().stale_after.0,
+        Duration::from_secs(6 * 3600)
+    );
+    let typo = only_error(&format!("{GOOD}lock:\n  dir: /x\n  stale: 1h\n"));
+    assert_eq!(typo.field, "lock.stale");
+}

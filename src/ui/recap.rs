@@ -35,6 +35,8 @@ pub struct Recap {
     finished: Option<Finished>,
     /// A resumed run's hosts that ended ok in an earlier attempt.
     earlier: Vec<String>,
+    /// The run id, when `fleetup run --resume` can continue the run.
+    resumable: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -64,9 +66,16 @@ impl Recap {
         self.first_at_ms.get_or_insert(e.at_ms);
         self.last_at_ms = self.last_at_ms.max(e.at_ms);
         match &e.event {
-            Event::RunStarted { run_dir, .. } => {
+            Event::RunStarted {
+                run_dir,
+                run_id,
+                playbook,
+                ..
+            } => {
                 // A resumed run starts again: only its last attempt's ending counts.
                 self.run_dir = Some(run_dir.clone());
+                // Ad-hoc commands (`exec`) have no playbook and no journal to resume.
+                self.resumable = (playbook != "-").then(|| run_id.clone());
                 self.stopping = None;
                 self.aborted = false;
                 self.halted = None;
@@ -378,15 +387,22 @@ impl Recap {
             lines.push(format!("stopped: {}", halt_reason(reason)));
         }
         let stopped_early = self.halted.is_some() || self.stopping.is_some() || self.aborted;
+        let again = match &self.resumable {
+            Some(id) => format!(
+                "resume the run with `fleetup run --resume {}` and the same -i: finished hosts are left alone",
+                clean(id)
+            ),
+            None => {
+                "run again: finished hosts are skipped by the playbook's own checks".to_string()
+            }
+        };
         if !to_fix.is_empty() {
             lines.push(format!(
-                "next: fix the cause on {}, then run again: finished hosts are skipped by the playbook's own checks",
+                "next: fix the cause on {}, then {again}",
                 to_fix.join(", ")
             ));
         } else if stopped_early {
-            lines.push(
-                "next: run again to continue: finished hosts are skipped by the playbook's own checks".into(),
-            );
+            lines.push(format!("next: {again}"));
         }
         if !lines.is_empty() {
             if let Some(dir) = &self.run_dir {
@@ -420,7 +436,7 @@ prod-03  FAILED         0  1.0s  pull the new image
 never started: prod-04
 
 halted after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
-next: fix the cause on prod-03, then run again: finished hosts are skipped by the playbook's own checks
+next: fix the cause on prod-03, then resume the run with `fleetup run --resume r1` and the same -i: finished hosts are left alone
 logs of every host: runs/r1
 "
         );
@@ -466,7 +482,7 @@ logs of every host: runs/r1
         );
         // A host whose rollback failed is not among those to simply fix and retry.
         assert!(
-            text.contains("next: fix the cause on prod-03, then run again"),
+            text.contains("next: fix the cause on prod-03, then resume the run"),
             "{text}"
         );
     }
@@ -503,7 +519,10 @@ logs of every host: runs/r1
             text.contains("stopped: interrupted by the operator"),
             "{text}"
         );
-        assert!(text.contains("next: run again to continue"), "{text}");
+        assert!(
+            text.contains("next: resume the run with `fleetup run --resume r1`"),
+            "{text}"
+        );
     }
 
     #[test]
