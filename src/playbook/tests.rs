@@ -282,7 +282,7 @@ fn lock_and_audit_sections() {
     assert_eq!(lock.stale_after.0, Duration::from_secs(7200));
     assert_eq!(pb.audit.to.as_deref(), Some("{{ target }}"));
     let h = host("web1", json!({"app": "/opt/sl", "target": "v2"}));
-    assert!(validate(&pb, &[h.clone()]).is_empty());
+    assert!(validate(&pb, std::slice::from_ref(&h)).is_empty());
 
     // The lock is taken before any step: it cannot read what a step registers.
     let early = parse(&format!(
