@@ -122,7 +122,9 @@ fn unix_now() -> u64 {
 
 /// The shell that takes the lock in `dir`, first removing the lock whose owner file reads
 /// `replace` (a stale lock, or our own from before a resume) if given. Prints `taken`, or
-/// `held`, the lock's age in seconds and its owner file.
+/// `held`, the lock's age in seconds and its owner file. A lock found without its owner
+/// file is being taken this very moment (between its `mkdir` and the owner's write): the
+/// owner is waited for, up to 2 s, so that the refusal can name it.
 pub fn take_command(dir: &str, me: &Owner, replace: Option<&str>) -> String {
     let owner = serde_json::to_string(me).unwrap_or_default();
     let replace = replace
@@ -133,14 +135,25 @@ pub fn take_command(dir: &str, me: &Owner, replace: Option<&str>) -> String {
             )
         })
         .unwrap_or_default();
+    // A lock that vanishes while we wait for its owner was released: try again.
     format!(
-        "d={dir}\nmkdir -p \"$d\" || exit 1\n{replace}\
-         if mkdir \"$d/lock\" 2>/dev/null; then\n\
-         \x20 printf '%s\\n' {owner} > \"$d/lock/owner.json.new\" && mv \"$d/lock/owner.json.new\" \"$d/lock/owner.json\" && echo taken\n\
-         else\n\
-         \x20 echo held $(( $(date +%s) - $(stat -c %Y \"$d/lock\" 2>/dev/null || date +%s) ))\n\
-         \x20 cat \"$d/lock/owner.json\" 2>/dev/null; true\n\
-         fi\n",
+        r#"d={dir}
+mkdir -p "$d" || exit 1
+{replace}n=0
+while :; do
+  if mkdir "$d/lock" 2>/dev/null; then
+    printf '%s\n' {owner} > "$d/lock/owner.json.new" && mv "$d/lock/owner.json.new" "$d/lock/owner.json" && echo taken
+    exit
+  fi
+  i=0
+  while [ -d "$d/lock" ] && [ ! -s "$d/lock/owner.json" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+  [ -d "$d/lock" ] || [ $n -ge 3 ] && break
+  n=$((n + 1))
+done
+echo held $(( $(date +%s) - $(stat -c %Y "$d/lock" 2>/dev/null || date +%s) ))
+cat "$d/lock/owner.json" 2>/dev/null
+true
+"#,
         dir = shell_words::quote(dir),
         owner = shell_words::quote(&owner),
     )
@@ -338,6 +351,23 @@ mod tests {
         let audit =
             std::fs::read_to_string(std::path::Path::new(&lock_dir).join("audit.log")).unwrap();
         assert_eq!(audit, "line one\nline 'two'; $(x)\n");
+
+        // Caught between another taker's mkdir and its owner's write: the owner is waited for.
+        let lock = std::path::Path::new(&lock_dir).join("lock");
+        std::fs::create_dir(&lock).unwrap();
+        let late = serde_json::to_string(&other).unwrap();
+        let writer = std::thread::spawn({
+            let owner = lock.join("owner.json");
+            move || {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                std::fs::write(owner, late + "\n").unwrap();
+            }
+        });
+        let held = parse_take(&sh(take_command(&lock_dir, &me, None)))
+            .unwrap()
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!(held.owner, Some(other));
     }
 
     #[test]

@@ -1,0 +1,1617 @@
+//! Nothing lost (issue 6): the run journal, `--resume`, the host lock, the audit log on the
+//! hosts, `history` and `show`. The built `fleetup` binary runs the shipped playbook against
+//! the simulated fleet as an operator would (`--known-hosts`, strict host keys, `--yes`,
+//! `--output json`), is killed with SIGKILL, halted, resumed, run twice at once; every claim
+//! is proven from the hosts' own command logs and state, and from the files the run left.
+
+mod fleet;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fleet::{CommandRecord, Fleet, Spec};
+use serde_json::{json, Value};
+
+const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const PLAYBOOK: &str = "playbooks/simplelogin-upgrade.yml";
+const TARGET: &str = "v4.66.1";
+const OLD: &str = "v4.65.0";
+const IMAGE: &str = "simplelogin/app-ci";
+/// Longest any single run may take before the test gives up on it.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// The extra variables every run of these tests gives (as tests/upgrade.rs does).
+const VARS: [&str; 4] = [
+    "-e",
+    "sl_version=v4.66.1",
+    "-e",
+    r#"{"sl_health_timeout": 5}"#,
+];
+/// Batches [prod-01] (the canary), [prod-02..04], [prod-05..07] on the fleet of seven.
+const SERIAL3: [&str; 2] = ["--serial", "3"];
+/// One batch of every host, no canary: for the lock tests, where every host starts at once.
+const ALL_AT_ONCE: [&str; 4] = ["--canary", "none", "--serial", "100%"];
+
+/// Schema heads (tests/fleet/sim/state.rs RELEASES).
+fn head(version: &str) -> &'static str {
+    match version {
+        "v4.65.0" => "3ebfbaeb76c0",
+        "v4.66.1" => "818b4a856f3f",
+        v => panic!("no schema head recorded here for {v}"),
+    }
+}
+
+const APP_CONTAINERS: [&str; 4] = ["sl-db", "sl-app", "sl-email", "sl-job-runner"];
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// This machine's host name, as fleetup records it as the controller.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the host name")
+        .trim()
+        .to_string()
+}
+
+fn names(prefix: &str, range: std::ops::RangeInclusive<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i:02}")).collect()
+}
+
+// --- Running fleetup --------------------------------------------------------------------
+
+/// A `fleetup` in flight: its output goes to files, so a chatty run never blocks on a pipe.
+struct Running {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+    started: Instant,
+}
+
+/// How a `fleetup` process ended: its exit code and its JSON event lines.
+struct Finished {
+    code: i32,
+    events: Vec<Value>,
+    stderr: String,
+}
+
+/// Starts `fleetup <args>` from the repository, output to files in the fleet's tmp dir.
+fn spawn_args(fleet: &Fleet, args: &[String]) -> Running {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let out = fleet.tmp().join(format!("fleetup-{n}.out"));
+    let err = fleet.tmp().join(format!("fleetup-{n}.err"));
+    let child = Command::new(FLEETUP)
+        .current_dir(REPO)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run fleetup");
+    Running {
+        child,
+        out,
+        err,
+        started: Instant::now(),
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("a UTF-8 path").to_string()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// `fleetup run -i INV PLAYBOOK -e ... --known-hosts K --yes --output json <extra>`.
+fn spawn_run(fleet: &Fleet, playbook: &Path, extra: &[&str]) -> Running {
+    let mut args = strings(&["run", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    args.push(s(playbook));
+    args.extend(strings(&VARS));
+    args.push("--known-hosts".into());
+    args.push(s(&fleet.known_hosts_path()));
+    args.extend(strings(&["--yes", "--output", "json"]));
+    args.extend(strings(extra));
+    spawn_args(fleet, &args)
+}
+
+/// `fleetup run -i INV --resume <id> --known-hosts K --yes --output json <extra>`: no
+/// playbook, it comes from the journal.
+fn spawn_resume(fleet: &Fleet, id: &str, extra: &[&str]) -> Running {
+    let mut args = strings(&["run", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    args.extend(strings(&["--resume", id, "--known-hosts"]));
+    args.push(s(&fleet.known_hosts_path()));
+    args.extend(strings(&["--yes", "--output", "json"]));
+    args.extend(strings(extra));
+    spawn_args(fleet, &args)
+}
+
+fn run(fleet: &Fleet, extra: &[&str]) -> Finished {
+    spawn_run(fleet, Path::new(PLAYBOOK), extra).wait()
+}
+
+fn resume(fleet: &Fleet, id: &str, extra: &[&str]) -> Finished {
+    spawn_resume(fleet, id, extra).wait()
+}
+
+/// `fleetup <args>` run to its end (history, show, plan: nothing long).
+fn cli(args: &[String]) -> Output {
+    let out = Command::new(FLEETUP)
+        .current_dir(REPO)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fleetup");
+    out
+}
+
+impl Running {
+    fn stderr_now(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn wait(mut self) -> Finished {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for fleetup") {
+                break status;
+            }
+            if self.started.elapsed() > RUN_LIMIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "fleetup ran longer than {RUN_LIMIT:?}; stderr:\n{}",
+                    self.stderr_now()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = std::fs::read_to_string(&self.out).expect("fleetup's stdout");
+        let stderr = self.stderr_now();
+        let events = stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("stdout line is not a JSON event ({e}): {l:?}; stderr:\n{stderr}")
+                })
+            })
+            .collect();
+        Finished {
+            code: status.code().expect("fleetup ended by a signal"),
+            events,
+            stderr,
+        }
+    }
+}
+
+impl Finished {
+    fn of(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    fn host_finished(&self, host: &str) -> &Value {
+        let found: Vec<_> = self
+            .of("host_finished")
+            .into_iter()
+            .filter(|e| e["host"] == host)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{host} should finish exactly once; events:\n{}",
+            self.dump()
+        );
+        found[0]
+    }
+
+    fn outcome(&self, host: &str) -> String {
+        self.host_finished(host)["outcome"]
+            .as_str()
+            .expect("outcome")
+            .to_string()
+    }
+
+    fn started_hosts(&self) -> BTreeSet<String> {
+        self.of("host_started")
+            .iter()
+            .map(|e| e["host"].as_str().expect("host").to_string())
+            .collect()
+    }
+
+    fn run_started(&self) -> &Value {
+        let started = self.of("run_started");
+        assert_eq!(started.len(), 1, "one run_started:\n{}", self.dump());
+        started[0]
+    }
+
+    fn run_id(&self) -> String {
+        self.run_started()["run_id"]
+            .as_str()
+            .expect("run_id")
+            .to_string()
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        PathBuf::from(self.run_started()["run_dir"].as_str().expect("run_dir"))
+    }
+
+    /// When the rollout began: the first batch (the read-only fleet-wide pre-flight is
+    /// before it).
+    fn rollout_start(&self) -> f64 {
+        let batch = self.of("batch_started");
+        let first = batch
+            .first()
+            .unwrap_or_else(|| panic!("a batch:\n{}", self.dump()));
+        first["at_ms"].as_f64().expect("at_ms") / 1000.0
+    }
+
+    /// A host's command log from the rollout's start on.
+    fn rollout_log(&self, fleet: &Fleet, name: &str) -> Vec<CommandRecord> {
+        let start = self.rollout_start();
+        fleet
+            .commands(name)
+            .into_iter()
+            .filter(|c| c.t >= start)
+            .collect()
+    }
+
+    fn untouched(&self) -> Vec<String> {
+        let finished = self.of("run_finished");
+        assert_eq!(finished.len(), 1, "one run_finished:\n{}", self.dump());
+        finished[0]["untouched"]
+            .as_array()
+            .expect("untouched")
+            .iter()
+            .map(|v| v.as_str().expect("a host name").to_string())
+            .collect()
+    }
+
+    fn assert_exit(&self, code: i32) {
+        assert_eq!(
+            self.code,
+            code,
+            "exit code; stderr:\n{}\nevents:\n{}",
+            self.stderr,
+            self.dump()
+        );
+        let finished = self.of("run_finished");
+        assert_eq!(finished.len(), 1, "one run_finished:\n{}", self.dump());
+        assert_eq!(finished[0]["exit_code"], code, "run_finished's exit_code");
+    }
+
+    fn dump(&self) -> String {
+        self.events
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The single `run_resumed` event.
+    fn run_resumed(&self) -> &Value {
+        let r = self.of("run_resumed");
+        assert_eq!(r.len(), 1, "one run_resumed:\n{}", self.dump());
+        // Right after run_started.
+        let i = self
+            .events
+            .iter()
+            .position(|e| e["event"] == "run_resumed")
+            .unwrap();
+        let j = self
+            .events
+            .iter()
+            .position(|e| e["event"] == "run_started")
+            .expect("run_started");
+        assert!(
+            j < i,
+            "run_resumed comes after run_started:\n{}",
+            self.dump()
+        );
+        r[0]
+    }
+
+    fn batches_started(&self) -> Vec<u64> {
+        self.of("batch_started")
+            .iter()
+            .map(|e| e["batch"].as_u64().expect("batch"))
+            .collect()
+    }
+}
+
+/// A list of host names in a JSON field, sorted.
+fn host_set(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("a list of hosts: {v}"))
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .unwrap_or_else(|| panic!("a host name: {h}"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn set(hosts: &[&str]) -> BTreeSet<String> {
+    hosts.iter().map(|h| h.to_string()).collect()
+}
+
+/// The batches fleetup plans for the fleet, from `fleetup plan --output json`.
+fn plan(fleet: &Fleet, extra: &[&str]) -> Vec<Vec<String>> {
+    let mut args = strings(&["plan", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    args.push(PLAYBOOK.into());
+    args.extend(strings(&VARS));
+    args.extend(strings(&["--output", "json"]));
+    args.extend(strings(extra));
+    let out = cli(&args);
+    assert!(out.status.success(), "plan: {}", fleet::stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    v["batches"]
+        .as_array()
+        .expect("batches")
+        .iter()
+        .map(|b| {
+            b["hosts"]
+                .as_array()
+                .expect("hosts")
+                .iter()
+                .map(|h| h.as_str().expect("host").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+// --- The journal ------------------------------------------------------------------------
+
+/// `<fleet dir>/.fleetup/`: the default state dir, beside the inventory.
+fn state_dir(fleet: &Fleet) -> PathBuf {
+    fleet.dir().join(".fleetup")
+}
+
+/// The run directories under a state dir.
+fn run_dirs(state: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// `events.jsonl` read strictly: every complete line (ended by a newline) must be a JSON
+/// object; a last line without its newline is what a kill may leave, and is returned apart.
+fn journal(run_dir: &Path) -> (Vec<Value>, Option<String>) {
+    let path = run_dir.join("events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (complete, partial) = match text.rfind('\n') {
+        Some(i) => (&text[..=i], &text[i + 1..]),
+        None => ("", text.as_str()),
+    };
+    let events = complete
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!(
+                    "a complete line of {} is not JSON ({e}): {l:?}",
+                    path.display()
+                )
+            });
+            assert!(v["event"].is_string(), "not an event: {l}");
+            v
+        })
+        .collect();
+    let partial = (!partial.is_empty()).then(|| partial.to_string());
+    (events, partial)
+}
+
+/// `events.jsonl` read as a tolerant reader would: lines that do not parse are left out.
+fn journal_lenient(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("events.jsonl"))
+        .expect("events.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+fn run_json(run_dir: &Path) -> Value {
+    let p = run_dir.join("run.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("run.json ({e}): {text}"))
+}
+
+/// `fleetup history -i INV --output json`: one object per run.
+fn history_json(fleet: &Fleet, extra: &[&str]) -> Vec<Value> {
+    let mut args = strings(&["history", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    args.extend(strings(&["--output", "json"]));
+    args.extend(strings(extra));
+    let out = cli(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "history: {}",
+        fleet::stderr(&out)
+    );
+    fleet::stdout(&out)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("history line is not JSON ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+/// The history entry of one run.
+fn history_of(fleet: &Fleet, id: &str, extra: &[&str]) -> Value {
+    let all = history_json(fleet, extra);
+    let found: Vec<_> = all.iter().filter(|r| r["run_id"] == id).collect();
+    assert_eq!(found.len(), 1, "run {id} once in the history: {all:#?}");
+    found[0].clone()
+}
+
+// --- What the hosts say -----------------------------------------------------------------
+
+/// A command that changes the host, as its log records it (shims and sessions alike).
+fn is_state_changing(c: &CommandRecord) -> bool {
+    let cmd = c.cmd.as_str();
+    if c.kind == "session" {
+        return cmd.contains("pg_dump") || cmd.contains(".env.fleetup");
+    }
+    [
+        "docker pull",
+        "docker stop",
+        "docker rm",
+        "docker run",
+        "docker start",
+        "docker restart",
+        "docker kill",
+        "docker exec -i",
+        "compose up",
+        "compose down",
+        "compose stop",
+        "compose rm",
+    ]
+    .iter()
+    .any(|p| cmd.starts_with(p) || (p.starts_with("compose") && cmd.contains(p)))
+}
+
+fn state_changing(log: &[CommandRecord]) -> Vec<String> {
+    log.iter()
+        .filter(|c| c.ev == "start" && is_state_changing(c))
+        .map(|c| format!("{} {}", c.kind, c.cmd))
+        .collect()
+}
+
+fn cmds(log: &[CommandRecord]) -> Vec<String> {
+    log.iter()
+        .map(|c| format!("{} {} {} @{}", c.ev, c.kind, c.cmd, c.t))
+        .collect()
+}
+
+/// The first record of a shim command (not a session) whose line contains `needle`.
+fn shim<'a>(log: &'a [CommandRecord], ev: &str, needle: &str) -> &'a CommandRecord {
+    log.iter()
+        .find(|c| c.kind != "session" && c.ev == ev && c.cmd.contains(needle))
+        .unwrap_or_else(|| panic!("no `{ev}` of a command with `{needle}` in the log"))
+}
+
+/// How many times the host ran the migration (shim starts of `alembic upgrade head`).
+fn migrations(fleet: &Fleet, name: &str) -> usize {
+    fleet
+        .commands(name)
+        .iter()
+        .filter(|c| c.kind == "docker" && c.ev == "start" && c.cmd.contains("alembic upgrade head"))
+        .count()
+}
+
+fn assert_migrated_once(fleet: &Fleet, name: &str) {
+    let log = fleet.commands(name);
+    assert_eq!(
+        migrations(fleet, name),
+        1,
+        "{name}: `alembic upgrade head` exactly once; log:\n{}",
+        cmds(&log).join("\n")
+    );
+}
+
+/// Commands the host logged at or after `t` (unix seconds).
+fn since(fleet: &Fleet, name: &str, t: f64) -> Vec<CommandRecord> {
+    fleet
+        .commands(name)
+        .into_iter()
+        .filter(|c| c.t >= t)
+        .collect()
+}
+
+/// The host logged no command at all from `t` on.
+fn assert_not_touched_since(fleet: &Fleet, name: &str, t: f64, what: &str) {
+    let log = since(fleet, name, t);
+    assert!(
+        log.is_empty(),
+        "{name} must not be touched {what}, yet it logged:\n{}",
+        cmds(&log).join("\n")
+    );
+}
+
+/// The backups the playbook wrote on a host: `(path, size, mtime)`.
+fn backups(fleet: &Fleet, name: &str) -> Vec<(PathBuf, u64, f64)> {
+    let dir = fleet.app_path(name).join("backups");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return vec![];
+    };
+    let mut out: Vec<_> = rd
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sql.gz"))
+        .map(|e| {
+            let m = e.metadata().expect("backup metadata");
+            let mtime = m
+                .modified()
+                .expect("mtime")
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs_f64();
+            (e.path(), m.len(), mtime)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The host serves `version`, healthy, from its own state and over SSH.
+fn assert_healthy_at(fleet: &Fleet, name: &str, version: &str) {
+    let st = fleet.state(name);
+    let ctx = || format!("{name}: state {st:#}");
+    assert_eq!(st["serving"], version, "{} serves", ctx());
+    assert_eq!(st["env_version"], version, "{}: .env's SL_VERSION", ctx());
+    assert_eq!(st["db"]["schema"], head(version), "{}: schema", ctx());
+    assert_eq!(st["db"]["init"], head(version), "{}: init", ctx());
+    let containers = st["containers"].as_array().expect("containers");
+    for c in APP_CONTAINERS {
+        let found: Vec<_> = containers.iter().filter(|x| x["name"] == c).collect();
+        assert_eq!(found.len(), 1, "{}: one {c}", ctx());
+        assert_eq!(found[0]["status"], "running", "{}: {c} runs", ctx());
+        if c != "sl-db" {
+            assert_eq!(
+                found[0]["image"],
+                format!("{IMAGE}:{version}"),
+                "{}: {c}'s image",
+                ctx()
+            );
+        }
+    }
+    assert_eq!(containers.len(), APP_CONTAINERS.len(), "{}", ctx());
+    let health = fleet.ssh(name, "curl -fsS http://127.0.0.1:7777/health");
+    assert!(
+        health.status.success(),
+        "{name}: /health over ssh: {}",
+        fleet::stderr(&health)
+    );
+    assert_eq!(fleet::stdout(&health).trim(), "success", "{name}: /health");
+}
+
+/// A host upgraded once, correctly, in the records `log`: backup, pull, stop, migrate, init,
+/// up, in that order, one backup of the old schema; then healthy at the target.
+fn assert_upgraded(fleet: &Fleet, name: &str, log: &[CommandRecord]) {
+    assert_healthy_at(fleet, name, TARGET);
+    let pull = shim(log, "end", &format!("docker pull {IMAGE}:{TARGET}"));
+    assert_eq!(pull.rc, Some(0), "{name}: the pull succeeded");
+    let stop = shim(log, "start", "docker stop sl-app sl-email sl-job-runner");
+    let alembic = shim(log, "end", "alembic upgrade head");
+    assert_eq!(alembic.rc, Some(0), "{name}: alembic succeeded");
+    let init = shim(log, "end", "init_app.py");
+    assert_eq!(init.rc, Some(0), "{name}: init_app.py succeeded");
+    let up = shim(log, "start", "compose up");
+    assert!(
+        pull.t <= stop.t && stop.t <= alembic.t && alembic.t <= init.t && init.t <= up.t,
+        "{name}: pull, stop, migrate, init, up in that order"
+    );
+    let files = backups(fleet, name);
+    assert_eq!(files.len(), 1, "{name}: one database backup: {files:?}");
+    assert!(files[0].1 > 0, "{name}: the backup is not empty");
+    assert!(
+        files[0].2 <= alembic.t,
+        "{name}: the backup was written before the migration"
+    );
+}
+
+/// `<app>/.fleetup/lock` on a host.
+fn lock_dir(fleet: &Fleet, name: &str) -> PathBuf {
+    fleet.app_path(name).join(".fleetup").join("lock")
+}
+
+fn assert_no_lock(fleet: &Fleet, name: &str) {
+    let dir = lock_dir(fleet, name);
+    assert!(
+        !dir.exists(),
+        "{name}: the lock {} is left behind: {:?}",
+        dir.display(),
+        std::fs::read_to_string(dir.join("owner.json"))
+    );
+}
+
+/// The lines of `<app>/.fleetup/audit.log` on a host.
+fn audit(fleet: &Fleet, name: &str) -> Vec<String> {
+    std::fs::read_to_string(fleet.app_path(name).join(".fleetup").join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks the shape of an audit line: `<RFC3339 UTC> run=.. operator=.. controller=.. from=..
+/// to=.. outcome=..`, and returns its fields.
+fn audit_fields(line: &str) -> std::collections::HashMap<String, String> {
+    let mut words = line.split_whitespace();
+    let time = words.next().unwrap_or_default();
+    assert!(
+        time.ends_with('Z') && humantime::parse_rfc3339_weak(time).is_ok(),
+        "an audit line starts with an RFC3339 UTC time: {line:?}"
+    );
+    let fields: std::collections::HashMap<String, String> = words
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for k in ["run", "operator", "controller", "from", "to", "outcome"] {
+        assert!(fields.contains_key(k), "the audit line has {k}=: {line:?}");
+    }
+    fields
+}
+
+/// Writes a lock by hand on a host: `<app>/.fleetup/lock/owner.json`, owned like the app
+/// path (the login user must be able to remove it).
+fn plant_lock(fleet: &Fleet, name: &str, owner: &Value) {
+    use std::os::unix::fs::MetadataExt;
+    let app = fleet.app_path(name);
+    let meta = std::fs::metadata(&app).expect("the app path");
+    let (uid, gid) = (meta.uid(), meta.gid());
+    let dot = app.join(".fleetup");
+    let lock = dot.join("lock");
+    std::fs::create_dir_all(&lock).expect("create the lock dir");
+    let file = lock.join("owner.json");
+    std::fs::write(&file, serde_json::to_string(owner).unwrap()).expect("owner.json");
+    for p in [&dot, &lock, &file] {
+        std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+    }
+    // The lock's files are as old as it says it is.
+    let started = UNIX_EPOCH + Duration::from_secs(owner["started"].as_u64().expect("started"));
+    for p in [&file, &lock] {
+        std::fs::File::open(p)
+            .and_then(|f| f.set_modified(started))
+            .expect("set the lock's mtime");
+    }
+}
+
+/// A pid that is surely not alive: a process that ran and was reaped.
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().expect("true");
+    let pid = child.id();
+    child.wait().expect("wait for true");
+    assert!(!fleet::pid_alive(pid as i32));
+    pid
+}
+
+/// The command-log lengths of every host, to prove later that nothing was run.
+fn log_lengths(fleet: &Fleet) -> Vec<(String, usize)> {
+    fleet
+        .hosts()
+        .iter()
+        .map(|h| (h.name.clone(), fleet.commands(&h.name).len()))
+        .collect()
+}
+
+fn assert_nothing_run_since(fleet: &Fleet, before: &[(String, usize)], what: &str) {
+    for (name, n) in before {
+        let log = fleet.commands(name);
+        assert_eq!(
+            log.len(),
+            *n,
+            "{what}: {name} must not be contacted, yet it logged:\n{}",
+            cmds(&log[*n..]).join("\n")
+        );
+    }
+}
+
+/// The fleet of seven: prod-01 (the canary) to prod-07, all at v4.65.0.
+fn seven_hosts() -> Fleet {
+    let fleet = Fleet::start(
+        Spec::new()
+            .group("production", "prod", 7, OLD)
+            .canary("prod-01"),
+    );
+    assert_eq!(
+        plan(&fleet, &SERIAL3),
+        [
+            vec!["prod-01"],
+            vec!["prod-02", "prod-03", "prod-04"],
+            vec!["prod-05", "prod-06", "prod-07"]
+        ],
+        "the canary, then batches of three"
+    );
+    fleet
+}
+
+fn pull_fails() -> Value {
+    json!({"match": "docker pull", "action": "fail", "rc": 1, "scope": "shim",
+           "stderr": "Error response from daemon: manifest for simplelogin/app-ci:v4.66.1 not found: manifest unknown"})
+}
+
+// --- 1. kill -9 in the middle of batch 2, then --resume ----------------------------------
+
+#[test]
+fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
+    let fleet = seven_hosts();
+    // prod-03's pull takes long enough for prod-02 and prod-04 to finish and for fleetup to
+    // be killed while prod-03 is in it.
+    fleet.fault(
+        "prod-03",
+        json!({"match": "docker pull", "action": "slow", "seconds": 20, "scope": "shim", "times": 1}),
+    );
+    let mut running = spawn_run(&fleet, Path::new(PLAYBOOK), &SERIAL3);
+
+    // Watch the journal until prod-03 is in its pull and prod-02, prod-04 have finished.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_dir = loop {
+        if let Some(status) = running.child.try_wait().expect("try_wait") {
+            panic!(
+                "fleetup ended ({status}) before it could be killed; stderr:\n{}",
+                running.stderr_now()
+            );
+        }
+        let dirs = run_dirs(&state_dir(&fleet));
+        assert!(dirs.len() <= 1, "one run, one run dir: {dirs:?}");
+        if let Some(dir) = dirs.first() {
+            if dir.join("events.jsonl").exists() {
+                let (events, _) = journal(dir);
+                let pulling = events.iter().any(|e| {
+                    e["event"] == "step_started"
+                        && e["host"] == "prod-03"
+                        && e["name"] == "pull the new image"
+                });
+                let done = |h: &str| {
+                    events
+                        .iter()
+                        .any(|e| e["event"] == "host_finished" && e["host"] == h)
+                };
+                if pulling && done("prod-02") && done("prod-04") {
+                    break dir.clone();
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prod-03 never reached its pull with prod-02 and prod-04 finished; journal: {:?}",
+            run_dirs(&state_dir(&fleet))
+                .first()
+                .map(|d| std::fs::read_to_string(d.join("events.jsonl")))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let the finished hosts' last commands (the lock's release) end.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // While the run's process lives, it cannot be resumed; nothing is contacted.
+    let before = log_lengths(&fleet);
+    let refused = resume(&fleet, "last", &[]);
+    assert_eq!(
+        refused.code,
+        5,
+        "resuming a live run; stderr:\n{}\nevents:\n{}",
+        refused.stderr,
+        refused.dump()
+    );
+    assert!(
+        refused.stderr.contains("still running"),
+        "says the run is still running: {}",
+        refused.stderr
+    );
+    let before: Vec<_> = before.into_iter().filter(|(h, _)| h != "prod-03").collect();
+    assert_nothing_run_since(&fleet, &before, "a refused resume of a live run");
+
+    // kill -9.
+    let pid = running.child.id();
+    running.child.kill().expect("SIGKILL fleetup");
+    let status = running.child.wait().expect("reap fleetup");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let killed_at = now();
+
+    // The journal reads back: every complete line parses, and it says where prod-03 was.
+    let (events, _partial) = journal(&run_dir);
+    let started: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "run_started")
+        .collect();
+    assert_eq!(started.len(), 1, "one run_started in the journal");
+    let id = started[0]["run_id"].as_str().expect("run_id").to_string();
+    assert_eq!(
+        Path::new(started[0]["run_dir"].as_str().expect("run_dir")),
+        run_dir,
+        "run_started's run_dir is the journal's directory"
+    );
+    assert_eq!(
+        run_dir.file_name().unwrap().to_str().unwrap(),
+        id,
+        "the run dir is named by the run id"
+    );
+    let prod03: Vec<_> = events.iter().filter(|e| e["host"] == "prod-03").collect();
+    let last = prod03.last().expect("prod-03 in the journal");
+    assert_eq!(
+        last["event"], "step_started",
+        "prod-03's last event: {last}"
+    );
+    assert_eq!(
+        last["name"], "pull the new image",
+        "prod-03's last event: {last}"
+    );
+    for h in ["prod-01", "prod-02", "prod-04"] {
+        let f: Vec<_> = events
+            .iter()
+            .filter(|e| e["event"] == "host_finished" && e["host"] == h)
+            .collect();
+        assert_eq!(f.len(), 1, "{h} finished once in the journal");
+        assert_eq!(f[0]["outcome"], "ok", "{h}: {}", f[0]);
+    }
+    assert!(
+        !events.iter().any(|e| e["event"] == "run_finished"),
+        "a killed run has no run_finished"
+    );
+    // The host's own log shows the pull really began, after its step_started was on disk.
+    let p3_log = fleet.commands("prod-03");
+    let pull = shim(&p3_log, "start", "docker pull");
+    assert!(pull.t * 1000.0 + 1.0 >= last["at_ms"].as_f64().unwrap());
+
+    let rj = run_json(&run_dir);
+    assert_eq!(rj["pid"], pid, "run.json records fleetup's pid: {rj:#}");
+    assert_eq!(
+        rj["controller"],
+        hostname(),
+        "run.json's controller: {rj:#}"
+    );
+    assert!(rj["operator"].is_string(), "run.json's operator: {rj:#}");
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("playbook.yml")).expect("the playbook's copy"),
+        std::fs::read_to_string(Path::new(REPO).join(PLAYBOOK)).unwrap(),
+        "playbook.yml is a copy of the playbook"
+    );
+
+    // `history` knows the run was killed: no run_finished, and its process is gone.
+    let h = history_of(&fleet, &id, &[]);
+    assert_eq!(h["ended"], "killed", "history: {h}");
+
+    // Resume.
+    let pre_resume: Vec<Vec<CommandRecord>> = (1..=7)
+        .map(|i| fleet.commands(&format!("prod-{i:02}")))
+        .collect();
+    let resumed = resume(&fleet, "last", &[]);
+    resumed.assert_exit(0);
+    assert_eq!(resumed.run_id(), id, "the same run id:\n{}", resumed.dump());
+    assert_eq!(resumed.run_dir(), run_dir, "the same run dir");
+    let r = resumed.run_resumed();
+    assert_eq!(r["run_id"], id.as_str(), "{r}");
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(
+        host_set(&r["finished"]),
+        set(&["prod-01", "prod-02", "prod-04"]),
+        "{r}"
+    );
+    let interrupted = r["interrupted"].as_array().expect("interrupted: a list");
+    assert_eq!(interrupted.len(), 1, "one host interrupted: {r}");
+    assert_eq!(interrupted[0]["host"], "prod-03", "{r}");
+    assert_eq!(interrupted[0]["step"], "pull the new image", "{r}");
+    let retry = host_set(&r["retry"]);
+    for h in ["prod-01", "prod-02", "prod-04"] {
+        assert!(!retry.contains(h), "{h} finished: not retried: {r}");
+    }
+
+    // Only prod-03 and batch 3 ran, batches keeping their numbers.
+    assert_eq!(
+        resumed.started_hosts(),
+        set(&["prod-03", "prod-05", "prod-06", "prod-07"]),
+        "{}",
+        resumed.dump()
+    );
+    assert_eq!(resumed.batches_started(), [2, 3], "{}", resumed.dump());
+    for h in ["prod-03", "prod-05", "prod-06", "prod-07"] {
+        assert_eq!(resumed.outcome(h), "ok", "{h}: {}", resumed.dump());
+    }
+    let started_in = |h: &str| {
+        resumed
+            .of("host_started")
+            .iter()
+            .find(|e| e["host"] == h)
+            .map(|e| e["batch"].clone())
+    };
+    assert_eq!(started_in("prod-03"), Some(json!(2)));
+    assert_eq!(started_in("prod-05"), Some(json!(3)));
+
+    // The hosts' own logs: finished hosts were not touched after the kill, not even by a
+    // pre-flight; every host migrated exactly once over both runs; every host at target.
+    for h in ["prod-01", "prod-02", "prod-04"] {
+        assert_not_touched_since(&fleet, h, killed_at, "after the kill (it had finished)");
+        assert_upgraded(&fleet, h, &fleet.commands(h));
+    }
+    for (i, log) in pre_resume.iter().enumerate().skip(4) {
+        let h = format!("prod-{:02}", i + 1);
+        assert!(
+            state_changing(log).is_empty(),
+            "{h} was not started before the kill: {:?}",
+            state_changing(log)
+        );
+        assert_upgraded(&fleet, &h, &fleet.commands(&h));
+    }
+    let p3 = since(&fleet, "prod-03", killed_at);
+    assert_healthy_at(&fleet, "prod-03", TARGET);
+    let p3_pull = p3
+        .iter()
+        .filter(|c| c.kind == "docker" && c.ev == "end" && c.cmd.starts_with("docker pull"))
+        .find(|c| c.rc == Some(0))
+        .is_some();
+    assert!(
+        p3_pull,
+        "prod-03 pulled again after the kill: {:?}",
+        cmds(&p3)
+    );
+    // Batch 2 (prod-03) ended before batch 3 began.
+    let p3_up = shim(&p3, "start", "compose up").t;
+    for h in ["prod-05", "prod-06", "prod-07"] {
+        let pull = shim(&fleet.commands(h), "start", "docker pull").t;
+        assert!(
+            p3_up < pull,
+            "{h} pulled ({pull}) before batch 2 ended ({p3_up})"
+        );
+    }
+    for i in 1..=7 {
+        let h = format!("prod-{i:02}");
+        assert_migrated_once(&fleet, &h);
+        assert_no_lock(&fleet, &h);
+    }
+
+    // The journal goes on in the same file: the resumed run's events are appended.
+    let all = journal_lenient(&run_dir);
+    assert!(all.len() >= resumed.events.len());
+    assert_eq!(
+        all[all.len() - resumed.events.len()..],
+        resumed.events[..],
+        "events.jsonl ends with exactly what the resumed run printed"
+    );
+    assert_eq!(history_of(&fleet, &id, &[])["ended"], "completed");
+}
+
+// --- 2. --resume after a halt, the fault removed ----------------------------------------
+
+#[test]
+fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
+    let fleet = seven_hosts();
+    fleet.fault("prod-03", pull_fails());
+
+    let first = run(&fleet, &SERIAL3);
+    first.assert_exit(2);
+    for h in ["prod-01", "prod-02", "prod-04"] {
+        assert_eq!(first.outcome(h), "ok", "{h}: {}", first.dump());
+    }
+    let failed = first.host_finished("prod-03");
+    assert_eq!(failed["outcome"], "failed", "{}", first.dump());
+    assert_eq!(failed["failed_step"], "pull the new image");
+    let halted = first.of("halted");
+    assert_eq!(halted.len(), 1, "halted:\n{}", first.dump());
+    assert_eq!(halted[0]["batch"], 2);
+    assert_eq!(first.untouched(), ["prod-05", "prod-06", "prod-07"]);
+    for h in ["prod-05", "prod-06", "prod-07"] {
+        let log = first.rollout_log(&fleet, h);
+        assert!(log.is_empty(), "{h}: batch 3 untouched: {:?}", cmds(&log));
+        assert!(state_changing(&fleet.commands(h)).is_empty());
+    }
+    let id = first.run_id();
+    let run_dir = first.run_dir();
+    assert!(
+        run_dir.starts_with(state_dir(&fleet).join("runs")),
+        "the run dir {} is under the default state dir",
+        run_dir.display()
+    );
+    // The journal is exactly what the run printed.
+    let (events, partial) = journal(&run_dir);
+    assert_eq!(partial, None, "a finished run leaves no partial line");
+    assert_eq!(
+        events, first.events,
+        "events.jsonl = the JSON events printed"
+    );
+    assert_eq!(history_of(&fleet, &id, &[])["ended"], "halted");
+
+    fleet.clear_faults("prod-03");
+    let resumed_at = now();
+    // `-e` may be given again (the same values).
+    let second = resume(&fleet, "last", &VARS);
+    second.assert_exit(0);
+    assert_eq!(second.run_id(), id);
+    assert_eq!(second.run_dir(), run_dir);
+    let r = second.run_resumed();
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(
+        host_set(&r["finished"]),
+        set(&["prod-01", "prod-02", "prod-04"]),
+        "{r}"
+    );
+    assert!(host_set(&r["retry"]).contains("prod-03"), "{r}");
+    for h in ["prod-01", "prod-02", "prod-04"] {
+        assert!(!host_set(&r["retry"]).contains(h), "{r}");
+    }
+    assert_eq!(r["interrupted"], json!([]), "{r}");
+    assert_eq!(
+        second.started_hosts(),
+        set(&["prod-03", "prod-05", "prod-06", "prod-07"]),
+        "{}",
+        second.dump()
+    );
+    assert_eq!(second.batches_started(), [2, 3], "{}", second.dump());
+    for h in ["prod-03", "prod-05", "prod-06", "prod-07"] {
+        assert_eq!(second.outcome(h), "ok", "{h}: {}", second.dump());
+    }
+    assert!(second.untouched().is_empty());
+
+    for h in ["prod-01", "prod-02", "prod-04"] {
+        assert_not_touched_since(
+            &fleet,
+            h,
+            resumed_at,
+            "by the resumed run (it had finished)",
+        );
+        assert_upgraded(&fleet, h, &fleet.commands(h));
+    }
+    let p3 = since(&fleet, "prod-03", resumed_at);
+    assert!(
+        !state_changing(&p3).is_empty(),
+        "prod-03 was upgraded by the resumed run"
+    );
+    assert_healthy_at(&fleet, "prod-03", TARGET);
+    let p3_up = shim(&p3, "start", "compose up").t;
+    for h in ["prod-05", "prod-06", "prod-07"] {
+        assert_upgraded(&fleet, h, &fleet.commands(h));
+        let pull = shim(&fleet.commands(h), "start", "docker pull").t;
+        assert!(p3_up < pull, "{h} pulled before batch 2 (prod-03) ended");
+    }
+    for i in 1..=7 {
+        let h = format!("prod-{i:02}");
+        assert_migrated_once(&fleet, &h);
+        assert_no_lock(&fleet, &h);
+    }
+
+    // One journal for both attempts: the first run's events, then the resumed run's.
+    let (events, partial) = journal(&run_dir);
+    assert_eq!(partial, None);
+    let expected: Vec<Value> = first.events.iter().chain(&second.events).cloned().collect();
+    assert_eq!(
+        events, expected,
+        "events.jsonl = both attempts' events, in order"
+    );
+    assert_eq!(run_dirs(&state_dir(&fleet)), [run_dir], "one run dir");
+    assert_eq!(history_of(&fleet, &id, &[])["ended"], "completed");
+}
+
+// --- 3. A changed playbook is not resumed unless forced ---------------------------------
+
+#[test]
+fn resume_refuses_a_changed_playbook_unless_forced() {
+    let fleet = Fleet::start(
+        Spec::new()
+            .group("production", "prod", 3, OLD)
+            .canary("prod-01"),
+    );
+    let copy = fleet.tmp().join("upgrade.yml");
+    std::fs::copy(Path::new(REPO).join(PLAYBOOK), &copy).expect("copy the playbook");
+    fleet.fault("prod-01", pull_fails());
+
+    let first = spawn_run(&fleet, &copy, &[]).wait();
+    first.assert_exit(2);
+    assert_eq!(first.outcome("prod-01"), "failed", "{}", first.dump());
+    assert_eq!(first.untouched(), ["prod-02", "prod-03"]);
+    let id = first.run_id();
+    let rj = run_json(&first.run_dir());
+    assert!(
+        rj.to_string().contains("upgrade.yml"),
+        "run.json names the playbook: {rj:#}"
+    );
+
+    // Rollout flags do not go with --resume (the plan is the journal's).
+    let before = log_lengths(&fleet);
+    let r = resume(&fleet, "last", &["--serial", "1"]);
+    assert_eq!(r.code, 5, "--resume with --serial; stderr:\n{}", r.stderr);
+    assert_nothing_run_since(&fleet, &before, "--resume with --serial");
+
+    // The playbook changed since the run started: refused, nothing contacted.
+    let mut text = std::fs::read_to_string(&copy).unwrap();
+    text.push_str("# edited after the run started\n");
+    std::fs::write(&copy, text).unwrap();
+    fleet.clear_faults("prod-01");
+    let before = log_lengths(&fleet);
+    let r = resume(&fleet, "last", &[]);
+    assert_eq!(
+        r.code,
+        5,
+        "resume of a changed playbook; stderr:\n{}\nevents:\n{}",
+        r.stderr,
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains("changed"),
+        "says what changed: {}",
+        r.stderr
+    );
+    assert_nothing_run_since(&fleet, &before, "a refused resume (playbook changed)");
+    for h in ["prod-01", "prod-02", "prod-03"] {
+        assert_healthy_at(&fleet, h, OLD);
+    }
+
+    // --force: resumed anyway, to the end.
+    let forced = resume(&fleet, &id, &["--force"]);
+    forced.assert_exit(0);
+    assert_eq!(forced.run_id(), id);
+    let r = forced.run_resumed();
+    assert!(host_set(&r["retry"]).contains("prod-01"), "{r}");
+    assert_eq!(host_set(&r["finished"]), set(&[]), "{r}");
+    for h in ["prod-01", "prod-02", "prod-03"] {
+        assert_eq!(forced.outcome(h), "ok", "{h}: {}", forced.dump());
+        assert_healthy_at(&fleet, h, TARGET);
+        assert_migrated_once(&fleet, h);
+        assert_no_lock(&fleet, h);
+    }
+}
+
+// --- 4. Two runs at once ----------------------------------------------------------------
+
+#[test]
+fn two_runs_at_once_upgrade_every_host_once_and_report_locks() {
+    let hosts = names("prod", 1..=5);
+    let fleet = Fleet::start(Spec::new().group("production", "prod", 5, OLD));
+    for h in &hosts {
+        // Each upgrade lasts long enough for the other run to find the host locked.
+        fleet.fault(
+            h,
+            json!({"match": "docker pull", "action": "slow", "seconds": 3, "scope": "shim"}),
+        );
+    }
+    let a = spawn_run(&fleet, Path::new(PLAYBOOK), &ALL_AT_ONCE);
+    let b = spawn_run(&fleet, Path::new(PLAYBOOK), &ALL_AT_ONCE);
+    let (a, b) = (a.wait(), b.wait());
+    let runs = [&a, &b];
+    let ids = [a.run_id(), b.run_id()];
+    assert_ne!(ids[0], ids[1], "two runs, two run ids");
+    assert_ne!(a.run_dir(), b.run_dir(), "two runs, two run dirs");
+    let dirs = run_dirs(&state_dir(&fleet));
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+
+    let mut lock_reports = 0;
+    for h in &hosts {
+        // Every host upgraded exactly once, and is at the target.
+        assert_migrated_once(&fleet, h);
+        assert_healthy_at(&fleet, h, TARGET);
+        assert_no_lock(&fleet, h);
+        let outcomes: Vec<String> = runs.iter().map(|r| r.outcome(h)).collect();
+        let ok: Vec<usize> = (0..2).filter(|&i| outcomes[i] == "ok").collect();
+        assert_eq!(
+            ok.len(),
+            1,
+            "{h}: upgraded by exactly one run: {outcomes:?}"
+        );
+        let winner = ok[0];
+        let other = 1 - winner;
+        let loser = runs[other].host_finished(h);
+        match loser["outcome"].as_str().unwrap() {
+            // It came after the winner released the host, and found it done.
+            "skipped" => {}
+            "failed" => {
+                assert_eq!(loser["failed_step"], "host lock", "{h}: {loser}");
+                let message = loser["message"].as_str().expect("a message");
+                assert!(
+                    message.contains(&format!("locked by run {}", ids[winner])),
+                    "{h}: names the run holding the lock ({}): {message}",
+                    ids[winner]
+                );
+                let holder = run_json(&runs[winner].run_dir());
+                for k in ["operator", "controller"] {
+                    let v = holder[k].as_str().expect(k);
+                    assert!(
+                        message.contains(v),
+                        "{h}: the message names the {k} {v}: {message}"
+                    );
+                }
+                lock_reports += 1;
+            }
+            o => panic!("{h}: unexpected outcome {o} in the other run: {loser}"),
+        }
+        // The host tells its own story: one audit line of an upgrade, by the winner.
+        let lines = audit(&fleet, h);
+        let upgrades: Vec<_> = lines
+            .iter()
+            .map(|l| (l, audit_fields(l)))
+            .filter(|(_, f)| f["outcome"] == "ok")
+            .collect();
+        assert_eq!(
+            upgrades.len(),
+            1,
+            "{h}: one audit line of an upgrade: {lines:?}"
+        );
+        assert_eq!(upgrades[0].1["run"], ids[winner], "{h}: {lines:?}");
+        assert_eq!(upgrades[0].1["from"], OLD, "{h}: {lines:?}");
+        assert_eq!(upgrades[0].1["to"], TARGET, "{h}: {lines:?}");
+    }
+    assert!(
+        lock_reports >= 1,
+        "the runs overlapped, so one reported a locked host:\nA:\n{}\nB:\n{}",
+        a.dump(),
+        b.dump()
+    );
+    for r in runs {
+        let failures: Vec<_> = r
+            .of("host_finished")
+            .into_iter()
+            .filter(|e| e["outcome"] != "ok" && e["outcome"] != "skipped")
+            .collect();
+        assert_eq!(
+            r.code,
+            if failures.is_empty() { 0 } else { 2 },
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+// --- 5. Stale and live locks ------------------------------------------------------------
+
+#[test]
+fn stale_lock_is_reported_and_broken_only_with_the_flag() {
+    let fleet = Fleet::start(Spec::new().group("production", "prod", 4, OLD));
+    let me = hostname();
+    let now_s = now() as u64;
+    // prod-01: this machine, a dead pid: stale. prod-02: another machine, now: live.
+    // prod-03: another machine, 7 hours ago (the playbook's stale_after is 6h): stale.
+    let owners = [
+        (
+            "prod-01",
+            json!({"run_id": "20250101T000000-001", "operator": "alice",
+            "controller": me, "pid": dead_pid(), "started": now_s}),
+        ),
+        (
+            "prod-02",
+            json!({"run_id": "20250101T000000-002", "operator": "bob",
+            "controller": "other-machine", "pid": 4242, "started": now_s}),
+        ),
+        (
+            "prod-03",
+            json!({"run_id": "20250101T000000-003", "operator": "carol",
+            "controller": "other-machine", "pid": 4343, "started": now_s - 7 * 3600}),
+        ),
+    ];
+    for (h, owner) in &owners {
+        plant_lock(&fleet, h, owner);
+    }
+    let owner_json = |h: &str| {
+        std::fs::read_to_string(lock_dir(&fleet, h).join("owner.json"))
+            .unwrap_or_else(|e| panic!("{h}: the lock is still there: {e}"))
+    };
+    let planted: Vec<String> = owners.iter().map(|(h, _)| owner_json(h)).collect();
+
+    // Without --break-lock (and with --state-dir): the locked hosts are not run.
+    let state = fleet.tmp().join("state");
+    let state_arg = s(&state);
+    let mut args: Vec<&str> = ALL_AT_ONCE.to_vec();
+    args.extend(["--state-dir", state_arg.as_str()]);
+    let first = run(&fleet, &args);
+    first.assert_exit(2);
+    assert!(
+        first.run_dir().starts_with(state.join("runs")),
+        "--state-dir holds the run: {}",
+        first.run_dir().display()
+    );
+    assert!(first.run_dir().join("events.jsonl").is_file());
+    assert!(!state_dir(&fleet).join("runs").exists() || run_dirs(&state_dir(&fleet)).is_empty());
+    assert_eq!(
+        history_of(&fleet, &first.run_id(), &["--state-dir", &state_arg])["ended"],
+        "halted"
+    );
+    for (h, words) in [
+        ("prod-01", vec!["stale lock", "--break-lock"]),
+        (
+            "prod-02",
+            vec!["locked by run 20250101T000000-002", "bob", "other-machine"],
+        ),
+        ("prod-03", vec!["stale lock", "--break-lock"]),
+    ] {
+        let f = first.host_finished(h);
+        assert_eq!(f["outcome"], "failed", "{h}: {f}");
+        assert_eq!(f["failed_step"], "host lock", "{h}: {f}");
+        let message = f["message"].as_str().expect("a message");
+        for w in words {
+            assert!(
+                message.contains(w),
+                "{h}: the message says `{w}`: {message}"
+            );
+        }
+        // Not run: nothing but the lock attempt, no pre-flight command, no change.
+        let log = first.rollout_log(&fleet, h);
+        let shims: Vec<_> = log.iter().filter(|c| c.kind != "session").collect();
+        assert!(
+            shims.is_empty(),
+            "{h}: no command but the lock attempt: {:?}",
+            cmds(&log)
+        );
+        assert!(state_changing(&fleet.commands(h)).is_empty());
+        assert_healthy_at(&fleet, h, OLD);
+    }
+    for (i, (h, _)) in owners.iter().enumerate() {
+        assert_eq!(
+            owner_json(h),
+            planted[i],
+            "{h}: the lock was left as it was"
+        );
+    }
+    assert_eq!(first.outcome("prod-04"), "ok", "{}", first.dump());
+    assert_upgraded(&fleet, "prod-04", &fleet.commands("prod-04"));
+    assert_no_lock(&fleet, "prod-04");
+
+    // With --break-lock: the stale locks are taken over, the live one is not.
+    let mut args: Vec<&str> = ALL_AT_ONCE.to_vec();
+    args.push("--break-lock");
+    let second = run(&fleet, &args);
+    second.assert_exit(2);
+    for h in ["prod-01", "prod-03"] {
+        assert_eq!(second.outcome(h), "ok", "{h}: {}", second.dump());
+        assert_upgraded(&fleet, h, &fleet.commands(h));
+        assert_no_lock(&fleet, h);
+        let lines = audit(&fleet, h);
+        assert!(
+            lines.iter().any(|l| {
+                let f = audit_fields(l);
+                f["run"] == second.run_id() && f["outcome"] == "ok"
+            }),
+            "{h}: audit line of the upgrade: {lines:?}"
+        );
+    }
+    let live = second.host_finished("prod-02");
+    assert_eq!(live["outcome"], "failed", "{live}");
+    assert_eq!(live["failed_step"], "host lock", "{live}");
+    let message = live["message"].as_str().expect("a message");
+    assert!(
+        message.contains("locked by run 20250101T000000-002"),
+        "a live lock is never broken: {message}"
+    );
+    assert_eq!(
+        owner_json("prod-02"),
+        planted[1],
+        "the live lock is untouched"
+    );
+    assert!(state_changing(&fleet.commands("prod-02")).is_empty());
+    assert_healthy_at(&fleet, "prod-02", OLD);
+    assert_eq!(second.outcome("prod-04"), "skipped", "{}", second.dump());
+    assert_eq!(migrations(&fleet, "prod-04"), 1);
+    assert_no_lock(&fleet, "prod-04");
+}
+
+// --- 6. history, show, and the audit line -----------------------------------------------
+
+#[test]
+fn history_and_show_print_what_happened() {
+    let fleet = Fleet::start(
+        Spec::new()
+            .group("production", "prod", 3, OLD)
+            .canary("prod-01"),
+    );
+    assert_eq!(
+        plan(&fleet, &[]),
+        [vec!["prod-01"], vec!["prod-02"], vec!["prod-03"]]
+    );
+    fleet.fault("prod-03", pull_fails());
+    let secret = "s3cr3t-t0ken-value";
+    let token = format!("api_token={secret}");
+
+    let first = run(&fleet, &["-e", &token]);
+    first.assert_exit(2);
+    assert_eq!(first.outcome("prod-03"), "failed", "{}", first.dump());
+    let id = first.run_id();
+    let run_dir = first.run_dir();
+
+    // run.json: the inputs as resolved, the secret redacted.
+    let rj_text = std::fs::read_to_string(run_dir.join("run.json")).expect("run.json");
+    assert!(
+        !rj_text.contains(secret),
+        "the token is redacted: {rj_text}"
+    );
+    assert!(
+        rj_text.contains("********"),
+        "redacted as ********: {rj_text}"
+    );
+    assert!(
+        rj_text.contains(TARGET),
+        "the extra vars are recorded: {rj_text}"
+    );
+    let rj = run_json(&run_dir);
+    assert_eq!(rj["controller"], hostname(), "{rj:#}");
+    for k in ["operator", "controller", "pid", "started"] {
+        assert!(!rj[k].is_null(), "run.json has {k}: {rj:#}");
+    }
+
+    let h = history_of(&fleet, &id, &[]);
+    assert_eq!(h["ended"], "halted", "{h}");
+    assert_eq!(h["ok"], 2, "{h}");
+    assert_eq!(h["failed"], 1, "{h}");
+
+    fleet.clear_faults("prod-03");
+    let second = resume(&fleet, "last", &["-e", &token]);
+    second.assert_exit(0);
+    assert_eq!(second.run_id(), id);
+    assert_eq!(second.outcome("prod-03"), "ok", "{}", second.dump());
+
+    // history, json: one object per run.
+    let all = history_json(&fleet, &[]);
+    assert_eq!(all.len(), 1, "one run (resumed, not a new one): {all:#?}");
+    let h = &all[0];
+    for k in [
+        "run_id",
+        "started",
+        "playbook",
+        "target",
+        "hosts",
+        "ok",
+        "failed",
+        "duration_ms",
+        "ended",
+    ] {
+        assert!(h.get(k).is_some(), "history has {k}: {h}");
+    }
+    assert_eq!(h["run_id"], id.as_str());
+    assert_eq!(h["ended"], "completed", "{h}");
+    assert_eq!(h["hosts"], 3, "{h}");
+    assert_eq!(h["ok"], 3, "{h}");
+    // The target version: a string, or the list of the run's targets (the contract does not
+    // say which).
+    assert!(
+        h["target"] == TARGET || h["target"] == json!([TARGET]),
+        "history's target is {TARGET}: {h}"
+    );
+    assert!(
+        h["playbook"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("simplelogin-upgrade"),
+        "{h}"
+    );
+    assert!(h["duration_ms"].as_u64().is_some(), "{h}");
+
+    // history, text: the table.
+    let mut args = strings(&["history", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
+    let text = fleet::stdout(&out);
+    let header = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("RUN"))
+        .unwrap_or_else(|| panic!("a header: {text}"));
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["RUN", "STARTED", "PLAYBOOK", "TARGET", "OK", "FAILED", "DURATION", "ENDED"],
+        "{text}"
+    );
+    let rows: Vec<_> = text.lines().filter(|l| l.contains(&id)).collect();
+    assert_eq!(rows.len(), 1, "one row for the run: {text}");
+    assert!(
+        rows[0].contains("completed") && rows[0].contains(TARGET),
+        "{text}"
+    );
+
+    // show last: the recap again, every host with its outcome.
+    let mut args = strings(&["show", "last", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
+    let text = fleet::stdout(&out);
+    let recap = &text[text
+        .find("RECAP")
+        .unwrap_or_else(|| panic!("a RECAP: {text}"))..];
+    for host in ["prod-01", "prod-02", "prod-03"] {
+        let row = recap
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(host))
+            .unwrap_or_else(|| panic!("a row for {host}: {text}"));
+        assert_eq!(
+            row.split_whitespace().nth(1),
+            Some("ok"),
+            "{host}'s outcome: {text}"
+        );
+    }
+    // The same by its id.
+    let mut args = strings(&["show", &id, "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    let by_id = cli(&args);
+    assert_eq!(by_id.status.code(), Some(0), "{}", fleet::stderr(&by_id));
+    assert!(fleet::stdout(&by_id).contains("RECAP"));
+
+    // show last --host prod-03: its log, both attempts.
+    let mut args = strings(&["show", "last", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    args.extend(strings(&["--host", "prod-03"]));
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
+    let text = fleet::stdout(&out);
+    for w in [
+        "=== ",
+        "pull the new image",
+        "$ docker pull",
+        "manifest unknown",
+        "healthy at v4.66.1",
+    ] {
+        assert!(text.contains(w), "prod-03's log shows `{w}`:\n{text}");
+    }
+    let log_file = run_dir.join("hosts").join("prod-03.log");
+    assert!(log_file.is_file(), "hosts/prod-03.log");
+
+    // The audit lines on the hosts.
+    let me = hostname();
+    for host in ["prod-01", "prod-02", "prod-03"] {
+        let lines = audit(&fleet, host);
+        let fields: Vec<_> = lines.iter().map(|l| audit_fields(l)).collect();
+        assert!(
+            fields
+                .iter()
+                .all(|f| f["run"] == id && f["controller"] == me),
+            "{host}: {lines:?}"
+        );
+        let ok: Vec<_> = fields
+            .iter()
+            .filter(|f| f["from"] == OLD && f["to"] == TARGET && f["outcome"] == "ok")
+            .collect();
+        assert_eq!(
+            ok.len(),
+            1,
+            "{host}: from={OLD} to={TARGET} outcome=ok: {lines:?}"
+        );
+        let raw = lines.iter().find(|l| l.contains("outcome=ok")).unwrap();
+        assert!(
+            raw.contains(&format!("run={id}"))
+                && raw.contains("from=v4.65.0 to=v4.66.1 outcome=ok"),
+            "{raw}"
+        );
+    }
+    let p3: Vec<_> = audit(&fleet, "prod-03")
+        .iter()
+        .map(|l| audit_fields(l)["outcome"].clone())
+        .collect();
+    assert_eq!(
+        p3,
+        ["failed", "ok"],
+        "prod-03: the failed attempt, then the upgrade"
+    );
+
+    // Each step's end in the host's log: `--- exit code 0 in 0.1s` (checked last, after everything
+    // else this test proves).
+    let log = std::fs::read_to_string(&log_file).expect("hosts/prod-03.log");
+    let step_ends: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("--- ") && l.contains(" in ") && l.ends_with('s'))
+        .collect();
+    assert!(
+        !step_ends.is_empty()
+            && step_ends
+                .iter()
+                .any(|l| l.starts_with("--- exit code 0 in ")),
+        "steps end with `--- exit code 0 in <duration>` in the host's log; its step ends are: {:?}",
+        &step_ends[..step_ends.len().min(3)]
+    );
+}
