@@ -35,7 +35,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a playbook across the fleet: canary first, batch after batch, halting on failure.
     #[command(
-        after_help = "Examples:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging\n  fleetup run -i inventories/example.yml --resume last"
+        after_help = "Example:\n  fleetup run -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit staging\nContinue the last run after a halt or a crash:\n  fleetup run -i inventories/example.yml --resume last"
     )]
     Run(RunArgs),
     /// Each host's running version, health and last backup, and a count per version.
@@ -48,7 +48,7 @@ pub enum Command {
     History(HistoryArgs),
     /// A recorded run's recap again, or one host's step outputs (--host).
     #[command(
-        after_help = "Examples:\n  fleetup show last -i inventories/example.yml\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03"
+        after_help = "Example:\n  fleetup show last -i inventories/example.yml\nOne host's step outputs:\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03"
     )]
     Show(ShowArgs),
     /// Run one command on every matched host (Ansible's ad-hoc mode).

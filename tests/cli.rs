@@ -198,7 +198,7 @@ fn check_validates_the_shipped_example() {
 
 #[test]
 fn every_command_shows_an_example_in_its_help() {
-    for command in ["plan", "check", "run", "exec"] {
+    for command in ["plan", "check", "run", "exec", "history", "show"] {
         let out = fleetup(&[command, "--help"]);
         assert_eq!(out.status.code(), Some(0));
         assert!(stdout(&out).contains("Example:"), "{command}");
