@@ -137,13 +137,7 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, Exit> {
         .selection
         .inputs(&args.journal.inventory, playbook, &args.rollout);
     let play = super::prepare(&inputs)?;
-    let run_dir = RunDir::create(state_dir).map_err(|e| {
-        eprintln!(
-            "error: cannot create the run directory under {}: {e}; nothing was contacted.",
-            state_dir.display()
-        );
-        Exit::InvalidInput
-    })?;
+    let run_dir = create_run_dir(state_dir)?;
     let claim = claim(&run_dir)?;
     let record = RunRecord::new(
         &run_dir.id,
@@ -264,6 +258,16 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         resumed: Some(resumed),
         record: None,
         _claim: claim,
+    })
+}
+
+fn create_run_dir(state_dir: &Path) -> Result<RunDir, Exit> {
+    RunDir::create(state_dir).map_err(|e| {
+        eprintln!(
+            "error: cannot create the run directory under {}: {e}; nothing was contacted.",
+            state_dir.display()
+        );
+        Exit::InvalidInput
     })
 }
 
@@ -569,14 +573,7 @@ impl Session {
 
     /// A session for commands that only keep the hosts' logs (check, status, exec).
     fn in_new_dir(connection: &ConnectionArgs, state_dir: &Path) -> Result<Session, Exit> {
-        let run_dir = RunDir::create(state_dir).map_err(|e| {
-            eprintln!(
-                "error: cannot create the run directory under {}: {e}; nothing was contacted.",
-                state_dir.display()
-            );
-            Exit::InvalidInput
-        })?;
-        Session::start(connection, run_dir)
+        Session::start(connection, create_run_dir(state_dir)?)
     }
 
     fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
