@@ -5,45 +5,25 @@
 //! is proven from the hosts' own command logs and state, and from the files the run left.
 
 mod fleet;
+mod fleetup_cli;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fleet::{CommandRecord, Fleet, Spec};
+use fleetup_cli::{
+    assert_healthy_at, backups, cli, plan, run, s, shim, since, spawn_args, spawn_run,
+    state_changing, strings, Finished, Running, IMAGE, PLAYBOOK, REPO, TARGET, VARS,
+};
 use serde_json::{json, Value};
 
-const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const PLAYBOOK: &str = "playbooks/simplelogin-upgrade.yml";
-const TARGET: &str = "v4.66.1";
 const OLD: &str = "v4.65.0";
-const IMAGE: &str = "simplelogin/app-ci";
-/// Longest any single run may take before the test gives up on it.
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-/// The extra variables every run of these tests gives (as tests/upgrade.rs does).
-const VARS: [&str; 4] = [
-    "-e",
-    "sl_version=v4.66.1",
-    "-e",
-    r#"{"sl_health_timeout": 5}"#,
-];
 /// Batches [prod-01] (the canary), [prod-02..04], [prod-05..07] on the fleet of seven.
 const SERIAL3: [&str; 2] = ["--serial", "3"];
 /// One batch of every host, no canary: for the lock tests, where every host starts at once.
 const ALL_AT_ONCE: [&str; 4] = ["--canary", "none", "--serial", "100%"];
-
-/// Schema heads (tests/fleet/sim/state.rs RELEASES).
-fn head(version: &str) -> &'static str {
-    match version {
-        "v4.65.0" => "3ebfbaeb76c0",
-        "v4.66.1" => "818b4a856f3f",
-        v => panic!("no schema head recorded here for {v}"),
-    }
-}
-
-const APP_CONTAINERS: [&str; 4] = ["sl-db", "sl-app", "sl-email", "sl-job-runner"];
 
 fn now() -> f64 {
     SystemTime::now()
@@ -66,64 +46,6 @@ fn names(prefix: &str, range: std::ops::RangeInclusive<usize>) -> Vec<String> {
 
 // --- Running fleetup --------------------------------------------------------------------
 
-/// A `fleetup` in flight: its output goes to files, so a chatty run never blocks on a pipe.
-struct Running {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    started: Instant,
-}
-
-/// How a `fleetup` process ended: its exit code and its JSON event lines.
-struct Finished {
-    code: i32,
-    events: Vec<Value>,
-    stderr: String,
-}
-
-/// Starts `fleetup <args>` from the repository, output to files in the fleet's tmp dir.
-fn spawn_args(fleet: &Fleet, args: &[String]) -> Running {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out = fleet.tmp().join(format!("fleetup-{n}.out"));
-    let err = fleet.tmp().join(format!("fleetup-{n}.err"));
-    let child = Command::new(FLEETUP)
-        .current_dir(REPO)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("run fleetup");
-    Running {
-        child,
-        out,
-        err,
-        started: Instant::now(),
-    }
-}
-
-fn s(p: &Path) -> String {
-    p.to_str().expect("a UTF-8 path").to_string()
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|x| x.to_string()).collect()
-}
-
-/// `fleetup run -i INV PLAYBOOK -e ... --known-hosts K --yes --output json <extra>`.
-fn spawn_run(fleet: &Fleet, playbook: &Path, extra: &[&str]) -> Running {
-    let mut args = strings(&["run", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    args.push(s(playbook));
-    args.extend(strings(&VARS));
-    args.push("--known-hosts".into());
-    args.push(s(&fleet.known_hosts_path()));
-    args.extend(strings(&["--yes", "--output", "json"]));
-    args.extend(strings(extra));
-    spawn_args(fleet, &args)
-}
-
 /// `fleetup run -i INV --resume <id> --known-hosts K --yes --output json <extra>`: no
 /// playbook, it comes from the journal.
 fn spawn_resume(fleet: &Fleet, id: &str, extra: &[&str]) -> Running {
@@ -136,91 +58,11 @@ fn spawn_resume(fleet: &Fleet, id: &str, extra: &[&str]) -> Running {
     spawn_args(fleet, &args)
 }
 
-fn run(fleet: &Fleet, extra: &[&str]) -> Finished {
-    spawn_run(fleet, Path::new(PLAYBOOK), extra).wait()
-}
-
 fn resume(fleet: &Fleet, id: &str, extra: &[&str]) -> Finished {
     spawn_resume(fleet, id, extra).wait()
 }
 
-/// `fleetup <args>` run to its end (history, show, plan: nothing long).
-fn cli(args: &[String]) -> Output {
-    let out = Command::new(FLEETUP)
-        .current_dir(REPO)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run fleetup");
-    out
-}
-
-impl Running {
-    fn stderr_now(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn wait(mut self) -> Finished {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for fleetup") {
-                break status;
-            }
-            if self.started.elapsed() > RUN_LIMIT {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "fleetup ran longer than {RUN_LIMIT:?}; stderr:\n{}",
-                    self.stderr_now()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stdout = std::fs::read_to_string(&self.out).expect("fleetup's stdout");
-        let stderr = self.stderr_now();
-        let events = stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| {
-                    panic!("stdout line is not a JSON event ({e}): {l:?}; stderr:\n{stderr}")
-                })
-            })
-            .collect();
-        Finished {
-            code: status.code().expect("fleetup ended by a signal"),
-            events,
-            stderr,
-        }
-    }
-}
-
 impl Finished {
-    fn of(&self, kind: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["event"] == kind).collect()
-    }
-
-    fn host_finished(&self, host: &str) -> &Value {
-        let found: Vec<_> = self
-            .of("host_finished")
-            .into_iter()
-            .filter(|e| e["host"] == host)
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "{host} should finish exactly once; events:\n{}",
-            self.dump()
-        );
-        found[0]
-    }
-
-    fn outcome(&self, host: &str) -> String {
-        self.host_finished(host)["outcome"]
-            .as_str()
-            .expect("outcome")
-            .to_string()
-    }
-
     fn started_hosts(&self) -> BTreeSet<String> {
         self.of("host_started")
             .iter()
@@ -257,44 +99,7 @@ impl Finished {
 
     /// A host's command log from the rollout's start on.
     fn rollout_log(&self, fleet: &Fleet, name: &str) -> Vec<CommandRecord> {
-        let start = self.rollout_start();
-        fleet
-            .commands(name)
-            .into_iter()
-            .filter(|c| c.t >= start)
-            .collect()
-    }
-
-    fn untouched(&self) -> Vec<String> {
-        let finished = self.of("run_finished");
-        assert_eq!(finished.len(), 1, "one run_finished:\n{}", self.dump());
-        finished[0]["untouched"]
-            .as_array()
-            .expect("untouched")
-            .iter()
-            .map(|v| v.as_str().expect("a host name").to_string())
-            .collect()
-    }
-
-    fn assert_exit(&self, code: i32) {
-        assert_eq!(
-            self.code,
-            code,
-            "exit code; stderr:\n{}\nevents:\n{}",
-            self.stderr,
-            self.dump()
-        );
-        let finished = self.of("run_finished");
-        assert_eq!(finished.len(), 1, "one run_finished:\n{}", self.dump());
-        assert_eq!(finished[0]["exit_code"], code, "run_finished's exit_code");
-    }
-
-    fn dump(&self) -> String {
-        self.events
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
+        since(fleet, name, self.rollout_start())
     }
 
     /// The single `run_resumed` event.
@@ -343,32 +148,6 @@ fn host_set(v: &Value) -> BTreeSet<String> {
 
 fn set(hosts: &[&str]) -> BTreeSet<String> {
     hosts.iter().map(|h| h.to_string()).collect()
-}
-
-/// The batches fleetup plans for the fleet, from `fleetup plan --output json`.
-fn plan(fleet: &Fleet, extra: &[&str]) -> Vec<Vec<String>> {
-    let mut args = strings(&["plan", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    args.push(PLAYBOOK.into());
-    args.extend(strings(&VARS));
-    args.extend(strings(&["--output", "json"]));
-    args.extend(strings(extra));
-    let out = cli(&args);
-    assert!(out.status.success(), "plan: {}", fleet::stderr(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
-    v["batches"]
-        .as_array()
-        .expect("batches")
-        .iter()
-        .map(|b| {
-            b["hosts"]
-                .as_array()
-                .expect("hosts")
-                .iter()
-                .map(|h| h.as_str().expect("host").to_string())
-                .collect()
-        })
-        .collect()
 }
 
 // --- The journal ------------------------------------------------------------------------
@@ -467,48 +246,10 @@ fn history_of(fleet: &Fleet, id: &str, extra: &[&str]) -> Value {
 
 // --- What the hosts say -----------------------------------------------------------------
 
-/// A command that changes the host, as its log records it (shims and sessions alike).
-fn is_state_changing(c: &CommandRecord) -> bool {
-    let cmd = c.cmd.as_str();
-    if c.kind == "session" {
-        return cmd.contains("pg_dump") || cmd.contains(".env.fleetup");
-    }
-    [
-        "docker pull",
-        "docker stop",
-        "docker rm",
-        "docker run",
-        "docker start",
-        "docker restart",
-        "docker kill",
-        "docker exec -i",
-        "compose up",
-        "compose down",
-        "compose stop",
-        "compose rm",
-    ]
-    .iter()
-    .any(|p| cmd.starts_with(p) || (p.starts_with("compose") && cmd.contains(p)))
-}
-
-fn state_changing(log: &[CommandRecord]) -> Vec<String> {
-    log.iter()
-        .filter(|c| c.ev == "start" && is_state_changing(c))
-        .map(|c| format!("{} {}", c.kind, c.cmd))
-        .collect()
-}
-
 fn cmds(log: &[CommandRecord]) -> Vec<String> {
     log.iter()
         .map(|c| format!("{} {} {} @{}", c.ev, c.kind, c.cmd, c.t))
         .collect()
-}
-
-/// The first record of a shim command (not a session) whose line contains `needle`.
-fn shim<'a>(log: &'a [CommandRecord], ev: &str, needle: &str) -> &'a CommandRecord {
-    log.iter()
-        .find(|c| c.kind != "session" && c.ev == ev && c.cmd.contains(needle))
-        .unwrap_or_else(|| panic!("no `{ev}` of a command with `{needle}` in the log"))
 }
 
 /// How many times the host ran the migration (shim starts of `alembic upgrade head`).
@@ -530,15 +271,6 @@ fn assert_migrated_once(fleet: &Fleet, name: &str) {
     );
 }
 
-/// Commands the host logged at or after `t` (unix seconds).
-fn since(fleet: &Fleet, name: &str, t: f64) -> Vec<CommandRecord> {
-    fleet
-        .commands(name)
-        .into_iter()
-        .filter(|c| c.t >= t)
-        .collect()
-}
-
 /// The host logged no command at all from `t` on.
 fn assert_not_touched_since(fleet: &Fleet, name: &str, t: f64, what: &str) {
     let log = since(fleet, name, t);
@@ -547,62 +279,6 @@ fn assert_not_touched_since(fleet: &Fleet, name: &str, t: f64, what: &str) {
         "{name} must not be touched {what}, yet it logged:\n{}",
         cmds(&log).join("\n")
     );
-}
-
-/// The backups the playbook wrote on a host: `(path, size, mtime)`.
-fn backups(fleet: &Fleet, name: &str) -> Vec<(PathBuf, u64, f64)> {
-    let dir = fleet.app_path(name).join("backups");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return vec![];
-    };
-    let mut out: Vec<_> = rd
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".sql.gz"))
-        .map(|e| {
-            let m = e.metadata().expect("backup metadata");
-            let mtime = m
-                .modified()
-                .expect("mtime")
-                .duration_since(UNIX_EPOCH)
-                .expect("after 1970")
-                .as_secs_f64();
-            (e.path(), m.len(), mtime)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// The host serves `version`, healthy, from its own state and over SSH.
-fn assert_healthy_at(fleet: &Fleet, name: &str, version: &str) {
-    let st = fleet.state(name);
-    let ctx = || format!("{name}: state {st:#}");
-    assert_eq!(st["serving"], version, "{} serves", ctx());
-    assert_eq!(st["env_version"], version, "{}: .env's SL_VERSION", ctx());
-    assert_eq!(st["db"]["schema"], head(version), "{}: schema", ctx());
-    assert_eq!(st["db"]["init"], head(version), "{}: init", ctx());
-    let containers = st["containers"].as_array().expect("containers");
-    for c in APP_CONTAINERS {
-        let found: Vec<_> = containers.iter().filter(|x| x["name"] == c).collect();
-        assert_eq!(found.len(), 1, "{}: one {c}", ctx());
-        assert_eq!(found[0]["status"], "running", "{}: {c} runs", ctx());
-        if c != "sl-db" {
-            assert_eq!(
-                found[0]["image"],
-                format!("{IMAGE}:{version}"),
-                "{}: {c}'s image",
-                ctx()
-            );
-        }
-    }
-    assert_eq!(containers.len(), APP_CONTAINERS.len(), "{}", ctx());
-    let health = fleet.ssh(name, "curl -fsS http://127.0.0.1:7777/health");
-    assert!(
-        health.status.success(),
-        "{name}: /health over ssh: {}",
-        fleet::stderr(&health)
-    );
-    assert_eq!(fleet::stdout(&health).trim(), "success", "{name}: /health");
 }
 
 /// A host upgraded once, correctly, in the records `log`: backup, pull, stop, migrate, init,

@@ -5,151 +5,25 @@
 //! fleetup says about them.
 
 mod fleet;
+mod fleetup_cli;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fleet::{CommandRecord, Fleet, HostSpec, Spec};
+use fleetup_cli::{
+    backups, head, plan, run, shim, since, spawn_run, state_changing, Finished, IMAGE, PLAYBOOK,
+    REPO, TARGET,
+};
 use serde_json::{json, Value};
 
-const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const PLAYBOOK: &str = "playbooks/simplelogin-upgrade.yml";
-const TARGET: &str = "v4.66.1";
-const IMAGE: &str = "simplelogin/app-ci";
-/// Longest any single run may take before the test gives up on it.
-const RUN_LIMIT: Duration = Duration::from_secs(120);
-
-/// Schema heads of the versions these tests use (tests/fleet/sim/state.rs RELEASES).
-fn head(version: &str) -> &'static str {
-    match version {
-        "v4.64.2" => "2c2093c82bc0",
-        "v4.65.0" => "3ebfbaeb76c0",
-        "v4.66.1" => "818b4a856f3f",
-        v => panic!("no schema head recorded here for {v}"),
-    }
-}
-
-const APP_CONTAINERS: [&str; 4] = ["sl-db", "sl-app", "sl-email", "sl-job-runner"];
-
 // --- Running fleetup --------------------------------------------------------------------
-
-/// A `fleetup run` in flight: its output goes to files, so a chatty run never blocks on a
-/// full pipe.
-struct Running {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    started: Instant,
-}
-
-/// How a run ended: its exit code and its JSON event lines.
-struct Finished {
-    code: i32,
-    events: Vec<Value>,
-    stderr: String,
-}
-
-fn spawn(fleet: &Fleet, playbook: &Path, extra: &[&str]) -> Running {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out = fleet.tmp().join(format!("fleetup-{n}.out"));
-    let err = fleet.tmp().join(format!("fleetup-{n}.err"));
-    let child = Command::new(FLEETUP)
-        .current_dir(REPO)
-        .arg("run")
-        .arg("-i")
-        .arg(fleet.inventory_path())
-        .arg(playbook)
-        .args(["-e", &format!("sl_version={TARGET}")])
-        .args(["-e", r#"{"sl_health_timeout": 5}"#])
-        .arg("--known-hosts")
-        .arg(fleet.known_hosts_path())
-        .args(["--yes", "--output", "json"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("run fleetup");
-    Running {
-        child,
-        out,
-        err,
-        started: Instant::now(),
-    }
-}
-
-impl Running {
-    fn wait(mut self) -> Finished {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for fleetup") {
-                break status;
-            }
-            if self.started.elapsed() > RUN_LIMIT {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "fleetup ran longer than {RUN_LIMIT:?}; stderr:\n{}",
-                    std::fs::read_to_string(&self.err).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stdout = std::fs::read_to_string(&self.out).expect("fleetup's stdout");
-        let stderr = std::fs::read_to_string(&self.err).unwrap_or_default();
-        let events = stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("stdout line is not a JSON event ({e}): {l:?}"))
-            })
-            .collect();
-        Finished {
-            code: status.code().expect("fleetup ended by a signal"),
-            events,
-            stderr,
-        }
-    }
-}
-
-/// Runs `fleetup run` with the shipped playbook.
-fn run(fleet: &Fleet, extra: &[&str]) -> Finished {
-    spawn(fleet, Path::new(PLAYBOOK), extra).wait()
-}
 
 /// Keep reconnection tests fast.
 const FAST_RECONNECT: [&str; 4] = ["--reconnect-attempts", "3", "--reconnect-delay", "0.2"];
 
 impl Finished {
-    fn of(&self, kind: &str) -> Vec<&Value> {
-        self.events.iter().filter(|e| e["event"] == kind).collect()
-    }
-
-    fn host_finished(&self, host: &str) -> &Value {
-        let found: Vec<_> = self
-            .of("host_finished")
-            .into_iter()
-            .filter(|e| e["host"] == host)
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "{host} should finish exactly once; events:\n{}",
-            self.dump()
-        );
-        found[0]
-    }
-
-    fn outcome(&self, host: &str) -> String {
-        self.host_finished(host)["outcome"]
-            .as_str()
-            .expect("outcome")
-            .to_string()
-    }
-
     /// When the rollout itself began: the fleet-wide read-only pre-flight runs before it,
     /// on every host, so "touched by the rollout" means "a command after this".
     fn rollout_start(&self) -> f64 {
@@ -160,81 +34,12 @@ impl Finished {
 
     /// A host's command log from the rollout's start on (the pre-flight left out).
     fn rollout_log(&self, fleet: &Fleet, name: &str) -> Vec<CommandRecord> {
-        let start = self.rollout_start();
-        fleet
-            .commands(name)
-            .into_iter()
-            .filter(|c| c.t >= start)
-            .collect()
+        since(fleet, name, self.rollout_start())
     }
 
     fn started(&self, host: &str) -> bool {
         self.of("host_started").iter().any(|e| e["host"] == host)
     }
-
-    fn untouched(&self) -> Vec<String> {
-        let finished = self.of("run_finished");
-        assert_eq!(finished.len(), 1, "one run_finished:\n{}", self.dump());
-        finished[0]["untouched"]
-            .as_array()
-            .expect("untouched")
-            .iter()
-            .map(|v| v.as_str().expect("a host name").to_string())
-            .collect()
-    }
-
-    fn assert_exit(&self, code: i32) {
-        assert_eq!(
-            self.code,
-            code,
-            "exit code; stderr:\n{}\nevents:\n{}",
-            self.stderr,
-            self.dump()
-        );
-        let finished = self.of("run_finished");
-        assert_eq!(finished.len(), 1);
-        assert_eq!(finished[0]["exit_code"], code, "run_finished's exit_code");
-    }
-
-    fn dump(&self) -> String {
-        self.events
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-/// The batches fleetup plans for the fleet, from `fleetup plan --output json`.
-fn plan(fleet: &Fleet) -> Vec<Vec<String>> {
-    let out = Command::new(FLEETUP)
-        .current_dir(REPO)
-        .arg("plan")
-        .arg("-i")
-        .arg(fleet.inventory_path())
-        .arg(PLAYBOOK)
-        .args(["-e", &format!("sl_version={TARGET}"), "--output", "json"])
-        .output()
-        .expect("fleetup plan");
-    assert!(
-        out.status.success(),
-        "plan: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
-    v["batches"]
-        .as_array()
-        .expect("batches")
-        .iter()
-        .map(|b| {
-            b["hosts"]
-                .as_array()
-                .expect("hosts")
-                .iter()
-                .map(|h| h.as_str().expect("host").to_string())
-                .collect()
-        })
-        .collect()
 }
 
 // --- What the hosts say -----------------------------------------------------------------
@@ -244,73 +49,10 @@ fn host(name: &str, group: &str, version: &str) -> HostSpec {
     HostSpec::new(name, group, version)
 }
 
-/// A command that changes the host, as its log records it (shims and sessions alike):
-/// pulls, stops, removes, runs, compose up, a restore, a backup, the `.env` rewrite.
-fn is_state_changing(c: &CommandRecord) -> bool {
-    let cmd = c.cmd.as_str();
-    if c.kind == "session" {
-        return cmd.contains("pg_dump") || cmd.contains(".env.fleetup");
-    }
-    [
-        "docker pull",
-        "docker stop",
-        "docker rm",
-        "docker run",
-        "docker start",
-        "docker restart",
-        "docker kill",
-        "docker exec -i",
-        "compose up",
-        "compose down",
-        "compose stop",
-        "compose rm",
-    ]
-    .iter()
-    .any(|p| cmd.starts_with(p) || (p.starts_with("compose") && cmd.contains(p)))
-}
-
-fn state_changing(log: &[CommandRecord]) -> Vec<String> {
-    log.iter()
-        .filter(|c| c.ev == "start" && is_state_changing(c))
-        .map(|c| format!("{} {}", c.kind, c.cmd))
-        .collect()
-}
-
-/// The first record of a shim command (not a session) whose line contains `needle`.
-fn shim<'a>(log: &'a [CommandRecord], ev: &str, needle: &str) -> &'a CommandRecord {
-    log.iter()
-        .find(|c| c.kind != "session" && c.ev == ev && c.cmd.contains(needle))
-        .unwrap_or_else(|| panic!("no `{ev}` of a command with `{needle}` in the log"))
-}
-
 fn session<'a>(log: &'a [CommandRecord], ev: &str, needle: &str) -> &'a CommandRecord {
     log.iter()
         .find(|c| c.kind == "session" && c.ev == ev && c.cmd.contains(needle))
         .unwrap_or_else(|| panic!("no session `{ev}` with `{needle}` in the log"))
-}
-
-/// The backups the playbook wrote on a host: `(path, size, mtime)`.
-fn backups(fleet: &Fleet, name: &str) -> Vec<(PathBuf, u64, f64)> {
-    let dir = fleet.app_path(name).join("backups");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return vec![];
-    };
-    let mut out: Vec<_> = rd
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".sql.gz"))
-        .map(|e| {
-            let m = e.metadata().expect("backup metadata");
-            let mtime = m
-                .modified()
-                .expect("mtime")
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970")
-                .as_secs_f64();
-            (e.path(), m.len(), mtime)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 fn gunzip(path: &Path) -> String {
@@ -323,43 +65,10 @@ fn gunzip(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The host serves `version`, healthy, from its own state and over SSH: all four
-/// containers run the right images, the schema is the version's head, init ran for it,
-/// `.env` names it, nothing of an upgrade is left behind and `/health` answers `success`.
+/// [`fleetup_cli::assert_healthy_at`], and `docker inspect` over SSH names `version`'s
+/// image for sl-app: what an operator would check after an upgrade, so these tests do too.
 fn assert_healthy_at(fleet: &Fleet, name: &str, version: &str) {
-    let st = fleet.state(name);
-    let ctx = || format!("{name}: state {st:#}");
-    assert_eq!(st["serving"], version, "{} serves", ctx());
-    assert_eq!(st["env_version"], version, "{}: .env's SL_VERSION", ctx());
-    assert_eq!(st["db"]["schema"], head(version), "{}: schema", ctx());
-    assert_eq!(st["db"]["init"], head(version), "{}: init", ctx());
-    let containers = st["containers"].as_array().expect("containers");
-    for c in APP_CONTAINERS {
-        let found: Vec<_> = containers.iter().filter(|x| x["name"] == c).collect();
-        assert_eq!(found.len(), 1, "{}: one {c}", ctx());
-        assert_eq!(found[0]["status"], "running", "{}: {c} runs", ctx());
-        if c != "sl-db" {
-            assert_eq!(
-                found[0]["image"],
-                format!("{IMAGE}:{version}"),
-                "{}: {c}'s image",
-                ctx()
-            );
-        }
-    }
-    assert_eq!(
-        containers.len(),
-        APP_CONTAINERS.len(),
-        "{}: nothing but the four containers (no sl-migration, sl-init left)",
-        ctx()
-    );
-    let health = fleet.ssh(name, "curl -fsS http://127.0.0.1:7777/health");
-    assert!(
-        health.status.success(),
-        "{name}: /health over ssh: {}",
-        fleet::stderr(&health)
-    );
-    assert_eq!(fleet::stdout(&health).trim(), "success", "{name}: /health");
+    fleetup_cli::assert_healthy_at(fleet, name, version);
     let image = fleet.ssh(name, "docker inspect --format '{{.Config.Image}}' sl-app");
     assert_eq!(
         fleet::stdout(&image).trim(),
@@ -492,7 +201,7 @@ fn a_mixed_fleet_is_upgraded_and_the_current_host_is_left_alone() {
         spec = spec.host(host(name, group, version));
     }
     let fleet = Fleet::start(spec.canary("prod-01"));
-    let batches = plan(&fleet);
+    let batches = plan(&fleet, &[]);
     assert_eq!(
         batches[0],
         ["prod-01"],
@@ -647,7 +356,7 @@ fn an_upgrade_without_the_migration_is_stopped_by_the_health_gate_on_the_canary(
     let pb = fleet.tmp().join("no-migration.yml");
     std::fs::write(&pb, variant).unwrap();
 
-    let r = spawn(&fleet, &pb, &[]).wait();
+    let r = spawn_run(&fleet, &pb, &[]).wait();
     assert_canary_rolled_back(&fleet, &r, "verify health and version", "v4.65.0");
 
     // The new version really was started on the old schema, and /health really failed.
@@ -678,7 +387,7 @@ fn an_upgrade_without_the_migrate_step_is_caught_at_init_and_rolled_back() {
     let pb = fleet.tmp().join("no-migrate-step.yml");
     std::fs::write(&pb, variant).unwrap();
 
-    let r = spawn(&fleet, &pb, &[]).wait();
+    let r = spawn_run(&fleet, &pb, &[]).wait();
     assert_canary_rolled_back(&fleet, &r, "initialise the app", "v4.65.0");
     let log = fleet.commands("p-01");
     assert_eq!(shim(&log, "end", "init_app.py").rc, Some(1));
@@ -697,7 +406,7 @@ fn four_hosts() -> Fleet {
             .canary("p-01"),
     );
     assert_eq!(
-        plan(&fleet),
+        plan(&fleet, &[]),
         [vec!["p-01"], vec!["p-02"], vec!["p-03", "p-04"]],
         "p-02 is batch 2 on its own"
     );
@@ -934,7 +643,10 @@ fn dropped_once_at(step: &str) {
         fleet.fault("p-02", r);
     }
     // p-02 is batch 2 here: let the canary through first.
-    assert_eq!(plan(&fleet), [vec!["p-01"], vec!["p-02"], vec!["p-03"]]);
+    assert_eq!(
+        plan(&fleet, &[]),
+        [vec!["p-01"], vec!["p-02"], vec!["p-03"]]
+    );
 
     let r = run(&fleet, &FAST_RECONNECT);
     assert_eq!(r.outcome("p-01"), "ok");
@@ -1016,7 +728,7 @@ fn a_host_lost_for_good_during_the_migration_is_reported_unreachable_mid_upgrade
         "p-01",
         json!({"match": "alembic", "action": "slow", "seconds": 20, "scope": "shim"}),
     );
-    let running = spawn(&fleet, Path::new(PLAYBOOK), &FAST_RECONNECT);
+    let running = spawn_run(&fleet, Path::new(PLAYBOOK), &FAST_RECONNECT);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let log = fleet.commands("p-01");
