@@ -44,6 +44,9 @@ impl EventLog {
             .append(true)
             .open(path)?;
         cut_partial_line(&mut file)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            super::sync_dir(dir)?;
+        }
         let (tx, rx) = mpsc::channel::<Entry>();
         let error = Arc::new(Mutex::new(None));
         let seen = error.clone();

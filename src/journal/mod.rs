@@ -158,12 +158,20 @@ pub struct Claim {
 
 /// Writes a whole file or leaves the old one: a reader never sees half of it.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    sync_dir(dir)
+}
+
+/// Makes a file's creation or renaming in `dir` durable (a power cut, not only a kill).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// A host name as a file name: anything but letters, digits, `.`, `_` and `-` becomes `_`.
