@@ -65,4 +65,7 @@ echo "== upgrading production to $target: canary first, then batches of 1, 5, 25
   -e "sl_version=$target" --limit production
 status "after"
 echo
+echo "== fleetup history: what the journal recorded"
+"$bin/fleetup" history -i "$inventory"
+echo
 echo "sandbox: done; the run journals are in $dir/fleet/.fleetup/runs"

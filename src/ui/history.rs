@@ -14,12 +14,14 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// The version(s) the run upgrades to, else the hosts it selects.
+    /// The version(s) the run upgrades to, and on which hosts: staging and production
+    /// runs of one version must read apart.
     fn target(&self) -> String {
+        let hosts = self.record.limit.as_deref().unwrap_or(&self.record.pattern);
         if self.record.target.is_empty() {
-            self.selection()
+            hosts.to_string()
         } else {
-            self.record.target.join(",")
+            format!("{} on {hosts}", self.record.target.join(","))
         }
     }
 
@@ -166,7 +168,8 @@ mod tests {
         ];
         let text = table(&entries);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("RUN  STARTED               PLAYBOOK                 TARGET   OK   FAILED  DURATION  ENDED"), "{text}");
+        assert!(lines[0].starts_with("RUN  STARTED               PLAYBOOK                 TARGET                 OK   FAILED  DURATION  ENDED"), "{text}");
+        assert!(lines[1].contains("  v4.66.1 on production  "), "{text}");
         assert!(
             lines[1].ends_with("8/8  0       12.3s     completed (exit 0), 2 attempts"),
             "{text}"
