@@ -97,20 +97,7 @@ pub enum Event {
         run_dir: String,
     },
     /// `fleetup run --resume`: the run goes on in its own journal, after `run_started`.
-    RunResumed {
-        run_id: String,
-        /// 2 for the first resume.
-        attempt: usize,
-        /// Hosts that ended ok or skipped earlier: not touched again.
-        finished: Vec<String>,
-        /// Hosts that failed, were unreachable or were interrupted: run again from their
-        /// pre-flight.
-        retry: Vec<String>,
-        /// Hosts that were in the middle of a step when the previous attempt died.
-        interrupted: Vec<Interrupted>,
-        /// What changed in the playbook or inventory since, when `--force` resumed anyway.
-        changes: Vec<String>,
-    },
+    RunResumed(Resumed),
     BatchStarted {
         /// 1-based.
         batch: usize,
@@ -204,6 +191,23 @@ pub enum Event {
         untouched: Vec<String>,
         exit_code: u8,
     },
+}
+
+/// What a resumed run leaves alone and what it does again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    pub run_id: String,
+    /// 2 for the first resume.
+    pub attempt: usize,
+    /// Hosts that ended ok or skipped earlier: not touched again.
+    pub finished: Vec<String>,
+    /// Hosts that failed, were unreachable or were interrupted: run again from their
+    /// pre-flight.
+    pub retry: Vec<String>,
+    /// Hosts that were in the middle of a step when the previous attempt died.
+    pub interrupted: Vec<Interrupted>,
+    /// What changed in the playbook or inventory since, when `--force` resumed anyway.
+    pub changes: Vec<String>,
 }
 
 /// A host that was in a step when fleetup died.
@@ -326,6 +330,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(halted["reason"]["reason"], "canary_failed");
+    }
+
+    #[test]
+    fn resumed_runs_read_back_from_their_json_lines() {
+        let e = Stamped {
+            at_ms: 7,
+            event: Event::RunResumed(Resumed {
+                run_id: "r1".into(),
+                attempt: 2,
+                finished: vec!["a".into()],
+                retry: vec!["b".into()],
+                interrupted: vec![Interrupted {
+                    host: "b".into(),
+                    step: "pull".into(),
+                }],
+                changes: vec![],
+            }),
+        };
+        let line = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            line,
+            r#"{"at_ms":7,"event":"run_resumed","run_id":"r1","attempt":2,"finished":["a"],"retry":["b"],"interrupted":[{"host":"b","step":"pull"}],"changes":[]}"#
+        );
+        assert_eq!(serde_json::from_str::<Stamped>(&line).unwrap(), e);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use fleetup::events::{Event, Events, HaltReason, Outcome, Stamped};
+use fleetup::events::{Event, Events, HaltReason, Outcome, Resumed, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
@@ -243,14 +243,14 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         batches: left.batches,
         seed: record.seed,
     };
-    let resumed = Event::RunResumed {
+    let resumed = Event::RunResumed(Resumed {
         run_id: run_dir.id.clone(),
         attempt,
         finished: left.finished,
         retry: left.retry,
         interrupted: left.interrupted,
         changes: if args.force { changes } else { Vec::new() },
-    };
+    });
     let session = Session::start(&args.connection, run_dir)?;
     Ok(Started {
         play,

@@ -85,14 +85,7 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             if *batches == 1 { "" } else { "es" },
             clean(run_dir),
         )],
-        Event::RunResumed {
-            run_id,
-            attempt,
-            finished,
-            retry,
-            interrupted,
-            changes,
-        } => resumed(run_id, *attempt, finished, retry, interrupted, changes),
+        Event::RunResumed(r) => resumed(r),
         Event::BatchStarted {
             batch,
             of,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use crate::events::{Event, HaltReason, Outcome, Stamped};
+use crate::events::{Event, HaltReason, Outcome, Resumed, Stamped};
 use crate::ui::text::{clean, duration, halt_reason, outcome_label};
 
 /// The recap of the events of one run.
@@ -81,7 +81,7 @@ impl Recap {
                 self.halted = None;
                 self.finished = None;
             }
-            Event::RunResumed { finished, .. } => {
+            Event::RunResumed(Resumed { finished, .. }) => {
                 // Replayed from the journal, these hosts have their rows already; live,
                 // they are named once.
                 self.earlier = finished

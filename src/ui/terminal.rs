@@ -461,14 +461,7 @@ impl Model {
                 )]
             }
             Event::StepOutput { .. } => vec![],
-            Event::RunResumed {
-                run_id,
-                attempt,
-                finished,
-                retry,
-                interrupted,
-                changes,
-            } => resumed(run_id, *attempt, finished, retry, interrupted, changes)
+            Event::RunResumed(r) => resumed(r)
                 .into_iter()
                 .map(|line| Printed::new(Tone::Loud, line))
                 .collect(),

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::events::{HaltReason, Interrupted, Outcome, StepStatus};
+use crate::events::{HaltReason, Outcome, Resumed, StepStatus};
 
 /// `s` made safe to print on one line: host names come from inventories and stderr from
 /// hosts, and an escape sequence in either could move the cursor, retitle the window or hide
@@ -148,14 +148,7 @@ pub fn align(rows: &[Vec<String>]) -> String {
 
 /// What a resumed run says first: which hosts it leaves alone, which it runs again, and
 /// where the interrupted ones were.
-pub fn resumed(
-    run_id: &str,
-    attempt: usize,
-    finished: &[String],
-    retry: &[String],
-    interrupted: &[Interrupted],
-    changes: &[String],
-) -> Vec<String> {
+pub fn resumed(r: &Resumed) -> Vec<String> {
     let names = |hosts: &[String]| {
         if hosts.is_empty() {
             "none".to_string()
@@ -169,22 +162,23 @@ pub fn resumed(
     };
     let mut lines = vec![
         format!(
-            "resuming run {} (attempt {attempt}): {} host{} finished earlier, left alone: {}",
-            clean(run_id),
-            finished.len(),
-            plural(finished.len()),
-            names(finished)
+            "resuming run {} (attempt {}): {} host{} finished earlier, left alone: {}",
+            clean(&r.run_id),
+            r.attempt,
+            r.finished.len(),
+            plural(r.finished.len()),
+            names(&r.finished)
         ),
-        format!("run again from their pre-flight: {}", names(retry)),
+        format!("run again from their pre-flight: {}", names(&r.retry)),
     ];
-    for i in interrupted {
+    for i in &r.interrupted {
         lines.push(format!(
             "{}: interrupted in step `{}`",
             clean(&i.host),
             clean(&i.step)
         ));
     }
-    for change in changes {
+    for change in &r.changes {
         lines.push(format!("resumed with --force although {}", clean(change)));
     }
     lines
