@@ -54,6 +54,15 @@ impl Play {
         self.hosts.iter().find(|h| h.name == name)
     }
 
+    /// Sets `fleetup_run_id` for every host: the id of the run (the same across its
+    /// resumes), so that a playbook can tell its own earlier attempt's traces on a host from
+    /// another run's. Plan and check see it empty.
+    pub fn set_run_id(&mut self, id: &str) {
+        for host in &mut self.hosts {
+            host.vars.insert(RUN_ID_VAR.into(), id.into());
+        }
+    }
+
     /// Drops hosts from the play and plans the rest again, in the same order (a shuffle
     /// keeps its seed). Used by `--exclude-unhealthy`.
     pub fn exclude(&mut self, names: &[String]) {
@@ -75,6 +84,9 @@ fn plan_for(hosts: &[HostInPlay], rollout: &Rollout) -> Plan {
 }
 
 const CLI_LIMIT: &str = "<command line --limit>";
+
+/// The variable every template sees with the run's id (see [`Play::set_run_id`]).
+pub const RUN_ID_VAR: &str = "fleetup_run_id";
 
 /// Reads, selects, validates and plans. All problems are reported together.
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
@@ -123,6 +135,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
             let mut vars = playbook.vars.clone();
             overlay(&mut vars, &inventory.host_vars(&name));
             overlay(&mut vars, &extra_vars);
+            vars.insert(RUN_ID_VAR.into(), "".into());
             HostInPlay { name, vars }
         })
         .collect();

@@ -1291,3 +1291,109 @@ fn history_and_show_print_what_happened() {
         &step_ends[..step_ends.len().min(3)]
     );
 }
+
+// --- 7. kill -9 after the point of no return, then --resume -------------------------------
+
+/// Killed while a host migrates (its app already stopped and removed): the resumed run
+/// finishes the host from its pre-flight, tolerating the containers that are gone, and keeps
+/// the backup the first attempt took before the stop, the only dump of the database as the
+/// old version left it, instead of dumping a possibly half-migrated schema.
+#[test]
+fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
+    let fleet = Fleet::start(
+        Spec::new()
+            .group("production", "prod", 3, OLD)
+            .canary("prod-01"),
+    );
+    fleet.fault(
+        "prod-03",
+        json!({"match": "alembic upgrade head", "action": "hang", "scope": "shim", "times": 1}),
+    );
+    let mut running = spawn_run(&fleet, Path::new(PLAYBOOK), &["--serial", "2"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            running.child.try_wait().expect("try_wait").is_none(),
+            "fleetup ended before it could be killed; stderr:\n{}",
+            running.stderr_now()
+        );
+        let migrating = fleet.commands("prod-03").iter().any(|c| {
+            c.kind == "docker" && c.ev == "start" && c.cmd.contains("alembic upgrade head")
+        });
+        // The journal appears once the pre-flight is over.
+        let journaled = run_dirs(&state_dir(&fleet))
+            .into_iter()
+            .find(|dir| dir.join("events.jsonl").exists());
+        let prod02_done = journaled.is_some_and(|dir| {
+            journal_lenient(&dir)
+                .iter()
+                .any(|e| e["event"] == "host_finished" && e["host"] == "prod-02")
+        });
+        if migrating && prod02_done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prod-03 never reached its migration with prod-02 finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running.child.kill().expect("SIGKILL fleetup");
+    running.child.wait().expect("reap fleetup");
+    let killed_at = now();
+    let first_backups = backups(&fleet, "prod-03");
+    assert_eq!(
+        first_backups.len(),
+        1,
+        "the first attempt's backup: {first_backups:?}"
+    );
+    let down = fleet.ssh("prod-03", "curl -fsS -m 5 http://127.0.0.1:7777/health");
+    assert!(
+        !down.status.success(),
+        "prod-03's app is down after the kill"
+    );
+
+    let r = resume(&fleet, "last", &[]);
+    r.assert_exit(0);
+    let resumed = r.run_resumed();
+    assert_eq!(
+        resumed["interrupted"],
+        json!([{"host": "prod-03", "step": "migrate the database"}]),
+        "{resumed}"
+    );
+    assert_healthy_at(&fleet, "prod-03", TARGET);
+    let after = since(&fleet, "prod-03", killed_at);
+    let dumps: Vec<_> = after
+        .iter()
+        .filter(|c| c.ev == "start" && c.cmd.contains("pg_dump") && c.kind != "session")
+        .collect();
+    assert!(
+        dumps.is_empty(),
+        "no second dump of a half-upgraded database; after the kill:\n{}",
+        cmds(&after).join("\n")
+    );
+    assert_eq!(
+        backups(&fleet, "prod-03"),
+        first_backups,
+        "the first attempt's backup is still the only one"
+    );
+    let alembic = shim(&after, "end", "alembic upgrade head");
+    assert_eq!(alembic.rc, Some(0), "the resumed migration succeeded");
+    assert!(
+        !fleet
+            .app_path("prod-03")
+            .join("backups/.upgrade-in-progress")
+            .exists(),
+        "a finished upgrade leaves no rollback marker behind"
+    );
+    assert_eq!(
+        resumed["finished"],
+        json!(["prod-01", "prod-02"]),
+        "{resumed}"
+    );
+    for h in ["prod-01", "prod-02"] {
+        // Before this test's own health check logs its commands there.
+        assert_not_touched_since(&fleet, h, killed_at, "after the kill");
+        assert_healthy_at(&fleet, h, TARGET);
+    }
+}

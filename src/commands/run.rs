@@ -40,10 +40,15 @@ pub fn run(args: &RunArgs) -> Exit {
         Err(exit) => return exit,
     };
     if play.plan.host_count() == 0 {
-        println!(
+        // Stdout carries only events with --output json.
+        let done = format!(
             "every host of run {} has finished; nothing is left to do.",
             session.run_dir.id
         );
+        match args.output {
+            OutputFormat::Json => eprintln!("{done}"),
+            OutputFormat::Text => println!("{done}"),
+        }
         return Exit::Success;
     }
     // Every host's read-only pre-flight first: an unreachable or unhealthy host is known
@@ -136,9 +141,10 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, Exit> {
     let inputs = args
         .selection
         .inputs(&args.journal.inventory, playbook, &args.rollout);
-    let play = super::prepare(&inputs)?;
+    let mut play = super::prepare(&inputs)?;
     let run_dir = create_run_dir(state_dir)?;
     let claim = claim(&run_dir)?;
+    play.set_run_id(&run_dir.id);
     let record = RunRecord::new(
         &run_dir.id,
         &play,
@@ -200,6 +206,7 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         )));
     }
     let mut play = super::prepare(&inputs)?;
+    play.set_run_id(&run_dir.id);
     let changes = record.changes(&play);
     if !changes.is_empty() {
         if !args.force {
