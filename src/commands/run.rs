@@ -70,8 +70,15 @@ pub fn run(args: &RunArgs) -> Exit {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if interactive && !args.yes && args.output == OutputFormat::Text {
         print!("{}", ui::plan::text(&play, false));
+        // A resume's batches that finished earlier are empty: they are not counted.
+        let batches = play
+            .plan
+            .batches
+            .iter()
+            .filter(|b| !b.hosts.is_empty())
+            .count();
         if !confirm(&format!(
-            "\n{} {} host{} in {} batch{}? [y/N] ",
+            "\n{} {} host{} in {batches} batch{}? [y/N] ",
             if resumed.is_some() {
                 "Resume with"
             } else {
@@ -79,16 +86,7 @@ pub fn run(args: &RunArgs) -> Exit {
             },
             play.plan.host_count(),
             plural(play.plan.host_count()),
-            play.plan
-                .batches
-                .iter()
-                .filter(|b| !b.hosts.is_empty())
-                .count(),
-            if play.plan.batches.len() == 1 {
-                ""
-            } else {
-                "es"
-            },
+            if batches == 1 { "" } else { "es" },
         )) {
             eprintln!("not started; no host was changed.");
             return Exit::Interrupted;
@@ -188,24 +186,21 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
             ..Default::default()
         },
     };
-    let missing: Vec<&String> = record
+    let mut play = super::prepare(&inputs)?;
+    // The journal's extra vars left the secrets out: only this -e can have given them.
+    let missing: Vec<&str> = record
         .redacted
         .iter()
-        .filter(|name| {
-            !args.selection.extra_vars.iter().any(|arg| {
-                fleetup::vars::parse_extra_vars(arg).is_ok_and(|v| v.contains_key(name.as_str()))
-            })
-        })
+        .filter(|name| !play.extra_vars.contains_key(name.as_str()))
+        .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
         return Err(refuse(format!(
             "run {} was given secret variables that the journal does not keep: pass them again with -e ({})",
             run_dir.id,
-            names.join(", ")
+            missing.join(", ")
         )));
     }
-    let mut play = super::prepare(&inputs)?;
     play.set_run_id(&run_dir.id);
     let changes = record.changes(&play);
     if !changes.is_empty() {
