@@ -5,6 +5,7 @@
 //! and check the operator's input ([`inventory`], [`playbook`], [`template`], [`plan`],
 //! [`play`]) are pure apart from reading their files, and never contact a host.
 
+pub mod clock;
 pub mod diagnostic;
 pub mod events;
 pub mod exit;
@@ -21,4 +22,5 @@ pub mod transport;
 pub mod ui;
 pub mod vars;
 pub mod who;
+pub mod window;
 pub mod yaml;
