@@ -9,7 +9,7 @@
 
 mod validate;
 
-pub use validate::{validate, HostInPlay, Registered};
+pub use validate::{gate_needs, validate, HostInPlay, Registered};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +21,7 @@ use crate::inventory::Pattern;
 use crate::plan::{Canary, Order, Serial};
 use crate::template::Templates;
 use crate::vars::{check_name, Vars};
+use crate::window::Windows;
 use crate::yaml::Document;
 
 /// The time a step may take when neither it nor the playbook says.
@@ -51,6 +52,11 @@ pub struct Playbook {
     pub lock: Option<LockSection>,
     /// What a host's audit line says it went from and to (templates).
     pub audit: AuditSection,
+    /// Read-only checks run again on the upgraded hosts during a pause.
+    pub verify: Vec<Step>,
+    pub gate: Option<GateSection>,
+    /// The maintenance windows the run must keep to (hosts' `window` variables win).
+    pub windows: Windows,
     /// Where every value came from, for messages about them.
     pub doc: Document,
     /// The file's text, as the journal keeps it (and compares it on resume).
@@ -66,6 +72,65 @@ pub struct RolloutSection {
     pub max_fail_percentage: Option<Percentage>,
     pub order: Option<Order>,
     pub forks: Option<Forks>,
+    /// After the canary batch (when unset, `pause_between_batches` applies there too).
+    pub pause_after_canary: Option<Pause>,
+    /// After every other batch but the last.
+    pub pause_between_batches: Option<Pause>,
+}
+
+/// A pause between batches: a time to wait, or `prompt` to wait for the operator. The
+/// upgraded hosts are verified again during it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    For(Duration),
+    Prompt,
+}
+
+impl<'de> Deserialize<'de> for Pause {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_yaml::Value::deserialize(d)?;
+        if value.as_str().map(str::trim) == Some("prompt") {
+            return Ok(Pause::Prompt);
+        }
+        Seconds::deserialize(value)
+            .map(|s| Pause::For(s.0))
+            .map_err(|_| {
+                serde::de::Error::custom(
+                    "a pause is a duration (30s, 10m, 1h) or `prompt` to wait for the operator",
+                )
+            })
+    }
+}
+
+/// `gate:`: this playbook may only run on hosts outside `require_staged` once that group
+/// runs the same target, healthy, for `soak`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    pub require_staged: String,
+    #[serde(default = "default_soak")]
+    pub soak: Seconds,
+}
+
+pub fn default_soak() -> Seconds {
+    Seconds(Duration::from_secs(24 * 3600))
+}
+
+/// `window:` (in a playbook, or a host's `window` variable): one window or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WindowTexts {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl WindowTexts {
+    pub fn texts(&self) -> Vec<String> {
+        match self {
+            WindowTexts::One(t) => vec![t.clone()],
+            WindowTexts::Many(ts) => ts.clone(),
+        }
+    }
 }
 
 /// `lock:`: where a host's lock and audit log live, and when a lock is stale.
@@ -218,6 +283,10 @@ struct RawPlaybook {
     lock: Option<LockSection>,
     #[serde(default)]
     audit: AuditSection,
+    #[serde(default)]
+    verify: Vec<serde_yaml::Value>,
+    gate: Option<GateSection>,
+    window: Option<WindowTexts>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +370,17 @@ impl Playbook {
             &mut errors,
         ));
         let rollback = read_steps(&doc, "rollback", &raw.rollback, &defaults, &mut errors);
+        let mut verify = read_steps(&doc, "verify", &raw.verify, &defaults, &mut errors);
+        for step in &mut verify {
+            step.changed_when.get_or_insert(Condition::Always(false));
+        }
+        let windows = match &raw.window {
+            None => Windows::default(),
+            Some(texts) => Windows::parse(&texts.texts()).unwrap_or_else(|m| {
+                errors.push(doc.error("window", m));
+                Windows::default()
+            }),
+        };
         let playbook = Playbook {
             name: raw.name,
             hosts,
@@ -314,6 +394,9 @@ impl Playbook {
             failure_note: raw.failure_note,
             lock: raw.lock,
             audit: raw.audit,
+            verify,
+            gate: raw.gate,
+            windows,
             doc,
             text: text.to_string(),
         };

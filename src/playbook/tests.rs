@@ -306,3 +306,45 @@ fn lock_and_audit_sections() {
     let typo = only_error(&format!("{GOOD}lock:\n  dir: /x\n  stale: 1h\n"));
     assert_eq!(typo.field, "lock.stale");
 }
+
+#[test]
+fn staged_rollout_settings_parse() {
+    let text = format!(
+        "{GOOD}audit:\n  from: \"{{{{ current.stdout }}}}\"\n  to: \"{{{{ target }}}}\"\n\
+         gate:\n  require_staged: staging\n\
+         window: [\"sat,sun 02:00-05:00 Europe/Paris\", \"mon-fri 23:00-01:00 UTC\"]\n\
+         verify:\n  - name: health\n    shell: curl -fsS http://127.0.0.1:7777/health\n"
+    )
+    .replace(
+        "  forks: 20\n",
+        "  forks: 20\n  pause_after_canary: prompt\n  pause_between_batches: 90s\n",
+    );
+    let pb = parse(&text).unwrap();
+    assert_eq!(pb.rollout.pause_after_canary, Some(Pause::Prompt));
+    assert_eq!(
+        pb.rollout.pause_between_batches,
+        Some(Pause::For(Duration::from_secs(90)))
+    );
+    let gate = pb.gate.unwrap();
+    assert_eq!(gate.require_staged, "staging");
+    assert_eq!(gate.soak, default_soak());
+    assert_eq!(
+        pb.windows.to_string(),
+        "sat,sun 02:00-05:00 Europe/Paris; mon-fri 23:00-01:00 UTC"
+    );
+    assert_eq!(pb.verify.len(), 1);
+    assert_eq!(pb.verify[0].changed_when, Some(Condition::Always(false)));
+}
+
+#[test]
+fn a_bad_window_pause_or_gate_is_named_with_its_line() {
+    let e = only_error(&format!("{GOOD}window: sat 02:00-05:00 Mars/Olympus\n"));
+    assert_eq!(e.field, "window");
+    assert_eq!(e.line, 29);
+    assert!(e.message.contains("`Mars/Olympus` is not a time zone"), "{e:?}");
+    let e = only_error(&GOOD.replace("  forks: 20\n", "  forks: 20\n  pause_between_batches: soon\n"));
+    assert!(e.message.contains("`prompt`"), "{e:?}");
+    let e = only_error(&format!("{GOOD}gate:\n  require_staged: staging\n"));
+    assert_eq!(e.field, "gate");
+    assert!(e.message.contains("audit.to"), "{e:?}");
+}

@@ -48,7 +48,12 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     let doc = &playbook.doc;
     let mut errors = Vec::new();
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-    for step in playbook.steps.iter().chain(&playbook.rollback) {
+    for step in playbook
+        .steps
+        .iter()
+        .chain(&playbook.rollback)
+        .chain(&playbook.verify)
+    {
         let field = format!("{}.name", step.field);
         if step.name.trim().is_empty() {
             errors.push(doc.error(&field, "a step needs a name"));
@@ -66,6 +71,11 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
             }
         }
     }
+    if playbook.gate.is_some() {
+        if let Some(missing) = gate_needs(&playbook.audit) {
+            errors.push(doc.error("gate", missing));
+        }
+    }
     if !playbook.rollback.is_empty() && playbook.point_of_no_return().is_none() {
         errors.push(
             doc.error(
@@ -80,6 +90,7 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
     for step in playbook.steps[..playbook.preflight_len]
         .iter()
         .chain(&playbook.rollback)
+        .chain(&playbook.verify)
         .filter(|s| s.point_of_no_return)
     {
         errors.push(doc.error(
@@ -99,7 +110,12 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
             errors.push(doc.error(&format!("report.{column}"), e.message));
         }
     }
-    for step in playbook.steps.iter().chain(&playbook.rollback) {
+    for step in playbook
+        .steps
+        .iter()
+        .chain(&playbook.rollback)
+        .chain(&playbook.verify)
+    {
         for (key, source, is_expr) in sources(step) {
             let checked = if is_expr {
                 templates.variables_of_expression(source)
@@ -112,6 +128,18 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
         }
     }
     errors
+}
+
+/// What a promotion gate lacks to compare versions, if anything: it reads the staged hosts'
+/// version now (`audit.from`, after the pre-flight) and the version a run goes to
+/// (`audit.to`).
+pub fn gate_needs(audit: &super::AuditSection) -> Option<&'static str> {
+    match (&audit.from, &audit.to) {
+        (Some(_), Some(_)) => None,
+        _ => Some(
+            "a promotion gate compares versions: the playbook needs `audit.from` (a host's version, read by its pre-flight) and `audit.to` (the version it goes to)",
+        ),
+    }
 }
 
 /// Checks the playbook against the hosts in play: required variables, and every template
@@ -199,6 +227,17 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         // did not run registers `skipped: true` (as in Ansible).
         for step in &playbook.rollback {
             check(step, &mut vars, &all_registers);
+        }
+        // Verification runs on its own connection during a pause: the host's variables and
+        // its own registers only.
+        let mut verify_vars = host.vars.clone();
+        let mut verify_registered: HashSet<&str> = HashSet::new();
+        for step in &playbook.verify {
+            check(step, &mut verify_vars, &verify_registered);
+            if let Some(r) = &step.register {
+                verify_vars.insert(r.clone(), placeholder.clone());
+                verify_registered.insert(r);
+            }
         }
         let mut report_vars = host.vars.clone();
         for r in &preflight_registers {
