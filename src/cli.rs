@@ -2,6 +2,7 @@
 //! add, never rename.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -137,6 +138,12 @@ pub struct PlanArgs {
     pub play: PlayArgs,
     #[command(flatten)]
     pub rollout: RolloutArgs,
+    #[command(flatten)]
+    pub staging: StagingArgs,
+    /// Where the journal is, for the gate's verdict and the estimates (default:
+    /// `.fleetup/` beside the first inventory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// `text` for people, `json` (one object) for programs.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -218,6 +225,23 @@ pub enum HostKeyChecking {
     Off,
 }
 
+/// Staged rollouts: the promotion gate and the maintenance windows.
+#[derive(Debug, Args, Default)]
+pub struct StagingArgs {
+    /// Refuse to run on hosts outside GROUP until GROUP runs the same version, healthy, for
+    /// the soak time (a successful run in the journal, and the hosts checked live).
+    #[arg(long, value_name = "GROUP")]
+    pub require_staged: Option<String>,
+    /// How long the staged group must have run the version (default: the playbook's
+    /// `gate.soak`, else 24h), e.g. `24h`, `90m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub soak: Option<Duration>,
+    /// A maintenance window, e.g. `sat,sun 02:00-05:00 Europe/Paris` (repeat for several);
+    /// wins over the playbook's `window:` and the hosts' `window` variables.
+    #[arg(long = "window", value_name = "WINDOW")]
+    pub windows: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The playbook (YAML); not with --resume, which runs the journal's.
@@ -227,13 +251,22 @@ pub struct RunArgs {
     pub selection: SelectionArgs,
     #[command(flatten)]
     pub rollout: RolloutArgs,
-    /// Continue a halted, interrupted or killed run (an id from `fleetup history`, or
+    #[command(flatten)]
+    pub staging: StagingArgs,
+    /// Run without the promotion gate's consent (recorded in the journal and in the hosts'
+    /// audit lines).
+    #[arg(long)]
+    pub skip_gate: bool,
+    /// Outside a maintenance window, refuse instead of waiting for the next one.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Continue a halted, interrupted, deferred or killed run (an id from `fleetup history`, or
     /// `last`) with its own plan: finished hosts are left alone, the others run again from
     /// their pre-flight. With --resume, -i only says where the journal is.
     #[arg(
         long,
         value_name = "RUN_ID|last",
-        conflicts_with_all = ["playbook", "limit", "serial", "canary", "max_fail_percentage", "order", "seed", "forks"]
+        conflicts_with_all = ["playbook", "limit", "serial", "canary", "max_fail_percentage", "order", "seed", "forks", "require_staged", "soak", "skip_gate"]
     )]
     pub resume: Option<String>,
     /// Resume even though the playbook or the inventory changed since the run started.
@@ -312,9 +345,9 @@ pub struct ExecArgs {
 }
 
 impl PlayArgs {
-    pub fn inputs(&self, rollout: &RolloutArgs) -> PlayInputs {
+    pub fn inputs(&self, rollout: &RolloutArgs, staging: &StagingArgs) -> PlayInputs {
         self.selection
-            .inputs(&self.inventory, self.playbook.clone(), rollout)
+            .inputs(&self.inventory, self.playbook.clone(), rollout, staging)
     }
 }
 
@@ -324,6 +357,7 @@ impl SelectionArgs {
         inventory: &InventoryArgs,
         playbook: PathBuf,
         rollout: &RolloutArgs,
+        staging: &StagingArgs,
     ) -> PlayInputs {
         PlayInputs {
             inventories: inventory.inventories.clone(),
@@ -339,8 +373,16 @@ impl SelectionArgs {
                 forks: rollout.forks.map(|f| f as usize),
                 seed: rollout.seed,
             },
+            windows: staging.windows.clone(),
+            require_staged: staging.require_staged.clone(),
+            soak: staging.soak,
         }
     }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("`{s}` is not a duration such as 24h, 90m or 1h30m"))
 }
 
 fn parse_serial(s: &str) -> Result<Serial, String> {

@@ -80,6 +80,10 @@ pub enum HaltReason {
     HaltImmediately { host: String },
     /// The operator pressed Ctrl-C (or sent SIGTERM).
     Interrupted,
+    /// Upgraded hosts failed their verification during a pause.
+    VerifyFailed { hosts: Vec<String> },
+    /// The operator answered `stop` at a pause.
+    StoppedAtPause,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +102,8 @@ pub enum Event {
     },
     /// `fleetup run --resume`: the run goes on in its own journal, after `run_started`.
     RunResumed(Resumed),
+    /// The promotion gate's verdict, after `run_started` (not on a resume).
+    GateChecked(GateVerdict),
     BatchStarted {
         /// 1-based.
         batch: usize,
@@ -184,6 +190,38 @@ pub enum Event {
         reason: HaltReason,
         batch: usize,
     },
+    /// A pause after `batch`: `duration_ms`, or until the operator answers (`prompt`).
+    /// `verifying` upgraded hosts are checked again during it.
+    PauseStarted {
+        batch: usize,
+        #[serde(rename = "duration_ms", with = "millis_opt")]
+        duration: Option<Duration>,
+        prompt: bool,
+        verifying: usize,
+    },
+    /// An upgraded host's verification during a pause.
+    HostVerified {
+        host: String,
+        ok: bool,
+        message: Option<String>,
+    },
+    PauseFinished {
+        batch: usize,
+    },
+    /// Batch `batch` did not start: its maintenance window is closed or too short for its
+    /// estimate. The run ends with exit code 3; `--resume` continues it.
+    Deferred {
+        batch: usize,
+        of: usize,
+        reason: String,
+        /// The batch's estimated duration, when known.
+        #[serde(rename = "estimate_ms", with = "millis_opt")]
+        estimate: Option<Duration>,
+        /// When the batch would fit (RFC 3339), within the next week.
+        next_start: Option<String>,
+        /// `next_start` in the window's own time zone, for people.
+        next_start_local: Option<String>,
+    },
     RunFinished {
         #[serde(rename = "duration_ms", with = "millis")]
         duration: Duration,
@@ -208,6 +246,20 @@ pub struct Resumed {
     pub interrupted: Vec<Interrupted>,
     /// What changed in the playbook or inventory since, when `--force` resumed anyway.
     pub changes: Vec<String>,
+}
+
+/// What the promotion gate found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateVerdict {
+    pub require_staged: String,
+    #[serde(rename = "soak_ms", with = "millis")]
+    pub soak: Duration,
+    /// `passed`, `skipped` (`--skip-gate`) or `not_required` (only staged hosts run).
+    pub verdict: String,
+    /// In words: the evidence, or what was missing when skipped.
+    pub detail: String,
+    /// The runs that upgraded the staged group.
+    pub runs: Vec<String>,
 }
 
 /// A host that was in a step when fleetup died.
@@ -273,6 +325,23 @@ mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod millis_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

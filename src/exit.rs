@@ -8,6 +8,9 @@ pub enum Exit {
     Success,
     /// At least one host failed (or was rolled back).
     HostFailed,
+    /// A batch did not start because its maintenance window was closed or too short;
+    /// `fleetup run --resume` continues the run in the next window.
+    Deferred,
     /// A host was unreachable and none failed.
     Unreachable,
     /// Invalid input or usage: nothing was contacted, nothing changed.
@@ -21,6 +24,7 @@ impl Exit {
         match self {
             Exit::Success => 0,
             Exit::HostFailed => 2,
+            Exit::Deferred => 3,
             Exit::Unreachable => 4,
             Exit::InvalidInput => 5,
             Exit::Interrupted => 99,

@@ -4,11 +4,16 @@
 //! host: if this fails, nothing was changed anywhere.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::inventory::{self, Inventory, Pattern};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
-use crate::playbook::{self, HostInPlay, Playbook};
+use crate::playbook::{
+    self, default_soak, GateSection, HostInPlay, Playbook, Seconds, WindowTexts,
+};
+use crate::run::schedule::Schedule;
+use crate::window::Windows;
 use crate::vars::{overlay, parse_extra_vars, Vars};
 
 /// What the operator gave on the command line.
@@ -22,6 +27,12 @@ pub struct PlayInputs {
     pub extra_vars: Vec<String>,
     pub limit: Option<String>,
     pub overrides: RolloutOverrides,
+    /// `--window`: wins over the hosts' `window` variables and the playbook's `window:`.
+    pub windows: Vec<String>,
+    /// `--require-staged GROUP`: wins over the playbook's `gate.require_staged`.
+    pub require_staged: Option<String>,
+    /// `--soak`: wins over the playbook's `gate.soak`.
+    pub soak: Option<Duration>,
 }
 
 /// Rollout settings from the command line; each wins over the playbook's.
@@ -45,6 +56,10 @@ pub struct Play {
     pub extra_vars: Vars,
     pub rollout: Rollout,
     pub plan: Plan,
+    /// The maintenance windows of the hosts.
+    pub schedule: Schedule,
+    /// The promotion gate the run must pass, if any.
+    pub gate: Option<GateSection>,
     /// Worth saying, not worth stopping for.
     pub warnings: Vec<Diagnostic>,
 }
@@ -69,6 +84,11 @@ impl Play {
         self.hosts.retain(|h| !names.contains(&h.name));
         self.rollout.seed = self.plan.seed.or(self.rollout.seed);
         self.plan = plan_for(&self.hosts, &self.rollout);
+    }
+
+    /// The maintenance windows of the hosts, or `None` without any.
+    pub fn windows(&self) -> Option<&Schedule> {
+        (!self.schedule.is_empty()).then_some(&self.schedule)
     }
 }
 
@@ -140,7 +160,33 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         })
         .collect();
 
-    let errors = playbook::validate(&playbook, &hosts);
+    let mut errors = playbook::validate(&playbook, &hosts);
+    let schedule = schedule(&playbook, &hosts, inputs, &mut errors);
+    let gate = gate(&playbook, inputs);
+    if let (Some(gate), None) = (&gate, &playbook.gate) {
+        if let Some(missing) = playbook::gate_needs(&playbook.audit) {
+            errors.push(Diagnostic::new(
+                &inputs.playbook,
+                "audit",
+                format!("--require-staged {}: {missing}", gate.require_staged),
+            ));
+        }
+    }
+    if let Some(gate) = &gate {
+        if !inventory.has_group(&gate.require_staged) {
+            errors.push(
+                Diagnostic::new(
+                    &inputs.playbook,
+                    "gate.require_staged",
+                    format!(
+                        "the staged group `{}` is not a group of the inventory",
+                        gate.require_staged
+                    ),
+                )
+                .hint(format!("groups: {}", group_list(&inventory))),
+            );
+        }
+    }
     if !errors.is_empty() {
         return Err(Diagnostics(errors));
     }
@@ -153,8 +199,71 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         extra_vars,
         rollout,
         plan,
+        schedule,
+        gate,
         warnings,
     })
+}
+
+/// The playbook's gate with the command line's group and soak on top.
+fn gate(playbook: &Playbook, inputs: &PlayInputs) -> Option<GateSection> {
+    let mut gate = match (&inputs.require_staged, &playbook.gate) {
+        (Some(group), _) => GateSection {
+            require_staged: group.clone(),
+            soak: playbook.gate.as_ref().map_or_else(default_soak, |g| g.soak),
+        },
+        (None, Some(gate)) => gate.clone(),
+        (None, None) => return None,
+    };
+    if let Some(soak) = inputs.soak {
+        gate.soak = Seconds(soak);
+    }
+    Some(gate)
+}
+
+/// The variable of a host that holds its maintenance windows.
+pub const WINDOW_VAR: &str = "window";
+
+/// Each host's windows: `--window`, else its `window` variable, else the playbook's.
+fn schedule(
+    playbook: &Playbook,
+    hosts: &[HostInPlay],
+    inputs: &PlayInputs,
+    errors: &mut Vec<Diagnostic>,
+) -> Schedule {
+    let given = match Windows::parse(&inputs.windows) {
+        Ok(w) => w,
+        Err(m) => {
+            errors.push(Diagnostic::new(Path::new("<command line>"), "--window", m));
+            return Schedule::default();
+        }
+    };
+    let inventory = inputs.inventories.first().cloned().unwrap_or_default();
+    let mut per_host = Vec::new();
+    for host in hosts {
+        let windows = if !given.is_empty() {
+            given.clone()
+        } else if let Some(value) = host.vars.get(WINDOW_VAR) {
+            let texts = serde_json::from_value::<WindowTexts>(value.clone())
+                .map(|t| t.texts())
+                .map_err(|_| "a window is text, or a list of texts".to_string());
+            match texts.and_then(|t| Windows::parse(&t)) {
+                Ok(w) => w,
+                Err(m) => {
+                    errors.push(Diagnostic::new(
+                        &inventory,
+                        format!("{}: {WINDOW_VAR}", host.name),
+                        format!("variable `{WINDOW_VAR}` of host {}: {m}", host.name),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            playbook.windows.clone()
+        };
+        per_host.push((host.name.clone(), windows));
+    }
+    Schedule::new(per_host)
 }
 
 /// The playbook's `hosts:`, narrowed by `--limit`. An empty selection is an error: a run

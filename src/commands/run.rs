@@ -349,7 +349,7 @@ fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<
         return Ok(());
     }
     let names: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
-    let exit = fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false);
+    let exit = fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false, false);
     if !args.exclude_unhealthy {
         eprintln!(
             "error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); \
@@ -396,7 +396,7 @@ pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -
     };
     let results = session.preflight(&RunSpec::from_play(play));
     print!("{}", ui::preflight::table(&results, &columns(play)));
-    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false)
+    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
 }
 
 /// `fleetup status`: the report of a read-only playbook on every host, and how many hosts
@@ -412,7 +412,7 @@ pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exi
     if let Some(first) = columns.first() {
         println!("\n{}", ui::preflight::counts(&results, first));
     }
-    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false)
+    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
 }
 
 fn columns(play: &Play) -> Vec<String> {

@@ -36,6 +36,8 @@ pub(super) struct Shared<'a> {
     /// This run, as its host locks and audit lines name it.
     pub owner: Owner,
     pub break_lock: bool,
+    /// Words added to the host's audit line.
+    pub audit_note: Option<String>,
 }
 
 impl<'a> Shared<'a> {
@@ -59,6 +61,7 @@ impl<'a> Shared<'a> {
             reconnect: options.reconnect,
             owner: Owner::me(&run_dir.id),
             break_lock: options.break_lock,
+            audit_note: options.audit_note.clone(),
         }
     }
 
@@ -323,12 +326,16 @@ async fn release_lock(
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let line = lock::audit_line(
+    let mut line = lock::audit_line(
         &shared.owner,
         &render(&audit.from),
         &render(&audit.to),
         &outcome_word,
     );
+    if let Some(note) = &shared.audit_note {
+        line.push(' ');
+        line.push_str(note);
+    }
     let command = lock::release_command(dir, &shared.owner, Some(&line));
     match lock::run(conn, &command).await {
         Ok(_) => log.note(&format!("host lock released; audit: {line}")),
@@ -387,32 +394,82 @@ pub(super) async fn preflight_host(
     host: &HostInPlay,
 ) -> super::PreflightResult {
     let spec = shared.spec;
-    let result = |outcome, report, message| super::PreflightResult {
-        host: host.name.clone(),
-        outcome,
-        report,
-        message,
-    };
-    let mut log = match shared.run_dir.host_log(&host.name) {
-        Ok(log) => log,
-        Err(e) => {
-            return result(
-                Outcome::Failed,
-                vec![],
-                Some(format!("cannot write the host's log: {e}")),
-            )
+    let steps = &spec.steps[..spec.preflight_len];
+    let vars = match check_host(shared, host, steps, "fleet-wide pre-flight (read-only)").await {
+        Ok(vars) => vars,
+        Err((outcome, message)) => {
+            return super::PreflightResult {
+                host: host.name.clone(),
+                outcome,
+                report: vec![],
+                message: Some(message),
+                version: None,
+            }
         }
     };
-    log.note("fleet-wide pre-flight (read-only)");
+    let render = |template: &str| {
+        shared
+            .templates
+            .render(template, &vars)
+            .unwrap_or_else(|e| format!("? ({})", e.message))
+    };
+    super::PreflightResult {
+        host: host.name.clone(),
+        outcome: Outcome::Ok,
+        report: spec
+            .report
+            .iter()
+            .map(|(column, template)| (column.clone(), render(template)))
+            .collect(),
+        message: None,
+        version: spec.audit.from.as_deref().map(render),
+    }
+}
+
+/// Runs a pause's `verify` steps on an upgraded host, and tells how it went.
+pub(super) async fn verify_host(shared: &Shared<'_>, host: &HostInPlay) -> bool {
+    let checked = check_host(shared, host, shared.spec.verify, "verification during a pause").await;
+    let ok = checked.is_ok();
+    shared.emit(Event::HostVerified {
+        host: host.name.clone(),
+        ok,
+        message: checked.err().map(|(_, m)| m),
+    });
+    ok
+}
+
+/// Runs read-only `steps` on a host over a connection of their own (the fleet-wide
+/// pre-flight, a pause's verification). Their step events go nowhere: the views show hosts'
+/// upgrades, and these are not. Returns what the steps registered, or why they failed.
+async fn check_host(
+    shared: &Shared<'_>,
+    host: &HostInPlay,
+    steps: &[Step],
+    note: &str,
+) -> Result<Vars, (Outcome, String)> {
+    let mut log = shared
+        .run_dir
+        .host_log(&host.name)
+        .map_err(|e| (Outcome::Failed, format!("cannot write the host's log: {e}")))?;
+    log.note(note);
     let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
-    let conn = match shared.transport.connect(&target).await {
-        Ok(conn) => conn,
-        Err(e) => return result(Outcome::Unreachable, vec![], Some(describe(&e))),
+    let conn = shared
+        .transport
+        .connect(&target)
+        .await
+        .map_err(|e| (Outcome::Unreachable, describe(&e)))?;
+    let (silent, _) = tokio::sync::mpsc::unbounded_channel();
+    let silent = Events::new(silent);
+    let quiet = Shared {
+        events: &silent,
+        owner: shared.owner.clone(),
+        audit_note: None,
+        ..*shared
     };
     let mut vars = host.vars.clone();
     let mut failure = None;
-    for (i, step) in spec.steps[..spec.preflight_len].iter().enumerate() {
-        let run = run_step(shared, &conn, &mut log, host, step, i, false, &vars).await;
+    for (i, step) in steps.iter().enumerate() {
+        let run = run_step(&quiet, &conn, &mut log, host, step, i, false, &vars).await;
         if let Some(r) = &step.register {
             vars.insert(r.clone(), run.registered.to_value());
         }
@@ -435,21 +492,10 @@ pub(super) async fn preflight_host(
         }
     }
     conn.close().await;
-    if let Some((outcome, message)) = failure {
-        return result(outcome, vec![], Some(message));
+    match failure {
+        Some(failed) => Err(failed),
+        None => Ok(vars),
     }
-    let report = spec
-        .report
-        .iter()
-        .map(|(column, template)| {
-            let value = shared
-                .templates
-                .render(template, &vars)
-                .unwrap_or_else(|e| format!("? ({})", e.message));
-            (column.clone(), value)
-        })
-        .collect();
-    result(Outcome::Ok, report, None)
 }
 
 /// Runs the rollback steps after step `failed` failed; stops at the first that fails.

@@ -10,22 +10,29 @@
 //! - a batch starts only when every host of the previous batch has ended.
 
 mod host;
+mod pause;
 pub mod policy;
+pub mod schedule;
 pub mod target;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::events::{Event, Events, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::journal::RunDir;
 use crate::plan::Plan;
 use crate::play::Play;
-use crate::playbook::{AuditSection, HostInPlay, LockSection, Step};
+use crate::playbook::{AuditSection, HostInPlay, LockSection, Pause, Step};
 use crate::template::Templates;
 use crate::transport::Transport;
+use schedule::Schedule;
 
 /// What the engine runs: a playbook's steps over planned hosts. `fleetup run` builds it
 /// from a [`Play`]; `fleetup exec` from one ad-hoc command.
@@ -52,6 +59,12 @@ pub struct RunSpec<'a> {
     /// Take a lock on each host before its first step (the playbook's `lock:`).
     pub lock: Option<&'a LockSection>,
     pub audit: &'a AuditSection,
+    /// Checked again on the upgraded hosts during a pause.
+    pub verify: &'a [Step],
+    pub pause_after_canary: Option<Pause>,
+    pub pause_between_batches: Option<Pause>,
+    /// No batch starts outside its hosts' maintenance windows.
+    pub schedule: &'a Schedule,
 }
 
 impl<'a> RunSpec<'a> {
@@ -73,6 +86,10 @@ impl<'a> RunSpec<'a> {
             capture_output: false,
             lock: play.playbook.lock.as_ref(),
             audit: &play.playbook.audit,
+            verify: &play.playbook.verify,
+            pause_after_canary: play.playbook.rollout.pause_after_canary,
+            pause_between_batches: play.playbook.rollout.pause_between_batches,
+            schedule: &play.schedule,
         }
     }
 }
@@ -85,8 +102,27 @@ pub struct RunOptions {
     pub reconnect: Reconnect,
     /// Take over stale host locks (`--break-lock`).
     pub break_lock: bool,
-    /// A resume's `run_resumed`, told right after `run_started`.
-    pub resumed: Option<Event>,
+    /// Told right after `run_started`: a resume's `run_resumed`, the gate's verdict.
+    pub announce: Vec<Event>,
+    /// What time it is, for the maintenance windows.
+    pub clock: Clock,
+    /// How long a host took in earlier runs (the slowest), to estimate batches until
+    /// this run's own hosts tell.
+    pub host_estimate: Option<Duration>,
+    /// Asks the operator at a `prompt` pause; `None` when nobody can answer.
+    pub prompt: Option<Prompt>,
+    /// Words added to every host's audit line (e.g. `gate=skipped`).
+    pub audit_note: Option<String>,
+}
+
+/// Asks the operator whether to go on after a pause, and answers `true` to go on.
+#[derive(Clone)]
+pub struct Prompt(pub Arc<dyn Fn(usize) -> BoxFuture<'static, bool> + Send + Sync>);
+
+impl std::fmt::Debug for Prompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prompt")
+    }
 }
 
 /// How hard fleetup tries to reach a host again whose connection was lost after its point
@@ -144,6 +180,8 @@ pub struct PreflightResult {
     pub report: Vec<(String, String)>,
     /// Why it failed or was unreachable.
     pub message: Option<String>,
+    /// The host's version now, as the playbook's `audit.from` reads it.
+    pub version: Option<String>,
 }
 
 /// Runs the pre-flight steps on every host of the plan at once (at most `forks`), before
@@ -195,8 +233,8 @@ pub async fn execute(
         forks: spec.forks,
         run_dir: run_dir.path.display().to_string(),
     });
-    if let Some(resumed) = &options.resumed {
-        emit(resumed.clone());
+    for event in &options.announce {
+        emit(event.clone());
     }
     let templates = Templates::new();
     let shared = host::Shared::new(
@@ -206,15 +244,46 @@ pub async fn execute(
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     let mut untouched: Vec<String> = Vec::new();
     let mut halted = None;
+    let mut deferred = false;
+    // The slowest host of this run so far: the best estimate of the next batches.
+    let mut slowest: Option<Duration> = None;
+    let last = batches.iter().rposition(|b| !b.hosts.is_empty());
 
     for (b, batch) in batches.iter().enumerate() {
         let number = b + 1;
-        if halted.is_some() || control.stop.is_cancelled() {
+        if halted.is_some() || deferred || control.stop.is_cancelled() {
             untouched.extend(batch.hosts.iter().cloned());
             continue;
         }
         // A resumed run's batch whose hosts all finished earlier.
         if batch.hosts.is_empty() {
+            continue;
+        }
+        let estimate = schedule::estimate(
+            slowest.or(options.host_estimate),
+            batch.hosts.len(),
+            forks,
+        );
+        let now = options.clock.now();
+        if let Err(why) = spec.schedule.check(&batch.hosts, now, estimate) {
+            let next = spec
+                .schedule
+                .next_start(&batch.hosts, now, estimate.unwrap_or_default());
+            let local = |at| {
+                spec.schedule
+                    .first_windows(&batch.hosts)
+                    .map(|w| crate::window::local(at, w))
+            };
+            emit(Event::Deferred {
+                batch: number,
+                of: batches.len(),
+                reason: why.describe(),
+                estimate,
+                next_start: next.map(|t| t.to_string()),
+                next_start_local: next.and_then(local),
+            });
+            deferred = true;
+            untouched.extend(batch.hosts.iter().cloned());
             continue;
         }
         emit(Event::BatchStarted {
@@ -235,11 +304,18 @@ pub async fn execute(
                     continue;
                 };
                 let shared = &shared;
-                running.push(async move { (name, host::run_host(shared, host, number).await) });
+                running.push(async move {
+                    let started = Instant::now();
+                    let outcome = host::run_host(shared, host, number).await;
+                    (name, outcome, started.elapsed())
+                });
             }
-            let Some((name, outcome)) = running.next().await else {
+            let Some((name, outcome, took)) = running.next().await else {
                 break;
             };
+            if outcome == Outcome::Ok {
+                slowest = slowest.max(Some(took));
+            }
             batch_outcomes.push(outcome);
             outcomes.push((name.clone(), outcome));
             if outcome.is_failure() && options.halt_immediately && stop_scheduling.is_none() {
@@ -268,6 +344,21 @@ pub async fn execute(
                     .is_cancelled()
                     .then_some(HaltReason::Interrupted)
             });
+        if halted.is_none() && Some(b) != last {
+            let pause = if batch.canary {
+                spec.pause_after_canary.or(spec.pause_between_batches)
+            } else {
+                spec.pause_between_batches
+            };
+            if let Some(pause) = pause {
+                let upgraded: Vec<&HostInPlay> = outcomes
+                    .iter()
+                    .filter(|(_, o)| !o.is_failure())
+                    .filter_map(|(name, _)| spec.hosts.iter().find(|h| &h.name == name))
+                    .collect();
+                halted = pause::pause(&shared, pause, number, &upgraded, options.prompt.as_ref()).await;
+            }
+        }
         if let Some(reason) = &halted {
             emit(Event::Halted {
                 reason: reason.clone(),
@@ -277,7 +368,7 @@ pub async fn execute(
     }
 
     let interrupted = control.stop.is_cancelled() || control.abort.is_cancelled();
-    let exit = policy::exit_code(outcomes.iter().map(|(_, o)| *o), interrupted);
+    let exit = policy::exit_code(outcomes.iter().map(|(_, o)| *o), interrupted, deferred);
     events
         .emit_durable(Event::RunFinished {
             duration: started.elapsed(),

@@ -28,8 +28,13 @@ pub fn halt_after_batch(
 }
 
 /// The exit code of a run: 99 when the operator interrupted it, 2 when a host failed (or
-/// was rolled back), 4 when hosts were only unreachable, else 0.
-pub fn exit_code(outcomes: impl IntoIterator<Item = Outcome>, interrupted: bool) -> Exit {
+/// was rolled back), 3 when a batch was deferred to the next maintenance window, 4 when
+/// hosts were only unreachable, else 0.
+pub fn exit_code(
+    outcomes: impl IntoIterator<Item = Outcome>,
+    interrupted: bool,
+    deferred: bool,
+) -> Exit {
     if interrupted {
         return Exit::Interrupted;
     }
@@ -42,6 +47,8 @@ pub fn exit_code(outcomes: impl IntoIterator<Item = Outcome>, interrupted: bool)
         )
     }) {
         Exit::HostFailed
+    } else if deferred {
+        Exit::Deferred
     } else if any(|o| matches!(o, Outcome::Unreachable | Outcome::UnreachableMidUpgrade)) {
         Exit::Unreachable
     } else {
@@ -86,16 +93,19 @@ mod tests {
 
     #[test]
     fn exit_codes() {
-        assert_eq!(exit_code([Ok, Skipped], false), Exit::Success);
-        assert_eq!(exit_code([Ok, Unreachable], false), Exit::Unreachable);
-        assert_eq!(exit_code([Unreachable, Failed], false), Exit::HostFailed);
-        assert_eq!(exit_code([RolledBack], false), Exit::HostFailed);
-        assert_eq!(exit_code([UnreachableMidUpgrade], false), Exit::Unreachable);
+        assert_eq!(exit_code([Ok, Skipped], false, false), Exit::Success);
+        assert_eq!(exit_code([Ok, Unreachable], false, false), Exit::Unreachable);
+        assert_eq!(exit_code([Unreachable, Failed], false, false), Exit::HostFailed);
+        assert_eq!(exit_code([RolledBack], false, false), Exit::HostFailed);
+        assert_eq!(exit_code([UnreachableMidUpgrade], false, false), Exit::Unreachable);
         assert_eq!(
-            exit_code([UnreachableMidUpgrade, Failed], false),
+            exit_code([UnreachableMidUpgrade, Failed], false, false),
             Exit::HostFailed
         );
-        assert_eq!(exit_code([Ok], true), Exit::Interrupted);
-        assert_eq!(exit_code([], false), Exit::Success);
+        assert_eq!(exit_code([Ok], true, false), Exit::Interrupted);
+        assert_eq!(exit_code([], false, false), Exit::Success);
+        // Work left for the next window beats unreachable hosts, not failures.
+        assert_eq!(exit_code([Ok, Unreachable], false, true), Exit::Deferred);
+        assert_eq!(exit_code([Failed], false, true), Exit::HostFailed);
     }
 }

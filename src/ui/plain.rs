@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::events::{Event, Stamped, StepStatus};
 use crate::ui::recap::Recap;
-use crate::ui::text::{
+use crate::ui::text::{deferred, gate, pause_started, verify_failed, 
     clean, duration, halt_reason, outcome_label, plural, resumed, status_label, step_label,
     timestamp,
 };
@@ -213,6 +213,23 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
         Event::Halted { reason, batch } => {
             vec![format!("HALTED after batch {batch}: {}", halt_reason(reason))]
         }
+        Event::GateChecked(g) => vec![gate(g)],
+        Event::PauseStarted {
+            batch,
+            duration: wait,
+            verifying,
+            ..
+        } => vec![pause_started(*batch, *wait, *verifying)],
+        Event::HostVerified { ok: true, .. } => vec![],
+        Event::HostVerified { host, message, .. } => vec![verify_failed(host, message.as_deref())],
+        Event::PauseFinished { batch } => vec![format!("after batch {batch}: pause over")],
+        Event::Deferred {
+            batch,
+            of,
+            reason,
+            next_start_local,
+            ..
+        } => vec![deferred(*batch, *of, reason, next_start_local.as_deref())],
         Event::RunFinished {
             duration: d,
             untouched,

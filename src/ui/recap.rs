@@ -37,6 +37,10 @@ pub struct Recap {
     earlier: Vec<String>,
     /// The run id, when `fleetup run --resume` can continue the run.
     resumable: Option<String>,
+    /// The batch that waits for the next maintenance window, and when that opens.
+    deferred: Option<(usize, Option<String>)>,
+    /// What the promotion gate would have refused, when `--skip-gate` overrode it.
+    gate_skipped: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -80,6 +84,7 @@ impl Recap {
                 self.aborted = false;
                 self.halted = None;
                 self.finished = None;
+                self.deferred = None;
             }
             Event::RunResumed(Resumed { finished, .. }) => {
                 // Replayed from the journal, these hosts have their rows already; live,
@@ -131,11 +136,22 @@ impl Recap {
                     exit_code: *exit_code,
                 })
             }
+            Event::Deferred {
+                batch,
+                next_start_local,
+                ..
+            } => self.deferred = Some((*batch, next_start_local.clone())),
+            Event::GateChecked(g) => {
+                self.gate_skipped = (g.verdict == "skipped").then(|| g.detail.clone());
+            }
             Event::StepStarted { .. }
             | Event::StepFinished { .. }
             | Event::StepOutput { .. }
             | Event::Reconnecting { .. }
-            | Event::BatchFinished { .. } => {}
+            | Event::BatchFinished { .. }
+            | Event::PauseStarted { .. }
+            | Event::HostVerified { .. }
+            | Event::PauseFinished { .. } => {}
         }
     }
 
@@ -341,6 +357,12 @@ impl Recap {
                 .collect()
         };
         let mut lines = Vec::new();
+        if let Some(detail) = &self.gate_skipped {
+            lines.push(format!(
+                "WARNING: the promotion gate was skipped with --skip-gate ({})",
+                clean(detail)
+            ));
+        }
         // First and loudest: a host left half-upgraded by a failed rollback is down now.
         for host in with(Outcome::RollbackFailed) {
             lines.push(format!(
@@ -386,7 +408,16 @@ impl Recap {
         } else if let Some(reason) = &self.stopping {
             lines.push(format!("stopped: {}", halt_reason(reason)));
         }
-        let stopped_early = self.halted.is_some() || self.stopping.is_some() || self.aborted;
+        if let Some((batch, next)) = &self.deferred {
+            lines.push(format!(
+                "deferred: batch {batch} and the ones after it wait for the next maintenance window{}",
+                next.as_deref()
+                    .map(|at| format!(" ({})", clean(at)))
+                    .unwrap_or_default()
+            ));
+        }
+        let stopped_early =
+            self.halted.is_some() || self.stopping.is_some() || self.aborted || self.deferred.is_some();
         let again = match &self.resumable {
             Some(id) => format!(
                 "resume the run with `fleetup run --resume {}` and the same -i: finished hosts are left alone",

@@ -18,7 +18,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Outcome, Stamped, StepStatus};
 use crate::ui::recap::Recap;
-use crate::ui::text::{
+use crate::ui::text::{deferred, gate, pause_started, verify_failed, 
     clean, duration, elapsed, halt_reason, outcome_label, plural, resumed, step_label,
 };
 use crate::ui::View;
@@ -497,6 +497,41 @@ impl Model {
             Event::RunFinished { .. } => {
                 self.in_flight.clear();
                 Vec::new()
+            }
+            Event::GateChecked(g) => {
+                let tone = if g.verdict == "skipped" { Tone::Loud } else { Tone::Dim };
+                vec![Printed::new(tone, gate(g))]
+            }
+            Event::PauseStarted {
+                batch,
+                duration: wait,
+                verifying,
+                ..
+            } => {
+                self.state = Some("PAUSED".into());
+                vec![Printed::new(Tone::Loud, pause_started(*batch, *wait, *verifying))]
+            }
+            Event::HostVerified { ok: true, .. } => Vec::new(),
+            Event::HostVerified { host, message, .. } => vec![Printed::new(
+                Tone::Loud,
+                verify_failed(host, message.as_deref()),
+            )],
+            Event::PauseFinished { .. } => {
+                self.state = None;
+                Vec::new()
+            }
+            Event::Deferred {
+                batch,
+                of,
+                reason,
+                next_start_local,
+                ..
+            } => {
+                self.state = Some("DEFERRED".into());
+                vec![Printed::new(
+                    Tone::Loud,
+                    format!("■ {}", deferred(*batch, *of, reason, next_start_local.as_deref())),
+                )]
             }
         }
     }

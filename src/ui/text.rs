@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::events::{HaltReason, Outcome, Resumed, StepStatus};
+use crate::events::{GateVerdict, HaltReason, Outcome, Resumed, StepStatus};
 
 /// `s` made safe to print on one line: host names come from inventories and stderr from
 /// hosts, and an escape sequence in either could move the cursor, retitle the window or hide
@@ -111,7 +111,70 @@ pub fn halt_reason(reason: &HaltReason) -> String {
             format!("{} failed and --halt-immediately is set", clean(host))
         }
         HaltReason::Interrupted => "interrupted by the operator".to_string(),
+        HaltReason::VerifyFailed { hosts } => {
+            let names: Vec<_> = hosts.iter().map(|h| clean(h)).collect();
+            format!(
+                "{} upgraded host{} failed verification during the pause: {}",
+                hosts.len(),
+                plural(hosts.len()),
+                names.join(", ")
+            )
+        }
+        HaltReason::StoppedAtPause => "the operator stopped the run at a pause".to_string(),
     }
+}
+
+/// The promotion gate's verdict, in one line.
+pub fn gate(g: &GateVerdict) -> String {
+    let verdict = match g.verdict.as_str() {
+        "skipped" => "SKIPPED with --skip-gate",
+        "not_required" => "not required",
+        other => other,
+    };
+    format!(
+        "promotion gate ({} staged for {}): {verdict}: {}",
+        clean(&g.require_staged),
+        duration(g.soak),
+        clean(&g.detail)
+    )
+}
+
+/// A pause starting after a batch.
+pub fn pause_started(batch: usize, wait: Option<Duration>, verifying: usize) -> String {
+    let how = match wait {
+        Some(d) => format!("pausing {} before the next batch", duration(d)),
+        None => "paused: press Enter to go on with the next batch, or type `stop` and Enter".into(),
+    };
+    let checks = if verifying > 0 {
+        format!(
+            "; verifying the {verifying} upgraded host{} meanwhile",
+            plural(verifying)
+        )
+    } else {
+        String::new()
+    };
+    format!("after batch {batch}: {how}{checks}")
+}
+
+/// A host that failed its verification during a pause.
+pub fn verify_failed(host: &str, message: Option<&str>) -> String {
+    format!(
+        "{}: FAILED VERIFICATION: {}",
+        clean(host),
+        clean(message.unwrap_or("a verify step failed"))
+    )
+}
+
+/// A batch that waits for the next maintenance window.
+pub fn deferred(batch: usize, of: usize, reason: &str, next: Option<&str>) -> String {
+    let next = match next {
+        Some(at) => format!("; the next window with room for it opens {}", clean(at)),
+        None => "; no window of the next week has room for it".into(),
+    };
+    format!(
+        "DEFERRED: batch {batch} of {of} does not start: {}{next}",
+        clean(reason)
+    )
 }
 
 /// Rows as a table of left-aligned columns two spaces apart; a row's last cell is not

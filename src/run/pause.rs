@@ -1,0 +1,99 @@
+//! A pause between batches: time for the upgraded hosts to show a problem before more
+//! hosts follow them. They are verified again during it (the playbook's `verify:`), and a
+//! host that went bad halts the run before the next batch.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::StreamExt;
+
+use super::host::{self, Shared};
+use super::Prompt;
+use crate::events::{Event, HaltReason};
+use crate::playbook::{HostInPlay, Pause};
+
+/// How often the upgraded hosts are verified during a long pause (and once at its end).
+const VERIFY_EVERY: Duration = Duration::from_secs(30);
+
+/// Pauses after batch `batch`, verifying `upgraded`; returns why the run must halt, if it
+/// must.
+pub(super) async fn pause(
+    shared: &Shared<'_>,
+    pause: Pause,
+    batch: usize,
+    upgraded: &[&HostInPlay],
+    prompt: Option<&Prompt>,
+) -> Option<HaltReason> {
+    let verifying = if shared.spec.verify.is_empty() {
+        0
+    } else {
+        upgraded.len()
+    };
+    shared.events.emit(Event::PauseStarted {
+        batch,
+        duration: match pause {
+            Pause::For(d) => Some(d),
+            Pause::Prompt => None,
+        },
+        prompt: pause == Pause::Prompt,
+        verifying,
+    });
+    let started = Instant::now();
+    // The operator's answer, asked once; without anyone to ask, a prompt cannot be
+    // answered and the run stops there rather than going on unseen.
+    let mut answer = match (pause, prompt) {
+        (Pause::Prompt, Some(ask)) => Some((ask.0)(batch)),
+        (Pause::Prompt, None) => return Some(HaltReason::StoppedAtPause),
+        (Pause::For(_), _) => None,
+    };
+    loop {
+        let left = match pause {
+            Pause::For(d) => d.saturating_sub(started.elapsed()),
+            Pause::Prompt => VERIFY_EVERY,
+        };
+        let mut done = left <= VERIFY_EVERY && pause != Pause::Prompt;
+        let answered = async {
+            match answer.as_mut() {
+                Some(answer) => answer.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(left.min(VERIFY_EVERY)) => {}
+            go_on = answered => {
+                if !go_on {
+                    return Some(HaltReason::StoppedAtPause);
+                }
+                answer = None;
+                done = true;
+            }
+            _ = shared.control.stop.cancelled() => return Some(HaltReason::Interrupted),
+        }
+        let failed = verify(shared, upgraded).await;
+        if !failed.is_empty() {
+            return Some(HaltReason::VerifyFailed { hosts: failed });
+        }
+        if done {
+            break;
+        }
+    }
+    shared.events.emit(Event::PauseFinished { batch });
+    None
+}
+
+/// Verifies every upgraded host (at most `forks` at once); returns those that failed.
+async fn verify(shared: &Shared<'_>, upgraded: &[&HostInPlay]) -> Vec<String> {
+    if shared.spec.verify.is_empty() {
+        return Vec::new();
+    }
+    let checks = upgraded.iter().map(|h| async move {
+        let ok = host::verify_host(shared, h).await;
+        (!ok).then(|| h.name.clone())
+    });
+    let mut failed: Vec<String> = futures::stream::iter(checks)
+        .buffer_unordered(shared.spec.forks.max(1))
+        .filter_map(|f| async move { f })
+        .collect()
+        .await;
+    failed.sort();
+    failed
+}
