@@ -10,7 +10,7 @@ use jiff::Timestamp;
 /// The variable that sets the clock's start.
 pub const NOW_VAR: &str = "FLEETUP_NOW";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     /// The instant the clock showed at `since`; `None`: the system's clock.
     origin: Option<(Timestamp, Instant)>,

@@ -15,6 +15,9 @@ pub enum Exit {
     Unreachable,
     /// Invalid input or usage: nothing was contacted, nothing changed.
     InvalidInput,
+    /// The promotion gate refused the run (the staged group has not run the version,
+    /// healthy, for the soak time): nothing changed.
+    GateRefused,
     /// Interrupted by the operator (a second Ctrl-C).
     Interrupted,
 }
@@ -27,6 +30,7 @@ impl Exit {
             Exit::Deferred => 3,
             Exit::Unreachable => 4,
             Exit::InvalidInput => 5,
+            Exit::GateRefused => 6,
             Exit::Interrupted => 99,
         }
     }

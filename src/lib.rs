@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod diagnostic;
 pub mod events;
+pub mod gate;
 pub mod exit;
 pub mod inventory;
 pub mod journal;

@@ -86,9 +86,21 @@ impl Play {
         self.plan = plan_for(&self.hosts, &self.rollout);
     }
 
-    /// The maintenance windows of the hosts, or `None` without any.
-    pub fn windows(&self) -> Option<&Schedule> {
-        (!self.schedule.is_empty()).then_some(&self.schedule)
+    /// The hosts of the gate's staged group, with their variables as this play would give
+    /// them (they need not be in the play: a production run reads staging).
+    pub fn staged_hosts(&self) -> Vec<HostInPlay> {
+        let Some(gate) = &self.gate else {
+            return Vec::new();
+        };
+        let Ok(pattern) = Pattern::parse(&gate.require_staged) else {
+            return Vec::new();
+        };
+        self.inventory
+            .select(&pattern)
+            .hosts
+            .into_iter()
+            .map(|name| host_in_play(&self.playbook, &self.inventory, &self.extra_vars, name))
+            .collect()
     }
 }
 
@@ -101,6 +113,20 @@ fn plan_for(hosts: &[HostInPlay], rollout: &Rollout) -> Plan {
         })
         .collect();
     make_plan(&plan_hosts, rollout)
+}
+
+/// A host with its variables: the playbook's defaults, the inventory's, then `-e`.
+fn host_in_play(
+    playbook: &Playbook,
+    inventory: &Inventory,
+    extra_vars: &Vars,
+    name: String,
+) -> HostInPlay {
+    let mut vars = playbook.vars.clone();
+    overlay(&mut vars, &inventory.host_vars(&name));
+    overlay(&mut vars, extra_vars);
+    vars.insert(RUN_ID_VAR.into(), "".into());
+    HostInPlay { name, vars }
 }
 
 const CLI_LIMIT: &str = "<command line --limit>";
@@ -151,13 +177,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     let names = select(&playbook, &inventory, limit.as_ref(), &mut warnings)?;
     let hosts: Vec<HostInPlay> = names
         .into_iter()
-        .map(|name| {
-            let mut vars = playbook.vars.clone();
-            overlay(&mut vars, &inventory.host_vars(&name));
-            overlay(&mut vars, &extra_vars);
-            vars.insert(RUN_ID_VAR.into(), "".into());
-            HostInPlay { name, vars }
-        })
+        .map(|name| host_in_play(&playbook, &inventory, &extra_vars, name))
         .collect();
 
     let mut errors = playbook::validate(&playbook, &hosts);

@@ -54,7 +54,7 @@ fn run_on(
         connect_timeout: Duration::from_secs(5),
         reconnect: Default::default(),
         break_lock: false,
-        resumed: None,
+        ..Default::default()
     };
     let journal = EventLog::open(&run_dir.events_path()).unwrap();
     let events = Events::with_journal(tx, journal);

@@ -9,28 +9,49 @@ use fleetup::ui::text::plural;
 
 mod history;
 mod run;
+mod staged;
 
 use std::path::PathBuf;
 
 use fleetup::plan::Canary;
 use fleetup::play::{PlayInputs, RolloutOverrides};
 
-use crate::cli::{CheckArgs, OutputFormat, PlanArgs, StatusArgs};
+use fleetup::clock::Clock;
+
+use crate::cli::{CheckArgs, OutputFormat, PlanArgs, StagingArgs, StatusArgs};
 
 pub fn plan(args: &PlanArgs) -> Exit {
-    let play = match prepare(&args.play.inputs(&args.rollout)) {
+    let play = match prepare(&args.play.inputs(&args.rollout, &args.staging)) {
         Ok(play) => play,
         Err(exit) => return exit,
     };
+    let clock = match clock() {
+        Ok(clock) => clock,
+        Err(exit) => return exit,
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| run::default_state_dir(&args.play.inventory));
+    let runs = staged::past_runs(&play, &state_dir);
+    let outlook = staged::outlook(&play, &runs, &clock);
     match args.output {
-        OutputFormat::Text => print!("{}", ui::plan::text(&play, args.verbose)),
-        OutputFormat::Json => println!("{}", ui::plan::json(&play)),
+        OutputFormat::Text => print!("{}", ui::plan::text(&play, args.verbose, &outlook)),
+        OutputFormat::Json => println!("{}", ui::plan::json(&play, &outlook)),
     }
     Exit::Success
 }
 
+/// The clock windows and the gate read: `FLEETUP_NOW` rehearses another instant.
+fn clock() -> Result<Clock, Exit> {
+    Clock::from_env().map_err(|m| {
+        eprintln!("error: {m}; nothing was contacted.");
+        Exit::InvalidInput
+    })
+}
+
 pub fn check(args: &CheckArgs) -> Exit {
-    let play = match prepare(&args.play.inputs(&args.rollout)) {
+    let play = match prepare(&args.play.inputs(&args.rollout, &StagingArgs::default())) {
         Ok(play) => play,
         Err(exit) => return exit,
     };
@@ -77,6 +98,7 @@ pub fn status(args: &StatusArgs) -> Exit {
             canary: Some(Canary::First(0)),
             ..Default::default()
         },
+        ..Default::default()
     };
     let play = match prepare(&inputs) {
         Ok(play) => play,

@@ -13,18 +13,24 @@ use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::{Play, PlayInputs, RolloutOverrides};
 use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
+use fleetup::run::schedule::Schedule;
 use fleetup::run::{self, Control, PreflightResult, Reconnect, RunOptions, RunSpec};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::transport::Transport;
 use fleetup::ui::text::plural;
 use fleetup::ui::{self, ViewFormat};
 
+use super::staged;
 use crate::cli::{
     ConnectionArgs, ExecArgs, HostKeyChecking, InventoryArgs, JournalArgs, OutputFormat, RunArgs,
 };
 
 pub fn run(args: &RunArgs) -> Exit {
     let state_dir = journal_dir(&args.journal);
+    let clock = match super::clock() {
+        Ok(clock) => clock,
+        Err(exit) => return exit,
+    };
     let started = match &args.resume {
         None => start_new(args, &state_dir),
         Some(id) => start_resumed(args, &state_dir, id),
@@ -33,12 +39,44 @@ pub fn run(args: &RunArgs) -> Exit {
         mut play,
         session,
         resumed,
-        record,
+        mut record,
         _claim,
     } = match started {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    let runs = staged::past_runs(&play, &state_dir);
+    let mut announce: Vec<Event> = resumed.iter().cloned().collect();
+    let mut audit_note = None;
+    // The gate is a new run's: a resume continues what it allowed (or what was skipped).
+    if let Some(record) = &mut record {
+        if let Some(verdict) = staged::gate(&session, &play, &runs, &clock, args.skip_gate) {
+            // Refused or not, the verdict is kept: `fleetup history` tells why a run
+            // never started.
+            record.gate = Some(verdict.clone());
+            if let Err(exit) = write_record(&session.run_dir, record, &play) {
+                return exit;
+            }
+            match verdict.verdict.as_str() {
+                "refused" => return Exit::GateRefused,
+                "skipped" => audit_note = Some("gate=skipped".to_string()),
+                _ => {}
+            }
+            announce.push(Event::GateChecked(verdict));
+        }
+    }
+    let this_run = resumed.is_some().then_some(session.run_dir.id.as_str());
+    let per_host = read::host_estimate(&runs, &play.playbook.name, this_run);
+    if let Err(exit) = staged::wait_for_window(
+        &session,
+        &play,
+        &clock,
+        per_host,
+        args.no_wait,
+        args.output == OutputFormat::Json,
+    ) {
+        return exit;
+    }
     if play.plan.host_count() == 0 {
         // Stdout carries only events with --output json.
         let done = format!(
@@ -69,7 +107,8 @@ pub fn run(args: &RunArgs) -> Exit {
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if interactive && !args.yes && args.output == OutputFormat::Text {
-        print!("{}", ui::plan::text(&play, false));
+        let outlook = staged::outlook(&play, &runs, &clock);
+        print!("{}", ui::plan::text(&play, false, &outlook));
         // A resume's batches that finished earlier are empty: they are not counted.
         let batches = play
             .plan
@@ -105,7 +144,11 @@ pub fn run(args: &RunArgs) -> Exit {
     let options = RunOptions {
         halt_immediately: args.halt_immediately,
         break_lock: args.break_lock,
-        resumed,
+        announce,
+        clock,
+        host_estimate: per_host,
+        prompt: staged::prompts(&play).then(staged::terminal_prompt),
+        audit_note,
         ..session.options.clone()
     };
     let exit = session.execute(
@@ -136,20 +179,25 @@ struct Started {
 
 fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, Exit> {
     let playbook = args.playbook.clone().unwrap_or_default();
-    let inputs = args
-        .selection
-        .inputs(&args.journal.inventory, playbook, &args.rollout);
+    let inputs = args.selection.inputs(
+        &args.journal.inventory,
+        playbook,
+        &args.rollout,
+        &args.staging,
+    );
     let mut play = super::prepare(&inputs)?;
+    refuse_prompt_without_terminal(&play)?;
     let run_dir = create_run_dir(state_dir)?;
     let claim = claim(&run_dir)?;
     play.set_run_id(&run_dir.id);
-    let record = RunRecord::new(
+    let mut record = RunRecord::new(
         &run_dir.id,
         &play,
         &inputs.inventories,
         inputs.limit.as_deref(),
         targets(&play),
     );
+    record.windows = inputs.windows.clone();
     write_record(&run_dir, &record, &play)?;
     let session = Session::start(&args.connection, run_dir)?;
     Ok(Started {
@@ -185,8 +233,16 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
             max_fail_percentage: Some(record.rollout.max_fail_percentage),
             ..Default::default()
         },
+        // The windows given at the start, unless new ones are given now.
+        windows: if args.staging.windows.is_empty() {
+            record.windows.clone()
+        } else {
+            args.staging.windows.clone()
+        },
+        ..Default::default()
     };
     let mut play = super::prepare(&inputs)?;
+    refuse_prompt_without_terminal(&play)?;
     // The journal's extra vars left the secrets out: only this -e can have given them.
     let missing: Vec<&str> = record
         .redacted
@@ -261,6 +317,18 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         record: None,
         _claim: claim,
     })
+}
+
+/// A `prompt` pause needs someone to answer: refused before anything starts otherwise.
+fn refuse_prompt_without_terminal(play: &Play) -> Result<(), Exit> {
+    if staged::prompts(play) && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: {}: a `prompt` pause waits for the operator, but the input is not a terminal; use a duration (e.g. pause_after_canary: 10m). Nothing was contacted.",
+            play.playbook.path().display()
+        );
+        return Err(Exit::InvalidInput);
+    }
+    Ok(())
 }
 
 fn create_run_dir(state_dir: &Path) -> Result<RunDir, Exit> {
@@ -503,6 +571,7 @@ pub fn exec(args: &ExecArgs) -> Exit {
         }],
         seed: None,
     };
+    let no_windows = Schedule::default();
     let spec = RunSpec {
         name: "ad-hoc command",
         playbook: "-".into(),
@@ -521,6 +590,10 @@ pub fn exec(args: &ExecArgs) -> Exit {
         report: &[],
         lock: None,
         audit: &AuditSection::default(),
+        verify: &[],
+        pause_after_canary: None,
+        pause_between_batches: None,
+        schedule: &no_windows,
     };
     match Session::in_new_dir(&args.connection, &default_state_dir(&args.inventory)) {
         Ok(session) => session.execute(&spec, &session.options, args.output, None),
@@ -530,10 +603,10 @@ pub fn exec(args: &ExecArgs) -> Exit {
 
 /// What every command that contacts hosts needs: the transport, a run directory for the
 /// hosts' logs, an async runtime, and the operator's way to stop it.
-struct Session {
+pub(super) struct Session {
     transport: Transport,
-    run_dir: RunDir,
-    runtime: tokio::runtime::Runtime,
+    pub(super) run_dir: RunDir,
+    pub(super) runtime: tokio::runtime::Runtime,
     options: RunOptions,
     control: Control,
 }
@@ -555,14 +628,12 @@ impl Session {
                 Exit::InvalidInput
             })?;
         let options = RunOptions {
-            halt_immediately: false,
             connect_timeout: Duration::from_secs(connection.connect_timeout),
             reconnect: Reconnect {
                 attempts: connection.reconnect_attempts,
                 delay: Duration::from_secs_f64(connection.reconnect_delay),
             },
-            break_lock: false,
-            resumed: None,
+            ..Default::default()
         };
         Ok(Session {
             transport,
@@ -578,7 +649,7 @@ impl Session {
         Session::start(connection, create_run_dir(state_dir)?)
     }
 
-    fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
+    pub(super) fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
         self.runtime.block_on(run::preflight(
             spec,
             &self.transport,

@@ -157,6 +157,27 @@ pub struct Claim {
 }
 
 /// Writes a whole file or leaves the old one: a reader never sees half of it.
+/// Every run of the journal as the promotion gate and the estimates read it, oldest first.
+/// A run whose files cannot be read is left out: it cannot be evidence of anything.
+pub fn past_runs(state_dir: &Path) -> io::Result<Vec<read::PastRun>> {
+    let mut runs = Vec::new();
+    for dir in RunDir::list(state_dir)? {
+        let Ok(record) = RunRecord::read(&dir.path) else {
+            continue;
+        };
+        let Ok((events, _)) = read::read_events(&dir.events_path()) else {
+            continue;
+        };
+        runs.push(read::PastRun::new(
+            &dir.id,
+            &record.playbook_name,
+            record.target.clone(),
+            &events,
+        ));
+    }
+    Ok(runs)
+}
+
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()

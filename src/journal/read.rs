@@ -143,6 +143,8 @@ pub enum Ended {
     Running,
     /// It never got past its pre-flight.
     NotStarted,
+    /// A batch waits for the next maintenance window (exit code 3).
+    Deferred,
 }
 
 impl Ended {
@@ -154,6 +156,7 @@ impl Ended {
             Ended::Killed => "killed",
             Ended::Running => "running",
             Ended::NotStarted => "not started",
+            Ended::Deferred => "deferred",
         }
     }
 }
@@ -194,6 +197,7 @@ pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summa
                     r => Ended::Halted(r.clone()),
                 }
             }
+            Event::Deferred { .. } => ended = Ended::Deferred,
             Event::RunFinished { exit_code, .. } => {
                 // Ctrl-C wins over a halt the policy decided while the run was stopping.
                 if *exit_code == crate::exit::Exit::Interrupted.code() {
@@ -234,6 +238,68 @@ pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summa
         duration,
         ended,
     }
+}
+
+/// A run of the journal as the promotion gate and the estimates read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastRun {
+    pub id: String,
+    pub playbook_name: String,
+    /// The versions it took hosts to (`audit.to`).
+    pub targets: Vec<String>,
+    /// Its hosts that ended ok (not skipped), in the order they ended.
+    pub finishes: Vec<Finish>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    pub host: String,
+    pub at_ms: u64,
+    /// Whether a step changed the host (it went to the target in this run).
+    pub changed: bool,
+    pub duration: Duration,
+}
+
+impl PastRun {
+    pub fn new(id: &str, playbook_name: &str, targets: Vec<String>, events: &[Stamped]) -> Self {
+        let finishes = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::HostFinished {
+                    host,
+                    outcome: Outcome::Ok,
+                    changed,
+                    duration,
+                    ..
+                } => Some(Finish {
+                    host: host.clone(),
+                    at_ms: e.at_ms,
+                    changed: *changed,
+                    duration: *duration,
+                }),
+                _ => None,
+            })
+            .collect();
+        PastRun {
+            id: id.to_string(),
+            playbook_name: playbook_name.to_string(),
+            targets,
+            finishes,
+        }
+    }
+}
+
+/// How long a host of `playbook_name` takes, to estimate batches before this run's own
+/// hosts tell: the slowest host that changed in the latest run that has one (`this_run`'s
+/// earlier attempts first, when resuming). Runs are oldest first.
+pub fn host_estimate(runs: &[PastRun], playbook_name: &str, this_run: Option<&str>) -> Option<Duration> {
+    let slowest = |r: &PastRun| r.finishes.iter().filter(|f| f.changed).map(|f| f.duration).max();
+    let own = runs.iter().filter(|r| Some(r.id.as_str()) == this_run);
+    let others = runs
+        .iter()
+        .rev()
+        .filter(|r| r.playbook_name == playbook_name && Some(r.id.as_str()) != this_run);
+    own.chain(others).find_map(slowest)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::events::GateVerdict;
 use crate::plan::Batch;
 use crate::play::Play;
 use crate::vars::Vars;
@@ -59,6 +60,12 @@ pub struct RunRecord {
     pub playbook_sha256: String,
     /// Each selected host's variables as resolved, hashed: a resume compares them.
     pub hosts_sha256: BTreeMap<String, String>,
+    /// `--window` as given: a resume keeps to the same windows.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// The promotion gate's verdict, when the run had one.
+    #[serde(default)]
+    pub gate: Option<GateVerdict>,
 }
 
 /// The rollout settings in force, in their command-line forms.
@@ -106,6 +113,8 @@ impl RunRecord {
             seed: play.plan.seed,
             playbook_sha256: sha256(play.playbook.text.as_bytes()),
             hosts_sha256: hosts_fingerprint(play),
+            windows: Vec::new(),
+            gate: None,
         }
     }
 

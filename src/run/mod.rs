@@ -94,7 +94,7 @@ impl<'a> RunSpec<'a> {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Stop starting hosts as soon as one fails (Ansible's any_errors_fatal).
     pub halt_immediately: bool,
@@ -368,7 +368,12 @@ pub async fn execute(
     }
 
     let interrupted = control.stop.is_cancelled() || control.abort.is_cancelled();
-    let exit = policy::exit_code(outcomes.iter().map(|(_, o)| *o), interrupted, deferred);
+    let exit = match &halted {
+        // Every host ended ok, yet one went bad after: the run failed.
+        Some(HaltReason::VerifyFailed { .. }) if !interrupted => Exit::HostFailed,
+        Some(HaltReason::StoppedAtPause) => Exit::Interrupted,
+        _ => policy::exit_code(outcomes.iter().map(|(_, o)| *o), interrupted, deferred),
+    };
     events
         .emit_durable(Event::RunFinished {
             duration: started.elapsed(),

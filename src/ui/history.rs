@@ -38,6 +38,11 @@ impl Entry<'_> {
         let mut text = match &s.ended {
             Ended::Completed { exit_code } => format!("completed (exit {exit_code})"),
             Ended::Halted(reason) => format!("halted: {}", halt_reason(reason)),
+            Ended::NotStarted
+                if self.record.gate.as_ref().map(|g| g.verdict.as_str()) == Some("refused") =>
+            {
+                "refused by the promotion gate".to_string()
+            }
             other => other.word().to_string(),
         };
         if s.attempts > 1 {

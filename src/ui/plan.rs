@@ -1,14 +1,28 @@
 //! `fleetup plan`: the batches in order, as text for people or one JSON object for programs.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::play::Play;
-use crate::ui::text::plural;
+use crate::ui::text::{duration, plural};
+
+/// What the plan shows of a staged rollout, read from the journal and the clock.
+#[derive(Debug, Clone, Default)]
+pub struct Outlook {
+    /// The promotion gate's verdict as the journal has it, in words.
+    pub gate: Option<String>,
+    /// Each distinct window set, with its hosts and whether it is open now.
+    pub windows: Vec<String>,
+    /// How long a host takes (the slowest of the latest run of this playbook).
+    pub per_host: Option<Duration>,
+    /// Each batch's estimate, in plan order.
+    pub estimates: Vec<Option<Duration>>,
+}
 
 /// The plan for people; with `verbose`, every host's steps as they will run.
-pub fn text(play: &Play, verbose: bool) -> String {
+pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
     let mut out = String::new();
     let r = &play.rollout;
     let batches = &play.plan.batches;
@@ -34,6 +48,34 @@ pub fn text(play: &Play, verbose: bool) -> String {
         "rollout   serial {} · canary: {} · max_fail_percentage {}% · order {} · forks {}",
         r.serial, r.canary, r.max_fail_percentage, order, r.forks
     );
+    let pauses = [
+        ("after the canary", pause_words(play.playbook.rollout.pause_after_canary)),
+        ("between batches", pause_words(play.playbook.rollout.pause_between_batches)),
+    ];
+    let pauses: Vec<String> = pauses
+        .iter()
+        .filter_map(|(when, p)| p.as_ref().map(|p| format!("{p} {when}")))
+        .collect();
+    if !pauses.is_empty() {
+        let verify = match play.playbook.verify.len() {
+            0 => "no verify steps".to_string(),
+            n => format!("verifying with {n} step{}", plural(n)),
+        };
+        let _ = writeln!(out, "pauses    {} · {verify}", pauses.join(" · "));
+    }
+    if let Some(gate) = &outlook.gate {
+        let _ = writeln!(out, "gate      {gate}");
+    }
+    for (i, w) in outlook.windows.iter().enumerate() {
+        let _ = writeln!(out, "{}{w}", if i == 0 { "windows   " } else { "          " });
+    }
+    if !outlook.windows.is_empty() || outlook.per_host.is_some() {
+        let per_host = outlook.per_host.map_or(
+            "no earlier run of this playbook: a batch's estimate comes from this run's first hosts".to_string(),
+            |d| format!("{} per host (the slowest host of the last run of this playbook)", duration(d)),
+        );
+        let _ = writeln!(out, "estimate  {per_host}");
+    }
     let _ = writeln!(out);
     let width = batches.len().to_string().len();
     let label = |i: usize, canary: bool| {
@@ -47,9 +89,13 @@ pub fn text(play: &Play, verbose: bool) -> String {
     for (i, batch) in batches.iter().enumerate() {
         let label = label(i, batch.canary);
         let count = format!("{} host{}", batch.hosts.len(), plural(batch.hosts.len()));
+        let estimate = match outlook.estimates.get(i).copied().flatten() {
+            Some(d) => format!("~{:<6}  ", duration(d)),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "{label:<label_width$}  {count:<9}  {}",
+            "{label:<label_width$}  {count:<9}  {estimate}{}",
             batch.hosts.join(" ")
         );
         if verbose {
@@ -68,9 +114,16 @@ pub fn text(play: &Play, verbose: bool) -> String {
     out
 }
 
+fn pause_words(p: Option<crate::playbook::Pause>) -> Option<String> {
+    p.map(|p| match p {
+        crate::playbook::Pause::For(d) => format!("pause {}", duration(d)),
+        crate::playbook::Pause::Prompt => "prompt".to_string(),
+    })
+}
+
 /// The plan for programs: one object whose `batches` lists `{"hosts": [...], "canary": bool}`
 /// in order (a contract: add keys, never rename them).
-pub fn json(play: &Play) -> serde_json::Value {
+pub fn json(play: &Play, outlook: &Outlook) -> serde_json::Value {
     let r = &play.rollout;
     json!({
         "playbook": play.playbook.path(),
@@ -86,5 +139,12 @@ pub fn json(play: &Play) -> serde_json::Value {
             "forks": r.forks,
         },
         "batches": play.plan.batches,
+        "gate": outlook.gate,
+        "windows": outlook.windows,
+        "estimates_ms": outlook
+            .estimates
+            .iter()
+            .map(|e| e.map(|d| d.as_millis() as u64))
+            .collect::<Vec<_>>(),
     })
 }

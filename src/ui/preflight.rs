@@ -86,6 +86,7 @@ mod tests {
                 ("health".into(), "success".into()),
             ],
             message: message.map(String::from),
+            version: Some(version.into()),
         }
     }
 
