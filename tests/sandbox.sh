@@ -2,8 +2,10 @@
 # The sandbox: a real staged rollout on a local fleet of simulated SimpleLogin hosts.
 #
 # Starts 10 hosts behind real OpenSSH servers on 127.0.0.1 (staging: 2, production: 8 with
-# a canary; mixed old versions, one host already current), upgrades staging, then
-# production canary-first in batches, shows `fleetup status`, and stops the fleet.
+# a canary; mixed old versions, one host already current), upgrades staging, shows the
+# promotion gate refusing production before staging has soaked, then (a day later, as
+# FLEETUP_NOW rehearses it) upgrades production canary-first in batches, shows
+# `fleetup status` and `fleetup history`, and stops the fleet.
 # Nothing leaves this machine. Needs root (it creates the hosts' login user) and installs
 # openssh-server when it is missing.
 #
@@ -60,9 +62,17 @@ echo "== upgrading staging to $target"
 "$bin/fleetup" run "${common[@]}" playbooks/simplelogin-upgrade.yml \
   -e "sl_version=$target" --limit staging
 echo
-echo "== upgrading production to $target: canary first, then batches of 1, 5, 25%"
+echo "== production right after: the promotion gate wants staging to soak for 24h first"
+code=0
 "$bin/fleetup" run "${common[@]}" playbooks/simplelogin-upgrade.yml \
-  -e "sl_version=$target" --limit production
+  -e "sl_version=$target" --limit production --require-staged staging || code=$?
+echo "(exit code $code: refused, nothing changed)"
+echo
+echo "== a day later (FLEETUP_NOW rehearses it): the gate checks staging live and lets"
+echo "   production through: canary first, then batches of 1, 5, 25%"
+FLEETUP_NOW=$(date -u -d '+25 hours' +%Y-%m-%dT%H:%M:%SZ) \
+  "$bin/fleetup" run "${common[@]}" playbooks/simplelogin-upgrade.yml \
+  -e "sl_version=$target" --limit production --require-staged staging
 status "after"
 echo
 echo "== fleetup history: what the journal recorded"

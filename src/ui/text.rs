@@ -132,7 +132,7 @@ pub fn gate(g: &GateVerdict) -> String {
         other => other,
     };
     format!(
-        "promotion gate ({} staged for {}): {verdict}: {}",
+        "promotion gate (`{}` must soak {}): {verdict}: {}",
         clean(&g.require_staged),
         duration(g.soak),
         clean(&g.detail)
