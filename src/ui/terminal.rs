@@ -40,16 +40,20 @@ pub struct TerminalView {
     out: Box<dyn Write + Send>,
     recap: Recap,
     ended: bool,
+    /// Makes the terminal's draw target again after a prompt hid the live lines (the
+    /// operator's typing would otherwise shift them); `None` for test targets.
+    live_target: Option<fn() -> ProgressDrawTarget>,
+    /// The live lines are hidden while the operator answers a prompt.
+    prompting: bool,
 }
 
 impl TerminalView {
     /// Draws on stdout, sized from the terminal on every tick so that resizing works.
     pub fn new() -> Self {
-        Self::with_target(
-            ProgressDrawTarget::stdout_with_hz(20),
-            None,
-            Box::new(std::io::stdout()),
-        )
+        let target = || ProgressDrawTarget::stdout_with_hz(20);
+        let mut view = Self::with_target(target(), None, Box::new(std::io::stdout()));
+        view.live_target = Some(target);
+        view
     }
 
     /// Draws on `target` (e.g. a `TermLike` capturing what is drawn, in tests), as if the
@@ -95,6 +99,8 @@ impl TerminalView {
             out,
             recap: Recap::default(),
             ended: false,
+            live_target: None,
+            prompting: false,
         }
     }
 
@@ -167,6 +173,18 @@ impl View for TerminalView {
                 };
                 let _ = self.multi.println(text);
             }
+        }
+        match (&e.event, self.live_target) {
+            (Event::PauseStarted { prompt: true, .. }, Some(_)) => {
+                let _ = self.multi.clear();
+                self.multi.set_draw_target(ProgressDrawTarget::hidden());
+                self.prompting = true;
+            }
+            (Event::PauseFinished { .. } | Event::Halted { .. }, Some(target)) if self.prompting => {
+                self.multi.set_draw_target(target());
+                self.prompting = false;
+            }
+            _ => {}
         }
         if matches!(e.event, Event::RunFinished { .. }) {
             self.end();
