@@ -213,6 +213,15 @@ struct Ended {
 /// inside a detached COLS x ROWS tmux session; `on_screen` sees the visible rows every
 /// 100 ms while it runs. None when tmux is missing (the test is then skipped, said loudly).
 fn run_in_tmux(hosts: usize, mut on_screen: impl FnMut(&[String])) -> Option<Ended> {
+    run_playbook_in_tmux(hosts, PLAYBOOK, |_, screen| on_screen(screen))
+}
+
+/// [`run_in_tmux`] of `playbook`; `on_screen` may also type into the session.
+fn run_playbook_in_tmux(
+    hosts: usize,
+    playbook: &str,
+    mut on_screen: impl FnMut(&Tmux, &[String]),
+) -> Option<Ended> {
     if !tmux_available() {
         println!("SKIPPED: tmux is not installed (apt-get install -y tmux); the terminal view was not tested in a real terminal");
         return None;
@@ -228,7 +237,7 @@ fn run_in_tmux(hosts: usize, mut on_screen: impl FnMut(&[String])) -> Option<End
     let fleet = Fleet::start(spec);
     let tmp = fleet.tmp();
     let pb = tmp.join("terminal.yml");
-    std::fs::write(&pb, PLAYBOOK).unwrap();
+    std::fs::write(&pb, playbook).unwrap();
     let exit_file = tmp.join("exit");
     let raw_file = tmp.join("raw");
     let ready_file = tmp.join("ready");
@@ -289,7 +298,7 @@ fn run_in_tmux(hosts: usize, mut on_screen: impl FnMut(&[String])) -> Option<End
             "fleetup did not end within a minute; screen:\n{}",
             tmux.capture(false).join("\n")
         );
-        on_screen(&tmux.capture(false));
+        on_screen(&tmux, &tmux.capture(false));
         std::thread::sleep(Duration::from_millis(100));
     }
     let exit = std::fs::read_to_string(&exit_file)
@@ -493,6 +502,55 @@ fn nothing_is_drawn_after_the_recap() {
         "the cursor is on the row below the recap\n{}",
         end.screen.join("\n")
     );
+}
+
+/// A `prompt` pause after the canary, on a real terminal: the run waits for the operator,
+/// Enter goes on, `stop` halts before the next batch.
+#[test]
+fn a_prompt_pause_waits_for_the_operator() {
+    let playbook = PLAYBOOK.replace(
+        "steps:",
+        "rollout:\n  pause_after_canary: prompt\nverify:\n  - name: still up\n    shell: \"true\"\nsteps:",
+    );
+    for (answer, exit, ended) in [
+        ("", "0", "3 ok"),
+        ("stop", "99", "HALTED after batch 1: the operator stopped the run at a pause"),
+    ] {
+        let mut typed = false;
+        let mut waited = 0;
+        let Some(run) = run_playbook_in_tmux(3, &playbook, |tmux, screen| {
+            if typed || !screen.iter().any(|l| l.contains("press Enter to go on")) {
+                return;
+            }
+            // It keeps waiting until the operator answers.
+            waited += 1;
+            if waited < 10 {
+                return;
+            }
+            assert!(
+                !screen.iter().any(|l| l.contains("batch 2 of 2")),
+                "the next batch started before the answer:\n{}",
+                screen.join("\n")
+            );
+            if !answer.is_empty() {
+                tmux.cmd(&["send-keys", "-t", "run", "-l", answer]);
+            }
+            tmux.cmd(&["send-keys", "-t", "run", "Enter"]);
+            typed = true;
+        }) else {
+            return;
+        };
+        let history = run.history.join("\n");
+        assert!(typed, "no prompt was shown:\n{history}");
+        assert_eq!(run.exit, exit, "answer {answer:?}:\n{history}");
+        assert!(history.contains(ended), "answer {answer:?}:\n{history}");
+        // The live lines were hidden while the operator typed: no status line was left in
+        // the scrollback.
+        assert!(
+            !history.lines().any(|l| l.contains("· PAUSED")),
+            "a stale status line:\n{history}"
+        );
+    }
 }
 
 #[test]

@@ -152,7 +152,8 @@ impl View for TerminalView {
     fn event(&mut self, e: &Stamped) {
         self.recap.push(e);
         {
-            let mut screen = self.screen();
+            let shared = Arc::clone(&self.screen);
+            let mut screen = lock(&shared);
             let printed = screen.model.apply(e);
             let width = screen.size().1;
             for p in printed {
@@ -171,7 +172,13 @@ impl View for TerminalView {
                     Tone::Bad => style(text).red().to_string(),
                     Tone::Loud => style(text).red().bold().reverse().to_string(),
                 };
-                let _ = self.multi.println(text);
+                if self.prompting {
+                    // No live line is drawn while the operator answers: print directly.
+                    let _ = writeln!(self.out, "{text}");
+                    let _ = self.out.flush();
+                } else {
+                    let _ = self.multi.println(text);
+                }
             }
         }
         match (&e.event, self.live_target) {
