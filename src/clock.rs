@@ -32,9 +32,13 @@ impl Clock {
     pub fn from_env() -> Result<Self, String> {
         match std::env::var(NOW_VAR) {
             Err(_) => Ok(Clock::system()),
-            Ok(text) => text.trim().parse::<Timestamp>().map(Clock::starting_at).map_err(|e| {
-                format!("{NOW_VAR}={text} is not an instant such as 2026-12-05T01:58:00Z: {e}")
-            }),
+            Ok(text) => text
+                .trim()
+                .parse::<Timestamp>()
+                .map(Clock::starting_at)
+                .map_err(|e| {
+                    format!("{NOW_VAR}={text} is not an instant such as 2026-12-05T01:58:00Z: {e}")
+                }),
         }
     }
 

@@ -59,8 +59,8 @@ impl Check {
             .collect();
         let names: Vec<String> = staged.iter().map(|s| s.host.clone()).collect();
         let run_hosts: Vec<String> = play.hosts.iter().map(|h| h.name.clone()).collect();
-        let evidence = required(&run_hosts, &names)
-            .then(|| evidence(&staged, runs, gate.soak.0, now_ms));
+        let evidence =
+            required(&run_hosts, &names).then(|| evidence(&staged, runs, gate.soak.0, now_ms));
         Some(Check {
             group: gate.require_staged.clone(),
             soak: gate.soak.0,
@@ -268,7 +268,11 @@ mod tests {
 
     #[test]
     fn only_runs_to_the_same_target_count() {
-        let runs = [run("r1", "v4.66.0", &[("stg-1", HOUR, true), ("stg-2", HOUR, true)])];
+        let runs = [run(
+            "r1",
+            "v4.66.0",
+            &[("stg-1", HOUR, true), ("stg-2", HOUR, true)],
+        )];
         assert_eq!(
             evidence(&staged(), &runs, Duration::from_secs(3600), 30 * HOUR),
             Evidence::Missing {
@@ -283,7 +287,11 @@ mod tests {
             run("r1", "v4.66.1", &[("stg-1", HOUR, true)]),
             // stg-2 failed in r1 and was upgraded by a later run; a later run that found
             // stg-1 already there does not restart its clock.
-            run("r2", "v4.66.1", &[("stg-1", 5 * HOUR, false), ("stg-2", 4 * HOUR, true)]),
+            run(
+                "r2",
+                "v4.66.1",
+                &[("stg-1", 5 * HOUR, false), ("stg-2", 4 * HOUR, true)],
+            ),
         ];
         let day = Duration::from_secs(24 * 3600);
         assert_eq!(

@@ -8,8 +8,8 @@
 pub mod clock;
 pub mod diagnostic;
 pub mod events;
-pub mod gate;
 pub mod exit;
+pub mod gate;
 pub mod inventory;
 pub mod journal;
 pub mod lock;

@@ -13,8 +13,8 @@ use crate::playbook::{
     self, default_soak, GateSection, HostInPlay, Playbook, Seconds, WindowTexts,
 };
 use crate::run::schedule::Schedule;
-use crate::window::Windows;
 use crate::vars::{overlay, parse_extra_vars, Vars};
+use crate::window::Windows;
 
 /// What the operator gave on the command line.
 #[derive(Debug, Clone, Default)]

@@ -91,7 +91,10 @@ impl Window {
         } else {
             date
         };
-        let opens = date.to_datetime(self.start).to_zoned_datetime(self.tz.clone()).ok()?;
+        let opens = date
+            .to_datetime(self.start)
+            .to_zoned_datetime(self.tz.clone())
+            .ok()?;
         let closes = end_date
             .to_datetime(self.end)
             .to_zoned_datetime(self.tz.clone())
@@ -103,7 +106,12 @@ impl Window {
     /// week and a day after.
     fn openings(&self, now: Timestamp) -> impl Iterator<Item = (Timestamp, Timestamp)> + '_ {
         let today = now.to_zoned_datetime(self.tz.clone()).date();
-        (-1i64..=8).filter_map(move |d| today.checked_add(d.days()).ok().and_then(|day| self.on(day)))
+        (-1i64..=8).filter_map(move |d| {
+            today
+                .checked_add(d.days())
+                .ok()
+                .and_then(|day| self.on(day))
+        })
     }
 }
 
@@ -217,11 +225,10 @@ impl fmt::Display for Windows {
 
 /// An instant as the operator reads it: in the time zone of the windows it belongs to.
 pub fn local(at: Timestamp, windows: &Windows) -> String {
-    let tz = windows
-        .0
-        .first()
-        .map_or(TimeZone::UTC, |w| w.tz.clone());
-    at.to_zoned_datetime(tz).strftime("%a %Y-%m-%d %H:%M %Z").to_string()
+    let tz = windows.0.first().map_or(TimeZone::UTC, |w| w.tz.clone());
+    at.to_zoned_datetime(tz)
+        .strftime("%a %Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -346,9 +353,18 @@ mod tests {
 
     #[test]
     fn day_lists_and_ranges() {
-        assert_eq!(parse_days("mon-fri").unwrap(), [true, true, true, true, true, false, false]);
-        assert_eq!(parse_days("fri-mon").unwrap(), [true, false, false, false, true, true, true]);
-        assert_eq!(parse_days("Sat,sunday").unwrap(), [false, false, false, false, false, true, true]);
+        assert_eq!(
+            parse_days("mon-fri").unwrap(),
+            [true, true, true, true, true, false, false]
+        );
+        assert_eq!(
+            parse_days("fri-mon").unwrap(),
+            [true, false, false, false, true, true, true]
+        );
+        assert_eq!(
+            parse_days("Sat,sunday").unwrap(),
+            [false, false, false, false, false, true, true]
+        );
         assert_eq!(parse_days("daily").unwrap(), [true; 7]);
     }
 
@@ -360,7 +376,10 @@ mod tests {
         assert!(err("sam 02:00-05:00 UTC").contains("`sam` is not a day"));
         assert!(err("sat 2-5 UTC").contains("`2` is not a time of day"));
         assert!(err("sat 02:00-25:00 UTC").contains("`25:00`"));
-        assert_eq!(Window::parse("sat  02:00-05:00   UTC").unwrap().to_string(), "sat 02:00-05:00 UTC");
+        assert_eq!(
+            Window::parse("sat  02:00-05:00   UTC").unwrap().to_string(),
+            "sat 02:00-05:00 UTC"
+        );
     }
 
     #[test]

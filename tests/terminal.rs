@@ -514,7 +514,11 @@ fn a_prompt_pause_waits_for_the_operator() {
     );
     for (answer, exit, ended) in [
         ("", "0", "3 ok"),
-        ("stop", "99", "HALTED after batch 1: the operator stopped the run at a pause"),
+        (
+            "stop",
+            "99",
+            "HALTED after batch 1: the operator stopped the run at a pause",
+        ),
     ] {
         let mut typed = false;
         let mut waited = 0;

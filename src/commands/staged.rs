@@ -217,7 +217,9 @@ pub fn wait_for_window(
         );
         return Err(Exit::Deferred);
     }
-    let reached = session.runtime.block_on(countdown(clock, start, &windows, &at, quiet));
+    let reached = session
+        .runtime
+        .block_on(countdown(clock, start, &windows, &at, quiet));
     if reached {
         Ok(())
     } else {
@@ -229,7 +231,13 @@ pub fn wait_for_window(
 /// Counts down to `start`: one line redrawn every second on a terminal, else a line at
 /// each milestone (so that a log shows the wait without a line a second). Returns `false`
 /// when Ctrl-C or SIGTERM ended the wait.
-async fn countdown(clock: &Clock, start: jiff::Timestamp, windows: &str, at: &str, quiet: bool) -> bool {
+async fn countdown(
+    clock: &Clock,
+    start: jiff::Timestamp,
+    windows: &str,
+    at: &str,
+    quiet: bool,
+) -> bool {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -296,7 +304,10 @@ pub fn terminal_prompt() -> Prompt {
         Box::pin(async {
             let line = tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
-                std::io::stdin().read_line(&mut line).ok().filter(|n| *n > 0)?;
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .ok()
+                    .filter(|n| *n > 0)?;
                 Some(line)
             })
             .await

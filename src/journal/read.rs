@@ -292,8 +292,18 @@ impl PastRun {
 /// How long a host of `playbook_name` takes, to estimate batches before this run's own
 /// hosts tell: the slowest host that changed in the latest run that has one (`this_run`'s
 /// earlier attempts first, when resuming). Runs are oldest first.
-pub fn host_estimate(runs: &[PastRun], playbook_name: &str, this_run: Option<&str>) -> Option<Duration> {
-    let slowest = |r: &PastRun| r.finishes.iter().filter(|f| f.changed).map(|f| f.duration).max();
+pub fn host_estimate(
+    runs: &[PastRun],
+    playbook_name: &str,
+    this_run: Option<&str>,
+) -> Option<Duration> {
+    let slowest = |r: &PastRun| {
+        r.finishes
+            .iter()
+            .filter(|f| f.changed)
+            .map(|f| f.duration)
+            .max()
+    };
     let own = runs.iter().filter(|r| Some(r.id.as_str()) == this_run);
     let others = runs
         .iter()
@@ -521,5 +531,69 @@ mod tests {
             *exit_code = 99;
         }
         assert_eq!(summary(&halted, 5, false).ended, Ended::Interrupted);
+    }
+
+    #[test]
+    fn a_deferred_run_says_so_and_its_resume_does_the_batches_left() {
+        let mut events = vec![
+            started(0),
+            host_started("a"),
+            host_finished(100, "a", Outcome::Ok),
+        ];
+        events.push(at(
+            200,
+            Event::Deferred {
+                batch: 2,
+                of: 3,
+                reason: "the maintenance window is closed".into(),
+                estimate: None,
+                next_start: None,
+                next_start_local: None,
+            },
+        ));
+        events.push(at(
+            300,
+            Event::RunFinished {
+                duration: Duration::from_millis(300),
+                untouched: vec!["b".into(), "c".into(), "d".into(), "e".into()],
+                exit_code: 3,
+            },
+        ));
+        assert_eq!(summary(&events, 5, false).ended, Ended::Deferred);
+        let left = resumption(&batches(), &host_states(&events));
+        assert_eq!(left.finished, vec!["a".to_string()]);
+        assert!(left.batches[0].hosts.is_empty());
+        assert_eq!(left.batches.iter().map(|b| b.hosts.len()).sum::<usize>(), 4);
+    }
+
+    #[test]
+    fn estimates_come_from_this_run_first_then_the_latest_run_of_the_playbook() {
+        let run = |id: &str, name: &str, secs: &[u64]| {
+            let events: Vec<Stamped> = secs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let mut e = host_finished(i as u64, &format!("h{i}"), Outcome::Ok);
+                    if let Event::HostFinished { duration, .. } = &mut e.event {
+                        *duration = Duration::from_secs(*s);
+                    }
+                    e
+                })
+                .collect();
+            PastRun::new(id, name, vec!["v2".into()], &events)
+        };
+        let runs = [
+            run("r1", "Upgrade", &[10, 30]),
+            run("r2", "Upgrade", &[20]),
+            run("r3", "Other", &[99]),
+            run("r4", "Upgrade", &[]),
+            run("r5", "Upgrade", &[7]),
+        ];
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        // The latest run of the playbook that has a host: r2 (r4 has none).
+        assert_eq!(secs(host_estimate(&runs[..4], "Upgrade", None)), Some(20));
+        // A resume of r5 trusts its own earlier attempt.
+        assert_eq!(secs(host_estimate(&runs, "Upgrade", Some("r5"))), Some(7));
+        assert_eq!(host_estimate(&runs, "Nothing", None), None);
     }
 }

@@ -341,8 +341,14 @@ fn a_bad_window_pause_or_gate_is_named_with_its_line() {
     let e = only_error(&format!("{GOOD}window: sat 02:00-05:00 Mars/Olympus\n"));
     assert_eq!(e.field, "window");
     assert_eq!(e.line, 29);
-    assert!(e.message.contains("`Mars/Olympus` is not a time zone"), "{e:?}");
-    let e = only_error(&GOOD.replace("  forks: 20\n", "  forks: 20\n  pause_between_batches: soon\n"));
+    assert!(
+        e.message.contains("`Mars/Olympus` is not a time zone"),
+        "{e:?}"
+    );
+    let e = only_error(&GOOD.replace(
+        "  forks: 20\n",
+        "  forks: 20\n  pause_between_batches: soon\n",
+    ));
     assert!(e.message.contains("`prompt`"), "{e:?}");
     let e = only_error(&format!("{GOOD}gate:\n  require_staged: staging\n"));
     assert_eq!(e.field, "gate");

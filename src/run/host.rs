@@ -428,7 +428,13 @@ pub(super) async fn preflight_host(
 
 /// Runs a pause's `verify` steps on an upgraded host, and tells how it went.
 pub(super) async fn verify_host(shared: &Shared<'_>, host: &HostInPlay) -> bool {
-    let checked = check_host(shared, host, shared.spec.verify, "verification during a pause").await;
+    let checked = check_host(
+        shared,
+        host,
+        shared.spec.verify,
+        "verification during a pause",
+    )
+    .await;
     let ok = checked.is_ok();
     shared.emit(Event::HostVerified {
         host: host.name.clone(),

@@ -259,11 +259,8 @@ pub async fn execute(
         if batch.hosts.is_empty() {
             continue;
         }
-        let estimate = schedule::estimate(
-            slowest.or(options.host_estimate),
-            batch.hosts.len(),
-            forks,
-        );
+        let estimate =
+            schedule::estimate(slowest.or(options.host_estimate), batch.hosts.len(), forks);
         let now = options.clock.now();
         if let Err(why) = spec.schedule.check(&batch.hosts, now, estimate) {
             let next = spec
@@ -356,7 +353,8 @@ pub async fn execute(
                     .filter(|(_, o)| !o.is_failure())
                     .filter_map(|(name, _)| spec.hosts.iter().find(|h| &h.name == name))
                     .collect();
-                halted = pause::pause(&shared, pause, number, &upgraded, options.prompt.as_ref()).await;
+                halted =
+                    pause::pause(&shared, pause, number, &upgraded, options.prompt.as_ref()).await;
             }
         }
         if let Some(reason) = &halted {

@@ -94,10 +94,19 @@ mod tests {
     #[test]
     fn exit_codes() {
         assert_eq!(exit_code([Ok, Skipped], false, false), Exit::Success);
-        assert_eq!(exit_code([Ok, Unreachable], false, false), Exit::Unreachable);
-        assert_eq!(exit_code([Unreachable, Failed], false, false), Exit::HostFailed);
+        assert_eq!(
+            exit_code([Ok, Unreachable], false, false),
+            Exit::Unreachable
+        );
+        assert_eq!(
+            exit_code([Unreachable, Failed], false, false),
+            Exit::HostFailed
+        );
         assert_eq!(exit_code([RolledBack], false, false), Exit::HostFailed);
-        assert_eq!(exit_code([UnreachableMidUpgrade], false, false), Exit::Unreachable);
+        assert_eq!(
+            exit_code([UnreachableMidUpgrade], false, false),
+            Exit::Unreachable
+        );
         assert_eq!(
             exit_code([UnreachableMidUpgrade, Failed], false, false),
             Exit::HostFailed

@@ -117,7 +117,12 @@ impl Schedule {
 
     /// The first instant from `now` at which a batch of `hosts` taking `needed` fits in
     /// every window of its hosts at once; `None` when no such instant comes within a week.
-    pub fn next_start(&self, hosts: &[String], now: Timestamp, needed: Duration) -> Option<Timestamp> {
+    pub fn next_start(
+        &self,
+        hosts: &[String],
+        now: Timestamp,
+        needed: Duration,
+    ) -> Option<Timestamp> {
         let sets: Vec<&Windows> = self.for_hosts(hosts).collect();
         let mut candidate = now;
         // Each round moves to the latest of the sets' next fits; when none moves, they all
@@ -185,9 +190,16 @@ mod tests {
         let s = schedule();
         // Saturday 03:00 Paris (02:00 UTC): three hours left in Paris, four in UTC.
         let now = at("2026-12-05T02:00:00Z");
-        assert_eq!(s.check(&names(&["a", "c"]), now, Some(Duration::from_secs(3600))), Ok(()));
         assert_eq!(
-            s.check(&names(&["a", "c"]), now, Some(Duration::from_secs(3 * 3600))),
+            s.check(&names(&["a", "c"]), now, Some(Duration::from_secs(3600))),
+            Ok(())
+        );
+        assert_eq!(
+            s.check(
+                &names(&["a", "c"]),
+                now,
+                Some(Duration::from_secs(3 * 3600))
+            ),
             Err(Deferral::TooLong {
                 windows: "sat,sun 02:00-05:00 Europe/Paris".into(),
                 estimate: Duration::from_secs(3 * 3600),
@@ -198,7 +210,10 @@ mod tests {
         assert_eq!(s.check(&names(&["a"]), now, None), Ok(()));
         // A Monday: Paris is closed, UTC open, a host without windows always fits.
         let monday = at("2026-12-07T02:00:00Z");
-        assert!(matches!(s.check(&names(&["b"]), monday, None), Err(Deferral::Closed { .. })));
+        assert!(matches!(
+            s.check(&names(&["b"]), monday, None),
+            Err(Deferral::Closed { .. })
+        ));
         assert_eq!(s.check(&names(&["c", "d"]), monday, None), Ok(()));
     }
 
@@ -212,8 +227,14 @@ mod tests {
             Some(at("2026-12-12T01:00:00Z"))
         );
         // Four hours never fit in Paris's three (but for the night clocks go back).
-        assert_eq!(s.next_start(&names(&["a"]), monday, Duration::from_secs(4 * 3600)), None);
-        assert_eq!(s.next_start(&names(&["d"]), monday, Duration::from_secs(3600)), Some(monday));
+        assert_eq!(
+            s.next_start(&names(&["a"]), monday, Duration::from_secs(4 * 3600)),
+            None
+        );
+        assert_eq!(
+            s.next_start(&names(&["d"]), monday, Duration::from_secs(3600)),
+            Some(monday)
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use crate::events::{Event, Stamped, StepStatus};
 use crate::ui::recap::Recap;
-use crate::ui::text::{deferred, gate, pause_started, verify_failed, 
-    clean, duration, halt_reason, outcome_label, plural, resumed, status_label, step_label,
-    timestamp,
+use crate::ui::text::{
+    clean, deferred, duration, gate, halt_reason, outcome_label, pause_started, plural, resumed,
+    status_label, step_label, timestamp, verify_failed,
 };
 use crate::ui::View;
 

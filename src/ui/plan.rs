@@ -49,8 +49,14 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
         r.serial, r.canary, r.max_fail_percentage, order, r.forks
     );
     let pauses = [
-        ("after the canary", pause_words(play.playbook.rollout.pause_after_canary)),
-        ("between batches", pause_words(play.playbook.rollout.pause_between_batches)),
+        (
+            "after the canary",
+            pause_words(play.playbook.rollout.pause_after_canary),
+        ),
+        (
+            "between batches",
+            pause_words(play.playbook.rollout.pause_between_batches),
+        ),
     ];
     let pauses: Vec<String> = pauses
         .iter()
@@ -67,12 +73,22 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
         let _ = writeln!(out, "gate      {gate}");
     }
     for (i, w) in outlook.windows.iter().enumerate() {
-        let _ = writeln!(out, "{}{w}", if i == 0 { "windows   " } else { "          " });
+        let _ = writeln!(
+            out,
+            "{}{w}",
+            if i == 0 { "windows   " } else { "          " }
+        );
     }
     if !outlook.windows.is_empty() || outlook.per_host.is_some() {
         let per_host = outlook.per_host.map_or(
-            "no earlier run of this playbook: a batch's estimate comes from this run's first hosts".to_string(),
-            |d| format!("{} per host (the slowest host of the last run of this playbook)", duration(d)),
+            "no earlier run of this playbook: a batch's estimate comes from this run's first hosts"
+                .to_string(),
+            |d| {
+                format!(
+                    "{} per host (the slowest host of the last run of this playbook)",
+                    duration(d)
+                )
+            },
         );
         let _ = writeln!(out, "estimate  {per_host}");
     }

@@ -416,8 +416,10 @@ impl Recap {
                     .unwrap_or_default()
             ));
         }
-        let stopped_early =
-            self.halted.is_some() || self.stopping.is_some() || self.aborted || self.deferred.is_some();
+        let stopped_early = self.halted.is_some()
+            || self.stopping.is_some()
+            || self.aborted
+            || self.deferred.is_some();
         let again = match &self.resumable {
             Some(id) => format!(
                 "resume the run with `fleetup run --resume {}` and the same -i: finished hosts are left alone",
@@ -471,6 +473,48 @@ next: fix the cause on prod-03, then resume the run with `fleetup run --resume r
 logs of every host: runs/r1
 "
         );
+    }
+
+    #[test]
+    fn a_deferred_run_after_a_skipped_gate_says_both() {
+        let mut events: Vec<Stamped> = fixture::run()
+            .into_iter()
+            .filter(|e| !matches!(e.event, Event::Halted { .. } | Event::RunFinished { .. }))
+            .collect();
+        events.insert(
+            1,
+            at(
+                0,
+                Event::GateChecked(crate::events::GateVerdict {
+                    require_staged: "staging".into(),
+                    soak: Duration::from_secs(86400),
+                    verdict: "skipped".into(),
+                    detail: "no successful run took stg-1 of `staging` to v2".into(),
+                    runs: vec![],
+                }),
+            ),
+        );
+        events.push(at(
+            7,
+            Event::Deferred {
+                batch: 3,
+                of: 3,
+                reason: "the maintenance window is closed (sat 02:00-05:00 UTC)".into(),
+                estimate: None,
+                next_start: Some("2026-12-05T02:00:00Z".into()),
+                next_start_local: Some("Sat 2026-12-05 02:00 UTC".into()),
+            },
+        ));
+        let text = recap(&events);
+        assert!(
+            text.contains("WARNING: the promotion gate was skipped with --skip-gate (no successful run took stg-1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deferred: batch 3 and the ones after it wait for the next maintenance window (Sat 2026-12-05 02:00 UTC)"),
+            "{text}"
+        );
+        assert!(text.contains("`fleetup run --resume r1`"), "{text}");
     }
 
     #[test]

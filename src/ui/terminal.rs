@@ -18,8 +18,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Outcome, Stamped, StepStatus};
 use crate::ui::recap::Recap;
-use crate::ui::text::{deferred, gate, pause_started, verify_failed, 
-    clean, duration, elapsed, halt_reason, outcome_label, plural, resumed, step_label,
+use crate::ui::text::{
+    clean, deferred, duration, elapsed, gate, halt_reason, outcome_label, pause_started, plural,
+    resumed, step_label, verify_failed,
 };
 use crate::ui::View;
 
@@ -187,7 +188,9 @@ impl View for TerminalView {
                 self.multi.set_draw_target(ProgressDrawTarget::hidden());
                 self.prompting = true;
             }
-            (Event::PauseFinished { .. } | Event::Halted { .. }, Some(target)) if self.prompting => {
+            (Event::PauseFinished { .. } | Event::Halted { .. }, Some(target))
+                if self.prompting =>
+            {
                 self.multi.set_draw_target(target());
                 self.prompting = false;
             }
