@@ -6,15 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use indexmap::IndexMap;
+
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::inventory::{self, Inventory, Pattern};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
-use crate::playbook::{
-    self, default_soak, GateSection, HostInPlay, Playbook, Seconds, WindowTexts,
-};
+use crate::playbook::{self, default_soak, GateSection, HostInPlay, Playbook, Seconds};
 use crate::run::schedule::Schedule;
 use crate::vars::{overlay, parse_extra_vars, Vars};
-use crate::window::Windows;
+use crate::window::{self, Windows};
 
 /// What the operator gave on the command line.
 #[derive(Debug, Clone, Default)]
@@ -194,17 +194,18 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     }
     if let Some(gate) = &gate {
         if !inventory.has_group(&gate.require_staged) {
-            errors.push(
-                Diagnostic::new(
-                    &inputs.playbook,
-                    "gate.require_staged",
-                    format!(
-                        "the staged group `{}` is not a group of the inventory",
-                        gate.require_staged
-                    ),
-                )
-                .hint(format!("groups: {}", group_list(&inventory))),
+            let place = match inputs.require_staged {
+                Some(_) => Diagnostic::new(Path::new("<command line>"), "--require-staged", ""),
+                None => playbook.doc.error("gate.require_staged", ""),
+            };
+            let mut d = place;
+            d.message = format!(
+                "the staged group `{}` is not a group of the inventory",
+                gate.require_staged
             );
+            d.hint = did_you_mean(&gate.require_staged, inventory.group_names())
+                .or_else(|| Some(format!("groups: {}", group_list(&inventory))));
+            errors.push(d);
         }
     }
     if !errors.is_empty() {
@@ -241,10 +242,9 @@ fn gate(playbook: &Playbook, inputs: &PlayInputs) -> Option<GateSection> {
     Some(gate)
 }
 
-/// The variable of a host that holds its maintenance windows.
-pub const WINDOW_VAR: &str = "window";
-
-/// Each host's windows: `--window`, else its `window` variable, else the playbook's.
+/// Each host's windows: `--window`, else its `window` variable, else the playbook's. A
+/// bad variable from the inventory was reported at its line already; one from `-e` or the
+/// playbook's `vars` is reported here, once for all the hosts it reaches.
 fn schedule(
     playbook: &Playbook,
     hosts: &[HostInPlay],
@@ -258,30 +258,32 @@ fn schedule(
             return Schedule::default();
         }
     };
-    let inventory = inputs.inventories.first().cloned().unwrap_or_default();
+    let mut bad: IndexMap<String, Vec<&str>> = IndexMap::new();
     let mut per_host = Vec::new();
     for host in hosts {
-        let windows = if !given.is_empty() {
-            given.clone()
-        } else if let Some(value) = host.vars.get(WINDOW_VAR) {
-            let texts = serde_json::from_value::<WindowTexts>(value.clone())
-                .map(|t| t.texts())
-                .map_err(|_| "a window is text, or a list of texts".to_string());
-            match texts.and_then(|t| Windows::parse(&t)) {
+        let windows = match host.vars.get(window::VAR) {
+            _ if !given.is_empty() => given.clone(),
+            Some(value) => match Windows::from_value(value) {
                 Ok(w) => w,
                 Err(m) => {
-                    errors.push(Diagnostic::new(
-                        &inventory,
-                        format!("{}: {WINDOW_VAR}", host.name),
-                        format!("variable `{WINDOW_VAR}` of host {}: {m}", host.name),
-                    ));
+                    bad.entry(m).or_default().push(&host.name);
                     continue;
                 }
-            }
-        } else {
-            playbook.windows.clone()
+            },
+            None => playbook.windows.clone(),
         };
         per_host.push((host.name.clone(), windows));
+    }
+    for (message, names) in bad {
+        errors.push(Diagnostic::new(
+            Path::new("<variables>"),
+            window::VAR,
+            format!(
+                "variable `{}` of {}: {message}",
+                window::VAR,
+                names.join(", ")
+            ),
+        ));
     }
     Schedule::new(per_host)
 }

@@ -15,6 +15,9 @@ use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
+/// The host variable that holds a host's windows (text, or a list of texts).
+pub const VAR: &str = "window";
+
 /// One window, as written.
 #[derive(Debug, Clone)]
 pub struct Window {
@@ -163,6 +166,19 @@ impl Windows {
             .map(|t| Window::parse(t.as_ref()))
             .collect::<Result<_, _>>()
             .map(Windows)
+    }
+
+    /// A host variable's windows: one text or a list of texts.
+    pub fn from_value(value: &serde_json::Value) -> Result<Windows, String> {
+        match value {
+            serde_json::Value::String(text) => Windows::parse(&[text]),
+            serde_json::Value::Array(items) => {
+                let texts: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
+                let texts = texts.ok_or("a list of windows holds texts only")?;
+                Windows::parse(&texts)
+            }
+            _ => Err(format!("a window is text, or a list of texts; {FORMAT}")),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

@@ -433,6 +433,12 @@ pub(crate) fn check_vars(doc: &Document, path: &str, vars: &Vars, errors: &mut V
             errors.push(Diagnostic::new(&doc.file, field.as_str(), m).at(doc.key_pos(&field)));
             continue;
         }
+        if name == crate::window::VAR {
+            if let Err(m) = crate::window::Windows::from_value(value) {
+                errors.push(doc.error(&field, m));
+            }
+            continue;
+        }
         let Some((_, ty)) = TYPED_VARS.iter().find(|(n, _)| n == name) else {
             continue;
         };

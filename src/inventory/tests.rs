@@ -281,3 +281,23 @@ fn unreadable_and_invalid_files_are_named() {
     assert!(err.0[0].file.ends_with("host_vars/a.yml"), "{err}");
     assert!(err.0[0].line > 0);
 }
+
+#[test]
+fn a_bad_window_variable_is_named_at_its_line() {
+    let text = "\
+all:
+  children:
+    production:
+      vars:
+        window: [\"sat 02:00-05:00 Europe/Paris\", \"sun 2-5 UTC\"]
+      hosts:
+        p1:
+          window: \"daily 01:00-03:00 UTC\"
+";
+    let err = parse(text).unwrap_err().0;
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert_eq!(err[0].line, 5);
+    assert_eq!(err[0].field, "all.children.production.vars.window");
+    assert!(err[0].message.contains("`2` is not a time of day"), "{err:?}");
+    assert!(parse(&text.replace("sun 2-5 UTC", "sun 02:00-05:00 UTC")).is_ok());
+}

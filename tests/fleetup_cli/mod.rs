@@ -358,3 +358,112 @@ pub fn assert_healthy_at(fleet: &Fleet, name: &str, version: &str) {
     );
     assert_eq!(fleet::stdout(&health).trim(), "success", "{name}: /health");
 }
+
+// --- Runs with an environment, and runs read as text (staged rollouts) ------------------
+
+/// Starts `fleetup <args>` as `spawn_args` does, with `env` added to its environment (e.g.
+/// `FLEETUP_NOW`, the instant the run believes it starts at).
+pub fn spawn_args_env(fleet: &Fleet, args: &[String], env: &[(&str, &str)]) -> Running {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let out = fleet.tmp().join(format!("fleetup-env-{n}.out"));
+    let err = fleet.tmp().join(format!("fleetup-env-{n}.err"));
+    let child = Command::new(FLEETUP)
+        .current_dir(REPO)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run fleetup");
+    Running {
+        child,
+        out,
+        err,
+        started: Instant::now(),
+    }
+}
+
+/// `spawn_run` (`--output json`) with `env` added to fleetup's environment.
+pub fn spawn_run_env(
+    fleet: &Fleet,
+    playbook: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
+    let mut args = strings(&["run", "-i"]);
+    args.push(s(&fleet.inventory_path()));
+    args.push(s(playbook));
+    args.extend(strings(&VARS));
+    args.push("--known-hosts".into());
+    args.push(s(&fleet.known_hosts_path()));
+    args.extend(strings(&["--yes", "--output", "json"]));
+    args.extend(strings(extra));
+    spawn_args_env(fleet, &args, env)
+}
+
+/// `cli` with `env` added to fleetup's environment.
+pub fn cli_env(args: &[String], env: &[(&str, &str)]) -> Output {
+    Command::new(FLEETUP)
+        .current_dir(REPO)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fleetup")
+}
+
+/// A `fleetup` run without `--output json`, as it ended: what it printed, as text.
+pub struct FinishedText {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl FinishedText {
+    /// What the operator saw: stdout then stderr.
+    pub fn screen(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl Running {
+    /// What the run printed on stdout so far (its JSON lines, the last maybe partial).
+    pub fn stdout_now(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// The complete JSON event lines printed so far.
+    pub fn events_now(&self) -> Vec<Value> {
+        self.stdout_now()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// Waits for a run whose stdout is text, not JSON lines.
+    pub fn wait_text(mut self) -> FinishedText {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for fleetup") {
+                break status;
+            }
+            if self.started.elapsed() > RUN_LIMIT {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "fleetup ran longer than {RUN_LIMIT:?}; stderr:\n{}",
+                    self.stderr_now()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        FinishedText {
+            code: status.code().expect("fleetup ended by a signal"),
+            stdout: self.stdout_now(),
+            stderr: self.stderr_now(),
+            took: self.started.elapsed(),
+        }
+    }
+}
