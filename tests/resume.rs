@@ -10,12 +10,13 @@ mod fleetup_cli;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use fleet::{CommandRecord, Fleet, Spec};
 use fleetup_cli::{
-    assert_healthy_at, backups, cli, plan, run, s, shim, since, spawn_args, spawn_run,
-    state_changing, strings, Finished, Running, IMAGE, PLAYBOOK, REPO, TARGET, VARS,
+    assert_healthy_at, assert_not_touched_since, audit, backups, cli, cmds, journal,
+    journal_lenient, now, plan, run, run_dirs, run_json, s, shim, since, spawn_args, spawn_run,
+    state_changing, state_dir, strings, Finished, Running, IMAGE, PLAYBOOK, REPO, TARGET, VARS,
 };
 use serde_json::{json, Value};
 
@@ -24,13 +25,6 @@ const OLD: &str = "v4.65.0";
 const SERIAL3: [&str; 2] = ["--serial", "3"];
 /// One batch of every host, no canary: for the lock tests, where every host starts at once.
 const ALL_AT_ONCE: [&str; 4] = ["--canary", "none", "--serial", "100%"];
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-}
 
 /// This machine's host name, as fleetup records it as the controller.
 fn hostname() -> String {
@@ -68,23 +62,6 @@ impl Finished {
             .iter()
             .map(|e| e["host"].as_str().expect("host").to_string())
             .collect()
-    }
-
-    fn run_started(&self) -> &Value {
-        let started = self.of("run_started");
-        assert_eq!(started.len(), 1, "one run_started:\n{}", self.dump());
-        started[0]
-    }
-
-    fn run_id(&self) -> String {
-        self.run_started()["run_id"]
-            .as_str()
-            .expect("run_id")
-            .to_string()
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        PathBuf::from(self.run_started()["run_dir"].as_str().expect("run_dir"))
     }
 
     /// When the rollout began: the first batch (the read-only fleet-wide pre-flight is
@@ -152,67 +129,6 @@ fn set(hosts: &[&str]) -> BTreeSet<String> {
 
 // --- The journal ------------------------------------------------------------------------
 
-/// `<fleet dir>/.fleetup/`: the default state dir, beside the inventory.
-fn state_dir(fleet: &Fleet) -> PathBuf {
-    fleet.dir().join(".fleetup")
-}
-
-/// The run directories under a state dir.
-fn run_dirs(state: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
-}
-
-/// `events.jsonl` read strictly: every complete line (ended by a newline) must be a JSON
-/// object; a last line without its newline is what a kill may leave, and is returned apart.
-fn journal(run_dir: &Path) -> (Vec<Value>, Option<String>) {
-    let path = run_dir.join("events.jsonl");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (complete, partial) = match text.rfind('\n') {
-        Some(i) => (&text[..=i], &text[i + 1..]),
-        None => ("", text.as_str()),
-    };
-    let events = complete
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| {
-                panic!(
-                    "a complete line of {} is not JSON ({e}): {l:?}",
-                    path.display()
-                )
-            });
-            assert!(v["event"].is_string(), "not an event: {l}");
-            v
-        })
-        .collect();
-    let partial = (!partial.is_empty()).then(|| partial.to_string());
-    (events, partial)
-}
-
-/// `events.jsonl` read as a tolerant reader would: lines that do not parse are left out.
-fn journal_lenient(run_dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("events.jsonl"))
-        .expect("events.jsonl")
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect()
-}
-
-fn run_json(run_dir: &Path) -> Value {
-    let p = run_dir.join("run.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("run.json ({e}): {text}"))
-}
-
 /// `fleetup history -i INV --output json`: one object per run.
 fn history_json(fleet: &Fleet, extra: &[&str]) -> Vec<Value> {
     let mut args = strings(&["history", "-i"]);
@@ -246,12 +162,6 @@ fn history_of(fleet: &Fleet, id: &str, extra: &[&str]) -> Value {
 
 // --- What the hosts say -----------------------------------------------------------------
 
-fn cmds(log: &[CommandRecord]) -> Vec<String> {
-    log.iter()
-        .map(|c| format!("{} {} {} @{}", c.ev, c.kind, c.cmd, c.t))
-        .collect()
-}
-
 /// How many times the host ran the migration (shim starts of `alembic upgrade head`).
 fn migrations(fleet: &Fleet, name: &str) -> usize {
     fleet
@@ -267,16 +177,6 @@ fn assert_migrated_once(fleet: &Fleet, name: &str) {
         migrations(fleet, name),
         1,
         "{name}: `alembic upgrade head` exactly once; log:\n{}",
-        cmds(&log).join("\n")
-    );
-}
-
-/// The host logged no command at all from `t` on.
-fn assert_not_touched_since(fleet: &Fleet, name: &str, t: f64, what: &str) {
-    let log = since(fleet, name, t);
-    assert!(
-        log.is_empty(),
-        "{name} must not be touched {what}, yet it logged:\n{}",
         cmds(&log).join("\n")
     );
 }
@@ -319,15 +219,6 @@ fn assert_no_lock(fleet: &Fleet, name: &str) {
         dir.display(),
         std::fs::read_to_string(dir.join("owner.json"))
     );
-}
-
-/// The lines of `<app>/.fleetup/audit.log` on a host.
-fn audit(fleet: &Fleet, name: &str) -> Vec<String> {
-    std::fs::read_to_string(fleet.app_path(name).join(".fleetup").join("audit.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// Checks the shape of an audit line: `<RFC3339 UTC> run=.. operator=.. controller=.. from=..

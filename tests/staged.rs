@@ -10,25 +10,19 @@ mod fleet;
 mod fleetup_cli;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use fleet::{CommandRecord, Fleet, HostSpec, Spec};
+use fleet::{Fleet, HostSpec, Spec};
 use fleetup_cli::{
-    assert_healthy_at, cli_env, since, spawn_args_env, spawn_run_env, state_changing, strings,
-    Finished, PLAYBOOK, TARGET, VARS,
+    assert_healthy_at, assert_not_touched_since, audit, cli_env, cmds, journal, now, run_dirs,
+    run_json, since, spawn_args_env, spawn_run_env, state_changing, state_dir, strings, Finished,
+    PLAYBOOK, TARGET, VARS,
 };
 use serde_json::{json, Value};
 
 const OLD: &str = "v4.65.0";
 const GATE: [&str; 2] = ["--require-staged", "staging"];
 const WINDOW: &str = "daily 09:00-10:01 UTC";
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs_f64()
-}
 
 /// The real time `hours` from now, RFC 3339, for `FLEETUP_NOW`.
 fn hours_from_now(hours: u64) -> String {
@@ -106,23 +100,6 @@ fn playbook_with(fleet: &Fleet, name: &str, lines: &[&str]) -> PathBuf {
 }
 
 impl Finished {
-    fn run_started(&self) -> &Value {
-        let started = self.of("run_started");
-        assert_eq!(started.len(), 1, "one run_started:\n{}", self.dump());
-        started[0]
-    }
-
-    fn run_id(&self) -> String {
-        self.run_started()["run_id"]
-            .as_str()
-            .expect("run_id")
-            .to_string()
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        PathBuf::from(self.run_started()["run_dir"].as_str().expect("run_dir"))
-    }
-
     /// The single `gate_checked` event, which comes right after `run_started`.
     fn gate_checked(&self) -> &Value {
         let found = self.of("gate_checked");
@@ -196,49 +173,14 @@ fn assert_refused(r: &Finished, says: &[&str]) {
 
 // --- The journal ------------------------------------------------------------------------
 
-/// `<fleet dir>/.fleetup/`: the default state dir, beside the inventory.
-fn state_dir(fleet: &Fleet) -> PathBuf {
-    fleet.dir().join(".fleetup")
-}
-
-fn run_dirs(fleet: &Fleet) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state_dir(fleet).join("runs"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort();
-    dirs
-}
-
 /// The one run directory that is not in `before`.
 fn new_run_dir(fleet: &Fleet, before: &[PathBuf]) -> PathBuf {
-    let new: Vec<PathBuf> = run_dirs(fleet)
+    let new: Vec<PathBuf> = run_dirs(&state_dir(fleet))
         .into_iter()
         .filter(|d| !before.contains(d))
         .collect();
     assert_eq!(new.len(), 1, "the run left one new run directory: {new:?}");
     new[0].clone()
-}
-
-fn run_json(run_dir: &Path) -> Value {
-    let p = run_dir.join("run.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("run.json ({e}): {text}"))
-}
-
-/// The events a run recorded in its journal, `events.jsonl`.
-fn journal(run_dir: &Path) -> Vec<Value> {
-    let p = run_dir.join("events.jsonl");
-    std::fs::read_to_string(&p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("journal line ({e}): {l}")))
-        .collect()
 }
 
 /// run.json's `gate`, with the verdict `verdict`, for `--require-staged staging`.
@@ -256,12 +198,6 @@ fn assert_gate_recorded(run_dir: &Path, verdict: &str) -> Value {
 
 // --- What the hosts say -----------------------------------------------------------------
 
-fn cmds(log: &[CommandRecord]) -> Vec<String> {
-    log.iter()
-        .map(|c| format!("{} {} {} @{}", c.ev, c.kind, c.cmd, c.t))
-        .collect()
-}
-
 /// Nothing ever changed the host: no state-changing command in its whole log, and it still
 /// serves the old version (read from its state, without contacting it).
 fn assert_never_changed(fleet: &Fleet, name: &str) {
@@ -273,25 +209,6 @@ fn assert_never_changed(fleet: &Fleet, name: &str) {
     let st = fleet.state(name);
     assert_eq!(st["serving"], OLD, "{name} still serves {OLD}: {st:#}");
     assert_eq!(st["env_version"], OLD, "{name}'s .env: {st:#}");
-}
-
-/// The host logged no command at all from `t` on.
-fn assert_not_touched_since(fleet: &Fleet, name: &str, t: f64, what: &str) {
-    let log = since(fleet, name, t);
-    assert!(
-        log.is_empty(),
-        "{name} must not be touched {what}, yet it logged:\n{}",
-        cmds(&log).join("\n")
-    );
-}
-
-/// The lines of `<app>/.fleetup/audit.log` on a host.
-fn audit(fleet: &Fleet, name: &str) -> Vec<String> {
-    std::fs::read_to_string(fleet.app_path(name).join(".fleetup").join("audit.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 // --- 1-3. The promotion gate ------------------------------------------------------------
@@ -323,7 +240,7 @@ fn the_promotion_gate_lets_production_follow_a_soaked_healthy_staging() {
     );
 
     // 1. Production without any staging run: refused, nothing changed anywhere.
-    let before = run_dirs(&fleet);
+    let before = run_dirs(&state_dir(&fleet));
     let r = run_at(&fleet, &GATE, None);
     assert_refused(&r, &[missing]);
     for h in fleet.hosts() {
@@ -356,7 +273,7 @@ fn the_promotion_gate_lets_production_follow_a_soaked_healthy_staging() {
     }
 
     // Production before the soak ends (the real clock: seconds after staging): refused.
-    let before = run_dirs(&fleet);
+    let before = run_dirs(&state_dir(&fleet));
     let r = run_at(
         &fleet,
         &[&GATE[..], &["--limit", "production"]].concat(),
@@ -649,7 +566,7 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
         "batch 1 ran: {:?}",
         r.took
     );
-    let dirs = run_dirs(&fleet);
+    let dirs = run_dirs(&state_dir(&fleet));
     assert_eq!(dirs.len(), 1, "one run: {dirs:?}");
     let id = dirs[0]
         .file_name()
@@ -666,7 +583,7 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
     }
 
     // The journal: the deferral as an event, batch 2 and 3 untouched.
-    let events = journal(&dirs[0]);
+    let (events, _) = journal(&dirs[0]);
     let dump = || {
         events
             .iter()

@@ -65,24 +65,7 @@ pub struct Finished {
 
 /// Starts `fleetup <args>` from the repository, output to files in the fleet's tmp dir.
 pub fn spawn_args(fleet: &Fleet, args: &[String]) -> Running {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out = fleet.tmp().join(format!("fleetup-{n}.out"));
-    let err = fleet.tmp().join(format!("fleetup-{n}.err"));
-    let child = Command::new(FLEETUP)
-        .current_dir(REPO)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("run fleetup");
-    Running {
-        child,
-        out,
-        err,
-        started: Instant::now(),
-    }
+    spawn_args_env(fleet, args, &[])
 }
 
 pub fn s(p: &Path) -> String {
@@ -95,15 +78,7 @@ pub fn strings(v: &[&str]) -> Vec<String> {
 
 /// `fleetup run -i INV PLAYBOOK -e ... --known-hosts K --yes --output json <extra>`.
 pub fn spawn_run(fleet: &Fleet, playbook: &Path, extra: &[&str]) -> Running {
-    let mut args = strings(&["run", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    args.push(s(playbook));
-    args.extend(strings(&VARS));
-    args.push("--known-hosts".into());
-    args.push(s(&fleet.known_hosts_path()));
-    args.extend(strings(&["--yes", "--output", "json"]));
-    args.extend(strings(extra));
-    spawn_args(fleet, &args)
+    spawn_run_env(fleet, playbook, extra, &[])
 }
 
 /// Runs `fleetup run` with the shipped playbook.
@@ -113,12 +88,7 @@ pub fn run(fleet: &Fleet, extra: &[&str]) -> Finished {
 
 /// `fleetup <args>` run to its end (history, show, plan: nothing long).
 pub fn cli(args: &[String]) -> Output {
-    Command::new(FLEETUP)
-        .current_dir(REPO)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run fleetup")
+    cli_env(args, &[])
 }
 
 impl Running {
@@ -126,10 +96,11 @@ impl Running {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    pub fn wait(mut self) -> Finished {
-        let status = loop {
+    /// Waits for the process, killing it (and failing the test) past `RUN_LIMIT`.
+    fn exit_status(&mut self) -> std::process::ExitStatus {
+        loop {
             if let Some(status) = self.child.try_wait().expect("wait for fleetup") {
-                break status;
+                return status;
             }
             if self.started.elapsed() > RUN_LIMIT {
                 let _ = self.child.kill();
@@ -140,7 +111,11 @@ impl Running {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
-        };
+        }
+    }
+
+    pub fn wait(mut self) -> Finished {
+        let status = self.exit_status();
         let stdout = std::fs::read_to_string(&self.out).expect("fleetup's stdout");
         let stderr = self.stderr_now();
         let events = stdout
@@ -163,6 +138,23 @@ impl Running {
 impl Finished {
     pub fn of(&self, kind: &str) -> Vec<&Value> {
         self.events.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    pub fn run_started(&self) -> &Value {
+        let started = self.of("run_started");
+        assert_eq!(started.len(), 1, "one run_started:\n{}", self.dump());
+        started[0]
+    }
+
+    pub fn run_id(&self) -> String {
+        self.run_started()["run_id"]
+            .as_str()
+            .expect("run_id")
+            .to_string()
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        PathBuf::from(self.run_started()["run_dir"].as_str().expect("run_dir"))
     }
 
     pub fn host_finished(&self, host: &str) -> &Value {
@@ -359,6 +351,101 @@ pub fn assert_healthy_at(fleet: &Fleet, name: &str, version: &str) {
     assert_eq!(fleet::stdout(&health).trim(), "success", "{name}: /health");
 }
 
+// --- The journal and the hosts' own records ----------------------------------------------
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// `<fleet dir>/.fleetup/`: the default state dir, beside the inventory.
+pub fn state_dir(fleet: &Fleet) -> PathBuf {
+    fleet.dir().join(".fleetup")
+}
+
+/// The run directories under a state dir, oldest first.
+pub fn run_dirs(state: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+pub fn run_json(run_dir: &Path) -> Value {
+    let p = run_dir.join("run.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("run.json ({e}): {text}"))
+}
+
+/// `events.jsonl` read strictly: every complete line (ended by a newline) must be a JSON
+/// object; a last line without its newline is what a kill may leave, and is returned apart.
+pub fn journal(run_dir: &Path) -> (Vec<Value>, Option<String>) {
+    let path = run_dir.join("events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (complete, partial) = match text.rfind('\n') {
+        Some(i) => (&text[..=i], &text[i + 1..]),
+        None => ("", text.as_str()),
+    };
+    let events = complete
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!(
+                    "a complete line of {} is not JSON ({e}): {l:?}",
+                    path.display()
+                )
+            });
+            assert!(v["event"].is_string(), "not an event: {l}");
+            v
+        })
+        .collect();
+    let partial = (!partial.is_empty()).then(|| partial.to_string());
+    (events, partial)
+}
+
+/// `events.jsonl` read as a tolerant reader would: lines that do not parse are left out.
+pub fn journal_lenient(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("events.jsonl"))
+        .expect("events.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+pub fn cmds(log: &[CommandRecord]) -> Vec<String> {
+    log.iter()
+        .map(|c| format!("{} {} {} @{}", c.ev, c.kind, c.cmd, c.t))
+        .collect()
+}
+
+/// The host logged no command at all from `t` on.
+pub fn assert_not_touched_since(fleet: &Fleet, name: &str, t: f64, what: &str) {
+    let log = since(fleet, name, t);
+    assert!(
+        log.is_empty(),
+        "{name} must not be touched {what}, yet it logged:\n{}",
+        cmds(&log).join("\n")
+    );
+}
+
+/// The lines of `<app>/.fleetup/audit.log` on a host.
+pub fn audit(fleet: &Fleet, name: &str) -> Vec<String> {
+    std::fs::read_to_string(fleet.app_path(name).join(".fleetup").join("audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 // --- Runs with an environment, and runs read as text (staged rollouts) ------------------
 
 /// Starts `fleetup <args>` as `spawn_args` does, with `env` added to its environment (e.g.
@@ -366,8 +453,8 @@ pub fn assert_healthy_at(fleet: &Fleet, name: &str, version: &str) {
 pub fn spawn_args_env(fleet: &Fleet, args: &[String], env: &[(&str, &str)]) -> Running {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out = fleet.tmp().join(format!("fleetup-env-{n}.out"));
-    let err = fleet.tmp().join(format!("fleetup-env-{n}.err"));
+    let out = fleet.tmp().join(format!("fleetup-{n}.out"));
+    let err = fleet.tmp().join(format!("fleetup-{n}.err"));
     let child = Command::new(FLEETUP)
         .current_dir(REPO)
         .args(args)
@@ -445,20 +532,7 @@ impl Running {
 
     /// Waits for a run whose stdout is text, not JSON lines.
     pub fn wait_text(mut self) -> FinishedText {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for fleetup") {
-                break status;
-            }
-            if self.started.elapsed() > RUN_LIMIT {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "fleetup ran longer than {RUN_LIMIT:?}; stderr:\n{}",
-                    self.stderr_now()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = self.exit_status();
         FinishedText {
             code: status.code().expect("fleetup ended by a signal"),
             stdout: self.stdout_now(),
