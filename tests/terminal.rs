@@ -243,11 +243,13 @@ fn run_playbook_in_tmux(
     let ready_file = tmp.join("ready");
     let script = tmp.join("run.sh");
     let quote = |p: &Path| fleet::sh_quote(p.to_str().unwrap());
-    // fleetup starts once the test has attached pipe-pane (the `ready` file).
+    // fleetup starts once the test has attached pipe-pane (the `ready` file). The shell
+    // outlives a Ctrl-C typed at fleetup (its trap is a no-op, reset to the default for
+    // fleetup), so that it still records fleetup's exit code.
     std::fs::write(
         &script,
         format!(
-            "while [ ! -e {ready} ]; do sleep 0.05; done\n\
+            "trap : INT\nwhile [ ! -e {ready} ]; do sleep 0.05; done\n\
              {} run -i {} {} --known-hosts {} --yes --state-dir {} --serial {hosts} --forks {hosts}\n\
              echo $? > {}\nexec sleep 120\n",
             quote(Path::new(FLEETUP)),
@@ -505,7 +507,7 @@ fn nothing_is_drawn_after_the_recap() {
 }
 
 /// A `prompt` pause after the canary, on a real terminal: the run waits for the operator,
-/// Enter goes on, `stop` halts before the next batch.
+/// Enter goes on, `stop` halts before the next batch, Ctrl-C ends it at once.
 #[test]
 fn a_prompt_pause_waits_for_the_operator() {
     let playbook = PLAYBOOK.replace(
@@ -518,6 +520,12 @@ fn a_prompt_pause_waits_for_the_operator() {
             "stop",
             "99",
             "HALTED after batch 1: the operator stopped the run at a pause",
+        ),
+        // Ctrl-C while the prompt waits: fleetup ends at once, not when a line is read.
+        (
+            "C-c",
+            "99",
+            "halted after batch 1: interrupted by the operator",
         ),
     ] {
         let mut typed = false;
@@ -536,10 +544,17 @@ fn a_prompt_pause_waits_for_the_operator() {
                 "the next batch started before the answer:\n{}",
                 screen.join("\n")
             );
-            if !answer.is_empty() {
-                tmux.cmd(&["send-keys", "-t", "run", "-l", answer]);
+            match answer {
+                "C-c" => {
+                    tmux.cmd(&["send-keys", "-t", "run", "C-c"]);
+                }
+                text => {
+                    if !text.is_empty() {
+                        tmux.cmd(&["send-keys", "-t", "run", "-l", text]);
+                    }
+                    tmux.cmd(&["send-keys", "-t", "run", "Enter"]);
+                }
             }
-            tmux.cmd(&["send-keys", "-t", "run", "Enter"]);
             typed = true;
         }) else {
             return;

@@ -301,18 +301,16 @@ pub fn prompts(play: &Play) -> bool {
 /// Asks on the terminal: Enter goes on, `stop` (or end of input) halts the run.
 pub fn terminal_prompt() -> Prompt {
     Prompt(Arc::new(|_batch| {
-        Box::pin(async {
-            let line = tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .ok()
-                    .filter(|n| *n > 0)?;
-                Some(line)
-            })
-            .await
-            .ok()
-            .flatten();
+        // A thread of its own, not the runtime's blocking pool: when Ctrl-C ends the run
+        // during the pause, nothing waits for this read to return before fleetup exits.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = std::io::stdin().read_line(&mut line);
+            let _ = tx.send(matches!(read, Ok(n) if n > 0).then_some(line));
+        });
+        Box::pin(async move {
+            let line = rx.await.ok().flatten();
             line.is_some_and(|l| !l.trim().eq_ignore_ascii_case("stop"))
         })
     }))

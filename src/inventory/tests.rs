@@ -298,6 +298,9 @@ all:
     assert_eq!(err.len(), 1, "{err:?}");
     assert_eq!(err[0].line, 5);
     assert_eq!(err[0].field, "all.children.production.vars.window");
-    assert!(err[0].message.contains("`2` is not a time of day"), "{err:?}");
+    assert!(
+        err[0].message.contains("`2` is not a time of day"),
+        "{err:?}"
+    );
     assert!(parse(&text.replace("sun 2-5 UTC", "sun 02:00-05:00 UTC")).is_ok());
 }
