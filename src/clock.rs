@@ -58,6 +58,11 @@ impl Clock {
     }
 }
 
+/// An instant to the second, as RFC 3339 in UTC: `2026-12-05T01:58:00Z`.
+pub fn rfc3339(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// How long from `now` to `then`, zero when it is past.
 pub fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or_default()

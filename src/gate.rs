@@ -29,7 +29,8 @@ pub enum Evidence {
         left: Duration,
         runs: Vec<String>,
     },
-    /// These staged hosts never ended ok in a run to their target.
+    /// These staged hosts never ended ok in a run to their target (none: the group has
+    /// no hosts).
     Missing { hosts: Vec<String> },
 }
 
@@ -124,6 +125,10 @@ pub fn required(run_hosts: &[String], staged: &[String]) -> bool {
 /// that changed it to the target (it went there then), else the first that found it
 /// there. The group has run the target since its last host got there.
 pub fn evidence(staged: &[Staged], runs: &[PastRun], soak: Duration, now_ms: u64) -> Evidence {
+    // An empty group staged nothing: it must never pass for one that soaked.
+    if staged.is_empty() {
+        return Evidence::Missing { hosts: Vec::new() };
+    }
     let mut missing = Vec::new();
     let mut since_ms = 0u64;
     let mut used: Vec<String> = Vec::new();
@@ -225,6 +230,9 @@ pub fn describe(group: &str, target: &str, soak: Duration, e: &Evidence, now_ms:
             duration(soak),
             duration(*left)
         ),
+        Evidence::Missing { hosts } if hosts.is_empty() => {
+            format!("`{group}` has no hosts in the inventory: nothing was staged")
+        }
         Evidence::Missing { hosts } => format!(
             "no successful run took {} of `{group}` to {target}",
             hosts.join(", ")
@@ -308,6 +316,17 @@ mod tests {
                 since_ms: 4 * HOUR,
                 runs: vec!["r1".into(), "r2".into()],
             }
+        );
+    }
+
+    #[test]
+    fn an_empty_staged_group_never_passes() {
+        let runs = [run("r1", "v4.66.1", &[("stg-1", HOUR, true)])];
+        let e = evidence(&[], &runs, Duration::ZERO, 100 * HOUR);
+        assert_eq!(e, Evidence::Missing { hosts: vec![] });
+        assert_eq!(
+            describe("staging", "", Duration::ZERO, &e, 0),
+            "`staging` has no hosts in the inventory: nothing was staged"
         );
     }
 

@@ -185,10 +185,6 @@ impl Windows {
         self.0.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Window> {
-        self.0.iter()
-    }
-
     /// Whether a window is open at `now` (closing at the latest end of those open), or when
     /// the next one opens. `None` without windows: always open.
     pub fn at(&self, now: Timestamp) -> Option<Slot> {
@@ -202,7 +198,16 @@ impl Windows {
             .filter(|(o, c)| *o <= now && now < *c)
             .map(|(_, c)| *c)
             .max();
-        if let Some(closes) = closes {
+        if let Some(mut closes) = closes {
+            // Windows that overlap or touch make one: open until the last of them closes.
+            while let Some(later) = openings
+                .iter()
+                .filter(|(o, c)| *o <= closes && *c > closes)
+                .map(|(_, c)| *c)
+                .max()
+            {
+                closes = later;
+            }
             return Some(Slot::Open { closes });
         }
         let opens = openings
@@ -364,6 +369,36 @@ mod tests {
             Some(Slot::Open {
                 closes: at("2026-12-05T06:00:00Z")
             })
+        );
+    }
+
+    #[test]
+    fn windows_that_overlap_or_touch_are_one() {
+        // At 02:30 only the first is open, yet there is no break until 06:00.
+        let w = windows(&["daily 02:00-04:00 UTC", "daily 03:00-06:00 UTC"]);
+        assert_eq!(
+            w.at(at("2026-12-05T02:30:00Z")),
+            Some(Slot::Open {
+                closes: at("2026-12-05T06:00:00Z")
+            })
+        );
+        // Back to back: Friday night runs into Saturday's window.
+        let w = windows(&["fri 22:00-00:00 UTC", "sat 00:00-04:00 UTC"]);
+        assert_eq!(
+            w.at(at("2026-12-04T23:00:00Z")),
+            Some(Slot::Open {
+                closes: at("2026-12-05T04:00:00Z")
+            })
+        );
+        // Always open: never closes within the days looked at.
+        let always = windows(&["daily 00:00-00:00 UTC"]);
+        let Some(Slot::Open { closes }) = always.at(at("2026-12-05T23:00:00Z")) else {
+            panic!("always open")
+        };
+        assert!(closes >= at("2026-12-12T00:00:00Z"), "{closes}");
+        assert_eq!(
+            always.next_fit(at("2026-12-05T23:00:00Z"), Duration::from_secs(2 * 3600)),
+            Some(at("2026-12-05T23:00:00Z"))
         );
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use fleetup::events::{Event, Events, HaltReason, Outcome, Resumed, Stamped};
+use fleetup::events::{Event, Events, GateVerdict, HaltReason, Outcome, Resumed, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
@@ -40,43 +40,51 @@ pub fn run(args: &RunArgs) -> Exit {
         session,
         resumed,
         mut record,
+        gate,
         _claim,
     } = match started {
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let runs = staged::past_runs(&play, &state_dir);
-    let mut announce: Vec<Event> = resumed.iter().cloned().collect();
-    let mut audit_note = None;
-    // The gate is a new run's: a resume continues what it allowed (or what was skipped).
-    if let Some(record) = &mut record {
-        if let Some(verdict) = staged::gate(&session, &play, &runs, &clock, args.skip_gate) {
-            // Refused or not, the verdict is kept: `fleetup history` tells why a run
-            // never started.
-            record.gate = Some(verdict.clone());
-            if let Err(exit) = write_record(&session.run_dir, record, &play) {
-                return exit;
-            }
-            match verdict.verdict.as_str() {
-                "refused" => return Exit::GateRefused,
-                "skipped" => audit_note = Some("gate=skipped".to_string()),
-                _ => {}
-            }
-            announce.push(Event::GateChecked(verdict));
+    let journal = match EventLog::open(&session.run_dir.events_path()) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the run's journal {}: {e}; nothing was changed.",
+                session.run_dir.events_path().display()
+            );
+            return Exit::InvalidInput;
         }
-    }
+    };
+    let interactive = std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal()
+        && !args.yes
+        && args.output == OutputFormat::Text;
+    let runs = staged::past_runs(&play, &state_dir);
     let this_run = resumed.is_some().then_some(session.run_dir.id.as_str());
     let per_host = read::host_estimate(&runs, &play.playbook.name, this_run);
-    if let Err(exit) = staged::wait_for_window(
+    let ask_before_waiting = |question: &str| {
+        print!(
+            "{}",
+            ui::plan::text(&play, false, &staged::outlook(&play, &runs, &clock))
+        );
+        confirm(&format!("\n{question}"))
+    };
+    let before = match staged::before_start(
         &session,
         &play,
+        &mut record,
+        gate.as_ref(),
+        &runs,
         &clock,
         per_host,
-        args.no_wait,
-        args.output == OutputFormat::Json,
+        &journal,
+        interactive.then_some(&ask_before_waiting as &dyn Fn(&str) -> bool),
+        args,
     ) {
-        return exit;
-    }
+        Ok(before) => before,
+        Err(exit) => return exit,
+    };
     if play.plan.host_count() == 0 {
         // Stdout carries only events with --output json.
         let done = format!(
@@ -105,8 +113,7 @@ pub fn run(args: &RunArgs) -> Exit {
             }
         }
     }
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if interactive && !args.yes && args.output == OutputFormat::Text {
+    if interactive && !before.confirmed {
         let outlook = staged::outlook(&play, &runs, &clock);
         print!("{}", ui::plan::text(&play, false, &outlook));
         // A resume's batches that finished earlier are empty: they are not counted.
@@ -131,24 +138,14 @@ pub fn run(args: &RunArgs) -> Exit {
             return Exit::Interrupted;
         }
     }
-    let journal = match EventLog::open(&session.run_dir.events_path()) {
-        Ok(log) => log,
-        Err(e) => {
-            eprintln!(
-                "error: cannot open the run's journal {}: {e}; nothing was changed.",
-                session.run_dir.events_path().display()
-            );
-            return Exit::InvalidInput;
-        }
-    };
     let options = RunOptions {
         halt_immediately: args.halt_immediately,
         break_lock: args.break_lock,
-        announce,
+        announce: resumed.into_iter().chain(before.announce).collect(),
         clock,
         host_estimate: per_host,
         prompt: staged::prompts(&play).then(staged::terminal_prompt),
-        audit_note,
+        audit_note: before.audit_note,
         ..session.options.clone()
     };
     let exit = session.execute(
@@ -174,6 +171,8 @@ struct Started {
     resumed: Option<Event>,
     /// A new run's record, written before its pre-flight.
     record: Option<RunRecord>,
+    /// A resumed run's gate verdict, from its first attempt.
+    gate: Option<GateVerdict>,
     _claim: Claim,
 }
 
@@ -205,6 +204,7 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, Exit> {
         session,
         resumed: None,
         record: Some(record),
+        gate: None,
         _claim: claim,
     })
 }
@@ -217,6 +217,13 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
     let run_dir = RunDir::find(state_dir, id).map_err(refuse)?;
     let claim = claim(&run_dir)?;
     let record = RunRecord::read(&run_dir.path).map_err(refuse)?;
+    if let Some(gate) = record.gate.as_ref().filter(|g| g.verdict == "refused") {
+        eprintln!(
+            "error: run {} was refused by the promotion gate ({}) and never started: it cannot be resumed. Start a new run once the gate allows it; nothing was contacted.",
+            run_dir.id, gate.detail
+        );
+        return Err(Exit::GateRefused);
+    }
     // The journal's inputs, with -e given now on top (secrets are not in the journal).
     let mut known = record.extra_vars.clone();
     known.retain(|k, _| !record.redacted.contains(k));
@@ -315,6 +322,7 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         session,
         resumed: Some(resumed),
         record: None,
+        gate: record.gate,
         _claim: claim,
     })
 }
@@ -362,7 +370,7 @@ fn claim(run_dir: &RunDir) -> Result<Claim, Exit> {
     }
 }
 
-fn write_record(run_dir: &RunDir, record: &RunRecord, play: &Play) -> Result<(), Exit> {
+pub(super) fn write_record(run_dir: &RunDir, record: &RunRecord, play: &Play) -> Result<(), Exit> {
     let written = record.write(&run_dir.path).and_then(|()| {
         fleetup::journal::write_atomically(
             &run_dir.path.join("playbook.yml"),
@@ -609,6 +617,8 @@ pub(super) struct Session {
     pub(super) runtime: tokio::runtime::Runtime,
     options: RunOptions,
     control: Control,
+    /// Ends fleetup on Ctrl-C while it waits before the run (see `exit_on_signal`).
+    guard: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Session {
@@ -641,7 +651,30 @@ impl Session {
             runtime,
             options,
             control: Control::default(),
+            guard: std::sync::Mutex::new(None),
         })
+    }
+
+    /// From now until the engine starts (a wait for the window, the pre-flight, the
+    /// confirmation), Ctrl-C or SIGTERM ends fleetup with exit 99: no host has changed
+    /// yet. Once a handler is installed the signals' default action is gone, so one must
+    /// listen all along, not only during the wait.
+    pub(super) fn exit_on_signal(&self) {
+        let guard = self.runtime.spawn(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            eprintln!("\ninterrupted before the run started: no host was changed.");
+            std::process::exit(Exit::Interrupted.code().into());
+        });
+        if let Ok(mut slot) = self.guard.lock() {
+            *slot = Some(guard.abort_handle());
+        }
     }
 
     /// A session for commands that only keep the hosts' logs (check, status, exec).
@@ -684,6 +717,10 @@ impl Session {
             OutputFormat::Text => ViewFormat::Text,
         };
         let mut view = ui::view(format, ui::stdout_is_terminal());
+        // The engine handles signals from here on (a first Ctrl-C lets hosts finish).
+        if let Some(guard) = self.guard.lock().ok().and_then(|mut g| g.take()) {
+            guard.abort();
+        }
         self.runtime.block_on(async {
             let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
             let events = match journal {

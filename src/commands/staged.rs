@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetup::clock::{self, Clock};
-use fleetup::events::{GateVerdict, Outcome};
+use fleetup::events::{Event, GateVerdict, Outcome, Stamped};
 use fleetup::exit::Exit;
 use fleetup::gate::{self, Check, Evidence};
 use fleetup::journal::read::{self, PastRun};
+use fleetup::journal::{EventLog, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::Play;
 use fleetup::playbook::Pause;
@@ -22,6 +23,7 @@ use fleetup::ui::text::{duration, elapsed, plural};
 use fleetup::window;
 
 use super::run::Session;
+use crate::cli::RunArgs;
 
 /// Milliseconds since the Unix epoch on `clock`, as the journal stamps events.
 pub fn now_ms(clock: &Clock) -> u64 {
@@ -121,7 +123,7 @@ pub fn gate(
     };
     let verdict = check.verdict(&problems, skip, now_ms);
     if problems.is_empty() || skip {
-        if skip {
+        if verdict.verdict == "skipped" {
             eprintln!(
                 "WARNING: --skip-gate: running without the promotion gate's consent ({}); this is recorded in the journal and in every host's audit line",
                 problems.join("; ")
@@ -176,76 +178,214 @@ fn live_problems(session: &Session, play: &Play, check: &Check) -> Vec<String> {
     gate::live_problems(&check.staged, &live)
 }
 
-/// Waits until the first batch fits in its hosts' maintenance windows, with a countdown;
-/// with `no_wait`, or when no window of the next week has room, the run is deferred
-/// (exit 3) before anything is contacted.
-pub fn wait_for_window(
+/// What a run does before its pre-flight: the gate's verdict (a new run's, or the one a
+/// resume inherits) and the wait for the maintenance window.
+pub struct Before {
+    /// Told after `run_started`.
+    pub announce: Vec<Event>,
+    /// Added to every host's audit line.
+    pub audit_note: Option<String>,
+    /// The operator already said yes (before a wait): not asked again.
+    pub confirmed: bool,
+}
+
+/// The promotion gate (a new run's), then the wait for batch 1's maintenance window
+/// (confirmed first on a terminal, and the gate asked again after it, so that "healthy
+/// now" means at the start). Refusals and deferrals are recorded before they return.
+#[allow(clippy::too_many_arguments)]
+pub fn before_start(
     session: &Session,
     play: &Play,
+    record: &mut Option<RunRecord>,
+    inherited: Option<&GateVerdict>,
+    runs: &[PastRun],
     clock: &Clock,
     per_host: Option<Duration>,
-    no_wait: bool,
-    quiet: bool,
-) -> Result<(), Exit> {
-    let Some(first) = play.plan.batches.iter().find(|b| !b.hosts.is_empty()) else {
-        return Ok(());
+    journal: &EventLog,
+    ask: Option<&dyn Fn(&str) -> bool>,
+    args: &RunArgs,
+) -> Result<Before, Exit> {
+    let (skip_gate, no_wait) = (args.skip_gate, args.no_wait);
+    if clock.is_shifted() {
+        eprintln!(
+            "warning: {}: fleetup believes it is {} (a rehearsal): the maintenance windows and the gate's soak are judged at that time, and this is recorded",
+            clock::NOW_VAR,
+            clock::rfc3339(clock.now())
+        );
+    }
+    let mut before = Before {
+        announce: Vec::new(),
+        audit_note: None,
+        confirmed: false,
     };
+    let mut verdict = inherited.cloned();
+    if record.is_some() {
+        verdict = checked_gate(session, play, record, runs, clock, skip_gate)?;
+    }
+    if let Some(start) = first_start(play, clock, per_host) {
+        let (at, local, windows) = match start {
+            Start::Wait { at, local, windows } if !no_wait => (at, local, windows),
+            deferred => return Err(defer(session, play, journal, deferred)),
+        };
+        let question = format!(
+            "batch 1 can start at {local} (in {}): wait for it, then upgrade without asking again? [y/N] ",
+            elapsed(clock::until(clock.now(), at))
+        );
+        if let Some(ask) = ask {
+            if !ask(&question) {
+                eprintln!("not started; no host was changed.");
+                return Err(Exit::Interrupted);
+            }
+            before.confirmed = true;
+        }
+        session.exit_on_signal();
+        session
+            .runtime
+            .block_on(countdown(clock, at, &windows, &local));
+        if record.is_some() && verdict.is_some() {
+            verdict = checked_gate(session, play, record, runs, clock, skip_gate)?;
+        }
+    }
+    if let Some(verdict) = verdict {
+        let mut notes = Vec::new();
+        if verdict.verdict == "skipped" {
+            notes.push("gate=skipped".to_string());
+        }
+        if clock.is_shifted() {
+            notes.push(format!(
+                "{}={}",
+                clock::NOW_VAR,
+                clock::rfc3339(clock.now())
+            ));
+        }
+        before.audit_note = (!notes.is_empty()).then(|| notes.join(" "));
+        // A resume's verdict was told in its first attempt.
+        if inherited.is_none() {
+            before.announce.push(Event::GateChecked(verdict));
+        }
+    }
+    Ok(before)
+}
+
+/// The gate of a new run, recorded in its `run.json` whatever it says; refused: exit 6.
+fn checked_gate(
+    session: &Session,
+    play: &Play,
+    record: &mut Option<RunRecord>,
+    runs: &[PastRun],
+    clock: &Clock,
+    skip: bool,
+) -> Result<Option<GateVerdict>, Exit> {
+    let Some(mut verdict) = gate(session, play, runs, clock, skip) else {
+        return Ok(None);
+    };
+    if clock.is_shifted() {
+        verdict.detail.push_str(&format!(
+            " (judged at {}={}, not the real time)",
+            clock::NOW_VAR,
+            clock::rfc3339(clock.now())
+        ));
+    }
+    if let Some(record) = record {
+        // Refused or not, the verdict is kept: `fleetup history` tells why a run never
+        // started.
+        record.gate = Some(verdict.clone());
+        super::run::write_record(&session.run_dir, record, play)?;
+    }
+    if verdict.verdict == "refused" {
+        return Err(Exit::GateRefused);
+    }
+    Ok(Some(verdict))
+}
+
+/// When batch 1 may start, if not now.
+enum Start {
+    /// At `at` (`local` in the windows' time zone).
+    Wait {
+        at: jiff::Timestamp,
+        local: String,
+        windows: String,
+    },
+    /// No window of the next week has room for it.
+    Never {
+        windows: String,
+        estimate: Option<Duration>,
+    },
+}
+
+fn first_start(play: &Play, clock: &Clock, per_host: Option<Duration>) -> Option<Start> {
+    let first = play.plan.batches.iter().find(|b| !b.hosts.is_empty())?;
     let estimate = schedule::estimate(per_host, first.hosts.len(), play.rollout.forks);
     let now = clock.now();
     let windows = play.schedule.describe(&first.hosts);
-    let resume = format!("fleetup run --resume {}", session.run_dir.id);
-    let Some(start) = play
+    let Some(at) = play
         .schedule
         .next_start(&first.hosts, now, estimate.unwrap_or_default())
     else {
-        eprintln!(
-            "deferred: no maintenance window of the next week ({windows}) has room for batch 1 (about {}); nothing was contacted. Widen the window, or make the batch smaller with --serial",
-            estimate.map_or("?".into(), duration)
-        );
-        return Err(Exit::Deferred);
+        return Some(Start::Never { windows, estimate });
     };
-    if start <= now {
-        return Ok(());
+    if at <= now {
+        return None;
     }
-    let at = play
+    let local = play
         .schedule
         .first_windows(&first.hosts)
-        .map_or_else(|| start.to_string(), |w| window::local(start, w));
-    if no_wait {
-        eprintln!(
-            "deferred: outside the maintenance window ({windows}); the next one with room for batch 1 opens {at}. Nothing was contacted: run `{resume}` then"
-        );
-        return Err(Exit::Deferred);
-    }
-    let reached = session
+        .map_or_else(|| at.to_string(), |w| window::local(at, w));
+    Some(Start::Wait { at, local, windows })
+}
+
+/// A run that cannot start now: said, and journaled as `deferred` (so that `history`
+/// tells it), before anything is contacted. Exit 3.
+fn defer(session: &Session, play: &Play, journal: &EventLog, start: Start) -> Exit {
+    let resume = format!("fleetup run --resume {}", session.run_dir.id);
+    let (batch, of) = play
+        .plan
+        .batches
+        .iter()
+        .position(|b| !b.hosts.is_empty())
+        .map_or((1, 1), |i| (i + 1, play.plan.batches.len()));
+    let (reason, estimate, next) = match start {
+        Start::Never { windows, estimate } => (
+            format!(
+                "no maintenance window of the next week ({windows}) has room for it (about {})",
+                estimate.map_or("?".into(), duration)
+            ),
+            estimate,
+            None,
+        ),
+        Start::Wait { at, local, windows } => (
+            format!("--no-wait, and the maintenance window ({windows}) has no room for it now"),
+            None,
+            Some((at, local)),
+        ),
+    };
+    eprintln!(
+        "{}. Nothing was contacted: {}",
+        fleetup::ui::text::deferred(batch, of, &reason, next.as_ref().map(|(_, l)| l.as_str())),
+        match next {
+            Some(_) => format!("run `{resume}` then"),
+            None => "widen the window, or make the batch smaller with --serial".to_string(),
+        }
+    );
+    let event = Event::Deferred {
+        batch,
+        of,
+        reason,
+        estimate,
+        next_start: next.as_ref().map(|(at, _)| clock::rfc3339(*at)),
+        next_start_local: next.map(|(_, l)| l),
+    };
+    session
         .runtime
-        .block_on(countdown(clock, start, &windows, &at, quiet));
-    if reached {
-        Ok(())
-    } else {
-        eprintln!("\nnot started: interrupted while waiting for the maintenance window; nothing was contacted. Run `{resume}` to start it later.");
-        Err(Exit::Interrupted)
-    }
+        .block_on(journal.append_durable(&Stamped::now(event)));
+    Exit::Deferred
 }
 
 /// Counts down to `start`: one line redrawn every second on a terminal, else a line at
-/// each milestone (so that a log shows the wait without a line a second). Returns `false`
-/// when Ctrl-C or SIGTERM ended the wait.
-async fn countdown(
-    clock: &Clock,
-    start: jiff::Timestamp,
-    windows: &str,
-    at: &str,
-    quiet: bool,
-) -> bool {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return false;
-    };
-    let terminal = std::io::stderr().is_terminal() && !quiet;
+/// each milestone (so that a log shows the wait without a line a second). Ctrl-C is the
+/// session's: it ends fleetup.
+async fn countdown(clock: &Clock, start: jiff::Timestamp, windows: &str, at: &str) {
+    let terminal = std::io::stderr().is_terminal();
     let mut last_told: Option<u64> = None;
     loop {
         let left = clock::until(clock.now(), start);
@@ -264,19 +404,12 @@ async fn countdown(
             eprintln!("{line}");
             last_told = Some(secs);
         }
-        let tick = left.min(Duration::from_secs(1));
-        tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = int.recv() => return false,
-            _ = term.recv() => return false,
-        }
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
     }
     if terminal {
-        eprintln!("\r\x1b[2Kthe maintenance window is open: starting");
-    } else {
-        eprintln!("the maintenance window is open: starting");
+        eprint!("\r\x1b[2K");
     }
-    true
+    eprintln!("the maintenance window is open: starting");
 }
 
 /// Whether a wait told at `told` seconds left says so again at `secs`: every hour while
@@ -289,7 +422,7 @@ fn milestone(told: u64, secs: u64) -> bool {
         s if s > 60 => 60,
         _ => 10,
     };
-    told / step != secs / step || told - secs >= step
+    told / step != secs / step || told.saturating_sub(secs) >= step
 }
 
 /// Whether a play pauses for the operator somewhere.

@@ -156,7 +156,6 @@ pub struct Claim {
     _file: File,
 }
 
-/// Writes a whole file or leaves the old one: a reader never sees half of it.
 /// Every run of the journal as the promotion gate and the estimates read it, oldest first.
 /// A run whose files cannot be read is left out: it cannot be evidence of anything.
 pub fn past_runs(state_dir: &Path) -> io::Result<Vec<read::PastRun>> {
@@ -178,6 +177,7 @@ pub fn past_runs(state_dir: &Path) -> io::Result<Vec<read::PastRun>> {
     Ok(runs)
 }
 
+/// Writes a whole file or leaves the old one: a reader never sees half of it.
 pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()

@@ -80,8 +80,16 @@ struct StepRun {
     stderr_tail: Vec<String>,
 }
 
+/// How a host's run ended, as the engine weighs it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HostEnd {
+    pub outcome: Outcome,
+    /// A step changed the host: its duration is an upgrade's, worth estimating from.
+    pub changed: bool,
+}
+
 /// Runs one host to its end and reports how it ended.
-pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usize) -> Outcome {
+pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usize) -> HostEnd {
     let started = Instant::now();
     let spec = shared.spec;
     shared.emit(Event::HostStarted {
@@ -548,7 +556,7 @@ async fn finish(
     changed_steps: usize,
     failed_step: Option<String>,
     message: Option<String>,
-) -> Outcome {
+) -> HostEnd {
     let event = Event::HostFinished {
         host: host.name.clone(),
         outcome,
@@ -564,7 +572,10 @@ async fn finish(
             .to_string(),
     };
     shared.events.emit_durable(event).await;
-    outcome
+    HostEnd {
+        outcome,
+        changed: changed_steps > 0,
+    }
 }
 
 /// Runs one step: its `when`, its command (with retries until its condition holds), its

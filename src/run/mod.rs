@@ -245,7 +245,7 @@ pub async fn execute(
     let mut untouched: Vec<String> = Vec::new();
     let mut halted = None;
     let mut deferred = false;
-    // The slowest host of this run so far: the best estimate of the next batches.
+    // The slowest host this run upgraded so far: the best estimate of the next batches.
     let mut slowest: Option<Duration> = None;
     let last = batches.iter().rposition(|b| !b.hosts.is_empty());
 
@@ -276,7 +276,7 @@ pub async fn execute(
                 of: batches.len(),
                 reason: why.describe(),
                 estimate,
-                next_start: next.map(|t| t.to_string()),
+                next_start: next.map(crate::clock::rfc3339),
                 next_start_local: next.and_then(local),
             });
             deferred = true;
@@ -303,14 +303,17 @@ pub async fn execute(
                 let shared = &shared;
                 running.push(async move {
                     let started = Instant::now();
-                    let outcome = host::run_host(shared, host, number).await;
-                    (name, outcome, started.elapsed())
+                    let end = host::run_host(shared, host, number).await;
+                    (name, end, started.elapsed())
                 });
             }
-            let Some((name, outcome, took)) = running.next().await else {
+            let Some((name, end, took)) = running.next().await else {
                 break;
             };
-            if outcome == Outcome::Ok {
+            let outcome = end.outcome;
+            // A host already at the target takes a second: only an upgrade's duration
+            // estimates the next batches.
+            if outcome == Outcome::Ok && end.changed {
                 slowest = slowest.max(Some(took));
             }
             batch_outcomes.push(outcome);

@@ -116,7 +116,8 @@ impl Schedule {
     }
 
     /// The first instant from `now` at which a batch of `hosts` taking `needed` fits in
-    /// every window of its hosts at once; `None` when no such instant comes within a week.
+    /// every window of its hosts at once; `None` when none is found (each set's windows are
+    /// looked at eight days ahead of each candidate, for a bounded number of candidates).
     pub fn next_start(
         &self,
         hosts: &[String],
