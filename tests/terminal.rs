@@ -340,6 +340,7 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
     let mut saw_header = false;
     let mut most_live = 0;
     let mut saw_more = false;
+    let mut shown_twice: Vec<String> = Vec::new();
     let Some(end) = run_in_tmux(HOSTS, |screen| {
         // tmux may show a frame half drawn (a frame is several KiB, written to the pty in
         // pieces): judge only whole frames, which end with the overall bar.
@@ -381,11 +382,26 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
             .iter()
             .filter_map(|l| l.split_whitespace().nth(1))
             .collect();
-        let n = hosts.len();
+        let mut twice: Vec<String> = hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| hosts[..*i].contains(h))
+            .map(|(_, h)| h.to_string())
+            .collect();
+        twice.sort_unstable();
+        // A frame redrawn while tmux captured it can show the old first line beside the
+        // new one: a host shown twice is a defect only when the next whole frame shows it
+        // twice again (a stale line stays; a torn frame is gone 50 ms later).
+        let before = std::mem::take(&mut shown_twice);
+        assert!(
+            twice.is_empty() || !twice.iter().any(|h| before.contains(h)),
+            "a host shown twice in two frames in a row ({twice:?}):\n{}",
+            shown()
+        );
+        shown_twice = twice;
         hosts.sort_unstable();
         hosts.dedup();
-        assert_eq!(hosts.len(), n, "a host shown twice:\n{}", shown());
-        most_live = most_live.max(n);
+        most_live = most_live.max(hosts.len());
     }) else {
         return;
     };
