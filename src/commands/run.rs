@@ -661,14 +661,10 @@ impl Session {
     /// listen all along, not only during the wait.
     pub(super) fn exit_on_signal(&self) {
         let guard = self.runtime.spawn(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
+            let Some(mut stop) = StopSignals::new() else {
                 return;
             };
-            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+            stop.next().await;
             eprintln!("\ninterrupted before the run started: no host was changed.");
             std::process::exit(Exit::Interrupted.code().into());
         });
@@ -753,21 +749,38 @@ impl Session {
     }
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM: the operator's "stop", whichever comes.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Listens from now on (the signals' default action is gone for good).
+    fn new() -> Option<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(StopSignals {
+            int: signal(SignalKind::interrupt()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
+    }
+}
+
 /// First SIGINT or SIGTERM: stop starting hosts; second: terminate commands in flight.
 async fn handle_signals(control: Control, events: Events) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    let Some(mut stop) = StopSignals::new() else {
         return;
     };
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    stop.next().await;
     control.stop.cancel();
     events.emit(Event::Stopping {
         reason: HaltReason::Interrupted,
     });
-    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    stop.next().await;
     control.abort.cancel();
     events.emit(Event::Aborting);
 }
