@@ -97,12 +97,7 @@ class Cgroups:
                     os.rmdir(d)
                     self.dirs = []
             except OSError:
-                for d in self.dirs:
-                    try:
-                        os.rmdir(d)
-                    except OSError:
-                        pass
-                self.dirs = []
+                self._remove_dirs()
         # cgroup v1: memory and cpuacct hierarchies
         try:
             m = os.path.join("/sys/fs/cgroup/memory", own.get("memory", "/").lstrip("/"), name)
@@ -116,12 +111,7 @@ class Cgroups:
             self.cpu = c
             self.procs = os.path.join(m, "cgroup.procs")
         except OSError:
-            for d in self.dirs:
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
-            self.dirs = []
+            self._remove_dirs()
             self.method = "none"
 
     def join(self, pid):
@@ -178,6 +168,15 @@ class Cgroups:
                     break
                 except OSError:
                     time.sleep(0.05)
+
+    def _remove_dirs(self):
+        """Undoes a half-made cgroup (nothing joined it yet)."""
+        for d in self.dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        self.dirs = []
 
 
 def rss_bytes(pid):
