@@ -254,12 +254,24 @@ pub struct GateVerdict {
     pub require_staged: String,
     #[serde(rename = "soak_ms", with = "millis")]
     pub soak: Duration,
-    /// `passed`, `skipped` (`--skip-gate`) or `not_required` (only staged hosts run).
-    pub verdict: String,
+    pub verdict: Verdict,
     /// In words: the evidence, or what was missing when skipped.
     pub detail: String,
     /// The runs that upgraded the staged group.
     pub runs: Vec<String>,
+}
+
+/// The promotion gate's decision; in JSON `passed`, `refused`, `skipped` or `not_required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    /// The run did not start (it is only in `run.json`, never in an event).
+    Refused,
+    /// `--skip-gate` overrode a gate that would have refused.
+    Skipped,
+    /// Every host of the run is in the staged group.
+    NotRequired,
 }
 
 /// A host that was in a step when fleetup died.

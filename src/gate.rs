@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::events::GateVerdict;
+use crate::events::{GateVerdict, Verdict};
 use crate::journal::read::PastRun;
 use crate::play::Play;
 use crate::template::Templates;
@@ -93,22 +93,26 @@ impl Check {
             _ => Vec::new(),
         };
         let (verdict, detail) = if self.evidence.is_none() {
-            ("not_required", self.describe(now_ms))
+            (Verdict::NotRequired, self.describe(now_ms))
         } else if problems.is_empty() {
             (
-                "passed",
+                Verdict::Passed,
                 format!("{}; its hosts are healthy at it now", self.describe(now_ms)),
             )
         } else {
             (
-                if skipped { "skipped" } else { "refused" },
+                if skipped {
+                    Verdict::Skipped
+                } else {
+                    Verdict::Refused
+                },
                 problems.join("; "),
             )
         };
         GateVerdict {
             require_staged: self.group.clone(),
             soak: self.soak,
-            verdict: verdict.into(),
+            verdict,
             detail,
             runs,
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use fleetup::events::{Event, Events, GateVerdict, HaltReason, Outcome, Resumed, Stamped};
+use fleetup::events::{Event, Events, GateVerdict, HaltReason, Outcome, Resumed, Stamped, Verdict};
 use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
@@ -217,7 +217,11 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
     let run_dir = RunDir::find(state_dir, id).map_err(refuse)?;
     let claim = claim(&run_dir)?;
     let record = RunRecord::read(&run_dir.path).map_err(refuse)?;
-    if let Some(gate) = record.gate.as_ref().filter(|g| g.verdict == "refused") {
+    if let Some(gate) = record
+        .gate
+        .as_ref()
+        .filter(|g| g.verdict == Verdict::Refused)
+    {
         eprintln!(
             "error: run {} was refused by the promotion gate ({}) and never started: it cannot be resumed. Start a new run once the gate allows it; nothing was contacted.",
             run_dir.id, gate.detail

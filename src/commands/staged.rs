@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetup::clock::{self, Clock};
-use fleetup::events::{Event, GateVerdict, Outcome, Stamped};
+use fleetup::events::{Event, GateVerdict, Outcome, Stamped, Verdict};
 use fleetup::exit::Exit;
 use fleetup::gate::{self, Check, Evidence};
 use fleetup::journal::read::{self, PastRun};
@@ -123,7 +123,7 @@ pub fn gate(
     };
     let verdict = check.verdict(&problems, skip, now_ms);
     if problems.is_empty() || skip {
-        if verdict.verdict == "skipped" {
+        if verdict.verdict == Verdict::Skipped {
             eprintln!(
                 "WARNING: --skip-gate: running without the promotion gate's consent ({}); this is recorded in the journal and in every host's audit line",
                 problems.join("; ")
@@ -248,7 +248,7 @@ pub fn before_start(
     }
     if let Some(verdict) = verdict {
         let mut notes = Vec::new();
-        if verdict.verdict == "skipped" {
+        if verdict.verdict == Verdict::Skipped {
             notes.push("gate=skipped".to_string());
         }
         if clock.is_shifted() {
@@ -292,7 +292,7 @@ fn checked_gate(
         record.gate = Some(verdict.clone());
         super::run::write_record(&session.run_dir, record, play)?;
     }
-    if verdict.verdict == "refused" {
+    if verdict.verdict == Verdict::Refused {
         return Err(Exit::GateRefused);
     }
     Ok(Some(verdict))

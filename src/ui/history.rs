@@ -39,7 +39,8 @@ impl Entry<'_> {
             Ended::Completed { exit_code } => format!("completed (exit {exit_code})"),
             Ended::Halted(reason) => format!("halted: {}", halt_reason(reason)),
             Ended::NotStarted
-                if self.record.gate.as_ref().map(|g| g.verdict.as_str()) == Some("refused") =>
+                if self.record.gate.as_ref().map(|g| g.verdict)
+                    == Some(crate::events::Verdict::Refused) =>
             {
                 "refused by the promotion gate".to_string()
             }

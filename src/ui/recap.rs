@@ -142,7 +142,8 @@ impl Recap {
                 ..
             } => self.deferred = Some((*batch, next_start_local.clone())),
             Event::GateChecked(g) => {
-                self.gate_skipped = (g.verdict == "skipped").then(|| g.detail.clone());
+                self.gate_skipped =
+                    (g.verdict == crate::events::Verdict::Skipped).then(|| g.detail.clone());
             }
             Event::StepStarted { .. }
             | Event::StepFinished { .. }
@@ -488,7 +489,7 @@ logs of every host: runs/r1
                 Event::GateChecked(crate::events::GateVerdict {
                     require_staged: "staging".into(),
                     soak: Duration::from_secs(86400),
-                    verdict: "skipped".into(),
+                    verdict: crate::events::Verdict::Skipped,
                     detail: "no successful run took stg-1 of `staging` to v2".into(),
                     runs: vec![],
                 }),

@@ -527,7 +527,7 @@ impl Model {
                 Vec::new()
             }
             Event::GateChecked(g) => {
-                let tone = if g.verdict == "skipped" { Tone::Loud } else { Tone::Dim };
+                let tone = if g.verdict == crate::events::Verdict::Skipped { Tone::Loud } else { Tone::Dim };
                 vec![Printed::new(tone, gate(g))]
             }
             Event::PauseStarted {

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::events::{GateVerdict, HaltReason, Outcome, Resumed, StepStatus};
+use crate::events::{GateVerdict, HaltReason, Outcome, Resumed, StepStatus, Verdict};
 
 /// `s` made safe to print on one line: host names come from inventories and stderr from
 /// hosts, and an escape sequence in either could move the cursor, retitle the window or hide
@@ -126,10 +126,11 @@ pub fn halt_reason(reason: &HaltReason) -> String {
 
 /// The promotion gate's verdict, in one line.
 pub fn gate(g: &GateVerdict) -> String {
-    let verdict = match g.verdict.as_str() {
-        "skipped" => "SKIPPED with --skip-gate",
-        "not_required" => "not required",
-        other => other,
+    let verdict = match g.verdict {
+        Verdict::Passed => "passed",
+        Verdict::Refused => "REFUSED",
+        Verdict::Skipped => "SKIPPED with --skip-gate",
+        Verdict::NotRequired => "not required",
     };
     format!(
         "promotion gate (`{}` must soak {}): {verdict}: {}",
