@@ -24,9 +24,7 @@ pub fn parse_extra_vars(arg: &str) -> Result<Vars, Diagnostic> {
     let cli = Path::new("<command line -e>");
     if let Some(file) = arg.strip_prefix('@') {
         let path = Path::new(file);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Diagnostic::new(path, "", format!("cannot read extra vars file: {e}")))?;
-        return mapping(&Document::parse(path, &text)?);
+        return mapping(&Document::read(path, "extra vars file")?);
     }
     let trimmed = arg.trim_start();
     if trimmed.starts_with('{') {

@@ -30,7 +30,49 @@ struct Place {
     value: Option<Pos>,
 }
 
+/// The largest input file fleetup reads. An inventory of ten thousand hosts is about a
+/// megabyte; anything near this is a mistake (a log or a dump given to `-i`), and reading
+/// it whole would cost memory in proportion.
+pub const MAX_INPUT_BYTES: u64 = 16 << 20;
+
+/// Reads an input file (inventory, playbook, vars file), refusing one over
+/// [`MAX_INPUT_BYTES`] before reading it. `what` names it in the message ("playbook").
+pub fn read_input(path: &Path, what: &str) -> Result<String, Diagnostic> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| Diagnostic::new(path, "", format!("cannot read {what}: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let too_big = |size: u64| {
+        Diagnostic::new(
+            path,
+            "",
+            format!(
+                "{what} is {size} bytes; fleetup reads files of at most {} MiB",
+                MAX_INPUT_BYTES >> 20
+            ),
+        )
+        .hint("is this the right file?")
+    };
+    let size = file.metadata().map_err(cannot)?.len();
+    if size > MAX_INPUT_BYTES {
+        return Err(too_big(size));
+    }
+    // The size can change under us (a pipe, a growing file): read at most one byte more.
+    let mut text = String::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_INPUT_BYTES {
+        return Err(too_big(text.len() as u64));
+    }
+    Ok(text)
+}
+
 impl Document {
+    /// Reads and parses an input file; `what` names it in messages ("inventory").
+    pub fn read(path: &Path, what: &str) -> Result<Document, Diagnostic> {
+        Document::parse(path, &read_input(path, what)?)
+    }
+
     /// Parses `text`, read from `file` (used only in messages).
     pub fn parse(file: &Path, text: &str) -> Result<Document, Diagnostic> {
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
@@ -330,5 +372,43 @@ nested:
         let err = Document::parse(Path::new("t.yml"), "a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.line > 0);
         assert!(err.message.starts_with("not valid YAML"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.yml");
+        // Sparse: 100 MB long without writing 100 MB.
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(100 << 20).unwrap();
+        let err = Document::read(&path, "inventory file").unwrap_err();
+        assert!(err.message.contains("at most 16 MiB"), "{}", err.message);
+        assert!(err.to_string().contains("huge.yml"), "{err}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_quickly() {
+        // "Billion laughs": 9 levels of 9 aliases would expand to 9^9 strings.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let result = Document::parse(Path::new("bomb.yml"), &text);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let err = result.unwrap_err();
+        assert!(err.message.contains("not valid YAML"), "{}", err.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for text in [
+            "[".repeat(30_000),
+            "a:\n".to_string() + &"- ".repeat(30_000) + "x",
+        ] {
+            let err = Document::parse(Path::new("deep.yml"), &text).unwrap_err();
+            assert!(err.message.contains("not valid YAML"), "{}", err.message);
+        }
     }
 }

@@ -50,9 +50,7 @@ pub fn load(sources: &[PathBuf]) -> Result<Inventory, Diagnostics> {
 }
 
 fn read_document(path: &Path) -> Result<Document, Diagnostics> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::new(path, "", format!("cannot read: {e}")))?;
-    Ok(Document::parse(path, &text)?)
+    Ok(Document::read(path, "inventory file")?)
 }
 
 /// The inventory files of a folder given to `-i`: its YAML files, sorted by name.
