@@ -46,6 +46,7 @@ impl Templates {
         env.add_filter("quote", quote);
         env.add_filter("bool", to_bool);
         env.add_test("version", version_test);
+        env.add_function("lookup", lookup);
         Templates { env }
     }
 
@@ -303,7 +304,7 @@ fn explain(e: Error, used: &HashSet<String>, vars: &Vars) -> TemplateError {
 
 /// minijinja's own global functions, which a template may call without defining them.
 fn is_builtin_global(name: &str) -> bool {
-    matches!(name, "range" | "dict" | "namespace" | "debug")
+    matches!(name, "range" | "dict" | "namespace" | "debug" | "lookup")
 }
 
 fn describe(e: Error) -> TemplateError {
@@ -321,6 +322,59 @@ fn describe(e: Error) -> TemplateError {
 /// Shell quoting, as Ansible's `quote` filter: a value reaches the remote shell as one word.
 fn quote(value: Value) -> String {
     shell_words::quote(&value.to_string()).into_owned()
+}
+
+/// The largest file `lookup('file', ...)` reads: a password or a key, not a database.
+const LOOKUP_FILE_MAX: u64 = 1 << 20;
+
+/// Ansible's `lookup('env', NAME)` and `lookup('file', PATH)`, so that secrets need not be
+/// written in the inventory. Unlike Ansible, an unset variable is an error rather than an
+/// empty string (unless `default=` is given), for the reason undefined variables are.
+/// A file's trailing newline is dropped, as Ansible's `rstrip` does; a relative path is
+/// taken from the directory fleetup runs in.
+fn lookup(kind: &str, arg: &str, kwargs: minijinja::value::Kwargs) -> Result<Value, Error> {
+    let default: Option<String> = kwargs.get("default")?;
+    kwargs.assert_all_used()?;
+    let failed = |message: String| Error::new(ErrorKind::InvalidOperation, message);
+    let found = match kind {
+        "env" => std::env::var(arg).map_err(|e| match e {
+            std::env::VarError::NotPresent => {
+                failed(format!("lookup('env', '{arg}'): the environment variable is not set"))
+            }
+            std::env::VarError::NotUnicode(_) => {
+                failed(format!("lookup('env', '{arg}'): the value is not UTF-8"))
+            }
+        }),
+        "file" => read_lookup_file(arg).map_err(|e| failed(format!("lookup('file', '{arg}'): {e}"))),
+        other => {
+            return Err(failed(format!(
+                "lookup('{other}', ...) is not known: fleetup has lookup('env', NAME) and lookup('file', PATH)"
+            )))
+        }
+    };
+    match (found, default) {
+        (Ok(value), _) => Ok(Value::from(value)),
+        (Err(_), Some(default)) => Ok(Value::from(default)),
+        (Err(e), None) => Err(e),
+    }
+}
+
+fn read_lookup_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(LOOKUP_FILE_MAX + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > LOOKUP_FILE_MAX {
+        return Err(format!(
+            "the file is over {} MiB: lookup reads a value, not a dump",
+            LOOKUP_FILE_MAX >> 20
+        ));
+    }
+    let kept = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(kept);
+    Ok(text)
 }
 
 /// Ansible's `bool` filter: yes/on/true/1 are true, anything else false.
@@ -487,5 +541,45 @@ mod tests {
         );
         assert_eq!(compare_versions("4.66", "v4.66.0"), Some(Ordering::Equal));
         assert_eq!(compare_versions("latest", "v4.66.0"), None);
+    }
+
+    #[test]
+    fn lookups_read_the_environment_and_files() {
+        let t = Templates::new();
+        std::env::set_var("FLEETUP_TEST_LOOKUP", "s3cr3t value");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from a file\n").unwrap();
+        let v = vars(json!({
+            "pw": "{{ lookup('env', 'FLEETUP_TEST_LOOKUP') }}",
+            "pw_file": file.to_str().unwrap(),
+        }));
+        assert_eq!(t.render("{{ pw | quote }}", &v).unwrap(), "'s3cr3t value'");
+        assert_eq!(
+            t.render("{{ lookup('file', pw_file) }}", &v).unwrap(),
+            "from a file"
+        );
+        let unset = t
+            .render("{{ lookup('env', 'FLEETUP_TEST_UNSET_VARIABLE') }}", &v)
+            .unwrap_err();
+        assert!(unset.message.contains("is not set"), "{}", unset.message);
+        assert_eq!(
+            t.render(
+                "{{ lookup('env', 'FLEETUP_TEST_UNSET_VARIABLE', default='x') }}",
+                &v
+            )
+            .unwrap(),
+            "x"
+        );
+        let missing = t
+            .render("{{ lookup('file', '/nonexistent/pw') }}", &v)
+            .unwrap_err();
+        assert!(
+            missing.message.contains("/nonexistent/pw"),
+            "{}",
+            missing.message
+        );
+        let unknown = t.render("{{ lookup('vault', 'x') }}", &v).unwrap_err();
+        assert!(unknown.message.contains("not known"), "{}", unknown.message);
     }
 }
