@@ -5,11 +5,13 @@
 //! The JSON form (`--output json`, one object per line, `"event"` naming the kind) is a
 //! contract for other programs: add fields, never rename them.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::journal::EventLog;
+use crate::secret::Redactor;
 
 /// How a host ended. Ordered from best to worst, so the worst of several is `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -281,12 +283,43 @@ pub struct Interrupted {
     pub step: String,
 }
 
+impl Event {
+    /// Hides secrets in the texts that come from hosts or from rendered commands (output,
+    /// messages, errors). Names and enum tags are fleetup's own and stay as they are.
+    pub fn redact(&mut self, redactor: &Redactor) {
+        if redactor.is_empty() {
+            return;
+        }
+        match self {
+            Event::StepFinished {
+                message,
+                stderr_tail,
+                ..
+            } => {
+                redactor.option(message);
+                stderr_tail.iter_mut().for_each(|l| redactor.string(l));
+            }
+            Event::StepOutput { stdout, stderr, .. } => {
+                redactor.string(stdout);
+                redactor.string(stderr);
+            }
+            Event::HostFinished { message, .. } | Event::HostVerified { message, .. } => {
+                redactor.option(message);
+            }
+            Event::Reconnecting { error, .. } => redactor.string(error),
+            _ => {}
+        }
+    }
+}
+
 /// Where the engine's events go: the views (never waiting for them) and, for `run`, the
 /// journal on disk. A step boundary can be made durable before the engine goes on.
+/// Secrets are hidden before an event goes anywhere.
 #[derive(Debug, Clone)]
 pub struct Events {
     views: EventSender,
     journal: Option<EventLog>,
+    redactor: Arc<Redactor>,
 }
 
 impl Events {
@@ -294,18 +327,28 @@ impl Events {
         Events {
             views,
             journal: None,
+            redactor: Arc::default(),
         }
     }
 
     pub fn with_journal(views: EventSender, journal: EventLog) -> Self {
         Events {
-            views,
             journal: Some(journal),
+            ..Events::new(views)
         }
     }
 
+    pub fn redacting(self, redactor: Arc<Redactor>) -> Self {
+        Events { redactor, ..self }
+    }
+
+    fn stamp(&self, mut event: Event) -> Stamped {
+        event.redact(&self.redactor);
+        Stamped::now(event)
+    }
+
     pub fn emit(&self, event: Event) {
-        let stamped = Stamped::now(event);
+        let stamped = self.stamp(event);
         if let Some(journal) = &self.journal {
             journal.append(&stamped);
         }
@@ -316,7 +359,7 @@ impl Events {
     /// Emits `event` and returns once the journal holds it on disk (fsync'd), so that what
     /// the engine does next is never ahead of what a `kill -9` leaves behind.
     pub async fn emit_durable(&self, event: Event) {
-        let stamped = Stamped::now(event);
+        let stamped = self.stamp(event);
         let written = self.journal.as_ref().map(|j| j.append_durable(&stamped));
         let _ = self.views.send(stamped);
         if let Some(written) = written {

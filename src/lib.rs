@@ -17,6 +17,7 @@ pub mod plan;
 pub mod play;
 pub mod playbook;
 pub mod run;
+pub mod secret;
 pub mod ssh;
 pub mod template;
 pub mod transport;

@@ -4,6 +4,7 @@
 //! host: if this fails, nothing was changed anywhere.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -13,6 +14,8 @@ use crate::inventory::{self, Inventory, Pattern};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
 use crate::playbook::{self, default_soak, GateSection, HostInPlay, Playbook, Seconds};
 use crate::run::schedule::Schedule;
+use crate::secret::{secret_values, Redactor};
+use crate::template::Templates;
 use crate::vars::{overlay, parse_extra_vars, Vars};
 use crate::window::{self, Windows};
 
@@ -62,6 +65,8 @@ pub struct Play {
     pub gate: Option<GateSection>,
     /// Worth saying, not worth stopping for.
     pub warnings: Vec<Diagnostic>,
+    /// Hides the secrets' values wherever the run shows or keeps text.
+    pub redactor: Arc<Redactor>,
 }
 
 impl Play {
@@ -213,6 +218,11 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     }
     let rollout = rollout(&playbook, &inputs.overrides);
     let plan = plan_for(&hosts, &rollout);
+    let redactor = Arc::new(Redactor::new(secret_values(
+        &Templates::new(),
+        &playbook.secrets,
+        &hosts,
+    )));
     Ok(Play {
         playbook,
         inventory,
@@ -223,6 +233,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         schedule,
         gate,
         warnings,
+        redactor,
     })
 }
 

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -15,7 +16,9 @@ use fleetup::play::{Play, PlayInputs, RolloutOverrides};
 use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
 use fleetup::run::schedule::Schedule;
 use fleetup::run::{self, Control, PreflightResult, Reconnect, RunOptions, RunSpec};
+use fleetup::secret::{secret_values, Redactor};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
+use fleetup::template::Templates;
 use fleetup::transport::Transport;
 use fleetup::ui::text::plural;
 use fleetup::ui::{self, ViewFormat};
@@ -186,7 +189,7 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, Exit> {
     );
     let mut play = super::prepare(&inputs)?;
     refuse_prompt_without_terminal(&play)?;
-    let run_dir = create_run_dir(state_dir)?;
+    let run_dir = create_run_dir(state_dir)?.redacting(play.redactor.clone());
     let claim = claim(&run_dir)?;
     play.set_run_id(&run_dir.id);
     let mut record = RunRecord::new(
@@ -320,7 +323,7 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         interrupted: left.interrupted,
         changes: if args.force { changes } else { Vec::new() },
     });
-    let session = Session::start(&args.connection, run_dir)?;
+    let session = Session::start(&args.connection, run_dir.redacting(play.redactor.clone()))?;
     Ok(Started {
         play,
         session,
@@ -376,9 +379,10 @@ fn claim(run_dir: &RunDir) -> Result<Claim, Exit> {
 
 pub(super) fn write_record(run_dir: &RunDir, record: &RunRecord, play: &Play) -> Result<(), Exit> {
     let written = record.write(&run_dir.path).and_then(|()| {
+        // A secret written in the playbook's vars stays out of the journal's copy.
         fleetup::journal::write_atomically(
             &run_dir.path.join("playbook.yml"),
-            play.playbook.text.as_bytes(),
+            play.redactor.text(&play.playbook.text).as_bytes(),
         )
     });
     written.map_err(|e| {
@@ -395,7 +399,7 @@ fn targets(play: &Play) -> Vec<String> {
     let Some(to) = &play.playbook.audit.to else {
         return Vec::new();
     };
-    let templates = fleetup::template::Templates::new();
+    let templates = Templates::new();
     let mut found: Vec<String> = play
         .hosts
         .iter()
@@ -470,7 +474,7 @@ pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -
     if play.playbook.preflight_len == 0 {
         return Exit::Success;
     }
-    let session = match Session::in_new_dir(connection, state_dir) {
+    let session = match Session::in_new_dir(connection, state_dir, play.redactor.clone()) {
         Ok(s) => s,
         Err(exit) => return exit,
     };
@@ -482,7 +486,7 @@ pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -
 /// `fleetup status`: the report of a read-only playbook on every host, and how many hosts
 /// show each value of its first column (the version).
 pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exit {
-    let session = match Session::in_new_dir(connection, state_dir) {
+    let session = match Session::in_new_dir(connection, state_dir, play.redactor.clone()) {
         Ok(s) => s,
         Err(exit) => return exit,
     };
@@ -607,7 +611,11 @@ pub fn exec(args: &ExecArgs) -> Exit {
         pause_between_batches: None,
         schedule: &no_windows,
     };
-    match Session::in_new_dir(&args.connection, &default_state_dir(&args.inventory)) {
+    // The inventory's secret-looking variables (db_password...) are hidden from the
+    // output, as in a run.
+    let redactor = Arc::new(Redactor::new(secret_values(&Templates::new(), &[], &hosts)));
+    let state_dir = default_state_dir(&args.inventory);
+    match Session::in_new_dir(&args.connection, &state_dir, redactor) {
         Ok(session) => session.execute(&spec, &session.options, args.output, None),
         Err(exit) => exit,
     }
@@ -678,8 +686,12 @@ impl Session {
     }
 
     /// A session for commands that only keep the hosts' logs (check, status, exec).
-    fn in_new_dir(connection: &ConnectionArgs, state_dir: &Path) -> Result<Session, Exit> {
-        Session::start(connection, create_run_dir(state_dir)?)
+    fn in_new_dir(
+        connection: &ConnectionArgs,
+        state_dir: &Path,
+        redactor: Arc<Redactor>,
+    ) -> Result<Session, Exit> {
+        Session::start(connection, create_run_dir(state_dir)?.redacting(redactor))
     }
 
     pub(super) fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {

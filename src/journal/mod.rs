@@ -4,7 +4,7 @@
 //!   redacted, the plan) and who ran it from where ([`RunRecord`]);
 //! - `events.jsonl`: every event, as `--output json` prints it, fsync'd at every step
 //!   boundary ([`EventLog`]); read back by resume, `history` and `show` ([`read`]);
-//! - `playbook.yml`: the playbook as it was;
+//! - `playbook.yml`: the playbook as it was (secrets' values hidden);
 //! - `hosts/<host>.log`: every host's full output, flushed at every step boundary.
 //!
 //! A failed, interrupted or killed run loses nothing, and a run's directory is its own:
@@ -15,19 +15,24 @@ pub mod read;
 mod record;
 
 pub use log::EventLog;
-pub use record::{looks_secret, RunRecord, REDACTED};
+pub use record::RunRecord;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use crate::secret::{RedactingStream, Redactor};
 
 /// The directory of one run.
 #[derive(Debug, Clone)]
 pub struct RunDir {
     pub id: String,
     pub path: PathBuf,
+    /// What the hosts' logs hide (the run's secrets).
+    redactor: Arc<Redactor>,
 }
 
 impl RunDir {
@@ -46,7 +51,11 @@ impl RunDir {
             match std::fs::create_dir(&path) {
                 Ok(()) => {
                     std::fs::create_dir(path.join("hosts"))?;
-                    return Ok(RunDir { id, path });
+                    return Ok(RunDir {
+                        id,
+                        path,
+                        redactor: Arc::default(),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -73,7 +82,11 @@ impl RunDir {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                found.push(RunDir { id, path });
+                found.push(RunDir {
+                    id,
+                    path,
+                    redactor: Arc::default(),
+                });
             }
         }
         // Ids start with the start time, so their order is the runs' order.
@@ -101,6 +114,15 @@ impl RunDir {
                 state_dir.display()
             )
         })
+    }
+
+    /// The run's secrets are hidden in what is written under it (host logs, events).
+    pub fn redacting(self, redactor: Arc<Redactor>) -> RunDir {
+        RunDir { redactor, ..self }
+    }
+
+    pub fn redactor(&self) -> &Arc<Redactor> {
+        &self.redactor
     }
 
     pub fn events_path(&self) -> PathBuf {
@@ -146,6 +168,8 @@ impl RunDir {
         Ok(HostLog {
             out: BufWriter::new(file),
             path,
+            redactor: self.redactor.clone(),
+            output: RedactingStream::default(),
         })
     }
 }
@@ -214,10 +238,13 @@ fn file_name(host: &str) -> String {
     }
 }
 
-/// One host's output log: each step's command, its output as it arrived, and how it ended.
+/// One host's output log: each step's command, its output as it arrived, and how it
+/// ended, with the run's secrets hidden.
 pub struct HostLog {
     out: BufWriter<File>,
     pub path: PathBuf,
+    redactor: Arc<Redactor>,
+    output: RedactingStream,
 }
 
 impl HostLog {
@@ -227,19 +254,29 @@ impl HostLog {
         } else {
             String::new()
         };
-        let _ = writeln!(self.out, "=== {label}{retry}\n$ {}", command.trim_end());
+        let command = self.redactor.text(command.trim_end());
+        let _ = writeln!(self.out, "=== {label}{retry}\n$ {command}");
     }
 
     pub fn output(&mut self, data: &[u8]) {
-        let _ = self.out.write_all(data);
+        let out = &mut self.out;
+        self.output.push(&self.redactor, data, &mut |b| {
+            let _ = out.write_all(b);
+        });
     }
 
     pub fn step_finished(&mut self, how: &str, duration: Duration) {
+        let out = &mut self.out;
+        self.output.flush(&self.redactor, &mut |b| {
+            let _ = out.write_all(b);
+        });
+        let how = self.redactor.text(how);
         let _ = writeln!(self.out, "\n--- {how} in {:.1}s", duration.as_secs_f64());
         let _ = self.out.flush();
     }
 
     pub fn note(&mut self, text: &str) {
+        let text = self.redactor.text(text);
         let _ = writeln!(self.out, "--- {text}");
         let _ = self.out.flush();
     }
@@ -266,5 +303,28 @@ mod tests {
         log.step_finished("rc 0", Duration::from_millis(1200));
         let text = std::fs::read_to_string(a.host_log_path("web1")).unwrap();
         assert_eq!(text, "=== [1/2] read\n$ cat x\nhello\n--- rc 0 in 1.2s\n");
+    }
+
+    #[test]
+    fn host_logs_hide_secrets_in_commands_output_and_notes() {
+        let state = tempfile::tempdir().unwrap();
+        let redactor = Redactor::new(["hunter2".to_string()]);
+        let dir = RunDir::create(state.path())
+            .unwrap()
+            .redacting(Arc::new(redactor));
+        let mut log = dir.host_log("web1").unwrap();
+        log.step_started("[1/1] login", "login --password hunter2", 1);
+        // Split across chunks, and at the very end of the output.
+        log.output(b"bad password hun");
+        log.output(b"ter2, try hunter");
+        log.output(b"2");
+        log.step_finished("failed: hunter2 refused", Duration::from_secs(1));
+        log.note("hunter2");
+        let text = std::fs::read_to_string(dir.host_log_path("web1")).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(
+            text,
+            "=== [1/1] login\n$ login --password ********\nbad password ********, try ********\n--- failed: ******** refused in 1.0s\n--- ********\n"
+        );
     }
 }

@@ -10,27 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::events::GateVerdict;
 use crate::plan::Batch;
 use crate::play::Play;
+use crate::secret::{looks_secret, REDACTED};
 use crate::vars::Vars;
-
-/// What secrets become in the journal.
-pub const REDACTED: &str = "********";
-
-/// Extra variables whose names say they hold a secret are not written to disk; a resume
-/// asks for them again.
-pub fn looks_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "token",
-        "private_key",
-        "api_key",
-    ]
-    .iter()
-    .any(|s| name.contains(s))
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -86,7 +67,7 @@ impl RunRecord {
         limit: Option<&str>,
         target: Vec<String>,
     ) -> Self {
-        let (extra_vars, redacted) = redact(&play.extra_vars);
+        let (extra_vars, redacted) = redact(&play.extra_vars, &play.playbook.secrets);
         RunRecord {
             run_id: run_id.to_string(),
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -184,12 +165,14 @@ impl RunRecord {
     }
 }
 
-fn redact(extra: &Vars) -> (Vars, Vec<String>) {
+/// Extra variables that are secret (listed in `secrets:` or named like one) are not
+/// written to disk; a resume asks for them again.
+fn redact(extra: &Vars, secrets: &[String]) -> (Vars, Vec<String>) {
     let mut redacted = Vec::new();
     let vars = extra
         .iter()
         .map(|(k, v)| {
-            if looks_secret(k) {
+            if looks_secret(k) || secrets.contains(k) {
                 redacted.push(k.clone());
                 (k.clone(), serde_json::Value::String(REDACTED.into()))
             } else {
@@ -228,14 +211,14 @@ mod tests {
     #[test]
     fn secret_names_are_redacted() {
         let extra: Vars = serde_json::from_str(
-            r#"{"sl_version": "v4.66.1", "db_password": "hunter2", "API_TOKEN": "t"}"#,
+            r#"{"sl_version": "v4.66.1", "db_password": "hunter2", "API_TOKEN": "t", "licence": "l"}"#,
         )
         .unwrap();
-        let (vars, redacted) = redact(&extra);
+        let (vars, redacted) = redact(&extra, &["licence".into()]);
         assert_eq!(vars["sl_version"], "v4.66.1");
         assert_eq!(vars["db_password"], REDACTED);
         assert_eq!(vars["API_TOKEN"], REDACTED);
-        assert_eq!(redacted, ["db_password", "API_TOKEN"]);
-        assert!(!looks_secret("sl_app_path"));
+        assert_eq!(vars["licence"], REDACTED);
+        assert_eq!(redacted, ["db_password", "API_TOKEN", "licence"]);
     }
 }

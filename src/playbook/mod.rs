@@ -35,6 +35,8 @@ pub struct Playbook {
     pub vars: Vars,
     /// Variables that must be set (in the inventory or with `-e`) for every host.
     pub required_vars: Vec<String>,
+    /// Variables whose values are never shown or written down (see [`crate::secret`]).
+    pub secrets: Vec<String>,
     pub rollout: RolloutSection,
     /// A host's steps in order: first the `preflight` ones (read-only checks, also run on
     /// every host before any host changes), then those of `steps`.
@@ -266,6 +268,8 @@ struct RawPlaybook {
     #[serde(default)]
     required_vars: Vec<String>,
     #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
     r#become: bool,
     become_user: Option<String>,
     timeout: Option<Seconds>,
@@ -311,9 +315,7 @@ struct RawStep {
 impl Playbook {
     /// Reads and parses a playbook file.
     pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Diagnostic::new(path, "", format!("cannot read playbook: {e}")))?;
-        Playbook::parse(path, &text)
+        Playbook::parse(path, &crate::yaml::read_input(path, "playbook")?)
     }
 
     /// Parses a playbook's text; `path` is used in messages. Checks everything that the
@@ -351,6 +353,11 @@ impl Playbook {
                 errors.push(doc.error(&format!("required_vars[{i}]"), m));
             }
         }
+        for (i, name) in raw.secrets.iter().enumerate() {
+            if let Err(m) = check_name(name) {
+                errors.push(doc.error(&format!("secrets[{i}]"), m));
+            }
+        }
         let defaults = StepDefaults {
             become_: raw.r#become,
             become_user: raw.become_user,
@@ -386,6 +393,7 @@ impl Playbook {
             hosts,
             vars: raw.vars,
             required_vars: raw.required_vars,
+            secrets: raw.secrets,
             rollout: raw.rollout,
             steps,
             preflight_len,

@@ -354,3 +354,25 @@ fn a_bad_window_pause_or_gate_is_named_with_its_line() {
     assert_eq!(e.field, "gate");
     assert!(e.message.contains("audit.to"), "{e:?}");
 }
+
+#[test]
+fn secrets_must_name_variables_not_registers() {
+    let e = only_error(
+        "name: x\nhosts: all\nsecrets: [out]\nsteps:\n  - name: a\n    shell: 'true'\n    register: out\n",
+    );
+    assert_eq!(e.field, "secrets[0]");
+    assert!(e.message.contains("registered by step `a`"), "{}", e.message);
+    let pb = parse(
+        "name: x\nhosts: all\nsecrets: [db_pasword]\nsteps:\n  - name: a\n    shell: echo {{ db_password | quote }}\n",
+    )
+    .unwrap();
+    assert_eq!(pb.secrets, ["db_pasword"]);
+    let errors = validate(&pb, &[host("h", json!({"db_password": "x"}))]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "secrets[0]");
+    assert_eq!(
+        errors[0].message,
+        "secret `db_pasword` is not a variable of any host in play"
+    );
+    assert!(errors[0].hint.as_deref().unwrap().contains("db_password"));
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Condition, Playbook, Step};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::template::{TemplateError, Templates};
 use crate::vars::{check_name, Vars};
 
@@ -69,6 +69,26 @@ pub(super) fn check_structure(playbook: &Playbook) -> Vec<Diagnostic> {
             if let Err(m) = check_name(register) {
                 errors.push(doc.error(&format!("{}.register", step.field), m));
             }
+        }
+    }
+    for (i, name) in playbook.secrets.iter().enumerate() {
+        let registered_by = playbook
+            .steps
+            .iter()
+            .chain(&playbook.rollback)
+            .chain(&playbook.verify)
+            .find(|s| s.register.as_ref() == Some(name));
+        if let Some(step) = registered_by {
+            errors.push(
+                doc.error(
+                    &format!("secrets[{i}]"),
+                    format!(
+                        "`{name}` is registered by step `{}`: a secret is a variable given to fleetup, known before the run, not a result a host prints",
+                        step.name
+                    ),
+                )
+                .hint("make the value the host needs a secret variable (e.g. with lookup('env', ...)); its echoes in any output are then hidden too"),
+            );
         }
     }
     if playbook.gate.is_some() {
@@ -149,6 +169,20 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
     let templates = Templates::new();
     let mut errors = Vec::new();
     let mut unset = Vec::new();
+    for (i, name) in playbook.secrets.iter().enumerate() {
+        // A misspelt secret would leave the real one in the clear.
+        if !hosts.is_empty() && !hosts.iter().any(|h| h.vars.contains_key(name)) {
+            let known = hosts.iter().flat_map(|h| h.vars.keys().map(String::as_str));
+            let mut d = doc.error(
+                &format!("secrets[{i}]"),
+                format!("secret `{name}` is not a variable of any host in play"),
+            );
+            d.hint = did_you_mean(name, known).or_else(|| {
+                Some("define it in the playbook's vars, the inventory or with -e".into())
+            });
+            errors.push(d);
+        }
+    }
     for (i, name) in playbook.required_vars.iter().enumerate() {
         let missing: Vec<&str> = hosts
             .iter()

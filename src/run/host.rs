@@ -403,6 +403,8 @@ pub(super) async fn preflight_host(
 ) -> super::PreflightResult {
     let spec = shared.spec;
     let steps = &spec.steps[..spec.preflight_len];
+    // The table is shown and recorded: what hosts report passes the run's redaction.
+    let redactor = shared.run_dir.redactor();
     let vars = match check_host(shared, host, steps, "fleet-wide pre-flight (read-only)").await {
         Ok(vars) => vars,
         Err((outcome, message)) => {
@@ -410,16 +412,17 @@ pub(super) async fn preflight_host(
                 host: host.name.clone(),
                 outcome,
                 report: vec![],
-                message: Some(message),
+                message: Some(redactor.text(&message).into_owned()),
                 version: None,
             }
         }
     };
     let render = |template: &str| {
-        shared
+        let text = shared
             .templates
             .render(template, &vars)
-            .unwrap_or_else(|e| format!("? ({})", e.message))
+            .unwrap_or_else(|e| format!("? ({})", e.message));
+        redactor.text(&text).into_owned()
     };
     super::PreflightResult {
         host: host.name.clone(),

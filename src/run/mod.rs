@@ -221,6 +221,9 @@ pub async fn execute(
     events: &Events,
 ) -> RunReport {
     let started = Instant::now();
+    // Whatever a host or a command says reaches the views and the journal without the
+    // run's secrets.
+    let events = &events.clone().redacting(run_dir.redactor().clone());
     let emit = |event| events.emit(event);
     let batches = &spec.plan.batches;
     emit(Event::RunStarted {

@@ -121,7 +121,7 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
                 };
                 let _ = writeln!(out, "    {name}");
                 for (n, step) in play.playbook.preview(host).iter().enumerate() {
-                    let step = step.replace('\n', "\n          ");
+                    let step = play.redactor.text(step).replace('\n', "\n          ");
                     let _ = writeln!(out, "      {:>2}. {step}", n + 1);
                 }
             }
