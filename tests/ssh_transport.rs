@@ -660,6 +660,50 @@ async fn default_key_is_tried_last() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_readable_by_others_is_refused_as_openssh_refuses_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = one();
+    // The fleet's own key, which the hosts accept, made readable by everyone.
+    let loose = f.tmp().join("id_loose");
+    std::fs::copy(f.key_path(), &loose).expect("copy key");
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let named = ConnectTarget {
+        identity_file: Some(loose.clone()),
+        ..target(&f, "h-01")
+    };
+    let err = connect(options(&f), &named).await.expect_err("loose key");
+    eprintln!("MESSAGE: {err}");
+    assert!(matches!(err, TransportError::Key { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("permissions 0644"), "{msg}");
+    assert!(
+        msg.contains(&format!("chmod 600 {}", loose.display())),
+        "{msg}"
+    );
+    // As a default key it is skipped, and said so.
+    let opts = SshOptions {
+        default_identity_files: vec![loose.clone()],
+        ..options(&f)
+    };
+    let by_default = ConnectTarget {
+        identity_file: None,
+        ..target(&f, "h-01")
+    };
+    let err = connect(opts.clone(), &by_default)
+        .await
+        .expect_err("loose default key");
+    assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
+    assert!(err.to_string().contains("too open"), "{err}");
+    assert!(f.commands("h-01").is_empty());
+    // The remedy the message gives works.
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let conn = connect(opts, &by_default)
+        .await
+        .expect("key after chmod 600");
+    conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_authentication_is_unreachable_and_lists_what_was_tried() {
     let f = one();
     let stranger = f.tmp().join("id_stranger");

@@ -92,6 +92,7 @@ fn load_key_blocking(
     passphrase_env: Option<String>,
     prompt: bool,
 ) -> Result<PrivateKey, KeyError> {
+    check_permissions(path)?;
     let text = std::fs::read_to_string(path).map_err(|e| KeyError::Other(e.to_string()))?;
     match russh::keys::decode_secret_key(&text, None) {
         Ok(k) => return Ok(k),
@@ -120,6 +121,24 @@ fn load_key_blocking(
         ),
         None => "the key is encrypted: name an environment variable holding its passphrase with --passphrase-env, run from a terminal to be asked, or add the key to ssh-agent".to_string(),
     }))
+}
+
+/// OpenSSH refuses a private key of the user's own that others may read or write
+/// (`sshkey_perm_ok`): anyone who can read it is root on every host it opens. fleetup
+/// refuses it the same way, before reading it, with the same remedy.
+fn check_permissions(path: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| KeyError::Other(e.to_string()))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mode = meta.mode() & 0o777;
+    if meta.uid() == uid && mode & 0o077 != 0 {
+        return Err(KeyError::Other(format!(
+            "permissions {mode:04o} for {0} are too open: a private key must not be accessible by others, so it is ignored (chmod 600 {0})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Where authentication looks for keys.
@@ -285,4 +304,36 @@ async fn rsa_hash_for(
         .flatten();
     *cached = Some(h);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn keys_readable_by_others_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id_test");
+        // Not even a key: the permissions are refused before the contents are looked at.
+        std::fs::write(&path, "not a key").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_key_blocking(&path, None, false).unwrap_err();
+            let detail = err.detail();
+            assert!(
+                detail.contains(&format!("permissions {mode:04o}")),
+                "{detail}"
+            );
+            assert!(
+                detail.contains(&format!("chmod 600 {}", path.display())),
+                "{detail}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_key_blocking(&path, None, false).unwrap_err();
+            assert!(!err.detail().contains("too open"), "{}", err.detail());
+        }
+    }
 }
