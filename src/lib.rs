@@ -12,6 +12,7 @@ pub mod exit;
 pub mod gate;
 pub mod inventory;
 pub mod journal;
+pub mod limits;
 pub mod lock;
 pub mod plan;
 pub mod play;

@@ -631,6 +631,12 @@ pub(super) struct Session {
     control: Control,
     /// Ends fleetup on Ctrl-C while it waits before the run (see `exit_on_signal`).
     guard: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The open-file limit, raised at start, and the most hosts at once it allows.
+    open_files: u64,
+    max_forks: usize,
+    /// Whether forks was clamped and said so already (the pre-flight and the run both
+    /// ask).
+    clamped: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -642,6 +648,7 @@ impl Session {
             eprintln!("error: {e}; nothing was contacted.");
             Exit::InvalidInput
         })?;
+        let open_files = fleetup::limits::raise_open_files();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -664,7 +671,29 @@ impl Session {
             options,
             control: Control::default(),
             guard: std::sync::Mutex::new(None),
+            open_files,
+            max_forks: fleetup::limits::max_forks(open_files),
+            clamped: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// `spec` with at most as many hosts at once as the open-file limit allows: a run
+    /// that would run out of descriptors half-way through a batch is slowed, not broken.
+    fn within_limits<'a>(&self, spec: &RunSpec<'a>) -> RunSpec<'a> {
+        let mut spec = spec.clone();
+        if spec.forks > self.max_forks {
+            if !self
+                .clamped
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                eprintln!(
+                    "warning: forks {} needs more open files than the limit of {} allows: running {} hosts at once (raise the hard limit, `ulimit -Hn`, to run more)",
+                    spec.forks, self.open_files, self.max_forks
+                );
+            }
+            spec.forks = self.max_forks;
+        }
+        spec
     }
 
     /// From now until the engine starts (a wait for the window, the pre-flight, the
@@ -696,7 +725,7 @@ impl Session {
 
     pub(super) fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
         self.runtime.block_on(run::preflight(
-            spec,
+            &self.within_limits(spec),
             &self.transport,
             &self.run_dir,
             &self.options,
@@ -748,7 +777,7 @@ impl Session {
                 view.finish();
             });
             let report = run::execute(
-                spec,
+                &self.within_limits(spec),
                 &self.transport,
                 &self.run_dir,
                 options,

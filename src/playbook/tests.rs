@@ -361,7 +361,11 @@ fn secrets_must_name_variables_not_registers() {
         "name: x\nhosts: all\nsecrets: [out]\nsteps:\n  - name: a\n    shell: 'true'\n    register: out\n",
     );
     assert_eq!(e.field, "secrets[0]");
-    assert!(e.message.contains("registered by step `a`"), "{}", e.message);
+    assert!(
+        e.message.contains("registered by step `a`"),
+        "{}",
+        e.message
+    );
     let pb = parse(
         "name: x\nhosts: all\nsecrets: [db_pasword]\nsteps:\n  - name: a\n    shell: echo {{ db_password | quote }}\n",
     )

@@ -36,6 +36,7 @@ use schedule::Schedule;
 
 /// What the engine runs: a playbook's steps over planned hosts. `fleetup run` builds it
 /// from a [`Play`]; `fleetup exec` from one ad-hoc command.
+#[derive(Clone)]
 pub struct RunSpec<'a> {
     pub name: &'a str,
     pub playbook: String,
