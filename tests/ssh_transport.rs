@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleet::{processes_of_host, rule, Fleet, HostSpec, Spec};
+use fleet::{processes_of_host, rule, Blackhole, Fleet, HostSpec, Spec};
 use fleetup::ssh::{HostKeyChecking, SshOptions};
 use fleetup::transport::{
     CancellationToken, ConnectTarget, Connection, ConnectionKind, ErrorClass, ExecRequest,
@@ -152,45 +152,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A network namespace owning 10.213.7.2, reached over a veth pair, whose route back to
-/// us is a blackhole: a TCP connect to it hangs, and nothing leaves the machine. Removed on
-/// drop.
-struct Blackhole {
-    ns: String,
-    veth: String,
-    address: &'static str,
-}
-
-impl Blackhole {
-    fn create() -> Blackhole {
-        let id = std::process::id() % 100000;
-        let ns = format!("fupbh{id}");
-        let veth = format!("fupbh{id}a");
-        let peer = format!("fupbh{id}b");
-        sh(&format!(
-            "ip netns add {ns} && ip link add {veth} type veth peer name {peer} && \
-             ip link set {peer} netns {ns} && ip addr add 10.213.7.1/30 dev {veth} && \
-             ip link set {veth} up && ip netns exec {ns} ip addr add 10.213.7.2/30 dev {peer} && \
-             ip netns exec {ns} ip link set {peer} up && \
-             ip netns exec {ns} ip route add blackhole 10.213.7.1/32"
-        ));
-        Blackhole {
-            ns,
-            veth,
-            address: "10.213.7.2",
-        }
-    }
-}
-
-impl Drop for Blackhole {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.veth])
-            .status();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
 

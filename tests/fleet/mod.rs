@@ -416,3 +416,52 @@ pub fn sshd_pids(dir: &Path) -> Vec<i32> {
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+/// A network namespace owning 10.213.7.2, reached over a veth pair, whose route back to
+/// us is a blackhole: a TCP connect to it hangs, and nothing leaves the machine. Removed on
+/// drop.
+pub struct Blackhole {
+    ns: String,
+    veth: String,
+    pub address: &'static str,
+}
+
+impl Blackhole {
+    pub fn create() -> Blackhole {
+        let id = std::process::id() % 100000;
+        let ns = format!("fupbh{id}");
+        let veth = format!("fupbh{id}a");
+        let peer = format!("fupbh{id}b");
+        let script = format!(
+            "ip netns add {ns} && ip link add {veth} type veth peer name {peer} && \
+             ip link set {peer} netns {ns} && ip addr add 10.213.7.1/30 dev {veth} && \
+             ip link set {veth} up && ip netns exec {ns} ip addr add 10.213.7.2/30 dev {peer} && \
+             ip netns exec {ns} ip link set {peer} up && \
+             ip netns exec {ns} ip route add blackhole 10.213.7.1/32"
+        );
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("run sh");
+        assert!(
+            out.status.success(),
+            "cannot make a blackhole (needs root and iproute2): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Blackhole {
+            ns,
+            veth,
+            address: "10.213.7.2",
+        }
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
