@@ -588,6 +588,32 @@ fn a_prompt_pause_waits_for_the_operator() {
     }
 }
 
+/// A host that prints escape sequences (retitle the window, clear the screen, move the
+/// cursor, hide text): on a real terminal they show as text, and none of them is sent.
+#[test]
+fn escape_sequences_from_hosts_never_reach_the_terminal() {
+    let playbook = PLAYBOOK.replace(
+        "    shell: sleep 0.3\n  - name: migrate",
+        "    shell: |\n      printf 'out \\033]2;PWNED\\007\\033[2J\\033[H\\n'\n      printf 'bad \\033]0;PWNED\\007\\033[2J\\033[8mhidden\\r\\n' >&2\n      exit 1\n  - name: migrate",
+    );
+    let Some(end) = run_playbook_in_tmux(2, &playbook, |_, _| {}) else {
+        return;
+    };
+    assert_eq!(end.exit, "2");
+    let raw = String::from_utf8_lossy(&end.raw);
+    for sequence in ["\x1b]0;PWNED", "\x1b]2;PWNED", "\x1b[2J", "\x1b[8m", "\x07"] {
+        assert!(
+            !raw.contains(sequence),
+            "{sequence:?} reached the terminal:\n{raw:?}"
+        );
+    }
+    let history = end.history.join("\n");
+    assert!(
+        history.contains("bad \\x1b]0;PWNED\\x07\\x1b[2J\\x1b[8mhidden"),
+        "the host's words, made visible:\n{history}"
+    );
+}
+
 #[test]
 fn masking() {
     assert_eq!(
