@@ -120,11 +120,24 @@ impl Document {
     /// the closest known one.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Diagnostic> {
         let value = if path.is_empty() {
-            self.value.clone()
+            &self.value
         } else {
-            lookup(&self.value, path).cloned().unwrap_or_default()
+            lookup(&self.value, path).unwrap_or(&serde_yaml::Value::Null)
         };
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        self.deserialize(path, value)
+    }
+
+    /// Deserializes `value`, which stands at `path`, reporting problems as [`get`] does. For
+    /// values whose path cannot be looked up again: a key with a dot (`web.example.com`)
+    /// reads as two steps of a path.
+    ///
+    /// [`get`]: Document::get
+    pub fn deserialize<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        value: &serde_yaml::Value,
+    ) -> Result<T, Diagnostic> {
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| {
             let inner = join(path, &e.path().to_string());
             let message = e.inner().to_string();
             if let Some((field, expected)) = parse_unknown_field(&message) {

@@ -13,6 +13,8 @@ mod pattern;
 pub use load::load;
 pub use pattern::{Pattern, Selection};
 
+use std::collections::HashMap;
+
 use indexmap::{IndexMap, IndexSet};
 use serde_json::Value;
 
@@ -27,7 +29,13 @@ pub struct Inventory {
     groups: IndexMap<String, GroupDef>,
     /// Things worth telling the operator that do not stop the run.
     pub warnings: Vec<Diagnostic>,
+    /// [`MAX_HOSTS`] was reached (and said once): later hosts are not read.
+    full: bool,
 }
+
+/// The most hosts one inventory may define. A fleet of ten thousand is large; a range
+/// typo (`h[0:99999999]`) would otherwise expand until memory runs out.
+pub const MAX_HOSTS: usize = 100_000;
 
 #[derive(Debug, Default, Clone)]
 struct HostDef {
@@ -188,9 +196,13 @@ impl Inventory {
         group: &str,
         errors: &mut Vec<Diagnostic>,
     ) {
-        let names = match expand_host_range(pattern) {
+        if self.full {
+            return;
+        }
+        let names = match expand_host_range(pattern, MAX_HOSTS - self.hosts.len()) {
             Ok(names) => names,
             Err(m) => {
+                self.full = m.contains(TOO_MANY);
                 errors.push(Diagnostic::new(&doc.file, path, m).at(doc.key_pos(path)));
                 return;
             }
@@ -210,13 +222,29 @@ impl Inventory {
 
     /// As Ansible does after reading: a group nobody lists as a child is a child of `all`.
     fn reconcile(&mut self) {
+        let parents = self.parents();
         let orphans: Vec<String> = self
             .groups
             .keys()
-            .filter(|g| *g != ALL && !self.groups.values().any(|d| d.children.contains(*g)))
+            .filter(|g| *g != ALL && !parents.contains_key(g.as_str()))
             .cloned()
             .collect();
         self.group_mut(ALL).children.extend(orphans);
+    }
+
+    /// Each group's parents: the groups that list it in `children`. Built once per query,
+    /// so that walking up from a group costs its ancestors, not every group each step.
+    fn parents(&self) -> HashMap<&str, Vec<&str>> {
+        let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (parent, def) in &self.groups {
+            for child in &def.children {
+                parents
+                    .entry(child.as_str())
+                    .or_default()
+                    .push(parent.as_str());
+            }
+        }
+        parents
     }
 
     fn group_mut(&mut self, name: &str) -> &mut GroupDef {
@@ -224,20 +252,47 @@ impl Inventory {
     }
 
     /// A group that is its own descendant would make variable precedence meaningless (and
-    /// the depth of a group infinite), so it is refused after every read and merge.
+    /// the depth of a group infinite), so it is refused after every read and merge. One
+    /// depth-first walk of the whole graph, without recursion: a chain of ten thousand
+    /// groups is neither slow nor a stack overflow.
     pub(crate) fn find_cycle(&self) -> Option<String> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            OnPath,
+            Done,
+        }
+        let mut marks: HashMap<&str, Mark> = HashMap::new();
         for start in self.groups.keys() {
-            let mut stack: Vec<&str> = vec![start];
-            let mut seen = IndexSet::new();
-            while let Some(g) = stack.pop() {
-                for child in &self.groups[g].children {
-                    if child == start {
-                        return Some(format!(
-                            "group `{start}` is its own descendant (through `{g}`)"
-                        ));
-                    }
-                    if seen.insert(child.as_str()) {
-                        stack.push(child);
+            if marks.contains_key(start.as_str()) {
+                continue;
+            }
+            marks.insert(start, Mark::OnPath);
+            // (group, its children not yet walked)
+            let children = |g: &str| {
+                self.groups
+                    .get(g)
+                    .into_iter()
+                    .flat_map(|d| d.children.iter())
+            };
+            let mut path = vec![(start.as_str(), children(start))];
+            while let Some((g, next)) = path.last_mut() {
+                let g = *g;
+                match next.next() {
+                    Some(child) => match marks.get(child.as_str()) {
+                        Some(Mark::OnPath) => {
+                            return Some(format!(
+                                "group `{child}` is its own descendant (through `{g}`)"
+                            ))
+                        }
+                        Some(Mark::Done) => {}
+                        None => {
+                            marks.insert(child, Mark::OnPath);
+                            path.push((child.as_str(), children(child)));
+                        }
+                    },
+                    None => {
+                        marks.insert(g, Mark::Done);
+                        path.pop();
                     }
                 }
             }
@@ -319,7 +374,11 @@ impl Inventory {
     }
 
     /// The groups a host belongs to, directly or through a child group, with `all`.
-    fn groups_of(&self, host: &str) -> IndexSet<&str> {
+    fn groups_of<'a>(
+        &'a self,
+        host: &str,
+        parents: &HashMap<&'a str, Vec<&'a str>>,
+    ) -> IndexSet<&'a str> {
         let mut groups: IndexSet<&str> = self
             .groups
             .iter()
@@ -328,11 +387,8 @@ impl Inventory {
             .collect();
         let mut i = 0;
         while i < groups.len() {
-            let g = groups[i];
-            for (parent, def) in &self.groups {
-                if def.children.contains(g) {
-                    groups.insert(parent);
-                }
+            if let Some(up) = parents.get(groups[i]) {
+                groups.extend(up.iter().copied());
             }
             i += 1;
         }
@@ -340,16 +396,34 @@ impl Inventory {
         groups
     }
 
-    /// How deep a group sits below `all` by its longest chain of parents (as Ansible
-    /// counts it): its variables override those of shallower groups. Cycles were refused
-    /// when reading, so the recursion ends.
-    fn depth(&self, group: &str) -> usize {
-        self.groups
-            .iter()
-            .filter(|(_, def)| def.children.contains(group))
-            .map(|(parent, _)| self.depth(parent) + 1)
-            .max()
-            .unwrap_or(0)
+    /// How deep each group sits below `all` by its longest chain of parents (as Ansible
+    /// counts it): its variables override those of shallower groups. Computed for all
+    /// groups at once, parents before children (cycles were refused when reading), since
+    /// asking each group's parents recursively is exponential in a lattice of groups.
+    fn depths(&self, parents: &HashMap<&str, Vec<&str>>) -> HashMap<&str, usize> {
+        let mut waiting: HashMap<&str, usize> =
+            parents.iter().map(|(g, up)| (*g, up.len())).collect();
+        let mut ready: Vec<&str> = self
+            .groups
+            .keys()
+            .map(String::as_str)
+            .filter(|g| !parents.contains_key(g))
+            .collect();
+        let mut depths: HashMap<&str, usize> = HashMap::new();
+        while let Some(g) = ready.pop() {
+            let depth = *depths.entry(g).or_insert(0);
+            for child in self.groups.get(g).into_iter().flat_map(|d| &d.children) {
+                let d = depths.entry(child.as_str()).or_insert(0);
+                *d = (*d).max(depth + 1);
+                if let Some(n) = waiting.get_mut(child.as_str()) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push(child);
+                    }
+                }
+            }
+        }
+        depths
     }
 
     /// A host's variables with Ansible's precedence, lowest first: inline group vars (by
@@ -357,8 +431,13 @@ impl Inventory {
     /// order, inline host vars, `host_vars/` files. Adds `inventory_hostname` and
     /// `group_names` as Ansible does.
     pub fn host_vars(&self, host: &str) -> Vars {
-        let mut groups: Vec<&str> = self.groups_of(host).into_iter().collect();
-        groups.sort_by_cached_key(|g| (self.depth(g), self.priority(g), g.to_string()));
+        let parents = self.parents();
+        let depths = self.depths(&parents);
+        let mut groups: Vec<&str> = self.groups_of(host, &parents).into_iter().collect();
+        groups.sort_by_cached_key(|g| {
+            let depth = depths.get(g).copied().unwrap_or(0);
+            (depth, self.priority(g), g.to_string())
+        });
         let mut vars = Vars::new();
         for g in &groups {
             overlay(&mut vars, &self.groups[*g].vars);
@@ -412,7 +491,7 @@ fn read_vars(
         errors.push(doc.error(path, "variables must be a mapping of name: value"));
         return None;
     }
-    let vars: Vars = match doc.get(path) {
+    let vars: Vars = match doc.deserialize(path, value) {
         Ok(v) => v,
         Err(d) => {
             errors.push(d);
@@ -491,11 +570,18 @@ fn check_group_name(name: &str) -> Result<(), String> {
 
 /// Expands Ansible host ranges: `web[01:03].example.com` is web01, web02, web03; `[a:c]`
 /// letters; an optional `:step`. Names without brackets are returned as they are.
-fn expand_host_range(pattern: &str) -> Result<Vec<String>, String> {
+const TOO_MANY: &str = "more hosts than an inventory may hold";
+
+/// Expands Ansible's host ranges (`web[01:20]`, `db-[a:c]`, `n[0:10:5]`), refusing to make
+/// more than `limit` names.
+fn expand_host_range(pattern: &str, limit: usize) -> Result<Vec<String>, String> {
     if pattern.is_empty() || pattern.chars().any(char::is_whitespace) {
         return Err(format!("`{pattern}` is not a valid host name"));
     }
     let Some(open) = pattern.find('[') else {
+        if limit == 0 {
+            return Err(too_many(pattern));
+        }
         return Ok(vec![pattern.to_string()]);
     };
     let close = pattern[open..]
@@ -517,12 +603,16 @@ fn expand_host_range(pattern: &str) -> Result<Vec<String>, String> {
     if step == 0 {
         return Err(bad());
     }
+    let count = |a: u64, b: u64| if a > b { 0 } else { (b - a) / step as u64 + 1 };
     let items: Vec<String> = if let (Ok(a), Ok(b)) = (start.parse::<u64>(), end.parse::<u64>()) {
         let width = if start.starts_with('0') {
             start.len()
         } else {
             0
         };
+        if count(a, b) > limit as u64 {
+            return Err(too_many(pattern));
+        }
         (a..=b)
             .step_by(step)
             .map(|n| format!("{n:0width$}"))
@@ -538,11 +628,15 @@ fn expand_host_range(pattern: &str) -> Result<Vec<String>, String> {
     }
     let mut names = Vec::new();
     for item in items {
-        for rest in expand_host_range(&format!("{item}{tail}"))? {
+        for rest in expand_host_range(&format!("{item}{tail}"), limit - names.len())? {
             names.push(format!("{head}{rest}"));
         }
     }
     Ok(names)
+}
+
+fn too_many(pattern: &str) -> String {
+    format!("`{pattern}` makes {TOO_MANY} ({MAX_HOSTS}); is the range right?")
 }
 
 fn single_letter(s: &str) -> Option<char> {

@@ -133,19 +133,21 @@ fn patterns() {
 #[test]
 fn host_ranges() {
     assert_eq!(
-        expand_host_range("web[1:3]").unwrap(),
+        expand_host_range("web[1:3]", MAX_HOSTS).unwrap(),
         ["web1", "web2", "web3"]
     );
     assert_eq!(
-        expand_host_range("db-[a:c].x").unwrap(),
+        expand_host_range("db-[a:c].x", MAX_HOSTS).unwrap(),
         ["db-a.x", "db-b.x", "db-c.x"]
     );
     assert_eq!(
-        expand_host_range("n[00:10:5]").unwrap(),
+        expand_host_range("n[00:10:5]", MAX_HOSTS).unwrap(),
         ["n00", "n05", "n10"]
     );
-    assert!(expand_host_range("web[1:").is_err());
-    assert!(expand_host_range("web[3:1]").unwrap_err().contains("empty"));
+    assert!(expand_host_range("web[1:", MAX_HOSTS).is_err());
+    assert!(expand_host_range("web[3:1]", MAX_HOSTS)
+        .unwrap_err()
+        .contains("empty"));
 }
 
 #[test]
@@ -303,4 +305,77 @@ all:
         "{err:?}"
     );
     assert!(parse(&text.replace("sun 2-5 UTC", "sun 02:00-05:00 UTC")).is_ok());
+}
+
+#[test]
+fn dotted_host_names_keep_their_variables() {
+    // Found by the fuzzer: the variables of `web.example.com` were looked up again by a
+    // path, `all.hosts.web.example.com`, whose dots read as three steps.
+    let inv =
+        parse("all:\n  hosts:\n    web.example.com:\n      ansible_host: 192.0.2.1\n").unwrap();
+    assert_eq!(
+        inv.host_vars("web.example.com")["ansible_host"],
+        "192.0.2.1"
+    );
+}
+
+#[test]
+fn host_ranges_cannot_expand_without_bound() {
+    for text in [
+        "a:\n  hosts:\n    h[0:99999999999]:\n",
+        "a:\n  hosts:\n    h[0:999][0:999][0:999]:\n",
+    ] {
+        let errors = parse(text).unwrap_err().0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("more hosts than an inventory may hold"),
+            "{}",
+            errors[0].message
+        );
+    }
+    // Up to the limit is fine, and the limit counts every host of the file.
+    let errors = parse("a:\n  hosts:\n    h[1:99999]:\n    x[1:2]:\n    y[1:2]:\n")
+        .unwrap_err()
+        .0;
+    assert_eq!(errors.len(), 1, "said once: {errors:?}");
+    assert!(
+        errors[0].message.starts_with("`x[1:2]`"),
+        "{}",
+        errors[0].message
+    );
+}
+
+#[test]
+fn deep_and_lattice_group_graphs_are_linear_not_exponential() {
+    // A chain of 3000 groups, and 30 levels of two groups that both contain the next two
+    // (2^30 paths from the top): found as timeouts by the fuzzer.
+    let mut chain = String::from("g0: {children: {g1: }, vars: {deep: no}}\n");
+    for i in 1..3000 {
+        chain.push_str(&format!("g{i}: {{children: {{g{}: }}}}\n", i + 1));
+    }
+    chain.push_str("g3000: {hosts: {h: }, vars: {deep: yes}}\n");
+    let mut lattice = String::new();
+    for i in 0..30 {
+        for side in ["a", "b"] {
+            lattice.push_str(&format!(
+                "{side}{i}: {{children: {{a{n}: , b{n}: }}}}\n",
+                n = i + 1
+            ));
+        }
+    }
+    lattice.push_str("a30: {hosts: {h: }}\n");
+    for (text, top) in [(chain, "g0"), (lattice, "a0")] {
+        let started = std::time::Instant::now();
+        let inv = parse(&text).unwrap();
+        let vars = inv.host_vars("h");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(vars["group_names"].as_array().unwrap().len() > 30);
+        assert_eq!(inv.group_hosts(top).len(), 1);
+        if top == "g0" {
+            // The deepest group's variable wins, however long the chain.
+            assert_eq!(vars["deep"], "yes");
+        }
+    }
 }
