@@ -582,4 +582,19 @@ mod tests {
         let unknown = t.render("{{ lookup('vault', 'x') }}", &v).unwrap_err();
         assert!(unknown.message.contains("not known"), "{}", unknown.message);
     }
+
+    #[test]
+    fn a_command_held_in_a_variable_is_quoted_word_by_word() {
+        // `sl_compose: docker compose` is two words of a command; each is quoted, so a value
+        // with shell in it stays arguments of the first word.
+        let t = Templates::new();
+        let source = "{{ c | split | map('quote') | join(' ') }} up -d";
+        let v = vars(json!({"c": "docker compose"}));
+        assert_eq!(t.render(source, &v).unwrap(), "docker compose up -d");
+        let v = vars(json!({"c": "docker compose; touch /tmp/pwned"}));
+        assert_eq!(
+            t.render(source, &v).unwrap(),
+            "docker 'compose;' touch /tmp/pwned up -d"
+        );
+    }
 }
