@@ -185,15 +185,11 @@ steps:
     let home = fleet.ssh("q-01", "pwd");
     let home = fleet::stdout(&home);
     for dir in [home.trim(), "/tmp", "/root", REPO, &s(fleet.dir())] {
-        let found = Command::new("find")
-            .args([dir, "-maxdepth", "3", "-name", "fleetup-pwned-*"])
-            .output()
-            .expect("find");
-        assert!(
-            found.stdout.is_empty(),
-            "a value ran as a command: {}",
-            String::from_utf8_lossy(&found.stdout)
-        );
+        let found = fleet::sh(&format!(
+            "find {} -maxdepth 3 -name 'fleetup-pwned-*'",
+            fleet::sh_quote(dir)
+        ));
+        assert!(found.is_empty(), "a value ran as a command: {found}");
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fleet::{processes_of_host, rule, Blackhole, Fleet, HostSpec, Spec};
+use fleet::{processes_of_host, rule, sh, Blackhole, Fleet, HostSpec, Spec};
 use fleetup::ssh::{HostKeyChecking, SshOptions};
 use fleetup::transport::{
     CancellationToken, ConnectTarget, Connection, ConnectionKind, ErrorClass, ExecRequest,
@@ -73,20 +73,6 @@ fn sessions(f: &Fleet, name: &str) -> Vec<fleet::CommandRecord> {
         .into_iter()
         .filter(|c| c.kind == "session" && c.ev == "start")
         .collect()
-}
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn keygen(path: &Path, kind: &str, passphrase: &str) {

@@ -412,6 +412,21 @@ pub fn sshd_pids(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Runs `sh -c CMD`, which must succeed, and returns its stdout.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Single-quote for a remote shell.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -439,16 +454,7 @@ impl Blackhole {
              ip netns exec {ns} ip link set {peer} up && \
              ip netns exec {ns} ip route add blackhole 10.213.7.1/32"
         );
-        let out = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("run sh");
-        assert!(
-            out.status.success(),
-            "cannot make a blackhole (needs root and iproute2): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        sh(&script);
         Blackhole {
             ns,
             veth,
