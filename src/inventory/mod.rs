@@ -568,12 +568,11 @@ fn check_group_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Expands Ansible host ranges: `web[01:03].example.com` is web01, web02, web03; `[a:c]`
-/// letters; an optional `:step`. Names without brackets are returned as they are.
 const TOO_MANY: &str = "more hosts than an inventory may hold";
 
-/// Expands Ansible's host ranges (`web[01:20]`, `db-[a:c]`, `n[0:10:5]`), refusing to make
-/// more than `limit` names.
+/// Expands Ansible host ranges: `web[01:03].example.com` is web01, web02, web03; `[a:c]`
+/// letters; an optional `:step`. Names without brackets are returned as they are. Refuses
+/// to make more than `limit` names, counting a range before expanding it.
 fn expand_host_range(pattern: &str, limit: usize) -> Result<Vec<String>, String> {
     if pattern.is_empty() || pattern.chars().any(char::is_whitespace) {
         return Err(format!("`{pattern}` is not a valid host name"));
