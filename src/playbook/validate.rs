@@ -240,7 +240,12 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
                     templates.render(source, scope).map(drop)
                 };
                 if let Err(e) = outcome {
-                    if reportable(&templates, &e, source, is_expr, registered, &step.register) {
+                    let reads = Reads {
+                        registered,
+                        own: &step.register,
+                        vars: scope,
+                    };
+                    if reportable(&templates, &e, source, is_expr, &reads) {
                         let field = format!("{}.{key}", step.field);
                         problems
                             .entry((field, e.message))
@@ -279,7 +284,12 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         }
         for (column, template) in &playbook.report {
             if let Err(e) = templates.render(template, &report_vars) {
-                if reportable(&templates, &e, template, false, &preflight_registers, &None) {
+                let reads = Reads {
+                    registered: &preflight_registers,
+                    own: &None,
+                    vars: &report_vars,
+                };
+                if reportable(&templates, &e, template, false, &reads) {
                     problems
                         .entry((format!("report.{column}"), e.message))
                         .or_default()
@@ -295,7 +305,12 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
                 (&vars, &all_registers)
             };
             if let Err(e) = templates.render(template, scope) {
-                if reportable(&templates, &e, template, false, registers, &None) {
+                let reads = Reads {
+                    registered: registers,
+                    own: &None,
+                    vars: scope,
+                };
+                if reportable(&templates, &e, template, false, &reads) {
                     problems
                         .entry((field.into(), e.message))
                         .or_default()
@@ -331,31 +346,34 @@ fn host_templates(playbook: &Playbook) -> Vec<(&'static str, &str)> {
     .collect()
 }
 
+/// What a template may read besides the host's variables: the results registered so far
+/// (stood in for by empty ones), and the step's own.
+struct Reads<'a> {
+    registered: &'a HashSet<&'a str>,
+    own: &'a Option<String>,
+    vars: &'a Vars,
+}
+
 /// Whether a render error must stop the run. An undefined name or bad syntax always must;
-/// any other error (say `int` of an empty string) only when the template does not read a
-/// registered result, whose real value will differ from the stand-in.
+/// any other error (say `int` of an empty string, or an attribute of `from_json`) only when
+/// the template does not read a registered result, directly or through the variables it
+/// reads, whose real value will differ from the stand-in.
 fn reportable(
     templates: &Templates,
     e: &TemplateError,
     source: &str,
     is_expr: bool,
-    registered: &HashSet<&str>,
-    own: &Option<String>,
+    reads: &Reads<'_>,
 ) -> bool {
     if e.undefined {
         return true;
     }
-    let used = if is_expr {
-        templates.variables_of_expression(source)
-    } else {
-        templates.variables_of_template(source)
-    };
-    let Ok(used) = used else {
+    let Ok(used) = templates.variables_reached(source, is_expr, reads.vars) else {
         return true;
     };
-    !used
-        .iter()
-        .any(|v| registered.contains(v.as_str()) || v == "result" || own.as_deref() == Some(v))
+    !used.iter().any(|v| {
+        reads.registered.contains(v.as_str()) || v == "result" || reads.own.as_deref() == Some(v)
+    })
 }
 
 /// The templates of a step: (key, text, is a bare expression).

@@ -3,7 +3,13 @@
 //! Undefined variables are errors, never empty strings: an empty `{{ sl_app_path }}` in a
 //! `docker compose` command on a production host is exactly the accident fleetup exists to
 //! prevent. Filters and tests that Ansible playbooks rely on for this job are added:
-//! `quote` (shell quoting), `bool`, and the `version` test for comparing releases.
+//! `quote` (shell quoting), `bool`, `from_json`, and the `version` test for comparing
+//! releases; and the `docker_*` filters of [`docker`], which read `docker inspect` output.
+//!
+//! A variable whose whole value is one expression (`"{{ facts.stdout | from_json }}"`)
+//! keeps the expression's type, as Ansible's native types do: a mapping stays a mapping.
+
+mod docker;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -45,6 +51,16 @@ impl Templates {
         env.set_fuel(Some(1_000_000));
         env.add_filter("quote", quote);
         env.add_filter("bool", to_bool);
+        env.add_filter("from_json", from_json);
+        env.add_filter("docker_run_options", |c: Value, i: Value| {
+            docker::run_options(&to_json(&c), &to_json(&i))
+        });
+        env.add_filter("docker_run_command", |c: Value, i: Value| {
+            docker::run_command(&to_json(&c), &to_json(&i))
+        });
+        env.add_filter("docker_published", |c: Value, port: Value| {
+            docker::published(&to_json(&c), &port.to_string())
+        });
         env.add_test("version", version_test);
         env.add_function("lookup", lookup);
         Templates { env }
@@ -152,6 +168,9 @@ impl Templates {
         vars: &Vars,
     ) -> Result<serde_json::Value, TemplateError> {
         Ok(match value {
+            serde_json::Value::String(s) if single_expression(s).is_some() => {
+                self.eval_value(single_expression(s).unwrap_or_default(), vars)?
+            }
             serde_json::Value::String(s) if is_template(s) => {
                 let template = self.env.template_from_str(s).map_err(describe)?;
                 let used = template.undeclared_variables(false);
@@ -174,6 +193,43 @@ impl Templates {
             ),
             other => other.clone(),
         })
+    }
+
+    /// The value of one expression, with its type (a mapping, a list, a number...).
+    fn eval_value(&self, expression: &str, vars: &Vars) -> Result<serde_json::Value, TemplateError> {
+        let expr = self.compile(expression)?;
+        let used = expr.undeclared_variables(false);
+        check_defined(expression, &used, vars)?;
+        let value = expr
+            .eval(Value::from(Serde(vars)))
+            .map_err(|e| explain(e, &used, vars))?;
+        Ok(to_json(&value))
+    }
+
+    /// The variables a template or expression reads, and those that the variables it reads
+    /// read in turn (variables may be templates): what its value depends on.
+    pub fn variables_reached(
+        &self,
+        source: &str,
+        is_expression: bool,
+        vars: &Vars,
+    ) -> Result<HashSet<String>, TemplateError> {
+        let direct = if is_expression {
+            self.variables_of_expression(source)?
+        } else {
+            self.variables_of_template(source)?
+        };
+        let mut reached: HashSet<String> = HashSet::new();
+        let mut pending = direct;
+        while let Some(name) = pending.pop() {
+            if !reached.insert(name.clone()) {
+                continue;
+            }
+            if let Some(value) = vars.get(&name).filter(|v| has_template(v)) {
+                pending.extend(self.variables_in(value)?);
+            }
+        }
+        Ok(reached)
     }
 
     /// The variables a template uses (its syntax checked).
@@ -203,6 +259,23 @@ impl Templates {
             .compile_expression_owned(expression.to_string())
             .map_err(describe)
     }
+}
+
+/// The expression of a value that is one `{{ ... }}` and nothing else.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
+}
+
+fn to_json(value: &Value) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// Ansible's `from_json`: a registered `stdout` read as the JSON it is.
+fn from_json(text: &str) -> Result<Value, Error> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| Value::from(Serde(v)))
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("not JSON: {e}")))
 }
 
 fn is_template(s: &str) -> bool {
@@ -307,8 +380,9 @@ fn is_builtin_global(name: &str) -> bool {
     matches!(name, "range" | "dict" | "namespace" | "debug" | "lookup")
 }
 
+/// An error minijinja reports about a value (an attribute it lacks, a filter it does not
+/// suit): the output a host registers may yet have it, so it is not an undefined name.
 fn describe(e: Error) -> TemplateError {
-    let undefined = e.kind() == ErrorKind::UndefinedError;
     let mut message = match e.detail() {
         Some(detail) => format!("{}: {detail}", e.kind()),
         None => e.kind().to_string(),
@@ -316,7 +390,10 @@ fn describe(e: Error) -> TemplateError {
     if let Some(line) = e.line().filter(|l| *l > 1) {
         message.push_str(&format!(" (line {line} of the template)"));
     }
-    TemplateError { message, undefined }
+    TemplateError {
+        message,
+        undefined: false,
+    }
 }
 
 /// Shell quoting, as Ansible's `quote` filter: a value reaches the remote shell as one word.
@@ -507,6 +584,42 @@ mod tests {
         let e = t.render("{{ a }}", &broken).unwrap_err();
         assert_eq!(e.message, "in variable `a`: undefined variable `nope`");
         assert!(e.undefined);
+    }
+
+    #[test]
+    fn a_variable_that_is_one_expression_keeps_its_type() {
+        let t = Templates::new();
+        let v = vars(json!({
+            "found": {"stdout": r#"{"containers": [{"Name": "/sl-app"}], "size": 3}"#},
+            "facts": "{{ found.stdout | from_json }}",
+            "app": "{{ facts.containers[0].Name }}",
+            "bigger": "{{ facts.size + 1 }}",
+        }));
+        assert_eq!(t.render("{{ app }} {{ bigger }}", &v).unwrap(), "/sl-app 4");
+        assert!(t.eval("facts.size == 3 and bigger == 4", &v).unwrap());
+        let reached = t.variables_reached("{{ app }}", false, &v).unwrap();
+        assert!(reached.contains("found"), "{reached:?}");
+        let garbage = vars(json!({"found": {"stdout": "oops"}, "facts": "{{ found.stdout | from_json }}"}));
+        let e = t.render("{{ facts }}", &garbage).unwrap_err();
+        assert!(e.message.contains("not JSON"), "{}", e.message);
+        assert!(!e.undefined);
+    }
+
+    #[test]
+    fn docker_filters_read_inspect_output() {
+        let t = Templates::new();
+        let v = vars(json!({
+            "c": {"Name": "/sl-app", "Config": {"Env": ["A=1", "B=2"], "Cmd": ["gunicorn"]},
+                  "HostConfig": {"PortBindings": {"7777/tcp": [{"HostIp": "127.0.0.1", "HostPort": "7777"}]}}},
+            "i": {"Config": {"Env": ["A=1"], "Cmd": ["gunicorn"]}},
+        }));
+        let out = t
+            .render(
+                "{{ c | docker_run_options(i) | map('quote') | join(' ') }}|{{ c | docker_run_command(i) | length }}|{{ c | docker_published(7777) }}",
+                &v,
+            )
+            .unwrap();
+        assert_eq!(out, "--name sl-app -p 127.0.0.1:7777:7777 -e 'B=2'|0|127.0.0.1:7777");
     }
 
     #[test]

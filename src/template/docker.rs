@@ -1,0 +1,273 @@
+//! Filters that turn `docker inspect` output back into the `docker run` that made a
+//! container, so that a playbook can re-create it on another image with the same settings.
+//!
+//! A container's `Config.Env`, `Cmd`, `Entrypoint`, `WorkingDir` and `Labels` hold its
+//! image's defaults as well as what its creator set. Re-creating it on a new image with all
+//! of them would carry the old image's defaults (say its `PYTHON_VERSION`) into the new
+//! one, so only what differs from the image it was created from is kept: the new image's
+//! own defaults then apply, as they would for the operator's original `docker run`.
+
+use serde_json::Value;
+
+/// The options of `docker run` (without `-d`, the image or the command) that re-create
+/// `container` (one object of `docker inspect`) beyond the defaults of `image` (one object
+/// of `docker image inspect` of the image it was created from).
+pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
+    let mut args = Vec::new();
+    let name = str_at(container, &["Name"]).trim_start_matches('/');
+    if !name.is_empty() {
+        args.extend(["--name".to_string(), name.to_string()]);
+    }
+    restart_policy(container, &mut args);
+    let network = str_at(container, &["HostConfig", "NetworkMode"]);
+    if !matches!(network, "" | "default" | "bridge") {
+        args.extend(["--network".to_string(), network.to_string()]);
+    }
+    published_ports(container, &mut args);
+    for bind in strings_at(container, &["HostConfig", "Binds"]) {
+        args.extend(["-v".to_string(), bind]);
+    }
+    let image_env = strings_at(image, &["Config", "Env"]);
+    for entry in strings_at(container, &["Config", "Env"]) {
+        if !image_env.contains(&entry) {
+            args.extend(["-e".to_string(), entry]);
+        }
+    }
+    labels(container, image, &mut args);
+    let workdir = str_at(container, &["Config", "WorkingDir"]);
+    if !workdir.is_empty() && workdir != str_at(image, &["Config", "WorkingDir"]) {
+        args.extend(["-w".to_string(), workdir.to_string()]);
+    }
+    let entrypoint = strings_at(container, &["Config", "Entrypoint"]);
+    if entrypoint != strings_at(image, &["Config", "Entrypoint"]) {
+        // `--entrypoint` takes one word; the rest go before the command (see run_command).
+        let first = entrypoint.first().cloned().unwrap_or_default();
+        args.extend(["--entrypoint".to_string(), first]);
+    }
+    args
+}
+
+/// The command after the image in that `docker run`: empty when the container runs its
+/// image's default command, so that the new image's default applies.
+pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
+    let entrypoint = strings_at(container, &["Config", "Entrypoint"]);
+    let cmd = strings_at(container, &["Config", "Cmd"]);
+    let own_entrypoint = entrypoint != strings_at(image, &["Config", "Entrypoint"]);
+    if !own_entrypoint && cmd == strings_at(image, &["Config", "Cmd"]) {
+        return Vec::new();
+    }
+    let mut out: Vec<String> = if own_entrypoint {
+        entrypoint.into_iter().skip(1).collect()
+    } else {
+        Vec::new()
+    };
+    out.extend(cmd);
+    out
+}
+
+/// Where a container port is published on the host (`127.0.0.1:7777`), if it is.
+pub fn published(container: &Value, port: &str) -> Option<String> {
+    let key = if port.contains('/') {
+        port.to_string()
+    } else {
+        format!("{port}/tcp")
+    };
+    let bindings = container
+        .pointer(&format!("/HostConfig/PortBindings/{}", key.replace('/', "~1")))?
+        .as_array()?;
+    let first = bindings.first()?;
+    let host_port = first.get("HostPort")?.as_str().filter(|p| !p.is_empty())?;
+    let ip = first
+        .get("HostIp")
+        .and_then(Value::as_str)
+        .filter(|ip| !ip.is_empty() && *ip != "0.0.0.0" && *ip != "::")
+        .unwrap_or("127.0.0.1");
+    Some(format!("{ip}:{host_port}"))
+}
+
+fn restart_policy(container: &Value, args: &mut Vec<String>) {
+    let policy = str_at(container, &["HostConfig", "RestartPolicy", "Name"]);
+    let retries = container
+        .pointer("/HostConfig/RestartPolicy/MaximumRetryCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    match policy {
+        "" | "no" => {}
+        "on-failure" if retries > 0 => {
+            args.extend(["--restart".to_string(), format!("on-failure:{retries}")])
+        }
+        other => args.extend(["--restart".to_string(), other.to_string()]),
+    }
+}
+
+fn published_ports(container: &Value, args: &mut Vec<String>) {
+    let Some(bindings) = container
+        .pointer("/HostConfig/PortBindings")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    for (container_port, hosts) in bindings {
+        // docker writes `7777/tcp`; `-p` takes the protocol only when it is not tcp.
+        let port = container_port
+            .strip_suffix("/tcp")
+            .unwrap_or(container_port);
+        for host in hosts.as_array().into_iter().flatten() {
+            let ip = host.get("HostIp").and_then(Value::as_str).unwrap_or("");
+            let host_port = host.get("HostPort").and_then(Value::as_str).unwrap_or("");
+            let spec = match (ip, host_port) {
+                ("", "") => port.to_string(),
+                ("", hp) => format!("{hp}:{port}"),
+                (ip, hp) => format!("{ip}:{hp}:{port}"),
+            };
+            args.extend(["-p".to_string(), spec]);
+        }
+    }
+}
+
+fn labels(container: &Value, image: &Value, args: &mut Vec<String>) {
+    let Some(own) = container
+        .pointer("/Config/Labels")
+        .and_then(Value::as_object)
+    else {
+        return;
+    };
+    let inherited = image.pointer("/Config/Labels").and_then(Value::as_object);
+    for (key, value) in own {
+        if inherited.and_then(|l| l.get(key)) == Some(value) {
+            continue;
+        }
+        let value = value.as_str().unwrap_or_default();
+        args.extend(["-l".to_string(), format!("{key}={value}")]);
+    }
+}
+
+fn str_at<'v>(value: &'v Value, path: &[&str]) -> &'v str {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// A list of strings at `path`; docker writes `null` for an empty one.
+fn strings_at(value: &Value, path: &[&str]) -> Vec<String> {
+    path.iter()
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `docker image inspect simplelogin/app-ci:v4.66.1`, the parts that matter.
+    fn app_image() -> Value {
+        json!({"Config": {
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.10.13", "LANG=C.UTF-8"],
+            "Cmd": ["gunicorn", "wsgi:app", "-b", "0.0.0.0:7777"],
+            "Entrypoint": null, "WorkingDir": "/code",
+            "Labels": {"org.opencontainers.image.source": "https://github.com/simple-login/app"}
+        }})
+    }
+
+    /// sl-email as the README's `docker run` made it.
+    fn readme_sl_email() -> Value {
+        json!({
+            "Name": "/sl-email",
+            "Config": {
+                "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.10.13", "LANG=C.UTF-8", "EXTRA=1"],
+                "Cmd": ["python", "email_handler.py"], "Entrypoint": null, "WorkingDir": "/code",
+                "Labels": {"org.opencontainers.image.source": "https://github.com/simple-login/app", "owner": "ops"}
+            },
+            "HostConfig": {
+                "Binds": ["/root/sl:/sl", "/root/simplelogin.env:/code/.env"],
+                "NetworkMode": "sl-network",
+                "PortBindings": {"20381/tcp": [{"HostIp": "127.0.0.1", "HostPort": "20381"}]},
+                "RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}
+            }
+        })
+    }
+
+    #[test]
+    fn a_readme_container_is_re_created_with_its_own_flags_and_not_its_images_defaults() {
+        let args = run_options(&readme_sl_email(), &app_image());
+        assert_eq!(
+            args,
+            [
+                "--name",
+                "sl-email",
+                "--restart",
+                "always",
+                "--network",
+                "sl-network",
+                "-p",
+                "127.0.0.1:20381:20381",
+                "-v",
+                "/root/sl:/sl",
+                "-v",
+                "/root/simplelogin.env:/code/.env",
+                "-e",
+                "EXTRA=1",
+                "-l",
+                "owner=ops"
+            ]
+        );
+        assert_eq!(
+            run_command(&readme_sl_email(), &app_image()),
+            ["python", "email_handler.py"]
+        );
+    }
+
+    #[test]
+    fn the_images_default_command_is_left_to_the_new_image() {
+        let mut app = readme_sl_email();
+        app["Config"]["Cmd"] = json!(["gunicorn", "wsgi:app", "-b", "0.0.0.0:7777"]);
+        assert!(run_command(&app, &app_image()).is_empty());
+    }
+
+    #[test]
+    fn an_own_entrypoint_is_kept_with_its_arguments_before_the_command() {
+        let mut c = readme_sl_email();
+        c["Config"]["Entrypoint"] = json!(["/bin/sh", "-c"]);
+        c["Config"]["Cmd"] = json!(["python email_handler.py"]);
+        let options = run_options(&c, &app_image());
+        assert!(options.ends_with(&["--entrypoint".to_string(), "/bin/sh".to_string()]));
+        assert_eq!(
+            run_command(&c, &app_image()),
+            ["-c", "python email_handler.py"]
+        );
+    }
+
+    #[test]
+    fn ports_restart_policies_and_networks_in_each_form() {
+        let c = json!({"Name": "/x", "HostConfig": {
+            "NetworkMode": "default",
+            "PortBindings": {"53/udp": [{"HostIp": "", "HostPort": "5353"}], "80/tcp": [{"HostIp": "", "HostPort": ""}]},
+            "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}
+        }});
+        let args = run_options(&c, &json!({}));
+        assert_eq!(
+            args,
+            ["--name", "x", "--restart", "on-failure:3", "-p", "5353:53/udp", "-p", "80"]
+        );
+    }
+
+    #[test]
+    fn published_says_where_a_port_is_reached_from_the_host() {
+        assert_eq!(
+            published(&readme_sl_email(), "20381").as_deref(),
+            Some("127.0.0.1:20381")
+        );
+        assert_eq!(published(&readme_sl_email(), "7777"), None);
+        let all = json!({"HostConfig": {"PortBindings": {"7777/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}}});
+        assert_eq!(published(&all, "7777").as_deref(), Some("127.0.0.1:8080"));
+    }
+}
