@@ -65,6 +65,20 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
     out
 }
 
+/// `docker inspect A B C` (a list) as a mapping by container name, without docker's `/`.
+pub fn by_name(list: &Value) -> Value {
+    let map = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let name = str_at(c, &["Name"]).trim_start_matches('/').to_string();
+            (name, c.clone())
+        })
+        .collect();
+    Value::Object(map)
+}
+
 /// Where a container port is published on the host (`127.0.0.1:7777`), if it is.
 pub fn published(container: &Value, port: &str) -> Option<String> {
     let key = if port.contains('/') {
@@ -258,6 +272,13 @@ mod tests {
             args,
             ["--name", "x", "--restart", "on-failure:3", "-p", "5353:53/udp", "-p", "80"]
         );
+    }
+
+    #[test]
+    fn inspect_output_by_container_name() {
+        let list = json!([{"Name": "/sl-db"}, {"Name": "/sl-app", "Id": "x"}]);
+        assert_eq!(by_name(&list)["sl-app"]["Id"], "x");
+        assert_eq!(by_name(&json!(null)), json!({}));
     }
 
     #[test]

@@ -52,6 +52,12 @@ impl Templates {
         env.add_filter("quote", quote);
         env.add_filter("bool", to_bool);
         env.add_filter("from_json", from_json);
+        // Python's str and dict methods (`.startswith`, `.split`, `.get`...), which Ansible
+        // playbooks use as freely as filters.
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_filter("docker_by_name", |list: Value| {
+            Value::from(Serde(docker::by_name(&to_json(&list))))
+        });
         env.add_filter("docker_run_options", |c: Value, i: Value| {
             docker::run_options(&to_json(&c), &to_json(&i))
         });
@@ -117,10 +123,9 @@ impl Templates {
                 .into_iter()
                 .filter(|n| out.get(n).is_some_and(has_template) && *n != name)
                 .collect();
-            if let Some(cycle) = needs
-                .iter()
-                .find(|n| in_progress.contains(n) || pending.contains(n))
-            {
+            // Only a variable still waiting for its own needs closes a cycle; one merely
+            // pending (also read directly) is simply rendered first.
+            if let Some(cycle) = needs.iter().find(|n| in_progress.contains(n)) {
                 return Err(TemplateError {
                     message: format!("variables `{name}` and `{cycle}` refer to each other"),
                     undefined: false,
