@@ -215,6 +215,8 @@ pub struct Rollout {
     pub forks: usize,
     /// The seed of `order: shuffle`; chosen at random (and printed) when not given.
     pub seed: Option<u64>,
+    /// A group whose hosts go before all others when a run selects both (`staged_first`).
+    pub staged_first: Option<String>,
 }
 
 pub const DEFAULT_FORKS: usize = 10;
@@ -228,6 +230,7 @@ impl Default for Rollout {
             order: Order::default(),
             forks: DEFAULT_FORKS,
             seed: None,
+            staged_first: None,
         }
     }
 }
@@ -238,12 +241,17 @@ pub struct PlanHost {
     pub name: String,
     /// `canary: true` in the inventory.
     pub marked_canary: bool,
+    /// In the group that goes first (`staged_first`).
+    pub staged: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub hosts: Vec<String>,
     pub canary: bool,
+    /// The hosts of the staged group, ahead of every other host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,8 +267,38 @@ impl Plan {
     }
 }
 
-/// Orders `hosts` (given in inventory order) and cuts them into batches.
+/// Orders `hosts` (given in inventory order) and cuts them into batches. When the run
+/// selects hosts of the staged group and others, the staged hosts come first, as one batch,
+/// and the others are planned after them as if alone (their canary, their batches): staging
+/// proves a release before any production canary runs it.
 pub fn make_plan(hosts: &[PlanHost], rollout: &Rollout) -> Plan {
+    let (staged, others): (Vec<PlanHost>, Vec<PlanHost>) =
+        hosts.iter().cloned().partition(|h| h.staged);
+    if staged.is_empty() || others.is_empty() {
+        return plan_batches(hosts, rollout);
+    }
+    let first = plan_batches(
+        &staged,
+        &Rollout {
+            serial: Serial::default(),
+            canary: Canary::First(0),
+            ..rollout.clone()
+        },
+    );
+    let rest = plan_batches(&others, rollout);
+    let mut batches: Vec<Batch> = first
+        .batches
+        .into_iter()
+        .map(|b| Batch { staged: true, ..b })
+        .collect();
+    batches.extend(rest.batches);
+    Plan {
+        batches,
+        seed: rest.seed.or(first.seed),
+    }
+}
+
+fn plan_batches(hosts: &[PlanHost], rollout: &Rollout) -> Plan {
     let mut ordered: Vec<&PlanHost> = hosts.iter().collect();
     let mut seed = None;
     match rollout.order {
@@ -289,6 +327,7 @@ pub fn make_plan(hosts: &[PlanHost], rollout: &Rollout) -> Plan {
         batches.push(Batch {
             hosts: names(&canaries),
             canary: true,
+            staged: false,
         });
     }
     let total = hosts.len();
@@ -303,6 +342,7 @@ pub fn make_plan(hosts: &[PlanHost], rollout: &Rollout) -> Plan {
         batches.push(Batch {
             hosts: names(&remaining[..take]),
             canary: false,
+            staged: false,
         });
         remaining = &remaining[take..];
     }
@@ -318,6 +358,7 @@ mod tests {
             .map(|i| PlanHost {
                 name: format!("h{i:02}"),
                 marked_canary: canaries.contains(&i),
+                staged: false,
             })
             .collect()
     }
@@ -445,5 +486,42 @@ mod tests {
             Canary::First(0)
         );
         assert!("some".parse::<Canary>().is_err());
+    }
+
+    #[test]
+    fn the_staged_group_goes_before_the_production_canary() {
+        // staging hosts h01, h02 written after production in the inventory; h03 the canary.
+        let mut hs = hosts(6, &[3]);
+        hs[4].staged = true;
+        hs[5].staged = true;
+        let plan = make_plan(&hs, &rollout("1,2"));
+        let batches: Vec<(Vec<&str>, bool, bool)> = plan
+            .batches
+            .iter()
+            .map(|b| {
+                let names = b.hosts.iter().map(String::as_str).collect();
+                (names, b.canary, b.staged)
+            })
+            .collect();
+        assert_eq!(
+            batches,
+            [
+                (vec!["h05", "h06"], false, true),
+                (vec!["h03"], true, false),
+                (vec!["h01"], false, false),
+                (vec!["h02", "h04"], false, false),
+            ]
+        );
+        let json = serde_json::to_string(&plan.batches[1]).unwrap();
+        assert_eq!(json, r#"{"hosts":["h03"],"canary":true}"#);
+    }
+
+    #[test]
+    fn a_run_of_the_staged_group_alone_is_planned_as_usual() {
+        let mut hs = hosts(3, &[1]);
+        for h in &mut hs {
+            h.staged = true;
+        }
+        assert_eq!(sizes(&make_plan(&hs, &rollout("1"))), [(1, true), (1, false), (1, false)]);
     }
 }

@@ -3,6 +3,7 @@
 //! each its variables, validates everything and plans the batches. Nothing here contacts a
 //! host: if this fails, nothing was changed anywhere.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +89,7 @@ impl Play {
     pub fn exclude(&mut self, names: &[String]) {
         self.hosts.retain(|h| !names.contains(&h.name));
         self.rollout.seed = self.plan.seed.or(self.rollout.seed);
-        self.plan = plan_for(&self.hosts, &self.rollout);
+        self.plan = plan_for(&self.hosts, &self.rollout, &self.inventory);
     }
 
     /// The hosts of the gate's staged group, with their variables as this play would give
@@ -109,12 +110,20 @@ impl Play {
     }
 }
 
-fn plan_for(hosts: &[HostInPlay], rollout: &Rollout) -> Plan {
+fn plan_for(hosts: &[HostInPlay], rollout: &Rollout, inventory: &Inventory) -> Plan {
+    let staged: HashSet<String> = rollout
+        .staged_first
+        .as_deref()
+        .filter(|group| inventory.has_group(group))
+        .and_then(|group| Pattern::parse(group).ok())
+        .map(|p| inventory.select(&p).hosts.into_iter().collect())
+        .unwrap_or_default();
     let plan_hosts: Vec<PlanHost> = hosts
         .iter()
         .map(|h| PlanHost {
             name: h.name.clone(),
             marked_canary: h.vars.get("canary").and_then(|v| v.as_bool()) == Some(true),
+            staged: staged.contains(&h.name),
         })
         .collect();
     make_plan(&plan_hosts, rollout)
@@ -217,7 +226,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         return Err(Diagnostics(errors));
     }
     let rollout = rollout(&playbook, &inputs.overrides);
-    let plan = plan_for(&hosts, &rollout);
+    let plan = plan_for(&hosts, &rollout, &inventory);
     let redactor = Arc::new(Redactor::new(secret_values(
         &Templates::new(),
         &playbook.secrets,
@@ -399,5 +408,11 @@ fn rollout(playbook: &Playbook, o: &RolloutOverrides) -> Rollout {
             .or(section.forks.map(|f| f.0))
             .unwrap_or(defaults.forks),
         seed: o.seed,
+        staged_first: section.staged_first.clone().or_else(|| {
+            playbook
+                .gate
+                .as_ref()
+                .map(|g| g.require_staged.clone())
+        }),
     }
 }

@@ -578,12 +578,14 @@ pub fn exec(args: &ExecArgs) -> Exit {
         become_: args.become_,
         become_user: args.become_user.clone(),
         point_of_no_return: false,
+        vars: Default::default(),
         field: "command".into(),
     };
     let plan = Plan {
         batches: vec![Batch {
             hosts: selection.hosts.clone(),
             canary: false,
+            staged: false,
         }],
         seed: None,
     };

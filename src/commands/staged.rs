@@ -153,6 +153,7 @@ fn live_problems(session: &Session, play: &Play, check: &Check) -> Vec<String> {
         batches: vec![Batch {
             hosts: names,
             canary: false,
+            staged: false,
         }],
         seed: None,
     };

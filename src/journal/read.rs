@@ -122,7 +122,7 @@ pub fn resumption(plan: &[Batch], states: &IndexMap<String, HostState>) -> Resum
         }
         r.batches.push(Batch {
             hosts: left,
-            canary: batch.canary,
+            ..batch.clone()
         });
     }
     r
@@ -382,14 +382,17 @@ mod tests {
             Batch {
                 hosts: vec!["a".into()],
                 canary: true,
+                staged: false,
             },
             Batch {
                 hosts: vec!["b".into(), "c".into(), "d".into()],
                 canary: false,
+                staged: false,
             },
             Batch {
                 hosts: vec!["e".into()],
                 canary: false,
+                staged: false,
             },
         ]
     }

@@ -78,6 +78,9 @@ pub struct RolloutSection {
     pub pause_after_canary: Option<Pause>,
     /// After every other batch but the last.
     pub pause_between_batches: Option<Pause>,
+    /// A group whose hosts go first, before the canary, when a run selects them and others
+    /// (default: the gate's `require_staged`).
+    pub staged_first: Option<String>,
 }
 
 /// A pause between batches: a time to wait, or `prompt` to wait for the operator. The
@@ -177,8 +180,25 @@ pub struct Step {
     pub become_user: Option<String>,
     /// From this step on, a failure runs the playbook's `rollback` steps.
     pub point_of_no_return: bool,
+    /// The step's own variables (Ansible's task `vars`): over the host's, for this step
+    /// only, so that one command can serve the upgrade and the rollback.
+    pub vars: Vars,
     /// `steps[3]` or `rollback[0]`: where the step is written, for messages.
     pub field: String,
+}
+
+impl Step {
+    /// The variables the step sees: `vars` with the step's own on top.
+    pub fn scope<'v>(&self, vars: &'v Vars) -> std::borrow::Cow<'v, Vars> {
+        if self.vars.is_empty() {
+            return std::borrow::Cow::Borrowed(vars);
+        }
+        let mut scope = vars.clone();
+        for (name, value) in &self.vars {
+            scope.insert(name.clone(), value.clone());
+        }
+        std::borrow::Cow::Owned(scope)
+    }
 }
 
 /// `when`, `until`, `changed_when`, `failed_when`: a bare Jinja expression, or a constant.
@@ -310,6 +330,8 @@ struct RawStep {
     become_user: Option<String>,
     #[serde(default)]
     point_of_no_return: bool,
+    #[serde(default)]
+    vars: Vars,
 }
 
 impl Playbook {
@@ -479,6 +501,11 @@ fn read_steps(
                 continue;
             }
         };
+        for name in step.vars.keys() {
+            if let Err(m) = check_name(name) {
+                errors.push(doc.error(&format!("{field}.vars.{name}"), m));
+            }
+        }
         steps.push(Step {
             name: step.name,
             shell: step.shell,
@@ -496,6 +523,7 @@ fn read_steps(
             become_: step.r#become.unwrap_or(defaults.become_),
             become_user: step.become_user.or_else(|| defaults.become_user.clone()),
             point_of_no_return: step.point_of_no_return,
+            vars: step.vars,
             field,
         });
     }

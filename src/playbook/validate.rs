@@ -222,8 +222,9 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         let mut vars = host.vars.clone();
         let mut registered: HashSet<&str> = HashSet::new();
         let mut check = |step: &Step, vars: &mut Vars, registered: &HashSet<&str>| {
+            let vars = step.scope(vars);
             // A step's own checks see its result as `result` and under its register name.
-            let mut own = vars.clone();
+            let mut own = vars.clone().into_owned();
             own.insert("result".into(), placeholder.clone());
             if let Some(r) = &step.register {
                 own.insert(r.clone(), placeholder.clone());

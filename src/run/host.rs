@@ -594,6 +594,7 @@ async fn run_step(
     rollback: bool,
     vars: &Vars,
 ) -> StepRun {
+    let vars = &*step.scope(vars);
     let of = if rollback {
         shared.spec.rollback.len()
     } else {

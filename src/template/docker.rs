@@ -47,6 +47,41 @@ pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
     args
 }
 
+/// The options of a one-off `docker run` (a migration) that sees what `container` sees:
+/// its mounts (binds and volumes), the environment it set beyond `image`, its network.
+pub fn run_context(container: &Value, image: &Value) -> Vec<String> {
+    let mut args = Vec::new();
+    for mount in container
+        .get("Mounts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let source = match mount.get("Type").and_then(Value::as_str) {
+            Some("volume") => str_at(mount, &["Name"]),
+            _ => str_at(mount, &["Source"]),
+        };
+        let target = str_at(mount, &["Destination"]);
+        if source.is_empty() || target.is_empty() {
+            continue;
+        }
+        let read_only = mount.get("RW").and_then(Value::as_bool) == Some(false);
+        let suffix = if read_only { ":ro" } else { "" };
+        args.extend(["-v".to_string(), format!("{source}:{target}{suffix}")]);
+    }
+    let image_env = strings_at(image, &["Config", "Env"]);
+    for entry in strings_at(container, &["Config", "Env"]) {
+        if !image_env.contains(&entry) {
+            args.extend(["-e".to_string(), entry]);
+        }
+    }
+    let network = str_at(container, &["HostConfig", "NetworkMode"]);
+    if !matches!(network, "" | "default") {
+        args.extend(["--network".to_string(), network.to_string()]);
+    }
+    args
+}
+
 /// The command after the image in that `docker run`: empty when the container runs its
 /// image's default command, so that the new image's default applies.
 pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
@@ -74,6 +109,21 @@ pub fn by_name(list: &Value) -> Value {
         .map(|c| {
             let name = str_at(c, &["Name"]).trim_start_matches('/').to_string();
             (name, c.clone())
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Of containers by name (see [`by_name`]), the value of label `key` of each that has it:
+/// `{"sl-app": "app", "sl-migration": "migration"}` for `com.docker.compose.service`.
+pub fn label(containers: &Value, key: &str) -> Value {
+    let map = containers
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, c)| {
+            let value = c.pointer("/Config/Labels")?.get(key)?.clone();
+            Some((name.clone(), value))
         })
         .collect();
     Value::Object(map)
@@ -275,10 +325,26 @@ mod tests {
     }
 
     #[test]
+    fn a_one_off_container_sees_the_apps_mounts_env_and_network() {
+        let mut c = readme_sl_email();
+        c["Mounts"] = json!([
+            {"Type": "bind", "Source": "/root/sl", "Destination": "/sl", "RW": true},
+            {"Type": "volume", "Name": "sl_pgp", "Source": "/var/lib/docker/volumes/sl_pgp/_data", "Destination": "/sl/pgp", "RW": true},
+            {"Type": "bind", "Source": "/root/dkim.key", "Destination": "/dkim.key", "RW": false}
+        ]);
+        assert_eq!(
+            run_context(&c, &app_image()),
+            ["-v", "/root/sl:/sl", "-v", "sl_pgp:/sl/pgp", "-v", "/root/dkim.key:/dkim.key:ro", "-e", "EXTRA=1", "--network", "sl-network"]
+        );
+    }
+
+    #[test]
     fn inspect_output_by_container_name() {
         let list = json!([{"Name": "/sl-db"}, {"Name": "/sl-app", "Id": "x"}]);
         assert_eq!(by_name(&list)["sl-app"]["Id"], "x");
         assert_eq!(by_name(&json!(null)), json!({}));
+        let list = json!([{"Name": "/sl-app", "Config": {"Labels": {"svc": "app"}}}, {"Name": "/sl-db", "Config": {"Labels": null}}]);
+        assert_eq!(label(&by_name(&list), "svc"), json!({"sl-app": "app"}));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Undefined variables are errors, never empty strings: an empty `{{ sl_app_path }}` in a
 //! `docker compose` command on a production host is exactly the accident fleetup exists to
 //! prevent. Filters and tests that Ansible playbooks rely on for this job are added:
-//! `quote` (shell quoting), `bool`, `from_json`, and the `version` test for comparing
-//! releases; and the `docker_*` filters of [`docker`], which read `docker inspect` output.
+//! `quote` (shell quoting), `bool`, `from_json`, the `version` test for comparing
+//! releases and `pinned_version` (`4.66.1` or `v4.66.1`, not `latest`); and the `docker_*` filters of [`docker`], which read `docker inspect` output.
 //!
 //! A variable whose whole value is one expression (`"{{ facts.stdout | from_json }}"`)
 //! keeps the expression's type, as Ansible's native types do: a mapping stays a mapping.
@@ -58,8 +58,14 @@ impl Templates {
         env.add_filter("docker_by_name", |list: Value| {
             Value::from(Serde(docker::by_name(&to_json(&list))))
         });
+        env.add_filter("docker_label", |containers: Value, key: String| {
+            Value::from(Serde(docker::label(&to_json(&containers), &key)))
+        });
         env.add_filter("docker_run_options", |c: Value, i: Value| {
             docker::run_options(&to_json(&c), &to_json(&i))
+        });
+        env.add_filter("docker_run_context", |c: Value, i: Value| {
+            docker::run_context(&to_json(&c), &to_json(&i))
         });
         env.add_filter("docker_run_command", |c: Value, i: Value| {
             docker::run_command(&to_json(&c), &to_json(&i))
@@ -68,6 +74,9 @@ impl Templates {
             docker::published(&to_json(&c), &port.to_string())
         });
         env.add_test("version", version_test);
+        env.add_test("pinned_version", |v: Value| {
+            v.as_str().is_some_and(|s| compare_versions(s, "0").is_some())
+        });
         env.add_function("lookup", lookup);
         Templates { env }
     }
@@ -649,6 +658,14 @@ mod tests {
         let e = t.render("echo {{ x ", &Vars::new()).unwrap_err();
         assert!(e.message.starts_with("syntax error"), "{}", e.message);
         assert!(!e.undefined);
+    }
+
+    #[test]
+    fn a_pinned_version_is_a_release_number() {
+        let t = Templates::new();
+        let v = vars(json!({"a": "v4.66.1", "b": "4.66.1", "c": "latest", "d": 4}));
+        assert!(t.eval("a is pinned_version and b is pinned_version", &v).unwrap());
+        assert!(!t.eval("c is pinned_version or d is pinned_version", &v).unwrap());
     }
 
     #[test]

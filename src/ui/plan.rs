@@ -94,16 +94,20 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
     }
     let _ = writeln!(out);
     let width = batches.len().to_string().len();
-    let label = |i: usize, canary: bool| {
-        let kind = if canary { " canary" } else { "" };
+    let label = |i: usize| {
+        let kind = match (batches[i].canary, batches[i].staged) {
+            (true, _) => " canary",
+            (false, true) => " staged",
+            (false, false) => "",
+        };
         format!("batch {:>width$}/{}{kind}", i + 1, batches.len())
     };
     let label_width = (0..batches.len())
-        .map(|i| label(i, batches[i].canary).len())
+        .map(|i| label(i).len())
         .max()
         .unwrap_or(0);
     for (i, batch) in batches.iter().enumerate() {
-        let label = label(i, batch.canary);
+        let label = label(i);
         let count = format!("{} host{}", batch.hosts.len(), plural(batch.hosts.len()));
         let estimate = match outlook.estimates.get(i).copied().flatten() {
             Some(d) => format!("~{:<6}  ", duration(d)),
