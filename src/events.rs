@@ -32,6 +32,9 @@ pub enum Outcome {
     UnreachableMidUpgrade,
     /// The rollback itself failed: the host needs a person now.
     RollbackFailed,
+    /// Past its point of no return when the operator abandoned the run (a third Ctrl-C):
+    /// left as it was, neither upgraded nor rolled back. `--resume` finishes it.
+    Abandoned,
 }
 
 impl Outcome {
@@ -44,6 +47,7 @@ impl Outcome {
             Outcome::RolledBack => "rolled back",
             Outcome::UnreachableMidUpgrade => "UNREACHABLE MID-UPGRADE",
             Outcome::RollbackFailed => "ROLLBACK FAILED",
+            Outcome::Abandoned => "DOWN, NOT ROLLED BACK",
         }
     }
 
@@ -176,8 +180,12 @@ pub enum Event {
     Stopping {
         reason: HaltReason,
     },
-    /// The second Ctrl-C: commands in flight are being terminated.
+    /// The second Ctrl-C: upgrade commands in flight are being terminated; hosts past their
+    /// point of no return are rolled back.
     Aborting,
+    /// The third Ctrl-C: rollbacks are terminated too; hosts past their point of no return
+    /// are left down.
+    Abandoning,
     /// A host's connection was lost after its point of no return: fleetup connects again
     /// (after `delay_ms`) to roll it back, since the interrupted step's effect is unknown.
     Reconnecting {

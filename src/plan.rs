@@ -522,6 +522,9 @@ mod tests {
         for h in &mut hs {
             h.staged = true;
         }
-        assert_eq!(sizes(&make_plan(&hs, &rollout("1"))), [(1, true), (1, false), (1, false)]);
+        assert_eq!(
+            sizes(&make_plan(&hs, &rollout("1"))),
+            [(1, true), (1, false), (1, false)]
+        );
     }
 }

@@ -408,11 +408,9 @@ fn rollout(playbook: &Playbook, o: &RolloutOverrides) -> Rollout {
             .or(section.forks.map(|f| f.0))
             .unwrap_or(defaults.forks),
         seed: o.seed,
-        staged_first: section.staged_first.clone().or_else(|| {
-            playbook
-                .gate
-                .as_ref()
-                .map(|g| g.require_staged.clone())
-        }),
+        staged_first: section
+            .staged_first
+            .clone()
+            .or_else(|| playbook.gate.as_ref().map(|g| g.require_staged.clone())),
     }
 }

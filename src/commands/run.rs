@@ -817,7 +817,8 @@ impl StopSignals {
     }
 }
 
-/// First SIGINT or SIGTERM: stop starting hosts; second: terminate commands in flight.
+/// First SIGINT or SIGTERM: stop starting hosts; second: terminate the upgrade commands in
+/// flight and roll back; third: terminate the rollbacks too.
 async fn handle_signals(control: Control, events: Events) {
     let Some(mut stop) = StopSignals::new() else {
         return;
@@ -830,6 +831,9 @@ async fn handle_signals(control: Control, events: Events) {
     stop.next().await;
     control.abort.cancel();
     events.emit(Event::Aborting);
+    stop.next().await;
+    control.abandon.cancel();
+    events.emit(Event::Abandoning);
 }
 
 fn ssh_options(c: &ConnectionArgs) -> SshOptions {

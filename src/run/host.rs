@@ -172,13 +172,17 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
         Some((i, run)) => {
             let step = &spec.steps[i];
             let past_no_return = spec.point_of_no_return.is_some_and(|p| i >= p);
-            let aborted = shared.control.abort.is_cancelled();
+            let abandoned = shared.control.abandon.is_cancelled();
             // A host's failure in its own words: the step's message, else its last stderr line.
             let reason = run
                 .message
                 .clone()
                 .or_else(|| run.stderr_tail.last().cloned());
-            let (outcome, message) = match (run.status, past_no_return && !aborted) {
+            let (outcome, message) = match (run.status, past_no_return && !abandoned) {
+                _ if past_no_return && abandoned => (
+                    Outcome::Abandoned,
+                    Some(abandoned_message(shared, &step.name)),
+                ),
                 (StepStatus::Unreachable, false) => (Outcome::Unreachable, reason),
                 (StepStatus::Unreachable, true) => {
                     // The interrupted step may or may not have happened: only the rollback
@@ -198,6 +202,10 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                             );
                             (outcome, Some(message))
                         }
+                        Err(_) if shared.control.abandon.is_cancelled() => (
+                            Outcome::Abandoned,
+                            Some(abandoned_message(shared, &step.name)),
+                        ),
                         Err(last) => {
                             let message = format!(
                                 "unreachable mid-upgrade, may be down: the connection was lost in step `{}` after the point of no return and {} reconnections failed (last: {last})",
@@ -376,7 +384,7 @@ async fn reconnect(
         ));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = shared.control.abort.cancelled() => return Err("interrupted".into()),
+            _ = shared.control.abandon.cancelled() => return Err("interrupted".into()),
         }
         match shared.transport.connect(target).await {
             Ok(conn) => return Ok(conn),
@@ -542,10 +550,21 @@ async fn rollback(
             vars.insert(r.clone(), run.registered.to_value());
         }
         if matches!(run.status, StepStatus::Failed | StepStatus::Unreachable) {
+            if shared.control.abandon.is_cancelled() {
+                return Outcome::Abandoned;
+            }
             return Outcome::RollbackFailed;
         }
     }
     Outcome::RolledBack
+}
+
+/// What a host abandoned past its point of no return is told: down, and how to finish it.
+fn abandoned_message(shared: &Shared<'_>, step: &str) -> String {
+    format!(
+        "DOWN, NOT ROLLED BACK: abandoned in step `{step}`, past the point of no return; `fleetup run --resume {}` finishes or rolls it back",
+        shared.run_dir.id
+    )
 }
 
 /// Says how the host ended, once that is on disk: a host the journal calls finished is
@@ -678,7 +697,7 @@ async fn run_step(
         let attempt_started = Instant::now();
         let mut request = ExecRequest::new(&command)
             .timeout(step.timeout)
-            .cancel(shared.control.abort.clone());
+            .cancel(shared.control.ends(rollback).clone());
         if step.become_ {
             request = request.become_user(become_user.clone());
         }
@@ -746,7 +765,7 @@ async fn run_step(
                 evaluate(templates, until, &scope(vars, step, &registered)).unwrap_or(false)
             }
         };
-        if satisfied || attempt >= max_attempts || shared.control.abort.is_cancelled() {
+        if satisfied || attempt >= max_attempts || shared.control.ends(rollback).is_cancelled() {
             last_attempt(shared);
             let failed = failed || !satisfied;
             registered.failed = failed;
@@ -783,7 +802,7 @@ async fn run_step(
         }
         tokio::select! {
             _ = tokio::time::sleep(step.delay) => {}
-            _ = shared.control.abort.cancelled() => {}
+            _ = shared.control.ends(rollback).cancelled() => {}
         }
     }
 }

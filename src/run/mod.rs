@@ -5,8 +5,11 @@
 //! Safety rules, in the order they matter:
 //! - a host in the middle of its steps is never abandoned: a halt or a first Ctrl-C stops
 //!   *scheduling*, and in-flight hosts finish their steps (or their rollback);
-//! - only a second Ctrl-C (`Control::abort`) terminates commands in flight, on the hosts
-//!   themselves, and then no rollback is started either: the operator asked to stop now;
+//! - a second Ctrl-C (`Control::abort`) terminates the upgrade commands in flight, on the
+//!   hosts themselves, and the hosts past their point of no return are then rolled back:
+//!   stopping must not leave a mail server down;
+//! - only a third (`Control::abandon`) stops those rollbacks too, and each host it leaves is
+//!   reported `DOWN, NOT ROLLED BACK`, by name, with the resume that finishes it;
 //! - a batch starts only when every host of the previous batch has ended.
 
 mod host;
@@ -154,11 +157,24 @@ impl Reconnect {
 }
 
 /// How the operator stops a run: `stop` (first Ctrl-C) lets in-flight hosts finish;
-/// `abort` (second Ctrl-C) terminates their commands.
+/// `abort` (second Ctrl-C) terminates their upgrade commands, and the hosts past their point
+/// of no return are rolled back; `abandon` (third Ctrl-C) terminates the rollbacks too.
 #[derive(Debug, Clone, Default)]
 pub struct Control {
     pub stop: CancellationToken,
     pub abort: CancellationToken,
+    pub abandon: CancellationToken,
+}
+
+impl Control {
+    /// What ends a step's command: an abort for the upgrade, only an abandon for a rollback.
+    pub fn ends(&self, rollback: bool) -> &CancellationToken {
+        if rollback {
+            &self.abandon
+        } else {
+            &self.abort
+        }
+    }
 }
 
 /// How a run ended.
@@ -338,15 +354,16 @@ pub async fn execute(
             failed: count(|o| o.is_failure() && *o != Outcome::Unreachable),
             unreachable: count(|o| *o == Outcome::Unreachable),
         });
+        // An interrupted batch fails hosts on purpose: the operator stopped it, not a policy.
         halted = stop_scheduling
-            .or_else(|| {
-                policy::halt_after_batch(&batch_outcomes, batch.canary, spec.max_fail_percentage)
-            })
             .or_else(|| {
                 control
                     .stop
                     .is_cancelled()
                     .then_some(HaltReason::Interrupted)
+            })
+            .or_else(|| {
+                policy::halt_after_batch(&batch_outcomes, batch.canary, spec.max_fail_percentage)
             });
         if halted.is_none() && Some(b) != last {
             let pause = if batch.canary {

@@ -43,7 +43,7 @@ pub fn exit_code(
     if any(|o| {
         matches!(
             o,
-            Outcome::Failed | Outcome::RolledBack | Outcome::RollbackFailed
+            Outcome::Failed | Outcome::RolledBack | Outcome::RollbackFailed | Outcome::Abandoned
         )
     }) {
         Exit::HostFailed

@@ -137,7 +137,10 @@ pub fn published(container: &Value, port: &str) -> Option<String> {
         format!("{port}/tcp")
     };
     let bindings = container
-        .pointer(&format!("/HostConfig/PortBindings/{}", key.replace('/', "~1")))?
+        .pointer(&format!(
+            "/HostConfig/PortBindings/{}",
+            key.replace('/', "~1")
+        ))?
         .as_array()?;
     let first = bindings.first()?;
     let host_port = first.get("HostPort")?.as_str().filter(|p| !p.is_empty())?;
@@ -320,7 +323,16 @@ mod tests {
         let args = run_options(&c, &json!({}));
         assert_eq!(
             args,
-            ["--name", "x", "--restart", "on-failure:3", "-p", "5353:53/udp", "-p", "80"]
+            [
+                "--name",
+                "x",
+                "--restart",
+                "on-failure:3",
+                "-p",
+                "5353:53/udp",
+                "-p",
+                "80"
+            ]
         );
     }
 
@@ -334,7 +346,18 @@ mod tests {
         ]);
         assert_eq!(
             run_context(&c, &app_image()),
-            ["-v", "/root/sl:/sl", "-v", "sl_pgp:/sl/pgp", "-v", "/root/dkim.key:/dkim.key:ro", "-e", "EXTRA=1", "--network", "sl-network"]
+            [
+                "-v",
+                "/root/sl:/sl",
+                "-v",
+                "sl_pgp:/sl/pgp",
+                "-v",
+                "/root/dkim.key:/dkim.key:ro",
+                "-e",
+                "EXTRA=1",
+                "--network",
+                "sl-network"
+            ]
         );
     }
 

@@ -75,7 +75,8 @@ impl Templates {
         });
         env.add_test("version", version_test);
         env.add_test("pinned_version", |v: Value| {
-            v.as_str().is_some_and(|s| compare_versions(s, "0").is_some())
+            v.as_str()
+                .is_some_and(|s| compare_versions(s, "0").is_some())
         });
         env.add_function("lookup", lookup);
         Templates { env }
@@ -210,7 +211,11 @@ impl Templates {
     }
 
     /// The value of one expression, with its type (a mapping, a list, a number...).
-    fn eval_value(&self, expression: &str, vars: &Vars) -> Result<serde_json::Value, TemplateError> {
+    fn eval_value(
+        &self,
+        expression: &str,
+        vars: &Vars,
+    ) -> Result<serde_json::Value, TemplateError> {
         let expr = self.compile(expression)?;
         let used = expr.undeclared_variables(false);
         check_defined(expression, &used, vars)?;
@@ -613,7 +618,8 @@ mod tests {
         assert!(t.eval("facts.size == 3 and bigger == 4", &v).unwrap());
         let reached = t.variables_reached("{{ app }}", false, &v).unwrap();
         assert!(reached.contains("found"), "{reached:?}");
-        let garbage = vars(json!({"found": {"stdout": "oops"}, "facts": "{{ found.stdout | from_json }}"}));
+        let garbage =
+            vars(json!({"found": {"stdout": "oops"}, "facts": "{{ found.stdout | from_json }}"}));
         let e = t.render("{{ facts }}", &garbage).unwrap_err();
         assert!(e.message.contains("not JSON"), "{}", e.message);
         assert!(!e.undefined);
@@ -633,7 +639,10 @@ mod tests {
                 &v,
             )
             .unwrap();
-        assert_eq!(out, "--name sl-app -p 127.0.0.1:7777:7777 -e 'B=2'|0|127.0.0.1:7777");
+        assert_eq!(
+            out,
+            "--name sl-app -p 127.0.0.1:7777:7777 -e 'B=2'|0|127.0.0.1:7777"
+        );
     }
 
     #[test]
@@ -664,8 +673,12 @@ mod tests {
     fn a_pinned_version_is_a_release_number() {
         let t = Templates::new();
         let v = vars(json!({"a": "v4.66.1", "b": "4.66.1", "c": "latest", "d": 4}));
-        assert!(t.eval("a is pinned_version and b is pinned_version", &v).unwrap());
-        assert!(!t.eval("c is pinned_version or d is pinned_version", &v).unwrap());
+        assert!(t
+            .eval("a is pinned_version and b is pinned_version", &v)
+            .unwrap());
+        assert!(!t
+            .eval("c is pinned_version or d is pinned_version", &v)
+            .unwrap());
     }
 
     #[test]

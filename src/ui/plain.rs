@@ -7,7 +7,7 @@ use crate::events::{Event, Stamped, StepStatus};
 use crate::ui::recap::Recap;
 use crate::ui::text::{
     clean, deferred, duration, gate, halt_reason, outcome_label, pause_started, plural, resumed,
-    status_label, step_label, timestamp, verify_failed,
+    status_label, step_label, timestamp, verify_failed, ABANDONING, ABORTING,
 };
 use crate::ui::View;
 
@@ -196,7 +196,8 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             "STOPPING: {}: no new host starts; hosts in flight finish",
             halt_reason(reason)
         )],
-        Event::Aborting => vec!["ABORTING: terminating the commands in flight".to_string()],
+        Event::Aborting => vec![ABORTING.to_string()],
+        Event::Abandoning => vec![ABANDONING.to_string()],
         Event::StepOutput { .. } => vec![],
         Event::Reconnecting {
             host,
@@ -329,7 +330,11 @@ RECAP
         );
         assert_eq!(
             lines(&Event::Aborting, 3),
-            vec!["ABORTING: terminating the commands in flight"]
+            vec!["ABORTING: terminating the upgrade commands in flight; hosts past their point of no return are rolled back (Ctrl-C again leaves them down)"]
+        );
+        assert_eq!(
+            lines(&Event::Abandoning, 3),
+            vec!["ABANDONING: terminating the rollbacks; hosts past their point of no return are left DOWN"]
         );
     }
 

@@ -123,7 +123,7 @@ impl Recap {
                 });
             }
             Event::Stopping { reason } => self.stopping = Some(reason.clone()),
-            Event::Aborting => self.aborted = true,
+            Event::Aborting | Event::Abandoning => self.aborted = true,
             Event::Halted { reason, batch } => self.halted = Some((reason.clone(), *batch)),
             Event::RunFinished {
                 duration,
@@ -288,6 +288,7 @@ impl Recap {
             Outcome::RolledBack,
             Outcome::UnreachableMidUpgrade,
             Outcome::RollbackFailed,
+            Outcome::Abandoned,
         ]
         .into_iter()
         .filter_map(|o| {
@@ -368,6 +369,11 @@ impl Recap {
         for host in with(Outcome::RollbackFailed) {
             lines.push(format!(
                 "!!! {host} NEEDS ATTENTION NOW: its rollback failed, it may be down; see its log"
+            ));
+        }
+        for host in with(Outcome::Abandoned) {
+            lines.push(format!(
+                "!!! {host} IS DOWN, NOT ROLLED BACK: abandoned past its point of no return; resume the run to finish or roll it back"
             ));
         }
         for host in with(Outcome::UnreachableMidUpgrade) {

@@ -510,10 +510,11 @@ impl Model {
             )],
             Event::Aborting => {
                 self.state = Some("ABORTING".into());
-                vec![Printed::new(
-                    Tone::Loud,
-                    "■ ABORTING: terminating the commands in flight",
-                )]
+                vec![Printed::new(Tone::Loud, format!("■ {}", crate::ui::text::ABORTING))]
+            }
+            Event::Abandoning => {
+                self.state = Some("ABANDONING".into());
+                vec![Printed::new(Tone::Loud, format!("■ {}", crate::ui::text::ABANDONING))]
             }
             Event::Halted { reason, batch } => {
                 self.state = Some("HALTED".into());
@@ -651,7 +652,7 @@ fn finished_lines(
             };
             let tone = if matches!(
                 outcome,
-                Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade
+                Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade | Outcome::Abandoned
             ) {
                 Tone::Loud
             } else {
