@@ -172,6 +172,9 @@ pub struct Summary {
     /// The attempts' own durations added up (not the time between them).
     pub duration: Duration,
     pub ended: Ended,
+    /// Hosts the run left down: abandoned past their point of no return, a failed
+    /// rollback, unreachable mid-upgrade. Said wherever the run is listed.
+    pub down: Vec<String>,
 }
 
 pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summary {
@@ -230,6 +233,19 @@ pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summa
         .values()
         .filter(|s| matches!(s, HostState::Finished(o) if o.is_failure()))
         .count();
+    let mut down: Vec<String> = states
+        .iter()
+        .filter(|(_, s)| {
+            matches!(
+                s,
+                HostState::Finished(
+                    Outcome::Abandoned | Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade
+                )
+            )
+        })
+        .map(|(h, _)| h.clone())
+        .collect();
+    down.sort();
     Summary {
         attempts,
         hosts: planned_hosts,
@@ -237,6 +253,7 @@ pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summa
         failed,
         duration,
         ended,
+        down,
     }
 }
 

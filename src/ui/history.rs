@@ -49,6 +49,10 @@ impl Entry<'_> {
         if s.attempts > 1 {
             text.push_str(&format!(", {} attempts", s.attempts));
         }
+        if !s.down.is_empty() {
+            let names: Vec<_> = s.down.iter().map(|h| clean(h)).collect();
+            text.push_str(&format!("; DOWN: {}", names.join(", ")));
+        }
         text
     }
 
@@ -77,6 +81,7 @@ impl Entry<'_> {
             "duration_ms": s.duration.as_millis() as u64,
             "attempts": s.attempts,
             "ended": s.ended.word(),
+            "down": s.down,
             "exit_code": match s.ended {
                 Ended::Completed { exit_code } => Some(exit_code),
                 _ => None,
@@ -153,6 +158,7 @@ mod tests {
             failed: 0,
             duration: Duration::from_millis(12_345),
             ended: Ended::Completed { exit_code: 0 },
+            down: vec![],
         };
         let halted = Summary {
             attempts: 1,
@@ -161,6 +167,7 @@ mod tests {
             failed: 1,
             duration: Duration::from_millis(4_000),
             ended: Ended::Halted(HaltReason::CanaryFailed { failed: 1 }),
+            down: vec!["prod-02".into()],
         };
         let entries = [
             Entry {
@@ -181,7 +188,9 @@ mod tests {
             "{text}"
         );
         assert!(lines[2].contains("halted: "), "{text}");
+        assert!(lines[2].ends_with("; DOWN: prod-02"), "{text}");
         let j = entries[1].json();
+        assert_eq!(j["down"], serde_json::json!(["prod-02"]));
         assert_eq!(j["ended"], "halted");
         assert_eq!(j["selection"], "simplelogin --limit production");
         assert_eq!(j["duration_ms"], 4000);
