@@ -363,6 +363,7 @@ impl SelectionArgs {
             inventories: inventory.inventories.clone(),
             playbook,
             playbook_text: None,
+            builtin_files: &[],
             extra_vars: self.extra_vars.clone(),
             limit: self.limit.clone(),
             overrides: RolloutOverrides {

@@ -27,6 +27,8 @@ pub struct PlayInputs {
     pub playbook: PathBuf,
     /// The playbook's text when it is built in rather than read from `playbook`.
     pub playbook_text: Option<&'static str>,
+    /// The files a built-in playbook's `vars_files` name: (name, text).
+    pub builtin_files: &'static [(&'static str, &'static str)],
     /// `-e` arguments as given.
     pub extra_vars: Vec<String>,
     pub limit: Option<String>,
@@ -152,7 +154,7 @@ pub const RUN_ID_VAR: &str = "fleetup_run_id";
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     let mut errors = Vec::new();
     let playbook = match inputs.playbook_text {
-        Some(text) => Playbook::parse(&inputs.playbook, text),
+        Some(text) => Playbook::parse_with(&inputs.playbook, text, inputs.builtin_files),
         None => Playbook::load(&inputs.playbook),
     }
     .map_err(|d| errors.extend(d.0))

@@ -80,8 +80,13 @@ pub fn check(args: &CheckArgs) -> Exit {
     run::check_hosts(&play, &args.connection, &state_dir)
 }
 
-/// The built-in status playbook, so that `fleetup status` works from any directory.
+/// The built-in status playbook, so that `fleetup status` works from any directory, with
+/// the variables it shares with the upgrade.
 const STATUS_PLAYBOOK: &str = include_str!("../../playbooks/simplelogin-status.yml");
+const BUILTIN_FILES: &[(&str, &str)] = &[(
+    "simplelogin-facts.yml",
+    include_str!("../../playbooks/simplelogin-facts.yml"),
+)];
 
 pub fn status(args: &StatusArgs) -> Exit {
     let inputs = PlayInputs {
@@ -91,6 +96,7 @@ pub fn status(args: &StatusArgs) -> Exit {
             .clone()
             .unwrap_or_else(|| PathBuf::from("playbooks/simplelogin-status.yml (built in)")),
         playbook_text: args.playbook.is_none().then_some(STATUS_PLAYBOOK),
+        builtin_files: BUILTIN_FILES,
         extra_vars: args.extra_vars.clone(),
         limit: args.limit.clone(),
         overrides: RolloutOverrides {

@@ -240,6 +240,7 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         inventories: record.inventories.clone(),
         playbook: record.playbook.clone(),
         playbook_text: None,
+        builtin_files: &[],
         extra_vars,
         limit: record.limit.clone(),
         overrides: RolloutOverrides {

@@ -286,6 +286,8 @@ struct RawPlaybook {
     #[serde(default)]
     vars: Vars,
     #[serde(default)]
+    vars_files: Vec<String>,
+    #[serde(default)]
     required_vars: Vec<String>,
     #[serde(default)]
     secrets: Vec<String>,
@@ -340,9 +342,20 @@ impl Playbook {
         Playbook::parse(path, &crate::yaml::read_input(path, "playbook")?)
     }
 
-    /// Parses a playbook's text; `path` is used in messages. Checks everything that the
-    /// playbook alone decides: shapes, types, names, conditions' and templates' syntax.
+    /// Parses a playbook's text; `path` is used in messages, and its directory holds the
+    /// `vars_files`. Checks everything that the playbook alone decides: shapes, types,
+    /// names, conditions' and templates' syntax.
     pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
+        Playbook::parse_with(path, text, &[])
+    }
+
+    /// As [`Playbook::parse`], for a playbook built into fleetup: its `vars_files` are
+    /// looked up by name in `builtin` (name, text) before the disk.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        builtin: &[(&str, &str)],
+    ) -> Result<Playbook, Diagnostics> {
         let doc = Document::parse(path, text)?;
         if doc.value.is_sequence() {
             return Err(doc
@@ -362,6 +375,15 @@ impl Playbook {
             errors.push(doc.error("hosts", m));
             Pattern::all()
         });
+        // `vars:` wins over the shared files it lists, so a playbook can change their defaults.
+        let mut vars = Vars::new();
+        for (i, file) in raw.vars_files.iter().enumerate() {
+            match read_vars_file(&doc, i, file, builtin) {
+                Ok(shared) => vars.extend(shared),
+                Err(d) => errors.push(d),
+            }
+        }
+        vars.extend(raw.vars.clone());
         for name in raw.vars.keys() {
             if let Err(m) = check_name(name) {
                 errors.push(
@@ -413,7 +435,7 @@ impl Playbook {
         let playbook = Playbook {
             name: raw.name,
             hosts,
-            vars: raw.vars,
+            vars,
             required_vars: raw.required_vars,
             secrets: raw.secrets,
             rollout: raw.rollout,
@@ -482,6 +504,33 @@ struct StepDefaults {
     become_: bool,
     become_user: Option<String>,
     timeout: Duration,
+}
+
+/// One of `vars_files`: a YAML mapping of variables, beside the playbook (or built in).
+fn read_vars_file(
+    doc: &Document,
+    index: usize,
+    file: &str,
+    builtin: &[(&str, &str)],
+) -> Result<Vars, Diagnostic> {
+    let path = doc
+        .file
+        .parent()
+        .unwrap_or_else(|| Path::new(""))
+        .join(file);
+    let text = match builtin.iter().find(|(name, _)| *name == file) {
+        Some((_, text)) => text.to_string(),
+        None => crate::yaml::read_input(&path, "vars file").map_err(|d| {
+            doc.error(&format!("vars_files[{index}]"), d.message)
+                .hint(format!("it is read from {}", path.display()))
+        })?,
+    };
+    let vars_doc = Document::parse(&path, &text)?;
+    let vars: Vars = vars_doc.get("")?;
+    for name in vars.keys() {
+        check_name(name).map_err(|m| vars_doc.error(name, m))?;
+    }
+    Ok(vars)
 }
 
 fn read_steps(

@@ -413,35 +413,41 @@ pub(super) async fn preflight_host(
     let steps = &spec.steps[..spec.preflight_len];
     // The table is shown and recorded: what hosts report passes the run's redaction.
     let redactor = shared.run_dir.redactor();
-    let vars = match check_host(shared, host, steps, "fleet-wide pre-flight (read-only)").await {
-        Ok(vars) => vars,
-        Err((outcome, message)) => {
-            return super::PreflightResult {
-                host: host.name.clone(),
-                outcome,
-                report: vec![],
-                message: Some(redactor.text(&message).into_owned()),
-                version: None,
-            }
-        }
-    };
+    let checked = check_host(shared, host, steps, "fleet-wide pre-flight (read-only)").await;
+    // A host that failed its pre-flight still shows what it told: why it is refused or
+    // broken is in its columns. A column that needs what it did not get is left empty.
     let render = |template: &str| {
-        let text = shared
-            .templates
-            .render(template, &vars)
-            .unwrap_or_else(|e| format!("? ({})", e.message));
+        let text = match shared.templates.render(template, &checked.vars) {
+            Ok(text) => text,
+            Err(_) if checked.failure.is_some() => String::new(),
+            Err(e) => format!("? ({})", e.message),
+        };
         redactor.text(&text).into_owned()
     };
-    super::PreflightResult {
-        host: host.name.clone(),
-        outcome: Outcome::Ok,
-        report: spec
+    let reached = !matches!(checked.failure, Some((Outcome::Unreachable, _)));
+    let report = match reached {
+        true => spec
             .report
             .iter()
             .map(|(column, template)| (column.clone(), render(template)))
             .collect(),
-        message: None,
-        version: spec.audit.from.as_deref().map(render),
+        false => vec![],
+    };
+    let (outcome, message) = match &checked.failure {
+        None => (Outcome::Ok, None),
+        Some((outcome, message)) => (*outcome, Some(redactor.text(message).into_owned())),
+    };
+    super::PreflightResult {
+        host: host.name.clone(),
+        outcome,
+        report,
+        message,
+        version: spec
+            .audit
+            .from
+            .as_deref()
+            .filter(|_| checked.failure.is_none())
+            .map(render),
     }
 }
 
@@ -454,35 +460,39 @@ pub(super) async fn verify_host(shared: &Shared<'_>, host: &HostInPlay) -> bool 
         "verification during a pause",
     )
     .await;
-    let ok = checked.is_ok();
+    let ok = checked.failure.is_none();
     shared.emit(Event::HostVerified {
         host: host.name.clone(),
         ok,
-        message: checked.err().map(|(_, m)| m),
+        message: checked.failure.map(|(_, m)| m),
     });
     ok
+}
+
+/// What read-only steps registered on a host, and why they failed if they did.
+struct Checked {
+    vars: Vars,
+    failure: Option<(Outcome, String)>,
 }
 
 /// Runs read-only `steps` on a host over a connection of their own (the fleet-wide
 /// pre-flight, a pause's verification). Their step events go nowhere: the views show hosts'
 /// upgrades, and these are not. Returns what the steps registered, or why they failed.
-async fn check_host(
-    shared: &Shared<'_>,
-    host: &HostInPlay,
-    steps: &[Step],
-    note: &str,
-) -> Result<Vars, (Outcome, String)> {
-    let mut log = shared
-        .run_dir
-        .host_log(&host.name)
-        .map_err(|e| (Outcome::Failed, format!("cannot write the host's log: {e}")))?;
+async fn check_host(shared: &Shared<'_>, host: &HostInPlay, steps: &[Step], note: &str) -> Checked {
+    let failed = |outcome, message| Checked {
+        vars: host.vars.clone(),
+        failure: Some((outcome, message)),
+    };
+    let mut log = match shared.run_dir.host_log(&host.name) {
+        Ok(log) => log,
+        Err(e) => return failed(Outcome::Failed, format!("cannot write the host's log: {e}")),
+    };
     log.note(note);
     let (target, _) = super::target::connect_target(&host.name, &host.vars, shared.connect_timeout);
-    let conn = shared
-        .transport
-        .connect(&target)
-        .await
-        .map_err(|e| (Outcome::Unreachable, describe(&e)))?;
+    let conn = match shared.transport.connect(&target).await {
+        Ok(conn) => conn,
+        Err(e) => return failed(Outcome::Unreachable, describe(&e)),
+    };
     let (silent, _) = tokio::sync::mpsc::unbounded_channel();
     let silent = Events::new(silent);
     let quiet = Shared {
@@ -517,10 +527,7 @@ async fn check_host(
         }
     }
     conn.close().await;
-    match failure {
-        Some(failed) => Err(failed),
-        None => Ok(vars),
-    }
+    Checked { vars, failure }
 }
 
 /// Runs the rollback steps after step `failed` failed; stops at the first that fails.

@@ -122,8 +122,12 @@ impl Templates {
         }
         let mut out = vars.clone();
         let mut in_progress: Vec<String> = Vec::new();
+        // A rendered value may hold braces of its own (a docker --format in a shell
+        // snippet): it is rendered once, never again.
+        let mut done: HashSet<String> = HashSet::new();
         while let Some(name) = pending.last().cloned() {
-            let Some(value) = out.get(&name).cloned().filter(has_template) else {
+            let value = out.get(&name).cloned().filter(has_template);
+            let Some(value) = value.filter(|_| !done.contains(&name)) else {
                 pending.pop();
                 continue;
             };
@@ -131,7 +135,7 @@ impl Templates {
                 .variables_in(&value)
                 .map_err(|e| in_variable(&name, e))?
                 .into_iter()
-                .filter(|n| out.get(n).is_some_and(has_template) && *n != name)
+                .filter(|n| out.get(n).is_some_and(has_template) && *n != name && !done.contains(n))
                 .collect();
             // Only a variable still waiting for its own needs closes a cycle; one merely
             // pending (also read directly) is simply rendered first.
@@ -148,6 +152,7 @@ impl Templates {
                 out.insert(name.clone(), rendered);
                 pending.pop();
                 in_progress.retain(|n| *n != name);
+                done.insert(name);
             } else {
                 in_progress.push(name);
                 pending.extend(needs);
@@ -623,6 +628,20 @@ mod tests {
         let e = t.render("{{ facts }}", &garbage).unwrap_err();
         assert!(e.message.contains("not JSON"), "{}", e.message);
         assert!(!e.undefined);
+    }
+
+    #[test]
+    fn a_rendered_variable_is_never_rendered_again() {
+        let t = Templates::new();
+        let v = vars(json!({
+            "fmt": "docker inspect --format '{% raw %}{{.Name}}{% endraw %}' {{ name }}",
+            "name": "sl-app",
+            "both": "{{ fmt }}; {{ fmt }}",
+        }));
+        assert_eq!(
+            t.render("{{ both }} && {{ fmt }}", &v).unwrap(),
+            "docker inspect --format '{{.Name}}' sl-app; docker inspect --format '{{.Name}}' sl-app && docker inspect --format '{{.Name}}' sl-app"
+        );
     }
 
     #[test]

@@ -19,9 +19,9 @@ pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
             other => other.label().to_uppercase(),
         };
         let mut row = vec![clean(&r.host).into_owned(), state];
-        match &r.message {
-            Some(m) => row.push(clean(m).into_owned()),
-            None => row.extend(columns.iter().map(|c| {
+        // A failed host that still told its columns shows them, then why it failed.
+        if !r.report.is_empty() {
+            row.extend(columns.iter().map(|c| {
                 let value = r
                     .report
                     .iter()
@@ -29,7 +29,10 @@ pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
                     .map(|(_, v)| v.as_str())
                     .unwrap_or("");
                 clean(value.trim()).into_owned()
-            })),
+            }));
+        }
+        if let Some(m) = &r.message {
+            row.push(clean(m).into_owned());
         }
         rows.push(row);
     }
@@ -81,10 +84,14 @@ mod tests {
         PreflightResult {
             host: host.into(),
             outcome,
-            report: vec![
-                ("version".into(), version.into()),
-                ("health".into(), "success".into()),
-            ],
+            // An unreachable host told nothing.
+            report: match outcome {
+                Outcome::Unreachable => vec![],
+                _ => vec![
+                    ("version".into(), version.into()),
+                    ("health".into(), "success".into()),
+                ],
+            },
             message: message.map(String::from),
             version: Some(version.into()),
         }
@@ -102,6 +109,12 @@ mod tests {
                 Some("connection refused"),
             ),
             result("prod-04", Outcome::Ok, "v4.66.1", None),
+            result(
+                "prod-05",
+                Outcome::Failed,
+                "v4.67.1",
+                Some("upgradable: refused: downgrade"),
+            ),
         ];
         let columns = ["version".to_string(), "health".to_string()];
         assert_eq!(
@@ -110,11 +123,12 @@ mod tests {
              prod-01  ok           v4.66.1  success\n\
              prod-02  ok           v4.65.0  success\n\
              prod-03  UNREACHABLE  connection refused\n\
-             prod-04  ok           v4.66.1  success\n"
+             prod-04  ok           v4.66.1  success\n\
+             prod-05  FAILED       v4.67.1  success  upgradable: refused: downgrade\n"
         );
         assert_eq!(
             counts(&results, "version"),
-            "v4.66.1: 2 hosts · unreachable: 1 host · v4.65.0: 1 host"
+            "v4.66.1: 2 hosts · failed: 1 host · unreachable: 1 host · v4.65.0: 1 host"
         );
     }
 }
