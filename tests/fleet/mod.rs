@@ -23,6 +23,16 @@ pub struct HostSpec {
     pub root: bool,
     pub current: bool,
     pub own_sshd: bool,
+    /// readme | compose | springcomp (None: compose).
+    pub layout: Option<String>,
+    /// Image repository (None: simplelogin/app-ci).
+    pub image: Option<String>,
+    /// Some(false): tags without `v` (simplelogin/app:4.66.1).
+    pub v_prefix: Option<bool>,
+    /// The seed's failure: app on `version`'s image, schema at the release before.
+    pub broken: bool,
+    /// Extra `docker run` flags per container (readme layout).
+    pub extra_args: Vec<(String, Vec<String>)>,
 }
 
 impl HostSpec {
@@ -56,6 +66,28 @@ impl HostSpec {
     }
     pub fn group(mut self, g: &str) -> Self {
         self.groups.push(g.into());
+        self
+    }
+    pub fn layout(mut self, l: &str) -> Self {
+        self.layout = Some(l.into());
+        self
+    }
+    pub fn image(mut self, repo: &str) -> Self {
+        self.image = Some(repo.into());
+        self
+    }
+    pub fn v_prefix(mut self, v: bool) -> Self {
+        self.v_prefix = Some(v);
+        self
+    }
+    pub fn broken(mut self) -> Self {
+        self.broken = true;
+        self
+    }
+    /// Extra flags for one container's `docker run` (readme layout), e.g. `["-e", "K=V"]`.
+    pub fn extra_args(mut self, container: &str, args: &[&str]) -> Self {
+        self.extra_args
+            .push((container.into(), args.iter().map(|a| a.to_string()).collect()));
         self
     }
 }
@@ -119,6 +151,26 @@ impl Spec {
             ] {
                 if v {
                     s.push_str(&format!("    {k}: true\n"));
+                }
+            }
+            if h.broken {
+                s.push_str("    broken: true\n");
+            }
+            for (k, v) in [("layout", &h.layout), ("image", &h.image)] {
+                if let Some(v) = v {
+                    s.push_str(&format!("    {k}: {v}\n"));
+                }
+            }
+            if let Some(v) = h.v_prefix {
+                s.push_str(&format!("    v_prefix: {v}\n"));
+            }
+            if !h.extra_args.is_empty() {
+                s.push_str("    extra_args:\n");
+                for (c, a) in &h.extra_args {
+                    s.push_str(&format!(
+                        "      {c}: {}\n",
+                        serde_json::to_string(a).unwrap_or_default()
+                    ));
                 }
             }
             if let Some(p) = &h.app_path {
@@ -267,6 +319,17 @@ impl Fleet {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("state JSON")
+    }
+
+    /// Run SQL against a host's database (`fleet-sim sql`): tuples only, unaligned.
+    pub fn sql(&self, name: &str, sql: &str) -> String {
+        let out = self.sim(&["sql", "--host", name, sql]);
+        assert!(
+            out.status.success(),
+            "fleet-sim sql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Append a rule (a JSON object as in faults.json) to a host's faults.

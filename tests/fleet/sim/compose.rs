@@ -1,29 +1,18 @@
-//! `docker compose` / `docker-compose`: reads the real compose file and `.env` of the
-//! project directory (an `SL_VERSION` in the environment wins, as in real compose) and
-//! drives the same simulated containers as the docker shim.
+//! `docker compose` / `docker-compose` over the simulated daemon: containers carry
+//! compose's labels; `up` pulls, creates networks and volumes, runs one-shot dependencies
+//! (`service_completed_successfully`) to completion first, and re-creates what changed.
 
-use crate::docker::{daemon_err, do_pull};
+use crate::composefile::{load_project, Project, Service};
+use crate::docker::{daemon_err, stop_container};
 use crate::format::{render_list, tabulate};
+use crate::images::do_pull;
 use crate::opts;
-use crate::state::{self, HostState, ImageRef};
+use crate::releases::ImageRef;
+use crate::state::{self, HostState};
 use crate::util::{self, human_ago};
 use serde_json::json;
-use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-
-struct Service {
-    name: String,
-    container: String,
-    image: String,
-    ports: Vec<String>,
-}
-
-struct Project {
-    name: String,
-    network: String,
-    services: Vec<Service>,
-}
+use std::collections::BTreeMap;
+use std::path::Path;
 
 pub fn main(h: &Path, args: &[String], prog: &str) -> i32 {
     match run(h, args, prog) {
@@ -35,228 +24,30 @@ pub fn main(h: &Path, args: &[String], prog: &str) -> i32 {
     }
 }
 
-fn read_env_file(p: &Path) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    if let Ok(s) = fs::read_to_string(p) {
-        for line in s.lines() {
-            let l = line.trim();
-            if l.is_empty() || l.starts_with('#') {
-                continue;
-            }
-            let l = l.strip_prefix("export ").unwrap_or(l);
-            if let Some((k, v)) = l.split_once('=') {
-                let v = v.trim();
-                let v = v
-                    .strip_prefix('"')
-                    .and_then(|x| x.strip_suffix('"'))
-                    .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-                    .unwrap_or(v);
-                m.insert(k.trim().to_string(), v.to_string());
-            }
-        }
-    }
-    m
-}
-
-/// Compose's variable interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, $VAR, $$.
-fn interpolate(s: &str, env: &HashMap<String, String>, warned: &mut Vec<String>) -> String {
-    let mut out = String::new();
-    let b: Vec<char> = s.chars().collect();
-    let mut i = 0;
-    let mut lookup = |name: &str, default: Option<(&str, bool)>, out: &mut String| {
-        let v = std::env::var(name).ok().or_else(|| env.get(name).cloned());
-        match (v, default) {
-            (Some(v), Some((d, true))) if v.is_empty() => out.push_str(d),
-            (Some(v), _) => out.push_str(&v),
-            (None, Some((d, _))) => out.push_str(d),
-            (None, None) => {
-                if !warned.iter().any(|w| w == name) {
-                    eprintln!("WARN[0000] The \"{name}\" variable is not set. Defaulting to a blank string.");
-                    warned.push(name.to_string());
-                }
-            }
-        }
-    };
-    while i < b.len() {
-        if b[i] == '$' && i + 1 < b.len() {
-            if b[i + 1] == '$' {
-                out.push('$');
-                i += 2;
-                continue;
-            }
-            if b[i + 1] == '{' {
-                if let Some(end) = b[i + 2..].iter().position(|&c| c == '}') {
-                    let inner: String = b[i + 2..i + 2 + end].iter().collect();
-                    if let Some((n, d)) = inner.split_once(":-") {
-                        lookup(n, Some((d, true)), &mut out);
-                    } else if let Some((n, d)) = inner.split_once('-') {
-                        lookup(n, Some((d, false)), &mut out);
-                    } else {
-                        lookup(&inner, None, &mut out);
-                    }
-                    i += 3 + end;
-                    continue;
-                }
-            }
-            let start = i + 1;
-            let mut j = start;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == '_') {
-                j += 1;
-            }
-            if j > start {
-                let name: String = b[start..j].iter().collect();
-                lookup(&name, None, &mut out);
-                i = j;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn load_project(
-    files: &[String],
-    project_dir: Option<&str>,
-    pname: Option<String>,
-    env_file: Option<String>,
-) -> Result<Project, String> {
-    let cwd =
-        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
-    let file: PathBuf = match files.first() {
-        Some(f) => {
-            let p = cwd.join(f);
-            if !p.exists() {
-                return Err(format!("open {}: no such file or directory", p.display()));
-            }
-            p
-        }
-        None => {
-            let dir = project_dir
-                .map(|d| cwd.join(d))
-                .unwrap_or_else(|| cwd.clone());
-            [
-                "compose.yaml",
-                "compose.yml",
-                "docker-compose.yml",
-                "docker-compose.yaml",
-            ]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| p.exists())
-            .ok_or("no configuration file provided: not found")?
-        }
-    };
-    let dir = match project_dir {
-        Some(d) => cwd.join(d),
-        None => file.parent().map(Path::to_path_buf).unwrap_or(cwd),
-    };
-    let env = read_env_file(
-        &env_file
-            .map(PathBuf::from)
-            .unwrap_or_else(|| dir.join(".env")),
-    );
-    let text = fs::read_to_string(&file).map_err(|e| format!("open {}: {e}", file.display()))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("yaml: {e}"))?;
-    let mut warned = Vec::new();
-    let raw_name = pname
-        .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok())
-        .or_else(|| env.get("COMPOSE_PROJECT_NAME").cloned())
-        .or_else(|| doc.get("name").and_then(|v| v.as_str()).map(str::to_string))
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-    let name: String = raw_name
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
-    let network = doc
-        .get("networks")
-        .and_then(|n| n.get("default"))
-        .and_then(|d| d.get("name"))
-        .and_then(|v| v.as_str())
-        .map(|s| interpolate(s, &env, &mut warned))
-        .unwrap_or_else(|| format!("{name}_default"));
-    let mut services = Vec::new();
-    if let Some(m) = doc.get("services").and_then(|s| s.as_mapping()) {
-        for (k, v) in m {
-            let svc = k.as_str().unwrap_or_default().to_string();
-            let image = v.get("image").and_then(|i| i.as_str()).unwrap_or_default();
-            let image = interpolate(image, &env, &mut warned);
-            let container = v
-                .get("container_name")
-                .and_then(|c| c.as_str())
-                .map(|c| interpolate(c, &env, &mut warned))
-                .unwrap_or_else(|| format!("{name}-{svc}-1"));
-            let ports = v
-                .get("ports")
-                .and_then(|p| p.as_sequence())
-                .map(|s| {
-                    s.iter()
-                        .filter_map(|p| p.as_str())
-                        .map(|p| format!("{p}/tcp").replacen(':', "->", 1))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let ports = fix_ports(ports);
-            services.push(Service {
-                name: svc,
-                container,
-                image,
-                ports,
-            });
-        }
-    }
-    Ok(Project {
-        name,
-        network,
-        services,
-    })
-}
-
-/// "127.0.0.1:7777:7777" → "127.0.0.1:7777->7777/tcp", as docker ps shows it.
-fn fix_ports(ps: Vec<String>) -> Vec<String> {
-    ps.into_iter()
-        .map(|p| {
-            let body = p.trim_end_matches("/tcp").replacen("->", ":", 1);
-            let parts: Vec<&str> = body.split(':').collect();
-            match parts.as_slice() {
-                [ip, h, c] => format!("{ip}:{h}->{c}/tcp"),
-                [h, c] => format!("0.0.0.0:{h}->{c}/tcp"),
-                _ => format!("{body}/tcp"),
-            }
-        })
-        .collect()
-}
-
 fn status(msg: &str) {
     eprintln!(" {msg}");
 }
 
+const GLOBAL: &[&str] = &[
+    "-f",
+    "--file",
+    "--project-directory",
+    "-p",
+    "--project-name",
+    "--env-file",
+    "--ansi",
+    "--progress",
+    "--profile",
+    "--parallel",
+];
+
 fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
-    let global = [
-        "-f",
-        "--file",
-        "--project-directory",
-        "-p",
-        "--project-name",
-        "--env-file",
-        "--ansi",
-        "--progress",
-        "--profile",
-        "--parallel",
-    ];
-    // Global options come before the subcommand; parse up to it.
     let mut i = 0;
     let mut g: Vec<String> = Vec::new();
     while i < args.len() && args[i].starts_with('-') {
         g.push(args[i].clone());
         let flag = args[i].split('=').next().unwrap_or("");
-        if global.contains(&flag) && !args[i].contains('=') {
+        if GLOBAL.contains(&flag) && !args[i].contains('=') {
             if let Some(v) = args.get(i + 1) {
                 g.push(v.clone());
             }
@@ -264,7 +55,7 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         }
         i += 1;
     }
-    let go = opts::parse(&g, &global, true)?;
+    let go = opts::parse(&g, GLOBAL, true)?;
     if go.has(&["-v", "--version"]) {
         println!("Docker Compose version v2.21.0");
         return Ok(0);
@@ -273,7 +64,6 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         println!("Usage:  {prog} [OPTIONS] COMMAND\n\nDefine and run multi-container applications with Docker.");
         return Ok(0);
     };
-    let rest = &args[i + 1..];
     if sub == "version" {
         println!("Docker Compose version v2.21.0");
         return Ok(0);
@@ -285,7 +75,7 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         go.get(&["--env-file"]),
     )?;
     let o = opts::parse(
-        rest,
+        &args[i + 1..],
         &[
             "--format",
             "-t",
@@ -299,52 +89,30 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         ],
         true,
     )?;
-    let selected: Vec<&Service> = proj
-        .services
-        .iter()
-        .filter(|s| o.pos.is_empty() || o.pos.contains(&s.name))
-        .collect();
     if let Some(unknown) = o
         .pos
         .iter()
         .find(|p| !proj.services.iter().any(|s| &s.name == *p))
     {
-        if !["ps", "logs"].contains(&sub.as_str()) || !unknown.is_empty() {
-            eprintln!("no such service: {unknown}");
-            return Ok(1);
-        }
+        eprintln!("no such service: {unknown}");
+        return Ok(1);
     }
+    let selected: Vec<&Service> = proj
+        .services
+        .iter()
+        .filter(|s| o.pos.is_empty() || o.pos.contains(&s.name))
+        .collect();
     match sub.as_str() {
         "up" => up(h, &proj, &selected, &o),
-        "down" => down(h, &proj),
-        "stop" | "start" | "restart" => state::with_state(h, |st| {
-            for s in &selected {
-                if let Some(i) = st.container_idx(&s.container) {
-                    let c = &mut st.containers[i];
-                    let cap = |w: &str| format!("{}{}", w[..1].to_uppercase(), &w[1..]);
-                    if sub != "stop" || c.status == "running" {
-                        if sub != "start" {
-                            status(&format!("Container {}  Stopping", c.name));
-                            c.status = "exited".into();
-                            c.exit_code = 0;
-                            c.finished = util::now();
-                            status(&format!("Container {}  Stopped", c.name));
-                        }
-                        if sub != "stop" {
-                            status(&format!("Container {}  {}ing", c.name, cap("start")));
-                            c.status = "running".into();
-                            c.started = util::now();
-                            status(&format!("Container {}  Started", c.name));
-                        }
-                    }
-                }
-            }
-            0
-        }),
+        "down" => down(h, &proj, o.has(&["-v", "--volumes"])),
+        "stop" | "start" | "restart" => start_stop(h, &sub, &selected),
         "rm" => state::with_state(h, |st| {
             for s in &selected {
                 if let Some(i) = st.container_idx(&s.container) {
-                    if st.containers[i].status != "running" || o.has(&["-s", "--stop"]) {
+                    if o.has(&["-s", "--stop"]) {
+                        stop_container(st, i, false);
+                    }
+                    if st.containers[i].status != "running" {
                         status(&format!("Container {}  Removed", st.containers[i].name));
                         st.containers.remove(i);
                     }
@@ -355,7 +123,7 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         "ps" => ps(h, &proj, &selected, &o),
         "pull" => state::with_state(h, |st| {
             for s in &selected {
-                let r = match ImageRef::parse(&s.image) {
+                let r = match ImageRef::parse(&s.spec.image) {
                     Ok(r) => r,
                     Err(e) => return daemon_err(&e),
                 };
@@ -369,24 +137,7 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
             0
         }),
         "config" => {
-            if o.has(&["--images"]) {
-                for s in &selected {
-                    println!("{}", s.image);
-                }
-            } else if o.has(&["--services"]) {
-                for s in &selected {
-                    println!("{}", s.name);
-                }
-            } else {
-                println!("name: {}\nservices:", proj.name);
-                for s in &selected {
-                    println!(
-                        "  {}:\n    container_name: {}\n    image: {}",
-                        s.name, s.container, s.image
-                    );
-                }
-                println!("networks:\n  default:\n    name: {}", proj.network);
-            }
+            config(&proj, &selected, &o);
             Ok(0)
         }
         "logs" => Ok(0),
@@ -397,97 +148,117 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
     }
 }
 
+fn config(proj: &Project, selected: &[&Service], o: &opts::Opts) {
+    if o.has(&["--images"]) {
+        selected.iter().for_each(|s| println!("{}", s.spec.image));
+    } else if o.has(&["--services"]) {
+        selected.iter().for_each(|s| println!("{}", s.name));
+    } else {
+        println!("name: {}\nservices:", proj.name);
+        for s in selected {
+            println!(
+                "  {}:\n    container_name: {}\n    image: {}",
+                s.name, s.container, s.spec.image
+            );
+        }
+        println!("networks:");
+        for (k, real, _) in &proj.networks {
+            println!("  {k}:\n    name: {real}");
+        }
+    }
+}
+
+fn start_stop(h: &Path, sub: &str, selected: &[&Service]) -> Result<i32, String> {
+    state::with_state(h, |st| {
+        for s in selected {
+            let Some(i) = st.container_idx(&s.container) else {
+                continue;
+            };
+            if sub != "start" && st.containers[i].status == "running" {
+                status(&format!("Container {}  Stopping", s.container));
+                stop_container(st, i, false);
+                status(&format!("Container {}  Stopped", s.container));
+            }
+            if sub != "stop" && st.containers[i].status != "running" {
+                status(&format!("Container {}  Starting", s.container));
+                if let Err(e) = crate::run::start(st, i, h) {
+                    return daemon_err(&e);
+                }
+                status(&format!("Container {}  Started", s.container));
+            }
+        }
+        0
+    })
+}
+
+/// The services to bring up, dependencies first.
+fn order<'a>(proj: &'a Project, selected: &[&'a Service]) -> Vec<&'a Service> {
+    let mut out: Vec<&Service> = Vec::new();
+    fn visit<'a>(p: &'a Project, s: &'a Service, out: &mut Vec<&'a Service>, depth: u32) {
+        if out.iter().any(|x| x.name == s.name) || depth > 32 {
+            return;
+        }
+        for (d, _) in &s.deps {
+            if let Some(ds) = p.services.iter().find(|x| &x.name == d) {
+                visit(p, ds, out, depth + 1);
+            }
+        }
+        out.push(s);
+    }
+    for s in selected {
+        visit(proj, s, &mut out, 0);
+    }
+    out
+}
+
+fn labels(proj: &Project, s: &Service, image_id: &str, oneoff: bool) -> BTreeMap<String, String> {
+    let files: Vec<String> = proj
+        .files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
+    [
+        ("com.docker.compose.project", proj.name.clone()),
+        (
+            "com.docker.compose.project.working_dir",
+            proj.dir.to_string_lossy().into_owned(),
+        ),
+        ("com.docker.compose.project.config_files", files.join(",")),
+        ("com.docker.compose.service", s.name.clone()),
+        ("com.docker.compose.container-number", "1".into()),
+        (
+            "com.docker.compose.oneoff",
+            if oneoff { "True" } else { "False" }.into(),
+        ),
+        ("com.docker.compose.version", "2.21.0".into()),
+        ("com.docker.compose.config-hash", s.hash.clone()),
+        ("com.docker.compose.image", format!("sha256:{image_id}")),
+        (
+            "com.docker.compose.depends_on",
+            s.deps
+                .iter()
+                .map(|(d, c)| format!("{d}:{c}:false"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result<i32, String> {
     let detach = o.has(&["-d", "--detach"]);
     let force = o.has(&["--force-recreate"]);
-    let rc = state::with_state(h, |st: &mut HostState| {
-        let mut refs = Vec::new();
-        for s in selected {
-            match ImageRef::parse(&s.image) {
-                Ok(r) => refs.push(r),
-                Err(e) => {
-                    eprintln!(
-                        "Error response from daemon: {e}: \"{}\" (service {})",
-                        s.image, s.name
-                    );
-                    return 1;
-                }
-            }
-        }
-        // Compose pulls what is missing before it touches any container.
-        for (s, r) in selected.iter().zip(&refs) {
-            if st.image(r).is_none() {
-                status(&format!("{} Pulling", s.name));
-                if let Err(e) = do_pull(st, r, true, true) {
-                    status(&format!("{} Error {e}", s.name));
-                    return daemon_err(&e);
-                }
-                status(&format!("{} Pulled", s.name));
-            }
-        }
-        if !st.networks.contains(&proj.network) {
-            st.networks.push(proj.network.clone());
-            status(&format!("Network {}  Created", proj.network));
-        }
-        for (s, r) in selected.iter().zip(&refs) {
-            let img = st.add_image(r);
-            let now = util::now();
-            let idx = st.container_idx(&s.container);
-            if let Some(i) = idx {
-                let c = &st.containers[i];
-                if c.compose_project.as_deref() != Some(proj.name.as_str()) {
-                    return daemon_err(&format!(
-                        "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                        s.container, c.id
-                    ));
-                }
-                if c.image == s.image && c.image_id == img.id && !force {
-                    if c.status == "running" {
-                        status(&format!("Container {}  Running", s.container));
-                    } else {
-                        status(&format!("Container {}  Starting", s.container));
-                        let c = &mut st.containers[i];
-                        c.status = "running".into();
-                        c.started = now;
-                        c.pid = std::process::id();
-                        status(&format!("Container {}  Started", s.container));
-                    }
-                    continue;
-                }
-                status(&format!("Container {}  Recreate", s.container));
-                st.containers.remove(i);
-                status(&format!("Container {}  Recreated", s.container));
-            } else {
-                status(&format!("Container {}  Creating", s.container));
-                status(&format!("Container {}  Created", s.container));
-            }
-            let mut c = state::new_container(
-                &s.container,
-                &s.image,
-                &img.id,
-                state::default_cmd(&s.name, &s.image),
-            );
-            c.network = Some(proj.network.clone());
-            c.compose_project = Some(proj.name.clone());
-            c.compose_service = Some(s.name.clone());
-            c.ports = s.ports.clone();
-            status(&format!("Container {}  Starting", s.container));
-            c.status = "running".into();
-            c.started = now;
-            c.pid = std::process::id();
-            st.containers.push(c);
-            status(&format!("Container {}  Started", s.container));
-        }
-        0
-    })?;
+    let todo = order(proj, selected);
+    let rc = state::with_state(h, |st| up_in(st, h, proj, &todo, force))?;
     if rc != 0 || detach {
         return Ok(rc);
     }
     // Attached `up` runs until interrupted, as the real one does; then it stops the project.
     println!(
         "Attaching to {}",
-        selected
-            .iter()
+        todo.iter()
             .map(|s| s.container.as_str())
             .collect::<Vec<_>>()
             .join(", ")
@@ -499,47 +270,219 @@ fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
     };
     eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
     state::with_state(h, |st| {
-        for s in selected {
+        for s in &todo {
             if let Some(i) = st.container_idx(&s.container) {
-                st.containers[i].status = "exited".into();
-                st.containers[i].finished = util::now();
+                stop_container(st, i, false);
             }
         }
     })?;
     Ok(128 + sig)
 }
 
-fn down(h: &Path, proj: &Project) -> Result<i32, String> {
+/// `up -d` of every given service, for provisioning.
+pub fn up_quiet(st: &mut HostState, h: &Path, proj: &Project, selected: &[&Service]) -> i32 {
+    let todo = order(proj, selected);
+    up_in(st, h, proj, &todo, false)
+}
+
+fn up_in(st: &mut HostState, h: &Path, proj: &Project, todo: &[&Service], force: bool) -> i32 {
+    let mut refs = Vec::new();
+    for s in todo {
+        match ImageRef::parse(&s.spec.image) {
+            Ok(r) => refs.push(r),
+            Err(e) => {
+                eprintln!(
+                    "Error response from daemon: {e}: \"{}\" (service {})",
+                    s.spec.image, s.name
+                );
+                return 1;
+            }
+        }
+    }
+    // Compose pulls what is missing before it touches any container.
+    for (s, r) in todo.iter().zip(&refs) {
+        if st.image(r).is_none() {
+            status(&format!("{} Pulling", s.name));
+            if let Err(e) = do_pull(st, r, true, true) {
+                status(&format!("{} Error {e}", s.name));
+                return daemon_err(&e);
+            }
+            status(&format!("{} Pulled", s.name));
+        }
+    }
+    for (k, real, ext) in &proj.networks {
+        if st.network(real).is_none() {
+            if *ext {
+                eprintln!("network {real} declared as external, but could not be found");
+                return 1;
+            }
+            let l: BTreeMap<String, String> = [
+                ("com.docker.compose.network", k.clone()),
+                ("com.docker.compose.project", proj.name.clone()),
+                ("com.docker.compose.version", "2.21.0".into()),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b))
+            .collect();
+            st.add_network(real, l);
+            status(&format!("Network {real}  Created"));
+        }
+    }
+    for (_, real) in &proj.volumes {
+        if !st.volumes.iter().any(|v| &v.name == real) {
+            st.volumes.push(state::Volume {
+                name: real.clone(),
+                labels: [("com.docker.compose.project".to_string(), proj.name.clone())]
+                    .into_iter()
+                    .collect(),
+            });
+            status(&format!("Volume \"{real}\"  Created"));
+        }
+    }
+    for (s, r) in todo.iter().zip(&refs) {
+        let rc = up_one(st, h, proj, s, r, force);
+        if rc != 0 {
+            return rc;
+        }
+    }
+    0
+}
+
+fn up_one(
+    st: &mut HostState,
+    h: &Path,
+    proj: &Project,
+    s: &Service,
+    r: &ImageRef,
+    force: bool,
+) -> i32 {
+    let img = st.add_image(r);
+    for (d, cond) in &s.deps {
+        if cond != "service_completed_successfully" {
+            continue;
+        }
+        let code = proj
+            .services
+            .iter()
+            .find(|x| &x.name == d)
+            .and_then(|ds| st.container(&ds.container))
+            .map(|c| (c.status.clone(), c.exit_code));
+        if let Some((stat, code)) = code {
+            if stat != "exited" || code != 0 {
+                eprintln!("service \"{d}\" didn't complete successfully: exit {code}");
+                return 1;
+            }
+        }
+    }
+    let labels = labels(proj, s, &img.id, false);
+    if let Some(i) = st.container_idx(&s.container) {
+        let c = &st.containers[i];
+        if c.project() != Some(proj.name.as_str()) {
+            return daemon_err(&format!("Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", s.container, c.id));
+        }
+        let same = c.image_id == img.id
+            && c.label("com.docker.compose.config-hash") == Some(s.hash.as_str());
+        if same && !force && c.status == "running" {
+            status(&format!("Container {}  Running", s.container));
+            return 0;
+        }
+        if !same || force {
+            status(&format!("Container {}  Recreate", s.container));
+            stop_container(st, i, false);
+            st.containers.remove(i);
+            status(&format!("Container {}  Recreated", s.container));
+        }
+    } else {
+        status(&format!("Container {}  Creating", s.container));
+    }
+    let i = match st.container_idx(&s.container) {
+        Some(i) => i,
+        None => match crate::run::build(st, &s.spec, &labels) {
+            Ok(c) => {
+                st.containers.push(c);
+                status(&format!("Container {}  Created", s.container));
+                st.containers.len() - 1
+            }
+            Err(e) => return daemon_err(&e),
+        },
+    };
+    status(&format!("Container {}  Starting", s.container));
+    if state::is_service_cmd(&crate::run::argv(&st.containers[i])) {
+        if let Err(e) = crate::run::start(st, i, h) {
+            return daemon_err(&e);
+        }
+        status(&format!("Container {}  Started", s.container));
+        return 0;
+    }
+    oneshot(st, i, h);
+    status(&format!("Container {}  Exited", s.container));
+    0
+}
+
+/// A one-shot service (migration, init) runs to its end before its dependents start.
+fn oneshot(st: &mut HostState, i: usize, h: &Path) {
+    let c = st.containers[i].clone();
+    let entry = crate::log::start(h, "container", &crate::run::argv(&c).join(" "));
+    let mut o = crate::app::Out::default();
+    let rc = crate::app::run_oneshot(st, &c, &mut o);
+    let dir = crate::run::out_dir(h, &c.id);
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("stdout"), &o.out);
+    let _ = std::fs::write(dir.join("stderr"), &o.err);
+    let now = util::now();
+    let x = &mut st.containers[i];
+    x.status = "exited".into();
+    x.exit_code = rc;
+    x.started = now;
+    x.finished = now;
+    entry.end_rc(rc);
+}
+
+fn down(h: &Path, proj: &Project, volumes: bool) -> Result<i32, String> {
     state::with_state(h, |st| {
         let names: Vec<String> = st
             .containers
             .iter()
-            .filter(|c| c.compose_project.as_deref() == Some(proj.name.as_str()))
+            .filter(|c| c.project() == Some(proj.name.as_str()))
             .map(|c| c.name.clone())
             .collect();
         for n in &names {
-            status(&format!("Container {n}  Stopping"));
-            status(&format!("Container {n}  Stopped"));
-            status(&format!("Container {n}  Removing"));
-            st.containers.retain(|c| &c.name != n);
-            status(&format!("Container {n}  Removed"));
+            if let Some(i) = st.container_idx(n) {
+                status(&format!("Container {n}  Stopping"));
+                stop_container(st, i, false);
+                status(&format!("Container {n}  Stopped"));
+                status(&format!("Container {n}  Removing"));
+                st.containers.remove(i);
+                status(&format!("Container {n}  Removed"));
+            }
         }
-        if st.networks.contains(&proj.network) {
-            status(&format!("Network {}  Removing", proj.network));
-            let busy = st
+        for (_, real, ext) in &proj.networks {
+            let Some(net) = st.network(real).cloned() else {
+                continue;
+            };
+            if *ext {
+                continue;
+            }
+            status(&format!("Network {real}  Removing"));
+            if st
                 .containers
                 .iter()
-                .any(|c| c.network.as_ref() == Some(&proj.network) && c.status == "running");
-            if busy {
-                status(&format!("Network {}  Error", proj.network));
+                .any(|c| c.on_network(real) && c.status == "running")
+            {
+                status(&format!("Network {real}  Error"));
                 return daemon_err(&format!(
-                    "error while removing network: network {} id {} has active endpoints",
-                    proj.network,
-                    util::hex_id(&proj.network)
+                    "error while removing network: network {real} id {} has active endpoints",
+                    net.id
                 ));
             }
-            st.networks.retain(|n| n != &proj.network);
-            status(&format!("Network {}  Removed", proj.network));
+            st.networks.retain(|n| &n.name != real);
+            status(&format!("Network {real}  Removed"));
+        }
+        if volumes {
+            for (_, real) in &proj.volumes {
+                st.volumes.retain(|v| &v.name != real);
+                status(&format!("Volume {real}  Removed"));
+            }
         }
         0
     })
@@ -560,14 +503,15 @@ fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
         let Some(c) = st.container(&s.container) else {
             continue;
         };
-        if c.compose_project.as_deref() != Some(proj.name.as_str())
-            || (!all && c.status != "running")
-        {
+        if c.project() != Some(proj.name.as_str()) || (!all && c.status != "running") {
             continue;
         }
-        let crashing = st.app_container_crashing(c);
+        let crashing = st.crashing(c);
         let (state_s, status_s) = match (c.status.as_str(), crashing) {
-            ("running", true) => ("restarting", "Restarting (1) 2 seconds ago".to_string()),
+            ("running", true) => (
+                "restarting",
+                "Restarting (1) Less than a second ago".to_string(),
+            ),
             ("running", false) => ("running", format!("Up {}", human_ago(now - c.started))),
             ("exited", _) => (
                 "exited",
@@ -583,7 +527,7 @@ fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
             "ID": &c.id[..12], "Name": c.name, "Names": c.name, "Image": c.image, "Service": s.name,
             "Command": format!("\"{}\"", c.cmd.join(" ")), "Project": proj.name,
             "CreatedAt": util::rfc3339(c.created), "RunningFor": format!("{} ago", human_ago(now - c.created)),
-            "State": state_s, "Status": status_s, "Ports": c.ports.join(", "), "Health": "", "ExitCode": c.exit_code,
+            "State": state_s, "Status": status_s, "Ports": c.ports.iter().map(|p| format!("{}:{}->{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port, p.container)).collect::<Vec<_>>().join(", "), "Health": "", "ExitCode": c.exit_code,
         }));
     }
     if o.has(&["-q", "--quiet"]) {

@@ -1,8 +1,10 @@
-//! The `curl` shim: answers for the simulated app on 127.0.0.1:7777 (/health, /version),
-//! with curl's messages and exit codes for refused connections and HTTP errors.
+//! The `curl` shim: the simulated containers answer on their own addresses (sl-app's
+//! gunicorn on :7777, sl-email's SMTP on :20381) and on the host ports they publish, with
+//! curl's messages and exit codes for refused connections and HTTP errors.
 
 use crate::opts;
-use crate::state::{self, VERSION_ENDPOINT_SINCE};
+use crate::releases::{self, HEALTH_SINCE, VERSION_ENDPOINT_SINCE};
+use crate::state::{self, Container, HostState};
 use std::io::Write;
 use std::path::Path;
 
@@ -59,10 +61,28 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
         return 2;
     };
     let (host, port, path) = parse_url(&url);
-    let resp = if (host == "127.0.0.1" || host == "localhost") && port == 7777 {
-        app_response(h, &path)
-    } else {
-        None
+    let st = state::load(h).ok();
+    let target = st
+        .as_ref()
+        .and_then(|st| find_target(st, &host, port).map(|(c, p)| (st, c, p)));
+    let resp = match target {
+        Some((_, c, 20381)) if c.runs("email_handler.py") || url.starts_with("telnet://") => {
+            if url.starts_with("telnet://") && c.runs("email_handler.py") {
+                print!("220 {} ESMTP SimpleLogin\r\n", c.hostname);
+                let _ = std::io::stdout().flush();
+                return 0;
+            }
+            eprintln!("curl: (1) Received HTTP/0.9 when not allowed");
+            return 1;
+        }
+        Some((st, c, 7777)) if c.runs("gunicorn") => app_response(st, c, &path),
+        Some(_) => {
+            if show_err {
+                eprintln!("curl: (52) Empty reply from server");
+            }
+            return 52;
+        }
+        None => None,
     };
     let write_out = o.get(&["-w", "--write-out"]);
     let out_file = o.get(&["-o", "--output"]);
@@ -79,7 +99,12 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
     let Some(r) = resp else {
         emit_w(0);
         if show_err {
-            eprintln!("curl: (7) Failed to connect to {host} port {port} after 0 ms: Couldn't connect to server");
+            let why = if host.starts_with("172.") {
+                "after 3071 ms: No route to host"
+            } else {
+                "after 0 ms: Couldn't connect to server"
+            };
+            eprintln!("curl: (7) Failed to connect to {host} port {port} {why}");
         }
         return 7;
     };
@@ -116,7 +141,9 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
 fn reason(code: u32) -> &'static str {
     match code {
         200 => "OK",
+        302 => "FOUND",
         404 => "NOT FOUND",
+        500 => "INTERNAL SERVER ERROR",
         _ => "",
     }
 }
@@ -145,19 +172,49 @@ fn not_found() -> Resp {
     }
 }
 
-fn app_response(h: &Path, path: &str) -> Option<Resp> {
-    let st = state::load(h).ok()?;
-    let v = st.serving_version()?;
+/// The running container (and its port) an address reaches: a published host port on
+/// 127.0.0.1, or a container's own address on its network.
+fn find_target<'a>(st: &'a HostState, host: &str, port: u16) -> Option<(&'a Container, u16)> {
+    let running = st
+        .containers
+        .iter()
+        .filter(|c| c.status == "running" && !st.crashing(c));
+    if host == "127.0.0.1" || host == "localhost" || host == "0.0.0.0" {
+        for c in running {
+            for p in &c.ports {
+                let ip_ok =
+                    p.host_ip.is_empty() || p.host_ip == "0.0.0.0" || p.host_ip == "127.0.0.1";
+                if ip_ok && p.host_port == port.to_string() {
+                    let cp = p
+                        .container
+                        .split('/')
+                        .next()
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(0);
+                    return Some((c, cp));
+                }
+            }
+        }
+        return None;
+    }
+    let c = running
+        .into_iter()
+        .find(|c| c.endpoints.iter().any(|e| e.ip == host))?;
+    let listens = (c.runs("gunicorn") && port == 7777)
+        || (c.runs("email_handler.py") && port == 20381)
+        || (c.is_postgres() && port == 5432);
+    listens.then_some((c, port))
+}
+
+fn app_response(st: &HostState, c: &Container, path: &str) -> Option<Resp> {
+    let v = c.app_version()?;
+    let problem = st.schema_problem(&v);
     Some(match path {
-        "/health" => Resp {
-            code: 200,
-            body: "success".into(),
-        },
-        "/version" if state::version_ge(&v, VERSION_ENDPOINT_SINCE) => Resp { code: 200, body: v },
-        "/" => Resp {
-            code: 302,
-            body: String::new(),
-        },
+        "/health" if releases::version_ge(&v, HEALTH_SINCE) => Resp { code: 200, body: "success".into() },
+        "/version" if releases::version_ge(&v, VERSION_ENDPOINT_SINCE) => Resp { code: 200, body: v },
+        "/health" | "/version" => not_found(),
+        "/" => Resp { code: 302, body: String::new() },
+        _ if problem.is_some() => Resp { code: 500, body: "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n".into() },
         _ => not_found(),
     })
 }

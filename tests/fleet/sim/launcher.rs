@@ -2,6 +2,7 @@
 //! and scripts use (`stop-host`, `fault`, `clear-faults`, `state`).
 
 use crate::faults::{self, Rule};
+use crate::layouts;
 use crate::state;
 use crate::util::{self, sh_quote, Ctx, Result};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,21 @@ pub struct HostSpec {
     /// The host gets an sshd of its own, so `stop-host` can take just it away.
     #[serde(default)]
     pub own_sshd: bool,
+    /// readme | compose (default) | springcomp
+    #[serde(default)]
+    pub layout: Option<String>,
+    /// Image repository (default simplelogin/app-ci).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Tags with a `v` (default true): simplelogin/app-ci:v4.66.1 or simplelogin/app:4.66.1.
+    #[serde(default)]
+    pub v_prefix: Option<bool>,
+    /// The seed's failure: app containers on `version`'s image, schema at the release before.
+    #[serde(default)]
+    pub broken: bool,
+    /// Extra `docker run` flags per container (readme layout), e.g. {sl-app: ["-e", "K=V"]}.
+    #[serde(default)]
+    pub extra_args: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -115,7 +131,7 @@ pub fn up(a: UpArgs) -> Result<()> {
             return Err(format!("bad or duplicate host name {:?}", h.name));
         }
         if state::release_index(&h.version).is_none() {
-            let known: Vec<&str> = state::RELEASES.iter().map(|r| r.0).collect();
+            let known: Vec<&str> = state::RELEASES.iter().map(|r| r.version).collect();
             return Err(format!(
                 "host {}: unknown version {} (known: {})",
                 h.name,
@@ -150,7 +166,15 @@ pub fn up(a: UpArgs) -> Result<()> {
     }
     let login = ensure_user(&user)?;
     fs::create_dir_all("/run/sshd").ctx("creating /run/sshd")?;
-    let sim = sim_path()?;
+    // A copy the login user can execute even when the checkout is in a mode-700 directory.
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).ctx("creating bin")?;
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).ctx("chmod bin")?;
+    let sim = bin.join("fleet-sim");
+    let tmp = bin.join(".fleet-sim.tmp");
+    fs::copy(sim_path()?, &tmp).ctx("copying fleet-sim into the fleet dir")?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).ctx("chmod fleet-sim")?;
+    fs::rename(&tmp, &sim).ctx("placing fleet-sim")?;
 
     // Both keys at once: ssh-keygen is the slowest step of a small fleet.
     let mut gens = Vec::new();
@@ -186,8 +210,6 @@ pub fn up(a: UpArgs) -> Result<()> {
     )
     .ctx("chmod authorized_keys")?;
 
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).ctx("creating bin")?;
     for n in ["docker", "docker-compose", "curl"] {
         let l = bin.join(n);
         let _ = fs::remove_file(&l);
@@ -207,7 +229,16 @@ pub fn up(a: UpArgs) -> Result<()> {
         } else {
             (login.uid, login.gid, user.clone())
         };
-        provision_host(&host_dir, &app, &h.version, uid, gid)?;
+        let inst = layouts::Install {
+            layout: h.layout.as_deref().unwrap_or("compose"),
+            version: &h.version,
+            image: h.image.as_deref().unwrap_or("simplelogin/app-ci"),
+            v_prefix: h.v_prefix.unwrap_or(true),
+            broken: h.broken,
+            extra: &h.extra_args,
+            index: hosts.len() as u32,
+        };
+        provision_host(&host_dir, &app, &inst, uid, gid)?;
         hosts.push(HostInfo {
             name: h.name.clone(),
             groups: if h.groups.is_empty() {
@@ -349,95 +380,14 @@ fn ensure_user(user: &str) -> Result<util::User> {
     util::lookup_user(user).ok_or_else(|| format!("user {user} does not exist after useradd"))
 }
 
-const COMPOSE_YML: &str = r#"services:
-  sl-db:
-    image: postgres:12.1
-    container_name: sl-db
-    restart: always
-    environment:
-      - POSTGRES_USER=myuser
-      - POSTGRES_PASSWORD=mypassword
-      - POSTGRES_DB=simplelogin
-    volumes:
-      - ./sl/db:/var/lib/postgresql/data
-
-  sl-app:
-    image: ${SL_IMAGE:-simplelogin/app-ci}:${SL_VERSION}
-    container_name: sl-app
-    restart: always
-    ports:
-      - "127.0.0.1:7777:7777"
-    volumes:
-      - ./sl:/sl
-      - ./sl/upload:/code/static/upload
-      - ./simplelogin.env:/code/.env
-      - ./dkim.key:/dkim.key
-      - ./dkim.pub.key:/dkim.pub.key
-    depends_on:
-      - sl-db
-
-  sl-email:
-    image: ${SL_IMAGE:-simplelogin/app-ci}:${SL_VERSION}
-    container_name: sl-email
-    restart: always
-    command: ["python", "email_handler.py"]
-    ports:
-      - "127.0.0.1:20381:20381"
-    volumes:
-      - ./sl:/sl
-      - ./sl/upload:/code/static/upload
-      - ./simplelogin.env:/code/.env
-      - ./dkim.key:/dkim.key
-      - ./dkim.pub.key:/dkim.pub.key
-    depends_on:
-      - sl-db
-
-  sl-job-runner:
-    image: ${SL_IMAGE:-simplelogin/app-ci}:${SL_VERSION}
-    container_name: sl-job-runner
-    restart: always
-    command: ["python", "job_runner.py"]
-    volumes:
-      - ./sl:/sl
-      - ./sl/upload:/code/static/upload
-      - ./simplelogin.env:/code/.env
-      - ./dkim.key:/dkim.key
-      - ./dkim.pub.key:/dkim.pub.key
-    depends_on:
-      - sl-db
-
-networks:
-  default:
-    name: sl-network
-"#;
-
-const SIMPLELOGIN_ENV: &str = "URL=https://app.mydomain.com\nEMAIL_DOMAIN=mydomain.com\nSUPPORT_EMAIL=support@mydomain.com\nEMAIL_SERVERS_WITH_PRIORITY=[(10, \"app.mydomain.com.\")]\nDB_URI=postgresql://myuser:mypassword@sl-db:5432/simplelogin\nFLASK_SECRET=fleet-sim-not-a-secret\nDKIM_PRIVATE_KEY_PATH=/dkim.key\nLOCAL_FILE_UPLOAD=1\nPOSTFIX_SERVER=10.0.0.1\n";
-
-fn provision_host(host_dir: &Path, app: &Path, version: &str, uid: u32, gid: u32) -> Result<()> {
-    fs::create_dir_all(app.join("sl/db")).ctx(format!("creating {}", app.display()))?;
-    fs::create_dir_all(app.join("sl/upload")).ctx("creating sl/upload")?;
-    fs::create_dir_all(host_dir).ctx("creating host dir")?;
-    let w = |p: PathBuf, s: &str| fs::write(&p, s).ctx(format!("writing {}", p.display()));
-    w(app.join("docker-compose.yml"), COMPOSE_YML)?;
-    w(
-        app.join(".env"),
-        &format!("SL_IMAGE=simplelogin/app-ci\nSL_VERSION={version}\n"),
-    )?;
-    w(app.join("simplelogin.env"), SIMPLELOGIN_ENV)?;
-    w(app.join("dkim.key"), "-----BEGIN RSA PRIVATE KEY-----\nfleet-sim-dkim-private-key\n-----END RSA PRIVATE KEY-----\n")?;
-    w(
-        app.join("dkim.pub.key"),
-        "-----BEGIN PUBLIC KEY-----\nfleet-sim-dkim-public-key\n-----END PUBLIC KEY-----\n",
-    )?;
-    let project = app
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let project: String = project
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
-    state::save(host_dir, &state::initial(version, &project))?;
+fn provision_host(
+    host_dir: &Path,
+    app: &Path,
+    inst: &layouts::Install,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    layouts::provision(host_dir, app, inst)?;
     for f in [".lock", ".faults.lock"] {
         fs::write(host_dir.join(f), "").ctx("creating lock file")?;
     }
@@ -857,7 +807,32 @@ pub fn print_state(dir: &Path, host: &str) -> Result<()> {
     let hd = host_dirs(dir, Some(host))?.remove(0);
     let st = state::load(&hd)?;
     let mut v = serde_json::to_value(&st).ctx("serialising state")?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("pg");
+    }
     v["serving"] = serde_json::json!(st.serving_version());
+    let db = st.app_db();
+    let rows: serde_json::Map<String, serde_json::Value> = db
+        .map(|d| {
+            d.tables
+                .iter()
+                .map(|(n, t)| (n.clone(), serde_json::json!(t.rows.len())))
+                .collect()
+        })
+        .unwrap_or_default();
+    v["db"] = serde_json::json!({
+        "schema": db.and_then(|d| d.revision()),
+        "init": st.init,
+        "users": db.map(|d| d.count("users")).unwrap_or(0),
+        "tables": db.map(|d| d.tables.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
+        "rows": rows,
+        "user": st.pg.user,
+        "name": st.app_db_name(),
+    });
+    for (i, c) in st.containers.iter().enumerate() {
+        v["containers"][i]["state"] = serde_json::json!(crate::inspect::view(&st, c).status);
+        v["containers"][i]["restart_count"] = serde_json::json!(c.restart_count());
+    }
     let info: Option<HostInfo> = fs::read_to_string(hd.join("host.json"))
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok());
@@ -873,5 +848,12 @@ pub fn print_state(dir: &Path, host: &str) -> Result<()> {
         "{}",
         serde_json::to_string_pretty(&v).ctx("serialising state")?
     );
+    Ok(())
+}
+
+pub fn sql(dir: &Path, host: &str, q: &str) -> Result<()> {
+    let hd = host_dirs(dir, Some(host))?.remove(0);
+    let out = crate::dexec::sql_cli(&hd, q)?;
+    print!("{out}");
     Ok(())
 }

@@ -3,15 +3,28 @@
 //! shim; as `fleet-sim CMD` it is the launcher (up, down, fault, ...) or sshd's
 //! ForceCommand (session). See tests/fleet/README.md.
 
+mod app;
 mod compose;
+mod composefile;
 mod curl;
+mod dexec;
+mod dnet;
 mod docker;
 mod faults;
 mod format;
+mod images;
+mod inspect;
 mod launcher;
+mod layouts;
 mod log;
 mod opts;
+mod pg;
+mod psql;
+mod releases;
+mod run;
 mod session;
+mod sql;
+mod sqlq;
 mod state;
 mod util;
 
@@ -89,6 +102,14 @@ enum Cmd {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Run SQL against a host's database (tuples only, unaligned), e.g. an INSERT or a count.
+    Sql {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        host: String,
+        sql: String,
+    },
     /// Print a host's simulated docker/db state as JSON.
     State {
         #[arg(long)]
@@ -120,7 +141,21 @@ fn shim(kind: &str, args: &[String]) -> i32 {
         cmdline.push_str(a);
     }
     let entry = log::start(host_dir, kind, &cmdline);
-    faults::check(host_dir, "shim", &cmdline, &entry);
+    if let Some(rule) = faults::take(host_dir, "shim", &cmdline) {
+        // A slow `docker run`: the container's command is what takes the time (in the
+        // daemon, so it goes on when the client is killed).
+        if rule.action == "slow"
+            && kind == "docker"
+            && args.first().map(String::as_str) == Some("run")
+        {
+            std::env::set_var(
+                "FLEET_CONTAINER_DELAY",
+                rule.seconds.unwrap_or(1.0).to_string(),
+            );
+        } else {
+            faults::apply(&rule, &entry);
+        }
+    }
     let rc = match kind {
         "curl" => curl::main(host_dir, args),
         "docker-compose" => compose::main(host_dir, args, "docker-compose"),
@@ -156,6 +191,9 @@ fn main() {
             _ => (String::new(), &args[1..]),
         },
     };
+    if args.get(1).map(String::as_str) == Some("container-run") {
+        std::process::exit(app::container_run(&args[2..]));
+    }
     if kind == "session" {
         match session::run(rest) {
             Ok(rc) => std::process::exit(rc),
@@ -200,6 +238,7 @@ fn main() {
         }
         Cmd::ClearFaults { dir, host } => launcher::clear_faults(&dir, host.as_deref()),
         Cmd::State { dir, host } => launcher::print_state(&dir, &host),
+        Cmd::Sql { dir, host, sql } => launcher::sql(&dir, &host, &sql),
     };
     if let Err(e) = res {
         eprintln!("fleet-sim: {e}");

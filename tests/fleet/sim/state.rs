@@ -1,192 +1,14 @@
 //! The simulated host's docker and database state, kept in `<host dir>/state.json`.
 
+use crate::pg::{self, Cluster};
+use crate::releases::ImageRef;
 use crate::util::{self, Ctx, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Released versions and the alembic head each one's image migrates to. Consecutive
-/// releases that share a head need no migration between them, as in the real project.
-pub const RELEASES: &[(&str, &str, &str)] = &[
-    ("v4.63.0", "1a2b3c4d5e6f", "initial"),
-    ("v4.64.0", "2c2093c82bc0", "add mailbox verification index"),
-    ("v4.64.2", "2c2093c82bc0", ""),
-    ("v4.65.0", "3ebfbaeb76c0", "add alias note column"),
-    ("v4.65.1", "3ebfbaeb76c0", ""),
-    ("v4.65.2", "5047fcbd57c7", "add partner subscription table"),
-    (
-        "v4.66.0",
-        "818b4a856f3f",
-        "add custom domain catch-all rules",
-    ),
-    ("v4.66.1", "818b4a856f3f", ""),
-    (
-        "v4.67.0",
-        "bb4b0d33ff1a",
-        "add alias mailbox pgp fingerprint",
-    ),
-    ("v4.67.1", "c5e1d4a7f209", "add user audit log"),
-];
-
-/// The first version that has the /version endpoint.
-pub const VERSION_ENDPOINT_SINCE: &str = "v4.65.2";
-pub const DB_USER: &str = "myuser";
-pub const DB_NAME: &str = "simplelogin";
-pub const POSTGRES_IMAGE: &str = "postgres:12.1";
-pub const APP_REPOS: &[&str] = &["simplelogin/app-ci", "simplelogin/app"];
-
-pub fn release_index(version: &str) -> Option<usize> {
-    let v = if version == "latest" {
-        RELEASES.last()?.0
-    } else {
-        version
-    };
-    RELEASES.iter().position(|r| r.0 == v)
-}
-
-pub fn head_of(version: &str) -> Option<&'static str> {
-    release_index(version).map(|i| RELEASES[i].1)
-}
-
-/// Position of a revision in the migration chain (by first release that reached it).
-pub fn revision_index(rev: &str) -> Option<usize> {
-    let mut heads: Vec<&str> = Vec::new();
-    for r in RELEASES {
-        if heads.last() != Some(&r.1) {
-            heads.push(r.1);
-        }
-    }
-    heads.iter().position(|h| *h == rev)
-}
-
-/// The distinct revisions after `from` up to and including `to`, with their messages.
-pub fn migration_steps(
-    from: Option<&str>,
-    to: &str,
-) -> Vec<(Option<&'static str>, &'static str, &'static str)> {
-    let mut chain: Vec<(&'static str, &'static str)> = Vec::new();
-    for r in RELEASES {
-        if chain.last().map(|c| c.0) != Some(r.1) {
-            chain.push((r.1, r.2));
-        }
-    }
-    let start = match from {
-        None => 0,
-        Some(f) => match chain.iter().position(|c| c.0 == f) {
-            Some(i) => i + 1,
-            None => return Vec::new(),
-        },
-    };
-    let end = match chain.iter().position(|c| c.0 == to) {
-        Some(i) => i,
-        None => return Vec::new(),
-    };
-    (start..=end)
-        .map(|i| {
-            (
-                if i == 0 { None } else { Some(chain[i - 1].0) },
-                chain[i].0,
-                chain[i].1,
-            )
-        })
-        .collect()
-}
-
-pub fn version_ge(a: &str, b: &str) -> bool {
-    match (release_index(a), release_index(b)) {
-        (Some(x), Some(y)) => x >= y,
-        _ => false,
-    }
-}
-
-/// A parsed image reference as docker normalises it (docker.io/library/ dropped, tag
-/// defaulting to latest).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageRef {
-    pub repo: String,
-    pub tag: String,
-}
-
-impl ImageRef {
-    pub fn parse(s: &str) -> std::result::Result<ImageRef, String> {
-        if s.is_empty() || s.ends_with(':') || s.contains(char::is_whitespace) || s.starts_with(':')
-        {
-            return Err("invalid reference format".into());
-        }
-        let mut name = s;
-        for p in ["docker.io/library/", "docker.io/", "library/"] {
-            if let Some(r) = name.strip_prefix(p) {
-                name = r;
-                break;
-            }
-        }
-        let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (repo, tag) = match name[slash..].rfind(':') {
-            Some(i) => (&name[..slash + i], &name[slash + i + 1..]),
-            None => (name, "latest"),
-        };
-        if repo.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err("invalid reference format: repository name must be lowercase".into());
-        }
-        Ok(ImageRef {
-            repo: repo.into(),
-            tag: tag.into(),
-        })
-    }
-    pub fn full(&self) -> String {
-        format!("{}:{}", self.repo, self.tag)
-    }
-    /// The app version an image runs, when it is a SimpleLogin app image.
-    pub fn app_version(&self) -> Option<String> {
-        if APP_REPOS.contains(&self.repo.as_str()) && release_index(&self.tag).is_some() {
-            if self.tag == "latest" {
-                return RELEASES.last().map(|r| r.0.to_string());
-            }
-            return Some(self.tag.clone());
-        }
-        None
-    }
-}
-
-pub enum PullError {
-    ManifestUnknown,
-    AccessDenied,
-}
-
-/// What the simulated registry holds.
-pub fn registry_has(r: &ImageRef) -> std::result::Result<(), PullError> {
-    if APP_REPOS.contains(&r.repo.as_str()) {
-        return if release_index(&r.tag).is_some() {
-            Ok(())
-        } else {
-            Err(PullError::ManifestUnknown)
-        };
-    }
-    if r.repo == "postgres" {
-        return if ["12.1", "12", "latest"].contains(&r.tag.as_str()) {
-            Ok(())
-        } else {
-            Err(PullError::ManifestUnknown)
-        };
-    }
-    if ["busybox", "alpine"].contains(&r.repo.as_str()) {
-        return Ok(());
-    }
-    Err(PullError::AccessDenied)
-}
-
-pub fn pull_error_message(r: &ImageRef, e: &PullError) -> String {
-    match e {
-        PullError::ManifestUnknown => format!(
-            "manifest for {} not found: manifest unknown: manifest unknown",
-            r.full()
-        ),
-        PullError::AccessDenied => format!(
-            "pull access denied for {}, repository does not exist or may require 'docker login': denied: requested access to the resource is denied",
-            r.repo
-        ),
-    }
-}
+pub use crate::releases::{release_index, RELEASES};
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct Image {
@@ -197,6 +19,31 @@ pub struct Image {
     pub size: u64,
 }
 
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Mount {
+    /// bind | volume
+    pub kind: String,
+    /// Host path (bind) or volume name.
+    pub source: String,
+    pub target: String,
+    pub rw: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct PortBinding {
+    /// "7777/tcp"
+    pub container: String,
+    pub host_ip: String,
+    pub host_port: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct Endpoint {
+    pub network: String,
+    pub ip: String,
+    pub aliases: Vec<String>,
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct Container {
     pub id: String,
@@ -204,38 +51,102 @@ pub struct Container {
     /// The reference as given to docker run / compose.
     pub image: String,
     pub image_id: String,
+    /// Config.Cmd and Config.Entrypoint (given or the image's).
     pub cmd: Vec<String>,
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    pub workdir: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub user: String,
+    /// Config.Env: the container's own values first, then the image's not overridden.
+    pub env: Vec<String>,
+    /// Config.Labels: the image's and the container's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// HostConfig.Binds: the -v values as given.
+    #[serde(default)]
+    pub binds: Vec<String>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub ports: Vec<PortBinding>,
+    #[serde(default)]
+    pub exposed: Vec<String>,
+    /// HostConfig.RestartPolicy
+    #[serde(default)]
+    pub restart: String,
+    #[serde(default)]
+    pub restart_max: u32,
+    #[serde(default)]
+    pub auto_remove: bool,
+    /// HostConfig.NetworkMode
+    #[serde(default)]
+    pub network_mode: String,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub open_stdin: bool,
     /// created | running | exited
     pub status: String,
     pub exit_code: i32,
     pub created: f64,
     pub started: f64,
     pub finished: f64,
-    pub network: Option<String>,
-    pub env: Vec<String>,
-    pub mounts: Vec<String>,
-    pub ports: Vec<String>,
-    pub compose_project: Option<String>,
-    pub compose_service: Option<String>,
     pub pid: u32,
+    /// Restarts counted before the current crash loop.
+    #[serde(default)]
+    pub restart_base: u32,
+    /// Since when the container has been crash-looping.
+    #[serde(default)]
+    pub crash_since: Option<f64>,
+    /// The daemon process running a one-shot command.
+    #[serde(default)]
+    pub job_pid: Option<i32>,
+    /// Seconds a one-shot command takes (a `slow` fault).
+    #[serde(default)]
+    pub delay: f64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
-pub struct Db {
-    /// alembic_version of the database, None for an empty database.
-    pub schema: Option<String>,
-    /// The schema revision `init_app.py` last completed for.
-    pub init: Option<String>,
-    /// Rows of user data, carried through dump and restore.
-    pub users: u32,
+pub struct Network {
+    pub name: String,
+    pub id: String,
+    pub subnet: u8,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub next_ip: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct Volume {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct HostState {
+    /// readme | compose | springcomp
+    #[serde(default)]
+    pub layout: String,
+    /// The host's index in the fleet: its container addresses differ from other hosts'.
+    #[serde(default)]
+    pub index: u32,
     pub images: Vec<Image>,
     pub containers: Vec<Container>,
-    pub networks: Vec<String>,
-    pub db: Db,
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    pub pg: Cluster,
+    /// The revision `init_app.py` last completed for (not visible in SQL).
+    #[serde(default)]
+    pub init: Option<String>,
 }
 
 pub fn state_path(host_dir: &Path) -> PathBuf {
@@ -245,11 +156,13 @@ pub fn state_path(host_dir: &Path) -> PathBuf {
 pub fn load(host_dir: &Path) -> Result<HostState> {
     let p = state_path(host_dir);
     let s = fs::read_to_string(&p).ctx(format!("reading {}", p.display()))?;
-    serde_json::from_str(&s).ctx(format!("parsing {}", p.display()))
+    let mut st: HostState = serde_json::from_str(&s).ctx(format!("parsing {}", p.display()))?;
+    st.reap_jobs();
+    Ok(st)
 }
 
 pub fn save(host_dir: &Path, st: &HostState) -> Result<()> {
-    let s = serde_json::to_string_pretty(st).ctx("serialising state")?;
+    let s = serde_json::to_string(st).ctx("serialising state")?;
     util::write_atomic(&state_path(host_dir), s.as_bytes())
 }
 
@@ -259,8 +172,61 @@ pub fn with_state<T>(host_dir: &Path, f: impl FnOnce(&mut HostState) -> T) -> Re
     let _l = util::lock(&host_dir.join(".lock"))?;
     let mut st = load(host_dir)?;
     let out = f(&mut st);
+    st.track_crashes();
     save(host_dir, &st)?;
     Ok(out)
+}
+
+pub fn is_service_cmd(cmd: &[String]) -> bool {
+    let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    matches!(
+        c.as_slice(),
+        ["gunicorn", ..]
+            | ["postgres", ..]
+            | ["docker-entrypoint.sh", ..]
+            | [
+                "python" | "python3",
+                "email_handler.py" | "job_runner.py",
+                ..
+            ]
+            | ["sleep", "infinity"]
+    )
+}
+
+impl Container {
+    pub fn label(&self, k: &str) -> Option<&str> {
+        self.labels.get(k).map(String::as_str)
+    }
+    pub fn project(&self) -> Option<&str> {
+        self.label("com.docker.compose.project")
+    }
+    pub fn app_version(&self) -> Option<String> {
+        ImageRef::parse(&self.image).ok()?.app_version()
+    }
+    pub fn is_postgres(&self) -> bool {
+        ImageRef::parse(&self.image)
+            .map(|r| r.is_postgres())
+            .unwrap_or(false)
+    }
+    pub fn runs(&self, script: &str) -> bool {
+        self.cmd.iter().any(|a| a == script)
+    }
+    pub fn on_network(&self, n: &str) -> bool {
+        self.endpoints.iter().any(|e| e.network == n)
+    }
+    pub fn env_get(&self, k: &str) -> Option<String> {
+        self.env
+            .iter()
+            .find_map(|e| e.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+    }
+    pub fn restart_count(&self) -> u32 {
+        let live = self
+            .crash_since
+            .map(|s| (util::now() - s).max(0.0) as u32 + 1)
+            .unwrap_or(0);
+        self.restart_base + live
+    }
 }
 
 impl HostState {
@@ -269,6 +235,11 @@ impl HostState {
     }
     pub fn container_idx(&self, key: &str) -> Option<usize> {
         find_container(&self.containers, key)
+    }
+    pub fn network(&self, name: &str) -> Option<&Network> {
+        self.networks
+            .iter()
+            .find(|n| n.name == name || (name.len() >= 6 && n.id.starts_with(name)))
     }
     pub fn image(&self, r: &ImageRef) -> Option<&Image> {
         self.images
@@ -283,7 +254,7 @@ impl HostState {
             }
         }
         let k = key.strip_prefix("sha256:").unwrap_or(key);
-        if k.len() >= 4 {
+        if k.len() >= 4 && k.chars().all(|c| c.is_ascii_hexdigit()) {
             return self.images.iter().find(|i| i.id.starts_with(k));
         }
         None
@@ -292,12 +263,17 @@ impl HostState {
         if let Some(i) = self.image(r) {
             return i.clone();
         }
+        // One release is one image, whatever the tag's spelling.
+        let seed = match r.app_version() {
+            Some(v) => format!("{}:{v}", r.repo),
+            None => r.full(),
+        };
         let img = Image {
             repo: r.repo.clone(),
             tag: r.tag.clone(),
-            id: util::hex_id(&r.full()),
-            created: 1_700_000_000.0 + release_index(&r.tag).unwrap_or(0) as f64 * 86400.0 * 14.0,
-            size: if r.repo == "postgres" {
+            id: util::hex_id(&seed),
+            created: 1_600_000_000.0 + release_index(&r.tag).unwrap_or(0) as f64 * 86400.0 * 30.0,
+            size: if r.is_postgres() {
                 394_000_000
             } else {
                 1_120_000_000
@@ -306,44 +282,113 @@ impl HostState {
         self.images.push(img.clone());
         img
     }
-    /// Whether this container is actually serving. App containers crash at start (and
-    /// docker keeps restarting them) when the schema does not match their image.
-    pub fn app_container_crashing(&self, c: &Container) -> bool {
-        let Ok(r) = ImageRef::parse(&c.image) else {
-            return false;
-        };
-        let Some(v) = r.app_version() else {
-            return false;
-        };
-        if c.status != "running" {
-            return false;
+    pub fn add_network(&mut self, name: &str, labels: BTreeMap<String, String>) -> Network {
+        if let Some(n) = self.network(name) {
+            return n.clone();
         }
-        !self.db_ready_for(&v)
+        let subnet = 18 + self.networks.iter().filter(|n| n.subnet >= 18).count() as u8;
+        let n = Network {
+            name: name.into(),
+            id: util::hex_id(&format!("net-{name}-{}", util::unique_seed())),
+            subnet,
+            labels,
+            next_ip: 2,
+        };
+        self.networks.push(n.clone());
+        n
+    }
+    /// A fresh address on a network: 172.<subnet>.<host index>.<n>, never reused.
+    pub fn alloc_ip(&mut self, net: &str) -> String {
+        let idx = self.index % 250;
+        let Some(n) = self.networks.iter_mut().find(|n| n.name == net) else {
+            return String::new();
+        };
+        let ip = n.next_ip.max(2);
+        n.next_ip = ip + 1;
+        format!("172.{}.{}.{}", n.subnet, idx, ip % 250)
+    }
+    pub fn db_container(&self) -> Option<&Container> {
+        self.containers
+            .iter()
+            .find(|c| c.is_postgres() && c.status == "running")
     }
     pub fn db_running(&self) -> bool {
-        self.container("sl-db")
-            .map(|c| c.status == "running")
-            .unwrap_or(false)
+        self.db_container().is_some()
     }
-    pub fn db_ready_for(&self, version: &str) -> bool {
-        let head = head_of(version);
-        self.db_running()
-            && head.is_some()
-            && self.db.schema.as_deref() == head
-            && self.db.init.as_deref() == head
+    /// The application database (the one named in POSTGRES_DB).
+    pub fn app_db_name(&self) -> String {
+        self.containers
+            .iter()
+            .find(|c| c.is_postgres())
+            .and_then(|c| c.env_get("POSTGRES_DB"))
+            .unwrap_or_else(|| "simplelogin".into())
     }
-    /// The version the app on :7777 serves, if it answers at all.
+    pub fn app_db(&self) -> Option<&pg::Database> {
+        self.pg.databases.get(&self.app_db_name())
+    }
+    /// Why an app container of `version` cannot use the database (None: it can).
+    pub fn schema_problem(&self, version: &str) -> Option<(&'static str, String)> {
+        if !self.db_running() {
+            return Some((
+                "OperationalError",
+                "could not translate host name \"sl-db\" to address: Name or service not known"
+                    .into(),
+            ));
+        }
+        pg::missing_for(self.app_db()?, version)
+    }
+    /// sl-job-runner crash-loops (docker restarts it) when the schema lacks what its image
+    /// needs; gunicorn and the email handler keep running.
+    pub fn crashing(&self, c: &Container) -> bool {
+        if c.status != "running"
+            || c.restart == "no"
+            || c.restart.is_empty()
+            || !c.runs("job_runner.py")
+        {
+            return false;
+        }
+        match c.app_version() {
+            Some(v) => self.schema_problem(&v).is_some(),
+            None => false,
+        }
+    }
+    /// Keep the restart counters in step with the state that was just changed.
+    pub fn track_crashes(&mut self) {
+        let now = util::now();
+        let flags: Vec<bool> = self.containers.iter().map(|c| self.crashing(c)).collect();
+        for (c, crash) in self.containers.iter_mut().zip(flags) {
+            match (crash, c.crash_since) {
+                (true, None) => c.crash_since = Some(now),
+                (false, Some(_)) => {
+                    c.restart_base = c.restart_count();
+                    c.crash_since = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    /// One-shot containers whose daemon process died without a word exited with 137.
+    fn reap_jobs(&mut self) {
+        for c in &mut self.containers {
+            if let (Some(p), "running") = (c.job_pid, c.status.as_str()) {
+                if !util::pid_alive(p) {
+                    c.status = "exited".into();
+                    c.exit_code = 137;
+                    c.finished = util::now();
+                    c.job_pid = None;
+                }
+            }
+        }
+        self.containers
+            .retain(|c| !(c.auto_remove && c.status == "exited"));
+    }
+    /// The version the app on sl-app serves, if gunicorn runs.
     pub fn serving_version(&self) -> Option<String> {
         let c = self.container("sl-app")?;
         if c.status != "running" {
             return None;
         }
-        let v = ImageRef::parse(&c.image).ok()?.app_version()?;
-        if self.db_ready_for(&v) {
-            Some(v)
-        } else {
-            None
-        }
+        c.app_version()
     }
 }
 
@@ -358,81 +403,15 @@ fn find_container(cs: &[Container], key: &str) -> Option<usize> {
     None
 }
 
-pub fn new_container(name: &str, image: &str, image_id: &str, cmd: Vec<String>) -> Container {
-    let t = util::now();
+pub fn new_container(name: &str, image: &str, image_id: &str) -> Container {
     Container {
         id: util::hex_id(&format!("{name}-{}", util::unique_seed())),
         name: name.to_string(),
         image: image.to_string(),
         image_id: image_id.to_string(),
-        cmd,
         status: "created".into(),
-        created: t,
+        created: util::now(),
+        restart: "no".into(),
         ..Default::default()
     }
-}
-
-/// The command a service's image runs by default, for `docker ps`.
-pub fn default_cmd(service: &str, image: &str) -> Vec<String> {
-    if image.starts_with("postgres") {
-        return vec!["docker-entrypoint.sh".into(), "postgres".into()];
-    }
-    match service {
-        "sl-email" => vec!["python".into(), "email_handler.py".into()],
-        "sl-job-runner" => vec!["python".into(), "job_runner.py".into()],
-        _ => vec![
-            "gunicorn".into(),
-            "wsgi:app".into(),
-            "-b".into(),
-            "0.0.0.0:7777".into(),
-        ],
-    }
-}
-
-/// The state a freshly provisioned host at `version` has: everything running and healthy.
-pub fn initial(version: &str, project: &str) -> HostState {
-    let mut st = HostState {
-        networks: vec!["sl-network".into()],
-        ..Default::default()
-    };
-    let pg = ImageRef::parse(POSTGRES_IMAGE).unwrap_or(ImageRef {
-        repo: "postgres".into(),
-        tag: "12.1".into(),
-    });
-    let pg_img = st.add_image(&pg);
-    let app_ref = ImageRef {
-        repo: "simplelogin/app-ci".into(),
-        tag: version.into(),
-    };
-    let app_img = st.add_image(&app_ref);
-    let t = util::now() - 3.0 * 3600.0;
-    for (svc, img) in [
-        ("sl-db", (POSTGRES_IMAGE.to_string(), pg_img.id.clone())),
-        ("sl-app", (app_ref.full(), app_img.id.clone())),
-        ("sl-email", (app_ref.full(), app_img.id.clone())),
-        ("sl-job-runner", (app_ref.full(), app_img.id.clone())),
-    ] {
-        let mut c = new_container(svc, &img.0, &img.1, default_cmd(svc, &img.0));
-        c.status = "running".into();
-        c.created = t;
-        c.started = t;
-        c.network = Some("sl-network".into());
-        c.compose_project = Some(project.into());
-        c.compose_service = Some(svc.into());
-        c.pid = 4000 + c.name.len() as u32;
-        if svc == "sl-app" {
-            c.ports = vec!["127.0.0.1:7777->7777/tcp".into()];
-        }
-        if svc == "sl-email" {
-            c.ports = vec!["127.0.0.1:20381->20381/tcp".into()];
-        }
-        st.containers.push(c);
-    }
-    let head = head_of(version).map(str::to_string);
-    st.db = Db {
-        schema: head.clone(),
-        init: head,
-        users: 3,
-    };
-    st
 }

@@ -316,3 +316,14 @@ pub fn unique_seed() -> String {
         .unwrap_or(0);
     format!("{}-{t}", std::process::id())
 }
+
+/// A timestamp as PostgreSQL prints `timestamp without time zone`.
+pub fn pg_timestamp(t: f64) -> String {
+    let s = rfc3339(t);
+    // 2024-05-01T10:11:12.123456789Z -> 2024-05-01 10:11:12.123456
+    let s = s.trim_end_matches('Z').replacen('T', " ", 1);
+    match s.find('.') {
+        Some(i) => s[..(i + 7).min(s.len())].to_string(),
+        None => s,
+    }
+}

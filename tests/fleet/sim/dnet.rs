@@ -1,0 +1,229 @@
+//! `docker network` and `docker volume`.
+
+use crate::docker::{daemon_err, usage_err};
+use crate::format::{render, render_list, tabulate};
+use crate::inspect::print_json_array;
+use crate::opts;
+use crate::state::{self, Volume};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn labels(o: &opts::Opts) -> BTreeMap<String, String> {
+    o.all(&["--label"])
+        .iter()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+pub fn network(h: &Path, a: &[String]) -> Result<i32, String> {
+    let sub = a.first().map(String::as_str).unwrap_or("");
+    let o = opts::parse(
+        a.get(1..).unwrap_or(&[]),
+        &[
+            "-f",
+            "--format",
+            "--driver",
+            "-d",
+            "--label",
+            "--filter",
+            "--subnet",
+            "--gateway",
+            "--alias",
+            "--ip",
+        ],
+        true,
+    )?;
+    match sub {
+        "ls" | "list" => {
+            let st = state::load(h)?;
+            let rows: Vec<serde_json::Value> = st
+                .networks
+                .iter()
+                .map(|n| {
+                    let drv = if n.name == "host" || n.name == "none" {
+                        n.name.clone()
+                    } else {
+                        "bridge".into()
+                    };
+                    json!({"ID": &n.id[..12], "Name": n.name, "Driver": drv, "Scope": "local"})
+                })
+                .collect();
+            if let Some(f) = o.get(&["-f", "--format"]) {
+                print!("{}", render_list(&f, &rows)?);
+                return Ok(0);
+            }
+            let mut lines = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+                .map(String::from)
+                .to_vec()];
+            for r in &rows {
+                lines.push(
+                    ["ID", "Name", "Driver", "Scope"]
+                        .iter()
+                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                        .collect(),
+                );
+            }
+            print!("{}", tabulate(&lines));
+            Ok(0)
+        }
+        "inspect" => {
+            let st = state::load(h)?;
+            let mut rc = 0;
+            let mut found = Vec::new();
+            for n in &o.pos {
+                match st.network(n) {
+                    Some(net) => {
+                        let mut cs = serde_json::Map::new();
+                        for c in st.containers.iter().filter(|c| c.status == "running") {
+                            for e in c.endpoints.iter().filter(|e| e.network == net.name) {
+                                cs.insert(
+                                    c.id.clone(),
+                                    json!({"Name": c.name, "IPv4Address": format!("{}/16", e.ip)}),
+                                );
+                            }
+                        }
+                        found.push(json!({"Name": net.name, "Id": net.id, "Driver": "bridge", "Scope": "local",
+                            "IPAM": {"Driver": "default", "Config": [{"Subnet": format!("172.{}.0.0/16", net.subnet), "Gateway": format!("172.{}.0.1", net.subnet)}]},
+                            "Containers": cs, "Labels": net.labels}));
+                    }
+                    None => {
+                        eprintln!("Error response from daemon: network {n} not found");
+                        rc = 1;
+                    }
+                }
+            }
+            match o.get(&["-f", "--format"]) {
+                Some(f) => {
+                    for v in &found {
+                        println!("{}", render(&f, v)?);
+                    }
+                }
+                None => print_json_array(&found),
+            }
+            Ok(rc)
+        }
+        "create" => {
+            let Some(n) = o.pos.first().cloned() else {
+                return Ok(usage_err(
+                    "network create",
+                    "\"docker network create\" requires exactly 1 argument.",
+                ));
+            };
+            let l = labels(&o);
+            state::with_state(h, |st| {
+                if st.network(&n).is_some() {
+                    return daemon_err(&format!("network with name {n} already exists"));
+                }
+                println!("{}", st.add_network(&n, l).id);
+                0
+            })
+        }
+        "rm" | "remove" => state::with_state(h, |st| {
+            let mut rc = 0;
+            for n in &o.pos {
+                let Some(net) = st.network(n).cloned() else {
+                    rc = daemon_err(&format!("network {n} not found"));
+                    continue;
+                };
+                if st
+                    .containers
+                    .iter()
+                    .any(|c| c.on_network(&net.name) && c.status == "running")
+                {
+                    rc = daemon_err(&format!(
+                        "error while removing network: network {} id {} has active endpoints",
+                        net.name, net.id
+                    ));
+                } else {
+                    st.networks.retain(|x| x.name != net.name);
+                    println!("{n}");
+                }
+            }
+            rc
+        }),
+        _ => Ok(usage_err("network", "Usage:  docker network COMMAND")),
+    }
+}
+
+pub fn volume(h: &Path, a: &[String]) -> Result<i32, String> {
+    let sub = a.first().map(String::as_str).unwrap_or("");
+    let o = opts::parse(
+        a.get(1..).unwrap_or(&[]),
+        &["-f", "--format", "--label", "--filter", "-d", "--driver"],
+        true,
+    )?;
+    match sub {
+        "ls" | "list" => {
+            let st = state::load(h)?;
+            if o.has(&["-q", "--quiet"]) {
+                for v in &st.volumes {
+                    println!("{}", v.name);
+                }
+                return Ok(0);
+            }
+            let mut lines = vec![vec!["DRIVER".to_string(), "VOLUME NAME".into()]];
+            for v in &st.volumes {
+                lines.push(vec!["local".into(), v.name.clone()]);
+            }
+            print!("{}", tabulate(&lines));
+            Ok(0)
+        }
+        "create" => {
+            let n = o
+                .pos
+                .first()
+                .cloned()
+                .unwrap_or_else(|| crate::util::hex_id(&crate::util::unique_seed()));
+            let l = labels(&o);
+            state::with_state(h, |st| {
+                if !st.volumes.iter().any(|v| v.name == n) {
+                    st.volumes.push(Volume {
+                        name: n.clone(),
+                        labels: l,
+                    });
+                }
+                println!("{n}");
+                0
+            })
+        }
+        "inspect" => {
+            let st = state::load(h)?;
+            let mut rc = 0;
+            let mut found = Vec::new();
+            for n in &o.pos {
+                match st.volumes.iter().find(|v| &v.name == n) {
+                    Some(v) => found.push(json!({"Driver": "local", "Labels": v.labels, "Mountpoint": format!("/var/lib/docker/volumes/{n}/_data"), "Name": n, "Scope": "local"})),
+                    None => {
+                        eprintln!("Error response from daemon: get {n}: no such volume");
+                        rc = 1;
+                    }
+                }
+            }
+            print_json_array(&found);
+            Ok(rc)
+        }
+        "rm" | "remove" => state::with_state(h, |st| {
+            let mut rc = 0;
+            for n in &o.pos {
+                if st.containers.iter().any(|c| {
+                    c.mounts
+                        .iter()
+                        .any(|m| &m.source == n && m.kind == "volume")
+                }) {
+                    rc = daemon_err(&format!("remove {n}: volume is in use"));
+                } else if st.volumes.iter().any(|v| &v.name == n) {
+                    st.volumes.retain(|v| &v.name != n);
+                    println!("{n}");
+                } else {
+                    rc = daemon_err(&format!("get {n}: no such volume"));
+                }
+            }
+            rc
+        }),
+        _ => Ok(usage_err("volume", "Usage:  docker volume COMMAND")),
+    }
+}
