@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The sandbox: a real staged rollout on a local fleet of simulated SimpleLogin hosts.
 #
-# Starts 10 hosts behind real OpenSSH servers on 127.0.0.1 (staging: 2, production: 8 with
-# a canary; mixed old versions, one host already current), upgrades staging, shows the
-# promotion gate refusing production before staging has soaked, then (a day later, as
-# FLEETUP_NOW rehearses it) upgrades production canary-first in batches, shows
+# Starts 10 hosts behind real OpenSSH servers on 127.0.0.1, a mixed fleet as operators run
+# it: hosts set up by SimpleLogin's README (`docker run`), by a compose file, and like
+# springcomp/self-hosted-simplelogin; old versions in both tag forms; one host in the seed's
+# broken state (at the target, schema behind: /health says success while the job runner
+# restart-loops), which `fleetup status` flags and the run repairs. It upgrades staging,
+# shows the promotion gate refusing production before staging has soaked, then (a day
+# later, as FLEETUP_NOW rehearses it) upgrades production canary-first in batches, shows
 # `fleetup status` and `fleetup history`, and stops the fleet.
-# Nothing leaves this machine. Needs root (it creates the hosts' login user) and installs
-# openssh-server when it is missing.
+# Nothing leaves this machine. Needs root (it creates the hosts' login user; it asks sudo
+# when run by another user) and installs openssh-server when it is missing.
 #
 #   bash tests/sandbox.sh [TARGET_VERSION]        (default v4.66.1)
 set -euo pipefail
@@ -15,8 +18,15 @@ cd "$(dirname "$0")/.."
 target=${1:-v4.66.1}
 
 if [ "$(id -u)" != 0 ]; then
-  echo "sandbox: run as root: it creates the login user of the simulated hosts" >&2
-  exit 1
+  command -v sudo >/dev/null || { echo "sandbox: run as root: it creates the login user of the simulated hosts" >&2; exit 1; }
+  # sudo resets PATH: keep this user's, where cargo is.
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME bash "$0" "$@"
+fi
+if ! command -v cargo >/dev/null; then
+  for c in "${CARGO_HOME:-$HOME/.cargo}/bin" /root/.cargo/bin; do
+    [ -x "$c/cargo" ] && PATH="$c:$PATH" && break
+  done
+  command -v cargo >/dev/null || { echo "sandbox: cargo not found: install Rust (rustup) first" >&2; exit 1; }
 fi
 if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
   echo "sandbox: installing openssh-server (the simulated hosts run real sshd)"
@@ -24,8 +34,8 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
 fi
 
-echo "sandbox: building fleetup and the fleet simulator (release)"
-cargo build --release --quiet --bins
+echo "sandbox: building fleetup and the fleet simulator (release; a few minutes the first time on 2 cores)"
+cargo build --release --bins
 bin=target/release
 
 dir=$(mktemp -d /tmp/fleetup-sandbox.XXXXXX)
@@ -35,16 +45,16 @@ trap cleanup EXIT
 
 cat > "$dir/spec.yml" <<'EOF'
 hosts:
-  - {name: sl-staging-1, version: v4.64.2, groups: [staging]}
-  - {name: sl-staging-2, version: v4.65.0, groups: [staging]}
-  - {name: sl-prod-01, version: v4.65.0, groups: [production], canary: true}
-  - {name: sl-prod-02, version: v4.64.2, groups: [production]}
-  - {name: sl-prod-03, version: v4.65.0, groups: [production]}
-  - {name: sl-prod-04, version: v4.66.1, groups: [production]}
-  - {name: sl-prod-05, version: v4.64.2, groups: [production]}
-  - {name: sl-prod-06, version: v4.65.0, groups: [production]}
-  - {name: sl-prod-07, version: v4.65.2, groups: [production]}
-  - {name: sl-prod-08, version: v4.65.0, groups: [production]}
+  - {name: sl-staging-1, version: v4.64.2, groups: [staging], layout: readme}
+  - {name: sl-staging-2, version: v4.65.0, groups: [staging], layout: springcomp}
+  - {name: sl-prod-01, version: v4.65.0, groups: [production], canary: true, layout: readme}
+  - {name: sl-prod-02, version: v4.64.2, groups: [production], layout: compose}
+  - {name: sl-prod-03, version: v4.65.0, groups: [production], layout: readme, image: simplelogin/app, v_prefix: false}
+  - {name: sl-prod-04, version: v4.66.1, groups: [production], layout: readme, broken: true}
+  - {name: sl-prod-05, version: v4.64.2, groups: [production], layout: springcomp}
+  - {name: sl-prod-06, version: v4.65.0, groups: [production], layout: compose}
+  - {name: sl-prod-07, version: v4.65.2, groups: [production], layout: readme}
+  - {name: sl-prod-08, version: v4.66.1, groups: [production], layout: compose}
 EOF
 "$bin/fleet-sim" up --dir "$dir/fleet" --spec "$dir/spec.yml" --owner $$
 inventory="$dir/fleet/inventory.yml"
