@@ -86,8 +86,10 @@ impl HostSpec {
     }
     /// Extra flags for one container's `docker run` (readme layout), e.g. `["-e", "K=V"]`.
     pub fn extra_args(mut self, container: &str, args: &[&str]) -> Self {
-        self.extra_args
-            .push((container.into(), args.iter().map(|a| a.to_string()).collect()));
+        self.extra_args.push((
+            container.into(),
+            args.iter().map(|a| a.to_string()).collect(),
+        ));
         self
     }
 }

@@ -24,6 +24,7 @@ mod releases;
 mod run;
 mod session;
 mod sql;
+mod sqlddl;
 mod sqlq;
 mod state;
 mod util;

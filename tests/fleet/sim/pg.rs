@@ -255,7 +255,11 @@ pub fn missing_for(db: &Database, version: &str) -> Option<(&'static str, String
                     ))
                 }
                 Op::Column(t, c, _)
-                    if db.tables.get(*t).map(|x| x.col(c).is_none()).unwrap_or(true) =>
+                    if db
+                        .tables
+                        .get(*t)
+                        .map(|x| x.col(c).is_none())
+                        .unwrap_or(true) =>
                 {
                     return Some(("UndefinedColumn", format!("column {t}.{c} does not exist")));
                 }

@@ -163,7 +163,13 @@ pub fn format_rows(
 }
 
 /// A COPY in progress: table, columns, still ok, rows so far, the database before it.
-type CopyState = (String, Vec<String>, bool, usize, Option<crate::pg::Database>);
+type CopyState = (
+    String,
+    Vec<String>,
+    bool,
+    usize,
+    Option<crate::pg::Database>,
+);
 
 pub struct Script<'a> {
     pub cl: &'a mut Cluster,
