@@ -494,8 +494,10 @@ pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exi
     let results = session.preflight(&RunSpec::from_play(play));
     let columns = columns(play);
     print!("{}", ui::preflight::table(&results, &columns));
-    if let Some(first) = columns.first() {
-        println!("\n{}", ui::preflight::counts(&results, first));
+    // How many hosts run each version says most about a fleet; else the first column.
+    let counted = columns.iter().find(|c| *c == "version").or(columns.first());
+    if let Some(column) = counted {
+        println!("\n{}", ui::preflight::counts(&results, column));
     }
     fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
 }

@@ -98,6 +98,7 @@ pub fn run_oneshot(st: &mut HostState, c: &Container, o: &mut Out) -> i32 {
             0
         }
         (["alembic", "upgrade", "head" | "heads"], Some(v)) => upgrade(st, c, &v, o),
+        (["alembic", "show", rev], Some(v)) => show(&v, rev, o),
         (["alembic", "current"], Some(v)) => match connect(st, c) {
             Err(e) => traceback(o, "migrations/env.py", &e),
             Ok(db) => {
@@ -120,6 +121,23 @@ pub fn run_oneshot(st: &mut HostState, c: &Container, o: &mut Out) -> i32 {
         }
         ([], _) => 0,
     }
+}
+
+/// `alembic show REV`: a revision the image's migrations know, read from the image alone.
+fn show(version: &str, rev: &str, o: &mut Out) -> i32 {
+    let known = releases::migrations_of(version);
+    let Some(i) = known.iter().position(|m| m.rev == rev) else {
+        let _ = writeln!(o.err, "ERROR [alembic.util.messaging] Can't locate revision identified by '{rev}'\n  FAILED: Can't locate revision identified by '{rev}'");
+        return 255;
+    };
+    let head = if i + 1 == known.len() { " (head)" } else { "" };
+    let parent = i.checked_sub(1).map_or("<base>", |p| known[p].rev);
+    let _ = writeln!(
+        o.out,
+        "Rev: {rev}{head}\nParent: {parent}\nPath: /code/migrations/versions/{rev}_.py\n\n    {}\n",
+        known[i].message
+    );
+    0
 }
 
 fn upgrade(st: &mut HostState, c: &Container, version: &str, o: &mut Out) -> i32 {

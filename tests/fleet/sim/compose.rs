@@ -250,12 +250,17 @@ fn labels(proj: &Project, s: &Service, image_id: &str, oneoff: bool) -> BTreeMap
 fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result<i32, String> {
     let detach = o.has(&["-d", "--detach"]);
     let force = o.has(&["--force-recreate"]);
-    let todo = order(proj, selected);
+    // `--no-deps`: the named services only, not what they depend on.
+    let todo = match o.has(&["--no-deps"]) {
+        true if !selected.is_empty() => selected.to_vec(),
+        _ => order(proj, selected),
+    };
     let rc = state::with_state(h, |st| up_in(st, h, proj, &todo, force))?;
     if rc != 0 || detach {
         return Ok(rc);
     }
-    // Attached `up` runs until interrupted, as the real one does; then it stops the project.
+    // Attached `up` runs until its containers have all exited (one-shot services such as
+    // springcomp's migration), or until interrupted, as the real one does; then it stops them.
     println!(
         "Attaching to {}",
         todo.iter()
@@ -264,7 +269,20 @@ fn up(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
             .join(", ")
     );
     let sig = loop {
-        if let Some(s) = crate::faults::wait_signal(None) {
+        let st = state::load(h)?;
+        let exited: Vec<(String, i32)> = todo
+            .iter()
+            .filter_map(|s| st.container(&s.container))
+            .filter(|c| c.status != "running")
+            .map(|c| (c.name.clone(), c.exit_code))
+            .collect();
+        if exited.len() == todo.len() {
+            for (name, code) in exited {
+                println!("{name} exited with code {code}");
+            }
+            return Ok(0);
+        }
+        if let Some(s) = crate::faults::wait_signal(Some(0.1)) {
             break s;
         }
     };

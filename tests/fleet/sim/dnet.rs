@@ -1,4 +1,4 @@
-//! `docker network` and `docker volume`.
+//! `docker network`, `docker volume` and `docker port`.
 
 use crate::docker::{daemon_err, usage_err};
 use crate::format::{render, render_list, tabulate};
@@ -226,4 +226,48 @@ pub fn volume(h: &Path, a: &[String]) -> Result<i32, String> {
         }),
         _ => Ok(usage_err("volume", "Usage:  docker volume COMMAND")),
     }
+}
+
+/// `docker port CONTAINER [PORT[/PROTO]]`: where the container's ports are published.
+pub fn port(h: &Path, a: &[String]) -> Result<i32, String> {
+    let o = opts::parse(a, &[], true)?;
+    let Some(name) = o.pos.first() else {
+        return Ok(usage_err(
+            "port",
+            "\"docker port\" requires at least 1 argument.",
+        ));
+    };
+    let st = state::load(h)?;
+    let Some(c) = st.container(name) else {
+        return Ok(daemon_err(&format!("No such container: {name}")));
+    };
+    let wanted = o.pos.get(1).map(|p| {
+        if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let running = c.status == "running";
+    let bound: Vec<_> = c
+        .ports
+        .iter()
+        .filter(|p| running && wanted.as_ref().is_none_or(|w| *w == p.container))
+        .collect();
+    if let (Some(w), true) = (&wanted, bound.is_empty()) {
+        eprintln!("Error: No public port '{w}' published for {name}");
+        return Ok(1);
+    }
+    for p in bound {
+        let ip = if p.host_ip.is_empty() {
+            "0.0.0.0"
+        } else {
+            &p.host_ip
+        };
+        match wanted {
+            Some(_) => println!("{ip}:{}", p.host_port),
+            None => println!("{} -> {ip}:{}", p.container, p.host_port),
+        }
+    }
+    Ok(0)
 }

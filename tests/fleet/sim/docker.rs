@@ -83,6 +83,7 @@ fn run_cmd(h: &Path, cmd: &str, a: &[String]) -> Result<i32, String> {
         "exec" => crate::dexec::exec(h, a)?,
         "logs" => logs(h, a)?,
         "network" => crate::dnet::network(h, a)?,
+        "port" => crate::dnet::port(h, a)?,
         "volume" => crate::dnet::volume(h, a)?,
         "compose" => crate::compose::main(h, a, "docker compose"),
         other => {

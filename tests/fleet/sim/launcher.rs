@@ -581,10 +581,18 @@ fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
             "ansible_ssh_private_key_file".into(),
             dir.join("id_ed25519").to_string_lossy().into_owned().into(),
         );
+        // The app's directory is the playbook's to discover; where fleetup keeps its lock and
+        // audit log is the operator's to say (the login user cannot write /var/lib).
         vars.insert(
-            "sl_app_path".into(),
-            h.app_path.to_string_lossy().into_owned().into(),
+            "fleetup_dir".into(),
+            h.app_path
+                .join(".fleetup")
+                .to_string_lossy()
+                .into_owned()
+                .into(),
         );
+        // The simulated job runner's restart count climbs every second: one is enough to see it.
+        vars.insert("sl_settle".into(), 1u64.into());
         if h.canary {
             vars.insert("canary".into(), true.into());
         }
