@@ -104,12 +104,14 @@ fn plan_text_lists_batches_and_verbose_renders_steps() {
     // serial [1, 5, 25%] of the playbook: one host, then the other.
     assert!(text.contains("batch 1/2  1 host     stg-1\n"), "{text}");
     assert!(text.contains("batch 2/2  1 host     stg-2\n"), "{text}");
+    // What a host is (its image, its layout) is read on the host: a step that needs it is
+    // previewed as written; one that needs only variables is rendered.
     assert!(
-        text.contains("docker pull simplelogin/app-ci:v4.66.1"),
+        text.contains("docker pull {{ sl_target_image | quote }}"),
         "{text}"
     );
     assert!(
-        text.contains("test -f '/srv/simple login'/docker-compose.yml"),
+        text.contains("saved=/var/lib/fleetup/upgrade-in-progress/settings.json"),
         "{text}"
     );
 }
@@ -119,7 +121,7 @@ fn missing_required_variable_is_exit_5_with_place() {
     let out = on_fleet("plan", PLAYBOOK, &[]);
     assert_eq!(out.status.code(), Some(5));
     let err = stderr(&out);
-    let expected = "playbooks/simplelogin-upgrade.yml:12:17: required_vars[0]: \
+    let expected = "playbooks/simplelogin-upgrade.yml:22:17: required_vars[0]: \
                     required variable `sl_version` is not set";
     assert!(err.contains(expected), "{err}");
     assert!(err.contains("nothing was contacted"), "{err}");

@@ -468,7 +468,7 @@ fn second_ctrl_c_aborts_promptly_and_leaves_no_remote_process() {
     );
     let text = out.text();
     assert!(
-        text.contains("ABORTING: terminating the commands in flight"),
+        text.contains("ABORTING: terminating the upgrade commands in flight"),
         "{text}"
     );
     assert!(text.contains("RECAP"), "{text}");

@@ -33,12 +33,16 @@ pub const VARS: [&str; 4] = [
     r#"{"sl_health_timeout": 5}"#,
 ];
 
-/// Schema heads of the versions these tests use (tests/fleet/sim/state.rs RELEASES).
+/// Schema heads of the versions these tests use (tests/fleet/sim/releases.rs RELEASES).
 pub fn head(version: &str) -> &'static str {
     match version {
         "v4.64.2" => "2c2093c82bc0",
         "v4.65.0" => "3ebfbaeb76c0",
-        "v4.66.1" => "818b4a856f3f",
+        "v4.65.2" => "5047fcbd57c7",
+        "v4.66.0" => "818b4a856f3f",
+        "v4.66.1" => "fd79503179dd",
+        "v4.67.0" => "bb4b0d33ff1a",
+        "v4.67.1" => "c5e1d4a7f209",
         v => panic!("no schema head recorded here for {v}"),
     }
 }
