@@ -4,7 +4,7 @@
 
 use crate::composefile::{load_project, Project, Service};
 use crate::docker::{daemon_err, stop_container};
-use crate::format::{render_list, tabulate};
+use crate::format::{print_list, tabulate};
 use crate::images::do_pull;
 use crate::opts;
 use crate::releases::ImageRef;
@@ -559,16 +559,7 @@ fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result
             println!("{}", serde_json::Value::Array(rows));
             Ok(0)
         }
-        Some(f) => match render_list(f, &rows) {
-            Ok(s) => {
-                print!("{s}");
-                Ok(0)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(1)
-            }
-        },
+        Some(f) => Ok(print_list(f, &rows)),
         None => {
             let keys = [
                 "Name",

@@ -1,7 +1,7 @@
 //! The `docker` shim: the docker CLI as the SimpleLogin procedure uses it, with docker's
 //! own messages and exit codes, over the host's state.json.
 
-use crate::format::{render, render_list, tabulate};
+use crate::format::{print_list, render, tabulate};
 use crate::inspect::view;
 use crate::opts;
 use crate::releases::ImageRef;
@@ -305,16 +305,7 @@ fn ps(h: &Path, a: &[String]) -> Result<i32, String> {
             }
             Ok(0)
         }
-        Some(f) => match render_list(f, &rows) {
-            Ok(s) => {
-                print!("{s}");
-                Ok(0)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(1)
-            }
-        },
+        Some(f) => Ok(print_list(f, &rows)),
         None => {
             let keys = [
                 "ID",

@@ -537,3 +537,17 @@ pub fn tabulate(lines: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// Prints `rows` with `--format TPL` as docker does; a bad template is docker's exit 1.
+pub fn print_list(tpl: &str, rows: &[Value]) -> i32 {
+    match render_list(tpl, rows) {
+        Ok(s) => {
+            print!("{s}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}

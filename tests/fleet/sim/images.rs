@@ -1,7 +1,7 @@
 //! `docker images`, `docker pull`, `docker rmi`.
 
 use crate::docker::{daemon_err, usage_err};
-use crate::format::{render_list, tabulate};
+use crate::format::{print_list, tabulate};
 use crate::opts;
 use crate::releases::{self as state_rel, ImageRef};
 use crate::state::{self, HostState};
@@ -79,16 +79,7 @@ pub fn images(h: &Path, a: &[String]) -> Result<i32, String> {
         print!("{}", tabulate(&lines));
         return Ok(0);
     }
-    match render_list(&fmt, &rows) {
-        Ok(s) => {
-            print!("{s}");
-            Ok(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            Ok(1)
-        }
-    }
+    Ok(print_list(&fmt, &rows))
 }
 
 /// Pull into `st`; messages go to `out` (stdout for docker pull, stderr for docker run).
