@@ -246,10 +246,15 @@ pub fn plan(fleet: &Fleet, extra: &[&str]) -> Vec<Vec<String>> {
 
 /// A command that changes the host, as its log records it (shims and sessions alike):
 /// pulls, stops, removes, runs, compose up, a restore, a backup, the `.env` rewrite.
+/// Reading an image's migrations in a throw-away container off any network
+/// (`docker run --rm --network none IMAGE alembic heads`) changes nothing.
 pub fn is_state_changing(c: &CommandRecord) -> bool {
     let cmd = c.cmd.as_str();
     if c.kind == "session" {
         return cmd.contains("pg_dump") || cmd.contains(".env.fleetup");
+    }
+    if cmd.starts_with("docker run --rm --network none") {
+        return false;
     }
     [
         "docker pull",
