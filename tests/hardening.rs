@@ -213,7 +213,7 @@ steps:
   - name: use it
     shell: |
       printf 'connecting with %s\n' {{ db_password | quote }}
-      printf '%s' {{ db_password | quote }} > {{ sl_app_path | quote }}/../used-password
+      printf '%s' {{ db_password | quote }} > "$(dirname {{ fleetup_dir | quote }})/../used-password"
   - name: fail with it
     shell: |
       echo 'FATAL: password authentication failed for '{{ db_password | quote }} >&2
