@@ -190,22 +190,24 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                     let lost = reason.unwrap_or_else(|| "connection lost".into());
                     match reconnect(shared, &target, &mut log, &host.name, lost).await {
                         Ok(again) => {
-                            let outcome =
+                            let (outcome, abandoned) =
                                 rollback(shared, &again, &mut log, host, &mut vars, i).await;
                             let dir = lock_dir.as_deref();
                             release_lock(shared, &again, &mut log, dir, &vars, outcome).await;
                             released = true;
                             again.close().await;
-                            let message = format!(
+                            let message = abandoned.unwrap_or_else(|| {
+                                format!(
                                 "the connection was lost in step `{}`; reconnected and rolled back",
                                 step.name
-                            );
+                            )
+                            });
                             (outcome, Some(message))
                         }
-                        Err(_) if shared.control.abandon.is_cancelled() => (
-                            Outcome::Abandoned,
-                            Some(abandoned_message(shared, &step.name)),
-                        ),
+                        Err(_) if shared.control.abandon.is_cancelled() => {
+                            let at = format!("step `{}`", step.name);
+                            (Outcome::Abandoned, Some(abandoned_message(shared, &at)))
+                        }
                         Err(last) => {
                             let message = format!(
                                 "unreachable mid-upgrade, may be down: the connection was lost in step `{}` after the point of no return and {} reconnections failed (last: {last})",
@@ -216,8 +218,9 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                     }
                 }
                 (_, true) => {
-                    let outcome = rollback(shared, &conn, &mut log, host, &mut vars, i).await;
-                    (outcome, reason)
+                    let (outcome, abandoned) =
+                        rollback(shared, &conn, &mut log, host, &mut vars, i).await;
+                    (outcome, abandoned.or(reason))
                 }
                 (_, false) => (Outcome::Failed, reason),
             };
@@ -530,7 +533,8 @@ async fn check_host(shared: &Shared<'_>, host: &HostInPlay, steps: &[Step], note
     Checked { vars, failure }
 }
 
-/// Runs the rollback steps after step `failed` failed; stops at the first that fails.
+/// Runs the rollback steps after step `failed` failed; stops at the first that fails. A
+/// rollback the operator abandoned says so, and how to finish it.
 async fn rollback(
     shared: &Shared<'_>,
     conn: &Connection,
@@ -538,7 +542,7 @@ async fn rollback(
     host: &HostInPlay,
     vars: &mut Vars,
     failed: usize,
-) -> Outcome {
+) -> (Outcome, Option<String>) {
     // Steps that never ran register `skipped`, as in Ansible, so the rollback's templates
     // (validated against every register) still render.
     for step in &shared.spec.steps[failed + 1..] {
@@ -558,18 +562,20 @@ async fn rollback(
         }
         if matches!(run.status, StepStatus::Failed | StepStatus::Unreachable) {
             if shared.control.abandon.is_cancelled() {
-                return Outcome::Abandoned;
+                let cut = format!("rollback step `{}`", step.name);
+                return (Outcome::Abandoned, Some(abandoned_message(shared, &cut)));
             }
-            return Outcome::RollbackFailed;
+            return (Outcome::RollbackFailed, None);
         }
     }
-    Outcome::RolledBack
+    (Outcome::RolledBack, None)
 }
 
-/// What a host abandoned past its point of no return is told: down, and how to finish it.
-fn abandoned_message(shared: &Shared<'_>, step: &str) -> String {
+/// What a host abandoned past its point of no return is told (`at`: "step `X`"): down,
+/// and how to finish it.
+fn abandoned_message(shared: &Shared<'_>, at: &str) -> String {
     format!(
-        "DOWN, NOT ROLLED BACK: abandoned in step `{step}`, past the point of no return; `fleetup run --resume {}` finishes or rolls it back",
+        "DOWN, NOT ROLLED BACK: abandoned in {at}, past the point of no return; `fleetup run --resume {}` finishes or rolls it back",
         shared.run_dir.id
     )
 }
