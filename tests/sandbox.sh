@@ -56,14 +56,19 @@ hosts:
   - {name: sl-prod-07, version: v4.65.2, groups: [production], layout: readme}
   - {name: sl-prod-08, version: v4.66.1, groups: [production], layout: compose}
 EOF
-"$bin/fleet-sim" up --dir "$dir/fleet" --spec "$dir/spec.yml" --owner $$
+# The simulated hosts are provisioned as their operators did (docker run, compose up): its
+# chatter goes to a file, shown only if the fleet does not come up.
+"$bin/fleet-sim" up --dir "$dir/fleet" --spec "$dir/spec.yml" --owner $$ 2>"$dir/fleet-up.log" ||
+  { cat "$dir/fleet-up.log" >&2; exit 1; }
 inventory="$dir/fleet/inventory.yml"
 common=(-i "$inventory" --known-hosts "$dir/fleet/known_hosts" --yes)
 
 status() {
   echo
   echo "== fleetup status, $1"
-  "$bin/fleetup" status "${common[@]:0:4}" || true
+  local code=0
+  "$bin/fleetup" status "${common[@]:0:4}" || code=$?
+  [ "$code" = 0 ] || echo "(exit code $code: a host is down, broken or unreachable)"
 }
 
 status "before"
