@@ -1,0 +1,234 @@
+//! Templates as playbooks use them: filters, tests, lookups, variables that are templates.
+use super::*;
+use serde_json::json;
+
+fn vars(v: serde_json::Value) -> Vars {
+    v.as_object().cloned().unwrap()
+}
+
+#[test]
+fn renders_with_quote_filter() {
+    let t = Templates::new();
+    let v = vars(json!({"path": "/opt/simple login", "evil": "x; touch /tmp/pwned"}));
+    assert_eq!(
+        t.render("cd {{ path | quote }} && echo {{ evil | quote }}", &v)
+            .unwrap(),
+        "cd '/opt/simple login' && echo 'x; touch /tmp/pwned'"
+    );
+}
+
+#[test]
+fn undefined_variable_is_an_error_with_suggestion() {
+    let t = Templates::new();
+    let v = vars(json!({"sl_version": "v4.66.1"}));
+    let e = t.render("pull {{ sl_versoin }}", &v).unwrap_err();
+    assert!(e.undefined);
+    assert_eq!(
+        e.message,
+        "undefined variable `sl_versoin` (did you mean `sl_version`?)"
+    );
+    assert!(t.eval("missing == 1", &v).unwrap_err().undefined);
+}
+
+#[test]
+fn defaults_and_loops_do_not_count_as_undefined() {
+    let t = Templates::new();
+    let v = vars(json!({"xs": [1, 2]}));
+    assert_eq!(
+        t.render(
+            "{% for x in xs %}{{ x }}{% endfor %}{{ y | default('d') }}",
+            &v
+        )
+        .unwrap(),
+        "12d"
+    );
+    assert!(!t.eval("y is defined", &v).unwrap());
+    let e = t
+        .render("{{ y | default('d') }} {{ y | quote }}", &v)
+        .unwrap_err();
+    assert_eq!(
+        e.message, "undefined variable `y`",
+        "one unguarded use is enough"
+    );
+    assert_eq!(
+        t.render("{{ y | quote }}", &v).unwrap_err().message,
+        "undefined variable `y`"
+    );
+}
+
+#[test]
+fn variables_may_be_templates() {
+    let t = Templates::new();
+    let v = vars(json!({
+        "app": "/opt/sl",
+        "backups": "{{ app }}/backups",
+        "dump": "{{ backups }}/db.sql.gz",
+        "list": ["{{ app }}"],
+    }));
+    assert_eq!(
+        t.render("{{ dump }} {{ list[0] }}", &v).unwrap(),
+        "/opt/sl/backups/db.sql.gz /opt/sl"
+    );
+    let cyclic = vars(json!({"a": "{{ b }}", "b": "{{ a }}"}));
+    let e = t.render("{{ a }}", &cyclic).unwrap_err();
+    assert!(e.message.contains("refer to each other"), "{}", e.message);
+    let broken = vars(json!({"a": "{{ nope }}"}));
+    let e = t.render("{{ a }}", &broken).unwrap_err();
+    assert_eq!(e.message, "in variable `a`: undefined variable `nope`");
+    assert!(e.undefined);
+}
+
+#[test]
+fn a_variable_that_is_one_expression_keeps_its_type() {
+    let t = Templates::new();
+    let v = vars(json!({
+        "found": {"stdout": r#"{"containers": [{"Name": "/sl-app"}], "size": 3}"#},
+        "facts": "{{ found.stdout | from_json }}",
+        "app": "{{ facts.containers[0].Name }}",
+        "bigger": "{{ facts.size + 1 }}",
+    }));
+    assert_eq!(t.render("{{ app }} {{ bigger }}", &v).unwrap(), "/sl-app 4");
+    assert!(t.eval("facts.size == 3 and bigger == 4", &v).unwrap());
+    let reached = t.variables_reached("{{ app }}", false, &v).unwrap();
+    assert!(reached.contains("found"), "{reached:?}");
+    let garbage =
+        vars(json!({"found": {"stdout": "oops"}, "facts": "{{ found.stdout | from_json }}"}));
+    let e = t.render("{{ facts }}", &garbage).unwrap_err();
+    assert!(e.message.contains("not JSON"), "{}", e.message);
+    assert!(!e.undefined);
+}
+
+#[test]
+fn a_rendered_variable_is_never_rendered_again() {
+    let t = Templates::new();
+    let v = vars(json!({
+        "fmt": "docker inspect --format '{% raw %}{{.Name}}{% endraw %}' {{ name }}",
+        "name": "sl-app",
+        "both": "{{ fmt }}; {{ fmt }}",
+    }));
+    assert_eq!(
+        t.render("{{ both }} && {{ fmt }}", &v).unwrap(),
+        "docker inspect --format '{{.Name}}' sl-app; docker inspect --format '{{.Name}}' sl-app && docker inspect --format '{{.Name}}' sl-app"
+    );
+}
+
+#[test]
+fn docker_filters_read_inspect_output() {
+    let t = Templates::new();
+    let v = vars(json!({
+        "c": {"Name": "/sl-app", "Config": {"Env": ["A=1", "B=2"], "Cmd": ["gunicorn"]},
+              "HostConfig": {"PortBindings": {"7777/tcp": [{"HostIp": "127.0.0.1", "HostPort": "7777"}]}}},
+        "i": {"Config": {"Env": ["A=1"], "Cmd": ["gunicorn"]}},
+    }));
+    let out = t
+        .render(
+            "{{ c | docker_run_options(i) | map('quote') | join(' ') }}|{{ c | docker_run_command(i) | length }}|{{ c | docker_published(7777) }}",
+            &v,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        "--name sl-app -p 127.0.0.1:7777:7777 -e 'B=2'|0|127.0.0.1:7777"
+    );
+}
+
+#[test]
+fn conditions() {
+    let t = Templates::new();
+    let v = vars(json!({"current": {"stdout": "v4.65.0", "rc": 0}, "target": "v4.66.1"}));
+    assert!(t.eval("current.rc == 0", &v).unwrap());
+    assert!(t
+        .eval("current.stdout is version(target, '<')", &v)
+        .unwrap());
+    assert!(!t
+        .eval("current.stdout is version('v4.65.0', '!=')", &v)
+        .unwrap());
+    assert!(t.eval("'yes' | bool", &v).unwrap());
+    let e = t.eval("{{ current.rc == 0 }}", &v).unwrap_err();
+    assert!(e.message.contains("bare expression"), "{}", e.message);
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let t = Templates::new();
+    let e = t.render("echo {{ x ", &Vars::new()).unwrap_err();
+    assert!(e.message.starts_with("syntax error"), "{}", e.message);
+    assert!(!e.undefined);
+}
+
+#[test]
+fn a_pinned_version_is_a_release_number() {
+    let t = Templates::new();
+    let v = vars(json!({"a": "v4.66.1", "b": "4.66.1", "c": "latest", "d": 4}));
+    assert!(t
+        .eval("a is pinned_version and b is pinned_version", &v)
+        .unwrap());
+    assert!(!t
+        .eval("c is pinned_version or d is pinned_version", &v)
+        .unwrap());
+}
+
+#[test]
+fn version_order_is_numeric() {
+    assert_eq!(
+        compare_versions("v4.10.0", "v4.9.9"),
+        Some(Ordering::Greater)
+    );
+    assert_eq!(compare_versions("4.66", "v4.66.0"), Some(Ordering::Equal));
+    assert_eq!(compare_versions("latest", "v4.66.0"), None);
+}
+
+#[test]
+fn lookups_read_the_environment_and_files() {
+    let t = Templates::new();
+    std::env::set_var("FLEETUP_TEST_LOOKUP", "s3cr3t value");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "from a file\n").unwrap();
+    let v = vars(json!({
+        "pw": "{{ lookup('env', 'FLEETUP_TEST_LOOKUP') }}",
+        "pw_file": file.to_str().unwrap(),
+    }));
+    assert_eq!(t.render("{{ pw | quote }}", &v).unwrap(), "'s3cr3t value'");
+    assert_eq!(
+        t.render("{{ lookup('file', pw_file) }}", &v).unwrap(),
+        "from a file"
+    );
+    let unset = t
+        .render("{{ lookup('env', 'FLEETUP_TEST_UNSET_VARIABLE') }}", &v)
+        .unwrap_err();
+    assert!(unset.message.contains("is not set"), "{}", unset.message);
+    assert_eq!(
+        t.render(
+            "{{ lookup('env', 'FLEETUP_TEST_UNSET_VARIABLE', default='x') }}",
+            &v
+        )
+        .unwrap(),
+        "x"
+    );
+    let missing = t
+        .render("{{ lookup('file', '/nonexistent/pw') }}", &v)
+        .unwrap_err();
+    assert!(
+        missing.message.contains("/nonexistent/pw"),
+        "{}",
+        missing.message
+    );
+    let unknown = t.render("{{ lookup('vault', 'x') }}", &v).unwrap_err();
+    assert!(unknown.message.contains("not known"), "{}", unknown.message);
+}
+
+#[test]
+fn a_command_held_in_a_variable_is_quoted_word_by_word() {
+    // `sl_compose: docker compose` is two words of a command; each is quoted, so a value
+    // with shell in it stays arguments of the first word.
+    let t = Templates::new();
+    let source = "{{ c | split | map('quote') | join(' ') }} up -d";
+    let v = vars(json!({"c": "docker compose"}));
+    assert_eq!(t.render(source, &v).unwrap(), "docker compose up -d");
+    let v = vars(json!({"c": "docker compose; touch /tmp/pwned"}));
+    assert_eq!(
+        t.render(source, &v).unwrap(),
+        "docker 'compose;' touch /tmp/pwned up -d"
+    );
+}
