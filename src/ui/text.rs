@@ -284,6 +284,12 @@ pub fn outcome_label(o: Outcome) -> String {
     }
 }
 
+/// The second Ctrl-C, as the views say it.
+pub const ABORTING: &str = "ABORTING: terminating the upgrade commands in flight; hosts past their point of no return are rolled back (Ctrl-C again leaves them down)";
+/// The third Ctrl-C.
+pub const ABANDONING: &str =
+    "ABANDONING: terminating the rollbacks; hosts past their point of no return are left DOWN";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,9 +326,3 @@ mod tests {
         assert_eq!(elapsed(Duration::from_secs(600)), "10m00s");
     }
 }
-
-/// The second Ctrl-C, as the views say it.
-pub const ABORTING: &str = "ABORTING: terminating the upgrade commands in flight; hosts past their point of no return are rolled back (Ctrl-C again leaves them down)";
-/// The third Ctrl-C.
-pub const ABANDONING: &str =
-    "ABANDONING: terminating the rollbacks; hosts past their point of no return are left DOWN";
