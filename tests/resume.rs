@@ -181,29 +181,54 @@ fn assert_migrated_once(fleet: &Fleet, name: &str) {
     );
 }
 
-/// A host upgraded once, correctly, in the records `log`: backup, pull, stop, migrate, init,
-/// up, in that order, one backup of the old schema; then healthy at the target.
+/// The start of the compose project's `up` of the app and the job runner (the playbook runs
+/// `docker compose -p P --project-directory D -f F up -d --no-deps sl-app sl-job-runner`).
+const UP_APP: &str = "up -d --no-deps sl-app sl-job-runner";
+/// The start of sl-email, the last container the upgrade starts.
+const UP_EMAIL: &str = "up -d --no-deps sl-email";
+
+/// A host upgraded once, correctly, in the records `log`: pull, stop, backup, migrate, init,
+/// up of the app and job runner, up of sl-email, in that order, one backup of the old schema
+/// taken once nothing wrote; then healthy at the target.
 fn assert_upgraded(fleet: &Fleet, name: &str, log: &[CommandRecord]) {
     assert_healthy_at(fleet, name, TARGET);
     let pull = shim(log, "end", &format!("docker pull {IMAGE}:{TARGET}"));
     assert_eq!(pull.rc, Some(0), "{name}: the pull succeeded");
     let stop = shim(log, "start", "docker stop sl-app sl-email sl-job-runner");
+    let dump = shim(log, "end", "pg_dump");
+    assert_eq!(dump.rc, Some(0), "{name}: the dump succeeded");
     let alembic = shim(log, "end", "alembic upgrade head");
     assert_eq!(alembic.rc, Some(0), "{name}: alembic succeeded");
     let init = shim(log, "end", "init_app.py");
     assert_eq!(init.rc, Some(0), "{name}: init_app.py succeeded");
-    let up = shim(log, "start", "compose up");
+    let up = shim(log, "start", UP_APP);
+    let email = shim(log, "start", UP_EMAIL);
     assert!(
-        pull.t <= stop.t && stop.t <= alembic.t && alembic.t <= init.t && init.t <= up.t,
-        "{name}: pull, stop, migrate, init, up in that order"
+        pull.t <= stop.t
+            && stop.t <= dump.t
+            && dump.t <= alembic.t
+            && alembic.t <= init.t
+            && init.t <= up.t
+            && up.t <= email.t,
+        "{name}: pull, stop, dump, migrate, init, up of the app, up of sl-email in that order:\n{}",
+        cmds(log).join("\n")
     );
     let files = backups(fleet, name);
     assert_eq!(files.len(), 1, "{name}: one database backup: {files:?}");
     assert!(files[0].1 > 0, "{name}: the backup is not empty");
     assert!(
-        files[0].2 <= alembic.t,
-        "{name}: the backup was written before the migration"
+        stop.t <= files[0].2 && files[0].2 <= alembic.t,
+        "{name}: the backup was written after the app stopped and before the migration"
     );
+}
+
+/// `<fleetup_dir>/upgrade-in-progress/` on a host (`fleetup_dir` is `<app>/.fleetup` in the
+/// test fleet): the settings and the backup of an upgrade not yet finished.
+fn in_progress_dir(fleet: &Fleet, name: &str) -> PathBuf {
+    fleet
+        .app_path(name)
+        .join(".fleetup")
+        .join("upgrade-in-progress")
 }
 
 /// `<app>/.fleetup/lock` on a host.
@@ -537,7 +562,7 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
         cmds(&p3)
     );
     // Batch 2 (prod-03) ended before batch 3 began.
-    let p3_up = shim(&p3, "start", "compose up").t;
+    let p3_up = shim(&p3, "end", UP_EMAIL).t;
     for h in ["prod-05", "prod-06", "prod-07"] {
         let pull = shim(&fleet.commands(h), "start", "docker pull").t;
         assert!(
@@ -648,7 +673,7 @@ fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
         "prod-03 was upgraded by the resumed run"
     );
     assert_healthy_at(&fleet, "prod-03", TARGET);
-    let p3_up = shim(&p3, "start", "compose up").t;
+    let p3_up = shim(&p3, "end", UP_EMAIL).t;
     for h in ["prod-05", "prod-06", "prod-07"] {
         assert_upgraded(&fleet, h, &fleet.commands(h));
         let pull = shim(&fleet.commands(h), "start", "docker pull").t;
@@ -683,6 +708,11 @@ fn resume_refuses_a_changed_playbook_unless_forced() {
     );
     let copy = fleet.tmp().join("upgrade.yml");
     std::fs::copy(Path::new(REPO).join(PLAYBOOK), &copy).expect("copy the playbook");
+    // The playbook reads its settings from simplelogin-facts.yml beside it (`vars_files:`).
+    let facts = Path::new(REPO)
+        .join(PLAYBOOK)
+        .with_file_name("simplelogin-facts.yml");
+    std::fs::copy(&facts, fleet.tmp().join("simplelogin-facts.yml")).expect("copy the vars file");
     fleet.fault("prod-01", pull_fails());
 
     let first = spawn_run(&fleet, &copy, &[]).wait();
@@ -1117,12 +1147,14 @@ fn history_and_show_print_what_happened() {
     let out = cli(&args);
     assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
     let text = fleet::stdout(&out);
+    // The step, the command as it ran (its script, after `$ `), the first attempt's error,
+    // and the end of the second attempt (the last step's message).
     for w in [
         "=== ",
         "pull the new image",
-        "$ docker pull",
+        &format!("$ set -e\ndocker pull {IMAGE}:{TARGET}\n"),
         "manifest unknown",
-        "healthy at v4.66.1",
+        "at v4.66.1; the database before it: ",
     ] {
         assert!(text.contains(w), "prod-03's log shows `{w}`:\n{text}");
     }
@@ -1243,6 +1275,29 @@ fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
         !down.status.success(),
         "prod-03's app is down after the kill"
     );
+    // The upgrade in progress is on the host: the settings read before the stop, and the
+    // path of the dump taken after it.
+    let in_progress = in_progress_dir(&fleet, "prod-03");
+    let settings = std::fs::read_to_string(in_progress.join("settings.json")).unwrap_or_else(|e| {
+        panic!(
+            "the killed upgrade left its settings in {}: {e}",
+            in_progress.display()
+        )
+    });
+    let saved: Value = serde_json::from_str(&settings).expect("settings.json is JSON");
+    assert!(
+        saved["containers"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x["Name"] == "/sl-app")),
+        "settings.json holds sl-app as it ran before the stop: {settings}"
+    );
+    let marker = std::fs::read_to_string(in_progress.join("backup"))
+        .expect("the in-progress dir names the dump");
+    assert_eq!(
+        Path::new(marker.trim()),
+        first_backups[0].0,
+        "the in-progress dir names the first attempt's dump"
+    );
 
     let r = resume(&fleet, "last", &[]);
     r.assert_exit(0);
@@ -1271,11 +1326,8 @@ fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
     let alembic = shim(&after, "end", "alembic upgrade head");
     assert_eq!(alembic.rc, Some(0), "the resumed migration succeeded");
     assert!(
-        !fleet
-            .app_path("prod-03")
-            .join("backups/.upgrade-in-progress")
-            .exists(),
-        "a finished upgrade leaves no rollback marker behind"
+        !in_progress_dir(&fleet, "prod-03").exists(),
+        "a finished upgrade leaves no upgrade in progress behind"
     );
     assert_eq!(
         resumed["finished"],

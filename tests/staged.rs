@@ -80,8 +80,14 @@ fn plan_line(text: &str, label: &str) -> String {
     found[0].to_string()
 }
 
-/// A copy of the shipped playbook in the fleet's tmp dir with `lines` added to `rollout:`.
+/// A copy of the shipped playbook in the fleet's tmp dir with `lines` added to `rollout:`,
+/// beside a copy of the vars file it reads (`vars_files: [simplelogin-facts.yml]`).
 fn playbook_with(fleet: &Fleet, name: &str, lines: &[&str]) -> PathBuf {
+    let facts = Path::new(fleetup_cli::REPO)
+        .join(PLAYBOOK)
+        .with_file_name("simplelogin-facts.yml");
+    std::fs::copy(&facts, fleet.tmp().join("simplelogin-facts.yml"))
+        .expect("copy simplelogin-facts.yml beside the playbook");
     let text = std::fs::read_to_string(Path::new(fleetup_cli::REPO).join(PLAYBOOK))
         .expect("the shipped playbook");
     assert_eq!(
@@ -216,6 +222,14 @@ fn assert_never_changed(fleet: &Fleet, name: &str) {
     assert_eq!(st["env_version"], OLD, "{name}'s .env: {st:#}");
 }
 
+/// A fault that takes the host's app down as the probe sees it: `/health` cannot connect
+/// (curl exit 7). Not an HTTP error (curl -f exit 22): the probe reads that as a version
+/// without `/health` (404 before v4.48.0).
+fn app_down() -> Value {
+    json!({"match": "/health", "action": "fail", "rc": 7, "scope": "shim",
+           "stderr": "curl: (7) Failed to connect to 127.0.0.1 port 7777 after 0 ms: Connection refused"})
+}
+
 // --- 1-3. The promotion gate ------------------------------------------------------------
 
 /// Two staging hosts and three production hosts (prod-01 the canary), all at v4.65.0. The
@@ -342,10 +356,7 @@ fn the_promotion_gate_lets_production_follow_a_soaked_healthy_staging() {
 
     // 25 hours later, but a staged host is not healthy now: refused, checked read-only.
     let later = hours_from_now(25);
-    fleet.fault(
-        "stg-02",
-        json!({"match": "/health", "action": "fail", "rc": 22, "scope": "shim"}),
-    );
+    fleet.fault("stg-02", app_down());
     let t = now();
     let r = run_at(
         &fleet,
@@ -467,10 +478,7 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let bad_at = now();
-    fleet.fault(
-        "prod-01",
-        json!({"match": "/health", "action": "fail", "rc": 22, "scope": "shim"}),
-    );
+    fleet.fault("prod-01", app_down());
     let r = running.wait();
     r.assert_exit(2);
 
@@ -539,10 +547,12 @@ impl fleetup_cli::Running {
 
 // --- 5. A batch that does not fit the rest of the window is deferred, then resumed -------
 
-/// prod-01 (the canary, its pull slowed to 4 s), then prod-02..04 in one batch at forks 1,
-/// in the window `daily 09:00-10:01 UTC` from 10:00:46: batch 1 starts (no estimate yet)
-/// and takes T ≥ 4 s; batch 2 would take about 3T ≥ 12 s, more than the 14 s - T left, yet
-/// the window is still open (unless batch 1 took over 14 s): deferred because it does not
+/// prod-01 (the canary, its pull slowed to 6 s), then prod-02..04 in one batch at forks 1,
+/// in the window `daily 09:00-10:01 UTC` from 10:00:26: the pre-flight of the four hosts
+/// (P, about 5 s: each probe watches the restart counts for a second) and batch 1 (no
+/// estimate yet; T ≥ 6 s, about 10 s, its own probe and verifications included) run; batch 2
+/// would take about 3T ≥ 18 s, more than the 34 s - P - T left, yet the window is still open
+/// (unless the two took over 34 s): deferred because it does not
 /// fit, exit 3, said on screen. Resumed in the next morning's window, the run finishes
 /// without touching prod-01 again.
 #[test]
@@ -554,7 +564,7 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
     );
     fleet.fault(
         "prod-01",
-        json!({"match": "docker pull", "action": "slow", "seconds": 4, "scope": "shim", "times": 1}),
+        json!({"match": "docker pull", "action": "slow", "seconds": 6, "scope": "shim", "times": 1}),
     );
     let later = ["prod-02", "prod-03", "prod-04"];
     // A text run, as an operator sees it.
@@ -567,11 +577,11 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
     args.extend(strings(&[
         "--yes", "--serial", "3", "--forks", "1", "--window", WINDOW,
     ]));
-    let r = spawn_args_env(&fleet, &args, &[("FLEETUP_NOW", "2026-12-03T10:00:46Z")]).wait_text();
+    let r = spawn_args_env(&fleet, &args, &[("FLEETUP_NOW", "2026-12-03T10:00:26Z")]).wait_text();
     let screen = r.screen();
     assert_eq!(r.code, 3, "deferred: exit 3; the screen:\n{screen}");
     assert!(
-        r.took >= Duration::from_secs(4),
+        r.took >= Duration::from_secs(6),
         "batch 1 ran: {:?}",
         r.took
     );
@@ -613,8 +623,8 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
         "{d}"
     );
     assert!(
-        d["estimate_ms"].as_u64().is_some_and(|ms| ms >= 12_000),
-        "batch 2's estimate is three times the canary's time, over 4 s: {d}"
+        d["estimate_ms"].as_u64().is_some_and(|ms| ms >= 18_000),
+        "batch 2's estimate is three times the canary's time, over 6 s: {d}"
     );
     assert!(d["reason"].as_str().is_some_and(|s| !s.is_empty()), "{d}");
     let finished: Vec<&Value> = events
