@@ -272,6 +272,16 @@ pub fn is_state_changing(c: &CommandRecord) -> bool {
     ]
     .iter()
     .any(|p| cmd.starts_with(p) || (p.starts_with("compose") && cmd.contains(p)))
+        || compose_changes(cmd)
+}
+
+/// `docker compose [-p P --project-directory D -f F...] up|down|stop|rm|start|restart`.
+fn compose_changes(cmd: &str) -> bool {
+    let is_compose = cmd.starts_with("docker compose") || cmd.starts_with("docker-compose");
+    is_compose
+        && cmd
+            .split_whitespace()
+            .any(|w| ["up", "down", "stop", "rm", "start", "restart"].contains(&w))
 }
 
 pub fn state_changing(log: &[CommandRecord]) -> Vec<String> {
