@@ -117,6 +117,7 @@ pub struct UpArgs {
 }
 
 pub fn up(a: UpArgs) -> Result<()> {
+    crate::install::ensure_openssh()?;
     let t0 = Instant::now();
     let spec_text =
         fs::read_to_string(&a.spec).ctx(format!("reading spec {}", a.spec.display()))?;

@@ -14,6 +14,7 @@ mod faults;
 mod format;
 mod images;
 mod inspect;
+mod install;
 mod launcher;
 mod layouts;
 mod log;
