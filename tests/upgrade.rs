@@ -412,7 +412,7 @@ fn assert_rollback_ran(fleet: &Fleet, name: &str, since: usize, dumped: bool) {
         log.iter()
             .filter(move |c| c.kind != "session" && c.cmd.contains(what))
     };
-    let last = |what: &'static str| starts(what).last().expect(what).t;
+    let last = |what: &'static str| starts(what).next_back().expect(what).t;
     let (rm, up) = (shim(log, "start", ROLLBACK_RM).t, last(APP_UP));
     let (healthy, email_up) = (health_after(log, up), last(EMAIL_UP));
     let order = [
