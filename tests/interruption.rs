@@ -314,6 +314,25 @@ fn kill_9_after_the_migration_ran_then_resume_finishes_without_migrating_again()
 
 // --- 3. Two Ctrl-Cs during a hanging migration --------------------------------------------
 
+/// Starts the upgrade of `host` with its migration hanging (and `faults` besides), and
+/// presses Ctrl-C twice once it hangs: the second after the first is acknowledged.
+fn interrupt_twice_during_the_migration(fleet: &Fleet, host: &str, faults: &[Value]) -> Running {
+    fleet.fault(host, on_shim("alembic upgrade", "hang"));
+    for f in faults {
+        fleet.fault(host, f.clone());
+    }
+    let mut running = spawn_upgrade(fleet, false, &[]);
+    wait_until(&mut running, "the migration hangs", 60, |_| {
+        shim_running(fleet, host, MIGRATION)
+    });
+    sigint(&running);
+    wait_until(&mut running, "STOPPING", 10, |r| {
+        r.stdout_now().contains("STOPPING")
+    });
+    sigint(&running);
+    running
+}
+
 /// Past the point of no return, the second Ctrl-C ends the migration on the host and rolls
 /// the host back: the old database revision, the old version's containers running again.
 /// The run says it was interrupted, not that a failure threshold was crossed.
@@ -321,16 +340,7 @@ fn kill_9_after_the_migration_ran_then_resume_finishes_without_migrating_again()
 fn two_ctrl_c_during_the_migration_roll_the_host_back() {
     let fleet = Fleet::start(Spec::new().group("production", "prod", 1, OLD));
     let h = "prod-01";
-    fleet.fault(h, on_shim("alembic upgrade", "hang"));
-    let mut running = spawn_upgrade(&fleet, false, &[]);
-    wait_until(&mut running, "the migration hangs", 60, |_| {
-        shim_running(&fleet, h, MIGRATION)
-    });
-    sigint(&running);
-    wait_until(&mut running, "STOPPING", 10, |r| {
-        r.stdout_now().contains("STOPPING")
-    });
-    sigint(&running);
+    let running = interrupt_twice_during_the_migration(&fleet, h, &[]);
     let out = running.wait_text();
     let screen = out.screen();
     assert_eq!(out.code, 99, "{screen}");
@@ -377,18 +387,9 @@ fn two_ctrl_c_during_the_migration_roll_the_host_back() {
 fn three_ctrl_c_leave_the_host_down_and_named_then_resume_finishes_it() {
     let fleet = Fleet::start(Spec::new().group("production", "prod", 1, OLD));
     let h = "prod-01";
-    fleet.fault(h, on_shim("alembic upgrade", "hang"));
     // Only the rollback's restore runs psql in one transaction, from stdin.
-    fleet.fault(h, on_shim("--single-transaction", "hang"));
-    let mut running = spawn_upgrade(&fleet, false, &[]);
-    wait_until(&mut running, "the migration hangs", 60, |_| {
-        shim_running(&fleet, h, MIGRATION)
-    });
-    sigint(&running);
-    wait_until(&mut running, "STOPPING", 10, |r| {
-        r.stdout_now().contains("STOPPING")
-    });
-    sigint(&running);
+    let restore_hangs = on_shim("--single-transaction", "hang");
+    let mut running = interrupt_twice_during_the_migration(&fleet, h, &[restore_hangs]);
     wait_until(&mut running, "the rollback's restore hangs", 30, |_| {
         shim_running(&fleet, h, "--single-transaction")
     });
