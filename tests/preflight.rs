@@ -178,10 +178,7 @@ fn a_failed_pre_flight_stops_the_run_with_exit_2_and_check_shows_it() {
     };
     let refused = "probe the host: fleet-sim: injected failure";
     let stg = row(&stdout, "stg-1");
-    assert!(
-        stg.starts_with("stg-1 FAILED compose v4.64.2 ok 3/3 up success"),
-        "{stdout}"
-    );
+    assert!(stg.starts_with("stg-1 FAILED compose"), "{stdout}");
     assert!(stg.contains(refused), "{stdout}");
     for h in ["stg-1", "prod-1", "prod-2", "prod-3"] {
         assert!(!changed_anything(&fleet, h), "{h}");
