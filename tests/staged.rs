@@ -365,6 +365,21 @@ fn the_promotion_gate_lets_production_follow_a_soaked_healthy_staging() {
     );
     assert_refused(&r, &["stg-02 is not healthy now:"]);
     fleet.clear_faults("stg-02");
+    // The seed's broken state: /health still says success, the schema is behind the image.
+    fleet.sql(
+        "stg-01",
+        "UPDATE alembic_version SET version_num = '818b4a856f3f'",
+    );
+    let r = run_at(
+        &fleet,
+        &[&GATE[..], &["--limit", "production"]].concat(),
+        Some(&later),
+    );
+    assert_refused(&r, &["stg-01 is not healthy now:", "schema behind"]);
+    fleet.sql(
+        "stg-01",
+        "UPDATE alembic_version SET version_num = 'fd79503179dd'",
+    );
     for h in ["stg-01", "stg-02"] {
         let changes = state_changing(&since(&fleet, h, t));
         assert!(changes.is_empty(), "{h} is checked read-only: {changes:?}");
