@@ -51,6 +51,15 @@ impl Outcome {
         }
     }
 
+    /// The host may be down now and needs a person: its rollback failed, it was lost
+    /// mid-upgrade, or the operator abandoned it past its point of no return.
+    pub fn leaves_host_down(self) -> bool {
+        matches!(
+            self,
+            Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade | Outcome::Abandoned
+        )
+    }
+
     /// Counts against `max_fail_percentage`: everything but ok and skipped.
     pub fn is_failure(self) -> bool {
         !matches!(self, Outcome::Ok | Outcome::Skipped)

@@ -245,7 +245,7 @@ pub struct PlanHost {
     pub staged: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub hosts: Vec<String>,
     pub canary: bool,

@@ -100,16 +100,18 @@ impl Play {
         let Some(gate) = &self.gate else {
             return Vec::new();
         };
-        let Ok(pattern) = Pattern::parse(&gate.require_staged) else {
-            return Vec::new();
-        };
-        self.inventory
-            .select(&pattern)
-            .hosts
+        group_hosts(&self.inventory, &gate.require_staged)
             .into_iter()
             .map(|name| host_in_play(&self.playbook, &self.inventory, &self.extra_vars, name))
             .collect()
     }
+}
+
+/// The hosts of an inventory group, in inventory order.
+fn group_hosts(inventory: &Inventory, group: &str) -> Vec<String> {
+    Pattern::parse(group)
+        .map(|p| inventory.select(&p).hosts)
+        .unwrap_or_default()
 }
 
 fn plan_for(hosts: &[HostInPlay], rollout: &Rollout, inventory: &Inventory) -> Plan {
@@ -117,8 +119,7 @@ fn plan_for(hosts: &[HostInPlay], rollout: &Rollout, inventory: &Inventory) -> P
         .staged_first
         .as_deref()
         .filter(|group| inventory.has_group(group))
-        .and_then(|group| Pattern::parse(group).ok())
-        .map(|p| inventory.select(&p).hosts.into_iter().collect())
+        .map(|group| group_hosts(inventory, group).into_iter().collect())
         .unwrap_or_default();
     let plan_hosts: Vec<PlanHost> = hosts
         .iter()

@@ -235,14 +235,7 @@ pub fn summary(events: &[Stamped], planned_hosts: usize, running: bool) -> Summa
         .count();
     let mut down: Vec<String> = states
         .iter()
-        .filter(|(_, s)| {
-            matches!(
-                s,
-                HostState::Finished(
-                    Outcome::Abandoned | Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade
-                )
-            )
-        })
+        .filter(|(_, s)| matches!(s, HostState::Finished(o) if o.leaves_host_down()))
         .map(|(h, _)| h.clone())
         .collect();
     down.sort();

@@ -194,9 +194,7 @@ impl Step {
             return std::borrow::Cow::Borrowed(vars);
         }
         let mut scope = vars.clone();
-        for (name, value) in &self.vars {
-            scope.insert(name.clone(), value.clone());
-        }
+        crate::vars::overlay(&mut scope, &self.vars);
         std::borrow::Cow::Owned(scope)
     }
 }

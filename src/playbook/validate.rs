@@ -224,7 +224,7 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
         let mut check = |step: &Step, vars: &mut Vars, registered: &HashSet<&str>| {
             let vars = step.scope(vars);
             // A step's own checks see its result as `result` and under its register name.
-            let mut own = vars.clone().into_owned();
+            let mut own = vars.as_ref().clone();
             own.insert("result".into(), placeholder.clone());
             if let Some(r) = &step.register {
                 own.insert(r.clone(), placeholder.clone());

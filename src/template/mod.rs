@@ -188,18 +188,18 @@ impl Templates {
         vars: &Vars,
     ) -> Result<serde_json::Value, TemplateError> {
         Ok(match value {
-            serde_json::Value::String(s) if single_expression(s).is_some() => {
-                self.eval_value(single_expression(s).unwrap_or_default(), vars)?
-            }
-            serde_json::Value::String(s) if is_template(s) => {
-                let template = self.env.template_from_str(s).map_err(describe)?;
-                let used = template.undeclared_variables(false);
-                check_defined(s, &used, vars)?;
-                let rendered = template
-                    .render(Value::from(Serde(vars)))
-                    .map_err(|e| explain(e, &used, vars))?;
-                serde_json::Value::String(rendered)
-            }
+            serde_json::Value::String(s) if is_template(s) => match single_expression(s) {
+                Some(expression) => self.eval_value(expression, vars)?,
+                None => {
+                    let template = self.env.template_from_str(s).map_err(describe)?;
+                    let used = template.undeclared_variables(false);
+                    check_defined(s, &used, vars)?;
+                    let rendered = template
+                        .render(Value::from(Serde(vars)))
+                        .map_err(|e| explain(e, &used, vars))?;
+                    serde_json::Value::String(rendered)
+                }
+            },
             serde_json::Value::Array(items) => serde_json::Value::Array(
                 items
                     .iter()

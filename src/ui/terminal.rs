@@ -650,10 +650,7 @@ fn finished_lines(
                 (None, Some(step)) => format!(" at {}", clean(step)),
                 (None, None) => String::new(),
             };
-            let tone = if matches!(
-                outcome,
-                Outcome::RollbackFailed | Outcome::UnreachableMidUpgrade | Outcome::Abandoned
-            ) {
+            let tone = if outcome.leaves_host_down() {
                 Tone::Loud
             } else {
                 Tone::Bad
