@@ -27,12 +27,7 @@ pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
     for bind in strings_at(container, &["HostConfig", "Binds"]) {
         args.extend(["-v".to_string(), bind]);
     }
-    let image_env = strings_at(image, &["Config", "Env"]);
-    for entry in strings_at(container, &["Config", "Env"]) {
-        if !image_env.contains(&entry) {
-            args.extend(["-e".to_string(), entry]);
-        }
-    }
+    own_env(container, image, &mut args);
     labels(container, image, &mut args);
     let workdir = str_at(container, &["Config", "WorkingDir"]);
     if !workdir.is_empty() && workdir != str_at(image, &["Config", "WorkingDir"]) {
@@ -69,12 +64,7 @@ pub fn run_context(container: &Value, image: &Value) -> Vec<String> {
         let suffix = if read_only { ":ro" } else { "" };
         args.extend(["-v".to_string(), format!("{source}:{target}{suffix}")]);
     }
-    let image_env = strings_at(image, &["Config", "Env"]);
-    for entry in strings_at(container, &["Config", "Env"]) {
-        if !image_env.contains(&entry) {
-            args.extend(["-e".to_string(), entry]);
-        }
-    }
+    own_env(container, image, &mut args);
     let network = str_at(container, &["HostConfig", "NetworkMode"]);
     if !matches!(network, "" | "default") {
         args.extend(["--network".to_string(), network.to_string()]);
@@ -150,6 +140,16 @@ pub fn published(container: &Value, port: &str) -> Option<String> {
         .filter(|ip| !ip.is_empty() && *ip != "0.0.0.0" && *ip != "::")
         .unwrap_or("127.0.0.1");
     Some(format!("{ip}:{host_port}"))
+}
+
+/// `-e` for each variable the container set beyond its image's own environment.
+fn own_env(container: &Value, image: &Value, args: &mut Vec<String>) {
+    let image_env = strings_at(image, &["Config", "Env"]);
+    for entry in strings_at(container, &["Config", "Env"]) {
+        if !image_env.contains(&entry) {
+            args.extend(["-e".to_string(), entry]);
+        }
+    }
 }
 
 fn restart_policy(container: &Value, args: &mut Vec<String>) {
