@@ -178,11 +178,11 @@ pub(super) async fn run_host(shared: &Shared<'_>, host: &HostInPlay, batch: usiz
                 .message
                 .clone()
                 .or_else(|| run.stderr_tail.last().cloned());
-            let (outcome, message) = match (run.status, past_no_return && !abandoned) {
-                _ if past_no_return && abandoned => (
-                    Outcome::Abandoned,
-                    Some(abandoned_message(shared, &step.name)),
-                ),
+            let (outcome, message) = match (run.status, past_no_return) {
+                (_, true) if abandoned => {
+                    let at = format!("step `{}`", step.name);
+                    (Outcome::Abandoned, Some(abandoned_message(shared, &at)))
+                }
                 (StepStatus::Unreachable, false) => (Outcome::Unreachable, reason),
                 (StepStatus::Unreachable, true) => {
                     // The interrupted step may or may not have happened: only the rollback
