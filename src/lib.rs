@@ -7,23 +7,23 @@
 
 pub mod clock;
 pub mod diagnostic;
+pub mod engine;
 pub mod events;
 pub mod exit;
 pub mod gate;
+pub mod identity;
 pub mod inventory;
 pub mod journal;
-pub mod limits;
 pub mod lock;
+pub mod open_files;
 pub mod plan;
 pub mod play;
 pub mod playbook;
-pub mod run;
 pub mod secret;
 pub mod ssh;
 pub mod template;
 pub mod transport;
 pub mod ui;
 pub mod vars;
-pub mod who;
 pub mod window;
 pub mod yaml;

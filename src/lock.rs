@@ -30,8 +30,8 @@ impl Owner {
     pub fn me(run_id: &str) -> Owner {
         Owner {
             run_id: run_id.to_string(),
-            operator: crate::who::operator(),
-            controller: crate::who::controller(),
+            operator: crate::identity::operator(),
+            controller: crate::identity::controller(),
             pid: std::process::id(),
             started: unix_now(),
         }

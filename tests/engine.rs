@@ -8,17 +8,17 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleet::{rule, Fleet, HostSpec, Spec};
+use fleetup::engine::{execute, Control, Job, JobOptions, JobReport};
 use fleetup::events::{Event, Events, HaltReason, Outcome, Stamped, StepStatus};
 use fleetup::exit::Exit;
 use fleetup::journal::{read::read_events, EventLog, RunDir};
 use fleetup::play::{prepare, PlayInputs};
-use fleetup::run::{execute, Control, RunOptions, RunReport, RunSpec};
 use fleetup::ssh::SshOptions;
 use fleetup::transport::Transport;
 
 /// A run of `playbook` (YAML text) on the fleet, with extra command-line arguments.
 struct Run {
-    report: RunReport,
+    report: JobReport,
     events: Vec<Event>,
 }
 
@@ -49,7 +49,7 @@ fn run_on(
     let run_dir = RunDir::create(&fleet.tmp().join("state")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Stamped>();
-    let options = RunOptions {
+    let options = JobOptions {
         halt_immediately,
         connect_timeout: Duration::from_secs(5),
         reconnect: Default::default(),
@@ -59,7 +59,7 @@ fn run_on(
     let journal = EventLog::open(&run_dir.events_path()).unwrap();
     let events = Events::with_journal(tx, journal);
     let report = runtime.block_on(execute(
-        &RunSpec::from_play(&play),
+        &Job::from_play(&play),
         &transport,
         &run_dir,
         &options,

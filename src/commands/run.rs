@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use fleetup::engine::schedule::Schedule;
+use fleetup::engine::{self, Control, Job, JobOptions, PreflightResult, Reconnect};
 use fleetup::events::{Event, Events, GateVerdict, HaltReason, Outcome, Resumed, Stamped, Verdict};
 use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::{Play, PlayInputs, RolloutOverrides};
 use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
-use fleetup::run::schedule::Schedule;
-use fleetup::run::{self, Control, PreflightResult, Reconnect, RunOptions, RunSpec};
 use fleetup::secret::{secret_values, Redactor};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::template::Templates;
@@ -141,7 +141,7 @@ pub fn run(args: &RunArgs) -> Exit {
             return Exit::Interrupted;
         }
     }
-    let options = RunOptions {
+    let options = JobOptions {
         halt_immediately: args.halt_immediately,
         break_lock: args.break_lock,
         announce: resumed.into_iter().chain(before.announce).collect(),
@@ -152,7 +152,7 @@ pub fn run(args: &RunArgs) -> Exit {
         ..session.options.clone()
     };
     let exit = session.execute(
-        &RunSpec::from_play(&play),
+        &Job::from_play(&play),
         &options,
         args.output,
         Some(&journal),
@@ -414,7 +414,7 @@ fn targets(play: &Play) -> Vec<String> {
 /// The fleet-wide pre-flight: the table, and the run refused (or the blocked hosts left
 /// out with --exclude-unhealthy).
 fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<(), Exit> {
-    let results = session.preflight(&RunSpec::from_play(play));
+    let results = session.preflight(&Job::from_play(play));
     let shown = ui::preflight::table(&results, &columns(play));
     session.record("preflight.txt", &shown);
     let blocked: Vec<&PreflightResult> = results
@@ -434,7 +434,7 @@ fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<
         return Ok(());
     }
     let names: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
-    let exit = fleetup::run::policy::exit_code(blocked.iter().map(|r| r.outcome), false, false);
+    let exit = fleetup::engine::policy::exit_code(blocked.iter().map(|r| r.outcome), false, false);
     if !args.exclude_unhealthy {
         eprintln!(
             "error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); \
@@ -479,9 +479,9 @@ pub fn check_hosts(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let results = session.preflight(&RunSpec::from_play(play));
+    let results = session.preflight(&Job::from_play(play));
     print!("{}", ui::preflight::table(&results, &columns(play)));
-    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
+    fleetup::engine::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
 }
 
 /// `fleetup status`: the report of a read-only playbook on every host, and how many hosts
@@ -491,7 +491,7 @@ pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exi
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let results = session.preflight(&RunSpec::from_play(play));
+    let results = session.preflight(&Job::from_play(play));
     let columns = columns(play);
     print!("{}", ui::preflight::table(&results, &columns));
     // How many hosts run each version says most about a fleet; else the first column.
@@ -499,7 +499,7 @@ pub fn status(play: &Play, connection: &ConnectionArgs, state_dir: &Path) -> Exi
     if let Some(column) = counted {
         println!("\n{}", ui::preflight::counts(&results, column));
     }
-    fleetup::run::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
+    fleetup::engine::policy::exit_code(results.iter().map(|r| r.outcome), false, false)
 }
 
 fn columns(play: &Play) -> Vec<String> {
@@ -593,7 +593,7 @@ pub fn exec(args: &ExecArgs) -> Exit {
         seed: None,
     };
     let no_windows = Schedule::default();
-    let spec = RunSpec {
+    let spec = Job {
         name: "ad-hoc command",
         playbook: "-".into(),
         pattern: &args.pattern,
@@ -632,7 +632,7 @@ pub(super) struct Session {
     transport: Transport,
     pub(super) run_dir: RunDir,
     pub(super) runtime: tokio::runtime::Runtime,
-    options: RunOptions,
+    options: JobOptions,
     control: Control,
     /// Ends fleetup on Ctrl-C while it waits before the run (see `exit_on_signal`).
     guard: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
@@ -653,7 +653,7 @@ impl Session {
             eprintln!("error: {e}; nothing was contacted.");
             Exit::InvalidInput
         })?;
-        let open_files = fleetup::limits::raise_open_files();
+        let open_files = fleetup::open_files::raise_open_files();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -661,7 +661,7 @@ impl Session {
                 eprintln!("error: cannot start the async runtime: {e}");
                 Exit::InvalidInput
             })?;
-        let options = RunOptions {
+        let options = JobOptions {
             connect_timeout: Duration::from_secs(connection.connect_timeout),
             reconnect: Reconnect {
                 attempts: connection.reconnect_attempts,
@@ -677,14 +677,14 @@ impl Session {
             control: Control::default(),
             guard: std::sync::Mutex::new(None),
             open_files,
-            max_forks: fleetup::limits::max_forks(open_files),
+            max_forks: fleetup::open_files::max_forks(open_files),
             clamped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// `spec` with at most as many hosts at once as the open-file limit allows: a run
     /// that would run out of descriptors half-way through a batch is slowed, not broken.
-    fn within_limits<'a>(&self, spec: &RunSpec<'a>) -> RunSpec<'a> {
+    fn within_limits<'a>(&self, spec: &Job<'a>) -> Job<'a> {
         let mut spec = spec.clone();
         if spec.forks > self.max_forks {
             if !self
@@ -728,8 +728,8 @@ impl Session {
         Session::start(connection, create_run_dir(state_dir)?.redacting(redactor))
     }
 
-    pub(super) fn preflight(&self, spec: &RunSpec<'_>) -> Vec<PreflightResult> {
-        self.runtime.block_on(run::preflight(
+    pub(super) fn preflight(&self, spec: &Job<'_>) -> Vec<PreflightResult> {
+        self.runtime.block_on(engine::preflight(
             &self.within_limits(spec),
             &self.transport,
             &self.run_dir,
@@ -752,8 +752,8 @@ impl Session {
     /// and returns the exit code.
     fn execute(
         &self,
-        spec: &RunSpec<'_>,
-        options: &RunOptions,
+        spec: &Job<'_>,
+        options: &JobOptions,
         output: OutputFormat,
         journal: Option<&EventLog>,
     ) -> Exit {
@@ -781,7 +781,7 @@ impl Session {
                 }
                 view.finish();
             });
-            let report = run::execute(
+            let report = engine::execute(
                 &self.within_limits(spec),
                 &self.transport,
                 &self.run_dir,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetup::clock::{self, Clock};
+use fleetup::engine::{schedule, Job, Prompt};
 use fleetup::events::{Event, GateVerdict, Outcome, Stamped, Verdict};
 use fleetup::exit::Exit;
 use fleetup::gate::{self, Check, Evidence};
@@ -17,7 +18,6 @@ use fleetup::journal::{EventLog, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::Play;
 use fleetup::playbook::Pause;
-use fleetup::run::{schedule, Prompt, RunSpec};
 use fleetup::ui::plan::Outlook;
 use fleetup::ui::text::{duration, elapsed, plural};
 use fleetup::window;
@@ -159,7 +159,7 @@ fn live_problems(session: &Session, play: &Play, check: &Check) -> Vec<String> {
     };
     let mut steps = play.playbook.steps[..play.playbook.preflight_len].to_vec();
     steps.extend(play.playbook.verify.iter().cloned());
-    let mut spec = RunSpec::from_play(play);
+    let mut spec = Job::from_play(play);
     spec.hosts = &hosts;
     spec.plan = &plan;
     spec.steps = &steps;

@@ -71,8 +71,8 @@ impl RunRecord {
         RunRecord {
             run_id: run_id.to_string(),
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            operator: crate::who::operator(),
-            controller: crate::who::controller(),
+            operator: crate::identity::operator(),
+            controller: crate::identity::controller(),
             pid: std::process::id(),
             fleetup_version: env!("CARGO_PKG_VERSION").to_string(),
             playbook: absolute(play.playbook.path()),

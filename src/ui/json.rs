@@ -48,13 +48,13 @@ impl View for JsonView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::fixture::{self, Capture};
+    use crate::ui::sample_run::{self, Capture};
 
     #[test]
     fn one_object_per_line_that_parses_back() {
         let capture = Capture::default();
         let mut view = JsonView::new(Box::new(capture.clone()));
-        let events = fixture::run();
+        let events = sample_run::run();
         for e in &events {
             view.event(e);
         }
@@ -88,7 +88,7 @@ mod tests {
             }
         }
         let mut view = JsonView::new(Box::new(Closed(0)));
-        for e in fixture::run() {
+        for e in sample_run::run() {
             view.event(&e);
         }
         assert!(view.broken);

@@ -13,7 +13,7 @@ pub mod terminal;
 pub mod text;
 
 #[cfg(test)]
-mod fixture;
+mod sample_run;
 
 use std::io::IsTerminal;
 

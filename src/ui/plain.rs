@@ -247,13 +247,13 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::fixture::{self, Capture};
+    use crate::ui::sample_run::{self, Capture};
 
     #[test]
     fn a_scripted_run_line_by_line() {
         let capture = Capture::default();
         let mut view = PlainView::new(Box::new(capture.clone()));
-        for e in fixture::run() {
+        for e in sample_run::run() {
             view.event(&e);
         }
         view.finish();
@@ -342,7 +342,7 @@ RECAP
     fn the_recap_is_printed_by_finish_when_the_run_ended_without_its_last_event() {
         let capture = Capture::default();
         let mut view = PlainView::new(Box::new(capture.clone()));
-        for e in fixture::run().iter().take(12) {
+        for e in sample_run::run().iter().take(12) {
             view.event(e);
         }
         view.finish();

@@ -1,8 +1,8 @@
 //! The fleet-wide pre-flight and `fleetup status`: one row per host with its report
 //! columns, and what stops a run from starting.
 
+use crate::engine::PreflightResult;
 use crate::events::Outcome;
-use crate::run::PreflightResult;
 use crate::ui::text::{align, clean, plural};
 
 /// A table: HOST, PRE-FLIGHT (ok, FAILED, UNREACHABLE), then the report's columns; a

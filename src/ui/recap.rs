@@ -459,12 +459,12 @@ impl Recap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::fixture::{self, at, host_finished};
+    use crate::ui::sample_run::{self, at, host_finished};
 
     #[test]
     fn table_counts_untouched_and_advice() {
         assert_eq!(
-            recap(&fixture::run()),
+            recap(&sample_run::run()),
             "\
 RECAP
 HOST     OUTCOME  CHANGED  TIME  FAILED STEP
@@ -484,7 +484,7 @@ logs of every host: runs/r1
 
     #[test]
     fn a_deferred_run_after_a_skipped_gate_says_both() {
-        let mut events: Vec<Stamped> = fixture::run()
+        let mut events: Vec<Stamped> = sample_run::run()
             .into_iter()
             .filter(|e| !matches!(e.event, Event::Halted { .. } | Event::RunFinished { .. }))
             .collect();
@@ -526,14 +526,14 @@ logs of every host: runs/r1
 
     #[test]
     fn rows_follow_the_plan_not_the_order_hosts_finished_in() {
-        let text = recap(&fixture::run());
+        let text = recap(&sample_run::run());
         let rows: Vec<_> = text.lines().filter(|l| l.starts_with("prod-")).collect();
         assert!(rows[1].starts_with("prod-02") && rows[2].starts_with("prod-03"));
     }
 
     #[test]
     fn a_failed_rollback_is_called_out_first_and_loudly() {
-        let mut events = fixture::run();
+        let mut events = sample_run::run();
         events.insert(
             15,
             at(
@@ -571,7 +571,7 @@ logs of every host: runs/r1
 
     #[test]
     fn an_interrupted_run_says_how_to_continue_and_which_hosts_were_cut_short() {
-        let mut events: Vec<Stamped> = fixture::run().into_iter().take(12).collect();
+        let mut events: Vec<Stamped> = sample_run::run().into_iter().take(12).collect();
         events.push(at(
             5,
             Event::Stopping {
@@ -609,7 +609,7 @@ logs of every host: runs/r1
 
     #[test]
     fn a_clean_run_gives_no_advice() {
-        let events: Vec<Stamped> = fixture::run().into_iter().take(9).collect();
+        let events: Vec<Stamped> = sample_run::run().into_iter().take(9).collect();
         let mut events = events;
         events.push(at(
             3,

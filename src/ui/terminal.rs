@@ -754,7 +754,7 @@ pub fn fit(s: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ui::fixture::{self, Capture, T0};
+    use crate::ui::sample_run::{self, Capture, T0};
 
     #[test]
     fn a_host_line() {
@@ -826,7 +826,7 @@ mod tests {
 
     fn model_in_batch_two() -> Model {
         let mut m = Model::default();
-        for e in fixture::run().iter().take(13) {
+        for e in sample_run::run().iter().take(13) {
             m.apply(e);
         }
         m
@@ -857,7 +857,7 @@ mod tests {
     fn more_hosts_than_rows_end_in_a_count() {
         let mut m = Model::default();
         for i in 0..50 {
-            m.apply(&fixture::at(
+            m.apply(&sample_run::at(
                 0,
                 Event::HostStarted {
                     host: format!("prod-{i:02}"),
@@ -880,7 +880,7 @@ mod tests {
     fn a_failed_host_collapses_to_its_line_with_the_failing_step_and_stderr() {
         let mut m = Model::default();
         let mut printed = Vec::new();
-        for e in fixture::run() {
+        for e in sample_run::run() {
             printed.extend(m.apply(&e));
         }
         let texts: Vec<_> = printed.iter().map(|p| p.text.as_str()).collect();
@@ -952,7 +952,7 @@ mod tests {
             Some((20, 60)),
             Box::new(recap.clone()),
         );
-        let events = fixture::run();
+        let events = sample_run::run();
         for e in &events[..13] {
             view.event(e);
         }
@@ -982,19 +982,19 @@ mod tests {
 #[cfg(test)]
 mod demo {
     use super::*;
-    use crate::ui::fixture;
+    use crate::ui::sample_run;
 
     #[test]
     #[ignore = "draws on the real terminal and takes seconds"]
     fn demo() {
         let mut view = TerminalView::new();
         let start = now_ms();
-        let events = fixture::run();
-        let mut last = fixture::T0;
+        let events = sample_run::run();
+        let mut last = sample_run::T0;
         for mut e in events {
             std::thread::sleep(Duration::from_millis(e.at_ms.saturating_sub(last)));
             last = e.at_ms;
-            e.at_ms = start + (e.at_ms - fixture::T0);
+            e.at_ms = start + (e.at_ms - sample_run::T0);
             if let Event::BatchStarted { batch: 2, .. } = e.event {
                 // Many hosts at once, more than the screen holds.
                 for i in 0..3 {

@@ -3,7 +3,7 @@
 //! services with their image, command, env, volumes, ports, networks, restart policy and
 //! `depends_on` conditions.
 
-use crate::run::RunSpec;
+use crate::run::Job;
 use serde_yaml::Value as Y;
 use std::collections::HashMap;
 use std::fs;
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct Service {
     pub name: String,
     pub container: String,
-    pub spec: RunSpec,
+    pub spec: Job,
     /// (service, condition)
     pub deps: Vec<(String, String)>,
     pub hash: String,
@@ -425,7 +425,7 @@ fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, S
         Some(Y::String(s)) => shell_words::split(s).unwrap_or_default(),
         other => strs(other),
     };
-    let spec = RunSpec {
+    let spec = Job {
         name: Some(container.clone()),
         image,
         cmd,

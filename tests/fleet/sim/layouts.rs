@@ -5,7 +5,7 @@
 
 use crate::pg;
 use crate::releases::{self, ImageRef, RELEASES};
-use crate::run::{self, RunSpec};
+use crate::run::{self, Job};
 use crate::state::{self, HostState, Network};
 use crate::util::{self, Ctx, Result};
 use std::collections::BTreeMap;
@@ -130,7 +130,7 @@ fn common_files(app: &Path) -> Result<()> {
     w(&app.join("dkim.pub.key"), DKIM_PUB)
 }
 
-fn up(st: &mut HostState, host_dir: &Path, spec: RunSpec) -> Result<()> {
+fn up(st: &mut HostState, host_dir: &Path, spec: Job) -> Result<()> {
     let r = ImageRef::parse(&spec.image)?;
     st.add_image(&r);
     let c = run::build(st, &spec, &BTreeMap::new())

@@ -47,7 +47,7 @@ pub const RUN_VALUED: &[&str] = &[
 
 /// Everything `docker run` was told, before it becomes a container.
 #[derive(Default, Clone)]
-pub struct RunSpec {
+pub struct Job {
     pub name: Option<String>,
     pub image: String,
     pub cmd: Vec<String>,
@@ -71,14 +71,14 @@ pub struct RunSpec {
     pub pull: Option<String>,
 }
 
-pub fn parse_spec(a: &[String]) -> Result<RunSpec, String> {
+pub fn parse_spec(a: &[String]) -> Result<Job, String> {
     let o: Opts = opts::parse(a, RUN_VALUED, false)?;
     let image = o
         .pos
         .first()
         .cloned()
         .ok_or("'docker run' requires at least 1 argument.")?;
-    Ok(RunSpec {
+    Ok(Job {
         name: o.get(&["--name"]),
         image,
         cmd: o.pos[1..].to_vec(),
@@ -246,7 +246,7 @@ pub fn parse_restart(r: &str) -> Result<(String, u32), String> {
 /// daemon's messages.
 pub fn build(
     st: &mut HostState,
-    s: &RunSpec,
+    s: &Job,
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<Container, String> {
     let r = ImageRef::parse(&s.image)?;

@@ -40,7 +40,7 @@ use schedule::Schedule;
 /// What the engine runs: a playbook's steps over planned hosts. `fleetup run` builds it
 /// from a [`Play`]; `fleetup exec` from one ad-hoc command.
 #[derive(Clone)]
-pub struct RunSpec<'a> {
+pub struct Job<'a> {
     pub name: &'a str,
     pub playbook: String,
     pub pattern: &'a str,
@@ -71,9 +71,9 @@ pub struct RunSpec<'a> {
     pub schedule: &'a Schedule,
 }
 
-impl<'a> RunSpec<'a> {
+impl<'a> Job<'a> {
     pub fn from_play(play: &'a Play) -> Self {
-        RunSpec {
+        Job {
             name: &play.playbook.name,
             playbook: play.playbook.path().display().to_string(),
             pattern: play.playbook.hosts.as_str(),
@@ -99,7 +99,7 @@ impl<'a> RunSpec<'a> {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {
+pub struct JobOptions {
     /// Stop starting hosts as soon as one fails (Ansible's any_errors_fatal).
     pub halt_immediately: bool,
     pub connect_timeout: Duration,
@@ -179,7 +179,7 @@ impl Control {
 
 /// How a run ended.
 #[derive(Debug, Clone)]
-pub struct RunReport {
+pub struct JobReport {
     /// Hosts that were started, in the order they ended.
     pub outcomes: Vec<(String, Outcome)>,
     pub halted: Option<HaltReason>,
@@ -206,10 +206,10 @@ pub struct PreflightResult {
 /// canary starts. Nothing here changes a host; no event is emitted (the caller shows the
 /// results), but every host's output goes to its log as usual.
 pub async fn preflight(
-    spec: &RunSpec<'_>,
+    spec: &Job<'_>,
     transport: &Transport,
     run_dir: &RunDir,
-    options: &RunOptions,
+    options: &JobOptions,
     control: &Control,
 ) -> Vec<PreflightResult> {
     let (silent, _) = tokio::sync::mpsc::unbounded_channel();
@@ -230,13 +230,13 @@ pub async fn preflight(
 
 /// Runs `spec` to its end, a halt, or an interruption.
 pub async fn execute(
-    spec: &RunSpec<'_>,
+    spec: &Job<'_>,
     transport: &Transport,
     run_dir: &RunDir,
-    options: &RunOptions,
+    options: &JobOptions,
     control: &Control,
     events: &Events,
-) -> RunReport {
+) -> JobReport {
     let started = Instant::now();
     // Whatever a host or a command says reaches the views and the journal without the
     // run's secrets.
@@ -403,7 +403,7 @@ pub async fn execute(
             exit_code: exit.code(),
         })
         .await;
-    RunReport {
+    JobReport {
         outcomes,
         halted,
         untouched,

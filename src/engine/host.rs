@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Control, Reconnect, RunOptions, RunSpec};
+use super::{Control, Job, JobOptions, Reconnect};
 use crate::events::{Event, Events, Outcome, StepStatus};
 use crate::journal::{HostLog, RunDir};
 use crate::lock::{self, Owner, Verdict};
@@ -25,7 +25,7 @@ const TAIL_LINES: usize = 5;
 
 /// What every host of a run shares.
 pub(super) struct Shared<'a> {
-    pub spec: &'a RunSpec<'a>,
+    pub spec: &'a Job<'a>,
     pub templates: &'a Templates,
     pub transport: &'a Transport,
     pub events: &'a Events,
@@ -42,13 +42,13 @@ pub(super) struct Shared<'a> {
 
 impl<'a> Shared<'a> {
     pub fn new(
-        spec: &'a RunSpec<'a>,
+        spec: &'a Job<'a>,
         templates: &'a Templates,
         transport: &'a Transport,
         events: &'a Events,
         control: &'a Control,
         run_dir: &'a RunDir,
-        options: &RunOptions,
+        options: &JobOptions,
     ) -> Self {
         Shared {
             spec,
@@ -293,7 +293,7 @@ async fn take_lock(
         log.note(&format!("host lock taken: {dir}/lock"));
         return Ok(Some(dir));
     };
-    let alive = crate::who::pid_alive;
+    let alive = crate::identity::pid_alive;
     let taken_over = match lock::judge(&found, me, spec.stale_after.0, alive) {
         Verdict::Live(held) => return Err((Outcome::Failed, format!("locked by {held}"))),
         Verdict::Stale(held) if !shared.break_lock => {
