@@ -6,6 +6,7 @@
 //! [`play`]) are pure apart from reading their files, and never contact a host.
 
 pub mod clock;
+pub mod connect;
 pub mod diagnostic;
 pub mod engine;
 pub mod events;

@@ -227,7 +227,7 @@ pub fn audit_line(me: &Owner, from: &str, to: &str, outcome: &str) -> String {
 
 /// Runs one of the commands above on a host, with a bounded time and no cancellation
 /// (a lock must be released even after the second Ctrl-C). Returns its stdout.
-pub async fn run(conn: &Connection, command: &str) -> Result<String, String> {
+pub async fn run(conn: &impl Connection, command: &str) -> Result<String, String> {
     let request = ExecRequest::new(command).timeout(Duration::from_secs(30));
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();

@@ -1,7 +1,7 @@
 //! The transport: how the engine reaches a host and runs one command on it.
 //!
 //! The engine sees three operations, whatever the host:
-//! - [`Transport::connect`] opens one [`Connection`] to a host (once per host, reused for
+//! - [`Connector::connect`] opens one [`Connection`] to a host (once per host, reused for
 //!   every command of the run);
 //! - [`Connection::exec`] runs one command, streaming its stdout and stderr (kept apart) to a
 //!   sink as they arrive, and returns how it ended. A command that outlives its timeout, or
@@ -9,9 +9,8 @@
 //!   returns: that is the "terminate" operation;
 //! - [`Connection::close`].
 //!
-//! Dispatch is a plain enum ([`Connection::Ssh`] or [`Connection::Local`]) rather than a
-//! trait object: async methods are not dyn-safe, there are exactly two implementations,
-//! and a `match` is the easiest thing for a reader to follow.
+//! This module is the vocabulary both implementations share ([`crate::ssh`] and [`local`]);
+//! [`crate::connect`] chooses between them per host.
 //!
 //! Errors are [`TransportError`]s, each naming the host and saying what to do; their
 //! [`ErrorClass`] tells the engine whether the host was **unreachable** (never reached, or
@@ -20,13 +19,9 @@
 pub mod local;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use tokio_util::sync::CancellationToken;
-
-use crate::ssh::{SshConnection, SshOptions, SshSetupError, SshTransport};
-use local::LocalConnection;
 
 /// How the engine reaches a host (`ansible_connection`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -324,70 +319,34 @@ impl TransportError {
     }
 }
 
-/// The transport of a run: opens connections of either kind.
-#[derive(Debug)]
-pub struct Transport {
-    ssh: Arc<SshTransport>,
-}
-
-impl Transport {
-    /// Reads the ssh config once; the options apply to every SSH host.
-    pub fn new(options: SshOptions) -> Result<Self, SshSetupError> {
-        Ok(Transport {
-            ssh: Arc::new(SshTransport::new(options)?),
-        })
-    }
-
-    pub fn ssh(&self) -> &SshTransport {
-        &self.ssh
-    }
+/// Opens connections to hosts. The engine is written against this trait, so its decisions
+/// are tested against a scripted host; the real one is [`crate::connect::Transport`].
+pub trait Connector: Sync {
+    type Connection: Connection;
 
     /// Opens the one connection to `target` that its commands will share.
-    pub async fn connect(&self, target: &ConnectTarget) -> Result<Connection, TransportError> {
-        match target.kind {
-            ConnectionKind::Ssh => Ok(Connection::Ssh(self.ssh.connect(target).await?)),
-            ConnectionKind::Local => Ok(Connection::Local(LocalConnection::new(&target.name))),
-        }
-    }
+    fn connect(
+        &self,
+        target: &ConnectTarget,
+    ) -> impl std::future::Future<Output = Result<Self::Connection, TransportError>> + Send;
 }
 
-/// An open connection to one host. Share it with `Arc`: `exec` takes `&self`, and commands
-/// run concurrently on one connection each get their own channel.
-#[derive(Debug)]
-pub enum Connection {
-    Ssh(SshConnection),
-    Local(LocalConnection),
-}
-
-impl Connection {
+/// An open connection to one host. `exec` takes `&self`: commands run concurrently on one
+/// connection each get their own channel.
+pub trait Connection: Send + Sync {
     /// The inventory name of the host.
-    pub fn host(&self) -> &str {
-        match self {
-            Connection::Ssh(c) => c.host(),
-            Connection::Local(c) => c.host(),
-        }
-    }
+    fn host(&self) -> &str;
 
     /// Runs one command; see [`ExecRequest`]. A non-zero exit is not an error: it is
     /// returned as [`ExitStatus`].
-    pub async fn exec(
+    fn exec(
         &self,
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
-    ) -> Result<ExitStatus, TransportError> {
-        match self {
-            Connection::Ssh(c) => c.exec(request, sink).await,
-            Connection::Local(c) => c.exec(request, sink).await,
-        }
-    }
+    ) -> impl std::future::Future<Output = Result<ExitStatus, TransportError>> + Send;
 
     /// Closes the connection, waiting briefly for the host to see the disconnect.
-    pub async fn close(&self) {
-        match self {
-            Connection::Ssh(c) => c.close().await,
-            Connection::Local(_) => {}
-        }
-    }
+    fn close(&self) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// The marker and helpers shared by both implementations for sudo's password refusal.

@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fleet::{rule, Fleet, HostSpec, Spec};
+use fleetup::connect::Transport;
 use fleetup::engine::{execute, Control, Job, JobOptions, JobReport};
 use fleetup::events::{Event, Events, HaltReason, Outcome, Stamped, StepStatus};
 use fleetup::exit::Exit;
 use fleetup::journal::{read::read_events, EventLog, RunDir};
 use fleetup::play::{prepare, PlayInputs};
 use fleetup::ssh::SshOptions;
-use fleetup::transport::Transport;
 
 /// A run of `playbook` (YAML text) on the fleet, with extra command-line arguments.
 struct Run {

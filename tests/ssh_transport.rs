@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet::{processes_of_host, rule, sh, Blackhole, Fleet, HostSpec, Spec};
+use fleetup::connect::{HostConnection, Transport};
 use fleetup::ssh::{HostKeyChecking, SshOptions};
 use fleetup::transport::{
-    CancellationToken, ConnectTarget, Connection, ConnectionKind, ErrorClass, ExecRequest,
-    ExitStatus, OutputStream, Transport, TransportError,
+    CancellationToken, ConnectTarget, Connection, ConnectionKind, Connector, ErrorClass,
+    ExecRequest, ExitStatus, OutputStream, TransportError,
 };
 
 const V: &str = "v4.65.0";
@@ -187,7 +188,7 @@ struct Output {
     stderr: Vec<u8>,
 }
 
-async fn run_req(conn: &Connection, req: &ExecRequest<'_>) -> Result<Output, TransportError> {
+async fn run_req(conn: &HostConnection, req: &ExecRequest<'_>) -> Result<Output, TransportError> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let status = conn
         .exec(req, &mut |s, d: &[u8]| match s {
@@ -202,7 +203,7 @@ async fn run_req(conn: &Connection, req: &ExecRequest<'_>) -> Result<Output, Tra
     })
 }
 
-async fn run(conn: &Connection, cmd: &str) -> Output {
+async fn run(conn: &HostConnection, cmd: &str) -> Output {
     match run_req(conn, &ExecRequest::new(cmd)).await {
         Ok(o) => o,
         Err(e) => panic!("`{cmd}`: {e}"),
@@ -212,7 +213,7 @@ async fn run(conn: &Connection, cmd: &str) -> Output {
 async fn connect(
     options: SshOptions,
     target: &ConnectTarget,
-) -> Result<Connection, TransportError> {
+) -> Result<HostConnection, TransportError> {
     Transport::new(options)
         .expect("transport")
         .connect(target)
@@ -754,7 +755,7 @@ async fn refused_blackholed_silent_and_unknown_addresses_are_unreachable_in_time
 /// Runs a command that outlives its timeout; nothing of it may be left on the host.
 async fn timeout_leaves_nothing(
     f: &Fleet,
-    conn: &Connection,
+    conn: &HostConnection,
     host: &str,
     tag: u32,
     ignore_term: bool,

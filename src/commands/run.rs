@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use fleetup::connect::Transport;
 use fleetup::engine::schedule::Schedule;
 use fleetup::engine::{self, Control, Job, JobOptions, PreflightResult, Reconnect};
 use fleetup::events::{Event, Events, GateVerdict, HaltReason, Outcome, Resumed, Stamped, Verdict};
@@ -19,7 +20,6 @@ use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
 use fleetup::secret::{secret_values, Redactor};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::template::Templates;
-use fleetup::transport::Transport;
 use fleetup::ui::text::plural;
 use fleetup::ui::{self, ViewFormat};
 

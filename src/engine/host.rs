@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::{Control, Job, JobOptions, Reconnect};
+use crate::connect::{HostConnection, Transport};
 use crate::events::{Event, Events, Outcome, StepStatus};
 use crate::journal::{HostLog, RunDir};
 use crate::lock::{self, Owner, Verdict};
 use crate::playbook::{Condition, HostInPlay, Registered, Step};
 use crate::template::Templates;
 use crate::transport::{
-    ConnectTarget, Connection, ExecRequest, OutputStream, Transport, TransportError,
+    ConnectTarget, Connection, Connector, ExecRequest, OutputStream, TransportError,
 };
 use crate::vars::Vars;
 
@@ -261,7 +262,7 @@ const HOST_LOCK: &str = "host lock";
 /// run at all: the error says who holds it.
 async fn take_lock(
     shared: &Shared<'_>,
-    conn: &Connection,
+    conn: &HostConnection,
     log: &mut HostLog,
     host: &HostInPlay,
 ) -> Result<Option<String>, (Outcome, String)> {
@@ -328,7 +329,7 @@ async fn take_lock(
 /// the log, not a failed host: the upgrade itself is done.
 async fn release_lock(
     shared: &Shared<'_>,
-    conn: &Connection,
+    conn: &HostConnection,
     log: &mut HostLog,
     dir: Option<&str>,
     vars: &Vars,
@@ -370,7 +371,7 @@ async fn reconnect(
     log: &mut HostLog,
     host: &str,
     mut error: String,
-) -> Result<Connection, String> {
+) -> Result<HostConnection, String> {
     let policy = &shared.reconnect;
     for attempt in 1..=policy.attempts {
         let delay = policy.delay_before(attempt);
@@ -537,7 +538,7 @@ async fn check_host(shared: &Shared<'_>, host: &HostInPlay, steps: &[Step], note
 /// rollback the operator abandoned says so, and how to finish it.
 async fn rollback(
     shared: &Shared<'_>,
-    conn: &Connection,
+    conn: &HostConnection,
     log: &mut HostLog,
     host: &HostInPlay,
     vars: &mut Vars,
@@ -618,7 +619,7 @@ async fn finish(
 #[allow(clippy::too_many_arguments)]
 async fn run_step(
     shared: &Shared<'_>,
-    conn: &Connection,
+    conn: &HostConnection,
     log: &mut HostLog,
     host: &HostInPlay,
     step: &Step,

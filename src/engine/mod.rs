@@ -27,6 +27,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::connect::Transport;
 use crate::events::{Event, Events, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::journal::RunDir;
@@ -34,7 +35,6 @@ use crate::plan::Plan;
 use crate::play::Play;
 use crate::playbook::{AuditSection, HostInPlay, LockSection, Pause, Step};
 use crate::template::Templates;
-use crate::transport::Transport;
 use schedule::Schedule;
 
 /// What the engine runs: a playbook's steps over planned hosts. `fleetup run` builds it
