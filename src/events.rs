@@ -5,12 +5,11 @@
 //! The JSON form (`--output json`, one object per line, `"event"` naming the kind) is a
 //! contract for other programs: add fields, never rename them.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal::EventLog;
+use crate::schedule::Deferral;
 use crate::secret::Redactor;
 
 /// How a host ended. Ordered from best to worst, so the worst of several is `max`.
@@ -149,7 +148,7 @@ pub enum Event {
         status: StepStatus,
         /// The exit code of the last attempt, when the command ran to its end.
         rc: Option<i64>,
-        #[serde(rename = "duration_ms", with = "millis")]
+        #[serde(rename = "duration_ms", with = "crate::millis")]
         duration: Duration,
         attempts: u32,
         /// Why it failed, in words (timeout, signal, template error, lost connection...).
@@ -171,7 +170,7 @@ pub enum Event {
         changed: bool,
         /// Steps that changed the host.
         changed_steps: usize,
-        #[serde(rename = "duration_ms", with = "millis")]
+        #[serde(rename = "duration_ms", with = "crate::millis")]
         duration: Duration,
         /// The step that failed, for every outcome worse than skipped.
         failed_step: Option<String>,
@@ -213,7 +212,7 @@ pub enum Event {
     /// `verifying` upgraded hosts are checked again during it.
     PauseStarted {
         batch: usize,
-        #[serde(rename = "duration_ms", with = "millis_opt")]
+        #[serde(rename = "duration_ms", with = "crate::millis::opt")]
         duration: Option<Duration>,
         prompt: bool,
         verifying: usize,
@@ -232,9 +231,9 @@ pub enum Event {
     Deferred {
         batch: usize,
         of: usize,
-        reason: String,
+        reason: Deferral,
         /// The batch's estimated duration, when known.
-        #[serde(rename = "estimate_ms", with = "millis_opt")]
+        #[serde(rename = "estimate_ms", with = "crate::millis::opt")]
         estimate: Option<Duration>,
         /// When the batch would fit (RFC 3339), within the next week.
         next_start: Option<String>,
@@ -242,7 +241,7 @@ pub enum Event {
         next_start_local: Option<String>,
     },
     RunFinished {
-        #[serde(rename = "duration_ms", with = "millis")]
+        #[serde(rename = "duration_ms", with = "crate::millis")]
         duration: Duration,
         /// Hosts of the plan that were never started.
         untouched: Vec<String>,
@@ -271,7 +270,7 @@ pub struct Resumed {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateVerdict {
     pub require_staged: String,
-    #[serde(rename = "soak_ms", with = "millis")]
+    #[serde(rename = "soak_ms", with = "crate::millis")]
     pub soak: Duration,
     pub verdict: Verdict,
     /// In words: the evidence, or what was missing when skipped.
@@ -326,94 +325,6 @@ impl Event {
             Event::Reconnecting { error, .. } => redactor.string(error),
             _ => {}
         }
-    }
-}
-
-/// Where the engine's events go: the views (never waiting for them) and, for `run`, the
-/// journal on disk. A step boundary can be made durable before the engine goes on.
-/// Secrets are hidden before an event goes anywhere.
-#[derive(Debug, Clone)]
-pub struct Events {
-    views: EventSender,
-    journal: Option<EventLog>,
-    redactor: Arc<Redactor>,
-}
-
-impl Events {
-    pub fn new(views: EventSender) -> Self {
-        Events {
-            views,
-            journal: None,
-            redactor: Arc::default(),
-        }
-    }
-
-    pub fn with_journal(views: EventSender, journal: EventLog) -> Self {
-        Events {
-            journal: Some(journal),
-            ..Events::new(views)
-        }
-    }
-
-    pub fn redacting(self, redactor: Arc<Redactor>) -> Self {
-        Events { redactor, ..self }
-    }
-
-    fn stamp(&self, mut event: Event) -> Stamped {
-        event.redact(&self.redactor);
-        Stamped::now(event)
-    }
-
-    pub fn emit(&self, event: Event) {
-        let stamped = self.stamp(event);
-        if let Some(journal) = &self.journal {
-            journal.append(&stamped);
-        }
-        // The views only go away when the process is ending anyway.
-        let _ = self.views.send(stamped);
-    }
-
-    /// Emits `event` and returns once the journal holds it on disk (fsync'd), so that what
-    /// the engine does next is never ahead of what a `kill -9` leaves behind.
-    pub async fn emit_durable(&self, event: Event) {
-        let stamped = self.stamp(event);
-        let written = self.journal.as_ref().map(|j| j.append_durable(&stamped));
-        let _ = self.views.send(stamped);
-        if let Some(written) = written {
-            written.await;
-        }
-    }
-}
-
-/// Durations in JSON are whole milliseconds, under the field's name with `_ms`.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-mod millis_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::engine::schedule::Schedule;
 use crate::inventory::{self, Inventory, Pattern};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
 use crate::playbook::{self, default_soak, GateSection, HostInPlay, Playbook, Seconds};
+use crate::schedule::Schedule;
 use crate::secret::{secret_values, Redactor};
 use crate::template::Templates;
 use crate::vars::{overlay, parse_extra_vars, Vars};

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use fleet::{rule, Fleet, HostSpec, Spec};
 use fleetup::connect::Transport;
+use fleetup::engine::Emitter;
 use fleetup::engine::{execute, Control, Job, JobOptions, JobReport};
-use fleetup::events::{Event, Events, HaltReason, Outcome, Stamped, StepStatus};
+use fleetup::events::{Event, HaltReason, Outcome, Stamped, StepStatus};
 use fleetup::exit::Exit;
 use fleetup::journal::{read::read_events, EventLog, RunDir};
 use fleetup::play::{prepare, PlayInputs};
@@ -57,7 +58,7 @@ fn run_on(
         ..Default::default()
     };
     let journal = EventLog::open(&run_dir.events_path()).unwrap();
-    let events = Events::with_journal(tx, journal);
+    let events = Emitter::with_journal(tx, journal);
     let report = runtime.block_on(execute(
         &Job::from_play(&play),
         &transport,

@@ -9,14 +9,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use fleetup::connect::Transport;
-use fleetup::engine::schedule::Schedule;
-use fleetup::engine::{self, Control, Job, JobOptions, PreflightResult, Reconnect};
-use fleetup::events::{Event, Events, GateVerdict, HaltReason, Outcome, Resumed, Stamped, Verdict};
+use fleetup::engine::{self, Control, Emitter, Job, JobOptions, PreflightResult, Reconnect};
+use fleetup::events::{Event, GateVerdict, HaltReason, Outcome, Resumed, Stamped, Verdict};
 use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::{Play, PlayInputs, RolloutOverrides};
 use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
+use fleetup::schedule::Schedule;
 use fleetup::secret::{secret_values, Redactor};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::template::Templates;
@@ -770,8 +770,8 @@ impl Session {
         self.runtime.block_on(async {
             let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
             let events = match journal {
-                Some(log) => Events::with_journal(tx, log.clone()),
-                None => Events::new(tx),
+                Some(log) => Emitter::with_journal(tx, log.clone()),
+                None => Emitter::new(tx),
             };
             let signals = tokio::spawn(handle_signals(self.control.clone(), events.clone()));
             // The view draws on its own thread: a slow terminal never slows the hosts down.
@@ -822,7 +822,7 @@ impl StopSignals {
 
 /// First SIGINT or SIGTERM: stop starting hosts; second: terminate the upgrade commands in
 /// flight and roll back; third: terminate the rollbacks too.
-async fn handle_signals(control: Control, events: Events) {
+async fn handle_signals(control: Control, events: Emitter) {
     let Some(mut stop) = StopSignals::new() else {
         return;
     };

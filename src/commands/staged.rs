@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetup::clock::{self, Clock};
-use fleetup::engine::{schedule, Job, Prompt};
+use fleetup::engine::{Job, Prompt};
 use fleetup::events::{Event, GateVerdict, Outcome, Stamped, Verdict};
 use fleetup::exit::Exit;
 use fleetup::gate::{self, Check, Evidence};
@@ -18,6 +18,7 @@ use fleetup::journal::{EventLog, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::Play;
 use fleetup::playbook::Pause;
+use fleetup::schedule::{self, Deferral};
 use fleetup::ui::plan::Outlook;
 use fleetup::ui::text::{duration, elapsed, plural};
 use fleetup::window;
@@ -347,18 +348,13 @@ fn defer(session: &Session, play: &Play, journal: &EventLog, start: Start) -> Ex
         .map_or((1, 1), |i| (i + 1, play.plan.batches.len()));
     let (reason, estimate, next) = match start {
         Start::Never { windows, estimate } => (
-            format!(
-                "no maintenance window of the next week ({windows}) has room for it (about {})",
-                estimate.map_or("?".into(), duration)
-            ),
+            Deferral::NoRoomThisWeek { windows, estimate },
             estimate,
             None,
         ),
-        Start::Wait { at, local, windows } => (
-            format!("--no-wait, and the maintenance window ({windows}) has no room for it now"),
-            None,
-            Some((at, local)),
-        ),
+        Start::Wait { at, local, windows } => {
+            (Deferral::NoWait { windows }, None, Some((at, local)))
+        }
     };
     eprintln!(
         "{}. Nothing was contacted: {}",

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Control, Job, JobOptions, Reconnect};
+use super::{Control, Emitter, Job, JobOptions, Reconnect};
 use crate::connect::{HostConnection, Transport};
-use crate::events::{Event, Events, Outcome, StepStatus};
+use crate::events::{Event, Outcome, StepStatus};
 use crate::journal::{HostLog, RunDir};
 use crate::lock::{self, Owner, Verdict};
 use crate::playbook::{Condition, HostInPlay, Registered, Step};
@@ -29,7 +29,7 @@ pub(super) struct Shared<'a> {
     pub spec: &'a Job<'a>,
     pub templates: &'a Templates,
     pub transport: &'a Transport,
-    pub events: &'a Events,
+    pub events: &'a Emitter,
     pub control: &'a Control,
     pub run_dir: &'a RunDir,
     pub connect_timeout: Duration,
@@ -46,7 +46,7 @@ impl<'a> Shared<'a> {
         spec: &'a Job<'a>,
         templates: &'a Templates,
         transport: &'a Transport,
-        events: &'a Events,
+        events: &'a Emitter,
         control: &'a Control,
         run_dir: &'a RunDir,
         options: &JobOptions,
@@ -498,7 +498,7 @@ async fn check_host(shared: &Shared<'_>, host: &HostInPlay, steps: &[Step], note
         Err(e) => return failed(Outcome::Unreachable, describe(&e)),
     };
     let (silent, _) = tokio::sync::mpsc::unbounded_channel();
-    let silent = Events::new(silent);
+    let silent = Emitter::new(silent);
     let quiet = Shared {
         events: &silent,
         owner: shared.owner.clone(),

@@ -12,10 +12,10 @@
 //!   reported `DOWN, NOT ROLLED BACK`, by name, with the resume that finishes it;
 //! - a batch starts only when every host of the previous batch has ended.
 
+mod emitter;
 mod host;
 mod pause;
 pub mod policy;
-pub mod schedule;
 pub mod target;
 
 use std::sync::Arc;
@@ -28,14 +28,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::connect::Transport;
-use crate::events::{Event, Events, HaltReason, Outcome};
+use crate::events::{Event, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::journal::RunDir;
 use crate::plan::Plan;
 use crate::play::Play;
 use crate::playbook::{AuditSection, HostInPlay, LockSection, Pause, Step};
+use crate::schedule::{self, Schedule};
 use crate::template::Templates;
-use schedule::Schedule;
+pub use emitter::Emitter;
 
 /// What the engine runs: a playbook's steps over planned hosts. `fleetup run` builds it
 /// from a [`Play`]; `fleetup exec` from one ad-hoc command.
@@ -213,7 +214,7 @@ pub async fn preflight(
     control: &Control,
 ) -> Vec<PreflightResult> {
     let (silent, _) = tokio::sync::mpsc::unbounded_channel();
-    let silent = Events::new(silent);
+    let silent = Emitter::new(silent);
     let templates = Templates::new();
     let shared = host::Shared::new(
         spec, &templates, transport, &silent, control, run_dir, options,
@@ -235,7 +236,7 @@ pub async fn execute(
     run_dir: &RunDir,
     options: &JobOptions,
     control: &Control,
-    events: &Events,
+    events: &Emitter,
 ) -> JobReport {
     let started = Instant::now();
     // Whatever a host or a command says reaches the views and the journal without the
@@ -294,7 +295,7 @@ pub async fn execute(
             emit(Event::Deferred {
                 batch: number,
                 of: batches.len(),
-                reason: why.describe(),
+                reason: why,
                 estimate,
                 next_start: next.map(crate::clock::rfc3339),
                 next_start_local: next.and_then(local),

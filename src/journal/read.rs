@@ -558,7 +558,9 @@ mod tests {
             Event::Deferred {
                 batch: 2,
                 of: 3,
-                reason: "the maintenance window is closed".into(),
+                reason: crate::schedule::Deferral::Closed {
+                    windows: "sat 02:00-05:00 UTC".into(),
+                },
                 estimate: None,
                 next_start: None,
                 next_start_local: None,

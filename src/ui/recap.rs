@@ -506,7 +506,9 @@ logs of every host: runs/r1
             Event::Deferred {
                 batch: 3,
                 of: 3,
-                reason: "the maintenance window is closed (sat 02:00-05:00 UTC)".into(),
+                reason: crate::schedule::Deferral::Closed {
+                    windows: "sat 02:00-05:00 UTC".into(),
+                },
                 estimate: None,
                 next_start: Some("2026-12-05T02:00:00Z".into()),
                 next_start_local: Some("Sat 2026-12-05 02:00 UTC".into()),

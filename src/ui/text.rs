@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::events::{GateVerdict, HaltReason, Outcome, Resumed, StepStatus, Verdict};
+use crate::schedule::Deferral;
 
 /// `s` made safe to print on one line: host names come from inventories and stderr from
 /// hosts, and an escape sequence in either could move the cursor, retitle the window or hide
@@ -167,15 +168,38 @@ pub fn verify_failed(host: &str, message: Option<&str>) -> String {
 }
 
 /// A batch that waits for the next maintenance window.
-pub fn deferred(batch: usize, of: usize, reason: &str, next: Option<&str>) -> String {
+pub fn deferred(batch: usize, of: usize, reason: &Deferral, next: Option<&str>) -> String {
     let next = match next {
         Some(at) => format!("; the next window with room for it opens {}", clean(at)),
         None => "; no window of the next week has room for it".into(),
     };
     format!(
         "DEFERRED: batch {batch} of {of} does not start: {}{next}",
-        clean(reason)
+        clean(&deferral(reason))
     )
+}
+
+/// Why a batch waits, in words.
+pub fn deferral(reason: &Deferral) -> String {
+    match reason {
+        Deferral::Closed { windows } => format!("the maintenance window is closed ({windows})"),
+        Deferral::TooLong {
+            windows,
+            estimate,
+            left,
+        } => format!(
+            "it would take about {} but the maintenance window ({windows}) closes in {}",
+            duration(*estimate),
+            duration(*left),
+        ),
+        Deferral::NoRoomThisWeek { windows, estimate } => format!(
+            "no maintenance window of the next week ({windows}) has room for it (about {})",
+            estimate.map_or("?".into(), duration)
+        ),
+        Deferral::NoWait { windows } => {
+            format!("--no-wait, and the maintenance window ({windows}) has no room for it now")
+        }
+    }
 }
 
 /// Rows as a table of left-aligned columns two spaces apart; a row's last cell is not

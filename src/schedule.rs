@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::until;
 use crate::window::{Slot, Windows};
@@ -17,34 +18,28 @@ pub struct Schedule {
     sets: Vec<(Windows, Vec<String>)>,
 }
 
-/// Why a batch does not start now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a batch does not start now; `ui::text::deferral` says it in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Deferral {
     /// A window of some of its hosts is closed.
     Closed { windows: String },
     /// It would not end before a window closes.
     TooLong {
         windows: String,
+        #[serde(rename = "estimate_ms", with = "crate::millis")]
         estimate: Duration,
+        #[serde(rename = "left_ms", with = "crate::millis")]
         left: Duration,
     },
-}
-
-impl Deferral {
-    pub fn describe(&self) -> String {
-        match self {
-            Deferral::Closed { windows } => format!("the maintenance window is closed ({windows})"),
-            Deferral::TooLong {
-                windows,
-                estimate,
-                left,
-            } => format!(
-                "it would take about {} but the maintenance window ({windows}) closes in {}",
-                crate::ui::text::duration(*estimate),
-                crate::ui::text::duration(*left),
-            ),
-        }
-    }
+    /// No window of the next week has room for it (before the run starts).
+    NoRoomThisWeek {
+        windows: String,
+        #[serde(rename = "estimate_ms", with = "crate::millis::opt")]
+        estimate: Option<Duration>,
+    },
+    /// `--no-wait`, and the window has no room for it now.
+    NoWait { windows: String },
 }
 
 impl Schedule {
