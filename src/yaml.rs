@@ -68,6 +68,15 @@ pub fn read_input(path: &Path, what: &str) -> Result<String, Diagnostic> {
 }
 
 impl Document {
+    /// A document with no text, for what is not read from a file (an ad-hoc command).
+    pub fn named(file: &str) -> Document {
+        Document {
+            file: PathBuf::from(file),
+            value: serde_yaml::Value::Null,
+            positions: HashMap::new(),
+        }
+    }
+
     /// Reads and parses an input file; `what` names it in messages ("inventory").
     pub fn read(path: &Path, what: &str) -> Result<Document, Diagnostic> {
         Document::parse(path, &read_input(path, what)?)

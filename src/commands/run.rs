@@ -15,7 +15,7 @@ use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
 use fleetup::play::{Play, PlayInputs, RolloutOverrides};
-use fleetup::playbook::{AuditSection, HostInPlay, Step, DEFAULT_STEP_TIMEOUT};
+use fleetup::playbook::{HostInPlay, Playbook, Step, DEFAULT_STEP_TIMEOUT};
 use fleetup::schedule::Schedule;
 use fleetup::secret::{secret_values, Redactor};
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
@@ -593,28 +593,17 @@ pub fn exec(args: &ExecArgs) -> Exit {
         seed: None,
     };
     let no_windows = Schedule::default();
+    let playbook = Playbook::ad_hoc("ad-hoc command", pattern, step);
     let spec = Job {
-        name: "ad-hoc command",
-        playbook: "-".into(),
+        playbook: &playbook,
         pattern: &args.pattern,
-        steps: std::slice::from_ref(&step),
-        rollback: &[],
-        point_of_no_return: None,
-        failure_note: None,
         hosts: &hosts,
         plan: &plan,
+        schedule: &no_windows,
         forks: args.forks as usize,
         // Ad-hoc commands never halt: every host gets the command.
         max_fail_percentage: 100.0,
         capture_output: true,
-        preflight_len: 0,
-        report: &[],
-        lock: None,
-        audit: &AuditSection::default(),
-        verify: &[],
-        pause_after_canary: None,
-        pause_between_batches: None,
-        schedule: &no_windows,
     };
     // The inventory's secret-looking variables (db_password...) are hidden from the
     // output, as in a run.
@@ -685,7 +674,7 @@ impl Session {
     /// `spec` with at most as many hosts at once as the open-file limit allows: a run
     /// that would run out of descriptors half-way through a batch is slowed, not broken.
     fn within_limits<'a>(&self, spec: &Job<'a>) -> Job<'a> {
-        let mut spec = spec.clone();
+        let mut spec = *spec;
         if spec.forks > self.max_forks {
             if !self
                 .clamped

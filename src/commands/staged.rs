@@ -158,13 +158,17 @@ fn live_problems(session: &Session, play: &Play, check: &Check) -> Vec<String> {
         }],
         seed: None,
     };
-    let mut steps = play.playbook.steps[..play.playbook.preflight_len].to_vec();
-    steps.extend(play.playbook.verify.iter().cloned());
-    let mut spec = Job::from_play(play);
-    spec.hosts = &hosts;
-    spec.plan = &plan;
-    spec.steps = &steps;
-    spec.preflight_len = steps.len();
+    // The check's own playbook: the pre-flight steps, then the `verify:` ones, all read-only.
+    let mut checks = play.playbook.clone();
+    checks.steps.truncate(checks.preflight_len);
+    checks.steps.extend(play.playbook.verify.iter().cloned());
+    checks.preflight_len = checks.steps.len();
+    let spec = Job {
+        playbook: &checks,
+        hosts: &hosts,
+        plan: &plan,
+        ..Job::from_play(play)
+    };
     let results = session.preflight(&spec);
     let live: Vec<(String, gate::Live)> = results
         .into_iter()

@@ -6,29 +6,31 @@ use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
 
-use super::host::{self, Shared};
+use super::check::verify_host;
+use super::run::Run;
 use super::Prompt;
 use crate::events::{Event, HaltReason};
 use crate::playbook::{HostInPlay, Pause};
+use crate::transport::Connector;
 
 /// How often the upgraded hosts are verified during a long pause (and once at its end).
 const VERIFY_EVERY: Duration = Duration::from_secs(30);
 
 /// Pauses after batch `batch`, verifying `upgraded`; returns why the run must halt, if it
 /// must.
-pub(super) async fn pause(
-    shared: &Shared<'_>,
+pub(super) async fn pause<C: Connector>(
+    run: &Run<'_, C>,
     pause: Pause,
     batch: usize,
     upgraded: &[&HostInPlay],
     prompt: Option<&Prompt>,
 ) -> Option<HaltReason> {
-    let verifying = if shared.spec.verify.is_empty() {
+    let verifying = if run.job.playbook.verify.is_empty() {
         0
     } else {
         upgraded.len()
     };
-    shared.events.emit(Event::PauseStarted {
+    run.emit(Event::PauseStarted {
         batch,
         duration: match pause {
             Pause::For(d) => Some(d),
@@ -66,9 +68,9 @@ pub(super) async fn pause(
                 answer = None;
                 done = true;
             }
-            _ = shared.control.stop.cancelled() => return Some(HaltReason::Interrupted),
+            _ = run.control.stop.cancelled() => return Some(HaltReason::Interrupted),
         }
-        let failed = verify(shared, upgraded).await;
+        let failed = verify(run, upgraded).await;
         if !failed.is_empty() {
             return Some(HaltReason::VerifyFailed { hosts: failed });
         }
@@ -76,21 +78,21 @@ pub(super) async fn pause(
             break;
         }
     }
-    shared.events.emit(Event::PauseFinished { batch });
+    run.emit(Event::PauseFinished { batch });
     None
 }
 
 /// Verifies every upgraded host (at most `forks` at once); returns those that failed.
-async fn verify(shared: &Shared<'_>, upgraded: &[&HostInPlay]) -> Vec<String> {
-    if shared.spec.verify.is_empty() {
+async fn verify<C: Connector>(run: &Run<'_, C>, upgraded: &[&HostInPlay]) -> Vec<String> {
+    if run.job.playbook.verify.is_empty() {
         return Vec::new();
     }
     let checks = upgraded.iter().map(|h| async move {
-        let ok = host::verify_host(shared, h).await;
+        let ok = verify_host(run, h).await;
         (!ok).then(|| h.name.clone())
     });
     let mut failed: Vec<String> = futures::stream::iter(checks)
-        .buffer_unordered(shared.spec.forks.max(1))
+        .buffer_unordered(run.job.forks.max(1))
         .filter_map(|f| async move { f })
         .collect()
         .await;

@@ -27,6 +27,34 @@ pub fn halt_after_batch(
     })
 }
 
+/// Why the run halts after a batch, if it does: a host that failed under
+/// `--halt-immediately` first, then the operator's stop (an interrupted batch fails hosts on
+/// purpose: the operator stopped it, not a policy), then the failure policy.
+pub fn halt_reason(
+    halted_immediately: Option<HaltReason>,
+    interrupted: bool,
+    policy: impl FnOnce() -> Option<HaltReason>,
+) -> Option<HaltReason> {
+    halted_immediately
+        .or_else(|| interrupted.then_some(HaltReason::Interrupted))
+        .or_else(policy)
+}
+
+/// The exit code of a run that halted for `halted`, if it did.
+pub fn run_exit(
+    halted: Option<&HaltReason>,
+    outcomes: impl IntoIterator<Item = Outcome>,
+    interrupted: bool,
+    deferred: bool,
+) -> Exit {
+    match halted {
+        // Every host ended ok, yet one went bad after: the run failed.
+        Some(HaltReason::VerifyFailed { .. }) if !interrupted => Exit::HostFailed,
+        Some(HaltReason::StoppedAtPause) => Exit::Interrupted,
+        _ => exit_code(outcomes, interrupted, deferred),
+    }
+}
+
 /// The exit code of a run: 99 when the operator interrupted it, 2 when a host failed (or
 /// was rolled back), 3 when a batch was deferred to the next maintenance window, 4 when
 /// hosts were only unreachable, else 0.
@@ -116,5 +144,31 @@ mod tests {
         // Work left for the next window beats unreachable hosts, not failures.
         assert_eq!(exit_code([Ok, Unreachable], false, true), Exit::Deferred);
         assert_eq!(exit_code([Failed], false, true), Exit::HostFailed);
+    }
+
+    #[test]
+    fn a_halt_names_the_first_reason_that_applies() {
+        let failed = || Some(HaltReason::CanaryFailed { failed: 1 });
+        let immediately = Some(HaltReason::HaltImmediately { host: "a".into() });
+        assert_eq!(halt_reason(immediately.clone(), true, failed), immediately);
+        assert_eq!(
+            halt_reason(None, true, failed),
+            Some(HaltReason::Interrupted)
+        );
+        assert_eq!(halt_reason(None, false, failed), failed());
+        assert_eq!(halt_reason(None, false, || None), None);
+    }
+
+    #[test]
+    fn hosts_that_went_bad_during_a_pause_fail_the_run_unless_the_operator_stopped_it() {
+        let bad = HaltReason::VerifyFailed {
+            hosts: vec!["a".into()],
+        };
+        let ok = [Outcome::Ok];
+        assert_eq!(run_exit(Some(&bad), ok, false, false), Exit::HostFailed);
+        assert_eq!(run_exit(Some(&bad), ok, true, false), Exit::Interrupted);
+        let paused = HaltReason::StoppedAtPause;
+        assert_eq!(run_exit(Some(&paused), ok, false, false), Exit::Interrupted);
+        assert_eq!(run_exit(None, ok, false, true), Exit::Deferred);
     }
 }

@@ -496,6 +496,30 @@ impl Playbook {
     pub fn point_of_no_return(&self) -> Option<usize> {
         self.steps.iter().position(|s| s.point_of_no_return)
     }
+
+    /// A playbook of one step over `hosts`, for `fleetup exec`; its file is `-`.
+    pub fn ad_hoc(name: &str, hosts: Pattern, step: Step) -> Playbook {
+        Playbook {
+            name: name.to_string(),
+            hosts,
+            vars: Vars::new(),
+            required_vars: vec![],
+            secrets: vec![],
+            rollout: RolloutSection::default(),
+            steps: vec![step],
+            preflight_len: 0,
+            report: vec![],
+            rollback: vec![],
+            failure_note: None,
+            lock: None,
+            audit: AuditSection::default(),
+            verify: vec![],
+            gate: None,
+            windows: Windows::default(),
+            doc: Document::named("-"),
+            text: String::new(),
+        }
+    }
 }
 
 struct StepDefaults {

@@ -1,0 +1,142 @@
+//! Read-only steps run on a host over a connection of their own: the fleet-wide
+//! pre-flight before any host changes, and a pause's verification of upgraded hosts.
+
+use super::run::{silent, Run};
+use super::step::{describe, StepAt, StepOn};
+use super::target::connect_target;
+use super::PreflightResult;
+use crate::events::{Event, Outcome, StepStatus};
+use crate::playbook::{HostInPlay, Step};
+use crate::transport::{Connection, Connector};
+use crate::vars::Vars;
+
+/// What read-only steps registered on a host, and why they failed if they did.
+struct Checked {
+    vars: Vars,
+    failure: Option<(Outcome, String)>,
+}
+
+/// The pre-flight of one host: its read-only steps, then its report columns.
+pub(super) async fn preflight_host<C: Connector>(
+    run: &Run<'_, C>,
+    host: &HostInPlay,
+) -> PreflightResult {
+    let playbook = run.job.playbook;
+    let checked = check_host(
+        run,
+        host,
+        run.job.preflight(),
+        "fleet-wide pre-flight (read-only)",
+    )
+    .await;
+    // The table is shown and recorded: what hosts report passes the run's redaction.
+    let redactor = run.run_dir.redactor();
+    // A host that failed its pre-flight still shows what it told: why it is refused or
+    // broken is in its columns. A column that needs what it did not get is left empty.
+    let render = |template: &str| {
+        let text = match run.templates.render(template, &checked.vars) {
+            Ok(text) => text,
+            Err(_) if checked.failure.is_some() => String::new(),
+            Err(e) => format!("? ({})", e.message),
+        };
+        redactor.text(&text).into_owned()
+    };
+    let reached = !matches!(checked.failure, Some((Outcome::Unreachable, _)));
+    let report = match reached {
+        true => playbook
+            .report
+            .iter()
+            .map(|(column, template)| (column.clone(), render(template)))
+            .collect(),
+        false => vec![],
+    };
+    let (outcome, message) = match &checked.failure {
+        None => (Outcome::Ok, None),
+        Some((outcome, message)) => (*outcome, Some(redactor.text(message).into_owned())),
+    };
+    PreflightResult {
+        host: host.name.clone(),
+        outcome,
+        report,
+        message,
+        version: playbook
+            .audit
+            .from
+            .as_deref()
+            .filter(|_| checked.failure.is_none())
+            .map(render),
+    }
+}
+
+/// Runs a pause's `verify` steps on an upgraded host, and tells how it went.
+pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPlay) -> bool {
+    let verify = &run.job.playbook.verify;
+    let checked = check_host(run, host, verify, "verification during a pause").await;
+    let ok = checked.failure.is_none();
+    run.emit(Event::HostVerified {
+        host: host.name.clone(),
+        ok,
+        message: checked.failure.map(|(_, m)| m),
+    });
+    ok
+}
+
+/// Runs read-only `steps` on a host over a connection of their own. Their step events
+/// go nowhere: the views show hosts' upgrades, and these are not.
+async fn check_host<C: Connector>(
+    run: &Run<'_, C>,
+    host: &HostInPlay,
+    steps: &[Step],
+    note: &str,
+) -> Checked {
+    let failed = |outcome, message| Checked {
+        vars: host.vars.clone(),
+        failure: Some((outcome, message)),
+    };
+    let mut log = match run.run_dir.host_log(&host.name) {
+        Ok(log) => log,
+        Err(e) => return failed(Outcome::Failed, format!("cannot write the host's log: {e}")),
+    };
+    log.note(note);
+    let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
+    let conn = match run.connector.connect(&target).await {
+        Ok(conn) => conn,
+        Err(e) => return failed(Outcome::Unreachable, describe(&e)),
+    };
+    let silent = silent();
+    let quiet = run.quiet(&silent);
+    let mut vars = host.vars.clone();
+    let mut failure = None;
+    for (index, step) in steps.iter().enumerate() {
+        let at = StepAt {
+            index,
+            // As the host's own steps number them.
+            of: run.job.playbook.steps.len(),
+            rollback: false,
+        };
+        let on = StepOn {
+            run: &quiet,
+            conn: &conn,
+            host,
+            at,
+        };
+        let result = on.run(&mut log, step, &vars).await;
+        if let Some(r) = &step.register {
+            vars.insert(r.clone(), result.registered.to_value());
+        }
+        if result.ends_host() {
+            let outcome = match result.status {
+                StepStatus::Unreachable => Outcome::Unreachable,
+                _ => Outcome::Failed,
+            };
+            let message = match result.reason() {
+                Some(r) => format!("{}: {r}", step.name),
+                None => step.name.clone(),
+            };
+            failure = Some((outcome, message));
+            break;
+        }
+    }
+    conn.close().await;
+    Checked { vars, failure }
+}

@@ -1,0 +1,175 @@
+//! A scripted fleet for the engine's tests: hosts that answer each command by the first
+//! rule whose text it contains, that can be unreachable, hang until their command is
+//! terminated, or lose their connection. What each host ran is kept, in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::transport::{
+    ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, OutputSink, OutputStream,
+    TransportError,
+};
+
+/// How a host answers a command.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Exits with this code, after writing this to stdout.
+    Exit(u32, &'static str),
+    /// Exits 0 after this long, unless it is terminated first.
+    After(std::time::Duration),
+    /// Runs until it is terminated (its request's cancel token).
+    Hang,
+    /// The connection drops while the command runs.
+    Lose,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Host {
+    rules: Vec<(&'static str, Reply)>,
+    /// Connections after the first are refused (the host went down).
+    stays_down: bool,
+    unreachable: bool,
+}
+
+/// The fleet: hosts not scripted answer every command with exit 0.
+#[derive(Debug, Clone, Default)]
+pub struct Scripted {
+    hosts: HashMap<String, Host>,
+    ran: Arc<Mutex<Vec<(String, String)>>>,
+    connects: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Scripted {
+    /// `host` answers commands containing `text` with `reply`.
+    pub fn on(mut self, host: &str, text: &'static str, reply: Reply) -> Self {
+        self.hosts
+            .entry(host.into())
+            .or_default()
+            .rules
+            .push((text, reply));
+        self
+    }
+
+    pub fn unreachable(mut self, host: &str) -> Self {
+        self.hosts.entry(host.into()).or_default().unreachable = true;
+        self
+    }
+
+    /// Once its connection is lost, the host refuses every new one.
+    pub fn stays_down(mut self, host: &str) -> Self {
+        self.hosts.entry(host.into()).or_default().stays_down = true;
+        self
+    }
+
+    /// The commands `host` ran, in order.
+    pub fn ran(&self, host: &str) -> Vec<String> {
+        let ran = self.ran.lock().unwrap_or_else(|e| e.into_inner());
+        ran.iter()
+            .filter(|(h, _)| h == host)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    pub fn connections(&self, host: &str) -> u32 {
+        let connects = self.connects.lock().unwrap_or_else(|e| e.into_inner());
+        connects.get(host).copied().unwrap_or(0)
+    }
+
+    fn reply(&self, host: &str, command: &str) -> Reply {
+        self.hosts
+            .get(host)
+            .and_then(|h| h.rules.iter().find(|(text, _)| command.contains(text)))
+            .map_or(Reply::Exit(0, ""), |(_, reply)| reply.clone())
+    }
+}
+
+impl Connector for Scripted {
+    type Connection = ScriptedConnection;
+
+    async fn connect(&self, target: &ConnectTarget) -> Result<ScriptedConnection, TransportError> {
+        let name = target.name.clone();
+        let count = {
+            let mut connects = self.connects.lock().unwrap_or_else(|e| e.into_inner());
+            let count = connects.entry(name.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        let host = self.hosts.get(&name).cloned().unwrap_or_default();
+        if host.unreachable || (host.stays_down && count > 1) {
+            return Err(TransportError::Refused {
+                host: name,
+                addr: "scripted:22".into(),
+            });
+        }
+        Ok(ScriptedConnection {
+            name,
+            fleet: self.clone(),
+            lost: AtomicBool::new(false),
+        })
+    }
+}
+
+pub struct ScriptedConnection {
+    name: String,
+    fleet: Scripted,
+    lost: AtomicBool,
+}
+
+impl Connection for ScriptedConnection {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    async fn exec(
+        &self,
+        request: &ExecRequest<'_>,
+        sink: &mut OutputSink<'_>,
+    ) -> Result<ExitStatus, TransportError> {
+        let lost = || TransportError::ConnectionLost {
+            host: self.name.clone(),
+            detail: "scripted".into(),
+        };
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(lost());
+        }
+        self.fleet
+            .ran
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.name.clone(), request.command.to_string()));
+        match self.fleet.reply(&self.name, request.command) {
+            Reply::Exit(code, stdout) => {
+                sink(OutputStream::Stdout, stdout.as_bytes());
+                Ok(ExitStatus::Code(code))
+            }
+            Reply::After(took) => {
+                let cancelled = async {
+                    match &request.cancel {
+                        Some(token) => token.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(took) => Ok(ExitStatus::Code(0)),
+                    _ = cancelled => Err(TransportError::Cancelled { host: self.name.clone() }),
+                }
+            }
+            Reply::Hang => {
+                match &request.cancel {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+                Err(TransportError::Cancelled {
+                    host: self.name.clone(),
+                })
+            }
+            Reply::Lose => {
+                self.lost.store(true, Ordering::SeqCst);
+                Err(lost())
+            }
+        }
+    }
+
+    async fn close(&self) {}
+}

@@ -1,0 +1,267 @@
+//! Runs one step on a host's connection: its `when`, its command (again while `until`
+//! does not hold), each attempt to the host's log, its verdict to the events.
+
+use std::time::Instant;
+
+use super::run::Run;
+use super::verdict::{self, Attempt, Conclusion, StepRun, StepScope};
+use crate::events::{Event, StepStatus};
+use crate::journal::HostLog;
+use crate::playbook::{HostInPlay, Step};
+use crate::transport::{Connection, Connector, ExecRequest, OutputStream, TransportError};
+use crate::vars::Vars;
+
+/// Output kept in memory for `register` (all of it goes to the host's log).
+const STDOUT_KEEP: usize = 1 << 20;
+/// The end of stderr kept to explain a failure.
+const STDERR_TAIL: usize = 8 << 10;
+/// Lines of stderr shown with a failure.
+const TAIL_LINES: usize = 5;
+
+/// Where a step stands among its host's steps, as its events number it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepAt {
+    pub index: usize,
+    pub of: usize,
+    /// A rollback step: only an abandon ends its command.
+    pub rollback: bool,
+}
+
+/// A step about to run on one host, over its connection and log.
+pub(super) struct StepOn<'s, C: Connector> {
+    pub run: &'s Run<'s, C>,
+    pub conn: &'s C::Connection,
+    pub host: &'s HostInPlay,
+    pub at: StepAt,
+}
+
+/// The command of a step, rendered for its host.
+struct Rendered {
+    command: String,
+    become_user: Option<String>,
+}
+
+impl<C: Connector> StepOn<'_, C> {
+    /// Runs `step` with `vars` (the host's, with what earlier steps registered).
+    pub async fn run(&self, log: &mut HostLog, step: &Step, vars: &Vars) -> StepRun {
+        let started = Instant::now();
+        let vars = &*step.scope(vars);
+        let (run, attempts) = match self.prepare(step, vars) {
+            Err(why) => (StepRun::not_run(StepStatus::Failed, 0, why, vec![]), 0),
+            Ok(None) => (StepRun::skipped(), 0),
+            Ok(Some(rendered)) => {
+                self.announce(step).await;
+                self.attempts(log, step, vars, &rendered).await
+            }
+        };
+        self.run.emit(Event::StepFinished {
+            host: self.host.name.clone(),
+            step: self.at.index + 1,
+            of: self.at.of,
+            name: step.name.clone(),
+            rollback: self.at.rollback,
+            status: run.status,
+            rc: run.rc,
+            duration: started.elapsed(),
+            attempts,
+            message: run.message.clone(),
+            stderr_tail: run.stderr_tail.clone(),
+        });
+        run
+    }
+
+    /// The step's `when`, then its templates: `None` when it is skipped, why it cannot
+    /// run when a template fails.
+    fn prepare(&self, step: &Step, vars: &Vars) -> Result<Option<Rendered>, String> {
+        let templates = self.run.templates;
+        if let Some(cond) = &step.when {
+            match verdict::evaluate(templates, cond, vars) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(format!("when: {e}")),
+            }
+        }
+        let command = templates
+            .render(&step.shell, vars)
+            .map_err(|e| format!("shell: {e}"))?;
+        let become_user = match &step.become_user {
+            Some(user) if step.become_ => Some(
+                templates
+                    .render(user, vars)
+                    .map_err(|e| format!("become_user: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Some(Rendered {
+            command,
+            become_user,
+        }))
+    }
+
+    /// On disk before the command runs: after a kill -9, the journal names this step.
+    async fn announce(&self, step: &Step) {
+        let event = Event::StepStarted {
+            host: self.host.name.clone(),
+            step: self.at.index + 1,
+            of: self.at.of,
+            name: step.name.clone(),
+            rollback: self.at.rollback,
+        };
+        self.run.events.emit_durable(event).await;
+    }
+
+    /// Runs the command until an attempt concludes; returns how, and after how many.
+    async fn attempts(
+        &self,
+        log: &mut HostLog,
+        step: &Step,
+        vars: &Vars,
+        rendered: &Rendered,
+    ) -> (StepRun, u32) {
+        let ends = self.run.control.ends(self.at.rollback);
+        let label = format!(
+            "{}[{}/{}] {}",
+            if self.at.rollback { "rollback " } else { "" },
+            self.at.index + 1,
+            self.at.of,
+            step.name
+        );
+        let scope = StepScope {
+            templates: self.run.templates,
+            step,
+            vars,
+        };
+        let mut number = 0;
+        loop {
+            number += 1;
+            log.step_started(&label, &rendered.command, number);
+            let attempt_started = Instant::now();
+            let output = self.exec(log, step, rendered).await;
+            let tail = tail_lines(&output.stderr);
+            let exit = match &output.result {
+                Ok(exit) => exit,
+                Err(e) => {
+                    log.step_finished(&e.to_string(), attempt_started.elapsed());
+                    let status = match e.is_unreachable() {
+                        true => StepStatus::Unreachable,
+                        false => StepStatus::Failed,
+                    };
+                    return (StepRun::not_run(status, number, describe(e), tail), number);
+                }
+            };
+            log.step_finished(&exit.to_string(), attempt_started.elapsed());
+            let attempt = Attempt {
+                number,
+                exit,
+                stdout: &output.stdout,
+                stderr: &output.stderr,
+                stderr_tail: tail,
+            };
+            if let Conclusion::Done(run) = verdict::conclude(&scope, attempt, ends.is_cancelled()) {
+                self.captured(&output);
+                return (run, number);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(step.delay) => {}
+                _ = ends.cancelled() => {}
+            }
+        }
+    }
+
+    /// One attempt of the command, its output to the log as it comes.
+    async fn exec(&self, log: &mut HostLog, step: &Step, rendered: &Rendered) -> Output {
+        let mut request = ExecRequest::new(&rendered.command)
+            .timeout(step.timeout)
+            .cancel(self.run.control.ends(self.at.rollback).clone());
+        if step.become_ {
+            request = request.become_user(rendered.become_user.clone());
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let result = {
+            let mut sink = |stream: OutputStream, data: &[u8]| {
+                log.output(data);
+                match stream {
+                    OutputStream::Stdout => keep_head(&mut stdout, data, STDOUT_KEEP),
+                    OutputStream::Stderr => keep_tail(&mut stderr, data, STDERR_TAIL),
+                }
+            };
+            self.conn.exec(&request, &mut sink).await
+        };
+        Output {
+            result,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `fleetup exec` shows each host's output of the step's last attempt.
+    fn captured(&self, output: &Output) {
+        if self.run.job.capture_output {
+            self.run.emit(Event::StepOutput {
+                host: self.host.name.clone(),
+                step: self.at.index + 1,
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+    }
+}
+
+/// What one attempt of a command gave.
+struct Output {
+    result: Result<crate::transport::ExitStatus, TransportError>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// A transport error without the host's name, which starts every transport message and
+/// which the views already show.
+pub(super) fn describe(e: &TransportError) -> String {
+    let text = e.to_string();
+    text.strip_prefix(&format!("{}: ", e.host()))
+        .map(str::to_string)
+        .unwrap_or(text)
+}
+
+fn keep_head(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+    let room = max.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..room.min(data.len())]);
+}
+
+fn keep_tail(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+    buf.extend_from_slice(data);
+    if buf.len() > max {
+        buf.drain(..buf.len() - max);
+    }
+}
+
+fn tail_lines(stderr: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_keep_head_and_tail() {
+        let mut head = Vec::new();
+        keep_head(&mut head, b"abcdef", 4);
+        keep_head(&mut head, b"gh", 4);
+        assert_eq!(head, b"abcd");
+        let mut tail = Vec::new();
+        keep_tail(&mut tail, b"abcdef", 4);
+        keep_tail(&mut tail, b"gh", 4);
+        assert_eq!(tail, b"efgh");
+        assert_eq!(
+            tail_lines(b"1\n2\n\n3\n4\n5\n6\n"),
+            ["2", "3", "4", "5", "6"]
+        );
+    }
+}
