@@ -63,6 +63,11 @@ pub fn rfc3339(at: Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// `secs` after the Unix epoch, as [`rfc3339`] writes it (the epoch itself when out of range).
+pub fn rfc3339_unix(secs: i64) -> String {
+    rfc3339(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
 /// How long from `now` to `then`, zero when it is past.
 pub fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or_default()

@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod connect;
 pub mod diagnostic;
+pub mod duration;
 pub mod engine;
 pub mod events;
 pub mod exit;

@@ -44,9 +44,7 @@ impl Owner {
             self.operator,
             self.controller,
             self.pid,
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_secs(self.started)
-            )
+            crate::clock::rfc3339_unix(i64::try_from(self.started).unwrap_or(i64::MAX))
         )
     }
 }
@@ -87,7 +85,7 @@ pub fn judge(
         return if found.age > TAKING {
             Verdict::Stale(format!(
                 "{what}, {} old",
-                humantime::format_duration(round(found.age))
+                crate::duration::friendly(round(found.age))
             ))
         } else {
             Verdict::Live(what)
@@ -104,7 +102,7 @@ pub fn judge(
     if age > stale_after {
         return Verdict::Stale(format!(
             "{held}: older than {}",
-            humantime::format_duration(stale_after)
+            crate::duration::friendly(stale_after)
         ));
     }
     Verdict::Live(held)
@@ -215,7 +213,7 @@ pub fn audit_line(me: &Owner, from: &str, to: &str, outcome: &str) -> String {
     };
     format!(
         "{} run={} operator={} controller={} from={} to={} outcome={}",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        crate::clock::rfc3339(jiff::Timestamp::now()),
         word(&me.run_id),
         word(&me.operator),
         word(&me.controller),

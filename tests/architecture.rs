@@ -51,7 +51,12 @@ fn referenced(code: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
                 .unwrap_or(rest.len());
             vec![&rest[..end]]
         };
-        found.extend(words.into_iter().filter(|w| modules.contains(*w)).map(String::from));
+        found.extend(
+            words
+                .into_iter()
+                .filter(|w| modules.contains(*w))
+                .map(String::from),
+        );
     }
     found
 }
@@ -63,7 +68,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(&src, f)).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in &files {
-        let Some(from) = module_of(&src, file) else { continue };
+        let Some(from) = module_of(&src, file) else {
+            continue;
+        };
         let text = std::fs::read_to_string(file).expect("a readable source file");
         let mut to = referenced(&product_code(&text), &modules);
         to.remove(&from);
