@@ -9,7 +9,7 @@
 
 mod validate;
 
-pub use validate::{gate_needs, validate, HostInPlay, Registered};
+pub use validate::{gate_needs, validate, HostInPlay};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::inventory::Pattern;
 use crate::plan::{Canary, Order, Serial};
+use crate::registered::Registered;
 use crate::template::Templates;
 use crate::vars::{check_name, Vars};
 use crate::window::Windows;
@@ -482,7 +483,7 @@ impl Playbook {
             }
             lines.push(line);
             if let Some(r) = &step.register {
-                let stand_in = validate::Registered {
+                let stand_in = Registered {
                     stdout: format!("<{r}.stdout>"),
                     ..Default::default()
                 };

@@ -8,11 +8,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Serialize;
-use serde_json::Value;
-
 use super::{Condition, Playbook, Step};
 use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::registered::Registered;
 use crate::template::{TemplateError, Templates};
 use crate::vars::{check_name, Vars};
 
@@ -21,26 +19,6 @@ use crate::vars::{check_name, Vars};
 pub struct HostInPlay {
     pub name: String,
     pub vars: Vars,
-}
-
-/// What a step's `register` records, as Ansible's shell module does.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Registered {
-    pub stdout: String,
-    pub stderr: String,
-    pub rc: i64,
-    pub stdout_lines: Vec<String>,
-    pub stderr_lines: Vec<String>,
-    pub changed: bool,
-    pub failed: bool,
-    pub skipped: bool,
-    pub attempts: u32,
-}
-
-impl Registered {
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
 }
 
 /// Checks of the playbook alone (no inventory needed).
