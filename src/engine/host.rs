@@ -10,7 +10,8 @@ use crate::connect::{HostConnection, Transport};
 use crate::events::{Event, Outcome, StepStatus};
 use crate::journal::{HostLog, RunDir};
 use crate::lock::{self, Owner, Verdict};
-use crate::playbook::{Condition, HostInPlay, Step};
+use crate::play::HostInPlay;
+use crate::playbook::{Condition, Step};
 use crate::registered::Registered;
 use crate::template::Templates;
 use crate::transport::{

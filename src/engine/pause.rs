@@ -9,7 +9,8 @@ use futures::stream::StreamExt;
 use super::host::{self, Shared};
 use super::Prompt;
 use crate::events::{Event, HaltReason};
-use crate::playbook::{HostInPlay, Pause};
+use crate::play::HostInPlay;
+use crate::playbook::Pause;
 
 /// How often the upgraded hosts are verified during a long pause (and once at its end).
 const VERIFY_EVERY: Duration = Duration::from_secs(30);

@@ -9,7 +9,7 @@
 
 mod validate;
 
-pub use validate::{gate_needs, validate, HostInPlay};
+pub use validate::{gate_needs, TemplateField};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -466,9 +466,9 @@ impl Playbook {
     /// A host's steps as they will run, for `plan --verbose`: each command rendered with the
     /// host's variables, with `<name.stdout>` standing for what an earlier step registers,
     /// and its condition shown as written.
-    pub fn preview(&self, host: &HostInPlay) -> Vec<String> {
+    pub fn preview(&self, host: &impl AsRef<Vars>) -> Vec<String> {
         let templates = Templates::new();
-        let mut vars = host.vars.clone();
+        let mut vars = host.as_ref().clone();
         let mut lines = Vec::new();
         for step in &self.steps {
             let shell = templates

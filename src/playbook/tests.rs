@@ -5,6 +5,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::*;
+use crate::play::{validate, HostInPlay};
 
 fn parse(text: &str) -> Result<Playbook, Diagnostics> {
     Playbook::parse(Path::new("pb.yml"), text)
