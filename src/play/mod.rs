@@ -20,7 +20,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::inventory::{self, Inventory, Pattern};
+use crate::inventory::{self, Inventory, Pattern, Precedence};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
 use crate::playbook::{self, default_soak, GateSection, Playbook, Seconds};
 use crate::schedule::Schedule;
@@ -110,9 +110,10 @@ impl Play {
         let Some(gate) = &self.gate else {
             return Vec::new();
         };
+        let precedence = self.inventory.precedence();
         group_hosts(&self.inventory, &gate.require_staged)
             .into_iter()
-            .map(|name| host_in_play(&self.playbook, &self.inventory, &self.extra_vars, name))
+            .map(|name| host_in_play(&self.playbook, &precedence, &self.extra_vars, name))
             .collect()
     }
 }
@@ -138,12 +139,12 @@ fn plan_for(hosts: &[HostInPlay], rollout: &Rollout, inventory: &Inventory) -> P
 /// A host with its variables: the playbook's defaults, the inventory's, then `-e`.
 fn host_in_play(
     playbook: &Playbook,
-    inventory: &Inventory,
+    precedence: &Precedence<'_>,
     extra_vars: &Vars,
     name: String,
 ) -> HostInPlay {
     let mut vars = playbook.vars.clone();
-    overlay(&mut vars, &inventory.host_vars(&name));
+    overlay(&mut vars, &precedence.host_vars(&name));
     overlay(&mut vars, extra_vars);
     vars.insert(RUN_ID_VAR.into(), "".into());
     HostInPlay { name, vars }
@@ -164,10 +165,11 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     } = read(inputs)?;
     let mut warnings = inventory.warnings.clone();
     let names = select(&playbook, &inventory, limit.as_ref(), &mut warnings)?;
+    let precedence = inventory.precedence();
     let hosts = HostsInPlay::new(
         names
             .into_iter()
-            .map(|name| host_in_play(&playbook, &inventory, &extra_vars, name))
+            .map(|name| host_in_play(&playbook, &precedence, &extra_vars, name))
             .collect(),
     );
     let mut errors = validate(&playbook, &hosts);
