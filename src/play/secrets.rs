@@ -1,6 +1,8 @@
 //! The secrets' values in a play: what the play's [`Redactor`](crate::secret::Redactor)
 //! hides wherever the run shows or keeps text.
 
+use std::collections::HashSet;
+
 use super::HostInPlay;
 use crate::secret::looks_secret;
 use crate::template::Templates;
@@ -13,10 +15,11 @@ pub fn secret_values(
     declared: &[String],
     hosts: &[HostInPlay],
 ) -> Vec<String> {
+    let declared: HashSet<&str> = declared.iter().map(String::as_str).collect();
     let mut values = Vec::new();
     for host in hosts {
         for (name, value) in &host.vars {
-            let listed = declared.contains(name);
+            let listed = declared.contains(name.as_str());
             if !listed && !looks_secret(name) {
                 continue;
             }
