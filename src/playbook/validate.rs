@@ -1,7 +1,7 @@
 //! Checks of the playbook alone, before any inventory is read: step names, registers,
 //! secrets, the point of no return, the gate's needs, and every template's syntax (so
 //! errors show even when no host is selected). The checks that render templates for the
-//! hosts in play are the play's ([`crate::play::validate`]).
+//! hosts in play are the play's ([`crate::play::validate()`]).
 
 use std::collections::BTreeMap;
 
