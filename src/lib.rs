@@ -22,6 +22,7 @@ pub mod open_files;
 pub mod plan;
 pub mod play;
 pub mod playbook;
+pub mod registered;
 pub mod schedule;
 pub mod secret;
 pub mod ssh;

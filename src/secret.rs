@@ -12,9 +12,6 @@ use std::fmt;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-use crate::playbook::HostInPlay;
-use crate::template::Templates;
-
 /// What a secret becomes wherever fleetup shows or keeps it.
 pub const REDACTED: &str = "********";
 
@@ -33,35 +30,6 @@ pub fn looks_secret(name: &str) -> bool {
     ]
     .iter()
     .any(|s| name.contains(s))
-}
-
-/// The values of the secret variables, as every host renders them (a secret is often
-/// `{{ lookup('env', ...) }}`, and may differ per host). A value that does not render is
-/// left out: the step that uses it fails before running, so it never reaches a host.
-pub fn secret_values(
-    templates: &Templates,
-    declared: &[String],
-    hosts: &[HostInPlay],
-) -> Vec<String> {
-    let mut values = Vec::new();
-    for host in hosts {
-        for (name, value) in &host.vars {
-            let listed = declared.contains(name);
-            if !listed && !looks_secret(name) {
-                continue;
-            }
-            let text = match value {
-                serde_json::Value::String(s) => templates.render(s, &host.vars).ok(),
-                // `token_ttl: 3600` is a number, not a secret; a listed one is redacted in
-                // whatever form it takes.
-                serde_json::Value::Null | serde_json::Value::Bool(_) => None,
-                other if listed => Some(other.to_string()),
-                _ => None,
-            };
-            values.extend(text);
-        }
-    }
-    values
 }
 
 /// Replaces secret values by [`REDACTED`] in text and in streamed output.
@@ -217,7 +185,6 @@ impl RedactingStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn streamed(redactor: &Redactor, chunks: &[&[u8]]) -> String {
         let mut out = Vec::new();
@@ -279,25 +246,5 @@ mod tests {
             streamed(&r, &[b"xxabc", b"defyy abc"]),
             "xx********yy ********"
         );
-    }
-
-    #[test]
-    fn values_come_from_listed_and_secret_looking_variables_as_rendered() {
-        std::env::set_var("FLEETUP_TEST_SECRET_VALUE", "from-env");
-        let host = HostInPlay {
-            name: "h".into(),
-            vars: json!({
-                "db_password": "{{ lookup('env', 'FLEETUP_TEST_SECRET_VALUE') }}",
-                "token_ttl": 3600,
-                "license": 123456,
-                "sl_app_path": "/opt/sl",
-            })
-            .as_object()
-            .unwrap()
-            .clone(),
-        };
-        let mut values = secret_values(&Templates::new(), &["license".into()], &[host]);
-        values.sort();
-        assert_eq!(values, ["123456", "from-env"]);
     }
 }

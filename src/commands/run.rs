@@ -14,10 +14,10 @@ use fleetup::events::{Event, GateVerdict, HaltReason, Outcome, Resumed, Stamped,
 use fleetup::exit::Exit;
 use fleetup::journal::{read, Claim, EventLog, RunDir, RunRecord};
 use fleetup::plan::{Batch, Plan};
-use fleetup::play::{Play, PlayInputs, RolloutOverrides};
-use fleetup::playbook::{HostInPlay, Playbook, Step, DEFAULT_STEP_TIMEOUT};
+use fleetup::play::{secret_values, HostInPlay, Play, PlayInputs, RolloutOverrides};
+use fleetup::playbook::{Playbook, Step, DEFAULT_STEP_TIMEOUT};
 use fleetup::schedule::Schedule;
-use fleetup::secret::{secret_values, Redactor};
+use fleetup::secret::Redactor;
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::template::Templates;
 use fleetup::ui::text::plural;

@@ -6,7 +6,8 @@ use super::step::{describe, StepAt, StepOn};
 use super::target::connect_target;
 use super::PreflightResult;
 use crate::events::{Event, Outcome, StepStatus};
-use crate::playbook::{HostInPlay, Step};
+use crate::play::HostInPlay;
+use crate::playbook::Step;
 use crate::transport::{Connection, Connector};
 use crate::vars::Vars;
 

@@ -5,7 +5,7 @@ use super::run::Run;
 use crate::events::Outcome;
 use crate::journal::HostLog;
 use crate::lock::{self, Verdict};
-use crate::playbook::HostInPlay;
+use crate::play::HostInPlay;
 use crate::transport::{Connection, Connector};
 use crate::vars::Vars;
 

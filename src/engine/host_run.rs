@@ -10,7 +10,9 @@ use super::target::connect_target;
 use super::verdict::{self, Recovery, StepRun};
 use crate::events::{Event, Outcome, StepStatus};
 use crate::journal::HostLog;
-use crate::playbook::{HostInPlay, Registered, Step};
+use crate::play::HostInPlay;
+use crate::playbook::Step;
+use crate::registered::Registered;
 use crate::transport::{ConnectTarget, Connection, Connector};
 use crate::vars::Vars;
 

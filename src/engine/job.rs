@@ -12,8 +12,9 @@ use crate::clock::Clock;
 use crate::events::{Event, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::plan::Plan;
+use crate::play::HostInPlay;
 use crate::play::Play;
-use crate::playbook::{HostInPlay, Playbook, Step};
+use crate::playbook::{Playbook, Step};
 use crate::schedule::Schedule;
 
 /// What the engine runs: a playbook's steps over planned hosts. `fleetup run` makes it from

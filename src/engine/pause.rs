@@ -10,7 +10,8 @@ use super::check::verify_host;
 use super::run::Run;
 use super::Prompt;
 use crate::events::{Event, HaltReason};
-use crate::playbook::{HostInPlay, Pause};
+use crate::play::HostInPlay;
+use crate::playbook::Pause;
 use crate::transport::Connector;
 
 /// How often the upgraded hosts are verified during a long pause (and once at its end).

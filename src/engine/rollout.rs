@@ -11,7 +11,8 @@ use super::run::Run;
 use super::{pause, policy, JobOptions, JobReport};
 use crate::events::{Event, HaltReason, Outcome};
 use crate::plan::Batch;
-use crate::playbook::{HostInPlay, Pause};
+use crate::play::HostInPlay;
+use crate::playbook::Pause;
 use crate::schedule;
 use crate::transport::Connector;
 

@@ -9,7 +9,7 @@ use super::{Control, Emitter, Job, JobOptions, Reconnect};
 use crate::events::Event;
 use crate::journal::RunDir;
 use crate::lock::Owner;
-use crate::playbook::HostInPlay;
+use crate::play::HostInPlay;
 use crate::template::Templates;
 use crate::transport::Connector;
 

@@ -7,7 +7,8 @@ use super::run::Run;
 use super::verdict::{self, Attempt, Conclusion, StepRun, StepScope};
 use crate::events::{Event, StepStatus};
 use crate::journal::HostLog;
-use crate::playbook::{HostInPlay, Step};
+use crate::play::HostInPlay;
+use crate::playbook::Step;
 use crate::transport::{Connection, Connector, ExecRequest, OutputStream, TransportError};
 use crate::vars::Vars;
 

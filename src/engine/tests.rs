@@ -11,7 +11,8 @@ use crate::events::{Event, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::journal::RunDir;
 use crate::plan::{Batch, Plan};
-use crate::playbook::{HostInPlay, Playbook};
+use crate::play::HostInPlay;
+use crate::playbook::Playbook;
 use crate::schedule::Schedule;
 
 /// Three steps, the third past the point of no return, and a rollback.

@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use crate::events::{Outcome, StepStatus};
-use crate::playbook::{Condition, Registered, Step};
+use crate::playbook::{Condition, Step};
+use crate::registered::Registered;
 use crate::template::Templates;
 use crate::transport::ExitStatus;
 use crate::vars::Vars;

@@ -7,7 +7,8 @@ use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::vars::Vars;
 use crate::yaml::Document;
 
-use super::{check_vars, Inventory};
+use super::parse::check_vars;
+use super::Inventory;
 
 const VARS_EXTENSIONS: [&str; 4] = ["yml", "yaml", "json", ""];
 

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use super::range::expand_host_range;
 use super::*;
+use crate::diagnostic::Diagnostics;
+use crate::yaml::Document;
 
 fn parse(text: &str) -> Result<Inventory, Diagnostics> {
     Inventory::from_document(

@@ -5,6 +5,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::*;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::play::{validate, HostInPlay};
 
 fn parse(text: &str) -> Result<Playbook, Diagnostics> {
     Playbook::parse(Path::new("pb.yml"), text)

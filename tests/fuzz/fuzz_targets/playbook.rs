@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use fleetup::playbook::{validate, HostInPlay, Playbook};
+use fleetup::play::{validate, HostInPlay};
+use fleetup::playbook::Playbook;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 

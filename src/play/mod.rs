@@ -3,6 +3,15 @@
 //! each its variables, validates everything and plans the batches. Nothing here contacts a
 //! host: if this fails, nothing was changed anywhere.
 
+mod hosts;
+mod secrets;
+mod select;
+mod validate;
+
+pub use hosts::{HostInPlay, HostsInPlay};
+pub use secrets::secret_values;
+pub use validate::validate;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,14 +20,15 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::inventory::{self, Inventory, Pattern};
+use crate::inventory::{self, Inventory, Pattern, Precedence};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
-use crate::playbook::{self, default_soak, GateSection, HostInPlay, Playbook, Seconds};
+use crate::playbook::{self, default_soak, GateSection, Playbook, Seconds};
 use crate::schedule::Schedule;
-use crate::secret::{secret_values, Redactor};
+use crate::secret::Redactor;
 use crate::template::Templates;
 use crate::vars::{overlay, parse_extra_vars, Vars};
 use crate::window::{self, Windows};
+use select::{group_hosts, group_list, select};
 
 /// What the operator gave on the command line.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +68,7 @@ pub struct Play {
     pub playbook: Playbook,
     pub inventory: Inventory,
     /// The selected hosts, in inventory order, with their variables.
-    pub hosts: Vec<HostInPlay>,
+    pub hosts: HostsInPlay,
     pub extra_vars: Vars,
     pub rollout: Rollout,
     pub plan: Plan,
@@ -73,23 +83,23 @@ pub struct Play {
 }
 
 impl Play {
+    /// A host of the play by name, in constant time.
     pub fn host(&self, name: &str) -> Option<&HostInPlay> {
-        self.hosts.iter().find(|h| h.name == name)
+        self.hosts.get(name)
     }
 
     /// Sets `fleetup_run_id` for every host: the id of the run (the same across its
     /// resumes), so that a playbook can tell its own earlier attempt's traces on a host from
     /// another run's. Plan and check see it empty.
     pub fn set_run_id(&mut self, id: &str) {
-        for host in &mut self.hosts {
-            host.vars.insert(RUN_ID_VAR.into(), id.into());
-        }
+        self.hosts.set_var(RUN_ID_VAR, id);
     }
 
     /// Drops hosts from the play and plans the rest again, in the same order (a shuffle
     /// keeps its seed). Used by `--exclude-unhealthy`.
     pub fn exclude(&mut self, names: &[String]) {
-        self.hosts.retain(|h| !names.contains(&h.name));
+        let names: HashSet<&str> = names.iter().map(String::as_str).collect();
+        self.hosts.retain(|h| !names.contains(h.name.as_str()));
         self.rollout.seed = self.plan.seed.or(self.rollout.seed);
         self.plan = plan_for(&self.hosts, &self.rollout, &self.inventory);
     }
@@ -100,18 +110,12 @@ impl Play {
         let Some(gate) = &self.gate else {
             return Vec::new();
         };
+        let precedence = self.inventory.precedence();
         group_hosts(&self.inventory, &gate.require_staged)
             .into_iter()
-            .map(|name| host_in_play(&self.playbook, &self.inventory, &self.extra_vars, name))
+            .map(|name| host_in_play(&self.playbook, &precedence, &self.extra_vars, name))
             .collect()
     }
-}
-
-/// The hosts of an inventory group, in inventory order.
-fn group_hosts(inventory: &Inventory, group: &str) -> Vec<String> {
-    Pattern::parse(group)
-        .map(|p| inventory.select(&p).hosts)
-        .unwrap_or_default()
 }
 
 fn plan_for(hosts: &[HostInPlay], rollout: &Rollout, inventory: &Inventory) -> Plan {
@@ -135,12 +139,12 @@ fn plan_for(hosts: &[HostInPlay], rollout: &Rollout, inventory: &Inventory) -> P
 /// A host with its variables: the playbook's defaults, the inventory's, then `-e`.
 fn host_in_play(
     playbook: &Playbook,
-    inventory: &Inventory,
+    precedence: &Precedence<'_>,
     extra_vars: &Vars,
     name: String,
 ) -> HostInPlay {
     let mut vars = playbook.vars.clone();
-    overlay(&mut vars, &inventory.host_vars(&name));
+    overlay(&mut vars, &precedence.host_vars(&name));
     overlay(&mut vars, extra_vars);
     vars.insert(RUN_ID_VAR.into(), "".into());
     HostInPlay { name, vars }
@@ -153,6 +157,62 @@ pub const RUN_ID_VAR: &str = "fleetup_run_id";
 
 /// Reads, selects, validates and plans. All problems are reported together.
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
+    let Read {
+        playbook,
+        inventory,
+        extra_vars,
+        limit,
+    } = read(inputs)?;
+    let mut warnings = inventory.warnings.clone();
+    let names = select(&playbook, &inventory, limit.as_ref(), &mut warnings)?;
+    let precedence = inventory.precedence();
+    let hosts = HostsInPlay::new(
+        names
+            .into_iter()
+            .map(|name| host_in_play(&playbook, &precedence, &extra_vars, name))
+            .collect(),
+    );
+    let mut errors = validate(&playbook, &hosts);
+    let schedule = schedule(&playbook, &hosts, inputs, &mut errors);
+    let gate = gate(&playbook, inputs);
+    if let Some(gate) = &gate {
+        errors.extend(check_gate(gate, &playbook, &inventory, inputs));
+    }
+    if !errors.is_empty() {
+        return Err(Diagnostics(errors));
+    }
+    let rollout = rollout(&playbook, &inputs.overrides);
+    let plan = plan_for(&hosts, &rollout, &inventory);
+    let redactor = Arc::new(Redactor::new(secret_values(
+        &Templates::new(),
+        &playbook.secrets,
+        &hosts,
+    )));
+    Ok(Play {
+        playbook,
+        inventory,
+        hosts,
+        extra_vars,
+        rollout,
+        plan,
+        schedule,
+        gate,
+        warnings,
+        redactor,
+    })
+}
+
+/// The inputs as read, each well formed on its own.
+struct Read {
+    playbook: Playbook,
+    inventory: Inventory,
+    extra_vars: Vars,
+    limit: Option<Pattern>,
+}
+
+/// Reads the playbook, the inventories, `-e` and `--limit`, reporting every problem of
+/// them all together.
+fn read(inputs: &PlayInputs) -> Result<Read, Diagnostics> {
     let mut errors = Vec::new();
     let playbook = match inputs.playbook_text {
         Some(text) => Playbook::parse_with(&inputs.playbook, text, inputs.builtin_files),
@@ -186,21 +246,27 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         }
         other => other.and_then(Result::ok),
     };
-    let (Some(playbook), Some(inventory), true) = (playbook, inventory, errors.is_empty()) else {
-        return Err(Diagnostics(errors));
-    };
+    match (playbook, inventory, errors.is_empty()) {
+        (Some(playbook), Some(inventory), true) => Ok(Read {
+            playbook,
+            inventory,
+            extra_vars,
+            limit,
+        }),
+        _ => Err(Diagnostics(errors)),
+    }
+}
 
-    let mut warnings = inventory.warnings.clone();
-    let names = select(&playbook, &inventory, limit.as_ref(), &mut warnings)?;
-    let hosts: Vec<HostInPlay> = names
-        .into_iter()
-        .map(|name| host_in_play(&playbook, &inventory, &extra_vars, name))
-        .collect();
-
-    let mut errors = playbook::validate(&playbook, &hosts);
-    let schedule = schedule(&playbook, &hosts, inputs, &mut errors);
-    let gate = gate(&playbook, inputs);
-    if let (Some(gate), None) = (&gate, &playbook.gate) {
+/// What keeps the gate from being checked: versions to compare, and a staged group that
+/// the inventory has.
+fn check_gate(
+    gate: &GateSection,
+    playbook: &Playbook,
+    inventory: &Inventory,
+    inputs: &PlayInputs,
+) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    if playbook.gate.is_none() {
         if let Some(missing) = playbook::gate_needs(&playbook.audit) {
             errors.push(Diagnostic::new(
                 &inputs.playbook,
@@ -209,44 +275,21 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
             ));
         }
     }
-    if let Some(gate) = &gate {
-        if !inventory.has_group(&gate.require_staged) {
-            let place = match inputs.require_staged {
-                Some(_) => Diagnostic::new(Path::new("<command line>"), "--require-staged", ""),
-                None => playbook.doc.error("gate.require_staged", ""),
-            };
-            let mut d = place;
-            d.message = format!(
-                "the staged group `{}` is not a group of the inventory",
-                gate.require_staged
-            );
-            d.hint = did_you_mean(&gate.require_staged, inventory.group_names())
-                .or_else(|| Some(format!("groups: {}", group_list(&inventory))));
-            errors.push(d);
-        }
+    if !inventory.has_group(&gate.require_staged) {
+        let place = match inputs.require_staged {
+            Some(_) => Diagnostic::new(Path::new("<command line>"), "--require-staged", ""),
+            None => playbook.doc.error("gate.require_staged", ""),
+        };
+        let mut d = place;
+        d.message = format!(
+            "the staged group `{}` is not a group of the inventory",
+            gate.require_staged
+        );
+        d.hint = did_you_mean(&gate.require_staged, inventory.group_names())
+            .or_else(|| Some(format!("groups: {}", group_list(inventory))));
+        errors.push(d);
     }
-    if !errors.is_empty() {
-        return Err(Diagnostics(errors));
-    }
-    let rollout = rollout(&playbook, &inputs.overrides);
-    let plan = plan_for(&hosts, &rollout, &inventory);
-    let redactor = Arc::new(Redactor::new(secret_values(
-        &Templates::new(),
-        &playbook.secrets,
-        &hosts,
-    )));
-    Ok(Play {
-        playbook,
-        inventory,
-        hosts,
-        extra_vars,
-        rollout,
-        plan,
-        schedule,
-        gate,
-        warnings,
-        redactor,
-    })
+    errors
 }
 
 /// The playbook's gate with the command line's group and soak on top.
@@ -309,86 +352,6 @@ fn schedule(
         ));
     }
     Schedule::new(per_host)
-}
-
-/// The playbook's `hosts:`, narrowed by `--limit`. An empty selection is an error: a run
-/// that touches nothing is almost always a mistyped group.
-fn select(
-    playbook: &Playbook,
-    inventory: &Inventory,
-    limit: Option<&Pattern>,
-    warnings: &mut Vec<Diagnostic>,
-) -> Result<Vec<String>, Diagnostics> {
-    let doc = &playbook.doc;
-    let selection = inventory.select(&playbook.hosts);
-    let unmatched = unmatched_terms(inventory, selection.unmatched, doc.error("hosts", ""));
-    let mut hosts = selection.hosts;
-    // When nothing is selected, the terms that matched nothing are the likely cause: they
-    // are reported as errors beside it.
-    if hosts.is_empty() {
-        let mut errors = unmatched;
-        errors.push(
-            doc.error(
-                "hosts",
-                format!(
-                    "`{}` selects no host of the inventory",
-                    playbook.hosts.as_str()
-                ),
-            )
-            .hint(format!("groups: {}", group_list(inventory))),
-        );
-        return Err(Diagnostics(errors));
-    }
-    warnings.extend(unmatched);
-    if let Some(limit) = limit {
-        let limited = inventory.select(limit);
-        let place = Diagnostic::new(Path::new(CLI_LIMIT), "--limit", "");
-        let unmatched = unmatched_terms(inventory, limited.unmatched, place);
-        hosts.retain(|h| limited.hosts.contains(h));
-        if hosts.is_empty() {
-            let mut errors = unmatched;
-            errors.push(
-                Diagnostic::new(
-                    Path::new(CLI_LIMIT),
-                    "--limit",
-                    format!(
-                        "`{}` leaves no host of the playbook's `{}`",
-                        limit.as_str(),
-                        playbook.hosts.as_str()
-                    ),
-                )
-                .hint(format!("groups: {}", group_list(inventory))),
-            );
-            return Err(Diagnostics(errors));
-        }
-        warnings.extend(unmatched);
-    }
-    Ok(hosts)
-}
-
-/// "`x` matches no host or group", placed where the pattern was written.
-fn unmatched_terms(
-    inventory: &Inventory,
-    terms: Vec<String>,
-    place: Diagnostic,
-) -> Vec<Diagnostic> {
-    let known: Vec<&str> = inventory
-        .group_names()
-        .chain(inventory.host_names())
-        .collect();
-    terms
-        .into_iter()
-        .map(|term| {
-            let mut d = place.clone();
-            d.message = format!("`{term}` matches no host or group");
-            d.hint = did_you_mean(&term, known.iter().copied());
-            d
-        })
-        .collect()
-}
-
-fn group_list(inventory: &Inventory) -> String {
-    inventory.group_names().collect::<Vec<_>>().join(", ")
 }
 
 fn rollout(playbook: &Playbook, o: &RolloutOverrides) -> Rollout {

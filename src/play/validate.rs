@@ -1,0 +1,274 @@
+//! Everything about the hosts in play that can be checked before any host is contacted.
+//!
+//! Every template and condition is rendered for every selected host, with the variables
+//! that host will have, so a run never stops half-way through a fleet on a typo. Results
+//! that earlier steps `register` do not exist yet: they are stood in for by an empty result
+//! of the same shape, and only mistakes that no output could fix (an undefined name, a
+//! syntax error, an unknown filter) are reported for templates that read them.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::Value;
+
+use super::HostInPlay;
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::playbook::{Playbook, Step};
+use crate::registered::Registered;
+use crate::template::{TemplateError, Templates};
+use crate::vars::Vars;
+
+/// Checks the playbook against the hosts in play: required variables, and every template
+/// and condition rendered for every host. Problems shared by many hosts are reported once.
+pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
+    let mut errors = unknown_secrets(playbook, hosts);
+    let unset = unset_required(playbook, hosts, &mut errors);
+    let check = HostCheck::new(playbook);
+    // (field, message) -> hosts, to say a problem once for all the hosts that share it.
+    let mut problems: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
+    for host in hosts {
+        for problem in check.problems_of(host) {
+            problems.entry(problem).or_default().push(&host.name);
+        }
+    }
+    for ((field, message), failing) in problems {
+        // A missing required variable was said once already; not again at every use.
+        if unset.iter().any(|u| message.starts_with(u.as_str())) {
+            continue;
+        }
+        errors.push(playbook.doc.error(
+            &field,
+            format!("{message}, for {}", host_list(&failing, hosts.len())),
+        ));
+    }
+    errors.sort_by_key(|d| (d.line, d.column));
+    errors
+}
+
+/// Secrets that are no host's variable: a misspelt secret would leave the real one in the
+/// clear.
+fn unknown_secrets(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for (i, name) in playbook.secrets.iter().enumerate() {
+        if !hosts.is_empty() && !hosts.iter().any(|h| h.vars.contains_key(name)) {
+            let known = hosts.iter().flat_map(|h| h.vars.keys().map(String::as_str));
+            let mut d = playbook.doc.error(
+                &format!("secrets[{i}]"),
+                format!("secret `{name}` is not a variable of any host in play"),
+            );
+            d.hint = did_you_mean(name, known).or_else(|| {
+                Some("define it in the playbook's vars, the inventory or with -e".into())
+            });
+            errors.push(d);
+        }
+    }
+    errors
+}
+
+/// Reports the required variables some host lacks, and returns the start of the message a
+/// template that reads each would give.
+fn unset_required(
+    playbook: &Playbook,
+    hosts: &[HostInPlay],
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let mut unset = Vec::new();
+    for (i, name) in playbook.required_vars.iter().enumerate() {
+        let missing: Vec<&str> = hosts
+            .iter()
+            .filter(|h| h.vars.get(name).is_none_or(|v| v.is_null() || v == ""))
+            .map(|h| h.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            unset.push(format!("undefined variable `{name}`"));
+            errors.push(
+                playbook
+                    .doc
+                    .error(
+                        &format!("required_vars[{i}]"),
+                        format!(
+                            "required variable `{name}` is not set for {}",
+                            host_list(&missing, hosts.len())
+                        ),
+                    )
+                    .hint(format!(
+                        "pass it with -e {name}=VALUE, or set it in the inventory"
+                    )),
+            );
+        }
+    }
+    unset
+}
+
+/// Renders a playbook's templates for one host at a time.
+struct HostCheck<'p> {
+    playbook: &'p Playbook,
+    templates: Templates,
+    /// An empty result, standing in for what a step will register.
+    placeholder: Value,
+    /// The report is rendered after the pre-flight: it sees the pre-flight's registers.
+    preflight_registers: HashSet<&'p str>,
+    all_registers: HashSet<&'p str>,
+}
+
+/// A problem: (field, message).
+type Problem = (String, String);
+
+impl<'p> HostCheck<'p> {
+    fn new(playbook: &'p Playbook) -> Self {
+        let registers = |steps: &'p [Step]| -> HashSet<&'p str> {
+            steps.iter().filter_map(|s| s.register.as_deref()).collect()
+        };
+        HostCheck {
+            playbook,
+            templates: Templates::new(),
+            placeholder: Registered::default().to_value(),
+            preflight_registers: registers(&playbook.steps[..playbook.preflight_len]),
+            all_registers: registers(&playbook.steps),
+        }
+    }
+
+    /// The problems of one host, each field at most once.
+    fn problems_of(&self, host: &HostInPlay) -> Vec<Problem> {
+        let playbook = self.playbook;
+        let mut found = Vec::new();
+        let vars = self.in_order(&playbook.steps, &host.vars, &mut found);
+        // A rollback may run after any step failed, so it sees every register; a step that
+        // did not run registers `skipped: true` (as in Ansible).
+        for step in &playbook.rollback {
+            self.step(step, &vars, &self.all_registers, &mut found);
+        }
+        // Verification runs on its own connection during a pause: the host's variables and
+        // its own registers only.
+        self.in_order(&playbook.verify, &host.vars, &mut found);
+        let mut report_vars = host.vars.clone();
+        for r in &self.preflight_registers {
+            report_vars.insert(r.to_string(), self.placeholder.clone());
+        }
+        for (column, template) in &playbook.report {
+            let reads = Reads {
+                registered: &self.preflight_registers,
+                own: &None,
+                vars: &report_vars,
+            };
+            if let Some(message) = self.problem(template, false, &reads) {
+                found.push((format!("report.{column}"), message));
+            }
+        }
+        let none = HashSet::new();
+        for field in playbook.host_templates() {
+            // The lock is taken before any step: it sees the host's variables only.
+            let (vars, registered) = if field.key == "lock.dir" {
+                (&host.vars, &none)
+            } else {
+                (&vars, &self.all_registers)
+            };
+            let reads = Reads {
+                registered,
+                own: &None,
+                vars,
+            };
+            if let Some(message) = self.problem(field.text, false, &reads) {
+                found.push((field.key.into(), message));
+            }
+        }
+        found
+    }
+
+    /// Checks steps that run one after another, each seeing what the earlier ones
+    /// registered; returns the variables after the last.
+    fn in_order(&self, steps: &'p [Step], vars: &Vars, found: &mut Vec<Problem>) -> Vars {
+        let mut vars = vars.clone();
+        let mut registered: HashSet<&str> = HashSet::new();
+        for step in steps {
+            self.step(step, &vars, &registered, found);
+            if let Some(r) = &step.register {
+                vars.insert(r.clone(), self.placeholder.clone());
+                registered.insert(r);
+            }
+        }
+        vars
+    }
+
+    fn step(&self, step: &Step, vars: &Vars, registered: &HashSet<&str>, found: &mut Vec<Problem>) {
+        let vars = step.scope(vars);
+        // A step's own checks see its result as `result` and under its register name.
+        let mut own = vars.as_ref().clone();
+        own.insert("result".into(), self.placeholder.clone());
+        if let Some(r) = &step.register {
+            own.insert(r.clone(), self.placeholder.clone());
+        }
+        for field in step.templates() {
+            let scope = if matches!(field.key, "until" | "changed_when" | "failed_when") {
+                &own
+            } else {
+                &*vars
+            };
+            let reads = Reads {
+                registered,
+                own: &step.register,
+                vars: scope,
+            };
+            if let Some(message) = self.problem(field.text, field.is_expr, &reads) {
+                found.push((format!("{}.{}", step.field, field.key), message));
+            }
+        }
+    }
+
+    /// The message of a render error that must stop the run, if any.
+    fn problem(&self, source: &str, is_expr: bool, reads: &Reads<'_>) -> Option<String> {
+        let outcome = if is_expr {
+            self.templates.eval(source, reads.vars).map(drop)
+        } else {
+            self.templates.render(source, reads.vars).map(drop)
+        };
+        let e = outcome.err()?;
+        reportable(&self.templates, &e, source, is_expr, reads).then_some(e.message)
+    }
+}
+
+/// What a template may read besides the host's variables: the results registered so far
+/// (stood in for by empty ones), and the step's own.
+struct Reads<'a> {
+    registered: &'a HashSet<&'a str>,
+    own: &'a Option<String>,
+    vars: &'a Vars,
+}
+
+/// Whether a render error must stop the run. An undefined name or bad syntax always must;
+/// any other error (say `int` of an empty string, or an attribute of `from_json`) only when
+/// the template does not read a registered result, directly or through the variables it
+/// reads, whose real value will differ from the stand-in.
+fn reportable(
+    templates: &Templates,
+    e: &TemplateError,
+    source: &str,
+    is_expr: bool,
+    reads: &Reads<'_>,
+) -> bool {
+    if e.undefined {
+        return true;
+    }
+    let Ok(used) = templates.variables_reached(source, is_expr, reads.vars) else {
+        return true;
+    };
+    !used.iter().any(|v| {
+        reads.registered.contains(v.as_str()) || v == "result" || reads.own.as_deref() == Some(v)
+    })
+}
+
+fn host_list(hosts: &[&str], total: usize) -> String {
+    if hosts.len() == total && total > 1 {
+        return format!("every host ({total})");
+    }
+    let shown: Vec<&str> = hosts.iter().take(5).copied().collect();
+    let more = hosts.len().saturating_sub(shown.len());
+    let mut text = format!(
+        "host{} {}",
+        if hosts.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    );
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
+}
