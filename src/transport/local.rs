@@ -69,11 +69,15 @@ impl LocalConnection {
         let (mut out, mut err) = (Pipe::new(out), Pipe::new(err));
         let status = loop {
             tokio::select! {
-                Some(data) = out.read() => sink(OutputStream::Stdout, data),
-                Some(data) = err.read() => {
+                // Handled here, not by a `Some(_)` pattern: an end must go round the loop
+                // for the wait's condition to be looked at again.
+                chunk = out.read() => if let Some(data) = chunk {
+                    sink(OutputStream::Stdout, data);
+                },
+                chunk = err.read() => if let Some(data) = chunk {
                     sudo.stderr(data);
                     sink(OutputStream::Stderr, data);
-                }
+                },
                 status = child.wait(), if !out.open && !err.open => {
                     break status.map_err(|e| self.exec_error(e))?;
                 }
@@ -187,6 +191,62 @@ pub(crate) fn signal_name(sig: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn run(request: &ExecRequest<'_>) -> (Result<ExitStatus, TransportError>, String) {
+        let mut output = String::new();
+        let status = LocalConnection::new("local")
+            .exec(request, &mut |stream, data: &[u8]| {
+                let tag = if stream == OutputStream::Stdout {
+                    "o:"
+                } else {
+                    "e:"
+                };
+                output.push_str(tag);
+                output.push_str(&String::from_utf8_lossy(data));
+            })
+            .await;
+        (status, output)
+    }
+
+    #[tokio::test]
+    async fn a_command_runs_to_its_end_with_its_streams_apart() {
+        let (status, output) = run(&ExecRequest::new("echo out; exit 4")).await;
+        assert_eq!(
+            (status.ok(), output.as_str()),
+            (Some(ExitStatus::Code(4)), "o:out\n")
+        );
+        let (status, output) = run(&ExecRequest::new("cat >&2").stdin(b"in")).await;
+        assert_eq!(
+            (status.ok(), output.as_str()),
+            (Some(ExitStatus::Code(0)), "e:in")
+        );
+        let (status, _) = run(&ExecRequest::new("kill -USR1 $$")).await;
+        assert_eq!(status.ok(), Some(ExitStatus::Signal("USR1".into())));
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_or_cancelled_command_is_stopped() {
+        let started = std::time::Instant::now();
+        let request = ExecRequest::new("sleep 30").timeout(Duration::from_millis(50));
+        let (status, _) = run(&request).await;
+        assert!(
+            matches!(status, Err(TransportError::CommandTimedOut { .. })),
+            "{status:?}"
+        );
+        let token = super::super::CancellationToken::new();
+        token.cancel();
+        let (status, _) = run(&ExecRequest::new("echo never").cancel(token)).await;
+        assert!(
+            matches!(status, Err(TransportError::Cancelled { .. })),
+            "{status:?}"
+        );
+        // TERM sufficed: no grace period was waited for.
+        assert!(
+            started.elapsed() < GRACE.before_kill,
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn signal_names_are_ssh_s() {
