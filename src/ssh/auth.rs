@@ -253,21 +253,11 @@ impl<'a> Offers<'a> {
     /// Offers the keys of the ssh-agent at `sock` not offered yet; whether the server
     /// accepted one. An agent that cannot be reached is noted, not an error.
     async fn agent_keys(&mut self, sock: &Path) -> Result<bool, russh::Error> {
-        let mut agent = match AgentClient::connect_uds(sock).await {
-            Ok(agent) => agent,
-            Err(e) => {
+        let (mut agent, ids) = match agent_identities(sock).await {
+            Ok(found) => found,
+            Err(why) => {
                 let at = sock.display();
-                self.tried
-                    .push(format!("ssh-agent at {at} (cannot connect: {e})"));
-                return Ok(false);
-            }
-        };
-        let ids = match agent.request_identities().await {
-            Ok(ids) => ids,
-            Err(e) => {
-                let at = sock.display();
-                self.tried
-                    .push(format!("ssh-agent at {at} (no answer: {e})"));
+                self.tried.push(format!("ssh-agent at {at} ({why})"));
                 return Ok(false);
             }
         };
@@ -322,6 +312,20 @@ impl<'a> Offers<'a> {
             None
         }
     }
+}
+
+/// The agent at `sock` and the keys it holds; or why it cannot be used.
+async fn agent_identities(
+    sock: &Path,
+) -> Result<(AgentClient<tokio::net::UnixStream>, Vec<AgentIdentity>), String> {
+    let mut agent = AgentClient::connect_uds(sock)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let ids = agent
+        .request_identities()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    Ok((agent, ids))
 }
 
 /// rsa-sha2-512 or -256 as the server announces (asked once per session: it may wait for
