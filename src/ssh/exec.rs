@@ -12,7 +12,8 @@
 //! 2. On timeout or cancellation a *second* exec channel on the same connection runs
 //!    `kill -s TERM -- -N` (through `sudo -n` when the command used become, since its
 //!    processes are then not the login user's), then `kill -s KILL -- -N` if the command's
-//!    channel has not closed after a grace period.
+//!    channel has not closed after a grace period ([`crate::transport::termination`]
+//!    decides when; this module delivers).
 //!
 //! This works the same for root and non-root logins and keeps the two streams apart. The
 //! group id cannot be recycled while any process of the group lives, and the kill is only
