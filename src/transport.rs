@@ -9,14 +9,17 @@
 //!   returns: that is the "terminate" operation;
 //! - [`Connection::close`].
 //!
-//! This module is the vocabulary both implementations share ([`crate::ssh`] and [`local`]);
-//! [`crate::connect`] chooses between them per host.
+//! This module is the vocabulary both implementations share ([`crate::ssh`] and [`local`]),
+//! with what they do alike: [`termination`] (timeout, cancel, TERM then KILL) and [`sudo`]
+//! (become); [`crate::connect`] chooses between them per host.
 //!
 //! Errors are [`TransportError`]s, each naming the host and saying what to do; their
 //! [`ErrorClass`] tells the engine whether the host was **unreachable** (never reached, or
 //! lost) or the command **failed** on it.
 
 pub mod local;
+pub(crate) mod sudo;
+pub(crate) mod termination;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -349,64 +352,9 @@ pub trait Connection: Send + Sync {
     fn close(&self) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// The marker and helpers shared by both implementations for sudo's password refusal.
-pub(crate) fn sudo_wants_password(stderr_head: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(stderr_head);
-    text.contains("a password is required") || text.contains("a terminal is required")
-}
-
-/// `sudo -n [-u USER] -- /bin/sh -c 'COMMAND'`
-pub(crate) fn sudo_wrap(command: &str, become_: &Become) -> String {
-    let mut s = String::from("sudo -n ");
-    if let Some(user) = &become_.user {
-        s.push_str("-u ");
-        s.push_str(&shell_words::quote(user));
-        s.push(' ');
-    }
-    s.push_str("-- /bin/sh -c ");
-    s.push_str(&shell_words::quote(command));
-    s
-}
-
-/// The first bytes of stderr, kept to recognise sudo's refusal.
-#[derive(Default)]
-pub(crate) struct StderrHead(Vec<u8>);
-
-impl StderrHead {
-    const MAX: usize = 1024;
-    pub(crate) fn push(&mut self, data: &[u8]) {
-        let room = Self::MAX.saturating_sub(self.0.len());
-        self.0.extend_from_slice(&data[..room.min(data.len())]);
-    }
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sudo_wrap_quotes_the_command_and_user() {
-        let b = Become {
-            user: Some("sl user".into()),
-        };
-        assert_eq!(
-            sudo_wrap("echo 'a' && id", &b),
-            "sudo -n -u 'sl user' -- /bin/sh -c 'echo '\\''a'\\'' && id'"
-        );
-        assert_eq!(
-            sudo_wrap("id", &Become::default()),
-            "sudo -n -- /bin/sh -c id"
-        );
-    }
-
-    #[test]
-    fn sudo_refusal_is_recognised() {
-        assert!(sudo_wants_password(b"sudo: a password is required\n"));
-        assert!(!sudo_wants_password(b"permission denied\n"));
-    }
 
     #[test]
     fn classes() {

@@ -129,10 +129,8 @@ fn load_key_blocking(
 fn check_permissions(path: &Path) -> Result<(), KeyError> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).map_err(|e| KeyError::Other(e.to_string()))?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
     let mode = meta.mode() & 0o777;
-    if meta.uid() == uid && mode & 0o077 != 0 {
+    if meta.uid() == nix::unistd::getuid().as_raw() && mode & 0o077 != 0 {
         return Err(KeyError::Other(format!(
             "permissions {mode:04o} for {0} are too open: a private key must not be accessible by others, so it is ignored (chmod 600 {0})",
             path.display()
@@ -167,10 +165,7 @@ pub(crate) async fn authenticate(
     keys: &KeyStore,
     sources: &AuthSources<'_>,
 ) -> Result<AuthOutcome, russh::Error> {
-    let mut tried = Vec::new();
-    let mut offered: Vec<russh::keys::PublicKey> = Vec::new();
-    let mut rsa_hash: Option<Option<HashAlg>> = None;
-
+    let mut offer = Offers::new(handle, user);
     for path in sources.identity_files {
         let key = match keys.load(path, true).await {
             Ok(k) => k,
@@ -181,64 +176,15 @@ pub(crate) async fn authenticate(
                 })
             }
         };
-        tried.push(format!(
-            "key file {} ({})",
-            path.display(),
-            fingerprint(key.public_key())
-        ));
-        offered.push(key.public_key().clone());
-        if try_key(handle, user, key, &mut rsa_hash).await? {
+        if offer.private_key("key file", path, key).await? {
             return Ok(AuthOutcome::Success);
         }
     }
-
     if let Some(sock) = sources.agent_socket {
-        match AgentClient::connect_uds(sock).await {
-            Ok(mut agent) => match agent.request_identities().await {
-                Ok(ids) => {
-                    if ids.is_empty() {
-                        tried.push(format!("ssh-agent at {} (it holds no key)", sock.display()));
-                    }
-                    for id in ids {
-                        let AgentIdentity::PublicKey { key, comment } = id else {
-                            continue; // certificates are not supported
-                        };
-                        if offered.contains(&key) {
-                            continue;
-                        }
-                        tried.push(format!("agent key {comment} ({})", fingerprint(&key)));
-                        offered.push(key.clone());
-                        let hash = if key.algorithm().is_rsa() {
-                            rsa_hash_for(handle, &mut rsa_hash).await
-                        } else {
-                            None
-                        };
-                        match handle
-                            .authenticate_publickey_with(user, key, hash, &mut agent)
-                            .await
-                        {
-                            Ok(r) if r.success() => return Ok(AuthOutcome::Success),
-                            Ok(_) => {}
-                            Err(russh::AgentAuthError::Send(_)) => {
-                                return Err(russh::Error::SendError)
-                            }
-                            Err(russh::AgentAuthError::Key(e)) => {
-                                if let Some(last) = tried.last_mut() {
-                                    last.push_str(&format!(": the agent could not sign ({e})"));
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(e) => tried.push(format!("ssh-agent at {} (no answer: {e})", sock.display())),
-            },
-            Err(e) => tried.push(format!(
-                "ssh-agent at {} (cannot connect: {e})",
-                sock.display()
-            )),
+        if offer.agent_keys(sock).await? {
+            return Ok(AuthOutcome::Success);
         }
     }
-
     for path in sources.default_keys {
         if !path.exists() {
             continue;
@@ -246,7 +192,7 @@ pub(crate) async fn authenticate(
         let key = match keys.load(path, false).await {
             Ok(k) => k,
             Err(e) => {
-                tried.push(format!(
+                offer.tried.push(format!(
                     "default key {} (skipped: {})",
                     path.display(),
                     e.detail()
@@ -254,37 +200,132 @@ pub(crate) async fn authenticate(
                 continue;
             }
         };
-        if offered.contains(key.public_key()) {
-            continue;
-        }
-        tried.push(format!(
-            "default key {} ({})",
-            path.display(),
-            fingerprint(key.public_key())
-        ));
-        offered.push(key.public_key().clone());
-        if try_key(handle, user, key, &mut rsa_hash).await? {
+        if !offer.offered.contains(key.public_key())
+            && offer.private_key("default key", path, key).await?
+        {
             return Ok(AuthOutcome::Success);
         }
     }
-    Ok(AuthOutcome::Failed { tried })
+    Ok(AuthOutcome::Failed { tried: offer.tried })
 }
 
-async fn try_key(
-    handle: &mut Handle<ClientHandler>,
-    user: &str,
-    key: Arc<PrivateKey>,
-    rsa_hash: &mut Option<Option<HashAlg>>,
-) -> Result<bool, russh::Error> {
-    let hash = if key.algorithm().is_rsa() {
-        rsa_hash_for(handle, rsa_hash).await
-    } else {
-        None
-    };
-    let r = handle
-        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-        .await?;
-    Ok(r.success())
+/// The keys offered to one server so far: listed in the error, and not offered twice.
+struct Offers<'a> {
+    handle: &'a mut Handle<ClientHandler>,
+    user: &'a str,
+    tried: Vec<String>,
+    offered: Vec<russh::keys::PublicKey>,
+    rsa_hash: Option<Option<HashAlg>>,
+}
+
+impl<'a> Offers<'a> {
+    fn new(handle: &'a mut Handle<ClientHandler>, user: &'a str) -> Self {
+        Offers {
+            handle,
+            user,
+            tried: Vec::new(),
+            offered: Vec::new(),
+            rsa_hash: None,
+        }
+    }
+
+    /// Offers a key read from `path`; whether the server accepted it.
+    async fn private_key(
+        &mut self,
+        kind: &str,
+        path: &Path,
+        key: Arc<PrivateKey>,
+    ) -> Result<bool, russh::Error> {
+        self.tried.push(format!(
+            "{kind} {} ({})",
+            path.display(),
+            fingerprint(key.public_key())
+        ));
+        self.offered.push(key.public_key().clone());
+        let hash = self.hash_for(key.public_key()).await;
+        let r = self
+            .handle
+            .authenticate_publickey(self.user, PrivateKeyWithHashAlg::new(key, hash))
+            .await?;
+        Ok(r.success())
+    }
+
+    /// Offers the keys of the ssh-agent at `sock` not offered yet; whether the server
+    /// accepted one. An agent that cannot be reached is noted, not an error.
+    async fn agent_keys(&mut self, sock: &Path) -> Result<bool, russh::Error> {
+        let (mut agent, ids) = match agent_identities(sock).await {
+            Ok(found) => found,
+            Err(why) => {
+                let at = sock.display();
+                self.tried.push(format!("ssh-agent at {at} ({why})"));
+                return Ok(false);
+            }
+        };
+        if ids.is_empty() {
+            let at = sock.display();
+            self.tried
+                .push(format!("ssh-agent at {at} (it holds no key)"));
+        }
+        for id in ids {
+            let AgentIdentity::PublicKey { key, comment } = id else {
+                continue; // certificates are not supported
+            };
+            if !self.offered.contains(&key) && self.agent_key(&mut agent, key, &comment).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Offers one key of the agent, which signs for it.
+    async fn agent_key(
+        &mut self,
+        agent: &mut AgentClient<tokio::net::UnixStream>,
+        key: russh::keys::PublicKey,
+        comment: &str,
+    ) -> Result<bool, russh::Error> {
+        self.tried
+            .push(format!("agent key {comment} ({})", fingerprint(&key)));
+        self.offered.push(key.clone());
+        let hash = self.hash_for(&key).await;
+        match self
+            .handle
+            .authenticate_publickey_with(self.user, key, hash, agent)
+            .await
+        {
+            Ok(r) => Ok(r.success()),
+            Err(russh::AgentAuthError::Send(_)) => Err(russh::Error::SendError),
+            Err(russh::AgentAuthError::Key(e)) => {
+                if let Some(last) = self.tried.last_mut() {
+                    last.push_str(&format!(": the agent could not sign ({e})"));
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// The signature hash for `key`: the server's choice for RSA, none for the others.
+    async fn hash_for(&mut self, key: &russh::keys::PublicKey) -> Option<HashAlg> {
+        if key.algorithm().is_rsa() {
+            rsa_hash_for(self.handle, &mut self.rsa_hash).await
+        } else {
+            None
+        }
+    }
+}
+
+/// The agent at `sock` and the keys it holds; or why it cannot be used.
+async fn agent_identities(
+    sock: &Path,
+) -> Result<(AgentClient<tokio::net::UnixStream>, Vec<AgentIdentity>), String> {
+    let mut agent = AgentClient::connect_uds(sock)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let ids = agent
+        .request_identities()
+        .await
+        .map_err(|e| format!("no answer: {e}"))?;
+    Ok((agent, ids))
 }
 
 /// rsa-sha2-512 or -256 as the server announces (asked once per session: it may wait for

@@ -12,7 +12,8 @@
 //! 2. On timeout or cancellation a *second* exec channel on the same connection runs
 //!    `kill -s TERM -- -N` (through `sudo -n` when the command used become, since its
 //!    processes are then not the login user's), then `kill -s KILL -- -N` if the command's
-//!    channel has not closed after a grace period.
+//!    channel has not closed after a grace period ([`crate::transport::termination`]
+//!    decides when; this module delivers).
 //!
 //! This works the same for root and non-root logins and keeps the two streams apart. The
 //! group id cannot be recycled while any process of the group lives, and the kill is only
@@ -32,15 +33,15 @@ use russh::{ChannelMsg, Sig};
 use tokio::time::Instant;
 
 use super::SshConnection;
-use crate::transport::{
-    sudo_wants_password, sudo_wrap, ExecRequest, ExitStatus, OutputSink, OutputStream, StderrHead,
-    TransportError,
-};
+use crate::transport::sudo::{self, PasswordCheck};
+use crate::transport::termination::{not_cancelled, Grace, Signal, Step, Termination};
+use crate::transport::{ExecRequest, ExitStatus, OutputSink, OutputStream, TransportError};
 
-/// Time between TERM and KILL.
-pub(crate) const KILL_GRACE: Duration = Duration::from_secs(3);
-/// Time allowed after KILL before the channel is abandoned.
-const AFTER_KILL: Duration = Duration::from_secs(3);
+/// TERM to KILL, and KILL to abandoning the channel (the host may never answer).
+const GRACE: Grace = Grace {
+    before_kill: Duration::from_secs(3),
+    after_kill: Duration::from_secs(3),
+};
 /// Time allowed for the kill command itself.
 const KILL_COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -49,19 +50,12 @@ const MARKER: &[u8] = b"\x1efleetup-pgid ";
 /// The command as sent: the marker line first, then the command (wrapped in sudo when
 /// become is asked), on its own line so that its syntax is untouched.
 pub(crate) fn wrap_command(request: &ExecRequest<'_>, token: &str) -> String {
-    let inner;
-    let command = match &request.become_ {
-        Some(b) => {
-            inner = sudo_wrap(request.command, b);
-            inner.as_str()
-        }
-        None => request.command,
-    };
+    let command = sudo::command_of(request);
     let mut s = String::with_capacity(command.len() + 48);
     s.push_str("printf '\\036fleetup-pgid %s\\n' \"$$\" >&2 # fleetup-exec-");
     s.push_str(token);
     s.push('\n');
-    s.push_str(command);
+    s.push_str(&command);
     s
 }
 
@@ -138,11 +132,76 @@ impl PgidReader {
     }
 }
 
-/// Where a termination stands.
-enum Stopping {
-    Running,
-    TermSent(Instant),
-    KillSent(Instant),
+/// What arrives on a command's channel, sorted: output to the sink (without the process
+/// group marker, seen by the sudo check), the exit status aside.
+struct Received {
+    pgid: PgidReader,
+    sudo: PasswordCheck,
+    status: Option<ExitStatus>,
+}
+
+impl Received {
+    fn new(request: &ExecRequest<'_>) -> Self {
+        Received {
+            pgid: PgidReader::default(),
+            sudo: PasswordCheck::new(request),
+            status: None,
+        }
+    }
+
+    /// Takes one message of the channel; an error if the server refused the command.
+    fn take(
+        &mut self,
+        msg: ChannelMsg,
+        sink: &mut OutputSink<'_>,
+        host: &str,
+    ) -> Result<(), TransportError> {
+        match msg {
+            ChannelMsg::Data { data } => sink(OutputStream::Stdout, &data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                let sudo = &mut self.sudo;
+                self.pgid.feed(&data, |d| {
+                    sudo.stderr(d);
+                    sink(OutputStream::Stderr, d);
+                });
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                self.status = Some(ExitStatus::Code(exit_status));
+            }
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                self.status = Some(ExitStatus::Signal(sig_name(&signal_name)));
+            }
+            ChannelMsg::Failure if self.status.is_none() => {
+                return Err(TransportError::Exec {
+                    host: host.to_string(),
+                    detail: "the SSH server refused to run the command".into(),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The command that sends `signal` to the command's process group or, before its id is
+/// known, to the login shell found by the exec token.
+fn kill_command(signal: Signal, pgid: Option<u32>, token: &str, become_: bool) -> String {
+    let signal = signal.name();
+    match pgid {
+        // `-s SIG --` is the form every kill takes (dash rejects `-SIG --`). The command's
+        // processes are root's under become: so is the kill.
+        Some(id) => {
+            let sudo = if become_ { "sudo -n " } else { "" };
+            format!("{sudo}kill -s {signal} -- -{id}")
+        }
+        // The login shell has the token in its command line; a ForceCommand wrapper
+        // (which runs before it) in its SSH_ORIGINAL_COMMAND. `[f]` keeps the pattern
+        // from matching this very command.
+        None => format!(
+            "for f in $(grep -ls '[f]leetup-exec-{token}' /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null); \
+             do p=${{f#/proc/}}; kill -{signal} \"${{p%%/*}}\" 2>/dev/null; done; true"
+        ),
+    }
 }
 
 impl SshConnection {
@@ -156,11 +215,7 @@ impl SshConnection {
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> Result<ExitStatus, TransportError> {
-        if request.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-            return Err(TransportError::Cancelled {
-                host: self.name.clone(),
-            });
-        }
+        not_cancelled(request, &self.name)?;
         let channel = match self.handle.channel_open_session().await {
             Ok(c) => c,
             Err(e) => return Err(self.channel_error(e).await),
@@ -179,84 +234,45 @@ impl SshConnection {
         };
         tokio::pin!(stdin_fut);
         let mut stdin_done = false;
-
-        let timeout = request.timeout;
-        let sleep = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(86400 * 365)));
-        tokio::pin!(sleep);
-        let cancel = request.cancel.clone().unwrap_or_default();
-        let become_ = request.become_.is_some();
-
-        let mut pgid = PgidReader::default();
-        let mut head = StderrHead::default();
-        let mut status: Option<ExitStatus> = None;
-        let mut stopped: Option<TransportError> = None;
-        let mut stopping = Stopping::Running;
-        let far = || Instant::now() + Duration::from_secs(86400 * 365);
-
+        let mut stop = Termination::start(request, GRACE, Instant::now());
+        let mut got = Received::new(request);
         loop {
-            let stop_deadline = match stopping {
-                Stopping::Running => None,
-                Stopping::TermSent(t) | Stopping::KillSent(t) => Some(t),
-            };
             tokio::select! {
                 msg = read.wait() => match msg {
-                    Some(ChannelMsg::Data { data }) => sink(OutputStream::Stdout, &data),
-                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                        pgid.feed(&data, |d| {
-                            if become_ {
-                                head.push(d);
-                            }
-                            sink(OutputStream::Stderr, d);
-                        });
-                    }
-                    Some(ChannelMsg::ExitStatus { exit_status }) => {
-                        status = Some(ExitStatus::Code(exit_status));
-                    }
-                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                        status = Some(ExitStatus::Signal(sig_name(&signal_name)));
-                    }
-                    Some(ChannelMsg::Failure) if status.is_none() => {
-                        return Err(TransportError::Exec {
-                            host: self.name.clone(),
-                            detail: "the SSH server refused to run the command".into(),
-                        });
-                    }
-                    Some(_) => {}
+                    Some(msg) => got.take(msg, sink, &self.name)?,
                     None => break,
                 },
-                r = &mut stdin_fut, if !stdin_done => {
-                    stdin_done = true;
-                    // A command may exit without reading its stdin: not an error.
-                    let _ = r;
-                }
-                () = &mut sleep, if stopped.is_none() && timeout.is_some() => {
-                    stopped = Some(TransportError::CommandTimedOut {
-                        host: self.name.clone(),
-                        timeout: timeout.unwrap_or_default(),
-                    });
-                    stopping = self.terminate(&pgid, &token, &write, become_).await;
-                }
-                () = cancel.cancelled(), if stopped.is_none() => {
-                    stopped = Some(TransportError::Cancelled { host: self.name.clone() });
-                    stopping = self.terminate(&pgid, &token, &write, become_).await;
-                }
-                () = tokio::time::sleep_until(stop_deadline.unwrap_or_else(far)), if stop_deadline.is_some() => {
-                    match stopping {
-                        Stopping::TermSent(_) => {
-                            self.kill(&pgid, &token, "KILL", become_).await;
-                            stopping = Stopping::KillSent(Instant::now() + AFTER_KILL);
+                // A command may exit without reading its stdin: not an error.
+                _ = &mut stdin_fut, if !stdin_done => stdin_done = true,
+                step = stop.next() => match step {
+                    Step::Send(signal) => {
+                        let pgid = got.pgid.pgid();
+                        if signal == Signal::Term && pgid.is_none() {
+                            // Refused by OpenSSH for root logins; harmless to ask.
+                            let _ = write.signal(Sig::TERM).await;
                         }
-                        _ => break,
+                        let become_ = request.become_.is_some();
+                        self.run_kill(kill_command(signal, pgid, &token, become_)).await;
+                        stop.sent(Instant::now());
                     }
+                    Step::Abandon => break,
                 }
             }
         }
-        pgid.finish(|d| sink(OutputStream::Stderr, d));
+        got.pgid.finish(|d| sink(OutputStream::Stderr, d));
         let _ = write.close().await;
+        self.conclude(&stop, got).await
+    }
 
-        if let Some(e) = stopped {
+    /// How the command ended, once its channel is done with.
+    async fn conclude(
+        &self,
+        stop: &Termination,
+        got: Received,
+    ) -> Result<ExitStatus, TransportError> {
+        if let Some(e) = stop.error(&self.name) {
             // Lost while terminating: the host is unreachable, whatever we meant to do.
-            if status.is_none() && self.state.ended.is_cancelled() {
+            if got.status.is_none() && self.state.ended.is_cancelled() {
                 if let Some(detail) = self.state.end_reason() {
                     return Err(TransportError::ConnectionLost {
                         host: self.name.clone(),
@@ -266,63 +282,26 @@ impl SshConnection {
             }
             return Err(e);
         }
-        match status {
-            Some(ExitStatus::Code(1)) if become_ && sudo_wants_password(head.bytes()) => {
-                Err(TransportError::BecomePasswordRequired {
+        let Some(status) = got.status else {
+            // The channel ended with no exit status: was the connection lost?
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), self.state.ended.cancelled()).await;
+            return Err(match self.state.end_reason() {
+                Some(detail) => TransportError::ConnectionLost {
                     host: self.name.clone(),
-                    login: self.user.clone(),
-                })
-            }
-            Some(s) => Ok(s),
-            None => {
-                // The channel ended with no exit status: was the connection lost?
-                let _ = tokio::time::timeout(Duration::from_secs(1), self.state.ended.cancelled())
-                    .await;
-                Err(match self.state.end_reason() {
-                    Some(detail) => TransportError::ConnectionLost {
-                        host: self.name.clone(),
-                        detail: format!("{detail}; the command's outcome on the host is unknown"),
-                    },
-                    None => TransportError::Exec {
-                        host: self.name.clone(),
-                        detail: "the command's channel closed without an exit status".into(),
-                    },
-                })
-            }
-        }
-    }
-
-    /// Starts terminating the command: TERM to its process group.
-    async fn terminate(
-        &self,
-        pgid: &PgidReader,
-        token: &str,
-        write: &russh::ChannelWriteHalf<russh::client::Msg>,
-        become_: bool,
-    ) -> Stopping {
-        if pgid.pgid().is_none() {
-            // Refused by OpenSSH for root logins; harmless to ask.
-            let _ = write.signal(Sig::TERM).await;
-        }
-        self.kill(pgid, token, "TERM", become_).await;
-        Stopping::TermSent(Instant::now() + KILL_GRACE)
-    }
-
-    /// Sends `signal` to the command's process group or, before its id is known, to the
-    /// login shell found by the exec token; from a fresh channel of the same connection.
-    async fn kill(&self, pgid: &PgidReader, token: &str, signal: &str, become_: bool) {
-        let sudo = if become_ { "sudo -n " } else { "" };
-        let command = match pgid.pgid() {
-            // `-s SIG --` is the form every kill takes (dash rejects `-SIG --`).
-            Some(id) => format!("{sudo}kill -s {signal} -- -{id}"),
-            // The login shell has the token in its command line; a ForceCommand wrapper
-            // (which runs before it) in its SSH_ORIGINAL_COMMAND. `[f]` keeps the pattern
-            // from matching this very command.
-            None => format!(
-                "for f in $(grep -ls '[f]leetup-exec-{token}' /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null); \
-                 do p=${{f#/proc/}}; kill -{signal} \"${{p%%/*}}\" 2>/dev/null; done; true"
-            ),
+                    detail: format!("{detail}; the command's outcome on the host is unknown"),
+                },
+                None => TransportError::Exec {
+                    host: self.name.clone(),
+                    detail: "the command's channel closed without an exit status".into(),
+                },
+            });
         };
+        got.sudo.check(status, &self.name, || self.user.clone())
+    }
+
+    /// Runs a kill command from a fresh channel of the same connection.
+    async fn run_kill(&self, command: String) {
         let run = async {
             let mut ch = self.handle.channel_open_session().await?;
             ch.exec(true, command).await?;
@@ -410,6 +389,25 @@ mod tests {
         );
         assert_eq!(run(&[b"\x1e", b"zz"]), (None, b"\x1ezz".to_vec()));
         assert_eq!(run(&[b"\x1efleet"]), (None, b"\x1efleet".to_vec()));
+    }
+
+    #[test]
+    fn kill_targets_the_group_or_else_the_shell_with_the_token() {
+        assert_eq!(
+            kill_command(Signal::Term, Some(42), "t0", false),
+            "kill -s TERM -- -42"
+        );
+        assert_eq!(
+            kill_command(Signal::Kill, Some(42), "t0", true),
+            "sudo -n kill -s KILL -- -42"
+        );
+        let by_token = kill_command(Signal::Kill, None, "t0", true);
+        assert!(
+            by_token.contains("grep -ls '[f]leetup-exec-t0'"),
+            "{by_token}"
+        );
+        assert!(by_token.contains("kill -KILL \"${p%%/*}\""), "{by_token}");
+        assert!(!by_token.contains("sudo"), "{by_token}");
     }
 
     #[test]

@@ -263,30 +263,9 @@ impl SshTransport {
             key_host: r.hostname.clone(),
             port: r.port,
         };
-        let preferred_keys = match self.options.host_key_checking {
-            HostKeyChecking::Off => None,
-            _ => known_hosts::preferred_host_key_algorithms(
-                &self.options.known_hosts,
-                &r.hostname,
-                r.port,
-            ),
-        };
-        let config = match preferred_keys {
-            Some(keys) => Arc::new(client::Config {
-                preferred: russh::Preferred {
-                    key: keys.into(),
-                    ..Default::default()
-                },
-                ..russh_config(&self.options, r.keepalive_interval)
-            }),
-            None if r.keepalive_interval == self.options.keepalive_interval => {
-                self.russh_config.clone()
-            }
-            None => Arc::new(russh_config(&self.options, r.keepalive_interval)),
-        };
         let mut handle = match tokio::time::timeout_at(
             deadline,
-            client::connect_stream(config, stream, handler),
+            client::connect_stream(self.session_config(r), stream, handler),
         )
         .await
         {
@@ -335,6 +314,32 @@ impl SshTransport {
         };
         close_session(&handle, &state).await;
         Err(failure)
+    }
+
+    /// The russh config for `r`: the host key algorithms known_hosts records for it come
+    /// first (so a recorded key is checked, not another type), and its keepalive.
+    fn session_config(&self, r: &Resolved) -> Arc<client::Config> {
+        let preferred_keys = match self.options.host_key_checking {
+            HostKeyChecking::Off => None,
+            _ => known_hosts::preferred_host_key_algorithms(
+                &self.options.known_hosts,
+                &r.hostname,
+                r.port,
+            ),
+        };
+        match preferred_keys {
+            Some(keys) => Arc::new(client::Config {
+                preferred: russh::Preferred {
+                    key: keys.into(),
+                    ..Default::default()
+                },
+                ..russh_config(&self.options, r.keepalive_interval)
+            }),
+            None if r.keepalive_interval == self.options.keepalive_interval => {
+                self.russh_config.clone()
+            }
+            None => Arc::new(russh_config(&self.options, r.keepalive_interval)),
+        }
     }
 
     fn handshake_error(
