@@ -24,6 +24,7 @@ pub mod playbook;
 pub mod schedule;
 pub mod secret;
 pub mod ssh;
+pub mod state;
 pub mod template;
 pub mod transport;
 pub mod ui;
