@@ -308,6 +308,21 @@ pub fn outcome_label(o: Outcome) -> String {
     }
 }
 
+/// A halt, after the batch it followed.
+pub fn halted(reason: &HaltReason, batch: usize) -> String {
+    format!("HALTED after batch {batch}: {}", halt_reason(reason))
+}
+
+/// A connection lost past the point of no return, and the attempt to reconnect.
+pub fn reconnecting(host: &str, attempt: u32, of: u32, delay: Duration, error: &str) -> String {
+    format!(
+        "{}: connection lost after the point of no return ({}); reconnecting to roll back, attempt {attempt} of {of} in {}",
+        clean(host),
+        clean(error),
+        duration(delay)
+    )
+}
+
 /// The second Ctrl-C, as the views say it.
 pub const ABORTING: &str = "ABORTING: terminating the upgrade commands in flight; hosts past their point of no return are rolled back (Ctrl-C again leaves them down)";
 /// The third Ctrl-C.
