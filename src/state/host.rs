@@ -119,26 +119,14 @@ impl RunState {
                 self.started(host, order);
                 self.flights.insert(host.clone(), Flight::new(at));
             }
-            Event::StepStarted {
-                host,
-                step,
-                of,
-                name,
-                rollback,
-            } => {
+            Event::StepStarted { host, .. } => {
                 self.started(host, order);
                 // A host whose start was not announced still has its flight.
                 let flight = self
                     .flights
                     .entry(host.clone())
                     .or_insert_with(|| Flight::new(at));
-                flight.step = Some(StepAt {
-                    number: *step,
-                    of: *of,
-                    name: name.clone(),
-                    rollback: *rollback,
-                    started_ms: at,
-                });
+                flight.step = StepAt::of(e, at);
             }
             Event::StepFinished { host, .. } => {
                 if let (Some(flight), Some(failure)) =
@@ -273,6 +261,27 @@ impl Flight {
 }
 
 impl StepAt {
+    /// The step `e` starts, for a `step_started` event at `at_ms`.
+    pub fn of(e: &Event, at_ms: u64) -> Option<StepAt> {
+        let Event::StepStarted {
+            step,
+            of,
+            name,
+            rollback,
+            ..
+        } = e
+        else {
+            return None;
+        };
+        Some(StepAt {
+            number: *step,
+            of: *of,
+            name: name.clone(),
+            rollback: *rollback,
+            started_ms: at_ms,
+        })
+    }
+
     /// The step as the journal names it: a rollback's steps say so.
     pub fn journal_name(&self) -> String {
         if self.rollback {

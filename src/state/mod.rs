@@ -56,8 +56,6 @@ pub struct RunInfo {
     pub pattern: String,
     /// Hosts of the attempt's plan.
     pub hosts: usize,
-    pub batches: usize,
-    pub forks: usize,
     pub run_dir: String,
     pub started_ms: u64,
 }
@@ -76,6 +74,23 @@ pub struct BatchAt {
     pub number: usize,
     pub of: usize,
     pub canary: bool,
+}
+
+impl BatchAt {
+    /// The batch `e` starts, for a `batch_started` event.
+    pub fn of(e: &Event) -> Option<BatchAt> {
+        let Event::BatchStarted {
+            batch, of, canary, ..
+        } = e
+        else {
+            return None;
+        };
+        Some(BatchAt {
+            number: *batch,
+            of: *of,
+            canary: *canary,
+        })
+    }
 }
 
 /// What one attempt did beyond its hosts; each `run_started` begins a new one.
@@ -191,17 +206,8 @@ impl RunState {
                     .collect();
             }
             Event::GateChecked(g) => self.gate = Some(g.clone()),
-            Event::BatchStarted {
-                batch,
-                of,
-                canary,
-                hosts,
-            } => {
-                self.batch = Some(BatchAt {
-                    number: *batch,
-                    of: *of,
-                    canary: *canary,
-                });
+            Event::BatchStarted { hosts, .. } => {
+                self.batch = BatchAt::of(&e.event);
                 for h in hosts {
                     self.hosts.entry(h.clone()).or_default();
                 }
@@ -240,9 +246,8 @@ impl RunState {
             name,
             pattern,
             hosts,
-            batches,
-            forks,
             run_dir,
+            ..
         } = e
         else {
             return;
@@ -260,8 +265,6 @@ impl RunState {
             name: name.clone(),
             pattern: pattern.clone(),
             hosts: *hosts,
-            batches: *batches,
-            forks: *forks,
             run_dir: run_dir.clone(),
             started_ms: at,
         });

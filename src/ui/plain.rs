@@ -2,15 +2,13 @@
 //! codes, so that logs can be grepped and diffed; the recap at the end.
 
 use std::io::Write;
-use std::time::Duration;
 
 use crate::events::{Event, Stamped, StepStatus};
 use crate::state::RunState;
 use crate::ui::recap;
 use crate::ui::text::{
-    clean, deferred, duration, gate, halt_reason, halted, outcome_label, pause_started, plural,
-    reconnecting, resumed, status_label, step_label, timestamp, verify_failed, ABANDONING,
-    ABORTING,
+    clean, duration, halt_reason, outcome_label, plural, resumed, sentence, status_label,
+    step_label, timestamp,
 };
 use crate::ui::View;
 
@@ -138,29 +136,12 @@ fn run_lines(e: &Event, batches: usize) -> Vec<String> {
 /// The lines of what stops, pauses or holds back the run.
 fn stop_lines(e: &Event) -> Vec<String> {
     let line = match e {
-        Event::GateChecked(g) => gate(g),
         Event::Stopping { reason } => format!(
             "STOPPING: {}: no new host starts; hosts in flight finish",
             halt_reason(reason)
         ),
-        Event::Aborting => ABORTING.to_string(),
-        Event::Abandoning => ABANDONING.to_string(),
-        Event::Halted { reason, batch } => halted(reason, *batch),
-        Event::PauseStarted {
-            batch,
-            duration: wait,
-            verifying,
-            ..
-        } => pause_started(*batch, *wait, *verifying),
         Event::PauseFinished { batch } => format!("after batch {batch}: pause over"),
-        Event::Deferred {
-            batch,
-            of,
-            reason,
-            next_start_local,
-            ..
-        } => deferred(*batch, *of, reason, next_start_local.as_deref()),
-        _ => return Vec::new(),
+        _ => return sentence(e).into_iter().collect(),
     };
     vec![line]
 }
@@ -198,19 +179,7 @@ fn host_lines(e: &Event) -> Vec<String> {
             }
             line
         }
-        Event::Reconnecting {
-            host,
-            attempt,
-            of,
-            delay_ms,
-            error,
-        } => reconnecting(host, *attempt, *of, Duration::from_millis(*delay_ms), error),
-        Event::HostVerified {
-            host,
-            ok: false,
-            message,
-        } => verify_failed(host, message.as_deref()),
-        _ => return Vec::new(),
+        _ => return sentence(e).into_iter().collect(),
     };
     vec![line]
 }

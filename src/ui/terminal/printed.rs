@@ -2,13 +2,10 @@
 //! each host as it ends (collapsed to one line, or its failure with the failing steps and
 //! their stderr), and whatever stops, pauses or holds back the run.
 
-use std::time::Duration;
-
 use crate::events::{Event, Outcome, Stamped, StepStatus, Verdict};
 use crate::state::{HostEnd, RunState, StepFailure};
 use crate::ui::text::{
-    clean, deferred, duration, gate, halt_reason, halted, outcome_label, pause_started, plural,
-    reconnecting, resumed, step_label, verify_failed, ABANDONING, ABORTING,
+    clean, duration, halt_reason, outcome_label, plural, resumed, sentence, step_label,
 };
 
 /// Stderr lines shown under a failed host; the rest is in its log.
@@ -71,57 +68,27 @@ pub(super) fn printed(state: &RunState, e: &Stamped) -> Vec<Printed> {
 
 /// The line of an event told in one line, if it is shown.
 fn one(e: &Event) -> Option<Printed> {
-    let (tone, text) = match e {
-        Event::BatchStarted {
-            batch,
-            of,
-            canary,
-            hosts,
-        } => {
-            let kind = if *canary { " (canary)" } else { "" };
-            let n = hosts.len();
-            let text = format!("── batch {batch} of {of}{kind}: {n} host{}", plural(n));
-            (Tone::Dim, text)
+    if let Event::BatchStarted {
+        batch,
+        of,
+        canary,
+        hosts,
+    } = e
+    {
+        let kind = if *canary { " (canary)" } else { "" };
+        let n = hosts.len();
+        let text = format!("── batch {batch} of {of}{kind}: {n} host{}", plural(n));
+        return Some(Printed::new(Tone::Dim, text));
+    }
+    let text = sentence(e)?;
+    Some(match e {
+        Event::GateChecked(g) if g.verdict != Verdict::Skipped => Printed::new(Tone::Dim, text),
+        // What ends or holds back the run is marked, as in the header.
+        Event::Aborting | Event::Abandoning | Event::Halted { .. } | Event::Deferred { .. } => {
+            Printed::new(Tone::Loud, format!("■ {text}"))
         }
-        Event::Reconnecting {
-            host,
-            attempt,
-            of,
-            delay_ms,
-            error,
-        } => {
-            let delay = Duration::from_millis(*delay_ms);
-            (Tone::Loud, reconnecting(host, *attempt, *of, delay, error))
-        }
-        Event::Aborting => (Tone::Loud, format!("■ {ABORTING}")),
-        Event::Abandoning => (Tone::Loud, format!("■ {ABANDONING}")),
-        Event::Halted { reason, batch } => (Tone::Loud, format!("■ {}", halted(reason, *batch))),
-        Event::GateChecked(g) if g.verdict == Verdict::Skipped => (Tone::Loud, gate(g)),
-        Event::GateChecked(g) => (Tone::Dim, gate(g)),
-        Event::PauseStarted {
-            batch,
-            duration: wait,
-            verifying,
-            ..
-        } => (Tone::Loud, pause_started(*batch, *wait, *verifying)),
-        Event::HostVerified {
-            host,
-            ok: false,
-            message,
-        } => (Tone::Loud, verify_failed(host, message.as_deref())),
-        Event::Deferred {
-            batch,
-            of,
-            reason,
-            next_start_local,
-            ..
-        } => {
-            let text = deferred(*batch, *of, reason, next_start_local.as_deref());
-            (Tone::Loud, format!("■ {text}"))
-        }
-        _ => return None,
-    };
-    Some(Printed::new(tone, text))
+        _ => Printed::new(Tone::Loud, text),
+    })
 }
 
 /// A host that ended: one line when it is ok or skipped; otherwise where it failed, why,
