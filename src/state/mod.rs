@@ -234,7 +234,13 @@ impl RunState {
             | Event::Reconnecting { .. }
             | Event::BatchFinished { .. }
             | Event::HostVerified { .. } => {}
-            _ => self.attempt.apply(&e.event),
+            Event::Stopping { .. }
+            | Event::Aborting
+            | Event::Abandoning
+            | Event::Halted { .. }
+            | Event::PauseStarted { .. }
+            | Event::PauseFinished { .. }
+            | Event::Deferred { .. } => self.attempt.apply(&e.event),
         }
         self.last_at_ms = self.last_at_ms.max(at);
     }
