@@ -26,6 +26,7 @@ pub mod registered;
 pub mod schedule;
 pub mod secret;
 pub mod ssh;
+pub mod state;
 pub mod template;
 pub mod transport;
 pub mod ui;

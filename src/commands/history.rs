@@ -3,6 +3,7 @@
 use fleetup::exit::Exit;
 use fleetup::journal::read::{self, Summary};
 use fleetup::journal::{RunDir, RunRecord};
+use fleetup::state::RunState;
 use fleetup::ui;
 use fleetup::ui::history::Entry;
 
@@ -46,12 +47,22 @@ pub fn history(args: &HistoryArgs) -> Exit {
     Exit::Success
 }
 
-fn summarize(run: &RunDir) -> Result<(RunRecord, Summary), String> {
+/// A run's record and its events' state: one read of the journal, one fold.
+fn read_run(run: &RunDir) -> Result<(RunRecord, RunState), String> {
     let record = RunRecord::read(&run.path)?;
     let (events, _) = read::read_events(&run.events_path())
         .map_err(|e| format!("cannot read {}: {e}", run.events_path().display()))?;
+    Ok((record, RunState::of(&events)))
+}
+
+fn summary(run: &RunDir, record: &RunRecord, state: &RunState) -> Summary {
     let hosts = record.plan.iter().map(|b| b.hosts.len()).sum();
-    let summary = read::summary(&events, hosts, run.is_running());
+    Summary::of(state, hosts, run.is_running())
+}
+
+fn summarize(run: &RunDir) -> Result<(RunRecord, Summary), String> {
+    let (record, state) = read_run(run)?;
+    let summary = summary(run, &record, &state);
     Ok((record, summary))
 }
 
@@ -67,20 +78,20 @@ pub fn show(args: &ShowArgs) -> Exit {
     if let Some(host) = &args.host {
         return show_host(&run, host);
     }
-    let (record, summary) = match summarize(&run) {
+    let (record, state) = match read_run(&run) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return Exit::InvalidInput;
         }
     };
-    let (events, _) = read::read_events(&run.events_path()).unwrap_or_default();
+    let summary = summary(&run, &record, &state);
     let entry = Entry {
         record: &record,
         summary: &summary,
     };
     println!("{}", ui::history::heading(&entry));
-    print!("{}", ui::recap(&events));
+    print!("{}", ui::recap::render(&state));
     Exit::Success
 }
 

@@ -11,8 +11,10 @@
 //! the process running it holds a lock on it, so two processes never write one journal.
 
 mod log;
+mod past_run;
 pub mod read;
 mod record;
+mod summary;
 
 pub use log::EventLog;
 pub use record::RunRecord;

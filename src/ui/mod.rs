@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 
 use crate::events::Stamped;
 
-pub use recap::{recap, Recap};
+pub use recap::recap;
 
 /// A rendering of a run's events.
 pub trait View: Send {

@@ -4,18 +4,17 @@
 use std::io::Write;
 
 use crate::events::{Event, Stamped, StepStatus};
-use crate::ui::recap::Recap;
+use crate::state::RunState;
+use crate::ui::recap;
 use crate::ui::text::{
-    clean, deferred, duration, gate, halt_reason, outcome_label, pause_started, plural, resumed,
-    status_label, step_label, timestamp, verify_failed, ABANDONING, ABORTING,
+    clean, duration, halt_reason, outcome_label, plural, resumed, sentence, status_label,
+    step_label, timestamp,
 };
 use crate::ui::View;
 
 pub struct PlainView {
     out: Box<dyn Write + Send>,
-    recap: Recap,
-    /// `BatchFinished` does not repeat how many batches there are.
-    batches: usize,
+    state: RunState,
     recap_written: bool,
 }
 
@@ -23,8 +22,7 @@ impl PlainView {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         PlainView {
             out,
-            recap: Recap::default(),
-            batches: 0,
+            state: RunState::default(),
             recap_written: false,
         }
     }
@@ -34,7 +32,7 @@ impl PlainView {
             return;
         }
         self.recap_written = true;
-        let text = self.recap.render();
+        let text = recap::render(&self.state);
         let _ = writeln!(self.out);
         let _ = self.out.write_all(text.as_bytes());
         let _ = self.out.flush();
@@ -43,12 +41,11 @@ impl PlainView {
 
 impl View for PlainView {
     fn event(&mut self, e: &Stamped) {
-        self.recap.push(e);
-        if let Event::BatchStarted { of, .. } = &e.event {
-            self.batches = *of;
-        }
+        self.state.apply(e);
+        // `BatchFinished` does not repeat how many batches there are.
+        let batches = self.state.batch().map_or(0, |b| b.of);
         let ts = timestamp(e.at_ms);
-        for line in lines(&e.event, self.batches) {
+        for line in lines(&e.event, batches) {
             // A closed pipe must not stop the run: the journal still records everything.
             let _ = writeln!(self.out, "{ts} {line}");
         }
@@ -66,6 +63,20 @@ impl View for PlainView {
 /// The lines (without their timestamp) that tell one event.
 pub fn lines(e: &Event, batches: usize) -> Vec<String> {
     match e {
+        Event::StepStarted { .. } | Event::StepFinished { .. } | Event::StepOutput { .. } => {
+            step_lines(e)
+        }
+        Event::HostStarted { .. }
+        | Event::HostFinished { .. }
+        | Event::Reconnecting { .. }
+        | Event::HostVerified { .. } => host_lines(e),
+        _ => run_lines(e, batches),
+    }
+}
+
+/// The lines of the run's and its batches' events.
+fn run_lines(e: &Event, batches: usize) -> Vec<String> {
+    let line = match e {
         Event::RunStarted {
             run_id,
             playbook,
@@ -75,7 +86,7 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             batches,
             forks,
             run_dir,
-        } => vec![format!(
+        } => format!(
             "run {}: {} ({}) on `{}`: {hosts} host{} in {batches} batch{}, {forks} at once; logs in {}",
             clean(run_id),
             clean(name),
@@ -84,8 +95,8 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             plural(*hosts),
             if *batches == 1 { "" } else { "es" },
             clean(run_dir),
-        )],
-        Event::RunResumed(r) => resumed(r),
+        ),
+        Event::RunResumed(r) => return resumed(r),
         Event::BatchStarted {
             batch,
             of,
@@ -93,15 +104,89 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             hosts,
         } => {
             let names: Vec<_> = hosts.iter().map(|h| clean(h)).collect();
-            vec![format!(
+            format!(
                 "batch {batch}/{of}{}: started: {}",
                 if *canary { " (canary)" } else { "" },
                 names.join(" ")
-            )]
+            )
         }
+        Event::BatchFinished {
+            batch,
+            ok,
+            failed,
+            unreachable,
+        } => format!(
+            "batch {batch}/{batches}: finished: {ok} ok, {failed} failed, {unreachable} unreachable"
+        ),
+        Event::RunFinished {
+            duration: d,
+            untouched,
+            exit_code,
+        } => format!(
+            "run finished in {} with exit code {exit_code}; {} host{} never started",
+            duration(*d),
+            untouched.len(),
+            plural(untouched.len())
+        ),
+        _ => return stop_lines(e),
+    };
+    vec![line]
+}
+
+/// The lines of what stops, pauses or holds back the run.
+fn stop_lines(e: &Event) -> Vec<String> {
+    let line = match e {
+        Event::Stopping { reason } => format!(
+            "STOPPING: {}: no new host starts; hosts in flight finish",
+            halt_reason(reason)
+        ),
+        Event::PauseFinished { batch } => format!("after batch {batch}: pause over"),
+        _ => return sentence(e).into_iter().collect(),
+    };
+    vec![line]
+}
+
+/// The lines of a host's start and end, and of what happens to it between its steps.
+fn host_lines(e: &Event) -> Vec<String> {
+    let line = match e {
         Event::HostStarted { host, steps, .. } => {
-            vec![format!("{}: started ({steps} step{})", clean(host), plural(*steps))]
+            format!("{}: started ({steps} step{})", clean(host), plural(*steps))
         }
+        Event::HostFinished {
+            host,
+            outcome,
+            changed_steps,
+            duration: d,
+            failed_step,
+            message,
+            log,
+            ..
+        } => {
+            let mut line = format!("{}: {}", clean(host), outcome_label(*outcome));
+            if let Some(step) = failed_step {
+                line.push_str(&format!(" at \"{}\"", clean(step)));
+            }
+            line.push_str(&format!(
+                " ({changed_steps} step{} changed, {})",
+                plural(*changed_steps),
+                duration(*d)
+            ));
+            if let Some(m) = message {
+                line.push_str(&format!(": {}", clean(m)));
+            }
+            if outcome.is_failure() {
+                line.push_str(&format!("; log: {}", clean(log)));
+            }
+            line
+        }
+        _ => return sentence(e).into_iter().collect(),
+    };
+    vec![line]
+}
+
+/// The lines of a step's start and end; its output is in the host's log.
+fn step_lines(e: &Event) -> Vec<String> {
+    match e {
         Event::StepStarted {
             host,
             step,
@@ -146,101 +231,26 @@ pub fn lines(e: &Event, batches: usize) -> Vec<String> {
             let failed = matches!(status, StepStatus::Failed | StepStatus::Unreachable);
             // The reason in words if there is one, otherwise stderr's last line, which is
             // usually the error; the rest of stderr follows on its own lines.
-            let summary = message.as_deref().or(if failed { stderr_tail.last().map(String::as_str) } else { None });
+            let summary = message.as_deref().or(if failed {
+                stderr_tail.last().map(String::as_str)
+            } else {
+                None
+            });
             if let Some(s) = summary {
                 line.push_str(": ");
                 line.push_str(&clean(s));
             }
             let mut out = vec![line];
             if failed && (message.is_some() || stderr_tail.len() > 1) {
-                out.extend(stderr_tail.iter().map(|l| format!("{host}   stderr: {}", clean(l))));
+                out.extend(
+                    stderr_tail
+                        .iter()
+                        .map(|l| format!("{host}   stderr: {}", clean(l))),
+                );
             }
             out
         }
-        Event::HostFinished {
-            host,
-            outcome,
-            changed_steps,
-            duration: d,
-            failed_step,
-            message,
-            log,
-            ..
-        } => {
-            let mut line = format!("{}: {}", clean(host), outcome_label(*outcome));
-            if let Some(step) = failed_step {
-                line.push_str(&format!(" at \"{}\"", clean(step)));
-            }
-            line.push_str(&format!(
-                " ({changed_steps} step{} changed, {})",
-                plural(*changed_steps),
-                duration(*d)
-            ));
-            if let Some(m) = message {
-                line.push_str(&format!(": {}", clean(m)));
-            }
-            if outcome.is_failure() {
-                line.push_str(&format!("; log: {}", clean(log)));
-            }
-            vec![line]
-        }
-        Event::BatchFinished {
-            batch,
-            ok,
-            failed,
-            unreachable,
-        } => vec![format!(
-            "batch {batch}/{batches}: finished: {ok} ok, {failed} failed, {unreachable} unreachable"
-        )],
-        Event::Stopping { reason } => vec![format!(
-            "STOPPING: {}: no new host starts; hosts in flight finish",
-            halt_reason(reason)
-        )],
-        Event::Aborting => vec![ABORTING.to_string()],
-        Event::Abandoning => vec![ABANDONING.to_string()],
-        Event::StepOutput { .. } => vec![],
-        Event::Reconnecting {
-            host,
-            attempt,
-            of,
-            delay_ms,
-            error,
-        } => vec![format!(
-                "{}: connection lost after the point of no return ({}); reconnecting to roll back, attempt {attempt} of {of} in {}",
-                clean(host),
-                clean(error),
-                duration(std::time::Duration::from_millis(*delay_ms))
-            )],
-        Event::Halted { reason, batch } => {
-            vec![format!("HALTED after batch {batch}: {}", halt_reason(reason))]
-        }
-        Event::GateChecked(g) => vec![gate(g)],
-        Event::PauseStarted {
-            batch,
-            duration: wait,
-            verifying,
-            ..
-        } => vec![pause_started(*batch, *wait, *verifying)],
-        Event::HostVerified { ok: true, .. } => vec![],
-        Event::HostVerified { host, message, .. } => vec![verify_failed(host, message.as_deref())],
-        Event::PauseFinished { batch } => vec![format!("after batch {batch}: pause over")],
-        Event::Deferred {
-            batch,
-            of,
-            reason,
-            next_start_local,
-            ..
-        } => vec![deferred(*batch, *of, reason, next_start_local.as_deref())],
-        Event::RunFinished {
-            duration: d,
-            untouched,
-            exit_code,
-        } => vec![format!(
-            "run finished in {} with exit code {exit_code}; {} host{} never started",
-            duration(*d),
-            untouched.len(),
-            plural(untouched.len())
-        )],
+        _ => Vec::new(),
     }
 }
 

@@ -24,8 +24,16 @@ pub struct Outlook {
 /// The plan for people; with `verbose`, every host's steps as they will run.
 pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
     let mut out = String::new();
+    rollout(play, &mut out);
+    staging(outlook, &mut out);
+    let _ = writeln!(out);
+    batches(play, verbose, outlook, &mut out);
+    out
+}
+
+/// What runs where, and how the rollout goes.
+fn rollout(play: &Play, out: &mut String) {
     let r = &play.rollout;
-    let batches = &play.plan.batches;
     let _ = writeln!(
         out,
         "playbook  {} ({})",
@@ -69,6 +77,10 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
         };
         let _ = writeln!(out, "pauses    {} · {verify}", pauses.join(" · "));
     }
+}
+
+/// The promotion gate, the maintenance windows and how long a host takes.
+fn staging(outlook: &Outlook, out: &mut String) {
     if let Some(gate) = &outlook.gate {
         let _ = writeln!(out, "gate      {gate}");
     }
@@ -92,7 +104,11 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
         );
         let _ = writeln!(out, "estimate  {per_host}");
     }
-    let _ = writeln!(out);
+}
+
+/// A line per batch, and with `verbose` its hosts' steps.
+fn batches(play: &Play, verbose: bool, outlook: &Outlook, out: &mut String) {
+    let batches = &play.plan.batches;
     let width = batches.len().to_string().len();
     let label = |i: usize| {
         let kind = match (batches[i].canary, batches[i].staged) {
@@ -119,19 +135,23 @@ pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
             batch.hosts.join(" ")
         );
         if verbose {
-            for name in &batch.hosts {
-                let Some(host) = play.host(name) else {
-                    continue;
-                };
-                let _ = writeln!(out, "    {name}");
-                for (n, step) in play.playbook.preview(host).iter().enumerate() {
-                    let step = play.redactor.text(step).replace('\n', "\n          ");
-                    let _ = writeln!(out, "      {:>2}. {step}", n + 1);
-                }
-            }
+            steps(play, &batch.hosts, out);
         }
     }
-    out
+}
+
+/// Each host's steps as they will run.
+fn steps(play: &Play, hosts: &[String], out: &mut String) {
+    for name in hosts {
+        let Some(host) = play.host(name) else {
+            continue;
+        };
+        let _ = writeln!(out, "    {name}");
+        for (n, step) in play.playbook.preview(host).iter().enumerate() {
+            let step = play.redactor.text(step).replace('\n', "\n          ");
+            let _ = writeln!(out, "      {:>2}. {step}", n + 1);
+        }
+    }
 }
 
 fn pause_words(p: Option<crate::playbook::Pause>) -> Option<String> {

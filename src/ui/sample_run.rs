@@ -70,6 +70,14 @@ pub fn host_finished(
 }
 
 pub fn run() -> Vec<Stamped> {
+    let mut events = canary();
+    events.extend(failing_batch());
+    events.extend(halt());
+    events
+}
+
+/// The run starts, and its canary succeeds.
+fn canary() -> Vec<Stamped> {
     use StepStatus::*;
     vec![
         at(
@@ -122,6 +130,12 @@ pub fn run() -> Vec<Stamped> {
                 unreachable: 0,
             },
         ),
+    ]
+}
+
+/// One host of the second batch fails with stderr; the other is skipped.
+fn failing_batch() -> Vec<Stamped> {
+    vec![
         at(
             4,
             Event::BatchStarted {
@@ -154,7 +168,7 @@ pub fn run() -> Vec<Stamped> {
                 "prod-03",
                 2,
                 "pull the new image",
-                Failed,
+                StepStatus::Failed,
                 1,
                 300,
                 &["\x1b[31mmanifest unknown\x1b[0m"],
@@ -174,6 +188,12 @@ pub fn run() -> Vec<Stamped> {
                 unreachable: 0,
             },
         ),
+    ]
+}
+
+/// The run halts, with a host never started.
+fn halt() -> Vec<Stamped> {
+    vec![
         at(
             6,
             Event::Halted {

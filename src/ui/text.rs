@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::events::{GateVerdict, HaltReason, Outcome, Resumed, StepStatus, Verdict};
+use crate::events::{Event, GateVerdict, HaltReason, Outcome, Resumed, StepStatus, Verdict};
 use crate::schedule::Deferral;
 
 /// `s` made safe to print on one line: host names come from inventories and stderr from
@@ -306,6 +306,59 @@ pub fn outcome_label(o: Outcome) -> String {
     } else {
         o.label().to_string()
     }
+}
+
+/// The sentence every run view tells `e` with, for the events they all tell alike (the
+/// gate, halts, aborts, pauses and failed verifications, deferrals, lost connections);
+/// `None` for the others, which each view tells its own way.
+pub fn sentence(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::GateChecked(g) => gate(g),
+        Event::Aborting => ABORTING.to_string(),
+        Event::Abandoning => ABANDONING.to_string(),
+        Event::Halted { reason, batch } => halted(reason, *batch),
+        Event::PauseStarted {
+            batch,
+            duration: wait,
+            verifying,
+            ..
+        } => pause_started(*batch, *wait, *verifying),
+        Event::HostVerified {
+            host,
+            ok: false,
+            message,
+        } => verify_failed(host, message.as_deref()),
+        Event::Deferred {
+            batch,
+            of,
+            reason,
+            next_start_local,
+            ..
+        } => deferred(*batch, *of, reason, next_start_local.as_deref()),
+        Event::Reconnecting {
+            host,
+            attempt,
+            of,
+            delay_ms,
+            error,
+        } => reconnecting(host, *attempt, *of, Duration::from_millis(*delay_ms), error),
+        _ => return None,
+    })
+}
+
+/// A halt, after the batch it followed.
+fn halted(reason: &HaltReason, batch: usize) -> String {
+    format!("HALTED after batch {batch}: {}", halt_reason(reason))
+}
+
+/// A connection lost past the point of no return, and the attempt to reconnect.
+fn reconnecting(host: &str, attempt: u32, of: u32, delay: Duration, error: &str) -> String {
+    format!(
+        "{}: connection lost after the point of no return ({}); reconnecting to roll back, attempt {attempt} of {of} in {}",
+        clean(host),
+        clean(error),
+        duration(delay)
+    )
 }
 
 /// The second Ctrl-C, as the views say it.
