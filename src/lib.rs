@@ -21,6 +21,7 @@ pub mod open_files;
 pub mod plan;
 pub mod play;
 pub mod playbook;
+pub mod resume;
 pub mod schedule;
 pub mod secret;
 pub mod ssh;
