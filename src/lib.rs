@@ -25,6 +25,7 @@ pub mod resume;
 pub mod schedule;
 pub mod secret;
 pub mod ssh;
+pub mod staging;
 pub mod template;
 pub mod transport;
 pub mod ui;
