@@ -243,6 +243,36 @@ mod tests {
     }
 
     #[test]
+    fn a_deferral_is_journaled_with_when_it_could_start() {
+        let at: Timestamp = "2026-12-04T09:00:00Z".parse().unwrap();
+        let deferred = Deferred {
+            batch: 2,
+            of: 3,
+            reason: Deferral::NoWait {
+                windows: "daily 09:00-10:00 UTC".into(),
+            },
+            estimate: None,
+            next: Some((at, "Fri 2026-12-04 09:00 UTC".into())),
+        };
+        let Event::Deferred {
+            batch,
+            of,
+            next_start,
+            next_start_local,
+            ..
+        } = deferred.event()
+        else {
+            panic!("a deferred event");
+        };
+        assert_eq!((batch, of), (2, 3));
+        assert_eq!(next_start.as_deref(), Some("2026-12-04T09:00:00Z"));
+        assert_eq!(
+            next_start_local.as_deref(),
+            Some("Fri 2026-12-04 09:00 UTC")
+        );
+    }
+
+    #[test]
     fn a_shifted_clock_is_a_rehearsal() {
         assert_eq!(rehearsal(&Clock::system()), None);
         let at: Timestamp = "2026-12-05T01:58:00Z".parse().unwrap();
