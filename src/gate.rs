@@ -1,6 +1,7 @@
 //! The promotion gate: production runs only what staging has run, healthy, for the soak
-//! time. Pure: the journal's past runs and the staged hosts' live state in, a verdict out,
-//! so that what lets a version into production is proven in tests.
+//! time. Pure: the journal's past runs and the staged hosts' live state in, a typed
+//! judgement out, so that what lets a version into production is proven in tests. The
+//! judgement in words is `ui::gate`'s.
 
 use std::time::Duration;
 
@@ -8,7 +9,6 @@ use crate::events::{GateVerdict, Verdict};
 use crate::journal::read::PastRun;
 use crate::play::Play;
 use crate::template::Templates;
-use crate::ui::text::{duration, plural};
 
 /// A host of the staged group and the version the run takes it to (the playbook's
 /// `audit.to`, rendered for it).
@@ -42,6 +42,8 @@ pub struct Check {
     pub staged: Vec<Staged>,
     /// `None`: every host of the run is staged, the gate does not apply.
     pub evidence: Option<Evidence>,
+    /// When the journal was read: the evidence's ages count from then.
+    pub now_ms: u64,
 }
 
 impl Check {
@@ -67,6 +69,7 @@ impl Check {
             soak: gate.soak.0,
             staged,
             evidence,
+            now_ms,
         })
     }
 
@@ -78,41 +81,92 @@ impl Check {
         targets.join(", ")
     }
 
-    /// The journal's side in words.
-    pub fn describe(&self, now_ms: u64) -> String {
-        match &self.evidence {
-            None => format!("every host of the run is in `{}`", self.group),
-            Some(e) => describe(&self.group, &self.target(), self.soak, e, now_ms),
-        }
+    /// Whether the journal lets the run through as far as it tells (the staged hosts are
+    /// still checked live): the plan says so before the run.
+    pub fn soaked(&self) -> bool {
+        matches!(self.evidence, Some(Evidence::Soaked { .. }))
     }
 
-    /// The verdict to record, with `problems` (none when it passed).
-    pub fn verdict(&self, problems: &[String], skipped: bool, now_ms: u64) -> GateVerdict {
-        let runs = match &self.evidence {
+    /// Whether the staged hosts must be checked live before the verdict: the journal says
+    /// they soaked, and `--skip-gate` (`skip`) does not waive the check.
+    pub fn wants_live(&self, skip: bool) -> bool {
+        self.soaked() && !skip
+    }
+
+    /// The verdict, from the journal and the staged hosts' `live` state (read only when
+    /// [`Check::wants_live`]). With `skip`, what would refuse the run is overridden.
+    pub fn judge(self, live: &[(String, Live)], skip: bool) -> Judgement {
+        let objections = match &self.evidence {
+            None => Vec::new(),
+            Some(Evidence::Soaked { .. }) if !skip => live_problems(&self.staged, live),
+            Some(Evidence::Soaked { .. }) => vec![Objection::NotCheckedLive],
+            Some(_) => vec![Objection::NotSoaked],
+        };
+        let verdict = if self.evidence.is_none() {
+            Verdict::NotRequired
+        } else if objections.is_empty() {
+            Verdict::Passed
+        } else if skip {
+            Verdict::Skipped
+        } else {
+            Verdict::Refused
+        };
+        Judgement {
+            check: self,
+            verdict,
+            objections,
+        }
+    }
+}
+
+/// What stands between the run and the gate's consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Objection {
+    /// The journal does not show the group at its target for the soak time (the check's
+    /// evidence says what it shows).
+    NotSoaked,
+    /// `--skip-gate`: the staged hosts were not checked live.
+    NotCheckedLive,
+    /// A staged host the live check did not reach.
+    NotChecked { host: String },
+    /// A staged host whose pre-flight or verification failed, and why.
+    Unhealthy { host: String, why: String },
+    /// A staged host that is healthy but did not tell its version.
+    VersionUnknown { host: String },
+    /// A staged host at another version than its target (`version` empty: it said none).
+    OtherVersion {
+        host: String,
+        version: String,
+        target: String,
+    },
+}
+
+/// The gate's decision on a run.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    pub check: Check,
+    pub verdict: Verdict,
+    /// Empty when it passed or was not required.
+    pub objections: Vec<Objection>,
+}
+
+impl Judgement {
+    /// Whether the run may start (passed, not required, or skipped).
+    pub fn allows(&self) -> bool {
+        self.verdict != Verdict::Refused
+    }
+
+    /// The verdict as the journal and the events keep it, with `detail`, the judgement
+    /// in words.
+    pub fn record(&self, detail: String) -> GateVerdict {
+        let runs = match &self.check.evidence {
             Some(Evidence::Soaked { runs, .. } | Evidence::Soaking { runs, .. }) => runs.clone(),
             _ => Vec::new(),
         };
-        let (verdict, detail) = if self.evidence.is_none() {
-            (Verdict::NotRequired, self.describe(now_ms))
-        } else if problems.is_empty() {
-            (
-                Verdict::Passed,
-                format!("{}; its hosts are healthy at it now", self.describe(now_ms)),
-            )
-        } else {
-            (
-                if skipped {
-                    Verdict::Skipped
-                } else {
-                    Verdict::Refused
-                },
-                problems.join("; "),
-            )
-        };
         GateVerdict {
-            require_staged: self.group.clone(),
-            soak: self.soak,
-            verdict,
+            require_staged: self.check.group.clone(),
+            soak: self.check.soak,
+            verdict: self.verdict,
             detail,
             runs,
         }
@@ -185,73 +239,51 @@ pub fn evidence(staged: &[Staged], runs: &[PastRun], soak: Duration, now_ms: u64
     }
 }
 
-/// A staged host's live check: its version now (the playbook's `audit.from` after its
-/// pre-flight), or why the pre-flight or the verification failed.
-pub type Live = Result<String, String>;
+/// A staged host's live check: its pre-flight and `verify:` steps, then its version (the
+/// playbook's `audit.from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// Healthy, at this version.
+    At(String),
+    /// Healthy, but it told no version.
+    VersionUnknown,
+    /// The pre-flight or the verification failed, for this reason.
+    Unhealthy(String),
+}
 
 /// What is wrong with the staged hosts now: each one not healthy or not at its target.
-pub fn live_problems(staged: &[Staged], live: &[(String, Live)]) -> Vec<String> {
+pub fn live_problems(staged: &[Staged], live: &[(String, Live)]) -> Vec<Objection> {
     let mut problems = Vec::new();
     for s in staged {
+        let host = s.host.clone();
         match live.iter().find(|(h, _)| *h == s.host).map(|(_, l)| l) {
-            None => problems.push(format!("{} was not checked", s.host)),
-            Some(Err(why)) => problems.push(format!("{} is not healthy now: {why}", s.host)),
-            Some(Ok(version)) if version.trim() != s.target => problems.push(format!(
-                "{} runs {} now, not {}",
-                s.host,
-                if version.trim().is_empty() {
-                    "an unknown version"
-                } else {
-                    version.trim()
-                },
-                s.target
-            )),
-            Some(Ok(_)) => {}
+            None => problems.push(Objection::NotChecked { host }),
+            Some(Live::Unhealthy(why)) => problems.push(Objection::Unhealthy {
+                host,
+                why: why.clone(),
+            }),
+            Some(Live::VersionUnknown) => problems.push(Objection::VersionUnknown { host }),
+            Some(Live::At(version)) if version.trim() != s.target => {
+                problems.push(Objection::OtherVersion {
+                    host,
+                    version: version.trim().to_string(),
+                    target: s.target.clone(),
+                })
+            }
+            Some(Live::At(_)) => {}
         }
     }
     problems
 }
 
-/// The journal's evidence in words, for the refusal or the record.
-pub fn describe(group: &str, target: &str, soak: Duration, e: &Evidence, now_ms: u64) -> String {
-    let ago = |since: u64| duration(Duration::from_millis(now_ms.saturating_sub(since)));
-    match e {
-        Evidence::Soaked { since_ms, runs } => format!(
-            "`{group}` has run {target} for {} (run{} {})",
-            ago(*since_ms),
-            plural(runs.len()),
-            runs.join(", ")
-        ),
-        Evidence::Soaking {
-            since_ms,
-            left,
-            runs,
-        } => format!(
-            "`{group}` has run {target} for only {} (run{} {}); the soak is {}: {} left",
-            ago(*since_ms),
-            plural(runs.len()),
-            runs.join(", "),
-            duration(soak),
-            duration(*left)
-        ),
-        Evidence::Missing { hosts } if hosts.is_empty() => {
-            format!("`{group}` has no hosts in the inventory: nothing was staged")
-        }
-        Evidence::Missing { hosts } => format!(
-            "no successful run took {} of `{group}` to {target}",
-            hosts.join(", ")
-        ),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::journal::read::Finish;
 
     const HOUR: u64 = 3_600_000;
 
-    fn staged() -> Vec<Staged> {
+    pub(crate) fn staged() -> Vec<Staged> {
         ["stg-1", "stg-2"]
             .iter()
             .map(|h| Staged {
@@ -328,10 +360,6 @@ mod tests {
         let runs = [run("r1", "v4.66.1", &[("stg-1", HOUR, true)])];
         let e = evidence(&[], &runs, Duration::ZERO, 100 * HOUR);
         assert_eq!(e, Evidence::Missing { hosts: vec![] });
-        assert_eq!(
-            describe("staging", "", Duration::ZERO, &e, 0),
-            "`staging` has no hosts in the inventory: nothing was staged"
-        );
     }
 
     #[test]
@@ -344,30 +372,111 @@ mod tests {
                 hosts: vec!["stg-2".into()]
             }
         );
-        assert_eq!(
-            describe("staging", "v4.66.1", Duration::ZERO, &e, 2 * HOUR),
-            "no successful run took stg-2 of `staging` to v4.66.1"
-        );
+    }
+
+    /// stg-2 healthy but a version behind.
+    pub(crate) fn one_behind() -> Vec<(String, Live)> {
+        vec![
+            ("stg-1".to_string(), Live::At("v4.66.1".to_string())),
+            ("stg-2".to_string(), Live::At("v4.66.0".to_string())),
+        ]
+    }
+
+    /// stg-1 at its target (as a host prints it, with a newline), stg-2 unhealthy.
+    pub(crate) fn one_unhealthy() -> Vec<(String, Live)> {
+        vec![
+            ("stg-1".to_string(), Live::At("v4.66.1\n".to_string())),
+            ("stg-2".to_string(), Live::Unhealthy("health: rc 22".into())),
+        ]
     }
 
     #[test]
     fn staged_hosts_must_be_healthy_at_the_target_now() {
-        let live = vec![
-            ("stg-1".to_string(), Ok("v4.66.1".to_string())),
-            ("stg-2".to_string(), Ok("v4.66.0".to_string())),
-        ];
+        assert_eq!(
+            live_problems(&staged(), &one_behind()),
+            vec![Objection::OtherVersion {
+                host: "stg-2".into(),
+                version: "v4.66.0".into(),
+                target: "v4.66.1".into()
+            }]
+        );
+        let live = one_unhealthy();
         assert_eq!(
             live_problems(&staged(), &live),
-            vec!["stg-2 runs v4.66.0 now, not v4.66.1".to_string()]
+            vec![Objection::Unhealthy {
+                host: "stg-2".into(),
+                why: "health: rc 22".into()
+            }]
         );
-        let live = vec![
-            ("stg-1".to_string(), Ok("v4.66.1\n".to_string())),
-            ("stg-2".to_string(), Err("health: rc 22".to_string())),
-        ];
         assert_eq!(
-            live_problems(&staged(), &live),
-            vec!["stg-2 is not healthy now: health: rc 22".to_string()]
+            live_problems(&staged(), &live[..1]),
+            vec![Objection::NotChecked {
+                host: "stg-2".into()
+            }]
         );
+    }
+
+    /// A gate of `staging` for a 1-hour soak, judged at 10 h.
+    pub(crate) fn check(evidence: Option<Evidence>) -> Check {
+        Check {
+            group: "staging".into(),
+            soak: Duration::from_secs(3600),
+            staged: staged(),
+            evidence,
+            now_ms: 10 * HOUR,
+        }
+    }
+
+    fn soaked() -> Option<Evidence> {
+        Some(Evidence::Soaked {
+            since_ms: HOUR,
+            runs: vec!["r1".into()],
+        })
+    }
+
+    fn healthy() -> Vec<(String, Live)> {
+        staged()
+            .into_iter()
+            .map(|s| (s.host, Live::At(s.target)))
+            .collect()
+    }
+
+    #[test]
+    fn a_soaked_group_passes_only_when_healthy_at_its_target_now() {
+        assert!(check(soaked()).wants_live(false));
+        let passed = check(soaked()).judge(&healthy(), false);
+        assert_eq!(
+            (passed.verdict, passed.objections.len()),
+            (Verdict::Passed, 0)
+        );
+        assert_eq!(passed.record(String::new()).runs, vec!["r1".to_string()]);
+        let refused = check(soaked()).judge(&healthy()[..1], false);
+        assert_eq!(refused.verdict, Verdict::Refused);
+        assert!(!refused.allows());
+    }
+
+    #[test]
+    fn skipping_the_gate_skips_its_live_check_and_overrides_a_refusal() {
+        assert!(!check(soaked()).wants_live(true));
+        let skipped = check(soaked()).judge(&[], true);
+        assert_eq!(skipped.verdict, Verdict::Skipped);
+        assert_eq!(skipped.objections, vec![Objection::NotCheckedLive]);
+        let missing = Some(Evidence::Missing {
+            hosts: vec!["stg-1".into()],
+        });
+        let refused = check(missing.clone()).judge(&[], false);
+        assert_eq!(refused.verdict, Verdict::Refused);
+        assert_eq!(refused.objections, vec![Objection::NotSoaked]);
+        let skipped = check(missing).judge(&[], true);
+        assert!(skipped.allows());
+        assert_eq!(skipped.verdict, Verdict::Skipped);
+    }
+
+    #[test]
+    fn a_run_of_the_staged_group_alone_needs_no_consent() {
+        let j = check(None).judge(&[], false);
+        assert_eq!(j.verdict, Verdict::NotRequired);
+        assert!(j.record(String::new()).runs.is_empty());
     }
 
     #[test]

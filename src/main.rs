@@ -1,5 +1,5 @@
 //! The `fleetup` command: parses the command line and dispatches to one function per
-//! command; each returns the exit code.
+//! command; each returns the exit code, or the error that stopped it, printed here once.
 
 mod cli;
 mod commands;
@@ -24,14 +24,20 @@ fn main() -> ExitCode {
             .into();
         }
     };
-    match cli.command {
+    let done = match cli.command {
         cli::Command::Plan(args) => commands::plan(&args),
         cli::Command::Check(args) => commands::check(&args),
         cli::Command::Run(args) => commands::run(&args),
         cli::Command::Status(args) => commands::status(&args),
-        cli::Command::History(args) => commands::history(&args),
-        cli::Command::Show(args) => commands::show(&args),
+        cli::Command::History(args) => Ok(commands::history(&args)),
+        cli::Command::Show(args) => Ok(commands::show(&args)),
         cli::Command::Exec(args) => commands::exec(&args),
+    };
+    match done {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit().into()
+        }
     }
-    .into()
 }

@@ -1,15 +1,21 @@
-//! One function per command. Each turns its arguments into the library's inputs, runs it,
-//! prints the outcome and returns the exit code; nothing else decides exit codes.
+//! One function per command. Each turns its arguments into the library's inputs, calls
+//! it, shows the outcome and returns the exit code, or the error that stopped it for
+//! `main` to print (see `CliError::exit`); nothing else decides exit codes.
 
-use fleetup::diagnostic::{Diagnostic, Diagnostics};
+use fleetup::diagnostic::Diagnostic;
 use fleetup::exit::Exit;
 use fleetup::play::{self, Play};
+use fleetup::staging;
 use fleetup::ui;
 use fleetup::ui::text::plural;
 
+mod error;
 mod history;
 mod run;
+mod session;
 mod staged;
+
+pub use error::CliError;
 
 use std::path::PathBuf;
 
@@ -20,41 +26,29 @@ use fleetup::clock::Clock;
 
 use crate::cli::{CheckArgs, OutputFormat, PlanArgs, StagingArgs, StatusArgs};
 
-pub fn plan(args: &PlanArgs) -> Exit {
-    let play = match prepare(&args.play.inputs(&args.rollout, &args.staging)) {
-        Ok(play) => play,
-        Err(exit) => return exit,
-    };
-    let clock = match clock() {
-        Ok(clock) => clock,
-        Err(exit) => return exit,
-    };
+pub fn plan(args: &PlanArgs) -> Result<Exit, CliError> {
+    let play = prepare(&args.play.inputs(&args.rollout, &args.staging))?;
+    let clock = clock()?;
     let state_dir = args
         .state_dir
         .clone()
         .unwrap_or_else(|| run::default_state_dir(&args.play.inventory));
     let runs = staged::past_runs(&play, &state_dir);
-    let outlook = staged::outlook(&play, &runs, &clock);
+    let outlook = ui::staging::outlook(&staging::outlook(&play, &runs, clock.now()));
     match args.output {
         OutputFormat::Text => print!("{}", ui::plan::text(&play, args.verbose, &outlook)),
         OutputFormat::Json => println!("{}", ui::plan::json(&play, &outlook)),
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// The clock windows and the gate read: `FLEETUP_NOW` rehearses another instant.
-fn clock() -> Result<Clock, Exit> {
-    Clock::from_env().map_err(|m| {
-        eprintln!("error: {m}; nothing was contacted.");
-        Exit::InvalidInput
-    })
+fn clock() -> Result<Clock, CliError> {
+    Clock::from_env().map_err(CliError::Clock)
 }
 
-pub fn check(args: &CheckArgs) -> Exit {
-    let play = match prepare(&args.play.inputs(&args.rollout, &StagingArgs::default())) {
-        Ok(play) => play,
-        Err(exit) => return exit,
-    };
+pub fn check(args: &CheckArgs) -> Result<Exit, CliError> {
+    let play = prepare(&args.play.inputs(&args.rollout, &StagingArgs::default()))?;
     let contact = !args.offline && play.playbook.preflight_len > 0;
     println!(
         "ok: {} is valid for {} host{} in {} batch{}",
@@ -70,7 +64,7 @@ pub fn check(args: &CheckArgs) -> Exit {
     );
     if !contact {
         println!("nothing was contacted");
-        return Exit::Success;
+        return Ok(Exit::Success);
     }
     let state_dir = args
         .state_dir
@@ -88,7 +82,7 @@ const BUILTIN_FILES: &[(&str, &str)] = &[(
     include_str!("../../playbooks/simplelogin-facts.yml"),
 )];
 
-pub fn status(args: &StatusArgs) -> Exit {
+pub fn status(args: &StatusArgs) -> Result<Exit, CliError> {
     let inputs = PlayInputs {
         inventories: args.inventory.inventories.clone(),
         playbook: args
@@ -106,10 +100,7 @@ pub fn status(args: &StatusArgs) -> Exit {
         },
         ..Default::default()
     };
-    let play = match prepare(&inputs) {
-        Ok(play) => play,
-        Err(exit) => return exit,
-    };
+    let play = prepare(&inputs)?;
     let state_dir = args
         .state_dir
         .clone()
@@ -120,31 +111,15 @@ pub fn status(args: &StatusArgs) -> Exit {
 pub use history::{history, show};
 pub use run::{exec, run};
 
-/// Prepares the play, printing warnings, or the input errors and the exit code for them.
-pub(crate) fn prepare(inputs: &play::PlayInputs) -> Result<Play, Exit> {
-    match play::prepare(inputs) {
-        Ok(play) => {
-            print_warnings(&play.warnings);
-            Ok(play)
-        }
-        Err(errors) => Err(invalid_input(&errors)),
-    }
+/// Prepares the play, printing its warnings.
+pub(crate) fn prepare(inputs: &play::PlayInputs) -> Result<Play, CliError> {
+    let play = play::prepare(inputs)?;
+    print_warnings(&play.warnings);
+    Ok(play)
 }
 
 pub(crate) fn print_warnings(warnings: &[Diagnostic]) {
     for w in warnings {
         eprintln!("warning: {w}");
     }
-}
-
-pub(crate) fn invalid_input(errors: &Diagnostics) -> Exit {
-    for e in &errors.0 {
-        eprintln!("error: {e}");
-    }
-    eprintln!(
-        "{} problem{} in the input; nothing was contacted and no host was changed.",
-        errors.0.len(),
-        plural(errors.0.len())
-    );
-    Exit::InvalidInput
 }

@@ -3,12 +3,14 @@
 //! decides alone how to show them.
 
 pub mod exec;
+pub mod gate;
 pub mod history;
 pub mod json;
 pub mod plain;
 pub mod plan;
 pub mod preflight;
 pub mod recap;
+pub mod staging;
 pub mod terminal;
 pub mod text;
 

@@ -1,0 +1,284 @@
+//! What every command that contacts hosts shares: a session holds the transport, the
+//! run's directory, the async runtime and the operator's way to stop, and runs the engine
+//! with its events shown. `run` and `staged` both use it; neither uses the other.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use fleetup::connect::Transport;
+use fleetup::engine::{self, Control, Emitter, Job, JobOptions, PreflightResult, Reconnect};
+use fleetup::events::{Event, HaltReason, Stamped};
+use fleetup::exit::Exit;
+use fleetup::journal::{EventLog, RunDir, RunRecord};
+use fleetup::play::Play;
+use fleetup::secret::Redactor;
+use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
+use fleetup::ui::{self, ViewFormat};
+
+use super::CliError;
+use crate::cli::{ConnectionArgs, HostKeyChecking, OutputFormat};
+
+pub(super) fn create_run_dir(state_dir: &Path) -> Result<RunDir, CliError> {
+    RunDir::create(state_dir).map_err(|source| CliError::RunDir {
+        dir: state_dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Keeps the run's inputs (`run.json` and its playbook) in its directory, for a resume.
+pub(super) fn write_record(
+    run_dir: &RunDir,
+    record: &RunRecord,
+    play: &Play,
+) -> Result<(), CliError> {
+    let written = record.write(&run_dir.path).and_then(|()| {
+        // A secret written in the playbook's vars stays out of the journal's copy.
+        fleetup::journal::write_atomically(
+            &run_dir.path.join("playbook.yml"),
+            play.redactor.text(&play.playbook.text).as_bytes(),
+        )
+    });
+    written.map_err(|source| CliError::Record {
+        dir: run_dir.path.clone(),
+        source,
+    })
+}
+
+/// What every command that contacts hosts needs: the transport, a run directory for the
+/// hosts' logs, an async runtime, and the operator's way to stop it.
+pub(crate) struct Session {
+    transport: Transport,
+    pub(super) run_dir: RunDir,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) options: JobOptions,
+    control: Control,
+    /// Ends fleetup on Ctrl-C while it waits before the run (see `exit_on_signal`).
+    guard: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The open-file limit, raised at start, and the most hosts at once it allows.
+    open_files: u64,
+    max_forks: usize,
+    /// Whether forks was clamped and said so already (the pre-flight and the run both
+    /// ask).
+    clamped: std::sync::atomic::AtomicBool,
+}
+
+impl Session {
+    pub(super) fn start(connection: &ConnectionArgs, run_dir: RunDir) -> Result<Session, CliError> {
+        if connection.host_key_checking == HostKeyChecking::Off {
+            eprintln!("warning: host key checking is switched off: host keys are NOT verified, so anyone between you and your hosts can impersonate them");
+        }
+        let transport = Transport::new(ssh_options(connection))?;
+        let open_files = fleetup::open_files::raise_open_files();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(CliError::Runtime)?;
+        let options = JobOptions {
+            connect_timeout: Duration::from_secs(connection.connect_timeout),
+            reconnect: Reconnect {
+                attempts: connection.reconnect_attempts,
+                delay: Duration::from_secs_f64(connection.reconnect_delay),
+            },
+            ..Default::default()
+        };
+        Ok(Session {
+            transport,
+            run_dir,
+            runtime,
+            options,
+            control: Control::default(),
+            guard: std::sync::Mutex::new(None),
+            open_files,
+            max_forks: fleetup::open_files::max_forks(open_files),
+            clamped: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// `spec` with at most as many hosts at once as the open-file limit allows: a run
+    /// that would run out of descriptors half-way through a batch is slowed, not broken.
+    fn within_limits<'a>(&self, spec: &Job<'a>) -> Job<'a> {
+        let mut spec = *spec;
+        if spec.forks > self.max_forks {
+            if !self
+                .clamped
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                eprintln!(
+                    "warning: forks {} needs more open files than the limit of {} allows: running {} hosts at once (raise the hard limit, `ulimit -Hn`, to run more)",
+                    spec.forks, self.open_files, self.max_forks
+                );
+            }
+            spec.forks = self.max_forks;
+        }
+        spec
+    }
+
+    /// From now until the engine starts (a wait for the window, the pre-flight, the
+    /// confirmation), Ctrl-C or SIGTERM ends fleetup with exit 99: no host has changed
+    /// yet. Once a handler is installed the signals' default action is gone, so one must
+    /// listen all along, not only during the wait.
+    pub(super) fn exit_on_signal(&self) {
+        let guard = self.runtime.spawn(async {
+            let Some(mut stop) = StopSignals::new() else {
+                return;
+            };
+            stop.next().await;
+            eprintln!("\ninterrupted before the run started: no host was changed.");
+            std::process::exit(Exit::Interrupted.code().into());
+        });
+        if let Ok(mut slot) = self.guard.lock() {
+            *slot = Some(guard.abort_handle());
+        }
+    }
+
+    /// A session for commands that only keep the hosts' logs (check, status, exec).
+    pub(super) fn in_new_dir(
+        connection: &ConnectionArgs,
+        state_dir: &Path,
+        redactor: Arc<Redactor>,
+    ) -> Result<Session, CliError> {
+        Session::start(connection, create_run_dir(state_dir)?.redacting(redactor))
+    }
+
+    pub(super) fn preflight(&self, spec: &Job<'_>) -> Vec<PreflightResult> {
+        self.runtime.block_on(engine::preflight(
+            &self.within_limits(spec),
+            &self.transport,
+            &self.run_dir,
+            &self.options,
+            &self.control,
+        ))
+    }
+
+    /// Keeps a note in the run directory (what was decided before the run, and why).
+    pub(super) fn record(&self, name: &str, text: &str) {
+        if let Err(e) = std::fs::write(self.run_dir.path.join(name), text) {
+            eprintln!(
+                "warning: cannot record {name} in {}: {e}",
+                self.run_dir.path.display()
+            );
+        }
+    }
+
+    /// Runs the engine with signals handled and events shown (and journaled, for a run),
+    /// and returns the exit code.
+    pub(super) fn execute(
+        &self,
+        spec: &Job<'_>,
+        options: &JobOptions,
+        output: OutputFormat,
+        journal: Option<&EventLog>,
+    ) -> Exit {
+        let format = match output {
+            OutputFormat::Json => ViewFormat::Json,
+            OutputFormat::Text if spec.capture_output => ViewFormat::Exec,
+            OutputFormat::Text => ViewFormat::Text,
+        };
+        let mut view = ui::view(format, ui::stdout_is_terminal());
+        // The engine handles signals from here on (a first Ctrl-C lets hosts finish).
+        if let Some(guard) = self.guard.lock().ok().and_then(|mut g| g.take()) {
+            guard.abort();
+        }
+        self.runtime.block_on(async {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
+            let events = match journal {
+                Some(log) => Emitter::with_journal(tx, log.clone()),
+                None => Emitter::new(tx),
+            };
+            let signals = tokio::spawn(handle_signals(self.control.clone(), events.clone()));
+            // The view draws on its own thread: a slow terminal never slows the hosts down.
+            let drawing = tokio::task::spawn_blocking(move || {
+                while let Some(event) = rx.blocking_recv() {
+                    view.event(&event);
+                }
+                view.finish();
+            });
+            let report = engine::execute(
+                &self.within_limits(spec),
+                &self.transport,
+                &self.run_dir,
+                options,
+                &self.control,
+                &events,
+            )
+            .await;
+            signals.abort();
+            let _ = signals.await;
+            drop(events);
+            let _ = drawing.await;
+            report.exit
+        })
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM: the operator's "stop", whichever comes.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Listens from now on (the signals' default action is gone for good).
+    fn new() -> Option<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(StopSignals {
+            int: signal(SignalKind::interrupt()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! { _ = self.int.recv() => {}, _ = self.term.recv() => {} }
+    }
+}
+
+/// First SIGINT or SIGTERM: stop starting hosts; second: terminate the upgrade commands in
+/// flight and roll back; third: terminate the rollbacks too.
+async fn handle_signals(control: Control, events: Emitter) {
+    let Some(mut stop) = StopSignals::new() else {
+        return;
+    };
+    stop.next().await;
+    control.stop.cancel();
+    events.emit(Event::Stopping {
+        reason: HaltReason::Interrupted,
+    });
+    stop.next().await;
+    control.abort.cancel();
+    events.emit(Event::Aborting);
+    stop.next().await;
+    control.abandon.cancel();
+    events.emit(Event::Abandoning);
+}
+
+fn ssh_options(c: &ConnectionArgs) -> SshOptions {
+    let mut options = SshOptions::default();
+    if let Some(known) = &c.known_hosts {
+        options.known_hosts = known.clone();
+    }
+    options.host_key_checking = match c.host_key_checking {
+        HostKeyChecking::Strict => KeyChecking::Strict,
+        HostKeyChecking::AcceptNew => KeyChecking::AcceptNew,
+        HostKeyChecking::Off => KeyChecking::Off,
+    };
+    options.passphrase_env = c.passphrase_env.clone();
+    if let Some(config) = &c.ssh_config {
+        options.ssh_config = Some(config.clone());
+    }
+    options
+}
+
+/// Asks `question` on the terminal; yes only for `y` or `yes`.
+pub(super) fn confirm(question: &str) -> bool {
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
