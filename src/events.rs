@@ -231,6 +231,7 @@ pub enum Event {
     Deferred {
         batch: usize,
         of: usize,
+        #[serde(flatten)]
         reason: Deferral,
         /// The batch's estimated duration, when known.
         #[serde(rename = "estimate_ms", with = "crate::millis::opt")]
@@ -382,6 +383,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(halted["reason"]["reason"], "canary_failed");
+    }
+
+    #[test]
+    fn a_deferral_is_a_reason_word_beside_its_details_and_reads_back() {
+        let deferred = Event::Deferred {
+            batch: 2,
+            of: 3,
+            reason: Deferral::TooLong {
+                windows: "sat 02:00-05:00 UTC".into(),
+                left: Duration::from_secs(600),
+            },
+            estimate: Some(Duration::from_secs(900)),
+            next_start: None,
+            next_start_local: None,
+        };
+        let v = serde_json::to_value(&deferred).unwrap();
+        assert_eq!(v["reason"], "too_long");
+        assert_eq!(v["windows"], "sat 02:00-05:00 UTC");
+        assert_eq!(
+            (v["left_ms"].as_u64(), v["estimate_ms"].as_u64()),
+            (Some(600_000), Some(900_000))
+        );
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, deferred);
     }
 
     #[test]

@@ -18,26 +18,22 @@ pub struct Schedule {
     sets: Vec<(Windows, Vec<String>)>,
 }
 
-/// Why a batch does not start now; `ui::text::deferral` says it in words.
+/// Why a batch does not start now; `ui::text::deferral` says it in words. In the
+/// `deferred` event it is the `reason` (`closed`, `too_long`, ...) beside its details; the
+/// batch's estimate is the event's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Deferral {
     /// A window of some of its hosts is closed.
     Closed { windows: String },
     /// It would not end before a window closes.
     TooLong {
         windows: String,
-        #[serde(rename = "estimate_ms", with = "crate::millis")]
-        estimate: Duration,
         #[serde(rename = "left_ms", with = "crate::millis")]
         left: Duration,
     },
     /// No window of the next week has room for it (before the run starts).
-    NoRoomThisWeek {
-        windows: String,
-        #[serde(rename = "estimate_ms", with = "crate::millis::opt")]
-        estimate: Option<Duration>,
-    },
+    NoRoomThisWeek { windows: String },
     /// `--no-wait`, and the window has no room for it now.
     NoWait { windows: String },
 }
@@ -97,10 +93,9 @@ impl Schedule {
                 }
                 Some(Slot::Open { closes }) => {
                     let left = until(now, closes);
-                    if let Some(estimate) = estimate.filter(|e| *e > left) {
+                    if estimate.is_some_and(|e| e > left) {
                         return Err(Deferral::TooLong {
                             windows: windows.to_string(),
-                            estimate,
                             left,
                         });
                     }
@@ -198,7 +193,6 @@ mod tests {
             ),
             Err(Deferral::TooLong {
                 windows: "sat,sun 02:00-05:00 Europe/Paris".into(),
-                estimate: Duration::from_secs(3 * 3600),
                 left: Duration::from_secs(2 * 3600),
             })
         );

@@ -133,11 +133,9 @@ impl Deferred {
             .position(|b| !b.hosts.is_empty())
             .map_or((1, 1), |i| (i + 1, play.plan.batches.len()));
         let (reason, estimate, next) = match start {
-            Start::Never { windows, estimate } => (
-                Deferral::NoRoomThisWeek { windows, estimate },
-                estimate,
-                None,
-            ),
+            Start::Never { windows, estimate } => {
+                (Deferral::NoRoomThisWeek { windows }, estimate, None)
+            }
             Start::Wait { at, local, windows } => {
                 (Deferral::NoWait { windows }, None, Some((at, local)))
             }

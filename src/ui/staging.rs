@@ -65,7 +65,7 @@ pub fn deferred(d: &Deferred, resume: &str) -> String {
     let next = d.next.as_ref().map(|(_, local)| local.as_str());
     format!(
         "{}. Nothing was contacted: {}",
-        crate::ui::text::deferred(d.batch, d.of, &d.reason, next),
+        crate::ui::text::deferred(d.batch, d.of, (&d.reason, d.estimate), next),
         match next {
             Some(_) => format!("run `{resume}` then"),
             None => "widen the window, or make the batch smaller with --serial".to_string(),

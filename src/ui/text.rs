@@ -168,33 +168,34 @@ pub fn verify_failed(host: &str, message: Option<&str>) -> String {
 }
 
 /// A batch that waits for the next maintenance window.
-pub fn deferred(batch: usize, of: usize, reason: &Deferral, next: Option<&str>) -> String {
+/// `why`: the deferral and the batch's estimate.
+pub fn deferred(
+    batch: usize,
+    of: usize,
+    why: (&Deferral, Option<Duration>),
+    next: Option<&str>,
+) -> String {
     let next = match next {
         Some(at) => format!("; the next window with room for it opens {}", clean(at)),
         None => "; no window of the next week has room for it".into(),
     };
     format!(
         "DEFERRED: batch {batch} of {of} does not start: {}{next}",
-        clean(&deferral(reason))
+        clean(&deferral(why.0, why.1))
     )
 }
 
-/// Why a batch waits, in words.
-pub fn deferral(reason: &Deferral) -> String {
+/// Why a batch waits, in words; `estimate`: how long the batch would take.
+pub fn deferral(reason: &Deferral, estimate: Option<Duration>) -> String {
+    let about = estimate.map_or("?".into(), duration);
     match reason {
         Deferral::Closed { windows } => format!("the maintenance window is closed ({windows})"),
-        Deferral::TooLong {
-            windows,
-            estimate,
-            left,
-        } => format!(
-            "it would take about {} but the maintenance window ({windows}) closes in {}",
-            duration(*estimate),
+        Deferral::TooLong { windows, left } => format!(
+            "it would take about {about} but the maintenance window ({windows}) closes in {}",
             duration(*left),
         ),
-        Deferral::NoRoomThisWeek { windows, estimate } => format!(
-            "no maintenance window of the next week ({windows}) has room for it (about {})",
-            estimate.map_or("?".into(), duration)
+        Deferral::NoRoomThisWeek { windows } => format!(
+            "no maintenance window of the next week ({windows}) has room for it (about {about})"
         ),
         Deferral::NoWait { windows } => {
             format!("--no-wait, and the maintenance window ({windows}) has no room for it now")
@@ -332,9 +333,15 @@ pub fn sentence(e: &Event) -> Option<String> {
             batch,
             of,
             reason,
+            estimate,
             next_start_local,
             ..
-        } => deferred(*batch, *of, reason, next_start_local.as_deref()),
+        } => deferred(
+            *batch,
+            *of,
+            (reason, *estimate),
+            next_start_local.as_deref(),
+        ),
         Event::Reconnecting {
             host,
             attempt,
