@@ -39,7 +39,14 @@ fn build_sim() -> PathBuf {
     let target_dir = profile_dir.parent().expect("a target folder");
     let status = Command::new(env!("CARGO"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--bin", "fleet-sim", "--profile", profile])
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "fleet-sim",
+            "--profile",
+            profile,
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         .stdin(Stdio::null())
