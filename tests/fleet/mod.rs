@@ -347,10 +347,14 @@ impl Fleet {
         self.host(name).app_path.clone()
     }
 
+    /// The host's command records so far. A line without its newline yet is a record still
+    /// being appended (a long command's, in one write a read can overtake): not there yet.
     pub fn commands(&self, name: &str) -> Vec<CommandRecord> {
         let s =
             std::fs::read_to_string(self.host_dir(name).join("commands.log")).unwrap_or_default();
-        s.lines()
+        let complete = s.rfind('\n').map_or("", |end| &s[..end]);
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
             .collect()
