@@ -4,6 +4,8 @@
 //! raised to the hard one at start (as the shell's `ulimit -n hard` would), and forks is
 //! clamped to what the limit then allows, before any host is contacted.
 
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
 /// Files fleetup holds whatever the fleet's size: standard streams, the journal, the
 /// runtime's own descriptors, a key file being read, the ssh config.
 const RESERVED_FILES: u64 = 64;
@@ -15,29 +17,20 @@ const FILES_PER_HOST: u64 = 3;
 /// Raises the soft limit on open files to the hard limit, and returns the soft limit in
 /// force afterwards (the old one if it could not be raised).
 pub fn raise_open_files() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given, which lives across the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return RESERVED_FILES + FILES_PER_HOST;
-    }
-    if limit.rlim_cur < limit.rlim_max {
+    };
+    if soft < hard {
         // An unlimited hard limit is still capped by the kernel's nr_open: try the hard
         // limit, then a million, before keeping the old one.
-        for wanted in [limit.rlim_max, 1 << 20] {
-            let raised = libc::rlimit {
-                rlim_cur: wanted.min(limit.rlim_max),
-                rlim_max: limit.rlim_max,
-            };
-            // SAFETY: setrlimit reads the struct it is given.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-                return raised.rlim_cur;
+        for wanted in [hard, 1 << 20] {
+            let raised = wanted.min(hard);
+            if setrlimit(Resource::RLIMIT_NOFILE, raised, hard).is_ok() {
+                return raised;
             }
         }
     }
-    limit.rlim_cur
+    soft
 }
 
 /// The most hosts that can be in flight at once with `open_files` descriptors.
@@ -62,15 +55,8 @@ mod tests {
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one() {
         let now = raise_open_files();
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
-        assert_eq!(limit.rlim_cur, now);
-        assert!(limit.rlim_cur == limit.rlim_max || limit.rlim_cur == 1 << 20);
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+        assert_eq!(soft, now);
+        assert!(soft == hard || soft == 1 << 20);
     }
 }

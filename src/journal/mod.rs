@@ -21,10 +21,12 @@ pub use record::RunRecord;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::secret::{RedactingStream, Redactor};
 
@@ -140,16 +142,10 @@ impl RunDir {
             .truncate(false)
             .write(true)
             .open(self.path.join(".running"))?;
-        // SAFETY: flock on a file descriptor this function owns; LOCK_NB never blocks.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(Some(Claim { _file: file }));
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            Ok(None)
-        } else {
-            Err(e)
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(Claim { _lock: lock })),
+            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e.into()),
         }
     }
 
@@ -179,7 +175,7 @@ impl RunDir {
 /// A run's directory, held by the process running it.
 #[derive(Debug)]
 pub struct Claim {
-    _file: File,
+    _lock: Flock<File>,
 }
 
 /// Every run of the journal as the promotion gate and the estimates read it, oldest first.

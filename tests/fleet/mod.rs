@@ -10,8 +10,51 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
-pub const SIM: &str = env!("CARGO_BIN_EXE_fleet-sim");
+/// The simulator's executable. fleet-sim's own tests get it from cargo; fleetup's tests
+/// (fleet-sim is another package, so cargo gives them no `CARGO_BIN_EXE_fleet-sim`) build it
+/// once per test binary, with the cargo that built the test, into the test's own target
+/// directory and profile: a no-op after a top-level `cargo test`, which has built it.
+pub fn sim() -> &'static Path {
+    static SIM: OnceLock<PathBuf> = OnceLock::new();
+    SIM.get_or_init(|| match option_env!("CARGO_BIN_EXE_fleet-sim") {
+        Some(exe) => PathBuf::from(exe),
+        None => build_sim(),
+    })
+}
+
+/// Builds fleet-sim beside the running test, which cargo put in `<target>/<profile>/deps/`.
+fn build_sim() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from <target>/<profile>/deps");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("no profile folder above {}", exe.display()),
+    };
+    let target_dir = profile_dir.parent().expect("a target folder");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "fleet-sim",
+            "--profile",
+            profile,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(Stdio::null())
+        .status()
+        .expect("run cargo build --bin fleet-sim");
+    assert!(status.success(), "cargo build --bin fleet-sim failed");
+    profile_dir.join("fleet-sim")
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct HostSpec {
@@ -247,7 +290,7 @@ impl Fleet {
         let dir = tmp.path().join("fleet");
         let spec_path = tmp.path().join("spec.yml");
         std::fs::write(&spec_path, spec.to_yaml()).map_err(|e| e.to_string())?;
-        let out = Command::new(SIM)
+        let out = Command::new(sim())
             .arg("up")
             .arg("--dir")
             .arg(&dir)
@@ -304,10 +347,14 @@ impl Fleet {
         self.host(name).app_path.clone()
     }
 
+    /// The host's command records so far. A line without its newline yet is a record still
+    /// being appended (a long command's, in one write a read can overtake): not there yet.
     pub fn commands(&self, name: &str) -> Vec<CommandRecord> {
         let s =
             std::fs::read_to_string(self.host_dir(name).join("commands.log")).unwrap_or_default();
-        s.lines()
+        let complete = s.rfind('\n').map_or("", |end| &s[..end]);
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
             .collect()
@@ -371,7 +418,7 @@ impl Fleet {
 
     fn sim(&self, args: &[&str]) -> Output {
         let (cmd, rest) = args.split_first().expect("a command");
-        Command::new(SIM)
+        Command::new(sim())
             .arg(cmd)
             .arg("--dir")
             .arg(&self.dir)

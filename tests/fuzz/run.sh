@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzes fleetup's input parsers with cargo-fuzz (libFuzzer + AddressSanitizer). See README.md.
 #
-#   run.sh --build            build every target, run nothing (for CI)
+#   run.sh --check            build every target with plain cargo: no sanitizer, no
+#                             cargo-fuzz, sharing the main build (for CI: a target that no
+#                             longer compiles fails at once)
+#   run.sh --build            build every target for fuzzing (cargo-fuzz, ASan), run nothing
 #   run.sh --repro [T...]     run the seed corpus and the saved findings once (no fuzzing)
 #   run.sh [T...]             fuzz each target (default: all) for FUZZ_SECONDS, one at a time
 #
@@ -11,16 +14,16 @@
 #   FUZZ_ARGS="..."           more libFuzzer flags (e.g. -max_len=8192 -seed=1)
 #   FUZZ_MERGE=1              after fuzzing, minimise the new corpus into corpus/<target>
 #
-# Only stable Rust is needed: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags. Builds go
-# to tests/fuzz/target and fuzzing works on a scratch copy of the corpus under
-# tests/fuzz/corpus-work/, so neither the main build nor the repository is touched.
+# Only stable Rust is needed: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags. Fuzzing
+# builds go to tests/fuzz/target and fuzzing works on a scratch copy of the corpus under
+# tests/fuzz/corpus-work/, so neither the main build nor the repository is touched (--check
+# alone builds in the main target dir, on purpose).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 all_targets=(inventory playbook pattern serial template)
 seconds="${FUZZ_SECONDS:-180}"
-export RUSTC_BOOTSTRAP=1
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 bin="$here/target/$triple/release"
 # One process, bounded memory and time per input.
@@ -34,9 +37,19 @@ ensure_cargo_fuzz() {
 
 build() {
   ensure_cargo_fuzz
+  # Only here: some build scripts watch RUSTC_BOOTSTRAP, so --check must build without it
+  # to share the main build.
+  export RUSTC_BOOTSTRAP=1
   # --debug-assertions: integer overflow and debug_assert! panic, as in `cargo test`.
   (cd "$root" && cargo fuzz build --fuzz-dir tests/fuzz --target-dir "$here/target" \
     -O --debug-assertions "$@")
+}
+
+# The targets as ordinary binaries of the workspace (libFuzzer linked, no instrumentation):
+# everything but the five small target crates and libFuzzer itself is what `cargo test`
+# builds anyway, in the same target dir.
+check() {
+  (cd "$root" && cargo build --package fleetup-fuzz --bins)
 }
 
 check_target() {
@@ -103,6 +116,9 @@ fuzz() {
 }
 
 case "${1:-}" in
+  --check)
+    check
+    ;;
   --build)
     build
     exit 0
@@ -120,7 +136,7 @@ case "${1:-}" in
     [ "$failed" -eq 0 ]
     ;;
   -h | --help)
-    sed -n '2,16p' "$0"
+    sed -n '2,19p' "$0"
     ;;
   *)
     targets=("$@")

@@ -69,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
     for group in &groups {
         assert!(inventory.has_group(group), "group_names lists {group}");
         for host in inventory.group_hosts(group) {
-            assert!(inventory.has_host(host), "group {group} has unknown host {host}");
+            assert!(
+                inventory.has_host(host),
+                "group {group} has unknown host {host}"
+            );
         }
     }
     assert_eq!(inventory.group_hosts("all").len(), hosts.len());

@@ -1,9 +1,10 @@
 //! Tests of the test fleet itself, through the real OpenSSH client with strict host key
 //! checking: if the simulator lies, every fleetup test built on it lies too.
 
+#[path = "../../mod.rs"]
 mod fleet;
-#[path = "fleet/layouts_test.rs"]
-mod layouts_test;
+#[path = "fleet_sim/layouts.rs"]
+mod layouts;
 
 use fleet::*;
 use serde_json::json;
@@ -433,7 +434,7 @@ fn fault_fail_applies_its_times_then_is_spent() {
     }
     run_ok(&f, h, "docker pull simplelogin/app-ci:v4.66.0");
     // The CLI writes the same rules.
-    let o = std::process::Command::new(SIM)
+    let o = std::process::Command::new(sim())
         .args(["fault", "--dir"])
         .arg(f.dir())
         .args([
@@ -450,7 +451,7 @@ fn fault_fail_applies_its_times_then_is_spent() {
         (o.status.code(), stderr(&o).trim().to_string()),
         (Some(3), "boom".to_string())
     );
-    let o = std::process::Command::new(SIM)
+    let o = std::process::Command::new(sim())
         .args(["clear-faults", "--dir"])
         .arg(f.dir())
         .output()
@@ -632,7 +633,7 @@ fn down_and_owner_death_leave_no_sshd() {
         .arg("30")
         .spawn()
         .unwrap();
-    let out = std::process::Command::new(SIM)
+    let out = std::process::Command::new(sim())
         .arg("up")
         .arg("--dir")
         .arg(dir.path().join("fleet"))

@@ -1,5 +1,5 @@
 //! Tests of the simulated host's layouts, database and containers (see
-//! shared/simplelogin-host.md): included by tests/fleet_sim.rs.
+//! shared/simplelogin-host.md): a module of fleet_sim.rs, fleet-sim's own tests.
 
 use crate::fleet::*;
 use crate::{health, one, run_ok, with_app, MIGRATE, PSQL};
