@@ -382,7 +382,7 @@ impl SelectionArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
+    fleetup::duration::parse(s)
         .map_err(|_| format!("`{s}` is not a duration such as 24h, 90m or 1h30m"))
 }
 

@@ -158,8 +158,8 @@ pub enum ErrorClass {
     Failed,
 }
 
-fn fmt_duration(d: &Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(*d)
+fn fmt_duration(d: &Duration) -> String {
+    crate::duration::friendly(*d)
 }
 
 fn fmt_lines(lines: &[usize]) -> String {

@@ -50,9 +50,8 @@ fn resume_last(fleet: &Fleet) -> Finished {
 }
 
 fn sigint(running: &Running) {
-    // SAFETY: a signal to the child this test spawned and has not reaped yet.
-    let rc = unsafe { libc::kill(running.child.id() as libc::pid_t, libc::SIGINT) };
-    assert_eq!(rc, 0, "SIGINT to fleetup");
+    let pid = nix::unistd::Pid::from_raw(running.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT to fleetup");
 }
 
 /// Polls `cond` every 50 ms until it holds; fails the test past `secs`, or when fleetup
@@ -91,7 +90,7 @@ fn kill_9(running: &mut Running) {
     let status = running.child.wait().expect("reap fleetup");
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL)
+        Some(nix::sys::signal::Signal::SIGKILL as i32)
     );
 }
 

@@ -252,7 +252,7 @@ fn audit_fields(line: &str) -> std::collections::HashMap<String, String> {
     let mut words = line.split_whitespace();
     let time = words.next().unwrap_or_default();
     assert!(
-        time.ends_with('Z') && humantime::parse_rfc3339_weak(time).is_ok(),
+        time.ends_with('Z') && time.parse::<jiff::Timestamp>().is_ok(),
         "an audit line starts with an RFC3339 UTC time: {line:?}"
     );
     let fields: std::collections::HashMap<String, String> = words

@@ -10,7 +10,7 @@ mod fleet;
 mod fleetup_cli;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use fleet::{Fleet, HostSpec, Spec};
 use fleetup_cli::{
@@ -26,8 +26,8 @@ const WINDOW: &str = "daily 09:00-10:01 UTC";
 
 /// The real time `hours` from now, RFC 3339, for `FLEETUP_NOW`.
 fn hours_from_now(hours: u64) -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(hours * 3600))
-        .to_string()
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours as i64);
+    fleetup::clock::rfc3339(at)
 }
 
 // --- Running fleetup --------------------------------------------------------------------

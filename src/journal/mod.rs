@@ -23,7 +23,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -46,9 +46,7 @@ impl RunDir {
     pub fn create(state_dir: &Path) -> io::Result<RunDir> {
         let runs = state_dir.join("runs");
         std::fs::create_dir_all(&runs)?;
-        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
-            .to_string()
-            .replace(['-', ':'], "");
+        let stamp = crate::clock::rfc3339(jiff::Timestamp::now()).replace(['-', ':'], "");
         for attempt in 0..1000u32 {
             let id = format!("{}-{:03}", stamp.trim_end_matches('Z'), attempt);
             let path = runs.join(&id);

@@ -70,7 +70,7 @@ impl RunRecord {
         let (extra_vars, redacted) = redact(&play.extra_vars, &play.playbook.secrets);
         RunRecord {
             run_id: run_id.to_string(),
-            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            started: crate::clock::rfc3339(jiff::Timestamp::now()),
             operator: crate::identity::operator(),
             controller: crate::identity::controller(),
             pid: std::process::id(),

@@ -239,9 +239,7 @@ impl<'de> Deserialize<'de> for Seconds {
         let bad = || serde::de::Error::custom("a duration is seconds (30) or text (30s, 5m, 1h)");
         match Form::deserialize(d).map_err(|_| bad())? {
             Form::Int(n) => Ok(Seconds(Duration::from_secs(n))),
-            Form::Text(s) => humantime::parse_duration(s.trim())
-                .map(Seconds)
-                .map_err(|_| bad()),
+            Form::Text(s) => crate::duration::parse(&s).map(Seconds).map_err(|_| bad()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! us, and the few formats (times, durations, halt reasons) every view must agree on.
 
 use std::borrow::Cow;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::events::{Event, GateVerdict, HaltReason, Outcome, Resumed, StepStatus, Verdict};
 use crate::schedule::Deferral;
@@ -61,7 +61,8 @@ fn escape(c: char, out: &mut String) {
 
 /// `at_ms` as an RFC 3339 UTC time to the second, e.g. `2026-11-25T04:31:02Z`.
 pub fn timestamp(at_ms: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(at_ms)).to_string()
+    let at = jiff::Timestamp::from_millisecond(i64::try_from(at_ms).unwrap_or(i64::MAX));
+    crate::clock::rfc3339(at.unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }
 
 /// A finished duration, precise enough to compare steps: `0.3s`, `12.4s`, `1m02s`, `1h05m`.
