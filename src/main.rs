@@ -1,6 +1,8 @@
 //! The `fleetup` command: parses the command line and dispatches to one function per
 //! command; each returns the exit code, or the error that stopped it, printed here once.
 
+#![warn(clippy::too_many_lines)]
+
 mod cli;
 mod commands;
 
