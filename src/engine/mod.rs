@@ -58,13 +58,7 @@ pub async fn preflight<C: Connector>(
 ) -> Vec<PreflightResult> {
     let silent = silent();
     let templates = Templates::new();
-    let cx = Context {
-        job: *job,
-        connector,
-        run_dir,
-        options,
-        control,
-    };
+    let cx = Context::new(job, connector, run_dir, options, control);
     let run = Run::new(&cx, &templates, &silent);
     let hosts = job.plan.batches.iter().flat_map(|b| &b.hosts);
     let hosts = hosts.filter_map(|name| run.host(name));
@@ -102,13 +96,7 @@ pub async fn execute<C: Connector>(
         events.emit(event.clone());
     }
     let templates = Templates::new();
-    let cx = Context {
-        job: *job,
-        connector,
-        run_dir,
-        options,
-        control,
-    };
+    let cx = Context::new(job, connector, run_dir, options, control);
     let run = Run::new(&cx, &templates, events);
     let last = batches.iter().rposition(|b| !b.hosts.is_empty());
     let mut rollout = Rollout::default();

@@ -40,6 +40,24 @@ pub(super) struct Context<'a, C: Connector> {
     pub control: &'a Control,
 }
 
+impl<'a, C: Connector> Context<'a, C> {
+    pub fn new(
+        job: &Job<'a>,
+        connector: &'a C,
+        run_dir: &'a RunDir,
+        options: &'a JobOptions,
+        control: &'a Control,
+    ) -> Self {
+        Context {
+            job: *job,
+            connector,
+            run_dir,
+            options,
+            control,
+        }
+    }
+}
+
 impl<'a, C: Connector> Run<'a, C> {
     pub fn new(cx: &Context<'a, C>, templates: &'a Templates, events: &'a Emitter) -> Self {
         Run {

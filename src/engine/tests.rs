@@ -155,6 +155,11 @@ fn run(fleet: &Scripted, playbook: &str, plan: &Plan, operator: Operator) -> Ran
     }
 }
 
+/// The upgrade on one host `a`, as the operator starts it by default.
+fn upgrade_a(fleet: &Scripted) -> Ran {
+    run(fleet, UPGRADE, &plan(&[&["a"]], false), Operator::default())
+}
+
 #[test]
 fn a_failed_canary_halts_the_run_before_the_next_batch() {
     let fleet = Scripted::default().on("c", "migrate", Reply::Exit(1, ""));
@@ -180,12 +185,7 @@ fn a_failed_canary_halts_the_run_before_the_next_batch() {
 #[test]
 fn a_failure_past_the_point_of_no_return_rolls_the_host_back_on_its_connection() {
     let fleet = Scripted::default().on("a", "migrate", Reply::Exit(1, ""));
-    let ran = run(
-        &fleet,
-        UPGRADE,
-        &plan(&[&["a"]], false),
-        Operator::default(),
-    );
+    let ran = upgrade_a(&fleet);
     assert_eq!(ran.outcome("a"), Some(Outcome::RolledBack));
     assert_eq!(fleet.ran("a"), ["check", "stop", "migrate", "restore"]);
     assert_eq!(fleet.connections("a"), 1);
@@ -195,12 +195,7 @@ fn a_failure_past_the_point_of_no_return_rolls_the_host_back_on_its_connection()
 #[test]
 fn a_failure_before_the_point_of_no_return_is_not_rolled_back() {
     let fleet = Scripted::default().on("a", "check", Reply::Exit(3, ""));
-    let ran = run(
-        &fleet,
-        UPGRADE,
-        &plan(&[&["a"]], false),
-        Operator::default(),
-    );
+    let ran = upgrade_a(&fleet);
     assert_eq!(ran.outcome("a"), Some(Outcome::Failed));
     assert_eq!(fleet.ran("a"), ["check"]);
 }
@@ -210,24 +205,14 @@ fn a_rollback_that_fails_says_so() {
     let fleet = Scripted::default()
         .on("a", "migrate", Reply::Exit(1, ""))
         .on("a", "restore", Reply::Exit(1, ""));
-    let ran = run(
-        &fleet,
-        UPGRADE,
-        &plan(&[&["a"]], false),
-        Operator::default(),
-    );
+    let ran = upgrade_a(&fleet);
     assert_eq!(ran.outcome("a"), Some(Outcome::RollbackFailed));
 }
 
 #[test]
 fn a_connection_lost_past_the_point_of_no_return_is_opened_again_to_roll_back() {
     let fleet = Scripted::default().on("a", "migrate", Reply::Lose);
-    let ran = run(
-        &fleet,
-        UPGRADE,
-        &plan(&[&["a"]], false),
-        Operator::default(),
-    );
+    let ran = upgrade_a(&fleet);
     assert_eq!(ran.outcome("a"), Some(Outcome::RolledBack));
     assert_eq!(fleet.connections("a"), 2);
     assert_eq!(ran.reconnections("a"), 1);
@@ -244,12 +229,7 @@ fn a_host_that_stays_down_after_the_point_of_no_return_is_named_unreachable_mid_
     let fleet = Scripted::default()
         .on("a", "migrate", Reply::Lose)
         .stays_down("a");
-    let ran = run(
-        &fleet,
-        UPGRADE,
-        &plan(&[&["a"]], false),
-        Operator::default(),
-    );
+    let ran = upgrade_a(&fleet);
     assert_eq!(ran.outcome("a"), Some(Outcome::UnreachableMidUpgrade));
     assert_eq!(ran.reconnections("a"), 3, "every attempt is announced");
     assert_eq!(fleet.connections("a"), 4);
@@ -263,12 +243,7 @@ fn a_host_that_stays_down_after_the_point_of_no_return_is_named_unreachable_mid_
 #[test]
 fn a_connection_lost_before_the_point_of_no_return_leaves_the_host_unreachable() {
     let fleet = Scripted::default().on("a", "check", Reply::Lose);
-    let ran = run(
-        &fleet,
-        UPGRADE,
-        &plan(&[&["a"]], false),
-        Operator::default(),
-    );
+    let ran = upgrade_a(&fleet);
     assert_eq!(ran.outcome("a"), Some(Outcome::Unreachable));
     assert_eq!(
         fleet.connections("a"),
