@@ -31,8 +31,8 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => commands::check(&args),
         cli::Command::Run(args) => commands::run(&args),
         cli::Command::Status(args) => commands::status(&args),
-        cli::Command::History(args) => Ok(commands::history(&args)),
-        cli::Command::Show(args) => Ok(commands::show(&args)),
+        cli::Command::History(args) => commands::history(&args),
+        cli::Command::Show(args) => commands::show(&args),
         cli::Command::Exec(args) => commands::exec(&args),
     };
     match done {

@@ -9,10 +9,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::events::{Event, GateVerdict, Resumed, Stamped, Verdict};
+use crate::events::{GateVerdict, Resumed, Stamped, Verdict};
 use crate::journal::{read, Claim, RunDir, RunRecord};
 use crate::plan::{Batch, Plan};
 use crate::play::{Play, PlayInputs, RolloutOverrides};
+use crate::state::RunState;
 use crate::vars::Vars;
 
 /// Why a run cannot be resumed. Nothing was contacted.
@@ -201,7 +202,9 @@ pub fn what_is_left(
     events: &[Stamped],
     selected: impl Fn(&str) -> bool,
 ) -> (Plan, Resumed) {
-    let left = read::resumption(plan, &read::host_states(events));
+    // One fold of the journal tells both what is left and how many attempts came before.
+    let state = RunState::of(events);
+    let left = state.left(plan);
     let batches: Vec<Batch> = left
         .batches
         .into_iter()
@@ -210,10 +213,7 @@ pub fn what_is_left(
             b
         })
         .collect();
-    let attempt = 1 + events
-        .iter()
-        .filter(|e| matches!(e.event, Event::RunStarted { .. }))
-        .count();
+    let attempt = 1 + state.attempts();
     let resumed = Resumed {
         run_id: run_id.to_string(),
         attempt,
@@ -234,6 +234,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::events::Event;
     use crate::events::{Interrupted, Outcome};
 
     fn at(event: Event) -> Stamped {

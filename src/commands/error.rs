@@ -62,6 +62,19 @@ pub enum CliError {
     Pattern(String),
     #[error("error: `{0}` matches no host of the inventory; nothing was contacted.")]
     NoMatch(String),
+    /// The journal's runs cannot be listed.
+    #[error("error: cannot read {}: {source}", .dir.display())]
+    Runs { dir: PathBuf, source: io::Error },
+    /// A run of the journal is not there, or cannot be read.
+    #[error("error: {0}")]
+    Run(String),
+    #[error("error: no log of host `{host}` in run {run} ({}: {source})", .path.display())]
+    NoHostLog {
+        host: String,
+        run: String,
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl CliError {

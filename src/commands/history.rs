@@ -1,6 +1,8 @@
 //! `fleetup history` and `fleetup show`: what the journal says happened, read-only.
 
 use fleetup::exit::Exit;
+
+use super::error::CliError;
 use fleetup::journal::read::{self, Summary};
 use fleetup::journal::{RunDir, RunRecord};
 use fleetup::state::RunState;
@@ -10,18 +12,12 @@ use fleetup::ui::history::Entry;
 use super::run::journal_dir;
 use crate::cli::{HistoryArgs, OutputFormat, ShowArgs};
 
-pub fn history(args: &HistoryArgs) -> Exit {
+pub fn history(args: &HistoryArgs) -> Result<Exit, CliError> {
     let state_dir = journal_dir(&args.journal);
-    let runs = match RunDir::list(&state_dir) {
-        Ok(runs) => runs,
-        Err(e) => {
-            eprintln!(
-                "error: cannot read {}: {e}",
-                state_dir.join("runs").display()
-            );
-            return Exit::InvalidInput;
-        }
-    };
+    let runs = RunDir::list(&state_dir).map_err(|source| CliError::Runs {
+        dir: state_dir.join("runs"),
+        source,
+    })?;
     let mut read_runs = Vec::new();
     for run in &runs {
         match summarize(run) {
@@ -44,7 +40,7 @@ pub fn history(args: &HistoryArgs) -> Exit {
         }
         OutputFormat::Text => print!("{}", ui::history::table(&entries)),
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// A run's record and its events' state: one read of the journal, one fold.
@@ -66,25 +62,13 @@ fn summarize(run: &RunDir) -> Result<(RunRecord, Summary), String> {
     Ok((record, summary))
 }
 
-pub fn show(args: &ShowArgs) -> Exit {
+pub fn show(args: &ShowArgs) -> Result<Exit, CliError> {
     let state_dir = journal_dir(&args.journal);
-    let run = match RunDir::find(&state_dir, &args.run) {
-        Ok(run) => run,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::InvalidInput;
-        }
-    };
+    let run = RunDir::find(&state_dir, &args.run).map_err(CliError::Run)?;
     if let Some(host) = &args.host {
         return show_host(&run, host);
     }
-    let (record, state) = match read_run(&run) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::InvalidInput;
-        }
-    };
+    let (record, state) = read_run(&run).map_err(CliError::Run)?;
     let summary = summary(&run, &record, &state);
     let entry = Entry {
         record: &record,
@@ -92,28 +76,22 @@ pub fn show(args: &ShowArgs) -> Exit {
     };
     println!("{}", ui::history::heading(&entry));
     print!("{}", ui::recap::render(&state));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// A host's log: every step's command and output, as the run wrote them.
-fn show_host(run: &RunDir, host: &str) -> Exit {
+fn show_host(run: &RunDir, host: &str) -> Result<Exit, CliError> {
     let path = run.host_log_path(host);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            // The host's own bytes, made safe for a terminal.
-            print!(
-                "{}",
-                ui::text::clean_block(&String::from_utf8_lossy(&bytes))
-            );
-            Exit::Success
-        }
-        Err(e) => {
-            eprintln!(
-                "error: no log of host `{host}` in run {} ({}: {e})",
-                run.id,
-                path.display()
-            );
-            Exit::InvalidInput
-        }
-    }
+    let bytes = std::fs::read(&path).map_err(|source| CliError::NoHostLog {
+        host: host.to_string(),
+        run: run.id.clone(),
+        path: path.clone(),
+        source,
+    })?;
+    // The host's own bytes, made safe for a terminal.
+    print!(
+        "{}",
+        ui::text::clean_block(&String::from_utf8_lossy(&bytes))
+    );
+    Ok(Exit::Success)
 }
