@@ -226,6 +226,14 @@ pub enum TransportError {
         line: usize,
         fingerprint: String,
     },
+    #[error("{host}: WARNING: REVOKED HOST KEY DETECTED! The host key {fingerprint} of {key_host} is marked @revoked in {known_hosts} line {line}: a stolen key may be used to impersonate this host. Refusing to connect")]
+    HostKeyRevoked {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
     #[error("{host}: {key_host} presents a {fingerprint} host key, but {known_hosts} records only keys of other types for it (line {}); refusing to connect. If the host's keys were replaced, remove the old entries with `ssh-keygen -R '{key_host}' -f {known_hosts}` and add the new key", fmt_lines(.lines))]
     HostKeyOtherType {
         host: String,
@@ -306,6 +314,7 @@ impl TransportError {
             | Handshake { host, .. }
             | HostKeyUnknown { host, .. }
             | HostKeyChanged { host, .. }
+            | HostKeyRevoked { host, .. }
             | HostKeyOtherType { host, .. }
             | HostKeyCheck { host, .. }
             | AuthFailed { host, .. }

@@ -1,14 +1,15 @@
 //! Host key verification against an OpenSSH known_hosts file.
 //!
-//! russh's `check_known_hosts_path` does the lookup (plain, hashed `|1|` and `[host]:port`
-//! entries); this module decides what a verdict means under the chosen policy and records
-//! it, so that a refused handshake can be reported with the file, line and fingerprint.
+//! [`super::known_hosts_file`] reads the file as OpenSSH does; this module decides what its
+//! verdict means under the chosen policy and records it, so that a refused handshake can be
+//! reported with the file, line and fingerprint.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::known_hosts::known_host_keys_path;
 use russh::keys::{Algorithm, HashAlg, PublicKey};
+
+use super::known_hosts_file::{self as file, Entry, Marker, Status};
 
 /// `--host-key-checking`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +47,11 @@ pub(crate) enum Verdict {
         fingerprint: String,
     },
     Changed {
+        line: usize,
+        fingerprint: String,
+    },
+    /// The key is marked `@revoked` at this line (OpenSSH: "REVOKED HOST KEY DETECTED").
+    Revoked {
         line: usize,
         fingerprint: String,
     },
@@ -90,48 +96,63 @@ pub(crate) fn check(
     port: u16,
     key: &PublicKey,
 ) -> Verdict {
-    if policy == HostKeyChecking::Off {
-        return Verdict::Unchecked;
-    }
-    match russh::keys::check_known_hosts_path(host, port, key, path) {
-        Ok(true) => Verdict::Known,
-        Err(russh::keys::Error::KeyChanged { line }) => Verdict::Changed {
-            line: physical_line(path, line),
-            fingerprint: fingerprint(key),
+    let entries = match read_entries(path, host, port) {
+        Ok(e) => e,
+        Err(_) if policy == HostKeyChecking::Off => Vec::new(),
+        Err(detail) => return Verdict::Error { detail },
+    };
+    let fingerprint = || fingerprint(key);
+    match file::key_status(&entries, key) {
+        // Refused under every policy, `off` included (OpenSSH's StrictHostKeyChecking=no
+        // only warns): the operator said this key must not be trusted, and `off` is meant
+        // to get past unknown keys, not stolen ones.
+        Status::Revoked { line } => Verdict::Revoked {
+            line,
+            fingerprint: fingerprint(),
         },
-        Err(e) => Verdict::Error {
-            detail: format!("cannot read {}: {e}", path.display()),
+        _ if policy == HostKeyChecking::Off => Verdict::Unchecked,
+        Status::Known { .. } => Verdict::Known,
+        Status::Changed { line } => Verdict::Changed {
+            line,
+            fingerprint: fingerprint(),
         },
-        Ok(false) if !recorded_lines(path, host, port).is_empty() => Verdict::OtherType {
-            lines: recorded_lines(path, host, port),
-            fingerprint: fingerprint(key),
+        Status::OtherType { lines } => Verdict::OtherType {
+            lines,
+            fingerprint: fingerprint(),
         },
-        Ok(false) if policy == HostKeyChecking::AcceptNew => {
-            let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            // Another connection may have learned it while we waited.
-            if let Ok(true) = russh::keys::check_known_hosts_path(host, port, key, path) {
-                return Verdict::Known;
-            }
-            match learn(path, host, port, key) {
-                Ok(()) => Verdict::Learned,
-                Err(e) => Verdict::Error {
-                    detail: format!("cannot record the new key in {}: {e}", path.display()),
-                },
-            }
-        }
-        Ok(false) => Verdict::Unknown {
-            fingerprint: fingerprint(key),
+        Status::New if policy == HostKeyChecking::AcceptNew => learn_new(path, host, port, key),
+        Status::New => Verdict::Unknown {
+            fingerprint: fingerprint(),
         },
     }
 }
 
-/// Lines (as an editor numbers them) recording any key for the host.
-fn recorded_lines(path: &Path, host: &str, port: u16) -> Vec<usize> {
-    known_host_keys_path(host, port, path)
-        .unwrap_or_default()
-        .iter()
-        .map(|(line, _)| physical_line(path, *line))
-        .collect()
+fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
+    let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // Another connection may have learned it while we waited.
+    if let Ok(entries) = read_entries(path, host, port) {
+        if let Status::Known { .. } = file::key_status(&entries, key) {
+            return Verdict::Known;
+        }
+    }
+    match learn(path, host, port, key) {
+        Ok(()) => Verdict::Learned,
+        Err(e) => Verdict::Error {
+            detail: format!("cannot record the new key in {}: {e}", path.display()),
+        },
+    }
+}
+
+/// The lines of the file that apply to the host; a missing file records nothing.
+pub(crate) fn read_entries(path: &Path, host: &str, port: u16) -> Result<Vec<Entry>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(file::entries_for(
+            &String::from_utf8_lossy(&bytes),
+            &file::lookup_name(host, port),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// The host key algorithms to ask the host for, with the types already recorded for it
@@ -143,9 +164,14 @@ pub(crate) fn preferred_host_key_algorithms(
     host: &str,
     port: u16,
 ) -> Option<Vec<Algorithm>> {
-    let known = known_host_keys_path(host, port, path).ok()?;
+    let entries = read_entries(path, host, port).ok()?;
+    let known: Vec<&PublicKey> = entries
+        .iter()
+        .filter(|e| e.marker == Marker::Key)
+        .map(|e| &e.key)
+        .collect();
     let recorded = |a: &Algorithm| {
-        known.iter().any(|(_, k)| {
+        known.iter().any(|k| {
             let rsa = |x: &Algorithm| matches!(x, Algorithm::Rsa { .. });
             a == &k.algorithm() || (rsa(a) && rsa(&k.algorithm()))
         })
@@ -158,20 +184,6 @@ pub(crate) fn preferred_host_key_algorithms(
         default.iter().cloned().partition(|a| recorded(a));
     first.extend(rest);
     Some(first)
-}
-
-/// russh numbers known_hosts lines without counting `#` comment lines; the user needs the
-/// line as an editor shows it.
-fn physical_line(path: &Path, russh_line: usize) -> usize {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return russh_line;
-    };
-    text.split_inclusive('\n')
-        .enumerate()
-        .filter(|(_, l)| !l.starts_with('#'))
-        .nth(russh_line.saturating_sub(1))
-        .map(|(i, _)| i + 1)
-        .unwrap_or(russh_line)
 }
 
 /// Appends `[host]:port alg key` (russh's own version starts an empty file with a blank

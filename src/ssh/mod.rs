@@ -11,7 +11,9 @@ mod auth;
 pub mod config;
 mod exec;
 mod handler;
+mod host_pattern;
 pub mod known_hosts;
+mod known_hosts_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -361,6 +363,13 @@ impl SshTransport {
                 fingerprint,
             },
             Some(Verdict::Changed { line, fingerprint }) => TransportError::HostKeyChanged {
+                host: r.name.clone(),
+                key_host,
+                known_hosts,
+                line,
+                fingerprint,
+            },
+            Some(Verdict::Revoked { line, fingerprint }) => TransportError::HostKeyRevoked {
                 host: r.name.clone(),
                 key_host,
                 known_hosts,

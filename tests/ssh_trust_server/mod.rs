@@ -1,0 +1,286 @@
+//! Real SSH servers on loopback for the trust tests: an OpenSSH `sshd` or a `dropbear`, each
+//! with host keys made by `ssh-keygen` / `dropbearkey` in its own directory, and the
+//! OpenSSH client `ssh` run on the same files as the reference verdict.
+//!
+//! One login user (`fleetup-trust`, a clean non-root account) and one client key, made
+//! once per test binary and authorized in the user's `~/.ssh/authorized_keys` (dropbear
+//! reads only that file).
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const USER: &str = "fleetup-trust";
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `ssh-keygen -t TYPE -N '' -f path` (quiet).
+pub fn keygen(path: &Path, kind: &str) {
+    let _ = std::fs::remove_file(path);
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", kind, "-N", "", "-C", "trust-test", "-f"])
+        .arg(path));
+}
+
+/// `type base64` of a `.pub` file (comment dropped).
+pub fn public_key(pub_path: &Path) -> String {
+    let text = std::fs::read_to_string(pub_path).expect("public key");
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The client side: a directory and the key the login user accepts.
+pub struct Client {
+    pub dir: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Made once per test binary: the user, its authorized key.
+pub fn client() -> &'static Client {
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        ensure_user();
+        let dir = std::env::temp_dir().join(format!("fleetup-trust-client-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("client dir");
+        let key = dir.join("id_ed25519");
+        keygen(&key, "ed25519");
+        let ssh = PathBuf::from(format!("/home/{USER}/.ssh"));
+        std::fs::create_dir_all(&ssh).expect(".ssh");
+        // Test binaries run one after another; keys of earlier runs stay valid and harmless.
+        let mut all = std::fs::read_to_string(ssh.join("authorized_keys")).unwrap_or_default();
+        all.push_str(&std::fs::read_to_string(key.with_extension("pub")).expect("pub"));
+        std::fs::write(ssh.join("authorized_keys"), all).expect("authorized_keys");
+        run(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{USER}:{USER}"))
+            .arg(&ssh));
+        Client { dir, key }
+    })
+}
+
+fn ensure_user() {
+    let exists = Command::new("id")
+        .arg(USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        run(Command::new("useradd").args(["-m", "-s", "/bin/bash", USER]));
+    }
+    // A new account is locked ("!"): sshd with UsePAM no refuses key logins for it.
+    run(Command::new("usermod").args(["-p", "*", USER]));
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    OpenSsh,
+    Dropbear,
+}
+
+/// A server on 127.0.0.1, stopped on drop.
+pub struct Server {
+    pub kind: Kind,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Server {
+    /// An sshd with an Ed25519 host key and `extra` lines of sshd_config.
+    pub fn openssh(extra: &str) -> Server {
+        Server::openssh_in(tempfile::tempdir().expect("tempdir"), extra)
+    }
+
+    /// As [`Server::openssh`], in a directory the test has prepared (host certificates).
+    pub fn openssh_in(dir: tempfile::TempDir, extra: &str) -> Server {
+        client();
+        let host_key = dir.path().join("ssh_host_ed25519_key");
+        if !host_key.exists() {
+            keygen(&host_key, "ed25519");
+        }
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\nHostKey {}\nPidFile none\nUsePAM no\n\
+                 StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 {extra}\n",
+                host_key.display()
+            ),
+        )
+        .expect("sshd_config");
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let log = dir.path().join("sshd.log");
+        Server::start(Kind::OpenSsh, dir, |port| {
+            let mut c = Command::new("/usr/sbin/sshd");
+            c.arg("-D").arg("-f").arg(&config).arg("-E").arg(&log);
+            c.arg("-p").arg(port.to_string());
+            c
+        })
+    }
+
+    /// A dropbear with an Ed25519 host key (made by dropbearkey).
+    pub fn dropbear() -> Server {
+        client();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host_key = dir.path().join("dropbear_ed25519_host_key");
+        run(Command::new("dropbearkey")
+            .args(["-t", "ed25519", "-f"])
+            .arg(&host_key)
+            .stdout(Stdio::null()));
+        let pid = dir.path().join("dropbear.pid");
+        Server::start(Kind::Dropbear, dir, |port| {
+            let mut c = Command::new("dropbear");
+            c.args(["-F", "-E", "-s", "-p", &format!("127.0.0.1:{port}"), "-r"]);
+            c.arg(&host_key).arg("-P").arg(&pid);
+            c
+        })
+    }
+
+    fn start(kind: Kind, dir: tempfile::TempDir, command: impl Fn(u16) -> Command) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = command(port)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("server");
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Server {
+                        kind,
+                        dir,
+                        port,
+                        child,
+                    };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // the port was taken meanwhile: another one
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("{kind:?} did not start listening");
+    }
+
+    /// The host key the server presents, `type base64`.
+    pub fn host_key(&self) -> String {
+        match self.kind {
+            Kind::OpenSsh => public_key(&self.dir.path().join("ssh_host_ed25519_key.pub")),
+            Kind::Dropbear => {
+                let out = run(Command::new("dropbearkey")
+                    .arg("-y")
+                    .arg("-f")
+                    .arg(self.dir.path().join("dropbear_ed25519_host_key")));
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let line = text
+                    .lines()
+                    .find(|l| l.starts_with("ssh-"))
+                    .expect("dropbearkey -y");
+                line.split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        }
+    }
+
+    /// How known_hosts names this server: `[127.0.0.1]:port`.
+    pub fn known_name(&self) -> String {
+        format!("[127.0.0.1]:{}", self.port)
+    }
+
+    /// A known_hosts file in the server's directory with these contents.
+    pub fn known_hosts(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("known_hosts");
+        path
+    }
+
+    /// What the OpenSSH client decides with this known_hosts (strict checking, batch
+    /// mode, no config): whether `echo ok` ran, and its stderr.
+    pub fn ssh_verdict(&self, known_hosts: &Path, extra: &[&str]) -> (bool, String) {
+        let c = client();
+        let out = Command::new("ssh")
+            .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
+            .arg(&c.key)
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .args(SSH_REFERENCE_OPTIONS)
+            .args(extra)
+            .arg(format!("{USER}@127.0.0.1"))
+            .arg("echo ok")
+            .stdin(Stdio::null())
+            .output()
+            .expect("ssh");
+        let ran = out.status.success() && String::from_utf8_lossy(&out.stdout) == "ok\n";
+        (ran, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Strict, non-interactive, and touching nothing but the files given.
+const SSH_REFERENCE_OPTIONS: &[&str] = &[
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=yes",
+    "-o",
+    "GlobalKnownHostsFile=/dev/null",
+    "-o",
+    "UpdateHostKeys=no",
+    "-o",
+    "CheckHostIP=no",
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "IdentityAgent=none",
+    "-o",
+    "ConnectTimeout=10",
+];
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `ssh-keygen -H` of a known_hosts text: every unmarked line with its names hashed.
+pub fn hashed(dir: &Path, text: &str) -> String {
+    let path = dir.join("to_hash");
+    std::fs::write(&path, text).expect("write");
+    run(Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null()));
+    let out = std::fs::read_to_string(&path).expect("hashed");
+    let _ = std::fs::remove_file(path.with_extension("old"));
+    out
+}
