@@ -156,3 +156,56 @@ async fn revoked_host_key_is_refused_in_every_form_openssh() {
 async fn revoked_host_key_is_refused_in_every_form_dropbear() {
     revoked_is_refused_in_every_form(Server::dropbear()).await;
 }
+
+/// known_hosts forms of sshd(8)'s SSH_KNOWN_HOSTS FILE FORMAT, with whether they record the
+/// server's key: any whitespace, patterns, negation, comma lists, hashed names, several
+/// keys per host (after a rotation, the old one first).
+fn known_hosts_forms(server: &Server) -> Vec<(&'static str, String, bool)> {
+    let (name, key, port) = (server.known_name(), server.host_key(), server.port);
+    let old = server.dir.path().join("old_host_key");
+    ssh_trust_server::keygen(&old, "ed25519");
+    let old = ssh_trust_server::public_key(&old.with_extension("pub"));
+    let tabbed = key.replace(' ', "\t");
+    vec![
+        ("rotation", format!("{name} {old}\n{name} {key}\n"), true),
+        ("tabs", format!("\t{name}\t\t{tabbed}\tcomment\n"), true),
+        ("star", format!("[127.0.0.*]:{port} {key}\n"), true),
+        ("question", format!("[127.0.0.?]:* {key}\n"), true),
+        ("list", format!("web1,{name},10.0.0.1 {key}\n"), true),
+        (
+            "hashed",
+            hashed(server.dir.path(), &format!("{name} {key}\n")),
+            true,
+        ),
+        // OpenSSH looks a host on another port up again by its bare name.
+        ("port-less", format!("127.0.0.1 {key}\n"), true),
+        ("negated", format!("*,!{name},!127.0.0.1 {key}\n"), false),
+        ("other port", format!("[127.0.0.1]:1 {key}\n"), false),
+        ("changed", format!("{name} {old}\n"), false),
+    ]
+}
+
+async fn known_hosts_forms_decide_as_openssh(server: Server) {
+    for (form, text, records) in known_hosts_forms(&server) {
+        let kh = server.known_hosts(&form.replace(' ', "_"), &text);
+        let (ran, stderr) = server.ssh_verdict(&kh, &[]);
+        assert_eq!(ran, records, "{form}: the reference: {stderr}");
+        let verdict = fleetup(&server, &kh, HostKeyChecking::Strict).await;
+        match (verdict, records) {
+            (Ok(()), true) => {}
+            (Err(TransportError::HostKeyUnknown { .. }), false) if form != "changed" => {}
+            (Err(TransportError::HostKeyChanged { line: 1, .. }), false) if form == "changed" => {}
+            (other, _) => panic!("{form}: ssh ran={ran}, fleetup: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_hosts_forms_decide_as_openssh_does_openssh() {
+    known_hosts_forms_decide_as_openssh(Server::openssh("")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_hosts_forms_decide_as_openssh_does_dropbear() {
+    known_hosts_forms_decide_as_openssh(Server::dropbear()).await;
+}

@@ -96,13 +96,13 @@ pub(crate) fn check(
     port: u16,
     key: &PublicKey,
 ) -> Verdict {
-    let entries = match read_entries(path, host, port) {
-        Ok(e) => e,
-        Err(_) if policy == HostKeyChecking::Off => Vec::new(),
+    let status = match key_status(path, host, port, key) {
+        Ok(s) => s,
+        Err(_) if policy == HostKeyChecking::Off => Status::New,
         Err(detail) => return Verdict::Error { detail },
     };
     let fingerprint = || fingerprint(key);
-    match file::key_status(&entries, key) {
+    match status {
         // Refused under every policy, `off` included (OpenSSH's StrictHostKeyChecking=no
         // only warns): the operator said this key must not be trusted, and `off` is meant
         // to get past unknown keys, not stolen ones.
@@ -130,10 +130,8 @@ pub(crate) fn check(
 fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
     let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // Another connection may have learned it while we waited.
-    if let Ok(entries) = read_entries(path, host, port) {
-        if let Status::Known { .. } = file::key_status(&entries, key) {
-            return Verdict::Known;
-        }
+    if let Ok(Status::Known { .. }) = key_status(path, host, port, key) {
+        return Verdict::Known;
     }
     match learn(path, host, port, key) {
         Ok(()) => Verdict::Learned,
@@ -143,14 +141,40 @@ fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
     }
 }
 
-/// The lines of the file that apply to the host; a missing file records nothing.
+/// The file's verdict on the key. As OpenSSH's `check_host_key`, a host on another port
+/// than 22 that `[host]:port` finds nothing for is looked up again by its bare name, and
+/// accepted if a line records the key there (a revocation there is refused too, where
+/// OpenSSH would go on to treat the key as new).
+fn key_status(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<Status, String> {
+    let text = read_text(path)?;
+    let status = file::key_status(
+        &file::entries_for(&text, &file::lookup_name(host, port)),
+        key,
+    );
+    if status != Status::New || port == 22 {
+        return Ok(status);
+    }
+    Ok(
+        match file::key_status(&file::entries_for(&text, &file::lookup_name(host, 22)), key) {
+            s @ (Status::Known { .. } | Status::Revoked { .. }) => s,
+            _ => Status::New,
+        },
+    )
+}
+
+/// The lines of the file that apply to the host.
 pub(crate) fn read_entries(path: &Path, host: &str, port: u16) -> Result<Vec<Entry>, String> {
+    Ok(file::entries_for(
+        &read_text(path)?,
+        &file::lookup_name(host, port),
+    ))
+}
+
+/// A missing file records nothing.
+fn read_text(path: &Path) -> Result<String, String> {
     match std::fs::read(path) {
-        Ok(bytes) => Ok(file::entries_for(
-            &String::from_utf8_lossy(&bytes),
-            &file::lookup_name(host, port),
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
