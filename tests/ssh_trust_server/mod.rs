@@ -219,21 +219,42 @@ impl Server {
     /// What the OpenSSH client decides with this known_hosts (strict checking, batch
     /// mode, no config): whether `echo ok` ran, and its stderr.
     pub fn ssh_verdict(&self, known_hosts: &Path, extra: &[&str]) -> (bool, String) {
-        let c = client();
-        let out = Command::new("ssh")
+        let out = self.ssh(known_hosts, extra, &["echo ok"]);
+        let ran = out.status.success() && String::from_utf8_lossy(&out.stdout) == "ok\n";
+        (ran, String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// `ssh [options] fleetup-trust@127.0.0.1 COMMAND...` with the client's key.
+    pub fn ssh(&self, known_hosts: &Path, extra: &[&str], command: &[&str]) -> Output {
+        Command::new("ssh")
             .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
-            .arg(&c.key)
+            .arg(&client().key)
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
             .args(SSH_REFERENCE_OPTIONS)
             .args(extra)
             .arg(format!("{USER}@127.0.0.1"))
-            .arg("echo ok")
+            .args(command)
             .stdin(Stdio::null())
             .output()
-            .expect("ssh");
-        let ran = out.status.success() && String::from_utf8_lossy(&out.stdout) == "ok\n";
-        (ran, String::from_utf8_lossy(&out.stderr).into_owned())
+            .expect("ssh")
+    }
+
+    /// An Ansible YAML inventory of one host, `h1`, on this server.
+    pub fn inventory(&self) -> PathBuf {
+        let path = self.dir.path().join("inventory.yml");
+        std::fs::write(
+            &path,
+            format!(
+                "all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      \
+                 ansible_port: {}\n      ansible_user: {USER}\n      \
+                 ansible_ssh_private_key_file: {}\n",
+                self.port,
+                client().key.display()
+            ),
+        )
+        .expect("inventory");
+        path
     }
 }
 

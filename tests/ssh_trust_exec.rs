@@ -1,0 +1,78 @@
+//! `fleetup exec`'s command line, against real servers (sshd and dropbear): the words after
+//! `--` are joined with spaces into one line for the login shell, as the OpenSSH client
+//! joins `ssh host WORDS...`; the output of `ssh` on the same words is the reference.
+
+mod ssh_trust_server;
+
+use std::process::{Command, Stdio};
+
+use ssh_trust_server::Server;
+
+/// The host's stdout for `fleetup exec -i INV all --output json -- WORDS...`, and the
+/// exit code.
+fn fleetup_exec(server: &Server, known_hosts: &std::path::Path, words: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("exec")
+        .arg("-i")
+        .arg(server.inventory())
+        .arg("all")
+        .arg("--known-hosts")
+        .arg(known_hosts)
+        .args(["--ssh-config", "/dev/null", "--output", "json", "--"])
+        .args(words)
+        .env_remove("SSH_AUTH_SOCK")
+        .current_dir(server.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleetup");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let host_out = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "step_output")
+        .and_then(|v| v["stdout"].as_str().map(str::to_string))
+        .unwrap_or_else(|| {
+            panic!(
+                "no step_output in:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (out.status.code().unwrap_or(-1), host_out)
+}
+
+fn joins_words_as_ssh_does(server: &Server) {
+    let kh = server.known_hosts(
+        "known_hosts",
+        &format!("{} {}\n", server.known_name(), server.host_key()),
+    );
+    let cases: &[&[&str]] = &[
+        // The case: one argument holding a pipeline.
+        &["printf 'sl-app\\nother\\nsl-db\\n' | grep sl"],
+        // Several words, shell operators among them.
+        &["echo", "a", "&&", "echo", "$((1+2))"],
+        &["echo 'two  spaces'", ";", "echo", "x  y"],
+    ];
+    for words in cases {
+        let reference = server.ssh(&kh, &[], words);
+        assert!(reference.status.success(), "{words:?}: {reference:?}");
+        let reference = String::from_utf8_lossy(&reference.stdout).into_owned();
+        let (code, ours) = fleetup_exec(server, &kh, words);
+        assert_eq!(code, 0, "{words:?}: {ours}");
+        assert_eq!(ours, reference, "{words:?}");
+    }
+    assert_eq!(
+        fleetup_exec(server, &kh, cases[0]).1,
+        "sl-app\nsl-db\n",
+        "the pipeline ran"
+    );
+}
+
+#[test]
+fn exec_joins_words_into_one_shell_line_as_ssh_does_openssh() {
+    joins_words_as_ssh_does(&Server::openssh(""));
+}
+
+#[test]
+fn exec_joins_words_into_one_shell_line_as_ssh_does_dropbear() {
+    joins_words_as_ssh_does(&Server::dropbear());
+}
