@@ -4,27 +4,33 @@
 
 mod ssh_trust_server;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-use ssh_trust_server::Server;
+use ssh_trust_server::{keygen, Server};
 
-/// The host's stdout for `fleetup exec -i INV all --output json -- WORDS...`, and the
-/// exit code.
-fn fleetup_exec(server: &Server, known_hosts: &std::path::Path, words: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetup"))
+/// `fleetup exec -i INVENTORY all [--output FORMAT] -- WORDS...` with no ssh config and no
+/// agent.
+fn exec(inventory: &Path, known_hosts: &Path, format: &str, words: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetup"))
         .arg("exec")
         .arg("-i")
-        .arg(server.inventory())
+        .arg(inventory)
         .arg("all")
         .arg("--known-hosts")
         .arg(known_hosts)
-        .args(["--ssh-config", "/dev/null", "--output", "json", "--"])
+        .args(["--ssh-config", "/dev/null", "--output", format, "--"])
         .args(words)
         .env_remove("SSH_AUTH_SOCK")
-        .current_dir(server.dir.path())
+        .current_dir(inventory.parent().expect("dir"))
         .stdin(Stdio::null())
         .output()
-        .expect("fleetup");
+        .expect("fleetup")
+}
+
+/// The host's stdout for `fleetup exec ... --output json -- WORDS...`, and the exit code.
+fn fleetup_exec(server: &Server, known_hosts: &Path, words: &[&str]) -> (i32, String) {
+    let out = exec(&server.inventory(), known_hosts, "json", words);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let host_out = stdout
         .lines()
@@ -75,4 +81,39 @@ fn exec_joins_words_into_one_shell_line_as_ssh_does_openssh() {
 #[test]
 fn exec_joins_words_into_one_shell_line_as_ssh_does_dropbear() {
     joins_words_as_ssh_does(&Server::dropbear());
+}
+
+/// Key paths are not secrets: an unusable key and a key the host refuses are named by their
+/// path; what is secret (a become password) stays hidden.
+#[test]
+fn key_paths_are_shown_and_secrets_are_not() {
+    let server = Server::openssh("");
+    let kh = server.known_hosts(
+        "known_hosts",
+        &format!("{} {}\n", server.known_name(), server.host_key()),
+    );
+    let refused = server.dir.path().join("id_not_authorized");
+    keygen(&refused, "ed25519");
+    let missing = server.dir.path().join("id_missing");
+    for key in [&refused, &missing] {
+        let out = exec(&server.inventory_with(key, ""), &kh, "text", &["true"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(&key.display().to_string()), "{text}");
+        assert!(!text.contains("********"), "{text}");
+    }
+    let secret = "s3cret-become-pw";
+    let inventory = server.inventory_with(
+        &ssh_trust_server::client().key,
+        &format!("ansible_become_password: {secret}\nansible_password: {secret}"),
+    );
+    let out = exec(&inventory, &kh, "text", &["echo", secret]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("********") && !text.contains(secret),
+        "{text}"
+    );
 }

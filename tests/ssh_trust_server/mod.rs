@@ -242,18 +242,24 @@ impl Server {
 
     /// An Ansible YAML inventory of one host, `h1`, on this server.
     pub fn inventory(&self) -> PathBuf {
+        self.inventory_with(&client().key, "")
+    }
+
+    /// As [`Server::inventory`], with this key and more host variables (YAML lines
+    /// `name: value`).
+    pub fn inventory_with(&self, key: &Path, vars: &str) -> PathBuf {
         let path = self.dir.path().join("inventory.yml");
-        std::fs::write(
-            &path,
-            format!(
-                "all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      \
-                 ansible_port: {}\n      ansible_user: {USER}\n      \
-                 ansible_ssh_private_key_file: {}\n",
-                self.port,
-                client().key.display()
-            ),
-        )
-        .expect("inventory");
+        let mut text = format!(
+            "all:\n  hosts:\n    h1:\n      ansible_host: 127.0.0.1\n      \
+             ansible_port: {}\n      ansible_user: {USER}\n      \
+             ansible_ssh_private_key_file: {}\n",
+            self.port,
+            key.display()
+        );
+        for line in vars.lines() {
+            text.push_str(&format!("      {line}\n"));
+        }
+        std::fs::write(&path, text).expect("inventory");
         path
     }
 }
