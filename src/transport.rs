@@ -242,6 +242,21 @@ pub enum TransportError {
         lines: Vec<usize>,
         fingerprint: String,
     },
+    #[error("{host}: the host certificate of {key_host} is signed by a CA that {known_hosts} line {line} trusts, but it is not valid for this host: {reason}. Refusing to connect; have the host certificate re-issued (ssh-keygen -s CA -h -n NAME)")]
+    HostCertificateInvalid {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{host}: {key_host} presents a host certificate signed by CA {ca_fingerprint}, which no @cert-authority line of {known_hosts} trusts for it, and its plain host key is not recorded; refusing to connect. If that CA is yours, add `@cert-authority PATTERN CA-PUBLIC-KEY` to {known_hosts}")]
+    HostCertificateUntrusted {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        ca_fingerprint: String,
+    },
     #[error("{host}: cannot use the host key of {key_host}: {detail}")]
     HostKeyCheck {
         host: String,
@@ -315,6 +330,8 @@ impl TransportError {
             | HostKeyUnknown { host, .. }
             | HostKeyChanged { host, .. }
             | HostKeyRevoked { host, .. }
+            | HostCertificateInvalid { host, .. }
+            | HostCertificateUntrusted { host, .. }
             | HostKeyOtherType { host, .. }
             | HostKeyCheck { host, .. }
             | AuthFailed { host, .. }

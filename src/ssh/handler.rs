@@ -80,10 +80,13 @@ impl client::Handler for ClientHandler {
                 self.port,
                 key,
             ),
-            PublicKeyOrCertificate::Certificate(_) if self.policy == HostKeyChecking::Off => {
-                Verdict::Unchecked
-            }
-            PublicKeyOrCertificate::Certificate(_) => Verdict::Certificate,
+            PublicKeyOrCertificate::Certificate(cert) => known_hosts::check_certificate(
+                self.policy,
+                &self.known_hosts,
+                &self.key_host,
+                self.port,
+                cert,
+            ),
         };
         let accepted = verdict.accepted();
         *lock(&self.state.verdict) = Some(verdict);

@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::{Algorithm, HashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 
+use super::certificate::{self, CertProblem};
 use super::known_hosts_file::{self as file, Entry, Marker, Status};
 
 /// `--host-key-checking`.
@@ -55,12 +56,22 @@ pub(crate) enum Verdict {
         line: usize,
         fingerprint: String,
     },
+    /// A CA trusted for the host (at this line) signed the host's certificate, but the
+    /// certificate is not valid for it, and its plain key is not recorded either.
+    CertificateInvalid {
+        line: usize,
+        problem: CertProblem,
+    },
+    /// The host presents a certificate whose CA known_hosts does not trust for it, and its
+    /// plain key is not recorded.
+    CertificateUntrusted {
+        ca_fingerprint: String,
+    },
     /// Keys of other types are recorded for the host (at these lines), not this one.
     OtherType {
         lines: Vec<usize>,
         fingerprint: String,
     },
-    Certificate,
     Error {
         detail: String,
     },
@@ -141,25 +152,93 @@ fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
     }
 }
 
+/// A host certificate, as OpenSSH's `check_host_key` takes one: revoked (its key or its CA)
+/// is refused; signed by an `@cert-authority` for the host and valid for it (type, time,
+/// principals, critical options, signature) is known; otherwise its plain key is checked as
+/// any key is. One difference: a certificate from a trusted CA that is not valid is reported
+/// as such rather than its key being learned under accept-new.
+pub(crate) fn check_certificate(
+    policy: HostKeyChecking,
+    path: &Path,
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+) -> Verdict {
+    let plain = PublicKey::new(cert.public_key().clone(), "");
+    let status = match read_text(path) {
+        Ok(text) => {
+            with_portless_fallback(&text, host, port, |e| file::certificate_status(e, cert))
+        }
+        Err(_) if policy == HostKeyChecking::Off => Status::New,
+        Err(detail) => return Verdict::Error { detail },
+    };
+    let invalid = match status {
+        Status::Revoked { line } => {
+            return Verdict::Revoked {
+                line,
+                fingerprint: fingerprint(&plain),
+            }
+        }
+        _ if policy == HostKeyChecking::Off => return Verdict::Unchecked,
+        Status::Known { line } => {
+            match certificate::check_host(cert, &host.to_lowercase(), certificate::now()) {
+                Ok(()) => return Verdict::Known,
+                Err(problem) => Some((line, problem)),
+            }
+        }
+        _ => None,
+    };
+    match (invalid, key_status(path, host, port, &plain)) {
+        (_, Ok(Status::Known { .. })) => Verdict::Known,
+        (Some((line, problem)), _) => Verdict::CertificateInvalid { line, problem },
+        (None, Ok(Status::New)) if policy == HostKeyChecking::Strict => {
+            Verdict::CertificateUntrusted {
+                ca_fingerprint: fingerprint(&PublicKey::new(cert.signature_key().clone(), "")),
+            }
+        }
+        (None, _) => check(policy, path, host, port, &plain),
+    }
+}
+
 /// The file's verdict on the key. As OpenSSH's `check_host_key`, a host on another port
 /// than 22 that `[host]:port` finds nothing for is looked up again by its bare name, and
 /// accepted if a line records the key there (a revocation there is refused too, where
 /// OpenSSH would go on to treat the key as new).
 fn key_status(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<Status, String> {
     let text = read_text(path)?;
-    let status = file::key_status(
-        &file::entries_for(&text, &file::lookup_name(host, port)),
-        key,
-    );
+    Ok(with_portless_fallback(&text, host, port, |e| {
+        file::key_status(e, key)
+    }))
+}
+
+fn with_portless_fallback(
+    text: &str,
+    host: &str,
+    port: u16,
+    status_of: impl Fn(&[Entry]) -> Status,
+) -> Status {
+    let status = status_of(&file::entries_for(text, &file::lookup_name(host, port)));
     if status != Status::New || port == 22 {
-        return Ok(status);
+        return status;
     }
-    Ok(
-        match file::key_status(&file::entries_for(&text, &file::lookup_name(host, 22)), key) {
-            s @ (Status::Known { .. } | Status::Revoked { .. }) => s,
-            _ => Status::New,
-        },
-    )
+    match status_of(&file::entries_for(text, &file::lookup_name(host, 22))) {
+        s @ (Status::Known { .. } | Status::Revoked { .. }) => s,
+        _ => Status::New,
+    }
+}
+
+/// Whether known_hosts has an `@cert-authority` line for the host: then host certificates
+/// are asked for (OpenSSH asks for them always, and falls back to the plain key; asking
+/// only when a CA could vouch keeps every other host's negotiation as it was).
+pub(crate) fn has_certificate_authority(path: &Path, host: &str, port: u16) -> bool {
+    let Ok(text) = read_text(path) else {
+        return false;
+    };
+    [port, 22].iter().any(|p| {
+        file::entries_for(&text, &file::lookup_name(host, *p))
+            .iter()
+            .any(|e| e.marker == Marker::CertAuthority)
+    })
 }
 
 /// The lines of the file that apply to the host.

@@ -8,7 +8,7 @@
 
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
-use russh::keys::PublicKey;
+use russh::keys::{Certificate, PublicKey};
 use sha1::Sha1;
 
 use super::host_pattern::{self, ListMatch};
@@ -142,6 +142,19 @@ pub(crate) fn key_status(entries: &[Entry], key: &PublicKey) -> Status {
     } else {
         Status::OtherType { lines }
     }
+}
+
+/// OpenSSH's verdict on a host certificate as known_hosts goes: revoked when its key or its
+/// CA is `@revoked`, known when its CA is an `@cert-authority` for the host. The
+/// certificate itself (signature, principals, validity) is checked elsewhere.
+pub(crate) fn certificate_status(entries: &[Entry], cert: &Certificate) -> Status {
+    if let Some(line) = revoked_line(entries, [cert.public_key(), cert.signature_key()]) {
+        return Status::Revoked { line };
+    }
+    entries
+        .iter()
+        .find(|e| e.marker == Marker::CertAuthority && e.key.key_data() == cert.signature_key())
+        .map_or(Status::New, |e| Status::Known { line: e.line })
 }
 
 fn revoked_line<'a>(

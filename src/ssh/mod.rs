@@ -8,12 +8,14 @@
 //! - [`exec`]: running a command, and terminating it on the host (root included).
 
 mod auth;
+mod certificate;
 pub mod config;
 mod exec;
 mod handler;
 mod host_pattern;
 pub mod known_hosts;
 mod known_hosts_file;
+mod refusal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +32,6 @@ pub use config::SshSetupError;
 use config::{Resolved, SshConfigFile};
 use handler::{ClientHandler, SessionState};
 pub use known_hosts::HostKeyChecking;
-use known_hosts::Verdict;
 
 /// Options of the SSH transport, for every host of a run.
 #[derive(Debug, Clone)]
@@ -321,27 +322,35 @@ impl SshTransport {
     /// The russh config for `r`: the host key algorithms known_hosts records for it come
     /// first (so a recorded key is checked, not another type), and its keepalive.
     fn session_config(&self, r: &Resolved) -> Arc<client::Config> {
-        let preferred_keys = match self.options.host_key_checking {
-            HostKeyChecking::Off => None,
-            _ => known_hosts::preferred_host_key_algorithms(
-                &self.options.known_hosts,
-                &r.hostname,
-                r.port,
+        let kh = &self.options.known_hosts;
+        let (preferred_keys, certificates) = match self.options.host_key_checking {
+            HostKeyChecking::Off => (None, false),
+            _ => (
+                known_hosts::preferred_host_key_algorithms(kh, &r.hostname, r.port),
+                known_hosts::has_certificate_authority(kh, &r.hostname, r.port),
             ),
         };
-        match preferred_keys {
-            Some(keys) => Arc::new(client::Config {
-                preferred: russh::Preferred {
-                    key: keys.into(),
-                    ..Default::default()
-                },
-                ..russh_config(&self.options, r.keepalive_interval)
-            }),
-            None if r.keepalive_interval == self.options.keepalive_interval => {
+        if preferred_keys.is_none() && !certificates {
+            return if r.keepalive_interval == self.options.keepalive_interval {
                 self.russh_config.clone()
-            }
-            None => Arc::new(russh_config(&self.options, r.keepalive_interval)),
+            } else {
+                Arc::new(russh_config(&self.options, r.keepalive_interval))
+            };
         }
+        let key = preferred_keys.map_or(russh::Preferred::DEFAULT.key, Into::into);
+        Arc::new(client::Config {
+            preferred: russh::Preferred {
+                // A CA vouches for the host: its certificate is asked for first.
+                host_key_certificates: if certificates {
+                    key.clone()
+                } else {
+                    Default::default()
+                },
+                key,
+                ..Default::default()
+            },
+            ..russh_config(&self.options, r.keepalive_interval)
+        })
     }
 
     fn handshake_error(
@@ -351,57 +360,19 @@ impl SshTransport {
         addr: &str,
         e: russh::Error,
     ) -> TransportError {
-        let key_host = known_hosts::key_host(&r.hostname, r.port);
-        let known_hosts = self.options.known_hosts.clone();
-        match state.verdict() {
-            Some(Verdict::Unknown { fingerprint }) => TransportError::HostKeyUnknown {
-                host: r.name.clone(),
-                key_host,
-                hostname: r.hostname.clone(),
-                port: r.port,
-                known_hosts,
-                fingerprint,
-            },
-            Some(Verdict::Changed { line, fingerprint }) => TransportError::HostKeyChanged {
-                host: r.name.clone(),
-                key_host,
-                known_hosts,
-                line,
-                fingerprint,
-            },
-            Some(Verdict::Revoked { line, fingerprint }) => TransportError::HostKeyRevoked {
-                host: r.name.clone(),
-                key_host,
-                known_hosts,
-                line,
-                fingerprint,
-            },
-            Some(Verdict::OtherType { lines, fingerprint }) => TransportError::HostKeyOtherType {
-                host: r.name.clone(),
-                key_host,
-                known_hosts,
-                lines,
-                fingerprint,
-            },
-            Some(Verdict::Certificate) => TransportError::HostKeyCheck {
-                host: r.name.clone(),
-                key_host,
-                detail: "the host presents a host certificate, which fleetup cannot verify; record its plain host key in known_hosts".into(),
-            },
-            Some(Verdict::Error { detail }) => TransportError::HostKeyCheck {
-                host: r.name.clone(),
-                key_host,
-                detail,
-            },
-            _ => TransportError::Handshake {
-                host: r.name.clone(),
-                addr: addr.to_string(),
-                detail: match e {
-                    russh::Error::Disconnect | russh::Error::HUP => {
-                        "the server closed the connection (overloaded: MaxStartups, or not an SSH server?)".into()
-                    }
-                    other => other.to_string(),
-                },
+        if let Some(refused) = state.verdict().and_then(|v| {
+            refusal::host_key_error(v, &r.name, &r.hostname, r.port, &self.options.known_hosts)
+        }) {
+            return refused;
+        }
+        TransportError::Handshake {
+            host: r.name.clone(),
+            addr: addr.to_string(),
+            detail: match e {
+                russh::Error::Disconnect | russh::Error::HUP => {
+                    "the server closed the connection (overloaded: MaxStartups, or not an SSH server?)".into()
+                }
+                other => other.to_string(),
             },
         }
     }

@@ -240,6 +240,19 @@ impl Server {
             .expect("ssh")
     }
 
+    /// `ssh` options that reach this server's targets through it, as `ProxyJump` would, with
+    /// the same known_hosts and reference options (`-J` would start an ssh that reads the
+    /// default files instead).
+    pub fn proxy_command(&self, known_hosts: &Path) -> String {
+        format!(
+            "ProxyCommand=ssh -F /dev/null -p {} -i {} -o UserKnownHostsFile={} {} -W %h:%p {USER}@127.0.0.1",
+            self.port,
+            client().key.display(),
+            known_hosts.display(),
+            SSH_REFERENCE_OPTIONS.join(" ")
+        )
+    }
+
     /// An Ansible YAML inventory of one host, `h1`, on this server.
     pub fn inventory(&self) -> PathBuf {
         self.inventory_with(&client().key, "")

@@ -1,0 +1,207 @@
+//! Host certificates and `@cert-authority`, against OpenSSH's sshd (dropbear has no
+//! certificates), with CAs and certificates made by `ssh-keygen` in the test. Each
+//! known_hosts is first given to the OpenSSH client `ssh`: its verdict is the reference.
+
+mod ssh_trust_server;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fleetup::connect::Transport;
+use fleetup::ssh::{HostKeyChecking, SshOptions};
+use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, TransportError};
+use ssh_trust_server::{client, keygen, public_key, run, Server, USER};
+
+/// A CA key pair in `dir`.
+fn ca(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    keygen(&path, "ed25519");
+    path
+}
+
+/// An sshd whose Ed25519 host key is certified by `ca` for `principals`, valid `validity`
+/// (`ssh-keygen -V`).
+fn certified_server(ca: &Path, principals: &str, validity: &str) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host_key = dir.path().join("ssh_host_ed25519_key");
+    keygen(&host_key, "ed25519");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "host", "-h", "-n", principals, "-V", validity])
+        .arg(host_key.with_extension("pub")));
+    let cert = dir.path().join("ssh_host_ed25519_key-cert.pub");
+    Server::openssh_in(dir, &format!("HostCertificate {}", cert.display()))
+}
+
+fn options(known_hosts: &Path, policy: HostKeyChecking) -> SshOptions {
+    SshOptions {
+        known_hosts: known_hosts.to_path_buf(),
+        host_key_checking: policy,
+        prompt_passphrase: false,
+        ssh_config: None,
+        agent_socket: None,
+        default_identity_files: Vec::new(),
+        ..SshOptions::default()
+    }
+}
+
+fn target(server: &Server, jump: Option<&Server>) -> ConnectTarget {
+    ConnectTarget {
+        address: Some("127.0.0.1".into()),
+        port: Some(server.port),
+        user: Some(USER.into()),
+        identity_file: Some(client().key.clone()),
+        proxy_jump: jump.map(|j| format!("{USER}@127.0.0.1:{}", j.port)),
+        connect_timeout: Some(Duration::from_secs(10)),
+        ..ConnectTarget::new("h1")
+    }
+}
+
+async fn fleetup(
+    known_hosts: &Path,
+    policy: HostKeyChecking,
+    target: &ConnectTarget,
+) -> Result<(), TransportError> {
+    let conn = Transport::new(options(known_hosts, policy))
+        .expect("transport")
+        .connect(target)
+        .await?;
+    let mut out = Vec::new();
+    let status = conn
+        .exec(&ExecRequest::new("echo ok"), &mut |_, d: &[u8]| {
+            out.extend_from_slice(d)
+        })
+        .await?;
+    conn.close().await;
+    assert!(status.success() && out == b"ok\n", "{status:?} {out:?}");
+    Ok(())
+}
+
+/// What ssh says, checked against what is expected of it, then fleetup's verdict.
+async fn both(
+    server: &Server,
+    kh: &Path,
+    accepts: bool,
+    ssh_says: &str,
+) -> Result<(), TransportError> {
+    let (ran, stderr) = server.ssh_verdict(kh, &[]);
+    assert_eq!(ran, accepts, "the reference: {stderr}");
+    assert!(stderr.contains(ssh_says), "{ssh_says:?} not in {stderr}");
+    fleetup(kh, HostKeyChecking::Strict, &target(server, None)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_certificates_are_checked_as_openssh_checks_them() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let ca = ca(keys.path(), "ca");
+    let ca_pub = public_key(&ca.with_extension("pub"));
+    let other_ca = public_key(&self::ca(keys.path(), "other_ca").with_extension("pub"));
+    let trusted = format!("@cert-authority * {ca_pub}\n");
+
+    // Valid for the name: accepted with nothing else recorded.
+    for principals in ["127.0.0.1", "db1,127.0.0.1"] {
+        let s = certified_server(&ca, principals, "-5m:+1h");
+        let kh = s.known_hosts("kh", &trusted);
+        both(&s, &kh, true, "").await.expect(principals);
+    }
+
+    // Not a principal for this host (principals are names, not patterns); expired: refused,
+    // saying why.
+    for (principals, validity, ssh_says, ours) in [
+        (
+            "127.0.0.*",
+            "-5m:+1h",
+            "name is not a listed principal",
+            "not among its principals",
+        ),
+        (
+            "web1.example.com",
+            "-5m:+1h",
+            "name is not a listed principal",
+            "not among its principals",
+        ),
+        (
+            "127.0.0.1",
+            "20200101:20200102",
+            "Certificate invalid: expired",
+            "it expired at 2020-01-02",
+        ),
+    ] {
+        let s = certified_server(&ca, principals, validity);
+        let kh = s.known_hosts("kh", &trusted);
+        match both(&s, &kh, false, ssh_says).await {
+            Err(TransportError::HostCertificateInvalid {
+                line: 1, reason, ..
+            }) => {
+                assert!(reason.contains(ours), "{reason}")
+            }
+            other => panic!("{principals} {validity}: {other:?}"),
+        }
+        // ...unless the plain key is recorded too: OpenSSH then falls back to it.
+        let plain = format!("{trusted}{} {}\n", s.known_name(), s.host_key());
+        let kh = s.known_hosts("kh_plain", &plain);
+        both(&s, &kh, true, "").await.expect("plain key fallback");
+    }
+
+    let s = certified_server(&ca, "127.0.0.1", "-5m:+1h");
+    // A revoked CA.
+    let kh = s.known_hosts("kh_revoked", &format!("{trusted}@revoked * {ca_pub}\n"));
+    let err = both(&s, &kh, false, "REVOKED HOST KEY DETECTED").await;
+    assert!(
+        matches!(err, Err(TransportError::HostKeyRevoked { line: 2, .. })),
+        "{err:?}"
+    );
+    // Another CA: the host is not vouched for, and the message says it is a certificate.
+    let kh = s.known_hosts("kh_other", &format!("@cert-authority * {other_ca}\n"));
+    match both(&s, &kh, false, "Host key verification failed").await {
+        Err(e @ TransportError::HostCertificateUntrusted { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("@cert-authority") && !msg.contains("ssh-keyscan"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A CA for other names does not vouch for this one.
+    let kh = s.known_hosts(
+        "kh_pattern",
+        &format!("@cert-authority *.example.com,!127.* {ca_pub}\n"),
+    );
+    let err = both(&s, &kh, false, "Host key verification failed").await;
+    assert!(err.is_err(), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_certificates_through_proxy_jump() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let ca = ca(keys.path(), "ca");
+    let bastion = certified_server(&ca, "127.0.0.1", "-5m:+1h");
+    let host = certified_server(&ca, "127.0.0.1", "-5m:+1h");
+    let kh = host.known_hosts(
+        "kh",
+        &format!(
+            "@cert-authority 127.0.0.1,[127.0.0.1]:* {}\n",
+            public_key(&ca.with_extension("pub"))
+        ),
+    );
+    let proxy = bastion.proxy_command(&kh);
+    let (ran, stderr) = host.ssh_verdict(&kh, &["-o", &proxy]);
+    assert!(ran, "the reference: {stderr}");
+    fleetup(&kh, HostKeyChecking::Strict, &target(&host, Some(&bastion)))
+        .await
+        .expect("through the bastion");
+    // The bastion's certificate expires: refused at the first hop.
+    let expired = certified_server(&ca, "127.0.0.1", "20200101:20200102");
+    let (ran, _) = host.ssh_verdict(&kh, &["-o", &expired.proxy_command(&kh)]);
+    assert!(!ran);
+    match fleetup(&kh, HostKeyChecking::Strict, &target(&host, Some(&expired))).await {
+        Err(TransportError::ProxyJump { source, .. }) => assert!(
+            matches!(*source, TransportError::HostCertificateInvalid { .. }),
+            "{source}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
