@@ -23,6 +23,11 @@ fn ca(dir: &Path, name: &str) -> PathBuf {
 /// An sshd whose Ed25519 host key is certified by `ca` for `principals`, valid `validity`
 /// (`ssh-keygen -V`).
 fn certified_server(ca: &Path, principals: &str, validity: &str) -> Server {
+    certified_server_with(ca, principals, validity, "")
+}
+
+/// As [`certified_server`], with more sshd_config lines.
+fn certified_server_with(ca: &Path, principals: &str, validity: &str, extra: &str) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let host_key = dir.path().join("ssh_host_ed25519_key");
     keygen(&host_key, "ed25519");
@@ -32,7 +37,7 @@ fn certified_server(ca: &Path, principals: &str, validity: &str) -> Server {
         .args(["-I", "host", "-h", "-n", principals, "-V", validity])
         .arg(host_key.with_extension("pub")));
     let cert = dir.path().join("ssh_host_ed25519_key-cert.pub");
-    Server::openssh_in(dir, &format!("HostCertificate {}", cert.display()))
+    Server::openssh_in(dir, &format!("HostCertificate {}\n{extra}", cert.display()))
 }
 
 fn options(known_hosts: &Path, policy: HostKeyChecking) -> SshOptions {
@@ -174,12 +179,24 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
     assert!(err.is_err(), "{err:?}");
 }
 
+/// Host and user certificates on every hop: each host is vouched for by the host CA, and
+/// the login on each is by a user certificate only (the key itself is authorized nowhere).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_certificates_through_proxy_jump() {
+async fn host_and_user_certificates_through_proxy_jump() {
     let keys = tempfile::tempdir().expect("tempdir");
     let ca = ca(keys.path(), "ca");
-    let bastion = certified_server(&ca, "127.0.0.1", "-5m:+1h");
-    let host = certified_server(&ca, "127.0.0.1", "-5m:+1h");
+    let user_ca = self::ca(keys.path(), "user_ca");
+    let trust_users = format!(
+        "TrustedUserCAKeys {}",
+        user_ca.with_extension("pub").display()
+    );
+    let user_key = certified_user_key(keys.path(), "id_cert_only", &user_ca, USER, "-5m:+1h");
+    let bastion = certified_server_with(&ca, "127.0.0.1", "-5m:+1h", &trust_users);
+    let host = certified_server_with(&ca, "127.0.0.1", "-5m:+1h", &trust_users);
+    let target = |host: &Server, jump: &Server| ConnectTarget {
+        identity_file: Some(user_key.clone()),
+        ..self::target(host, Some(jump))
+    };
     let kh = host.known_hosts(
         "kh",
         &format!(
@@ -190,18 +207,167 @@ async fn host_certificates_through_proxy_jump() {
     let proxy = bastion.proxy_command(&kh);
     let (ran, stderr) = host.ssh_verdict(&kh, &["-o", &proxy]);
     assert!(ran, "the reference: {stderr}");
-    fleetup(&kh, HostKeyChecking::Strict, &target(&host, Some(&bastion)))
+    fleetup(&kh, HostKeyChecking::Strict, &target(&host, &bastion))
         .await
         .expect("through the bastion");
     // The bastion's certificate expires: refused at the first hop.
     let expired = certified_server(&ca, "127.0.0.1", "20200101:20200102");
     let (ran, _) = host.ssh_verdict(&kh, &["-o", &expired.proxy_command(&kh)]);
     assert!(!ran);
-    match fleetup(&kh, HostKeyChecking::Strict, &target(&host, Some(&expired))).await {
+    match fleetup(&kh, HostKeyChecking::Strict, &target(&host, &expired)).await {
         Err(TransportError::ProxyJump { source, .. }) => assert!(
             matches!(*source, TransportError::HostCertificateInvalid { .. }),
             "{source}"
         ),
         other => panic!("{other:?}"),
     }
+}
+
+/// `ssh-agent -D` on a socket in `dir`, stopped on drop.
+struct Agent {
+    socket: PathBuf,
+    child: std::process::Child,
+}
+
+impl Agent {
+    fn start(dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        let t0 = std::time::Instant::now();
+        while !socket.exists() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Agent { socket, child }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A key the server does not authorize, with a certificate beside it signed by `ca` for
+/// `principals`, valid `validity`.
+fn certified_user_key(
+    dir: &Path,
+    name: &str,
+    ca: &Path,
+    principals: &str,
+    validity: &str,
+) -> PathBuf {
+    let key = dir.join(name);
+    keygen(&key, "ed25519");
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "user", "-n", principals, "-V", validity])
+        .arg(key.with_extension("pub")));
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_certificates_beside_the_key_and_in_the_agent() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let ca = ca(keys.path(), "user_ca");
+    let server = Server::openssh(&format!(
+        "TrustedUserCAKeys {}",
+        ca.with_extension("pub").display()
+    ));
+    let kh = server.known_hosts(
+        "kh",
+        &format!("{} {}\n", server.known_name(), server.host_key()),
+    );
+    let with_key = |key: &Path| ConnectTarget {
+        identity_file: Some(key.to_path_buf()),
+        ..target(&server, None)
+    };
+    // `<identity>-cert.pub` beside the key: ssh uses it, and so does fleetup.
+    let good = certified_user_key(keys.path(), "id_good", &ca, USER, "-5m:+1h");
+    let out = server.ssh_with(&kh, Some(&good), &[], &["echo ok"]);
+    assert!(out.status.success(), "the reference: {out:?}");
+    fleetup(&kh, HostKeyChecking::Strict, &with_key(&good))
+        .await
+        .expect("certificate beside the key");
+    // Expired, or for other logins: refused by both, and fleetup says why.
+    for (name, principals, validity, why) in [
+        (
+            "id_expired",
+            USER,
+            "20200101:20200102",
+            "it expired at 2020-01-02",
+        ),
+        (
+            "id_other",
+            "deploy,admin",
+            "-5m:+1h",
+            "\"fleetup-trust\" is not among its principals (deploy, admin)",
+        ),
+    ] {
+        let key = certified_user_key(keys.path(), name, &ca, principals, validity);
+        let out = server.ssh_with(&kh, Some(&key), &[], &["echo ok"]);
+        assert!(!out.status.success(), "the reference accepted {name}");
+        match fleetup(&kh, HostKeyChecking::Strict, &with_key(&key)).await {
+            Err(e @ TransportError::AuthFailed { .. }) => {
+                let msg = e.to_string();
+                let cert = format!("certificate {}-cert.pub (", key.display());
+                assert!(msg.contains(&cert) && msg.contains(why), "{msg}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // A `CertificateFile` of the ssh config, away from the key.
+    let split = certified_user_key(keys.path(), "id_split", &ca, USER, "-5m:+1h");
+    let moved = keys.path().join("elsewhere-cert.pub");
+    std::fs::rename(keys.path().join("id_split-cert.pub"), &moved).expect("move");
+    let cert_file = format!("CertificateFile={}", moved.display());
+    let out = server.ssh_with(&kh, Some(&split), &["-o", &cert_file], &["echo ok"]);
+    assert!(out.status.success(), "the reference: {out:?}");
+    let config = keys.path().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!("Host *\n  CertificateFile {}\n", moved.display()),
+    )
+    .expect("config");
+    let conn = Transport::new(SshOptions {
+        ssh_config: Some(config),
+        ..options(&kh, HostKeyChecking::Strict)
+    })
+    .expect("transport")
+    .connect(&with_key(&split))
+    .await
+    .expect("the CertificateFile");
+    conn.close().await;
+    // The agent holds the key and its certificate (ssh-add loads both).
+    let agent = Agent::start(keys.path());
+    run(Command::new("ssh-add")
+        .arg(&good)
+        .env("SSH_AUTH_SOCK", &agent.socket));
+    let sock = format!("IdentityAgent={}", agent.socket.display());
+    let out = server.ssh_with(
+        &kh,
+        None,
+        &["-o", &sock, "-o", "IdentitiesOnly=no"],
+        &["echo ok"],
+    );
+    assert!(out.status.success(), "the reference: {out:?}");
+    let conn = Transport::new(SshOptions {
+        agent_socket: Some(agent.socket.clone()),
+        ..options(&kh, HostKeyChecking::Strict)
+    })
+    .expect("transport")
+    .connect(&ConnectTarget {
+        identity_file: None,
+        ..target(&server, None)
+    })
+    .await
+    .expect("the agent's certificate");
+    conn.close().await;
 }

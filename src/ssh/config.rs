@@ -153,6 +153,8 @@ pub(crate) struct Resolved {
     pub user: String,
     /// Identity files named by the inventory or the ssh config, in order.
     pub identity_files: Vec<PathBuf>,
+    /// `CertificateFile`s of the ssh config.
+    pub certificate_files: Vec<PathBuf>,
     pub jumps: Vec<JumpSpec>,
     pub connect_timeout: Duration,
     pub keepalive_interval: Option<Duration>,
@@ -206,6 +208,10 @@ pub(crate) fn resolve(
             .or_else(|| p.and_then(|p| p.user.clone()))
             .unwrap_or_else(|| default_user.to_string()),
         identity_files,
+        certificate_files: p
+            .and_then(|p| p.certificate_file.as_deref())
+            .map(|f| vec![expand_tilde(f)])
+            .unwrap_or_default(),
         jumps,
         connect_timeout: target
             .connect_timeout
@@ -238,6 +244,10 @@ pub(crate) fn resolve_jump(config: &SshConfigFile, target: &Resolved, jump: &Jum
             .and_then(|p| p.identity_file.clone())
             .map(|v| v.iter().map(|f| expand_tilde(f)).collect())
             .unwrap_or_else(|| target.identity_files.clone()),
+        certificate_files: p
+            .and_then(|p| p.certificate_file.as_deref())
+            .map(|f| vec![expand_tilde(f)])
+            .unwrap_or_else(|| target.certificate_files.clone()),
         jumps: Vec::new(),
         connect_timeout: p
             .and_then(|p| p.connect_timeout)

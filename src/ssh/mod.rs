@@ -16,6 +16,7 @@ mod host_pattern;
 pub mod known_hosts;
 mod known_hosts_file;
 mod refusal;
+mod user_cert;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -284,6 +285,7 @@ impl SshTransport {
         };
         let sources = AuthSources {
             identity_files: &r.identity_files,
+            certificate_files: &r.certificate_files,
             agent_socket: self.options.agent_socket.as_deref(),
             default_keys: &self.options.default_identity_files,
         };

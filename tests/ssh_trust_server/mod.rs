@@ -226,13 +226,27 @@ impl Server {
 
     /// `ssh [options] fleetup-trust@127.0.0.1 COMMAND...` with the client's key.
     pub fn ssh(&self, known_hosts: &Path, extra: &[&str], command: &[&str]) -> Output {
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-p", &self.port.to_string(), "-i"])
-            .arg(&client().key)
+        self.ssh_with(known_hosts, Some(&client().key), extra, command)
+    }
+
+    /// As [`Server::ssh`] with `-i key` (none: no identity file). `extra` options come
+    /// first: for ssh the first value of an option wins.
+    pub fn ssh_with(
+        &self,
+        known_hosts: &Path,
+        key: Option<&Path>,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Output {
+        let mut c = Command::new("ssh");
+        c.args(["-F", "/dev/null", "-p", &self.port.to_string()]);
+        if let Some(key) = key {
+            c.arg("-i").arg(key);
+        }
+        c.args(extra)
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
             .args(SSH_REFERENCE_OPTIONS)
-            .args(extra)
             .arg(format!("{USER}@127.0.0.1"))
             .args(command)
             .stdin(Stdio::null())
