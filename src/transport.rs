@@ -286,6 +286,13 @@ pub enum TransportError {
         #[source]
         source: Box<TransportError>,
     },
+    #[error("{host}: ssh config {}, line {line}: {detail}", .file.display())]
+    SshConfig {
+        host: String,
+        file: PathBuf,
+        line: usize,
+        detail: String,
+    },
     #[error("{host}: invalid ProxyJump {spec:?}: {detail}")]
     ProxyJumpSpec {
         host: String,
@@ -340,6 +347,7 @@ impl TransportError {
             | ConnectionLost { host, .. }
             | ProxyJump { host, .. }
             | ProxyJumpSpec { host, .. }
+            | SshConfig { host, .. }
             | CommandTimedOut { host, .. }
             | Cancelled { host }
             | BecomePasswordRequired { host, .. }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use fleetup::connect::Transport;
 use fleetup::ssh::{HostKeyChecking, SshOptions};
 use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, TransportError};
-use ssh_trust_server::{client, keygen, public_key, run, Server, USER};
+use ssh_trust_server::{client, keygen, public_key, run, Agent, Server, USER};
 
 /// A CA key pair in `dir`.
 fn ca(dir: &Path, name: &str) -> PathBuf {
@@ -223,37 +223,6 @@ async fn host_and_user_certificates_through_proxy_jump() {
     }
 }
 
-/// `ssh-agent -D` on a socket in `dir`, stopped on drop.
-struct Agent {
-    socket: PathBuf,
-    child: std::process::Child,
-}
-
-impl Agent {
-    fn start(dir: &Path) -> Agent {
-        let socket = dir.join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("ssh-agent");
-        let t0 = std::time::Instant::now();
-        while !socket.exists() && t0.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Agent { socket, child }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A key the server does not authorize, with a certificate beside it signed by `ca` for
 /// `principals`, valid `validity`.
 fn certified_user_key(
@@ -347,9 +316,7 @@ async fn user_certificates_beside_the_key_and_in_the_agent() {
     conn.close().await;
     // The agent holds the key and its certificate (ssh-add loads both).
     let agent = Agent::start(keys.path());
-    run(Command::new("ssh-add")
-        .arg(&good)
-        .env("SSH_AUTH_SOCK", &agent.socket));
+    agent.add(&good);
     let sock = format!("IdentityAgent={}", agent.socket.display());
     let out = server.ssh_with(
         &kh,

@@ -16,6 +16,8 @@ mod host_pattern;
 pub mod known_hosts;
 mod known_hosts_file;
 mod refusal;
+mod ssh_config;
+mod ssh_config_eval;
 mod user_cert;
 
 use std::path::PathBuf;
@@ -30,7 +32,7 @@ use tokio::time::Instant;
 use crate::transport::{ConnectTarget, TransportError};
 use auth::{AuthOutcome, AuthSources, KeyStore};
 pub use config::SshSetupError;
-use config::{Resolved, SshConfigFile};
+use config::{AgentChoice, Resolved, SshConfigFile};
 use handler::{ClientHandler, SessionState};
 pub use known_hosts::HostKeyChecking;
 
@@ -125,8 +127,8 @@ pub struct SshConnection {
 impl SshTransport {
     pub fn new(options: SshOptions) -> Result<Self, SshSetupError> {
         let config = match &options.ssh_config {
-            Some(path) => SshConfigFile::load(path)?,
-            None => SshConfigFile::empty(),
+            Some(path) => SshConfigFile::load(path, &options.default_user)?,
+            None => SshConfigFile::empty(&options.default_user),
         };
         let keys = KeyStore::new(options.passphrase_env.clone(), options.prompt_passphrase);
         let russh_config = Arc::new(russh_config(&options, options.keepalive_interval));
@@ -151,12 +153,12 @@ impl SshTransport {
             &self.options.default_user,
             self.options.keepalive_interval,
         )?;
-        let mut jumps: Vec<Session> = Vec::with_capacity(resolved.jumps.len());
-        for spec in &resolved.jumps {
-            let hop = config::resolve_jump(&self.config, &resolved, spec);
+        let hops = config::hops(&self.config, &resolved)?;
+        let mut jumps: Vec<Session> = Vec::with_capacity(hops.len());
+        for (spec, hop) in &hops {
             let session = match jumps.last() {
-                None => self.connect_direct(&hop).await,
-                Some(prev) => self.connect_through(&prev.handle, &hop).await,
+                None => self.connect_direct(hop).await,
+                Some(prev) => self.connect_through(&prev.handle, hop).await,
             };
             match session {
                 Ok(s) => jumps.push(s),
@@ -286,7 +288,11 @@ impl SshTransport {
         let sources = AuthSources {
             identity_files: &r.identity_files,
             certificate_files: &r.certificate_files,
-            agent_socket: self.options.agent_socket.as_deref(),
+            agent_socket: match &r.agent {
+                AgentChoice::Default => self.options.agent_socket.as_deref(),
+                AgentChoice::Disabled => None,
+                AgentChoice::Socket(path) => Some(path.as_path()),
+            },
             default_keys: &self.options.default_identity_files,
         };
         let outcome = tokio::time::timeout(

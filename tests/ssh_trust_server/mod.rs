@@ -338,3 +338,42 @@ pub fn hashed(dir: &Path, text: &str) -> String {
     let _ = std::fs::remove_file(path.with_extension("old"));
     out
 }
+
+/// `ssh-agent -D` on a socket in `dir`, stopped on drop.
+pub struct Agent {
+    pub socket: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    pub fn start(dir: &Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        let t0 = std::time::Instant::now();
+        while !socket.exists() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Agent { socket, child }
+    }
+
+    /// `ssh-add KEY` (and its `-cert.pub` beside it, if any).
+    pub fn add(&self, key: &Path) {
+        run(Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .stderr(Stdio::null()));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
