@@ -208,7 +208,7 @@ pub enum TransportError {
         addr: String,
         detail: String,
     },
-    #[error("{host}: host key of {key_host} is not in {known_hosts} ({fingerprint}); refusing to connect. If this is the right host, add its key with `ssh-keyscan -p {port} {hostname} >> {known_hosts}`, or run with --host-key-checking accept-new to record it")]
+    #[error("{host}: host key of {key_host} ({fingerprint}) is not in {known_hosts}; refusing to connect (`ssh-keyscan -p {port} {hostname}` fetches it; fleetup prints one command for every unknown host at the end)")]
     HostKeyUnknown {
         host: String,
         /// The name looked up: `host` or `[host]:port`.

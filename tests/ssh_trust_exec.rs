@@ -117,3 +117,90 @@ fn key_paths_are_shown_and_secrets_are_not() {
         "{text}"
     );
 }
+
+/// An inventory of two hosts, `a` on `first` and `b` on `second`, in `dir`.
+fn two_host_inventory(dir: &Path, first: &Server, second: &Server) -> std::path::PathBuf {
+    let key = ssh_trust_server::client().key.display().to_string();
+    let host = |name: &str, port: u16| {
+        format!(
+            "    {name}:\n      ansible_host: 127.0.0.1\n      ansible_port: {port}\n      \
+             ansible_user: {}\n      ansible_ssh_private_key_file: {key}\n",
+            ssh_trust_server::USER
+        )
+    };
+    let path = dir.join("two.yml");
+    let text = format!(
+        "all:\n  hosts:\n{}{}",
+        host("a", first.port),
+        host("b", second.port)
+    );
+    std::fs::write(&path, text).expect("inventory");
+    path
+}
+
+/// Unknown keys across the fleet: one message naming every host with its fingerprint, and
+/// one command that adds them all, creating the missing `.ssh` directory; after it, both
+/// fleetup and ssh accept the hosts. accept-new says which keys it recorded.
+#[test]
+fn unknown_host_keys_are_told_once_with_one_command_for_all() {
+    let (first, second) = (Server::openssh(""), Server::dropbear());
+    let home = tempfile::tempdir().expect("tempdir");
+    let kh = home.path().join("no-such-dir").join("known_hosts");
+    let inventory = two_host_inventory(home.path(), &first, &second);
+    let out = exec(&inventory, &kh, "text", &["true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert_eq!(stderr.matches("2 hosts refused").count(), 1, "{stderr}");
+    for server in [&first, &second] {
+        assert!(stderr.contains(&server.known_name()), "{stderr}");
+    }
+    let command = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("mkdir -p -m 700"))
+        .unwrap_or_else(|| panic!("no command in {stderr}"))
+        .trim();
+    let ran = Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .expect("sh");
+    assert!(ran.status.success(), "{command}: {ran:?}");
+    for server in [&first, &second] {
+        let (accepted, why) = server.ssh_verdict(&kh, &[]);
+        assert!(accepted, "ssh after the command: {why}");
+    }
+    let out = exec(&inventory, &kh, "text", &["true"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
+
+    let learned = home.path().join("learned_known_hosts");
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .args(["exec", "-i"])
+        .arg(&inventory)
+        .args(["all", "--known-hosts"])
+        .arg(&learned)
+        .args([
+            "--host-key-checking",
+            "accept-new",
+            "--ssh-config",
+            "/dev/null",
+            "--",
+            "true",
+        ])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleetup");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("accept-new recorded 2 new host keys"),
+        "{stderr}"
+    );
+    for server in [&first, &second] {
+        assert!(stderr.contains(&server.known_name()), "{stderr}");
+        assert!(
+            server.ssh_verdict(&learned, &[]).0,
+            "ssh accepts what was recorded"
+        );
+    }
+}

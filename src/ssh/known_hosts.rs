@@ -42,7 +42,10 @@ impl std::str::FromStr for HostKeyChecking {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Known,
-    Learned,
+    /// Recorded under accept-new, with this fingerprint.
+    Learned {
+        fingerprint: String,
+    },
     Unchecked,
     Unknown {
         fingerprint: String,
@@ -79,7 +82,10 @@ pub(crate) enum Verdict {
 
 impl Verdict {
     pub(crate) fn accepted(&self) -> bool {
-        matches!(self, Verdict::Known | Verdict::Learned | Verdict::Unchecked)
+        matches!(
+            self,
+            Verdict::Known | Verdict::Learned { .. } | Verdict::Unchecked
+        )
     }
 }
 
@@ -145,7 +151,9 @@ fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
         return Verdict::Known;
     }
     match learn(path, host, port, key) {
-        Ok(()) => Verdict::Learned,
+        Ok(()) => Verdict::Learned {
+            fingerprint: fingerprint(key),
+        },
         Err(e) => Verdict::Error {
             detail: format!("cannot record the new key in {}: {e}", path.display()),
         },
@@ -363,7 +371,9 @@ mod tests {
         );
         assert_eq!(
             check(HostKeyChecking::AcceptNew, &path, "g", 22, &o),
-            Verdict::Learned
+            Verdict::Learned {
+                fingerprint: fingerprint(&o)
+            }
         );
         assert_eq!(
             check(HostKeyChecking::Strict, &path, "g", 22, &o),

@@ -15,6 +15,7 @@ mod handler;
 mod host_pattern;
 pub mod known_hosts;
 mod known_hosts_file;
+mod ledger;
 mod refusal;
 mod ssh_config;
 mod ssh_config_eval;
@@ -35,6 +36,9 @@ pub use config::SshSetupError;
 use config::{AgentChoice, Resolved, SshConfigFile};
 use handler::{ClientHandler, SessionState};
 pub use known_hosts::HostKeyChecking;
+use known_hosts::Verdict;
+use ledger::Ledger;
+pub use ledger::{HostKeyReport, LearnedHostKey, UnknownHostKey};
 
 /// Options of the SSH transport, for every host of a run.
 #[derive(Debug, Clone)]
@@ -104,6 +108,8 @@ pub struct SshTransport {
     options: SshOptions,
     config: SshConfigFile,
     keys: KeyStore,
+    /// Unknown and learned host keys, told once for the fleet.
+    ledger: Ledger,
     /// The russh config for the default keepalive, shared by every connection.
     russh_config: Arc<client::Config>,
 }
@@ -133,6 +139,7 @@ impl SshTransport {
         let keys = KeyStore::new(options.passphrase_env.clone(), options.prompt_passphrase);
         let russh_config = Arc::new(russh_config(&options, options.keepalive_interval));
         Ok(SshTransport {
+            ledger: Ledger::new(options.known_hosts.clone()),
             options,
             config,
             keys,
@@ -142,6 +149,12 @@ impl SshTransport {
 
     pub fn options(&self) -> &SshOptions {
         &self.options
+    }
+
+    /// The host keys this transport's connections found unknown, or recorded, since the
+    /// last call (each is reported once).
+    pub fn take_host_keys(&self) -> HostKeyReport {
+        self.ledger.take()
     }
 
     /// Connects and authenticates to `target`, through its ProxyJump hosts if any. Each
@@ -285,6 +298,13 @@ impl SshTransport {
             Ok(Err(e)) => return Err(self.handshake_error(r, &state, addr, e)),
             Ok(Ok(h)) => h,
         };
+        if let Some(Verdict::Learned { fingerprint }) = state.verdict() {
+            self.ledger.learned(LearnedHostKey {
+                host: r.name.clone(),
+                key_host: known_hosts::key_host(&r.hostname, r.port),
+                fingerprint,
+            });
+        }
         let sources = AuthSources {
             identity_files: &r.identity_files,
             certificate_files: &r.certificate_files,
@@ -371,6 +391,20 @@ impl SshTransport {
         if let Some(refused) = state.verdict().and_then(|v| {
             refusal::host_key_error(v, &r.name, &r.hostname, r.port, &self.options.known_hosts)
         }) {
+            if let TransportError::HostKeyUnknown {
+                key_host,
+                fingerprint,
+                ..
+            } = &refused
+            {
+                self.ledger.unknown(UnknownHostKey {
+                    host: r.name.clone(),
+                    hostname: r.hostname.clone(),
+                    port: r.port,
+                    key_host: key_host.clone(),
+                    fingerprint: fingerprint.clone(),
+                });
+            }
             return refused;
         }
         TransportError::Handshake {

@@ -19,7 +19,7 @@ pub(crate) fn host_key_error(
     let key_host = known_hosts::key_host(hostname, port);
     let known_hosts = known_hosts.to_path_buf();
     Some(match verdict {
-        Verdict::Known | Verdict::Learned | Verdict::Unchecked => return None,
+        Verdict::Known | Verdict::Learned { .. } | Verdict::Unchecked => return None,
         Verdict::Unknown { fingerprint } => TransportError::HostKeyUnknown {
             host,
             key_host,
