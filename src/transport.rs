@@ -303,8 +303,13 @@ pub enum TransportError {
     CommandTimedOut { host: String, timeout: Duration },
     #[error("{host}: command cancelled and terminated")]
     Cancelled { host: String },
-    #[error("{host}: sudo requires a password for {login}: fleetup runs `sudo -n` and cannot type one; allow the command with NOPASSWD in sudoers, or log in as a user that needs no become")]
-    BecomePasswordRequired { host: String, login: String },
+    #[error("{host}: sudo asked {login} for a password to run `{command}`: fleetup runs every become command through `sudo -n ... -- /bin/sh -c` and cannot type one. A NOPASSWD rule for the command itself does not cover /bin/sh; allow /bin/sh for {login} with NOPASSWD in sudoers, or log in as a user that needs no become")]
+    BecomePasswordRequired {
+        host: String,
+        login: String,
+        /// What sudo was asked to run.
+        command: String,
+    },
     #[error("{host}: cannot run the command: {detail}")]
     Exec { host: String, detail: String },
 }

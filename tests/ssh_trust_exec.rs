@@ -204,3 +204,74 @@ fn unknown_host_keys_are_told_once_with_one_command_for_all() {
         );
     }
 }
+
+/// Removes a sudoers rule on drop.
+struct SudoersRule(std::path::PathBuf);
+
+impl SudoersRule {
+    fn write(name: &str, rule: &str) -> SudoersRule {
+        let path = Path::new("/etc/sudoers.d").join(name);
+        std::fs::write(&path, rule).expect("sudoers rule");
+        let ok = Command::new("chmod")
+            .arg("0440")
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chmod");
+        SudoersRule(path)
+    }
+}
+
+impl Drop for SudoersRule {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// sudoers allows the command, not the `/bin/sh -c` that become wraps it in: the error says
+/// what sudo was asked to run. `ssh` on the same host shows the difference.
+#[test]
+fn a_become_refusal_says_what_sudo_was_asked_to_run() {
+    let server = Server::openssh("");
+    let kh = server.known_hosts(
+        "known_hosts",
+        &format!("{} {}\n", server.known_name(), server.host_key()),
+    );
+    let _rule = SudoersRule::write(
+        "fleetup-trust-test",
+        &format!(
+            "{} ALL=(root) NOPASSWD: /usr/bin/id\n",
+            ssh_trust_server::USER
+        ),
+    );
+    let direct = server.ssh(&kh, &[], &["sudo -n /usr/bin/id -un"]);
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout),
+        "root\n",
+        "{direct:?}"
+    );
+    let wrapped = server.ssh(&kh, &[], &["sudo -n -- /bin/sh -c '/usr/bin/id -un'"]);
+    assert!(
+        String::from_utf8_lossy(&wrapped.stderr).contains("a password is required"),
+        "{wrapped:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .args(["exec", "-i"])
+        .arg(server.inventory())
+        .args(["all", "--become", "--known-hosts"])
+        .arg(&kh)
+        .args(["--ssh-config", "/dev/null", "--", "/usr/bin/id -un"])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .output()
+        .expect("fleetup");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("to run `sudo -n -- /bin/sh -c '/usr/bin/id -un'`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOPASSWD rule for the command itself does not cover /bin/sh"),
+        "{text}"
+    );
+}
