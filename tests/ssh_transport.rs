@@ -911,8 +911,9 @@ async fn become_runs_through_sudo_and_is_terminated_as_root() {
     );
     assert_eq!(err.class(), ErrorClass::Failed);
     assert!(
-        err.to_string()
-            .contains(&format!("sudo requires a password for {user}")),
+        err.to_string().contains(&format!(
+            "sudo asked {user} for a password to run `sudo -n -u nobody -- /bin/sh -c 'id -u'`"
+        )),
         "{err}"
     );
 
