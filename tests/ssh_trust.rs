@@ -9,24 +9,9 @@ mod ssh_trust_server;
 use std::path::Path;
 use std::time::Duration;
 
-use fleetup::connect::Transport;
-use fleetup::ssh::{HostKeyChecking, SshOptions};
-use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, TransportError};
-use ssh_trust_server::{client, hashed, Server, USER};
-
-fn options(known_hosts: &Path, policy: HostKeyChecking) -> SshOptions {
-    SshOptions {
-        known_hosts: known_hosts.to_path_buf(),
-        host_key_checking: policy,
-        passphrase_env: None,
-        prompt_passphrase: false,
-        ssh_config: None,
-        agent_socket: None,
-        default_identity_files: Vec::new(),
-        default_user: "nobody-by-default".into(),
-        ..SshOptions::default()
-    }
-}
+use fleetup::ssh::HostKeyChecking;
+use fleetup::transport::{ConnectTarget, TransportError};
+use ssh_trust_server::{client, echo_ok, hashed, options, Server, USER};
 
 fn target(server: &Server) -> ConnectTarget {
     ConnectTarget {
@@ -45,19 +30,7 @@ async fn fleetup(
     known_hosts: &Path,
     policy: HostKeyChecking,
 ) -> Result<(), TransportError> {
-    let conn = Transport::new(options(known_hosts, policy))
-        .expect("transport")
-        .connect(&target(server))
-        .await?;
-    let mut out = Vec::new();
-    let status = conn
-        .exec(&ExecRequest::new("echo ok"), &mut |_, d: &[u8]| {
-            out.extend_from_slice(d)
-        })
-        .await?;
-    conn.close().await;
-    assert!(status.success() && out == b"ok\n", "{status:?} {out:?}");
-    Ok(())
+    echo_ok(options(known_hosts, policy), &target(server)).await
 }
 
 /// Both clients accept the file.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use fleetup::connect::Transport;
 use fleetup::ssh::{HostKeyChecking, SshOptions};
-use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, TransportError};
-use ssh_trust_server::{client, keygen, public_key, run, Agent, Server, USER};
+use fleetup::transport::{ConnectTarget, Connection, Connector, TransportError};
+use ssh_trust_server::{client, echo_ok, keygen, options, public_key, run, Agent, Server, USER};
 
 /// A CA key pair in `dir`.
 fn ca(dir: &Path, name: &str) -> PathBuf {
@@ -40,18 +40,6 @@ fn certified_server_with(ca: &Path, principals: &str, validity: &str, extra: &st
     Server::openssh_in(dir, &format!("HostCertificate {}\n{extra}", cert.display()))
 }
 
-fn options(known_hosts: &Path, policy: HostKeyChecking) -> SshOptions {
-    SshOptions {
-        known_hosts: known_hosts.to_path_buf(),
-        host_key_checking: policy,
-        prompt_passphrase: false,
-        ssh_config: None,
-        agent_socket: None,
-        default_identity_files: Vec::new(),
-        ..SshOptions::default()
-    }
-}
-
 fn target(server: &Server, jump: Option<&Server>) -> ConnectTarget {
     ConnectTarget {
         address: Some("127.0.0.1".into()),
@@ -69,19 +57,7 @@ async fn fleetup(
     policy: HostKeyChecking,
     target: &ConnectTarget,
 ) -> Result<(), TransportError> {
-    let conn = Transport::new(options(known_hosts, policy))
-        .expect("transport")
-        .connect(target)
-        .await?;
-    let mut out = Vec::new();
-    let status = conn
-        .exec(&ExecRequest::new("echo ok"), &mut |_, d: &[u8]| {
-            out.extend_from_slice(d)
-        })
-        .await?;
-    conn.close().await;
-    assert!(status.success() && out == b"ok\n", "{status:?} {out:?}");
-    Ok(())
+    echo_ok(options(known_hosts, policy), target).await
 }
 
 /// What ssh says, checked against what is expected of it, then fleetup's verdict.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use fleetup::connect::Transport;
 use fleetup::ssh::{HostKeyChecking, SshOptions};
 use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, TransportError};
-use ssh_trust_server::{client, Agent, Server, USER};
+use ssh_trust_server::{client, options, Agent, Server, USER};
 
 /// `ssh -G -F config host`: the options OpenSSH settles on, or its error.
 fn ssh_g(config: &Path, host: &str) -> Result<String, String> {
@@ -45,14 +45,8 @@ async fn whoami(
     identity: Option<&Path>,
 ) -> Result<String, TransportError> {
     let conn = Transport::new(SshOptions {
-        known_hosts: known_hosts.to_path_buf(),
-        host_key_checking: HostKeyChecking::Strict,
-        prompt_passphrase: false,
         ssh_config: Some(config.to_path_buf()),
-        agent_socket: None,
-        default_identity_files: Vec::new(),
-        default_user: "nobody-by-default".into(),
-        ..SshOptions::default()
+        ..options(known_hosts, HostKeyChecking::Strict)
     })
     .expect("transport")
     .connect(&ConnectTarget {

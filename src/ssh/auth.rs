@@ -339,20 +339,11 @@ impl<'a> Offers<'a> {
             .push(user_cert::describe(origin, &cert, self.user));
         let key = russh::keys::PublicKey::new(cert.public_key().clone(), "");
         let hash = self.hash_for(&key).await;
-        match self
+        let r = self
             .handle
             .authenticate_certificate_with(self.user, cert, hash, agent)
-            .await
-        {
-            Ok(r) => Ok(r.success()),
-            Err(russh::AgentAuthError::Send(_)) => Err(russh::Error::SendError),
-            Err(russh::AgentAuthError::Key(e)) => {
-                if let Some(last) = self.tried.last_mut() {
-                    last.push_str(&format!(": the agent could not sign ({e})"));
-                }
-                Ok(false)
-            }
-        }
+            .await;
+        self.agent_outcome(r)
     }
 
     /// Offers one key of the agent, which signs for it.
@@ -366,11 +357,20 @@ impl<'a> Offers<'a> {
             .push(format!("agent key {comment} ({})", fingerprint(&key)));
         self.offered.push(key.clone());
         let hash = self.hash_for(&key).await;
-        match self
+        let r = self
             .handle
             .authenticate_publickey_with(self.user, key, hash, agent)
-            .await
-        {
+            .await;
+        self.agent_outcome(r)
+    }
+
+    /// Whether the server accepted what the agent signed; an agent that could not sign is
+    /// noted on the last "tried" entry, not an error.
+    fn agent_outcome(
+        &mut self,
+        r: Result<russh::client::AuthResult, russh::AgentAuthError>,
+    ) -> Result<bool, russh::Error> {
+        match r {
             Ok(r) => Ok(r.success()),
             Err(russh::AgentAuthError::Send(_)) => Err(russh::Error::SendError),
             Err(russh::AgentAuthError::Key(e)) => {

@@ -331,12 +331,8 @@ pub fn default_known_hosts() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known_hosts_file::test_keys::{KEY, OTHER};
     use super::*;
-
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-    const OTHER: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
 
     fn key(s: &str) -> PublicKey {
         PublicKey::from_openssh(s).expect("test key")

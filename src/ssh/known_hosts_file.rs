@@ -168,14 +168,20 @@ fn revoked_line<'a>(
         .map(|e| e.line)
 }
 
+/// Keys for the unit tests of known_hosts reading and policy.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    pub(crate) const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    pub(crate) const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_keys::{KEY, OTHER};
     use super::*;
 
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-    const OTHER: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
     /// `ssh-keygen -H` of `[web1.example.com]:2222` (salt and hash as OpenSSH 9.2 wrote them).
     const HASHED: &str = "|1|azVHiZcDbrcO5ftTaEGc9D4w4fs=|NcDvAVbHMQ3VDqMQb7JzwaTaIf8=";

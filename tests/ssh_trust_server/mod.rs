@@ -14,7 +14,44 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use fleetup::connect::Transport;
+use fleetup::ssh::{HostKeyChecking, SshOptions};
+use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, TransportError};
+
 pub const USER: &str = "fleetup-trust";
+
+/// fleetup's options for these tests: this known_hosts and policy, no ssh config, no
+/// agent, no default key, never a prompt.
+pub fn options(known_hosts: &Path, policy: HostKeyChecking) -> SshOptions {
+    SshOptions {
+        known_hosts: known_hosts.to_path_buf(),
+        host_key_checking: policy,
+        passphrase_env: None,
+        prompt_passphrase: false,
+        ssh_config: None,
+        agent_socket: None,
+        default_identity_files: Vec::new(),
+        default_user: "nobody-by-default".into(),
+        ..SshOptions::default()
+    }
+}
+
+/// fleetup connects to `target` and runs `echo ok` there: its verdict on the connection.
+pub async fn echo_ok(options: SshOptions, target: &ConnectTarget) -> Result<(), TransportError> {
+    let conn = Transport::new(options)
+        .expect("transport")
+        .connect(target)
+        .await?;
+    let mut out = Vec::new();
+    let status = conn
+        .exec(&ExecRequest::new("echo ok"), &mut |_, d: &[u8]| {
+            out.extend_from_slice(d)
+        })
+        .await?;
+    conn.close().await;
+    assert!(status.success() && out == b"ok\n", "{status:?} {out:?}");
+    Ok(())
+}
 
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
