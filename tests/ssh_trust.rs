@@ -182,3 +182,29 @@ async fn known_hosts_forms_decide_as_openssh_does_openssh() {
 async fn known_hosts_forms_decide_as_openssh_does_dropbear() {
     known_hosts_forms_decide_as_openssh(Server::dropbear()).await;
 }
+
+/// `@revoked` in a global known_hosts file (OpenSSH's GlobalKnownHostsFile, where companies
+/// keep them) wins over the user's file recording the key; the error names the global file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_in_the_global_known_hosts_file() {
+    let server = Server::openssh("");
+    let key = server.host_key();
+    let user = server.known_hosts("user_kh", &format!("{} {key}\n", server.known_name()));
+    let global = server.known_hosts("global_kh", &format!("# fleet-wide\n@revoked * {key}\n"));
+    let global_option = format!("GlobalKnownHostsFile={}", global.display());
+    let (ran, stderr) = server.ssh_verdict(&user, &["-o", &global_option]);
+    assert!(
+        !ran && stderr.contains("REVOKED HOST KEY DETECTED"),
+        "{stderr}"
+    );
+    let options = fleetup::ssh::SshOptions {
+        global_known_hosts: vec![global.clone()],
+        ..options(&user, HostKeyChecking::Strict)
+    };
+    match echo_ok(options, &target(&server)).await {
+        Err(TransportError::HostKeyRevoked {
+            known_hosts, line, ..
+        }) => assert_eq!((known_hosts, line), (global, 2)),
+        other => panic!("{other:?}"),
+    }
+}

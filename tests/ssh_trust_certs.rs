@@ -146,6 +146,19 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
         }
         other => panic!("{other:?}"),
     }
+    // The CA in a global known_hosts file (GlobalKnownHostsFile), the user's file empty.
+    let empty = s.known_hosts("kh_empty", "");
+    let global = s.known_hosts("kh_global", &trusted);
+    let global_option = format!("GlobalKnownHostsFile={}", global.display());
+    let (ran, stderr) = s.ssh_verdict(&empty, &["-o", &global_option]);
+    assert!(ran, "the reference: {stderr}");
+    let with_global = fleetup::ssh::SshOptions {
+        global_known_hosts: vec![global],
+        ..options(&empty, HostKeyChecking::Strict)
+    };
+    echo_ok(with_global, &target(&s, None))
+        .await
+        .expect("CA in the global file");
     // A CA for other names does not vouch for this one.
     let kh = s.known_hosts(
         "kh_pattern",

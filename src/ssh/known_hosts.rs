@@ -51,17 +51,20 @@ pub(crate) enum Verdict {
         fingerprint: String,
     },
     Changed {
+        file: PathBuf,
         line: usize,
         fingerprint: String,
     },
     /// The key is marked `@revoked` at this line (OpenSSH: "REVOKED HOST KEY DETECTED").
     Revoked {
+        file: PathBuf,
         line: usize,
         fingerprint: String,
     },
     /// A CA trusted for the host (at this line) signed the host's certificate, but the
     /// certificate is not valid for it, and its plain key is not recorded either.
     CertificateInvalid {
+        file: PathBuf,
         line: usize,
         problem: CertProblem,
     },
@@ -72,6 +75,7 @@ pub(crate) enum Verdict {
     },
     /// Keys of other types are recorded for the host (at these lines), not this one.
     OtherType {
+        file: PathBuf,
         lines: Vec<usize>,
         fingerprint: String,
     },
@@ -106,16 +110,78 @@ pub(crate) fn key_host(host: &str, port: u16) -> String {
     }
 }
 
+/// All the known_hosts files as one text, as OpenSSH loads UserKnownHostsFile then the
+/// GlobalKnownHostsFiles into one list, and where each file starts, to name a line's file.
+/// The first file is where accept-new records keys.
+pub(crate) struct Combined {
+    text: String,
+    /// The first line (1-based, in `text`) of each file read.
+    starts: Vec<(usize, PathBuf)>,
+}
+
+impl Combined {
+    /// Missing files record nothing.
+    pub(crate) fn read(files: &[PathBuf]) -> Result<Combined, String> {
+        let mut combined = Combined {
+            text: String::new(),
+            starts: Vec::new(),
+        };
+        for path in files {
+            let text = match std::fs::read(path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            };
+            let first = combined.text.lines().count() + 1;
+            combined.starts.push((first, path.clone()));
+            combined.text.push_str(&text);
+            if !text.is_empty() && !text.ends_with('\n') {
+                combined.text.push('\n');
+            }
+        }
+        Ok(combined)
+    }
+
+    /// The file and line (as an editor numbers them) of a line of the combined text.
+    fn place(&self, line: usize) -> (PathBuf, usize) {
+        self.starts
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= line)
+            .map_or((PathBuf::new(), line), |(first, path)| {
+                (path.clone(), line - first + 1)
+            })
+    }
+
+    /// The entries for the host, with OpenSSH's fallback to the bare name for a port
+    /// other than 22 when `[host]:port` finds nothing (only a recorded or revoked key
+    /// counts there).
+    fn status(&self, host: &str, port: u16, status_of: impl Fn(&[Entry]) -> Status) -> Status {
+        let status = status_of(&self.entries(host, port));
+        if status != Status::New || port == 22 {
+            return status;
+        }
+        match status_of(&self.entries(host, 22)) {
+            s @ (Status::Known { .. } | Status::Revoked { .. }) => s,
+            _ => Status::New,
+        }
+    }
+
+    fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
+        file::entries_for(&self.text, &file::lookup_name(host, port))
+    }
+}
+
 pub(crate) fn check(
     policy: HostKeyChecking,
-    path: &Path,
+    files: &[PathBuf],
     host: &str,
     port: u16,
     key: &PublicKey,
 ) -> Verdict {
-    let status = match key_status(path, host, port, key) {
-        Ok(s) => s,
-        Err(_) if policy == HostKeyChecking::Off => Status::New,
+    let (status, kh) = match Combined::read(files) {
+        Ok(kh) => (kh.status(host, port, |e| file::key_status(e, key)), kh),
+        Err(_) if policy == HostKeyChecking::Off => return Verdict::Unchecked,
         Err(detail) => return Verdict::Error { detail },
     };
     let fingerprint = || fingerprint(key);
@@ -123,32 +189,56 @@ pub(crate) fn check(
         // Refused under every policy, `off` included (OpenSSH's StrictHostKeyChecking=no
         // only warns): the operator said this key must not be trusted, and `off` is meant
         // to get past unknown keys, not stolen ones.
-        Status::Revoked { line } => Verdict::Revoked {
-            line,
-            fingerprint: fingerprint(),
-        },
+        Status::Revoked { line } => {
+            let (file, line) = kh.place(line);
+            Verdict::Revoked {
+                file,
+                line,
+                fingerprint: fingerprint(),
+            }
+        }
         _ if policy == HostKeyChecking::Off => Verdict::Unchecked,
         Status::Known { .. } => Verdict::Known,
-        Status::Changed { line } => Verdict::Changed {
-            line,
-            fingerprint: fingerprint(),
-        },
-        Status::OtherType { lines } => Verdict::OtherType {
-            lines,
-            fingerprint: fingerprint(),
-        },
-        Status::New if policy == HostKeyChecking::AcceptNew => learn_new(path, host, port, key),
+        Status::Changed { line } => {
+            let (file, line) = kh.place(line);
+            Verdict::Changed {
+                file,
+                line,
+                fingerprint: fingerprint(),
+            }
+        }
+        Status::OtherType { lines } => {
+            let places: Vec<(PathBuf, usize)> = lines.iter().map(|l| kh.place(*l)).collect();
+            let file = places.first().map(|p| p.0.clone()).unwrap_or_default();
+            Verdict::OtherType {
+                lines: places
+                    .into_iter()
+                    .filter(|(f, _)| *f == file)
+                    .map(|p| p.1)
+                    .collect(),
+                file,
+                fingerprint: fingerprint(),
+            }
+        }
+        Status::New if policy == HostKeyChecking::AcceptNew => learn_new(files, host, port, key),
         Status::New => Verdict::Unknown {
             fingerprint: fingerprint(),
         },
     }
 }
 
-fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
+fn learn_new(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdict {
+    let Some(path) = files.first() else {
+        return Verdict::Error {
+            detail: "no known_hosts file to record the key in".into(),
+        };
+    };
     let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     // Another connection may have learned it while we waited.
-    if let Ok(Status::Known { .. }) = key_status(path, host, port, key) {
-        return Verdict::Known;
+    if let Ok(kh) = Combined::read(files) {
+        if let Status::Known { .. } = kh.status(host, port, |e| file::key_status(e, key)) {
+            return Verdict::Known;
+        }
     }
     match learn(path, host, port, key) {
         Ok(()) => Verdict::Learned {
@@ -167,103 +257,65 @@ fn learn_new(path: &Path, host: &str, port: u16, key: &PublicKey) -> Verdict {
 /// as such rather than its key being learned under accept-new.
 pub(crate) fn check_certificate(
     policy: HostKeyChecking,
-    path: &Path,
+    files: &[PathBuf],
     host: &str,
     port: u16,
     cert: &Certificate,
 ) -> Verdict {
     let plain = PublicKey::new(cert.public_key().clone(), "");
-    let status = match read_text(path) {
-        Ok(text) => {
-            with_portless_fallback(&text, host, port, |e| file::certificate_status(e, cert))
-        }
-        Err(_) if policy == HostKeyChecking::Off => Status::New,
+    let (status, kh) = match Combined::read(files) {
+        Ok(kh) => (
+            kh.status(host, port, |e| file::certificate_status(e, cert)),
+            kh,
+        ),
+        Err(_) if policy == HostKeyChecking::Off => return Verdict::Unchecked,
         Err(detail) => return Verdict::Error { detail },
     };
     let invalid = match status {
         Status::Revoked { line } => {
+            let (file, line) = kh.place(line);
             return Verdict::Revoked {
+                file,
                 line,
                 fingerprint: fingerprint(&plain),
-            }
+            };
         }
         _ if policy == HostKeyChecking::Off => return Verdict::Unchecked,
         Status::Known { line } => {
             match certificate::check_host(cert, &host.to_lowercase(), certificate::now()) {
                 Ok(()) => return Verdict::Known,
-                Err(problem) => Some((line, problem)),
+                Err(problem) => Some((kh.place(line), problem)),
             }
         }
         _ => None,
     };
-    match (invalid, key_status(path, host, port, &plain)) {
-        (_, Ok(Status::Known { .. })) => Verdict::Known,
-        (Some((line, problem)), _) => Verdict::CertificateInvalid { line, problem },
-        (None, Ok(Status::New)) if policy == HostKeyChecking::Strict => {
-            Verdict::CertificateUntrusted {
-                ca_fingerprint: fingerprint(&PublicKey::new(cert.signature_key().clone(), "")),
-            }
-        }
-        (None, _) => check(policy, path, host, port, &plain),
-    }
-}
-
-/// The file's verdict on the key. As OpenSSH's `check_host_key`, a host on another port
-/// than 22 that `[host]:port` finds nothing for is looked up again by its bare name, and
-/// accepted if a line records the key there (a revocation there is refused too, where
-/// OpenSSH would go on to treat the key as new).
-fn key_status(path: &Path, host: &str, port: u16, key: &PublicKey) -> Result<Status, String> {
-    let text = read_text(path)?;
-    Ok(with_portless_fallback(&text, host, port, |e| {
-        file::key_status(e, key)
-    }))
-}
-
-fn with_portless_fallback(
-    text: &str,
-    host: &str,
-    port: u16,
-    status_of: impl Fn(&[Entry]) -> Status,
-) -> Status {
-    let status = status_of(&file::entries_for(text, &file::lookup_name(host, port)));
-    if status != Status::New || port == 22 {
-        return status;
-    }
-    match status_of(&file::entries_for(text, &file::lookup_name(host, 22))) {
-        s @ (Status::Known { .. } | Status::Revoked { .. }) => s,
-        _ => Status::New,
+    let plain_status = kh.status(host, port, |e| file::key_status(e, &plain));
+    match (invalid, plain_status) {
+        (_, Status::Known { .. }) => Verdict::Known,
+        (Some(((file, line), problem)), _) => Verdict::CertificateInvalid {
+            file,
+            line,
+            problem,
+        },
+        (None, Status::New) if policy == HostKeyChecking::Strict => Verdict::CertificateUntrusted {
+            ca_fingerprint: fingerprint(&PublicKey::new(cert.signature_key().clone(), "")),
+        },
+        (None, _) => check(policy, files, host, port, &plain),
     }
 }
 
 /// Whether known_hosts has an `@cert-authority` line for the host: then host certificates
 /// are asked for (OpenSSH asks for them always, and falls back to the plain key; asking
 /// only when a CA could vouch keeps every other host's negotiation as it was).
-pub(crate) fn has_certificate_authority(path: &Path, host: &str, port: u16) -> bool {
-    let Ok(text) = read_text(path) else {
+pub(crate) fn has_certificate_authority(files: &[PathBuf], host: &str, port: u16) -> bool {
+    let Ok(kh) = Combined::read(files) else {
         return false;
     };
     [port, 22].iter().any(|p| {
-        file::entries_for(&text, &file::lookup_name(host, *p))
+        kh.entries(host, *p)
             .iter()
             .any(|e| e.marker == Marker::CertAuthority)
     })
-}
-
-/// The lines of the file that apply to the host.
-pub(crate) fn read_entries(path: &Path, host: &str, port: u16) -> Result<Vec<Entry>, String> {
-    Ok(file::entries_for(
-        &read_text(path)?,
-        &file::lookup_name(host, port),
-    ))
-}
-
-/// A missing file records nothing.
-fn read_text(path: &Path) -> Result<String, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-    }
 }
 
 /// The host key algorithms to ask the host for, with the types already recorded for it
@@ -271,11 +323,11 @@ fn read_text(path: &Path) -> Result<String, String> {
 /// that key rather than reported unknown for presenting its Ed25519 one. `None`: the
 /// default order does (nothing recorded, or the first preference is recorded).
 pub(crate) fn preferred_host_key_algorithms(
-    path: &Path,
+    files: &[PathBuf],
     host: &str,
     port: u16,
 ) -> Option<Vec<Algorithm>> {
-    let entries = read_entries(path, host, port).ok()?;
+    let entries = Combined::read(files).ok()?.entries(host, port);
     let known: Vec<&PublicKey> = entries
         .iter()
         .filter(|e| e.marker == Marker::Key)
@@ -342,37 +394,38 @@ mod tests {
     fn verdicts_under_each_policy() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("known_hosts");
+        let files = [path.clone()];
         std::fs::write(&path, format!("# comment\n\n[h]:2222 {KEY}\n")).expect("write");
         let k = key(KEY);
         let o = key(OTHER);
         assert_eq!(
-            check(HostKeyChecking::Strict, &path, "h", 2222, &k),
+            check(HostKeyChecking::Strict, &files, "h", 2222, &k),
             Verdict::Known
         );
         assert!(matches!(
-            check(HostKeyChecking::Strict, &path, "h", 2222, &o),
+            check(HostKeyChecking::Strict, &files, "h", 2222, &o),
             Verdict::Changed { line: 3, .. }
         ));
         assert!(matches!(
-            check(HostKeyChecking::AcceptNew, &path, "h", 2222, &o),
+            check(HostKeyChecking::AcceptNew, &files, "h", 2222, &o),
             Verdict::Changed { .. }
         ));
         assert!(matches!(
-            check(HostKeyChecking::Strict, &path, "g", 2222, &k),
+            check(HostKeyChecking::Strict, &files, "g", 2222, &k),
             Verdict::Unknown { .. }
         ));
         assert_eq!(
-            check(HostKeyChecking::Off, &path, "g", 22, &o),
+            check(HostKeyChecking::Off, &files, "g", 22, &o),
             Verdict::Unchecked
         );
         assert_eq!(
-            check(HostKeyChecking::AcceptNew, &path, "g", 22, &o),
+            check(HostKeyChecking::AcceptNew, &files, "g", 22, &o),
             Verdict::Learned {
                 fingerprint: fingerprint(&o)
             }
         );
         assert_eq!(
-            check(HostKeyChecking::Strict, &path, "g", 22, &o),
+            check(HostKeyChecking::Strict, &files, "g", 22, &o),
             Verdict::Known
         );
         let text = std::fs::read_to_string(&path).expect("read");
@@ -383,16 +436,17 @@ mod tests {
     fn a_key_of_another_type_is_refused_even_with_accept_new() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("known_hosts");
+        let files = [path.clone()];
         let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
         std::fs::write(&path, format!("# c\n[h]:2222 {ecdsa}\n")).expect("write");
         for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
             assert!(matches!(
-                check(policy, &path, "h", 2222, &key(KEY)),
+                check(policy, &files, "h", 2222, &key(KEY)),
                 Verdict::OtherType { ref lines, .. } if lines == &vec![2]
             ));
         }
         // ...and asked for first, so that the host presents the recorded one.
-        let order = preferred_host_key_algorithms(&path, "h", 2222).expect("reordered");
+        let order = preferred_host_key_algorithms(&files, "h", 2222).expect("reordered");
         assert_eq!(
             order[0],
             Algorithm::Ecdsa {
@@ -400,17 +454,39 @@ mod tests {
             }
         );
         assert_eq!(order.len(), russh::Preferred::DEFAULT.key.len());
-        assert!(preferred_host_key_algorithms(&path, "other", 22).is_none());
+        assert!(preferred_host_key_algorithms(&files, "other", 22).is_none());
         std::fs::write(&path, format!("[h]:2222 {KEY}\n[h]:2222 {ecdsa}\n")).expect("write");
-        assert!(preferred_host_key_algorithms(&path, "h", 2222).is_none());
+        assert!(preferred_host_key_algorithms(&files, "h", 2222).is_none());
+    }
+
+    #[test]
+    fn global_files_are_read_after_the_users_and_lines_are_named_in_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (user, global) = (dir.path().join("user"), dir.path().join("global"));
+        std::fs::write(&user, format!("# mine\nh {KEY}")).expect("write");
+        std::fs::write(&global, format!("# fleet\n\n@revoked * {KEY}\n")).expect("write");
+        let files = [user.clone(), dir.path().join("missing"), global.clone()];
+        assert_eq!(
+            check(HostKeyChecking::Strict, &files, "h", 22, &key(KEY)),
+            Verdict::Revoked {
+                file: global,
+                line: 3,
+                fingerprint: fingerprint(&key(KEY))
+            }
+        );
+        assert!(matches!(
+            check(HostKeyChecking::Strict, &files, "h", 22, &key(OTHER)),
+            Verdict::Changed { file, line: 2, .. } if file == user
+        ));
     }
 
     #[test]
     fn missing_file_means_unknown() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nope");
+        let files = [path.clone()];
         assert!(matches!(
-            check(HostKeyChecking::Strict, &path, "h", 22, &key(KEY)),
+            check(HostKeyChecking::Strict, &files, "h", 22, &key(KEY)),
             Verdict::Unknown { .. }
         ));
     }

@@ -43,8 +43,12 @@ pub use ledger::{HostKeyReport, LearnedHostKey, UnknownHostKey};
 /// Options of the SSH transport, for every host of a run.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
-    /// Default `~/.ssh/known_hosts`.
+    /// Default `~/.ssh/known_hosts`; accept-new records keys there.
     pub known_hosts: PathBuf,
+    /// Read after `known_hosts`, as OpenSSH's GlobalKnownHostsFile (default
+    /// `/etc/ssh/ssh_known_hosts` and `ssh_known_hosts2`): where companies put their
+    /// `@cert-authority` and `@revoked` lines.
+    pub global_known_hosts: Vec<PathBuf>,
     /// Default strict. `Off` must be warned about by the caller, every run.
     pub host_key_checking: HostKeyChecking,
     /// The NAME of the environment variable holding the passphrase of encrypted keys.
@@ -74,6 +78,10 @@ impl Default for SshOptions {
         let ssh_dir = home_dir().join(".ssh");
         SshOptions {
             known_hosts: ssh_dir.join("known_hosts"),
+            global_known_hosts: vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ],
             host_key_checking: HostKeyChecking::Strict,
             passphrase_env: None,
             prompt_passphrase: true,
@@ -110,6 +118,8 @@ pub struct SshTransport {
     keys: KeyStore,
     /// Unknown and learned host keys, told once for the fleet.
     ledger: Ledger,
+    /// `known_hosts`, then `global_known_hosts`.
+    known_hosts_files: Arc<[PathBuf]>,
     /// The russh config for the default keepalive, shared by every connection.
     russh_config: Arc<client::Config>,
 }
@@ -140,6 +150,9 @@ impl SshTransport {
         let russh_config = Arc::new(russh_config(&options, options.keepalive_interval));
         Ok(SshTransport {
             ledger: Ledger::new(options.known_hosts.clone()),
+            known_hosts_files: std::iter::once(options.known_hosts.clone())
+                .chain(options.global_known_hosts.iter().cloned())
+                .collect(),
             options,
             config,
             keys,
@@ -278,7 +291,7 @@ impl SshTransport {
         let handler = ClientHandler {
             state: state.clone(),
             policy: self.options.host_key_checking,
-            known_hosts: self.options.known_hosts.clone(),
+            known_hosts: self.known_hosts_files.clone(),
             key_host: r.hostname.clone(),
             port: r.port,
         };
@@ -350,7 +363,7 @@ impl SshTransport {
     /// The russh config for `r`: the host key algorithms known_hosts records for it come
     /// first (so a recorded key is checked, not another type), and its keepalive.
     fn session_config(&self, r: &Resolved) -> Arc<client::Config> {
-        let kh = &self.options.known_hosts;
+        let kh = &self.known_hosts_files;
         let (preferred_keys, certificates) = match self.options.host_key_checking {
             HostKeyChecking::Off => (None, false),
             _ => (

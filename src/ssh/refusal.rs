@@ -28,31 +28,47 @@ pub(crate) fn host_key_error(
             known_hosts,
             fingerprint,
         },
-        Verdict::Changed { line, fingerprint } => TransportError::HostKeyChanged {
+        Verdict::Changed {
+            file,
+            line,
+            fingerprint,
+        } => TransportError::HostKeyChanged {
             host,
             key_host,
-            known_hosts,
+            known_hosts: file,
             line,
             fingerprint,
         },
-        Verdict::Revoked { line, fingerprint } => TransportError::HostKeyRevoked {
+        Verdict::Revoked {
+            file,
+            line,
+            fingerprint,
+        } => TransportError::HostKeyRevoked {
             host,
             key_host,
-            known_hosts,
+            known_hosts: file,
             line,
             fingerprint,
         },
-        Verdict::OtherType { lines, fingerprint } => TransportError::HostKeyOtherType {
+        Verdict::OtherType {
+            file,
+            lines,
+            fingerprint,
+        } => TransportError::HostKeyOtherType {
             host,
             key_host,
-            known_hosts,
+            known_hosts: file,
             lines,
             fingerprint,
         },
-        Verdict::CertificateInvalid { line, problem } => TransportError::HostCertificateInvalid {
+        Verdict::CertificateInvalid {
+            file,
+            line,
+            problem,
+        } => TransportError::HostCertificateInvalid {
             host,
             key_host,
-            known_hosts,
+            known_hosts: file,
             line,
             reason: problem.to_string(),
         },

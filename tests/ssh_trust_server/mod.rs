@@ -20,11 +20,12 @@ use fleetup::transport::{ConnectTarget, Connection, Connector, ExecRequest, Tran
 
 pub const USER: &str = "fleetup-trust";
 
-/// fleetup's options for these tests: this known_hosts and policy, no ssh config, no
-/// agent, no default key, never a prompt.
+/// fleetup's options for these tests: this known_hosts and policy (and no global one: the
+/// machine's are not the test's), no ssh config, no agent, no default key, never a prompt.
 pub fn options(known_hosts: &Path, policy: HostKeyChecking) -> SshOptions {
     SshOptions {
         known_hosts: known_hosts.to_path_buf(),
+        global_known_hosts: Vec::new(),
         host_key_checking: policy,
         passphrase_env: None,
         prompt_passphrase: false,
