@@ -1,6 +1,6 @@
 //! Host key verification against an OpenSSH known_hosts file.
 //!
-//! [`super::known_hosts_file`] reads the file as OpenSSH does; this module decides what its
+//! `known_hosts_file` reads the file as OpenSSH does; this module decides what its
 //! verdict means under the chosen policy and records it, so that a refused handshake can be
 //! reported with the file, line and fingerprint.
 

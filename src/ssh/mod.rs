@@ -1,9 +1,15 @@
 //! The SSH transport, on russh: one authenticated connection per host, opened once, with
 //! each command in its own exec channel.
 //!
-//! - [`known_hosts`]: host key verification (strict by default);
-//! - [`auth`]: identity file, then ssh-agent, then `~/.ssh` default keys; passphrases;
-//! - [`config`]: `~/.ssh/config`, ProxyJump specs, inventory-over-config resolution;
+//! Trust is decided as the OpenSSH client decides it (issue 21):
+//! - [`known_hosts`]: host key verification under the policy (strict by default), over
+//!   `known_hosts_file` (the file format, markers, patterns, hashed names), `certificate`
+//!   (host and user certificates checked as OpenSSH checks them) and `refusal` (the error);
+//! - [`auth`]: identity file, then ssh-agent, then `~/.ssh` default keys, each key's
+//!   certificates first (`user_cert`); passphrases;
+//! - [`config`]: inventory-over-config resolution and ProxyJump hops, over `ssh_config`
+//!   (reading the files) and `ssh_config_eval` (`Host`/`Match`, first value wins);
+//! - `ledger`: unknown and learned host keys, told once for the fleet;
 //! - [`handler`]: the russh handler and the state it shares with the connection;
 //! - [`exec`]: running a command, and terminating it on the host (root included).
 
