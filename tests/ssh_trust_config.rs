@@ -73,13 +73,14 @@ async fn match_blocks_apply_as_openssh_applies_them() {
     );
     let port = server.port;
     // The issue's case: `User nobody` under a Match for another host must not reach
-    // trust-alias; the user comes from a `Match exec` with %h and %p, before `Host *`.
+    // trust-alias (a reader without Match puts it in the block before, where it replaced
+    // the user); the user comes from a `Match exec` with %h, %p and %n, before `Host *`.
     let config = server.known_hosts(
         "ssh_config",
         &format!(
             "Host trust-alias\n  HostName 127.0.0.1\n  Port {port}\n\
-             Match host never-this-host\n  User nobody\n\
              Match exec \"test %h:%p:%n = 127.0.0.1:{port}:trust-alias\"\n  User {USER}\n\
+             Match host never-this-host\n  User nobody\n\
              Host *\n  User wrong-user\n  ConnectTimeout 5\n"
         ),
     );
