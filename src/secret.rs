@@ -16,9 +16,13 @@ use aho_corasick::{AhoCorasick, MatchKind};
 pub const REDACTED: &str = "********";
 
 /// Whether a variable's name says it holds a secret, for variables the playbook does not
-/// list in `secrets:`.
+/// list in `secrets:`. A name for where a secret is kept (`ansible_ssh_private_key_file`,
+/// `vault_password_file`) holds a path, which the operator needs to see in errors.
 pub fn looks_secret(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
+    if name.ends_with("_file") {
+        return false;
+    }
     [
         "password",
         "passwd",
@@ -201,6 +205,9 @@ mod tests {
         assert!(looks_secret("db_password"));
         assert!(looks_secret("API_TOKEN"));
         assert!(!looks_secret("sl_app_path"));
+        assert!(looks_secret("ansible_become_password"));
+        assert!(!looks_secret("ansible_ssh_private_key_file"));
+        assert!(!looks_secret("ansible_private_key_file"));
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub enum TransportError {
         addr: String,
         detail: String,
     },
-    #[error("{host}: host key of {key_host} is not in {known_hosts} ({fingerprint}); refusing to connect. If this is the right host, add its key with `ssh-keyscan -p {port} {hostname} >> {known_hosts}`, or run with --host-key-checking accept-new to record it")]
+    #[error("{host}: host key of {key_host} ({fingerprint}) is not in {known_hosts}; refusing to connect (`ssh-keyscan -p {port} {hostname}` fetches it; fleetup prints one command for every unknown host at the end)")]
     HostKeyUnknown {
         host: String,
         /// The name looked up: `host` or `[host]:port`.
@@ -226,6 +226,14 @@ pub enum TransportError {
         line: usize,
         fingerprint: String,
     },
+    #[error("{host}: WARNING: REVOKED HOST KEY DETECTED! The host key {fingerprint} of {key_host} is marked @revoked in {known_hosts} line {line}: a stolen key may be used to impersonate this host. Refusing to connect")]
+    HostKeyRevoked {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
     #[error("{host}: {key_host} presents a {fingerprint} host key, but {known_hosts} records only keys of other types for it (line {}); refusing to connect. If the host's keys were replaced, remove the old entries with `ssh-keygen -R '{key_host}' -f {known_hosts}` and add the new key", fmt_lines(.lines))]
     HostKeyOtherType {
         host: String,
@@ -233,6 +241,21 @@ pub enum TransportError {
         known_hosts: PathBuf,
         lines: Vec<usize>,
         fingerprint: String,
+    },
+    #[error("{host}: the host certificate of {key_host} is signed by a CA that {known_hosts} line {line} trusts, but it is not valid for this host: {reason}. Refusing to connect; have the host certificate re-issued (ssh-keygen -s CA -h -n NAME)")]
+    HostCertificateInvalid {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{host}: {key_host} presents a host certificate signed by CA {ca_fingerprint}, which no @cert-authority line of {known_hosts} trusts for it, and its plain host key is not recorded; refusing to connect. If that CA is yours, add `@cert-authority PATTERN CA-PUBLIC-KEY` to {known_hosts}")]
+    HostCertificateUntrusted {
+        host: String,
+        key_host: String,
+        known_hosts: PathBuf,
+        ca_fingerprint: String,
     },
     #[error("{host}: cannot use the host key of {key_host}: {detail}")]
     HostKeyCheck {
@@ -263,6 +286,13 @@ pub enum TransportError {
         #[source]
         source: Box<TransportError>,
     },
+    #[error("{host}: ssh config {}, line {line}: {detail}", .file.display())]
+    SshConfig {
+        host: String,
+        file: PathBuf,
+        line: usize,
+        detail: String,
+    },
     #[error("{host}: invalid ProxyJump {spec:?}: {detail}")]
     ProxyJumpSpec {
         host: String,
@@ -273,8 +303,13 @@ pub enum TransportError {
     CommandTimedOut { host: String, timeout: Duration },
     #[error("{host}: command cancelled and terminated")]
     Cancelled { host: String },
-    #[error("{host}: sudo requires a password for {login}: fleetup runs `sudo -n` and cannot type one; allow the command with NOPASSWD in sudoers, or log in as a user that needs no become")]
-    BecomePasswordRequired { host: String, login: String },
+    #[error("{host}: sudo asked {login} for a password to run `{command}`: fleetup runs every become command through `sudo -n ... -- /bin/sh -c` and cannot type one. A NOPASSWD rule for the command itself does not cover /bin/sh; allow /bin/sh for {login} with NOPASSWD in sudoers, or log in as a user that needs no become")]
+    BecomePasswordRequired {
+        host: String,
+        login: String,
+        /// What sudo was asked to run.
+        command: String,
+    },
     #[error("{host}: cannot run the command: {detail}")]
     Exec { host: String, detail: String },
 }
@@ -306,6 +341,9 @@ impl TransportError {
             | Handshake { host, .. }
             | HostKeyUnknown { host, .. }
             | HostKeyChanged { host, .. }
+            | HostKeyRevoked { host, .. }
+            | HostCertificateInvalid { host, .. }
+            | HostCertificateUntrusted { host, .. }
             | HostKeyOtherType { host, .. }
             | HostKeyCheck { host, .. }
             | AuthFailed { host, .. }
@@ -314,6 +352,7 @@ impl TransportError {
             | ConnectionLost { host, .. }
             | ProxyJump { host, .. }
             | ProxyJumpSpec { host, .. }
+            | SshConfig { host, .. }
             | CommandTimedOut { host, .. }
             | Cancelled { host }
             | BecomePasswordRequired { host, .. }

@@ -412,8 +412,8 @@ steps:
         "--known-hosts".into(),
         s(&fleet.known_hosts_path()),
         "--".into(),
-        "printf".into(),
-        "\\033[2Jcleared\\033]0;PWNED\\007\\n".into(),
+        // One shell line, as `ssh host 'printf ...'`: exec joins its words for the shell.
+        "printf '\\033[2Jcleared\\033]0;PWNED\\007\\n'".into(),
     ]);
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(!screen.contains(['\x1b', '\x07']), "{screen:?}");

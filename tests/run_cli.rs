@@ -826,7 +826,7 @@ fn exec_prints_each_hosts_output_as_one_block() {
     // Outputs written slowly, so that hosts running at once would interleave if printed live.
     let cmd =
         "for i in 1 2 3; do echo out-$FLEET_HOST-$i; sleep 0.25; done; echo err-$FLEET_HOST >&2";
-    let out = fleetup(&strs(&exec_args(&fleet, &kh, &["--", "sh", "-c", cmd])));
+    let out = fleetup(&strs(&exec_args(&fleet, &kh, &["--", cmd])));
     assert_eq!(out.code(), Some(0), "{}", out.context());
     let lines = &out.stdout;
     assert_eq!(lines.len(), 4 * 6 + 1, "{}", out.text());
@@ -866,7 +866,7 @@ fn exec_exits_2_when_the_command_fails_on_a_host() {
     let fleet = fleet_of(3, false);
     let kh = fleet.known_hosts_path();
     let cmd = "test \"$FLEET_HOST\" != p-02 || { echo no space >&2; exit 7; }";
-    let out = fleetup(&strs(&exec_args(&fleet, &kh, &["--", "sh", "-c", cmd])));
+    let out = fleetup(&strs(&exec_args(&fleet, &kh, &["--", cmd])));
     assert_eq!(out.code(), Some(2), "{}", out.context());
     let text = out.text();
     let p02 = out

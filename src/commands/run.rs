@@ -434,9 +434,11 @@ pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
 
 /// `fleetup exec`'s command as the one step of every host.
 fn command_step(args: &ExecArgs) -> Step {
-    // The command is the operator's own text: it is not a template, so `{{` in it (a
-    // docker --format, say) reaches the host unchanged.
-    let command = shell_words::join(&args.command);
+    // The words after `--` are joined with spaces into one command line for the login
+    // shell, as `ssh host ARGS...` joins them: `-- 'docker ps | grep sl'` is a pipeline.
+    // It is the operator's own text, not a template, so `{{` in it (a docker --format,
+    // say) reaches the host unchanged.
+    let command = args.command.join(" ");
     Step {
         name: "command".into(),
         shell: format!("{{% raw %}}{command}{{% endraw %}}"),

@@ -145,13 +145,15 @@ impl Session {
     }
 
     pub(super) fn preflight(&self, spec: &Job<'_>) -> Vec<PreflightResult> {
-        self.runtime.block_on(engine::preflight(
+        let results = self.runtime.block_on(engine::preflight(
             &self.within_limits(spec),
             &self.transport,
             &self.run_dir,
             &self.options,
             &self.control,
-        ))
+        ));
+        self.tell_host_keys();
+        results
     }
 
     /// Keeps a note in the run directory (what was decided before the run, and why).
@@ -210,8 +212,16 @@ impl Session {
             let _ = signals.await;
             drop(events);
             let _ = drawing.await;
+            self.tell_host_keys();
             report.exit
         })
+    }
+
+    /// Unknown and learned host keys, once for the fleet (issue 21).
+    pub(super) fn tell_host_keys(&self) {
+        for line in ui::host_keys::summary(&self.transport.ssh().take_host_keys()) {
+            eprintln!("{line}");
+        }
     }
 }
 

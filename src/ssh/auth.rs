@@ -16,6 +16,7 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg};
 
 use super::handler::ClientHandler;
 use super::known_hosts::fingerprint;
+use super::user_cert;
 
 /// Why a key file could not be used.
 #[derive(Debug, Clone)]
@@ -142,6 +143,8 @@ fn check_permissions(path: &Path) -> Result<(), KeyError> {
 /// Where authentication looks for keys.
 pub(crate) struct AuthSources<'a> {
     pub identity_files: &'a [PathBuf],
+    /// `CertificateFile`s: offered with the identity (file or agent key) they certify.
+    pub certificate_files: &'a [PathBuf],
     pub agent_socket: Option<&'a Path>,
     pub default_keys: &'a [PathBuf],
 }
@@ -165,7 +168,7 @@ pub(crate) async fn authenticate(
     keys: &KeyStore,
     sources: &AuthSources<'_>,
 ) -> Result<AuthOutcome, russh::Error> {
-    let mut offer = Offers::new(handle, user);
+    let mut offer = Offers::new(handle, user, sources.certificate_files);
     for path in sources.identity_files {
         let key = match keys.load(path, true).await {
             Ok(k) => k,
@@ -216,26 +219,47 @@ struct Offers<'a> {
     tried: Vec<String>,
     offered: Vec<russh::keys::PublicKey>,
     rsa_hash: Option<Option<HashAlg>>,
+    certificate_files: &'a [PathBuf],
 }
 
 impl<'a> Offers<'a> {
-    fn new(handle: &'a mut Handle<ClientHandler>, user: &'a str) -> Self {
+    fn new(
+        handle: &'a mut Handle<ClientHandler>,
+        user: &'a str,
+        certificate_files: &'a [PathBuf],
+    ) -> Self {
         Offers {
             handle,
             user,
             tried: Vec::new(),
             offered: Vec::new(),
             rsa_hash: None,
+            certificate_files,
         }
     }
 
-    /// Offers a key read from `path`; whether the server accepted it.
+    /// Offers a key read from `path`, its certificates first; whether the server accepted
+    /// one.
     async fn private_key(
         &mut self,
         kind: &str,
         path: &Path,
         key: Arc<PrivateKey>,
     ) -> Result<bool, russh::Error> {
+        for (cert_path, cert) in
+            user_cert::for_key(Some(path), self.certificate_files, key.public_key())
+        {
+            let origin = cert_path.display().to_string();
+            self.tried
+                .push(user_cert::describe(&origin, &cert, self.user));
+            let r = self
+                .handle
+                .authenticate_openssh_cert(self.user, key.clone(), cert)
+                .await?;
+            if r.success() {
+                return Ok(true);
+            }
+        }
         self.tried.push(format!(
             "{kind} {} ({})",
             path.display(),
@@ -267,14 +291,59 @@ impl<'a> Offers<'a> {
                 .push(format!("ssh-agent at {at} (it holds no key)"));
         }
         for id in ids {
-            let AgentIdentity::PublicKey { key, comment } = id else {
-                continue; // certificates are not supported
+            let accepted = match id {
+                AgentIdentity::Certificate {
+                    certificate,
+                    comment,
+                } => {
+                    let origin = format!("{comment} in the agent");
+                    self.agent_certificate(&mut agent, certificate, &origin)
+                        .await?
+                }
+                AgentIdentity::PublicKey { key, comment } if !self.offered.contains(&key) => {
+                    self.agent_certificate_files(&mut agent, &key).await?
+                        || self.agent_key(&mut agent, key, &comment).await?
+                }
+                AgentIdentity::PublicKey { .. } => false,
             };
-            if !self.offered.contains(&key) && self.agent_key(&mut agent, key, &comment).await? {
+            if accepted {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// The `CertificateFile`s that certify a key the agent holds, each signed by the agent.
+    async fn agent_certificate_files(
+        &mut self,
+        agent: &mut AgentClient<tokio::net::UnixStream>,
+        key: &russh::keys::PublicKey,
+    ) -> Result<bool, russh::Error> {
+        for (path, cert) in user_cert::for_key(None, self.certificate_files, key) {
+            let origin = path.display().to_string();
+            if self.agent_certificate(agent, cert, &origin).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Offers a certificate whose key the agent holds, which signs for it.
+    async fn agent_certificate(
+        &mut self,
+        agent: &mut AgentClient<tokio::net::UnixStream>,
+        cert: russh::keys::Certificate,
+        origin: &str,
+    ) -> Result<bool, russh::Error> {
+        self.tried
+            .push(user_cert::describe(origin, &cert, self.user));
+        let key = russh::keys::PublicKey::new(cert.public_key().clone(), "");
+        let hash = self.hash_for(&key).await;
+        let r = self
+            .handle
+            .authenticate_certificate_with(self.user, cert, hash, agent)
+            .await;
+        self.agent_outcome(r)
     }
 
     /// Offers one key of the agent, which signs for it.
@@ -288,11 +357,20 @@ impl<'a> Offers<'a> {
             .push(format!("agent key {comment} ({})", fingerprint(&key)));
         self.offered.push(key.clone());
         let hash = self.hash_for(&key).await;
-        match self
+        let r = self
             .handle
             .authenticate_publickey_with(self.user, key, hash, agent)
-            .await
-        {
+            .await;
+        self.agent_outcome(r)
+    }
+
+    /// Whether the server accepted what the agent signed; an agent that could not sign is
+    /// noted on the last "tried" entry, not an error.
+    fn agent_outcome(
+        &mut self,
+        r: Result<russh::client::AuthResult, russh::AgentAuthError>,
+    ) -> Result<bool, russh::Error> {
+        match r {
             Ok(r) => Ok(r.success()),
             Err(russh::AgentAuthError::Send(_)) => Err(russh::Error::SendError),
             Err(russh::AgentAuthError::Key(e)) => {

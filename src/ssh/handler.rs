@@ -51,7 +51,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) struct ClientHandler {
     pub(crate) state: Arc<SessionState>,
     pub(crate) policy: HostKeyChecking,
-    pub(crate) known_hosts: PathBuf,
+    /// The user's known_hosts file (where accept-new records keys), then the global ones.
+    pub(crate) known_hosts: Arc<[PathBuf]>,
     /// The name looked up in known_hosts (the resolved HostName, as OpenSSH does) and port.
     pub(crate) key_host: String,
     pub(crate) port: u16,
@@ -80,10 +81,13 @@ impl client::Handler for ClientHandler {
                 self.port,
                 key,
             ),
-            PublicKeyOrCertificate::Certificate(_) if self.policy == HostKeyChecking::Off => {
-                Verdict::Unchecked
-            }
-            PublicKeyOrCertificate::Certificate(_) => Verdict::Certificate,
+            PublicKeyOrCertificate::Certificate(cert) => known_hosts::check_certificate(
+                self.policy,
+                &self.known_hosts,
+                &self.key_host,
+                self.port,
+                cert,
+            ),
         };
         let accepted = verdict.accepted();
         *lock(&self.state.verdict) = Some(verdict);

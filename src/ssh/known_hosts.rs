@@ -1,14 +1,16 @@
 //! Host key verification against an OpenSSH known_hosts file.
 //!
-//! russh's `check_known_hosts_path` does the lookup (plain, hashed `|1|` and `[host]:port`
-//! entries); this module decides what a verdict means under the chosen policy and records
-//! it, so that a refused handshake can be reported with the file, line and fingerprint.
+//! `known_hosts_file` reads the file as OpenSSH does; this module decides what its
+//! verdict means under the chosen policy and records it, so that a refused handshake can be
+//! reported with the file, line and fingerprint.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use russh::keys::known_hosts::known_host_keys_path;
-use russh::keys::{Algorithm, HashAlg, PublicKey};
+use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
+
+use super::certificate::{self, CertProblem};
+use super::known_hosts_file::{self as file, Entry, Marker, Status};
 
 /// `--host-key-checking`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,21 +42,43 @@ impl std::str::FromStr for HostKeyChecking {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Known,
-    Learned,
+    /// Recorded under accept-new, with this fingerprint.
+    Learned {
+        fingerprint: String,
+    },
     Unchecked,
     Unknown {
         fingerprint: String,
     },
     Changed {
+        file: PathBuf,
         line: usize,
         fingerprint: String,
     },
+    /// The key is marked `@revoked` at this line (OpenSSH: "REVOKED HOST KEY DETECTED").
+    Revoked {
+        file: PathBuf,
+        line: usize,
+        fingerprint: String,
+    },
+    /// A CA trusted for the host (at this line) signed the host's certificate, but the
+    /// certificate is not valid for it, and its plain key is not recorded either.
+    CertificateInvalid {
+        file: PathBuf,
+        line: usize,
+        problem: CertProblem,
+    },
+    /// The host presents a certificate whose CA known_hosts does not trust for it, and its
+    /// plain key is not recorded.
+    CertificateUntrusted {
+        ca_fingerprint: String,
+    },
     /// Keys of other types are recorded for the host (at these lines), not this one.
     OtherType {
+        file: PathBuf,
         lines: Vec<usize>,
         fingerprint: String,
     },
-    Certificate,
     Error {
         detail: String,
     },
@@ -62,7 +86,10 @@ pub(crate) enum Verdict {
 
 impl Verdict {
     pub(crate) fn accepted(&self) -> bool {
-        matches!(self, Verdict::Known | Verdict::Learned | Verdict::Unchecked)
+        matches!(
+            self,
+            Verdict::Known | Verdict::Learned { .. } | Verdict::Unchecked
+        )
     }
 }
 
@@ -83,55 +110,212 @@ pub(crate) fn key_host(host: &str, port: u16) -> String {
     }
 }
 
+/// All the known_hosts files as one text, as OpenSSH loads UserKnownHostsFile then the
+/// GlobalKnownHostsFiles into one list, and where each file starts, to name a line's file.
+/// The first file is where accept-new records keys.
+pub(crate) struct Combined {
+    text: String,
+    /// The first line (1-based, in `text`) of each file read.
+    starts: Vec<(usize, PathBuf)>,
+}
+
+impl Combined {
+    /// Missing files record nothing.
+    pub(crate) fn read(files: &[PathBuf]) -> Result<Combined, String> {
+        let mut combined = Combined {
+            text: String::new(),
+            starts: Vec::new(),
+        };
+        for path in files {
+            let text = match std::fs::read(path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            };
+            let first = combined.text.lines().count() + 1;
+            combined.starts.push((first, path.clone()));
+            combined.text.push_str(&text);
+            if !text.is_empty() && !text.ends_with('\n') {
+                combined.text.push('\n');
+            }
+        }
+        Ok(combined)
+    }
+
+    /// The file and line (as an editor numbers them) of a line of the combined text.
+    fn place(&self, line: usize) -> (PathBuf, usize) {
+        self.starts
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= line)
+            .map_or((PathBuf::new(), line), |(first, path)| {
+                (path.clone(), line - first + 1)
+            })
+    }
+
+    /// The entries for the host, with OpenSSH's fallback to the bare name for a port
+    /// other than 22 when `[host]:port` finds nothing (only a recorded or revoked key
+    /// counts there).
+    fn status(&self, host: &str, port: u16, status_of: impl Fn(&[Entry]) -> Status) -> Status {
+        let status = status_of(&self.entries(host, port));
+        if status != Status::New || port == 22 {
+            return status;
+        }
+        match status_of(&self.entries(host, 22)) {
+            s @ (Status::Known { .. } | Status::Revoked { .. }) => s,
+            _ => Status::New,
+        }
+    }
+
+    fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
+        file::entries_for(&self.text, &file::lookup_name(host, port))
+    }
+}
+
 pub(crate) fn check(
     policy: HostKeyChecking,
-    path: &Path,
+    files: &[PathBuf],
     host: &str,
     port: u16,
     key: &PublicKey,
 ) -> Verdict {
-    if policy == HostKeyChecking::Off {
-        return Verdict::Unchecked;
-    }
-    match russh::keys::check_known_hosts_path(host, port, key, path) {
-        Ok(true) => Verdict::Known,
-        Err(russh::keys::Error::KeyChanged { line }) => Verdict::Changed {
-            line: physical_line(path, line),
-            fingerprint: fingerprint(key),
-        },
-        Err(e) => Verdict::Error {
-            detail: format!("cannot read {}: {e}", path.display()),
-        },
-        Ok(false) if !recorded_lines(path, host, port).is_empty() => Verdict::OtherType {
-            lines: recorded_lines(path, host, port),
-            fingerprint: fingerprint(key),
-        },
-        Ok(false) if policy == HostKeyChecking::AcceptNew => {
-            let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-            // Another connection may have learned it while we waited.
-            if let Ok(true) = russh::keys::check_known_hosts_path(host, port, key, path) {
-                return Verdict::Known;
-            }
-            match learn(path, host, port, key) {
-                Ok(()) => Verdict::Learned,
-                Err(e) => Verdict::Error {
-                    detail: format!("cannot record the new key in {}: {e}", path.display()),
-                },
+    let (status, kh) = match Combined::read(files) {
+        Ok(kh) => (kh.status(host, port, |e| file::key_status(e, key)), kh),
+        Err(_) if policy == HostKeyChecking::Off => return Verdict::Unchecked,
+        Err(detail) => return Verdict::Error { detail },
+    };
+    let fingerprint = || fingerprint(key);
+    match status {
+        // Refused under every policy, `off` included (OpenSSH's StrictHostKeyChecking=no
+        // only warns): the operator said this key must not be trusted, and `off` is meant
+        // to get past unknown keys, not stolen ones.
+        Status::Revoked { line } => {
+            let (file, line) = kh.place(line);
+            Verdict::Revoked {
+                file,
+                line,
+                fingerprint: fingerprint(),
             }
         }
-        Ok(false) => Verdict::Unknown {
-            fingerprint: fingerprint(key),
+        _ if policy == HostKeyChecking::Off => Verdict::Unchecked,
+        Status::Known { .. } => Verdict::Known,
+        Status::Changed { line } => {
+            let (file, line) = kh.place(line);
+            Verdict::Changed {
+                file,
+                line,
+                fingerprint: fingerprint(),
+            }
+        }
+        Status::OtherType { lines } => {
+            let places: Vec<(PathBuf, usize)> = lines.iter().map(|l| kh.place(*l)).collect();
+            let file = places.first().map(|p| p.0.clone()).unwrap_or_default();
+            Verdict::OtherType {
+                lines: places
+                    .into_iter()
+                    .filter(|(f, _)| *f == file)
+                    .map(|p| p.1)
+                    .collect(),
+                file,
+                fingerprint: fingerprint(),
+            }
+        }
+        Status::New if policy == HostKeyChecking::AcceptNew => learn_new(files, host, port, key),
+        Status::New => Verdict::Unknown {
+            fingerprint: fingerprint(),
         },
     }
 }
 
-/// Lines (as an editor numbers them) recording any key for the host.
-fn recorded_lines(path: &Path, host: &str, port: u16) -> Vec<usize> {
-    known_host_keys_path(host, port, path)
-        .unwrap_or_default()
-        .iter()
-        .map(|(line, _)| physical_line(path, *line))
-        .collect()
+fn learn_new(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdict {
+    let Some(path) = files.first() else {
+        return Verdict::Error {
+            detail: "no known_hosts file to record the key in".into(),
+        };
+    };
+    let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // Another connection may have learned it while we waited.
+    if let Ok(kh) = Combined::read(files) {
+        if let Status::Known { .. } = kh.status(host, port, |e| file::key_status(e, key)) {
+            return Verdict::Known;
+        }
+    }
+    match learn(path, host, port, key) {
+        Ok(()) => Verdict::Learned {
+            fingerprint: fingerprint(key),
+        },
+        Err(e) => Verdict::Error {
+            detail: format!("cannot record the new key in {}: {e}", path.display()),
+        },
+    }
+}
+
+/// A host certificate, as OpenSSH's `check_host_key` takes one: revoked (its key or its CA)
+/// is refused; signed by an `@cert-authority` for the host and valid for it (type, time,
+/// principals, critical options, signature) is known; otherwise its plain key is checked as
+/// any key is. One difference: a certificate from a trusted CA that is not valid is reported
+/// as such rather than its key being learned under accept-new.
+pub(crate) fn check_certificate(
+    policy: HostKeyChecking,
+    files: &[PathBuf],
+    host: &str,
+    port: u16,
+    cert: &Certificate,
+) -> Verdict {
+    let plain = PublicKey::new(cert.public_key().clone(), "");
+    let (status, kh) = match Combined::read(files) {
+        Ok(kh) => (
+            kh.status(host, port, |e| file::certificate_status(e, cert)),
+            kh,
+        ),
+        Err(_) if policy == HostKeyChecking::Off => return Verdict::Unchecked,
+        Err(detail) => return Verdict::Error { detail },
+    };
+    let invalid = match status {
+        Status::Revoked { line } => {
+            let (file, line) = kh.place(line);
+            return Verdict::Revoked {
+                file,
+                line,
+                fingerprint: fingerprint(&plain),
+            };
+        }
+        _ if policy == HostKeyChecking::Off => return Verdict::Unchecked,
+        Status::Known { line } => {
+            match certificate::check_host(cert, &host.to_lowercase(), certificate::now()) {
+                Ok(()) => return Verdict::Known,
+                Err(problem) => Some((kh.place(line), problem)),
+            }
+        }
+        _ => None,
+    };
+    let plain_status = kh.status(host, port, |e| file::key_status(e, &plain));
+    match (invalid, plain_status) {
+        (_, Status::Known { .. }) => Verdict::Known,
+        (Some(((file, line), problem)), _) => Verdict::CertificateInvalid {
+            file,
+            line,
+            problem,
+        },
+        (None, Status::New) if policy == HostKeyChecking::Strict => Verdict::CertificateUntrusted {
+            ca_fingerprint: fingerprint(&PublicKey::new(cert.signature_key().clone(), "")),
+        },
+        (None, _) => check(policy, files, host, port, &plain),
+    }
+}
+
+/// Whether known_hosts has an `@cert-authority` line for the host: then host certificates
+/// are asked for (OpenSSH asks for them always, and falls back to the plain key; asking
+/// only when a CA could vouch keeps every other host's negotiation as it was).
+pub(crate) fn has_certificate_authority(files: &[PathBuf], host: &str, port: u16) -> bool {
+    let Ok(kh) = Combined::read(files) else {
+        return false;
+    };
+    [port, 22].iter().any(|p| {
+        kh.entries(host, *p)
+            .iter()
+            .any(|e| e.marker == Marker::CertAuthority)
+    })
 }
 
 /// The host key algorithms to ask the host for, with the types already recorded for it
@@ -139,13 +323,18 @@ fn recorded_lines(path: &Path, host: &str, port: u16) -> Vec<usize> {
 /// that key rather than reported unknown for presenting its Ed25519 one. `None`: the
 /// default order does (nothing recorded, or the first preference is recorded).
 pub(crate) fn preferred_host_key_algorithms(
-    path: &Path,
+    files: &[PathBuf],
     host: &str,
     port: u16,
 ) -> Option<Vec<Algorithm>> {
-    let known = known_host_keys_path(host, port, path).ok()?;
+    let entries = Combined::read(files).ok()?.entries(host, port);
+    let known: Vec<&PublicKey> = entries
+        .iter()
+        .filter(|e| e.marker == Marker::Key)
+        .map(|e| &e.key)
+        .collect();
     let recorded = |a: &Algorithm| {
-        known.iter().any(|(_, k)| {
+        known.iter().any(|k| {
             let rsa = |x: &Algorithm| matches!(x, Algorithm::Rsa { .. });
             a == &k.algorithm() || (rsa(a) && rsa(&k.algorithm()))
         })
@@ -158,20 +347,6 @@ pub(crate) fn preferred_host_key_algorithms(
         default.iter().cloned().partition(|a| recorded(a));
     first.extend(rest);
     Some(first)
-}
-
-/// russh numbers known_hosts lines without counting `#` comment lines; the user needs the
-/// line as an editor shows it.
-fn physical_line(path: &Path, russh_line: usize) -> usize {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return russh_line;
-    };
-    text.split_inclusive('\n')
-        .enumerate()
-        .filter(|(_, l)| !l.starts_with('#'))
-        .nth(russh_line.saturating_sub(1))
-        .map(|(i, _)| i + 1)
-        .unwrap_or(russh_line)
 }
 
 /// Appends `[host]:port alg key` (russh's own version starts an empty file with a blank
@@ -208,12 +383,8 @@ pub fn default_known_hosts() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::super::known_hosts_file::test_keys::{KEY, OTHER};
     use super::*;
-
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
-    const OTHER: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
 
     fn key(s: &str) -> PublicKey {
         PublicKey::from_openssh(s).expect("test key")
@@ -223,35 +394,38 @@ mod tests {
     fn verdicts_under_each_policy() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("known_hosts");
+        let files = [path.clone()];
         std::fs::write(&path, format!("# comment\n\n[h]:2222 {KEY}\n")).expect("write");
         let k = key(KEY);
         let o = key(OTHER);
         assert_eq!(
-            check(HostKeyChecking::Strict, &path, "h", 2222, &k),
+            check(HostKeyChecking::Strict, &files, "h", 2222, &k),
             Verdict::Known
         );
         assert!(matches!(
-            check(HostKeyChecking::Strict, &path, "h", 2222, &o),
+            check(HostKeyChecking::Strict, &files, "h", 2222, &o),
             Verdict::Changed { line: 3, .. }
         ));
         assert!(matches!(
-            check(HostKeyChecking::AcceptNew, &path, "h", 2222, &o),
+            check(HostKeyChecking::AcceptNew, &files, "h", 2222, &o),
             Verdict::Changed { .. }
         ));
         assert!(matches!(
-            check(HostKeyChecking::Strict, &path, "g", 2222, &k),
+            check(HostKeyChecking::Strict, &files, "g", 2222, &k),
             Verdict::Unknown { .. }
         ));
         assert_eq!(
-            check(HostKeyChecking::Off, &path, "g", 22, &o),
+            check(HostKeyChecking::Off, &files, "g", 22, &o),
             Verdict::Unchecked
         );
         assert_eq!(
-            check(HostKeyChecking::AcceptNew, &path, "g", 22, &o),
-            Verdict::Learned
+            check(HostKeyChecking::AcceptNew, &files, "g", 22, &o),
+            Verdict::Learned {
+                fingerprint: fingerprint(&o)
+            }
         );
         assert_eq!(
-            check(HostKeyChecking::Strict, &path, "g", 22, &o),
+            check(HostKeyChecking::Strict, &files, "g", 22, &o),
             Verdict::Known
         );
         let text = std::fs::read_to_string(&path).expect("read");
@@ -262,16 +436,17 @@ mod tests {
     fn a_key_of_another_type_is_refused_even_with_accept_new() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("known_hosts");
+        let files = [path.clone()];
         let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
         std::fs::write(&path, format!("# c\n[h]:2222 {ecdsa}\n")).expect("write");
         for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
             assert!(matches!(
-                check(policy, &path, "h", 2222, &key(KEY)),
+                check(policy, &files, "h", 2222, &key(KEY)),
                 Verdict::OtherType { ref lines, .. } if lines == &vec![2]
             ));
         }
         // ...and asked for first, so that the host presents the recorded one.
-        let order = preferred_host_key_algorithms(&path, "h", 2222).expect("reordered");
+        let order = preferred_host_key_algorithms(&files, "h", 2222).expect("reordered");
         assert_eq!(
             order[0],
             Algorithm::Ecdsa {
@@ -279,17 +454,39 @@ mod tests {
             }
         );
         assert_eq!(order.len(), russh::Preferred::DEFAULT.key.len());
-        assert!(preferred_host_key_algorithms(&path, "other", 22).is_none());
+        assert!(preferred_host_key_algorithms(&files, "other", 22).is_none());
         std::fs::write(&path, format!("[h]:2222 {KEY}\n[h]:2222 {ecdsa}\n")).expect("write");
-        assert!(preferred_host_key_algorithms(&path, "h", 2222).is_none());
+        assert!(preferred_host_key_algorithms(&files, "h", 2222).is_none());
+    }
+
+    #[test]
+    fn global_files_are_read_after_the_users_and_lines_are_named_in_their_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (user, global) = (dir.path().join("user"), dir.path().join("global"));
+        std::fs::write(&user, format!("# mine\nh {KEY}")).expect("write");
+        std::fs::write(&global, format!("# fleet\n\n@revoked * {KEY}\n")).expect("write");
+        let files = [user.clone(), dir.path().join("missing"), global.clone()];
+        assert_eq!(
+            check(HostKeyChecking::Strict, &files, "h", 22, &key(KEY)),
+            Verdict::Revoked {
+                file: global,
+                line: 3,
+                fingerprint: fingerprint(&key(KEY))
+            }
+        );
+        assert!(matches!(
+            check(HostKeyChecking::Strict, &files, "h", 22, &key(OTHER)),
+            Verdict::Changed { file, line: 2, .. } if file == user
+        ));
     }
 
     #[test]
     fn missing_file_means_unknown() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nope");
+        let files = [path.clone()];
         assert!(matches!(
-            check(HostKeyChecking::Strict, &path, "h", 22, &key(KEY)),
+            check(HostKeyChecking::Strict, &files, "h", 22, &key(KEY)),
             Verdict::Unknown { .. }
         ));
     }

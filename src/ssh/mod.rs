@@ -1,17 +1,31 @@
 //! The SSH transport, on russh: one authenticated connection per host, opened once, with
 //! each command in its own exec channel.
 //!
-//! - [`known_hosts`]: host key verification (strict by default);
-//! - [`auth`]: identity file, then ssh-agent, then `~/.ssh` default keys; passphrases;
-//! - [`config`]: `~/.ssh/config`, ProxyJump specs, inventory-over-config resolution;
+//! Trust is decided as the OpenSSH client decides it (issue 21):
+//! - [`known_hosts`]: host key verification under the policy (strict by default), over
+//!   `known_hosts_file` (the file format, markers, patterns, hashed names), `certificate`
+//!   (host and user certificates checked as OpenSSH checks them) and `refusal` (the error);
+//! - [`auth`]: identity file, then ssh-agent, then `~/.ssh` default keys, each key's
+//!   certificates first (`user_cert`); passphrases;
+//! - [`config`]: inventory-over-config resolution and ProxyJump hops, over `ssh_config`
+//!   (reading the files) and `ssh_config_eval` (`Host`/`Match`, first value wins);
+//! - `ledger`: unknown and learned host keys, told once for the fleet;
 //! - [`handler`]: the russh handler and the state it shares with the connection;
 //! - [`exec`]: running a command, and terminating it on the host (root included).
 
 mod auth;
+mod certificate;
 pub mod config;
 mod exec;
 mod handler;
+mod host_pattern;
 pub mod known_hosts;
+mod known_hosts_file;
+mod ledger;
+mod refusal;
+mod ssh_config;
+mod ssh_config_eval;
+mod user_cert;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,16 +39,22 @@ use tokio::time::Instant;
 use crate::transport::{ConnectTarget, TransportError};
 use auth::{AuthOutcome, AuthSources, KeyStore};
 pub use config::SshSetupError;
-use config::{Resolved, SshConfigFile};
+use config::{AgentChoice, Resolved, SshConfigFile};
 use handler::{ClientHandler, SessionState};
 pub use known_hosts::HostKeyChecking;
 use known_hosts::Verdict;
+use ledger::Ledger;
+pub use ledger::{HostKeyReport, LearnedHostKey, UnknownHostKey};
 
 /// Options of the SSH transport, for every host of a run.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
-    /// Default `~/.ssh/known_hosts`.
+    /// Default `~/.ssh/known_hosts`; accept-new records keys there.
     pub known_hosts: PathBuf,
+    /// Read after `known_hosts`, as OpenSSH's GlobalKnownHostsFile (default
+    /// `/etc/ssh/ssh_known_hosts` and `ssh_known_hosts2`): where companies put their
+    /// `@cert-authority` and `@revoked` lines.
+    pub global_known_hosts: Vec<PathBuf>,
     /// Default strict. `Off` must be warned about by the caller, every run.
     pub host_key_checking: HostKeyChecking,
     /// The NAME of the environment variable holding the passphrase of encrypted keys.
@@ -64,6 +84,10 @@ impl Default for SshOptions {
         let ssh_dir = home_dir().join(".ssh");
         SshOptions {
             known_hosts: ssh_dir.join("known_hosts"),
+            global_known_hosts: vec![
+                PathBuf::from("/etc/ssh/ssh_known_hosts"),
+                PathBuf::from("/etc/ssh/ssh_known_hosts2"),
+            ],
             host_key_checking: HostKeyChecking::Strict,
             passphrase_env: None,
             prompt_passphrase: true,
@@ -98,6 +122,10 @@ pub struct SshTransport {
     options: SshOptions,
     config: SshConfigFile,
     keys: KeyStore,
+    /// Unknown and learned host keys, told once for the fleet.
+    ledger: Ledger,
+    /// `known_hosts`, then `global_known_hosts`.
+    known_hosts_files: Arc<[PathBuf]>,
     /// The russh config for the default keepalive, shared by every connection.
     russh_config: Arc<client::Config>,
 }
@@ -121,12 +149,16 @@ pub struct SshConnection {
 impl SshTransport {
     pub fn new(options: SshOptions) -> Result<Self, SshSetupError> {
         let config = match &options.ssh_config {
-            Some(path) => SshConfigFile::load(path)?,
-            None => SshConfigFile::empty(),
+            Some(path) => SshConfigFile::load(path, &options.default_user)?,
+            None => SshConfigFile::empty(&options.default_user),
         };
         let keys = KeyStore::new(options.passphrase_env.clone(), options.prompt_passphrase);
         let russh_config = Arc::new(russh_config(&options, options.keepalive_interval));
         Ok(SshTransport {
+            ledger: Ledger::new(options.known_hosts.clone()),
+            known_hosts_files: std::iter::once(options.known_hosts.clone())
+                .chain(options.global_known_hosts.iter().cloned())
+                .collect(),
             options,
             config,
             keys,
@@ -138,6 +170,12 @@ impl SshTransport {
         &self.options
     }
 
+    /// The host keys this transport's connections found unknown, or recorded, since the
+    /// last call (each is reported once).
+    pub fn take_host_keys(&self) -> HostKeyReport {
+        self.ledger.take()
+    }
+
     /// Connects and authenticates to `target`, through its ProxyJump hosts if any. Each
     /// host key on the way is verified; nothing runs on a host whose key is refused.
     pub async fn connect(&self, target: &ConnectTarget) -> Result<SshConnection, TransportError> {
@@ -147,12 +185,12 @@ impl SshTransport {
             &self.options.default_user,
             self.options.keepalive_interval,
         )?;
-        let mut jumps: Vec<Session> = Vec::with_capacity(resolved.jumps.len());
-        for spec in &resolved.jumps {
-            let hop = config::resolve_jump(&self.config, &resolved, spec);
+        let hops = config::hops(&self.config, &resolved)?;
+        let mut jumps: Vec<Session> = Vec::with_capacity(hops.len());
+        for (spec, hop) in &hops {
             let session = match jumps.last() {
-                None => self.connect_direct(&hop).await,
-                Some(prev) => self.connect_through(&prev.handle, &hop).await,
+                None => self.connect_direct(hop).await,
+                Some(prev) => self.connect_through(&prev.handle, hop).await,
             };
             match session {
                 Ok(s) => jumps.push(s),
@@ -259,7 +297,7 @@ impl SshTransport {
         let handler = ClientHandler {
             state: state.clone(),
             policy: self.options.host_key_checking,
-            known_hosts: self.options.known_hosts.clone(),
+            known_hosts: self.known_hosts_files.clone(),
             key_host: r.hostname.clone(),
             port: r.port,
         };
@@ -279,9 +317,21 @@ impl SshTransport {
             Ok(Err(e)) => return Err(self.handshake_error(r, &state, addr, e)),
             Ok(Ok(h)) => h,
         };
+        if let Some(Verdict::Learned { fingerprint }) = state.verdict() {
+            self.ledger.learned(LearnedHostKey {
+                host: r.name.clone(),
+                key_host: known_hosts::key_host(&r.hostname, r.port),
+                fingerprint,
+            });
+        }
         let sources = AuthSources {
             identity_files: &r.identity_files,
-            agent_socket: self.options.agent_socket.as_deref(),
+            certificate_files: &r.certificate_files,
+            agent_socket: match &r.agent {
+                AgentChoice::Default => self.options.agent_socket.as_deref(),
+                AgentChoice::Disabled => None,
+                AgentChoice::Socket(path) => Some(path.as_path()),
+            },
             default_keys: &self.options.default_identity_files,
         };
         let outcome = tokio::time::timeout(
@@ -319,27 +369,35 @@ impl SshTransport {
     /// The russh config for `r`: the host key algorithms known_hosts records for it come
     /// first (so a recorded key is checked, not another type), and its keepalive.
     fn session_config(&self, r: &Resolved) -> Arc<client::Config> {
-        let preferred_keys = match self.options.host_key_checking {
-            HostKeyChecking::Off => None,
-            _ => known_hosts::preferred_host_key_algorithms(
-                &self.options.known_hosts,
-                &r.hostname,
-                r.port,
+        let kh = &self.known_hosts_files;
+        let (preferred_keys, certificates) = match self.options.host_key_checking {
+            HostKeyChecking::Off => (None, false),
+            _ => (
+                known_hosts::preferred_host_key_algorithms(kh, &r.hostname, r.port),
+                known_hosts::has_certificate_authority(kh, &r.hostname, r.port),
             ),
         };
-        match preferred_keys {
-            Some(keys) => Arc::new(client::Config {
-                preferred: russh::Preferred {
-                    key: keys.into(),
-                    ..Default::default()
-                },
-                ..russh_config(&self.options, r.keepalive_interval)
-            }),
-            None if r.keepalive_interval == self.options.keepalive_interval => {
+        if preferred_keys.is_none() && !certificates {
+            return if r.keepalive_interval == self.options.keepalive_interval {
                 self.russh_config.clone()
-            }
-            None => Arc::new(russh_config(&self.options, r.keepalive_interval)),
+            } else {
+                Arc::new(russh_config(&self.options, r.keepalive_interval))
+            };
         }
+        let key = preferred_keys.map_or(russh::Preferred::DEFAULT.key, Into::into);
+        Arc::new(client::Config {
+            preferred: russh::Preferred {
+                // A CA vouches for the host: its certificate is asked for first.
+                host_key_certificates: if certificates {
+                    key.clone()
+                } else {
+                    Default::default()
+                },
+                key,
+                ..Default::default()
+            },
+            ..russh_config(&self.options, r.keepalive_interval)
+        })
     }
 
     fn handshake_error(
@@ -349,50 +407,33 @@ impl SshTransport {
         addr: &str,
         e: russh::Error,
     ) -> TransportError {
-        let key_host = known_hosts::key_host(&r.hostname, r.port);
-        let known_hosts = self.options.known_hosts.clone();
-        match state.verdict() {
-            Some(Verdict::Unknown { fingerprint }) => TransportError::HostKeyUnknown {
-                host: r.name.clone(),
+        if let Some(refused) = state.verdict().and_then(|v| {
+            refusal::host_key_error(v, &r.name, &r.hostname, r.port, &self.options.known_hosts)
+        }) {
+            if let TransportError::HostKeyUnknown {
                 key_host,
-                hostname: r.hostname.clone(),
-                port: r.port,
-                known_hosts,
                 fingerprint,
-            },
-            Some(Verdict::Changed { line, fingerprint }) => TransportError::HostKeyChanged {
-                host: r.name.clone(),
-                key_host,
-                known_hosts,
-                line,
-                fingerprint,
-            },
-            Some(Verdict::OtherType { lines, fingerprint }) => TransportError::HostKeyOtherType {
-                host: r.name.clone(),
-                key_host,
-                known_hosts,
-                lines,
-                fingerprint,
-            },
-            Some(Verdict::Certificate) => TransportError::HostKeyCheck {
-                host: r.name.clone(),
-                key_host,
-                detail: "the host presents a host certificate, which fleetup cannot verify; record its plain host key in known_hosts".into(),
-            },
-            Some(Verdict::Error { detail }) => TransportError::HostKeyCheck {
-                host: r.name.clone(),
-                key_host,
-                detail,
-            },
-            _ => TransportError::Handshake {
-                host: r.name.clone(),
-                addr: addr.to_string(),
-                detail: match e {
-                    russh::Error::Disconnect | russh::Error::HUP => {
-                        "the server closed the connection (overloaded: MaxStartups, or not an SSH server?)".into()
-                    }
-                    other => other.to_string(),
-                },
+                ..
+            } = &refused
+            {
+                self.ledger.unknown(UnknownHostKey {
+                    host: r.name.clone(),
+                    hostname: r.hostname.clone(),
+                    port: r.port,
+                    key_host: key_host.clone(),
+                    fingerprint: fingerprint.clone(),
+                });
+            }
+            return refused;
+        }
+        TransportError::Handshake {
+            host: r.name.clone(),
+            addr: addr.to_string(),
+            detail: match e {
+                russh::Error::Disconnect | russh::Error::HUP => {
+                    "the server closed the connection (overloaded: MaxStartups, or not an SSH server?)".into()
+                }
+                other => other.to_string(),
             },
         }
     }

@@ -29,6 +29,9 @@ pub(crate) fn command_of<'a>(request: &ExecRequest<'a>) -> std::borrow::Cow<'a, 
 pub(crate) struct PasswordCheck {
     /// `None` when the command does not run through sudo.
     head: Option<Vec<u8>>,
+    /// What sudo was asked to run, for the error: sudoers often allows a command but not
+    /// the `/bin/sh -c` that wraps it.
+    asked: String,
 }
 
 impl PasswordCheck {
@@ -38,6 +41,11 @@ impl PasswordCheck {
     pub(crate) fn new(request: &ExecRequest<'_>) -> Self {
         PasswordCheck {
             head: request.become_.as_ref().map(|_| Vec::new()),
+            asked: request
+                .become_
+                .as_ref()
+                .map(|b| wrap(request.command, b))
+                .unwrap_or_default(),
         }
     }
 
@@ -71,6 +79,7 @@ impl PasswordCheck {
             return Err(TransportError::BecomePasswordRequired {
                 host: host.to_string(),
                 login: login(),
+                command: self.asked.clone(),
             });
         }
         Ok(status)

@@ -1,0 +1,274 @@
+//! The known_hosts file format of sshd(8) (SSH_KNOWN_HOSTS FILE FORMAT), read as OpenSSH's
+//! `hostfile.c` reads it, and its verdict on a presented key (`check_key_in_hostkeys`).
+//!
+//! russh's own reader splits lines on single spaces, matches names only literally, does not
+//! know markers (an `@revoked` line is skipped, so a revoked key is accepted when another
+//! line records it) and reports a change as soon as one same-type line differs, even when a
+//! later line matches. Pure: the text of the file in, entries and verdicts out.
+
+use data_encoding::BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use russh::keys::{Certificate, PublicKey};
+use sha1::Sha1;
+
+use super::host_pattern::{self, ListMatch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// A host key.
+    Key,
+    /// `@cert-authority`: a CA whose host certificates are trusted for the names.
+    CertAuthority,
+    /// `@revoked`: this key is refused for the names, whatever else the file says.
+    Revoked,
+}
+
+/// One valid line whose names match the host looked up.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// 1-based, as an editor numbers lines.
+    pub(crate) line: usize,
+    pub(crate) marker: Marker,
+    pub(crate) key: PublicKey,
+}
+
+/// What the file says about a presented host key or certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Recorded (or, for a certificate, signed by a CA recorded) at this line.
+    Known { line: usize },
+    /// The key (or the CA that signed the certificate) is marked `@revoked` at this line.
+    Revoked { line: usize },
+    /// Keys of the same type are recorded, none equal to it; `line` is the last of them
+    /// (the one OpenSSH names as "Offending key").
+    Changed { line: usize },
+    /// Only keys of other types are recorded, at these lines.
+    OtherType { lines: Vec<usize> },
+    /// Nothing recorded for the host (for a certificate: no CA for the host).
+    New,
+}
+
+/// The name OpenSSH looks up: `host`, or `[host]:port` for a port other than 22, lowercase.
+pub(crate) fn lookup_name(host: &str, port: u16) -> String {
+    let host = host.to_lowercase();
+    if port == 22 {
+        host
+    } else {
+        format!("[{host}]:{port}")
+    }
+}
+
+/// The valid entries of `text` whose names match `name` (from [`lookup_name`]). Lines that
+/// OpenSSH would skip (unknown marker, bad hash, unparsable key) are skipped.
+pub(crate) fn entries_for(text: &str, name: &str) -> Vec<Entry> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| parse_line(line, name, i + 1))
+        .collect()
+}
+
+fn parse_line(line: &str, name: &str, number: usize) -> Option<Entry> {
+    let mut fields = line.split([' ', '\t', '\r']).filter(|f| !f.is_empty());
+    let mut first = fields.next()?;
+    if first.starts_with('#') {
+        return None;
+    }
+    let marker = match first {
+        "@cert-authority" => Marker::CertAuthority,
+        "@revoked" => Marker::Revoked,
+        m if m.starts_with('@') => return None,
+        _ => Marker::Key,
+    };
+    if marker != Marker::Key {
+        first = fields.next()?;
+    }
+    if !names_match(first, name) {
+        return None;
+    }
+    let (algorithm, data) = (fields.next()?, fields.next()?);
+    let key = PublicKey::from_openssh(&format!("{algorithm} {data}")).ok()?;
+    Some(Entry {
+        line: number,
+        marker,
+        key,
+    })
+}
+
+/// A hashed field (`|1|salt|hash`) is compared whole; anything else is a pattern list
+/// that must match positively (a negated match excludes the line).
+fn names_match(field: &str, name: &str) -> bool {
+    match field.strip_prefix("|1|") {
+        Some(hashed) => hashed_match(hashed, name),
+        None => host_pattern::list(name, field, true) == ListMatch::Positive,
+    }
+}
+
+/// HMAC-SHA1 of the name keyed with the salt, both base64 (`ssh-keygen -H`).
+fn hashed_match(salt_and_hash: &str, name: &str) -> bool {
+    let Some((salt, hash)) = salt_and_hash.split_once('|') else {
+        return false;
+    };
+    let (Ok(salt), Ok(hash)) = (
+        BASE64.decode(salt.as_bytes()),
+        BASE64.decode(hash.as_bytes()),
+    ) else {
+        return false;
+    };
+    match Hmac::<Sha1>::new_from_slice(&salt) {
+        Ok(mac) => mac
+            .chain_update(name.as_bytes())
+            .verify_slice(&hash)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// OpenSSH's verdict on a plain host key: revoked wins over everything; otherwise any line
+/// recording the key makes it known (several keys per host: rotation).
+pub(crate) fn key_status(entries: &[Entry], key: &PublicKey) -> Status {
+    if let Some(line) = revoked_line(entries, [key.key_data()]) {
+        return Status::Revoked { line };
+    }
+    let recorded = || entries.iter().filter(|e| e.marker == Marker::Key);
+    if let Some(e) = recorded().find(|e| e.key.key_data() == key.key_data()) {
+        return Status::Known { line: e.line };
+    }
+    if let Some(e) = recorded().rfind(|e| e.key.algorithm() == key.algorithm()) {
+        return Status::Changed { line: e.line };
+    }
+    let lines: Vec<usize> = recorded().map(|e| e.line).collect();
+    if lines.is_empty() {
+        Status::New
+    } else {
+        Status::OtherType { lines }
+    }
+}
+
+/// OpenSSH's verdict on a host certificate as known_hosts goes: revoked when its key or its
+/// CA is `@revoked`, known when its CA is an `@cert-authority` for the host. The
+/// certificate itself (signature, principals, validity) is checked elsewhere.
+pub(crate) fn certificate_status(entries: &[Entry], cert: &Certificate) -> Status {
+    if let Some(line) = revoked_line(entries, [cert.public_key(), cert.signature_key()]) {
+        return Status::Revoked { line };
+    }
+    entries
+        .iter()
+        .find(|e| e.marker == Marker::CertAuthority && e.key.key_data() == cert.signature_key())
+        .map_or(Status::New, |e| Status::Known { line: e.line })
+}
+
+fn revoked_line<'a>(
+    entries: &[Entry],
+    keys: impl IntoIterator<Item = &'a russh::keys::ssh_key::public::KeyData> + Clone,
+) -> Option<usize> {
+    entries
+        .iter()
+        .filter(|e| e.marker == Marker::Revoked)
+        .find(|e| keys.clone().into_iter().any(|k| k == e.key.key_data()))
+        .map(|e| e.line)
+}
+
+/// Keys for the unit tests of known_hosts reading and policy.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    pub(crate) const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    pub(crate) const OTHER: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILIG2T/B0l0gaqj3puu510tu9N1OkQ4znY3LYuEm5zCF";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_keys::{KEY, OTHER};
+    use super::*;
+
+    const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBEmKSENjQEezOmxkZMy7opKgwFB9nkt5YRrYMjNuG5N87uRgg6CLrbo5wAdT/y6v0mKV0U2w0WZ2YB/++Tpockg=";
+    /// `ssh-keygen -H` of `[web1.example.com]:2222` (salt and hash as OpenSSH 9.2 wrote them).
+    const HASHED: &str = "|1|azVHiZcDbrcO5ftTaEGc9D4w4fs=|NcDvAVbHMQ3VDqMQb7JzwaTaIf8=";
+
+    fn key(s: &str) -> PublicKey {
+        PublicKey::from_openssh(s).expect("test key")
+    }
+
+    fn status(text: &str, host: &str, port: u16, k: &str) -> Status {
+        key_status(&entries_for(text, &lookup_name(host, port)), &key(k))
+    }
+
+    #[test]
+    fn any_whitespace_and_comments() {
+        let text = format!(
+            "  # c\n\n\t web1\t\t{}  comment here\n",
+            KEY.replace(' ', " \t ")
+        );
+        assert_eq!(status(&text, "web1", 22, KEY), Status::Known { line: 3 });
+        assert_eq!(status(&text, "WEB1", 22, KEY), Status::Known { line: 3 });
+    }
+
+    #[test]
+    fn patterns_ports_and_lists() {
+        let text = format!(
+            "*.example.com,!bad.example.com {KEY}\n[db?]:2222 {KEY}\nweb9,10.0.0.9 {KEY}\n"
+        );
+        assert_eq!(
+            status(&text, "a.example.com", 22, KEY),
+            Status::Known { line: 1 }
+        );
+        assert_eq!(status(&text, "bad.example.com", 22, KEY), Status::New);
+        assert_eq!(status(&text, "db1", 2222, KEY), Status::Known { line: 2 });
+        assert_eq!(status(&text, "db1", 22, KEY), Status::New);
+        assert_eq!(
+            status(&text, "10.0.0.9", 22, KEY),
+            Status::Known { line: 3 }
+        );
+    }
+
+    #[test]
+    fn rotation_any_line_matches() {
+        let text = format!("h {OTHER}\nh {KEY}\n");
+        assert_eq!(status(&text, "h", 22, KEY), Status::Known { line: 2 });
+        let text = format!("h {OTHER}\nh {ECDSA}\n");
+        assert_eq!(status(&text, "h", 22, KEY), Status::Changed { line: 1 });
+        let text = format!("h {ECDSA}\n");
+        assert_eq!(
+            status(&text, "h", 22, KEY),
+            Status::OtherType { lines: vec![1] }
+        );
+    }
+
+    #[test]
+    fn revoked_wins_in_every_form() {
+        for names in ["h", "*", "x,?", HASHED] {
+            let (host, port) = if names == HASHED {
+                ("web1.example.com", 2222)
+            } else {
+                ("h", 22)
+            };
+            let text = format!(
+                "{host_line} {KEY}\n@revoked\t{names} {KEY}\n",
+                host_line = lookup_name(host, port)
+            );
+            assert_eq!(
+                status(&text, host, port, KEY),
+                Status::Revoked { line: 2 },
+                "{names}"
+            );
+        }
+        // A revocation for other names does not apply.
+        let text = format!("h {KEY}\n@revoked other {KEY}\n");
+        assert_eq!(status(&text, "h", 22, KEY), Status::Known { line: 1 });
+        // An unknown marker makes the line invalid, as in OpenSSH.
+        let text = format!("@revokd h {KEY}\n");
+        assert_eq!(status(&text, "h", 22, KEY), Status::New);
+    }
+
+    #[test]
+    fn hashed_names() {
+        let text = format!("{HASHED} {KEY}\n");
+        assert_eq!(
+            status(&text, "web1.example.com", 2222, KEY),
+            Status::Known { line: 1 }
+        );
+        assert_eq!(status(&text, "web1.example.com", 22, KEY), Status::New);
+        assert_eq!(status("|1|bad|bad h\n", "h", 22, KEY), Status::New);
+    }
+}
