@@ -14,8 +14,10 @@ use fleetup::play::{PlayInputs, RolloutOverrides};
     name = "fleetup",
     version,
     about = "Upgrade a fleet of self-hosted SimpleLogin servers over SSH: canary first, in batches, halting on failure.",
-    after_help = "Exit codes: 0 success, 2 a host failed, 4 a host was unreachable (none failed), \
-                  5 invalid input or usage (nothing contacted; also a resume refused), 99 interrupted."
+    after_help = "Exit codes: 0 success, 2 a host failed, 3 deferred to the next maintenance window \
+                  (continue with --resume), 4 a host was unreachable (none failed), 5 invalid input or \
+                  usage (nothing contacted; also a resume refused), 6 refused by the promotion gate \
+                  (nothing changed), 99 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,7 +31,8 @@ pub enum Command {
         after_help = "Example:\n  fleetup plan -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit production --serial 1,3,50%"
     )]
     Plan(PlanArgs),
-    /// Validate the inventory and playbook for every selected host, without contacting any.
+    /// Validate the inventory and playbook, then run the read-only pre-flight on every
+    /// selected host (nothing changes on them; --offline contacts none).
     #[command(
         after_help = "Example:\n  fleetup check -i inventories/example.yml playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1"
     )]

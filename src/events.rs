@@ -108,6 +108,9 @@ pub enum Event {
         playbook: String,
         name: String,
         pattern: String,
+        /// `--limit`, which narrows `pattern` further.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<String>,
         hosts: usize,
         batches: usize,
         forks: usize,

@@ -11,7 +11,7 @@ use fleetup::resume::{ClaimError, ResumeError};
 use fleetup::ssh::SshSetupError;
 use fleetup::staging::Deferred;
 use fleetup::ui;
-use fleetup::ui::text::plural;
+use fleetup::ui::text::{plural, were};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -50,7 +50,7 @@ pub enum CliError {
     #[error("not started; no host was changed.")]
     Declined,
     /// Hosts failed the fleet-wide pre-flight; `exit` is as if they had failed the run.
-    #[error("error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); fix them, or pass --exclude-unhealthy to leave them out. No host was changed.", .hosts.len(), plural(.hosts.len()), .hosts.join(", "))]
+    #[error("error: the run does not start: {} host{} failed the pre-flight or {} unreachable ({}); fix them, or pass --exclude-unhealthy to leave them out. No host was changed.", .hosts.len(), plural(.hosts.len()), were(.hosts.len()), .hosts.join(", "))]
     Unhealthy { hosts: Vec<String>, exit: Exit },
     /// `--exclude-unhealthy` left every host out.
     #[error("error: no host is left to upgrade; nothing was changed.")]
@@ -129,6 +129,15 @@ mod tests {
         assert_eq!(
             unhealthy.to_string(),
             "error: the run does not start: 2 hosts failed the pre-flight or were unreachable (a, b); fix them, or pass --exclude-unhealthy to leave them out. No host was changed."
+        );
+        let one = CliError::Unhealthy {
+            hosts: vec!["a".into()],
+            exit: Exit::Failed,
+        };
+        assert!(
+            one.to_string()
+                .contains(" 1 host failed the pre-flight or was unreachable (a);"),
+            "{one}"
         );
     }
 }

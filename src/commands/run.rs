@@ -416,6 +416,7 @@ pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
     let spec = Job {
         playbook: &playbook,
         pattern: &args.pattern,
+        limit: None,
         hosts: &hosts,
         plan: &plan,
         schedule: &no_windows,

@@ -54,6 +54,8 @@ pub struct RunInfo {
     pub playbook: String,
     pub name: String,
     pub pattern: String,
+    /// `--limit`, which narrowed `pattern`.
+    pub limit: Option<String>,
     /// Hosts of the attempt's plan.
     pub hosts: usize,
     pub run_dir: String,
@@ -251,6 +253,7 @@ impl RunState {
             playbook,
             name,
             pattern,
+            limit,
             hosts,
             run_dir,
             ..
@@ -270,6 +273,7 @@ impl RunState {
             playbook: playbook.clone(),
             name: name.clone(),
             pattern: pattern.clone(),
+            limit: limit.clone(),
             hosts: *hosts,
             run_dir: run_dir.clone(),
             started_ms: at,

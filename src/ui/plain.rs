@@ -7,8 +7,8 @@ use crate::events::{Event, Stamped, StepStatus};
 use crate::state::RunState;
 use crate::ui::recap;
 use crate::ui::text::{
-    clean, duration, halt_reason, outcome_label, plural, resumed, sentence, status_label,
-    step_label, timestamp,
+    clean, duration, halt_reason, outcome_label, plural, resumed, selection, sentence,
+    status_label, step_label, timestamp,
 };
 use crate::ui::View;
 
@@ -82,6 +82,7 @@ fn run_lines(e: &Event, batches: usize) -> Vec<String> {
             playbook,
             name,
             pattern,
+            limit,
             hosts,
             batches,
             forks,
@@ -91,7 +92,7 @@ fn run_lines(e: &Event, batches: usize) -> Vec<String> {
             clean(run_id),
             clean(name),
             clean(playbook),
-            clean(pattern),
+            selection(pattern, limit.as_deref()),
             plural(*hosts),
             if *batches == 1 { "" } else { "es" },
             clean(run_dir),
@@ -260,6 +261,19 @@ mod tests {
     use crate::ui::sample_run::{self, Capture};
 
     #[test]
+    fn the_first_line_names_the_limit_beside_the_pattern() {
+        let mut started = sample_run::run().remove(0).event;
+        if let Event::RunStarted { limit, .. } = &mut started {
+            *limit = Some("prod-03".into());
+        }
+        let line = lines(&started, 0).join("\n");
+        assert!(
+            line.contains(" on `production --limit prod-03`: 4 hosts in 3 batches"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn a_scripted_run_line_by_line() {
         let capture = Capture::default();
         let mut view = PlainView::new(Box::new(capture.clone()));
@@ -286,7 +300,7 @@ mod tests {
 2026-11-25T04:31:05Z prod-03: FAILED at \"pull the new image\" (0 steps changed, 1.0s); log: runs/r1/prod-03.log
 2026-11-25T04:31:06Z prod-02: skipped (0 steps changed, 2.0s)
 2026-11-25T04:31:06Z batch 2/3: finished: 1 ok, 1 failed, 0 unreachable
-2026-11-25T04:31:06Z HALTED after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
+2026-11-25T04:31:06Z HALTED after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 2026-11-25T04:31:06Z run finished in 6.4s with exit code 2; 1 host never started
 
 RECAP

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::play::Play;
-use crate::ui::text::{duration, plural};
+use crate::ui::text::{duration, plural, selection};
 
 /// What the plan shows of a staged rollout, read from the journal and the clock.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +45,7 @@ fn rollout(play: &Play, out: &mut String) {
         "hosts     {} of {} in the inventory, selected by `{}`",
         play.hosts.len(),
         play.inventory.host_names().count(),
-        play.playbook.hosts.as_str()
+        selection(play.playbook.hosts.as_str(), play.limit.as_deref())
     );
     let mut order = r.order.to_string();
     if let Some(seed) = play.plan.seed {
@@ -169,6 +169,7 @@ pub fn json(play: &Play, outlook: &Outlook) -> serde_json::Value {
         "playbook": play.playbook.path(),
         "name": play.playbook.name,
         "pattern": play.playbook.hosts.as_str(),
+        "limit": play.limit,
         "host_count": play.plan.host_count(),
         "rollout": {
             "serial": r.serial.0.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -87,6 +87,7 @@ fn canary() -> Vec<Stamped> {
                 playbook: "playbooks/up.yml".into(),
                 name: "SimpleLogin upgrade".into(),
                 pattern: "production".into(),
+                limit: None,
                 hosts: 4,
                 batches: 3,
                 forks: 5,

@@ -189,9 +189,10 @@ impl Drop for TerminalView {
 
 /// A printed line as the terminal shows it. Printed lines are not redrawn, so wrapping
 /// would be harmless; they are cut so that a host's long stderr does not flood the screen.
-/// Loud lines are the exception: a halt's reason must be read in full.
+/// Loud lines are the exception, a halt's reason must be read in full, and so are lines
+/// marked whole (a backup's path).
 fn styled(p: Printed, width: usize) -> String {
-    let text = if p.tone == Tone::Loud {
+    let text = if p.tone == Tone::Loud || p.whole {
         p.text
     } else {
         fit(&p.text, width)
@@ -325,6 +326,75 @@ mod tests {
         fn flush(&self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_failure_is_told_once_and_the_backup_path_is_never_cut() {
+        use crate::events::{Outcome, StepStatus};
+        use sample_run::at;
+        let backup =
+            "/var/lib/simplelogin/fleetup/backups/sl-prod-07-20261205T031502-v4.65.0.sql.gz";
+        let why = "migration 0042 failed: relation \"alias\" already exists";
+        let mut model = Model::default();
+        let mut printed = Vec::new();
+        for e in [
+            at(
+                0,
+                Event::HostStarted {
+                    host: "sl-prod-07".into(),
+                    batch: 1,
+                    steps: 14,
+                },
+            ),
+            at(
+                0,
+                Event::StepStarted {
+                    host: "sl-prod-07".into(),
+                    step: 9,
+                    of: 14,
+                    name: "migrate the database".into(),
+                    rollback: false,
+                },
+            ),
+            at(
+                1,
+                Event::StepFinished {
+                    host: "sl-prod-07".into(),
+                    step: 9,
+                    of: 14,
+                    name: "migrate the database".into(),
+                    rollback: false,
+                    status: StepStatus::Failed,
+                    rc: Some(1),
+                    duration: Duration::from_secs(3),
+                    attempts: 1,
+                    message: None,
+                    stderr_tail: vec!["upgrading...".into(), why.into()],
+                },
+            ),
+            at(
+                9,
+                Event::HostFinished {
+                    host: "sl-prod-07".into(),
+                    outcome: Outcome::RolledBack,
+                    changed: true,
+                    changed_steps: 8,
+                    duration: Duration::from_secs(9),
+                    failed_step: Some("migrate the database".into()),
+                    message: Some(format!("{why}; database backup: {backup}")),
+                    log: "runs/r1/sl-prod-07.log".into(),
+                },
+            ),
+        ] {
+            printed.extend(model.apply(&e));
+        }
+        let shown: Vec<String> = printed.into_iter().map(|p| styled(p, 60)).collect();
+        let all = console::strip_ansi_codes(&shown.join("\n")).into_owned();
+        assert_eq!(all.matches("migration 0042 failed").count(), 1, "{all}");
+        assert!(
+            all.contains(&format!("\n    database backup: {backup}\n")),
+            "{all}"
+        );
     }
 
     #[test]

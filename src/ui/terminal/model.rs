@@ -11,7 +11,7 @@ use super::printed::{printed, Printed};
 use super::TICK;
 use crate::events::Stamped;
 use crate::state::{RunState, Stage};
-use crate::ui::text::{clean, step_label};
+use crate::ui::text::{clean, selection, step_label};
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 /// Rows kept free of live lines, so that the header, the overall bar and the last finished
@@ -40,12 +40,15 @@ impl Model {
     }
 
     pub fn header_line(&self, width: usize) -> String {
-        let (name, pattern) = self
+        let (name, hosts) = self
             .state
             .run()
-            .map(|r| (clean(&r.name).into_owned(), clean(&r.pattern).into_owned()))
+            .map(|r| {
+                let hosts = selection(&r.pattern, r.limit.as_deref());
+                (clean(&r.name).into_owned(), hosts)
+            })
             .unwrap_or_default();
-        let mut line = format!("{name} on {pattern}");
+        let mut line = format!("{name} on {hosts}");
         match self.state.batch() {
             Some(b) => {
                 line.push_str(&format!(" · batch {} of {}", b.number, b.of));
@@ -158,6 +161,20 @@ mod tests {
     }
 
     #[test]
+    fn the_header_names_the_limit_beside_the_pattern() {
+        let mut m = Model::default();
+        let mut events = sample_run::run();
+        if let Event::RunStarted { limit, .. } = &mut events[0].event {
+            *limit = Some("prod-0[1:3]".into());
+        }
+        m.apply(&events[0]);
+        assert_eq!(
+            m.header_line(80),
+            "SimpleLogin upgrade on production --limit prod-0[1:3] · connecting"
+        );
+    }
+
+    #[test]
     fn more_hosts_than_rows_end_in_a_count() {
         let mut m = Model::default();
         for i in 0..50 {
@@ -199,7 +216,7 @@ mod tests {
                 "      │ \\x1b[31mmanifest unknown\\x1b[0m",
                 "    log: runs/r1/prod-03.log",
                 "- prod-02  skipped  2.0s",
-                "■ HALTED after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%",
+                "■ HALTED after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%",
             ]
         );
         assert_eq!(printed[8].tone, Tone::Loud);
