@@ -38,8 +38,9 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
     };
     let path = started.session.run_dir.events_path();
     let journal = EventLog::open(&path).map_err(|source| CliError::Journal { path, source })?;
+    // Whoever types the answer is on stdin: `run ... | tee run.log` from a terminal asks,
+    // and cron or CI (no terminal on stdin) go ahead.
     let interactive = std::io::stdin().is_terminal()
-        && std::io::stdout().is_terminal()
         && !args.yes
         && args.output == OutputFormat::Text;
     let runs = staged::past_runs(&started.play, &state_dir);
@@ -66,11 +67,12 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
         play,
         session,
         resumed,
+        preflight,
         ..
     } = &started;
     if interactive && !before.confirmed {
         print!("{}", staged::plan_text(play, &runs, &clock));
-        confirm_start(play, resumed.is_some())?;
+        confirm_start(play, resumed.is_some(), preflight)?;
     }
     let options = JobOptions {
         halt_immediately: args.halt_immediately,
@@ -99,6 +101,7 @@ fn ready(args: &RunArgs, started: &mut Started) -> Result<bool, CliError> {
         play,
         session,
         record,
+        preflight,
         ..
     } = started;
     if play.plan.host_count() == 0 {
@@ -116,7 +119,7 @@ fn ready(args: &RunArgs, started: &mut Started) -> Result<bool, CliError> {
     // Every host's read-only pre-flight first: an unreachable or unhealthy host is known
     // before the canary starts, not half-way through production.
     if play.playbook.preflight_len > 0 {
-        preflight_gate(args, session, play)?;
+        *preflight = preflight_gate(args, session, play)?;
     }
     if let Some(record) = record {
         // --exclude-unhealthy planned again: a resume must follow this plan.
@@ -128,22 +131,22 @@ fn ready(args: &RunArgs, started: &mut Started) -> Result<bool, CliError> {
     Ok(true)
 }
 
-/// Asks the operator to start, after the plan was shown.
-fn confirm_start(play: &Play, resumed: bool) -> Result<(), CliError> {
-    // A resume's batches that finished earlier are empty: they are not counted.
+/// Asks the operator to start, after the plan and the pre-flight were shown.
+fn confirm_start(
+    play: &Play,
+    resumed: bool,
+    preflight: &[PreflightResult],
+) -> Result<(), CliError> {
+    let at_target = ui::start::at_target(play, preflight);
+    // A resume's batches that finished earlier are empty, and a batch of hosts at their
+    // target does no work: neither is counted.
     let batches = play
         .plan
         .batches
         .iter()
-        .filter(|b| !b.hosts.is_empty())
+        .filter(|b| b.hosts.iter().any(|h| !at_target.iter().any(|(t, _)| t == h)))
         .count();
-    let asked = format!(
-        "\n{} {} host{} in {batches} batch{}? [y/N] ",
-        if resumed { "Resume with" } else { "Upgrade" },
-        play.plan.host_count(),
-        plural(play.plan.host_count()),
-        if batches == 1 { "" } else { "es" },
-    );
+    let asked = ui::start::question(resumed, play.plan.host_count(), batches, &at_target);
     if confirm(&asked) {
         Ok(())
     } else {
@@ -161,6 +164,8 @@ struct Started {
     record: Option<RunRecord>,
     /// A resumed run's gate verdict, from its first attempt.
     gate: Option<GateVerdict>,
+    /// The fleet-wide pre-flight's results, once it ran.
+    preflight: Vec<PreflightResult>,
     _claim: Claim,
 }
 
@@ -193,6 +198,7 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, CliError> {
         resumed: None,
         record: Some(record),
         gate: None,
+        preflight: Vec::new(),
         _claim: claim,
     })
 }
@@ -237,6 +243,7 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
         resumed: Some(Event::RunResumed(resumed)),
         record: None,
         gate,
+        preflight: Vec::new(),
         _claim: claim,
     })
 }
@@ -251,7 +258,11 @@ fn refuse_prompt_without_terminal(play: &Play) -> Result<(), CliError> {
 
 /// The fleet-wide pre-flight: the table, and the run refused (or the blocked hosts left
 /// out with --exclude-unhealthy).
-fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<(), CliError> {
+fn preflight_gate(
+    args: &RunArgs,
+    session: &Session,
+    play: &mut Play,
+) -> Result<Vec<PreflightResult>, CliError> {
     let results = session.preflight(&Job::from_play(play));
     let shown = ui::preflight::table(&results, &columns(play));
     session.record("preflight.txt", &shown);
@@ -268,11 +279,11 @@ fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<
             plural(results.len())
         );
     }
-    if blocked.is_empty() {
-        return Ok(());
-    }
     let hosts: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
     let exit = fleetup::engine::policy::exit_code(blocked.iter().map(|r| r.outcome), false, false);
+    if hosts.is_empty() {
+        return Ok(results);
+    }
     if !args.exclude_unhealthy {
         return Err(CliError::Unhealthy { hosts, exit });
     }
@@ -297,7 +308,7 @@ fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<
     if play.plan.host_count() == 0 {
         return Err(CliError::NoHostLeft { exit });
     }
-    Ok(())
+    Ok(results)
 }
 
 /// `fleetup check` beyond validation: the pre-flight on every host, read-only.

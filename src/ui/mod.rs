@@ -11,6 +11,7 @@ pub mod plan;
 pub mod preflight;
 pub mod recap;
 pub mod staging;
+pub mod start;
 pub mod terminal;
 pub mod text;
 
