@@ -132,7 +132,7 @@ mod tests {
         );
         let one = CliError::Unhealthy {
             hosts: vec!["a".into()],
-            exit: Exit::Failed,
+            exit: Exit::HostFailed,
         };
         assert!(
             one.to_string()

@@ -40,9 +40,8 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
     let journal = EventLog::open(&path).map_err(|source| CliError::Journal { path, source })?;
     // Whoever types the answer is on stdin: `run ... | tee run.log` from a terminal asks,
     // and cron or CI (no terminal on stdin) go ahead.
-    let interactive = std::io::stdin().is_terminal()
-        && !args.yes
-        && args.output == OutputFormat::Text;
+    let interactive =
+        std::io::stdin().is_terminal() && !args.yes && args.output == OutputFormat::Text;
     let runs = staged::past_runs(&started.play, &state_dir);
     let this_run = started
         .resumed
@@ -144,7 +143,11 @@ fn confirm_start(
         .plan
         .batches
         .iter()
-        .filter(|b| b.hosts.iter().any(|h| !at_target.iter().any(|(t, _)| t == h)))
+        .filter(|b| {
+            b.hosts
+                .iter()
+                .any(|h| !at_target.iter().any(|(t, _)| t == h))
+        })
         .count();
     let asked = ui::start::question(resumed, play.plan.host_count(), batches, &at_target);
     if confirm(&asked) {

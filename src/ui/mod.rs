@@ -14,6 +14,7 @@ pub mod staging;
 pub mod start;
 pub mod terminal;
 pub mod text;
+pub mod tty;
 
 #[cfg(test)]
 mod sample_run;

@@ -69,7 +69,11 @@ fn already(at_target: &[(String, String)]) -> String {
     if n > NAMES_SHOWN {
         names.push(format!("and {} more", n - NAMES_SHOWN));
     }
-    let (verb, whose) = if n == 1 { ("is", "its") } else { ("are", "their") };
+    let (verb, whose) = if n == 1 {
+        ("is", "its")
+    } else {
+        ("are", "their")
+    };
     format!(
         "{n} more {verb} at {version} already, {whose} steps skipped: {}",
         names.join(", ")
@@ -89,7 +93,10 @@ mod tests {
 
     #[test]
     fn the_question_counts_only_the_hosts_that_will_do_work() {
-        assert_eq!(question(false, 10, 3, &[]), "\nUpgrade 10 hosts in 3 batches? [y/N] ");
+        assert_eq!(
+            question(false, 10, 3, &[]),
+            "\nUpgrade 10 hosts in 3 batches? [y/N] "
+        );
         assert_eq!(
             question(false, 10, 3, &at(&["prod-03"], "v4.66.1")),
             "\nUpgrade 9 hosts in 3 batches (1 more is at v4.66.1 already, its steps skipped: prod-03)? [y/N] "

@@ -21,6 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Stamped};
 use crate::ui::recap;
+use crate::ui::tty::QuietControlKeys;
 use crate::ui::View;
 
 pub use layout::{fit, host_line, overall_line};
@@ -40,6 +41,8 @@ pub struct TerminalView {
     live_target: Option<fn() -> ProgressDrawTarget>,
     /// The live lines are hidden while the operator answers a prompt.
     prompting: bool,
+    /// No `^C` echo shifts the live lines while they are drawn; `None` for test targets.
+    quiet: Option<QuietControlKeys>,
 }
 
 impl TerminalView {
@@ -48,6 +51,7 @@ impl TerminalView {
         let target = || ProgressDrawTarget::stdout_with_hz(20);
         let mut view = Self::with_target(target(), None, Box::new(std::io::stdout()));
         view.live_target = Some(target);
+        view.quiet = Some(QuietControlKeys::new());
         view
     }
 
@@ -90,6 +94,7 @@ impl TerminalView {
             ended: false,
             live_target: None,
             prompting: false,
+            quiet: None,
         }
     }
 
@@ -116,6 +121,7 @@ impl TerminalView {
         self.screen().retire();
         let _ = self.multi.clear();
         self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        self.quiet = None;
         let recap = recap::render(self.screen().model.state());
         let _ = writeln!(self.out);
         for line in recap.lines() {
