@@ -9,6 +9,7 @@
 //! took) carries on. Pure: no I/O, no clock, so every rule is proven on event lists.
 
 mod host;
+mod eta;
 mod left;
 
 use std::time::Duration;
@@ -17,7 +18,8 @@ use indexmap::IndexMap;
 
 use crate::events::{Event, GateVerdict, HaltReason, Resumed, Stamped};
 
-pub use host::{Flight, Host, HostEnd, HostState, StepAt, StepFailure};
+pub use host::{Flight, Host, HostEnd, HostState, Reconnecting, StepAt, StepFailure};
+pub use eta::Shape;
 pub use left::{resumption, Resumption};
 
 /// Everything the events of a run say, folded as they arrive.
@@ -38,6 +40,8 @@ pub struct RunState {
     flights: IndexMap<String, Flight>,
     /// `host_finished` events: the overall progress.
     hosts_ended: usize,
+    /// Hosts of the batch started last that have started.
+    started_in_batch: usize,
     /// Events applied: orders hosts by when they started and ended.
     applied: u64,
     attempt: Attempt,
@@ -108,6 +112,16 @@ pub struct Attempt {
     pub stage: Option<Stage>,
     pub deferred: Option<Deferred>,
     pub finished: Option<RunEnd>,
+    /// The pause going on now.
+    pub pause: Option<PauseAt>,
+}
+
+/// A pause between batches, as `pause_started` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseAt {
+    pub started_ms: u64,
+    /// `None`: until the operator answers.
+    pub duration: Option<Duration>,
 }
 
 /// A run's state out of the ordinary, as the terminal's header says it.
@@ -210,12 +224,19 @@ impl RunState {
             Event::GateChecked(g) => self.gate = Some(g.clone()),
             Event::BatchStarted { hosts, .. } => {
                 self.batch = BatchAt::of(&e.event);
+                self.started_in_batch = 0;
                 for h in hosts {
                     self.hosts.entry(h.clone()).or_default();
                 }
             }
-            Event::HostStarted { .. }
-            | Event::StepStarted { .. }
+            Event::HostStarted { batch, .. } => {
+                if self.batch.is_some_and(|b| b.number == *batch) {
+                    self.started_in_batch += 1;
+                }
+                self.host_event(at, &e.event);
+            }
+            Event::StepStarted { .. }
+            | Event::Reconnecting { .. }
             | Event::StepFinished { .. }
             | Event::HostFinished { .. } => self.host_event(at, &e.event),
             Event::RunFinished {
@@ -233,7 +254,6 @@ impl RunState {
                 }
             }
             Event::StepOutput { .. }
-            | Event::Reconnecting { .. }
             | Event::BatchFinished { .. }
             | Event::HostVerified { .. } => {}
             Event::Stopping { .. }
@@ -242,7 +262,7 @@ impl RunState {
             | Event::Halted { .. }
             | Event::PauseStarted { .. }
             | Event::PauseFinished { .. }
-            | Event::Deferred { .. } => self.attempt.apply(&e.event),
+            | Event::Deferred { .. } => self.attempt.apply(at, &e.event),
         }
         self.last_at_ms = self.last_at_ms.max(at);
     }
@@ -297,6 +317,11 @@ impl RunState {
 
     pub fn batch(&self) -> Option<BatchAt> {
         self.batch
+    }
+
+    /// Hosts of the batch started last that have started so far.
+    pub fn started_in_batch(&self) -> usize {
+        self.started_in_batch
     }
 
     /// The promotion gate's latest verdict.
@@ -358,7 +383,7 @@ impl RunState {
 }
 
 impl Attempt {
-    fn apply(&mut self, e: &Event) {
+    fn apply(&mut self, at: u64, e: &Event) {
         match e {
             Event::Stopping { reason } => {
                 self.stopping = Some(reason.clone());
@@ -376,8 +401,17 @@ impl Attempt {
                 self.halted = Some((reason.clone(), *batch));
                 self.stage = Some(Stage::Halted);
             }
-            Event::PauseStarted { .. } => self.stage = Some(Stage::Paused),
-            Event::PauseFinished { .. } => self.stage = None,
+            Event::PauseStarted { duration, .. } => {
+                self.stage = Some(Stage::Paused);
+                self.pause = Some(PauseAt {
+                    started_ms: at,
+                    duration: *duration,
+                });
+            }
+            Event::PauseFinished { .. } => {
+                self.stage = None;
+                self.pause = None;
+            }
             Event::Deferred {
                 batch,
                 next_start_local,
