@@ -42,7 +42,7 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
     // and cron or CI (no terminal on stdin) go ahead.
     let interactive =
         std::io::stdin().is_terminal() && !args.yes && args.output == OutputFormat::Text;
-    let runs = staged::past_runs(&started.play, &state_dir);
+    let runs = staged::past_runs(&state_dir);
     let this_run = started
         .resumed
         .is_some()

@@ -17,6 +17,7 @@ use fleetup::journal::{EventLog, RunDir, RunRecord};
 use fleetup::play::Play;
 use fleetup::secret::Redactor;
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
+use fleetup::state::Shape;
 use fleetup::ui::{self, ViewFormat};
 
 use super::CliError;
@@ -178,7 +179,14 @@ impl Session {
             OutputFormat::Text if spec.capture_output => ViewFormat::Exec,
             OutputFormat::Text => ViewFormat::Text,
         };
-        let mut view = ui::view(format, ui::stdout_is_terminal());
+        let spec = &self.within_limits(spec);
+        let eta = Shape::of_plan(
+            spec.plan,
+            spec.forks,
+            &spec.playbook.rollout,
+            options.host_estimate,
+        );
+        let mut view = ui::view(format, ui::stdout_is_terminal(), eta);
         // The engine handles signals from here on (a first Ctrl-C lets hosts finish).
         if let Some(guard) = self.guard.lock().ok().and_then(|mut g| g.take()) {
             guard.abort();
@@ -198,7 +206,7 @@ impl Session {
                 view.finish();
             });
             let report = engine::execute(
-                &self.within_limits(spec),
+                spec,
                 &self.transport,
                 &self.run_dir,
                 options,

@@ -11,6 +11,8 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use super::{RunState, Stage};
+use crate::plan::Plan;
+use crate::playbook::{Pause, RolloutSection};
 use crate::schedule;
 
 /// What the estimate knows of a run before it starts: its plan, its pauses, and how long a
@@ -30,6 +32,29 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// The shape of `plan` run `forks` at a time with `rollout`'s pauses, a host taking
+    /// `journal_per_host` until this run's own hosts tell.
+    pub fn of_plan(
+        plan: &Plan,
+        forks: usize,
+        rollout: &RolloutSection,
+        journal_per_host: Option<Duration>,
+    ) -> Shape {
+        let timed = |p: Option<Pause>| match p {
+            Some(Pause::For(d)) => Some(d),
+            Some(Pause::Prompt) | None => None,
+        };
+        Shape {
+            batches: plan.batches.iter().map(|b| b.hosts.len()).collect(),
+            canary: plan.batches.iter().position(|b| b.canary),
+            forks,
+            // As the engine pauses: after the canary, `pause_between_batches` unless set.
+            pause_after_canary: timed(rollout.pause_after_canary.or(rollout.pause_between_batches)),
+            pause_between_batches: timed(rollout.pause_between_batches),
+            journal_per_host,
+        }
+    }
+
     /// The whole plan, before it starts; `None` without a duration from the journal.
     pub fn total(&self) -> Option<Duration> {
         let per_host = self.journal_per_host?;
@@ -97,8 +122,8 @@ impl Shape {
         let mut total = Duration::ZERO;
         let mut next = self.next_with_hosts(first);
         while let Some(i) = next {
-            total += schedule::estimate(Some(per_host), self.batches[i], self.forks)
-                .unwrap_or_default();
+            total +=
+                schedule::estimate(Some(per_host), self.batches[i], self.forks).unwrap_or_default();
             next = self.next_with_hosts(i + 1);
             if next.is_some() {
                 total += self.pause_after(i);

@@ -8,8 +8,8 @@
 //! it; what belongs to the run (its hosts and how each ended, the attempts and the time they
 //! took) carries on. Pure: no I/O, no clock, so every rule is proven on event lists.
 
-mod host;
 mod eta;
+mod host;
 mod left;
 
 use std::time::Duration;
@@ -18,8 +18,8 @@ use indexmap::IndexMap;
 
 use crate::events::{Event, GateVerdict, HaltReason, Resumed, Stamped};
 
-pub use host::{Flight, Host, HostEnd, HostState, Reconnecting, StepAt, StepFailure};
 pub use eta::Shape;
+pub use host::{Flight, Host, HostEnd, HostState, Reconnecting, StepAt, StepFailure};
 pub use left::{resumption, Resumption};
 
 /// Everything the events of a run say, folded as they arrive.
@@ -253,9 +253,8 @@ impl RunState {
                     self.earlier_attempts += Duration::from_millis(at.saturating_sub(start));
                 }
             }
-            Event::StepOutput { .. }
-            | Event::BatchFinished { .. }
-            | Event::HostVerified { .. } => {}
+            Event::StepOutput { .. } | Event::BatchFinished { .. } | Event::HostVerified { .. } => {
+            }
             Event::Stopping { .. }
             | Event::Aborting
             | Event::Abandoning

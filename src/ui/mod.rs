@@ -22,6 +22,7 @@ mod sample_run;
 use std::io::IsTerminal;
 
 use crate::events::Stamped;
+use crate::state::Shape;
 
 pub use recap::recap;
 
@@ -46,12 +47,14 @@ pub enum ViewFormat {
 
 /// The view for a run writing to stdout: JSON lines when asked for, whatever stdout is;
 /// otherwise progress bars on a terminal and plain lines anywhere else (pipes, CI, cron).
-pub fn view(format: ViewFormat, is_terminal: bool) -> Box<dyn View> {
+/// The text views tell the time left from the run's `eta` shape.
+pub fn view(format: ViewFormat, is_terminal: bool, eta: Shape) -> Box<dyn View> {
+    let stdout = || Box::new(std::io::stdout());
     match (format, is_terminal) {
-        (ViewFormat::Exec, _) => Box::new(exec::ExecView::new(Box::new(std::io::stdout()))),
-        (ViewFormat::Json, _) => Box::new(json::JsonView::new(Box::new(std::io::stdout()))),
-        (ViewFormat::Text, true) => Box::new(terminal::TerminalView::new()),
-        (ViewFormat::Text, false) => Box::new(plain::PlainView::new(Box::new(std::io::stdout()))),
+        (ViewFormat::Exec, _) => Box::new(exec::ExecView::new(stdout())),
+        (ViewFormat::Json, _) => Box::new(json::JsonView::new(stdout())),
+        (ViewFormat::Text, true) => Box::new(terminal::TerminalView::new(eta)),
+        (ViewFormat::Text, false) => Box::new(plain::PlainView::new(stdout(), eta)),
     }
 }
 

@@ -4,10 +4,10 @@
 use std::io::Write;
 
 use crate::events::{Event, Stamped, StepStatus};
-use crate::state::RunState;
+use crate::state::{RunState, Shape};
 use crate::ui::recap;
 use crate::ui::text::{
-    clean, duration, halt_reason, outcome_label, plural, resumed, selection, sentence,
+    clean, duration, elapsed, halt_reason, outcome_label, plural, resumed, selection, sentence,
     status_label, step_label, timestamp,
 };
 use crate::ui::View;
@@ -16,14 +16,17 @@ pub struct PlainView {
     out: Box<dyn Write + Send>,
     state: RunState,
     recap_written: bool,
+    /// Tells the time left at the end of each batch.
+    eta: Shape,
 }
 
 impl PlainView {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, eta: Shape) -> Self {
         PlainView {
             out,
             state: RunState::default(),
             recap_written: false,
+            eta,
         }
     }
 
@@ -45,7 +48,14 @@ impl View for PlainView {
         // `BatchFinished` does not repeat how many batches there are.
         let batches = self.state.batch().map_or(0, |b| b.of);
         let ts = timestamp(e.at_ms);
-        for line in lines(&e.event, batches) {
+        let mut lines = lines(&e.event, batches);
+        if let (Event::BatchFinished { .. }, Some(line)) = (&e.event, lines.last_mut()) {
+            // Nothing is said after the last batch.
+            if let Some(left) = self.eta.left(&self.state, e.at_ms).filter(|l| !l.is_zero()) {
+                line.push_str(&format!("; about {} left", elapsed(left)));
+            }
+        }
+        for line in lines {
             // A closed pipe must not stop the run: the journal still records everything.
             let _ = writeln!(self.out, "{ts} {line}");
         }
@@ -276,7 +286,7 @@ mod tests {
     #[test]
     fn a_scripted_run_line_by_line() {
         let capture = Capture::default();
-        let mut view = PlainView::new(Box::new(capture.clone()));
+        let mut view = PlainView::new(Box::new(capture.clone()), sample_run::shape());
         for e in sample_run::run() {
             view.event(&e);
         }
@@ -291,7 +301,7 @@ mod tests {
 2026-11-25T04:31:01Z prod-01 [2/2] pull the new image: started
 2026-11-25T04:31:03Z prod-01 [2/2] pull the new image: changed (rc 0, 2.1s)
 2026-11-25T04:31:03Z prod-01: ok (1 step changed, 3.0s)
-2026-11-25T04:31:03Z batch 1/3: finished: 1 ok, 0 failed, 0 unreachable
+2026-11-25T04:31:03Z batch 1/3: finished: 1 ok, 0 failed, 0 unreachable; about 6s left
 2026-11-25T04:31:04Z batch 2/3: started: prod-02 prod-03
 2026-11-25T04:31:04Z prod-02: started (2 steps)
 2026-11-25T04:31:04Z prod-03: started (2 steps)
@@ -299,7 +309,7 @@ mod tests {
 2026-11-25T04:31:05Z prod-03 [2/2] pull the new image: FAILED (rc 1, 0.3s): \\x1b[31mmanifest unknown\\x1b[0m
 2026-11-25T04:31:05Z prod-03: FAILED at \"pull the new image\" (0 steps changed, 1.0s); log: runs/r1/prod-03.log
 2026-11-25T04:31:06Z prod-02: skipped (0 steps changed, 2.0s)
-2026-11-25T04:31:06Z batch 2/3: finished: 1 ok, 1 failed, 0 unreachable
+2026-11-25T04:31:06Z batch 2/3: finished: 1 ok, 1 failed, 0 unreachable; about 2s left
 2026-11-25T04:31:06Z HALTED after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 2026-11-25T04:31:06Z run finished in 6.4s with exit code 2; 1 host never started
 
@@ -365,7 +375,7 @@ RECAP
     #[test]
     fn the_recap_is_printed_by_finish_when_the_run_ended_without_its_last_event() {
         let capture = Capture::default();
-        let mut view = PlainView::new(Box::new(capture.clone()));
+        let mut view = PlainView::new(Box::new(capture.clone()), sample_run::shape());
         for e in sample_run::run().iter().take(12) {
             view.event(e);
         }

@@ -69,6 +69,16 @@ pub fn host_finished(
     }
 }
 
+/// The plan of [`run`]: a canary, two hosts, one host, five at once.
+pub fn shape() -> crate::state::Shape {
+    crate::state::Shape {
+        batches: vec![1, 2, 1],
+        canary: Some(0),
+        forks: 5,
+        ..Default::default()
+    }
+}
+
 pub fn run() -> Vec<Stamped> {
     let mut events = canary();
     events.extend(failing_batch());

@@ -171,7 +171,10 @@ fn a_pause_counts_what_is_left_of_it() {
             },
         );
     // 12 s of the pause left, then 4 waves of 10 s and 3 pauses of 5 s.
-    assert_eq!(secs(shape.left(&script.state(), 18 * S)), Some(12 + 40 + 15));
+    assert_eq!(
+        secs(shape.left(&script.state(), 18 * S)),
+        Some(12 + 40 + 15)
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ use console::{style, Term};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Stamped};
+use crate::state::Shape;
 use crate::ui::recap;
 use crate::ui::tty::QuietControlKeys;
 use crate::ui::View;
@@ -46,10 +47,11 @@ pub struct TerminalView {
 }
 
 impl TerminalView {
-    /// Draws on stdout, sized from the terminal on every tick so that resizing works.
-    pub fn new() -> Self {
+    /// Draws on stdout, sized from the terminal on every tick so that resizing works; the
+    /// overall bar tells the time left from `eta`.
+    pub fn new(eta: Shape) -> Self {
         let target = || ProgressDrawTarget::stdout_with_hz(20);
-        let mut view = Self::with_target(target(), None, Box::new(std::io::stdout()));
+        let mut view = Self::with_target(target(), None, Box::new(std::io::stdout()), eta);
         view.live_target = Some(target);
         view.quiet = Some(QuietControlKeys::new());
         view
@@ -62,6 +64,7 @@ impl TerminalView {
         target: ProgressDrawTarget,
         size: Option<(u16, u16)>,
         out: Box<dyn Write + Send>,
+        eta: Shape,
     ) -> Self {
         let multi = MultiProgress::with_draw_target(target);
         let header = multi.add(text_bar());
@@ -71,7 +74,7 @@ impl TerminalView {
             None => Size::Stdout(Term::stdout()),
         };
         let screen = Arc::new(Mutex::new(Screen {
-            model: Model::default(),
+            model: Model::new(eta),
             multi: multi.clone(),
             header,
             lines: Vec::new(),
@@ -135,12 +138,6 @@ impl TerminalView {
             let _ = writeln!(self.out, "{line}");
         }
         let _ = self.out.flush();
-    }
-}
-
-impl Default for TerminalView {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -411,6 +408,7 @@ mod tests {
             ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 20),
             Some((20, 60)),
             Box::new(recap.clone()),
+            sample_run::shape(),
         );
         let events = sample_run::run();
         for e in &events[..13] {
@@ -447,7 +445,7 @@ mod demo {
     #[test]
     #[ignore = "draws on the real terminal and takes seconds"]
     fn demo() {
-        let mut view = TerminalView::new();
+        let mut view = TerminalView::new(sample_run::shape());
         let start = now_ms();
         let events = sample_run::run();
         let mut last = sample_run::T0;
