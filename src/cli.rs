@@ -50,9 +50,9 @@ pub enum Command {
     /// The runs recorded in the journal: when, what, where, and how each ended.
     #[command(after_help = "Example:\n  fleetup history -i inventories/example.yml")]
     History(HistoryArgs),
-    /// A recorded run's recap again, or one host's step outputs (--host).
+    /// A recorded run's recap again, one host's step outputs (--host), or an HTML report.
     #[command(
-        after_help = "Example:\n  fleetup show last -i inventories/example.yml\nOne host's step outputs:\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03"
+        after_help = "Example:\n  fleetup show last -i inventories/example.yml\nOne host's step outputs:\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03\nA report to open in a browser:\n  fleetup show last -i inventories/example.yml --html -o report.html"
     )]
     Show(ShowArgs),
     /// Run one command on every matched host (Ansible's ad-hoc mode).
@@ -293,6 +293,9 @@ pub struct RunArgs {
     /// `text` (progress bars on a terminal, plain lines otherwise) or `json` (event lines).
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Keep an HTML report of the run in FILE, rewritten as the run goes (see `show --html`).
+    #[arg(long, value_name = "FILE")]
+    pub html_report: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -312,8 +315,15 @@ pub struct ShowArgs {
     #[arg(value_name = "RUN_ID|last")]
     pub run: String,
     /// Print this host's step outputs (its log) instead of the recap.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", conflicts_with = "html")]
     pub host: Option<String>,
+    /// The run as one self-contained HTML page (timeline, hosts, pre-flight), on stdout
+    /// or in the file of -o.
+    #[arg(long)]
+    pub html: bool,
+    /// Where the HTML page goes.
+    #[arg(short = 'o', long = "output", value_name = "FILE", requires = "html")]
+    pub html_file: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }

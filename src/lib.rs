@@ -26,6 +26,7 @@ pub mod plan;
 pub mod play;
 pub mod playbook;
 pub mod registered;
+pub mod report;
 pub mod resume;
 pub mod schedule;
 pub mod secret;

@@ -38,6 +38,9 @@ pub enum CliError {
     Transport(#[from] SshSetupError),
     #[error("error: cannot start the async runtime: {0}")]
     Runtime(io::Error),
+    /// `show --html`: the run's files, or the page's.
+    #[error("error: {0}")]
+    Report(#[from] fleetup::report::ReportError),
     #[error("{}", ui::gate::refusal(.0))]
     GateRefused(Box<Judgement>),
     /// The run waits for a later maintenance window; `resume` is the command to continue.

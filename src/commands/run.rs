@@ -194,7 +194,8 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, CliError> {
     );
     record.windows = inputs.windows.clone();
     write_record(&run_dir, &record, &play)?;
-    let session = Session::start(&args.connection, run_dir)?;
+    let mut session = Session::start(&args.connection, run_dir)?;
+    session.html_report.clone_from(&args.html_report);
     Ok(Started {
         play,
         session,
@@ -239,7 +240,8 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
             if unreadable == 1 { "is" } else { "are" }
         );
     }
-    let session = Session::start(&args.connection, run_dir)?;
+    let mut session = Session::start(&args.connection, run_dir)?;
+    session.html_report.clone_from(&args.html_report);
     Ok(Started {
         play,
         session,
@@ -269,6 +271,7 @@ fn preflight_gate(
     let results = session.preflight(&Job::from_play(play));
     let shown = ui::preflight::table(&results, &columns(play));
     session.record("preflight.txt", &shown);
+    session.record_preflight(&results);
     let blocked: Vec<&PreflightResult> = results
         .iter()
         .filter(|r| r.outcome != Outcome::Ok)

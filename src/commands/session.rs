@@ -15,6 +15,7 @@ use fleetup::events::{Event, HaltReason, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::{EventLog, RunDir, RunRecord};
 use fleetup::play::Play;
+use fleetup::report::LiveReport;
 use fleetup::secret::Redactor;
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::state::Shape;
@@ -65,6 +66,8 @@ pub(crate) struct Session {
     /// Whether forks was clamped and said so already (the pre-flight and the run both
     /// ask).
     clamped: std::sync::atomic::AtomicBool,
+    /// `run --html-report`: the page kept as the run goes.
+    pub(super) html_report: Option<std::path::PathBuf>,
 }
 
 impl Session {
@@ -96,6 +99,7 @@ impl Session {
             open_files,
             max_forks: fleetup::open_files::max_forks(open_files),
             clamped: std::sync::atomic::AtomicBool::new(false),
+            html_report: None,
         })
     }
 
@@ -165,6 +169,15 @@ impl Session {
         }
     }
 
+    /// The pre-flight's rows for the HTML report, a resume's added to the earlier ones.
+    pub(super) fn record_preflight(&self, results: &[PreflightResult]) {
+        let earlier = std::fs::read(self.run_dir.path.join("preflight.json")).ok();
+        self.record(
+            "preflight.json",
+            &ui::preflight::json(results, earlier.as_deref()),
+        );
+    }
+
     /// Runs the engine with signals handled and events shown (and journaled, for a run),
     /// and returns the exit code.
     pub(super) fn execute(
@@ -187,6 +200,12 @@ impl Session {
             options.host_estimate,
         );
         let mut view = ui::view(format, ui::stdout_is_terminal(), eta);
+        if let Some(path) = &self.html_report {
+            match LiveReport::new(&self.run_dir, path.clone()) {
+                Ok(report) => view = Box::new(ui::Both(view, Box::new(report))),
+                Err(e) => eprintln!("warning: no HTML report: {e}"),
+            }
+        }
         // The engine handles signals from here on (a first Ctrl-C lets hosts finish).
         if let Some(guard) = self.guard.lock().ok().and_then(|mut g| g.take()) {
             guard.abort();

@@ -35,6 +35,21 @@ pub trait View: Send {
     fn finish(&mut self) {}
 }
 
+/// Two views fed the same events: what stdout shows, and a report kept beside it.
+pub struct Both(pub Box<dyn View>, pub Box<dyn View>);
+
+impl View for Both {
+    fn event(&mut self, e: &Stamped) {
+        self.0.event(e);
+        self.1.event(e);
+    }
+
+    fn finish(&mut self) {
+        self.0.finish();
+        self.1.finish();
+    }
+}
+
 /// What the operator asked for with `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ViewFormat {
