@@ -174,7 +174,7 @@ impl Session {
         let earlier = std::fs::read(self.run_dir.path.join("preflight.json")).ok();
         self.record(
             "preflight.json",
-            &ui::preflight::json(results, earlier.as_deref()),
+            &fleetup::report::preflight_json(results, earlier.as_deref()),
         );
     }
 

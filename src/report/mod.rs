@@ -23,7 +23,7 @@ use crate::ui::history::{heading, Entry};
 use crate::ui::text::{duration, gate};
 
 pub use live::LiveReport;
-pub use read::{load, write, Before, ReportError};
+pub use read::{load, preflight_json, write, Before, ReportError};
 
 /// What the report is made of, as the journal keeps it.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::Sources;
+use crate::engine::PreflightResult;
 use crate::events::Outcome;
 use crate::journal::{read, RunDir, RunRecord};
 
@@ -36,6 +37,35 @@ pub enum ReportError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// The pre-flight as `preflight.json` keeps it: one row per host, its outcome and its
+/// `report:` columns. A resume's pre-flight reads only the hosts left: the `earlier`
+/// file's other hosts keep their rows.
+pub fn preflight_json(results: &[PreflightResult], earlier: Option<&[u8]>) -> String {
+    let earlier: Vec<Before> = earlier
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let kept = earlier
+        .into_iter()
+        .filter(|b| !results.iter().any(|r| r.host == b.host));
+    let rows: Vec<Before> = kept.chain(results.iter().map(Before::of)).collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_default()
+}
+
+impl Before {
+    fn of(r: &PreflightResult) -> Before {
+        Before {
+            host: r.host.clone(),
+            outcome: r.outcome,
+            report: r
+                .report
+                .iter()
+                .map(|(k, v)| (k.clone(), v.trim().to_string()))
+                .collect(),
+            message: r.message.clone(),
+        }
+    }
 }
 
 /// A run's files, as its directory holds them now.
@@ -82,4 +112,31 @@ pub fn write(path: &Path, html: &str) -> Result<(), ReportError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(host: &str, version: &str) -> PreflightResult {
+        PreflightResult {
+            host: host.into(),
+            outcome: Outcome::Ok,
+            report: vec![("version".into(), format!(" {version}\n"))],
+            message: None,
+            version: Some(version.into()),
+        }
+    }
+
+    #[test]
+    fn a_resume_s_pre_flight_keeps_the_earlier_hosts_rows() {
+        let first = preflight_json(&[result("a", "v1"), result("b", "v1")], None);
+        let again = preflight_json(&[result("b", "v2")], Some(first.as_bytes()));
+        let rows: Vec<Before> = serde_json::from_str(&again).expect("rows");
+        let seen: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.host.as_str(), r.report["version"].as_str()))
+            .collect();
+        assert_eq!(seen, vec![("a", "v1"), ("b", "v2")]);
+    }
 }

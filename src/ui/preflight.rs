@@ -39,33 +39,6 @@ pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
     align(&rows)
 }
 
-/// The pre-flight as `preflight.json` keeps it in the run's directory, for the HTML report:
-/// one object per host, its outcome and its `report:` columns. A resume's pre-flight reads
-/// only the hosts left: the `earlier` file's other hosts keep their rows.
-pub fn json(results: &[PreflightResult], earlier: Option<&[u8]>) -> String {
-    let earlier: Vec<crate::report::Before> = earlier
-        .and_then(|b| serde_json::from_slice(b).ok())
-        .unwrap_or_default();
-    let kept = earlier
-        .into_iter()
-        .filter(|b| !results.iter().any(|r| r.host == b.host));
-    let rows: Vec<crate::report::Before> = kept.chain(results.iter().map(before)).collect();
-    serde_json::to_string_pretty(&rows).unwrap_or_default()
-}
-
-fn before(r: &PreflightResult) -> crate::report::Before {
-    crate::report::Before {
-        host: r.host.clone(),
-        outcome: r.outcome,
-        report: r
-            .report
-            .iter()
-            .map(|(k, v)| (k.clone(), v.trim().to_string()))
-            .collect(),
-        message: r.message.clone(),
-    }
-}
-
 /// `v4.66.1: 7 hosts · v4.65.0: 2 hosts · unreachable: 1 host`: how many hosts show each
 /// value of `column`, most common first.
 pub fn counts(results: &[PreflightResult], column: &str) -> String {
@@ -157,26 +130,5 @@ mod tests {
             counts(&results, "version"),
             "v4.66.1: 2 hosts · failed: 1 host · unreachable: 1 host · v4.65.0: 1 host"
         );
-    }
-
-    #[test]
-    fn a_resume_s_pre_flight_keeps_the_earlier_hosts_rows() {
-        let first = json(
-            &[
-                result("a", Outcome::Ok, "v1", None),
-                result("b", Outcome::Ok, "v1", None),
-            ],
-            None,
-        );
-        let again = json(
-            &[result("b", Outcome::Ok, "v2", None)],
-            Some(first.as_bytes()),
-        );
-        let rows: Vec<crate::report::Before> = serde_json::from_str(&again).unwrap();
-        let seen: Vec<(&str, &str)> = rows
-            .iter()
-            .map(|r| (r.host.as_str(), r.report["version"].as_str()))
-            .collect();
-        assert_eq!(seen, vec![("a", "v1"), ("b", "v2")]);
     }
 }
