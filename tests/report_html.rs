@@ -5,14 +5,13 @@
 //! screenshot the README shows (docs/report.png).
 
 mod fleet;
+mod fleetup_cli;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use fleet::{Fleet, Spec};
 use serde_json::json;
-
-const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
 
 const PLAYBOOK: &str = r#"
 name: report demo
@@ -39,11 +38,7 @@ rollback:
 "#;
 
 fn fleetup(args: &[&str]) -> Output {
-    Command::new(FLEETUP)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleetup runs")
+    fleetup_cli::cli(&fleetup_cli::strings(args))
 }
 
 fn text(b: &[u8]) -> String {

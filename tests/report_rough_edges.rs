@@ -3,13 +3,16 @@
 //! what the question counts, `--limit` in the plan, the help texts.
 
 mod fleet;
+mod fleetup_cli;
+mod tmux;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use fleet::{sh_quote, Fleet, HostSpec, Spec};
 use serde_json::Value;
+use tmux::Tmux;
 
 const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
 const UPGRADE: &str = concat!(
@@ -19,77 +22,26 @@ const UPGRADE: &str = concat!(
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/inventories/example.yml");
 
 fn fleetup(args: &[&str]) -> Output {
-    Command::new(FLEETUP)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("fleetup runs")
+    fleetup_cli::cli(&fleetup_cli::strings(args))
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A tmux server of our own (its own socket), killed when dropped.
-struct Tmux {
-    socket: PathBuf,
+/// The visible screen, or with `history` every row since the start, as one text.
+fn screen(tmux: &Tmux, history: bool) -> String {
+    tmux.capture(history).join("\n")
 }
 
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn screen(&self) -> String {
-        text(&self.cmd(&["capture-pane", "-p", "-J", "-t", "run"]).stdout)
-    }
-
-    /// Every row since the session started, the scrollback included.
-    fn history(&self) -> String {
-        text(
-            &self
-                .cmd(&["capture-pane", "-p", "-J", "-S", "-", "-t", "run"])
-                .stdout,
-        )
-    }
-
-    /// A session `run` of `cols` x `rows` running `script` with bash.
-    fn start(socket: PathBuf, script: &Path, cols: usize, rows: usize) -> Tmux {
-        let tmux = Tmux { socket };
-        let (cols, rows) = (cols.to_string(), rows.to_string());
-        let started = tmux.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "run",
-            "-x",
-            &cols,
-            "-y",
-            &rows,
-            "bash",
-            script.to_str().expect("a UTF-8 path"),
-        ]);
-        assert!(started.status.success(), "{}", text(&started.stderr));
-        tmux
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// `script` run by bash in a terminal of `cols` x `rows`.
+fn in_terminal(socket: PathBuf, script: &Path, cols: usize, rows: usize) -> Tmux {
+    Tmux::start(
+        socket,
+        cols,
+        rows,
+        &["bash", script.to_str().expect("a UTF-8 path")],
+    )
 }
 
 /// Waits until `done` holds, up to a minute.
@@ -110,7 +62,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> St
 /// declines and no host is touched. Without a terminal on stdin the same run goes ahead.
 #[test]
 fn a_run_piped_to_tee_asks_first_and_counts_only_the_hosts_to_upgrade() {
-    if !tmux_available() {
+    if !tmux::available() {
         println!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
         return;
     }
@@ -140,25 +92,29 @@ fn a_run_piped_to_tee_asks_first_and_counts_only_the_hosts_to_upgrade() {
         ),
     )
     .expect("the script is written");
-    let tmux = Tmux::start(tmp.join("tmux.sock"), &script, 200, 50);
+    let tmux = in_terminal(tmp.join("tmux.sock"), &script, 200, 50);
     wait_for(
         "the question",
-        || tmux.screen().contains("[y/N]"),
-        || tmux.screen(),
+        || screen(&tmux, false).contains("[y/N]"),
+        || screen(&tmux, false),
     );
-    let screen = tmux.screen();
+    let asked = screen(&tmux, false);
     assert!(
-        screen.contains(
+        asked.contains(
             "Upgrade 2 hosts in 2 batches (1 more is at v4.66.1 already, its steps skipped: p-03)? [y/N]"
         ),
-        "{screen}"
+        "{asked}"
     );
     tmux.cmd(&["send-keys", "-t", "run", "-l", "n"]);
     tmux.cmd(&["send-keys", "-t", "run", "Enter"]);
-    wait_for("fleetup ends", || exit_file.exists(), || tmux.screen());
+    wait_for(
+        "fleetup ends",
+        || exit_file.exists(),
+        || screen(&tmux, false),
+    );
     std::thread::sleep(Duration::from_millis(200));
     let exit = std::fs::read_to_string(&exit_file).unwrap_or_default();
-    assert_eq!(exit.trim(), "99", "declined:\n{}", tmux.screen());
+    assert_eq!(exit.trim(), "99", "declined:\n{}", screen(&tmux, false));
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         logged.contains("not started; no host was changed."),
@@ -199,7 +155,7 @@ fn a_run_piped_to_tee_asks_first_and_counts_only_the_hosts_to_upgrade() {
 /// and the scrollback keeps the finished hosts and the recap, not a live header.
 #[test]
 fn after_a_ctrl_c_no_live_line_is_left_on_screen() {
-    if !tmux_available() {
+    if !tmux::available() {
         println!("SKIPPED: tmux is not installed (apt-get install -y tmux)");
         return;
     }
@@ -227,11 +183,11 @@ fn after_a_ctrl_c_no_live_line_is_left_on_screen() {
         ),
     )
     .expect("the script is written");
-    let tmux = Tmux::start(tmp.join("tmux.sock"), &script, 100, 30);
+    let tmux = in_terminal(tmp.join("tmux.sock"), &script, 100, 30);
     wait_for(
         "batch 2",
-        || tmux.screen().contains("batch 2 of 3"),
-        || tmux.screen(),
+        || screen(&tmux, false).contains("batch 2 of 3"),
+        || screen(&tmux, false),
     );
     // The echo would wrap the last live line (`^C` after a full-width row) and shift
     // them all: whether it does depends on the moment, so the setting is checked too.
@@ -256,10 +212,14 @@ fn after_a_ctrl_c_no_live_line_is_left_on_screen() {
         "while live lines are drawn"
     );
     tmux.cmd(&["send-keys", "-t", "run", "C-c"]);
-    wait_for("fleetup ends", || exit_file.exists(), || tmux.screen());
+    wait_for(
+        "fleetup ends",
+        || exit_file.exists(),
+        || screen(&tmux, false),
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(echoctl().as_deref(), Some("echoctl"), "restored at the end");
-    let history = tmux.history();
+    let history = screen(&tmux, true);
     assert_eq!(
         std::fs::read_to_string(&exit_file)
             .unwrap_or_default()

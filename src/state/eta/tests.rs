@@ -76,6 +76,16 @@ impl Script {
     }
 }
 
+/// The 20 s pause after the canary.
+fn pause_after_canary() -> Event {
+    Event::PauseStarted {
+        batch: 1,
+        duration: Some(Duration::from_secs(20)),
+        prompt: false,
+        verifying: 1,
+    }
+}
+
 /// A canary, then four batches of two hosts, two at once, with pauses.
 fn five_batches() -> Shape {
     Shape {
@@ -135,15 +145,7 @@ fn hosts_in_flight_and_waiting_share_the_forks() {
         .batch(1, true, 0)
         .start("c", 0)
         .end("c", 10, 10, Outcome::Ok)
-        .then(
-            10,
-            Event::PauseStarted {
-                batch: 1,
-                duration: Some(Duration::from_secs(20)),
-                prompt: false,
-                verifying: 1,
-            },
-        )
+        .then(10, pause_after_canary())
         .then(30, Event::PauseFinished { batch: 1 })
         .batch(2, false, 30)
         .start("h1", 30);
@@ -161,15 +163,7 @@ fn a_pause_counts_what_is_left_of_it() {
         .batch(1, true, 0)
         .start("c", 0)
         .end("c", 10, 10, Outcome::Ok)
-        .then(
-            10,
-            Event::PauseStarted {
-                batch: 1,
-                duration: Some(Duration::from_secs(20)),
-                prompt: false,
-                verifying: 1,
-            },
-        );
+        .then(10, pause_after_canary());
     // 12 s of the pause left, then 4 waves of 10 s and 3 pauses of 5 s.
     assert_eq!(
         secs(shape.left(&script.state(), 18 * S)),
