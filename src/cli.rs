@@ -293,6 +293,11 @@ pub struct RunArgs {
     /// `text` (progress bars on a terminal, plain lines otherwise) or `json` (event lines).
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Tell someone as the run goes: `webhook:URL` (the event POSTed as JSON, with a `text`
+    /// line for chats) or `command:CMD` (the event as JSON on its stdin); repeat for several.
+    /// Added to the playbook's `notifications:`; halts, deferrals, failed hosts and the end.
+    #[arg(long, value_name = "webhook:URL|command:CMD", value_parser = parse_notifier)]
+    pub notify: Vec<fleetup::notify::Notifier>,
     /// Keep an HTML report of the run in FILE, rewritten as the run goes (see `show --html`).
     #[arg(long, value_name = "FILE")]
     pub html_report: Option<PathBuf>,
@@ -397,6 +402,10 @@ impl SelectionArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     fleetup::duration::parse(s)
         .map_err(|_| format!("`{s}` is not a duration such as 24h, 90m or 1h30m"))
+}
+
+fn parse_notifier(s: &str) -> Result<fleetup::notify::Notifier, String> {
+    fleetup::notify::Notifier::parse_flag(s)
 }
 
 fn parse_serial(s: &str) -> Result<Serial, String> {

@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lock;
 pub mod millis;
+pub mod notify;
 pub mod open_files;
 pub mod plan;
 pub mod play;

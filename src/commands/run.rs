@@ -196,6 +196,7 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, CliError> {
     write_record(&run_dir, &record, &play)?;
     let mut session = Session::start(&args.connection, run_dir)?;
     session.html_report.clone_from(&args.html_report);
+    session.notifiers = [&play.playbook.notifications[..], &args.notify[..]].concat();
     Ok(Started {
         play,
         session,
@@ -242,6 +243,7 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
     }
     let mut session = Session::start(&args.connection, run_dir)?;
     session.html_report.clone_from(&args.html_report);
+    session.notifiers = [&play.playbook.notifications[..], &args.notify[..]].concat();
     Ok(Started {
         play,
         session,

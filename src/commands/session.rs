@@ -14,6 +14,7 @@ use fleetup::engine::{self, Control, Emitter, Job, JobOptions, PreflightResult, 
 use fleetup::events::{Event, HaltReason, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::{EventLog, RunDir, RunRecord};
+use fleetup::notify::{Notifications, Notifier};
 use fleetup::play::Play;
 use fleetup::report::LiveReport;
 use fleetup::secret::Redactor;
@@ -68,6 +69,8 @@ pub(crate) struct Session {
     clamped: std::sync::atomic::AtomicBool,
     /// `run --html-report`: the page kept as the run goes.
     pub(super) html_report: Option<std::path::PathBuf>,
+    /// The playbook's `notifications:` and `--notify`.
+    pub(super) notifiers: Vec<Notifier>,
 }
 
 impl Session {
@@ -100,6 +103,7 @@ impl Session {
             max_forks: fleetup::open_files::max_forks(open_files),
             clamped: std::sync::atomic::AtomicBool::new(false),
             html_report: None,
+            notifiers: Vec::new(),
         })
     }
 
@@ -217,9 +221,19 @@ impl Session {
                 None => Emitter::new(tx),
             };
             let signals = tokio::spawn(handle_signals(self.control.clone(), events.clone()));
-            // The view draws on its own thread: a slow terminal never slows the hosts down.
+            // The view draws on its own thread: a slow terminal never slows the hosts down;
+            // notifications are handed to threads of their own from there.
+            let notes = Notifications::start(self.notifiers.clone());
+            let journaled = journal.cloned();
             let drawing = tokio::task::spawn_blocking(move || {
+                let mut notes = notes;
                 while let Some(event) = rx.blocking_recv() {
+                    for warning in notify(&mut notes, &event) {
+                        if let Some(log) = &journaled {
+                            log.append(&warning);
+                        }
+                        view.event(&warning);
+                    }
                     view.event(&event);
                 }
                 view.finish();
@@ -240,6 +254,37 @@ impl Session {
             report.exit
         })
     }
+}
+
+/// How long the end of a run waits for its last notifications, before the recap says
+/// which were not received.
+const NOTIFY_GRACE: Duration = Duration::from_secs(3);
+
+/// Hands `e` to the notifiers; returns the failures to tell (all that are left, at the
+/// run's end, so that the recap can say them).
+fn notify(notes: &mut Option<Notifications>, e: &Stamped) -> Vec<Stamped> {
+    let Some(n) = notes.as_mut() else {
+        return Vec::new();
+    };
+    n.offer(e);
+    let failures = if matches!(e.event, Event::RunFinished { .. }) {
+        notes
+            .take()
+            .map(|n| n.finish(NOTIFY_GRACE))
+            .unwrap_or_default()
+    } else {
+        n.failures()
+    };
+    failures
+        .into_iter()
+        .map(|f| {
+            Stamped::now(Event::NotifierFailed {
+                notifier: f.notifier,
+                notification: f.event,
+                error: f.error,
+            })
+        })
+        .collect()
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM: the operator's "stop", whichever comes.

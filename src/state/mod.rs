@@ -48,6 +48,8 @@ pub struct RunState {
     gate: Option<GateVerdict>,
     /// A resumed run's hosts that ended ok in an earlier attempt and have no row here.
     earlier: Vec<String>,
+    /// `notifier_failed` events: notifications that were not received.
+    notifier_failures: Vec<Event>,
 }
 
 /// What `run_started` says of the latest attempt.
@@ -253,6 +255,7 @@ impl RunState {
                     self.earlier_attempts += Duration::from_millis(at.saturating_sub(start));
                 }
             }
+            Event::NotifierFailed { .. } => self.notifier_failures.push(e.event.clone()),
             Event::StepOutput { .. } | Event::BatchFinished { .. } | Event::HostVerified { .. } => {
             }
             Event::Stopping { .. }
@@ -316,6 +319,11 @@ impl RunState {
 
     pub fn batch(&self) -> Option<BatchAt> {
         self.batch
+    }
+
+    /// The `notifier_failed` events of the run, in order.
+    pub fn notifier_failures(&self) -> &[Event] {
+        &self.notifier_failures
     }
 
     /// Hosts of the batch started last that have started so far.

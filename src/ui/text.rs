@@ -368,6 +368,16 @@ pub fn sentence(e: &Event) -> Option<String> {
             delay_ms,
             error,
         } => reconnecting(host, *attempt, *of, Duration::from_millis(*delay_ms), error),
+        Event::NotifierFailed {
+            notifier,
+            notification,
+            error,
+        } => format!(
+            "warning: the {} notification to {} was not received: {}; the run went on",
+            clean(notification),
+            clean(notifier),
+            clean(error)
+        ),
         _ => return None,
     })
 }

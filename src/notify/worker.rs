@@ -1,0 +1,151 @@
+//! Notifications sent on threads of their own, one per notifier with a bounded queue: the
+//! run hands an event over without waiting, a slow notifier delays only itself, and what
+//! could not be sent comes back as a [`Failure`] for the recap and the journal.
+
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{deliver, message, Notifier, RunLabel, Trigger};
+use crate::events::Stamped;
+
+/// Messages a notifier may have waiting; past that, new ones are dropped (and said so).
+const QUEUE: usize = 64;
+
+/// A notification that did not reach its notifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The notifier, as a warning may name it (a webhook's secret path left out).
+    pub notifier: String,
+    /// The trigger's word.
+    pub event: String,
+    pub error: String,
+}
+
+struct Lane {
+    notifier: Notifier,
+    tx: Option<SyncSender<(Trigger, Value)>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The run's notifiers at work.
+pub struct Notifications {
+    lanes: Vec<Lane>,
+    report: Sender<Failure>,
+    failed: Receiver<Failure>,
+    run: RunLabel,
+}
+
+impl Notifications {
+    /// Starts a thread per notifier; `None` without any.
+    pub fn start(notifiers: Vec<Notifier>) -> Option<Notifications> {
+        if notifiers.is_empty() {
+            return None;
+        }
+        let (report, failed) = mpsc::channel();
+        let lanes = notifiers
+            .into_iter()
+            .map(|notifier| {
+                let (tx, rx) = mpsc::sync_channel(QUEUE);
+                let handle = spawn(notifier.clone(), rx, report.clone());
+                Lane {
+                    notifier,
+                    tx: Some(tx),
+                    handle,
+                }
+            })
+            .collect();
+        Some(Notifications {
+            lanes,
+            report,
+            failed,
+            run: RunLabel::default(),
+        })
+    }
+
+    /// Hands `e` to the notifiers that want it, without waiting for any.
+    pub fn offer(&mut self, e: &Stamped) {
+        if let Some(run) = RunLabel::of(&e.event) {
+            self.run = run;
+        }
+        let Some(trigger) = Trigger::of(&e.event) else {
+            return;
+        };
+        let message = message(e, trigger, &self.run);
+        for lane in self.lanes.iter().filter(|l| l.notifier.wants(trigger)) {
+            let Some(tx) = &lane.tx else { continue };
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                tx.try_send((trigger, message.clone()))
+            {
+                self.dropped(&lane.notifier, trigger);
+            }
+        }
+    }
+
+    /// A notifier so slow that its queue is full is told like any failure.
+    fn dropped(&self, notifier: &Notifier, trigger: Trigger) {
+        let _ = self.report.send(Failure {
+            notifier: notifier.target.describe(),
+            event: trigger.word().into(),
+            error: format!("not sent: {QUEUE} notifications were still waiting"),
+        });
+    }
+
+    /// What failed since the last call.
+    pub fn failures(&self) -> Vec<Failure> {
+        self.failed.try_iter().collect()
+    }
+
+    /// No more events: waits up to `grace` for what is queued to be sent, then gives up on
+    /// the rest; returns what failed.
+    pub fn finish(mut self, grace: Duration) -> Vec<Failure> {
+        let deadline = Instant::now() + grace;
+        for lane in &mut self.lanes {
+            lane.tx = None;
+        }
+        let mut late = Vec::new();
+        for lane in &mut self.lanes {
+            let Some(handle) = lane.handle.take() else {
+                continue;
+            };
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            } else {
+                late.push(Failure {
+                    notifier: lane.notifier.target.describe(),
+                    event: "run_finished".into(),
+                    error: format!("still sending when fleetup ended ({grace:?} later)"),
+                });
+            }
+        }
+        let mut failures = self.failures();
+        failures.extend(late);
+        failures
+    }
+}
+
+fn spawn(
+    notifier: Notifier,
+    rx: Receiver<(Trigger, Value)>,
+    report: Sender<Failure>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || {
+            for (trigger, message) in rx {
+                if let Err(e) = deliver(&notifier, &message) {
+                    let _ = report.send(Failure {
+                        notifier: notifier.target.describe(),
+                        event: trigger.word().into(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        })
+        .ok()
+}
