@@ -14,12 +14,13 @@ use fleetup::engine::{self, Control, Emitter, Job, JobOptions, PreflightResult, 
 use fleetup::events::{Event, HaltReason, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::{EventLog, RunDir, RunRecord};
-use fleetup::notify::{Notifications, Notifier};
+use fleetup::notify::{Notifications, Notifier, Trigger};
 use fleetup::play::Play;
 use fleetup::report::LiveReport;
 use fleetup::secret::Redactor;
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
 use fleetup::state::Shape;
+use fleetup::ui::notification::RunLabel;
 use fleetup::ui::{self, ViewFormat};
 
 use super::CliError;
@@ -223,7 +224,8 @@ impl Session {
             let signals = tokio::spawn(handle_signals(self.control.clone(), events.clone()));
             // The view draws on its own thread: a slow terminal never slows the hosts down;
             // notifications are handed to threads of their own from there.
-            let notes = Notifications::start(self.notifiers.clone());
+            let notes =
+                Notifications::start(self.notifiers.clone()).map(|n| (n, RunLabel::default()));
             let journaled = journal.cloned();
             let drawing = tokio::task::spawn_blocking(move || {
                 let mut notes = notes;
@@ -262,15 +264,20 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(3);
 
 /// Hands `e` to the notifiers; returns the failures to tell (all that are left, at the
 /// run's end, so that the recap can say them).
-fn notify(notes: &mut Option<Notifications>, e: &Stamped) -> Vec<Stamped> {
-    let Some(n) = notes.as_mut() else {
+fn notify(notes: &mut Option<(Notifications, RunLabel)>, e: &Stamped) -> Vec<Stamped> {
+    let Some((n, run)) = notes.as_mut() else {
         return Vec::new();
     };
-    n.offer(e);
+    if let Some(label) = RunLabel::of(&e.event) {
+        *run = label;
+    }
+    if let Some(trigger) = Trigger::of(&e.event).filter(|t| n.wants(*t)) {
+        n.offer(trigger, &ui::notification::message(e, trigger, run));
+    }
     let failures = if matches!(e.event, Event::RunFinished { .. }) {
         notes
             .take()
-            .map(|n| n.finish(NOTIFY_GRACE))
+            .map(|(n, _)| n.finish(NOTIFY_GRACE))
             .unwrap_or_default()
     } else {
         n.failures()

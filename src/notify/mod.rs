@@ -3,9 +3,10 @@
 //! or a `webhook` (the event POSTed as JSON, with a `text` line that Slack, Mattermost
 //! and Matrix hooks show as is), for the events chosen with `on:`.
 //!
-//! What is sent and to whom is decided here, purely; [`deliver`] does the I/O with a
-//! timeout, and [`Notifications`] does it on a thread of its own, so that a notifier that
-//! fails or hangs is a warning and never slows the rollout.
+//! Who is told what is decided here, purely (what the message says is the views':
+//! `ui::notification`); [`deliver`] does the I/O with a timeout, and [`Notifications`]
+//! does it on a thread per notifier, so that a notifier that fails or hangs is a warning
+//! and never slows the rollout.
 
 mod deliver;
 mod worker;
@@ -13,10 +14,8 @@ mod worker;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{json, Value};
 
-use crate::events::{Event, Outcome, Stamped};
-use crate::ui::text::{deferral, halt_reason, outcome_label, selection, timestamp};
+use crate::events::{Event, Outcome};
 
 pub use deliver::{deliver, NotifyError};
 pub use worker::{Failure, Notifications};
@@ -186,103 +185,6 @@ impl<'de> Deserialize<'de> for Notifier {
             timeout,
         })
     }
-}
-
-/// What a notifier receives for `e` (already redacted, as every event the views get):
-/// `event` (the trigger's word), `text` (one line for people), `run_id`, `at`, and the
-/// event itself under `details`.
-pub fn message(e: &Stamped, trigger: Trigger, run: &RunLabel) -> Value {
-    json!({
-        "event": trigger.word(),
-        "text": text(&e.event, run),
-        "run_id": run.run_id,
-        "playbook": run.name,
-        "hosts": run.hosts,
-        "at": timestamp(e.at_ms),
-        "details": e,
-    })
-}
-
-/// The run as notifications name it, from its `run_started`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RunLabel {
-    pub run_id: String,
-    pub name: String,
-    /// The playbook's pattern, and `--limit`.
-    pub hosts: String,
-}
-
-impl RunLabel {
-    pub fn of(e: &Event) -> Option<RunLabel> {
-        let Event::RunStarted {
-            run_id,
-            name,
-            pattern,
-            limit,
-            ..
-        } = e
-        else {
-            return None;
-        };
-        Some(RunLabel {
-            run_id: run_id.clone(),
-            name: name.clone(),
-            hosts: selection(pattern, limit.as_deref()),
-        })
-    }
-}
-
-/// The one line a chat shows.
-fn text(e: &Event, run: &RunLabel) -> String {
-    let what = match e {
-        Event::RunStarted { hosts, batches, .. } => {
-            format!("started: {hosts} hosts in {batches} batches")
-        }
-        Event::Halted { reason, batch } => {
-            format!("HALTED after batch {batch}: {}", halt_reason(reason))
-        }
-        Event::Deferred {
-            batch,
-            reason,
-            estimate,
-            next_start_local,
-            ..
-        } => format!(
-            "DEFERRED: batch {batch} waits: {}; next window {}",
-            deferral(reason, *estimate),
-            next_start_local.as_deref().unwrap_or("none this week")
-        ),
-        Event::HostFinished {
-            host,
-            outcome,
-            failed_step,
-            message,
-            ..
-        } => {
-            let at = failed_step
-                .as_deref()
-                .map(|s| format!(" at `{s}`"))
-                .unwrap_or_default();
-            let why = message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default();
-            format!("{host} {}{at}{why}", outcome_label(*outcome))
-        }
-        Event::RunFinished {
-            exit_code,
-            untouched,
-            ..
-        } => format!(
-            "finished with exit code {exit_code}; {} host(s) never started",
-            untouched.len()
-        ),
-        _ => String::new(),
-    };
-    format!(
-        "fleetup {} on {} (run {}): {what}",
-        run.name, run.hosts, run.run_id
-    )
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use super::*;
-use crate::events::HaltReason;
 
 fn finished(outcome: Outcome) -> Event {
     Event::HostFinished {
@@ -35,41 +34,6 @@ fn hosts_that_need_a_person_pull_their_trigger() {
     // By default: what a person must act on, and the end; not the start.
     assert!(!Trigger::DEFAULT.contains(&Trigger::RunStarted));
     assert!(Trigger::DEFAULT.contains(&Trigger::RunFinished));
-}
-
-#[test]
-fn the_text_line_says_which_run_and_what_happened() {
-    let run = RunLabel {
-        run_id: "r1".into(),
-        name: "Upgrade SimpleLogin".into(),
-        hosts: "simplelogin --limit production".into(),
-    };
-    let halted = Stamped {
-        at_ms: 1_795_581_062_000,
-        event: Event::Halted {
-            reason: HaltReason::CanaryFailed { failed: 1 },
-            batch: 1,
-        },
-    };
-    let m = message(&halted, Trigger::Halted, &run);
-    assert_eq!(m["event"], "halted");
-    assert_eq!(
-        m["text"],
-        "fleetup Upgrade SimpleLogin on simplelogin --limit production (run r1): HALTED after batch 1: the canary batch failed (1 host)"
-    );
-    assert_eq!(m["at"], "2026-11-25T04:31:02Z");
-    assert_eq!(m["details"]["reason"]["reason"], "canary_failed");
-    let failed = Stamped {
-        at_ms: 0,
-        event: finished(Outcome::RolledBack),
-    };
-    let text = message(&failed, Trigger::HostFailed, &run)["text"].to_string();
-    assert!(
-        text.contains(
-            "prod-02 ROLLED BACK at `migrate`: rc 1; database backup: /var/backups/sl.sql.gz"
-        ),
-        "{text}"
-    );
 }
 
 #[test]

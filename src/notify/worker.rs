@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{deliver, message, Notifier, RunLabel, Trigger};
-use crate::events::Stamped;
+use super::{deliver, Notifier, Trigger};
 
 /// Messages a notifier may have waiting; past that, new ones are dropped (and said so).
 const QUEUE: usize = 64;
@@ -35,7 +34,6 @@ pub struct Notifications {
     lanes: Vec<Lane>,
     report: Sender<Failure>,
     failed: Receiver<Failure>,
-    run: RunLabel,
 }
 
 impl Notifications {
@@ -61,19 +59,16 @@ impl Notifications {
             lanes,
             report,
             failed,
-            run: RunLabel::default(),
         })
     }
 
-    /// Hands `e` to the notifiers that want it, without waiting for any.
-    pub fn offer(&mut self, e: &Stamped) {
-        if let Some(run) = RunLabel::of(&e.event) {
-            self.run = run;
-        }
-        let Some(trigger) = Trigger::of(&e.event) else {
-            return;
-        };
-        let message = message(e, trigger, &self.run);
+    /// Whether a notifier wants to hear of `trigger`.
+    pub fn wants(&self, trigger: Trigger) -> bool {
+        self.lanes.iter().any(|l| l.notifier.wants(trigger))
+    }
+
+    /// Hands `message` to the notifiers that want `trigger`, without waiting for any.
+    pub fn offer(&mut self, trigger: Trigger, message: &Value) {
         for lane in self.lanes.iter().filter(|l| l.notifier.wants(trigger)) {
             let Some(tx) = &lane.tx else { continue };
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =

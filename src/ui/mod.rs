@@ -6,6 +6,7 @@ pub mod exec;
 pub mod gate;
 pub mod history;
 pub mod json;
+pub mod notification;
 pub mod plain;
 pub mod plan;
 pub mod preflight;
