@@ -2,7 +2,9 @@
 //! run hands an event over without waiting, a slow notifier delays only itself, and what
 //! could not be sent comes back as a [`Failure`] for the recap and the journal.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,9 @@ struct Lane {
     notifier: Notifier,
     tx: Option<SyncSender<(Trigger, Value)>>,
     handle: Option<JoinHandle<()>>,
+    /// What was handed over, in order, and how many of those the thread is done with.
+    offered: Vec<Trigger>,
+    done: Arc<AtomicUsize>,
 }
 
 /// The run's notifiers at work.
@@ -47,11 +52,14 @@ impl Notifications {
             .into_iter()
             .map(|notifier| {
                 let (tx, rx) = mpsc::sync_channel(QUEUE);
-                let handle = spawn(notifier.clone(), rx, report.clone());
+                let done = Arc::new(AtomicUsize::new(0));
+                let handle = spawn(notifier.clone(), rx, report.clone(), done.clone());
                 Lane {
                     notifier,
                     tx: Some(tx),
                     handle,
+                    offered: Vec::new(),
+                    done,
                 }
             })
             .collect();
@@ -69,23 +77,19 @@ impl Notifications {
 
     /// Hands `message` to the notifiers that want `trigger`, without waiting for any.
     pub fn offer(&mut self, trigger: Trigger, message: &Value) {
-        for lane in self.lanes.iter().filter(|l| l.notifier.wants(trigger)) {
+        for lane in self.lanes.iter_mut().filter(|l| l.notifier.wants(trigger)) {
             let Some(tx) = &lane.tx else { continue };
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                tx.try_send((trigger, message.clone()))
-            {
-                self.dropped(&lane.notifier, trigger);
+            match tx.try_send((trigger, message.clone())) {
+                Ok(()) => lane.offered.push(trigger),
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    let _ = self.report.send(Failure {
+                        notifier: lane.notifier.target.describe(),
+                        event: trigger.word().into(),
+                        error: format!("not sent: {QUEUE} notifications were still waiting"),
+                    });
+                }
             }
         }
-    }
-
-    /// A notifier so slow that its queue is full is told like any failure.
-    fn dropped(&self, notifier: &Notifier, trigger: Trigger) {
-        let _ = self.report.send(Failure {
-            notifier: notifier.target.describe(),
-            event: trigger.word().into(),
-            error: format!("not sent: {QUEUE} notifications were still waiting"),
-        });
     }
 
     /// What failed since the last call.
@@ -110,13 +114,16 @@ impl Notifications {
             }
             if handle.is_finished() {
                 let _ = handle.join();
-            } else {
-                late.push(Failure {
-                    notifier: lane.notifier.target.describe(),
-                    event: "run_finished".into(),
-                    error: format!("still sending when fleetup ended ({grace:?} later)"),
-                });
+                continue;
             }
+            // The one being sent and those behind it.
+            let done = lane.done.load(Ordering::SeqCst).min(lane.offered.len());
+            let pending: Vec<&str> = lane.offered[done..].iter().map(|t| t.word()).collect();
+            late.push(Failure {
+                notifier: lane.notifier.target.describe(),
+                event: pending.join(", "),
+                error: format!("not sent within {}s of the run's end", grace.as_secs()),
+            });
         }
         let mut failures = self.failures();
         failures.extend(late);
@@ -128,12 +135,15 @@ fn spawn(
     notifier: Notifier,
     rx: Receiver<(Trigger, Value)>,
     report: Sender<Failure>,
+    done: Arc<AtomicUsize>,
 ) -> Option<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("notify".into())
         .spawn(move || {
             for (trigger, message) in rx {
-                if let Err(e) = deliver(&notifier, &message) {
+                let sent = deliver(&notifier, &message);
+                done.fetch_add(1, Ordering::SeqCst);
+                if let Err(e) = sent {
                     let _ = report.send(Failure {
                         notifier: notifier.target.describe(),
                         event: trigger.word().into(),

@@ -373,9 +373,9 @@ pub fn sentence(e: &Event) -> Option<String> {
             notification,
             error,
         } => format!(
-            "warning: the {} notification to {} was not received: {}; the run went on",
-            clean(notification),
+            "warning: {} did not receive {}: {}; the run went on",
             clean(notifier),
+            clean(notification),
             clean(error)
         ),
         _ => return None,
