@@ -17,8 +17,11 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "s3cr3t-t0ken-value";
 
-/// A webhook on 127.0.0.1 that keeps what it is sent: (path, content type, body).
-fn webhook() -> (u16, Arc<Mutex<Vec<(String, String, String)>>>) {
+/// What a webhook was sent: (path, content type, body).
+type Posts = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// A webhook on 127.0.0.1 that keeps what it is sent.
+fn webhook() -> (u16, Posts) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("its address").port();
     let got = Arc::new(Mutex::new(Vec::new()));
