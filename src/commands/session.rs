@@ -232,7 +232,8 @@ impl Session {
                 while let Some(event) = rx.blocking_recv() {
                     for warning in notify(&mut notes, &event) {
                         if let Some(log) = &journaled {
-                            log.append(&warning);
+                            // On disk before fleetup ends, as the run's last event is.
+                            futures::executor::block_on(log.append_durable(&warning));
                         }
                         view.event(&warning);
                     }
