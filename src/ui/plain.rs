@@ -50,8 +50,9 @@ impl View for PlainView {
         let ts = timestamp(e.at_ms);
         let mut lines = lines(&e.event, batches);
         if let (Event::BatchFinished { .. }, Some(line)) = (&e.event, lines.last_mut()) {
-            // Nothing is said after the last batch.
-            if let Some(left) = self.eta.left(&self.state, e.at_ms).filter(|l| !l.is_zero()) {
+            // Nothing is said after the last batch, nor of less than a second.
+            let left = self.eta.left(&self.state, e.at_ms);
+            if let Some(left) = left.filter(|l| l.as_secs() > 0) {
                 line.push_str(&format!("; about {} left", elapsed(left)));
             }
         }
