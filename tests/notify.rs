@@ -200,3 +200,65 @@ fn notifiers_get_their_events_and_a_dead_one_delays_nothing() {
     assert!(run_ms < 4_000, "the run waited for a notifier: {run_ms} ms");
     assert!(took < Duration::from_secs(12), "fleetup took {took:?}");
 }
+
+/// A webhook whose certificate no authority signed (`openssl s_server` with a self-signed
+/// one made by `openssl req`): the notification is refused, not sent in the clear or to
+/// whoever answers.
+#[test]
+fn a_webhook_s_certificate_is_verified() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg("/CN=127.0.0.1")
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+        ])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s_server did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let notifier = fleetup::notify::Notifier::parse_flag(&format!(
+        "webhook:https://127.0.0.1:{port}/hooks/secret"
+    ))
+    .expect("a notifier");
+    let sent = fleetup::notify::deliver(&notifier, &json!({"text": "hello"}));
+    let _ = server.kill();
+    let _ = server.wait();
+    let error = sent.expect_err("an unknown issuer is refused").to_string();
+    println!("{error}");
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    assert!(!error.contains("hooks/secret"), "{error}");
+}
