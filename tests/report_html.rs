@@ -16,15 +16,19 @@ use serde_json::json;
 const PLAYBOOK: &str = r#"
 name: report demo
 hosts: production
+secrets: [api_token]
+vars:
+  api_token: s3cr3t-report-value
 report:
   version: "{{ found.stdout }}"
+  token: "{{ api_token }}"
 preflight:
   - name: read the version
     register: found
     shell: echo v4.65.0
 steps:
   - name: pull the new image
-    shell: echo pulled; sleep 0.3
+    shell: echo pulled with {{ api_token }}; sleep 0.3
   - name: stop the app
     point_of_no_return: true
     shell: echo stopped; sleep 0.2
@@ -136,6 +140,8 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
         "the live report's last version is the journal's"
     );
     println!("report: {} bytes", page.len());
+    assert!(!page.contains("s3cr3t-report-value"), "a secret in the report");
+    assert!(page.contains("pulled with ********"), "the step's output, redacted");
 
     let rendered = chromium(&report, &["--dump-dom"]);
     let dom = text(&rendered.stdout);
