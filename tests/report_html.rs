@@ -22,6 +22,9 @@ vars:
 report:
   version: "{{ found.stdout }}"
   token: "{{ api_token }}"
+audit:
+  from: "{{ found.stdout }}"
+  to: v4.66.1
 preflight:
   - name: read the version
     register: found
@@ -140,8 +143,14 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
         "the live report's last version is the journal's"
     );
     println!("report: {} bytes", page.len());
-    assert!(!page.contains("s3cr3t-report-value"), "a secret in the report");
-    assert!(page.contains("pulled with ********"), "the step's output, redacted");
+    assert!(
+        !page.contains("s3cr3t-report-value"),
+        "a secret in the report"
+    );
+    assert!(
+        page.contains("pulled with ********"),
+        "the step's output, redacted"
+    );
 
     let rendered = chromium(&report, &["--dump-dom"]);
     let dom = text(&rendered.stdout);
@@ -164,6 +173,7 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
         "<td>v4.65.0</td>",
         "<td>p-01</td><td class=\"outcome ok\">ok</td><td>v4.65.0</td>",
         "completed (exit 0), 2 attempts",
+        "<dt>target</dt><dd>v4.66.1</dd>",
     ] {
         assert!(dom.contains(seen), "{seen:?} is not on the page:\n{dom}");
     }

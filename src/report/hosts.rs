@@ -20,8 +20,11 @@ pub(super) fn section(s: &Sources, state: &RunState, out: &mut String) {
     for c in &columns {
         let _ = write!(out, "<th>{} before</th>", escape(c));
     }
-    out.push_str("<th>target</th></tr></thead><tbody>\n");
     let target = s.record.target.join(", ");
+    if !target.is_empty() {
+        out.push_str("<th>target</th>");
+    }
+    out.push_str("</tr></thead><tbody>\n");
     for (host, h) in state.hosts() {
         let (outcome, class, took) = match &h.end {
             Some(end) => (
@@ -44,12 +47,15 @@ pub(super) fn section(s: &Sources, state: &RunState, out: &mut String) {
             let value = before.and_then(|r| r.get(c)).map_or("", String::as_str);
             let _ = write!(out, "<td>{}</td>", escape(value));
         }
-        let _ = writeln!(out, "<td>{}</td></tr>", escape(&target));
+        if !target.is_empty() {
+            let _ = write!(out, "<td>{}</td>", escape(&target));
+        }
+        out.push_str("</tr>\n");
         if let Some(log) = s.logs.get(host) {
             let _ = writeln!(
                 out,
                 "<tr class=\"steps\"><td colspan=\"{}\"><details><summary>steps and output of {}</summary>{}</details></td></tr>",
-                columns.len() + 4,
+                columns.len() + 3 + usize::from(!target.is_empty()),
                 escape(host),
                 excerpts(log)
             );
