@@ -262,3 +262,43 @@ fn a_webhook_s_certificate_is_verified() {
     assert!(error.to_lowercase().contains("certificate"), "{error}");
     assert!(!error.contains("hooks/secret"), "{error}");
 }
+
+/// A notifier written wrong is an input error naming the file, line and entry; nothing
+/// is contacted.
+#[test]
+fn a_bad_notifier_is_an_input_error_with_its_place() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let inventory = dir.path().join("inventory.yml");
+    std::fs::write(&inventory, "all:\n  hosts:\n    p-01:\n").expect("the inventory");
+    let playbook = dir.path().join("bad.yml");
+    std::fs::write(
+        &playbook,
+        "name: bad\nhosts: all\nnotifications:\n  - webhook: https://ok.example.com/x\n  - webhook: ftp://files.example.com/hook\nsteps:\n  - name: work\n    shell: \"true\"\n",
+    )
+    .expect("the playbook");
+    let s = |p: &std::path::Path| p.to_str().unwrap_or_default().to_string();
+    let out = fleetup_cli::cli(&[
+        "check".into(),
+        "--offline".into(),
+        "-i".into(),
+        s(&inventory),
+        s(&playbook),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("bad.yml:5:12: notifications[1]: a webhook is an http:// or https:// URL"),
+        "{err}"
+    );
+    let flag = fleetup_cli::cli(&[
+        "run".into(),
+        "-i".into(),
+        s(&inventory),
+        s(&playbook),
+        "--notify".into(),
+        "email:ops@example.com".into(),
+    ]);
+    let err = String::from_utf8_lossy(&flag.stderr);
+    assert_eq!(flag.status.code(), Some(5), "{err}");
+    assert!(err.contains("use webhook:URL or command:COMMAND"), "{err}");
+}
