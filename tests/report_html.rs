@@ -28,7 +28,7 @@ audit:
 preflight:
   - name: read the version
     register: found
-    shell: echo v4.65.0
+    shell: cat "$FLEET_HOST_DIR/demo-version" 2>/dev/null || echo v4.65.0
 steps:
   - name: pull the new image
     shell: echo pulled with {{ api_token }}; sleep 0.3
@@ -38,7 +38,7 @@ steps:
   - name: migrate the database
     shell: echo migrate-db; sleep 0.3
   - name: start the app
-    shell: "echo 'started <b>&amp;</b>'"
+    shell: "echo v4.66.1 > \"$FLEET_HOST_DIR/demo-version\"; echo 'started <b>&amp;</b>'"
 rollback:
   - name: restore the database
     shell: echo restored; sleep 0.2
@@ -170,7 +170,9 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
         "[rollback 1/1] restore the database",
         "ERROR: relation \"alias\" already exists",
         "started &lt;b&gt;&amp;amp;&lt;/b&gt;",
-        "<td>v4.65.0</td>",
+        "<th>version before</th><th>version after</th>",
+        // Before the run and after it: the upgraded hosts read the new version.
+        "<td>v4.65.0</td><td>v4.66.1</td>",
         "<td>p-01</td><td class=\"outcome ok\">ok</td><td>v4.65.0</td>",
         "completed (exit 0), 2 attempts",
         "<dt>target</dt><dd>v4.66.1</dd>",

@@ -90,6 +90,7 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
             session.run_dir.events_path().display()
         );
     }
+    session.report_after(&Job::from_play(play));
     Ok(exit)
 }
 

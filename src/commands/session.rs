@@ -176,11 +176,33 @@ impl Session {
 
     /// The pre-flight's rows for the HTML report, a resume's added to the earlier ones.
     pub(super) fn record_preflight(&self, results: &[PreflightResult]) {
-        let earlier = std::fs::read(self.run_dir.path.join("preflight.json")).ok();
+        self.record_rows("preflight.json", results);
+    }
+
+    fn record_rows(&self, name: &str, results: &[PreflightResult]) {
+        let earlier = std::fs::read(self.run_dir.path.join(name)).ok();
         self.record(
-            "preflight.json",
+            name,
             &fleetup::report::preflight_json(results, earlier.as_deref()),
         );
+    }
+
+    /// `run --html-report`: once the run is over, its hosts' `report:` columns are read
+    /// again by the read-only pre-flight (`after.json`), and the page shows them beside
+    /// the ones read before.
+    pub(super) fn report_after(&self, spec: &Job<'_>) {
+        let Some(path) = &self.html_report else {
+            return;
+        };
+        if spec.playbook.preflight_len == 0 || spec.playbook.report.is_empty() {
+            return;
+        }
+        self.record_rows("after.json", &self.preflight(spec));
+        let written = fleetup::report::load(&self.run_dir)
+            .and_then(|s| fleetup::report::write(path, &fleetup::report::html(&s)));
+        if let Err(e) = written {
+            eprintln!("warning: {e}");
+        }
     }
 
     /// Runs the engine with signals handled and events shown (and journaled, for a run),

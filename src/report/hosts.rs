@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use indexmap::IndexMap;
+
 use super::{escape, outcome_class, Sources};
 use crate::state::RunState;
 use crate::ui::text::{duration, outcome_label};
@@ -17,8 +19,12 @@ const HOST_BYTES: usize = 8_000;
 pub(super) fn section(s: &Sources, state: &RunState, out: &mut String) {
     let columns = s.preflight_columns();
     out.push_str("<section id=\"hosts\"><h2>Hosts</h2><table><thead><tr><th>host</th><th>outcome</th><th>time</th>");
+    let after = !s.after.is_empty();
     for c in &columns {
         let _ = write!(out, "<th>{} before</th>", escape(c));
+        if after {
+            let _ = write!(out, "<th>{} after</th>", escape(c));
+        }
     }
     let target = s.record.target.join(", ");
     if !target.is_empty() {
@@ -42,10 +48,12 @@ pub(super) fn section(s: &Sources, state: &RunState, out: &mut String) {
             id = escape(host),
             name = escape(host),
         );
-        let before = s.preflight_row(host);
+        let (before, now) = (s.preflight_row(host), s.after_row(host));
         for c in &columns {
-            let value = before.and_then(|r| r.get(c)).map_or("", String::as_str);
-            let _ = write!(out, "<td>{}</td>", escape(value));
+            let _ = write!(out, "<td>{}</td>", escape(cell(before, c)));
+            if after {
+                let _ = write!(out, "<td>{}</td>", escape(cell(now, c)));
+            }
         }
         if !target.is_empty() {
             let _ = write!(out, "<td>{}</td>", escape(&target));
@@ -55,13 +63,17 @@ pub(super) fn section(s: &Sources, state: &RunState, out: &mut String) {
             let _ = writeln!(
                 out,
                 "<tr class=\"steps\"><td colspan=\"{}\"><details><summary>steps and output of {}</summary>{}</details></td></tr>",
-                columns.len() + 3 + usize::from(!target.is_empty()),
+                columns.len() * (1 + usize::from(after)) + 3 + usize::from(!target.is_empty()),
                 escape(host),
                 excerpts(log)
             );
         }
     }
     out.push_str("</tbody></table></section>\n");
+}
+
+fn cell<'a>(row: Option<&'a IndexMap<String, String>>, column: &str) -> &'a str {
+    row.and_then(|r| r.get(column)).map_or("", String::as_str)
 }
 
 /// The pre-flight of every host, as its last pre-flight read it (a resume reads only the

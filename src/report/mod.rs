@@ -34,6 +34,8 @@ pub struct Sources {
     pub preflight: Option<String>,
     /// The last pre-flight's rows: each host's `report:` columns before the upgrade.
     pub before: Vec<read::Before>,
+    /// The same columns read once the run was over (`run --html-report`), if they were.
+    pub after: Vec<read::Before>,
     /// Each host's log (its steps' commands and output), by host.
     pub logs: BTreeMap<String, String>,
     /// Whether a live process runs it now (the page is rewritten as it goes).
@@ -153,11 +155,16 @@ impl Sources {
     }
 
     fn preflight_row(&self, host: &str) -> Option<&indexmap::IndexMap<String, String>> {
-        self.before
-            .iter()
-            .find(|b| b.host == host)
-            .map(|b| &b.report)
+        row(&self.before, host)
     }
+
+    fn after_row(&self, host: &str) -> Option<&indexmap::IndexMap<String, String>> {
+        row(&self.after, host)
+    }
+}
+
+fn row<'a>(rows: &'a [read::Before], host: &str) -> Option<&'a indexmap::IndexMap<String, String>> {
+    rows.iter().find(|b| b.host == host).map(|b| &b.report)
 }
 
 /// The CSS class of a host's outcome.

@@ -81,6 +81,7 @@ pub fn load(run: &RunDir) -> Result<Sources, ReportError> {
         events,
         preflight: None,
         before: Vec::new(),
+        after: Vec::new(),
         logs: BTreeMap::new(),
         running: run.is_running(),
     };
@@ -92,10 +93,14 @@ pub fn load(run: &RunDir) -> Result<Sources, ReportError> {
 /// written yet (or unreadable) is left out of the page.
 pub(super) fn read_files(run: &RunDir, sources: &mut Sources) {
     sources.preflight = std::fs::read_to_string(run.path.join("preflight.txt")).ok();
-    sources.before = std::fs::read(run.path.join("preflight.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let rows = |name: &str| -> Vec<Before> {
+        std::fs::read(run.path.join(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    };
+    sources.before = rows("preflight.json");
+    sources.after = rows("after.json");
     for batch in &sources.record.plan {
         for host in &batch.hosts {
             if let Ok(bytes) = std::fs::read(run.host_log_path(host)) {

@@ -102,6 +102,7 @@ fn sources(hosts: &[String], steps: usize) -> Sources {
         events: run(hosts, steps),
         preflight: Some("HOST  PRE-FLIGHT\n<evil>  ok\n".into()),
         before: vec![],
+        after: vec![],
         logs: BTreeMap::new(),
         running: false,
     }
