@@ -90,7 +90,10 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
             session.run_dir.events_path().display()
         );
     }
-    session.report_after(&Job::from_play(play));
+    // An operator who stopped the run wants fleetup gone, not reading hosts again.
+    if exit != Exit::Interrupted {
+        session.report_after(&Job::from_play(play));
+    }
     Ok(exit)
 }
 
