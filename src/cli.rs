@@ -327,7 +327,12 @@ pub struct ShowArgs {
     #[arg(long)]
     pub html: bool,
     /// Where the HTML page goes.
-    #[arg(short = 'o', long = "output-file", value_name = "FILE", requires = "html")]
+    #[arg(
+        short = 'o',
+        long = "output-file",
+        value_name = "FILE",
+        requires = "html"
+    )]
     pub html_file: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArgs,
