@@ -14,8 +14,10 @@ use fleetup::play::{PlayInputs, RolloutOverrides};
     name = "fleetup",
     version,
     about = "Upgrade a fleet of self-hosted SimpleLogin servers over SSH: canary first, in batches, halting on failure.",
-    after_help = "Exit codes: 0 success, 2 a host failed, 4 a host was unreachable (none failed), \
-                  5 invalid input or usage (nothing contacted; also a resume refused), 99 interrupted."
+    after_help = "Exit codes: 0 success, 2 a host failed, 3 deferred to the next maintenance window \
+                  (continue with --resume), 4 a host was unreachable (none failed), 5 invalid input or \
+                  usage (nothing contacted; also a resume refused), 6 refused by the promotion gate \
+                  (nothing changed), 99 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,7 +31,8 @@ pub enum Command {
         after_help = "Example:\n  fleetup plan -i inventories/example.yml playbooks/simplelogin-upgrade.yml \\\n      -e sl_version=v4.66.1 --limit production --serial 1,3,50%"
     )]
     Plan(PlanArgs),
-    /// Validate the inventory and playbook for every selected host, without contacting any.
+    /// Validate the inventory and playbook, then run the read-only pre-flight on every
+    /// selected host (nothing changes on them; --offline contacts none).
     #[command(
         after_help = "Example:\n  fleetup check -i inventories/example.yml playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1"
     )]
@@ -47,9 +50,9 @@ pub enum Command {
     /// The runs recorded in the journal: when, what, where, and how each ended.
     #[command(after_help = "Example:\n  fleetup history -i inventories/example.yml")]
     History(HistoryArgs),
-    /// A recorded run's recap again, or one host's step outputs (--host).
+    /// A recorded run's recap again, one host's step outputs (--host), or an HTML report.
     #[command(
-        after_help = "Example:\n  fleetup show last -i inventories/example.yml\nOne host's step outputs:\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03"
+        after_help = "Example:\n  fleetup show last -i inventories/example.yml\nOne host's step outputs:\n  fleetup show 20261202T064000-000 -i inventories/example.yml --host sl-prod-03\nA report to open in a browser:\n  fleetup show last -i inventories/example.yml --html -o report.html"
     )]
     Show(ShowArgs),
     /// Run one command on every matched host (Ansible's ad-hoc mode).
@@ -290,6 +293,14 @@ pub struct RunArgs {
     /// `text` (progress bars on a terminal, plain lines otherwise) or `json` (event lines).
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// Tell someone as the run goes: `webhook:URL` (the event POSTed as JSON, with a `text`
+    /// line for chats) or `command:CMD` (the event as JSON on its stdin); repeat for several.
+    /// Added to the playbook's `notifications:`; halts, deferrals, failed hosts and the end.
+    #[arg(long, value_name = "webhook:URL|command:CMD", value_parser = parse_notifier)]
+    pub notify: Vec<fleetup::notify::Notifier>,
+    /// Keep an HTML report of the run in FILE, rewritten as the run goes (see `show --html`).
+    #[arg(long, value_name = "FILE")]
+    pub html_report: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -309,8 +320,20 @@ pub struct ShowArgs {
     #[arg(value_name = "RUN_ID|last")]
     pub run: String,
     /// Print this host's step outputs (its log) instead of the recap.
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", conflicts_with = "html")]
     pub host: Option<String>,
+    /// The run as one self-contained HTML page (timeline, hosts, pre-flight), on stdout
+    /// or in the file of -o.
+    #[arg(long)]
+    pub html: bool,
+    /// Where the HTML page goes.
+    #[arg(
+        short = 'o',
+        long = "output-file",
+        value_name = "FILE",
+        requires = "html"
+    )]
+    pub html_file: Option<PathBuf>,
     #[command(flatten)]
     pub journal: JournalArgs,
 }
@@ -384,6 +407,10 @@ impl SelectionArgs {
 fn parse_duration(s: &str) -> Result<Duration, String> {
     fleetup::duration::parse(s)
         .map_err(|_| format!("`{s}` is not a duration such as 24h, 90m or 1h30m"))
+}
+
+fn parse_notifier(s: &str) -> Result<fleetup::notify::Notifier, String> {
+    fleetup::notify::Notifier::parse_flag(s)
 }
 
 fn parse_serial(s: &str) -> Result<Serial, String> {

@@ -108,6 +108,9 @@ pub enum Event {
         playbook: String,
         name: String,
         pattern: String,
+        /// `--limit`, which narrows `pattern` further.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<String>,
         hosts: usize,
         batches: usize,
         forks: usize,
@@ -241,6 +244,16 @@ pub enum Event {
         /// `next_start` in the window's own time zone, for people.
         next_start_local: Option<String>,
     },
+    /// A notification (`notifications:`, `--notify`) that did not reach its notifier; the
+    /// run went on without it.
+    NotifierFailed {
+        /// The notifier: `command `NAME`` or `webhook SCHEME://HOST/…` (a webhook's path,
+        /// which often holds its secret, left out).
+        notifier: String,
+        /// The notification's event (`halted`, `run_finished`...).
+        notification: String,
+        error: String,
+    },
     RunFinished {
         #[serde(rename = "duration_ms", with = "crate::millis")]
         duration: Duration,
@@ -323,7 +336,9 @@ impl Event {
             Event::HostFinished { message, .. } | Event::HostVerified { message, .. } => {
                 redactor.option(message);
             }
-            Event::Reconnecting { error, .. } => redactor.string(error),
+            Event::Reconnecting { error, .. } | Event::NotifierFailed { error, .. } => {
+                redactor.string(error)
+            }
             _ => {}
         }
     }

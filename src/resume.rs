@@ -247,6 +247,7 @@ mod tests {
             playbook: "upgrade.yml".into(),
             name: "Upgrade".into(),
             pattern: "all".into(),
+            limit: None,
             hosts: 4,
             batches: 2,
             forks: 1,

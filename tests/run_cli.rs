@@ -581,7 +581,7 @@ p-03 [2/2] check disk: started
 p-03 [2/2] check disk: FAILED (rc 3, <T>): disk full
 p-03: FAILED at \"check disk\" (1 step changed, <T>): disk full; log: <RUN_DIR>/hosts/p-03.log
 batch 2/2: finished: 1 ok, 1 failed, 0 unreachable
-HALTED after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
+HALTED after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 run finished in <T> with exit code 2; 0 hosts never started
 
 RECAP
@@ -592,7 +592,7 @@ p-03  FAILED         1  <T>  check disk: disk full
 
 2 ok, 1 failed in <T> (exit code 2)
 
-halted after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
+halted after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 next: fix the cause on p-03, then resume the run with `fleetup run --resume <RUN_ID>` and the same -i: finished hosts are left alone
 logs of every host: <RUN_DIR>"
     );

@@ -9,12 +9,13 @@
 //! `FLEETUP_DEBUG_TERMINAL=DIR` keeps each run's raw terminal bytes and scrollback in DIR.
 
 mod fleet;
+mod tmux;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fleet::{Fleet, HostSpec, Spec};
+use tmux::Tmux;
 
 const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
 const COLS: usize = 120;
@@ -24,55 +25,6 @@ const SNAPSHOT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/snapshots/terminal-50-hosts.txt"
 );
-
-/// A tmux server of our own (its own socket), killed when dropped.
-struct Tmux {
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    /// The visible screen's rows, or with `history` every row since the start. Rows, not
-    /// lines: indicatif fills each live line to the full width and lets the terminal wrap
-    /// to the next, so tmux's `-J` (join wrapped lines) would join all of them.
-    fn capture(&self, history: bool) -> Vec<String> {
-        let mut args = vec!["capture-pane", "-p", "-t", "run"];
-        if history {
-            args.extend(["-S", "-"]);
-        }
-        let out = self.cmd(&args);
-        assert!(
-            out.status.success(),
-            "capture-pane: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
@@ -222,7 +174,7 @@ fn run_playbook_in_tmux(
     playbook: &str,
     mut on_screen: impl FnMut(&Tmux, &[String]),
 ) -> Option<Ended> {
-    if !tmux_available() {
+    if !tmux::available() {
         println!("SKIPPED: tmux is not installed (apt-get install -y tmux); the terminal view was not tested in a real terminal");
         return None;
     }

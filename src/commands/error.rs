@@ -11,7 +11,7 @@ use fleetup::resume::{ClaimError, ResumeError};
 use fleetup::ssh::SshSetupError;
 use fleetup::staging::Deferred;
 use fleetup::ui;
-use fleetup::ui::text::plural;
+use fleetup::ui::text::{plural, were};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -38,6 +38,9 @@ pub enum CliError {
     Transport(#[from] SshSetupError),
     #[error("error: cannot start the async runtime: {0}")]
     Runtime(io::Error),
+    /// `show --html`: the run's files, or the page's.
+    #[error("error: {0}")]
+    Report(#[from] fleetup::report::ReportError),
     #[error("{}", ui::gate::refusal(.0))]
     GateRefused(Box<Judgement>),
     /// The run waits for a later maintenance window; `resume` is the command to continue.
@@ -50,7 +53,7 @@ pub enum CliError {
     #[error("not started; no host was changed.")]
     Declined,
     /// Hosts failed the fleet-wide pre-flight; `exit` is as if they had failed the run.
-    #[error("error: the run does not start: {} host{} failed the pre-flight or were unreachable ({}); fix them, or pass --exclude-unhealthy to leave them out. No host was changed.", .hosts.len(), plural(.hosts.len()), .hosts.join(", "))]
+    #[error("error: the run does not start: {} host{} failed the pre-flight or {} unreachable ({}); fix them, or pass --exclude-unhealthy to leave them out. No host was changed.", .hosts.len(), plural(.hosts.len()), were(.hosts.len()), .hosts.join(", "))]
     Unhealthy { hosts: Vec<String>, exit: Exit },
     /// `--exclude-unhealthy` left every host out.
     #[error("error: no host is left to upgrade; nothing was changed.")]
@@ -129,6 +132,15 @@ mod tests {
         assert_eq!(
             unhealthy.to_string(),
             "error: the run does not start: 2 hosts failed the pre-flight or were unreachable (a, b); fix them, or pass --exclude-unhealthy to leave them out. No host was changed."
+        );
+        let one = CliError::Unhealthy {
+            hosts: vec!["a".into()],
+            exit: Exit::HostFailed,
+        };
+        assert!(
+            one.to_string()
+                .contains(" 1 host failed the pre-flight or was unreachable (a);"),
+            "{one}"
         );
     }
 }

@@ -68,6 +68,14 @@ pub fn show(args: &ShowArgs) -> Result<Exit, CliError> {
     if let Some(host) = &args.host {
         return show_host(&run, host);
     }
+    if args.html {
+        let page = fleetup::report::html(&fleetup::report::load(&run)?);
+        match &args.html_file {
+            Some(path) => fleetup::report::write(path, &page)?,
+            None => print!("{page}"),
+        }
+        return Ok(Exit::Success);
+    }
     let (record, state) = read_run(&run).map_err(CliError::Run)?;
     let summary = summary(&run, &record, &state);
     let entry = Entry {

@@ -33,7 +33,7 @@ pub fn plan(args: &PlanArgs) -> Result<Exit, CliError> {
         .state_dir
         .clone()
         .unwrap_or_else(|| run::default_state_dir(&args.play.inventory));
-    let runs = staged::past_runs(&play, &state_dir);
+    let runs = staged::past_runs(&state_dir);
     let outlook = ui::staging::outlook(&staging::outlook(&play, &runs, clock.now()));
     match args.output {
         OutputFormat::Text => print!("{}", ui::plan::text(&play, args.verbose, &outlook)),

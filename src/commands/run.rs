@@ -38,11 +38,11 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
     };
     let path = started.session.run_dir.events_path();
     let journal = EventLog::open(&path).map_err(|source| CliError::Journal { path, source })?;
-    let interactive = std::io::stdin().is_terminal()
-        && std::io::stdout().is_terminal()
-        && !args.yes
-        && args.output == OutputFormat::Text;
-    let runs = staged::past_runs(&started.play, &state_dir);
+    // Whoever types the answer is on stdin: `run ... | tee run.log` from a terminal asks,
+    // and cron or CI (no terminal on stdin) go ahead.
+    let interactive =
+        std::io::stdin().is_terminal() && !args.yes && args.output == OutputFormat::Text;
+    let runs = staged::past_runs(&state_dir);
     let this_run = started
         .resumed
         .is_some()
@@ -66,11 +66,12 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
         play,
         session,
         resumed,
+        preflight,
         ..
     } = &started;
     if interactive && !before.confirmed {
         print!("{}", staged::plan_text(play, &runs, &clock));
-        confirm_start(play, resumed.is_some())?;
+        confirm_start(play, resumed.is_some(), preflight)?;
     }
     let options = JobOptions {
         halt_immediately: args.halt_immediately,
@@ -89,6 +90,10 @@ pub fn run(args: &RunArgs) -> Result<Exit, CliError> {
             session.run_dir.events_path().display()
         );
     }
+    // An operator who stopped the run wants fleetup gone, not reading hosts again.
+    if exit != Exit::Interrupted {
+        session.report_after(&Job::from_play(play));
+    }
     Ok(exit)
 }
 
@@ -99,6 +104,7 @@ fn ready(args: &RunArgs, started: &mut Started) -> Result<bool, CliError> {
         play,
         session,
         record,
+        preflight,
         ..
     } = started;
     if play.plan.host_count() == 0 {
@@ -116,7 +122,7 @@ fn ready(args: &RunArgs, started: &mut Started) -> Result<bool, CliError> {
     // Every host's read-only pre-flight first: an unreachable or unhealthy host is known
     // before the canary starts, not half-way through production.
     if play.playbook.preflight_len > 0 {
-        preflight_gate(args, session, play)?;
+        *preflight = preflight_gate(args, session, play)?;
     }
     if let Some(record) = record {
         // --exclude-unhealthy planned again: a resume must follow this plan.
@@ -128,22 +134,26 @@ fn ready(args: &RunArgs, started: &mut Started) -> Result<bool, CliError> {
     Ok(true)
 }
 
-/// Asks the operator to start, after the plan was shown.
-fn confirm_start(play: &Play, resumed: bool) -> Result<(), CliError> {
-    // A resume's batches that finished earlier are empty: they are not counted.
+/// Asks the operator to start, after the plan and the pre-flight were shown.
+fn confirm_start(
+    play: &Play,
+    resumed: bool,
+    preflight: &[PreflightResult],
+) -> Result<(), CliError> {
+    let at_target = ui::start::at_target(play, preflight);
+    // A resume's batches that finished earlier are empty, and a batch of hosts at their
+    // target does no work: neither is counted.
     let batches = play
         .plan
         .batches
         .iter()
-        .filter(|b| !b.hosts.is_empty())
+        .filter(|b| {
+            b.hosts
+                .iter()
+                .any(|h| !at_target.iter().any(|(t, _)| t == h))
+        })
         .count();
-    let asked = format!(
-        "\n{} {} host{} in {batches} batch{}? [y/N] ",
-        if resumed { "Resume with" } else { "Upgrade" },
-        play.plan.host_count(),
-        plural(play.plan.host_count()),
-        if batches == 1 { "" } else { "es" },
-    );
+    let asked = ui::start::question(resumed, play.plan.host_count(), batches, &at_target);
     if confirm(&asked) {
         Ok(())
     } else {
@@ -161,6 +171,8 @@ struct Started {
     record: Option<RunRecord>,
     /// A resumed run's gate verdict, from its first attempt.
     gate: Option<GateVerdict>,
+    /// The fleet-wide pre-flight's results, once it ran.
+    preflight: Vec<PreflightResult>,
     _claim: Claim,
 }
 
@@ -186,13 +198,16 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, CliError> {
     );
     record.windows = inputs.windows.clone();
     write_record(&run_dir, &record, &play)?;
-    let session = Session::start(&args.connection, run_dir)?;
+    let mut session = Session::start(&args.connection, run_dir)?;
+    session.html_report.clone_from(&args.html_report);
+    session.notifiers = [&play.playbook.notifications[..], &args.notify[..]].concat();
     Ok(Started {
         play,
         session,
         resumed: None,
         record: Some(record),
         gate: None,
+        preflight: Vec::new(),
         _claim: claim,
     })
 }
@@ -230,13 +245,16 @@ fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, 
             if unreadable == 1 { "is" } else { "are" }
         );
     }
-    let session = Session::start(&args.connection, run_dir)?;
+    let mut session = Session::start(&args.connection, run_dir)?;
+    session.html_report.clone_from(&args.html_report);
+    session.notifiers = [&play.playbook.notifications[..], &args.notify[..]].concat();
     Ok(Started {
         play,
         session,
         resumed: Some(Event::RunResumed(resumed)),
         record: None,
         gate,
+        preflight: Vec::new(),
         _claim: claim,
     })
 }
@@ -251,10 +269,15 @@ fn refuse_prompt_without_terminal(play: &Play) -> Result<(), CliError> {
 
 /// The fleet-wide pre-flight: the table, and the run refused (or the blocked hosts left
 /// out with --exclude-unhealthy).
-fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<(), CliError> {
+fn preflight_gate(
+    args: &RunArgs,
+    session: &Session,
+    play: &mut Play,
+) -> Result<Vec<PreflightResult>, CliError> {
     let results = session.preflight(&Job::from_play(play));
     let shown = ui::preflight::table(&results, &columns(play));
     session.record("preflight.txt", &shown);
+    session.record_preflight(&results);
     let blocked: Vec<&PreflightResult> = results
         .iter()
         .filter(|r| r.outcome != Outcome::Ok)
@@ -268,11 +291,11 @@ fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<
             plural(results.len())
         );
     }
-    if blocked.is_empty() {
-        return Ok(());
-    }
     let hosts: Vec<String> = blocked.iter().map(|r| r.host.clone()).collect();
     let exit = fleetup::engine::policy::exit_code(blocked.iter().map(|r| r.outcome), false, false);
+    if hosts.is_empty() {
+        return Ok(results);
+    }
     if !args.exclude_unhealthy {
         return Err(CliError::Unhealthy { hosts, exit });
     }
@@ -297,7 +320,7 @@ fn preflight_gate(args: &RunArgs, session: &Session, play: &mut Play) -> Result<
     if play.plan.host_count() == 0 {
         return Err(CliError::NoHostLeft { exit });
     }
-    Ok(())
+    Ok(results)
 }
 
 /// `fleetup check` beyond validation: the pre-flight on every host, read-only.
@@ -416,6 +439,7 @@ pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
     let spec = Job {
         playbook: &playbook,
         pattern: &args.pattern,
+        limit: None,
         hosts: &hosts,
         plan: &plan,
         schedule: &no_windows,

@@ -14,9 +14,13 @@ use fleetup::engine::{self, Control, Emitter, Job, JobOptions, PreflightResult, 
 use fleetup::events::{Event, HaltReason, Stamped};
 use fleetup::exit::Exit;
 use fleetup::journal::{EventLog, RunDir, RunRecord};
+use fleetup::notify::{Notifications, Notifier, Trigger};
 use fleetup::play::Play;
+use fleetup::report::LiveReport;
 use fleetup::secret::Redactor;
 use fleetup::ssh::{HostKeyChecking as KeyChecking, SshOptions};
+use fleetup::state::Shape;
+use fleetup::ui::notification::RunLabel;
 use fleetup::ui::{self, ViewFormat};
 
 use super::CliError;
@@ -64,6 +68,10 @@ pub(crate) struct Session {
     /// Whether forks was clamped and said so already (the pre-flight and the run both
     /// ask).
     clamped: std::sync::atomic::AtomicBool,
+    /// `run --html-report`: the page kept as the run goes.
+    pub(super) html_report: Option<std::path::PathBuf>,
+    /// The playbook's `notifications:` and `--notify`.
+    pub(super) notifiers: Vec<Notifier>,
 }
 
 impl Session {
@@ -95,6 +103,8 @@ impl Session {
             open_files,
             max_forks: fleetup::open_files::max_forks(open_files),
             clamped: std::sync::atomic::AtomicBool::new(false),
+            html_report: None,
+            notifiers: Vec::new(),
         })
     }
 
@@ -166,6 +176,37 @@ impl Session {
         }
     }
 
+    /// The pre-flight's rows for the HTML report, a resume's added to the earlier ones.
+    pub(super) fn record_preflight(&self, results: &[PreflightResult]) {
+        self.record_rows("preflight.json", results);
+    }
+
+    fn record_rows(&self, name: &str, results: &[PreflightResult]) {
+        let earlier = std::fs::read(self.run_dir.path.join(name)).ok();
+        self.record(
+            name,
+            &fleetup::report::preflight_json(results, earlier.as_deref()),
+        );
+    }
+
+    /// `run --html-report`: once the run is over, its hosts' `report:` columns are read
+    /// again by the read-only pre-flight (`after.json`), and the page shows them beside
+    /// the ones read before.
+    pub(super) fn report_after(&self, spec: &Job<'_>) {
+        let Some(path) = &self.html_report else {
+            return;
+        };
+        if spec.playbook.preflight_len == 0 || spec.playbook.report.is_empty() {
+            return;
+        }
+        self.record_rows("after.json", &self.preflight(spec));
+        let written = fleetup::report::load(&self.run_dir)
+            .and_then(|s| fleetup::report::write(path, &fleetup::report::html(&s)));
+        if let Err(e) = written {
+            eprintln!("warning: {e}");
+        }
+    }
+
     /// Runs the engine with signals handled and events shown (and journaled, for a run),
     /// and returns the exit code.
     pub(super) fn execute(
@@ -180,7 +221,20 @@ impl Session {
             OutputFormat::Text if spec.capture_output => ViewFormat::Exec,
             OutputFormat::Text => ViewFormat::Text,
         };
-        let mut view = ui::view(format, ui::stdout_is_terminal());
+        let spec = &self.within_limits(spec);
+        let eta = Shape::of_plan(
+            spec.plan,
+            spec.forks,
+            &spec.playbook.rollout,
+            options.host_estimate,
+        );
+        let mut view = ui::view(format, ui::stdout_is_terminal(), eta);
+        if let Some(path) = &self.html_report {
+            match LiveReport::new(&self.run_dir, path.clone()) {
+                Ok(report) => view = Box::new(ui::Both(view, Box::new(report))),
+                Err(e) => eprintln!("warning: no HTML report: {e}"),
+            }
+        }
         // The engine handles signals from here on (a first Ctrl-C lets hosts finish).
         if let Some(guard) = self.guard.lock().ok().and_then(|mut g| g.take()) {
             guard.abort();
@@ -192,15 +246,27 @@ impl Session {
                 None => Emitter::new(tx),
             };
             let signals = tokio::spawn(handle_signals(self.control.clone(), events.clone()));
-            // The view draws on its own thread: a slow terminal never slows the hosts down.
+            // The view draws on its own thread: a slow terminal never slows the hosts down;
+            // notifications are handed to threads of their own from there.
+            let notes =
+                Notifications::start(self.notifiers.clone()).map(|n| (n, RunLabel::default()));
+            let journaled = journal.cloned();
             let drawing = tokio::task::spawn_blocking(move || {
+                let mut notes = notes;
                 while let Some(event) = rx.blocking_recv() {
+                    for warning in notify(&mut notes, &event) {
+                        if let Some(log) = &journaled {
+                            // On disk before fleetup ends, as the run's last event is.
+                            futures::executor::block_on(log.append_durable(&warning));
+                        }
+                        view.event(&warning);
+                    }
                     view.event(&event);
                 }
                 view.finish();
             });
             let report = engine::execute(
-                &self.within_limits(spec),
+                spec,
                 &self.transport,
                 &self.run_dir,
                 options,
@@ -223,6 +289,42 @@ impl Session {
             eprintln!("{line}");
         }
     }
+}
+
+/// How long the end of a run waits for its last notifications, before the recap says
+/// which were not received.
+const NOTIFY_GRACE: Duration = Duration::from_secs(3);
+
+/// Hands `e` to the notifiers; returns the failures to tell (all that are left, at the
+/// run's end, so that the recap can say them).
+fn notify(notes: &mut Option<(Notifications, RunLabel)>, e: &Stamped) -> Vec<Stamped> {
+    let Some((n, run)) = notes.as_mut() else {
+        return Vec::new();
+    };
+    if let Some(label) = RunLabel::of(&e.event) {
+        *run = label;
+    }
+    if let Some(trigger) = Trigger::of(&e.event).filter(|t| n.wants(*t)) {
+        n.offer(trigger, &ui::notification::message(e, trigger, run));
+    }
+    let failures = if matches!(e.event, Event::RunFinished { .. }) {
+        notes
+            .take()
+            .map(|(n, _)| n.finish(NOTIFY_GRACE))
+            .unwrap_or_default()
+    } else {
+        n.failures()
+    };
+    failures
+        .into_iter()
+        .map(|f| {
+            Stamped::now(Event::NotifierFailed {
+                notifier: f.notifier,
+                notification: f.event,
+                error: f.error,
+            })
+        })
+        .collect()
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM: the operator's "stop", whichever comes.

@@ -22,11 +22,9 @@ use fleetup::ui;
 use super::session::{confirm, write_record, Session};
 use super::CliError;
 
-/// The journal's runs, when the play needs them (a gate, or windows to estimate for).
-pub fn past_runs(play: &Play, state_dir: &Path) -> Vec<PastRun> {
-    if play.gate.is_none() && play.schedule.is_empty() {
-        return Vec::new();
-    }
+/// The journal's runs: a gate's evidence, and how long a host took, for the windows, the
+/// plan's estimate and the run's time left.
+pub fn past_runs(state_dir: &Path) -> Vec<PastRun> {
     fleetup::journal::past_runs(state_dir).unwrap_or_else(|e| {
         eprintln!(
             "warning: cannot read the journal in {}: {e}",

@@ -24,6 +24,8 @@ pub struct Job<'a> {
     pub playbook: &'a Playbook,
     /// The hosts' pattern, as the run names it.
     pub pattern: &'a str,
+    /// `--limit`, which narrowed the pattern further.
+    pub limit: Option<&'a str>,
     pub hosts: &'a [HostInPlay],
     pub plan: &'a Plan,
     /// No batch starts outside its hosts' maintenance windows.
@@ -39,6 +41,7 @@ impl<'a> Job<'a> {
         Job {
             playbook: &play.playbook,
             pattern: play.playbook.hosts.as_str(),
+            limit: play.limit.as_deref(),
             hosts: &play.hosts,
             plan: &play.plan,
             schedule: &play.schedule,

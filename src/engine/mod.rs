@@ -87,6 +87,7 @@ pub async fn execute<C: Connector>(
         playbook: job.playbook.path().display().to_string(),
         name: job.playbook.name.clone(),
         pattern: job.pattern.to_string(),
+        limit: job.limit.map(str::to_string),
         hosts: job.plan.host_count(),
         batches: batches.len(),
         forks: job.forks,

@@ -116,6 +116,7 @@ fn run(fleet: &Scripted, playbook: &str, plan: &Plan, operator: Operator) -> Ran
     let job = Job {
         playbook: &playbook,
         pattern: "all",
+        limit: None,
         hosts: &hosts,
         plan,
         schedule: &schedule,

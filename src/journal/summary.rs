@@ -16,6 +16,8 @@ pub struct Summary {
     /// The attempts' own durations added up (not the time between them).
     pub duration: Duration,
     pub ended: Ended,
+    /// The latest attempt's exit code, when it ended (halted and deferred runs too).
+    pub exit_code: Option<u8>,
     /// Hosts the run left down: abandoned past their point of no return, a failed
     /// rollback, unreachable mid-upgrade. Said wherever the run is listed.
     pub down: Vec<String>,
@@ -54,6 +56,7 @@ impl Summary {
             failed: outcomes.iter().filter(|(_, o)| o.is_failure()).count(),
             duration: state.worked(),
             ended,
+            exit_code: state.attempt().finished.as_ref().map(|f| f.exit_code),
             down,
         }
     }
@@ -120,6 +123,9 @@ mod tests {
             },
         ));
         assert_eq!(summary(&halted, 5, false).ended, Ended::Halted(reason));
+        // A halted run ended with a code all the same: `history --output json` says it.
+        assert_eq!(summary(&halted, 5, false).exit_code, Some(2));
+        assert_eq!(summary(&killed_in_batch_2(), 5, false).exit_code, None);
 
         // A canary that failed because Ctrl-C cut it short: the operator's stop is the story.
         if let Some(Event::RunFinished { exit_code, .. }) = halted.last_mut().map(|e| &mut e.event)

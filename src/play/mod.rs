@@ -80,6 +80,8 @@ pub struct Play {
     pub warnings: Vec<Diagnostic>,
     /// Hides the secrets' values wherever the run shows or keeps text.
     pub redactor: Arc<Redactor>,
+    /// `--limit`, as given: the plan and the run name it beside the playbook's `hosts:`.
+    pub limit: Option<String>,
 }
 
 impl Play {
@@ -199,6 +201,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         gate,
         warnings,
         redactor,
+        limit: inputs.limit.clone(),
     })
 }
 

@@ -64,6 +64,8 @@ pub struct Playbook {
     pub doc: Document,
     /// The file's text, as the journal keeps it (and compares it on resume).
     pub text: String,
+    /// Who is told what as the run goes (`notifications:`; not Ansible's `notify:`).
+    pub notifications: Vec<crate::notify::Notifier>,
 }
 
 /// `rollout:` as written; unset entries fall back to the command line or the defaults.
@@ -335,6 +337,7 @@ impl Playbook {
             windows: Windows::default(),
             doc: Document::named("-"),
             text: String::new(),
+            notifications: vec![],
         }
     }
 }

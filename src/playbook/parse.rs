@@ -53,6 +53,8 @@ struct RawPlaybook {
     verify: Vec<serde_yaml::Value>,
     gate: Option<GateSection>,
     window: Option<WindowTexts>,
+    #[serde(default)]
+    notifications: Vec<crate::notify::Notifier>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +149,7 @@ impl Playbook {
             verify,
             gate: raw.gate,
             windows,
+            notifications: raw.notifications,
             doc,
             text: text.to_string(),
         };

@@ -74,6 +74,17 @@ pub struct Flight {
     pub step: Option<StepAt>,
     /// Its steps that failed or lost the connection, in order.
     pub failures: Vec<StepFailure>,
+    /// Its connection was lost and fleetup is connecting again, until its next step.
+    pub reconnecting: Option<Reconnecting>,
+}
+
+/// A host whose connection fleetup is opening again, as `reconnecting` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnecting {
+    pub attempt: u32,
+    pub of: u32,
+    /// When this attempt connects, after its delay.
+    pub at_ms: u64,
 }
 
 /// A step as `step_started` names it.
@@ -127,6 +138,22 @@ impl RunState {
                     .entry(host.clone())
                     .or_insert_with(|| Flight::new(at));
                 flight.step = StepAt::of(e, at);
+                flight.reconnecting = None;
+            }
+            Event::Reconnecting {
+                host,
+                attempt,
+                of,
+                delay_ms,
+                ..
+            } => {
+                if let Some(flight) = self.flights.get_mut(host) {
+                    flight.reconnecting = Some(Reconnecting {
+                        attempt: *attempt,
+                        of: *of,
+                        at_ms: at.saturating_add(*delay_ms),
+                    });
+                }
             }
             Event::StepFinished { host, .. } => {
                 if let (Some(flight), Some(failure)) =
@@ -256,6 +283,7 @@ impl Flight {
             started_ms,
             step: None,
             failures: Vec::new(),
+            reconnecting: None,
         }
     }
 }

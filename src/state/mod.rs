@@ -8,6 +8,7 @@
 //! it; what belongs to the run (its hosts and how each ended, the attempts and the time they
 //! took) carries on. Pure: no I/O, no clock, so every rule is proven on event lists.
 
+mod eta;
 mod host;
 mod left;
 
@@ -17,7 +18,8 @@ use indexmap::IndexMap;
 
 use crate::events::{Event, GateVerdict, HaltReason, Resumed, Stamped};
 
-pub use host::{Flight, Host, HostEnd, HostState, StepAt, StepFailure};
+pub use eta::Shape;
+pub use host::{Flight, Host, HostEnd, HostState, Reconnecting, StepAt, StepFailure};
 pub use left::{resumption, Resumption};
 
 /// Everything the events of a run say, folded as they arrive.
@@ -38,12 +40,16 @@ pub struct RunState {
     flights: IndexMap<String, Flight>,
     /// `host_finished` events: the overall progress.
     hosts_ended: usize,
+    /// Hosts of the batch started last that have started.
+    started_in_batch: usize,
     /// Events applied: orders hosts by when they started and ended.
     applied: u64,
     attempt: Attempt,
     gate: Option<GateVerdict>,
     /// A resumed run's hosts that ended ok in an earlier attempt and have no row here.
     earlier: Vec<String>,
+    /// `notifier_failed` events: notifications that were not received.
+    notifier_failures: Vec<Event>,
 }
 
 /// What `run_started` says of the latest attempt.
@@ -54,6 +60,8 @@ pub struct RunInfo {
     pub playbook: String,
     pub name: String,
     pub pattern: String,
+    /// `--limit`, which narrowed `pattern`.
+    pub limit: Option<String>,
     /// Hosts of the attempt's plan.
     pub hosts: usize,
     pub run_dir: String,
@@ -106,6 +114,16 @@ pub struct Attempt {
     pub stage: Option<Stage>,
     pub deferred: Option<Deferred>,
     pub finished: Option<RunEnd>,
+    /// The pause going on now.
+    pub pause: Option<PauseAt>,
+}
+
+/// A pause between batches, as `pause_started` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseAt {
+    pub started_ms: u64,
+    /// `None`: until the operator answers.
+    pub duration: Option<Duration>,
 }
 
 /// A run's state out of the ordinary, as the terminal's header says it.
@@ -208,12 +226,19 @@ impl RunState {
             Event::GateChecked(g) => self.gate = Some(g.clone()),
             Event::BatchStarted { hosts, .. } => {
                 self.batch = BatchAt::of(&e.event);
+                self.started_in_batch = 0;
                 for h in hosts {
                     self.hosts.entry(h.clone()).or_default();
                 }
             }
-            Event::HostStarted { .. }
-            | Event::StepStarted { .. }
+            Event::HostStarted { batch, .. } => {
+                if self.batch.is_some_and(|b| b.number == *batch) {
+                    self.started_in_batch += 1;
+                }
+                self.host_event(at, &e.event);
+            }
+            Event::StepStarted { .. }
+            | Event::Reconnecting { .. }
             | Event::StepFinished { .. }
             | Event::HostFinished { .. } => self.host_event(at, &e.event),
             Event::RunFinished {
@@ -230,17 +255,16 @@ impl RunState {
                     self.earlier_attempts += Duration::from_millis(at.saturating_sub(start));
                 }
             }
-            Event::StepOutput { .. }
-            | Event::Reconnecting { .. }
-            | Event::BatchFinished { .. }
-            | Event::HostVerified { .. } => {}
+            Event::NotifierFailed { .. } => self.notifier_failures.push(e.event.clone()),
+            Event::StepOutput { .. } | Event::BatchFinished { .. } | Event::HostVerified { .. } => {
+            }
             Event::Stopping { .. }
             | Event::Aborting
             | Event::Abandoning
             | Event::Halted { .. }
             | Event::PauseStarted { .. }
             | Event::PauseFinished { .. }
-            | Event::Deferred { .. } => self.attempt.apply(&e.event),
+            | Event::Deferred { .. } => self.attempt.apply(at, &e.event),
         }
         self.last_at_ms = self.last_at_ms.max(at);
     }
@@ -251,6 +275,7 @@ impl RunState {
             playbook,
             name,
             pattern,
+            limit,
             hosts,
             run_dir,
             ..
@@ -270,6 +295,7 @@ impl RunState {
             playbook: playbook.clone(),
             name: name.clone(),
             pattern: pattern.clone(),
+            limit: limit.clone(),
             hosts: *hosts,
             run_dir: run_dir.clone(),
             started_ms: at,
@@ -293,6 +319,16 @@ impl RunState {
 
     pub fn batch(&self) -> Option<BatchAt> {
         self.batch
+    }
+
+    /// The `notifier_failed` events of the run, in order.
+    pub fn notifier_failures(&self) -> &[Event] {
+        &self.notifier_failures
+    }
+
+    /// Hosts of the batch started last that have started so far.
+    pub fn started_in_batch(&self) -> usize {
+        self.started_in_batch
     }
 
     /// The promotion gate's latest verdict.
@@ -354,7 +390,7 @@ impl RunState {
 }
 
 impl Attempt {
-    fn apply(&mut self, e: &Event) {
+    fn apply(&mut self, at: u64, e: &Event) {
         match e {
             Event::Stopping { reason } => {
                 self.stopping = Some(reason.clone());
@@ -372,8 +408,17 @@ impl Attempt {
                 self.halted = Some((reason.clone(), *batch));
                 self.stage = Some(Stage::Halted);
             }
-            Event::PauseStarted { .. } => self.stage = Some(Stage::Paused),
-            Event::PauseFinished { .. } => self.stage = None,
+            Event::PauseStarted { duration, .. } => {
+                self.stage = Some(Stage::Paused);
+                self.pause = Some(PauseAt {
+                    started_ms: at,
+                    duration: *duration,
+                });
+            }
+            Event::PauseFinished { .. } => {
+                self.stage = None;
+                self.pause = None;
+            }
             Event::Deferred {
                 batch,
                 next_start_local,

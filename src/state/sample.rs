@@ -18,6 +18,7 @@ pub fn started(ms: u64) -> Stamped {
             playbook: "p".into(),
             name: "n".into(),
             pattern: "all".into(),
+            limit: None,
             hosts: 4,
             batches: 2,
             forks: 2,

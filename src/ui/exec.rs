@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::events::{Event, Outcome, Stamped};
-use crate::ui::text::{clean, clean_block, duration};
+use crate::ui::text::{clean, clean_block, duration, plural};
 use crate::ui::View;
 
 /// The text view of `fleetup exec`: a block per host as each host ends, then one line of
@@ -77,8 +77,9 @@ impl View for ExecView {
                 let count = |o: Outcome| self.outcomes.iter().filter(|x| **x == o).count();
                 let _ = writeln!(
                     self.out,
-                    "{} hosts: {} ok, {} failed, {} unreachable",
+                    "{} host{}: {} ok, {} failed, {} unreachable",
                     self.outcomes.len(),
+                    plural(self.outcomes.len()),
                     count(Outcome::Ok),
                     count(Outcome::Failed),
                     count(Outcome::Unreachable)
@@ -198,6 +199,34 @@ mod tests {
         assert_eq!(
             host_block(&o),
             "prod-03 | rc=0 | 0.2s\nok\\x1b]0;owned\\x07\n\u{fffd}\u{fffd}\n"
+        );
+    }
+
+    #[test]
+    fn the_counts_of_one_host_are_singular() {
+        let out = crate::ui::sample_run::Capture::default();
+        let mut view = ExecView::new(Box::new(out.clone()));
+        let done = |event| crate::ui::sample_run::at(1, event);
+        view.event(&done(Event::HostFinished {
+            host: "prod-03".into(),
+            outcome: Outcome::Ok,
+            changed: false,
+            changed_steps: 0,
+            duration: Duration::from_millis(200),
+            failed_step: None,
+            message: None,
+            log: "prod-03.log".into(),
+        }));
+        view.event(&done(Event::RunFinished {
+            duration: Duration::from_secs(1),
+            untouched: vec![],
+            exit_code: 0,
+        }));
+        assert!(
+            out.text()
+                .ends_with("\n1 host: 1 ok, 0 failed, 0 unreachable\n"),
+            "{}",
+            out.text()
         );
     }
 }

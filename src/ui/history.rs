@@ -82,10 +82,7 @@ impl Entry<'_> {
             "attempts": s.attempts,
             "ended": s.ended.word(),
             "down": s.down,
-            "exit_code": match s.ended {
-                Ended::Completed { exit_code } => Some(exit_code),
-                _ => None,
-            },
+            "exit_code": s.exit_code,
         })
     }
 }
@@ -158,6 +155,7 @@ mod tests {
             failed: 0,
             duration: Duration::from_millis(12_345),
             ended: Ended::Completed { exit_code: 0 },
+            exit_code: Some(0),
             down: vec![],
         };
         let halted = Summary {
@@ -167,6 +165,7 @@ mod tests {
             failed: 1,
             duration: Duration::from_millis(4_000),
             ended: Ended::Halted(HaltReason::CanaryFailed { failed: 1 }),
+            exit_code: Some(2),
             down: vec!["prod-02".into()],
         };
         let entries = [
@@ -192,6 +191,7 @@ mod tests {
         let j = entries[1].json();
         assert_eq!(j["down"], serde_json::json!(["prod-02"]));
         assert_eq!(j["ended"], "halted");
+        assert_eq!(j["exit_code"], 2);
         assert_eq!(j["selection"], "simplelogin --limit production");
         assert_eq!(j["duration_ms"], 4000);
     }

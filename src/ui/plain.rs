@@ -4,11 +4,11 @@
 use std::io::Write;
 
 use crate::events::{Event, Stamped, StepStatus};
-use crate::state::RunState;
+use crate::state::{RunState, Shape};
 use crate::ui::recap;
 use crate::ui::text::{
-    clean, duration, halt_reason, outcome_label, plural, resumed, sentence, status_label,
-    step_label, timestamp,
+    clean, duration, elapsed, halt_reason, outcome_label, plural, resumed, selection, sentence,
+    status_label, step_label, timestamp,
 };
 use crate::ui::View;
 
@@ -16,14 +16,17 @@ pub struct PlainView {
     out: Box<dyn Write + Send>,
     state: RunState,
     recap_written: bool,
+    /// Tells the time left at the end of each batch.
+    eta: Shape,
 }
 
 impl PlainView {
-    pub fn new(out: Box<dyn Write + Send>) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, eta: Shape) -> Self {
         PlainView {
             out,
             state: RunState::default(),
             recap_written: false,
+            eta,
         }
     }
 
@@ -45,7 +48,15 @@ impl View for PlainView {
         // `BatchFinished` does not repeat how many batches there are.
         let batches = self.state.batch().map_or(0, |b| b.of);
         let ts = timestamp(e.at_ms);
-        for line in lines(&e.event, batches) {
+        let mut lines = lines(&e.event, batches);
+        if let (Event::BatchFinished { .. }, Some(line)) = (&e.event, lines.last_mut()) {
+            // Nothing is said after the last batch, nor of less than a second.
+            let left = self.eta.left(&self.state, e.at_ms);
+            if let Some(left) = left.filter(|l| l.as_secs() > 0) {
+                line.push_str(&format!("; about {} left", elapsed(left)));
+            }
+        }
+        for line in lines {
             // A closed pipe must not stop the run: the journal still records everything.
             let _ = writeln!(self.out, "{ts} {line}");
         }
@@ -82,6 +93,7 @@ fn run_lines(e: &Event, batches: usize) -> Vec<String> {
             playbook,
             name,
             pattern,
+            limit,
             hosts,
             batches,
             forks,
@@ -91,7 +103,7 @@ fn run_lines(e: &Event, batches: usize) -> Vec<String> {
             clean(run_id),
             clean(name),
             clean(playbook),
-            clean(pattern),
+            selection(pattern, limit.as_deref()),
             plural(*hosts),
             if *batches == 1 { "" } else { "es" },
             clean(run_dir),
@@ -260,9 +272,22 @@ mod tests {
     use crate::ui::sample_run::{self, Capture};
 
     #[test]
+    fn the_first_line_names_the_limit_beside_the_pattern() {
+        let mut started = sample_run::run().remove(0).event;
+        if let Event::RunStarted { limit, .. } = &mut started {
+            *limit = Some("prod-03".into());
+        }
+        let line = lines(&started, 0).join("\n");
+        assert!(
+            line.contains(" on `production --limit prod-03`: 4 hosts in 3 batches"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn a_scripted_run_line_by_line() {
         let capture = Capture::default();
-        let mut view = PlainView::new(Box::new(capture.clone()));
+        let mut view = PlainView::new(Box::new(capture.clone()), sample_run::shape());
         for e in sample_run::run() {
             view.event(&e);
         }
@@ -277,7 +302,7 @@ mod tests {
 2026-11-25T04:31:01Z prod-01 [2/2] pull the new image: started
 2026-11-25T04:31:03Z prod-01 [2/2] pull the new image: changed (rc 0, 2.1s)
 2026-11-25T04:31:03Z prod-01: ok (1 step changed, 3.0s)
-2026-11-25T04:31:03Z batch 1/3: finished: 1 ok, 0 failed, 0 unreachable
+2026-11-25T04:31:03Z batch 1/3: finished: 1 ok, 0 failed, 0 unreachable; about 6s left
 2026-11-25T04:31:04Z batch 2/3: started: prod-02 prod-03
 2026-11-25T04:31:04Z prod-02: started (2 steps)
 2026-11-25T04:31:04Z prod-03: started (2 steps)
@@ -285,8 +310,8 @@ mod tests {
 2026-11-25T04:31:05Z prod-03 [2/2] pull the new image: FAILED (rc 1, 0.3s): \\x1b[31mmanifest unknown\\x1b[0m
 2026-11-25T04:31:05Z prod-03: FAILED at \"pull the new image\" (0 steps changed, 1.0s); log: runs/r1/prod-03.log
 2026-11-25T04:31:06Z prod-02: skipped (0 steps changed, 2.0s)
-2026-11-25T04:31:06Z batch 2/3: finished: 1 ok, 1 failed, 0 unreachable
-2026-11-25T04:31:06Z HALTED after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
+2026-11-25T04:31:06Z batch 2/3: finished: 1 ok, 1 failed, 0 unreachable; about 2s left
+2026-11-25T04:31:06Z HALTED after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 2026-11-25T04:31:06Z run finished in 6.4s with exit code 2; 1 host never started
 
 RECAP
@@ -351,7 +376,7 @@ RECAP
     #[test]
     fn the_recap_is_printed_by_finish_when_the_run_ended_without_its_last_event() {
         let capture = Capture::default();
-        let mut view = PlainView::new(Box::new(capture.clone()));
+        let mut view = PlainView::new(Box::new(capture.clone()), sample_run::shape());
         for e in sample_run::run().iter().take(12) {
             view.event(e);
         }

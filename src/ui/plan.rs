@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::play::Play;
-use crate::ui::text::{duration, plural};
+use crate::state::Shape;
+use crate::ui::text::{duration, elapsed, plural, selection};
 
 /// What the plan shows of a staged rollout, read from the journal and the clock.
 #[derive(Debug, Clone, Default)]
@@ -25,7 +26,7 @@ pub struct Outlook {
 pub fn text(play: &Play, verbose: bool, outlook: &Outlook) -> String {
     let mut out = String::new();
     rollout(play, &mut out);
-    staging(outlook, &mut out);
+    staging(outlook, total(play, outlook), &mut out);
     let _ = writeln!(out);
     batches(play, verbose, outlook, &mut out);
     out
@@ -45,7 +46,7 @@ fn rollout(play: &Play, out: &mut String) {
         "hosts     {} of {} in the inventory, selected by `{}`",
         play.hosts.len(),
         play.inventory.host_names().count(),
-        play.playbook.hosts.as_str()
+        selection(play.playbook.hosts.as_str(), play.limit.as_deref())
     );
     let mut order = r.order.to_string();
     if let Some(seed) = play.plan.seed {
@@ -79,8 +80,20 @@ fn rollout(play: &Play, out: &mut String) {
     }
 }
 
-/// The promotion gate, the maintenance windows and how long a host takes.
-fn staging(outlook: &Outlook, out: &mut String) {
+/// The whole run's estimate: its batches in waves of forks, and its timed pauses, each host
+/// as long as the journal says.
+fn total(play: &Play, outlook: &Outlook) -> Option<Duration> {
+    Shape::of_plan(
+        &play.plan,
+        play.rollout.forks,
+        &play.playbook.rollout,
+        outlook.per_host,
+    )
+    .total()
+}
+
+/// The promotion gate, the maintenance windows and how long a host and the run take.
+fn staging(outlook: &Outlook, total: Option<Duration>, out: &mut String) {
     if let Some(gate) = &outlook.gate {
         let _ = writeln!(out, "gate      {gate}");
     }
@@ -96,8 +109,10 @@ fn staging(outlook: &Outlook, out: &mut String) {
             "no earlier run of this playbook: a batch's estimate comes from this run's first hosts"
                 .to_string(),
             |d| {
+                let all = total.map(|t| format!("~{} in all, pauses included: ", elapsed(t)));
                 format!(
-                    "{} per host (the slowest host of the last run of this playbook)",
+                    "{}{} per host (the slowest host of the last run of this playbook)",
+                    all.unwrap_or_default(),
                     duration(d)
                 )
             },
@@ -169,6 +184,7 @@ pub fn json(play: &Play, outlook: &Outlook) -> serde_json::Value {
         "playbook": play.playbook.path(),
         "name": play.playbook.name,
         "pattern": play.playbook.hosts.as_str(),
+        "limit": play.limit,
         "host_count": play.plan.host_count(),
         "rollout": {
             "serial": r.serial.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -181,6 +197,7 @@ pub fn json(play: &Play, outlook: &Outlook) -> serde_json::Value {
         "batches": play.plan.batches,
         "gate": outlook.gate,
         "windows": outlook.windows,
+        "estimate_ms": total(play, outlook).map(|d| d.as_millis() as u64),
         "estimates_ms": outlook
             .estimates
             .iter()

@@ -69,6 +69,16 @@ pub fn host_finished(
     }
 }
 
+/// The plan of [`run`]: a canary, two hosts, one host, five at once.
+pub fn shape() -> crate::state::Shape {
+    crate::state::Shape {
+        batches: vec![1, 2, 1],
+        canary: Some(0),
+        forks: 5,
+        ..Default::default()
+    }
+}
+
 pub fn run() -> Vec<Stamped> {
     let mut events = canary();
     events.extend(failing_batch());
@@ -87,6 +97,7 @@ fn canary() -> Vec<Stamped> {
                 playbook: "playbooks/up.yml".into(),
                 name: "SimpleLogin upgrade".into(),
                 pattern: "production".into(),
+                limit: None,
                 hosts: 4,
                 batches: 3,
                 forks: 5,

@@ -106,8 +106,9 @@ pub fn halt_reason(reason: &HaltReason) -> String {
             of,
             max_fail_percentage,
         } => format!(
-            "{failed} of {of} host{} of the batch failed or were unreachable, over max_fail_percentage {max_fail_percentage}%",
-            plural(*of)
+            "{failed} of {of} host{} of the batch failed or {} unreachable, over max_fail_percentage {max_fail_percentage}%",
+            plural(*of),
+            were(*failed)
         ),
         HaltReason::HaltImmediately { host } => {
             format!("{} failed and --halt-immediately is set", clean(host))
@@ -282,6 +283,23 @@ pub fn plural(n: usize) -> &'static str {
     }
 }
 
+/// The hosts a run selects: the playbook's pattern, and `--limit` when it narrowed it.
+pub fn selection(pattern: &str, limit: Option<&str>) -> String {
+    match limit {
+        Some(limit) => format!("{} --limit {}", clean(pattern), clean(limit)),
+        None => clean(pattern).into_owned(),
+    }
+}
+
+/// The verb after `n` things: `1 host was`, `2 hosts were`.
+pub fn were(n: usize) -> &'static str {
+    if n == 1 {
+        "was"
+    } else {
+        "were"
+    }
+}
+
 /// `[6/14]`, or `[rollback 1/3]` so that nobody mistakes undoing for doing.
 pub fn step_label(step: usize, of: usize, rollback: bool) -> String {
     if rollback {
@@ -350,6 +368,16 @@ pub fn sentence(e: &Event) -> Option<String> {
             delay_ms,
             error,
         } => reconnecting(host, *attempt, *of, Duration::from_millis(*delay_ms), error),
+        Event::NotifierFailed {
+            notifier,
+            notification,
+            error,
+        } => format!(
+            "warning: {} did not receive {}: {}; the run went on",
+            clean(notifier),
+            clean(notification),
+            clean(error)
+        ),
         _ => return None,
     })
 }
@@ -398,6 +426,28 @@ mod tests {
             clean_block("50%\rdone\x1b]0;pwned\x07"),
             "50%\\x0ddone\\x1b]0;pwned\\x07"
         );
+    }
+
+    #[test]
+    fn counts_agree_with_their_verbs() {
+        let one_of_one = HaltReason::TooManyFailures {
+            failed: 1,
+            of: 1,
+            max_fail_percentage: 0.0,
+        };
+        assert!(
+            halt_reason(&one_of_one)
+                .starts_with("1 of 1 host of the batch failed or was unreachable,"),
+            "{}",
+            halt_reason(&one_of_one)
+        );
+        let two_of_five = HaltReason::TooManyFailures {
+            failed: 2,
+            of: 5,
+            max_fail_percentage: 20.0,
+        };
+        assert!(halt_reason(&two_of_five)
+            .starts_with("2 of 5 hosts of the batch failed or were unreachable,"));
     }
 
     #[test]

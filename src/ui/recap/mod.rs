@@ -23,6 +23,11 @@ pub fn render(state: &RunState) -> String {
     table::write(state, &mut out);
     totals(state, &mut out);
     advice::write(state, &mut out);
+    for failure in state.notifier_failures() {
+        if let Some(line) = crate::ui::text::sentence(failure) {
+            let _ = writeln!(out, "{line}");
+        }
+    }
     out
 }
 

@@ -18,7 +18,7 @@ prod-03  FAILED         0  1.0s  pull the new image
 1 ok, 1 skipped, 1 failed, 1 not started in 6.4s (exit code 2)
 never started: prod-04
 
-halted after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%
+halted after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 next: fix the cause on prod-03, then resume the run with `fleetup run --resume r1` and the same -i: finished hosts are left alone
 logs of every host: runs/r1
 "

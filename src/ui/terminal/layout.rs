@@ -34,8 +34,15 @@ pub fn host_line(
     format!("{prefix}{}{suffix}", fit(&clean(name), room))
 }
 
-/// `[██████░░░░░░] 12/40 hosts · 3m12s · ETA ~8m00s`, fitted to `width`.
-pub fn overall_line(done: usize, total: usize, took: Duration, width: usize) -> String {
+/// `[██████░░░░░░] 12/40 hosts · 3m12s · ETA ~8m00s`, fitted to `width`; `left`: the
+/// time left, when known.
+pub fn overall_line(
+    done: usize,
+    total: usize,
+    took: Duration,
+    left: Option<Duration>,
+    width: usize,
+) -> String {
     let bar_width = (width / 3).clamp(10, 30);
     let filled = (done * bar_width)
         .checked_div(total)
@@ -48,10 +55,8 @@ pub fn overall_line(done: usize, total: usize, took: Duration, width: usize) -> 
         plural(total),
         elapsed(took)
     );
-    if done > 0 && done < total {
-        // A rough guide: hosts take similar times, batches hide some of the waiting.
-        let eta = took.mul_f64((total - done) as f64 / done as f64);
-        line.push_str(&format!(" · ETA ~{}", elapsed(eta)));
+    if let Some(left) = left.filter(|_| done < total) {
+        line.push_str(&format!(" · ETA ~{}", elapsed(left)));
     }
     fit(&line, width)
 }
@@ -114,16 +119,21 @@ mod tests {
 
     #[test]
     fn the_overall_bar() {
+        let left = Some(Duration::from_secs(90));
         assert_eq!(
-            overall_line(1, 4, Duration::from_secs(30), 60),
+            overall_line(1, 4, Duration::from_secs(30), left, 60),
             "[█████░░░░░░░░░░░░░░░] 1/4 hosts · 30s · ETA ~1m30s"
         );
         assert_eq!(
-            overall_line(0, 0, Duration::ZERO, 30),
+            overall_line(1, 4, Duration::from_secs(30), None, 60),
+            "[█████░░░░░░░░░░░░░░░] 1/4 hosts · 30s"
+        );
+        assert_eq!(
+            overall_line(0, 0, Duration::ZERO, None, 30),
             "[░░░░░░░░░░] 0/0 hosts · 0s"
         );
         assert_eq!(
-            measure_text_width(&overall_line(3, 9, Duration::from_secs(9), 20)),
+            measure_text_width(&overall_line(3, 9, Duration::from_secs(9), left, 20)),
             20
         );
     }

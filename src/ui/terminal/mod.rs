@@ -20,7 +20,9 @@ use console::{style, Term};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Stamped};
+use crate::state::Shape;
 use crate::ui::recap;
+use crate::ui::tty::QuietControlKeys;
 use crate::ui::View;
 
 pub use layout::{fit, host_line, overall_line};
@@ -40,14 +42,18 @@ pub struct TerminalView {
     live_target: Option<fn() -> ProgressDrawTarget>,
     /// The live lines are hidden while the operator answers a prompt.
     prompting: bool,
+    /// No `^C` echo shifts the live lines while they are drawn; `None` for test targets.
+    quiet: Option<QuietControlKeys>,
 }
 
 impl TerminalView {
-    /// Draws on stdout, sized from the terminal on every tick so that resizing works.
-    pub fn new() -> Self {
+    /// Draws on stdout, sized from the terminal on every tick so that resizing works; the
+    /// overall bar tells the time left from `eta`.
+    pub fn new(eta: Shape) -> Self {
         let target = || ProgressDrawTarget::stdout_with_hz(20);
-        let mut view = Self::with_target(target(), None, Box::new(std::io::stdout()));
+        let mut view = Self::with_target(target(), None, Box::new(std::io::stdout()), eta);
         view.live_target = Some(target);
+        view.quiet = Some(QuietControlKeys::new());
         view
     }
 
@@ -58,6 +64,7 @@ impl TerminalView {
         target: ProgressDrawTarget,
         size: Option<(u16, u16)>,
         out: Box<dyn Write + Send>,
+        eta: Shape,
     ) -> Self {
         let multi = MultiProgress::with_draw_target(target);
         let header = multi.add(text_bar());
@@ -67,7 +74,7 @@ impl TerminalView {
             None => Size::Stdout(Term::stdout()),
         };
         let screen = Arc::new(Mutex::new(Screen {
-            model: Model::default(),
+            model: Model::new(eta),
             multi: multi.clone(),
             header,
             lines: Vec::new(),
@@ -90,6 +97,7 @@ impl TerminalView {
             ended: false,
             live_target: None,
             prompting: false,
+            quiet: None,
         }
     }
 
@@ -116,6 +124,7 @@ impl TerminalView {
         self.screen().retire();
         let _ = self.multi.clear();
         self.multi.set_draw_target(ProgressDrawTarget::hidden());
+        self.quiet = None;
         let recap = recap::render(self.screen().model.state());
         let _ = writeln!(self.out);
         for line in recap.lines() {
@@ -129,12 +138,6 @@ impl TerminalView {
             let _ = writeln!(self.out, "{line}");
         }
         let _ = self.out.flush();
-    }
-}
-
-impl Default for TerminalView {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -189,9 +192,10 @@ impl Drop for TerminalView {
 
 /// A printed line as the terminal shows it. Printed lines are not redrawn, so wrapping
 /// would be harmless; they are cut so that a host's long stderr does not flood the screen.
-/// Loud lines are the exception: a halt's reason must be read in full.
+/// Loud lines are the exception, a halt's reason must be read in full, and so are lines
+/// marked whole (a backup's path).
 fn styled(p: Printed, width: usize) -> String {
-    let text = if p.tone == Tone::Loud {
+    let text = if p.tone == Tone::Loud || p.whole {
         p.text
     } else {
         fit(&p.text, width)
@@ -328,6 +332,75 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_is_told_once_and_the_backup_path_is_never_cut() {
+        use crate::events::{Outcome, StepStatus};
+        use sample_run::at;
+        let backup =
+            "/var/lib/simplelogin/fleetup/backups/sl-prod-07-20261205T031502-v4.65.0.sql.gz";
+        let why = "migration 0042 failed: relation \"alias\" already exists";
+        let mut model = Model::default();
+        let mut printed = Vec::new();
+        for e in [
+            at(
+                0,
+                Event::HostStarted {
+                    host: "sl-prod-07".into(),
+                    batch: 1,
+                    steps: 14,
+                },
+            ),
+            at(
+                0,
+                Event::StepStarted {
+                    host: "sl-prod-07".into(),
+                    step: 9,
+                    of: 14,
+                    name: "migrate the database".into(),
+                    rollback: false,
+                },
+            ),
+            at(
+                1,
+                Event::StepFinished {
+                    host: "sl-prod-07".into(),
+                    step: 9,
+                    of: 14,
+                    name: "migrate the database".into(),
+                    rollback: false,
+                    status: StepStatus::Failed,
+                    rc: Some(1),
+                    duration: Duration::from_secs(3),
+                    attempts: 1,
+                    message: None,
+                    stderr_tail: vec!["upgrading...".into(), why.into()],
+                },
+            ),
+            at(
+                9,
+                Event::HostFinished {
+                    host: "sl-prod-07".into(),
+                    outcome: Outcome::RolledBack,
+                    changed: true,
+                    changed_steps: 8,
+                    duration: Duration::from_secs(9),
+                    failed_step: Some("migrate the database".into()),
+                    message: Some(format!("{why}; database backup: {backup}")),
+                    log: "runs/r1/sl-prod-07.log".into(),
+                },
+            ),
+        ] {
+            printed.extend(model.apply(&e));
+        }
+        let shown: Vec<String> = printed.into_iter().map(|p| styled(p, 60)).collect();
+        let all = console::strip_ansi_codes(&shown.join("\n")).into_owned();
+        assert_eq!(all.matches("migration 0042 failed").count(), 1, "{all}");
+        assert!(
+            all.contains(&format!("\n    database backup: {backup}\n")),
+            "{all}"
+        );
+    }
+
+    #[test]
     fn draws_on_a_forced_target_and_ends_with_the_recap() {
         let term = Screen2::default();
         let recap = Capture::default();
@@ -335,6 +408,7 @@ mod tests {
             ProgressDrawTarget::term_like_with_hz(Box::new(term.clone()), 20),
             Some((20, 60)),
             Box::new(recap.clone()),
+            sample_run::shape(),
         );
         let events = sample_run::run();
         for e in &events[..13] {
@@ -371,7 +445,7 @@ mod demo {
     #[test]
     #[ignore = "draws on the real terminal and takes seconds"]
     fn demo() {
-        let mut view = TerminalView::new();
+        let mut view = TerminalView::new(sample_run::shape());
         let start = now_ms();
         let events = sample_run::run();
         let mut last = sample_run::T0;

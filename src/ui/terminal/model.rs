@@ -10,8 +10,8 @@ use super::layout::{fit, host_line, overall_line};
 use super::printed::{printed, Printed};
 use super::TICK;
 use crate::events::Stamped;
-use crate::state::{RunState, Stage};
-use crate::ui::text::{clean, step_label};
+use crate::state::{RunState, Shape, Stage};
+use crate::ui::text::{clean, selection, step_label};
 
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 /// Rows kept free of live lines, so that the header, the overall bar and the last finished
@@ -24,9 +24,18 @@ const MAX_HOST_WIDTH: usize = 24;
 #[derive(Debug, Default)]
 pub struct Model {
     state: RunState,
+    /// The run's plan, for the time left.
+    eta: Shape,
 }
 
 impl Model {
+    pub fn new(eta: Shape) -> Self {
+        Model {
+            state: RunState::default(),
+            eta,
+        }
+    }
+
     /// Takes in one event; returns the lines to print above the live area.
     pub fn apply(&mut self, e: &Stamped) -> Vec<Printed> {
         // A host's end is told with its flight's failures, which the event ends.
@@ -40,12 +49,15 @@ impl Model {
     }
 
     pub fn header_line(&self, width: usize) -> String {
-        let (name, pattern) = self
+        let (name, hosts) = self
             .state
             .run()
-            .map(|r| (clean(&r.name).into_owned(), clean(&r.pattern).into_owned()))
+            .map(|r| {
+                let hosts = selection(&r.pattern, r.limit.as_deref());
+                (clean(&r.name).into_owned(), hosts)
+            })
             .unwrap_or_default();
-        let mut line = format!("{name} on {pattern}");
+        let mut line = format!("{name} on {hosts}");
         match self.state.batch() {
             Some(b) => {
                 line.push_str(&format!(" · batch {} of {}", b.number, b.of));
@@ -83,13 +95,18 @@ impl Model {
             .iter()
             .take(shown)
             .map(|(host, h)| {
-                let (label, name, since) = match &h.step {
-                    Some(s) => (
+                let (label, name, since) = match (&h.reconnecting, &h.step) {
+                    (Some(r), _) => (
+                        String::new(),
+                        format!("reconnecting, attempt {}/{}", r.attempt, r.of),
+                        h.started_ms,
+                    ),
+                    (None, Some(s)) => (
                         step_label(s.number, s.of, s.rollback),
                         clean(&s.name).into_owned(),
                         s.started_ms,
                     ),
-                    None => (String::new(), "connecting".to_string(), h.started_ms),
+                    (None, None) => (String::new(), "connecting".to_string(), h.started_ms),
                 };
                 let took = Duration::from_millis(now_ms.saturating_sub(since));
                 host_line(frame, host, host_width, &label, &name, took, width)
@@ -105,7 +122,8 @@ impl Model {
         let started = self.state.started_ms().unwrap_or(now_ms);
         let took = Duration::from_millis(now_ms.saturating_sub(started));
         let total = self.state.run().map_or(0, |r| r.hosts);
-        overall_line(self.state.hosts_ended(), total, took, width)
+        let left = self.eta.left(&self.state, now_ms);
+        overall_line(self.state.hosts_ended(), total, took, left, width)
     }
 }
 
@@ -129,7 +147,7 @@ mod tests {
     use crate::ui::sample_run::{self, T0};
 
     fn model_in_batch_two() -> Model {
-        let mut m = Model::default();
+        let mut m = Model::new(sample_run::shape());
         for e in sample_run::run().iter().take(13) {
             m.apply(e);
         }
@@ -153,7 +171,53 @@ mod tests {
         );
         assert_eq!(
             m.overall_line(now, 80),
-            "[██████░░░░░░░░░░░░░░░░░░░░] 1/4 hosts · 17s · ETA ~51s"
+            "[██████░░░░░░░░░░░░░░░░░░░░] 1/4 hosts · 17s · ETA ~3s"
+        );
+        // Early in batch 2 the hosts in flight have most of a host's time left (prod-01
+        // took 3 s), then batch 3.
+        assert_eq!(
+            m.overall_line(T0 + 5_000, 80),
+            "[██████░░░░░░░░░░░░░░░░░░░░] 1/4 hosts · 5s · ETA ~5s"
+        );
+    }
+
+    #[test]
+    fn the_header_names_the_limit_beside_the_pattern() {
+        let mut m = Model::default();
+        let mut events = sample_run::run();
+        if let Event::RunStarted { limit, .. } = &mut events[0].event {
+            *limit = Some("prod-0[1:3]".into());
+        }
+        m.apply(&events[0]);
+        assert_eq!(
+            m.header_line(80),
+            "SimpleLogin upgrade on production --limit prod-0[1:3] · connecting"
+        );
+    }
+
+    #[test]
+    fn a_reconnecting_host_says_so_on_its_line() {
+        let mut m = model_in_batch_two();
+        m.apply(&sample_run::at(
+            15,
+            Event::Reconnecting {
+                host: "prod-03".into(),
+                attempt: 3,
+                of: 5,
+                delay_ms: 4_000,
+                error: "connection refused".into(),
+            },
+        ));
+        let lines = m.live_lines(T0 + 16_000, 24, 80);
+        assert!(
+            lines[1].ends_with(" prod-03  reconnecting, attempt 3/5  12s"),
+            "{lines:?}"
+        );
+        // The estimate waits for the attempt (3 s away), then batch 3.
+        assert!(
+            m.overall_line(T0 + 16_000, 80).ends_with(" · ETA ~6s"),
+            "{}",
+            m.overall_line(T0 + 16_000, 80)
         );
     }
 
@@ -199,7 +263,7 @@ mod tests {
                 "      │ \\x1b[31mmanifest unknown\\x1b[0m",
                 "    log: runs/r1/prod-03.log",
                 "- prod-02  skipped  2.0s",
-                "■ HALTED after batch 2: 1 of 2 hosts of the batch failed or were unreachable, over max_fail_percentage 0%",
+                "■ HALTED after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%",
             ]
         );
         assert_eq!(printed[8].tone, Tone::Loud);

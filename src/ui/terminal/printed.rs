@@ -27,6 +27,9 @@ pub enum Tone {
 pub struct Printed {
     pub tone: Tone,
     pub text: String,
+    /// Printed whole even when wider than the terminal: what an operator must copy (a
+    /// backup's path to restore by hand) is never cut.
+    pub whole: bool,
 }
 
 impl Printed {
@@ -34,6 +37,14 @@ impl Printed {
         Printed {
             tone,
             text: text.into(),
+            whole: false,
+        }
+    }
+
+    fn whole(tone: Tone, text: impl Into<String>) -> Self {
+        Printed {
+            whole: true,
+            ..Printed::new(tone, text)
         }
     }
 }
@@ -121,8 +132,8 @@ fn finished(host: &str, end: &HostEnd, failures: &[StepFailure]) -> Vec<Printed>
     };
     let label = outcome_label(end.outcome);
     let mut out = vec![Printed::new(tone, format!("✗ {host}  {label}{at}  {took}"))];
-    if let Some(m) = &end.message {
-        out.push(Printed::new(Tone::Plain, format!("    {}", clean(m))));
+    if let Some(m) = end.message.as_deref().and_then(|m| untold(m, failures)) {
+        out.push(Printed::whole(Tone::Plain, format!("    {}", clean(m))));
     }
     for f in failures {
         out.extend(failure(f, failures.len() > 1));
@@ -138,6 +149,29 @@ fn finished(host: &str, end: &HostEnd, failures: &[StepFailure]) -> Vec<Printed>
         format!("    log: {}", clean(&end.log)),
     ));
     out
+}
+
+/// What the host's message adds to its failing steps' lines: the engine starts it with the
+/// step's own reason (its message, else its last stderr line), which those lines show
+/// already, and appends the playbook's `failure_note` (where the backup is).
+fn untold<'a>(message: &'a str, failures: &[StepFailure]) -> Option<&'a str> {
+    let told = failures
+        .iter()
+        .flat_map(|f| f.message.iter().chain(f.stderr_tail.last()));
+    let mut rest = message;
+    for t in told {
+        if rest == t {
+            return None;
+        }
+        if let Some(after) = rest
+            .strip_prefix(t.as_str())
+            .and_then(|r| r.strip_prefix("; "))
+        {
+            rest = after;
+            break;
+        }
+    }
+    Some(rest)
 }
 
 fn label(f: &StepFailure) -> String {

@@ -74,27 +74,44 @@ enum Cmd {
         #[arg(long)]
         host: String,
     },
-    /// Add a fault rule to a host (or all hosts).
+    /// Add a fault rule to a host (or all hosts): the next commands whose command line
+    /// contains --match fail, hang, run slowly or lose their connection.
+    #[command(
+        after_help = "Example: the next `docker pull` on sl-prod-02 fails once with rc 1:\n  fleet-sim fault --dir FLEET --host sl-prod-02 --match 'docker pull' --action fail --rc 1 --stderr 'manifest unknown' --times 1"
+    )]
     Fault {
+        /// The fleet's directory (as given to `up`).
         #[arg(long)]
         dir: PathBuf,
+        /// The host whose commands fail (default: every host of the fleet).
         #[arg(long)]
         host: Option<String>,
-        #[arg(long = "match")]
+        /// A substring of the command line the rule applies to (the SSH command, or a
+        /// simulated tool's arguments joined by spaces).
+        #[arg(long = "match", value_name = "TEXT")]
         pattern: String,
-        #[arg(long)]
+        /// `fail` (exit with --rc, print --stdout/--stderr), `hang` (until signalled),
+        /// `slow` (wait --seconds, then run), `drop` (cut the SSH connection).
+        #[arg(long, value_name = "fail|hang|slow|drop")]
         action: String,
+        /// Exit code of a `fail` (default 1).
         #[arg(long)]
         rc: Option<i32>,
+        /// What a `fail` prints on stderr (default: `fleet-sim: injected failure`).
         #[arg(long)]
         stderr: Option<String>,
+        /// What a `fail` prints on stdout first.
         #[arg(long)]
         stdout: Option<String>,
+        /// How long a `slow` command waits before it runs (needed by `slow`).
         #[arg(long)]
         seconds: Option<f64>,
+        /// How many matching commands the rule applies to (default: every one).
         #[arg(long)]
         times: Option<u32>,
-        #[arg(long)]
+        /// Where the rule is checked: `session` (the SSH command), `shim` (a simulated
+        /// tool such as docker or psql), or `any` (default).
+        #[arg(long, value_name = "session|shim|any")]
         scope: Option<String>,
     },
     /// Remove fault rules of a host (or all hosts).
