@@ -84,6 +84,14 @@ impl Document {
 
     /// Parses `text`, read from `file` (used only in messages).
     pub fn parse(file: &Path, text: &str) -> Result<Document, Diagnostic> {
+        if let Some(pos) = too_deep(text) {
+            return Err(Diagnostic::new(
+                file,
+                "",
+                format!("not valid YAML: nested more than {MAX_FLOW_DEPTH} levels deep"),
+            )
+            .at(Some(pos)));
+        }
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
             let pos = e.location().map(|l| Pos {
                 line: l.line(),
@@ -167,6 +175,47 @@ impl Document {
             }
         })
     }
+}
+
+/// serde_yaml refuses nesting deeper than 128 levels, but only after libyaml has scanned
+/// the whole text, and libyaml's scan of nested flow collections (`[[[[...`) is quadratic
+/// in their depth: 64 KiB of them took seconds. A flow collection opened this deep is
+/// refused before that scan.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Where the text opens a flow collection more than [`MAX_FLOW_DEPTH`] levels deep, by a
+/// linear scan that skips quoted text and comments. A bracket inside a word (`web[01:20]`)
+/// opens nothing.
+fn too_deep(text: &str) -> Option<Pos> {
+    let (mut depth, mut quote) = (0usize, None);
+    for (line_no, line) in text.lines().enumerate() {
+        // Quotes and comments start a token: `don't` and `a#b` are plain text.
+        let (mut prev, mut opened) = (' ', false);
+        for (col, c) in line.chars().enumerate() {
+            let token_start = prev.is_whitespace() || matches!(prev, ',' | ':') || opened;
+            opened = false;
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') if token_start => quote = Some(c),
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') if token_start => {
+                    depth += 1;
+                    opened = true;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(Pos {
+                            line: line_no + 1,
+                            column: col + 1,
+                        });
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
 }
 
 /// Joins a parent path and a child path as serde_path_to_error prints them.

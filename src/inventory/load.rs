@@ -8,6 +8,7 @@ use crate::vars::Vars;
 use crate::yaml::Document;
 
 use super::parse::check_vars;
+use super::value::to_vars;
 use super::Inventory;
 
 const VARS_EXTENSIONS: [&str; 4] = ["yml", "yaml", "json", ""];
@@ -153,7 +154,8 @@ fn read_vars_entry(path: &Path) -> Result<Vars, Diagnostics> {
     if doc.value.is_null() {
         return Ok(vars);
     }
-    vars = doc.get("").map_err(Diagnostics::from)?;
+    vars = to_vars(&doc.value)
+        .ok_or_else(|| doc.error("", "a vars file is a mapping of name: value"))?;
     let mut errors = Vec::new();
     check_vars(&doc, "", &vars, &mut errors);
     if errors.is_empty() {

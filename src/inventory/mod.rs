@@ -12,6 +12,7 @@ mod parse;
 mod pattern;
 mod precedence;
 mod range;
+mod value;
 
 pub use load::load;
 pub use parse::parse_port;
@@ -59,8 +60,16 @@ struct GroupDef {
 const ALL: &str = "all";
 const UNGROUPED: &str = "ungrouped";
 impl Inventory {
-    /// As Ansible does after reading: a group nobody lists as a child is a child of `all`.
+    /// As Ansible does after reading (`InventoryData.reconcile_inventory`): `all` and
+    /// `ungrouped` exist, a group nobody lists as a child is a child of `all`, and
+    /// `ungrouped` holds exactly the hosts no other group lists — including those an
+    /// explicit `ungrouped:` group names, and none that a later file put in a group.
     fn reconcile(&mut self) {
+        self.group_mut(ALL);
+        if !self.groups.contains_key(UNGROUPED) {
+            self.group_mut(UNGROUPED);
+            self.group_mut(ALL).children.insert(UNGROUPED.into());
+        }
         let parents = self.parents();
         let orphans: Vec<String> = self
             .groups
@@ -69,6 +78,15 @@ impl Inventory {
             .cloned()
             .collect();
         self.group_mut(ALL).children.extend(orphans);
+        let grouped = self.grouped();
+        let alone: IndexSet<String> = self
+            .host_names()
+            .filter(|h| !grouped.contains(*h))
+            .map(String::from)
+            .collect();
+        let ungrouped = self.group_mut(UNGROUPED);
+        ungrouped.hosts.retain(|h| alone.contains(h));
+        ungrouped.hosts.extend(alone);
     }
 
     /// Each group's parents: the groups that list it in `children`. Built once per query,
@@ -163,10 +181,7 @@ impl Inventory {
     }
 
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.groups
-            .keys()
-            .map(String::as_str)
-            .chain(self.has_ungrouped().then_some(UNGROUPED))
+        self.groups.keys().map(String::as_str)
     }
 
     pub fn has_host(&self, name: &str) -> bool {
@@ -174,21 +189,16 @@ impl Inventory {
     }
 
     pub fn has_group(&self, name: &str) -> bool {
-        self.groups.contains_key(name) || (name == UNGROUPED && self.has_ungrouped())
+        self.groups.contains_key(name)
     }
 
-    fn has_ungrouped(&self) -> bool {
-        let grouped = self.grouped();
-        self.host_names().any(|h| !grouped.contains(h))
-    }
-
-    /// The hosts some group other than `all` lists: one pass over the groups, rather than
-    /// a search of every group for each host.
-    fn grouped(&self) -> HashSet<&str> {
+    /// The hosts some group other than `all` and `ungrouped` lists: one pass over the
+    /// groups, rather than a search of every group for each host.
+    fn grouped(&self) -> HashSet<String> {
         self.groups
             .iter()
-            .filter(|(g, _)| *g != ALL)
-            .flat_map(|(_, def)| def.hosts.iter().map(String::as_str))
+            .filter(|(g, _)| *g != ALL && *g != UNGROUPED)
+            .flat_map(|(_, def)| def.hosts.iter().cloned())
             .collect()
     }
 
@@ -196,10 +206,6 @@ impl Inventory {
     pub fn group_hosts(&self, group: &str) -> IndexSet<&str> {
         if group == ALL {
             return self.host_names().collect();
-        }
-        if group == UNGROUPED {
-            let grouped = self.grouped();
-            return self.host_names().filter(|h| !grouped.contains(h)).collect();
         }
         let mut members = IndexSet::new();
         let mut stack = vec![group];

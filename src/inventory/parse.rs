@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::range::{expand_host_range, TOO_MANY};
+use super::value::{key_string, to_vars};
 use super::{GroupDef, Inventory, ALL, MAX_HOSTS};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::vars::{check_name, overlay, Vars};
@@ -130,7 +131,7 @@ impl Inventory {
                 serde_yaml::Value::Null => {}
                 serde_yaml::Value::Mapping(hosts) => {
                     for (host, vars) in hosts {
-                        let host = host_key(host);
+                        let host = key_string(host);
                         self.read_host(doc, &join(&hpath, &host), &host, vars, name, errors);
                     }
                 }
@@ -187,13 +188,8 @@ fn read_vars(
         errors.push(doc.error(path, "variables must be a mapping of name: value"));
         return None;
     }
-    let vars: Vars = match doc.deserialize(path, value) {
-        Ok(v) => v,
-        Err(d) => {
-            errors.push(d);
-            return None;
-        }
-    };
+    // Keys of any type are kept, as strings, as Ansible keeps them.
+    let vars = to_vars(value)?;
     let before = errors.len();
     check_vars(doc, path, &vars, errors);
     (errors.len() == before).then_some(vars)
@@ -239,16 +235,6 @@ pub fn parse_port(value: &Value) -> Option<u16> {
         _ => return None,
     };
     u16::try_from(n).ok().filter(|p| *p > 0)
-}
-
-fn host_key(key: &serde_yaml::Value) -> String {
-    match key {
-        serde_yaml::Value::String(s) => s.clone(),
-        // `10.0.0.1:` is a string, but `42:` is read as a number.
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-    }
 }
 
 fn check_group_name(name: &str) -> Result<(), String> {

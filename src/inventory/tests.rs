@@ -382,3 +382,42 @@ fn deep_and_lattice_group_graphs_are_linear_not_exponential() {
         }
     }
 }
+
+#[test]
+fn an_explicit_ungrouped_group_selects_its_hosts() {
+    // As Ansible's docs and every `ansible-inventory --yaml` export write it.
+    let inv = parse(
+        "all:\n  children:\n    ungrouped:\n      hosts:\n        lone:\n        both:\n    web:\n      hosts:\n        both:\n        w1:\n",
+    )
+    .unwrap();
+    assert_eq!(select(&inv, "ungrouped"), ["lone"]);
+    assert_eq!(inv.host_vars("lone")["group_names"], json!(["ungrouped"]));
+    assert_eq!(inv.host_vars("both")["group_names"], json!(["web"]));
+}
+
+#[test]
+fn mappings_with_non_string_keys_keep_them_as_strings() {
+    let inv = parse("all:\n  hosts:\n    h1:\n      ports: {80: http, 443: https}\n").unwrap();
+    assert_eq!(
+        inv.host_vars("h1")["ports"],
+        json!({"80": "http", "443": "https"})
+    );
+}
+
+#[test]
+fn deeply_nested_flow_collections_are_refused_before_yaml_scans_them() {
+    // libyaml's scan of `a: [a: [...` is quadratic in its depth: 64 KiB took seconds.
+    let text = "a: [".repeat(16 * 1024);
+    let e = parse(&text).unwrap_err();
+    assert!(
+        e.0[0].message.contains("nested more than 128 levels"),
+        "{e}"
+    );
+    assert_eq!((e.0[0].line, e.0[0].column), (1, 516));
+    // Brackets in quotes, comments and words do not count.
+    let b = "[".repeat(200);
+    let fine = format!("all:\n  vars:\n    h: {{x: '{b}', y: \"{b}\"}} # {b}\n    z: don't{b}\n");
+    if let Err(e) = parse(&fine) {
+        panic!("{e}");
+    }
+}

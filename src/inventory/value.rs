@@ -1,0 +1,87 @@
+//! YAML values as Ansible keeps them: a mapping's keys are strings whatever YAML typed them
+//! (`ports: {80: http}` is `{"80": "http"}`, as Ansible's JSON shows it), so one odd key
+//! does not make the whole inventory unreadable.
+
+use serde_json::{Number, Value};
+
+use crate::vars::Vars;
+
+/// Converts a YAML value to the JSON value fleetup's variables hold. Recursive: serde_yaml
+/// refuses documents nested deeper than 128 levels, so the depth is bounded.
+pub(crate) fn to_json(value: &serde_yaml::Value) -> Value {
+    match value {
+        serde_yaml::Value::Null => Value::Null,
+        serde_yaml::Value::Bool(b) => Value::Bool(*b),
+        serde_yaml::Value::Number(n) => number(n),
+        serde_yaml::Value::String(s) => Value::String(s.clone()),
+        serde_yaml::Value::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
+        serde_yaml::Value::Mapping(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (key_string(k), to_json(v)))
+                .collect::<Vars>(),
+        ),
+        serde_yaml::Value::Tagged(tagged) => to_json(&tagged.value),
+    }
+}
+
+/// A mapping's entries as variables (`None` when `value` is not a mapping).
+pub(crate) fn to_vars(value: &serde_yaml::Value) -> Option<Vars> {
+    match to_json(value) {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+fn number(n: &serde_yaml::Number) -> Value {
+    if let Some(i) = n.as_i64() {
+        return Value::from(i);
+    }
+    if let Some(u) = n.as_u64() {
+        return Value::from(u);
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    // JSON has no infinity or NaN: Ansible's JSON writes them as words, kept here as text.
+    Number::from_f64(f).map_or_else(|| Value::String(n.to_string()), Value::Number)
+}
+
+/// A key as JSON writes it: `80` → "80", `true` → "true", `~` → "null".
+pub(crate) fn key_string(key: &serde_yaml::Value) -> String {
+    match key {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Null => "null".into(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Number(n) => match number(n) {
+            Value::String(s) => s,
+            v => v.to_string(),
+        },
+        serde_yaml::Value::Tagged(t) => key_string(&t.value),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn yaml(text: &str) -> serde_yaml::Value {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn keys_of_any_type_become_strings() {
+        let v = to_json(&yaml("{80: http, 443: https, true: yes, ~: none, 1.5: f}"));
+        assert_eq!(
+            v,
+            json!({"80": "http", "443": "https", "true": "yes", "null": "none", "1.5": "f"})
+        );
+    }
+
+    #[test]
+    fn nested_values_keep_their_types() {
+        let v = to_json(&yaml("a: [1, 2.5, x, null, {b: [true]}]"));
+        assert_eq!(v, json!({"a": [1, 2.5, "x", null, {"b": [true]}]}));
+    }
+}
