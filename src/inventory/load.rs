@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::vars::Vars;
-use crate::yaml::Document;
+use crate::yaml::{read_input, Document};
 
 use super::parse::check_vars;
+use super::source::{files_in, parse_text};
 use super::value::to_vars;
 use super::Inventory;
 
@@ -20,13 +21,13 @@ pub fn load(sources: &[PathBuf]) -> Result<Inventory, Diagnostics> {
     let mut vars_dirs = Vec::new();
     for source in sources {
         let (files, dir) = if source.is_dir() {
-            (inventory_files_in(source)?, source.clone())
+            (folder_files(source)?, source.clone())
         } else {
             let dir = source.parent().map(Path::to_path_buf).unwrap_or_default();
             (vec![source.clone()], dir)
         };
         for file in files {
-            match read_document(&file).and_then(|d| Inventory::from_document(&d)) {
+            match read_source(&file) {
                 Ok(part) => inventory.merge(part),
                 Err(d) => errors.extend(d.0),
             }
@@ -55,16 +56,17 @@ fn read_document(path: &Path) -> Result<Document, Diagnostics> {
     Ok(Document::read(path, "inventory file")?)
 }
 
-/// The inventory files of a folder given to `-i`: its YAML files, sorted by name.
-fn inventory_files_in(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Diagnostic::new(dir, "", format!("cannot read folder: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(extension(p), "yml" | "yaml"))
-        .collect();
-    files.sort();
+/// One inventory file, whatever its kind.
+fn read_source(path: &Path) -> Result<Inventory, Diagnostics> {
+    let text = read_input(path, "inventory file")?;
+    parse_text(path, &text)
+}
+
+/// The inventory files of a folder given to `-i` (see [`files_in`]).
+fn folder_files(dir: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
+    let files = files_in(dir)?;
     if files.is_empty() {
-        return Err(Diagnostic::new(dir, "", "folder holds no .yml or .yaml inventory").into());
+        return Err(Diagnostic::new(dir, "", "folder holds no inventory file").into());
     }
     Ok(files)
 }

@@ -7,17 +7,24 @@
 //! all < parent group < child group < host, with `group_vars/` and `host_vars/` files above
 //! the inline values of the same level. The module is pure: [`load`] does the file I/O.
 
+mod ini;
+mod list;
 mod load;
 mod parse;
 mod pattern;
 mod precedence;
+mod pylit;
 mod range;
+mod shlex;
+mod source;
 mod value;
 
+pub use ini::parse_ini;
 pub use load::load;
 pub use parse::parse_port;
 pub use pattern::{Pattern, Selection};
 pub use precedence::Precedence;
+pub use source::parse_text;
 
 use std::collections::{HashMap, HashSet};
 
@@ -221,6 +228,13 @@ impl Inventory {
         }
         // Inventory order, not discovery order.
         self.host_names().filter(|h| members.contains(h)).collect()
+    }
+
+    /// Sets a host's own variables (a `--list` document's `_meta.hostvars`).
+    fn set_host_vars(&mut self, host: &str, vars: Vars) {
+        if let Some(def) = self.hosts.get_mut(host) {
+            overlay(&mut def.vars, &vars);
+        }
     }
 
     /// Adds variables read from `group_vars/<group>` (true) or `host_vars/<host>` (false).

@@ -202,28 +202,31 @@ pub(super) fn check_vars(doc: &Document, path: &str, vars: &Vars, errors: &mut V
         let field = join(path, name);
         if let Err(m) = check_name(name) {
             errors.push(Diagnostic::new(&doc.file, field.as_str(), m).at(doc.key_pos(&field)));
-            continue;
+        } else if let Err(m) = check_value(name, value) {
+            errors.push(doc.error(&field, m));
         }
-        if name == crate::window::VAR {
-            if let Err(m) = crate::window::Windows::from_value(value) {
-                errors.push(doc.error(&field, m));
-            }
-            continue;
+    }
+}
+
+/// The type fleetup needs of a variable it relies on (`ansible_port`, `window`...).
+pub(super) fn check_value(name: &str, value: &Value) -> Result<(), String> {
+    if name == crate::window::VAR {
+        return crate::window::Windows::from_value(value).map(|_| ());
+    }
+    let Some((_, ty)) = TYPED_VARS.iter().find(|(n, _)| *n == name) else {
+        return Ok(());
+    };
+    let problem = match ty {
+        VarType::Text => (!value.is_string()).then_some("must be a string"),
+        VarType::Bool => (!value.is_boolean()).then_some("must be true or false"),
+        VarType::Int => (!value.is_i64()).then_some("must be a whole number"),
+        VarType::Port => {
+            (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535")
         }
-        let Some((_, ty)) = TYPED_VARS.iter().find(|(n, _)| n == name) else {
-            continue;
-        };
-        let problem = match ty {
-            VarType::Text => (!value.is_string()).then_some("must be a string"),
-            VarType::Bool => (!value.is_boolean()).then_some("must be true or false"),
-            VarType::Int => (!value.is_i64()).then_some("must be a whole number"),
-            VarType::Port => {
-                (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535")
-            }
-        };
-        if let Some(problem) = problem {
-            errors.push(doc.error(&field, format!("{problem}, found {value}")));
-        }
+    };
+    match problem {
+        Some(problem) => Err(format!("{problem}, found {value}")),
+        None => Ok(()),
     }
 }
 
