@@ -57,6 +57,11 @@ pub enum Command {
         after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps"
     )]
     Exec(ExecArgs),
+    /// What fleetup makes of an inventory, in ansible-inventory's shapes (to diff the two).
+    #[command(
+        after_help = "Examples:\n  fleetup inventory -i hosts.ini --list\n  fleetup inventory -i hosts.ini --graph production --vars\n  diff <(fleetup inventory -i hosts.ini --list) <(ansible-inventory -i hosts.ini --list)"
+    )]
+    Inventory(InventoryCmdArgs),
 }
 
 /// `-i`, shared by every command that reads an inventory. Not required by clap: a resumed
@@ -342,6 +347,34 @@ pub struct ExecArgs {
     /// The command, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["list", "graph", "host"])))]
+pub struct InventoryCmdArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Every group and host, and each host's variables (`_meta.hostvars`), as JSON.
+    #[arg(long)]
+    pub list: bool,
+    /// The groups as a tree, from GROUP (default all).
+    #[arg(long)]
+    pub graph: bool,
+    /// One host's variables, as JSON.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The group `--graph` starts from.
+    #[arg(value_name = "GROUP", requires = "graph")]
+    pub group: Option<String>,
+    /// Only the hosts this pattern selects (with --list).
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// With --graph: show the variables of each host and group.
+    #[arg(long, requires = "graph")]
+    pub vars: bool,
+    /// With --list: each group's and host's own variables, not each host's merged ones.
+    #[arg(long, requires = "list")]
+    pub export: bool,
 }
 
 impl PlayArgs {

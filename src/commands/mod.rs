@@ -11,6 +11,7 @@ use fleetup::ui::text::plural;
 
 mod error;
 mod history;
+mod inventory;
 mod run;
 mod session;
 mod staged;
@@ -109,6 +110,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, CliError> {
 }
 
 pub use history::{history, show};
+pub use inventory::inventory;
 pub use run::{exec, run};
 
 /// Prepares the play, printing its warnings.

@@ -23,7 +23,7 @@ pub use ini::parse_ini;
 pub use load::load;
 pub use parse::parse_port;
 pub use pattern::{Pattern, Selection};
-pub use precedence::Precedence;
+pub use precedence::{Precedence, MAGIC_VARS};
 pub use source::parse_text;
 
 use std::collections::{HashMap, HashSet};
@@ -207,6 +207,42 @@ impl Inventory {
             .filter(|(g, _)| *g != ALL && *g != UNGROUPED)
             .flat_map(|(_, def)| def.hosts.iter().cloned())
             .collect()
+    }
+
+    /// A group's own child groups, in the order they were added.
+    pub fn group_children(&self, group: &str) -> impl Iterator<Item = &str> {
+        self.groups
+            .get(group)
+            .into_iter()
+            .flat_map(|g| g.children.iter().map(String::as_str))
+    }
+
+    /// The hosts a group lists itself (not through its children), in the order listed.
+    pub fn group_own_hosts(&self, group: &str) -> impl Iterator<Item = &str> {
+        self.groups
+            .get(group)
+            .into_iter()
+            .flat_map(|g| g.hosts.iter().map(String::as_str))
+    }
+
+    /// A group's own variables: inline, then its `group_vars/` files on top.
+    pub fn group_vars(&self, group: &str) -> Vars {
+        let mut vars = Vars::new();
+        if let Some(def) = self.groups.get(group) {
+            overlay(&mut vars, &def.vars);
+            overlay(&mut vars, &def.file_vars);
+        }
+        vars
+    }
+
+    /// A host's own variables: inline, then its `host_vars/` files on top.
+    pub fn host_own_vars(&self, host: &str) -> Vars {
+        let mut vars = Vars::new();
+        if let Some(def) = self.hosts.get(host) {
+            overlay(&mut vars, &def.vars);
+            overlay(&mut vars, &def.file_vars);
+        }
+        vars
     }
 
     /// The hosts of a group and of all its descendants, in inventory order.

@@ -13,6 +13,10 @@ use serde_json::Value;
 use super::{Inventory, ALL, UNGROUPED};
 use crate::vars::{overlay, Vars};
 
+/// The variables Ansible sets itself for every host, which fleetup sets too; not the
+/// inventory's own, so `ansible-inventory --list` does not show them.
+pub const MAGIC_VARS: [&str; 2] = ["inventory_hostname", "group_names"];
+
 /// The inventory's group graph, read for variable precedence.
 pub struct Precedence<'a> {
     inventory: &'a Inventory,
@@ -111,8 +115,9 @@ impl<'a> Precedence<'a> {
             names.push(UNGROUPED);
         }
         names.sort_unstable();
-        vars.insert("inventory_hostname".into(), Value::String(host.to_string()));
-        vars.insert("group_names".into(), names.into());
+        let [hostname, group_names] = MAGIC_VARS;
+        vars.insert(hostname.into(), Value::String(host.to_string()));
+        vars.insert(group_names.into(), names.into());
         vars
     }
 

@@ -5,6 +5,7 @@
 pub mod exec;
 pub mod gate;
 pub mod history;
+pub mod inventory;
 pub mod json;
 pub mod plain;
 pub mod plan;

@@ -1,0 +1,49 @@
+//! `fleetup inventory`: what fleetup makes of an inventory, in `ansible-inventory`'s own
+//! shapes, so that an operator can diff the two.
+
+use fleetup::diagnostic::did_you_mean;
+use fleetup::exit::Exit;
+use fleetup::inventory::{self, Pattern};
+use fleetup::ui;
+
+use super::{print_warnings, CliError};
+use crate::cli::InventoryCmdArgs;
+
+pub fn inventory(args: &InventoryCmdArgs) -> Result<Exit, CliError> {
+    if args.inventory.inventories.is_empty() {
+        return Err(CliError::NoInventory);
+    }
+    let inventory = inventory::load(&args.inventory.inventories)?;
+    print_warnings(&inventory.warnings);
+    let hosts: Vec<String> = match &args.limit {
+        Some(limit) => {
+            let pattern = Pattern::parse(limit).map_err(CliError::Pattern)?;
+            let selection = inventory.select(&pattern);
+            for term in &selection.unmatched {
+                eprintln!("warning: --limit: `{term}` matches no host or group");
+            }
+            selection.hosts
+        }
+        None => inventory.host_names().map(String::from).collect(),
+    };
+    if args.list {
+        println!("{}", ui::inventory::list(&inventory, &hosts, args.export));
+    } else if let Some(host) = &args.host {
+        if !inventory.has_host(host) {
+            return Err(CliError::NoMatch(host.clone()));
+        }
+        println!("{}", ui::inventory::host(&inventory, host));
+    } else {
+        let group = args.group.as_deref().unwrap_or("all");
+        if !inventory.has_group(group) {
+            let hint = did_you_mean(group, inventory.group_names())
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            return Err(CliError::Pattern(format!(
+                "--graph: `{group}` is not a group of the inventory{hint}"
+            )));
+        }
+        println!("{}", ui::inventory::graph(&inventory, group, args.vars));
+    }
+    Ok(Exit::Success)
+}
