@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos};
 
@@ -28,6 +28,9 @@ pub struct Document {
 struct Place {
     key: Option<Pos>,
     value: Option<Pos>,
+    /// The value is an unquoted scalar (`yes`, not `"yes"`): YAML 1.1 readers, as
+    /// Ansible's, type some of these otherwise than YAML 1.2 does.
+    plain: bool,
 }
 
 /// The largest input file fleetup reads. An inventory of ten thousand hosts is about a
@@ -125,6 +128,11 @@ impl Document {
     pub fn key_pos(&self, path: &str) -> Option<Pos> {
         let place = self.positions.get(path)?;
         place.key.or(place.value)
+    }
+
+    /// Whether the value at `path` was written as an unquoted scalar.
+    pub fn is_plain(&self, path: &str) -> bool {
+        self.positions.get(path).is_some_and(|p| p.plain)
     }
 
     /// A diagnostic about the value at `path`, placed in this file.
@@ -337,8 +345,13 @@ impl MarkedEventReceiver for Indexer {
             return;
         }
         match ev {
-            Event::Scalar(text, ..) => match self.next_value_path() {
-                Some(path) => self.record_value(&path, mark),
+            Event::Scalar(text, style, ..) => match self.next_value_path() {
+                Some(path) => {
+                    self.record_value(&path, mark);
+                    if style == TScalarStyle::Plain {
+                        self.positions.entry(path).or_default().plain = true;
+                    }
+                }
                 None => self.record_key(&text, mark),
             },
             Event::Alias(_) => match self.next_value_path() {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::parse::check_value;
 use super::pylit::literal;
 use super::range::{expand_host_range, TOO_MANY};
-use super::{shlex, Inventory, ALL, MAX_HOSTS, UNGROUPED};
+use super::{shlex, Inventory, MAX_HOSTS, UNGROUPED};
 use crate::diagnostic::{Diagnostic, Diagnostics, Pos};
 use crate::vars::{check_name, Vars};
 
@@ -45,15 +45,13 @@ struct Reader<'a> {
 pub fn parse_ini(file: &Path, text: &str) -> Result<Inventory, Diagnostics> {
     let mut r = Reader {
         file,
-        inv: Inventory::default(),
+        inv: Inventory::empty(),
         group: UNGROUPED.into(),
         section: Section::Hosts,
         pending: IndexMap::new(),
         errors: Vec::new(),
         line: 0,
     };
-    r.inv.group_mut(ALL).children.insert(UNGROUPED.into());
-    r.inv.group_mut(UNGROUPED);
     for (i, raw) in text.lines().enumerate() {
         r.line = i + 1;
         let line = raw.trim();

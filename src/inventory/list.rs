@@ -10,7 +10,7 @@ use serde_yaml::Value;
 
 use super::parse::check_value;
 use super::value::{key_string, to_vars};
-use super::{Inventory, ALL, UNGROUPED};
+use super::Inventory;
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::vars::{check_name, Vars};
 use crate::yaml::{join, Document};
@@ -39,9 +39,7 @@ pub(super) fn is_list_form(value: &Value) -> bool {
 
 /// Reads a document in the `--list` form.
 pub(super) fn read_list(doc: &Document) -> Result<Listed, Diagnostics> {
-    let mut inv = Inventory::default();
-    inv.group_mut(ALL).children.insert(UNGROUPED.into());
-    inv.group_mut(UNGROUPED);
+    let mut inv = Inventory::empty();
     let mut errors = Vec::new();
     let Some(top) = doc.value.as_mapping() else {
         return Err(doc
@@ -141,7 +139,7 @@ pub(super) fn checked_vars(
     value: &Value,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Vars> {
-    let Some(vars) = to_vars(value) else {
+    let Some(vars) = to_vars(doc, path, value) else {
         errors.push(doc.error(path, "variables must be an object of name: value"));
         return None;
     };

@@ -156,7 +156,7 @@ fn read_vars_entry(path: &Path) -> Result<Vars, Diagnostics> {
     if doc.value.is_null() {
         return Ok(vars);
     }
-    vars = to_vars(&doc.value)
+    vars = to_vars(&doc, "", &doc.value)
         .ok_or_else(|| doc.error("", "a vars file is a mapping of name: value"))?;
     let mut errors = Vec::new();
     check_vars(&doc, "", &vars, &mut errors);

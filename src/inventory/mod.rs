@@ -67,6 +67,14 @@ struct GroupDef {
 const ALL: &str = "all";
 const UNGROUPED: &str = "ungrouped";
 impl Inventory {
+    /// An inventory with only `all` and its child `ungrouped`, as Ansible starts one.
+    fn empty() -> Inventory {
+        let mut inv = Inventory::default();
+        inv.group_mut(ALL).children.insert(UNGROUPED.into());
+        inv.group_mut(UNGROUPED);
+        inv
+    }
+
     /// As Ansible does after reading (`InventoryData.reconcile_inventory`): `all` and
     /// `ungrouped` exist, a group nobody lists as a child is a child of `all`, and
     /// `ungrouped` holds exactly the hosts no other group lists — including those an

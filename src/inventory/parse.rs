@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::range::{expand_host_range, TOO_MANY};
 use super::value::{key_string, to_vars};
-use super::{GroupDef, Inventory, ALL, MAX_HOSTS};
+use super::{Inventory, MAX_HOSTS};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::vars::{check_name, overlay, Vars};
 use crate::yaml::{join, Document};
@@ -36,8 +36,7 @@ enum VarType {
 impl Inventory {
     /// Reads one inventory document (the YAML text of one `-i` file).
     pub fn from_document(doc: &Document) -> Result<Inventory, Diagnostics> {
-        let mut inv = Inventory::default();
-        inv.groups.insert(ALL.to_string(), GroupDef::default());
+        let mut inv = Inventory::empty();
         let mut errors = Vec::new();
         match &doc.value {
             serde_yaml::Value::Null => inv.warnings.push(doc.error("", "inventory is empty")),
@@ -189,7 +188,7 @@ fn read_vars(
         return None;
     }
     // Keys of any type are kept, as strings, as Ansible keeps them.
-    let vars = to_vars(value)?;
+    let vars = to_vars(doc, path, value)?;
     let before = errors.len();
     check_vars(doc, path, &vars, errors);
     (errors.len() == before).then_some(vars)

@@ -17,6 +17,8 @@ use crate::vars::{overlay, Vars};
 /// inventory's own, so `ansible-inventory --list` does not show them.
 pub const MAGIC_VARS: [&str; 2] = ["inventory_hostname", "group_names"];
 
+const PRIORITY: &str = "ansible_group_priority";
+
 /// The inventory's group graph, read for variable precedence.
 pub struct Precedence<'a> {
     inventory: &'a Inventory,
@@ -103,6 +105,9 @@ impl<'a> Precedence<'a> {
         for def in order.iter().filter_map(|g| groups.get(*g)) {
             overlay(&mut vars, &def.vars);
         }
+        // Ansible makes a group's inline `ansible_group_priority` the group's priority, not
+        // a variable of its hosts.
+        vars.remove(PRIORITY);
         for def in order.iter().filter_map(|g| groups.get(*g)) {
             overlay(&mut vars, &def.file_vars);
         }
@@ -145,7 +150,7 @@ impl<'a> Precedence<'a> {
         self.inventory
             .groups
             .get(group)
-            .and_then(|g| g.vars.get("ansible_group_priority"))
+            .and_then(|g| g.vars.get(PRIORITY))
             .and_then(Value::as_i64)
             .unwrap_or(1)
     }

@@ -1,33 +1,64 @@
 //! YAML values as Ansible keeps them: a mapping's keys are strings whatever YAML typed them
 //! (`ports: {80: http}` is `{"80": "http"}`, as Ansible's JSON shows it), so one odd key
-//! does not make the whole inventory unreadable.
+//! does not make the whole inventory unreadable. And unquoted `yes`, `no`, `on` and `off`
+//! are booleans, as the YAML 1.1 that Ansible reads says (YAML 1.2 made them text), so
+//! that `enabled: no` is false in fleetup as in Ansible.
 
 use serde_json::{Number, Value};
 
 use crate::vars::Vars;
+use crate::yaml::{join, Document};
 
-/// Converts a YAML value to the JSON value fleetup's variables hold. Recursive: serde_yaml
-/// refuses documents nested deeper than 128 levels, so the depth is bounded.
+/// Converts a YAML value to the JSON value fleetup's variables hold (without knowing how
+/// its scalars were written: see [`to_vars`]).
 pub(crate) fn to_json(value: &serde_yaml::Value) -> Value {
+    convert(None, "", value)
+}
+
+/// The variables of the mapping at `path` of `doc` (`None` when it is not a mapping).
+pub(crate) fn to_vars(doc: &Document, path: &str, value: &serde_yaml::Value) -> Option<Vars> {
+    match convert(Some(doc), path, value) {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// Recursive: serde_yaml refuses documents nested deeper than 128 levels, so the depth is
+/// bounded.
+fn convert(doc: Option<&Document>, path: &str, value: &serde_yaml::Value) -> Value {
     match value {
         serde_yaml::Value::Null => Value::Null,
         serde_yaml::Value::Bool(b) => Value::Bool(*b),
         serde_yaml::Value::Number(n) => number(n),
-        serde_yaml::Value::String(s) => Value::String(s.clone()),
-        serde_yaml::Value::Sequence(items) => Value::Array(items.iter().map(to_json).collect()),
+        serde_yaml::Value::String(s) => match doc.filter(|d| d.is_plain(path)) {
+            Some(_) => yaml11_bool(s).map_or_else(|| Value::String(s.clone()), Value::Bool),
+            None => Value::String(s.clone()),
+        },
+        serde_yaml::Value::Sequence(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| convert(doc, &format!("{path}[{i}]"), v))
+                .collect(),
+        ),
         serde_yaml::Value::Mapping(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (key_string(k), to_json(v)))
+                .map(|(k, v)| {
+                    let k = key_string(k);
+                    let v = convert(doc, &join(path, &k), v);
+                    (k, v)
+                })
                 .collect::<Vars>(),
         ),
-        serde_yaml::Value::Tagged(tagged) => to_json(&tagged.value),
+        serde_yaml::Value::Tagged(tagged) => convert(doc, path, &tagged.value),
     }
 }
 
-/// A mapping's entries as variables (`None` when `value` is not a mapping).
-pub(crate) fn to_vars(value: &serde_yaml::Value) -> Option<Vars> {
-    match to_json(value) {
-        Value::Object(map) => Some(map),
+/// The booleans of YAML 1.1 (PyYAML's resolver) that YAML 1.2 reads as text.
+fn yaml11_bool(s: &str) -> Option<bool> {
+    match s {
+        "yes" | "Yes" | "YES" | "on" | "On" | "ON" => Some(true),
+        "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
         _ => None,
     }
 }
@@ -76,6 +107,19 @@ mod tests {
         assert_eq!(
             v,
             json!({"80": "http", "443": "https", "true": "yes", "null": "none", "1.5": "f"})
+        );
+    }
+
+    #[test]
+    fn unquoted_yaml11_booleans_are_booleans() {
+        let doc = Document::parse(
+            std::path::Path::new("v.yml"),
+            "a: yes\nb: 'yes'\nc: [off, \"on\", No]\nd: {e: ON}\nf: yesterday\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(to_vars(&doc, "", &doc.value).unwrap()),
+            json!({"a": true, "b": "yes", "c": [false, "on", false], "d": {"e": true}, "f": "yesterday"})
         );
     }
 

@@ -1,6 +1,6 @@
 //! `fleetup inventory`: what fleetup makes of an inventory, in `ansible-inventory`'s own
-//! shapes and formatting (`--list`, `--host`: JSON with sorted keys, four-space indents and
-//! ASCII escapes as Python's `json.dumps` writes them; `--graph`, with `--vars` values as
+//! shapes and formatting (`--list`, `--host`: JSON with sorted keys and four-space indents
+//! as Python's `json.dumps` writes them; `--graph`, with `--vars` values as
 //! Python prints them), so that `diff` between the two shows only real disagreements.
 
 use std::collections::HashSet;
@@ -165,7 +165,11 @@ fn python_repr(v: &Value) -> String {
         Value::Bool(false) => "False".into(),
         Value::Number(n) => python_number(n),
         Value::String(s) => {
-            let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let quote = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
             let mut out = String::from(quote);
             for c in s.chars() {
                 match c {
@@ -190,7 +194,13 @@ fn python_repr(v: &Value) -> String {
         Value::Object(map) => {
             let items: Vec<String> = map
                 .iter()
-                .map(|(k, v)| format!("{}: {}", python_repr(&Value::from(k.as_str())), python_repr(v)))
+                .map(|(k, v)| {
+                    format!(
+                        "{}: {}",
+                        python_repr(&Value::from(k.as_str())),
+                        python_repr(v)
+                    )
+                })
                 .collect();
             format!("{{{}}}", items.join(", "))
         }
@@ -255,7 +265,8 @@ fn write_json(v: &Value, depth: usize, out: &mut String) {
     }
 }
 
-/// A JSON string with non-ASCII characters escaped (`ensure_ascii`).
+/// A JSON string as Ansible's encoder writes it: control characters escaped, the rest of
+/// Unicode as it is.
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
@@ -267,7 +278,7 @@ fn write_string(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\x08' => out.push_str("\\b"),
             '\x0c' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+            c if (c as u32) < 0x20 => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{unit:04x}");
