@@ -136,13 +136,46 @@ const CORPUS: &[Case] = &[
         ],
         source: "inv",
     },
+    Case {
+        name: "script: --list with _meta",
+        files: &[(
+            "inventory.sh",
+            "#!/bin/sh\n[ \"$1\" = --list ] || exit 1\ncat <<'EOF'\n{\"web\": {\"hosts\": [\"w1\", \"w2\"], \"vars\": {\"http_port\": 80}, \"children\": [\"edge\"]},\n \"edge\": [\"e1\"], \"all\": {\"children\": [\"web\"], \"vars\": {\"x\": true}},\n \"_meta\": {\"hostvars\": {\"w1\": {\"a\": [1, {\"b\": null}]}, \"e1\": {\"ansible_port\": 2222}, \"stray\": {\"s\": 1}}}}\nEOF\n",
+        )],
+        source: "inventory.sh",
+    },
+    Case {
+        name: "script: no _meta, so --host for each host",
+        files: &[(
+            "hosts.py",
+            "#!/usr/bin/env python3\nimport json, sys\nif sys.argv[1] == '--list':\n    print(json.dumps({'web': {'hosts': ['w1', 'w2'], 'vars': {'v': 1}}, 'db': {'hosts': ['d1']}}))\nelse:\n    print(json.dumps({'w1': {'who': 'w1', 'v': 2}, 'd1': {}}.get(sys.argv[2], {})) if sys.argv[2] != 'w2' else '')\n",
+        )],
+        source: "hosts.py",
+    },
+    Case {
+        name: "folder: a script, YAML and INI together",
+        files: &[
+            (
+                "inv/00-script",
+                "#!/bin/sh\necho '{\"_meta\": {\"hostvars\": {\"s1\": {\"from\": \"script\"}}}, \"web\": [\"s1\"]}'\n",
+            ),
+            ("inv/10-static.yml", "web:\n  hosts:\n    w1:\n      from: yaml\n"),
+            ("inv/20-more.ini", "[web:vars]\nlevel=2\n[web]\n[db]\ns1\n"),
+        ],
+        source: "inv",
+    },
 ];
 
+/// Writes a case's files; a file that starts with `#!` is made executable (a script).
 fn write_case(dir: &Path, case: &Case) {
+    use std::os::unix::fs::PermissionsExt;
     for (path, text) in case.files {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
+        std::fs::write(&p, text).unwrap();
+        if text.starts_with("#!") {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
 }
 
@@ -230,10 +263,49 @@ fn graph_with_vars_agrees_with_ansible_inventory() {
     assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
 }
 
+/// A `--list` export kept as a file: Ansible reads that form only from a script, so
+/// fleetup reading the file is compared with Ansible running a script that prints it.
+#[test]
+fn list_export_file_reads_as_ansible_reads_the_same_json_from_a_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Case {
+        name: "a --list export",
+        files: &[(
+            "src.ini",
+            "lone x=1\n[web]\nw1 a=[1,2]\nw2\n[web:vars]\nv=True\n[eu:children]\nweb\n",
+        )],
+        source: "src.ini",
+    };
+    write_case(dir.path(), &source);
+    let export = output(
+        "ansible-inventory",
+        dir.path(),
+        &["-i", "src.ini", "--list"],
+    );
+    std::fs::write(dir.path().join("export.json"), &export).unwrap();
+    let script = Case {
+        name: "cat",
+        files: &[(
+            "cat.sh",
+            "#!/bin/sh\ncat \"$(dirname \"$0\")/export.json\"\n",
+        )],
+        source: "cat.sh",
+    };
+    write_case(dir.path(), &script);
+    let ours = output(
+        FLEETUP,
+        dir.path(),
+        &["inventory", "-i", "export.json", "--list"],
+    );
+    let theirs = output("ansible-inventory", dir.path(), &["-i", "cat.sh", "--list"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, export, "a round trip changes nothing");
+}
+
 #[test]
 fn limited_list_agrees_with_ansible_inventory() {
     let diffs = compare(
-        &CORPUS[CORPUS.len() - 4..],
+        &CORPUS[CORPUS.len() - 7..],
         &["--list", "--limit", "web*:db*:!w2:ungrouped"],
     );
     assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));

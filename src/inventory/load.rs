@@ -8,6 +8,7 @@ use crate::vars::Vars;
 use crate::yaml::{read_input, Document};
 
 use super::parse::check_vars;
+use super::script::{is_script, run_script};
 use super::source::{files_in, parse_text};
 use super::value::to_vars;
 use super::Inventory;
@@ -56,8 +57,11 @@ fn read_document(path: &Path) -> Result<Document, Diagnostics> {
     Ok(Document::read(path, "inventory file")?)
 }
 
-/// One inventory file, whatever its kind.
+/// One inventory file, whatever its kind: an executable is run, as Ansible runs it.
 fn read_source(path: &Path) -> Result<Inventory, Diagnostics> {
+    if is_script(path) {
+        return run_script(path);
+    }
     let text = read_input(path, "inventory file")?;
     parse_text(path, &text)
 }

@@ -15,6 +15,7 @@ mod pattern;
 mod precedence;
 mod pylit;
 mod range;
+mod script;
 mod shlex;
 mod source;
 mod value;
@@ -24,6 +25,7 @@ pub use load::load;
 pub use parse::parse_port;
 pub use pattern::{Pattern, Selection};
 pub use precedence::{Precedence, MAGIC_VARS};
+pub use script::TIMEOUT_VAR as SCRIPT_TIMEOUT_VAR;
 pub use source::parse_text;
 
 use std::collections::{HashMap, HashSet};

@@ -9,12 +9,6 @@ use serde_json::{Number, Value};
 use crate::vars::Vars;
 use crate::yaml::{join, Document};
 
-/// Converts a YAML value to the JSON value fleetup's variables hold (without knowing how
-/// its scalars were written: see [`to_vars`]).
-pub(crate) fn to_json(value: &serde_yaml::Value) -> Value {
-    convert(None, "", value)
-}
-
 /// The variables of the mapping at `path` of `doc` (`None` when it is not a mapping).
 pub(crate) fn to_vars(doc: &Document, path: &str, value: &serde_yaml::Value) -> Option<Vars> {
     match convert(Some(doc), path, value) {
@@ -103,7 +97,11 @@ mod tests {
 
     #[test]
     fn keys_of_any_type_become_strings() {
-        let v = to_json(&yaml("{80: http, 443: https, true: yes, ~: none, 1.5: f}"));
+        let v = convert(
+            None,
+            "",
+            &yaml("{80: http, 443: https, true: yes, ~: none, 1.5: f}"),
+        );
         assert_eq!(
             v,
             json!({"80": "http", "443": "https", "true": "yes", "null": "none", "1.5": "f"})
@@ -125,7 +123,7 @@ mod tests {
 
     #[test]
     fn nested_values_keep_their_types() {
-        let v = to_json(&yaml("a: [1, 2.5, x, null, {b: [true]}]"));
+        let v = convert(None, "", &yaml("a: [1, 2.5, x, null, {b: [true]}]"));
         assert_eq!(v, json!({"a": [1, 2.5, "x", null, {"b": [true]}]}));
     }
 }

@@ -1,0 +1,127 @@
+//! Where fleetup's inventories come from, through the built binary: scripts that fail,
+//! hang or print garbage (an error naming the script, with its stderr, before anything
+//! else happens), and the inventory Ansible would read when `-i` is not given.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
+
+fn script(dir: &Path, name: &str, body: &str) {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn fleetup(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(FLEETUP)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ANSIBLE_INVENTORY")
+        .env("ANSIBLE_CONFIG", dir.join("none.cfg"))
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_failing_script_is_named_with_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    script(
+        dir.path(),
+        "inv.sh",
+        "echo 'cannot reach the CMDB' >&2\nexit 3",
+    );
+    let o = fleetup(dir.path(), &["inventory", "-i", "inv.sh", "--list"], &[]);
+    assert_eq!(o.status.code(), Some(5));
+    let e = stderr(&o);
+    assert!(
+        e.contains("inv.sh --list: inventory script failed (exit status: 3)"),
+        "{e}"
+    );
+    assert!(e.contains("its stderr: cannot reach the CMDB"), "{e}");
+}
+
+#[test]
+fn a_hanging_script_is_stopped_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    // The sleep is a child of the script: the whole process group must go.
+    script(
+        dir.path(),
+        "slow.sh",
+        "echo starting >&2\nsleep 30\necho '{}'",
+    );
+    let started = Instant::now();
+    let o = fleetup(
+        dir.path(),
+        &["inventory", "-i", "slow.sh", "--list"],
+        &[("FLEETUP_INVENTORY_SCRIPT_TIMEOUT", "0.5")],
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(5));
+    let e = stderr(&o);
+    assert!(
+        e.contains("slow.sh --list: inventory script did not finish in 0.5s"),
+        "{e}"
+    );
+    assert!(e.contains("its stderr: starting"), "{e}");
+}
+
+#[test]
+fn garbage_is_no_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    script(
+        dir.path(),
+        "garbage.sh",
+        "echo 'Traceback (most recent call last):'",
+    );
+    script(dir.path(), "list.sh", "echo '[1, 2]'");
+    script(
+        dir.path(),
+        "badhost.sh",
+        "if [ \"$1\" = --list ]; then echo '{\"web\": [\"w1\"]}'; else echo 'oops'; fi",
+    );
+    for (name, want) in [
+        (
+            "garbage.sh",
+            "garbage.sh --list: inventory script printed no JSON object: expected value",
+        ),
+        (
+            "list.sh",
+            "list.sh --list: inventory script printed no JSON object: found a list",
+        ),
+        (
+            "badhost.sh",
+            "badhost.sh --host w1: inventory script printed no JSON object",
+        ),
+    ] {
+        let o = fleetup(dir.path(), &["inventory", "-i", name, "--list"], &[]);
+        assert_eq!(o.status.code(), Some(5), "{name}");
+        assert!(stderr(&o).contains(want), "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_bad_script_stops_a_run_before_any_host_is_contacted() {
+    let dir = tempfile::tempdir().unwrap();
+    script(dir.path(), "inv.sh", "exit 1");
+    std::fs::write(
+        dir.path().join("play.yml"),
+        "hosts: all\nsteps:\n  - name: x\n    shell: 'true'\n",
+    )
+    .unwrap();
+    let o = fleetup(dir.path(), &["check", "-i", "inv.sh", "play.yml"], &[]);
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        stderr(&o).contains("inv.sh --list: inventory script failed"),
+        "{}",
+        stderr(&o)
+    );
+}
