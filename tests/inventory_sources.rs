@@ -125,3 +125,62 @@ fn a_bad_script_stops_a_run_before_any_host_is_contacted() {
         stderr(&o)
     );
 }
+
+/// Without `-i`, both tools read the inventory the same configuration names.
+#[test]
+fn without_i_the_inventory_is_the_one_ansible_would_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("from_cfg.ini"), "[cfg]\nc1\n").unwrap();
+    std::fs::write(d.join("from_env.ini"), "[env]\ne1\n").unwrap();
+    std::fs::write(
+        d.join("ansible.cfg"),
+        "[defaults]\ninventory = from_cfg.ini\n",
+    )
+    .unwrap();
+    for env in [vec![], vec![("ANSIBLE_INVENTORY", "from_env.ini")]] {
+        let run = |program: &str, args: &[&str]| {
+            let o = Command::new(program)
+                .args(args)
+                .current_dir(d)
+                .env_remove("ANSIBLE_INVENTORY")
+                .env_remove("ANSIBLE_CONFIG")
+                .env("HOME", d)
+                .envs(env.iter().copied())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let ours = run(FLEETUP, &["inventory", "--list"]);
+        assert_eq!(ours, run("ansible-inventory", &["--list"]));
+        let want = if env.is_empty() { "\"c1\"" } else { "\"e1\"" };
+        assert!(ours.contains(want), "{ours}");
+    }
+}
+
+#[test]
+fn a_plugin_configuration_is_refused_with_the_export_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("aws_ec2.yml"),
+        "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n",
+    )
+    .unwrap();
+    let o = fleetup(
+        dir.path(),
+        &["inventory", "-i", "aws_ec2.yml", "--list"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(5));
+    let e = stderr(&o);
+    assert!(
+        e.contains(
+            "aws_ec2.yml:1:9: plugin: this configures the inventory plugin `amazon.aws.aws_ec2`"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("ansible-inventory -i aws_ec2.yml --list --export -y > inventory.yml"),
+        "{e}"
+    );
+}

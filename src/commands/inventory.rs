@@ -3,18 +3,29 @@
 
 use fleetup::diagnostic::did_you_mean;
 use fleetup::exit::Exit;
-use fleetup::inventory::{self, Pattern};
+use std::path::PathBuf;
+
+use fleetup::inventory::{self, Environment, Inventory, Pattern};
 use fleetup::ui;
 
 use super::{print_warnings, CliError};
 use crate::cli::InventoryCmdArgs;
 
-pub fn inventory(args: &InventoryCmdArgs) -> Result<Exit, CliError> {
-    if args.inventory.inventories.is_empty() {
+/// The inventories given with `-i`, else those Ansible is configured with, read; their
+/// warnings printed.
+pub(crate) fn load(given: &[PathBuf]) -> Result<Inventory, CliError> {
+    let sources = inventory::sources(given, &Environment::of_process())
+        .map_err(|d| CliError::Input(d.into()))?;
+    if sources.is_empty() {
         return Err(CliError::NoInventory);
     }
-    let inventory = inventory::load(&args.inventory.inventories)?;
+    let inventory = inventory::load(&sources)?;
     print_warnings(&inventory.warnings);
+    Ok(inventory)
+}
+
+pub fn inventory(args: &InventoryCmdArgs) -> Result<Exit, CliError> {
+    let inventory = load(&args.inventory.inventories)?;
     let hosts: Vec<String> = match &args.limit {
         Some(limit) => {
             let pattern = Pattern::parse(limit).map_err(CliError::Pattern)?;

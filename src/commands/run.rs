@@ -382,11 +382,7 @@ pub fn default_state_dir(inventory: &InventoryArgs) -> PathBuf {
 }
 
 pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
-    if args.inventory.inventories.is_empty() {
-        return Err(CliError::NoInventory);
-    }
-    let inventory = fleetup::inventory::load(&args.inventory.inventories)?;
-    super::print_warnings(&inventory.warnings);
+    let inventory = super::inventory::load(&args.inventory.inventories)?;
     let pattern = fleetup::inventory::Pattern::parse(&args.pattern).map_err(CliError::Pattern)?;
     let selection = inventory.select(&pattern);
     if selection.hosts.is_empty() {

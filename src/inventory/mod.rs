@@ -7,6 +7,7 @@
 //! all < parent group < child group < host, with `group_vars/` and `host_vars/` files above
 //! the inline values of the same level. The module is pure: [`load`] does the file I/O.
 
+mod config;
 mod ini;
 mod list;
 mod load;
@@ -20,6 +21,7 @@ mod shlex;
 mod source;
 mod value;
 
+pub use config::{sources, Environment};
 pub use ini::parse_ini;
 pub use load::load;
 pub use parse::parse_port;

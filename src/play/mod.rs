@@ -20,7 +20,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::inventory::{self, Inventory, Pattern, Precedence};
+use crate::inventory::{self, Environment, Inventory, Pattern, Precedence};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
 use crate::playbook::{self, default_soak, GateSection, Playbook, Seconds};
 use crate::schedule::Schedule;
@@ -220,17 +220,22 @@ fn read(inputs: &PlayInputs) -> Result<Read, Diagnostics> {
     }
     .map_err(|d| errors.extend(d.0))
     .ok();
-    let inventory = if inputs.inventories.is_empty() {
-        errors.push(Diagnostic::new(
-            Path::new("<command line>"),
-            "-i",
-            "no inventory given: pass -i INVENTORY.yml",
-        ));
-        None
-    } else {
-        inventory::load(&inputs.inventories)
+    let inventory = match inventory::sources(&inputs.inventories, &Environment::of_process()) {
+        Err(d) => {
+            errors.push(d);
+            None
+        }
+        Ok(sources) if sources.is_empty() => {
+            errors.push(Diagnostic::new(
+                Path::new("<command line>"),
+                "-i",
+                "no inventory given: pass -i INVENTORY, or set ANSIBLE_INVENTORY or an ansible.cfg's inventory",
+            ));
+            None
+        }
+        Ok(sources) => inventory::load(&sources)
             .map_err(|d| errors.extend(d.0))
-            .ok()
+            .ok(),
     };
     let mut extra_vars = Vars::new();
     for arg in &inputs.extra_vars {
