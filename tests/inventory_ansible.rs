@@ -202,13 +202,25 @@ fn output(program: &str, dir: &Path, args: &[&str]) -> String {
 
 /// Runs both tools on the cases with `args` (after `-i SOURCE`); returns the diffs.
 fn compare<'a>(cases: impl IntoIterator<Item = &'a Case>, args: &[&str]) -> Vec<String> {
-    let cases: Vec<&Case> = cases.into_iter().collect();
+    let jobs: Vec<(&Case, Vec<&str>)> = cases.into_iter().map(|c| (c, args.to_vec())).collect();
+    let diffs = compare_jobs(&jobs);
+    eprintln!(
+        "{}: {} inventories compared, {} agree",
+        args.join(" "),
+        jobs.len(),
+        jobs.len() - diffs.len()
+    );
+    diffs
+}
+
+/// Runs both tools on each (case, args), in parallel; returns the diffs.
+fn compare_jobs(jobs: &[(&Case, Vec<&str>)]) -> Vec<String> {
     let root = tempfile::tempdir().unwrap();
     let results: Vec<Option<String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = cases
+        let handles: Vec<_> = jobs
             .iter()
             .enumerate()
-            .map(|(i, case)| {
+            .map(|(i, (case, args))| {
                 let dir = root.path().join(i.to_string());
                 s.spawn(move || {
                     write_case(&dir, case);
@@ -228,14 +240,43 @@ fn compare<'a>(cases: impl IntoIterator<Item = &'a Case>, args: &[&str]) -> Vec<
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let diffs: Vec<String> = results.into_iter().flatten().collect();
+    results.into_iter().flatten().collect()
+}
+
+/// Host patterns (subscripts, regexes, fnmatch classes, `&` and `!`) select the hosts
+/// Ansible selects: `--list --limit PATTERN` of both tools.
+#[test]
+fn patterns_select_what_ansible_selects() {
+    const PATTERNS: Case = Case {
+        name: "patterns",
+        files: &[(
+            "hosts",
+            "[prod]\nsl-prod-0[1:5]\n[web]\nw3\nw1\nw2\n[a]\nw2\nsl-prod-03\n[eu:children]\nweb\nprod\n",
+        )],
+        source: "hosts",
+    };
+    let patterns = [
+        "sl-prod-0[!13]",
+        "prod[1:3]",
+        "prod[-1]:web[0]",
+        "eu[2:]",
+        "~sl-prod-0[24]",
+        "~w[12]:&a",
+        "eu:!a",
+        "sl-prod-0?,w*",
+        "*prod*:!prod[0]",
+    ];
+    let jobs: Vec<(&Case, Vec<&str>)> = patterns
+        .iter()
+        .map(|p| (&PATTERNS, vec!["--list", "--limit", p]))
+        .collect();
+    let diffs = compare_jobs(&jobs);
     eprintln!(
-        "{}: {} inventories compared, {} agree",
-        args.join(" "),
-        cases.len(),
-        cases.len() - diffs.len()
+        "patterns: {} compared, {} agree",
+        jobs.len(),
+        jobs.len() - diffs.len()
     );
-    diffs
+    assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
 }
 
 #[test]

@@ -184,3 +184,62 @@ fn a_plugin_configuration_is_refused_with_the_export_command() {
         "{e}"
     );
 }
+
+/// Unlike Ansible, which warns: the host a mistyped `!` term meant to leave out would be
+/// upgraded. Exit 5 before any host is contacted (these addresses answer nothing).
+#[test]
+fn a_limit_exclusion_that_matches_nothing_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hosts"),
+        "[simplelogin]\nsl-prod-01 ansible_host=192.0.2.1\nsl-prod-02 ansible_host=192.0.2.2\n[canaries]\nsl-prod-01\n",
+    )
+    .unwrap();
+    let playbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/simplelogin-upgrade.yml");
+    let playbook = playbook.to_str().unwrap();
+    let started = Instant::now();
+    let o = fleetup(
+        dir.path(),
+        &[
+            "run",
+            "-i",
+            "hosts",
+            playbook,
+            "-e",
+            "sl_version=v4.66.1",
+            "--limit",
+            "simplelogin:!sl-prod-2:&canarie",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "nothing was contacted"
+    );
+    let e = stderr(&o);
+    assert!(e.contains("--limit: `sl-prod-2` (after `!` or `&`) matches no host or group (did you mean `sl-prod-02`?)"), "{e}");
+    assert!(
+        e.contains(
+            "`canarie` (after `!` or `&`) matches no host or group (did you mean `canaries`?)"
+        ),
+        "{e}"
+    );
+    // A plain term that matches nothing still only warns.
+    let o = fleetup(
+        dir.path(),
+        &[
+            "check",
+            "--offline",
+            "-i",
+            "hosts",
+            playbook,
+            "-e",
+            "sl_version=v4.66.1",
+            "--limit",
+            "simplelogin:nosuch",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

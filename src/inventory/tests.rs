@@ -122,15 +122,56 @@ fn patterns() {
     );
     // Exclusions apply last, whatever their place in the pattern.
     assert_eq!(select(&inv, "!eu:production"), ["p2", "p03", "p04", "p05"]);
-    assert_eq!(select(&inv, "staging,production:&eu"), ["s1", "p1"]);
+    assert_eq!(select(&inv, "staging,production,&eu"), ["s1", "p1"]);
+    // With a comma, Ansible splits on commas only: `production:&eu` is one (unknown) name.
+    assert_eq!(select(&inv, "staging,production:&eu"), ["s1", "s2"]);
     assert_eq!(select(&inv, "!simplelogin"), ["lonely"]);
     assert_eq!(select(&inv, "prod*:!p0?"), ["p1", "p2"]);
     let sel = inv.select(&Pattern::parse("production:nosuch").unwrap());
     assert_eq!(sel.unmatched, ["nosuch"]);
-    assert!(Pattern::parse("a::b").unwrap_err().contains("empty part"));
-    assert!(Pattern::parse("web[0:2]")
+    assert!(Pattern::parse("web::db")
         .unwrap_err()
-        .contains("subscripts"));
+        .contains("empty part"));
+}
+
+#[test]
+fn subscripts_regexes_and_classes_as_ansible_reads_them() {
+    // What `ansible -i INV PATTERN --list-hosts` answers for this inventory.
+    let inv = super::parse_ini(
+        Path::new("p.ini"),
+        "[prod]\nsl-prod-0[1:5]\n[web]\nw3\nw1\nw2\n[a]\nw2\n",
+    )
+    .unwrap();
+    for (pattern, want) in [
+        (
+            "sl-prod-0[!13]",
+            &["sl-prod-02", "sl-prod-04", "sl-prod-05"][..],
+        ),
+        ("prod[0]", &["sl-prod-01"]),
+        ("prod[1:3]", &["sl-prod-02", "sl-prod-03", "sl-prod-04"]),
+        ("prod[-1]", &["sl-prod-05"]),
+        ("prod[3:]", &["sl-prod-04", "sl-prod-05"]),
+        ("prod[0:0]", &["sl-prod-01"]),
+        ("prod[2:0]", &["sl-prod-03"]),
+        ("prod[9]", &[]),
+        ("sl-prod-0[13]", &[]),
+        ("~sl-prod-0[24]", &["sl-prod-02", "sl-prod-04"]),
+        ("~w", &["w3", "w1", "w2"]),
+        ("web[0]", &["w3"]),
+        ("web:!w1", &["w3", "w2"]),
+        ("web[0:1]:prod[4]", &["sl-prod-05", "w3", "w1"]),
+    ] {
+        let mut got = select(&inv, pattern);
+        let mut want = want.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{pattern}");
+    }
+    let e = Pattern::parse("sl-prod-0[1-3]").unwrap_err();
+    assert!(e.contains("write `sl-prod-0[1:3]`"), "{e}");
+    assert!(Pattern::parse("~web(")
+        .unwrap_err()
+        .contains("not a valid regular expression"));
 }
 
 #[test]
