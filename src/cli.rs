@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use fleetup::plan::{Canary, Order, Serial};
 use fleetup::play::{PlayInputs, RolloutOverrides};
+use fleetup::vault::VaultOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,6 +72,29 @@ pub struct InventoryArgs {
     /// Inventory file or folder (Ansible YAML); repeat to merge several.
     #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
     pub inventories: Vec<PathBuf>,
+    /// A file holding the vault password, or an executable that prints it; repeatable.
+    #[arg(
+        long = "vault-password-file",
+        value_name = "FILE",
+        env = "ANSIBLE_VAULT_PASSWORD_FILE"
+    )]
+    pub vault_password_files: Vec<PathBuf>,
+    /// A vault password with its label: LABEL@FILE, LABEL@prompt, or FILE; repeatable.
+    #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
+    pub vault_ids: Vec<String>,
+    /// Ask for the vault password.
+    #[arg(long)]
+    pub ask_vault_pass: bool,
+}
+
+impl InventoryArgs {
+    pub fn vault(&self) -> VaultOptions {
+        VaultOptions {
+            ids: self.vault_ids.clone(),
+            password_files: self.vault_password_files.clone(),
+            ask: self.ask_vault_pass,
+        }
+    }
 }
 
 /// The inputs of a play: inventories, playbook, variables, host selection.
@@ -410,6 +434,7 @@ impl SelectionArgs {
             windows: staging.windows.clone(),
             require_staged: staging.require_staged.clone(),
             soak: staging.soak,
+            vault: inventory.vault(),
         }
     }
 }

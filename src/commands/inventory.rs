@@ -2,30 +2,32 @@
 //! shapes, so that an operator can diff the two.
 
 use fleetup::diagnostic::did_you_mean;
+use fleetup::diagnostic::Diagnostic;
 use fleetup::exit::Exit;
-use std::path::PathBuf;
-
 use fleetup::inventory::{self, Environment, Inventory, Pattern};
 use fleetup::ui;
+use fleetup::vault;
 
 use super::{print_warnings, CliError};
-use crate::cli::InventoryCmdArgs;
+use crate::cli::{InventoryArgs, InventoryCmdArgs};
 
 /// The inventories given with `-i`, else those Ansible is configured with, read; their
 /// warnings printed.
-pub(crate) fn load(given: &[PathBuf]) -> Result<Inventory, CliError> {
-    let sources = inventory::sources(given, &Environment::of_process())
-        .map_err(|d| CliError::Input(d.into()))?;
+pub(crate) fn load(args: &InventoryArgs) -> Result<Inventory, CliError> {
+    let input = |d: Diagnostic| CliError::Input(d.into());
+    let sources =
+        inventory::sources(&args.inventories, &Environment::of_process()).map_err(input)?;
     if sources.is_empty() {
         return Err(CliError::NoInventory);
     }
-    let inventory = inventory::load(&sources)?;
+    let secrets = vault::load_secrets(&args.vault()).map_err(input)?;
+    let inventory = inventory::load(&sources, &secrets)?;
     print_warnings(&inventory.warnings);
     Ok(inventory)
 }
 
 pub fn inventory(args: &InventoryCmdArgs) -> Result<Exit, CliError> {
-    let inventory = load(&args.inventory.inventories)?;
+    let inventory = load(&args.inventory)?;
     let hosts: Vec<String> = match &args.limit {
         Some(limit) => {
             let pattern = Pattern::parse(limit).map_err(CliError::Pattern)?;

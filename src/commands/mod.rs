@@ -94,6 +94,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, CliError> {
         builtin_files: BUILTIN_FILES,
         extra_vars: args.extra_vars.clone(),
         limit: args.limit.clone(),
+        vault: args.inventory.vault(),
         overrides: RolloutOverrides {
             forks: Some(args.forks as usize),
             canary: Some(Canary::First(0)),

@@ -20,6 +20,7 @@ mod script;
 mod shlex;
 mod source;
 mod value;
+mod vaulted;
 
 pub use config::{sources, Environment};
 pub use ini::parse_ini;
@@ -46,6 +47,10 @@ pub struct Inventory {
     pub warnings: Vec<Diagnostic>,
     /// [`MAX_HOSTS`] was reached (and said once): later hosts are not read.
     full: bool,
+    /// The decrypted values of vault-encrypted variables and files.
+    secret_values: Vec<String>,
+    /// Each decrypted `!vault` value's ciphertext, by its plaintext: what to show instead.
+    ciphertexts: HashMap<String, String>,
 }
 
 /// The most hosts one inventory may define. A fleet of ten thousand is large; a range
@@ -192,6 +197,8 @@ impl Inventory {
             def.hosts.extend(group.hosts);
         }
         self.warnings.extend(other.warnings);
+        self.secret_values.extend(other.secret_values);
+        self.ciphertexts.extend(other.ciphertexts);
     }
 
     /// Every host, in inventory order.

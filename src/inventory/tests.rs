@@ -270,7 +270,7 @@ fn group_vars_and_host_vars_files() {
         ("host_vars/p2", "x: host-file-no-extension\n"),
         ("group_vars/prdo.yml", "x: typo\n"),
     ]);
-    let inv = load(&[dir.path().join("inv.yml")]).unwrap();
+    let inv = load(&[dir.path().join("inv.yml")], &[]).unwrap();
     let p1 = inv.host_vars("p1");
     // Files beat every inline group var; inline host vars beat group files; host files last.
     assert_eq!(p1["x"], json!("inline-host"));
@@ -302,18 +302,18 @@ fn several_inventories_merge_later_wins() {
             "prod:\n  hosts:\n    p1: {x: b}\n    p3:\nstaging:\n  hosts:\n    s1:\n",
         ),
     ]);
-    let inv = load(&[dir.path().join("a.yml"), dir.path().join("b.yml")]).unwrap();
+    let inv = load(&[dir.path().join("a.yml"), dir.path().join("b.yml")], &[]).unwrap();
     assert_eq!(select(&inv, "prod"), ["p1", "p2", "p3"]);
     assert_eq!(select(&inv, "staging"), ["s1"]);
     assert_eq!(inv.host_vars("p1")["x"], json!("b"));
     // A folder given to -i loads every YAML file in it.
-    let inv = load(&[dir.path().to_path_buf()]).unwrap();
+    let inv = load(&[dir.path().to_path_buf()], &[]).unwrap();
     assert_eq!(inv.host_names().count(), 4);
 }
 
 #[test]
 fn unreadable_and_invalid_files_are_named() {
-    let err = load(&[PathBuf::from("/nonexistent/inv.yml")]).unwrap_err();
+    let err = load(&[PathBuf::from("/nonexistent/inv.yml")], &[]).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("/nonexistent/inv.yml: cannot read"),
@@ -323,7 +323,7 @@ fn unreadable_and_invalid_files_are_named() {
         ("inv.yml", "all:\n  hosts: {a: }\n"),
         ("host_vars/a.yml", "x: [1\n"),
     ]);
-    let err = load(&[dir.path().join("inv.yml")]).unwrap_err();
+    let err = load(&[dir.path().join("inv.yml")], &[]).unwrap_err();
     assert!(err.0[0].file.ends_with("host_vars/a.yml"), "{err}");
     assert!(err.0[0].line > 0);
 }

@@ -44,7 +44,12 @@ fn convert(doc: Option<&Document>, path: &str, value: &serde_yaml::Value) -> Val
                 })
                 .collect::<Vars>(),
         ),
-        serde_yaml::Value::Tagged(tagged) => convert(doc, path, &tagged.value),
+        serde_yaml::Value::Tagged(tagged) => match (doc, &tagged.value) {
+            (Some(doc), serde_yaml::Value::String(text)) if tagged.tag == "vault" => {
+                super::vaulted::marker(text, &doc.file, doc.pos(path))
+            }
+            _ => convert(doc, path, &tagged.value),
+        },
     }
 }
 

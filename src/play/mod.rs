@@ -27,6 +27,7 @@ use crate::schedule::Schedule;
 use crate::secret::Redactor;
 use crate::template::Templates;
 use crate::vars::{overlay, parse_extra_vars, Vars};
+use crate::vault::{self, VaultOptions};
 use crate::window::{self, Windows};
 use select::{group_hosts, group_list, select};
 
@@ -49,6 +50,8 @@ pub struct PlayInputs {
     pub require_staged: Option<String>,
     /// `--soak`: wins over the playbook's `gate.soak`.
     pub soak: Option<Duration>,
+    /// Where the passwords of vault-encrypted inventory values and files come from.
+    pub vault: VaultOptions,
 }
 
 /// Rollout settings from the command line; each wins over the playbook's.
@@ -183,11 +186,9 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     }
     let rollout = rollout(&playbook, &inputs.overrides);
     let plan = plan_for(&hosts, &rollout, &inventory);
-    let redactor = Arc::new(Redactor::new(secret_values(
-        &Templates::new(),
-        &playbook.secrets,
-        &hosts,
-    )));
+    let mut secrets = secret_values(&Templates::new(), &playbook.secrets, &hosts);
+    secrets.extend(inventory.secret_values().iter().cloned());
+    let redactor = Arc::new(Redactor::new(secrets));
     Ok(Play {
         playbook,
         inventory,
@@ -233,9 +234,15 @@ fn read(inputs: &PlayInputs) -> Result<Read, Diagnostics> {
             ));
             None
         }
-        Ok(sources) => inventory::load(&sources)
-            .map_err(|d| errors.extend(d.0))
-            .ok(),
+        Ok(sources) => match vault::load_secrets(&inputs.vault) {
+            Ok(secrets) => inventory::load(&sources, &secrets)
+                .map_err(|d| errors.extend(d.0))
+                .ok(),
+            Err(d) => {
+                errors.push(d);
+                None
+            }
+        },
     };
     let mut extra_vars = Vars::new();
     for arg in &inputs.extra_vars {

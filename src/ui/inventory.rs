@@ -28,7 +28,7 @@ pub fn list(inventory: &Inventory, hosts: &[String], export: bool) -> String {
             without_magic(precedence.host_vars(host))
         };
         if !vars.is_empty() {
-            hostvars.insert(host.clone(), Value::Object(vars));
+            hostvars.insert(host.clone(), inventory.shown(&Value::Object(vars)));
         }
     }
     let mut meta = Map::new();
@@ -66,7 +66,8 @@ fn list_group<'a>(
     }
     entry.insert("children".into(), Value::Array(children));
     if export {
-        entry.insert("vars".into(), Value::Object(inventory.group_vars(group)));
+        let vars = Value::Object(inventory.group_vars(group));
+        entry.insert("vars".into(), inventory.shown(&vars));
     }
     entry.retain(|_, v| !is_empty(v));
     if !entry.is_empty() {
@@ -84,7 +85,7 @@ fn is_empty(v: &Value) -> bool {
 
 /// `ansible-inventory --host H`: the host's variables, without the magic ones.
 pub fn host(inventory: &Inventory, host: &str) -> String {
-    python_json(&Value::Object(without_magic(inventory.host_vars(host))))
+    python_json(&inventory.shown(&Value::Object(without_magic(inventory.host_vars(host)))))
 }
 
 fn without_magic(mut vars: Vars) -> Vars {
@@ -118,12 +119,12 @@ pub fn graph(inventory: &Inventory, group: &str, with_vars: bool) -> String {
                 after.push(graph_line(h, depth + 1));
                 if with_vars {
                     let vars = without_magic(precedence.host_vars(h));
-                    after.extend(var_lines(&vars, depth + 2));
+                    after.extend(var_lines(inventory, &vars, depth + 2));
                 }
             }
         }
         if with_vars {
-            after.extend(var_lines(&inventory.group_vars(g), depth + 1));
+            after.extend(var_lines(inventory, &inventory.group_vars(g), depth + 1));
         }
         stack.push(Step::Lines(after));
         let kids: Vec<&str> = inventory.group_children(g).collect();
@@ -140,12 +141,15 @@ fn graph_line(name: &str, depth: usize) -> String {
     }
 }
 
-fn var_lines(vars: &Vars, depth: usize) -> Vec<String> {
+fn var_lines(inventory: &Inventory, vars: &Vars, depth: usize) -> Vec<String> {
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     names
         .into_iter()
-        .map(|k| graph_line(&format!("{{{k} = {}}}", python_str(&vars[k])), depth))
+        .map(|k| {
+            let value = python_str(&inventory.shown(&vars[k]));
+            graph_line(&format!("{{{k} = {value}}}"), depth)
+        })
         .collect()
 }
 

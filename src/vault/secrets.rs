@@ -1,8 +1,8 @@
 //! Where vault passwords come from, as Ansible's options say: `--vault-password-file FILE`
 //! (its content, whitespace stripped; or, when executable, what it prints),
 //! `--vault-id [LABEL@]SOURCE` (SOURCE a file, an executable, or `prompt`; an executable
-//! named `*-client*` is asked `--vault-id LABEL`), `--ask-vault-pass`, and
-//! `ANSIBLE_VAULT_PASSWORD_FILE` when no flag names a password file.
+//! named `*-client*` is asked `--vault-id LABEL`) and `--ask-vault-pass`. (The command line
+//! takes `ANSIBLE_VAULT_PASSWORD_FILE` for `--vault-password-file` when it is not given.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,14 +15,13 @@ use crate::diagnostic::Diagnostic;
 pub struct VaultOptions {
     /// `--vault-id`, as given.
     pub ids: Vec<String>,
-    /// `--vault-password-file`.
+    /// `--vault-password-file` (or `ANSIBLE_VAULT_PASSWORD_FILE`).
     pub password_files: Vec<PathBuf>,
     /// `--ask-vault-pass`.
     pub ask: bool,
 }
 
 const DEFAULT_LABEL: &str = "default";
-pub const PASSWORD_FILE_VAR: &str = "ANSIBLE_VAULT_PASSWORD_FILE";
 
 /// Reads every password the options name, in Ansible's order: `--vault-id`s, then
 /// password files, then the prompt.
@@ -41,15 +40,11 @@ pub fn load_secrets(opts: &VaultOptions) -> Result<Vec<VaultSecret>, Diagnostic>
         };
         secrets.push(VaultSecret::new(label, password));
     }
-    let mut files = opts.password_files.clone();
-    if files.is_empty() {
-        files.extend(std::env::var_os(PASSWORD_FILE_VAR).map(PathBuf::from));
-    }
-    for file in files {
+    for file in &opts.password_files {
         let place = format!("--vault-password-file {}", file.display());
         secrets.push(VaultSecret::new(
             DEFAULT_LABEL,
-            from_source(&file, DEFAULT_LABEL, &place)?,
+            from_source(file, DEFAULT_LABEL, &place)?,
         ));
     }
     if opts.ask {
