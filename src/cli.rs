@@ -399,6 +399,9 @@ pub struct InventoryCmdArgs {
     /// With --list: each group's and host's own variables, not each host's merged ones.
     #[arg(long, requires = "list")]
     pub export: bool,
+    /// Also read the group_vars/ and host_vars/ of this folder, as beside a playbook.
+    #[arg(long, value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
 }
 
 impl PlayArgs {

@@ -279,6 +279,34 @@ fn patterns_select_what_ansible_selects() {
     assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
 }
 
+/// `group_vars/` and `host_vars/` beside the playbook (`--playbook-dir`, as
+/// `ansible-playbook` reads them) against those beside the inventory: each variable is
+/// set where two levels of Ansible's precedence meet.
+#[test]
+fn playbook_vars_take_ansibles_place_in_the_precedence() {
+    const LAYERS: Case = Case {
+        name: "group_vars and host_vars beside the playbook",
+        files: &[
+            ("inv/hosts", "[parent:children]\nchild\n[child]\nw1 d=inline-host\nw2\n[child:vars]\nf=inline-child\n"),
+            ("inv/group_vars/all.yml", "a: inv-all\nf: inv-all\n"),
+            ("inv/group_vars/parent.yml", "b: inv-parent\n"),
+            ("inv/group_vars/child.yml", "c: inv-child\n"),
+            ("inv/host_vars/w1.yml", "e: inv-host\n"),
+            ("play/group_vars/all.yml", "a: play-all\nb: play-all\n"),
+            ("play/group_vars/parent.yml", "c: play-parent\n"),
+            ("play/group_vars/child.yml", "d: play-child\n"),
+            ("play/host_vars/w1.yml", "e: play-host\n"),
+        ],
+        source: "inv/hosts",
+    };
+    let jobs = [
+        (&LAYERS, vec!["--list", "--playbook-dir", "play"]),
+        (&LAYERS, vec!["--host", "w1", "--playbook-dir", "play"]),
+    ];
+    let diffs = compare_jobs(&jobs);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
+}
+
 #[test]
 fn list_agrees_with_ansible_inventory() {
     let diffs = compare(CORPUS, &["--list"]);

@@ -2,6 +2,8 @@
 //! shapes, so that an operator can diff the two.
 
 use fleetup::diagnostic::did_you_mean;
+use std::path::Path;
+
 use fleetup::diagnostic::Diagnostic;
 use fleetup::exit::Exit;
 use fleetup::inventory::{self, Environment, Inventory, Pattern};
@@ -11,9 +13,12 @@ use fleetup::vault;
 use super::{print_warnings, CliError};
 use crate::cli::{InventoryArgs, InventoryCmdArgs};
 
-/// The inventories given with `-i`, else those Ansible is configured with, read; their
-/// warnings printed.
-pub(crate) fn load(args: &InventoryArgs) -> Result<Inventory, CliError> {
+/// The inventories given with `-i`, else those Ansible is configured with, read (with the
+/// `group_vars/` and `host_vars/` of `playbook_dir`); their warnings printed.
+pub(crate) fn load(
+    args: &InventoryArgs,
+    playbook_dir: Option<&Path>,
+) -> Result<Inventory, CliError> {
     let input = |d: Diagnostic| CliError::Input(d.into());
     let sources =
         inventory::sources(&args.inventories, &Environment::of_process()).map_err(input)?;
@@ -21,13 +26,16 @@ pub(crate) fn load(args: &InventoryArgs) -> Result<Inventory, CliError> {
         return Err(CliError::NoInventory);
     }
     let secrets = vault::load_secrets(&args.vault()).map_err(input)?;
-    let inventory = inventory::load(&sources, &secrets)?;
+    let mut inventory = inventory::load(&sources, &secrets)?;
+    if let Some(dir) = playbook_dir {
+        inventory::load_playbook_vars(&mut inventory, dir, &secrets)?;
+    }
     print_warnings(&inventory.warnings);
     Ok(inventory)
 }
 
 pub fn inventory(args: &InventoryCmdArgs) -> Result<Exit, CliError> {
-    let inventory = load(&args.inventory)?;
+    let inventory = load(&args.inventory, args.playbook_dir.as_deref())?;
     let hosts: Vec<String> = match &args.limit {
         Some(limit) => {
             let pattern = Pattern::parse(limit).map_err(CliError::Pattern)?;

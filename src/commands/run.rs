@@ -381,7 +381,7 @@ pub fn default_state_dir(inventory: &InventoryArgs) -> PathBuf {
 }
 
 pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
-    let inventory = super::inventory::load(&args.inventory)?;
+    let inventory = super::inventory::load(&args.inventory, None)?;
     let pattern = fleetup::inventory::Pattern::parse(&args.pattern).map_err(CliError::Pattern)?;
     let selection = inventory.select(&pattern);
     if selection.hosts.is_empty() {

@@ -13,7 +13,7 @@ use super::script::{is_script, run_script};
 use super::source::{files_in, parse_text};
 use super::value::to_vars;
 use super::vaulted::strings_of;
-use super::Inventory;
+use super::{Inventory, Layer};
 
 const VARS_EXTENSIONS: [&str; 4] = ["yml", "yaml", "json", ""];
 
@@ -47,7 +47,7 @@ pub fn load(sources: &[PathBuf], secrets: &[VaultSecret]) -> Result<Inventory, D
     }
     inventory.reconcile();
     for dir in vars_dirs {
-        load_vars_dirs(&mut inventory, &dir, secrets, &mut errors);
+        load_vars_dirs(&mut inventory, &dir, Layer::Inventory, secrets, &mut errors);
     }
     errors.extend(inventory.open_vaults(secrets));
     if errors.is_empty() {
@@ -81,6 +81,23 @@ fn read_text(path: &Path, secrets: &[VaultSecret]) -> Result<(String, bool), Dia
     Ok((plain, true))
 }
 
+/// Adds `DIR/group_vars/` and `DIR/host_vars/` beside the playbook in `dir`, with their
+/// place in Ansible's precedence (above those beside the inventory).
+pub fn load_playbook_vars(
+    inventory: &mut Inventory,
+    dir: &Path,
+    secrets: &[VaultSecret],
+) -> Result<(), Diagnostics> {
+    let mut errors = Vec::new();
+    load_vars_dirs(inventory, dir, Layer::Playbook, secrets, &mut errors);
+    errors.extend(inventory.open_vaults(secrets));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
 /// One inventory file, whatever its kind: an executable is run, as Ansible runs it.
 fn read_source(path: &Path, secrets: &[VaultSecret]) -> Result<Inventory, Diagnostics> {
     if is_script(path) {
@@ -112,6 +129,7 @@ fn extension(path: &Path) -> &str {
 fn load_vars_dirs(
     inventory: &mut Inventory,
     dir: &Path,
+    layer: Layer,
     secrets: &[VaultSecret],
     errors: &mut Vec<Diagnostic>,
 ) {
@@ -152,7 +170,7 @@ fn load_vars_dirs(
             let mut found = Vec::new();
             match read_vars_entry(&path, secrets, &mut found) {
                 Ok(vars) => {
-                    inventory.add_file_vars(is_group, &name, &vars);
+                    inventory.add_file_vars(is_group, layer, &name, &vars);
                     inventory.secret_values.extend(found);
                 }
                 Err(d) => errors.extend(d.0),

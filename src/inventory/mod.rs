@@ -24,7 +24,7 @@ mod vaulted;
 
 pub use config::{sources, Environment};
 pub use ini::parse_ini;
-pub use load::load;
+pub use load::{load, load_playbook_vars};
 pub use parse::parse_port;
 pub use pattern::{Pattern, Selection};
 pub use precedence::{Precedence, MAGIC_VARS};
@@ -60,17 +60,28 @@ pub const MAX_HOSTS: usize = 100_000;
 #[derive(Debug, Default, Clone)]
 struct HostDef {
     vars: Vars,
-    /// From `host_vars/`, above the inline vars.
+    /// From `host_vars/` beside the inventory, above the inline vars.
     file_vars: Vars,
+    /// From `host_vars/` beside the playbook, above those beside the inventory.
+    play_vars: Vars,
 }
 
 #[derive(Debug, Default, Clone)]
 struct GroupDef {
     vars: Vars,
-    /// From `group_vars/`, above every inline group var.
+    /// From `group_vars/` beside the inventory, above every inline group var.
     file_vars: Vars,
+    /// From `group_vars/` beside the playbook (see [`Precedence::host_vars`]).
+    play_vars: Vars,
     children: IndexSet<String>,
     hosts: IndexSet<String>,
+}
+
+/// Where a `group_vars/` or `host_vars/` folder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Inventory,
+    Playbook,
 }
 
 const ALL: &str = "all";
@@ -188,11 +199,13 @@ impl Inventory {
             let def = self.hosts.entry(name).or_default();
             overlay(&mut def.vars, &host.vars);
             overlay(&mut def.file_vars, &host.file_vars);
+            overlay(&mut def.play_vars, &host.play_vars);
         }
         for (name, group) in other.groups {
             let def = self.groups.entry(name).or_default();
             overlay(&mut def.vars, &group.vars);
             overlay(&mut def.file_vars, &group.file_vars);
+            overlay(&mut def.play_vars, &group.play_vars);
             def.children.extend(group.children);
             def.hosts.extend(group.hosts);
         }
@@ -292,12 +305,14 @@ impl Inventory {
         }
     }
 
-    /// Adds variables read from `group_vars/<group>` (true) or `host_vars/<host>` (false).
-    fn add_file_vars(&mut self, is_group: bool, name: &str, vars: &Vars) {
-        let target = if is_group {
-            self.groups.get_mut(name).map(|g| &mut g.file_vars)
-        } else {
-            self.hosts.get_mut(name).map(|h| &mut h.file_vars)
+    /// Adds variables read from `group_vars/<group>` (true) or `host_vars/<host>` (false),
+    /// beside the inventory or beside the playbook.
+    fn add_file_vars(&mut self, is_group: bool, layer: Layer, name: &str, vars: &Vars) {
+        let target = match (is_group, layer) {
+            (true, Layer::Inventory) => self.groups.get_mut(name).map(|g| &mut g.file_vars),
+            (true, Layer::Playbook) => self.groups.get_mut(name).map(|g| &mut g.play_vars),
+            (false, Layer::Inventory) => self.hosts.get_mut(name).map(|h| &mut h.file_vars),
+            (false, Layer::Playbook) => self.hosts.get_mut(name).map(|h| &mut h.play_vars),
         };
         if let Some(target) = target {
             overlay(target, vars);

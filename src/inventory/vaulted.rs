@@ -49,10 +49,12 @@ impl Inventory {
         for def in self.hosts.values_mut() {
             opener.vars(&mut def.vars, "");
             opener.vars(&mut def.file_vars, "");
+            opener.vars(&mut def.play_vars, "");
         }
         for def in self.groups.values_mut() {
             opener.vars(&mut def.vars, "");
             opener.vars(&mut def.file_vars, "");
+            opener.vars(&mut def.play_vars, "");
         }
         self.secret_values.extend(opener.plaintexts);
         self.ciphertexts.extend(opener.ciphertexts);

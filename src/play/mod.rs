@@ -4,6 +4,7 @@
 //! host: if this fails, nothing was changed anywhere.
 
 mod hosts;
+mod inventory;
 mod secrets;
 mod select;
 mod validate;
@@ -20,15 +21,16 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::inventory::{self, Environment, Inventory, Pattern, Precedence};
+use crate::inventory::{Inventory, Pattern, Precedence};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
 use crate::playbook::{self, default_soak, GateSection, Playbook, Seconds};
 use crate::schedule::Schedule;
 use crate::secret::Redactor;
 use crate::template::Templates;
 use crate::vars::{overlay, parse_extra_vars, Vars};
-use crate::vault::{self, VaultOptions};
+use crate::vault::VaultOptions;
 use crate::window::{self, Windows};
+use inventory::read_inventory;
 use select::{group_hosts, group_list, select};
 
 /// What the operator gave on the command line.
@@ -221,29 +223,7 @@ fn read(inputs: &PlayInputs) -> Result<Read, Diagnostics> {
     }
     .map_err(|d| errors.extend(d.0))
     .ok();
-    let inventory = match inventory::sources(&inputs.inventories, &Environment::of_process()) {
-        Err(d) => {
-            errors.push(d);
-            None
-        }
-        Ok(sources) if sources.is_empty() => {
-            errors.push(Diagnostic::new(
-                Path::new("<command line>"),
-                "-i",
-                "no inventory given: pass -i INVENTORY, or set ANSIBLE_INVENTORY or an ansible.cfg's inventory",
-            ));
-            None
-        }
-        Ok(sources) => match vault::load_secrets(&inputs.vault) {
-            Ok(secrets) => inventory::load(&sources, &secrets)
-                .map_err(|d| errors.extend(d.0))
-                .ok(),
-            Err(d) => {
-                errors.push(d);
-                None
-            }
-        },
-    };
+    let inventory = read_inventory(inputs, &mut errors);
     let mut extra_vars = Vars::new();
     for arg in &inputs.extra_vars {
         match parse_extra_vars(arg) {
