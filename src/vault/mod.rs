@@ -152,7 +152,7 @@ fn unpad(mut plain: Vec<u8>) -> Option<Vec<u8>> {
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
