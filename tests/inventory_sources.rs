@@ -31,81 +31,73 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Runs `fleetup inventory -i NAME --list` on a script with `body`: it must exit 5 with
+/// every one of `wants` in its stderr.
+fn script_fails(name: &str, body: &str, env: &[(&str, &str)], wants: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    script(dir.path(), name, body);
+    refused(dir.path(), &["inventory", "-i", name, "--list"], env, wants);
+}
+
+/// `fleetup ARGS` exits 5 at once (nothing contacted), with each of `wants` in stderr.
+fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)], wants: &[&str]) {
+    let started = Instant::now();
+    let o = fleetup(dir, args, env);
+    assert!(started.elapsed() < Duration::from_secs(10), "{args:?}");
+    assert_eq!(o.status.code(), Some(5), "{args:?}: {}", stderr(&o));
+    let e = stderr(&o);
+    for want in wants {
+        assert!(e.contains(want), "{args:?}: wanted {want}, got {e}");
+    }
+}
+
 #[test]
 fn a_failing_script_is_named_with_its_stderr() {
-    let dir = tempfile::tempdir().unwrap();
-    script(
-        dir.path(),
+    script_fails(
         "inv.sh",
         "echo 'cannot reach the CMDB' >&2\nexit 3",
+        &[],
+        &[
+            "inv.sh --list: inventory script failed (exit status: 3)",
+            "its stderr: cannot reach the CMDB",
+        ],
     );
-    let o = fleetup(dir.path(), &["inventory", "-i", "inv.sh", "--list"], &[]);
-    assert_eq!(o.status.code(), Some(5));
-    let e = stderr(&o);
-    assert!(
-        e.contains("inv.sh --list: inventory script failed (exit status: 3)"),
-        "{e}"
-    );
-    assert!(e.contains("its stderr: cannot reach the CMDB"), "{e}");
 }
 
 #[test]
 fn a_hanging_script_is_stopped_after_the_timeout() {
-    let dir = tempfile::tempdir().unwrap();
     // The sleep is a child of the script: the whole process group must go.
-    script(
-        dir.path(),
+    script_fails(
         "slow.sh",
         "echo starting >&2\nsleep 30\necho '{}'",
-    );
-    let started = Instant::now();
-    let o = fleetup(
-        dir.path(),
-        &["inventory", "-i", "slow.sh", "--list"],
         &[("FLEETUP_INVENTORY_SCRIPT_TIMEOUT", "0.5")],
+        &[
+            "slow.sh --list: inventory script did not finish in 0.5s",
+            "its stderr: starting",
+        ],
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(o.status.code(), Some(5));
-    let e = stderr(&o);
-    assert!(
-        e.contains("slow.sh --list: inventory script did not finish in 0.5s"),
-        "{e}"
-    );
-    assert!(e.contains("its stderr: starting"), "{e}");
 }
 
 #[test]
 fn garbage_is_no_inventory() {
-    let dir = tempfile::tempdir().unwrap();
-    script(
-        dir.path(),
+    script_fails(
         "garbage.sh",
         "echo 'Traceback (most recent call last):'",
+        &[],
+        &["garbage.sh --list: inventory script printed no JSON object: expected value"],
     );
-    script(dir.path(), "list.sh", "echo '[1, 2]'");
-    script(
-        dir.path(),
+    script_fails(
+        "list.sh",
+        "echo '[1, 2]'",
+        &[],
+        &["list.sh --list: inventory script printed no JSON object: found a list"],
+    );
+    script_fails(
         "badhost.sh",
         "if [ \"$1\" = --list ]; then echo '{\"web\": [\"w1\"]}'; else echo 'oops'; fi",
+        &[],
+        &["badhost.sh --host w1: inventory script printed no JSON object"],
     );
-    for (name, want) in [
-        (
-            "garbage.sh",
-            "garbage.sh --list: inventory script printed no JSON object: expected value",
-        ),
-        (
-            "list.sh",
-            "list.sh --list: inventory script printed no JSON object: found a list",
-        ),
-        (
-            "badhost.sh",
-            "badhost.sh --host w1: inventory script printed no JSON object",
-        ),
-    ] {
-        let o = fleetup(dir.path(), &["inventory", "-i", name, "--list"], &[]);
-        assert_eq!(o.status.code(), Some(5), "{name}");
-        assert!(stderr(&o).contains(want), "{name}: {}", stderr(&o));
-    }
 }
 
 #[test]
@@ -166,22 +158,14 @@ fn a_plugin_configuration_is_refused_with_the_export_command() {
         "plugin: amazon.aws.aws_ec2\nregions: [eu-west-1]\n",
     )
     .unwrap();
-    let o = fleetup(
+    refused(
         dir.path(),
         &["inventory", "-i", "aws_ec2.yml", "--list"],
         &[],
-    );
-    assert_eq!(o.status.code(), Some(5));
-    let e = stderr(&o);
-    assert!(
-        e.contains(
-            "aws_ec2.yml:1:9: plugin: this configures the inventory plugin `amazon.aws.aws_ec2`"
-        ),
-        "{e}"
-    );
-    assert!(
-        e.contains("ansible-inventory -i aws_ec2.yml --list --export -y > inventory.yml"),
-        "{e}"
+        &[
+            "aws_ec2.yml:1:9: plugin: this configures the inventory plugin `amazon.aws.aws_ec2`",
+            "ansible-inventory -i aws_ec2.yml --list --export -y > inventory.yml",
+        ],
     );
 }
 
@@ -197,33 +181,14 @@ fn a_limit_exclusion_that_matches_nothing_stops_the_run() {
     .unwrap();
     let playbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/simplelogin-upgrade.yml");
     let playbook = playbook.to_str().unwrap();
-    let started = Instant::now();
-    let o = fleetup(
+    refused(
         dir.path(),
-        &[
-            "run",
-            "-i",
-            "hosts",
-            playbook,
-            "-e",
-            "sl_version=v4.66.1",
-            "--limit",
-            "simplelogin:!sl-prod-2:&canarie",
-        ],
+        &["run", "-i", "hosts", playbook, "-e", "sl_version=v4.66.1", "--limit", "simplelogin:!sl-prod-2:&canarie"],
         &[],
-    );
-    assert_eq!(o.status.code(), Some(5));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "nothing was contacted"
-    );
-    let e = stderr(&o);
-    assert!(e.contains("--limit: `sl-prod-2` (after `!` or `&`) matches no host or group (did you mean `sl-prod-02`?)"), "{e}");
-    assert!(
-        e.contains(
-            "`canarie` (after `!` or `&`) matches no host or group (did you mean `canaries`?)"
-        ),
-        "{e}"
+        &[
+            "--limit: `sl-prod-2` (after `!` or `&`) matches no host or group (did you mean `sl-prod-02`?)",
+            "`canarie` (after `!` or `&`) matches no host or group (did you mean `canaries`?)",
+        ],
     );
     // A plain term that matches nothing still only warns.
     let o = fleetup(

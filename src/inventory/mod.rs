@@ -257,24 +257,17 @@ impl Inventory {
             .flat_map(|g| g.hosts.iter().map(String::as_str))
     }
 
-    /// A group's own variables: inline, then its `group_vars/` files on top.
+    /// A group's own variables: inline, then its `group_vars/` files on top (beside the
+    /// inventory, then beside the playbook).
     pub fn group_vars(&self, group: &str) -> Vars {
-        let mut vars = Vars::new();
-        if let Some(def) = self.groups.get(group) {
-            overlay(&mut vars, &def.vars);
-            overlay(&mut vars, &def.file_vars);
-        }
-        vars
+        let def = self.groups.get(group);
+        layered(def.map(|d| [&d.vars, &d.file_vars, &d.play_vars]))
     }
 
-    /// A host's own variables: inline, then its `host_vars/` files on top.
+    /// A host's own variables, layered as [`Inventory::group_vars`] are.
     pub fn host_own_vars(&self, host: &str) -> Vars {
-        let mut vars = Vars::new();
-        if let Some(def) = self.hosts.get(host) {
-            overlay(&mut vars, &def.vars);
-            overlay(&mut vars, &def.file_vars);
-        }
-        vars
+        let def = self.hosts.get(host);
+        layered(def.map(|d| [&d.vars, &d.file_vars, &d.play_vars]))
     }
 
     /// The hosts of a group and of all its descendants, in inventory order.
@@ -318,6 +311,15 @@ impl Inventory {
             overlay(target, vars);
         }
     }
+}
+
+/// Variables set at several levels, lowest first, merged.
+fn layered(levels: Option<[&Vars; 3]>) -> Vars {
+    let mut vars = Vars::new();
+    for level in levels.into_iter().flatten() {
+        overlay(&mut vars, level);
+    }
+    vars
 }
 
 #[cfg(test)]
