@@ -175,6 +175,23 @@ fn subscripts_regexes_and_classes_as_ansible_reads_them() {
 }
 
 #[test]
+fn host_ranges_as_ansible_expands_them() {
+    // What `ansible-inventory` makes of `h[:2]`, `h[x:B]` and `h[01:3]`.
+    assert_eq!(
+        expand_host_range("h[:2]", MAX_HOSTS).unwrap(),
+        ["h0", "h1", "h2"]
+    );
+    assert_eq!(
+        expand_host_range("h[x:B]", MAX_HOSTS).unwrap(),
+        ["hx", "hy", "hz", "hA", "hB"]
+    );
+    assert!(expand_host_range("h[01:3]", MAX_HOSTS)
+        .unwrap_err()
+        .contains("same length"));
+    assert!(expand_host_range("h[c:a]", MAX_HOSTS).is_err());
+}
+
+#[test]
 fn host_ranges() {
     assert_eq!(
         expand_host_range("web[1:3]", MAX_HOSTS).unwrap(),
