@@ -313,6 +313,13 @@ fn list_agrees_with_ansible_inventory() {
     assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
 }
 
+/// `--list --export`: each group's and host's own variables, where they were set.
+#[test]
+fn export_agrees_with_ansible_inventory() {
+    let diffs = compare(CORPUS, &["--list", "--export"]);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n\n"));
+}
+
 /// `--graph --vars` prints values as Python prints them, which shows two differences that
 /// are not in the variables themselves: a mapping's non-string keys (`{80: 'http'}`:
 /// fleetup keeps keys as the strings JSON makes of them), and the order of the keys a
