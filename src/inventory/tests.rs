@@ -479,3 +479,34 @@ fn deeply_nested_flow_collections_are_refused_before_yaml_scans_them() {
         panic!("{e}");
     }
 }
+
+#[test]
+fn vault_values_are_opened_in_place_and_checked_once_readable() {
+    use crate::vault::{tests::VALUE, VaultSecret};
+    let indented = VALUE.replace('\n', "\n          ");
+    let text = format!(
+        "all:\n  hosts:\n    h1:\n      token: !vault |\n          {indented}\n      list: [1, !vault \"{}\"]\n      ansible_port: !vault |\n          {indented}\n",
+        VALUE.replace('\n', "\\n")
+    );
+    let mut inv = parse(&text).unwrap();
+    let errors = inv.open_vaults(&[VaultSecret::new("default", "hunter2")]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "inv.yml:13:11: ansible_port: must be a port number from 1 to 65535, found \"tiny\""
+    );
+    let h1 = inv.host_vars("h1");
+    assert_eq!(h1["token"], json!("tiny"));
+    assert_eq!(h1["list"], json!([1, "tiny"]));
+    assert!(inv.secret_values().contains(&"tiny".to_string()));
+    let mut locked = parse(&text).unwrap();
+    let errors = locked.open_vaults(&[VaultSecret::new("default", "wrong")]);
+    assert_eq!(errors.len(), 3);
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("inv.yml:5:11: token: vault-encrypted value: no vault password"),
+        "{}",
+        errors[0]
+    );
+}

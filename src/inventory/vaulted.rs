@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::parse::check_value;
 use super::Inventory;
 use crate::diagnostic::{Diagnostic, Pos};
 use crate::vars::Vars;
@@ -124,8 +125,18 @@ impl Opener<'_> {
 
     fn value(&mut self, value: &mut Value, field: &str) {
         if is_marker(value) {
-            if let Some(text) = value.as_object().and_then(|m| self.open(m, field)) {
+            let Some(marker) = value.as_object() else {
+                return;
+            };
+            let place = place(marker);
+            if let Some(text) = self.open(marker, field) {
                 *value = Value::String(text);
+                // A variable fleetup relies on (`ansible_port`...) is checked once readable.
+                if let Err(m) = check_value(field, value) {
+                    let (file, pos) = place;
+                    self.errors
+                        .push(Diagnostic::new(Path::new(&file), field, m).at(pos));
+                }
             }
             return;
         }
@@ -189,6 +200,25 @@ impl Opener<'_> {
             }
         }
     }
+}
+
+/// Where the encrypted value was written.
+fn place(marker: &Map<String, Value>) -> (String, Option<Pos>) {
+    let file = marker
+        .get(FILE_KEY)
+        .and_then(Value::as_str)
+        .unwrap_or("<inventory>");
+    let at = |key: &str| {
+        marker
+            .get(key)
+            .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    let pos = at(LINE_KEY).map(|line| Pos {
+        line,
+        column: at(COLUMN_KEY).unwrap_or(0),
+    });
+    (file.to_string(), pos)
 }
 
 /// Every string of a decrypted vars file: all of them are secrets.
