@@ -6,7 +6,7 @@
 //!
 //! Needs `ansible-inventory` (ansible-core, installed by .ci/run) on the PATH.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
@@ -213,34 +213,69 @@ fn compare<'a>(cases: impl IntoIterator<Item = &'a Case>, args: &[&str]) -> Vec<
     diffs
 }
 
-/// Runs both tools on each (case, args), in parallel; returns the diffs.
+/// Runs both tools on each (case, args); returns the diffs. Ansible's side runs through
+/// tests/ansible/inventory_batch.py: `ansible-inventory` itself, one fork per job after a
+/// single import of Ansible (half a second saved per job).
 fn compare_jobs(jobs: &[(&Case, Vec<&str>)]) -> Vec<String> {
     let root = tempfile::tempdir().unwrap();
-    let results: Vec<Option<String>> = std::thread::scope(|s| {
+    let dirs: Vec<PathBuf> = (0..jobs.len())
+        .map(|i| root.path().join(i.to_string()))
+        .collect();
+    let mut batch = Vec::new();
+    for ((case, args), dir) in jobs.iter().zip(&dirs) {
+        write_case(dir, case);
+        let mut full = vec!["-i", case.source];
+        full.extend_from_slice(args);
+        batch.push(serde_json::json!({"cwd": dir, "args": full, "out": dir.join("ansible.out")}));
+    }
+    let list = root.path().join("jobs.json");
+    std::fs::write(&list, serde_json::to_string(&batch).unwrap()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ansible/inventory_batch.py");
+    let ansible = std::thread::spawn({
+        let root = root.path().to_path_buf();
+        move || {
+            output(
+                "python3",
+                &root,
+                &[script.to_str().unwrap(), list.to_str().unwrap()],
+            )
+        }
+    });
+    let ours: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .iter()
-            .enumerate()
-            .map(|(i, (case, args))| {
-                let dir = root.path().join(i.to_string());
+            .zip(&dirs)
+            .map(|((case, args), dir)| {
                 s.spawn(move || {
-                    write_case(&dir, case);
-                    let mut full = vec!["-i", case.source];
+                    let mut full = vec!["inventory", "-i", case.source];
                     full.extend_from_slice(args);
-                    let ours = output(FLEETUP, &dir, &[&["inventory"], &full[..]].concat());
-                    let theirs = output("ansible-inventory", &dir, &full);
-                    (ours != theirs).then(|| {
-                        format!(
-                            "{} ({}):\n--- fleetup\n{ours}\n--- ansible-inventory\n{theirs}",
-                            case.name,
-                            args.join(" ")
-                        )
-                    })
+                    output(FLEETUP, dir, &full)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    results.into_iter().flatten().collect()
+    let batch_errors = ansible.join().unwrap();
+    assert!(
+        batch_errors.is_empty(),
+        "inventory_batch.py: {batch_errors}"
+    );
+    let mut diffs = Vec::new();
+    for (((case, args), dir), ours) in jobs.iter().zip(&dirs).zip(ours) {
+        let mut theirs = std::fs::read_to_string(dir.join("ansible.out")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("ansible.out.status")).unwrap_or_default();
+        if status.trim() != "0" {
+            theirs += &format!("exit {status}");
+        }
+        if ours != theirs {
+            diffs.push(format!(
+                "{} ({}):\n--- fleetup\n{ours}\n--- ansible-inventory\n{theirs}",
+                case.name,
+                args.join(" ")
+            ));
+        }
+    }
+    diffs
 }
 
 /// Host patterns (subscripts, regexes, fnmatch classes, `&` and `!`) select the hosts
