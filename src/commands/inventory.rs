@@ -20,12 +20,13 @@ pub(crate) fn load(
     playbook_dir: Option<&Path>,
 ) -> Result<Inventory, CliError> {
     let input = |d: Diagnostic| CliError::Input(d.into());
-    let sources =
-        inventory::sources(&args.inventories, &Environment::of_process()).map_err(input)?;
+    let env = Environment::of_process();
+    let sources = inventory::sources(&args.inventories, &env).map_err(input)?;
     if sources.is_empty() {
         return Err(CliError::NoInventory);
     }
-    let secrets = vault::load_secrets(&args.vault()).map_err(input)?;
+    let vault = inventory::vault_options(&args.vault(), &env).map_err(input)?;
+    let secrets = vault::load_secrets(&vault).map_err(input)?;
     let mut inventory = inventory::load(&sources, &secrets)?;
     if let Some(dir) = playbook_dir {
         inventory::load_playbook_vars(&mut inventory, dir, &secrets)?;

@@ -8,10 +8,12 @@
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::Diagnostic;
+use crate::vault::VaultOptions;
 
 /// What the environment says, read at the edge (the process's own in [`Environment::of_process`]).
 pub struct Environment {
     pub ansible_inventory: Option<String>,
+    pub ansible_vault_identity_list: Option<String>,
     pub ansible_config: Option<PathBuf>,
     pub cwd: PathBuf,
     pub home: Option<PathBuf>,
@@ -21,6 +23,7 @@ impl Environment {
     pub fn of_process() -> Environment {
         Environment {
             ansible_inventory: std::env::var("ANSIBLE_INVENTORY").ok(),
+            ansible_vault_identity_list: std::env::var("ANSIBLE_VAULT_IDENTITY_LIST").ok(),
             ansible_config: std::env::var_os("ANSIBLE_CONFIG").map(PathBuf::from),
             cwd: std::env::current_dir().unwrap_or_default(),
             home: std::env::var_os("HOME").map(PathBuf::from),
@@ -83,45 +86,86 @@ fn world_writable(dir: &Path) -> bool {
     std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
 }
 
-/// `inventory` (or its old name `hostfile`) in `[defaults]`, as Python's configparser
-/// reads it: `key = value` or `key: value`, names in any case, `#` and `;` comment lines,
-/// indented lines continuing a value.
+/// `inventory` (or its old name `hostfile`) in `[defaults]`.
 pub(super) fn defaults_inventory(text: &str) -> Option<String> {
+    defaults_value(text, &["inventory", "hostfile"])
+}
+
+/// The value of the first of `keys` (a name and its older aliases) set in `[defaults]`,
+/// as Python's configparser reads it: `key = value` or `key: value`, names in any case,
+/// `#` and `;` comment lines, indented lines continuing a value.
+fn defaults_value(text: &str, keys: &[&str]) -> Option<String> {
     let mut section = String::new();
-    let mut found: Option<(String, String)> = None;
-    let mut last_key: Option<String> = None;
+    // (the key's rank in `keys`, its value)
+    let mut found: Option<(usize, String)> = None;
+    let mut continuing = false;
     for line in text.lines() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with(['#', ';']) {
             continue;
         }
         if line.starts_with([' ', '\t']) {
-            if let (Some(key), Some((k, v))) = (&last_key, &mut found) {
-                if key == k {
-                    v.push('\n');
-                    v.push_str(trimmed);
-                }
+            if let (true, Some((_, v))) = (continuing, &mut found) {
+                v.push('\n');
+                v.push_str(trimmed);
             }
             continue;
         }
+        continuing = false;
         if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             section = name.trim().to_string();
-            last_key = None;
             continue;
         }
         let Some(i) = trimmed.find(['=', ':']) else {
             continue;
         };
         let key = trimmed[..i].trim().to_ascii_lowercase();
-        last_key = Some(key.clone());
-        if section == "defaults" && (key == "inventory" || key == "hostfile") {
-            // `inventory` wins over the deprecated `hostfile`, wherever each stands.
-            if key == "inventory" || found.as_ref().is_none_or(|(k, _)| k == "hostfile") {
-                found = Some((key, trimmed[i + 1..].trim().to_string()));
-            }
+        let Some(rank) = keys.iter().position(|k| *k == key) else {
+            continue;
+        };
+        if section == "defaults" && found.as_ref().is_none_or(|(r, _)| rank <= *r) {
+            found = Some((rank, trimmed[i + 1..].trim().to_string()));
+            continuing = true;
         }
     }
     found.map(|(_, v)| v).filter(|v| !v.is_empty())
+}
+
+/// The vault options with what Ansible's configuration adds to the command line's: the
+/// ids of `ANSIBLE_VAULT_IDENTITY_LIST` (else ansible.cfg's `vault_identity_list`) before
+/// those given, and ansible.cfg's `vault_password_file` when no password file is given
+/// (`ANSIBLE_VAULT_PASSWORD_FILE` is the command line's own default).
+pub fn vault_options(given: &VaultOptions, env: &Environment) -> Result<VaultOptions, Diagnostic> {
+    let cfg = match config_file(env) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Diagnostic::new(&path, "", format!("cannot read: {e}")))?;
+            Some((path, text))
+        }
+        None => None,
+    };
+    let cfg_value = |keys: &[&str]| cfg.as_ref().and_then(|(_, t)| defaults_value(t, keys));
+    let mut opts = given.clone();
+    let ids = env
+        .ansible_vault_identity_list
+        .clone()
+        .or_else(|| cfg_value(&["vault_identity_list"]));
+    let mut all_ids: Vec<String> = ids
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(String::from)
+        .collect();
+    all_ids.append(&mut opts.ids);
+    opts.ids = all_ids;
+    if opts.password_files.is_empty() {
+        if let (Some(file), Some((path, _))) = (cfg_value(&["vault_password_file"]), &cfg) {
+            let base = path.parent().unwrap_or(Path::new("."));
+            opts.password_files = path_list(&file, base, env.home.as_deref());
+        }
+    }
+    Ok(opts)
 }
 
 /// A comma-separated list of paths, `~` expanded, relative ones taken from `base`.
@@ -147,6 +191,7 @@ mod tests {
     fn env(dir: &Path) -> Environment {
         Environment {
             ansible_inventory: None,
+            ansible_vault_identity_list: None,
             ansible_config: None,
             cwd: dir.join("project"),
             home: Some(dir.join("home")),
@@ -203,6 +248,31 @@ mod tests {
             sources(&[], &e).unwrap(),
             [d.join("project/a.yml"), d.join("project/b.ini")]
         );
+    }
+
+    #[test]
+    fn vault_passwords_ansible_is_configured_with_are_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = env(dir.path());
+        write(
+            &e.cwd.join("ansible.cfg"),
+            "[defaults]\nvault_password_file = ~/.vault_pass\nvault_identity_list = dev@dev.txt, prod@prompt\n",
+        );
+        let given = VaultOptions {
+            ids: vec!["x@x.txt".into()],
+            ..Default::default()
+        };
+        let opts = vault_options(&given, &e).unwrap();
+        assert_eq!(opts.ids, ["dev@dev.txt", "prod@prompt", "x@x.txt"]);
+        assert_eq!(opts.password_files, [dir.path().join("home/.vault_pass")]);
+        e.ansible_vault_identity_list = Some("env@e.txt".into());
+        let given = VaultOptions {
+            password_files: vec!["given".into()],
+            ..Default::default()
+        };
+        let opts = vault_options(&given, &e).unwrap();
+        assert_eq!(opts.ids, ["env@e.txt"]);
+        assert_eq!(opts.password_files, [PathBuf::from("given")]);
     }
 
     #[test]

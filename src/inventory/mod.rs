@@ -22,7 +22,7 @@ mod source;
 mod value;
 mod vaulted;
 
-pub use config::{sources, Environment};
+pub use config::{sources, vault_options, Environment};
 pub use ini::parse_ini;
 pub use load::{load, load_playbook_vars};
 pub use parse::parse_port;

@@ -14,7 +14,8 @@ pub(super) fn read_inventory(
     inputs: &PlayInputs,
     errors: &mut Vec<Diagnostic>,
 ) -> Option<Inventory> {
-    let sources = match inventory::sources(&inputs.inventories, &Environment::of_process()) {
+    let env = Environment::of_process();
+    let sources = match inventory::sources(&inputs.inventories, &env) {
         Ok(sources) if sources.is_empty() => {
             errors.push(Diagnostic::new(
                 Path::new("<command line>"),
@@ -29,7 +30,8 @@ pub(super) fn read_inventory(
             return None;
         }
     };
-    let secrets = vault::load_secrets(&inputs.vault)
+    let secrets = inventory::vault_options(&inputs.vault, &env)
+        .and_then(|opts| vault::load_secrets(&opts))
         .map_err(|d| errors.push(d))
         .ok()?;
     let mut inventory = inventory::load(&sources, &secrets)
