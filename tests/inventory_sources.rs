@@ -78,6 +78,22 @@ fn a_hanging_script_is_stopped_after_the_timeout() {
     );
 }
 
+/// A script that leaves a child running (holding its stdout) is read once it exits.
+#[test]
+fn a_script_leaving_a_background_child_is_read_when_it_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    script(
+        dir.path(),
+        "bg.sh",
+        "sleep 30 &\necho '{\"web\": [\"w1\"], \"_meta\": {\"hostvars\": {}}}'",
+    );
+    let started = Instant::now();
+    let o = fleetup(dir.path(), &["inventory", "-i", "bg.sh", "--graph"], &[]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("|--w1"));
+}
+
 #[test]
 fn garbage_is_no_inventory() {
     script_fails(

@@ -174,20 +174,26 @@ fn run(path: &Path, args: &[&str], timeout: Duration) -> Result<Ran, String> {
         .take()
         .map(|s| std::thread::spawn(move || read_some(s, STDERR_KEPT)));
     let deadline = Instant::now() + timeout;
+    let group = i32::try_from(child.id()).ok().map(Pid::from_raw);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => break Ended::Ok,
             Ok(Some(status)) => break Ended::Failed(status.to_string()),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) | Err(_) => {
-                if let Ok(pid) = i32::try_from(child.id()) {
-                    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                if let Some(group) = group {
+                    let _ = killpg(group, Signal::SIGKILL);
                 }
                 let _ = child.wait();
                 break Ended::Timeout;
             }
         }
     };
+    // What the script left running in the background would hold the pipes open, and the
+    // reads below would wait for it: the script is done, so its group goes too.
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
     let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
         h.and_then(|h| h.join().ok()).unwrap_or_default()
     };
