@@ -69,7 +69,8 @@ pub enum Command {
 /// run reads its own from the journal, and the commands that need one say so.
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
-    /// Inventory file or folder (Ansible YAML); repeat to merge several.
+    /// Inventory file, folder or script (Ansible INI, YAML, JSON); repeat to merge several.
+    /// Default: ANSIBLE_INVENTORY, or the inventory of Ansible's ansible.cfg.
     #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
     pub inventories: Vec<PathBuf>,
     /// A file holding the vault password, or an executable that prints it; repeatable.
