@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use fleetup::plan::{Canary, Order, Serial};
 use fleetup::play::{PlayInputs, RolloutOverrides};
+use fleetup::vault::VaultOptions;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,15 +61,44 @@ pub enum Command {
         after_help = "Example:\n  fleetup exec -i inventories/example.yml production -- docker ps"
     )]
     Exec(ExecArgs),
+    /// What fleetup makes of an inventory, in ansible-inventory's shapes (to diff the two).
+    #[command(
+        after_help = "Examples:\n  fleetup inventory -i hosts.ini --list\n  fleetup inventory -i hosts.ini --graph production --vars\n  diff <(fleetup inventory -i hosts.ini --list) <(ansible-inventory -i hosts.ini --list)"
+    )]
+    Inventory(InventoryCmdArgs),
 }
 
 /// `-i`, shared by every command that reads an inventory. Not required by clap: a resumed
 /// run reads its own from the journal, and the commands that need one say so.
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
-    /// Inventory file or folder (Ansible YAML); repeat to merge several.
+    /// Inventory file, folder or script (Ansible INI, YAML, JSON); repeat to merge several.
+    /// Default: ANSIBLE_INVENTORY, or the inventory of Ansible's ansible.cfg.
     #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
     pub inventories: Vec<PathBuf>,
+    /// A file holding the vault password, or an executable that prints it; repeatable.
+    #[arg(
+        long = "vault-password-file",
+        value_name = "FILE",
+        env = "ANSIBLE_VAULT_PASSWORD_FILE"
+    )]
+    pub vault_password_files: Vec<PathBuf>,
+    /// A vault password with its label: LABEL@FILE, LABEL@prompt, or FILE; repeatable.
+    #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
+    pub vault_ids: Vec<String>,
+    /// Ask for the vault password.
+    #[arg(long)]
+    pub ask_vault_pass: bool,
+}
+
+impl InventoryArgs {
+    pub fn vault(&self) -> VaultOptions {
+        VaultOptions {
+            ids: self.vault_ids.clone(),
+            password_files: self.vault_password_files.clone(),
+            ask: self.ask_vault_pass,
+        }
+    }
 }
 
 /// The inputs of a play: inventories, playbook, variables, host selection.
@@ -367,6 +397,37 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["list", "graph", "host"])))]
+pub struct InventoryCmdArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    /// Every group and host, and each host's variables (`_meta.hostvars`), as JSON.
+    #[arg(long)]
+    pub list: bool,
+    /// The groups as a tree, from GROUP (default all).
+    #[arg(long)]
+    pub graph: bool,
+    /// One host's variables, as JSON.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The group `--graph` starts from.
+    #[arg(value_name = "GROUP", requires = "graph")]
+    pub group: Option<String>,
+    /// Only the hosts this pattern selects (with --list).
+    #[arg(short = 'l', long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// With --graph: show the variables of each host and group.
+    #[arg(long, requires = "graph")]
+    pub vars: bool,
+    /// With --list: each group's and host's own variables, not each host's merged ones.
+    #[arg(long, requires = "list")]
+    pub export: bool,
+    /// Also read the group_vars/ and host_vars/ of this folder, as beside a playbook.
+    #[arg(long, value_name = "DIR")]
+    pub playbook_dir: Option<PathBuf>,
+}
+
 impl PlayArgs {
     pub fn inputs(&self, rollout: &RolloutArgs, staging: &StagingArgs) -> PlayInputs {
         self.selection
@@ -400,6 +461,7 @@ impl SelectionArgs {
             windows: staging.windows.clone(),
             require_staged: staging.require_staged.clone(),
             soak: staging.soak,
+            vault: inventory.vault(),
         }
     }
 }

@@ -38,5 +38,6 @@ pub mod template;
 pub mod transport;
 pub mod ui;
 pub mod vars;
+pub mod vault;
 pub mod window;
 pub mod yaml;

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::History(args) => commands::history(&args),
         cli::Command::Show(args) => commands::show(&args),
         cli::Command::Exec(args) => commands::exec(&args),
+        cli::Command::Inventory(args) => commands::inventory(&args),
     };
     match done {
         Ok(exit) => exit.into(),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Pos};
 
@@ -28,6 +28,9 @@ pub struct Document {
 struct Place {
     key: Option<Pos>,
     value: Option<Pos>,
+    /// The value is an unquoted scalar (`yes`, not `"yes"`): YAML 1.1 readers, as
+    /// Ansible's, type some of these otherwise than YAML 1.2 does.
+    plain: bool,
 }
 
 /// The largest input file fleetup reads. An inventory of ten thousand hosts is about a
@@ -84,6 +87,14 @@ impl Document {
 
     /// Parses `text`, read from `file` (used only in messages).
     pub fn parse(file: &Path, text: &str) -> Result<Document, Diagnostic> {
+        if let Some(pos) = too_deep(text) {
+            return Err(Diagnostic::new(
+                file,
+                "",
+                format!("not valid YAML: nested more than {MAX_FLOW_DEPTH} levels deep"),
+            )
+            .at(Some(pos)));
+        }
         let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
             let pos = e.location().map(|l| Pos {
                 line: l.line(),
@@ -117,6 +128,11 @@ impl Document {
     pub fn key_pos(&self, path: &str) -> Option<Pos> {
         let place = self.positions.get(path)?;
         place.key.or(place.value)
+    }
+
+    /// Whether the value at `path` was written as an unquoted scalar.
+    pub fn is_plain(&self, path: &str) -> bool {
+        self.positions.get(path).is_some_and(|p| p.plain)
     }
 
     /// A diagnostic about the value at `path`, placed in this file.
@@ -167,6 +183,47 @@ impl Document {
             }
         })
     }
+}
+
+/// serde_yaml refuses nesting deeper than 128 levels, but only after libyaml has scanned
+/// the whole text, and libyaml's scan of nested flow collections (`[[[[...`) is quadratic
+/// in their depth: 64 KiB of them took seconds. A flow collection opened this deep is
+/// refused before that scan.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Where the text opens a flow collection more than [`MAX_FLOW_DEPTH`] levels deep, by a
+/// linear scan that skips quoted text and comments. A bracket inside a word (`web[01:20]`)
+/// opens nothing.
+fn too_deep(text: &str) -> Option<Pos> {
+    let (mut depth, mut quote) = (0usize, None);
+    for (line_no, line) in text.lines().enumerate() {
+        // Quotes and comments start a token: `don't` and `a#b` are plain text.
+        let (mut prev, mut opened) = (' ', false);
+        for (col, c) in line.chars().enumerate() {
+            let token_start = prev.is_whitespace() || matches!(prev, ',' | ':') || opened;
+            opened = false;
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') if token_start => quote = Some(c),
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') if token_start => {
+                    depth += 1;
+                    opened = true;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(Pos {
+                            line: line_no + 1,
+                            column: col + 1,
+                        });
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
 }
 
 /// Joins a parent path and a child path as serde_path_to_error prints them.
@@ -288,8 +345,13 @@ impl MarkedEventReceiver for Indexer {
             return;
         }
         match ev {
-            Event::Scalar(text, ..) => match self.next_value_path() {
-                Some(path) => self.record_value(&path, mark),
+            Event::Scalar(text, style, ..) => match self.next_value_path() {
+                Some(path) => {
+                    self.record_value(&path, mark);
+                    if style == TScalarStyle::Plain {
+                        self.positions.entry(path).or_default().plain = true;
+                    }
+                }
                 None => self.record_key(&text, mark),
             },
             Event::Alias(_) => match self.next_value_path() {

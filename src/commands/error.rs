@@ -58,7 +58,7 @@ pub enum CliError {
     /// `--exclude-unhealthy` left every host out.
     #[error("error: no host is left to upgrade; nothing was changed.")]
     NoHostLeft { exit: Exit },
-    #[error("error: no inventory given: pass -i INVENTORY.yml; nothing was contacted.")]
+    #[error("error: no inventory given: pass -i INVENTORY, or set ANSIBLE_INVENTORY or an ansible.cfg's inventory; nothing was contacted.")]
     NoInventory,
     /// `fleetup exec`'s host pattern does not parse.
     #[error("error: {0}")]

@@ -11,6 +11,7 @@ use fleetup::ui::text::plural;
 
 mod error;
 mod history;
+mod inventory;
 mod run;
 mod session;
 mod staged;
@@ -93,6 +94,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, CliError> {
         builtin_files: BUILTIN_FILES,
         extra_vars: args.extra_vars.clone(),
         limit: args.limit.clone(),
+        vault: args.inventory.vault(),
         overrides: RolloutOverrides {
             forks: Some(args.forks as usize),
             canary: Some(Canary::First(0)),
@@ -109,6 +111,7 @@ pub fn status(args: &StatusArgs) -> Result<Exit, CliError> {
 }
 
 pub use history::{history, show};
+pub use inventory::inventory;
 pub use run::{exec, run};
 
 /// Prepares the play, printing its warnings.

@@ -216,11 +216,10 @@ fn start_new(args: &RunArgs, state_dir: &Path) -> Result<Started, CliError> {
 fn start_resumed(args: &RunArgs, state_dir: &Path, id: &str) -> Result<Started, CliError> {
     let paused = resume::open(state_dir, id)?;
     let extra_vars = &args.selection.extra_vars;
-    let play = super::prepare(&resume::inputs(
-        &paused.record,
-        extra_vars,
-        &args.staging.windows,
-    ))?;
+    let mut inputs = resume::inputs(&paused.record, extra_vars, &args.staging.windows);
+    // The journal keeps no password: the vault options are the ones given now.
+    inputs.vault = args.journal.inventory.vault();
+    let play = super::prepare(&inputs)?;
     refuse_prompt_without_terminal(&play)?;
     let Resume {
         run_dir,
@@ -405,11 +404,7 @@ pub fn default_state_dir(inventory: &InventoryArgs) -> PathBuf {
 }
 
 pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
-    if args.inventory.inventories.is_empty() {
-        return Err(CliError::NoInventory);
-    }
-    let inventory = fleetup::inventory::load(&args.inventory.inventories)?;
-    super::print_warnings(&inventory.warnings);
+    let inventory = super::inventory::load(&args.inventory, None)?;
     let pattern = fleetup::inventory::Pattern::parse(&args.pattern).map_err(CliError::Pattern)?;
     let selection = inventory.select(&pattern);
     if selection.hosts.is_empty() {

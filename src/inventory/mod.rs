@@ -7,16 +7,29 @@
 //! all < parent group < child group < host, with `group_vars/` and `host_vars/` files above
 //! the inline values of the same level. The module is pure: [`load`] does the file I/O.
 
+mod config;
+mod ini;
+mod list;
 mod load;
 mod parse;
 mod pattern;
 mod precedence;
+mod pylit;
 mod range;
+mod script;
+mod shlex;
+mod source;
+mod value;
+mod vaulted;
 
-pub use load::load;
+pub use config::{sources, vault_options, Environment};
+pub use ini::parse_ini;
+pub use load::{load, load_playbook_vars};
 pub use parse::parse_port;
 pub use pattern::{Pattern, Selection};
-pub use precedence::Precedence;
+pub use precedence::{Precedence, MAGIC_VARS};
+pub use script::TIMEOUT_VAR as SCRIPT_TIMEOUT_VAR;
+pub use source::parse_text;
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,6 +47,10 @@ pub struct Inventory {
     pub warnings: Vec<Diagnostic>,
     /// [`MAX_HOSTS`] was reached (and said once): later hosts are not read.
     full: bool,
+    /// The decrypted values of vault-encrypted variables and files.
+    secret_values: Vec<String>,
+    /// Each decrypted `!vault` value's ciphertext, by its plaintext: what to show instead.
+    ciphertexts: HashMap<String, String>,
 }
 
 /// The most hosts one inventory may define. A fleet of ten thousand is large; a range
@@ -43,24 +60,51 @@ pub const MAX_HOSTS: usize = 100_000;
 #[derive(Debug, Default, Clone)]
 struct HostDef {
     vars: Vars,
-    /// From `host_vars/`, above the inline vars.
+    /// From `host_vars/` beside the inventory, above the inline vars.
     file_vars: Vars,
+    /// From `host_vars/` beside the playbook, above those beside the inventory.
+    play_vars: Vars,
 }
 
 #[derive(Debug, Default, Clone)]
 struct GroupDef {
     vars: Vars,
-    /// From `group_vars/`, above every inline group var.
+    /// From `group_vars/` beside the inventory, above every inline group var.
     file_vars: Vars,
+    /// From `group_vars/` beside the playbook (see [`Precedence::host_vars`]).
+    play_vars: Vars,
     children: IndexSet<String>,
     hosts: IndexSet<String>,
+}
+
+/// Where a `group_vars/` or `host_vars/` folder stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Inventory,
+    Playbook,
 }
 
 const ALL: &str = "all";
 const UNGROUPED: &str = "ungrouped";
 impl Inventory {
-    /// As Ansible does after reading: a group nobody lists as a child is a child of `all`.
+    /// An inventory with only `all` and its child `ungrouped`, as Ansible starts one.
+    fn empty() -> Inventory {
+        let mut inv = Inventory::default();
+        inv.group_mut(ALL).children.insert(UNGROUPED.into());
+        inv.group_mut(UNGROUPED);
+        inv
+    }
+
+    /// As Ansible does after reading (`InventoryData.reconcile_inventory`): `all` and
+    /// `ungrouped` exist, a group nobody lists as a child is a child of `all`, and
+    /// `ungrouped` holds exactly the hosts no other group lists — including those an
+    /// explicit `ungrouped:` group names, and none that a later file put in a group.
     fn reconcile(&mut self) {
+        self.group_mut(ALL);
+        if !self.groups.contains_key(UNGROUPED) {
+            self.group_mut(UNGROUPED);
+            self.group_mut(ALL).children.insert(UNGROUPED.into());
+        }
         let parents = self.parents();
         let orphans: Vec<String> = self
             .groups
@@ -69,6 +113,15 @@ impl Inventory {
             .cloned()
             .collect();
         self.group_mut(ALL).children.extend(orphans);
+        let grouped = self.grouped();
+        let alone: IndexSet<String> = self
+            .host_names()
+            .filter(|h| !grouped.contains(*h))
+            .map(String::from)
+            .collect();
+        let ungrouped = self.group_mut(UNGROUPED);
+        ungrouped.hosts.retain(|h| alone.contains(h));
+        ungrouped.hosts.extend(alone);
     }
 
     /// Each group's parents: the groups that list it in `children`. Built once per query,
@@ -146,15 +199,19 @@ impl Inventory {
             let def = self.hosts.entry(name).or_default();
             overlay(&mut def.vars, &host.vars);
             overlay(&mut def.file_vars, &host.file_vars);
+            overlay(&mut def.play_vars, &host.play_vars);
         }
         for (name, group) in other.groups {
             let def = self.groups.entry(name).or_default();
             overlay(&mut def.vars, &group.vars);
             overlay(&mut def.file_vars, &group.file_vars);
+            overlay(&mut def.play_vars, &group.play_vars);
             def.children.extend(group.children);
             def.hosts.extend(group.hosts);
         }
         self.warnings.extend(other.warnings);
+        self.secret_values.extend(other.secret_values);
+        self.ciphertexts.extend(other.ciphertexts);
     }
 
     /// Every host, in inventory order.
@@ -163,10 +220,7 @@ impl Inventory {
     }
 
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.groups
-            .keys()
-            .map(String::as_str)
-            .chain(self.has_ungrouped().then_some(UNGROUPED))
+        self.groups.keys().map(String::as_str)
     }
 
     pub fn has_host(&self, name: &str) -> bool {
@@ -174,32 +228,52 @@ impl Inventory {
     }
 
     pub fn has_group(&self, name: &str) -> bool {
-        self.groups.contains_key(name) || (name == UNGROUPED && self.has_ungrouped())
+        self.groups.contains_key(name)
     }
 
-    fn has_ungrouped(&self) -> bool {
-        let grouped = self.grouped();
-        self.host_names().any(|h| !grouped.contains(h))
-    }
-
-    /// The hosts some group other than `all` lists: one pass over the groups, rather than
-    /// a search of every group for each host.
-    fn grouped(&self) -> HashSet<&str> {
+    /// The hosts some group other than `all` and `ungrouped` lists: one pass over the
+    /// groups, rather than a search of every group for each host.
+    fn grouped(&self) -> HashSet<String> {
         self.groups
             .iter()
-            .filter(|(g, _)| *g != ALL)
-            .flat_map(|(_, def)| def.hosts.iter().map(String::as_str))
+            .filter(|(g, _)| *g != ALL && *g != UNGROUPED)
+            .flat_map(|(_, def)| def.hosts.iter().cloned())
             .collect()
+    }
+
+    /// A group's own child groups, in the order they were added.
+    pub fn group_children(&self, group: &str) -> impl Iterator<Item = &str> {
+        self.groups
+            .get(group)
+            .into_iter()
+            .flat_map(|g| g.children.iter().map(String::as_str))
+    }
+
+    /// The hosts a group lists itself (not through its children), in the order listed.
+    pub fn group_own_hosts(&self, group: &str) -> impl Iterator<Item = &str> {
+        self.groups
+            .get(group)
+            .into_iter()
+            .flat_map(|g| g.hosts.iter().map(String::as_str))
+    }
+
+    /// A group's own variables: inline, then its `group_vars/` files on top (beside the
+    /// inventory, then beside the playbook).
+    pub fn group_vars(&self, group: &str) -> Vars {
+        let def = self.groups.get(group);
+        layered(def.map(|d| [&d.vars, &d.file_vars, &d.play_vars]))
+    }
+
+    /// A host's own variables, layered as [`Inventory::group_vars`] are.
+    pub fn host_own_vars(&self, host: &str) -> Vars {
+        let def = self.hosts.get(host);
+        layered(def.map(|d| [&d.vars, &d.file_vars, &d.play_vars]))
     }
 
     /// The hosts of a group and of all its descendants, in inventory order.
     pub fn group_hosts(&self, group: &str) -> IndexSet<&str> {
         if group == ALL {
             return self.host_names().collect();
-        }
-        if group == UNGROUPED {
-            let grouped = self.grouped();
-            return self.host_names().filter(|h| !grouped.contains(h)).collect();
         }
         let mut members = IndexSet::new();
         let mut stack = vec![group];
@@ -217,17 +291,35 @@ impl Inventory {
         self.host_names().filter(|h| members.contains(h)).collect()
     }
 
-    /// Adds variables read from `group_vars/<group>` (true) or `host_vars/<host>` (false).
-    fn add_file_vars(&mut self, is_group: bool, name: &str, vars: &Vars) {
-        let target = if is_group {
-            self.groups.get_mut(name).map(|g| &mut g.file_vars)
-        } else {
-            self.hosts.get_mut(name).map(|h| &mut h.file_vars)
+    /// Sets a host's own variables (a `--list` document's `_meta.hostvars`).
+    fn set_host_vars(&mut self, host: &str, vars: Vars) {
+        if let Some(def) = self.hosts.get_mut(host) {
+            overlay(&mut def.vars, &vars);
+        }
+    }
+
+    /// Adds variables read from `group_vars/<group>` (true) or `host_vars/<host>` (false),
+    /// beside the inventory or beside the playbook.
+    fn add_file_vars(&mut self, is_group: bool, layer: Layer, name: &str, vars: &Vars) {
+        let target = match (is_group, layer) {
+            (true, Layer::Inventory) => self.groups.get_mut(name).map(|g| &mut g.file_vars),
+            (true, Layer::Playbook) => self.groups.get_mut(name).map(|g| &mut g.play_vars),
+            (false, Layer::Inventory) => self.hosts.get_mut(name).map(|h| &mut h.file_vars),
+            (false, Layer::Playbook) => self.hosts.get_mut(name).map(|h| &mut h.play_vars),
         };
         if let Some(target) = target {
             overlay(target, vars);
         }
     }
+}
+
+/// Variables set at several levels, lowest first, merged.
+fn layered(levels: Option<[&Vars; 3]>) -> Vars {
+    let mut vars = Vars::new();
+    for level in levels.into_iter().flatten() {
+        overlay(&mut vars, level);
+    }
+    vars
 }
 
 #[cfg(test)]

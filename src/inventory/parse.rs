@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 use super::range::{expand_host_range, TOO_MANY};
-use super::{GroupDef, Inventory, ALL, MAX_HOSTS};
+use super::value::{key_string, to_vars};
+use super::{Inventory, MAX_HOSTS};
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
 use crate::vars::{check_name, overlay, Vars};
 use crate::yaml::{join, Document};
@@ -35,8 +36,7 @@ enum VarType {
 impl Inventory {
     /// Reads one inventory document (the YAML text of one `-i` file).
     pub fn from_document(doc: &Document) -> Result<Inventory, Diagnostics> {
-        let mut inv = Inventory::default();
-        inv.groups.insert(ALL.to_string(), GroupDef::default());
+        let mut inv = Inventory::empty();
         let mut errors = Vec::new();
         match &doc.value {
             serde_yaml::Value::Null => inv.warnings.push(doc.error("", "inventory is empty")),
@@ -130,7 +130,7 @@ impl Inventory {
                 serde_yaml::Value::Null => {}
                 serde_yaml::Value::Mapping(hosts) => {
                     for (host, vars) in hosts {
-                        let host = host_key(host);
+                        let host = key_string(host);
                         self.read_host(doc, &join(&hpath, &host), &host, vars, name, errors);
                     }
                 }
@@ -187,13 +187,8 @@ fn read_vars(
         errors.push(doc.error(path, "variables must be a mapping of name: value"));
         return None;
     }
-    let vars: Vars = match doc.deserialize(path, value) {
-        Ok(v) => v,
-        Err(d) => {
-            errors.push(d);
-            return None;
-        }
-    };
+    // Keys of any type are kept, as strings, as Ansible keeps them.
+    let vars = to_vars(doc, path, value)?;
     let before = errors.len();
     check_vars(doc, path, &vars, errors);
     (errors.len() == before).then_some(vars)
@@ -206,28 +201,35 @@ pub(super) fn check_vars(doc: &Document, path: &str, vars: &Vars, errors: &mut V
         let field = join(path, name);
         if let Err(m) = check_name(name) {
             errors.push(Diagnostic::new(&doc.file, field.as_str(), m).at(doc.key_pos(&field)));
-            continue;
+        } else if let Err(m) = check_value(name, value) {
+            errors.push(doc.error(&field, m));
         }
-        if name == crate::window::VAR {
-            if let Err(m) = crate::window::Windows::from_value(value) {
-                errors.push(doc.error(&field, m));
-            }
-            continue;
+    }
+}
+
+/// The type fleetup needs of a variable it relies on (`ansible_port`, `window`...).
+pub(super) fn check_value(name: &str, value: &Value) -> Result<(), String> {
+    if super::vaulted::is_marker(value) {
+        // Checked once decrypted (see `load`).
+        return Ok(());
+    }
+    if name == crate::window::VAR {
+        return crate::window::Windows::from_value(value).map(|_| ());
+    }
+    let Some((_, ty)) = TYPED_VARS.iter().find(|(n, _)| *n == name) else {
+        return Ok(());
+    };
+    let problem = match ty {
+        VarType::Text => (!value.is_string()).then_some("must be a string"),
+        VarType::Bool => (!value.is_boolean()).then_some("must be true or false"),
+        VarType::Int => (!value.is_i64()).then_some("must be a whole number"),
+        VarType::Port => {
+            (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535")
         }
-        let Some((_, ty)) = TYPED_VARS.iter().find(|(n, _)| n == name) else {
-            continue;
-        };
-        let problem = match ty {
-            VarType::Text => (!value.is_string()).then_some("must be a string"),
-            VarType::Bool => (!value.is_boolean()).then_some("must be true or false"),
-            VarType::Int => (!value.is_i64()).then_some("must be a whole number"),
-            VarType::Port => {
-                (parse_port(value).is_none()).then_some("must be a port number from 1 to 65535")
-            }
-        };
-        if let Some(problem) = problem {
-            errors.push(doc.error(&field, format!("{problem}, found {value}")));
-        }
+    };
+    match problem {
+        Some(problem) => Err(format!("{problem}, found {value}")),
+        None => Ok(()),
     }
 }
 
@@ -239,16 +241,6 @@ pub fn parse_port(value: &Value) -> Option<u16> {
         _ => return None,
     };
     u16::try_from(n).ok().filter(|p| *p > 0)
-}
-
-fn host_key(key: &serde_yaml::Value) -> String {
-    match key {
-        serde_yaml::Value::String(s) => s.clone(),
-        // `10.0.0.1:` is a string, but `42:` is read as a number.
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-    }
 }
 
 fn check_group_name(name: &str) -> Result<(), String> {

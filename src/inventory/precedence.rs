@@ -13,6 +13,12 @@ use serde_json::Value;
 use super::{Inventory, ALL, UNGROUPED};
 use crate::vars::{overlay, Vars};
 
+/// The variables Ansible sets itself for every host, which fleetup sets too; not the
+/// inventory's own, so `ansible-inventory --list` does not show them.
+pub const MAGIC_VARS: [&str; 2] = ["inventory_hostname", "group_names"];
+
+const PRIORITY: &str = "ansible_group_priority";
+
 /// The inventory's group graph, read for variable precedence.
 pub struct Precedence<'a> {
     inventory: &'a Inventory,
@@ -86,7 +92,9 @@ impl Inventory {
 impl<'a> Precedence<'a> {
     /// A host's variables with Ansible's precedence, lowest first: inline group vars (by
     /// depth, then `ansible_group_priority`, then name), `group_vars/` files in the same
-    /// order, inline host vars, `host_vars/` files. Adds `inventory_hostname` and
+    /// order (`all`'s first; beside the playbook above beside the inventory at each of the
+    /// two steps), inline host vars, `host_vars/` files beside the inventory, then beside
+    /// the playbook. Adds `inventory_hostname` and
     /// `group_names` as Ansible does.
     pub fn host_vars(&self, host: &str) -> Vars {
         let groups = &self.inventory.groups;
@@ -99,20 +107,30 @@ impl<'a> Precedence<'a> {
         for def in order.iter().filter_map(|g| groups.get(*g)) {
             overlay(&mut vars, &def.vars);
         }
-        for def in order.iter().filter_map(|g| groups.get(*g)) {
-            overlay(&mut vars, &def.file_vars);
+        // Ansible makes a group's inline `ansible_group_priority` the group's priority, not
+        // a variable of its hosts.
+        vars.remove(PRIORITY);
+        // Ansible's VARIABLE_PRECEDENCE: `all`'s files beside the inventory, then beside the
+        // playbook, then the other groups' beside the inventory, then beside the playbook.
+        let (all, others): (Vec<&str>, Vec<&str>) = order.iter().partition(|g| **g == ALL);
+        for files in [&all, &others] {
+            let defs = || files.iter().filter_map(|g| groups.get(*g));
+            defs().for_each(|def| overlay(&mut vars, &def.file_vars));
+            defs().for_each(|def| overlay(&mut vars, &def.play_vars));
         }
         if let Some(def) = self.inventory.hosts.get(host) {
             overlay(&mut vars, &def.vars);
             overlay(&mut vars, &def.file_vars);
+            overlay(&mut vars, &def.play_vars);
         }
         let mut names: Vec<&str> = order.into_iter().filter(|g| *g != ALL).collect();
         if names.is_empty() {
             names.push(UNGROUPED);
         }
         names.sort_unstable();
-        vars.insert("inventory_hostname".into(), Value::String(host.to_string()));
-        vars.insert("group_names".into(), names.into());
+        let [hostname, group_names] = MAGIC_VARS;
+        vars.insert(hostname.into(), Value::String(host.to_string()));
+        vars.insert(group_names.into(), names.into());
         vars
     }
 
@@ -140,7 +158,7 @@ impl<'a> Precedence<'a> {
         self.inventory
             .groups
             .get(group)
-            .and_then(|g| g.vars.get("ansible_group_priority"))
+            .and_then(|g| g.vars.get(PRIORITY))
             .and_then(Value::as_i64)
             .unwrap_or(1)
     }

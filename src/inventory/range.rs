@@ -34,6 +34,14 @@ pub(super) fn expand_host_range(pattern: &str, limit: usize) -> Result<Vec<Strin
         [s, e, step] => (*s, *e, step.parse::<usize>().map_err(|_| bad())?),
         _ => return Err(bad()),
     };
+    // As Ansible's `expand_hostname_range`: an empty start is 0, and a zero-padded start
+    // sets the width, which the end must share.
+    let start = if start.is_empty() { "0" } else { start };
+    if start.len() > 1 && start.starts_with('0') && start.len() != end.len() {
+        return Err(format!(
+            "`{pattern}`: a zero-padded range needs a start and an end of the same length"
+        ));
+    }
     if step == 0 {
         return Err(bad());
     }
@@ -55,7 +63,17 @@ pub(super) fn expand_host_range(pattern: &str, limit: usize) -> Result<Vec<Strin
         let (Some(a), Some(b)) = (single_letter(start), single_letter(end)) else {
             return Err(bad());
         };
-        (a..=b).step_by(step).map(String::from).collect()
+        // Ansible's letters are a-z then A-Z: `[x:B]` is x, y, z, A, B.
+        let (Some(a), Some(b)) = (letter_index(a), letter_index(b)) else {
+            return Err(bad());
+        };
+        LETTERS
+            .get(a..=b)
+            .unwrap_or_default()
+            .iter()
+            .step_by(step)
+            .map(|c| char::from(*c).to_string())
+            .collect()
     };
     if items.is_empty() {
         return Err(format!("`{pattern}`: the host range is empty"));
@@ -71,6 +89,12 @@ pub(super) fn expand_host_range(pattern: &str, limit: usize) -> Result<Vec<Strin
 
 fn too_many(pattern: &str) -> String {
     format!("`{pattern}` makes {TOO_MANY} ({MAX_HOSTS}); is the range right?")
+}
+
+const LETTERS: &[u8; 52] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+fn letter_index(c: char) -> Option<usize> {
+    LETTERS.iter().position(|l| char::from(*l) == c)
 }
 
 fn single_letter(s: &str) -> Option<char> {

@@ -122,15 +122,73 @@ fn patterns() {
     );
     // Exclusions apply last, whatever their place in the pattern.
     assert_eq!(select(&inv, "!eu:production"), ["p2", "p03", "p04", "p05"]);
-    assert_eq!(select(&inv, "staging,production:&eu"), ["s1", "p1"]);
+    assert_eq!(select(&inv, "staging,production,&eu"), ["s1", "p1"]);
+    // With a comma, Ansible splits on commas only: `production:&eu` is one (unknown) name.
+    assert_eq!(select(&inv, "staging,production:&eu"), ["s1", "s2"]);
     assert_eq!(select(&inv, "!simplelogin"), ["lonely"]);
     assert_eq!(select(&inv, "prod*:!p0?"), ["p1", "p2"]);
     let sel = inv.select(&Pattern::parse("production:nosuch").unwrap());
     assert_eq!(sel.unmatched, ["nosuch"]);
-    assert!(Pattern::parse("a::b").unwrap_err().contains("empty part"));
-    assert!(Pattern::parse("web[0:2]")
+    assert!(Pattern::parse("web::db")
         .unwrap_err()
-        .contains("subscripts"));
+        .contains("empty part"));
+}
+
+#[test]
+fn subscripts_regexes_and_classes_as_ansible_reads_them() {
+    // What `ansible -i INV PATTERN --list-hosts` answers for this inventory.
+    let inv = super::parse_ini(
+        Path::new("p.ini"),
+        "[prod]\nsl-prod-0[1:5]\n[web]\nw3\nw1\nw2\n[a]\nw2\n",
+    )
+    .unwrap();
+    for (pattern, want) in [
+        (
+            "sl-prod-0[!13]",
+            &["sl-prod-02", "sl-prod-04", "sl-prod-05"][..],
+        ),
+        ("prod[0]", &["sl-prod-01"]),
+        ("prod[1:3]", &["sl-prod-02", "sl-prod-03", "sl-prod-04"]),
+        ("prod[-1]", &["sl-prod-05"]),
+        ("prod[3:]", &["sl-prod-04", "sl-prod-05"]),
+        ("prod[0:0]", &["sl-prod-01"]),
+        ("prod[2:0]", &["sl-prod-03"]),
+        ("prod[9]", &[]),
+        ("sl-prod-0[13]", &[]),
+        ("~sl-prod-0[24]", &["sl-prod-02", "sl-prod-04"]),
+        ("~w", &["w3", "w1", "w2"]),
+        ("web[0]", &["w3"]),
+        ("web:!w1", &["w3", "w2"]),
+        ("web[0:1]:prod[4]", &["sl-prod-05", "w3", "w1"]),
+    ] {
+        let mut got = select(&inv, pattern);
+        let mut want = want.to_vec();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{pattern}");
+    }
+    let e = Pattern::parse("sl-prod-0[1-3]").unwrap_err();
+    assert!(e.contains("write `sl-prod-0[1:3]`"), "{e}");
+    assert!(Pattern::parse("~web(")
+        .unwrap_err()
+        .contains("not a valid regular expression"));
+}
+
+#[test]
+fn host_ranges_as_ansible_expands_them() {
+    // What `ansible-inventory` makes of `h[:2]`, `h[x:B]` and `h[01:3]`.
+    assert_eq!(
+        expand_host_range("h[:2]", MAX_HOSTS).unwrap(),
+        ["h0", "h1", "h2"]
+    );
+    assert_eq!(
+        expand_host_range("h[x:B]", MAX_HOSTS).unwrap(),
+        ["hx", "hy", "hz", "hA", "hB"]
+    );
+    assert!(expand_host_range("h[01:3]", MAX_HOSTS)
+        .unwrap_err()
+        .contains("same length"));
+    assert!(expand_host_range("h[c:a]", MAX_HOSTS).is_err());
 }
 
 #[test]
@@ -229,7 +287,7 @@ fn group_vars_and_host_vars_files() {
         ("host_vars/p2", "x: host-file-no-extension\n"),
         ("group_vars/prdo.yml", "x: typo\n"),
     ]);
-    let inv = load(&[dir.path().join("inv.yml")]).unwrap();
+    let inv = load(&[dir.path().join("inv.yml")], &[]).unwrap();
     let p1 = inv.host_vars("p1");
     // Files beat every inline group var; inline host vars beat group files; host files last.
     assert_eq!(p1["x"], json!("inline-host"));
@@ -261,18 +319,18 @@ fn several_inventories_merge_later_wins() {
             "prod:\n  hosts:\n    p1: {x: b}\n    p3:\nstaging:\n  hosts:\n    s1:\n",
         ),
     ]);
-    let inv = load(&[dir.path().join("a.yml"), dir.path().join("b.yml")]).unwrap();
+    let inv = load(&[dir.path().join("a.yml"), dir.path().join("b.yml")], &[]).unwrap();
     assert_eq!(select(&inv, "prod"), ["p1", "p2", "p3"]);
     assert_eq!(select(&inv, "staging"), ["s1"]);
     assert_eq!(inv.host_vars("p1")["x"], json!("b"));
     // A folder given to -i loads every YAML file in it.
-    let inv = load(&[dir.path().to_path_buf()]).unwrap();
+    let inv = load(&[dir.path().to_path_buf()], &[]).unwrap();
     assert_eq!(inv.host_names().count(), 4);
 }
 
 #[test]
 fn unreadable_and_invalid_files_are_named() {
-    let err = load(&[PathBuf::from("/nonexistent/inv.yml")]).unwrap_err();
+    let err = load(&[PathBuf::from("/nonexistent/inv.yml")], &[]).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("/nonexistent/inv.yml: cannot read"),
@@ -282,7 +340,7 @@ fn unreadable_and_invalid_files_are_named() {
         ("inv.yml", "all:\n  hosts: {a: }\n"),
         ("host_vars/a.yml", "x: [1\n"),
     ]);
-    let err = load(&[dir.path().join("inv.yml")]).unwrap_err();
+    let err = load(&[dir.path().join("inv.yml")], &[]).unwrap_err();
     assert!(err.0[0].file.ends_with("host_vars/a.yml"), "{err}");
     assert!(err.0[0].line > 0);
 }
@@ -378,7 +436,77 @@ fn deep_and_lattice_group_graphs_are_linear_not_exponential() {
         assert_eq!(inv.group_hosts(top).len(), 1);
         if top == "g0" {
             // The deepest group's variable wins, however long the chain.
-            assert_eq!(vars["deep"], "yes");
+            assert_eq!(vars["deep"], true, "an unquoted yes is YAML 1.1's true");
         }
     }
+}
+
+#[test]
+fn an_explicit_ungrouped_group_selects_its_hosts() {
+    // As Ansible's docs and every `ansible-inventory --yaml` export write it.
+    let inv = parse(
+        "all:\n  children:\n    ungrouped:\n      hosts:\n        lone:\n        both:\n    web:\n      hosts:\n        both:\n        w1:\n",
+    )
+    .unwrap();
+    assert_eq!(select(&inv, "ungrouped"), ["lone"]);
+    assert_eq!(inv.host_vars("lone")["group_names"], json!(["ungrouped"]));
+    assert_eq!(inv.host_vars("both")["group_names"], json!(["web"]));
+}
+
+#[test]
+fn mappings_with_non_string_keys_keep_them_as_strings() {
+    let inv = parse("all:\n  hosts:\n    h1:\n      ports: {80: http, 443: https}\n").unwrap();
+    assert_eq!(
+        inv.host_vars("h1")["ports"],
+        json!({"80": "http", "443": "https"})
+    );
+}
+
+#[test]
+fn deeply_nested_flow_collections_are_refused_before_yaml_scans_them() {
+    // libyaml's scan of `a: [a: [...` is quadratic in its depth: 64 KiB took seconds.
+    let text = "a: [".repeat(16 * 1024);
+    let e = parse(&text).unwrap_err();
+    assert!(
+        e.0[0].message.contains("nested more than 128 levels"),
+        "{e}"
+    );
+    assert_eq!((e.0[0].line, e.0[0].column), (1, 516));
+    // Brackets in quotes, comments and words do not count.
+    let b = "[".repeat(200);
+    let fine = format!("all:\n  vars:\n    h: {{x: '{b}', y: \"{b}\"}} # {b}\n    z: don't{b}\n");
+    if let Err(e) = parse(&fine) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn vault_values_are_opened_in_place_and_checked_once_readable() {
+    use crate::vault::{tests::VALUE, VaultSecret};
+    let indented = VALUE.replace('\n', "\n          ");
+    let text = format!(
+        "all:\n  hosts:\n    h1:\n      token: !vault |\n          {indented}\n      list: [1, !vault \"{}\"]\n      ansible_port: !vault |\n          {indented}\n",
+        VALUE.replace('\n', "\\n")
+    );
+    let mut inv = parse(&text).unwrap();
+    let errors = inv.open_vaults(&[VaultSecret::new("default", "hunter2")]);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].to_string(),
+        "inv.yml:13:11: ansible_port: must be a port number from 1 to 65535, found \"tiny\""
+    );
+    let h1 = inv.host_vars("h1");
+    assert_eq!(h1["token"], json!("tiny"));
+    assert_eq!(h1["list"], json!([1, "tiny"]));
+    assert!(inv.secret_values().contains(&"tiny".to_string()));
+    let mut locked = parse(&text).unwrap();
+    let errors = locked.open_vaults(&[VaultSecret::new("default", "wrong")]);
+    assert_eq!(errors.len(), 3);
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("inv.yml:5:11: token: vault-encrypted value: no vault password"),
+        "{}",
+        errors[0]
+    );
 }

@@ -4,6 +4,7 @@
 //! host: if this fails, nothing was changed anywhere.
 
 mod hosts;
+mod inventory;
 mod secrets;
 mod select;
 mod validate;
@@ -20,14 +21,16 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::diagnostic::{did_you_mean, Diagnostic, Diagnostics};
-use crate::inventory::{self, Inventory, Pattern, Precedence};
+use crate::inventory::{Inventory, Pattern, Precedence};
 use crate::plan::{make_plan, Canary, Order, Plan, PlanHost, Rollout, Serial};
 use crate::playbook::{self, default_soak, GateSection, Playbook, Seconds};
 use crate::schedule::Schedule;
 use crate::secret::Redactor;
 use crate::template::Templates;
 use crate::vars::{overlay, parse_extra_vars, Vars};
+use crate::vault::VaultOptions;
 use crate::window::{self, Windows};
+use inventory::read_inventory;
 use select::{group_hosts, group_list, select};
 
 /// What the operator gave on the command line.
@@ -49,6 +52,8 @@ pub struct PlayInputs {
     pub require_staged: Option<String>,
     /// `--soak`: wins over the playbook's `gate.soak`.
     pub soak: Option<Duration>,
+    /// Where the passwords of vault-encrypted inventory values and files come from.
+    pub vault: VaultOptions,
 }
 
 /// Rollout settings from the command line; each wins over the playbook's.
@@ -185,11 +190,9 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     }
     let rollout = rollout(&playbook, &inputs.overrides);
     let plan = plan_for(&hosts, &rollout, &inventory);
-    let redactor = Arc::new(Redactor::new(secret_values(
-        &Templates::new(),
-        &playbook.secrets,
-        &hosts,
-    )));
+    let mut secrets = secret_values(&Templates::new(), &playbook.secrets, &hosts);
+    secrets.extend(inventory.secret_values().iter().cloned());
+    let redactor = Arc::new(Redactor::new(secrets));
     Ok(Play {
         playbook,
         inventory,
@@ -223,18 +226,7 @@ fn read(inputs: &PlayInputs) -> Result<Read, Diagnostics> {
     }
     .map_err(|d| errors.extend(d.0))
     .ok();
-    let inventory = if inputs.inventories.is_empty() {
-        errors.push(Diagnostic::new(
-            Path::new("<command line>"),
-            "-i",
-            "no inventory given: pass -i INVENTORY.yml",
-        ));
-        None
-    } else {
-        inventory::load(&inputs.inventories)
-            .map_err(|d| errors.extend(d.0))
-            .ok()
-    };
+    let inventory = read_inventory(inputs, &mut errors);
     let mut extra_vars = Vars::new();
     for arg in &inputs.extra_vars {
         match parse_extra_vars(arg) {

@@ -47,6 +47,17 @@ pub(super) fn select(
     if let Some(limit) = limit {
         let limited = inventory.select(limit);
         let place = Diagnostic::new(Path::new(CLI_LIMIT), "--limit", "");
+        // A `!web3` or `&eu` that matches nothing is most likely a typo, and the host it
+        // meant to leave out would be upgraded: unlike Ansible, which only warns, an error.
+        if !limited.unmatched_filters.is_empty() {
+            let mut errors = unmatched_terms(inventory, limited.unmatched_filters, place);
+            for e in &mut errors {
+                e.message = e
+                    .message
+                    .replace("` matches", "` (after `!` or `&`) matches");
+            }
+            return Err(Diagnostics(errors));
+        }
         let unmatched = unmatched_terms(inventory, limited.unmatched, place);
         let limited_hosts: HashSet<&str> = limited.hosts.iter().map(String::as_str).collect();
         hosts.retain(|h| limited_hosts.contains(h.as_str()));

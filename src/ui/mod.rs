@@ -6,6 +6,7 @@ pub mod exec;
 pub mod gate;
 pub mod history;
 pub mod host_keys;
+pub mod inventory;
 pub mod json;
 pub mod notification;
 pub mod plain;

@@ -22,7 +22,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-all_targets=(inventory playbook pattern serial template)
+all_targets=(inventory ini playbook pattern serial template vault)
 seconds="${FUZZ_SECONDS:-180}"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 bin="$here/target/$triple/release"
