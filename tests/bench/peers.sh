@@ -9,10 +9,12 @@
 # OpenSSH floor runs every host at once), a fresh fleet for every run, --runs runs each
 # (tools interleaved). Each run is checked on the hosts (upgraded and healthy, or 14
 # commands each): a run that is not is a failed measurement, not a figure. Then a scale run
-# of fleetup alone: 1000 hosts, --serial 200 --forks 200, the upgrade.
-# Prints the median wall time, controller CPU (user + sys of the whole process tree) and
-# peak memory (whole tree, cgroup) per tool, the ratios, a Markdown table for the README,
-# the machine, and PASS/MISS per target of issue 8. See tests/bench/peers/README.md.
+# of fleetup alone: 1000 hosts, --serial 200 --forks 200, the upgrade, then `fleetup status`
+# of 1000 hosts at --forks 200.
+# Prints the median wall time, controller CPU (user + sys of the whole process tree), the
+# fleet's CPU, peak memory (whole tree, cgroup), commands and logins per host (from the
+# hosts' own logs) per tool, the ratios, a Markdown table for the README, the machine, and
+# PASS/MISS per target of issues 8 and 19. See tests/bench/peers/README.md.
 #
 # Usage: tests/bench/peers.sh [--runs N] [--sizes "20 100"] [--forks F] [--skip-scale]
 #          [--scale-hosts N] [--workloads "upgrade trivial"]
@@ -149,6 +151,10 @@ tool_cmd() { # TOOL WORKLOAD RUNID -> sets CMD (array) and env
             CMD=("$FLEETUP" run -i "$inv" "$pb" --known-hosts "$kh" --yes --output json
                 --canary none --serial "$SERIAL" --forks "$FORKS")
             if [ "$wl" = upgrade ]; then CMD+=(-e "sl_version=$VERSION_TO"); fi
+            # `fleetup status`: the built-in status playbook, read-only, FORKS at once.
+            if [ "$wl" = status ]; then
+                CMD=("$FLEETUP" status -i "$inv" --known-hosts "$kh" --forks "$FORKS")
+            fi
             ;;
         ansible)
             local pb="$PEERS/upgrade.ansible.yml"
@@ -184,6 +190,8 @@ measure() { # TOOL WORKLOAD N R -> sets LAST to the run's JSON
     local id="$tool-$wl-$n-$r"
     local out="$WORK/run-$id"
     fresh_fleet "$n"
+    local fleet_cpu
+    fleet_cpu=$(/usr/bin/python3 "$PEERS/analyse.py" fleet-cpu --fleet "$FLEET")
     (
         tool_cmd "$tool" "$wl" "$id"
         cd "$WORK"
@@ -194,7 +202,7 @@ measure() { # TOOL WORKLOAD N R -> sets LAST to the run's JSON
     [ "$tool" = openssh ] && forks=$n
     /usr/bin/python3 "$PEERS/analyse.py" verify --fleet "$FLEET" --workload "$wl" \
         --version "$VERSION_TO" --sim "$SIM" --run "$out.json" --tool "$tool" \
-        --forks "$forks" --run-index "$r" >"$out.verify" || true
+        --forks "$forks" --run-index "$r" --fleet-cpu-before "$fleet_cpu" >"$out.verify" || true
     log "$(cat "$out.verify")"
     if ! grep -q ': ok;' "$out.verify"; then
         tail -c 1500 "$out.stderr" >&2 || true
@@ -235,6 +243,11 @@ p = sys.argv[1]
 r = json.load(open(p)); r["serial"] = 200; json.dump(r, open(p, "w"))
 EOF
     SCALE_JSON=(--scale "$LAST")
+    log "scale run: fleetup status, $SCALE_HOSTS hosts, --forks 200"
+    FORKS=200
+    measure fleetup status "$SCALE_HOSTS" 1
+    FORKS=$FORKS_SAVED
+    SCALE_JSON+=(--scale "$LAST")
 fi
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
