@@ -50,9 +50,19 @@ pub(super) async fn preflight_host<C: Connector>(
     )
     .await;
     if let Some(conn) = checked.conn.take() {
+        // Only what the pre-flight registered: the host's own variables are in the plan
+        // already, and a thousand waiting hosts need not hold a copy each.
+        let registered = run
+            .job
+            .preflight()
+            .iter()
+            .filter_map(|s| s.register.as_ref());
+        let vars = registered
+            .filter_map(|r| Some((r.clone(), checked.vars.get(r)?.clone())))
+            .collect();
         let findings = Findings {
             at: Instant::now(),
-            vars: checked.vars.clone(),
+            vars,
             probe: checked.probe.take(),
         };
         let kept = run.connector.kept();

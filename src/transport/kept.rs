@@ -16,7 +16,7 @@ use crate::vars::Vars;
 #[derive(Debug, Clone)]
 pub struct Findings {
     pub at: Instant,
-    /// The host's variables with what the pre-flight steps registered.
+    /// What the pre-flight steps registered, by name.
     pub vars: Vars,
     /// What the playbook's `recheck` step printed (its stdout), when it ran.
     pub probe: Option<String>,
