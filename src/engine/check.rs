@@ -26,11 +26,12 @@ struct Checked<C> {
 }
 
 /// Where a host stands in the fleet-wide pre-flight: its rank in the plan (the order its
-/// turn comes in), and how many connections waiting hosts may hold.
+/// turn comes in), and how many connections waiting hosts may hold; `None` when no turn
+/// follows (a read-only playbook, a promotion gate's check): nothing is kept.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Queued {
     pub rank: usize,
-    pub budget: usize,
+    pub budget: Option<usize>,
 }
 
 /// The pre-flight of one host: its read-only steps, then its report columns. A host that
@@ -66,9 +67,9 @@ pub(super) async fn preflight_host<C: Connector>(
             probe: checked.probe.take(),
         };
         let kept = run.connector.kept();
-        let spare = match checked.failure {
-            None => kept.keep(&host.name, queued.rank, conn, findings, queued.budget),
-            Some(_) => Some(conn),
+        let spare = match (&checked.failure, queued.budget) {
+            (None, Some(budget)) => kept.keep(&host.name, queued.rank, conn, findings, budget),
+            _ => Some(conn),
         };
         if let Some(spare) = spare {
             spare.close().await;

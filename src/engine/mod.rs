@@ -67,9 +67,9 @@ pub async fn preflight<C: Connector>(
     // A playbook of pre-flight steps only (`fleetup status`) has no turn to wait for.
     let turns = job.playbook.steps.len() > job.playbook.preflight_len;
     let budget = match options.waiting_connections {
-        _ if !turns => 0,
-        Some(budget) => budget,
-        None => crate::open_files::spare_for_waiting(job.forks.max(1)),
+        _ if !turns => None,
+        Some(budget) => Some(budget),
+        None => Some(crate::open_files::spare_for_waiting(job.forks.max(1))),
     };
     // In the plan's order: the rank is when the host's turn comes.
     let hosts = job.plan.batches.iter().flat_map(|b| &b.hosts);
