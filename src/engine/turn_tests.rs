@@ -45,6 +45,17 @@ const PREFLIGHT: [&str; 3] = ["df", "state", "test v1 = v1"];
 /// The pre-flight once, the probe at the host's turn, then the upgrade.
 const ONCE: [&str; 5] = ["df", "state", "test v1 = v1", "state", "upgrade"];
 
+/// The whole pre-flight again at the host's turn, then the upgrade.
+const TWICE: [&str; 7] = [
+    "df",
+    "state",
+    "test v1 = v1",
+    "df",
+    "state",
+    "test v1 = v1",
+    "upgrade",
+];
+
 fn three_batches() -> Plan {
     plan(&[&["a"], &["b"], &["c"]], false)
 }
@@ -94,10 +105,7 @@ fn findings_older_than_recheck_within_are_not_trusted() {
     turns(&fleet, &stale, Operator::default(), &|| {
         std::thread::sleep(Duration::from_millis(5));
     });
-    let mut expected = PREFLIGHT.to_vec();
-    expected.extend(PREFLIGHT);
-    expected.push("upgrade");
-    assert_eq!(fleet.ran("c"), expected);
+    assert_eq!(fleet.ran("c"), TWICE);
     assert_eq!(fleet.connections("c"), 1);
 }
 
@@ -106,10 +114,7 @@ fn without_a_recheck_step_the_whole_preflight_runs_again_on_the_kept_connection(
     let fleet = fleet();
     let playbook = RECHECKED.replace("recheck:\n  step: state\n  within: 10m\n", "");
     turns(&fleet, &playbook, Operator::default(), &|| {});
-    let mut expected = PREFLIGHT.to_vec();
-    expected.extend(PREFLIGHT);
-    expected.push("upgrade");
-    assert_eq!(fleet.ran("b"), expected);
+    assert_eq!(fleet.ran("b"), TWICE);
     assert_eq!(fleet.connections("b"), 1);
 }
 
