@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::ssh::{SshConnection, SshOptions, SshSetupError, SshTransport};
+use crate::transport::kept::Kept;
 use crate::transport::local::LocalConnection;
 use crate::transport::{
     ConnectTarget, Connection, ConnectionKind, Connector, ExecRequest, ExitStatus, OutputSink,
@@ -15,6 +16,7 @@ use crate::transport::{
 #[derive(Debug)]
 pub struct Transport {
     ssh: Arc<SshTransport>,
+    kept: Kept<HostConnection>,
 }
 
 impl Transport {
@@ -22,6 +24,7 @@ impl Transport {
     pub fn new(options: SshOptions) -> Result<Self, SshSetupError> {
         Ok(Transport {
             ssh: Arc::new(SshTransport::new(options)?),
+            kept: Kept::default(),
         })
     }
 
@@ -38,6 +41,10 @@ impl Connector for Transport {
             ConnectionKind::Ssh => Ok(HostConnection::Ssh(self.ssh.connect(target).await?)),
             ConnectionKind::Local => Ok(HostConnection::Local(LocalConnection::new(&target.name))),
         }
+    }
+
+    fn kept(&self) -> &Kept<HostConnection> {
+        &self.kept
     }
 }
 
@@ -65,6 +72,13 @@ impl Connection for HostConnection {
         match self {
             HostConnection::Ssh(c) => c.exec(request, sink).await,
             HostConnection::Local(c) => c.exec(request, sink).await,
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        match self {
+            HostConnection::Ssh(c) => c.is_alive(),
+            HostConnection::Local(_) => true,
         }
     }
 

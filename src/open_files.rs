@@ -2,7 +2,10 @@
 //! open, so `forks: 500` under the usual soft limit of 1024 would end half-way through a
 //! batch in "too many open files", with hosts left between two steps. The soft limit is
 //! raised to the hard one at start (as the shell's `ulimit -n hard` would), and forks is
-//! clamped to what the limit then allows, before any host is contacted.
+//! clamped to what the limit then allows, before any host is contacted. Hosts waiting for
+//! a later batch keep their pre-flight's connection in what is left over (measured when
+//! the pre-flight starts: the limit, less the descriptors open then, less the hosts in
+//! flight).
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
@@ -39,9 +42,38 @@ pub fn max_forks(open_files: u64) -> usize {
     usize::try_from(hosts).unwrap_or(usize::MAX).max(1)
 }
 
+/// Connections that hosts waiting for their turn may keep open while `forks` hosts run:
+/// measured from the limit in force and the descriptors open now.
+pub fn spare_for_waiting(forks: usize) -> usize {
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    // Without /proc, the reserve alone stands for what is open.
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    spare(limit, open, forks)
+}
+
+/// Of `limit` descriptors with `open` in use, what is left once `forks` hosts in flight and
+/// the reserve have theirs.
+fn spare(limit: u64, open: u64, forks: usize) -> usize {
+    let in_flight = (forks as u64).saturating_mul(FILES_PER_HOST);
+    let left = limit
+        .saturating_sub(open)
+        .saturating_sub(RESERVED_FILES)
+        .saturating_sub(in_flight);
+    usize::try_from(left).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_hosts_get_what_the_hosts_in_flight_leave() {
+        // 1024 - 20 open - 64 reserved - 200 x 3 in flight.
+        assert_eq!(spare(1024, 20, 200), 340);
+        assert_eq!(spare(1024, 20, 320), 0);
+        assert_eq!(spare(1 << 20, 30, 200), (1 << 20) - 30 - 64 - 600);
+        assert!(spare_for_waiting(1) > 0);
+    }
 
     #[test]
     fn forks_fit_the_open_file_limit() {

@@ -9,6 +9,8 @@
 //!   returns: that is the "terminate" operation;
 //! - [`Connection::close`].
 //!
+//! A host's connection outlives its pre-flight: [`kept`] holds it until the host's turn.
+//!
 //! This module is the vocabulary both implementations share ([`crate::ssh`] and [`local`]),
 //! with what they do alike: [`termination`] (timeout, cancel, TERM then KILL) and [`sudo`]
 //! (become); [`crate::connect`] chooses between them per host.
@@ -17,6 +19,7 @@
 //! [`ErrorClass`] tells the engine whether the host was **unreachable** (never reached, or
 //! lost) or the command **failed** on it.
 
+pub mod kept;
 pub mod local;
 pub(crate) mod sudo;
 pub(crate) mod termination;
@@ -371,6 +374,9 @@ pub trait Connector: Sync {
         &self,
         target: &ConnectTarget,
     ) -> impl std::future::Future<Output = Result<Self::Connection, TransportError>> + Send;
+
+    /// The hosts waiting between their pre-flight and their turn, with their connections.
+    fn kept(&self) -> &kept::Kept<Self::Connection>;
 }
 
 /// An open connection to one host. `exec` takes `&self`: commands run concurrently on one
@@ -386,6 +392,13 @@ pub trait Connection: Send + Sync {
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> impl std::future::Future<Output = Result<ExitStatus, TransportError>> + Send;
+
+    /// Whether the connection may still be used: false once it is known lost (the host
+    /// closed it, or its keepalives went unanswered). True proves nothing: a connection
+    /// that died silently is found out by its next command.
+    fn is_alive(&self) -> bool {
+        true
+    }
 
     /// Closes the connection, waiting briefly for the host to see the disconnect.
     fn close(&self) -> impl std::future::Future<Output = ()> + Send;

@@ -2,6 +2,7 @@
 //! timeouts, proven from the hosts' own command logs (what really ran, and when).
 
 mod fleet;
+mod fleetup_cli;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,12 +11,13 @@ use std::time::Duration;
 use fleet::{rule, Fleet, HostSpec, Spec};
 use fleetup::connect::Transport;
 use fleetup::engine::Emitter;
-use fleetup::engine::{execute, Control, Job, JobOptions, JobReport};
+use fleetup::engine::{execute, preflight, Control, Job, JobOptions, JobReport};
 use fleetup::events::{Event, HaltReason, Outcome, Stamped, StepStatus};
 use fleetup::exit::Exit;
 use fleetup::journal::{read::read_events, EventLog, RunDir};
 use fleetup::play::{prepare, PlayInputs};
 use fleetup::ssh::SshOptions;
+use fleetup_cli::{is_state_changing, PLAYBOOK};
 
 /// A run of `playbook` (YAML text) on the fleet, with extra command-line arguments.
 struct Run {
@@ -28,6 +30,18 @@ fn run_on(
     playbook: &str,
     configure: impl FnOnce(&mut PlayInputs),
     halt_immediately: bool,
+) -> Run {
+    run_with(fleet, playbook, configure, halt_immediately, None)
+}
+
+/// As `run_on`, after the fleet-wide pre-flight when `between` is given: called once the
+/// pre-flight has ended, while every host waits for its turn.
+fn run_with(
+    fleet: &Fleet,
+    playbook: &str,
+    configure: impl FnOnce(&mut PlayInputs),
+    halt_immediately: bool,
+    between: Option<&dyn Fn()>,
 ) -> Run {
     let pb = fleet.tmp().join("playbook.yml");
     std::fs::write(&pb, playbook).unwrap();
@@ -59,6 +73,17 @@ fn run_on(
     };
     let journal = EventLog::open(&run_dir.events_path()).unwrap();
     let events = Emitter::with_journal(tx, journal);
+    if let Some(between) = between {
+        let job = Job::from_play(&play);
+        let control = Control::default();
+        let checked = preflight(&job, &transport, &run_dir, &options, &control);
+        let checked = runtime.block_on(checked);
+        assert!(
+            checked.iter().all(|r| r.outcome == Outcome::Ok),
+            "{checked:?}"
+        );
+        between();
+    }
     let report = runtime.block_on(execute(
         &Job::from_play(&play),
         &transport,
@@ -425,4 +450,89 @@ rollback:
     );
     let text = std::fs::read_to_string(log).unwrap();
     assert!(text.contains("rolling back"), "{text}");
+}
+
+/// "Accepted publickey" lines in the log of `host`'s own sshd: its logins.
+fn logins(fleet: &Fleet, host: &str) -> usize {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fleet.dir().join("fleet.json")).unwrap())
+            .unwrap();
+    let port = serde_json::json!(fleet.port(host));
+    let sshds = info["sshds"].as_array().unwrap();
+    let own = sshds
+        .iter()
+        .find(|s| s["ports"] == serde_json::json!([port]));
+    let log = own.unwrap_or_else(|| panic!("{host} has no sshd of its own"))["log"].clone();
+    let log = std::fs::read_to_string(log.as_str().unwrap()).unwrap();
+    log.matches("Accepted publickey").count()
+}
+
+/// Sessions (SSH commands) `host` ran whose command contains `text`.
+fn sessions(fleet: &Fleet, host: &str, text: &str) -> usize {
+    let commands = fleet.commands(host).into_iter();
+    let started = commands.filter(|c| c.kind == "session" && c.ev == "start");
+    started.filter(|c| c.cmd.contains(text)).count()
+}
+
+/// The shipped upgrade with its fleet-wide pre-flight first, as `fleetup run` does it: one
+/// login per host, the pre-flight's commands run once (only `recheck`'s probe again), and
+/// a host changed while it waited (its sl-app container removed) is caught by the whole
+/// pre-flight at its turn, before anything changes it.
+#[test]
+fn one_login_per_host_and_a_host_changed_while_it_waited_is_caught_before_it_is_touched() {
+    let spec = ["w-01", "w-02", "w-03"].iter().fold(Spec::new(), |s, h| {
+        s.host(HostSpec::new(h, "production", "v4.65.0").own_sshd())
+    });
+    let fleet = Fleet::start(spec);
+    let shipped = |i: &mut PlayInputs| {
+        i.playbook = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(PLAYBOOK);
+        i.extra_vars = vec![
+            "sl_version=v4.66.1".into(),
+            r#"{"sl_health_timeout": 5}"#.into(),
+        ];
+    };
+    let changed_at = std::cell::Cell::new(0.0);
+    let change = || {
+        let out = fleet.ssh("w-02", "docker rm -f sl-app");
+        assert!(out.status.success(), "{}", fleet::stderr(&out));
+        let log = fleet.commands("w-02");
+        changed_at.set(log.last().map_or(0.0, |c| c.t));
+    };
+    let run = run_with(&fleet, "", shipped, false, Some(&change));
+    let outcomes = outcomes(&run);
+    assert_eq!(outcomes["w-01"], Outcome::Ok);
+    assert_eq!(outcomes["w-03"], Outcome::Ok);
+    assert_eq!(outcomes["w-02"], Outcome::Failed);
+    let touched = fleet
+        .commands("w-02")
+        .into_iter()
+        .filter(|c| c.t > changed_at.get());
+    let touched: Vec<String> = touched.filter(is_state_changing).map(|c| c.cmd).collect();
+    assert!(
+        touched.is_empty(),
+        "w-02 was changed at its turn: {touched:?}"
+    );
+    // The test's own `ssh` is w-02's second login.
+    assert_eq!(
+        [1, 2, 1],
+        ["w-01", "w-02", "w-03"].map(|h| logins(&fleet, h))
+    );
+    let docker_info = "docker info --format";
+    let discover = "\nsaved=";
+    for host in ["w-01", "w-03"] {
+        assert_eq!(sessions(&fleet, host, docker_info), 1, "{host}");
+        assert_eq!(
+            sessions(&fleet, host, discover),
+            2,
+            "{host}: the probe again"
+        );
+        // Pre-flight 4 + lock + probe + 11 steps + release: 18 (21 with the whole
+        // pre-flight again).
+        assert_eq!(sessions(&fleet, host, ""), 18, "{host}");
+    }
+    assert_eq!(
+        sessions(&fleet, "w-02", docker_info),
+        2,
+        "the whole pre-flight again"
+    );
 }

@@ -1,5 +1,8 @@
-//! Read-only steps run on a host over a connection of their own: the fleet-wide
-//! pre-flight before any host changes, and a pause's verification of upgraded hosts.
+//! Read-only steps run on a host: the fleet-wide pre-flight before any host changes (its
+//! connection and findings kept for the host's turn), and a pause's verification of
+//! upgraded hosts.
+
+use std::time::Instant;
 
 use super::run::{silent, Run};
 use super::step::{describe, StepAt, StepOn};
@@ -8,28 +11,70 @@ use super::PreflightResult;
 use crate::events::{Event, Outcome, StepStatus};
 use crate::play::HostInPlay;
 use crate::playbook::Step;
+use crate::transport::kept::Findings;
 use crate::transport::{Connection, Connector};
 use crate::vars::Vars;
 
 /// What read-only steps registered on a host, and why they failed if they did.
-struct Checked {
+struct Checked<C> {
     vars: Vars,
     failure: Option<(Outcome, String)>,
+    /// The connection they ran on, still open.
+    conn: Option<C>,
+    /// What the playbook's `recheck` step printed.
+    probe: Option<String>,
 }
 
-/// The pre-flight of one host: its read-only steps, then its report columns.
+/// Where a host stands in the fleet-wide pre-flight: its rank in the plan (the order its
+/// turn comes in), and how many connections waiting hosts may hold; `None` when no turn
+/// follows (a read-only playbook, a promotion gate's check): nothing is kept.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Queued {
+    pub rank: usize,
+    pub budget: Option<usize>,
+}
+
+/// The pre-flight of one host: its read-only steps, then its report columns. A host that
+/// passed keeps its connection and findings for its turn.
 pub(super) async fn preflight_host<C: Connector>(
     run: &Run<'_, C>,
     host: &HostInPlay,
+    queued: Queued,
 ) -> PreflightResult {
     let playbook = run.job.playbook;
-    let checked = check_host(
+    let mut checked = check_host(
         run,
         host,
         run.job.preflight(),
         "fleet-wide pre-flight (read-only)",
+        run.job.playbook.recheck_step().map(|(step, _)| step),
     )
     .await;
+    if let Some(conn) = checked.conn.take() {
+        // Only what the pre-flight registered: the host's own variables are in the plan
+        // already, and a thousand waiting hosts need not hold a copy each.
+        let registered = run
+            .job
+            .preflight()
+            .iter()
+            .filter_map(|s| s.register.as_ref());
+        let vars = registered
+            .filter_map(|r| Some((r.clone(), checked.vars.get(r)?.clone())))
+            .collect();
+        let findings = Findings {
+            at: Instant::now(),
+            vars,
+            probe: checked.probe.take(),
+        };
+        let kept = run.connector.kept();
+        let spare = match (&checked.failure, queued.budget) {
+            (None, Some(budget)) => kept.keep(&host.name, queued.rank, conn, findings, budget),
+            _ => Some(conn),
+        };
+        if let Some(spare) = spare {
+            spare.close().await;
+        }
+    }
     // The table is shown and recorded: what hosts report passes the run's redaction.
     let redactor = run.run_dir.redactor();
     // A host that failed its pre-flight still shows what it told: why it is refused or
@@ -72,7 +117,10 @@ pub(super) async fn preflight_host<C: Connector>(
 /// Runs a pause's `verify` steps on an upgraded host, and tells how it went.
 pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPlay) -> bool {
     let verify = &run.job.playbook.verify;
-    let checked = check_host(run, host, verify, "verification during a pause").await;
+    let checked = check_host(run, host, verify, "verification during a pause", None).await;
+    if let Some(conn) = &checked.conn {
+        conn.close().await;
+    }
     let ok = checked.failure.is_none();
     run.emit(Event::HostVerified {
         host: host.name.clone(),
@@ -82,17 +130,21 @@ pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPla
     ok
 }
 
-/// Runs read-only `steps` on a host over a connection of their own. Their step events
-/// go nowhere: the views show hosts' upgrades, and these are not.
+/// Runs read-only `steps` on a host over a connection of their own, left open, and keeps
+/// what step `probe_at` prints. Their step events go nowhere: the views show hosts'
+/// upgrades, and these are not.
 async fn check_host<C: Connector>(
     run: &Run<'_, C>,
     host: &HostInPlay,
     steps: &[Step],
     note: &str,
-) -> Checked {
+    probe_at: Option<usize>,
+) -> Checked<C::Connection> {
     let failed = |outcome, message| Checked {
         vars: host.vars.clone(),
         failure: Some((outcome, message)),
+        conn: None,
+        probe: None,
     };
     let mut log = match run.run_dir.host_log(&host.name) {
         Ok(log) => log,
@@ -108,6 +160,7 @@ async fn check_host<C: Connector>(
     let quiet = run.quiet(&silent);
     let mut vars = host.vars.clone();
     let mut failure = None;
+    let mut probe = None;
     for (index, step) in steps.iter().enumerate() {
         let at = StepAt {
             index,
@@ -122,6 +175,9 @@ async fn check_host<C: Connector>(
             at,
         };
         let result = on.run(&mut log, step, &vars).await;
+        if probe_at == Some(index) {
+            probe = Some(result.registered.stdout.clone());
+        }
         if let Some(r) = &step.register {
             vars.insert(r.clone(), result.registered.to_value());
         }
@@ -138,6 +194,10 @@ async fn check_host<C: Connector>(
             break;
         }
     }
-    conn.close().await;
-    Checked { vars, failure }
+    Checked {
+        vars,
+        failure,
+        conn: Some(conn),
+        probe,
+    }
 }

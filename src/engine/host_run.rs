@@ -4,7 +4,8 @@
 use std::time::Instant;
 
 use super::host_lock::{self, HOST_LOCK};
-use super::run::Run;
+use super::recheck::{self, Again};
+use super::run::{silent, Run};
 use super::step::{describe, StepAt, StepOn};
 use super::target::connect_target;
 use super::verdict::{self, Recovery, StepRun};
@@ -13,6 +14,7 @@ use crate::journal::HostLog;
 use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::registered::Registered;
+use crate::transport::kept::Findings;
 use crate::transport::{ConnectTarget, Connection, Connector};
 use crate::vars::Vars;
 
@@ -49,6 +51,11 @@ pub(super) struct HostRun<'r, C: Connector> {
     conn: C::Connection,
     /// The connection lost mid-upgrade, replaced by a new one; closed at the end.
     lost: Option<C::Connection>,
+    /// The connection was kept from the pre-flight and nothing ran on it since: if its first
+    /// command finds it dead, it died while the host waited, and is opened again.
+    untried: bool,
+    /// What the fleet-wide pre-flight found on the host, until its turn re-checks it.
+    findings: Option<Findings>,
     vars: Vars,
     /// The lock's directory, while the host's lock is held.
     lock: Option<String>,
@@ -92,7 +99,8 @@ pub(super) async fn run_host<C: Connector>(
 }
 
 impl<'r, C: Connector> HostRun<'r, C> {
-    /// Opens the host's log and its one connection.
+    /// Opens the host's log, and takes the connection its pre-flight kept (while it is
+    /// known alive) or opens one.
     async fn connect(
         run: &'r Run<'r, C>,
         host: &'r HostInPlay,
@@ -105,10 +113,27 @@ impl<'r, C: Connector> HostRun<'r, C> {
         })?;
         log.note(&format!("run {}, batch {batch}", run.run_dir.id));
         let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
-        let conn = run.connector.connect(&target).await.map_err(|e| {
-            log.note(&e.to_string());
-            Ending::before_steps(Outcome::Unreachable, e.to_string())
-        })?;
+        let (kept, findings) = match run.connector.kept().take(&host.name) {
+            Some((conn, findings)) => (conn, Some(findings)),
+            None => (None, None),
+        };
+        let kept = match kept {
+            Some(conn) if conn.is_alive() => Some(conn),
+            Some(dead) => {
+                log.note("the connection kept since the pre-flight was lost while the host waited: reconnecting");
+                dead.close().await;
+                None
+            }
+            None => None,
+        };
+        let untried = kept.is_some();
+        let conn = match kept {
+            Some(conn) => conn,
+            None => run.connector.connect(&target).await.map_err(|e| {
+                log.note(&e.to_string());
+                Ending::before_steps(Outcome::Unreachable, e.to_string())
+            })?,
+        };
         Ok(HostRun {
             run,
             host,
@@ -116,6 +141,8 @@ impl<'r, C: Connector> HostRun<'r, C> {
             log,
             conn,
             lost: None,
+            untried,
+            findings,
             vars: host.vars.clone(),
             lock: None,
             changed_steps: 0,
@@ -126,7 +153,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
     /// Lock, steps, recovery, release; returns how the host ended and how many steps
     /// changed it.
     async fn drive(mut self) -> (Ending, usize) {
-        let ending = match host_lock::take(self.run, &self.conn, &mut self.log, self.host).await {
+        let ending = match self.take_lock().await {
             Err((outcome, message)) => {
                 self.log.note(&message);
                 Ending {
@@ -137,7 +164,8 @@ impl<'r, C: Connector> HostRun<'r, C> {
             }
             Ok(lock) => {
                 self.lock = lock;
-                let ending = match self.steps().await {
+                let first = self.recheck().await;
+                let ending = match self.steps(first).await {
                     None => self.succeeded(),
                     Some((i, run)) => self.recover(i, run).await,
                 };
@@ -152,10 +180,134 @@ impl<'r, C: Connector> HostRun<'r, C> {
         (ending, self.changed_steps)
     }
 
-    /// Runs the steps in order; returns the one that ended the host, if one did.
-    async fn steps(&mut self) -> Option<(usize, StepRun)> {
+    /// The host's lock, on a connection found alive.
+    async fn take_lock(&mut self) -> Result<Option<String>, host_lock::Refused> {
+        loop {
+            let taken = host_lock::take(self.run, &self.conn, &mut self.log, self.host).await;
+            // A lock refused for another reason was read: the connection works.
+            let lost = matches!(taken, Err((Outcome::Unreachable, _))) && !self.conn.is_alive();
+            if !(lost && self.reopen_if_died_waiting().await) {
+                self.untried = self.untried && self.run.job.playbook.lock.is_none();
+                return taken;
+            }
+        }
+    }
+
+    /// The connection kept since the pre-flight failed its first command: it died while
+    /// the host waited. Opens it again (once); true when the command is to be run again.
+    async fn reopen_if_died_waiting(&mut self) -> bool {
+        if !std::mem::take(&mut self.untried) {
+            return false;
+        }
+        self.log.note(
+            "the connection kept since the pre-flight was lost while the host waited: reconnecting",
+        );
+        match self.run.connector.connect(&self.target).await {
+            Ok(conn) => {
+                std::mem::replace(&mut self.conn, conn).close().await;
+                true
+            }
+            Err(e) => {
+                self.log.note(&describe(&e));
+                false
+            }
+        }
+    }
+
+    /// What the pre-flight found, re-checked as far as the host can have changed since
+    /// (see [`recheck`]); returns the first step to run: past the pre-flight when its
+    /// findings stand.
+    async fn recheck(&mut self) -> usize {
+        let playbook = self.run.job.playbook;
+        let recheck = playbook.recheck_step();
+        let probe_name = recheck.map_or("", |(i, _)| playbook.steps[i].name.as_str());
+        let findings = self.findings.take();
+        let verdict = match recheck::probe(findings.as_ref(), recheck) {
+            Err(again) => Err(again),
+            Ok(index) => self.probe(index, findings.as_ref()).await,
+        };
+        match (verdict, findings) {
+            (Ok(probed), Some(findings)) => {
+                crate::vars::overlay(&mut self.vars, &findings.vars);
+                self.stood(probed);
+                playbook.preflight_len
+            }
+            (Err(again), _) => {
+                if playbook.preflight_len > 0 {
+                    self.log.note(&again.note(probe_name));
+                }
+                0
+            }
+            (Ok(_), None) => 0,
+        }
+    }
+
+    /// Runs pre-flight step `index` again, quietly: whether its output shows the host as
+    /// the pre-flight `findings` did.
+    async fn probe(&mut self, index: usize, findings: Option<&Findings>) -> Result<StepRun, Again> {
+        let Some(findings) = findings else {
+            return Err(Again::NoFindings);
+        };
+        let playbook = self.run.job.playbook;
+        let step = &playbook.steps[index];
+        let silent = silent();
+        let quiet = self.run.quiet(&silent);
+        loop {
+            let on = StepOn {
+                run: &quiet,
+                conn: &self.conn,
+                host: self.host,
+                at: StepAt {
+                    index,
+                    of: playbook.steps.len(),
+                    rollback: false,
+                },
+            };
+            let mut vars = self.vars.clone();
+            crate::vars::overlay(&mut vars, &findings.vars);
+            let probed = on.run(&mut self.log, step, &vars).await;
+            let lost = probed.status == StepStatus::Unreachable && !self.conn.is_alive();
+            if !(lost && self.reopen_if_died_waiting().await) {
+                self.untried = false;
+                recheck::stands(findings, probed.status, &probed.registered.stdout)?;
+                return Ok(probed);
+            }
+        }
+    }
+
+    /// The pre-flight's findings stand: its steps are reported done as it found them,
+    /// and the probe's own result is registered.
+    fn stood(&mut self, probed: StepRun) {
+        let playbook = self.run.job.playbook;
+        self.log
+            .note("the host is as its pre-flight found it: the pre-flight's findings stand");
+        let probe = playbook.recheck_step().map(|(i, _)| i);
+        for (index, step) in playbook.steps[..playbook.preflight_len].iter().enumerate() {
+            let is_probe = Some(index) == probe;
+            if let (true, Some(r)) = (is_probe, &step.register) {
+                self.vars.insert(r.clone(), probed.registered.to_value());
+            }
+            self.run.emit(Event::StepFinished {
+                host: self.host.name.clone(),
+                step: index + 1,
+                of: playbook.steps.len(),
+                name: step.name.clone(),
+                rollback: false,
+                status: StepStatus::Ok,
+                rc: is_probe.then_some(probed.rc).flatten(),
+                duration: std::time::Duration::ZERO,
+                attempts: u32::from(is_probe),
+                message: (!is_probe).then(|| "as the fleet-wide pre-flight found it".to_string()),
+                stderr_tail: vec![],
+            });
+        }
+    }
+
+    /// Runs the steps in order from `first`; returns the one that ended the host, if one
+    /// did.
+    async fn steps(&mut self, first: usize) -> Option<(usize, StepRun)> {
         let steps = &self.run.job.playbook.steps;
-        for (index, step) in steps.iter().enumerate() {
+        for (index, step) in steps.iter().enumerate().skip(first) {
             let at = StepAt {
                 index,
                 of: steps.len(),

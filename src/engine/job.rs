@@ -81,6 +81,9 @@ pub struct JobOptions {
     pub prompt: Option<Prompt>,
     /// Words added to every host's audit line (e.g. `gate=skipped`).
     pub audit_note: Option<String>,
+    /// Connections hosts waiting for their turn may keep open after the pre-flight; `None`:
+    /// what the open-file limit leaves, measured when the pre-flight starts.
+    pub waiting_connections: Option<usize>,
 }
 
 /// Asks the operator whether to go on after a pause, and answers `true` to go on.

@@ -21,6 +21,7 @@ mod host_run;
 mod job;
 mod pause;
 pub mod policy;
+mod recheck;
 mod rollout;
 mod run;
 mod step;
@@ -31,6 +32,8 @@ mod verdict;
 mod scripted;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod turn_tests;
 
 use std::time::Instant;
 
@@ -39,7 +42,7 @@ use futures::stream::StreamExt;
 use crate::events::Event;
 use crate::journal::RunDir;
 use crate::template::Templates;
-use crate::transport::Connector;
+use crate::transport::{Connection, Connector};
 pub use emitter::Emitter;
 pub use job::{Control, Job, JobOptions, JobReport, PreflightResult, Prompt, Reconnect};
 use rollout::{BatchAt, Rollout};
@@ -48,7 +51,8 @@ use run::{silent, Context, Run};
 /// Runs the pre-flight steps on every host of the plan at once (at most `forks`), before
 /// any host changes: a fleet with an unreachable or unhealthy host is known before the
 /// canary starts. Nothing here changes a host; no event is emitted (the caller shows the
-/// results), but every host's output goes to its log as usual.
+/// results), but every host's output goes to its log as usual. Each healthy host's
+/// connection and findings wait in the connector for its turn in [`execute`].
 pub async fn preflight<C: Connector>(
     job: &Job<'_>,
     connector: &C,
@@ -60,9 +64,19 @@ pub async fn preflight<C: Connector>(
     let templates = Templates::new();
     let cx = Context::new(job, connector, run_dir, options, control);
     let run = Run::new(&cx, &templates, &silent);
+    // A playbook of pre-flight steps only (`fleetup status`) has no turn to wait for.
+    let turns = job.playbook.steps.len() > job.playbook.preflight_len;
+    let budget = match options.waiting_connections {
+        _ if !turns => None,
+        Some(budget) => Some(budget),
+        None => Some(crate::open_files::spare_for_waiting(job.forks.max(1))),
+    };
+    // In the plan's order: the rank is when the host's turn comes.
     let hosts = job.plan.batches.iter().flat_map(|b| &b.hosts);
-    let hosts = hosts.filter_map(|name| run.host(name));
-    futures::stream::iter(hosts.map(|h| check::preflight_host(&run, h)))
+    let hosts = hosts.filter_map(|name| run.host(name)).enumerate();
+    let checks =
+        hosts.map(|(rank, h)| check::preflight_host(&run, h, check::Queued { rank, budget }));
+    futures::stream::iter(checks)
         .buffered(job.forks.max(1))
         .collect()
         .await
@@ -110,6 +124,9 @@ pub async fn execute<C: Connector>(
         };
         rollout.batch(&run, options, at).await;
     }
+    // Hosts a halt, a deferral or an interruption left waiting.
+    let waiting = connector.kept().release_all();
+    futures::future::join_all(waiting.iter().map(|c| c.close())).await;
     let interrupted = control.stop.is_cancelled() || control.abort.is_cancelled();
     let report = rollout.report(interrupted);
     events

@@ -14,7 +14,13 @@ use crate::plan::Batch;
 use crate::play::HostInPlay;
 use crate::playbook::Pause;
 use crate::schedule;
-use crate::transport::Connector;
+use crate::transport::{Connection, Connector};
+
+/// The longest pause through which hosts waiting for a later batch keep their connections.
+/// A longer one (or a prompt, which may last hours) closes them: a login at the host's turn
+/// costs a few milliseconds, while sessions held idle for hours keep an sshd process per
+/// host, show in `who`, and outlive an operator's reboot or sshd restart during the pause.
+const KEEP_THROUGH_PAUSE: Duration = Duration::from_secs(10 * 60);
 
 /// Where the run stands between batches.
 #[derive(Default)]
@@ -185,6 +191,14 @@ impl Rollout {
             false => rollout.pause_between_batches,
         };
         let Some(pause) = pause else { return };
+        let long = match pause {
+            Pause::For(d) => d > KEEP_THROUGH_PAUSE,
+            Pause::Prompt => true,
+        };
+        if long {
+            let closing = run.connector.kept().release_all();
+            futures::future::join_all(closing.iter().map(|c| c.close())).await;
+        }
         let upgraded: Vec<&HostInPlay> = self
             .outcomes
             .iter()

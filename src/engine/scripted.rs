@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::transport::kept::Kept;
 use crate::transport::{
     ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, OutputSink, OutputStream,
     TransportError,
@@ -35,30 +36,54 @@ struct Host {
 /// The fleet: hosts not scripted answer every command with exit 0.
 #[derive(Debug, Clone, Default)]
 pub struct Scripted {
-    hosts: HashMap<String, Host>,
+    /// Shared by every connection: a test may change a host while it waits for its turn.
+    hosts: Arc<Mutex<HashMap<String, Host>>>,
     ran: Arc<Mutex<Vec<(String, String)>>>,
     connects: Arc<Mutex<HashMap<String, u32>>>,
+    kept: Arc<Kept<ScriptedConnection>>,
+    /// Every connection opened, by host: what `kill` reaches.
+    opened: Arc<Mutex<Vec<Opened>>>,
+}
+
+/// A connection opened to a host.
+type Opened = (String, Arc<Link>);
+
+/// The state of one scripted connection.
+#[derive(Debug, Default)]
+struct Link {
+    /// Commands fail: the connection is gone.
+    lost: AtomicBool,
+    /// The controller knows it (as keepalives tell it); a silent loss is found out by the
+    /// next command.
+    noticed: AtomicBool,
 }
 
 impl Scripted {
+    fn change(&self, host: &str, f: impl FnOnce(&mut Host)) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        f(hosts.entry(host.into()).or_default());
+    }
+
     /// `host` answers commands containing `text` with `reply`.
-    pub fn on(mut self, host: &str, text: &'static str, reply: Reply) -> Self {
-        self.hosts
-            .entry(host.into())
-            .or_default()
-            .rules
-            .push((text, reply));
+    pub fn on(self, host: &str, text: &'static str, reply: Reply) -> Self {
+        self.answer(host, text, reply);
         self
     }
 
-    pub fn unreachable(mut self, host: &str) -> Self {
-        self.hosts.entry(host.into()).or_default().unreachable = true;
+    /// From now on, `host` answers commands containing `text` with `reply` (before its
+    /// earlier rules).
+    pub fn answer(&self, host: &str, text: &'static str, reply: Reply) {
+        self.change(host, |h| h.rules.insert(0, (text, reply)));
+    }
+
+    pub fn unreachable(self, host: &str) -> Self {
+        self.change(host, |h| h.unreachable = true);
         self
     }
 
     /// Once its connection is lost, the host refuses every new one.
-    pub fn stays_down(mut self, host: &str) -> Self {
-        self.hosts.entry(host.into()).or_default().stays_down = true;
+    pub fn stays_down(self, host: &str) -> Self {
+        self.change(host, |h| h.stays_down = true);
         self
     }
 
@@ -76,8 +101,18 @@ impl Scripted {
         connects.get(host).copied().unwrap_or(0)
     }
 
+    /// Every open connection to `host` dies now; `silently`: the controller is not told.
+    pub fn kill(&self, host: &str, silently: bool) {
+        let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, link) in opened.iter().filter(|(h, _)| h == host) {
+            link.lost.store(true, Ordering::SeqCst);
+            link.noticed.store(!silently, Ordering::SeqCst);
+        }
+    }
+
     fn reply(&self, host: &str, command: &str) -> Reply {
-        self.hosts
+        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
             .get(host)
             .and_then(|h| h.rules.iter().find(|(text, _)| command.contains(text)))
             .map_or(Reply::Exit(0, ""), |(_, reply)| reply.clone())
@@ -95,25 +130,35 @@ impl Connector for Scripted {
             *count += 1;
             *count
         };
-        let host = self.hosts.get(&name).cloned().unwrap_or_default();
+        let host = {
+            let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            hosts.get(&name).cloned().unwrap_or_default()
+        };
         if host.unreachable || (host.stays_down && count > 1) {
             return Err(TransportError::Refused {
                 host: name,
                 addr: "scripted:22".into(),
             });
         }
+        let link = Arc::new(Link::default());
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        opened.push((name.clone(), link.clone()));
         Ok(ScriptedConnection {
             name,
             fleet: self.clone(),
-            lost: AtomicBool::new(false),
+            link,
         })
+    }
+
+    fn kept(&self) -> &Kept<ScriptedConnection> {
+        &self.kept
     }
 }
 
 pub struct ScriptedConnection {
     name: String,
     fleet: Scripted,
-    lost: AtomicBool,
+    link: Arc<Link>,
 }
 
 impl Connection for ScriptedConnection {
@@ -130,7 +175,8 @@ impl Connection for ScriptedConnection {
             host: self.name.clone(),
             detail: "scripted".into(),
         };
-        if self.lost.load(Ordering::SeqCst) {
+        if self.link.lost.load(Ordering::SeqCst) {
+            self.link.noticed.store(true, Ordering::SeqCst);
             return Err(lost());
         }
         self.fleet
@@ -165,11 +211,19 @@ impl Connection for ScriptedConnection {
                 })
             }
             Reply::Lose => {
-                self.lost.store(true, Ordering::SeqCst);
+                self.link.lost.store(true, Ordering::SeqCst);
+                self.link.noticed.store(true, Ordering::SeqCst);
                 Err(lost())
             }
         }
     }
 
-    async fn close(&self) {}
+    fn is_alive(&self) -> bool {
+        !self.link.noticed.load(Ordering::SeqCst)
+    }
+
+    async fn close(&self) {
+        self.link.lost.store(true, Ordering::SeqCst);
+        self.link.noticed.store(true, Ordering::SeqCst);
+    }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::scripted::{Reply, Scripted};
-use super::{execute, Control, Emitter, Job, JobOptions, JobReport, Prompt, Reconnect};
+use super::{
+    execute, preflight, Control, Emitter, Job, JobOptions, JobReport, PreflightResult, Prompt,
+    Reconnect,
+};
 use crate::events::{Event, HaltReason, Outcome};
 use crate::exit::Exit;
 use crate::journal::RunDir;
@@ -32,13 +35,15 @@ rollback:
     shell: restore
 ";
 
-struct Ran {
-    report: JobReport,
-    events: Vec<Event>,
+pub(super) struct Ran {
+    pub report: JobReport,
+    pub events: Vec<Event>,
+    /// The fleet-wide pre-flight's results, when it ran first.
+    pub preflight: Vec<PreflightResult>,
 }
 
 impl Ran {
-    fn outcome(&self, host: &str) -> Option<Outcome> {
+    pub(super) fn outcome(&self, host: &str) -> Option<Outcome> {
         let found = self.report.outcomes.iter().find(|(h, _)| h == host);
         found.map(|(_, o)| *o)
     }
@@ -63,7 +68,7 @@ impl Ran {
 }
 
 /// Batches of hosts; the first is the canary when `canary`.
-fn plan(batches: &[&[&str]], canary: bool) -> Plan {
+pub(super) fn plan(batches: &[&[&str]], canary: bool) -> Plan {
     let batches = batches.iter().enumerate().map(|(i, hosts)| Batch {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         canary: canary && i == 0,
@@ -76,12 +81,12 @@ fn plan(batches: &[&[&str]], canary: bool) -> Plan {
 }
 
 /// How a test drives the run from outside: the options, and what the operator does.
-struct Operator {
-    options: JobOptions,
-    forks: usize,
-    control: Control,
+pub(super) struct Operator {
+    pub options: JobOptions,
+    pub forks: usize,
+    pub control: Control,
     /// Ctrl-Cs pressed after these delays, in order: stop, abort, abandon.
-    presses: Vec<Duration>,
+    pub presses: Vec<Duration>,
 }
 
 impl Default for Operator {
@@ -102,6 +107,18 @@ impl Default for Operator {
 }
 
 fn run(fleet: &Scripted, playbook: &str, plan: &Plan, operator: Operator) -> Ran {
+    run_turns(fleet, playbook, plan, operator, None)
+}
+
+/// As `run`, after the fleet-wide pre-flight when `between` is given: it is called once
+/// the pre-flight has ended, while every host waits for its turn.
+pub(super) fn run_turns(
+    fleet: &Scripted,
+    playbook: &str,
+    plan: &Plan,
+    operator: Operator,
+    between: Option<&dyn Fn()>,
+) -> Ran {
     let playbook = Playbook::parse(Path::new("t.yml"), playbook).expect("the test's playbook");
     let hosts: Vec<HostInPlay> = plan
         .batches
@@ -143,6 +160,15 @@ fn run(fleet: &Scripted, playbook: &str, plan: &Plan, operator: Operator) -> Ran
             token.cancel();
         }
     };
+    let checked = match between {
+        Some(between) => {
+            let checked = preflight(&job, fleet, &run_dir, &operator.options, control);
+            let checked = runtime.block_on(checked);
+            between();
+            checked
+        }
+        None => vec![],
+    };
     let execute = execute(&job, fleet, &run_dir, &operator.options, control, &events);
     let (report, ()) = runtime.block_on(async { tokio::join!(execute, presses) });
     drop(events);
@@ -153,6 +179,7 @@ fn run(fleet: &Scripted, playbook: &str, plan: &Plan, operator: Operator) -> Ran
     Ran {
         report,
         events: seen,
+        preflight: checked,
     }
 }
 

@@ -53,6 +53,8 @@ pub struct Playbook {
     pub failure_note: Option<String>,
     /// The host lock (and audit log) directory, when the playbook asks for one.
     pub lock: Option<LockSection>,
+    /// How much of a host's pre-flight runs again when its turn comes.
+    pub recheck: Option<RecheckSection>,
     /// What a host's audit line says it went from and to (templates).
     pub audit: AuditSection,
     /// Read-only checks run again on the upgraded hosts during a pause.
@@ -154,6 +156,23 @@ pub struct LockSection {
 
 fn default_stale_after() -> Seconds {
     Seconds(Duration::from_secs(6 * 3600))
+}
+
+/// `recheck:`: when a host's turn comes, its pre-flight runs again only as far as the host
+/// can have changed since. The named pre-flight step runs again; if it prints what it
+/// printed at the pre-flight, less than `within` ago, the rest of the pre-flight's findings
+/// stand. Otherwise, and without `recheck:`, the whole pre-flight runs again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecheckSection {
+    /// The name of a pre-flight step whose output changes when the host does.
+    pub step: String,
+    #[serde(default = "default_recheck_within")]
+    pub within: Seconds,
+}
+
+fn default_recheck_within() -> Seconds {
+    Seconds(Duration::from_secs(10 * 60))
 }
 
 /// `audit:`: the versions a host's audit line names, as templates that may read what the
@@ -311,6 +330,14 @@ impl Playbook {
         lines
     }
 
+    /// The index of the pre-flight step `recheck:` names, and how long its findings stand.
+    pub fn recheck_step(&self) -> Option<(usize, Duration)> {
+        let recheck = self.recheck.as_ref()?;
+        let preflight = &self.steps[..self.preflight_len];
+        let index = preflight.iter().position(|s| s.name == recheck.step)?;
+        Some((index, recheck.within.0))
+    }
+
     /// The steps from the first `point_of_no_return` on, whose failure runs the rollback.
     pub fn point_of_no_return(&self) -> Option<usize> {
         self.steps.iter().position(|s| s.point_of_no_return)
@@ -331,6 +358,7 @@ impl Playbook {
             rollback: vec![],
             failure_note: None,
             lock: None,
+            recheck: None,
             audit: AuditSection::default(),
             verify: vec![],
             gate: None,

@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::validate::check_structure;
 use super::{
-    AuditSection, Condition, GateSection, LockSection, Playbook, RolloutSection, Seconds, Step,
-    WindowTexts, DEFAULT_STEP_TIMEOUT,
+    AuditSection, Condition, GateSection, LockSection, Playbook, RecheckSection, RolloutSection,
+    Seconds, Step, WindowTexts, DEFAULT_STEP_TIMEOUT,
 };
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::inventory::Pattern;
@@ -47,6 +47,7 @@ struct RawPlaybook {
     report: indexmap::IndexMap<String, String>,
     failure_note: Option<String>,
     lock: Option<LockSection>,
+    recheck: Option<RecheckSection>,
     #[serde(default)]
     audit: AuditSection,
     #[serde(default)]
@@ -145,6 +146,7 @@ impl Playbook {
             rollback,
             failure_note: raw.failure_note,
             lock: raw.lock,
+            recheck: raw.recheck,
             audit: raw.audit,
             verify,
             gate: raw.gate,

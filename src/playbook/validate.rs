@@ -147,6 +147,13 @@ fn check_rollout(playbook: &Playbook) -> Vec<Diagnostic> {
             errors.push(doc.error("gate", missing));
         }
     }
+    if playbook.recheck.is_some() && playbook.recheck_step().is_none() {
+        errors.push(
+            doc.error("recheck.step", "names no pre-flight step").hint(
+                "name one of the `preflight:` steps, e.g. the one that reads the host's state",
+            ),
+        );
+    }
     if !playbook.rollback.is_empty() && playbook.point_of_no_return().is_none() {
         errors.push(
             doc.error(

@@ -75,6 +75,23 @@ def sshd_cpu(fleet_dir):
     return total / tick
 
 
+def fleet_cpu(fleet_dir):
+    """CPU seconds of the whole simulated fleet: its sshds as `sshd_cpu` counts them, and
+    its supervisor with what it reaped (it is the subreaper of the one-shot containers'
+    detached processes, which no sshd reaps)."""
+    with open(os.path.join(fleet_dir, "fleet.json")) as f:
+        fleet = json.load(f)
+    tick = os.sysconf("SC_CLK_TCK")
+    own = 0
+    try:
+        with open(f"/proc/{fleet['supervisor_pid']}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        own = sum(int(x) for x in fields[11:15])
+    except (OSError, KeyError):
+        pass
+    return sshd_cpu(fleet_dir) + own / tick
+
+
 def cmd_mark(args):
     hosts, sshds = fleet_logs(args.fleet)
     mark = {

@@ -9,14 +9,17 @@
 # OpenSSH floor runs every host at once), a fresh fleet for every run, --runs runs each
 # (tools interleaved). Each run is checked on the hosts (upgraded and healthy, or 14
 # commands each): a run that is not is a failed measurement, not a figure. Then a scale run
-# of fleetup alone: 1000 hosts, --serial 200 --forks 200, the upgrade.
-# Prints the median wall time, controller CPU (user + sys of the whole process tree) and
-# peak memory (whole tree, cgroup) per tool, the ratios, a Markdown table for the README,
-# the machine, and PASS/MISS per target of issue 8. See tests/bench/peers/README.md.
+# of fleetup alone: 1000 hosts, --serial 200 --forks 200, the upgrade, then `fleetup status`
+# of 1000 hosts at --forks 200.
+# Prints the median wall time, controller CPU (user + sys of the whole process tree), the
+# fleet's CPU, peak memory (whole tree, cgroup), commands and logins per host (from the
+# hosts' own logs) per tool, the ratios, a Markdown table for the README, the machine, and
+# PASS/MISS per target of issues 8 and 19. See tests/bench/peers/README.md.
 #
 # Usage: tests/bench/peers.sh [--runs N] [--sizes "20 100"] [--forks F] [--skip-scale]
 #          [--scale-hosts N] [--workloads "upgrade trivial"]
 #          [--tools "fleetup ansible pyinfra openssh"] [--ansible-strategy linear|free] [--keep]
+#          [--fleetup DIR]
 #   --runs N            runs per tool, workload and size (default 3; the median is shown)
 #   --sizes "..."       fleet sizes (default "20 100")
 #   --forks F           parallelism of every tool (default 20)
@@ -26,6 +29,8 @@
 #   --tools "..."       default "fleetup ansible pyinfra openssh"
 #   --ansible-strategy  default linear (measured faster here than free: see the README)
 #   --keep              keep the work directory (every run's output, the fleets' logs)
+#   --fleetup DIR       measure the fleetup of another checkout (its release build and its
+#                       playbooks; built if missing), e.g. an older commit for a before/after
 # Needs root (the fleet runs sshd and creates its login user). Installs ansible-core and
 # pyinfra from PyPI into a virtualenv under ${FLEETUP_BENCH_CACHE:-~/.cache/fleetup-bench}.
 # Exit 0 when every target passes, 1 when one is missed, 2 on a setup error.
@@ -44,6 +49,7 @@ WORKLOADS="upgrade trivial"
 TOOLS="fleetup ansible pyinfra openssh"
 STRATEGY=linear
 KEEP=0
+FLEETUP_ROOT=
 VERSION_FROM=v4.65.0
 VERSION_TO=v4.66.1
 while [ $# -gt 0 ]; do
@@ -57,7 +63,8 @@ while [ $# -gt 0 ]; do
         --tools) TOOLS=$2; shift 2 ;;
         --ansible-strategy) STRATEGY=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --fleetup) FLEETUP_ROOT=$(cd "$2" && pwd); shift 2 ;;
+        -h|--help) sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -98,7 +105,12 @@ PY="$VENV/bin/python"
 
 log "cargo build --release --bins"
 (cd "$ROOT" && cargo build --release --bins --quiet)
-FLEETUP="$ROOT/target/release/fleetup"
+FLEETUP_ROOT=${FLEETUP_ROOT:-$ROOT}
+if [ ! -x "$FLEETUP_ROOT/target/release/fleetup" ]; then
+    log "cargo build --release --bins in $FLEETUP_ROOT"
+    (cd "$FLEETUP_ROOT" && cargo build --release --bins --quiet)
+fi
+FLEETUP="$FLEETUP_ROOT/target/release/fleetup"
 SIM="$ROOT/target/release/fleet-sim"
 
 WORK=$(mktemp -d /tmp/fleetup-peers.XXXXXX)
@@ -143,12 +155,16 @@ tool_cmd() { # TOOL WORKLOAD RUNID -> sets CMD (array) and env
     local tool=$1 wl=$2 id=$3 inv="$FLEET/inventory.yml" kh="$FLEET/known_hosts"
     case "$tool" in
         fleetup)
-            local pb="$ROOT/playbooks/simplelogin-upgrade.yml"
+            local pb="$FLEETUP_ROOT/playbooks/simplelogin-upgrade.yml"
             [ "$wl" = trivial ] && pb="$PEERS/trivial.fleetup.yml"
             # One batch of every host (no canary), FORKS at once, like the peers.
             CMD=("$FLEETUP" run -i "$inv" "$pb" --known-hosts "$kh" --yes --output json
                 --canary none --serial "$SERIAL" --forks "$FORKS")
             if [ "$wl" = upgrade ]; then CMD+=(-e "sl_version=$VERSION_TO"); fi
+            # `fleetup status`: the built-in status playbook, read-only, FORKS at once.
+            if [ "$wl" = status ]; then
+                CMD=("$FLEETUP" status -i "$inv" --known-hosts "$kh" --forks "$FORKS")
+            fi
             ;;
         ansible)
             local pb="$PEERS/upgrade.ansible.yml"
@@ -184,6 +200,8 @@ measure() { # TOOL WORKLOAD N R -> sets LAST to the run's JSON
     local id="$tool-$wl-$n-$r"
     local out="$WORK/run-$id"
     fresh_fleet "$n"
+    local fleet_cpu
+    fleet_cpu=$(/usr/bin/python3 "$PEERS/analyse.py" fleet-cpu --fleet "$FLEET")
     (
         tool_cmd "$tool" "$wl" "$id"
         cd "$WORK"
@@ -194,7 +212,7 @@ measure() { # TOOL WORKLOAD N R -> sets LAST to the run's JSON
     [ "$tool" = openssh ] && forks=$n
     /usr/bin/python3 "$PEERS/analyse.py" verify --fleet "$FLEET" --workload "$wl" \
         --version "$VERSION_TO" --sim "$SIM" --run "$out.json" --tool "$tool" \
-        --forks "$forks" --run-index "$r" >"$out.verify" || true
+        --forks "$forks" --run-index "$r" --fleet-cpu-before "$fleet_cpu" >"$out.verify" || true
     log "$(cat "$out.verify")"
     if ! grep -q ': ok;' "$out.verify"; then
         tail -c 1500 "$out.stderr" >&2 || true
@@ -205,7 +223,7 @@ measure() { # TOOL WORKLOAD N R -> sets LAST to the run's JSON
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "machine: $(nproc) cores, load $LOAD0; work dir $WORK"
-VERSIONS="fleetup $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || cat "$ROOT/REV" 2>/dev/null || echo '?')"
+VERSIONS="fleetup $(git -C "$FLEETUP_ROOT" rev-parse --short HEAD 2>/dev/null || cat "$FLEETUP_ROOT/REV" 2>/dev/null || echo '?')"
 [ -x "$VENV/bin/ansible-playbook" ] && VERSIONS="$VERSIONS, ansible-core $("$VENV/bin/python" -c 'import ansible.release as r; print(r.__version__)')"
 [ -x "$VENV/bin/pyinfra" ] && VERSIONS="$VERSIONS, pyinfra $("$VENV/bin/python" -c 'import pyinfra.version as v; print(v.__version__)' 2>/dev/null || "$VENV/bin/pyinfra" --version | awk '{print $NF}')"
 VERSIONS="$VERSIONS, $(ssh -V 2>&1 | cut -d, -f1)"
@@ -235,6 +253,11 @@ p = sys.argv[1]
 r = json.load(open(p)); r["serial"] = 200; json.dump(r, open(p, "w"))
 EOF
     SCALE_JSON=(--scale "$LAST")
+    log "scale run: fleetup status, $SCALE_HOSTS hosts, --forks 200"
+    FORKS=200
+    measure fleetup status "$SCALE_HOSTS" 1
+    FORKS=$FORKS_SAVED
+    SCALE_JSON+=(--scale "$LAST")
 fi
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)

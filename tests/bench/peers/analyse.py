@@ -1,12 +1,17 @@
 #!/usr/bin/python3
 """Arithmetic of tests/bench/peers.sh (standard library only).
 
-  analyse.py verify --fleet DIR --workload upgrade|trivial --version V --sim FLEET_SIM \
+  analyse.py fleet-cpu --fleet DIR
+      prints the fleet's CPU seconds so far (before a run: `verify --fleet-cpu-before`).
+  analyse.py verify --fleet DIR --workload upgrade|trivial|status --version V --sim FLEET_SIM \
                     --run RUN.json [--tool T --hosts N --forks F --run-index R]
+                    [--fleet-cpu-before S]
       checks the fleet after one run and adds to RUN.json (written by measure.py): ok
-      (every host upgraded and healthy, or ran its 14 trivial commands, and the tool exited
-      0), the hosts that were not, the SSH commands per host (from the hosts' command
-      logs), the logins per host (sshd logs), the listening sshds' CPU (a lower bound of the fleet's).
+      (every host upgraded and healthy, or ran its 14 trivial commands, or answered the
+      status, and the tool exited 0), the hosts that were not, the SSH commands per host
+      (from the hosts' command logs), the logins per host (sshd logs), and the fleet's CPU
+      during the run (its sshds, every session and command they reaped, and the fleet's
+      supervisor, which reaps the one-shot containers' processes).
   analyse.py report [--scale SCALE.json] RUN.json...
       the tables (median of the runs of each tool, workload and size), the ratios, and
       PASS/MISS per target of issue 8; exit 1 when a target is missed.
@@ -62,6 +67,10 @@ def cmd_verify(a):
         except OSError:
             pass
         sessions.append(n)
+        if a.workload == "status":
+            if n < 1:
+                bad.append(f"{name}: never asked")
+            continue
         if a.workload == "trivial":
             if n < 14:
                 bad.append(f"{name}: {n} commands")
@@ -94,7 +103,8 @@ def cmd_verify(a):
         ok=run.get("rc") == 0 and not bad, bad_hosts=bad[:10], bad_count=len(bad),
         cmds_per_host=statistics.mean(sessions) if sessions else 0,
         logins_per_host=logins / nh if nh else 0,
-        fleet_cpu_s=bench_analyse().sshd_cpu(a.fleet),
+        fleet_cpu_s=bench_analyse().fleet_cpu(a.fleet) - a.fleet_cpu_before,
+        cores=os.cpu_count(),
     )
     with open(a.run, "w") as f:
         json.dump(run, f)
@@ -102,7 +112,7 @@ def cmd_verify(a):
     print(f"{a.tool} {a.workload} N={nh} run {a.run_index}: {status}; wall {run['wall_s']:.2f} s, "
           f"cpu {run['cpu_s']:.2f} s, mem {run['mem_peak_mb']:.1f} MB (rss sum {run['rss_peak_mb']:.1f}), "
           f"{run['cmds_per_host']:.1f} cmds/host, {run['logins_per_host']:.2f} logins/host, "
-          f"machine cpu {run.get('machine_cpu_s', float('nan')):.2f} s")
+          f"fleet cpu {run['fleet_cpu_s']:.2f} s, machine cpu {run.get('machine_cpu_s', float('nan')):.2f} s")
     return 0
 
 
@@ -116,11 +126,22 @@ def fmt(x, d=2):
     return f"{x:.{d}f}"
 
 
-def cmd_report(a):
-    runs = []
-    for p in a.runs:
-        with open(p) as f:
-            runs.append(json.load(f))
+def playbook_steps(path):
+    """(pre-flight steps, steps) of a fleetup playbook: its list items under `preflight:`
+    and `steps:` (the shipped playbooks' layout; standard library only, no YAML parser)."""
+    counts = {"preflight": 0, "steps": 0}
+    section = None
+    with open(path) as f:
+        for line in f:
+            top = re.match(r"^([a-z_]+):", line)
+            if top:
+                section = top.group(1)
+            elif section in counts and re.match(r"^  - name:", line):
+                counts[section] += 1
+    return counts["preflight"], counts["steps"]
+
+
+def summarise(runs):
     groups = {}
     for r in runs:
         groups.setdefault((r["workload"], r["hosts"]), {}).setdefault(r["tool"], []).append(r)
@@ -138,13 +159,19 @@ def cmd_report(a):
                 "machine": med([r.get("machine_cpu_s", float("nan")) for r in good]),
                 "cmds": med([r["cmds_per_host"] for r in good]),
                 "logins": med([r["logins_per_host"] for r in good]),
+                "logins_max": max([r["logins_per_host"] for r in good], default=float("nan")),
+                "cmds_max": max([r["cmds_per_host"] for r in good], default=float("nan")),
+                "step_ms": med([1000 * r["cpu_s"] / (r["hosts"] * r["cmds_per_host"])
+                                for r in good if r["cmds_per_host"]]),
                 "procs": max([r.get("procs_max", 0) for r in good], default=0),
                 "forks": rs[0].get("forks"),
                 "failed": [f"run {r['run_index']}: exit {r['rc']}, {r['bad_count']} hosts not done"
                            for r in rs if not r["ok"]],
             }
-    method = runs[0].get("method", "?") if runs else "?"
+    return groups, summary
 
+
+def tables(groups, summary):
     out = []
     for wl in ("upgrade", "trivial"):
         sizes = sorted({n for (w, n) in groups if w == wl})
@@ -153,9 +180,9 @@ def cmd_report(a):
         title = ("the upgrade (playbooks/simplelogin-upgrade.yml and its equivalents)"
                  if wl == "upgrade" else "14 trivial steps (`true`) per host")
         out.append(f"### Workload: {title}\n")
-        out.append("| hosts | tool | forks | wall s | × fleetup | cpu s | × fleetup | peak MB | rss-sum MB | "
-                   "cmds/host | logins/host | machine cpu s | good runs |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| hosts | tool | forks | wall s | × fleetup | cpu s | × fleetup | cpu/step ms | fleet cpu s | "
+                   "peak MB | rss-sum MB | cmds/host | logins/host | machine cpu s | good runs |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for n in sizes:
             base = summary.get((wl, n, "fleetup"))
             for tool in TOOLS:
@@ -166,7 +193,8 @@ def cmd_report(a):
                 rc = s["cpu"] / base["cpu"] if base and base["good"] and s["good"] else None
                 forks = "all" if tool == "openssh" else str(s["forks"])
                 out.append(
-                    f"| {n} | {tool} | {forks} | {fmt(s['wall'])} | {fmt(rw, 1)} | {fmt(s['cpu'])} | {fmt(rc, 1)} | "
+                    f"| {n} | {tool} | {forks} | {fmt(s['wall'])} | {fmt(rw, 2)} | {fmt(s['cpu'])} | {fmt(rc, 1)} | "
+                    f"{fmt(s['step_ms'], 3)} | {fmt(s['fleet'])} | "
                     f"{fmt(s['mem'], 1)} | {fmt(s['rss'], 1)} | {fmt(s['cmds'], 1)} | {fmt(s['logins'], 2)} | "
                     f"{fmt(s['machine'], 2)} | {s['good']}/{s['runs']} |")
         out.append("")
@@ -174,30 +202,52 @@ def cmd_report(a):
             if w == wl and s["failed"]:
                 out.append(f"- {tool} N={n}: failed measurements (not in the medians): {'; '.join(s['failed'])}")
         out.append("")
+    return out
 
-    scale = None
-    if a.scale:
-        with open(a.scale) as f:
-            scale = json.load(f)
-        hs = scale["hosts"] * scale["cmds_per_host"]
-        out.append("### Scale: fleetup alone, 1000 hosts\n")
-        out.append("| hosts | workload | serial | forks | wall s | cpu s | peak MB | rss MB | host-steps | "
-                   "cpu/host-step ms | cmds/host | logins/host | machine cpu s | result |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+def scale_table(scales):
+    out = ["### Scale: fleetup alone\n",
+           "| hosts | workload | serial | forks | wall s | fleet cpu s | floor s | wall / floor | cpu s | "
+           "cpu/step ms | peak MB | rss MB | cmds/host | logins/host | machine cpu s | result |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for sc in scales:
+        hs = sc["hosts"] * sc["cmds_per_host"]
+        floor = sc["fleet_cpu_s"] / sc["cores"]
         out.append(
-            f"| {scale['hosts']} | {scale['workload']} | {scale.get('serial')} | {scale['forks']} | "
-            f"{fmt(scale['wall_s'])} | {fmt(scale['cpu_s'])} | {fmt(scale['mem_peak_mb'], 1)} | "
-            f"{fmt(scale['rss_peak_mb'], 1)} | {hs:.0f} | {fmt(1000 * scale['cpu_s'] / hs if hs else None, 3)} | "
-            f"{fmt(scale['cmds_per_host'], 1)} | {fmt(scale['logins_per_host'], 2)} | {fmt(scale.get('machine_cpu_s'), 1)} | "
-            f"{'ok' if scale['ok'] else 'FAILED: exit %s, %s hosts not done' % (scale['rc'], scale['bad_count'])} |")
-        out.append("")
-    out.append(f"Memory: `peak MB` is the peak of the tool's whole process tree from its cgroup ({method}); "
-               "`rss-sum MB` the highest sampled sum of the tree's resident sets. CPU: user + sys of the whole "
-               "tree (cgroup). `machine cpu s`: CPU the whole machine was busy during the run (/proc/stat): the tool, "
-               "the simulated hosts on the same 2 cores (sshd, sessions, shims), and anything else running.")
-    print("\n".join(out))
+            f"| {sc['hosts']} | {sc['workload']} | {sc.get('serial', '–')} | {sc['forks']} | "
+            f"{fmt(sc['wall_s'])} | {fmt(sc['fleet_cpu_s'])} | {fmt(floor)} | {fmt(sc['wall_s'] / floor if floor else None)} | "
+            f"{fmt(sc['cpu_s'])} | {fmt(1000 * sc['cpu_s'] / hs if hs else None, 3)} | {fmt(sc['mem_peak_mb'], 1)} | "
+            f"{fmt(sc['rss_peak_mb'], 1)} | {fmt(sc['cmds_per_host'], 1)} | {fmt(sc['logins_per_host'], 2)} | "
+            f"{fmt(sc.get('machine_cpu_s'), 1)} | "
+            f"{'ok' if sc['ok'] else 'FAILED: exit %s, %s hosts not done' % (sc['rc'], sc['bad_count'])} |")
+    out.append("")
+    out.append("`floor s`: the fleet's own CPU during the run (its sshds, sessions and simulated commands) "
+               "divided by the cores it shares with the controller: no tool can finish sooner.")
+    out.append("")
+    return out
 
-    # --- targets -------------------------------------------------------------------------
+
+def cmd_report(a):
+    runs = []
+    for p in a.runs:
+        with open(p) as f:
+            runs.append(json.load(f))
+    groups, summary = summarise(runs)
+    scales = []
+    for p in a.scale:
+        with open(p) as f:
+            scales.append(json.load(f))
+    method = runs[0].get("method", "?") if runs else "?"
+    out = tables(groups, summary)
+    if scales:
+        out += scale_table(scales)
+    out.append(f"Memory: `peak MB` is the peak of the tool's whole process tree from its cgroup ({method}); "
+               "`rss-sum MB` the highest sampled sum of the tree's resident sets. CPU: `cpu s` is user + sys of the "
+               "tool's whole tree (cgroup), the controller's share; `cpu/step ms` that per host and command; "
+               "`fleet cpu s` the simulated hosts' (sshd, sessions, shims) during the run. `machine cpu s`: CPU the "
+               "whole machine was busy during the run (/proc/stat): both, and anything else running. `cmds/host` and "
+               "`logins/host` come from the hosts' own command logs and sshd logs.")
+    print("\n".join(out))
     print()
     verdicts = []
 
@@ -205,41 +255,71 @@ def cmd_report(a):
         verdicts.append(ok)
         print(f"{'PASS' if ok else 'MISS'}  {text}")
 
-    def ratio(wl, n, tool):
-        f, t = summary.get((wl, n, "fleetup")), summary.get((wl, n, tool))
-        if not f or not t or not f["good"] or not t["good"]:
-            return None
-        return t["wall"] / f["wall"]
-
-    r = ratio("upgrade", 20, "ansible")
-    if r is not None:
-        target(r >= 8, f"upgrade, 20 hosts: fleetup >= 8x faster than tuned Ansible (measured {r:.1f}x)")
-    r = ratio("upgrade", 20, "pyinfra")
-    if r is not None:
-        target(1 / r <= 0.9, f"upgrade, 20 hosts: fleetup <= 0.9x pyinfra's wall time (measured {1 / r:.2f}x)")
-    for n in sorted({n for (w, n) in groups if w == "trivial"}):
-        r = ratio("trivial", n, "pyinfra")
-        if r is not None:
-            target(r >= 3, f"trivial steps, {n} hosts: fleetup >= 3x faster than pyinfra (measured {r:.1f}x)")
-    for wl in ("upgrade", "trivial"):
-        for n in sorted({n for (w, n) in groups if w == wl}):
-            f = summary.get((wl, n, "fleetup"))
-            if not f or not f["good"]:
-                continue
-            peers = [t for t in ("ansible", "pyinfra") if summary.get((wl, n, t), {}).get("good")]
-            if peers:
-                slower = [t for t in peers if summary[(wl, n, t)]["wall"] <= f["wall"]]
-                parts = ", ".join("%s %.1fx" % (t, summary[(wl, n, t)]["wall"] / f["wall"]) for t in peers)
-                target(not slower, f"{wl}, {n} hosts: fleetup faster than every peer ({parts})")
-    if scale:
-        target(scale["ok"] and scale["mem_peak_mb"] < 150,
-               f"{scale['hosts']} hosts, serial {scale.get('serial')} forks {scale['forks']}: no error and peak "
-               f"memory < 150 MB (measured {scale['mem_peak_mb']:.1f} MB cgroup, {scale['rss_peak_mb']:.1f} MB RSS; "
-               f"{'ok' if scale['ok'] else 'FAILED'})")
+    targets_issue_8(target, groups, summary, scales)
+    print()
+    targets_issue_19(target, groups, summary, scales)
     for (wl, n, tool), s in sorted(summary.items()):
         if s["good"] == 0:
             target(False, f"{tool} {wl} N={n}: no successful measurement")
     return 0 if all(verdicts) else 1
+
+
+def ratio(summary, wl, n, tool):
+    """The tool's median wall time over fleetup's."""
+    f, t = summary.get((wl, n, "fleetup")), summary.get((wl, n, tool))
+    if not f or not t or not f["good"] or not t["good"]:
+        return None
+    return t["wall"] / f["wall"]
+
+
+def targets_issue_8(target, groups, summary, scales):
+    print("Issue 8:")
+    r = ratio(summary, "upgrade", 20, "ansible")
+    if r is not None:
+        target(r >= 8, f"upgrade, 20 hosts: fleetup >= 8x faster than tuned Ansible (measured {r:.1f}x)")
+    for n in sorted({n for (w, n) in groups if w == "trivial"}):
+        r = ratio(summary, "trivial", n, "pyinfra")
+        if r is not None:
+            target(r >= 3, f"trivial steps, {n} hosts: fleetup >= 3x faster than pyinfra (measured {r:.1f}x)")
+    for sc in scales:
+        if sc["workload"] == "upgrade":
+            target(sc["ok"] and sc["mem_peak_mb"] < 150,
+                   f"{sc['hosts']} hosts, serial {sc.get('serial')} forks {sc['forks']}: no error and peak "
+                   f"memory < 150 MB (measured {sc['mem_peak_mb']:.1f} MB)")
+
+
+def targets_issue_19(target, groups, summary, scales):
+    here = os.path.dirname(os.path.abspath(__file__))
+    preflight, steps = playbook_steps(os.path.join(here, "..", "..", "..", "playbooks", "simplelogin-upgrade.yml"))
+    print(f"Issue 19 (the shipped upgrade: {steps} steps and a pre-flight of {preflight}):")
+    for wl, most in (("upgrade", 0.9), ("trivial", 0.5)):
+        for n in sorted({n for (w, n) in groups if w == wl}):
+            r = ratio(summary, wl, n, "pyinfra")
+            if r is not None:
+                target(1 / r <= most, f"{wl}, {n} hosts: fleetup's wall <= {most}x pyinfra's (measured {1 / r:.2f}x)")
+    for (wl, n, tool), s in sorted(summary.items()):
+        if tool != "fleetup" or not s["good"]:
+            continue
+        target(s["logins_max"] == 1, f"{wl}, {n} hosts: exactly 1 login per host (worst run {s['logins_max']:.2f})")
+        allowed = preflight + steps if wl == "upgrade" else 14
+        target(s["cmds_max"] <= allowed,
+               f"{wl}, {n} hosts: commands per host <= {allowed} (measured {s['cmds_max']:.1f})")
+        target(s["step_ms"] <= 0.25, f"{wl}, {n} hosts: controller CPU <= 0.25 ms per host-step "
+                                     f"(measured {s['step_ms']:.3f} ms)")
+        p = summary.get((wl, n, "pyinfra"))
+        if p and p["good"]:
+            target(s["cpu"] <= p["cpu"] / 5, f"{wl}, {n} hosts: controller CPU <= 1/5 of pyinfra's whole tree "
+                                             f"(measured {s['cpu'] / p['cpu']:.2f}x)")
+    for sc in scales:
+        floor = sc["fleet_cpu_s"] / sc["cores"]
+        target(sc["ok"] and sc["wall_s"] <= 1.15 * floor,
+               f"{sc['hosts']} hosts, {sc['workload']}: wall within 15 % of the fleet's floor "
+               f"({sc['wall_s']:.1f} s against {floor:.1f} s: {sc['wall_s'] / floor:.2f}x)")
+        target(sc["mem_peak_mb"] <= 80, f"{sc['hosts']} hosts, {sc['workload']}: peak memory <= 80 MB "
+                                        f"(measured {sc['mem_peak_mb']:.1f} MB)")
+        if sc["workload"] == "upgrade":
+            target(sc["logins_per_host"] == 1,
+                   f"{sc['hosts']} hosts, upgrade: 1 login per host (measured {sc['logins_per_host']:.2f})")
 
 
 def main():
@@ -247,7 +327,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("verify")
     v.add_argument("--fleet", required=True)
-    v.add_argument("--workload", required=True, choices=["upgrade", "trivial"])
+    v.add_argument("--workload", required=True, choices=["upgrade", "trivial", "status"])
+    v.add_argument("--fleet-cpu-before", type=float, default=0.0)
     v.add_argument("--version", default="v4.66.1")
     v.add_argument("--sim", required=True)
     v.add_argument("--run", required=True)
@@ -255,9 +336,14 @@ def main():
     v.add_argument("--forks", type=int, default=0)
     v.add_argument("--run-index", type=int, default=1)
     r = sub.add_parser("report")
-    r.add_argument("--scale")
+    r.add_argument("--scale", action="append", default=[])
     r.add_argument("runs", nargs="*")
+    c = sub.add_parser("fleet-cpu")
+    c.add_argument("--fleet", required=True)
     a = ap.parse_args()
+    if a.cmd == "fleet-cpu":
+        print(f"{bench_analyse().fleet_cpu(a.fleet):.3f}")
+        return 0
     return cmd_verify(a) if a.cmd == "verify" else cmd_report(a)
 
 

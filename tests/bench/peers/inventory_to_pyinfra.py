@@ -13,6 +13,7 @@ checked strictly against KNOWN_HOSTS, with no agent and no key search. Needs PyY
 (installed with ansible-core in the benchmark's virtualenv).
 """
 
+import os
 import sys
 
 import yaml
@@ -55,6 +56,11 @@ def main():
     groups, hosts = {}, {}
     for top, node in doc.items():
         walk(top, node, {}, groups, hosts)
+    for d in hosts.values():
+        # The test fleet's inventory no longer names the app path (the shipped playbook
+        # discovers it); its lock dir sits in it.
+        if not d.get("sl_app_path") and d.get("fleetup_dir"):
+            d["sl_app_path"] = os.path.dirname(d["fleetup_dir"].rstrip("/"))
     if tsv:
         with open(out, "w") as f:
             for h, d in hosts.items():

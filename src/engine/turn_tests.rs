@@ -1,0 +1,197 @@
+//! From the fleet-wide pre-flight to each host's turn, against a scripted fleet: one
+//! connection per host, the pre-flight's commands run once, and what changed on a host
+//! while it waited caught before it is touched. Connections and commands are counted per
+//! host, as the hosts saw them.
+
+use std::time::Duration;
+
+use super::scripted::{Reply, Scripted};
+use super::tests::{plan, run_turns, Operator, Ran};
+use super::{JobOptions, Prompt};
+use crate::events::{Event, Outcome, StepStatus};
+use crate::plan::Plan;
+
+/// A pre-flight whose second step reads the host's state, named as the `recheck` probe.
+/// `upgradable` refuses a host whose state is not `v1`.
+const RECHECKED: &str = "\
+name: t
+hosts: all
+recheck:
+  step: state
+  within: 10m
+preflight:
+  - name: disk
+    shell: df
+  - name: state
+    register: state
+    shell: state
+  - name: upgradable
+    shell: 'test {{ state.stdout }} = v1'
+steps:
+  - name: upgrade
+    shell: upgrade
+";
+
+/// What every host prints for `state` unless told otherwise.
+fn fleet() -> Scripted {
+    ["a", "b", "c"].iter().fold(Scripted::default(), |f, h| {
+        f.on(h, "state", Reply::Exit(0, "v1"))
+            .on(h, "test v2 = v1", Reply::Exit(1, ""))
+    })
+}
+
+const PREFLIGHT: [&str; 3] = ["df", "state", "test v1 = v1"];
+
+/// The pre-flight once, the probe at the host's turn, then the upgrade.
+const ONCE: [&str; 5] = ["df", "state", "test v1 = v1", "state", "upgrade"];
+
+/// The whole pre-flight again at the host's turn, then the upgrade.
+const TWICE: [&str; 7] = [
+    "df",
+    "state",
+    "test v1 = v1",
+    "df",
+    "state",
+    "test v1 = v1",
+    "upgrade",
+];
+
+fn three_batches() -> Plan {
+    plan(&[&["a"], &["b"], &["c"]], false)
+}
+
+fn turns(fleet: &Scripted, playbook: &str, operator: Operator, between: &dyn Fn()) -> Ran {
+    run_turns(fleet, playbook, &three_batches(), operator, Some(between))
+}
+
+#[test]
+fn each_host_logs_in_once_and_runs_its_preflight_once() {
+    let fleet = fleet();
+    let ran = turns(&fleet, RECHECKED, Operator::default(), &|| {});
+    assert!(ran.preflight.iter().all(|r| r.outcome == Outcome::Ok));
+    for host in ["a", "b", "c"] {
+        assert_eq!(ran.outcome(host), Some(Outcome::Ok));
+        assert_eq!(fleet.connections(host), 1, "{host}: one login for the run");
+        assert_eq!(fleet.ran(host), ONCE, "{host}");
+    }
+    // The views still see every pre-flight step of the host done (the upgrade changed it).
+    let done = |host: &str| {
+        let of_host = |e: &&Event| matches!(e, Event::StepFinished { host: h, status: StepStatus::Ok, .. } if h == host);
+        ran.events.iter().filter(of_host).count()
+    };
+    assert_eq!(done("c"), PREFLIGHT.len());
+}
+
+#[test]
+fn a_host_changed_while_it_waited_is_caught_by_the_whole_preflight_before_it_is_touched() {
+    let fleet = fleet();
+    let ran = turns(&fleet, RECHECKED, Operator::default(), &|| {
+        fleet.answer("b", "state", Reply::Exit(0, "v2"));
+    });
+    assert_eq!(ran.outcome("b"), Some(Outcome::Failed));
+    // The probe saw the change; the whole pre-flight ran again and refused the host.
+    let mut expected = PREFLIGHT.to_vec();
+    expected.extend(["state", "df", "state", "test v2 = v1"]);
+    assert_eq!(fleet.ran("b"), expected);
+    assert!(!fleet.ran("b").iter().any(|c| c == "upgrade"));
+    assert_eq!(fleet.connections("b"), 1);
+    assert_eq!(fleet.ran("a"), ONCE);
+}
+
+#[test]
+fn findings_older_than_recheck_within_are_not_trusted() {
+    let fleet = fleet();
+    let stale = RECHECKED.replace("within: 10m", "within: 0s");
+    turns(&fleet, &stale, Operator::default(), &|| {
+        std::thread::sleep(Duration::from_millis(5));
+    });
+    assert_eq!(fleet.ran("c"), TWICE);
+    assert_eq!(fleet.connections("c"), 1);
+}
+
+#[test]
+fn without_a_recheck_step_the_whole_preflight_runs_again_on_the_kept_connection() {
+    let fleet = fleet();
+    let playbook = RECHECKED.replace("recheck:\n  step: state\n  within: 10m\n", "");
+    turns(&fleet, &playbook, Operator::default(), &|| {});
+    assert_eq!(fleet.ran("b"), TWICE);
+    assert_eq!(fleet.connections("b"), 1);
+}
+
+#[test]
+fn a_connection_that_died_while_its_host_waited_is_opened_again_not_reported_unreachable() {
+    for silently in [false, true] {
+        let fleet = fleet();
+        let ran = turns(&fleet, RECHECKED, Operator::default(), &|| {
+            fleet.kill("b", silently);
+        });
+        assert_eq!(ran.outcome("b"), Some(Outcome::Ok), "silently: {silently}");
+        assert_eq!(fleet.connections("b"), 2, "silently: {silently}");
+        assert_eq!(fleet.connections("a"), 1);
+        // A silent death is found by the probe, which runs again on the new connection.
+        assert_eq!(fleet.ran("b").last().map(String::as_str), Some("upgrade"));
+    }
+}
+
+#[test]
+fn a_locked_playbook_reopens_a_connection_found_dead_by_the_lock() {
+    let fleet = ["a", "b", "c"].iter().fold(fleet(), |f, h| {
+        f.on(h, "echo taken", Reply::Exit(0, "taken\n"))
+    });
+    let locked = RECHECKED.replace("steps:", "lock:\n  dir: /l\nsteps:");
+    let ran = turns(&fleet, &locked, Operator::default(), &|| {
+        fleet.kill("c", true);
+    });
+    assert_eq!(ran.outcome("c"), Some(Outcome::Ok));
+    assert_eq!(fleet.connections("c"), 2);
+    assert_eq!(fleet.connections("b"), 1);
+}
+
+#[test]
+fn past_the_budget_the_hosts_needed_last_reconnect_at_their_turn() {
+    let fleet = fleet();
+    let operator = Operator {
+        options: JobOptions {
+            waiting_connections: Some(1),
+            ..Operator::default().options
+        },
+        forks: 3,
+        ..Operator::default()
+    };
+    let ran = turns(&fleet, RECHECKED, operator, &|| {});
+    assert!(["a", "b", "c"]
+        .iter()
+        .all(|h| ran.outcome(h) == Some(Outcome::Ok)));
+    // `a` goes first: its connection is the one kept, whatever order the pre-flight
+    // ended in; the others keep their findings and log in again.
+    assert_eq!(fleet.connections("a"), 1);
+    assert_eq!(fleet.connections("b"), 2);
+    assert_eq!(fleet.connections("c"), 2);
+    assert_eq!(fleet.ran("c"), ONCE);
+}
+
+#[test]
+fn a_prompt_closes_the_waiting_connections_and_a_short_pause_keeps_them() {
+    for (pause, logins) in [("prompt", 2), ("1ms", 1)] {
+        let fleet = fleet();
+        let paused = RECHECKED.replace(
+            "recheck:",
+            &format!("rollout:\n  pause_between_batches: {pause}\nrecheck:"),
+        );
+        let operator = Operator {
+            options: JobOptions {
+                prompt: Some(Prompt(std::sync::Arc::new(|_| Box::pin(async { true })))),
+                ..Operator::default().options
+            },
+            ..Operator::default()
+        };
+        let ran = turns(&fleet, &paused, operator, &|| {});
+        assert_eq!(ran.outcome("c"), Some(Outcome::Ok), "{pause}");
+        assert_eq!(fleet.connections("c"), logins, "{pause}");
+        assert_eq!(
+            fleet.ran("c"),
+            ONCE,
+            "{pause}: the findings stand either way"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Connections kept from a host's fleet-wide pre-flight to its turn in the run, with what
+//! the pre-flight found on it: one login per host for the whole run.
+//!
+//! Every kept connection holds a descriptor for as long as its host waits. Past the budget
+//! the process can spare, the connections of the hosts needed last (the highest plan
+//! rank) are closed, and those hosts reconnect at their turn; what their pre-flight found
+//! is kept either way.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::vars::Vars;
+
+/// What a host's pre-flight established, and when.
+#[derive(Debug, Clone)]
+pub struct Findings {
+    pub at: Instant,
+    /// What the pre-flight steps registered, by name.
+    pub vars: Vars,
+    /// What the playbook's `recheck` step printed (its stdout), when it ran.
+    pub probe: Option<String>,
+}
+
+/// A host waiting for its turn.
+struct Waiting<C> {
+    /// Where the host stands in the plan: the lower, the sooner it is needed.
+    rank: usize,
+    conn: Option<C>,
+    findings: Findings,
+}
+
+struct Store<C> {
+    hosts: HashMap<String, Waiting<C>>,
+    /// Connections held in `hosts`.
+    open: usize,
+}
+
+/// The waiting hosts of one run. Shared by the pre-flight (which fills it) and the hosts'
+/// runs (which take from it), through the [`Connector`](super::Connector).
+pub struct Kept<C> {
+    store: Mutex<Store<C>>,
+}
+
+impl<C> Default for Kept<C> {
+    fn default() -> Self {
+        Kept {
+            store: Mutex::new(Store {
+                hosts: HashMap::new(),
+                open: 0,
+            }),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Kept<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("open", &self.open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Kept<C> {
+    fn store(&self) -> std::sync::MutexGuard<'_, Store<C>> {
+        // Nothing here can be left half-done by a panic: the data stays usable.
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `host`'s findings, and its connection while at most `budget` are held. Returns
+    /// the connection that does not fit, to be closed by the caller: this one, or the one
+    /// of the waiting host needed last when that one is needed later than `host`.
+    pub fn keep(
+        &self,
+        host: &str,
+        rank: usize,
+        conn: C,
+        findings: Findings,
+        budget: usize,
+    ) -> Option<C> {
+        let mut store = self.store();
+        let mut spare = None;
+        let mut conn = Some(conn);
+        if store.open >= budget {
+            let last = store
+                .hosts
+                .iter_mut()
+                .filter(|(_, w)| w.conn.is_some() && w.rank > rank)
+                .max_by_key(|(_, w)| w.rank);
+            match last {
+                Some((_, waiting)) => spare = waiting.conn.take(),
+                None => spare = conn.take(),
+            }
+            if conn.is_some() {
+                store.open -= 1;
+            }
+        }
+        store.open += usize::from(conn.is_some());
+        let waiting = Waiting {
+            rank,
+            conn,
+            findings,
+        };
+        if let Some(old) = store.hosts.insert(host.to_string(), waiting) {
+            store.open -= usize::from(old.conn.is_some());
+            spare = spare.or(old.conn);
+        }
+        spare
+    }
+
+    /// What `host`'s pre-flight left for its turn: its connection (if it was kept) and its
+    /// findings. Taken once: a second call finds nothing.
+    pub fn take(&self, host: &str) -> Option<(Option<C>, Findings)> {
+        let mut store = self.store();
+        let waiting = store.hosts.remove(host)?;
+        store.open -= usize::from(waiting.conn.is_some());
+        Some((waiting.conn, waiting.findings))
+    }
+
+    /// Every connection held, for the caller to close (a long pause); findings stay.
+    pub fn release_all(&self) -> Vec<C> {
+        let mut store = self.store();
+        store.open = 0;
+        store
+            .hosts
+            .values_mut()
+            .filter_map(|w| w.conn.take())
+            .collect()
+    }
+
+    /// Connections held now.
+    pub fn open(&self) -> usize {
+        self.store().open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found() -> Findings {
+        Findings {
+            at: Instant::now(),
+            vars: Vars::new(),
+            probe: None,
+        }
+    }
+
+    #[test]
+    fn within_the_budget_every_connection_is_kept_and_taken_once() {
+        let kept = Kept::default();
+        assert!(kept.keep("a", 0, "ca", found(), 2).is_none());
+        assert!(kept.keep("b", 1, "cb", found(), 2).is_none());
+        assert_eq!(kept.open(), 2);
+        let (conn, _) = kept.take("a").expect("kept");
+        assert_eq!(conn, Some("ca"));
+        assert!(kept.take("a").is_none());
+        assert_eq!(kept.open(), 1);
+    }
+
+    #[test]
+    fn past_the_budget_the_host_needed_last_loses_its_connection_not_its_findings() {
+        let kept = Kept::default();
+        assert!(kept.keep("third", 2, "c3", found(), 2).is_none());
+        assert!(kept.keep("second", 1, "c2", found(), 2).is_none());
+        // Needed before both: the third's connection goes.
+        assert_eq!(kept.keep("first", 0, "c1", found(), 2), Some("c3"));
+        // Needed after every one held: its own goes.
+        assert_eq!(kept.keep("fourth", 3, "c4", found(), 2), Some("c4"));
+        assert_eq!(kept.open(), 2);
+        let (conn, _) = kept.take("third").expect("findings kept");
+        assert_eq!(conn, None);
+        assert_eq!(kept.take("fourth").map(|(c, _)| c), Some(None));
+        assert_eq!(kept.take("first").map(|(c, _)| c), Some(Some("c1")));
+    }
+
+    #[test]
+    fn a_zero_budget_keeps_findings_only_and_a_pause_can_release_all() {
+        let kept = Kept::default();
+        assert_eq!(kept.keep("a", 0, "ca", found(), 0), Some("ca"));
+        assert_eq!(kept.open(), 0);
+        kept.keep("b", 1, "cb", found(), 5);
+        kept.keep("c", 2, "cc", found(), 5);
+        let mut released = kept.release_all();
+        released.sort();
+        assert_eq!(released, vec!["cb", "cc"]);
+        assert_eq!(kept.open(), 0);
+        assert!(kept.take("c").is_some_and(|(c, _)| c.is_none()));
+    }
+
+    #[test]
+    fn keeping_a_host_twice_hands_back_the_older_connection() {
+        let kept = Kept::default();
+        kept.keep("a", 0, "old", found(), 5);
+        assert_eq!(kept.keep("a", 0, "new", found(), 5), Some("old"));
+        assert_eq!(kept.open(), 1);
+    }
+}
