@@ -153,23 +153,10 @@ impl Opener<'_> {
 
     fn open(&mut self, marker: &Map<String, Value>, field: &str) -> Option<String> {
         let ciphertext = marker.get(VAULT_KEY).and_then(Value::as_str).unwrap_or("");
-        let file = marker
-            .get(FILE_KEY)
-            .and_then(Value::as_str)
-            .unwrap_or("<inventory>");
-        let at = |key: &str| {
-            marker
-                .get(key)
-                .and_then(Value::as_u64)
-                .and_then(|n| usize::try_from(n).ok())
-        };
-        let pos = at(LINE_KEY).map(|line| Pos {
-            line,
-            column: at(COLUMN_KEY).unwrap_or(0),
-        });
+        let (file, pos) = place(marker);
         let failed = |e: &VaultError| {
             let d = Diagnostic::new(
-                Path::new(file),
+                Path::new(&file),
                 field,
                 format!("vault-encrypted value: {e}"),
             )
