@@ -8,6 +8,7 @@
 // Functions stay under 80 lines (clippy.toml): a longer one hides a missing type or step.
 #![warn(clippy::too_many_lines)]
 
+pub mod cksum;
 pub mod clock;
 pub mod connect;
 pub mod diagnostic;

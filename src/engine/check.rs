@@ -2,12 +2,11 @@
 //! connection and findings kept for the host's turn), and a pause's verification of
 //! upgraded hosts.
 
-use std::time::Instant;
-
 use super::run::{silent, Run};
 use super::step::{describe, StepAt, StepOn};
 use super::target::connect_target;
 use super::PreflightResult;
+use crate::cksum::Cksum;
 use crate::events::{Event, Outcome, StepStatus};
 use crate::play::HostInPlay;
 use crate::playbook::Step;
@@ -21,8 +20,8 @@ struct Checked<C> {
     failure: Option<(Outcome, String)>,
     /// The connection they ran on, still open.
     conn: Option<C>,
-    /// What the playbook's `recheck` step printed.
-    probe: Option<String>,
+    /// What the playbook's `recheck` step printed, as `cksum` sums it.
+    probe: Option<Cksum>,
 }
 
 /// Where a host stands in the fleet-wide pre-flight: its rank in the plan (the order its
@@ -61,11 +60,7 @@ pub(super) async fn preflight_host<C: Connector>(
         let vars = registered
             .filter_map(|r| Some((r.clone(), checked.vars.get(r)?.clone())))
             .collect();
-        let findings = Findings {
-            at: Instant::now(),
-            vars,
-            probe: checked.probe.take(),
-        };
+        let findings = Findings::new(vars, checked.probe.take());
         let kept = run.connector.kept();
         let spare = match (&checked.failure, queued.budget) {
             (None, Some(budget)) => kept.keep(&host.name, queued.rank, conn, findings, budget),
@@ -176,7 +171,7 @@ async fn check_host<C: Connector>(
         };
         let result = on.run(&mut log, step, &vars).await;
         if probe_at == Some(index) {
-            probe = Some(result.registered.stdout.clone());
+            probe = Some(Cksum::of(result.registered.stdout.as_bytes()));
         }
         if let Some(r) = &step.register {
             vars.insert(r.clone(), result.registered.to_value());

@@ -228,7 +228,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
         };
         match (verdict, findings) {
             (Ok(probed), Some(findings)) => {
-                crate::vars::overlay(&mut self.vars, &findings.vars);
+                crate::vars::overlay(&mut self.vars, &findings.vars());
                 self.stood(probed);
                 playbook.preflight_len
             }
@@ -264,7 +264,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
                 },
             };
             let mut vars = self.vars.clone();
-            crate::vars::overlay(&mut vars, &findings.vars);
+            crate::vars::overlay(&mut vars, &findings.vars());
             let probed = on.run(&mut self.log, step, &vars).await;
             let lost = probed.status == StepStatus::Unreachable && !self.conn.is_alive();
             if !(lost && self.reopen_if_died_waiting().await) {

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::cksum::Cksum;
 use crate::events::StepStatus;
 use crate::transport::kept::Findings;
 
@@ -66,8 +67,8 @@ pub(super) fn probe(
 /// Whether the probe's run now shows the host as the pre-flight found it.
 pub(super) fn stands(findings: &Findings, status: StepStatus, stdout: &str) -> Result<(), Again> {
     let ran = matches!(status, StepStatus::Ok | StepStatus::Changed);
-    match findings.probe.as_deref() {
-        Some(then) if ran && then == stdout => Ok(()),
+    match findings.probe {
+        Some(then) if ran && then == Cksum::of(stdout.as_bytes()) => Ok(()),
         _ => Err(Again::Changed),
     }
 }
@@ -78,11 +79,9 @@ mod tests {
     use std::time::Instant;
 
     fn found(ago: Duration, probe: Option<&str>) -> Findings {
-        Findings {
-            at: Instant::now() - ago,
-            vars: Default::default(),
-            probe: probe.map(str::to_string),
-        }
+        let mut f = Findings::new(Default::default(), probe.map(|p| Cksum::of(p.as_bytes())));
+        f.at = Instant::now() - ago;
+        f
     }
 
     const TEN_MINUTES: Duration = Duration::from_secs(600);

@@ -199,8 +199,8 @@ fn registered_result(stdout: &[u8], stderr: &[u8], rc: i64, attempts: u32) -> Re
     };
     let (stdout, stderr) = (text(stdout), text(stderr));
     Registered {
-        stdout_lines: stdout.lines().map(str::to_string).collect(),
-        stderr_lines: stderr.lines().map(str::to_string).collect(),
+        stdout_lines: crate::registered::lines(&stdout),
+        stderr_lines: crate::registered::lines(&stderr),
         stdout,
         stderr,
         rc,

@@ -10,16 +10,40 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::cksum::Cksum;
 use crate::vars::Vars;
 
 /// What a host's pre-flight established, and when.
 #[derive(Debug, Clone)]
 pub struct Findings {
     pub at: Instant,
-    /// What the pre-flight steps registered, by name.
-    pub vars: Vars,
-    /// What the playbook's `recheck` step printed (its stdout), when it ran.
-    pub probe: Option<String>,
+    /// What the pre-flight steps registered, by name, held without their line lists.
+    registered: Vars,
+    /// What the playbook's `recheck` step printed (its stdout), when it ran: its sum, which
+    /// is all a re-check compares, and a few bytes where the output can be tens of kB.
+    pub probe: Option<Cksum>,
+}
+
+impl Findings {
+    /// Findings made now of what the pre-flight steps `registered`.
+    pub fn new(mut registered: Vars, probe: Option<Cksum>) -> Findings {
+        registered
+            .values_mut()
+            .for_each(crate::registered::without_lines);
+        Findings {
+            at: Instant::now(),
+            registered,
+            probe,
+        }
+    }
+
+    /// What the pre-flight steps registered, whole.
+    pub fn vars(&self) -> Vars {
+        let whole = |(name, value): (&String, &serde_json::Value)| {
+            (name.clone(), crate::registered::with_lines(value))
+        };
+        self.registered.iter().map(whole).collect()
+    }
 }
 
 /// A host waiting for its turn.
@@ -139,11 +163,7 @@ mod tests {
     use super::*;
 
     fn found() -> Findings {
-        Findings {
-            at: Instant::now(),
-            vars: Vars::new(),
-            probe: None,
-        }
+        Findings::new(Vars::new(), None)
     }
 
     #[test]
