@@ -34,16 +34,20 @@ pub fn without_lines(value: &mut Value) {
     }
 }
 
-/// A value from [`without_lines`] as [`Registered::to_value`] made it, keys in order.
+/// A value from [`without_lines`] as [`Registered::to_value`] made it, keys in order; any
+/// other value as it is.
 pub fn with_lines(value: &Value) -> Value {
-    match serde_json::from_value::<Registered>(value.clone()) {
-        Ok(mut whole) => {
-            whole.stdout_lines = lines(&whole.stdout);
-            whole.stderr_lines = lines(&whole.stderr);
-            whole.to_value()
-        }
-        Err(_) => value.clone(),
+    let Ok(mut whole) = serde_json::from_value::<Registered>(value.clone()) else {
+        return value.clone();
+    };
+    let mut bare = whole.to_value();
+    without_lines(&mut bare);
+    if bare != *value {
+        return value.clone();
     }
+    whole.stdout_lines = lines(&whole.stdout);
+    whole.stderr_lines = lines(&whole.stderr);
+    whole.to_value()
 }
 
 impl Registered {
@@ -77,5 +81,7 @@ mod tests {
         assert_eq!(back, whole);
         // In the same key order, for a template that prints the whole value.
         assert_eq!(back.to_string(), whole.to_string());
+        let other = serde_json::json!({"stdout": "v1"});
+        assert_eq!(with_lines(&other), other);
     }
 }

@@ -10,6 +10,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+
 use crate::cksum::Cksum;
 use crate::vars::Vars;
 
@@ -17,8 +21,9 @@ use crate::vars::Vars;
 #[derive(Debug, Clone)]
 pub struct Findings {
     pub at: Instant,
-    /// What the pre-flight steps registered, by name, held without their line lists.
-    registered: Vars,
+    /// What the pre-flight steps registered, by name, held without their line lists and
+    /// deflated: a few kB where docker's JSON takes tens (read once, at the host's turn).
+    registered: Vec<u8>,
     /// What the playbook's `recheck` step printed (its stdout), when it ran: its sum, which
     /// is all a re-check compares, and a few bytes where the output can be tens of kB.
     pub probe: Option<Cksum>,
@@ -32,18 +37,34 @@ impl Findings {
             .for_each(crate::registered::without_lines);
         Findings {
             at: Instant::now(),
-            registered,
+            registered: deflate(&registered),
             probe,
         }
     }
 
     /// What the pre-flight steps registered, whole.
     pub fn vars(&self) -> Vars {
-        let whole = |(name, value): (&String, &serde_json::Value)| {
-            (name.clone(), crate::registered::with_lines(value))
+        let whole = |(name, value): (String, serde_json::Value)| {
+            let value = crate::registered::with_lines(&value);
+            (name, value)
         };
-        self.registered.iter().map(whole).collect()
+        inflate(&self.registered).into_iter().map(whole).collect()
     }
+}
+
+fn deflate(vars: &Vars) -> Vec<u8> {
+    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::fast());
+    // Writing into memory fails only when memory does.
+    let written = serde_json::to_writer(&mut encoder, vars);
+    match (written, encoder.finish()) {
+        (Ok(()), Ok(bytes)) => bytes,
+        _ => Vec::new(),
+    }
+}
+
+/// What [`deflate`] made; as nothing else writes it, it reads back whole.
+fn inflate(bytes: &[u8]) -> Vars {
+    serde_json::from_reader(DeflateDecoder::new(bytes)).unwrap_or_default()
 }
 
 /// A host waiting for its turn.
@@ -164,6 +185,23 @@ mod tests {
 
     fn found() -> Findings {
         Findings::new(Vars::new(), None)
+    }
+
+    #[test]
+    fn findings_read_back_what_the_preflight_registered() {
+        let found = crate::registered::Registered {
+            stdout: "[{\"Name\": \"/sl-app\"}]\nsecond line".into(),
+            stdout_lines: crate::registered::lines("[{\"Name\": \"/sl-app\"}]\nsecond line"),
+            rc: 0,
+            changed: true,
+            ..Default::default()
+        }
+        .to_value();
+        let mut registered = Vars::new();
+        registered.insert("found".into(), found);
+        registered.insert("version".into(), serde_json::json!({"stdout": "v4.65.0"}));
+        let findings = Findings::new(registered.clone(), None);
+        assert_eq!(findings.vars(), registered);
     }
 
     #[test]
