@@ -1,0 +1,89 @@
+"""Splits heaptrack's peak heap of a `fleetup run` by owner (tests/bench/memory.sh).
+
+Each line of --stacks is `frame;frame;...;frame BYTES` (heaptrack_print -F, cost type
+peak): the bytes a call stack held at the run's peak. A stack belongs to the first owner
+whose frames it has. Frames name a function and its file only (`flush (session.rs)`), so
+the owners are told apart by the files and functions that hold memory for them.
+"""
+
+import argparse
+import json
+import re
+
+OWNERS = [
+    # The SSH sessions: opened in connect.rs; russh's session task, its buffers and the
+    # channels between it and its handle are allocated by code that names russh's files.
+    ("SSH sessions (russh: session task, buffers, channels)",
+     re.compile(r"\(connect\.rs\)|\(sshbuffer\.rs\)|russh|\(kex\.rs\)|"
+                r"^(eof|flush|data|exec|channel_open_session|handle_msg) \(session\.rs\)|"
+                r"\(encrypted\.rs\)|\(cipher")),
+    ("pre-flight findings held for the host's turn",
+     re.compile(r"\(kept\.rs\)|\(check\.rs\)")),
+    ("hosts' variables (playbook, inventory, -e)",
+     re.compile(r"^host_in_play |\(inventory\.rs\)|^prepare \(mod\.rs\)")),
+    ("hosts in flight (steps, templates, their output)",
+     re.compile(r"\((host_run|step|verdict|rollout|recheck|host_lock)\.rs\)")),
+]
+# Files of fleetup's own code that runs on tokio's workers (the engine runs in block_on).
+OURS = re.compile(r"\((check|host_run|step|emitter|rollout|termination|sudo)\.rs\)")
+
+
+def owner(frames):
+    for name, pattern in OWNERS:
+        if any(pattern.search(f) for f in frames):
+            return name
+    # A task spawned on the runtime with none of our frames: russh's session tasks.
+    if any(f.startswith("run (worker.rs)") for f in frames) and not any(
+            OURS.search(f) for f in frames):
+        return OWNERS[0][0]
+    return "other"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stacks", required=True)
+    ap.add_argument("--time", required=True)
+    ap.add_argument("--events", required=True)
+    ap.add_argument("--hosts", type=int, required=True)
+    ap.add_argument("--serial", required=True)
+    a = ap.parse_args()
+
+    split, total = {}, 0
+    for line in open(a.stacks):
+        stack, _, size = line.rstrip("\n").rpartition(" ")
+        if not size.isdigit():
+            continue
+        who = owner(stack.split(";"))
+        split[who] = split.get(who, 0) + int(size)
+        total += int(size)
+
+    rss_kb = None
+    for line in open(a.time):
+        if "Maximum resident set size" in line:
+            rss_kb = int(line.rsplit(":", 1)[1])
+    outcomes = {}
+    for line in open(a.events):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("event") == "host_finished":
+            outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
+
+    mb = lambda b: b / 1e6
+    print(f"{a.hosts} hosts, --serial {a.serial}: every host's connection held from the "
+          f"pre-flight to its turn; outcomes {outcomes}")
+    print(f"peak RSS (GNU time): {rss_kb / 1000:.1f} MB" if rss_kb else "peak RSS: ?")
+    print(f"peak heap (heaptrack): {mb(total):.1f} MB")
+    # The hosts in flight are a batch (at most); everything else is held for every host.
+    in_flight = min(a.hosts, int(a.serial)) if a.serial.isdigit() else a.hosts
+    print("| owner | MB at the peak | kB per host |")
+    print("|---|---|---|")
+    for i, (name, _) in enumerate(OWNERS + [("other", None)]):
+        b = split.get(name, 0)
+        per = in_flight if i == 3 else a.hosts
+        print(f"| {name} | {mb(b):.1f} | {b / per / 1000:.1f} (of {per}) |")
+
+
+if __name__ == "__main__":
+    main()

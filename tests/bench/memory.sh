@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Where a large run's memory goes: starts the test fleet (tests/fleet) with N hosts at
+# v4.65.0, runs the shipped upgrade over it under heaptrack, and prints the peak heap split
+# by owner (the SSH sessions, what waiting hosts' pre-flights found, the hosts' variables,
+# the hosts in flight, the rest) and per held connection; then the same run under GNU time
+# for the peak resident set. Issue 19: "<= 80 MB peak RSS with every connection held".
+#
+# Usage: tests/bench/memory.sh [--hosts N] [--serial S] [--forks F] [--keep]
+#   defaults: 300 hosts, serial 100, forks 100 (two batches wait, connections held)
+# Needs root (the fleet runs sshd), heaptrack (apt install heaptrack) and GNU time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HOSTS=300 SERIAL=100 FORKS=100 KEEP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --hosts) HOSTS=$2; shift 2 ;;
+        --serial) SERIAL=$2; shift 2 ;;
+        --forks) FORKS=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+log() { printf '[memory %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+need_apt=()
+command -v heaptrack >/dev/null || need_apt+=(heaptrack)
+[ -x /usr/bin/time ] || need_apt+=(time)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    log "apt-get install ${need_apt[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+log "cargo build --release --bins"
+(cd "$ROOT" && cargo build --release --bins --quiet)
+FLEETUP="$ROOT/target/release/fleetup"
+SIM="$ROOT/target/release/fleet-sim"
+
+WORK=$(mktemp -d /tmp/fleetup-memory.XXXXXX)
+chmod 755 "$WORK"
+cleanup() {
+    local rc=$?
+    "$SIM" down --dir "$WORK/fleet" >/dev/null 2>&1 || true
+    if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+{
+    echo "hosts:"
+    for i in $(seq -w 1 "$HOSTS"); do
+        echo "  - {name: sl-$i, groups: [production], version: v4.65.0}"
+    done
+} >"$WORK/spec.yml"
+
+run() { # LABEL WRAPPER... : one upgrade of a fresh fleet, under WRAPPER
+    local label=$1
+    shift
+    "$SIM" down --dir "$WORK/fleet" >/dev/null 2>&1 || true
+    rm -rf "$WORK/fleet"
+    mkdir -p "$WORK/fleet"
+    "$SIM" up --dir "$WORK/fleet" --spec "$WORK/spec.yml" --owner $$ >"$WORK/up.log" 2>&1
+    log "$label: $HOSTS hosts, --serial $SERIAL --forks $FORKS"
+    (cd "$WORK" && "$@" "$FLEETUP" run -i "$WORK/fleet/inventory.yml" \
+        "$ROOT/playbooks/simplelogin-upgrade.yml" -e sl_version=v4.66.1 \
+        --known-hosts "$WORK/fleet/known_hosts" --yes --output json --canary none \
+        --serial "$SERIAL" --forks "$FORKS" >"$WORK/$label.jsonl" 2>"$WORK/$label.err")
+}
+
+run heaptrack heaptrack -q -o "$WORK/heap"
+heaptrack_print -f "$WORK/heap.zst" -F "$WORK/stacks.txt" --flamegraph-cost-type peak >/dev/null 2>&1
+run time /usr/bin/time -v -o "$WORK/time.txt"
+python3 "$ROOT/tests/bench/memory.py" --stacks "$WORK/stacks.txt" --time "$WORK/time.txt" \
+    --events "$WORK/time.jsonl" --hosts "$HOSTS" --serial "$SERIAL"
