@@ -68,7 +68,7 @@ run() { # LABEL WRAPPER... : one upgrade of a fresh fleet, under WRAPPER
         --serial "$SERIAL" --forks "$FORKS" >"$WORK/$label.jsonl" 2>"$WORK/$label.err")
 }
 
-run heaptrack heaptrack -q -o "$WORK/heap"
+run heaptrack heaptrack -o "$WORK/heap"
 heaptrack_print -f "$WORK/heap.zst" -F "$WORK/stacks.txt" --flamegraph-cost-type peak >/dev/null 2>&1
 run time /usr/bin/time -v -o "$WORK/time.txt"
 python3 "$ROOT/tests/bench/memory.py" --stacks "$WORK/stacks.txt" --time "$WORK/time.txt" \
