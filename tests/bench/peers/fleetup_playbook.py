@@ -1,0 +1,784 @@
+"""fleetup's playbook, run from Python: the peers of tests/bench/peers.sh (Ansible's filter
+plugin, pyinfra's deploy, the OpenSSH floor's per-host driver) send the remote commands
+that fleetup sends, rendered from the shipped playbook itself
+(playbooks/simplelogin-upgrade.yml and its vars_files), not from a copy of it.
+
+Ported from fleetup, with the same semantics (and the Rust's own test cases in
+test_fleetup_playbook.py):
+- the template language (src/template/mod.rs, minijinja): undefined names are errors,
+  variables that are templates are rendered when used, dependencies first, and a value
+  that is one `{{ expression }}` keeps its type; `quote` is shell-words' quoting (not
+  Python's shlex.quote, which quotes differently); `bool`, `from_json`, the `version` and
+  `pinned_version` tests, minijinja's `startingwith`/`endingwith`, and values printed as
+  minijinja prints them (`true`, `none`);
+- the docker filters (src/template/docker.rs): docker_by_name, docker_label,
+  docker_run_options, docker_run_context, docker_run_command, docker_published;
+- registered results (src/engine/verdict.rs): output without its final newlines;
+- the host lock and audit line (src/lock.rs): take_command, release_command, audit_line;
+- the procedure (src/engine/host_run.rs): the pre-flight, the steps with their `when`,
+  the rollback of a failure at or after the point of no return.
+
+The remote commands per upgraded host: the 4 pre-flight reads, then the 11 steps, the
+host lock taken in the same command as the first step (the step runs only when the lock
+was taken) and the audit line and the release in the same command as the last (run only
+when the step succeeded; the command's exit code is the step's): 15 commands.
+"""
+
+import getpass
+import json
+import os
+import re
+import socket
+import time
+import unicodedata
+
+import jinja2
+import jinja2.meta
+import yaml
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+PLAYBOOK = os.path.join(ROOT, "playbooks", "simplelogin-upgrade.yml")
+
+# --- values as minijinja shows them ---------------------------------------------------
+
+
+def display(value):
+    """minijinja's Display of a value: what `{{ x }}` prints and `quote` quotes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(value) if value != int(value) or abs(value) >= 1e16 else f"{value:.1f}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_debug(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_debug(k)}: {_debug(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _debug(value):
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else display(value)
+
+
+_SPECIAL = set("|&;<>()$`\\\" \t*?[#~=%")
+
+
+def shell_quote(s):
+    """shell_words::quote (the crate fleetup's `quote` filter uses)."""
+    if s == "":
+        return "''"
+    special = newline = single = False
+    for c in s:
+        if c == "\n":
+            newline = special = True
+        elif c == "'":
+            single = special = True
+        elif c in _SPECIAL:
+            special = True
+    if not special:
+        return s
+    if newline and not single:
+        return f"'{s}'"
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def quote(value):
+    return shell_quote(display(value))
+
+
+def to_bool(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("yes", "on", "true", "1", "y")
+    return bool(value)
+
+
+def from_json(text):
+    return json.loads(text)
+
+
+_NUMBER = re.compile(r"\+?[0-9]+")
+
+
+def compare_versions(a, b):
+    """-1, 0 or 1 comparing `v4.65.2` with `4.66`; None when either is not numbers."""
+
+    def parts(v):
+        v = str(v).strip()
+        if v[:1] in ("v", "V"):
+            v = v[1:]
+        # Rust's u64 parse: ASCII digits, an optional leading +.
+        if not all(_NUMBER.fullmatch(p) for p in v.split(".")):
+            return None
+        return [int(p) for p in v.split(".")]
+
+    pa, pb = parts(a), parts(b)
+    if pa is None or pb is None:
+        return None
+    n = max(len(pa), len(pb))
+    pa, pb = pa + [0] * (n - len(pa)), pb + [0] * (n - len(pb))
+    return (pa > pb) - (pa < pb)
+
+
+_VERSION_OPS = {
+    "<": lambda o: o < 0, "lt": lambda o: o < 0,
+    "<=": lambda o: o <= 0, "le": lambda o: o <= 0,
+    ">": lambda o: o > 0, "gt": lambda o: o > 0,
+    ">=": lambda o: o >= 0, "ge": lambda o: o >= 0,
+    "==": lambda o: o == 0, "=": lambda o: o == 0, "eq": lambda o: o == 0,
+    "!=": lambda o: o != 0, "<>": lambda o: o != 0, "ne": lambda o: o != 0,
+}
+
+
+def version_test(value, other, op="eq"):
+    ordering = compare_versions(display(value), other)
+    if ordering is None:
+        raise ValueError(f"cannot compare versions `{display(value)}` and `{other}`")
+    if op not in _VERSION_OPS:
+        raise ValueError(f"unknown version comparison `{op}` (use <, <=, >, >=, ==, !=)")
+    return _VERSION_OPS[op](ordering)
+
+
+def pinned_version(value):
+    return isinstance(value, str) and compare_versions(value, "0") is not None
+
+
+# --- the docker filters (src/template/docker.rs) ----------------------------------------
+
+
+def _at(value, *path):
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _str_at(value, *path):
+    v = _at(value, *path)
+    return v if isinstance(v, str) else ""
+
+
+def _strings_at(value, *path):
+    v = _at(value, *path)
+    return [i for i in v if isinstance(i, str)] if isinstance(v, list) else []
+
+
+def _own_env(container, image, args):
+    image_env = _strings_at(image, "Config", "Env")
+    for entry in _strings_at(container, "Config", "Env"):
+        if entry not in image_env:
+            args += ["-e", entry]
+
+
+def docker_run_options(container, image):
+    args = []
+    name = _str_at(container, "Name").lstrip("/")
+    if name:
+        args += ["--name", name]
+    policy = _str_at(container, "HostConfig", "RestartPolicy", "Name")
+    retries = _at(container, "HostConfig", "RestartPolicy", "MaximumRetryCount")
+    retries = retries if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0 else 0
+    if policy == "on-failure" and retries > 0:
+        args += ["--restart", f"on-failure:{retries}"]
+    elif policy not in ("", "no"):
+        args += ["--restart", policy]
+    network = _str_at(container, "HostConfig", "NetworkMode")
+    if network not in ("", "default", "bridge"):
+        args += ["--network", network]
+    bindings = _at(container, "HostConfig", "PortBindings")
+    for container_port, hosts in (bindings.items() if isinstance(bindings, dict) else []):
+        port = container_port[: -len("/tcp")] if container_port.endswith("/tcp") else container_port
+        for host in hosts if isinstance(hosts, list) else []:
+            ip, host_port = _str_at(host, "HostIp"), _str_at(host, "HostPort")
+            if not ip and not host_port:
+                args += ["-p", port]
+            elif not ip:
+                args += ["-p", f"{host_port}:{port}"]
+            else:
+                args += ["-p", f"{ip}:{host_port}:{port}"]
+    for bind in _strings_at(container, "HostConfig", "Binds"):
+        args += ["-v", bind]
+    _own_env(container, image, args)
+    own = _at(container, "Config", "Labels")
+    if isinstance(own, dict):
+        inherited = _at(image, "Config", "Labels")
+        for key, value in own.items():
+            if isinstance(inherited, dict) and key in inherited and inherited[key] == value:
+                continue
+            args += ["-l", f"{key}={value if isinstance(value, str) else ''}"]
+    workdir = _str_at(container, "Config", "WorkingDir")
+    if workdir and workdir != _str_at(image, "Config", "WorkingDir"):
+        args += ["-w", workdir]
+    entrypoint = _strings_at(container, "Config", "Entrypoint")
+    if entrypoint != _strings_at(image, "Config", "Entrypoint"):
+        # `--entrypoint` takes one word; the rest go before the command (run_command).
+        args += ["--entrypoint", entrypoint[0] if entrypoint else ""]
+    return args
+
+
+def docker_run_context(container, image):
+    args = []
+    mounts = container.get("Mounts") if isinstance(container, dict) else None
+    for mount in mounts if isinstance(mounts, list) else []:
+        source = _str_at(mount, "Name") if _at(mount, "Type") == "volume" else _str_at(mount, "Source")
+        target = _str_at(mount, "Destination")
+        if not source or not target:
+            continue
+        suffix = ":ro" if _at(mount, "RW") is False else ""
+        args += ["-v", f"{source}:{target}{suffix}"]
+    _own_env(container, image, args)
+    network = _str_at(container, "HostConfig", "NetworkMode")
+    if network not in ("", "default"):
+        args += ["--network", network]
+    return args
+
+
+def docker_run_command(container, image):
+    entrypoint = _strings_at(container, "Config", "Entrypoint")
+    cmd = _strings_at(container, "Config", "Cmd")
+    own_entrypoint = entrypoint != _strings_at(image, "Config", "Entrypoint")
+    if not own_entrypoint and cmd == _strings_at(image, "Config", "Cmd"):
+        return []
+    return (entrypoint[1:] if own_entrypoint else []) + cmd
+
+
+def docker_by_name(containers):
+    out = {}
+    for c in containers if isinstance(containers, list) else []:
+        out[_str_at(c, "Name").lstrip("/")] = c
+    return out
+
+
+def docker_label(containers, key):
+    out = {}
+    for name, c in (containers.items() if isinstance(containers, dict) else []):
+        labels = _at(c, "Config", "Labels")
+        if isinstance(labels, dict) and key in labels:
+            out[name] = labels[key]
+    return out
+
+
+def docker_published(container, port):
+    port = display(port)
+    key = port if "/" in port else f"{port}/tcp"
+    bindings = _at(container, "HostConfig", "PortBindings", key)
+    if not isinstance(bindings, list) or not bindings:
+        return None
+    host_port = _str_at(bindings[0], "HostPort")
+    if not host_port:
+        return None
+    ip = _str_at(bindings[0], "HostIp")
+    if ip in ("", "0.0.0.0", "::"):
+        ip = "127.0.0.1"
+    return f"{ip}:{host_port}"
+
+
+FILTERS = {
+    "quote": quote,
+    "bool": to_bool,
+    "from_json": from_json,
+    "docker_by_name": docker_by_name,
+    "docker_label": docker_label,
+    "docker_run_options": docker_run_options,
+    "docker_run_context": docker_run_context,
+    "docker_run_command": docker_run_command,
+    "docker_published": docker_published,
+}
+TESTS = {
+    "version": version_test,
+    "pinned_version": pinned_version,
+    "startingwith": lambda v, other: display(v).startswith(display(other)),
+    "endingwith": lambda v, other: display(v).endswith(display(other)),
+}
+
+
+# --- templates (src/template/mod.rs) ----------------------------------------------------
+
+
+def is_template(s):
+    return "{{" in s or "{%" in s
+
+
+def has_template(value):
+    if isinstance(value, str):
+        return is_template(value)
+    if isinstance(value, list):
+        return any(has_template(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_template(v) for v in value.values())
+    return False
+
+
+def single_expression(s):
+    s = s.strip()
+    if not (s.startswith("{{") and s.endswith("}}")):
+        return None
+    inner = s[2:-2]
+    if "{{" in inner or "}}" in inner or "{%" in inner:
+        return None
+    return inner
+
+
+class TemplateError(Exception):
+    pass
+
+
+class Templates:
+    """The template engine with fleetup's filters and tests; compiled templates cached."""
+
+    def __init__(self):
+        env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            finalize=display,
+        )
+        env.filters.update(FILTERS)
+        env.tests.update(TESTS)
+        self.env = env
+        self._templates = {}
+        self._expressions = {}
+
+    def _template(self, source):
+        got = self._templates.get(source)
+        if got is None:
+            ast = self.env.parse(source)
+            got = (self.env.from_string(ast), frozenset(jinja2.meta.find_undeclared_variables(ast)))
+            self._templates[source] = got
+        return got
+
+    def _expression(self, expression):
+        got = self._expressions.get(expression)
+        if got is None:
+            ast = self.env.parse("{{ " + expression + " }}")
+            used = frozenset(jinja2.meta.find_undeclared_variables(ast))
+            got = (self.env.compile_expression(expression, undefined_to_none=False), used)
+            self._expressions[expression] = got
+        return got
+
+    def variables_in(self, value):
+        if isinstance(value, str):
+            return set(self._template(value)[1]) if is_template(value) else set()
+        if isinstance(value, list):
+            return set().union(*(self.variables_in(v) for v in value)) if value else set()
+        if isinstance(value, dict):
+            return set().union(*(self.variables_in(v) for v in value.values())) if value else set()
+        return set()
+
+    def render(self, source, scope):
+        template, used = self._template(source)
+        return self._run(lambda ctx: template.render(ctx), source, used, scope)
+
+    def eval(self, expression, scope):
+        fn, used = self._expression(expression)
+        value = self._run(lambda ctx: fn(**ctx), expression, used, scope)
+        return bool(value) and not isinstance(value, jinja2.Undefined)
+
+    def value(self, expression, scope):
+        fn, used = self._expression(expression)
+        value = self._run(lambda ctx: fn(**ctx), expression, used, scope)
+        if isinstance(value, jinja2.Undefined):
+            value._fail_with_undefined_error()
+        return value
+
+    def _run(self, call, source, used, scope):
+        missing = sorted(n for n in used if not scope.has(n) and n not in ("range", "dict", "namespace", "lookup"))
+        if missing:
+            raise TemplateError(f"undefined variable `{missing[0]}` in {source[:60]!r}")
+        ctx = {n: scope.get(n, self) for n in used if scope.has(n)}
+        try:
+            return call(ctx)
+        except jinja2.TemplateError as e:
+            raise TemplateError(f"{e} in {source[:60]!r}") from e
+
+    def render_value(self, value, scope):
+        """A variable's value, its templates rendered (one expression keeps its type)."""
+        if isinstance(value, str) and is_template(value):
+            expression = single_expression(value)
+            if expression is not None:
+                return self.value(expression, scope)
+            return self.render(value, scope)
+        if isinstance(value, list):
+            return [self.render_value(v, scope) for v in value]
+        if isinstance(value, dict):
+            return {k: self.render_value(v, scope) for k, v in value.items()}
+        return value
+
+
+class Scope:
+    """A host's variables: raw values (templates or not), plus the step's own `vars`.
+    A template variable is rendered the first time it is read and kept while nothing it
+    reads (transitively) changes: a register drops what depends on it."""
+
+    def __init__(self, raw, templates, memo=None, local=None):
+        self.raw = raw
+        self.templates = templates
+        self.memo = {} if memo is None else memo
+        self.local = local or {}
+        self._deps = {}
+
+    def has(self, name):
+        return name in self.local or name in self.raw
+
+    def _value(self, name):
+        return self.local[name] if name in self.local else self.raw[name]
+
+    def deps(self, name):
+        """The variables `name`'s value reads, transitively."""
+        got = self._deps.get(name)
+        if got is None:
+            got, pending = set(), list(self.templates.variables_in(self._value(name)) if self.has(name) else [])
+            while pending:
+                n = pending.pop()
+                if n in got:
+                    continue
+                got.add(n)
+                if self.has(n):
+                    pending.extend(self.templates.variables_in(self._value(n)))
+            self._deps[name] = got
+        return got
+
+    def get(self, name, templates=None):
+        value = self._value(name)
+        if not has_template(value):
+            return value
+        if name in self.local:
+            return self.templates.render_value(value, self)
+        deps = self.deps(name)
+        if name in deps:
+            raise TemplateError(f"variable `{name}` refers to itself")
+        if any(d in self.local for d in deps):
+            return self.templates.render_value(value, self)
+        if name not in self.memo:
+            self.memo[name] = self.templates.render_value(value, self)
+        return self.memo[name]
+
+    def with_vars(self, local):
+        return Scope(self.raw, self.templates, self.memo, local)
+
+    def register(self, name, result):
+        self.raw[name] = result
+        for n in [n for n in self.memo if name in self.deps(n)]:
+            del self.memo[n]
+
+
+def registered(stdout, stderr, rc):
+    """What `register` records (src/engine/verdict.rs): output without final newlines."""
+    out, err = stdout.rstrip("\r\n"), stderr.rstrip("\r\n")
+    return {
+        "stdout": out, "stderr": err, "rc": rc,
+        "stdout_lines": out.splitlines(), "stderr_lines": err.splitlines(),
+        "changed": False, "failed": rc != 0, "skipped": False, "attempts": 1,
+    }
+
+
+# --- the host lock and audit line (src/lock.rs) -----------------------------------------
+
+
+def owner(run_id, pid=None, started=None):
+    """Who holds a lock, as fleetup's Owner::me: the JSON text written in owner.json."""
+    operator = next((os.environ[k] for k in ("USER", "LOGNAME") if os.environ.get(k)), None)
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):
+            operator = f"uid {os.getuid()}"
+    me = {
+        "run_id": run_id,
+        "operator": operator,
+        "controller": socket.gethostname(),
+        "pid": os.getpid() if pid is None else pid,
+        "started": int(time.time()) if started is None else started,
+    }
+    return json.dumps(me, ensure_ascii=False, separators=(",", ":"))
+
+
+def take_command(directory, owner_json):
+    return (
+        f'd={shell_quote(directory)}\n'
+        'mkdir -p "$d" || exit 1\n'
+        "n=0\n"
+        "while :; do\n"
+        '  if mkdir "$d/lock" 2>/dev/null; then\n'
+        f"    printf '%s\\n' {shell_quote(owner_json)} > \"$d/lock/owner.json.new\" && mv \"$d/lock/owner.json.new\" \"$d/lock/owner.json\" && echo taken\n"
+        "    exit\n"
+        "  fi\n"
+        "  i=0\n"
+        '  while [ -d "$d/lock" ] && [ ! -s "$d/lock/owner.json" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done\n'
+        '  [ -d "$d/lock" ] || [ $n -ge 3 ] && break\n'
+        "  n=$((n + 1))\n"
+        "done\n"
+        'echo held $(( $(date +%s) - $(stat -c %Y "$d/lock" 2>/dev/null || date +%s) ))\n'
+        'cat "$d/lock/owner.json" 2>/dev/null\n'
+        "true\n"
+    )
+
+
+def release_command(directory, owner_json, line):
+    return (
+        f"d={shell_quote(directory)}\n"
+        f"printf '%s\\n' {shell_quote(line)} >> \"$d/audit.log\"\n"
+        f'[ "$(cat "$d/lock/owner.json" 2>/dev/null)" = {shell_quote(owner_json)} ] && rm -rf "$d/lock"\n'
+        "true\n"
+    )
+
+
+def audit_line(owner_json, frm, to, outcome):
+    me = json.loads(owner_json)
+
+    def word(s):
+        s = str(s).strip()
+        return "".join("_" if c.isspace() or unicodedata.category(c) == "Cc" else c for c in s) if s else "-"
+
+    return (
+        f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} run={word(me['run_id'])}"
+        f" operator={word(me['operator'])} controller={word(me['controller'])}"
+        f" from={word(frm)} to={word(to)} outcome={word(outcome)}"
+    )
+
+
+# The exit code of the first step's command when the lock is held by another run: the
+# step did not run (EX_TEMPFAIL).
+LOCK_HELD = 75
+
+
+def with_lock_taken(take, command):
+    """The first step's command: the lock first; the step only when the lock was taken."""
+    return (
+        f"taken=$(\n{take})\n"
+        f'[ "$taken" = taken ] || {{ printf \'host lock: %s\\n\' "$taken" >&2; exit {LOCK_HELD}; }}\n'
+        f"{command}"
+    )
+
+
+def with_release(command, release):
+    """The last step's command: the audit line and the release after it, only when it
+    succeeded; the step's own exit code."""
+    return f"(\n{command}\n) || exit $?\n{release}"
+
+
+# --- the playbook and its procedure ------------------------------------------------------
+
+
+class Playbook:
+    def __init__(self, path=PLAYBOOK):
+        with open(path) as f:
+            doc = yaml.safe_load(f)
+        self.defaults = {}
+        for vf in doc.get("vars_files") or []:
+            with open(os.path.join(os.path.dirname(path), vf)) as f:
+                self.defaults.update(yaml.safe_load(f) or {})
+        self.defaults.update(doc.get("vars") or {})
+        self.doc = doc
+        self.preflight = doc.get("preflight") or []
+        self.steps = doc.get("steps") or []
+        self.rollback = doc.get("rollback") or []
+        self.lock = doc.get("lock")
+        self.audit = doc.get("audit") or {}
+        self.point_of_no_return = next(
+            (i for i, s in enumerate(self.steps) if s.get("point_of_no_return")), None
+        )
+        self.templates = Templates()
+
+    def section(self, name):
+        return {"preflight": self.preflight, "steps": self.steps, "rollback": self.rollback}[name]
+
+    def find(self, section, name):
+        for i, step in enumerate(self.section(section)):
+            if step["name"] == name:
+                return i, step
+        raise KeyError(f"no step `{name}` in the playbook's {section}")
+
+    def scope(self, host_vars):
+        """A host's scope: the playbook's defaults under the inventory's and -e's."""
+        raw = dict(self.defaults)
+        raw.update(host_vars)
+        return Scope(raw, self.templates)
+
+    def runs(self, step, scope):
+        when = step.get("when")
+        if when is None or when is True:
+            return True
+        if when is False:
+            return False
+        return self.templates.eval(str(when), scope.with_vars(step.get("vars")))
+
+    def command(self, step, scope):
+        return self.templates.render(step["shell"], scope.with_vars(step.get("vars")))
+
+    def lock_dir(self, scope):
+        return self.templates.render(self.lock["dir"], scope)
+
+    def audit_of(self, scope, owner_json, outcome):
+        frm = self.templates.render(self.audit.get("from", ""), scope)
+        to = self.templates.render(self.audit.get("to", ""), scope)
+        return audit_line(owner_json, frm, to, outcome)
+
+
+class HostRun:
+    """One host through the playbook, on `execute(command) -> (rc, stdout, stderr)`.
+    `preflight`, `step` and `roll_back` run one command each (or none), so that a tool
+    can run the fleet's pre-flight before any host's steps; `run` runs it all. Each says
+    False when its own command failed (a host that failed earlier runs nothing more)."""
+
+    def __init__(self, playbook, host_vars, execute, owner_json):
+        self.pb = playbook
+        self.scope = playbook.scope(host_vars)
+        self.execute = execute
+        self.owner = owner_json
+        self.locked = False
+        self.failed_at = None  # (section, index, message)
+        self.rolled_back = False
+        self.outcome = None
+        self.commands = 0
+
+    def _exec(self, command):
+        self.commands += 1
+        return self.execute(command)
+
+    def _fail(self, section, index, message):
+        self.failed_at = (section, index, message)
+        return False
+
+    def preflight(self, index):
+        if self.failed_at:
+            return True
+        step = self.pb.preflight[index]
+        if not self.pb.runs(step, self.scope):
+            return True
+        rc, out, err = self._exec(self.pb.command(step, self.scope))
+        if step.get("register"):
+            self.scope.register(step["register"], registered(out, err, rc))
+        if rc != 0:
+            return self._fail("preflight", index, (err.strip().splitlines() or [f"exit {rc}"])[-1])
+        return True
+
+    def step(self, index):
+        """Runs step `index` if the host is still going and its `when` holds."""
+        if self.failed_at or self.outcome:
+            return True  # nothing ran: the failure was reported where it happened
+        steps = self.pb.steps
+        step = steps[index]
+        if not self.pb.runs(step, self.scope):
+            if index == len(steps) - 1:
+                self.outcome = "skipped" if not self.locked else "ok"
+            return True
+        command = self.pb.command(step, self.scope)
+        if self.pb.lock and not self.locked:
+            command = with_lock_taken(take_command(self.pb.lock_dir(self.scope), self.owner), command)
+        last = index == len(steps) - 1
+        if last and self.pb.lock:
+            release = release_command(
+                self.pb.lock_dir(self.scope), self.owner, self.pb.audit_of(self.scope, self.owner, "ok")
+            )
+            command = with_release(command, release)
+        rc, out, err = self._exec(command)
+        if self.pb.lock and not self.locked:
+            # pyinfra tells success from failure, not the exit code: the message decides.
+            if rc != 0 and err.startswith("host lock: "):
+                self.outcome = "failed"
+                return self._fail("steps", index, err.strip())
+            self.locked = True
+        if step.get("register"):
+            self.scope.register(step["register"], registered(out, err, rc))
+        if rc != 0:
+            return self._fail("steps", index, (err.strip().splitlines() or [f"exit {rc}"])[-1])
+        if last:
+            self.locked = False
+            self.outcome = "ok"
+        return True
+
+    def past_no_return(self):
+        ponr = self.pb.point_of_no_return
+        return (
+            self.failed_at is not None and self.failed_at[0] == "steps"
+            and ponr is not None and self.failed_at[1] >= ponr
+        )
+
+    def start_rollback(self):
+        """Steps that never ran register `skipped`, as in fleetup, before the rollback."""
+        for step in self.pb.steps[self.failed_at[1] + 1:]:
+            if step.get("register"):
+                self.scope.register(step["register"], dict(registered("", "", 0), skipped=True))
+
+    def roll_back(self, index):
+        """Runs rollback step `index` on a host that failed past the point of no return;
+        the last one carries the audit line and the release."""
+        if not self.past_no_return() or self.outcome:
+            return True
+        if index == 0:
+            self.start_rollback()
+        step = self.pb.rollback[index]
+        if not self.pb.runs(step, self.scope):
+            return True
+        command = self.pb.command(step, self.scope)
+        last = index == len(self.pb.rollback) - 1
+        if last and self.locked:
+            release = release_command(
+                self.pb.lock_dir(self.scope), self.owner,
+                self.pb.audit_of(self.scope, self.owner, "rolled_back"),
+            )
+            command = with_release(command, release)
+        rc, out, err = self._exec(command)
+        if step.get("register"):
+            self.scope.register(step["register"], registered(out, err, rc))
+        if rc != 0:
+            self.outcome = "rollback_failed"
+            return False
+        if last:
+            self.locked = False
+            self.outcome = "rolled_back"
+        return True
+
+    def finish(self):
+        """A host that ended otherwise than through its last step or the rollback's
+        still holding the lock: the audit line and the release, on their own."""
+        if self.failed_at and not self.outcome:
+            self.outcome = "rolled_back" if self.past_no_return() else "failed"
+        if self.locked:
+            outcome = self.outcome or "failed"
+            self._exec(release_command(
+                self.pb.lock_dir(self.scope), self.owner, self.pb.audit_of(self.scope, self.owner, outcome)
+            ))
+            self.locked = False
+        return self.outcome in ("ok", "skipped", None) and not self.failed_at
+
+    def run(self):
+        for i in range(len(self.pb.preflight)):
+            if not self.preflight(i):
+                return self.finish()
+        for i in range(len(self.pb.steps)):
+            self.step(i)
+        if self.past_no_return():
+            for i in range(len(self.pb.rollback)):
+                if not self.roll_back(i):
+                    break
+        return self.finish()
+
+    def failure(self):
+        if not self.failed_at:
+            return None
+        section, index, message = self.failed_at
+        name = self.pb.section(section)[index]["name"]
+        return f"{self.outcome or 'failed'} at `{name}`: {message}"
+
+
+# One playbook and one lock owner per process (a pyinfra deploy file runs once per host;
+# Ansible's workers are forked from the process that first loads this module).
+_SHARED = {}
+
+
+def shared_playbook():
+    if "playbook" not in _SHARED:
+        _SHARED["playbook"] = Playbook()
+    return _SHARED["playbook"]
+
+
+def shared_owner(run_id):
+    key = ("owner", run_id)
+    if key not in _SHARED:
+        _SHARED[key] = owner(run_id)
+    return _SHARED[key]
