@@ -411,14 +411,16 @@ class Templates:
 class Scope:
     """A host's variables: raw values (templates or not), plus the step's own `vars`.
     A template variable is rendered the first time it is read and kept while nothing it
-    reads (transitively) changes: a register drops what depends on it."""
+    reads (transitively) changes: a register drops what depends on it. Registered
+    results are data, never templates (walking them for braces was most of the cost)."""
 
-    def __init__(self, raw, templates, memo=None, local=None):
+    def __init__(self, raw, templates, shared=None, local=None):
         self.raw = raw
         self.templates = templates
-        self.memo = {} if memo is None else memo
+        # memo, dependencies and registered names: one host's, shared by its step scopes
+        self.shared = shared or ({}, {}, set())
+        self.memo, self._deps, self.data = self.shared
         self.local = local or {}
-        self._deps = {}
 
     def has(self, name):
         return name in self.local or name in self.raw
@@ -426,24 +428,27 @@ class Scope:
     def _value(self, name):
         return self.local[name] if name in self.local else self.raw[name]
 
+    def _reads(self, name):
+        if name in self.data or name not in self.raw:
+            return set()
+        return self.templates.variables_in(self.raw[name])
+
     def deps(self, name):
-        """The variables `name`'s value reads, transitively."""
+        """The variables `name`'s raw value reads, transitively."""
         got = self._deps.get(name)
         if got is None:
-            got, pending = set(), list(self.templates.variables_in(self._value(name)) if self.has(name) else [])
+            got, pending = set(), list(self._reads(name))
             while pending:
                 n = pending.pop()
-                if n in got:
-                    continue
-                got.add(n)
-                if self.has(n):
-                    pending.extend(self.templates.variables_in(self._value(n)))
+                if n not in got:
+                    got.add(n)
+                    pending.extend(self._reads(n))
             self._deps[name] = got
         return got
 
     def get(self, name, templates=None):
         value = self._value(name)
-        if not has_template(value):
+        if name in self.data or not has_template(value):
             return value
         if name in self.local:
             return self.templates.render_value(value, self)
@@ -457,10 +462,11 @@ class Scope:
         return self.memo[name]
 
     def with_vars(self, local):
-        return Scope(self.raw, self.templates, self.memo, local)
+        return Scope(self.raw, self.templates, self.shared, local)
 
     def register(self, name, result):
         self.raw[name] = result
+        self.data.add(name)
         for n in [n for n in self.memo if name in self.deps(n)]:
             del self.memo[n]
 
@@ -582,6 +588,24 @@ class Playbook:
             (i for i, s in enumerate(self.steps) if s.get("point_of_no_return")), None
         )
         self.templates = Templates()
+
+    def compile_all(self):
+        """Compiles every template of the playbook now (a process that forks workers, as
+        Ansible's, then compiles them once, not once per worker)."""
+        for value in list(self.defaults.values()) + [
+            v for step in self.preflight + self.steps + self.rollback
+            for v in [step.get("shell"), *(step.get("vars") or {}).values()]
+        ]:
+            if isinstance(value, str) and is_template(value):
+                expression = single_expression(value)
+                if expression is None:
+                    self.templates._template(value)
+                else:
+                    self.templates._expression(expression)
+        for step in self.preflight + self.steps + self.rollback:
+            if isinstance(step.get("when"), str):
+                self.templates._expression(step["when"])
+        return self
 
     def section(self, name):
         return {"preflight": self.preflight, "steps": self.steps, "rollback": self.rollback}[name]

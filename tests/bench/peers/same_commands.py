@@ -2,6 +2,8 @@
 """Whether a peer sent a host the commands fleetup sent it (tests/bench/peers/README.md).
 
   same_commands.py FLEETUP_COMMANDS_LOG PEER_COMMANDS_LOG
+  same_commands.py FLEETUP_COMMANDS_LOG --ansible ANSIBLE_OUTPUT
+
 
 Each argument is a host's commands.log (tests/fleet) after a run on the same fleet (the
 same directory, brought up afresh between the runs). The lock and the audit line differ
@@ -13,6 +15,9 @@ turn, are left out of its own. What remains must be the same bytes, in the same 
 is masked: docker's random ids and the containers' creation times, which the `record the
 host's settings` step carries in the discovered JSON, and the time in the backup's name
 (the `finish` step echoes it).
+Ansible's exec commands are its own (its module's python, which runs the shell text with
+`/bin/sh -c`): with --ansible, the shell text of each task is read from the output of
+`ansible-playbook -v` with ANSIBLE_CALLBACK_RESULT_FORMAT=json (each result's `cmd`).
 Exit 0 when it is; else the first difference is shown.
 """
 
@@ -67,17 +72,34 @@ def fleetup_commands(path):
     return cmds
 
 
+def strip_lock(cmd):
+    cmd = TAKE.sub("", cmd, count=1)
+    m = RELEASE.match(cmd)
+    return m.group(1) if m else cmd
+
+
 def peer_commands(path):
+    return [strip_lock(c) for c in sessions(path)]
+
+
+def ansible_commands(path):
     out = []
-    for c in sessions(path):
-        c = TAKE.sub("", c, count=1)
-        m = RELEASE.match(c)
-        out.append(m.group(1) if m else c)
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^(ok|changed|fatal): \[[^\]]+\]:? (=>|FAILED! =>) (\{.*\})$", line.rstrip("\n"))
+            if m:
+                cmd = json.loads(m.group(3)).get("cmd")
+                if isinstance(cmd, str):
+                    out.append(masked(cmd))
     return out
 
 
 def main():
-    a, b = fleetup_commands(sys.argv[1]), peer_commands(sys.argv[2])
+    a = fleetup_commands(sys.argv[1])
+    if sys.argv[2] == "--ansible":
+        b = [strip_lock(c) for c in ansible_commands(sys.argv[3])]
+    else:
+        b = peer_commands(sys.argv[2])
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
             print(f"command {i + 1} differs:")
