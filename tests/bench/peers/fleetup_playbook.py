@@ -276,8 +276,14 @@ def docker_published(container, port):
     return f"{ip}:{host_port}"
 
 
+def split(value, sep=None, maxsplits=-1):
+    """minijinja's `split` filter (Jinja2 has none): Python's str.split."""
+    return display(value).split(sep, -1 if maxsplits is None else maxsplits)
+
+
 FILTERS = {
     "quote": quote,
+    "split": split,
     "bool": to_bool,
     "from_json": from_json,
     "docker_by_name": docker_by_name,
@@ -320,6 +326,32 @@ def single_expression(s):
     if "{{" in inner or "}}" in inner or "{%" in inner:
         return None
     return inner
+
+
+def _ident(c):
+    return c.isascii() and (c.isalnum() or c == "_")
+
+
+def guarded(source, name):
+    """Whether every use of `name` is followed (after any `.attribute`s) by a `default`
+    filter or a `defined`/`undefined` test (fleetup's check_defined)."""
+    uses, at = 0, source.find(name)
+    while at >= 0:
+        before = source[at - 1] if at else ""
+        after = source[at + len(name):]
+        at = source.find(name, at + 1)
+        if (before and (_ident(before) or before == ".")) or (after[:1] and _ident(after[0])):
+            continue
+        uses += 1
+        rest = re.sub(r"^[A-Za-z0-9_.]*", "", after).lstrip()
+        guard = False
+        if rest.startswith("|"):
+            r = rest[1:].lstrip()
+            guard = r.startswith("default") or r.startswith("d(")
+        guard = guard or any(rest.startswith(t) for t in ("is defined", "is not defined", "is undefined"))
+        if not guard:
+            return False
+    return uses > 0
 
 
 class TemplateError(Exception):
@@ -385,7 +417,10 @@ class Templates:
         return value
 
     def _run(self, call, source, used, scope):
-        missing = sorted(n for n in used if not scope.has(n) and n not in ("range", "dict", "namespace", "lookup"))
+        missing = sorted(
+            n for n in used
+            if not scope.has(n) and n not in ("range", "dict", "namespace", "lookup") and not guarded(source, n)
+        )
         if missing:
             raise TemplateError(f"undefined variable `{missing[0]}` in {source[:60]!r}")
         ctx = {n: scope.get(n, self) for n in used if scope.has(n)}
