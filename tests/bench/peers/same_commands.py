@@ -8,7 +8,8 @@
 Each argument is a host's commands.log (tests/fleet) after a run on the same fleet (the
 same directory, brought up afresh between the runs). The lock and the audit line differ
 by nature (owner, pid, time): the peer's lock preamble and release suffix
-(fleetup_playbook.with_lock_taken / with_release) are taken off its commands, and
+(fleetup_playbook.with_lock_taken / with_release) are taken off its commands, a release
+on its own (after a failure elsewhere than the last step) is left out, and
 fleetup's first line of each command (its transport's process-group marker), its lock
 and release commands, and the `recheck` step it runs again at the host's
 turn, are left out of its own. What remains must be the same bytes, in the same order, once what two fleets cannot share
@@ -78,8 +79,10 @@ def strip_lock(cmd):
     return m.group(1) if m else cmd
 
 
-def peer_commands(path):
-    return [strip_lock(c) for c in sessions(path)]
+def peer_commands(commands):
+    """A peer's commands without the lock preamble and release suffix, and without a
+    release on its own (a host that failed otherwise than in its last step)."""
+    return [c for c in map(strip_lock, commands) if not is_lock_command(c)]
 
 
 def ansible_commands(path):
@@ -97,9 +100,9 @@ def ansible_commands(path):
 def main():
     a = fleetup_commands(sys.argv[1])
     if sys.argv[2] == "--ansible":
-        b = [strip_lock(c) for c in ansible_commands(sys.argv[3])]
+        b = peer_commands(ansible_commands(sys.argv[3]))
     else:
-        b = peer_commands(sys.argv[2])
+        b = peer_commands(sessions(sys.argv[2]))
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
             print(f"command {i + 1} differs:")

@@ -40,15 +40,16 @@ def check(ok):
         raise RuntimeError(run.failure() or "failed")
 
 
-# A host whose pre-flight fails drops out (no _continue_on_error); a failed step keeps the
-# host for its rollback, and the last operation fails it.
+# A host whose pre-flight fails drops out; a failed step is an ignored error (pyinfra's
+# _continue_on_error only goes on within an operation), so that the host stays for its
+# rollback, and the last operation fails it.
 for i, step in enumerate(playbook.preflight):
     python.call(name=step["name"], function=lambda i=i: check(run.preflight(i)))
 for i, step in enumerate(playbook.steps):
-    python.call(name=step["name"], function=lambda i=i: check(run.step(i)), _continue_on_error=True)
+    python.call(name=step["name"], function=lambda i=i: check(run.step(i)), _ignore_errors=True)
 for i, step in enumerate(playbook.rollback):
     python.call(
         name=f"rollback: {step['name']}", function=lambda i=i: check(run.roll_back(i)),
-        _continue_on_error=True, _if=run.past_no_return,
+        _ignore_errors=True, _if=run.past_no_return,
     )
 python.call(name="end of the host", function=lambda: check(run.finish()))
