@@ -423,7 +423,7 @@ class Templates:
         )
         if missing:
             raise TemplateError(f"undefined variable `{missing[0]}` in {source[:60]!r}")
-        ctx = {n: scope.get(n, self) for n in used if scope.has(n)}
+        ctx = {n: scope.get(n) for n in used if scope.has(n)}
         try:
             return call(ctx)
         except jinja2.TemplateError as e:
@@ -481,7 +481,7 @@ class Scope:
             self._deps[name] = got
         return got
 
-    def get(self, name, templates=None):
+    def get(self, name):
         value = self._value(name)
         if name in self.data or not has_template(value):
             return value
@@ -604,14 +604,17 @@ def with_release(command, release):
 # --- the playbook and its procedure ------------------------------------------------------
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class Playbook:
     def __init__(self, path=PLAYBOOK):
         with open(path) as f:
-            doc = yaml.safe_load(f)
+            doc = yaml.load(f, Loader=_LOADER)
         self.defaults = {}
         for vf in doc.get("vars_files") or []:
             with open(os.path.join(os.path.dirname(path), vf)) as f:
-                self.defaults.update(yaml.safe_load(f) or {})
+                self.defaults.update(yaml.load(f, Loader=_LOADER) or {})
         self.defaults.update(doc.get("vars") or {})
         self.doc = doc
         self.preflight = doc.get("preflight") or []

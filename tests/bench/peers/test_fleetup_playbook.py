@@ -14,10 +14,6 @@ import unittest
 import fleetup_playbook as fp
 
 
-def render(source, values):
-    return fp.Templates().render(source, fp.Scope(dict(values), fp.Templates()))
-
-
 class Templates(unittest.TestCase):
     def setUp(self):
         self.t = fp.Templates()
