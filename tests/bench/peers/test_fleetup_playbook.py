@@ -1,4 +1,5 @@
-"""The Python port of fleetup's templates, filters and lock (fleetup_playbook.py) against
+"""The Python port of fleetup's templates, filters and lock (fleetup_templates.py,
+fleetup_playbook.py) against
 the Rust's own test cases (src/template/tests.rs, src/template/docker.rs, src/lock.rs).
 
   PYTHONPATH=tests/bench/peers ~/.cache/fleetup-bench/venv/bin/python -m unittest \
@@ -12,34 +13,35 @@ import tempfile
 import unittest
 
 import fleetup_playbook as fp
+import fleetup_templates as ft
 
 
 class Templates(unittest.TestCase):
     def setUp(self):
-        self.t = fp.Templates()
+        self.t = ft.Templates()
 
     def render(self, source, values):
-        return self.t.render(source, fp.Scope(dict(values), self.t))
+        return self.t.render(source, ft.Scope(dict(values), self.t))
 
     def eval(self, expression, values):
-        return self.t.eval(expression, fp.Scope(dict(values), self.t))
+        return self.t.eval(expression, ft.Scope(dict(values), self.t))
 
     def test_quote_is_shell_words(self):
         v = {"path": "/opt/simple login", "evil": "x; touch /tmp/pwned"}
         self.assertEqual(self.render("cd {{ path | quote }} && echo {{ evil | quote }}", v),
                          "cd '/opt/simple login' && echo 'x; touch /tmp/pwned'")
         # Where shell-words and Python's shlex.quote differ.
-        self.assertEqual(fp.shell_quote("a,b{c}!"), "a,b{c}!")
-        self.assertEqual(fp.shell_quote("B=2"), "'B=2'")
-        self.assertEqual(fp.shell_quote(""), "''")
-        self.assertEqual(fp.shell_quote("a\nb"), "'a\nb'")
-        self.assertEqual(fp.shell_quote("it's\n"), "'it'\\''s\n'")
+        self.assertEqual(ft.shell_quote("a,b{c}!"), "a,b{c}!")
+        self.assertEqual(ft.shell_quote("B=2"), "'B=2'")
+        self.assertEqual(ft.shell_quote(""), "''")
+        self.assertEqual(ft.shell_quote("a\nb"), "'a\nb'")
+        self.assertEqual(ft.shell_quote("it's\n"), "'it'\\''s\n'")
         self.assertEqual(self.render("{{ x | quote }} {{ y | quote }}", {"x": True, "y": None}), "true none")
 
     def test_undefined_is_an_error(self):
-        with self.assertRaises(fp.TemplateError):
+        with self.assertRaises(ft.TemplateError):
             self.render("{{ missing }}", {})
-        with self.assertRaises(fp.TemplateError):
+        with self.assertRaises(ft.TemplateError):
             self.eval("missing == 1", {})
         self.assertEqual(self.render("{{ y | default('d') }}", {}), "d")
 
@@ -47,9 +49,9 @@ class Templates(unittest.TestCase):
         v = {"app": "/opt/sl", "backups": "{{ app }}/backups", "dump": "{{ backups }}/db.sql.gz",
              "list": ["{{ app }}"]}
         self.assertEqual(self.render("{{ dump }} {{ list[0] }}", v), "/opt/sl/backups/db.sql.gz /opt/sl")
-        with self.assertRaises(fp.TemplateError):
+        with self.assertRaises(ft.TemplateError):
             self.render("{{ a }}", {"a": "{{ b }}", "b": "{{ a }}"})
-        with self.assertRaises(fp.TemplateError):
+        with self.assertRaises(ft.TemplateError):
             self.render("{{ a }}", {"a": "{{ nope }}"})
 
     def test_one_expression_keeps_its_type(self):
@@ -68,9 +70,9 @@ class Templates(unittest.TestCase):
             " && docker inspect --format '{{.Name}}' sl-app")
 
     def test_a_register_drops_what_depends_on_it(self):
-        scope = fp.Scope({"found": {"stdout": "1"}, "n": "{{ found.stdout | int + 1 }}", "k": "{{ 7 }}"}, self.t)
+        scope = ft.Scope({"found": {"stdout": "1"}, "n": "{{ found.stdout | int + 1 }}", "k": "{{ 7 }}"}, self.t)
         self.assertEqual(self.t.render("{{ n }} {{ k }}", scope), "2 7")
-        scope.register("found", fp.registered("41\n", "", 0))
+        scope.register("found", ft.registered("41\n", "", 0))
         self.assertEqual(self.t.render("{{ n }} {{ k }}", scope), "42 7")
 
     def test_docker_filters_in_templates(self):
@@ -86,9 +88,9 @@ class Templates(unittest.TestCase):
         v = {"a": "v4.66.1", "b": "4.66.1", "c": "latest", "d": 4}
         self.assertTrue(self.eval("a is pinned_version and b is pinned_version", v))
         self.assertFalse(self.eval("c is pinned_version or d is pinned_version", v))
-        self.assertEqual(fp.compare_versions("v4.10.0", "v4.9.9"), 1)
-        self.assertEqual(fp.compare_versions("4.66", "v4.66.0"), 0)
-        self.assertIsNone(fp.compare_versions("latest", "v4.66.0"))
+        self.assertEqual(ft.compare_versions("v4.10.0", "v4.9.9"), 1)
+        self.assertEqual(ft.compare_versions("4.66", "v4.66.0"), 0)
+        self.assertIsNone(ft.compare_versions("latest", "v4.66.0"))
         self.assertTrue(self.eval("a is version('4.48.0', '>=') and not (a is version('4.67', '>'))", v))
         self.assertTrue(self.eval("['POSTGRES_USER=x'] | select('startingwith', 'POSTGRES_USER=') | first == 'POSTGRES_USER=x'", v))
 
@@ -120,30 +122,30 @@ def readme_sl_email():
 
 class Docker(unittest.TestCase):
     def test_a_readme_container_is_re_created_with_its_own_flags(self):
-        self.assertEqual(fp.docker_run_options(readme_sl_email(), APP_IMAGE), [
+        self.assertEqual(ft.docker_run_options(readme_sl_email(), APP_IMAGE), [
             "--name", "sl-email", "--restart", "always", "--network", "sl-network",
             "-p", "127.0.0.1:20381:20381", "-v", "/root/sl:/sl", "-v", "/root/simplelogin.env:/code/.env",
             "-e", "EXTRA=1", "-l", "owner=ops"])
-        self.assertEqual(fp.docker_run_command(readme_sl_email(), APP_IMAGE), ["python", "email_handler.py"])
+        self.assertEqual(ft.docker_run_command(readme_sl_email(), APP_IMAGE), ["python", "email_handler.py"])
 
     def test_the_images_default_command_is_left_to_the_new_image(self):
         app = readme_sl_email()
         app["Config"]["Cmd"] = ["gunicorn", "wsgi:app", "-b", "0.0.0.0:7777"]
-        self.assertEqual(fp.docker_run_command(app, APP_IMAGE), [])
+        self.assertEqual(ft.docker_run_command(app, APP_IMAGE), [])
 
     def test_an_own_entrypoint_is_kept(self):
         c = readme_sl_email()
         c["Config"]["Entrypoint"] = ["/bin/sh", "-c"]
         c["Config"]["Cmd"] = ["python email_handler.py"]
-        self.assertEqual(fp.docker_run_options(c, APP_IMAGE)[-2:], ["--entrypoint", "/bin/sh"])
-        self.assertEqual(fp.docker_run_command(c, APP_IMAGE), ["-c", "python email_handler.py"])
+        self.assertEqual(ft.docker_run_options(c, APP_IMAGE)[-2:], ["--entrypoint", "/bin/sh"])
+        self.assertEqual(ft.docker_run_command(c, APP_IMAGE), ["-c", "python email_handler.py"])
 
     def test_ports_restart_policies_and_networks(self):
         c = {"Name": "/x", "HostConfig": {
             "NetworkMode": "default",
             "PortBindings": {"53/udp": [{"HostIp": "", "HostPort": "5353"}], "80/tcp": [{"HostIp": "", "HostPort": ""}]},
             "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}}
-        self.assertEqual(fp.docker_run_options(c, {}),
+        self.assertEqual(ft.docker_run_options(c, {}),
                          ["--name", "x", "--restart", "on-failure:3", "-p", "5353:53/udp", "-p", "80"])
 
     def test_a_one_off_container_sees_the_apps_mounts_env_and_network(self):
@@ -153,23 +155,23 @@ class Docker(unittest.TestCase):
             {"Type": "volume", "Name": "sl_pgp", "Source": "/var/lib/docker/volumes/sl_pgp/_data",
              "Destination": "/sl/pgp", "RW": True},
             {"Type": "bind", "Source": "/root/dkim.key", "Destination": "/dkim.key", "RW": False}]
-        self.assertEqual(fp.docker_run_context(c, APP_IMAGE), [
+        self.assertEqual(ft.docker_run_context(c, APP_IMAGE), [
             "-v", "/root/sl:/sl", "-v", "sl_pgp:/sl/pgp", "-v", "/root/dkim.key:/dkim.key:ro",
             "-e", "EXTRA=1", "--network", "sl-network"])
 
     def test_by_name_and_labels(self):
-        by = fp.docker_by_name([{"Name": "/sl-db"}, {"Name": "/sl-app", "Id": "x"}])
+        by = ft.docker_by_name([{"Name": "/sl-db"}, {"Name": "/sl-app", "Id": "x"}])
         self.assertEqual(by["sl-app"]["Id"], "x")
-        self.assertEqual(fp.docker_by_name(None), {})
-        by = fp.docker_by_name([{"Name": "/sl-app", "Config": {"Labels": {"svc": "app"}}},
+        self.assertEqual(ft.docker_by_name(None), {})
+        by = ft.docker_by_name([{"Name": "/sl-app", "Config": {"Labels": {"svc": "app"}}},
                                 {"Name": "/sl-db", "Config": {"Labels": None}}])
-        self.assertEqual(fp.docker_label(by, "svc"), {"sl-app": "app"})
+        self.assertEqual(ft.docker_label(by, "svc"), {"sl-app": "app"})
 
     def test_published(self):
-        self.assertEqual(fp.docker_published(readme_sl_email(), "20381"), "127.0.0.1:20381")
-        self.assertIsNone(fp.docker_published(readme_sl_email(), "7777"))
+        self.assertEqual(ft.docker_published(readme_sl_email(), "20381"), "127.0.0.1:20381")
+        self.assertIsNone(ft.docker_published(readme_sl_email(), "7777"))
         every = {"HostConfig": {"PortBindings": {"7777/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}}}
-        self.assertEqual(fp.docker_published(every, 7777), "127.0.0.1:8080")
+        self.assertEqual(ft.docker_published(every, 7777), "127.0.0.1:8080")
 
 
 def sh(command):
@@ -197,7 +199,7 @@ class Lock(unittest.TestCase):
     def test_the_first_step_runs_only_under_the_lock(self):
         with tempfile.TemporaryDirectory() as tmp:
             me, other = fp.owner("r1", 1, 2), fp.owner("r2", 3, 4)
-            step = "set -e\necho ran > " + fp.shell_quote(tmp + "/ran") + "\necho head=x"
+            step = "set -e\necho ran > " + ft.shell_quote(tmp + "/ran") + "\necho head=x"
             self.assertEqual(sh(fp.with_lock_taken(fp.take_command(tmp, me), step))[:2], (0, "head=x\n"))
             os.remove(tmp + "/ran")
             rc, out, err = sh(fp.with_lock_taken(fp.take_command(tmp, other), step))
