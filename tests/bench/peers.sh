@@ -3,7 +3,9 @@
 # same simulated fleet (tests/fleet), for two workloads:
 #   upgrade  playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1, every host from
 #            v4.65.0 (peers/upgrade.ansible.yml, peers/upgrade_pyinfra.py, peers/openssh.sh
-#            run the same commands)
+#            run the playbook's own commands, rendered by peers/fleetup_playbook.py: the
+#            pre-flight's 4 and the 11 steps, the host lock in the first step's command and
+#            the release in the last's, 15 per host)
 #   trivial  14 steps of `true` per host: the orchestrators' own cost
 # at each size of --sizes, all tools in one batch at the same parallelism (--forks; the
 # OpenSSH floor runs every host at once), a fresh fleet for every run, --runs runs each
@@ -92,7 +94,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 CACHE=${FLEETUP_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fleetup-bench}
 VENV="$CACHE/venv"
-if has_tool ansible || has_tool pyinfra; then
+if has_tool ansible || has_tool pyinfra || has_tool openssh; then
     if [ ! -x "$VENV/bin/ansible-playbook" ] || [ ! -x "$VENV/bin/pyinfra" ]; then
         log "installing ansible-core and pyinfra from PyPI into $VENV"
         mkdir -p "$CACHE"
@@ -182,11 +184,15 @@ tool_cmd() { # TOOL WORKLOAD RUNID -> sets CMD (array) and env
             "$PY" "$PEERS/inventory_to_pyinfra.py" "$inv" "$kh" "$WORK/inventory-$id.py"
             local deploy="$PEERS/upgrade_pyinfra.py"
             [ "$wl" = trivial ] && deploy="$PEERS/trivial_pyinfra.py"
+            # The upgrade imports fleetup_playbook.py from peers/.
+            export PYTHONPATH="$PEERS"
             CMD=("$VENV/bin/pyinfra" "$WORK/inventory-$id.py" "$deploy" -y --parallel "$FORKS")
             if [ "$wl" = upgrade ]; then CMD+=(--data "sl_version=$VERSION_TO" --data "bench_run_id=$id"); fi
             ;;
         openssh)
             "$PY" "$PEERS/inventory_to_pyinfra.py" --tsv "$inv" "$WORK/hosts-$id.tsv"
+            # Its per-host renderer needs jinja2 and PyYAML: the virtualenv's python.
+            export PEERS_PYTHON="$PY"
             CMD=(bash "$PEERS/openssh.sh" "$wl" "$WORK/hosts-$id.tsv" "$kh" "$WORK/ctl-$id"
                 "$VERSION_TO" "$id")
             ;;

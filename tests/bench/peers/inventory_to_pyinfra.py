@@ -3,7 +3,8 @@
 
   inventory_to_pyinfra.py INVENTORY.yml KNOWN_HOSTS OUT.py
   inventory_to_pyinfra.py --tsv INVENTORY.yml OUT.tsv   (for openssh.sh: name, address,
-                                                        port, user, key, sl_app_path)
+                                                        port, user, key, the host's
+                                                        variables as JSON)
 
 Every group becomes a list of (name, data) in OUT.py; a host's data are its Ansible
 variables (the group's `vars:` merged under its own), with the connection variables
@@ -13,7 +14,7 @@ checked strictly against KNOWN_HOSTS, with no agent and no key search. Needs PyY
 (installed with ansible-core in the benchmark's virtualenv).
 """
 
-import os
+import json
 import sys
 
 import yaml
@@ -56,17 +57,12 @@ def main():
     groups, hosts = {}, {}
     for top, node in doc.items():
         walk(top, node, {}, groups, hosts)
-    for d in hosts.values():
-        # The test fleet's inventory no longer names the app path (the shipped playbook
-        # discovers it); its lock dir sits in it.
-        if not d.get("sl_app_path") and d.get("fleetup_dir"):
-            d["sl_app_path"] = os.path.dirname(d["fleetup_dir"].rstrip("/"))
     if tsv:
         with open(out, "w") as f:
             for h, d in hosts.items():
                 row = [h, d.get("ansible_host", h), d.get("ansible_port", 22),
                        d.get("ansible_user", "root"), d.get("ansible_ssh_private_key_file", ""),
-                       d.get("sl_app_path", "/opt/simplelogin")]
+                       json.dumps(d)]
                 f.write("\t".join(str(x) for x in row) + "\n")
         return
     pdata = {}
