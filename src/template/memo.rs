@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use minijinja::value::Value;
 
-use super::{FastMap, TemplateError};
+use super::{has_template, FastMap, TemplateError};
 
 /// The estimated size of the values interned (definitions, registered outputs) before
 /// everything is dropped and worked out again: a SimpleLogin host's outputs are about
@@ -32,7 +32,14 @@ const VALUES_BUDGET: usize = 16 << 20;
 pub(super) struct Derivation {
     pub name: String,
     pub definition: u64,
-    pub inputs: Vec<(String, u64)>,
+    /// The id of each variable the definition reads, in its order; 0 for one not defined.
+    pub inputs: Vec<u64>,
+}
+
+struct Interned {
+    json: serde_json::Value,
+    id: u64,
+    template: bool,
 }
 
 struct Kept {
@@ -43,7 +50,7 @@ struct Kept {
 
 #[derive(Default)]
 pub(super) struct Memo {
-    interned: FastMap<u64, Vec<(serde_json::Value, u64)>>,
+    interned: FastMap<u64, Vec<Interned>>,
     interned_bytes: usize,
     derivations: FastMap<Derivation, u64>,
     /// What each definition that is a template reads, by the definition's id.
@@ -55,17 +62,17 @@ pub(super) struct Memo {
 }
 
 impl Memo {
-    /// The id of `json`'s content.
-    pub fn intern(&mut self, json: &serde_json::Value) -> u64 {
+    /// The id of `json`'s content, and whether it holds a template.
+    pub fn intern(&mut self, json: &serde_json::Value) -> (u64, bool) {
         let mut hasher = foldhash::fast::FixedState::default().build_hasher();
         hash_json(json, &mut hasher);
         let hash = hasher.finish();
-        if let Some((_, id)) = self
+        if let Some(found) = self
             .interned
             .get(&hash)
-            .and_then(|candidates| candidates.iter().find(|(c, _)| same(c, json)))
+            .and_then(|candidates| candidates.iter().find(|c| same(&c.json, json)))
         {
-            return *id;
+            return (found.id, found.template);
         }
         let bytes = approx_bytes(json);
         if self.interned_bytes + bytes > INTERNED_BUDGET {
@@ -79,11 +86,13 @@ impl Memo {
         }
         self.interned_bytes += bytes;
         let id = self.fresh_id();
-        self.interned
-            .entry(hash)
-            .or_default()
-            .push((json.clone(), id));
-        id
+        let template = has_template(json);
+        self.interned.entry(hash).or_default().push(Interned {
+            json: json.clone(),
+            id,
+            template,
+        });
+        (id, template)
     }
 
     /// The id of what `derivation` gives.
@@ -219,6 +228,7 @@ mod tests {
     fn equal_content_is_one_id_and_order_counts() {
         let mut memo = Memo::default();
         let a = memo.intern(&json!({"x": 1, "y": [1, "a"]}));
+        assert!(memo.intern(&json!("{{ x }}")).1 && !memo.intern(&json!("x")).1);
         assert_eq!(a, memo.intern(&json!({"x": 1, "y": [1, "a"]})));
         assert_ne!(a, memo.intern(&json!({"y": [1, "a"], "x": 1})));
         assert_ne!(a, memo.intern(&json!({"x": 1.0, "y": [1, "a"]})));
@@ -228,7 +238,7 @@ mod tests {
     #[test]
     fn past_the_budget_everything_is_worked_out_again_with_new_ids() {
         let mut memo = Memo::default();
-        let first = memo.intern(&json!("first"));
+        let first = memo.intern(&json!("first")).0;
         let derivation = Derivation {
             name: "d".into(),
             definition: first,
@@ -240,7 +250,7 @@ mod tests {
         assert!(memo.value(id).is_some());
         memo.intern(&json!("x".repeat(INTERNED_BUDGET)));
         assert!(memo.value(id).is_none());
-        assert_ne!(memo.intern(&json!("first")), first);
+        assert_ne!(memo.intern(&json!("first")).0, first);
         assert_ne!(memo.derivation(derivation), id);
     }
 

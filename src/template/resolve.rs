@@ -14,7 +14,7 @@ use std::sync::Arc;
 use minijinja::value::{Serde, Value};
 
 use super::memo::{approx_result_bytes, Derivation};
-use super::{has_template, in_variable, Scope, TemplateError, Templates};
+use super::{in_variable, Scope, TemplateError, Templates};
 use crate::vars::Vars;
 
 pub(super) struct Resolver<'t> {
@@ -65,10 +65,11 @@ impl<'t> Resolver<'t> {
         let Some(definition) = self.vars.get(name) else {
             return Ok(None);
         };
-        let id = if has_template(definition) {
-            self.derivation(name, definition)?
+        let (own, template) = self.templates.memo().intern(definition);
+        let id = if template {
+            self.derivation(name, definition, own)?
         } else {
-            self.templates.memo().intern(definition)
+            own
         };
         self.ids.insert(name.to_string(), id);
         Ok(Some(id))
@@ -78,6 +79,7 @@ impl<'t> Resolver<'t> {
         &mut self,
         name: &str,
         definition: &serde_json::Value,
+        own: u64,
     ) -> Result<u64, TemplateError> {
         // Only a variable still waiting for its own needs closes a cycle.
         if self.in_progress.iter().any(|n| n == name) {
@@ -87,7 +89,6 @@ impl<'t> Resolver<'t> {
                 undefined: false,
             });
         }
-        let own = self.templates.memo().intern(definition);
         let known = self.templates.memo().needs(own);
         let needs = match known {
             Some(needs) => needs,
@@ -108,6 +109,7 @@ impl<'t> Resolver<'t> {
         let pure = !needs.iter().any(|n| n == "lookup") || self.vars.contains_key("lookup");
         self.in_progress.push(name.to_string());
         let mut inputs = Vec::with_capacity(needs.len());
+        let mut defined = Vec::with_capacity(needs.len());
         for need in needs.iter() {
             // A variable that reads itself sees its own definition, unrendered.
             let id = if need == name {
@@ -115,13 +117,13 @@ impl<'t> Resolver<'t> {
             } else {
                 self.id(need)?
             };
-            if let Some(id) = id {
-                inputs.push((need.clone(), id));
+            inputs.push(id.unwrap_or(0));
+            if id.is_some() {
+                defined.push(need.clone());
             }
         }
         self.in_progress.pop();
-        let needs = inputs.iter().map(|(n, _)| n.clone()).collect();
-        self.derived.insert(name.to_string(), (needs, pure));
+        self.derived.insert(name.to_string(), (defined, pure));
         let mut memo = self.templates.memo();
         Ok(if pure {
             memo.derivation(Derivation {
