@@ -8,18 +8,28 @@
 //!
 //! A variable whose whole value is one expression (`"{{ facts.stdout | from_json }}"`)
 //! keeps the expression's type, as Ansible's native types do: a mapping stays a mapping.
+//!
+//! A run renders the same templates for every host, and a host's variables that are
+//! templates for every template that reads them: sources are compiled once ([`environment`])
+//! and what a variable renders to is kept until what it reads changes ([`memo`]).
 
 mod docker;
+mod environment;
+mod memo;
+mod resolve;
 
-use std::borrow::Cow;
-use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use minijinja::value::{Serde, Value};
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::value::Value;
+use minijinja::{Error, ErrorKind, Expression};
+
+pub use environment::compare_versions;
 
 use crate::diagnostic::did_you_mean;
 use crate::vars::Vars;
+use memo::Memo;
+use resolve::Resolver;
 
 /// A problem in one template, in words an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,9 +40,33 @@ pub struct TemplateError {
     pub undefined: bool,
 }
 
-/// The template engine with fleetup's filters and tests.
+/// The template engine with fleetup's filters and tests, and what it has worked out so far
+/// (one per run: what it keeps is only ever reused for the very same inputs).
 pub struct Templates {
-    env: Environment<'static>,
+    compiled: Mutex<Compiled>,
+    memo: Mutex<Memo>,
+}
+
+/// What the sources read, and the compiled expressions, by source: minijinja parses a
+/// source again to list its variables.
+#[derive(Default)]
+struct Compiled {
+    template_uses: Uses,
+    expression_uses: Uses,
+    expressions: FastMap<String, Arc<Expression<'static, 'static>>>,
+}
+
+type Uses = FastMap<String, Arc<HashSet<String>>>;
+
+/// Keyed by sources and values of kilobytes: a faster hash than std's, none of them chosen
+/// to collide (a collision costs time, never a wrong value).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The variables a template reads, by name, and the values it sees for them (a variable
+/// that is a template, rendered).
+struct Scope<'a> {
+    vars: &'a Vars,
+    values: &'a HashMap<String, Value>,
 }
 
 impl Default for Templates {
@@ -43,122 +77,32 @@ impl Default for Templates {
 
 impl Templates {
     pub fn new() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Commands are shell text, not HTML.
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        // Hostile inputs must not hang validation (a template is run once per host).
-        env.set_fuel(Some(1_000_000));
-        env.add_filter("quote", quote);
-        env.add_filter("bool", to_bool);
-        env.add_filter("from_json", from_json);
-        // Python's str and dict methods (`.startswith`, `.split`, `.get`...), which Ansible
-        // playbooks use as freely as filters.
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_filter("docker_by_name", |list: Value| {
-            Value::from(Serde(docker::by_name(&to_json(&list))))
-        });
-        env.add_filter("docker_label", |containers: Value, key: String| {
-            Value::from(Serde(docker::label(&to_json(&containers), &key)))
-        });
-        env.add_filter("docker_run_options", |c: Value, i: Value| {
-            docker::run_options(&to_json(&c), &to_json(&i))
-        });
-        env.add_filter("docker_run_context", |c: Value, i: Value| {
-            docker::run_context(&to_json(&c), &to_json(&i))
-        });
-        env.add_filter("docker_run_command", |c: Value, i: Value| {
-            docker::run_command(&to_json(&c), &to_json(&i))
-        });
-        env.add_filter("docker_published", |c: Value, port: Value| {
-            docker::published(&to_json(&c), &port.to_string())
-        });
-        env.add_test("version", version_test);
-        env.add_test("pinned_version", |v: Value| {
-            v.as_str()
-                .is_some_and(|s| compare_versions(s, "0").is_some())
-        });
-        env.add_function("lookup", lookup);
-        Templates { env }
+        Templates {
+            compiled: Mutex::new(Compiled::default()),
+            memo: Mutex::new(Memo::default()),
+        }
     }
 
     /// Renders a template (a command) with `vars`.
     pub fn render(&self, source: &str, vars: &Vars) -> Result<String, TemplateError> {
-        let template = self.env.template_from_str(source).map_err(describe)?;
-        let used = template.undeclared_variables(false);
+        let template = environment::template(source).map_err(describe)?;
+        let used = self.template_uses(source, &template);
         check_defined(source, &used, vars)?;
-        let expanded = self.expand(&used, vars)?;
+        let values = Resolver::new(self, vars).values(&used)?;
         template
-            .render(context(&used, &expanded))
+            .render(context(&used, &values))
             .map_err(|e| explain(e, &used, vars))
     }
 
     /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
     pub fn eval(&self, expression: &str, vars: &Vars) -> Result<bool, TemplateError> {
         let expr = self.compile(expression)?;
-        let used = expr.undeclared_variables(false);
+        let used = self.expression_uses(expression, &expr);
         check_defined(expression, &used, vars)?;
-        let expanded = self.expand(&used, vars)?;
-        expr.eval(context(&used, &expanded))
+        let values = Resolver::new(self, vars).values(&used)?;
+        expr.eval(context(&used, &values))
             .map(|v| v.is_true())
             .map_err(|e| explain(e, &used, vars))
-    }
-
-    /// Variables may be templates themselves (`backup_dir: "{{ app_path }}/backups"`), as
-    /// in Ansible, where they are rendered when used. Renders those that `used` needs,
-    /// dependencies first; a variable that needs itself is an error.
-    fn expand<'v>(
-        &self,
-        used: &HashSet<String>,
-        vars: &'v Vars,
-    ) -> Result<Cow<'v, Vars>, TemplateError> {
-        let mut pending: Vec<String> = used
-            .iter()
-            .filter(|n| vars.get(*n).is_some_and(has_template))
-            .cloned()
-            .collect();
-        if pending.is_empty() {
-            return Ok(Cow::Borrowed(vars));
-        }
-        let mut out = vars.clone();
-        let mut in_progress: Vec<String> = Vec::new();
-        // A rendered value may hold braces of its own (a docker --format in a shell
-        // snippet): it is rendered once, never again.
-        let mut done: HashSet<String> = HashSet::new();
-        while let Some(name) = pending.last().cloned() {
-            let value = out.get(&name).cloned().filter(has_template);
-            let Some(value) = value.filter(|_| !done.contains(&name)) else {
-                pending.pop();
-                continue;
-            };
-            let needs: Vec<String> = self
-                .variables_in(&value)
-                .map_err(|e| in_variable(&name, e))?
-                .into_iter()
-                .filter(|n| out.get(n).is_some_and(has_template) && *n != name && !done.contains(n))
-                .collect();
-            // Only a variable still waiting for its own needs closes a cycle; one merely
-            // pending (also read directly) is simply rendered first.
-            if let Some(cycle) = needs.iter().find(|n| in_progress.contains(n)) {
-                return Err(TemplateError {
-                    message: format!("variables `{name}` and `{cycle}` refer to each other"),
-                    undefined: false,
-                });
-            }
-            if needs.is_empty() {
-                let rendered = self
-                    .render_value(&value, &out)
-                    .map_err(|e| in_variable(&name, e))?;
-                out.insert(name.clone(), rendered);
-                pending.pop();
-                in_progress.retain(|n| *n != name);
-                done.insert(name);
-            } else {
-                in_progress.push(name);
-                pending.extend(needs);
-            }
-        }
-        Ok(Cow::Owned(out))
     }
 
     fn variables_in(&self, value: &serde_json::Value) -> Result<HashSet<String>, TemplateError> {
@@ -182,33 +126,34 @@ impl Templates {
         Ok(names)
     }
 
+    /// A variable's value rendered, in `scope`, which holds what it reads.
     fn render_value(
         &self,
         value: &serde_json::Value,
-        vars: &Vars,
+        scope: &Scope,
     ) -> Result<serde_json::Value, TemplateError> {
         Ok(match value {
             serde_json::Value::String(s) if is_template(s) => match single_expression(s) {
-                Some(expression) => self.eval_value(expression, vars)?,
+                Some(expression) => self.eval_value(expression, scope)?,
                 None => {
-                    let template = self.env.template_from_str(s).map_err(describe)?;
-                    let used = template.undeclared_variables(false);
-                    check_defined(s, &used, vars)?;
+                    let template = environment::template(s).map_err(describe)?;
+                    let used = self.template_uses(s, &template);
+                    check_defined(s, &used, scope.vars)?;
                     let rendered = template
-                        .render(context(&used, vars))
-                        .map_err(|e| explain(e, &used, vars))?;
+                        .render(context(&used, scope.values))
+                        .map_err(|e| explain(e, &used, scope.vars))?;
                     serde_json::Value::String(rendered)
                 }
             },
             serde_json::Value::Array(items) => serde_json::Value::Array(
                 items
                     .iter()
-                    .map(|i| self.render_value(i, vars))
+                    .map(|i| self.render_value(i, scope))
                     .collect::<Result<_, _>>()?,
             ),
             serde_json::Value::Object(map) => serde_json::Value::Object(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_value(v, vars)?)))
+                    .map(|(k, v)| Ok((k.clone(), self.render_value(v, scope)?)))
                     .collect::<Result<_, TemplateError>>()?,
             ),
             other => other.clone(),
@@ -219,15 +164,15 @@ impl Templates {
     fn eval_value(
         &self,
         expression: &str,
-        vars: &Vars,
+        scope: &Scope,
     ) -> Result<serde_json::Value, TemplateError> {
         let expr = self.compile(expression)?;
-        let used = expr.undeclared_variables(false);
-        check_defined(expression, &used, vars)?;
+        let used = self.expression_uses(expression, &expr);
+        check_defined(expression, &used, scope.vars)?;
         let value = expr
-            .eval(context(&used, vars))
-            .map_err(|e| explain(e, &used, vars))?;
-        Ok(to_json(&value))
+            .eval(context(&used, scope.values))
+            .map_err(|e| explain(e, &used, scope.vars))?;
+        Ok(environment::to_json(&value))
     }
 
     /// The variables a template or expression reads, and those that the variables it reads
@@ -258,20 +203,68 @@ impl Templates {
 
     /// The variables a template uses (its syntax checked).
     pub fn variables_of_template(&self, source: &str) -> Result<Vec<String>, TemplateError> {
-        let template = self.env.template_from_str(source).map_err(describe)?;
-        Ok(template.undeclared_variables(false).into_iter().collect())
+        let known = lock(&self.compiled).template_uses.get(source).cloned();
+        let used = match known {
+            Some(used) => used,
+            None => {
+                let template = environment::template(source).map_err(describe)?;
+                self.template_uses(source, &template)
+            }
+        };
+        Ok(used.iter().cloned().collect())
     }
 
     /// The variables an expression uses (its syntax checked).
     pub fn variables_of_expression(&self, expression: &str) -> Result<Vec<String>, TemplateError> {
+        let expr = self.compile(expression)?;
         Ok(self
-            .compile(expression)?
-            .undeclared_variables(false)
-            .into_iter()
+            .expression_uses(expression, &expr)
+            .iter()
+            .cloned()
             .collect())
     }
 
-    fn compile(&self, expression: &str) -> Result<minijinja::Expression<'_, '_>, TemplateError> {
+    fn template_uses(
+        &self,
+        source: &str,
+        template: &minijinja::Template<'_, '_>,
+    ) -> Arc<HashSet<String>> {
+        self.uses(
+            source,
+            |c| &mut c.template_uses,
+            || template.undeclared_variables(false),
+        )
+    }
+
+    fn expression_uses(&self, source: &str, expr: &Expression<'_, '_>) -> Arc<HashSet<String>> {
+        self.uses(
+            source,
+            |c| &mut c.expression_uses,
+            || expr.undeclared_variables(false),
+        )
+    }
+
+    /// What `source` reads, from `kept` (the templates' or the expressions'), else `list`ed.
+    fn uses(
+        &self,
+        source: &str,
+        kept: impl FnOnce(&mut Compiled) -> &mut Uses,
+        list: impl FnOnce() -> HashSet<String>,
+    ) -> Arc<HashSet<String>> {
+        let mut compiled = lock(&self.compiled);
+        let kept = kept(&mut compiled);
+        if let Some(used) = kept.get(source) {
+            return used.clone();
+        }
+        let used = Arc::new(list());
+        kept.insert(source.to_string(), used.clone());
+        used
+    }
+
+    fn compile(
+        &self,
+        expression: &str,
+    ) -> Result<Arc<Expression<'static, 'static>>, TemplateError> {
         if expression.trim_start().starts_with("{{") {
             return Err(TemplateError {
                 message: "a condition is a bare expression: write `x == 1`, not `{{ x == 1 }}`"
@@ -279,52 +272,40 @@ impl Templates {
                 undefined: false,
             });
         }
-        self.env
-            .compile_expression_owned(expression.to_string())
-            .map_err(describe)
+        if let Some(expr) = lock(&self.compiled).expressions.get(expression) {
+            return Ok(expr.clone());
+        }
+        let expr = Arc::new(environment::expression(expression).map_err(describe)?);
+        lock(&self.compiled)
+            .expressions
+            .insert(expression.to_string(), expr.clone());
+        Ok(expr)
     }
+
+    fn memo(&self) -> MutexGuard<'_, Memo> {
+        lock(&self.memo)
+    }
+}
+
+/// A panic elsewhere leaves what was kept consistent: every entry is written whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a template sees: only the variables it reads. Handing it every variable would
 /// convert all of them (a host's registered outputs, the playbook's parsed JSON) to
-/// template values for each template rendered, which was most of a run's CPU.
-fn context(used: &HashSet<String>, vars: &Vars) -> Value {
-    Value::from(Serde(Subset { used, vars }))
-}
-
-struct Subset<'a> {
-    used: &'a HashSet<String>,
-    vars: &'a Vars,
-}
-
-impl serde::Serialize for Subset<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(None)?;
-        for name in self.used {
-            if let Some(value) = self.vars.get(name) {
-                map.serialize_entry(name, value)?;
-            }
-        }
-        map.end()
-    }
+/// template values for each template rendered.
+fn context(used: &HashSet<String>, values: &HashMap<String, Value>) -> Value {
+    Value::from_pairs(
+        used.iter()
+            .filter_map(|name| Some((name.as_str(), values.get(name)?.clone()))),
+    )
 }
 
 /// The expression of a value that is one `{{ ... }}` and nothing else.
 fn single_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner)
-}
-
-fn to_json(value: &Value) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-/// Ansible's `from_json`: a registered `stdout` read as the JSON it is.
-fn from_json(text: &str) -> Result<Value, Error> {
-    serde_json::from_str::<serde_json::Value>(text)
-        .map(|v| Value::from(Serde(v)))
-        .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("not JSON: {e}")))
 }
 
 fn is_template(s: &str) -> bool {
@@ -443,115 +424,6 @@ fn describe(e: Error) -> TemplateError {
         message,
         undefined: false,
     }
-}
-
-/// Shell quoting, as Ansible's `quote` filter: a value reaches the remote shell as one word.
-fn quote(value: Value) -> String {
-    shell_words::quote(&value.to_string()).into_owned()
-}
-
-/// The largest file `lookup('file', ...)` reads: a password or a key, not a database.
-const LOOKUP_FILE_MAX: u64 = 1 << 20;
-
-/// Ansible's `lookup('env', NAME)` and `lookup('file', PATH)`, so that secrets need not be
-/// written in the inventory. Unlike Ansible, an unset variable is an error rather than an
-/// empty string (unless `default=` is given), for the reason undefined variables are.
-/// A file's trailing newline is dropped, as Ansible's `rstrip` does; a relative path is
-/// taken from the directory fleetup runs in.
-fn lookup(kind: &str, arg: &str, kwargs: minijinja::value::Kwargs) -> Result<Value, Error> {
-    let default: Option<String> = kwargs.get("default")?;
-    kwargs.assert_all_used()?;
-    let failed = |message: String| Error::new(ErrorKind::InvalidOperation, message);
-    let found = match kind {
-        "env" => std::env::var(arg).map_err(|e| match e {
-            std::env::VarError::NotPresent => {
-                failed(format!("lookup('env', '{arg}'): the environment variable is not set"))
-            }
-            std::env::VarError::NotUnicode(_) => {
-                failed(format!("lookup('env', '{arg}'): the value is not UTF-8"))
-            }
-        }),
-        "file" => read_lookup_file(arg).map_err(|e| failed(format!("lookup('file', '{arg}'): {e}"))),
-        other => {
-            return Err(failed(format!(
-                "lookup('{other}', ...) is not known: fleetup has lookup('env', NAME) and lookup('file', PATH)"
-            )))
-        }
-    };
-    match (found, default) {
-        (Ok(value), _) => Ok(Value::from(value)),
-        (Err(_), Some(default)) => Ok(Value::from(default)),
-        (Err(e), None) => Err(e),
-    }
-}
-
-fn read_lookup_file(path: &str) -> Result<String, String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    file.take(LOOKUP_FILE_MAX + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > LOOKUP_FILE_MAX {
-        return Err(format!(
-            "the file is over {} MiB: lookup reads a value, not a dump",
-            LOOKUP_FILE_MAX >> 20
-        ));
-    }
-    let kept = text.trim_end_matches(['\n', '\r']).len();
-    text.truncate(kept);
-    Ok(text)
-}
-
-/// Ansible's `bool` filter: yes/on/true/1 are true, anything else false.
-fn to_bool(value: Value) -> bool {
-    if let Some(s) = value.as_str() {
-        return matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "yes" | "on" | "true" | "1" | "y"
-        );
-    }
-    value.is_true()
-}
-
-/// `current is version('v4.65.2', '<')`: compares releases number by number, ignoring a
-/// leading `v` (so v4.10.0 is after v4.9.9).
-fn version_test(value: Value, other: String, op: Option<String>) -> Result<bool, Error> {
-    let ordering = compare_versions(&value.to_string(), &other).ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("cannot compare versions `{value}` and `{other}`"),
-        )
-    })?;
-    let op = op.unwrap_or_else(|| "eq".into());
-    Ok(match op.as_str() {
-        "<" | "lt" => ordering == Ordering::Less,
-        "<=" | "le" => ordering != Ordering::Greater,
-        ">" | "gt" => ordering == Ordering::Greater,
-        ">=" | "ge" => ordering != Ordering::Less,
-        "==" | "=" | "eq" => ordering == Ordering::Equal,
-        "!=" | "<>" | "ne" => ordering != Ordering::Equal,
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("unknown version comparison `{other}` (use <, <=, >, >=, ==, !=)"),
-            ))
-        }
-    })
-}
-
-/// Compares `v4.65.2` with `4.66`; None when either is not a dotted list of numbers.
-pub fn compare_versions(a: &str, b: &str) -> Option<Ordering> {
-    fn parts(v: &str) -> Option<Vec<u64>> {
-        let v = v.trim();
-        let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
-        v.split('.').map(|p| p.parse().ok()).collect()
-    }
-    let (mut a, mut b) = (parts(a)?, parts(b)?);
-    let len = a.len().max(b.len());
-    a.resize(len, 0);
-    b.resize(len, 0);
-    Some(a.cmp(&b))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Templates as playbooks use them: filters, tests, lookups, variables that are templates.
 use super::*;
 use serde_json::json;
+use std::cmp::Ordering;
 
 fn vars(v: serde_json::Value) -> Vars {
     v.as_object().cloned().unwrap()
@@ -231,4 +232,71 @@ fn a_command_held_in_a_variable_is_quoted_word_by_word() {
         t.render(source, &v).unwrap(),
         "docker 'compose;' touch /tmp/pwned up -d"
     );
+}
+
+#[test]
+fn what_a_variable_reads_changing_is_seen_at_once_host_by_host() {
+    // One Templates for a whole run: values worked out for one host, or before a step
+    // registered its output, must never be served for other inputs.
+    let t = Templates::new();
+    let host = |stdout: &str| {
+        vars(json!({
+            "found": {"stdout": stdout, "rc": 0},
+            "facts": "{{ found.stdout | from_json }}",
+            "app": "{{ facts.containers[0].Name }}",
+            "cmd": "docker restart {{ app | quote }}",
+        }))
+    };
+    let a = host(r#"{"containers": [{"Name": "/sl-app"}]}"#);
+    let b = host(r#"{"containers": [{"Name": "/other app"}]}"#);
+    for _ in 0..2 {
+        assert_eq!(t.render("{{ cmd }}", &a).unwrap(), "docker restart /sl-app");
+        assert_eq!(
+            t.render("{{ cmd }}", &b).unwrap(),
+            "docker restart '/other app'"
+        );
+        assert!(t.eval("app == '/sl-app'", &a).unwrap());
+    }
+    // The same text in another key order is another value: a loop over it shows the order.
+    let ordered =
+        |v: serde_json::Value| vars(json!({"m": v, "keys": "{{ m | list | join(',') }}"}));
+    let ab = t
+        .render("{{ keys }}", &ordered(json!({"a": 1, "b": 2})))
+        .unwrap();
+    let ba = t
+        .render("{{ keys }}", &ordered(json!({"b": 2, "a": 1})))
+        .unwrap();
+    assert_eq!(
+        ab,
+        Templates::new()
+            .render("{{ keys }}", &ordered(json!({"a": 1, "b": 2})))
+            .unwrap()
+    );
+    assert_eq!(
+        ba,
+        Templates::new()
+            .render("{{ keys }}", &ordered(json!({"b": 2, "a": 1})))
+            .unwrap()
+    );
+    // A failure is the same each time, and does not stick to other inputs.
+    let broken = host("not json");
+    for _ in 0..2 {
+        let e = t.render("{{ cmd }}", &broken).unwrap_err();
+        assert!(
+            e.message.starts_with("in variable `facts`: "),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(t.render("{{ cmd }}", &a).unwrap(), "docker restart /sl-app");
+}
+
+#[test]
+fn a_lookup_is_read_again_at_each_render() {
+    let t = Templates::new();
+    let v = vars(json!({"pw": "{{ lookup('env', 'FLEETUP_TEST_LOOKUP_AGAIN') }}"}));
+    std::env::set_var("FLEETUP_TEST_LOOKUP_AGAIN", "one");
+    assert_eq!(t.render("{{ pw }}", &v).unwrap(), "one");
+    std::env::set_var("FLEETUP_TEST_LOOKUP_AGAIN", "two");
+    assert_eq!(t.render("{{ pw }}", &v).unwrap(), "two");
 }

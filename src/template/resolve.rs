@@ -1,0 +1,198 @@
+//! The values one render sees. Variables may be templates themselves
+//! (`backup_dir: "{{ app_path }}/backups"`), as in Ansible, where they are rendered when
+//! used: those a template reads are rendered, dependencies first; a variable that needs
+//! itself through others is an error. A rendered value may hold braces of its own (a
+//! docker --format in a shell snippet): it is rendered once, never again.
+//!
+//! First every variable reached gets its id (see [`super::memo`]), which takes no
+//! rendering; then the values are taken from those kept, and only the missing ones are
+//! rendered.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use minijinja::value::{Serde, Value};
+
+use super::memo::{approx_result_bytes, Derivation};
+use super::{in_variable, Scope, TemplateError, Templates};
+use crate::vars::Vars;
+
+pub(super) struct Resolver<'t> {
+    templates: &'t Templates,
+    vars: &'t Vars,
+    ids: HashMap<String, u64>,
+    /// Of each variable that is a template: the variables it reads that are defined, and
+    /// whether its value may be kept.
+    derived: HashMap<String, (Vec<String>, bool)>,
+    /// The variables whose ids are being worked out, each waiting for those it reads.
+    in_progress: Vec<String>,
+    values: HashMap<String, Value>,
+}
+
+impl<'t> Resolver<'t> {
+    pub fn new(templates: &'t Templates, vars: &'t Vars) -> Self {
+        Resolver {
+            templates,
+            vars,
+            ids: HashMap::new(),
+            derived: HashMap::new(),
+            in_progress: Vec::new(),
+            values: HashMap::new(),
+        }
+    }
+
+    /// The values of those of `names` that are defined.
+    pub fn values(
+        mut self,
+        names: &HashSet<String>,
+    ) -> Result<HashMap<String, Value>, TemplateError> {
+        for name in names {
+            self.id(name)?;
+        }
+        for name in names {
+            if self.vars.contains_key(name) {
+                self.value(name)?;
+            }
+        }
+        Ok(self.values)
+    }
+
+    /// The id of `name`'s value (None when it is not defined).
+    fn id(&mut self, name: &str) -> Result<Option<u64>, TemplateError> {
+        if let Some(id) = self.ids.get(name) {
+            return Ok(Some(*id));
+        }
+        let Some(definition) = self.vars.get(name) else {
+            return Ok(None);
+        };
+        let (own, template) = self.templates.memo().intern(definition);
+        let id = if template {
+            self.derivation(name, definition, own)?
+        } else {
+            own
+        };
+        self.ids.insert(name.to_string(), id);
+        Ok(Some(id))
+    }
+
+    fn derivation(
+        &mut self,
+        name: &str,
+        definition: &serde_json::Value,
+        own: u64,
+    ) -> Result<u64, TemplateError> {
+        // Only a variable still waiting for its own needs closes a cycle.
+        if self.in_progress.iter().any(|n| n == name) {
+            let by = self.in_progress.last().map_or(name, String::as_str);
+            return Err(TemplateError {
+                message: format!("variables `{by}` and `{name}` refer to each other"),
+                undefined: false,
+            });
+        }
+        let known = self.templates.memo().needs(own);
+        let needs = match known {
+            Some(needs) => needs,
+            None => {
+                let mut needs: Vec<String> = self
+                    .templates
+                    .variables_in(definition)
+                    .map_err(|e| in_variable(name, e))?
+                    .into_iter()
+                    .collect();
+                needs.sort();
+                let needs: Arc<[String]> = needs.into();
+                self.templates.memo().read_by(own, needs.clone());
+                needs
+            }
+        };
+        // `lookup` reads the environment and files, which may change between renders.
+        let pure = !needs.iter().any(|n| n == "lookup") || self.vars.contains_key("lookup");
+        self.in_progress.push(name.to_string());
+        let mut inputs = Vec::with_capacity(needs.len());
+        let mut defined = Vec::with_capacity(needs.len());
+        for need in needs.iter() {
+            // A variable that reads itself sees its own definition, unrendered.
+            let id = if need == name {
+                Some(own)
+            } else {
+                self.id(need)?
+            };
+            inputs.push(id.unwrap_or(0));
+            if id.is_some() {
+                defined.push(need.clone());
+            }
+        }
+        self.in_progress.pop();
+        self.derived.insert(name.to_string(), (defined, pure));
+        let mut memo = self.templates.memo();
+        Ok(if pure {
+            memo.derivation(Derivation {
+                name: name.to_string(),
+                definition: own,
+                inputs,
+            })
+        } else {
+            memo.fresh_id()
+        })
+    }
+
+    /// The value of `name`, defined and with its id worked out.
+    fn value(&mut self, name: &str) -> Result<Value, TemplateError> {
+        if let Some(value) = self.values.get(name) {
+            return Ok(value.clone());
+        }
+        let vars = self.vars;
+        let definition = &vars[name];
+        let value = match self.derived.get(name).cloned() {
+            None => Value::from(Serde(definition)),
+            Some((needs, pure)) => {
+                let id = self.ids[name];
+                let kept = if pure {
+                    self.templates.memo().value(id)
+                } else {
+                    None
+                };
+                match kept {
+                    Some(kept) => kept?,
+                    None => self.render(name, definition, &needs, pure.then_some(id))?,
+                }
+            }
+        };
+        self.values.insert(name.to_string(), value.clone());
+        Ok(value)
+    }
+
+    /// Renders `name`'s definition; keeps the outcome under `keep_as`, an error too: the
+    /// same inputs give the same error.
+    fn render(
+        &mut self,
+        name: &str,
+        definition: &serde_json::Value,
+        needs: &[String],
+        keep_as: Option<u64>,
+    ) -> Result<Value, TemplateError> {
+        let mut values = HashMap::with_capacity(needs.len());
+        for need in needs {
+            let value = if need == name {
+                Value::from(Serde(definition))
+            } else {
+                self.value(need)?
+            };
+            values.insert(need.clone(), value);
+        }
+        let scope = Scope {
+            vars: self.vars,
+            values: &values,
+        };
+        let rendered = self
+            .templates
+            .render_value(definition, &scope)
+            .map_err(|e| in_variable(name, e));
+        let bytes = approx_result_bytes(&rendered);
+        let value = rendered.map(|json| Value::from(Serde(json)));
+        if let Some(id) = keep_as {
+            self.templates.memo().keep(id, value.clone(), bytes);
+        }
+        value
+    }
+}
