@@ -2,8 +2,9 @@
 //!
 //! - `run.json`: the inputs as resolved (playbook, inventories, extra vars with secrets
 //!   redacted, the plan) and who ran it from where ([`RunRecord`]);
-//! - `events.jsonl`: every event, as `--output json` prints it, fsync'd at every step
-//!   boundary ([`EventLog`]); read back by resume, `history` and `show` ([`read`]);
+//! - `events.jsonl`: every event, as `--output json` prints it, written at once and
+//!   fsync'd before every step's command and at every host's end ([`EventLog`]); read
+//!   back by resume, `history` and `show` ([`read`]);
 //! - `playbook.yml`: the playbook as it was (secrets' values hidden);
 //! - `hosts/<host>.log`: every host's full output, flushed at every step boundary.
 //!
