@@ -16,6 +16,7 @@
 
 mod check;
 mod emitter;
+mod guard;
 mod host_lock;
 mod host_run;
 mod job;
