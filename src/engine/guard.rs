@@ -120,7 +120,9 @@ impl Head {
             Some("held") => Ok(Verdict::Held),
             Some("changed") => Ok(Verdict::Changed),
             Some("stood") => Ok(Verdict::Stood),
-            _ => Err(format!("unexpected answer to the guarded command: {line:?}")),
+            _ => Err(format!(
+                "unexpected answer to the guarded command: {line:?}"
+            )),
         }
     }
 
