@@ -26,7 +26,10 @@ pub(super) struct Guard<'g> {
     pub nonce: &'g str,
     /// The script that takes the host's lock (`lock::take_command`), when the playbook has one.
     pub lock: Option<&'g str>,
-    /// The `recheck` step's command, and what its output summed to at the pre-flight.
+    /// The `recheck` step's command, and what its output summed to at the pre-flight, as
+    /// registered: without its final newlines (as `$(...)` takes them off). Output that a
+    /// shell cannot hold as registered (a NUL, a final `\r`) sums otherwise: a changed
+    /// host, the safe side.
     pub probe: &'g str,
     pub expect: Cksum,
     /// The first step's command, run only when the lock and the probe hold.
@@ -54,7 +57,7 @@ impl Guard<'_> {
             r#"{lock}t=$(mktemp 2>/dev/null) || {{ printf '%s changed\n' {n}; exit 0; }}
 {probe} >"$t" 2>/dev/null
 r=$?
-set -- $(cksum <"$t")
+set -- $(printf '%s' "$(cat "$t")" | cksum)
 rm -f "$t"
 if [ "$r" != 0 ] || [ "$1 $2" != {sum} ]; then printf '%s changed\n' {n}; exit 0; fi
 printf '%s stood\n' {n}
@@ -205,7 +208,8 @@ mod tests {
         let take = crate::lock::take_command(&dir.path().display().to_string(), &me, None);
         let probe = "printf 'v1\\n\\n'; echo oops >&2";
 
-        let out = sh(&guard(Some(&take), probe, "v1\n\n").script());
+        // Summed as registered: without its final newlines.
+        let out = sh(&guard(Some(&take), probe, "v1").script());
         let (verdict, stdout) = read(&out);
         assert_eq!(verdict, Verdict::Stood);
         // The step's own output and exit, none of the guard's variables.
@@ -216,19 +220,19 @@ mod tests {
         // Ours already: another run's guard finds it held and runs nothing.
         let other = crate::lock::Owner::me("r2");
         let theirs = crate::lock::take_command(&dir.path().display().to_string(), &other, None);
-        let out = sh(&guard(Some(&theirs), probe, "v1\n\n").script());
+        let out = sh(&guard(Some(&theirs), probe, "v1").script());
         assert_eq!(read(&out), (Verdict::Held, String::new()));
         assert_eq!(out.status.code(), Some(0));
 
         // Without a lock: a probe that prints one byte more, or fails, is a changed host.
-        for (probe, printed) in [(probe, "v1\n"), ("echo v1; exit 1", "v1\n")] {
+        for (probe, printed) in [("echo v1.", "v1"), ("echo v1; exit 1", "v1")] {
             let out = sh(&guard(None, probe, printed).script());
             assert_eq!(read(&out), (Verdict::Changed, String::new()), "{probe}");
         }
         // No step: the guard ends with its verdict.
         let only = Guard {
             step: None,
-            ..guard(None, "echo v1", "v1\n")
+            ..guard(None, "echo v1", "v1")
         };
         let out = sh(&only.script());
         assert_eq!(read(&out), (Verdict::Stood, String::new()));

@@ -296,7 +296,8 @@ impl ScriptedConnection {
             parts.push(guard.probe.clone());
             match self.fleet.reply(&self.name, &guard.probe) {
                 Reply::Exit(0, out)
-                    if crate::cksum::Cksum::of(out.as_bytes()).line() == guard.sum =>
+                    if crate::cksum::Cksum::of(out.trim_end_matches('\n').as_bytes()).line()
+                        == guard.sum =>
                 {
                     "stood"
                 }
