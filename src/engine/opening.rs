@@ -199,14 +199,22 @@ impl<C: Connector> HostRun<'_, C> {
             }
         };
         match guarded {
-            Guarded::Failed(Ok(e)) => {
-                let outcome = match e.is_unreachable() {
-                    true => Outcome::Unreachable,
-                    false => Outcome::Failed,
+            Guarded::Failed(why) => {
+                // The lock may have been taken before the guard was cut short: ours goes
+                // (only ours: the command checks its owner).
+                if let (Some(d), true) = (&dir, self.conn.is_alive()) {
+                    let command = crate::lock::release_command(d, &self.run.owner, None);
+                    let _ = crate::lock::run(&self.conn, &command).await;
+                }
+                let turn = |e: &crate::transport::TransportError| {
+                    format!("at the host's turn: {}", describe(e))
                 };
-                Err((outcome, format!("at the host's turn: {}", describe(&e))))
+                Err(match why {
+                    Ok(e) if e.is_unreachable() => (Outcome::Unreachable, turn(&e)),
+                    Ok(e) => (Outcome::Failed, turn(&e)),
+                    Err(garbled) => (Outcome::Failed, garbled),
+                })
             }
-            Guarded::Failed(Err(garbled)) => Err((Outcome::Failed, garbled)),
             Guarded::Refused(Verdict::Held) => {
                 self.lock = self.take_lock().await?;
                 Ok(Next::From(self.recheck().await))
