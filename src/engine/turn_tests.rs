@@ -293,3 +293,26 @@ fn a_host_changed_before_its_locked_turn_keeps_the_lock_and_runs_its_preflight_a
 
 /// Another run's lock, from another controller, taken a minute ago.
 const HELD: &str = "held 60\n{\"run_id\":\"other\",\"operator\":\"bob\",\"controller\":\"elsewhere\",\"pid\":7,\"started\":4102444800}\n";
+
+#[test]
+fn a_host_with_no_step_to_run_sends_its_lock_and_probe_as_one_command() {
+    let fleet = lockable();
+    let nothing = locked().replace(
+        "    shell: upgrade\n",
+        "    when: false\n    shell: upgrade\n",
+    );
+    let nothing = nothing.replace(
+        "    shell: finish\n",
+        "    when: false\n    shell: finish\n",
+    );
+    let ran = turns(&fleet, &nothing, Operator::default(), &|| {});
+    assert_eq!(ran.outcome("a"), Some(Outcome::Skipped));
+    let ran_a = fleet.ran("a");
+    assert_eq!(
+        ran_a[..4],
+        [&PREFLIGHT[..], &["guard: lock + state"]].concat()
+    );
+    // The release, on its own: no step ran to carry it.
+    assert!(ran_a[4].contains("outcome=skipped"), "{ran_a:?}");
+    assert_eq!(ran_a.len(), 5);
+}
