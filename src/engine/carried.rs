@@ -124,7 +124,14 @@ impl<C: Connector> StepOn<'_, C> {
         // A carried step has no `until` and no retries: its one attempt concludes.
         let run = self
             .conclude(log, &scope, output, 1, started)
-            .unwrap_or_else(|| StepRun::not_run(StepStatus::Failed, 1, "retry".into(), vec![]));
+            .unwrap_or_else(|| {
+                StepRun::not_run(
+                    StepStatus::Failed,
+                    1,
+                    "no verdict after its one attempt".into(),
+                    vec![],
+                )
+            });
         self.run.emit(self.finished(step, &run, started, 1));
         run
     }
