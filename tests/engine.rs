@@ -475,7 +475,8 @@ fn sessions(fleet: &Fleet, host: &str, text: &str) -> usize {
 }
 
 /// The shipped upgrade with its fleet-wide pre-flight first, as `fleetup run` does it: one
-/// login per host, the pre-flight's commands run once (only `recheck`'s probe again), and
+/// login per host, the pre-flight's commands run once (only `recheck`'s probe again, in
+/// the first step's command), no command beyond the pre-flight's and the steps', and
 /// a host changed while it waited (its sl-app container removed) is caught by the whole
 /// pre-flight at its turn, before anything changes it.
 #[test]
@@ -518,7 +519,7 @@ fn one_login_per_host_and_a_host_changed_while_it_waited_is_caught_before_it_is_
         ["w-01", "w-02", "w-03"].map(|h| logins(&fleet, h))
     );
     let docker_info = "docker info --format";
-    let discover = "\nsaved=";
+    let discover = "# An upgrade cut short (fleetup killed";
     for host in ["w-01", "w-03"] {
         assert_eq!(sessions(&fleet, host, docker_info), 1, "{host}");
         assert_eq!(
@@ -526,9 +527,19 @@ fn one_login_per_host_and_a_host_changed_while_it_waited_is_caught_before_it_is_
             2,
             "{host}: the probe again"
         );
-        // Pre-flight 4 + lock + probe + 11 steps + release: 18 (21 with the whole
-        // pre-flight again).
-        assert_eq!(sessions(&fleet, host, ""), 18, "{host}");
+        // Pre-flight 4 + the 11 steps: 15. The lock and the probe ride in the first
+        // step's command, the release in the last's (18 before issue 19's guard).
+        assert_eq!(sessions(&fleet, host, ""), 15, "{host}");
+        assert_eq!(
+            sessions(&fleet, host, "echo taken"),
+            1,
+            "{host}: the lock once"
+        );
+        assert_eq!(
+            sessions(&fleet, host, "audit.log"),
+            1,
+            "{host}: the release once"
+        );
     }
     assert_eq!(
         sessions(&fleet, "w-02", docker_info),

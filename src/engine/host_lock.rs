@@ -24,13 +24,9 @@ pub(super) async fn take<C: Connector>(
     log: &mut HostLog,
     host: &HostInPlay,
 ) -> Result<Option<String>, Refused> {
-    let Some(spec) = &run.job.playbook.lock else {
+    let (Some(spec), Some(dir)) = (&run.job.playbook.lock, dir(run, host)?) else {
         return Ok(None);
     };
-    let dir = run
-        .templates
-        .render(&spec.dir, &host.vars)
-        .map_err(|e| (Outcome::Failed, format!("lock.dir: {}", e.message)))?;
     let Some(found) = attempt(run, conn, &dir, None).await? else {
         log.note(&format!("host lock taken: {dir}/lock"));
         return Ok(Some(dir));
@@ -66,6 +62,20 @@ pub(super) async fn take<C: Connector>(
     }
 }
 
+/// The lock's directory on the host, if the playbook names one.
+pub(super) fn dir<C: Connector>(
+    run: &Run<'_, C>,
+    host: &HostInPlay,
+) -> Result<Option<String>, Refused> {
+    let Some(spec) = &run.job.playbook.lock else {
+        return Ok(None);
+    };
+    run.templates
+        .render(&spec.dir, &host.vars)
+        .map(Some)
+        .map_err(|e| (Outcome::Failed, format!("lock.dir: {}", e.message)))
+}
+
 /// One try at taking the lock in `dir` (replacing the lock whose text is `replace`):
 /// `None` when it is ours, else the lock found there.
 async fn attempt<C: Connector>(
@@ -97,6 +107,25 @@ pub(super) async fn release<C: Connector>(
     vars: &Vars,
     outcome: Outcome,
 ) {
+    let (command, line) = release_command(run, dir, vars, outcome);
+    match lock::run(conn, &command).await {
+        Ok(_) => released(log, &line),
+        Err(e) => log.note(&format!("could not release the host lock in {dir}: {e}")),
+    }
+}
+
+/// The host's log says the lock went, with the audit line left on the host.
+pub(super) fn released(log: &mut HostLog, line: &str) {
+    log.note(&format!("host lock released; audit: {line}"));
+}
+
+/// The shell that appends the host's audit line (`outcome`) and removes its lock, and that line.
+pub(super) fn release_command<C: Connector>(
+    run: &Run<'_, C>,
+    dir: &str,
+    vars: &Vars,
+    outcome: Outcome,
+) -> (String, String) {
     let render = |t: &Option<String>| {
         t.as_ref()
             .and_then(|t| run.templates.render(t, vars).ok())
@@ -117,9 +146,5 @@ pub(super) async fn release<C: Connector>(
         line.push(' ');
         line.push_str(note);
     }
-    let command = lock::release_command(dir, &run.owner, Some(&line));
-    match lock::run(conn, &command).await {
-        Ok(_) => log.note(&format!("host lock released; audit: {line}")),
-        Err(e) => log.note(&format!("could not release the host lock in {dir}: {e}")),
-    }
+    (lock::release_command(dir, &run.owner, Some(&line)), line)
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::host_lock::{self, HOST_LOCK};
+use super::opening::Next;
 use super::recheck::{self, Again};
 use super::run::{silent, Run};
 use super::step::{describe, StepAt, StepOn};
@@ -44,23 +45,23 @@ impl Ending {
 }
 
 pub(super) struct HostRun<'r, C: Connector> {
-    run: &'r Run<'r, C>,
-    host: &'r HostInPlay,
-    target: ConnectTarget,
-    log: HostLog,
-    conn: C::Connection,
+    pub(super) run: &'r Run<'r, C>,
+    pub(super) host: &'r HostInPlay,
+    pub(super) target: ConnectTarget,
+    pub(super) log: HostLog,
+    pub(super) conn: C::Connection,
     /// The connection lost mid-upgrade, replaced by a new one; closed at the end.
-    lost: Option<C::Connection>,
+    pub(super) lost: Option<C::Connection>,
     /// The connection was kept from the pre-flight and nothing ran on it since: if its first
     /// command finds it dead, it died while the host waited, and is opened again.
-    untried: bool,
+    pub(super) untried: bool,
     /// What the fleet-wide pre-flight found on the host, until its turn re-checks it.
-    findings: Option<Findings>,
-    vars: Vars,
+    pub(super) findings: Option<Findings>,
+    pub(super) vars: Vars,
     /// The lock's directory, while the host's lock is held.
-    lock: Option<String>,
-    changed_steps: usize,
-    skipped_any: bool,
+    pub(super) lock: Option<String>,
+    pub(super) changed_steps: usize,
+    pub(super) skipped_any: bool,
 }
 
 /// Runs one host to its end and reports how it ended.
@@ -153,7 +154,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
     /// Lock, steps, recovery, release; returns how the host ended and how many steps
     /// changed it.
     async fn drive(mut self) -> (Ending, usize) {
-        let ending = match self.take_lock().await {
+        let ending = match self.open().await {
             Err((outcome, message)) => {
                 self.log.note(&message);
                 Ending {
@@ -162,10 +163,12 @@ impl<'r, C: Connector> HostRun<'r, C> {
                     message: Some(message),
                 }
             }
-            Ok(lock) => {
-                self.lock = lock;
-                let first = self.recheck().await;
-                let ending = match self.steps(first).await {
+            Ok(next) => {
+                let ended = match next {
+                    Next::From(first) => self.steps(first).await,
+                    Next::Ended(index, run) => Some((index, run)),
+                };
+                let ending = match ended {
                     None => self.succeeded(),
                     Some((i, run)) => self.recover(i, run).await,
                 };
@@ -181,7 +184,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
     }
 
     /// The host's lock, on a connection found alive.
-    async fn take_lock(&mut self) -> Result<Option<String>, host_lock::Refused> {
+    pub(super) async fn take_lock(&mut self) -> Result<Option<String>, host_lock::Refused> {
         loop {
             let taken = host_lock::take(self.run, &self.conn, &mut self.log, self.host).await;
             // A lock refused for another reason was read: the connection works.
@@ -195,7 +198,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
 
     /// The connection kept since the pre-flight failed its first command: it died while
     /// the host waited. Opens it again (once); true when the command is to be run again.
-    async fn reopen_if_died_waiting(&mut self) -> bool {
+    pub(super) async fn reopen_if_died_waiting(&mut self) -> bool {
         if !std::mem::take(&mut self.untried) {
             return false;
         }
@@ -217,7 +220,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
     /// What the pre-flight found, re-checked as far as the host can have changed since
     /// (see [`recheck`]); returns the first step to run: past the pre-flight when its
     /// findings stand.
-    async fn recheck(&mut self) -> usize {
+    pub(super) async fn recheck(&mut self) -> usize {
         let playbook = self.run.job.playbook;
         let recheck = playbook.recheck_step();
         let probe_name = recheck.map_or("", |(i, _)| playbook.steps[i].name.as_str());
@@ -281,26 +284,13 @@ impl<'r, C: Connector> HostRun<'r, C> {
         let playbook = self.run.job.playbook;
         self.log
             .note("the host is as its pre-flight found it: the pre-flight's findings stand");
-        let probe = playbook.recheck_step().map(|(i, _)| i);
-        for (index, step) in playbook.steps[..playbook.preflight_len].iter().enumerate() {
-            let is_probe = Some(index) == probe;
-            if let (true, Some(r)) = (is_probe, &step.register) {
-                self.vars.insert(r.clone(), probed.registered.to_value());
-            }
-            self.run.emit(Event::StepFinished {
-                host: self.host.name.clone(),
-                step: index + 1,
-                of: playbook.steps.len(),
-                name: step.name.clone(),
-                rollback: false,
-                status: StepStatus::Ok,
-                rc: is_probe.then_some(probed.rc).flatten(),
-                duration: std::time::Duration::ZERO,
-                attempts: u32::from(is_probe),
-                message: (!is_probe).then(|| "as the fleet-wide pre-flight found it".to_string()),
-                stderr_tail: vec![],
-            });
+        let probe = playbook.recheck_step().map(|(i, _)| &playbook.steps[i]);
+        if let Some(r) = probe.and_then(|step| step.register.as_ref()) {
+            self.vars.insert(r.clone(), probed.registered.to_value());
         }
+        self.stood_events(probed.rc)
+            .into_iter()
+            .for_each(|e| self.run.emit(e));
     }
 
     /// Runs the steps in order from `first`; returns the one that ended the host, if one
@@ -313,7 +303,10 @@ impl<'r, C: Connector> HostRun<'r, C> {
                 of: steps.len(),
                 rollback: false,
             };
-            let run = self.step(step, at).await;
+            let run = match index + 1 == steps.len() && self.rides(step) {
+                true => self.step_riding(step, at).await,
+                false => self.step(step, at).await,
+            };
             match run.status {
                 StepStatus::Changed => self.changed_steps += 1,
                 StepStatus::Skipped => self.skipped_any = true,
@@ -485,6 +478,43 @@ impl<'r, C: Connector> HostRun<'r, C> {
             }
         }
         (Outcome::RolledBack, None)
+    }
+
+    /// Whether the lock's release rides in the host's last `step`: the step runs as the
+    /// login user, and its exit code alone decides it, so that the host's outcome is
+    /// known (ok) when it exits 0, and its result needs nothing of the release.
+    fn rides(&self, step: &Step) -> bool {
+        self.lock.is_some()
+            && !step.become_
+            && step.until.is_none()
+            && step.retries == 0
+            && step.failed_when.is_none()
+            && step.changed_when.is_none()
+            && step.register.is_none()
+    }
+
+    /// Runs the host's last step with the lock's release (and audit line) after it, on
+    /// the host, when it exits 0; else the lock stays, released on its own at the end.
+    async fn step_riding(&mut self, step: &Step, at: StepAt) -> StepRun {
+        let Some(dir) = self.lock.clone() else {
+            return self.step(step, at).await;
+        };
+        let (release, line) = host_lock::release_command(self.run, &dir, &self.vars, Outcome::Ok);
+        let on = StepOn {
+            run: self.run,
+            conn: &self.conn,
+            host: self.host,
+            at,
+        };
+        let nonce = self.run.nonce.as_str();
+        let (run, released) = on
+            .riding(&mut self.log, step, &self.vars, (nonce, &release))
+            .await;
+        if released {
+            self.lock = None;
+            host_lock::released(&mut self.log, &line);
+        }
+        run
     }
 
     /// Releases the host's lock, if it holds one, on whichever connection it has now.

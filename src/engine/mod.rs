@@ -14,11 +14,14 @@
 //!   reported `DOWN, NOT ROLLED BACK`, by name, with the resume that finishes it;
 //! - a batch starts only when every host of the previous batch has ended.
 
+mod carried;
 mod check;
 mod emitter;
+mod guard;
 mod host_lock;
 mod host_run;
 mod job;
+mod opening;
 mod pause;
 pub mod policy;
 mod recheck;

@@ -29,6 +29,8 @@ pub(super) struct Run<'a, C: Connector> {
     pub break_lock: bool,
     /// Words added to the host's audit line.
     pub audit_note: Option<String>,
+    /// What marks the lines of this run's guarded commands (see `guard`).
+    pub nonce: String,
 }
 
 /// What the engine is handed, as one value: the job, where it runs and how.
@@ -73,6 +75,7 @@ impl<'a, C: Connector> Run<'a, C> {
             owner: Owner::me(&cx.run_dir.id),
             break_lock: cx.options.break_lock,
             audit_note: cx.options.audit_note.clone(),
+            nonce: super::guard::nonce(),
         }
     }
 
@@ -96,6 +99,7 @@ impl<'a, C: Connector> Run<'a, C> {
             owner: self.owner.clone(),
             break_lock: self.break_lock,
             audit_note: None,
+            nonce: self.nonce.clone(),
         }
     }
 

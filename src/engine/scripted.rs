@@ -179,6 +179,12 @@ impl Connection for ScriptedConnection {
             self.link.noticed.store(true, Ordering::SeqCst);
             return Err(lost());
         }
+        if let Some(guard) = Guard::of(request.command) {
+            return Ok(self.guard(&guard, sink));
+        }
+        if let Some((step, nonce)) = riding(request.command) {
+            return Ok(self.ride(&step, &nonce, sink));
+        }
         self.fleet
             .ran
             .lock()
@@ -225,5 +231,131 @@ impl Connection for ScriptedConnection {
     async fn close(&self) {
         self.link.lost.store(true, Ordering::SeqCst);
         self.link.noticed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A guarded command (see `guard`), read back into its parts: the scripted host answers
+/// each part by its rules, as the shell would run them.
+struct Guard {
+    lock: Option<String>,
+    probe: String,
+    sum: String,
+    step: Option<String>,
+    nonce: String,
+}
+
+impl Guard {
+    fn of(script: &str) -> Option<Guard> {
+        let words = shell_words::split(script).ok()?;
+        let own = |w: &[String]| w[0] == "${SHELL:-/bin/sh}" && w[1] == "-c";
+        let commands: Vec<String> = words
+            .windows(3)
+            .filter(|w| own(w))
+            .map(|w| w[2].clone())
+            .collect();
+        let sum = words.windows(3).find(|w| w[0] == "$1 $2" && w[1] == "!=")?[2].clone();
+        let nonce = words
+            .windows(3)
+            .find(|w| w[0] == "printf" && w[1] == "%s changed\\n")?[2]
+            .trim_end_matches(';')
+            .to_string();
+        let lock = script
+            .split_once("l=$( ( ")
+            .and_then(|(_, rest)| rest.split_once("\n) )"))
+            .map(|(take, _)| take.to_string());
+        Some(Guard {
+            lock,
+            probe: commands.first()?.clone(),
+            sum,
+            step: commands.get(1).cloned(),
+            nonce,
+        })
+    }
+}
+
+impl ScriptedConnection {
+    /// Answers a guarded command: the lock, the probe compared, and the step only if both
+    /// hold. Each part the host runs is kept as a command of its own, marked `guard: `,
+    /// all of them one exec.
+    fn guard(&self, guard: &Guard, sink: &mut OutputSink<'_>) -> ExitStatus {
+        let mut parts = Vec::new();
+        let mut line = |word: &str| {
+            sink(
+                OutputStream::Stdout,
+                format!("{} {word}\n", guard.nonce).as_bytes(),
+            )
+        };
+        let verdict = 'v: {
+            if let Some(take) = &guard.lock {
+                parts.push("lock".to_string());
+                if !matches!(self.fleet.reply(&self.name, take), Reply::Exit(0, out) if out.trim() == "taken")
+                {
+                    break 'v "held";
+                }
+            }
+            parts.push(guard.probe.clone());
+            match self.fleet.reply(&self.name, &guard.probe) {
+                Reply::Exit(0, out)
+                    if crate::cksum::Cksum::of(out.trim_end_matches('\n').as_bytes()).line()
+                        == guard.sum =>
+                {
+                    "stood"
+                }
+                _ => "changed",
+            }
+        };
+        line(verdict);
+        let step = guard.step.as_ref().filter(|_| verdict == "stood");
+        let exit = match step.map(|step| (step, self.fleet.reply(&self.name, step))) {
+            Some((step, Reply::Exit(code, out))) => {
+                parts.push(step.clone());
+                sink(OutputStream::Stdout, out.as_bytes());
+                ExitStatus::Code(code)
+            }
+            _ => ExitStatus::Code(0),
+        };
+        self.fleet
+            .ran
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.name.clone(), format!("guard: {}", parts.join(" + "))));
+        exit
+    }
+}
+
+/// A last step with the lock's release riding after it: the step, and the nonce of the
+/// release's line.
+fn riding(script: &str) -> Option<(String, String)> {
+    let words = shell_words::split(script).ok()?;
+    let nonce = words
+        .windows(3)
+        .find(|w| w[0] == "printf" && w[1] == "%s released\\n")?[2]
+        .clone();
+    let step = words.get(2).filter(|_| words[0] == "${SHELL:-/bin/sh}")?;
+    Some((step.clone(), nonce))
+}
+
+impl ScriptedConnection {
+    /// Answers the last step with the release riding: the release runs (and says so on
+    /// stderr) only when the step exits 0.
+    fn ride(&self, step: &str, nonce: &str, sink: &mut OutputSink<'_>) -> ExitStatus {
+        let (code, out) = match self.fleet.reply(&self.name, step) {
+            Reply::Exit(code, out) => (code, out),
+            _ => (0, ""),
+        };
+        sink(OutputStream::Stdout, out.as_bytes());
+        let release = if code == 0 { " + release" } else { "" };
+        if code == 0 {
+            sink(
+                OutputStream::Stderr,
+                format!("{nonce} released\n").as_bytes(),
+            );
+        }
+        self.fleet
+            .ran
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.name.clone(), format!("ride: {step}{release}")));
+        ExitStatus::Code(code)
     }
 }

@@ -13,9 +13,9 @@ use crate::transport::{Connection, Connector, ExecRequest, OutputStream, Transpo
 use crate::vars::Vars;
 
 /// Output kept in memory for `register` (all of it goes to the host's log).
-const STDOUT_KEEP: usize = 1 << 20;
+pub(super) const STDOUT_KEEP: usize = 1 << 20;
 /// The end of stderr kept to explain a failure.
-const STDERR_TAIL: usize = 8 << 10;
+pub(super) const STDERR_TAIL: usize = 8 << 10;
 /// Lines of stderr shown with a failure.
 const TAIL_LINES: usize = 5;
 
@@ -37,9 +37,9 @@ pub(super) struct StepOn<'s, C: Connector> {
 }
 
 /// The command of a step, rendered for its host.
-struct Rendered {
-    command: String,
-    become_user: Option<String>,
+pub(super) struct Rendered {
+    pub command: String,
+    pub become_user: Option<String>,
 }
 
 impl<C: Connector> StepOn<'_, C> {
@@ -51,11 +51,17 @@ impl<C: Connector> StepOn<'_, C> {
             Err(why) => (StepRun::not_run(StepStatus::Failed, 0, why, vec![]), 0),
             Ok(None) => (StepRun::skipped(), 0),
             Ok(Some(rendered)) => {
-                self.announce(step).await;
+                self.run.events.emit_durable(self.started(step)).await;
                 self.attempts(log, step, vars, &rendered).await
             }
         };
-        self.run.emit(Event::StepFinished {
+        self.run.emit(self.finished(step, &run, started, attempts));
+        run
+    }
+
+    /// The event of the step's end.
+    pub fn finished(&self, step: &Step, run: &StepRun, started: Instant, attempts: u32) -> Event {
+        Event::StepFinished {
             host: self.host.name.clone(),
             step: self.at.index + 1,
             of: self.at.of,
@@ -67,13 +73,12 @@ impl<C: Connector> StepOn<'_, C> {
             attempts,
             message: run.message.clone(),
             stderr_tail: run.stderr_tail.clone(),
-        });
-        run
+        }
     }
 
     /// The step's `when`, then its templates: `None` when it is skipped, why it cannot
     /// run when a template fails.
-    fn prepare(&self, step: &Step, vars: &Vars) -> Result<Option<Rendered>, String> {
+    pub fn prepare(&self, step: &Step, vars: &Vars) -> Result<Option<Rendered>, String> {
         let templates = self.run.templates;
         if let Some(cond) = &step.when {
             match verdict::evaluate(templates, cond, vars) {
@@ -99,16 +104,16 @@ impl<C: Connector> StepOn<'_, C> {
         }))
     }
 
-    /// On disk before the command runs: after a kill -9, the journal names this step.
-    async fn announce(&self, step: &Step) {
-        let event = Event::StepStarted {
+    /// The event of the step's start: on disk before the command runs, so that after a
+    /// kill -9 the journal names this step.
+    pub fn started(&self, step: &Step) -> Event {
+        Event::StepStarted {
             host: self.host.name.clone(),
             step: self.at.index + 1,
             of: self.at.of,
             name: step.name.clone(),
             rollback: self.at.rollback,
-        };
-        self.run.events.emit_durable(event).await;
+        }
     }
 
     /// Runs the command until an attempt concludes; returns how, and after how many.
@@ -120,13 +125,6 @@ impl<C: Connector> StepOn<'_, C> {
         rendered: &Rendered,
     ) -> (StepRun, u32) {
         let ends = self.run.control.ends(self.at.rollback);
-        let label = format!(
-            "{}[{}/{}] {}",
-            if self.at.rollback { "rollback " } else { "" },
-            self.at.index + 1,
-            self.at.of,
-            step.name
-        );
         let scope = StepScope {
             templates: self.run.templates,
             step,
@@ -135,31 +133,10 @@ impl<C: Connector> StepOn<'_, C> {
         let mut number = 0;
         loop {
             number += 1;
-            log.step_started(&label, &rendered.command, number);
+            log.step_started(&self.label(step), &rendered.command, number);
             let attempt_started = Instant::now();
-            let output = self.exec(log, step, rendered).await;
-            let tail = tail_lines(&output.stderr);
-            let exit = match &output.result {
-                Ok(exit) => exit,
-                Err(e) => {
-                    log.step_finished(&e.to_string(), attempt_started.elapsed());
-                    let status = match e.is_unreachable() {
-                        true => StepStatus::Unreachable,
-                        false => StepStatus::Failed,
-                    };
-                    return (StepRun::not_run(status, number, describe(e), tail), number);
-                }
-            };
-            log.step_finished(&exit.to_string(), attempt_started.elapsed());
-            let attempt = Attempt {
-                number,
-                exit,
-                stdout: &output.stdout,
-                stderr: &output.stderr,
-                stderr_tail: tail,
-            };
-            if let Conclusion::Done(run) = verdict::conclude(&scope, attempt, ends.is_cancelled()) {
-                self.captured(&output);
+            let output = self.exec(log, step, rendered, &rendered.command).await;
+            if let Some(run) = self.conclude(log, &scope, &output, number, attempt_started) {
                 return (run, number);
             }
             tokio::select! {
@@ -169,9 +146,66 @@ impl<C: Connector> StepOn<'_, C> {
         }
     }
 
+    /// How the step is named in its host's log.
+    pub fn label(&self, step: &Step) -> String {
+        format!(
+            "{}[{}/{}] {}",
+            if self.at.rollback { "rollback " } else { "" },
+            self.at.index + 1,
+            self.at.of,
+            step.name
+        )
+    }
+
+    /// What attempt `number` of the step comes to; `None`: it is to run again.
+    pub fn conclude(
+        &self,
+        log: &mut HostLog,
+        scope: &StepScope<'_>,
+        output: &Output,
+        number: u32,
+        started: Instant,
+    ) -> Option<StepRun> {
+        let tail = tail_lines(&output.stderr);
+        let exit = match &output.result {
+            Ok(exit) => exit,
+            Err(e) => {
+                log.step_finished(&e.to_string(), started.elapsed());
+                let status = match e.is_unreachable() {
+                    true => StepStatus::Unreachable,
+                    false => StepStatus::Failed,
+                };
+                return Some(StepRun::not_run(status, number, describe(e), tail));
+            }
+        };
+        log.step_finished(&exit.to_string(), started.elapsed());
+        let attempt = Attempt {
+            number,
+            exit,
+            stdout: &output.stdout,
+            stderr: &output.stderr,
+            stderr_tail: tail,
+        };
+        let stopped = self.run.control.ends(self.at.rollback).is_cancelled();
+        match verdict::conclude(scope, attempt, stopped) {
+            Conclusion::Done(run) => {
+                self.captured(output);
+                Some(run)
+            }
+            Conclusion::Retry => None,
+        }
+    }
+
     /// One attempt of the command, its output to the log as it comes.
-    async fn exec(&self, log: &mut HostLog, step: &Step, rendered: &Rendered) -> Output {
-        let mut request = ExecRequest::new(&rendered.command)
+    /// `command`: the step's, or one that carries it.
+    pub async fn exec(
+        &self,
+        log: &mut HostLog,
+        step: &Step,
+        rendered: &Rendered,
+        command: &str,
+    ) -> Output {
+        let mut request = ExecRequest::new(command)
             .timeout(step.timeout)
             .cancel(self.run.control.ends(self.at.rollback).clone());
         if step.become_ {
@@ -210,10 +244,10 @@ impl<C: Connector> StepOn<'_, C> {
 }
 
 /// What one attempt of a command gave.
-struct Output {
-    result: Result<crate::transport::ExitStatus, TransportError>,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+pub(super) struct Output {
+    pub result: Result<crate::transport::ExitStatus, TransportError>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
 }
 
 /// A transport error without the host's name, which starts every transport message and
@@ -225,12 +259,12 @@ pub(super) fn describe(e: &TransportError) -> String {
         .unwrap_or(text)
 }
 
-fn keep_head(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+pub(super) fn keep_head(buf: &mut Vec<u8>, data: &[u8], max: usize) {
     let room = max.saturating_sub(buf.len());
     buf.extend_from_slice(&data[..room.min(data.len())]);
 }
 
-fn keep_tail(buf: &mut Vec<u8>, data: &[u8], max: usize) {
+pub(super) fn keep_tail(buf: &mut Vec<u8>, data: &[u8], max: usize) {
     buf.extend_from_slice(data);
     if buf.len() > max {
         buf.drain(..buf.len() - max);

@@ -42,8 +42,9 @@ fn fleet() -> Scripted {
 
 const PREFLIGHT: [&str; 3] = ["df", "state", "test v1 = v1"];
 
-/// The pre-flight once, the probe at the host's turn, then the upgrade.
-const ONCE: [&str; 5] = ["df", "state", "test v1 = v1", "state", "upgrade"];
+/// The pre-flight once, then at the host's turn one command: the probe, and the upgrade
+/// only if the probe prints what it printed at the pre-flight.
+const ONCE: [&str; 4] = ["df", "state", "test v1 = v1", "guard: state + upgrade"];
 
 /// The whole pre-flight again at the host's turn, then the upgrade.
 const TWICE: [&str; 7] = [
@@ -91,7 +92,7 @@ fn a_host_changed_while_it_waited_is_caught_by_the_whole_preflight_before_it_is_
     assert_eq!(ran.outcome("b"), Some(Outcome::Failed));
     // The probe saw the change; the whole pre-flight ran again and refused the host.
     let mut expected = PREFLIGHT.to_vec();
-    expected.extend(["state", "df", "state", "test v2 = v1"]);
+    expected.extend(["guard: state", "df", "state", "test v2 = v1"]);
     assert_eq!(fleet.ran("b"), expected);
     assert!(!fleet.ran("b").iter().any(|c| c == "upgrade"));
     assert_eq!(fleet.connections("b"), 1);
@@ -129,7 +130,10 @@ fn a_connection_that_died_while_its_host_waited_is_opened_again_not_reported_unr
         assert_eq!(fleet.connections("b"), 2, "silently: {silently}");
         assert_eq!(fleet.connections("a"), 1);
         // A silent death is found by the probe, which runs again on the new connection.
-        assert_eq!(fleet.ran("b").last().map(String::as_str), Some("upgrade"));
+        assert_eq!(
+            fleet.ran("b").last().map(String::as_str),
+            Some("guard: state + upgrade")
+        );
     }
 }
 
@@ -194,4 +198,121 @@ fn a_prompt_closes_the_waiting_connections_and_a_short_pause_keeps_them() {
             "{pause}: the findings stand either way"
         );
     }
+}
+
+/// `RECHECKED` with a lock, and a last step after the upgrade.
+fn locked() -> String {
+    RECHECKED.replace("steps:", "lock:\n  dir: /l\nsteps:")
+        + "  - name: finish\n    shell: finish\n"
+}
+
+fn lockable() -> Scripted {
+    ["a", "b", "c"].iter().fold(fleet(), |f, h| {
+        f.on(h, "echo taken", Reply::Exit(0, "taken\n"))
+    })
+}
+
+#[test]
+fn a_locked_host_runs_the_preflight_and_its_steps_once_with_the_lock_riding_first_and_last() {
+    let fleet = lockable();
+    let ran = turns(&fleet, &locked(), Operator::default(), &|| {});
+    for host in ["a", "b", "c"] {
+        assert_eq!(ran.outcome(host), Some(Outcome::Ok), "{host}");
+        let mut expected = PREFLIGHT.to_vec();
+        expected.extend(["guard: lock + state + upgrade", "ride: finish + release"]);
+        // The pre-flight's steps, and the playbook's: nothing more.
+        assert_eq!(fleet.ran(host), expected, "{host}");
+    }
+    // The views see the pre-flight stand before the upgrade starts.
+    let of_c: Vec<String> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { host, name, .. } if host == "c" => Some(format!("start {name}")),
+            Event::StepFinished { host, name, .. } if host == "c" => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        of_c,
+        [
+            "disk",
+            "state",
+            "upgradable",
+            "start upgrade",
+            "upgrade",
+            "start finish",
+            "finish"
+        ]
+    );
+}
+
+#[test]
+fn a_failed_last_step_keeps_the_lock_until_the_release_of_its_own_outcome() {
+    let fleet = lockable().on("b", "finish", Reply::Exit(1, ""));
+    let ran = turns(&fleet, &locked(), Operator::default(), &|| {});
+    assert_eq!(ran.outcome("b"), Some(Outcome::Failed));
+    let ran_b = fleet.ran("b");
+    assert_eq!(ran_b[4], "ride: finish");
+    // The release of the failed host, on its own, with its audit line.
+    assert!(ran_b[5].contains("outcome=failed"), "{ran_b:?}");
+    assert_eq!(ran_b.len(), 6);
+}
+
+#[test]
+fn a_host_locked_by_another_run_at_its_turn_is_refused_and_left_untouched() {
+    let fleet = lockable();
+    let ran = turns(&fleet, &locked(), Operator::default(), &|| {
+        fleet.answer("b", "echo taken", Reply::Exit(0, HELD));
+    });
+    assert_eq!(ran.outcome("b"), Some(Outcome::Failed));
+    let ran_b = fleet.ran("b");
+    // The guard found the lock held and ran nothing; the lock was then judged as without
+    // the guard, with a look of its own.
+    assert_eq!(ran_b[3], "guard: lock");
+    assert!(ran_b[4].contains("echo taken"));
+    assert_eq!(ran_b.len(), 5, "{ran_b:?}");
+    assert_eq!(fleet.ran("a").len(), 5);
+}
+
+#[test]
+fn a_host_changed_before_its_locked_turn_keeps_the_lock_and_runs_its_preflight_again() {
+    let fleet = lockable();
+    let ran = turns(&fleet, &locked(), Operator::default(), &|| {
+        fleet.answer("b", "state", Reply::Exit(0, "v2"));
+    });
+    assert_eq!(ran.outcome("b"), Some(Outcome::Failed));
+    let mut expected = PREFLIGHT.to_vec();
+    expected.extend(["guard: lock + state", "df", "state", "test v2 = v1"]);
+    let ran_b = fleet.ran("b");
+    assert_eq!(ran_b[..7], expected);
+    // Then only the lock's release: the upgrade never ran.
+    assert!(ran_b[7].contains("outcome=failed"), "{ran_b:?}");
+    assert_eq!(ran_b.len(), 8);
+}
+
+/// Another run's lock, from another controller, taken a minute ago.
+const HELD: &str = "held 60\n{\"run_id\":\"other\",\"operator\":\"bob\",\"controller\":\"elsewhere\",\"pid\":7,\"started\":4102444800}\n";
+
+#[test]
+fn a_host_with_no_step_to_run_sends_its_lock_and_probe_as_one_command() {
+    let fleet = lockable();
+    let nothing = locked().replace(
+        "    shell: upgrade\n",
+        "    when: false\n    shell: upgrade\n",
+    );
+    let nothing = nothing.replace(
+        "    shell: finish\n",
+        "    when: false\n    shell: finish\n",
+    );
+    let ran = turns(&fleet, &nothing, Operator::default(), &|| {});
+    assert_eq!(ran.outcome("a"), Some(Outcome::Skipped));
+    let ran_a = fleet.ran("a");
+    assert_eq!(
+        ran_a[..4],
+        [&PREFLIGHT[..], &["guard: lock + state"]].concat()
+    );
+    // The release, on its own: no step ran to carry it.
+    assert!(ran_a[4].contains("outcome=skipped"), "{ran_a:?}");
+    assert_eq!(ran_a.len(), 5);
 }
