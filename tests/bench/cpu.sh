@@ -45,32 +45,14 @@ fi
 FLEETUP=${FLEETUP:-$ROOT/target/release/fleetup}
 SIM="$ROOT/target/release/fleet-sim"
 
-WORK=$(mktemp -d /tmp/fleetup-cpu.XXXXXX)
-chmod 755 "$WORK" # the fleet's login user must reach the fleet dir
-FLEET="$WORK/fleet"
-cleanup() {
-    local rc=$?
-    "$SIM" down --dir "$FLEET" >/dev/null 2>&1 || true
-    if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-{
-    echo "hosts:"
-    for i in $(seq -w 1 "$HOSTS"); do
-        echo "  - {name: sl-$i, groups: [production], version: v4.65.0}"
-    done
-} >"$WORK/spec.yml"
+# shellcheck source=tests/bench/fleet.sh
+. "$ROOT/tests/bench/fleet.sh"
+bench_work cpu
 
 # One run: prints "cpu_s commands wall_s rss_mb good".
 run_once() { # R
     local r=$1 out="$WORK/run-$1"
-    "$SIM" down --dir "$FLEET" >/dev/null 2>&1 || true
-    rm -rf "$FLEET" && mkdir -p "$FLEET"
-    "$SIM" up --dir "$FLEET" --spec "$WORK/spec.yml" --owner $$ >"$out.up" 2>&1 ||
-        { cat "$out.up" >&2; exit 2; }
+    bench_fresh_fleet "$HOSTS" "$out.up"
     local cmd=("$FLEETUP" run -i "$FLEET/inventory.yml" "$ROOT/playbooks/simplelogin-upgrade.yml"
         --known-hosts "$FLEET/known_hosts" --yes --output json --canary none
         --serial "$HOSTS" --forks "$HOSTS" -e sl_version=v4.66.1)

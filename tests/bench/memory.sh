@@ -36,35 +36,18 @@ log "cargo build --release --bins"
 FLEETUP="$ROOT/target/release/fleetup"
 SIM="$ROOT/target/release/fleet-sim"
 
-WORK=$(mktemp -d /tmp/fleetup-memory.XXXXXX)
-chmod 755 "$WORK"
-cleanup() {
-    local rc=$?
-    "$SIM" down --dir "$WORK/fleet" >/dev/null 2>&1 || true
-    if [ "$KEEP" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-{
-    echo "hosts:"
-    for i in $(seq -w 1 "$HOSTS"); do
-        echo "  - {name: sl-$i, groups: [production], version: v4.65.0}"
-    done
-} >"$WORK/spec.yml"
+# shellcheck source=tests/bench/fleet.sh
+. "$ROOT/tests/bench/fleet.sh"
+bench_work memory
 
 run() { # LABEL WRAPPER... : one upgrade of a fresh fleet, under WRAPPER
     local label=$1
     shift
-    "$SIM" down --dir "$WORK/fleet" >/dev/null 2>&1 || true
-    rm -rf "$WORK/fleet"
-    mkdir -p "$WORK/fleet"
-    "$SIM" up --dir "$WORK/fleet" --spec "$WORK/spec.yml" --owner $$ >"$WORK/up.log" 2>&1
+    bench_fresh_fleet "$HOSTS" "$WORK/up-$label.log"
     log "$label: $HOSTS hosts, --serial $SERIAL --forks $FORKS"
-    (cd "$WORK" && "$@" "$FLEETUP" run -i "$WORK/fleet/inventory.yml" \
+    (cd "$WORK" && "$@" "$FLEETUP" run -i "$FLEET/inventory.yml" \
         "$ROOT/playbooks/simplelogin-upgrade.yml" -e sl_version=v4.66.1 \
-        --known-hosts "$WORK/fleet/known_hosts" --yes --output json --canary none \
+        --known-hosts "$FLEET/known_hosts" --yes --output json --canary none \
         --serial "$SERIAL" --forks "$FORKS" >"$WORK/$label.jsonl" 2>"$WORK/$label.err")
 }
 
