@@ -84,8 +84,8 @@ pub struct ExecRequest<'a> {
     /// Past this, the command is terminated and [`TransportError::CommandTimedOut`] returned.
     pub timeout: Option<Duration>,
     pub become_: Option<Become>,
-    /// Bytes fed to the command's standard input; without them stdin is empty (EOF).
-    pub stdin: Option<&'a [u8]>,
+    /// What the command's standard input gets, then EOF; without it stdin is empty (EOF).
+    pub stdin: Option<Input<'a>>,
     /// Cancelled: the command is terminated and [`TransportError::Cancelled`] returned.
     pub cancel: Option<CancellationToken>,
 }
@@ -109,12 +109,65 @@ impl<'a> ExecRequest<'a> {
         self
     }
     pub fn stdin(mut self, stdin: &'a [u8]) -> Self {
-        self.stdin = Some(stdin);
+        self.stdin = Some(Input::Bytes(stdin));
+        self
+    }
+    pub fn stdin_later(mut self, later: Later) -> Self {
+        self.stdin = Some(Input::Later(later));
         self
     }
     pub fn cancel(mut self, token: CancellationToken) -> Self {
         self.cancel = Some(token);
         self
+    }
+}
+
+/// A command's standard input.
+#[derive(Debug, Clone)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    /// Known only once the command has begun answering (the guard's go-ahead).
+    Later(Later),
+}
+
+impl Input<'_> {
+    /// The bytes to write, once they are known: for [`Input::Later`], what its sender sent,
+    /// or none when the sender was dropped unsent.
+    pub fn bytes(&self) -> impl std::future::Future<Output = Vec<u8>> + Send + 'static {
+        let input = match self {
+            Input::Bytes(bytes) => Ok(bytes.to_vec()),
+            Input::Later(later) => Err(later.0.clone()),
+        };
+        async move {
+            match input {
+                Ok(bytes) => bytes,
+                Err(mut later) => match later.wait_for(Option::is_some).await {
+                    Ok(sent) => sent.clone().unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                },
+            }
+        }
+    }
+}
+
+/// Input written to a running command when the controller is ready to send it.
+#[derive(Debug, Clone)]
+pub struct Later(tokio::sync::watch::Receiver<Option<Vec<u8>>>);
+
+/// Sends a [`Later`]'s bytes; dropped unsent, the command's stdin just ends.
+pub struct LaterSender(tokio::sync::watch::Sender<Option<Vec<u8>>>);
+
+impl Later {
+    pub fn channel() -> (LaterSender, Later) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (LaterSender(tx), Later(rx))
+    }
+}
+
+impl LaterSender {
+    pub fn send(self, bytes: Vec<u8>) {
+        // No receiver left: the command has ended, and nothing waits for its input.
+        let _ = self.0.send(Some(bytes));
     }
 }
 
@@ -281,7 +334,13 @@ pub enum TransportError {
     #[error("{host}: authentication did not finish within {}", fmt_duration(.timeout))]
     AuthTimeout { host: String, timeout: Duration },
     #[error("{host}: connection lost: {detail}")]
-    ConnectionLost { host: String, detail: String },
+    ConnectionLost {
+        host: String,
+        detail: String,
+        /// The command may have reached the host: false only when its channel never
+        /// opened, so that nothing of it can have run.
+        sent: bool,
+    },
     #[error("{host}: through jump host {jump}: {source}")]
     ProxyJump {
         host: String,
@@ -331,6 +390,12 @@ impl TransportError {
 
     pub fn is_unreachable(&self) -> bool {
         self.class() == ErrorClass::Unreachable
+    }
+
+    /// The connection was found lost before the command could reach the host: sending
+    /// it again elsewhere cannot run it twice.
+    pub fn never_sent(&self) -> bool {
+        matches!(self, TransportError::ConnectionLost { sent: false, .. })
     }
 
     /// The inventory host the error is about.

@@ -11,7 +11,7 @@ use super::verdict::{StepRun, StepScope};
 use crate::events::{Event, StepStatus};
 use crate::journal::HostLog;
 use crate::playbook::Step;
-use crate::transport::{Connection, Connector, ExecRequest, OutputStream, TransportError};
+use crate::transport::{Connection, Connector, ExecRequest, Later, OutputStream, TransportError};
 use crate::vars::Vars;
 
 /// The first step of a host's turn, ready to run behind the guard.
@@ -35,7 +35,7 @@ pub(super) enum Guarded {
 impl<C: Connector> StepOn<'_, C> {
     /// Sends the guard's `script`; once it says the findings stand, emits `stood` (the
     /// pre-flight's steps reported done, the steps skipped before the carried one) and
-    /// the carried step's start, on disk, while the step runs.
+    /// the carried step's start, and once that is on disk, lets the step run.
     pub async fn guarded(
         &self,
         log: &mut HostLog,
@@ -45,9 +45,11 @@ impl<C: Connector> StepOn<'_, C> {
         (nonce, stood): (&str, Vec<Event>),
     ) -> Guarded {
         let started = Instant::now();
+        let (go, later) = Later::channel();
         let request = ExecRequest::new(script)
             .timeout(timeout)
-            .cancel(self.run.control.ends(false).clone());
+            .cancel(self.run.control.ends(false).clone())
+            .stdin_later(later);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
         let mut head = Head::new(nonce);
@@ -58,8 +60,9 @@ impl<C: Connector> StepOn<'_, C> {
             let mut sink = |stream: OutputStream, data: &[u8]| {
                 let data = match stream {
                     OutputStream::Stdout => head.feed(data),
-                    OutputStream::Stderr => data,
+                    OutputStream::Stderr => std::borrow::Cow::Borrowed(data),
                 };
+                let data = &*data;
                 if let (Some(Ok(verdict)), Some(_)) = (head.verdict(), &tx) {
                     if let (Verdict::Stood, Some((label, rendered))) = (verdict, &label) {
                         log.step_started(label, &rendered.command, 1);
@@ -82,6 +85,7 @@ impl<C: Connector> StepOn<'_, C> {
                 stood.into_iter().for_each(|e| self.run.emit(e));
                 if let Some(c) = &carried {
                     self.run.events.emit_durable(self.started(c.step)).await;
+                    go.send(guard::go(nonce));
                 }
             }
         };
@@ -155,8 +159,15 @@ impl<C: Connector> StepOn<'_, C> {
         self.run.events.emit_durable(self.started(step)).await;
         log.step_started(&self.label(step), &rendered.command, 1);
         let command = guard::riding(nonce, &rendered.command, release);
-        let mut output = self.exec(log, step, &rendered, &command).await;
-        let released = guard::released(nonce, &mut output.stderr);
+        // The release's time comes on top of the step's: a step that used all of its own
+        // succeeded all the same.
+        let mut output = self
+            .exec(log, step, &rendered, (&command, guard::LOCK_TIME))
+            .await;
+        // Only a release whose command ended as it should counts: else the lock is released
+        // (again: the release checks the owner) once the host's end is known.
+        let ended = matches!(output.result, Ok(crate::transport::ExitStatus::Code(0)));
+        let released = ended && guard::released(nonce, &mut output.stderr);
         (self.once(log, step, vars, &output, started), released)
     }
 }

@@ -8,7 +8,13 @@
 //! of stdout, marked with a nonce of this run so that no output can pass for it; the step's
 //! own output follows, unchanged.
 
+use std::borrow::Cow;
+
 use crate::cksum::Cksum;
+
+/// Time for the lock's part of a command that carries it (as `lock::run` gives it alone),
+/// beside the step's own timeout.
+pub(super) const LOCK_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The per-run mark of the guard's own lines.
 pub(super) fn nonce() -> String {
@@ -43,22 +49,30 @@ impl Guard<'_> {
             .lock
             .map(|take| {
                 format!(
-                    "l=$( ( {take}\n) ) || l=\ncase $l in taken) ;; *) printf '%s held\\n' {n}; exit 0 ;; esac\n"
+                    "l=$( ( {take}\n) </dev/null ) || l=\ncase $l in taken) ;; *) printf '%s held\\n' {n}; exit 0 ;; esac\n"
                 )
             })
             .unwrap_or_default();
-        // A host that cannot make the temporary file is not vouched for: the whole
-        // pre-flight runs, as for a changed one.
+        // Stdin is the controller's, kept open for the go-ahead: the lock and the probe get
+        // none, as when they ran alone.
+        // The probe's output is held in the shell, not a file: it may carry secrets (the
+        // containers' environment), and a guard cut short must leave nothing behind.
+        // The step waits for the controller's go-ahead on stdin, sent once its start is on
+        // disk: a controller killed in between leaves a journal that says nothing ran, and
+        // nothing did.
         let then = match self.step {
-            Some(step) => format!("exec {}", own_shell(step)),
+            Some(step) => format!(
+                "IFS= read -r g || g=\nif [ \"$g\" != {go} ]; then printf '%s no go-ahead: the step did not run\\n' {n} >&2; exit 1; fi\nexec {}",
+                own_shell(step),
+                go = shell_words::quote(&format!("{} go", self.nonce)),
+            ),
             None => "exit 0".to_string(),
         };
         format!(
-            r#"{lock}t=$(mktemp 2>/dev/null) || {{ printf '%s changed\n' {n}; exit 0; }}
-{probe} >"$t" 2>/dev/null
+            r#"{lock}o=$({probe} 2>/dev/null </dev/null)
 r=$?
-set -- $(printf '%s' "$(cat "$t")" | cksum)
-rm -f "$t"
+set -- $(printf '%s' "$o" | cksum)
+o=
 if [ "$r" != 0 ] || [ "$1 $2" != {sum} ]; then printf '%s changed\n' {n}; exit 0; fi
 printf '%s stood\n' {n}
 {then}
@@ -67,6 +81,11 @@ printf '%s stood\n' {n}
             sum = shell_words::quote(&self.expect.line()),
         )
     }
+}
+
+/// The line that lets a guarded step run (see [`Guard::script`]).
+pub(super) fn go(nonce: &str) -> Vec<u8> {
+    format!("{nonce} go\n").into_bytes()
 }
 
 /// What the guard decided on the host.
@@ -80,53 +99,73 @@ pub(super) enum Verdict {
     Stood,
 }
 
-/// The guard's line at the head of stdout, read as it arrives.
+/// The guard's line in stdout, read as it arrives. What a login shell's startup files print
+/// before it is output like any other (the step's, when one runs); only a line with this
+/// run's nonce is a verdict.
 #[derive(Debug)]
 pub(super) struct Head {
     mark: String,
     line: Vec<u8>,
+    /// Bytes seen before the verdict.
+    seen: usize,
     verdict: Option<Result<Verdict, String>>,
 }
 
-/// A verdict line longer than this is not the guard's.
-const LONGEST: usize = 64;
+/// Output before the verdict past this means the guard never ran.
+const LONGEST: usize = 64 << 10;
 
 impl Head {
     pub fn new(nonce: &str) -> Head {
         Head {
             mark: format!("{nonce} "),
             line: Vec::new(),
+            seen: 0,
             verdict: None,
         }
     }
 
-    /// Takes a chunk of stdout; returns what of it is the step's own output.
-    pub fn feed<'d>(&mut self, data: &'d [u8]) -> &'d [u8] {
+    /// Takes a chunk of stdout; returns what of it is output (all but the verdict line).
+    pub fn feed<'d>(&mut self, data: &'d [u8]) -> Cow<'d, [u8]> {
         if self.verdict.is_some() {
-            return data;
+            return Cow::Borrowed(data);
         }
-        let end = data.iter().position(|b| *b == b'\n');
-        let (head, rest) = match end {
-            Some(i) => (&data[..i], &data[i + 1..]),
-            None => (data, &data[data.len()..]),
-        };
-        self.line.extend_from_slice(head);
-        if end.is_some() || self.line.len() > LONGEST {
-            self.verdict = Some(self.read());
+        let mut out = Vec::new();
+        let mut rest = data;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            self.line.extend_from_slice(&rest[..i]);
+            rest = &rest[i + 1..];
+            let line = std::mem::take(&mut self.line);
+            if let Some(verdict) = self.read(&line) {
+                self.verdict = Some(verdict);
+                out.extend_from_slice(rest);
+                return Cow::Owned(out);
+            }
+            out.extend_from_slice(&line);
+            out.push(b'\n');
         }
-        rest
+        self.line.extend_from_slice(rest);
+        self.seen += data.len();
+        if self.seen > LONGEST {
+            self.verdict = Some(Err(format!(
+                "no answer from the guarded command in its first {LONGEST} bytes"
+            )));
+            out.append(&mut self.line);
+        }
+        Cow::Owned(out)
     }
 
-    fn read(&self) -> Result<Verdict, String> {
-        let line = String::from_utf8_lossy(&self.line);
-        match line.strip_prefix(&self.mark) {
-            Some("held") => Ok(Verdict::Held),
-            Some("changed") => Ok(Verdict::Changed),
-            Some("stood") => Ok(Verdict::Stood),
+    /// The verdict a line carries, if it is the guard's.
+    fn read(&self, line: &[u8]) -> Option<Result<Verdict, String>> {
+        let word = line.strip_prefix(self.mark.as_bytes())?;
+        Some(match word {
+            b"held" => Ok(Verdict::Held),
+            b"changed" => Ok(Verdict::Changed),
+            b"stood" => Ok(Verdict::Stood),
             _ => Err(format!(
-                "unexpected answer to the guarded command: {line:?}"
+                "unexpected answer to the guarded command: {:?}",
+                String::from_utf8_lossy(line)
             )),
-        }
+        })
     }
 
     /// The verdict, once its line is whole: an error when it is not the guard's.
@@ -144,7 +183,7 @@ pub(super) fn riding(nonce: &str, step: &str, release: &str) -> String {
 r=$?
 if [ "$r" = 0 ]; then ( {release}
 ) >/dev/null 2>&1 && printf '%s released\n' {n} >&2; fi
-if [ "$r" -gt 128 ]; then kill -s "$(kill -l "$r")" $$; fi
+case $r in 129|130|131|134|137|141|143) kill -s "$(kill -l "$r")" $$ ;; esac
 exit "$r"
 "#,
         step = own_shell(step),
@@ -170,12 +209,23 @@ mod tests {
     const N: &str = "fleetup-00000000deadbeef";
 
     fn sh(script: &str) -> Output {
-        Command::new("sh")
+        sh_with(script, b"")
+    }
+
+    /// `script` run with `stdin` (then EOF) as its standard input.
+    fn sh_with(script: &str, stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
             .env("SHELL", "/bin/sh")
-            .output()
-            .unwrap()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// The verdict and the step's stdout, as the controller reads them.
@@ -185,7 +235,7 @@ mod tests {
         let rest: Vec<u8> = out
             .stdout
             .chunks(1)
-            .flat_map(|c| head.feed(c).to_vec())
+            .flat_map(|c| head.feed(c).into_owned())
             .collect();
         let verdict = head.verdict().cloned().unwrap().unwrap();
         (verdict, String::from_utf8(rest).unwrap())
@@ -209,7 +259,7 @@ mod tests {
         let probe = "printf 'v1\\n\\n'; echo oops >&2";
 
         // Summed as registered: without its final newlines.
-        let out = sh(&guard(Some(&take), probe, "v1").script());
+        let out = sh_with(&guard(Some(&take), probe, "v1").script(), &go(N));
         let (verdict, stdout) = read(&out);
         assert_eq!(verdict, Verdict::Stood);
         // The step's own output and exit, none of the guard's variables.
@@ -240,19 +290,56 @@ mod tests {
     }
 
     #[test]
+    fn the_step_waits_for_the_go_ahead_and_runs_nothing_without_it() {
+        let marker = tempfile::tempdir().unwrap();
+        let ran = marker.path().join("ran");
+        let step = format!("touch {}; cat", ran.display());
+        let guarded = Guard {
+            step: Some(&step),
+            ..guard(None, "echo v1", "v1")
+        };
+        // The controller gone (EOF), or another run's go-ahead: the step does not run.
+        for stdin in [&b""[..], b"fleetup-1 go\n", N.as_bytes()] {
+            let out = sh_with(&guarded.script(), stdin);
+            assert_eq!(read(&out), (Verdict::Stood, String::new()));
+            assert_eq!(out.status.code(), Some(1));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("no go-ahead"));
+            assert!(!ran.exists(), "{stdin:?}");
+        }
+        // With it, the step runs, and its stdin is empty from there on. A probe that reads
+        // its stdin gets none: the go-ahead is the step's.
+        let guarded = Guard {
+            probe: "cat; echo v1",
+            ..guarded
+        };
+        let out = sh_with(&guarded.script(), &go(N));
+        assert_eq!(read(&out), (Verdict::Stood, String::new()));
+        assert_eq!(out.status.code(), Some(0));
+        assert!(ran.exists());
+    }
+
+    #[test]
     fn only_the_guards_own_line_is_a_verdict() {
+        // Another run's nonce, or a startup file's echo, is output before the verdict.
         let mut head = Head::new(N);
-        assert_eq!(head.feed(b"fleetup-1 stood\nabc"), b"abc");
-        assert!(head.verdict().unwrap().is_err());
-        let mut head = Head::new(N);
-        assert_eq!(head.feed(&[b'x'; 100]), b"");
-        assert!(head.verdict().unwrap().is_err());
-        let mut head = Head::new(N);
-        assert_eq!(head.feed(format!("{N} sto").as_bytes()), b"");
-        assert!(head.verdict().is_none());
-        assert_eq!(head.feed(b"od\n"), b"");
+        let out = format!("fleetup-1 stood\nmotd\n{N} stood\nabc");
+        assert_eq!(&*head.feed(out.as_bytes()), b"fleetup-1 stood\nmotd\nabc");
         assert_eq!(head.verdict(), Some(&Ok(Verdict::Stood)));
-        assert_eq!(head.feed(b"after\n"), b"after\n");
+        let mut head = Head::new(N);
+        head.feed(format!("{N} sure\n").as_bytes());
+        assert!(head.verdict().unwrap().is_err());
+        let mut head = Head::new(N);
+        assert_eq!(
+            &*head.feed(&vec![b'x'; LONGEST + 1]),
+            &vec![b'x'; LONGEST + 1][..]
+        );
+        assert!(head.verdict().unwrap().is_err());
+        let mut head = Head::new(N);
+        assert_eq!(&*head.feed(format!("{N} sto").as_bytes()), b"");
+        assert!(head.verdict().is_none());
+        assert_eq!(&*head.feed(b"od\n"), b"");
+        assert_eq!(head.verdict(), Some(&Ok(Verdict::Stood)));
+        assert_eq!(&*head.feed(b"after\n"), b"after\n");
         assert_ne!(nonce(), nonce());
     }
 
@@ -274,5 +361,16 @@ mod tests {
         let out = sh(&riding(N, "kill -TERM $$", &release));
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(out.status.signal(), Some(15));
+        // An exit code above 128 that is no fatal signal's stays an exit code (147 would
+        // be SIGSTOP: the wrapper stopped itself until the step's timeout).
+        for code in [147, 255] {
+            let out = sh(&riding(N, &format!("exit {code}"), &release));
+            assert_eq!(out.status.code(), Some(code));
+            assert!(
+                out.stderr.is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::carried::{Carried, Guarded};
-use super::guard::{Guard, Verdict};
+use super::guard::{Guard, Verdict, LOCK_TIME};
 use super::host_lock::{self, Refused};
 use super::host_run::HostRun;
 use super::recheck::{self, Again};
@@ -35,9 +35,6 @@ struct Plan {
     first: Option<(usize, Rendered)>,
 }
 
-/// Time for the lock's part of a guarded command (as `lock::run` gives it alone).
-const LOCK_TIME: Duration = Duration::from_secs(30);
-
 impl<C: Connector> HostRun<'_, C> {
     /// The lock, the findings re-checked, maybe the first step; returns where the steps
     /// go on.
@@ -54,8 +51,12 @@ impl<C: Connector> HostRun<'_, C> {
                 .as_deref()
                 .map(|d| crate::lock::take_command(d, &self.run.owner, None));
             let guarded = self.guard(&plan, take.as_deref()).await;
+            // Sent again on a new connection only when it cannot have run: a carried step
+            // may be running on the host although its verdict never came back.
             if let Guarded::Failed(Ok(e)) = &guarded {
-                if e.is_unreachable()
+                let unrun = plan.first.is_none() || e.never_sent();
+                if unrun
+                    && e.is_unreachable()
                     && !self.conn.is_alive()
                     && self.reopen_if_died_waiting().await
                 {
@@ -75,10 +76,14 @@ impl<C: Connector> HostRun<'_, C> {
         let step = &self.run.job.playbook.steps[probe];
         let mut vars = self.vars.clone();
         crate::vars::overlay(&mut vars, &findings.vars());
-        let rendered = self.on(probe).prepare(step, &step.scope(&vars)).ok()??;
-        if step.become_ {
+        // The host judges the probe by its exit code and stdout alone: a probe whose
+        // failure is judged otherwise (its own `failed_when`, several attempts) is judged
+        // here, as without the guard. (Whether it changed anything does not count.)
+        let judged_here = step.failed_when.is_some() || step.until.is_some() || step.retries > 0;
+        if step.become_ || judged_here {
             return None;
         }
+        let rendered = self.on(probe).prepare(step, &step.scope(&vars)).ok()??;
         let (skipped, first) = self.first_to_run(&vars);
         Some(Plan {
             probe: rendered,

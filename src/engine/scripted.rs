@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::transport::kept::Kept;
 use crate::transport::{
-    ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, OutputSink, OutputStream,
+    ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, Input, OutputSink, OutputStream,
     TransportError,
 };
 
@@ -171,16 +171,18 @@ impl Connection for ScriptedConnection {
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> Result<ExitStatus, TransportError> {
-        let lost = || TransportError::ConnectionLost {
+        // Lost before this command (its channel would not open), or while it ran.
+        let lost = |sent| TransportError::ConnectionLost {
             host: self.name.clone(),
             detail: "scripted".into(),
+            sent,
         };
         if self.link.lost.load(Ordering::SeqCst) {
             self.link.noticed.store(true, Ordering::SeqCst);
-            return Err(lost());
+            return Err(lost(false));
         }
         if let Some(guard) = Guard::of(request.command) {
-            return Ok(self.guard(&guard, sink));
+            return self.guard(&guard, request, sink).await;
         }
         if let Some((step, nonce)) = riding(request.command) {
             return Ok(self.ride(&step, &nonce, sink));
@@ -219,7 +221,7 @@ impl Connection for ScriptedConnection {
             Reply::Lose => {
                 self.link.lost.store(true, Ordering::SeqCst);
                 self.link.noticed.store(true, Ordering::SeqCst);
-                Err(lost())
+                Err(lost(true))
             }
         }
     }
@@ -247,7 +249,8 @@ struct Guard {
 impl Guard {
     fn of(script: &str) -> Option<Guard> {
         let words = shell_words::split(script).ok()?;
-        let own = |w: &[String]| w[0] == "${SHELL:-/bin/sh}" && w[1] == "-c";
+        // The probe's shell starts inside `o=$(`.
+        let own = |w: &[String]| w[0].ends_with("${SHELL:-/bin/sh}") && w[1] == "-c";
         let commands: Vec<String> = words
             .windows(3)
             .filter(|w| own(w))
@@ -261,7 +264,7 @@ impl Guard {
             .to_string();
         let lock = script
             .split_once("l=$( ( ")
-            .and_then(|(_, rest)| rest.split_once("\n) )"))
+            .and_then(|(_, rest)| rest.split_once("\n) </dev/null )"))
             .map(|(take, _)| take.to_string());
         Some(Guard {
             lock,
@@ -277,7 +280,12 @@ impl ScriptedConnection {
     /// Answers a guarded command: the lock, the probe compared, and the step only if both
     /// hold. Each part the host runs is kept as a command of its own, marked `guard: `,
     /// all of them one exec.
-    fn guard(&self, guard: &Guard, sink: &mut OutputSink<'_>) -> ExitStatus {
+    async fn guard(
+        &self,
+        guard: &Guard,
+        request: &ExecRequest<'_>,
+        sink: &mut OutputSink<'_>,
+    ) -> Result<ExitStatus, TransportError> {
         let mut parts = Vec::new();
         let mut line = |word: &str| {
             sink(
@@ -304,22 +312,57 @@ impl ScriptedConnection {
                 _ => "changed",
             }
         };
-        line(verdict);
         let step = guard.step.as_ref().filter(|_| verdict == "stood");
-        let exit = match step.map(|step| (step, self.fleet.reply(&self.name, step))) {
+        let step = step.map(|step| (step, self.fleet.reply(&self.name, step)));
+        // A connection lost under the step takes the verdict's line with it.
+        if !matches!(step, Some((_, Reply::Lose))) {
+            line(verdict);
+        }
+        // As the shell: the step waits for the controller's go-ahead, and without it runs
+        // nothing.
+        if let Some((step, _)) = step.as_ref().filter(|(_, r)| !matches!(r, Reply::Lose)) {
+            let input = request.stdin.as_ref().map(Input::bytes);
+            let given = match input {
+                Some(bytes) => bytes.await,
+                None => Vec::new(),
+            };
+            if given != super::guard::go(&guard.nonce) {
+                parts.push(format!("no go-ahead for {step}"));
+                self.keep(&parts);
+                sink(OutputStream::Stderr, b"no go-ahead: the step did not run\n");
+                return Ok(ExitStatus::Code(1));
+            }
+        }
+        let exit = match step {
             Some((step, Reply::Exit(code, out))) => {
                 parts.push(step.clone());
                 sink(OutputStream::Stdout, out.as_bytes());
-                ExitStatus::Code(code)
+                Ok(ExitStatus::Code(code))
             }
-            _ => ExitStatus::Code(0),
+            // The step started, and the connection dropped before anything came back.
+            Some((step, Reply::Lose)) => {
+                parts.push(step.clone());
+                self.link.lost.store(true, Ordering::SeqCst);
+                self.link.noticed.store(true, Ordering::SeqCst);
+                Err(TransportError::ConnectionLost {
+                    host: self.name.clone(),
+                    detail: "scripted".into(),
+                    sent: true,
+                })
+            }
+            _ => Ok(ExitStatus::Code(0)),
         };
+        self.keep(&parts);
+        exit
+    }
+
+    /// Keeps a guarded command's parts as the one command the host ran.
+    fn keep(&self, parts: &[String]) {
         self.fleet
             .ran
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((self.name.clone(), format!("guard: {}", parts.join(" + "))));
-        exit
     }
 }
 

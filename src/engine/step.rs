@@ -1,7 +1,7 @@
 //! Runs one step on a host's connection: its `when`, its command (again while `until`
 //! does not hold), each attempt to the host's log, its verdict to the events.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::run::Run;
 use super::verdict::{self, Attempt, Conclusion, StepRun, StepScope};
@@ -135,7 +135,9 @@ impl<C: Connector> StepOn<'_, C> {
             number += 1;
             log.step_started(&self.label(step), &rendered.command, number);
             let attempt_started = Instant::now();
-            let output = self.exec(log, step, rendered, &rendered.command).await;
+            let output = self
+                .exec(log, step, rendered, (&rendered.command, Duration::ZERO))
+                .await;
             if let Some(run) = self.conclude(log, &scope, &output, number, attempt_started) {
                 return (run, number);
             }
@@ -203,10 +205,10 @@ impl<C: Connector> StepOn<'_, C> {
         log: &mut HostLog,
         step: &Step,
         rendered: &Rendered,
-        command: &str,
+        (command, extra): (&str, Duration),
     ) -> Output {
         let mut request = ExecRequest::new(command)
-            .timeout(step.timeout)
+            .timeout(step.timeout + extra)
             .cancel(self.run.control.ends(self.at.rollback).clone());
         if step.become_ {
             request = request.become_user(rendered.become_user.clone());

@@ -138,6 +138,23 @@ fn a_connection_that_died_while_its_host_waited_is_opened_again_not_reported_unr
 }
 
 #[test]
+fn a_guard_lost_after_its_step_may_have_started_is_not_sent_again() {
+    // The verdict never came back, but the upgrade may be running on the host: sending the
+    // guard again would run it twice. The host ends unreachable, as a step lost mid-way.
+    let fleet = fleet().on("b", "upgrade", Reply::Lose);
+    let ran = turns(&fleet, RECHECKED, Operator::default(), &|| {});
+    assert_eq!(ran.outcome("b"), Some(Outcome::Unreachable));
+    assert_eq!(fleet.connections("b"), 1);
+    let guards = fleet
+        .ran("b")
+        .iter()
+        .filter(|c| c.starts_with("guard:"))
+        .count();
+    assert_eq!(guards, 1);
+    assert_eq!(ran.outcome("a"), Some(Outcome::Ok));
+}
+
+#[test]
 fn a_locked_playbook_reopens_a_connection_found_dead_by_the_lock() {
     let fleet = ["a", "b", "c"].iter().fold(fleet(), |f, h| {
         f.on(h, "echo taken", Reply::Exit(0, "taken\n"))

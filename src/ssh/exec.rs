@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use super::SshConnection;
 use crate::transport::sudo::{self, PasswordCheck};
 use crate::transport::termination::{not_cancelled, Grace, Signal, Step, Termination};
-use crate::transport::{ExecRequest, ExitStatus, OutputSink, OutputStream, TransportError};
+use crate::transport::{ExecRequest, ExitStatus, Input, OutputSink, OutputStream, TransportError};
 
 /// TERM to KILL, and KILL to abandoning the channel (the host may never answer).
 const GRACE: Grace = Grace {
@@ -218,17 +218,21 @@ impl SshConnection {
         not_cancelled(request, &self.name)?;
         let channel = match self.handle.channel_open_session().await {
             Ok(c) => c,
-            Err(e) => return Err(self.channel_error(e).await),
+            Err(e) => return Err(self.channel_error(e, false).await),
         };
         let token = exec_token();
         if let Err(e) = channel.exec(true, wrap_command(request, &token)).await {
-            return Err(self.channel_error(e).await);
+            return Err(self.channel_error(e, true).await);
         }
         let (mut read, write) = channel.split();
-        let stdin = request.stdin.unwrap_or_default();
+        let stdin = request.stdin.as_ref().map(Input::bytes);
         let stdin_fut = async {
+            let stdin = match stdin {
+                Some(bytes) => bytes.await,
+                None => Vec::new(),
+            };
             if !stdin.is_empty() {
-                write.data(stdin).await?;
+                write.data(&stdin[..]).await?;
             }
             write.eof().await
         };
@@ -277,6 +281,7 @@ impl SshConnection {
                     return Err(TransportError::ConnectionLost {
                         host: self.name.clone(),
                         detail: format!("{detail} (while terminating: {e})"),
+                        sent: true,
                     });
                 }
             }
@@ -290,6 +295,7 @@ impl SshConnection {
                 Some(detail) => TransportError::ConnectionLost {
                     host: self.name.clone(),
                     detail: format!("{detail}; the command's outcome on the host is unknown"),
+                    sent: true,
                 },
                 None => TransportError::Exec {
                     host: self.name.clone(),
@@ -313,7 +319,8 @@ impl SshConnection {
     }
 
     /// A channel could not be opened or used: lost connection, or a refusal.
-    async fn channel_error(&self, e: russh::Error) -> TransportError {
+    /// `sent`: whether the command may have reached the host (its channel was open).
+    async fn channel_error(&self, e: russh::Error, sent: bool) -> TransportError {
         if self.handle.is_closed() || self.state.ended.is_cancelled() {
             let _ = tokio::time::timeout(Duration::from_millis(500), self.state.ended.cancelled())
                 .await;
@@ -323,6 +330,7 @@ impl SshConnection {
                     .state
                     .end_reason()
                     .unwrap_or_else(|| format!("the SSH session is closed ({e})")),
+                sent,
             };
         }
         TransportError::Exec {

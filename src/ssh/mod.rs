@@ -356,6 +356,7 @@ impl SshTransport {
                 detail: state
                     .end_reason()
                     .unwrap_or_else(|| format!("during authentication: {e}")),
+                sent: false,
             },
             Err(_) => TransportError::AuthTimeout {
                 host: r.name.clone(),
