@@ -120,6 +120,17 @@ impl<'a> ExecRequest<'a> {
         self.cancel = Some(token);
         self
     }
+    /// What to write to the command's stdin before its EOF, once known: nothing without
+    /// [`ExecRequest::stdin`].
+    pub fn input(&self) -> impl std::future::Future<Output = Vec<u8>> + Send + 'static {
+        let input = self.stdin.as_ref().map(Input::bytes);
+        async move {
+            match input {
+                Some(bytes) => bytes.await,
+                None => Vec::new(),
+            }
+        }
+    }
 }
 
 /// A command's standard input.

@@ -53,10 +53,6 @@ impl Guard<'_> {
                 )
             })
             .unwrap_or_default();
-        // Stdin is the controller's, kept open for the go-ahead: the lock and the probe get
-        // none, as when they ran alone.
-        // The probe's output is held in the shell, not a file: it may carry secrets (the
-        // containers' environment), and a guard cut short must leave nothing behind.
         // The step waits for the controller's go-ahead on stdin, sent once its start is on
         // disk: a controller killed in between leaves a journal that says nothing ran, and
         // nothing did.
@@ -64,10 +60,14 @@ impl Guard<'_> {
             Some(step) => format!(
                 "IFS= read -r g || g=\nif [ \"$g\" != {go} ]; then printf '%s no go-ahead: the step did not run\\n' {n} >&2; exit 1; fi\nexec {}",
                 own_shell(step),
-                go = shell_words::quote(&format!("{} go", self.nonce)),
+                go = shell_words::quote(&go_word(self.nonce)),
             ),
             None => "exit 0".to_string(),
         };
+        // Stdin is the controller's, kept open for the go-ahead: the lock and the probe get
+        // none, as when they ran alone. The probe's output is held in the shell, not a file:
+        // it may carry secrets (the containers' environment), and a guard cut short must
+        // leave nothing behind.
         format!(
             r#"{lock}o=$({probe} 2>/dev/null </dev/null)
 r=$?
@@ -85,7 +85,11 @@ printf '%s stood\n' {n}
 
 /// The line that lets a guarded step run (see [`Guard::script`]).
 pub(super) fn go(nonce: &str) -> Vec<u8> {
-    format!("{nonce} go\n").into_bytes()
+    format!("{}\n", go_word(nonce)).into_bytes()
+}
+
+fn go_word(nonce: &str) -> String {
+    format!("{nonce} go")
 }
 
 /// What the guard decided on the host.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::transport::kept::Kept;
 use crate::transport::{
-    ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, Input, OutputSink, OutputStream,
+    ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, OutputSink, OutputStream,
     TransportError,
 };
 
@@ -171,15 +171,8 @@ impl Connection for ScriptedConnection {
         request: &ExecRequest<'_>,
         sink: &mut OutputSink<'_>,
     ) -> Result<ExitStatus, TransportError> {
-        // Lost before this command (its channel would not open), or while it ran.
-        let lost = |sent| TransportError::ConnectionLost {
-            host: self.name.clone(),
-            detail: "scripted".into(),
-            sent,
-        };
         if self.link.lost.load(Ordering::SeqCst) {
-            self.link.noticed.store(true, Ordering::SeqCst);
-            return Err(lost(false));
+            return Err(self.lose(false));
         }
         if let Some(guard) = Guard::of(request.command) {
             return self.guard(&guard, request, sink).await;
@@ -218,11 +211,7 @@ impl Connection for ScriptedConnection {
                     host: self.name.clone(),
                 })
             }
-            Reply::Lose => {
-                self.link.lost.store(true, Ordering::SeqCst);
-                self.link.noticed.store(true, Ordering::SeqCst);
-                Err(lost(true))
-            }
+            Reply::Lose => Err(self.lose(true)),
         }
     }
 
@@ -321,12 +310,7 @@ impl ScriptedConnection {
         // As the shell: the step waits for the controller's go-ahead, and without it runs
         // nothing.
         if let Some((step, _)) = step.as_ref().filter(|(_, r)| !matches!(r, Reply::Lose)) {
-            let input = request.stdin.as_ref().map(Input::bytes);
-            let given = match input {
-                Some(bytes) => bytes.await,
-                None => Vec::new(),
-            };
-            if given != super::guard::go(&guard.nonce) {
+            if request.input().await != super::guard::go(&guard.nonce) {
                 parts.push(format!("no go-ahead for {step}"));
                 self.keep(&parts);
                 sink(OutputStream::Stderr, b"no go-ahead: the step did not run\n");
@@ -342,18 +326,24 @@ impl ScriptedConnection {
             // The step started, and the connection dropped before anything came back.
             Some((step, Reply::Lose)) => {
                 parts.push(step.clone());
-                self.link.lost.store(true, Ordering::SeqCst);
-                self.link.noticed.store(true, Ordering::SeqCst);
-                Err(TransportError::ConnectionLost {
-                    host: self.name.clone(),
-                    detail: "scripted".into(),
-                    sent: true,
-                })
+                Err(self.lose(true))
             }
             _ => Ok(ExitStatus::Code(0)),
         };
         self.keep(&parts);
         exit
+    }
+
+    /// The connection is lost (and known so), before a command was sent (its channel would
+    /// not open) or while it ran.
+    fn lose(&self, sent: bool) -> TransportError {
+        self.link.lost.store(true, Ordering::SeqCst);
+        self.link.noticed.store(true, Ordering::SeqCst);
+        TransportError::ConnectionLost {
+            host: self.name.clone(),
+            detail: "scripted".into(),
+            sent,
+        }
     }
 
     /// Keeps a guarded command's parts as the one command the host ran.

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use super::SshConnection;
 use crate::transport::sudo::{self, PasswordCheck};
 use crate::transport::termination::{not_cancelled, Grace, Signal, Step, Termination};
-use crate::transport::{ExecRequest, ExitStatus, Input, OutputSink, OutputStream, TransportError};
+use crate::transport::{ExecRequest, ExitStatus, OutputSink, OutputStream, TransportError};
 
 /// TERM to KILL, and KILL to abandoning the channel (the host may never answer).
 const GRACE: Grace = Grace {
@@ -225,12 +225,9 @@ impl SshConnection {
             return Err(self.channel_error(e, true).await);
         }
         let (mut read, write) = channel.split();
-        let stdin = request.stdin.as_ref().map(Input::bytes);
+        let stdin = request.input();
         let stdin_fut = async {
-            let stdin = match stdin {
-                Some(bytes) => bytes.await,
-                None => Vec::new(),
-            };
+            let stdin = stdin.await;
             if !stdin.is_empty() {
                 write.data(&stdin[..]).await?;
             }

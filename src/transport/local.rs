@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::sudo::{self, PasswordCheck};
 use super::termination::{not_cancelled, Grace, Signal, Step, Termination};
-use super::{ExecRequest, ExitStatus, Input, OutputSink, OutputStream, TransportError};
+use super::{ExecRequest, ExitStatus, OutputSink, OutputStream, TransportError};
 
 /// TERM to KILL; once the group is killed nothing of it can hold the pipes open: stop
 /// reading at once.
@@ -63,7 +63,7 @@ impl LocalConnection {
         let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(self.exec_error("no pipes to the child"));
         };
-        let stdin_task = feed_stdin(request.stdin.as_ref(), child.stdin.take());
+        let stdin_task = feed_stdin(request, child.stdin.take());
         let mut stop = Termination::start(request, GRACE, Instant::now());
         let mut sudo = PasswordCheck::new(request);
         let (mut out, mut err) = (Pipe::new(out), Pipe::new(err));
@@ -127,8 +127,8 @@ impl LocalConnection {
 }
 
 /// A command that does not read its stdin must not block us: it is written aside.
-fn feed_stdin(input: Option<&Input<'_>>, pipe: Option<ChildStdin>) -> Option<JoinHandle<()>> {
-    let (bytes, mut pipe) = (input?.bytes(), pipe?);
+fn feed_stdin(request: &ExecRequest<'_>, pipe: Option<ChildStdin>) -> Option<JoinHandle<()>> {
+    let (bytes, mut pipe) = (request.input(), pipe?);
     Some(tokio::spawn(async move {
         let _ = pipe.write_all(&bytes.await).await;
     }))
