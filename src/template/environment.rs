@@ -8,10 +8,10 @@
 use std::cmp::Ordering;
 use std::sync::LazyLock;
 
-use minijinja::value::{Serde, Value};
+use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, Expression, Template, UndefinedBehavior};
 
-use super::docker;
+use super::{docker, json};
 
 /// Template sources are registered under this prefix, so that an `{% include 'name' %}`
 /// in one of them never finds another by its text: without the prefix, a name is not
@@ -45,22 +45,22 @@ fn environment() -> Environment<'static> {
     // playbooks use as freely as filters.
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("docker_by_name", |list: Value| {
-        Value::from(Serde(docker::by_name(&to_json(&list))))
+        json::value(docker::by_name(&json::of(&list)))
     });
     env.add_filter("docker_label", |containers: Value, key: String| {
-        Value::from(Serde(docker::label(&to_json(&containers), &key)))
+        json::value(docker::label(&json::of(&containers), &key))
     });
     env.add_filter("docker_run_options", |c: Value, i: Value| {
-        docker::run_options(&to_json(&c), &to_json(&i))
+        docker::run_options(&json::of(&c), &json::of(&i))
     });
     env.add_filter("docker_run_context", |c: Value, i: Value| {
-        docker::run_context(&to_json(&c), &to_json(&i))
+        docker::run_context(&json::of(&c), &json::of(&i))
     });
     env.add_filter("docker_run_command", |c: Value, i: Value| {
-        docker::run_command(&to_json(&c), &to_json(&i))
+        docker::run_command(&json::of(&c), &json::of(&i))
     });
     env.add_filter("docker_published", |c: Value, port: Value| {
-        docker::published(&to_json(&c), &port.to_string())
+        docker::published(&json::of(&c), &port.to_string())
     });
     env.add_test("version", version_test);
     env.add_test("pinned_version", |v: Value| {
@@ -71,14 +71,10 @@ fn environment() -> Environment<'static> {
     env
 }
 
-pub(super) fn to_json(value: &Value) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
 /// Ansible's `from_json`: a registered `stdout` read as the JSON it is.
 fn from_json(text: &str) -> Result<Value, Error> {
     serde_json::from_str::<serde_json::Value>(text)
-        .map(|v| Value::from(Serde(v)))
+        .map(json::value)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("not JSON: {e}")))
 }
 

@@ -74,7 +74,7 @@ impl Memo {
         {
             return (found.id, found.template);
         }
-        let bytes = approx_bytes(json);
+        let bytes = super::json::json_bytes(json);
         if self.interned_bytes + bytes > INTERNED_BUDGET {
             // Ids are never reused: what was derived from a dropped id can only be
             // missed, never confused with a value derived from a new one.
@@ -199,22 +199,10 @@ fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
-/// Roughly the memory a value holds: its text and a node's overhead for each value.
-fn approx_bytes(json: &serde_json::Value) -> usize {
-    use serde_json::Value as J;
-    const NODE: usize = 48;
-    NODE + match json {
-        J::String(s) => s.len(),
-        J::Array(items) => items.iter().map(approx_bytes).sum(),
-        J::Object(map) => map.iter().map(|(k, v)| k.len() + approx_bytes(v)).sum(),
-        _ => 0,
-    }
-}
-
 /// The estimated size of a rendered value or an error.
-pub(super) fn approx_result_bytes(value: &Result<serde_json::Value, TemplateError>) -> usize {
+pub(super) fn approx_result_bytes(value: &Result<Value, TemplateError>) -> usize {
     match value {
-        Ok(json) => approx_bytes(json),
+        Ok(value) => super::json::approx_bytes(value),
         Err(e) => e.message.len(),
     }
 }

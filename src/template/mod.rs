@@ -15,13 +15,14 @@
 
 mod docker;
 mod environment;
+mod json;
 mod memo;
 mod resolve;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use minijinja::value::Value;
+use minijinja::value::{Serde, Value};
 use minijinja::{Error, ErrorKind, Expression};
 
 pub use environment::compare_versions;
@@ -131,7 +132,7 @@ impl Templates {
         &self,
         value: &serde_json::Value,
         scope: &Scope,
-    ) -> Result<serde_json::Value, TemplateError> {
+    ) -> Result<Value, TemplateError> {
         Ok(match value {
             serde_json::Value::String(s) if is_template(s) => match single_expression(s) {
                 Some(expression) => self.eval_value(expression, scope)?,
@@ -142,37 +143,29 @@ impl Templates {
                     let rendered = template
                         .render(context(&used, scope.values))
                         .map_err(|e| explain(e, &used, scope.vars))?;
-                    serde_json::Value::String(rendered)
+                    Value::from(rendered)
                 }
             },
-            serde_json::Value::Array(items) => serde_json::Value::Array(
-                items
-                    .iter()
-                    .map(|i| self.render_value(i, scope))
-                    .collect::<Result<_, _>>()?,
-            ),
-            serde_json::Value::Object(map) => serde_json::Value::Object(
+            serde_json::Value::Array(items) => items
+                .iter()
+                .map(|i| self.render_value(i, scope))
+                .collect::<Result<Value, _>>()?,
+            serde_json::Value::Object(map) => Value::from_pairs(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_value(v, scope)?)))
-                    .collect::<Result<_, TemplateError>>()?,
+                    .map(|(k, v)| Ok((k.as_str(), self.render_value(v, scope)?)))
+                    .collect::<Result<Vec<_>, TemplateError>>()?,
             ),
-            other => other.clone(),
+            other => Value::from(Serde(other)),
         })
     }
 
     /// The value of one expression, with its type (a mapping, a list, a number...).
-    fn eval_value(
-        &self,
-        expression: &str,
-        scope: &Scope,
-    ) -> Result<serde_json::Value, TemplateError> {
+    fn eval_value(&self, expression: &str, scope: &Scope) -> Result<Value, TemplateError> {
         let expr = self.compile(expression)?;
         let used = self.expression_uses(expression, &expr);
         check_defined(expression, &used, scope.vars)?;
-        let value = expr
-            .eval(context(&used, scope.values))
-            .map_err(|e| explain(e, &used, scope.vars))?;
-        Ok(environment::to_json(&value))
+        expr.eval(context(&used, scope.values))
+            .map_err(|e| explain(e, &used, scope.vars))
     }
 
     /// The variables a template or expression reads, and those that the variables it reads

@@ -188,11 +188,10 @@ impl<'t> Resolver<'t> {
             .templates
             .render_value(definition, &scope)
             .map_err(|e| in_variable(name, e));
-        let bytes = approx_result_bytes(&rendered);
-        let value = rendered.map(|json| Value::from(Serde(json)));
         if let Some(id) = keep_as {
-            self.templates.memo().keep(id, value.clone(), bytes);
+            let bytes = approx_result_bytes(&rendered);
+            self.templates.memo().keep(id, rendered.clone(), bytes);
         }
-        value
+        rendered
     }
 }

@@ -1,0 +1,187 @@
+//! Parsed JSON as templates see it, without converting it to template values.
+//!
+//! A SimpleLogin host's `docker inspect` output is tens of kilobytes. Converting it to
+//! minijinja's own values (and back to JSON for the `docker_*` filters) on every render
+//! that reads it was most of the controller's CPU on a fleet. A [`Json`] is a view into
+//! one shared parse: reading `sl_found.containers[0].Config` walks it, a filter that wants
+//! JSON gets the very node, and nothing is copied but the scalars a template reads.
+//!
+//! Mappings enumerate their keys sorted, as minijinja's own maps do, so that a template
+//! that loops over one or prints one sees what it saw before this view existed.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Object, ObjectRepr, Serde, Value};
+use serde_json::Value as J;
+
+/// One node of a shared JSON document: the document and the way down to the node.
+#[derive(Debug)]
+pub(super) struct Json {
+    root: Arc<J>,
+    path: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// `json` as a template value: a scalar as itself, an array or a mapping as a view.
+pub(super) fn value(json: J) -> Value {
+    Json::at(Arc::new(json), Vec::new())
+}
+
+/// The JSON of a template value: the node itself when the value is a view, else converted.
+pub(super) fn of(value: &Value) -> Cow<'_, J> {
+    match value.downcast_object_ref::<Json>() {
+        Some(view) => Cow::Borrowed(view.node()),
+        None => Cow::Owned(serde_json::to_value(value).unwrap_or(J::Null)),
+    }
+}
+
+/// Roughly the memory `value` holds, for the memo's budget.
+pub(super) fn approx_bytes(value: &Value) -> usize {
+    const NODE: usize = 48;
+    if let Some(view) = value.downcast_object_ref::<Json>() {
+        return json_bytes(view.node());
+    }
+    NODE + match (value.as_str(), value.try_iter()) {
+        (Some(s), _) => s.len(),
+        (None, Ok(items)) => items
+            .map(|item| approx_bytes(&item) + value.get_item(&item).map_or(0, |v| approx_bytes(&v)))
+            .sum(),
+        (None, Err(_)) => 0,
+    }
+}
+
+/// Roughly the memory a parsed JSON value holds: its text and a node's overhead for each
+/// value.
+pub(super) fn json_bytes(json: &J) -> usize {
+    const NODE: usize = 48;
+    NODE + match json {
+        J::String(s) => s.len(),
+        J::Array(items) => items.iter().map(json_bytes).sum(),
+        J::Object(map) => map.iter().map(|(k, v)| k.len() + json_bytes(v)).sum(),
+        _ => 0,
+    }
+}
+
+impl Json {
+    fn at(root: Arc<J>, path: Vec<Step>) -> Value {
+        let view = Json { root, path };
+        match view.node() {
+            J::Array(_) | J::Object(_) => Value::from_object(view),
+            scalar => Value::from(Serde(scalar)),
+        }
+    }
+
+    /// The node, found again from the root: the path was taken from this very document.
+    fn node(&self) -> &J {
+        let mut node = &*self.root;
+        for step in &self.path {
+            let next = match (node, step) {
+                (J::Object(map), Step::Key(key)) => map.get(key),
+                (J::Array(items), Step::Index(i)) => items.get(*i),
+                _ => None,
+            };
+            node = next.unwrap_or(&J::Null);
+        }
+        node
+    }
+
+    fn child(&self, step: Step) -> Value {
+        let mut path = Vec::with_capacity(self.path.len() + 1);
+        path.extend_from_slice(&self.path);
+        path.push(step);
+        Json::at(self.root.clone(), path)
+    }
+}
+
+impl Object for Json {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        match self.node() {
+            J::Array(_) => ObjectRepr::Seq,
+            _ => ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match self.node() {
+            J::Object(map) => {
+                let key = key.as_str()?;
+                map.contains_key(key)
+                    .then(|| self.child(Step::Key(key.to_string())))
+            }
+            J::Array(items) => {
+                let i = key.as_usize()?;
+                (i < items.len()).then(|| self.child(Step::Index(i)))
+            }
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        match self.node() {
+            J::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                Enumerator::Values(keys.into_iter().map(|k| Value::from(k.as_str())).collect())
+            }
+            J::Array(items) => Enumerator::Seq(items.len()),
+            _ => Enumerator::Empty,
+        }
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(match self.node() {
+            J::Object(map) => map.len(),
+            J::Array(items) => items.len(),
+            _ => 0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn converted(json: &J) -> Value {
+        Value::from(Serde(json))
+    }
+
+    #[test]
+    fn a_view_reads_prints_and_compares_as_the_converted_value_does() {
+        let doc = json!({"b": [1, -2, 2.5, "x", null, true], "a": {"z": {}, "y": []}});
+        let view = value(doc.clone());
+        let plain = converted(&doc);
+        assert_eq!(view.to_string(), plain.to_string());
+        assert_eq!(view, plain);
+        assert_eq!(view.len(), Some(2));
+        let b = view.get_attr("b").unwrap();
+        assert_eq!(b.get_item(&Value::from(-1)).unwrap(), Value::from(true));
+        assert_eq!(b.get_item(&Value::from(1)).unwrap(), Value::from(-2));
+        assert!(b.get_item(&Value::from(9)).unwrap().is_undefined());
+        assert!(!view.get_attr("a").unwrap().get_attr("z").unwrap().is_true());
+        assert!(view.get_attr("missing").unwrap().is_undefined());
+    }
+
+    #[test]
+    fn a_filter_gets_the_node_itself_and_other_values_converted() {
+        let doc = json!({"containers": [{"Name": "/sl-app"}]});
+        let view = value(doc.clone());
+        let node = view.get_attr("containers").unwrap();
+        assert!(matches!(of(&node), Cow::Borrowed(_)));
+        assert_eq!(*of(&node), doc["containers"]);
+        assert_eq!(*of(&converted(&doc)), doc);
+    }
+
+    #[test]
+    fn its_size_is_that_of_the_node() {
+        let doc = json!({"stdout": "x".repeat(1000)});
+        assert_eq!(approx_bytes(&value(doc.clone())), json_bytes(&doc));
+        assert!(approx_bytes(&converted(&doc)) >= 1000);
+    }
+}
