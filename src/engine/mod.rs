@@ -64,9 +64,10 @@ pub async fn preflight<C: Connector>(
     control: &Control,
 ) -> Vec<PreflightResult> {
     let silent = silent();
-    let templates = Templates::new();
+    let templates = Templates::shared();
+    templates.make_room_for(job.forks);
     let cx = Context::new(job, connector, run_dir, options, control);
-    let run = Run::new(&cx, &templates, &silent);
+    let run = Run::new(&cx, templates, &silent);
     // A playbook of pre-flight steps only (`fleetup status`) has no turn to wait for.
     let turns = job.playbook.steps.len() > job.playbook.preflight_len;
     let budget = match options.waiting_connections {
@@ -113,9 +114,10 @@ pub async fn execute<C: Connector>(
     for event in &options.announce {
         events.emit(event.clone());
     }
-    let templates = Templates::new();
+    let templates = Templates::shared();
+    templates.make_room_for(job.forks);
     let cx = Context::new(job, connector, run_dir, options, control);
-    let run = Run::new(&cx, &templates, events);
+    let run = Run::new(&cx, templates, events);
     let last = batches.iter().rposition(|b| !b.hosts.is_empty());
     let mut rollout = Rollout::default();
     for (index, batch) in batches.iter().enumerate() {

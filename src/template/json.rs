@@ -41,11 +41,15 @@ pub(super) fn of(value: &Value) -> Cow<'_, J> {
     }
 }
 
-/// Roughly the memory `value` holds, for the memo's budget.
+/// Roughly the memory `value` holds, for the memo's budget. A view into a document holds
+/// the document only when it is the whole document: the views into it share it.
 pub(super) fn approx_bytes(value: &Value) -> usize {
     const NODE: usize = 48;
     if let Some(view) = value.downcast_object_ref::<Json>() {
-        return json_bytes(view.node());
+        return match view.path.is_empty() {
+            true => json_bytes(&view.root),
+            false => NODE,
+        };
     }
     NODE + match (value.as_str(), value.try_iter()) {
         (Some(s), _) => s.len(),
@@ -179,9 +183,11 @@ mod tests {
     }
 
     #[test]
-    fn its_size_is_that_of_the_node() {
-        let doc = json!({"stdout": "x".repeat(1000)});
-        assert_eq!(approx_bytes(&value(doc.clone())), json_bytes(&doc));
+    fn the_document_is_counted_once_not_in_every_view_into_it() {
+        let doc = json!({"stdout": {"text": "x".repeat(1000)}});
+        let whole = value(doc.clone());
+        assert_eq!(approx_bytes(&whole), json_bytes(&doc));
+        assert!(approx_bytes(&whole.get_attr("stdout").unwrap()) < 100);
         assert!(approx_bytes(&converted(&doc)) >= 1000);
     }
 }

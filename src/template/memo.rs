@@ -20,12 +20,28 @@ use minijinja::value::Value;
 
 use super::{has_template, FastMap, TemplateError};
 
-/// The estimated size of the values interned (definitions, registered outputs) before
-/// everything is dropped and worked out again: a SimpleLogin host's outputs are about
-/// 40 kB, so this holds those of a few hundred hosts in flight.
-const INTERNED_BUDGET: usize = 16 << 20;
-/// The estimated size of the rendered values kept.
-const VALUES_BUDGET: usize = 16 << 20;
+/// How much is kept (estimated sizes), whatever the hosts in flight.
+const BUDGET: Budget = Budget {
+    interned: 16 << 20,
+    values: 16 << 20,
+};
+/// What one host in flight needs kept, so that its variables are not worked out again
+/// before its run reads them (measured on the shipped playbook: a SimpleLogin host's
+/// discovery output alone is about 94 kB, and the values parsed from it about twice that).
+/// When the hosts in flight need more than the budget, the least recently used always
+/// goes just before it is read again: everything is worked out again for every template.
+const PER_HOST: Budget = Budget {
+    interned: 256 << 10,
+    values: 320 << 10,
+};
+
+/// The estimated size of the values interned (definitions, registered outputs) and of
+/// the rendered values kept.
+#[derive(Clone, Copy)]
+struct Budget {
+    interned: usize,
+    values: usize,
+}
 
 /// How a variable that is a template gets its value: from which definition, reading what.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -40,6 +56,8 @@ struct Interned {
     json: serde_json::Value,
     id: u64,
     template: bool,
+    bytes: usize,
+    used: u64,
 }
 
 struct Kept {
@@ -52,66 +70,123 @@ struct Kept {
 pub(super) struct Memo {
     interned: FastMap<u64, Vec<Interned>>,
     interned_bytes: usize,
-    derivations: FastMap<Derivation, u64>,
-    /// What each definition that is a template reads, by the definition's id.
-    needs: FastMap<u64, Arc<[String]>>,
+    /// Each derivation's id, and when it was last asked for.
+    derivations: FastMap<Derivation, (u64, u64)>,
+    /// What each definition that is a template reads, by the definition's id, and when it
+    /// was last asked for.
+    needs: FastMap<u64, (Arc<[String]>, u64)>,
     values: FastMap<u64, Kept>,
     values_bytes: usize,
     clock: u64,
     next_id: u64,
+    /// Raised for many hosts in flight by [`Memo::make_room_for`].
+    budget: Option<Budget>,
 }
 
 impl Memo {
+    /// Keeps at least enough for `hosts` hosts in flight.
+    pub fn make_room_for(&mut self, hosts: usize) {
+        let budget = self.budget();
+        self.budget = Some(Budget {
+            interned: budget.interned.max(hosts * PER_HOST.interned),
+            values: budget.values.max(hosts * PER_HOST.values),
+        });
+    }
+
+    fn budget(&self) -> Budget {
+        self.budget.unwrap_or(BUDGET)
+    }
+
     /// The id of `json`'s content, and whether it holds a template.
     pub fn intern(&mut self, json: &serde_json::Value) -> (u64, bool) {
         let mut hasher = foldhash::fast::FixedState::default().build_hasher();
         hash_json(json, &mut hasher);
         let hash = hasher.finish();
+        self.clock += 1;
+        let now = self.clock;
         if let Some(found) = self
             .interned
-            .get(&hash)
-            .and_then(|candidates| candidates.iter().find(|c| same(&c.json, json)))
+            .get_mut(&hash)
+            .and_then(|candidates| candidates.iter_mut().find(|c| same(&c.json, json)))
         {
+            found.used = now;
             return (found.id, found.template);
         }
         let bytes = super::json::json_bytes(json);
-        if self.interned_bytes + bytes > INTERNED_BUDGET {
-            // Ids are never reused: what was derived from a dropped id can only be
-            // missed, never confused with a value derived from a new one.
-            *self = Memo {
-                next_id: self.next_id,
-                clock: self.clock,
-                ..Memo::default()
-            };
-        }
         self.interned_bytes += bytes;
+        if self.interned_bytes > self.budget().interned {
+            self.forget_oldest();
+        }
         let id = self.fresh_id();
         let template = has_template(json);
         self.interned.entry(hash).or_default().push(Interned {
             json: json.clone(),
             id,
             template,
+            bytes,
+            used: now,
         });
         (id, template)
     }
 
+    /// Drops the contents least recently interned (a host long finished), and what was
+    /// derived from them no later. Ids are never reused: what was derived from a dropped
+    /// id can only be missed, never confused with a value derived from a new one. Only the
+    /// oldest go, so the hosts in flight keep theirs: dropping everything at once made
+    /// every host in flight intern its outputs again, which filled the budget again.
+    fn forget_oldest(&mut self) {
+        let mut by_age: Vec<(u64, u64, u64)> = self
+            .interned
+            .iter()
+            .flat_map(|(hash, all)| all.iter().map(|i| (i.used, *hash, i.id)))
+            .collect();
+        by_age.sort_unstable();
+        let mut cutoff = 0;
+        let enough = self.budget().interned / 4 * 3;
+        for (used, hash, id) in by_age {
+            if self.interned_bytes <= enough {
+                break;
+            }
+            cutoff = used;
+            let Some(all) = self.interned.get_mut(&hash) else {
+                continue;
+            };
+            if let Some(at) = all.iter().position(|i| i.id == id) {
+                self.interned_bytes -= all.swap_remove(at).bytes;
+            }
+            if all.is_empty() {
+                self.interned.remove(&hash);
+            }
+        }
+        self.derivations.retain(|_, (_, used)| *used > cutoff);
+        self.needs.retain(|_, (_, used)| *used > cutoff);
+    }
+
     /// The id of what `derivation` gives.
     pub fn derivation(&mut self, derivation: Derivation) -> u64 {
-        if let Some(id) = self.derivations.get(&derivation) {
+        self.clock += 1;
+        let now = self.clock;
+        if let Some((id, used)) = self.derivations.get_mut(&derivation) {
+            *used = now;
             return *id;
         }
         let id = self.fresh_id();
-        self.derivations.insert(derivation, id);
+        self.derivations.insert(derivation, (id, now));
         id
     }
 
     /// The variables the definition `id` reads, sorted, once told by [`Memo::read_by`].
-    pub fn needs(&self, id: u64) -> Option<Arc<[String]>> {
-        self.needs.get(&id).cloned()
+    pub fn needs(&mut self, id: u64) -> Option<Arc<[String]>> {
+        self.clock += 1;
+        let now = self.clock;
+        let (needs, used) = self.needs.get_mut(&id)?;
+        *used = now;
+        Some(needs.clone())
     }
 
     pub fn read_by(&mut self, id: u64, needs: Arc<[String]>) {
-        self.needs.insert(id, needs);
+        self.clock += 1;
+        self.needs.insert(id, (needs, self.clock));
     }
 
     /// An id no other value has: for a value that is not kept.
@@ -141,12 +216,13 @@ impl Memo {
         if let Some(old) = self.values.insert(id, kept) {
             self.values_bytes -= old.bytes;
         }
-        if self.values_bytes > VALUES_BUDGET {
+        let budget = self.budget().values;
+        if self.values_bytes > budget {
             let mut by_age: Vec<(u64, u64)> =
                 self.values.iter().map(|(id, k)| (k.used, *id)).collect();
             by_age.sort_unstable();
             for (_, id) in by_age {
-                if self.values_bytes <= VALUES_BUDGET / 4 * 3 {
+                if self.values_bytes <= budget / 4 * 3 {
                     break;
                 }
                 if let Some(k) = self.values.remove(&id) {
@@ -223,29 +299,59 @@ mod tests {
         assert_ne!(a, memo.intern(&json!({"x": 1, "y": [1, "b"]})));
     }
 
-    #[test]
-    fn past_the_budget_everything_is_worked_out_again_with_new_ids() {
-        let mut memo = Memo::default();
-        let first = memo.intern(&json!("first")).0;
+    fn derived_from(memo: &mut Memo, content: &serde_json::Value) -> (u64, Derivation) {
+        let definition = memo.intern(content).0;
         let derivation = Derivation {
             name: "d".into(),
-            definition: first,
+            definition,
             inputs: vec![],
         };
-        let id = memo.derivation(derivation.clone());
-        assert_eq!(id, memo.derivation(derivation.clone()));
-        memo.keep(id, Ok(Value::from(1)), 10);
-        assert!(memo.value(id).is_some());
-        memo.intern(&json!("x".repeat(INTERNED_BUDGET)));
-        assert!(memo.value(id).is_none());
-        assert_ne!(memo.intern(&json!("first")).0, first);
-        assert_ne!(memo.derivation(derivation), id);
+        (definition, derivation)
+    }
+
+    #[test]
+    fn past_the_budget_the_oldest_contents_and_their_derivations_get_new_ids() {
+        let mut memo = Memo::default();
+        let (_, old_derivation) = derived_from(&mut memo, &json!("old"));
+        let old_derived = memo.derivation(old_derivation.clone());
+        let (recent, recent_derivation) = derived_from(&mut memo, &json!("recent"));
+        let recent_derived = memo.derivation(recent_derivation.clone());
+        memo.intern(&json!("x".repeat(BUDGET.interned / 2)));
+        assert_eq!(memo.intern(&json!("recent")).0, recent, "within the budget");
+        assert_eq!(memo.derivation(recent_derivation.clone()), recent_derived);
+        memo.intern(&json!("y".repeat(BUDGET.interned / 2)));
+        assert_eq!(memo.intern(&json!("recent")).0, recent, "used since: kept");
+        assert_eq!(memo.derivation(recent_derivation), recent_derived);
+        let (old_again, _) = derived_from(&mut memo, &json!("old"));
+        assert!(
+            old_again > recent_derived,
+            "dropped, and never its old id again"
+        );
+        assert_ne!(memo.derivation(old_derivation), old_derived);
+    }
+
+    #[test]
+    fn room_for_many_hosts_keeps_what_the_default_budget_drops() {
+        let mut memo = Memo::default();
+        memo.make_room_for(1000);
+        memo.keep(1, Ok(Value::from(1)), BUDGET.values);
+        memo.keep(2, Ok(Value::from(2)), BUDGET.values);
+        let first = memo.intern(&json!("first")).0;
+        memo.intern(&json!("x".repeat(BUDGET.interned)));
+        assert!(memo.value(1).is_some());
+        assert_eq!(memo.intern(&json!("first")).0, first);
+        memo.make_room_for(1);
+        assert_eq!(
+            memo.intern(&json!("first")).0,
+            first,
+            "room is never taken back"
+        );
     }
 
     #[test]
     fn the_least_recently_used_values_make_way() {
         let mut memo = Memo::default();
-        let quarter = VALUES_BUDGET / 4;
+        let quarter = BUDGET.values / 4;
         for id in 1..=4 {
             memo.keep(id, Ok(Value::from(id)), quarter);
         }

@@ -20,7 +20,7 @@ mod memo;
 mod resolve;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use minijinja::value::{Serde, Value};
 use minijinja::{Error, ErrorKind, Expression};
@@ -82,6 +82,18 @@ impl Templates {
             compiled: Mutex::new(Compiled::default()),
             memo: Mutex::new(Memo::default()),
         }
+    }
+
+    /// The process's templates. What they keep is known by content alone, so the
+    /// pre-flight's work serves the host's turn: a host's facts are parsed once per run.
+    pub fn shared() -> &'static Templates {
+        static SHARED: LazyLock<Templates> = LazyLock::new(Templates::new);
+        &SHARED
+    }
+
+    /// Keeps enough of what is worked out for `hosts` hosts in flight at once.
+    pub fn make_room_for(&self, hosts: usize) {
+        self.memo().make_room_for(hosts);
     }
 
     /// Renders a template (a command) with `vars`.

@@ -162,14 +162,28 @@ impl<'t> Resolver<'t> {
         Ok(value)
     }
 
-    /// Renders `name`'s definition; keeps the outcome under `keep_as`, an error too: the
-    /// same inputs give the same error.
+    /// Renders `name`'s definition; keeps the outcome under `keep_as`, an error too (its
+    /// own or that of a variable it reads): the same inputs give the same error.
     fn render(
         &mut self,
         name: &str,
         definition: &serde_json::Value,
         needs: &[String],
         keep_as: Option<u64>,
+    ) -> Result<Value, TemplateError> {
+        let rendered = self.render_with_needs(name, definition, needs);
+        if let Some(id) = keep_as {
+            let bytes = approx_result_bytes(&rendered);
+            self.templates.memo().keep(id, rendered.clone(), bytes);
+        }
+        rendered
+    }
+
+    fn render_with_needs(
+        &mut self,
+        name: &str,
+        definition: &serde_json::Value,
+        needs: &[String],
     ) -> Result<Value, TemplateError> {
         let mut values = HashMap::with_capacity(needs.len());
         for need in needs {
@@ -184,14 +198,8 @@ impl<'t> Resolver<'t> {
             vars: self.vars,
             values: &values,
         };
-        let rendered = self
-            .templates
+        self.templates
             .render_value(definition, &scope)
-            .map_err(|e| in_variable(name, e));
-        if let Some(id) = keep_as {
-            let bytes = approx_result_bytes(&rendered);
-            self.templates.memo().keep(id, rendered.clone(), bytes);
-        }
-        rendered
+            .map_err(|e| in_variable(name, e))
     }
 }

@@ -7,6 +7,7 @@
 //! is kept either way.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -52,19 +53,27 @@ impl Findings {
     }
 }
 
+/// Serialized whole, then compressed in one go: serde_json writes in small pieces, and
+/// each write into the encoder cleared a fresh output buffer (6 % of the controller's
+/// CPU at 200 hosts).
 fn deflate(vars: &Vars) -> Vec<u8> {
     let mut encoder = DeflateEncoder::new(Vec::new(), Compression::fast());
     // Writing into memory fails only when memory does.
-    let written = serde_json::to_writer(&mut encoder, vars);
-    match (written, encoder.finish()) {
+    let json = serde_json::to_vec(vars).unwrap_or_default();
+    match (encoder.write_all(&json), encoder.finish()) {
         (Ok(()), Ok(bytes)) => bytes,
         _ => Vec::new(),
     }
 }
 
-/// What [`deflate`] made; as nothing else writes it, it reads back whole.
+/// What [`deflate`] made; as nothing else writes it, it reads back whole. Inflated whole
+/// before it is parsed: serde_json reads a reader a byte at a time.
 fn inflate(bytes: &[u8]) -> Vars {
-    serde_json::from_reader(DeflateDecoder::new(bytes)).unwrap_or_default()
+    let mut json = Vec::new();
+    match DeflateDecoder::new(bytes).read_to_end(&mut json) {
+        Ok(_) => serde_json::from_slice(&json).unwrap_or_default(),
+        Err(_) => Vars::new(),
+    }
 }
 
 /// A host waiting for its turn.
