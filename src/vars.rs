@@ -10,6 +10,47 @@ use crate::yaml::Document;
 /// Variables by name, in the order they were first set.
 pub type Vars = serde_json::Map<String, Value>;
 
+/// Where a template finds its variables: one set of them, or a few laid over each other
+/// ([`Over`]) so that a step's own variables and its result need no copy of the host's.
+pub trait Lookup {
+    fn get(&self, name: &str) -> Option<&Value>;
+    /// Every name defined, each once (for suggestions when one is misspelt).
+    fn names(&self) -> Vec<&str>;
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+impl Lookup for Vars {
+    fn get(&self, name: &str) -> Option<&Value> {
+        serde_json::Map::get(self, name)
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.keys().map(String::as_str).collect()
+    }
+}
+
+/// `top` laid over `base`: what [`overlay`] on a copy of `base` would give.
+pub struct Over<'a> {
+    pub base: &'a dyn Lookup,
+    pub top: std::borrow::Cow<'a, Vars>,
+}
+
+impl Lookup for Over<'_> {
+    fn get(&self, name: &str) -> Option<&Value> {
+        serde_json::Map::get(&self.top, name).or_else(|| self.base.get(name))
+    }
+
+    fn names(&self) -> Vec<&str> {
+        let mut names = self.base.names();
+        names.extend(self.top.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
 /// Sets every variable of `over` in `base`, replacing whole values (Ansible's default
 /// `hash_behaviour = replace`: a dict set at a higher level replaces the lower one).
 pub fn overlay(base: &mut Vars, over: &Vars) {
@@ -109,5 +150,21 @@ mod tests {
         overlay(&mut base, &parse_extra_vars(r#"{"d": {"a": 9}}"#).unwrap());
         assert_eq!(base["d"], json!({"a": 9}));
         assert_eq!(base["x"], json!(1));
+    }
+
+    #[test]
+    fn a_layer_reads_as_the_overlay_of_a_copy_does() {
+        let base = parse_extra_vars(r#"{"d": {"a": 1}, "x": 1}"#).unwrap();
+        let top = parse_extra_vars(r#"{"d": {"b": 2}, "y": 2}"#).unwrap();
+        let mut copy = base.clone();
+        overlay(&mut copy, &top);
+        let over = Over {
+            base: &base,
+            top: std::borrow::Cow::Borrowed(&top),
+        };
+        for name in ["d", "x", "y", "z"] {
+            assert_eq!(Lookup::get(&over, name), Lookup::get(&copy, name), "{name}");
+        }
+        assert_eq!(over.names(), vec!["d", "x", "y"]);
     }
 }

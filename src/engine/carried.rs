@@ -12,13 +12,13 @@ use crate::events::{Event, StepStatus};
 use crate::journal::HostLog;
 use crate::playbook::Step;
 use crate::transport::{Connection, Connector, ExecRequest, Later, OutputStream, TransportError};
-use crate::vars::Vars;
+use crate::vars::{Lookup, Vars};
 
 /// The first step of a host's turn, ready to run behind the guard.
 pub(super) struct Carried<'c> {
     pub step: &'c Step,
     /// Its variables, in its own scope.
-    pub vars: &'c Vars,
+    pub vars: &'c dyn Lookup,
     pub rendered: &'c Rendered,
 }
 
@@ -116,7 +116,7 @@ impl<C: Connector> StepOn<'_, C> {
         &self,
         log: &mut HostLog,
         step: &Step,
-        vars: &Vars,
+        vars: &dyn Lookup,
         output: &Output,
         started: Instant,
     ) -> StepRun {
@@ -150,7 +150,7 @@ impl<C: Connector> StepOn<'_, C> {
         (nonce, release): (&str, &str),
     ) -> (StepRun, bool) {
         let started = Instant::now();
-        let vars = &*step.scope(vars);
+        let vars = &step.scope(vars);
         let rendered = match self.prepare(step, vars) {
             Ok(Some(rendered)) => rendered,
             // Skipped or not renderable: as any step, and the release goes on its own.

@@ -164,7 +164,7 @@ impl<C: Connector> HostRun<'_, C> {
         let mut stood = self.stood_events(Some(0));
         let scoped = first.map(|(_, step, _)| step.scope(&plan.vars));
         let carried = first
-            .zip(scoped.as_deref())
+            .zip(scoped.as_ref())
             .map(|((_, step, rendered), vars)| Carried {
                 step,
                 vars,

@@ -10,7 +10,7 @@ use crate::journal::HostLog;
 use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::transport::{Connection, Connector, ExecRequest, OutputStream, TransportError};
-use crate::vars::Vars;
+use crate::vars::Lookup;
 
 /// Output kept in memory for `register` (all of it goes to the host's log).
 pub(super) const STDOUT_KEEP: usize = 1 << 20;
@@ -44,9 +44,9 @@ pub(super) struct Rendered {
 
 impl<C: Connector> StepOn<'_, C> {
     /// Runs `step` with `vars` (the host's, with what earlier steps registered).
-    pub async fn run(&self, log: &mut HostLog, step: &Step, vars: &Vars) -> StepRun {
+    pub async fn run(&self, log: &mut HostLog, step: &Step, vars: &dyn Lookup) -> StepRun {
         let started = Instant::now();
-        let vars = &*step.scope(vars);
+        let vars = &step.scope(vars);
         let (run, attempts) = match self.prepare(step, vars) {
             Err(why) => (StepRun::not_run(StepStatus::Failed, 0, why, vec![]), 0),
             Ok(None) => (StepRun::skipped(), 0),
@@ -78,7 +78,7 @@ impl<C: Connector> StepOn<'_, C> {
 
     /// The step's `when`, then its templates: `None` when it is skipped, why it cannot
     /// run when a template fails.
-    pub fn prepare(&self, step: &Step, vars: &Vars) -> Result<Option<Rendered>, String> {
+    pub fn prepare(&self, step: &Step, vars: &dyn Lookup) -> Result<Option<Rendered>, String> {
         let templates = self.run.templates;
         if let Some(cond) = &step.when {
             match verdict::evaluate(templates, cond, vars) {
@@ -121,7 +121,7 @@ impl<C: Connector> StepOn<'_, C> {
         &self,
         log: &mut HostLog,
         step: &Step,
-        vars: &Vars,
+        vars: &dyn Lookup,
         rendered: &Rendered,
     ) -> (StepRun, u32) {
         let ends = self.run.control.ends(self.at.rollback);

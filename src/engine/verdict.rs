@@ -8,7 +8,9 @@ use crate::playbook::{Condition, Step};
 use crate::registered::Registered;
 use crate::template::Templates;
 use crate::transport::ExitStatus;
-use crate::vars::Vars;
+use std::borrow::Cow;
+
+use crate::vars::{Lookup, Over, Vars};
 
 /// How one step went.
 #[derive(Debug, Clone)]
@@ -69,7 +71,7 @@ impl StepRun {
 pub(super) struct StepScope<'s> {
     pub templates: &'s Templates,
     pub step: &'s Step,
-    pub vars: &'s Vars,
+    pub vars: &'s dyn Lookup,
 }
 
 /// One attempt of a step's command that ran to an exit status.
@@ -169,20 +171,23 @@ fn judge(scope: &StepScope<'_>, r: &mut Registered) -> Result<bool, String> {
 
 /// The variables a step's own conditions see: its result as `result` and under its
 /// `register` name.
-fn condition_scope(scope: &StepScope<'_>, r: &Registered) -> Vars {
-    let mut vars = scope.vars.clone();
+fn condition_scope<'s>(scope: &StepScope<'s>, r: &Registered) -> Over<'s> {
+    let mut top = Vars::new();
     let value: Value = r.to_value();
     if let Some(name) = &scope.step.register {
-        vars.insert(name.clone(), value.clone());
+        top.insert(name.clone(), value.clone());
     }
-    vars.insert("result".into(), value);
-    vars
+    top.insert("result".into(), value);
+    Over {
+        base: scope.vars,
+        top: Cow::Owned(top),
+    }
 }
 
 pub(super) fn evaluate(
     templates: &Templates,
     cond: &Condition,
-    vars: &Vars,
+    vars: &dyn Lookup,
 ) -> Result<bool, String> {
     match cond {
         Condition::Always(b) => Ok(*b),

@@ -6,6 +6,7 @@
 //! of the same shape, and only mistakes that no output could fix (an undefined name, a
 //! syntax error, an unknown filter) are reported for templates that read them.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
@@ -15,7 +16,7 @@ use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::playbook::{Playbook, Step};
 use crate::registered::Registered;
 use crate::template::{TemplateError, Templates};
-use crate::vars::Vars;
+use crate::vars::{Lookup, Over, Vars};
 
 /// Checks the playbook against the hosts in play: required variables, and every template
 /// and condition rendered for every host. Problems shared by many hosts are reported once.
@@ -192,17 +193,22 @@ impl<'p> HostCheck<'p> {
     fn step(&self, step: &Step, vars: &Vars, registered: &HashSet<&str>, found: &mut Vec<Problem>) {
         let vars = step.scope(vars);
         // A step's own checks see its result as `result` and under its register name.
-        let mut own = vars.as_ref().clone();
-        own.insert("result".into(), self.placeholder.clone());
+        let mut result = Vars::new();
+        result.insert("result".into(), self.placeholder.clone());
         if let Some(r) = &step.register {
-            own.insert(r.clone(), self.placeholder.clone());
+            result.insert(r.clone(), self.placeholder.clone());
         }
+        let own = Over {
+            base: &vars,
+            top: Cow::Owned(result),
+        };
         for field in step.templates() {
-            let scope = if matches!(field.key, "until" | "changed_when" | "failed_when") {
-                &own
-            } else {
-                &*vars
-            };
+            let scope: &dyn Lookup =
+                if matches!(field.key, "until" | "changed_when" | "failed_when") {
+                    &own
+                } else {
+                    &vars
+                };
             let reads = Reads {
                 registered,
                 own: &step.register,
@@ -231,7 +237,7 @@ impl<'p> HostCheck<'p> {
 struct Reads<'a> {
     registered: &'a HashSet<&'a str>,
     own: &'a Option<String>,
-    vars: &'a Vars,
+    vars: &'a dyn Lookup,
 }
 
 /// Whether a render error must stop the run. An undefined name or bad syntax always must;

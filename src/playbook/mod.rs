@@ -21,7 +21,7 @@ use crate::inventory::Pattern;
 use crate::plan::{Canary, Order, Serial};
 use crate::registered::Registered;
 use crate::template::Templates;
-use crate::vars::Vars;
+use crate::vars::{Lookup, Over, Vars};
 use crate::window::Windows;
 use crate::yaml::Document;
 
@@ -211,13 +211,11 @@ pub struct Step {
 
 impl Step {
     /// The variables the step sees: `vars` with the step's own on top.
-    pub fn scope<'v>(&self, vars: &'v Vars) -> std::borrow::Cow<'v, Vars> {
-        if self.vars.is_empty() {
-            return std::borrow::Cow::Borrowed(vars);
+    pub fn scope<'v>(&'v self, vars: &'v dyn Lookup) -> Over<'v> {
+        Over {
+            base: vars,
+            top: std::borrow::Cow::Borrowed(&self.vars),
         }
-        let mut scope = vars.clone();
-        crate::vars::overlay(&mut scope, &self.vars);
-        std::borrow::Cow::Owned(scope)
     }
 }
 

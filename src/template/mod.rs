@@ -28,7 +28,7 @@ use minijinja::{Error, ErrorKind, Expression};
 pub use environment::compare_versions;
 
 use crate::diagnostic::did_you_mean;
-use crate::vars::Vars;
+use crate::vars::Lookup;
 use memo::Memo;
 use resolve::Resolver;
 
@@ -66,7 +66,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The variables a template reads, by name, and the values it sees for them (a variable
 /// that is a template, rendered).
 struct Scope<'a> {
-    vars: &'a Vars,
+    vars: &'a dyn Lookup,
     values: &'a HashMap<String, Value>,
 }
 
@@ -97,7 +97,7 @@ impl Templates {
     }
 
     /// Renders a template (a command) with `vars`.
-    pub fn render(&self, source: &str, vars: &Vars) -> Result<String, TemplateError> {
+    pub fn render(&self, source: &str, vars: &dyn Lookup) -> Result<String, TemplateError> {
         let template = environment::template(source).map_err(describe)?;
         let used = self.template_uses(source, &template);
         check_defined(source, &used, vars)?;
@@ -108,7 +108,7 @@ impl Templates {
     }
 
     /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
-    pub fn eval(&self, expression: &str, vars: &Vars) -> Result<bool, TemplateError> {
+    pub fn eval(&self, expression: &str, vars: &dyn Lookup) -> Result<bool, TemplateError> {
         let expr = self.compile(expression)?;
         let used = self.expression_uses(expression, &expr);
         check_defined(expression, &used, vars)?;
@@ -186,7 +186,7 @@ impl Templates {
         &self,
         source: &str,
         is_expression: bool,
-        vars: &Vars,
+        vars: &dyn Lookup,
     ) -> Result<HashSet<String>, TemplateError> {
         let direct = if is_expression {
             self.variables_of_expression(source)?
@@ -336,10 +336,14 @@ fn in_variable(name: &str, e: TemplateError) -> TemplateError {
 /// minijinja lets an undefined value through a filter (`{{ x | quote }}` renders as ''),
 /// so names are checked before rendering: one that no variable defines is an error unless
 /// every use of it is guarded by `default` or an `is defined` test.
-fn check_defined(source: &str, used: &HashSet<String>, vars: &Vars) -> Result<(), TemplateError> {
+fn check_defined(
+    source: &str,
+    used: &HashSet<String>,
+    vars: &dyn Lookup,
+) -> Result<(), TemplateError> {
     let mut missing: Vec<&String> = used
         .iter()
-        .filter(|name| !vars.contains_key(*name) && !is_builtin_global(name))
+        .filter(|name| !vars.contains_key(name) && !is_builtin_global(name))
         .filter(|name| !guarded(source, name))
         .collect();
     missing.sort();
@@ -381,9 +385,9 @@ fn guarded(source: &str, name: &str) -> bool {
     uses > 0
 }
 
-fn undefined(name: &str, vars: &Vars) -> TemplateError {
+fn undefined(name: &str, vars: &dyn Lookup) -> TemplateError {
     let mut message = format!("undefined variable `{name}`");
-    if let Some(hint) = did_you_mean(name, vars.keys().map(String::as_str)) {
+    if let Some(hint) = did_you_mean(name, vars.names()) {
         message.push_str(&format!(" ({hint})"));
     }
     TemplateError {
@@ -395,13 +399,13 @@ fn undefined(name: &str, vars: &Vars) -> TemplateError {
 /// minijinja says "undefined value"; the operator wants the name. A name the template uses
 /// (outside `default` and `is defined`, which minijinja allows) that no variable defines is
 /// the culprit; otherwise it is an attribute, and minijinja's own detail says which.
-fn explain(e: Error, used: &HashSet<String>, vars: &Vars) -> TemplateError {
+fn explain(e: Error, used: &HashSet<String>, vars: &dyn Lookup) -> TemplateError {
     if e.kind() != ErrorKind::UndefinedError {
         return describe(e);
     }
     let mut missing: Vec<&String> = used
         .iter()
-        .filter(|name| !vars.contains_key(*name) && !is_builtin_global(name))
+        .filter(|name| !vars.contains_key(name) && !is_builtin_global(name))
         .collect();
     missing.sort();
     match missing.first() {

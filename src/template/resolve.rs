@@ -15,11 +15,11 @@ use minijinja::value::{Serde, Value};
 
 use super::memo::{approx_result_bytes, Derivation};
 use super::{in_variable, Scope, TemplateError, Templates};
-use crate::vars::Vars;
+use crate::vars::Lookup;
 
 pub(super) struct Resolver<'t> {
     templates: &'t Templates,
-    vars: &'t Vars,
+    vars: &'t dyn Lookup,
     ids: HashMap<String, u64>,
     /// Of each variable that is a template: the variables it reads that are defined, and
     /// whether its value may be kept.
@@ -30,7 +30,7 @@ pub(super) struct Resolver<'t> {
 }
 
 impl<'t> Resolver<'t> {
-    pub fn new(templates: &'t Templates, vars: &'t Vars) -> Self {
+    pub fn new(templates: &'t Templates, vars: &'t dyn Lookup) -> Self {
         Resolver {
             templates,
             vars,
@@ -142,7 +142,9 @@ impl<'t> Resolver<'t> {
             return Ok(value.clone());
         }
         let vars = self.vars;
-        let definition = &vars[name];
+        let Some(definition) = vars.get(name) else {
+            return Err(super::undefined(name, vars));
+        };
         let value = match self.derived.get(name).cloned() {
             None => Value::from(Serde(definition)),
             Some((needs, pure)) => {

@@ -1,5 +1,6 @@
 //! Templates as playbooks use them: filters, tests, lookups, variables that are templates.
 use super::*;
+use crate::vars::Vars;
 use serde_json::json;
 use std::cmp::Ordering;
 
