@@ -79,21 +79,21 @@ impl<C: Connector> StepOn<'_, C> {
     /// The step's `when`, then its templates: `None` when it is skipped, why it cannot
     /// run when a template fails.
     pub fn prepare(&self, step: &Step, vars: &dyn Lookup) -> Result<Option<Rendered>, String> {
-        let templates = self.run.templates;
+        let mut templates = self.run.templates.with(vars);
         if let Some(cond) = &step.when {
-            match verdict::evaluate(templates, cond, vars) {
+            match verdict::evaluate(&mut templates, cond) {
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
                 Err(e) => return Err(format!("when: {e}")),
             }
         }
         let command = templates
-            .render(&step.shell, vars)
+            .render(&step.shell)
             .map_err(|e| format!("shell: {e}"))?;
         let become_user = match &step.become_user {
             Some(user) if step.become_ => Some(
                 templates
-                    .render(user, vars)
+                    .render(user)
                     .map_err(|e| format!("become_user: {e}"))?,
             ),
             _ => None,

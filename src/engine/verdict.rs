@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::events::{Outcome, StepStatus};
 use crate::playbook::{Condition, Step};
 use crate::registered::Registered;
-use crate::template::Templates;
+use crate::template::{Rendering, Templates};
 use crate::transport::ExitStatus;
 use std::borrow::Cow;
 
@@ -109,7 +109,8 @@ pub(super) fn conclude(scope: &StepScope<'_>, attempt: Attempt<'_>, stopped: boo
         (_, true) => true,
         (None, _) => !failed,
         (Some(until), _) => {
-            evaluate(scope.templates, until, &condition_scope(scope, &registered)).unwrap_or(false)
+            let vars = condition_scope(scope, &registered);
+            evaluate(&mut scope.templates.with(&vars), until).unwrap_or(false)
         }
     };
     let last = attempt.number >= step.retries.saturating_add(1);
@@ -156,15 +157,19 @@ fn failure_words(step: &Step, exit: &ExitStatus, satisfied: bool, attempts: u32)
 /// `changed_when`, else true: a command is assumed to change the host, as in Ansible).
 fn judge(scope: &StepScope<'_>, r: &mut Registered) -> Result<bool, String> {
     let step = scope.step;
+    if step.failed_when.is_none() && step.changed_when.is_none() {
+        r.changed = r.rc == 0;
+        return Ok(r.rc != 0);
+    }
+    let vars = condition_scope(scope, r);
+    let mut rendering = scope.templates.with(&vars);
     let failed = match &step.failed_when {
         None => r.rc != 0,
-        Some(cond) => evaluate(scope.templates, cond, &condition_scope(scope, r))
-            .map_err(|e| format!("failed_when: {e}"))?,
+        Some(cond) => evaluate(&mut rendering, cond).map_err(|e| format!("failed_when: {e}"))?,
     };
     r.changed = match &step.changed_when {
         None => true,
-        Some(cond) => evaluate(scope.templates, cond, &condition_scope(scope, r))
-            .map_err(|e| format!("changed_when: {e}"))?,
+        Some(cond) => evaluate(&mut rendering, cond).map_err(|e| format!("changed_when: {e}"))?,
     } && !failed;
     Ok(failed)
 }
@@ -184,14 +189,10 @@ fn condition_scope<'s>(scope: &StepScope<'s>, r: &Registered) -> Over<'s> {
     }
 }
 
-pub(super) fn evaluate(
-    templates: &Templates,
-    cond: &Condition,
-    vars: &dyn Lookup,
-) -> Result<bool, String> {
+pub(super) fn evaluate(rendering: &mut Rendering<'_>, cond: &Condition) -> Result<bool, String> {
     match cond {
         Condition::Always(b) => Ok(*b),
-        Condition::Expr(e) => templates.eval(e, vars).map_err(|e| e.message),
+        Condition::Expr(e) => rendering.eval(e).map_err(|e| e.message),
     }
 }
 

@@ -98,24 +98,21 @@ impl Templates {
 
     /// Renders a template (a command) with `vars`.
     pub fn render(&self, source: &str, vars: &dyn Lookup) -> Result<String, TemplateError> {
-        let template = environment::template(source).map_err(describe)?;
-        let used = self.template_uses(source, &template);
-        check_defined(source, &used, vars)?;
-        let values = Resolver::new(self, vars).values(&used)?;
-        template
-            .render(context(&used, &values))
-            .map_err(|e| explain(e, &used, vars))
+        self.with(vars).render(source)
     }
 
     /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
     pub fn eval(&self, expression: &str, vars: &dyn Lookup) -> Result<bool, TemplateError> {
-        let expr = self.compile(expression)?;
-        let used = self.expression_uses(expression, &expr);
-        check_defined(expression, &used, vars)?;
-        let values = Resolver::new(self, vars).values(&used)?;
-        expr.eval(context(&used, &values))
-            .map(|v| v.is_true())
-            .map_err(|e| explain(e, &used, vars))
+        self.with(vars).eval(expression)
+    }
+
+    /// For several templates with the same `vars`.
+    pub fn with<'t>(&'t self, vars: &'t dyn Lookup) -> Rendering<'t> {
+        Rendering {
+            templates: self,
+            vars,
+            resolver: Resolver::new(self, vars),
+        }
     }
 
     fn variables_in(&self, value: &serde_json::Value) -> Result<HashSet<String>, TemplateError> {
@@ -289,6 +286,38 @@ impl Templates {
 
     fn memo(&self) -> MutexGuard<'_, Memo> {
         lock(&self.memo)
+    }
+}
+
+/// Templates rendered with one set of variables (a step's `when`, its command, its
+/// `become_user`): the values of the variables they read are worked out once for all.
+pub struct Rendering<'t> {
+    templates: &'t Templates,
+    vars: &'t dyn Lookup,
+    resolver: Resolver<'t>,
+}
+
+impl Rendering<'_> {
+    /// Renders a template (a command).
+    pub fn render(&mut self, source: &str) -> Result<String, TemplateError> {
+        let template = environment::template(source).map_err(describe)?;
+        let used = self.templates.template_uses(source, &template);
+        check_defined(source, &used, self.vars)?;
+        let values = self.resolver.values(&used)?;
+        template
+            .render(context(&used, values))
+            .map_err(|e| explain(e, &used, self.vars))
+    }
+
+    /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
+    pub fn eval(&mut self, expression: &str) -> Result<bool, TemplateError> {
+        let expr = self.templates.compile(expression)?;
+        let used = self.templates.expression_uses(expression, &expr);
+        check_defined(expression, &used, self.vars)?;
+        let values = self.resolver.values(&used)?;
+        expr.eval(context(&used, values))
+            .map(|v| v.is_true())
+            .map_err(|e| explain(e, &used, self.vars))
     }
 }
 

@@ -41,11 +41,13 @@ impl<'t> Resolver<'t> {
         }
     }
 
-    /// The values of those of `names` that are defined.
+    /// The values of those of `names` that are defined, among those worked out so far.
     pub fn values(
-        mut self,
+        &mut self,
         names: &HashSet<String>,
-    ) -> Result<HashMap<String, Value>, TemplateError> {
+    ) -> Result<&HashMap<String, Value>, TemplateError> {
+        // An error of an earlier template may have left a variable half worked out.
+        self.in_progress.clear();
         for name in names {
             self.id(name)?;
         }
@@ -54,7 +56,7 @@ impl<'t> Resolver<'t> {
                 self.value(name)?;
             }
         }
-        Ok(self.values)
+        Ok(&self.values)
     }
 
     /// The id of `name`'s value (None when it is not defined).
