@@ -90,33 +90,14 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
     out
 }
 
-/// `docker inspect A B C` (a list) as a mapping by container name, without docker's `/`.
-pub fn by_name(list: &Value) -> Value {
-    let map = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            let name = str_at(c, &["Name"]).trim_start_matches('/').to_string();
-            (name, c.clone())
-        })
-        .collect();
-    Value::Object(map)
+/// A container's name (one object of `docker inspect`), without docker's `/`.
+pub fn name(container: &Value) -> &str {
+    str_at(container, &["Name"]).trim_start_matches('/')
 }
 
-/// Of containers by name (see [`by_name`]), the value of label `key` of each that has it:
-/// `{"sl-app": "app", "sl-migration": "migration"}` for `com.docker.compose.service`.
-pub fn label(containers: &Value, key: &str) -> Value {
-    let map = containers
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(name, c)| {
-            let value = c.pointer("/Config/Labels")?.get(key)?.clone();
-            Some((name.clone(), value))
-        })
-        .collect();
-    Value::Object(map)
+/// The value of a container's label `key`, if it has it.
+pub fn label<'c>(container: &'c Value, key: &str) -> Option<&'c Value> {
+    container.pointer("/Config/Labels")?.get(key)
 }
 
 /// Where a container port is published on the host (`127.0.0.1:7777`), if it is.
@@ -362,12 +343,13 @@ mod tests {
     }
 
     #[test]
-    fn inspect_output_by_container_name() {
-        let list = json!([{"Name": "/sl-db"}, {"Name": "/sl-app", "Id": "x"}]);
-        assert_eq!(by_name(&list)["sl-app"]["Id"], "x");
-        assert_eq!(by_name(&json!(null)), json!({}));
-        let list = json!([{"Name": "/sl-app", "Config": {"Labels": {"svc": "app"}}}, {"Name": "/sl-db", "Config": {"Labels": null}}]);
-        assert_eq!(label(&by_name(&list), "svc"), json!({"sl-app": "app"}));
+    fn a_container_s_name_and_labels() {
+        let app = json!({"Name": "/sl-app", "Config": {"Labels": {"svc": "app"}}});
+        assert_eq!(name(&app), "sl-app");
+        assert_eq!(name(&json!({})), "");
+        assert_eq!(label(&app, "svc"), Some(&json!("app")));
+        assert_eq!(label(&app, "other"), None);
+        assert_eq!(label(&json!({"Config": {"Labels": null}}), "svc"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::sync::LazyLock;
 
-use minijinja::value::Value;
+use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Expression, Template, UndefinedBehavior};
 
 use super::{docker, json};
@@ -44,12 +44,8 @@ fn environment() -> Environment<'static> {
     // Python's str and dict methods (`.startswith`, `.split`, `.get`...), which Ansible
     // playbooks use as freely as filters.
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_filter("docker_by_name", |list: Value| {
-        json::value(docker::by_name(&json::of(&list)))
-    });
-    env.add_filter("docker_label", |containers: Value, key: String| {
-        json::value(docker::label(&json::of(&containers), &key))
-    });
+    env.add_filter("docker_by_name", by_name);
+    env.add_filter("docker_label", label);
     env.add_filter("docker_run_options", |c: Value, i: Value| {
         docker::run_options(&json::of(&c), &json::of(&i))
     });
@@ -69,6 +65,34 @@ fn environment() -> Environment<'static> {
     });
     env.add_function("lookup", lookup);
     env
+}
+
+/// `docker inspect A B C` (a list) as a mapping by container name. The containers stay
+/// where they are (views into the host's parsed output, not copies of it).
+fn by_name(list: Value) -> Result<Value, Error> {
+    let mut found = Vec::new();
+    if list.kind() == ValueKind::Seq {
+        for container in list.try_iter()? {
+            found.push((docker::name(&json::of(&container)).to_string(), container));
+        }
+    }
+    Ok(Value::from_pairs(found))
+}
+
+/// Of containers by name (see [`by_name`]), the value of label `key` of each that has it:
+/// `{"sl-app": "app", "sl-migration": "migration"}` for `com.docker.compose.service`.
+fn label(containers: Value, key: String) -> Result<Value, Error> {
+    let mut found = Vec::new();
+    if containers.kind() != ValueKind::Map {
+        return Ok(Value::from_pairs(found));
+    }
+    for name in containers.try_iter()? {
+        let container = containers.get_item(&name)?;
+        if let Some(value) = docker::label(&json::of(&container), &key) {
+            found.push((name, json::value(value.clone())));
+        }
+    }
+    Ok(Value::from_pairs(found))
 }
 
 /// Ansible's `from_json`: a registered `stdout` read as the JSON it is.

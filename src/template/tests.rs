@@ -135,6 +135,27 @@ fn docker_filters_read_inspect_output() {
 }
 
 #[test]
+fn inspect_output_by_container_name_and_label() {
+    let t = Templates::new();
+    let found = json!([
+        {"Name": "/sl-db", "Config": {"Labels": null}},
+        {"Name": "/sl-app", "Id": "x", "Config": {"Labels": {"svc": "app"}}}
+    ]);
+    let v = vars(json!({
+        "found": {"stdout": found.to_string()},
+        "cs": "{{ found.stdout | from_json | docker_by_name }}",
+        "plain": found,
+    }));
+    let out = t
+        .render(
+            "{{ cs | list }} {{ cs['sl-app'].Id }} {{ cs | docker_label('svc') }} {{ (plain | docker_by_name)['sl-app'].Id }} {{ 'x' | docker_by_name | length }} {{ [] | docker_label('svc') | length }}",
+            &v,
+        )
+        .unwrap();
+    assert_eq!(out, "['sl-app', 'sl-db'] x {'sl-app': 'app'} x 0 0");
+}
+
+#[test]
 fn conditions() {
     let t = Templates::new();
     let v = vars(json!({"current": {"stdout": "v4.65.0", "rc": 0}, "target": "v4.66.1"}));
