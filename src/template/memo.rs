@@ -1,4 +1,4 @@
-//! What a run's templates have already worked out, so that a host's variables that are
+//! What the process's templates have already worked out, so that a host's variables that are
 //! templates (`sl_found: "{{ found.stdout | from_json }}"` and the chain that reads it) are
 //! rendered once per host and per change of what they read, not once per template that
 //! reads them.
@@ -12,6 +12,11 @@
 //! rendered values themselves are kept least recently used first: the large ones a chain
 //! passes through (a host's whole `docker inspect`, parsed) are read only when a value
 //! after them must be rendered again, and make way for those the steps read.
+//!
+//! What is kept is bounded by an estimate of its size, which grows with the hosts in
+//! flight ([`Memo::make_room_for`]): about 576 kB a host, 115 MB at `--forks 200`. Less
+//! than the hosts in flight need is the worst case of least-recently-used: each host's
+//! values go just before it reads them again, and every template works them out anew.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;

@@ -42,7 +42,8 @@ pub struct TemplateError {
 }
 
 /// The template engine with fleetup's filters and tests, and what it has worked out so far
-/// (one per run: what it keeps is only ever reused for the very same inputs).
+/// (one per process, [`Templates::shared`]: what it keeps is only ever reused for the very
+/// same inputs).
 pub struct Templates {
     compiled: Mutex<Compiled>,
     memo: Mutex<Memo>,
