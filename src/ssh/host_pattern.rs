@@ -16,6 +16,11 @@ pub(crate) enum ListMatch {
 /// `*` matches any run of characters (none included), `?` exactly one; everything else
 /// itself. Case-sensitive, as OpenSSH's `match_pattern`.
 pub(crate) fn wildcard(name: &str, pattern: &str) -> bool {
+    // Most patterns are plain names (every line of a fleet's known_hosts is matched against
+    // every host it connects to): without a wildcard, a pattern matches only itself.
+    if !pattern.contains(['*', '?']) {
+        return name == pattern;
+    }
     let (n, p): (Vec<char>, Vec<char>) = (name.chars().collect(), pattern.chars().collect());
     // Classic backtracking on the last `*`: linear in practice, no recursion.
     let (mut i, mut j) = (0, 0);
@@ -48,10 +53,10 @@ pub(crate) fn list(name: &str, patterns: &str, lowercase: bool) -> ListMatch {
             Some(rest) => (true, rest),
             None => (false, sub),
         };
-        let pat = if lowercase {
-            pat.to_lowercase()
+        let pat = if lowercase && !pat.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(pat.to_lowercase())
         } else {
-            pat.to_string()
+            std::borrow::Cow::Borrowed(pat)
         };
         if wildcard(name, &pat) {
             if negated {
@@ -89,5 +94,11 @@ mod tests {
         assert_eq!(list("web2", "!web1", true), ListMatch::None);
         assert_eq!(list("web1", "WEB1", true), ListMatch::Positive);
         assert_eq!(list("web1", "WEB1", false), ListMatch::None);
+        assert_eq!(list("héte", "HÉTE", true), ListMatch::Positive);
+        assert_eq!(list("web1", "web10,web", true), ListMatch::None);
+        assert_eq!(
+            list("[web1]:2222", "[web1]:22,[web1]:2222", true),
+            ListMatch::Positive
+        );
     }
 }

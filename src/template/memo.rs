@@ -249,7 +249,7 @@ fn hash_json(json: &serde_json::Value, state: &mut impl Hasher) {
         J::String(s) => hash_text(s, state),
         J::Array(items) => {
             items.len().hash(state);
-            items.iter().for_each(|i| hash_json(i, state));
+            samples(items.len()).for_each(|i| hash_json(&items[i], state));
         }
         J::Object(map) => {
             map.len().hash(state);
@@ -261,13 +261,16 @@ fn hash_json(json: &serde_json::Value, state: &mut impl Hasher) {
     }
 }
 
+/// How many parts of a long text or list are hashed.
+const SAMPLES: usize = 64;
+
 /// A long text (a registered `docker inspect`, read by nearly every template of the
-/// upgrade) is hashed by its length and evenly spaced samples: hashing all of it on every
-/// read was a tenth of the controller's CPU. Texts that differ only between the samples
-/// are told apart by [`same`], which compares them whole.
+/// upgrade) is hashed by its length and evenly spaced samples, and so is a long list (its
+/// `stdout_lines`): hashing all of them on every read was a tenth of the controller's CPU.
+/// Values that differ only between the samples are told apart by [`same`], which compares
+/// them whole.
 fn hash_text(text: &str, state: &mut impl Hasher) {
     const WHOLE_UP_TO: usize = 4096;
-    const SAMPLES: usize = 64;
     const WIDTH: usize = 64;
     let bytes = text.as_bytes();
     if bytes.len() <= WHOLE_UP_TO {
@@ -278,6 +281,13 @@ fn hash_text(text: &str, state: &mut impl Hasher) {
     for at in (0..SAMPLES).map(|i| i * spacing) {
         state.write(&bytes[at..at + WIDTH]);
     }
+}
+
+/// The indexes of a list's items that are hashed: all of a short one, evenly spaced ones
+/// of a long one.
+fn samples(len: usize) -> impl Iterator<Item = usize> {
+    let spacing = if len <= SAMPLES { 1 } else { len / SAMPLES };
+    (0..len.min(SAMPLES)).map(move |i| i * spacing)
 }
 
 /// Equal, and in the same order: a mapping's order shows in a template that loops over it
@@ -324,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn long_texts_that_differ_between_the_samples_are_told_apart() {
+    fn long_texts_and_lists_that_differ_between_the_samples_are_told_apart() {
         let mut memo = Memo::default();
         let text = "x".repeat(100_000);
         let mut other = text.clone();
@@ -334,6 +344,13 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(memo.intern(&json!({ "stdout": text })), a);
         assert_eq!(memo.intern(&json!({ "stdout": other })), b);
+        let lines: Vec<String> = (0..1000).map(|i| format!("line {i}")).collect();
+        let mut changed = lines.clone();
+        changed[501] = "changed".into();
+        let a = memo.intern(&json!({ "stdout_lines": lines }));
+        let b = memo.intern(&json!({ "stdout_lines": changed }));
+        assert_ne!(a, b);
+        assert_eq!(memo.intern(&json!({ "stdout_lines": lines })), a);
     }
 
     fn derived_from(memo: &mut Memo, content: &serde_json::Value) -> (u64, Derivation) {
