@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use minijinja::value::{Enumerator, Object, ObjectRepr, Serde, Value};
+use minijinja::value::{Enumerator, Object, ObjectRepr, Serde, Value, ValueKind};
 use serde_json::Value as J;
 
 /// One node of a shared JSON document: the document and the way down to the node.
@@ -41,29 +41,35 @@ pub(super) fn of(value: &Value) -> Cow<'_, J> {
     }
 }
 
+/// A value's overhead in the estimates of [`approx_bytes`] and [`json_bytes`].
+const NODE: usize = 48;
+
 /// Roughly the memory `value` holds, for the memo's budget. A view into a document holds
 /// the document only when it is the whole document: the views into it share it.
 pub(super) fn approx_bytes(value: &Value) -> usize {
-    const NODE: usize = 48;
     if let Some(view) = value.downcast_object_ref::<Json>() {
         return match view.path.is_empty() {
             true => json_bytes(&view.root),
             false => NODE,
         };
     }
-    NODE + match (value.as_str(), value.try_iter()) {
-        (Some(s), _) => s.len(),
-        (None, Ok(items)) => items
-            .map(|item| approx_bytes(&item) + value.get_item(&item).map_or(0, |v| approx_bytes(&v)))
+    if let Some(text) = value.as_str() {
+        return NODE + text.len();
+    }
+    let Ok(items) = value.try_iter() else {
+        return NODE;
+    };
+    NODE + match value.kind() {
+        ValueKind::Map => items
+            .map(|key| approx_bytes(&key) + value.get_item(&key).map_or(0, |v| approx_bytes(&v)))
             .sum(),
-        (None, Err(_)) => 0,
+        _ => items.map(|item| approx_bytes(&item)).sum::<usize>(),
     }
 }
 
 /// Roughly the memory a parsed JSON value holds: its text and a node's overhead for each
 /// value.
 pub(super) fn json_bytes(json: &J) -> usize {
-    const NODE: usize = 48;
     NODE + match json {
         J::String(s) => s.len(),
         J::Array(items) => items.iter().map(json_bytes).sum(),
@@ -189,5 +195,8 @@ mod tests {
         assert_eq!(approx_bytes(&whole), json_bytes(&doc));
         assert!(approx_bytes(&whole.get_attr("stdout").unwrap()) < 100);
         assert!(approx_bytes(&converted(&doc)) >= 1000);
+        // A list's items are counted once each, whatever their values.
+        let list = converted(&json!([0, 0, 0]));
+        assert_eq!(approx_bytes(&list), 4 * NODE);
     }
 }
