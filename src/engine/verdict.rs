@@ -1,16 +1,12 @@
 //! The engine's decisions, without I/O: what one attempt of a step comes to
 //! ([`conclude`]), and what a host's failure calls for ([`recovery`]).
 
-use serde_json::Value;
-
 use crate::events::{Outcome, StepStatus};
 use crate::playbook::{Condition, Step};
 use crate::registered::Registered;
 use crate::template::{Rendering, Templates};
 use crate::transport::ExitStatus;
-use std::borrow::Cow;
-
-use crate::vars::{Lookup, Over, Vars};
+use crate::vars::{Lookup, Over};
 
 /// How one step went.
 #[derive(Debug, Clone)]
@@ -174,19 +170,9 @@ fn judge(scope: &StepScope<'_>, r: &mut Registered) -> Result<bool, String> {
     Ok(failed)
 }
 
-/// The variables a step's own conditions see: its result as `result` and under its
-/// `register` name.
+/// The variables a step's own conditions see, with `r` as its result.
 fn condition_scope<'s>(scope: &StepScope<'s>, r: &Registered) -> Over<'s> {
-    let mut top = Vars::new();
-    let value: Value = r.to_value();
-    if let Some(name) = &scope.step.register {
-        top.insert(name.clone(), value.clone());
-    }
-    top.insert("result".into(), value);
-    Over {
-        base: scope.vars,
-        top: Cow::Owned(top),
-    }
+    scope.step.result_scope(scope.vars, r.to_value())
 }
 
 pub(super) fn evaluate(rendering: &mut Rendering<'_>, cond: &Condition) -> Result<bool, String> {
@@ -255,6 +241,7 @@ mod tests {
 
     use super::*;
     use crate::playbook::Playbook;
+    use crate::vars::Vars;
 
     /// The first step of a playbook whose one step has these extra keys.
     fn step(keys: &str) -> Step {

@@ -6,7 +6,6 @@
 //! of the same shape, and only mistakes that no output could fix (an undefined name, a
 //! syntax error, an unknown filter) are reported for templates that read them.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
@@ -16,7 +15,7 @@ use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::playbook::{Playbook, Step};
 use crate::registered::Registered;
 use crate::template::{TemplateError, Templates};
-use crate::vars::{Lookup, Over, Vars};
+use crate::vars::{Lookup, Vars};
 
 /// Checks the playbook against the hosts in play: required variables, and every template
 /// and condition rendered for every host. Problems shared by many hosts are reported once.
@@ -192,16 +191,7 @@ impl<'p> HostCheck<'p> {
 
     fn step(&self, step: &Step, vars: &Vars, registered: &HashSet<&str>, found: &mut Vec<Problem>) {
         let vars = step.scope(vars);
-        // A step's own checks see its result as `result` and under its register name.
-        let mut result = Vars::new();
-        result.insert("result".into(), self.placeholder.clone());
-        if let Some(r) = &step.register {
-            result.insert(r.clone(), self.placeholder.clone());
-        }
-        let own = Over {
-            base: &vars,
-            top: Cow::Owned(result),
-        };
+        let own = step.result_scope(&vars, self.placeholder.clone());
         for field in step.templates() {
             let scope: &dyn Lookup =
                 if matches!(field.key, "until" | "changed_when" | "failed_when") {

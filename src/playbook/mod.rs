@@ -217,6 +217,21 @@ impl Step {
             top: std::borrow::Cow::Borrowed(&self.vars),
         }
     }
+
+    /// The variables the step's own conditions (`until`, `changed_when`, `failed_when`)
+    /// see: those in its `scope`, with its `result` as `result` and under its `register`
+    /// name.
+    pub fn result_scope<'v>(&self, scope: &'v dyn Lookup, result: serde_json::Value) -> Over<'v> {
+        let mut top = Vars::new();
+        if let Some(name) = &self.register {
+            top.insert(name.clone(), result.clone());
+        }
+        top.insert("result".into(), result);
+        Over {
+            base: scope,
+            top: std::borrow::Cow::Owned(top),
+        }
+    }
 }
 
 /// `when`, `until`, `changed_when`, `failed_when`: a bare Jinja expression, or a constant.
