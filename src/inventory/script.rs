@@ -139,6 +139,27 @@ fn kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// How long a script that is still open for writing somewhere is waited for.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+
+/// Spawns, waiting out "Text file busy": a script just written is briefly still open for
+/// writing in any process forked meanwhile (by a tool that generated it, or a test), and
+/// exec refuses it until that process execs or exits.
+fn spawn(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            spawned => return spawned,
+        }
+    }
+}
+
 enum Ended {
     Ok,
     Failed(String),
@@ -157,14 +178,15 @@ fn run(path: &Path, args: &[&str], timeout: Duration) -> Result<Ran, String> {
     // `hosts.py` alone would be looked for on the PATH.
     let path =
         std::path::absolute(path).map_err(|e| format!("cannot run the inventory script: {e}"))?;
-    let mut child = Command::new(path)
+    let mut command = Command::new(path);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run the inventory script: {e}"))?;
+        .process_group(0);
+    let mut child =
+        spawn(&mut command).map_err(|e| format!("cannot run the inventory script: {e}"))?;
     let stdout = child
         .stdout
         .take()
@@ -212,4 +234,35 @@ fn read_some(mut from: impl Read, limit: u64) -> Vec<u8> {
     let _ = (&mut from).take(limit).read_to_end(&mut kept);
     let _ = std::io::copy(&mut from, &mut std::io::sink());
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_script_still_open_for_writing_is_run_once_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.sh");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"#!/bin/sh\necho '{\"_meta\": {\"hostvars\": {}}, \"web\": [\"w1\"]}'\n")
+            .unwrap();
+        let busy = Command::new(&path).spawn().map(|_| ()).unwrap_err();
+        assert_eq!(busy.kind(), std::io::ErrorKind::ExecutableFileBusy);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(file);
+        });
+        let inventory = run_script(&path).unwrap();
+        writer.join().unwrap();
+        assert_eq!(inventory.host_names().collect::<Vec<_>>(), ["w1"]);
+    }
 }
