@@ -64,11 +64,14 @@ type Uses = FastMap<String, Arc<HashSet<String>>>;
 /// to collide (a collision costs time, never a wrong value).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// Variables' values by name, as a template sees them.
+type Values = FastMap<String, Value>;
+
 /// The variables a template reads, by name, and the values it sees for them (a variable
 /// that is a template, rendered).
 struct Scope<'a> {
     vars: &'a dyn Lookup,
-    values: &'a HashMap<String, Value>,
+    values: &'a Values,
 }
 
 impl Default for Templates {
@@ -310,6 +313,17 @@ impl Rendering<'_> {
             .map_err(|e| explain(e, &used, self.vars))
     }
 
+    /// What a template or expression reads with these variables: see
+    /// [`Templates::variables_reached`].
+    pub fn variables_reached(
+        &self,
+        source: &str,
+        is_expression: bool,
+    ) -> Result<HashSet<String>, TemplateError> {
+        self.templates
+            .variables_reached(source, is_expression, self.vars)
+    }
+
     /// Evaluates a condition (`when`, `until`...): a bare Jinja expression, no braces.
     pub fn eval(&mut self, expression: &str) -> Result<bool, TemplateError> {
         let expr = self.templates.compile(expression)?;
@@ -330,7 +344,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a template sees: only the variables it reads. Handing it every variable would
 /// convert all of them (a host's registered outputs, the playbook's parsed JSON) to
 /// template values for each template rendered.
-fn context(used: &HashSet<String>, values: &HashMap<String, Value>) -> Value {
+fn context(used: &HashSet<String>, values: &Values) -> Value {
     Value::from_pairs(
         used.iter()
             .filter_map(|name| Some((name.as_str(), values.get(name)?.clone()))),

@@ -8,25 +8,25 @@
 //! rendering; then the values are taken from those kept, and only the missing ones are
 //! rendered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use minijinja::value::{Serde, Value};
 
 use super::memo::{approx_result_bytes, Derivation};
-use super::{in_variable, Scope, TemplateError, Templates};
+use super::{in_variable, FastMap, Scope, TemplateError, Templates, Values};
 use crate::vars::Lookup;
 
 pub(super) struct Resolver<'t> {
     templates: &'t Templates,
     vars: &'t dyn Lookup,
-    ids: HashMap<String, u64>,
+    ids: FastMap<String, u64>,
     /// Of each variable that is a template: the variables it reads that are defined, and
     /// whether its value may be kept.
-    derived: HashMap<String, (Vec<String>, bool)>,
+    derived: FastMap<String, (Vec<String>, bool)>,
     /// The variables whose ids are being worked out, each waiting for those it reads.
     in_progress: Vec<String>,
-    values: HashMap<String, Value>,
+    values: Values,
 }
 
 impl<'t> Resolver<'t> {
@@ -34,18 +34,15 @@ impl<'t> Resolver<'t> {
         Resolver {
             templates,
             vars,
-            ids: HashMap::new(),
-            derived: HashMap::new(),
+            ids: FastMap::default(),
+            derived: FastMap::default(),
             in_progress: Vec::new(),
-            values: HashMap::new(),
+            values: Values::default(),
         }
     }
 
     /// The values of those of `names` that are defined, among those worked out so far.
-    pub fn values(
-        &mut self,
-        names: &HashSet<String>,
-    ) -> Result<&HashMap<String, Value>, TemplateError> {
+    pub fn values(&mut self, names: &HashSet<String>) -> Result<&Values, TemplateError> {
         // An error of an earlier template may have left a variable half worked out.
         self.in_progress.clear();
         for name in names {
@@ -189,7 +186,7 @@ impl<'t> Resolver<'t> {
         definition: &serde_json::Value,
         needs: &[String],
     ) -> Result<Value, TemplateError> {
-        let mut values = HashMap::with_capacity(needs.len());
+        let mut values = Values::with_capacity_and_hasher(needs.len(), Default::default());
         for need in needs {
             let value = if need == name {
                 Value::from(Serde(definition))
