@@ -14,8 +14,8 @@ use super::HostInPlay;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::playbook::{Playbook, Step};
 use crate::registered::Registered;
-use crate::template::{TemplateError, Templates};
-use crate::vars::{Lookup, Vars};
+use crate::template::{Rendering, TemplateError, Templates};
+use crate::vars::Vars;
 
 /// Checks the playbook against the hosts in play: required variables, and every template
 /// and condition rendered for every host. Problems shared by many hosts are reported once.
@@ -144,30 +144,31 @@ impl<'p> HostCheck<'p> {
         for r in &self.preflight_registers {
             report_vars.insert(r.to_string(), self.placeholder.clone());
         }
+        let mut report = self.templates.with(&report_vars);
         for (column, template) in &playbook.report {
             let reads = Reads {
                 registered: &self.preflight_registers,
                 own: &None,
-                vars: &report_vars,
             };
-            if let Some(message) = self.problem(template, false, &reads) {
+            if let Some(message) = self.problem(&mut report, template, false, &reads) {
                 found.push((format!("report.{column}"), message));
             }
         }
         let none = HashSet::new();
+        let mut before_steps = self.templates.with(&host.vars);
+        let mut after_steps = self.templates.with(&vars);
         for field in playbook.host_templates() {
             // The lock is taken before any step: it sees the host's variables only.
-            let (vars, registered) = if field.key == "lock.dir" {
-                (&host.vars, &none)
+            let (rendering, registered) = if field.key == "lock.dir" {
+                (&mut before_steps, &none)
             } else {
-                (&vars, &self.all_registers)
+                (&mut after_steps, &self.all_registers)
             };
             let reads = Reads {
                 registered,
                 own: &None,
-                vars,
             };
-            if let Some(message) = self.problem(field.text, false, &reads) {
+            if let Some(message) = self.problem(rendering, field.text, false, &reads) {
                 found.push((field.key.into(), message));
             }
         }
@@ -192,33 +193,41 @@ impl<'p> HostCheck<'p> {
     fn step(&self, step: &Step, vars: &Vars, registered: &HashSet<&str>, found: &mut Vec<Problem>) {
         let vars = step.scope(vars);
         let own = step.result_scope(&vars, self.placeholder.clone());
+        // As the engine renders them: the fields before the run with the step's variables,
+        // the conditions on its result with those and the result.
+        let mut before = self.templates.with(&vars);
+        let mut after = self.templates.with(&own);
         for field in step.templates() {
-            let scope: &dyn Lookup =
-                if matches!(field.key, "until" | "changed_when" | "failed_when") {
-                    &own
-                } else {
-                    &vars
-                };
+            let rendering = if matches!(field.key, "until" | "changed_when" | "failed_when") {
+                &mut after
+            } else {
+                &mut before
+            };
             let reads = Reads {
                 registered,
                 own: &step.register,
-                vars: scope,
             };
-            if let Some(message) = self.problem(field.text, field.is_expr, &reads) {
+            if let Some(message) = self.problem(rendering, field.text, field.is_expr, &reads) {
                 found.push((format!("{}.{}", step.field, field.key), message));
             }
         }
     }
 
     /// The message of a render error that must stop the run, if any.
-    fn problem(&self, source: &str, is_expr: bool, reads: &Reads<'_>) -> Option<String> {
+    fn problem(
+        &self,
+        rendering: &mut Rendering<'_>,
+        source: &str,
+        is_expr: bool,
+        reads: &Reads<'_>,
+    ) -> Option<String> {
         let outcome = if is_expr {
-            self.templates.eval(source, reads.vars).map(drop)
+            rendering.eval(source).map(drop)
         } else {
-            self.templates.render(source, reads.vars).map(drop)
+            rendering.render(source).map(drop)
         };
         let e = outcome.err()?;
-        reportable(&self.templates, &e, source, is_expr, reads).then_some(e.message)
+        reportable(rendering, &e, source, is_expr, reads).then_some(e.message)
     }
 }
 
@@ -227,7 +236,6 @@ impl<'p> HostCheck<'p> {
 struct Reads<'a> {
     registered: &'a HashSet<&'a str>,
     own: &'a Option<String>,
-    vars: &'a dyn Lookup,
 }
 
 /// Whether a render error must stop the run. An undefined name or bad syntax always must;
@@ -235,7 +243,7 @@ struct Reads<'a> {
 /// the template does not read a registered result, directly or through the variables it
 /// reads, whose real value will differ from the stand-in.
 fn reportable(
-    templates: &Templates,
+    rendering: &Rendering<'_>,
     e: &TemplateError,
     source: &str,
     is_expr: bool,
@@ -244,7 +252,7 @@ fn reportable(
     if e.undefined {
         return true;
     }
-    let Ok(used) = templates.variables_reached(source, is_expr, reads.vars) else {
+    let Ok(used) = rendering.variables_reached(source, is_expr) else {
         return true;
     };
     !used.iter().any(|v| {
