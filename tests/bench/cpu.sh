@@ -7,8 +7,9 @@
 # host ran), wall time and peak memory. Every run is checked: each host upgraded (exit 0,
 # every host_finished ok).
 #
-# Usage: tests/bench/cpu.sh [--hosts N] [--runs R] [--fleetup PATH] [--perf] [--keep]
+# Usage: tests/bench/cpu.sh [--hosts N] [--forks F] [--runs R] [--fleetup PATH] [--perf] [--keep]
 #   --hosts N       hosts in the fleet (default 20; keep it <= 50 on a shared machine)
+#   --forks F       hosts at once (default: all of them, as peers.sh runs the peers)
 #   --runs R        runs (default 3; the median is printed)
 #   --fleetup PATH  the fleetup binary to measure (default: this checkout's release build)
 #   --perf          also record each run with `perf record` and print where the CPU went
@@ -18,6 +19,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HOSTS=20
+FORKS=""
 RUNS=3
 FLEETUP=""
 PERF=0
@@ -25,11 +27,12 @@ KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) HOSTS=$2; shift 2 ;;
+        --forks) FORKS=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --fleetup) FLEETUP=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -55,7 +58,7 @@ run_once() { # R
     bench_fresh_fleet "$HOSTS" "$out.up"
     local cmd=("$FLEETUP" run -i "$FLEET/inventory.yml" "$ROOT/playbooks/simplelogin-upgrade.yml"
         --known-hosts "$FLEET/known_hosts" --yes --output json --canary none
-        --serial "$HOSTS" --forks "$HOSTS" -e sl_version=v4.66.1)
+        --serial "$HOSTS" --forks "${FORKS:-$HOSTS}" -e sl_version=v4.66.1)
     local rc=0
     if [ "$PERF" = 1 ]; then
         perf record -q -F 999 -g -o "$out.perf" -- /usr/bin/time -v -o "$out.time" \
@@ -84,7 +87,7 @@ print(f"{cpu:.3f} {commands} {wall:.2f} {rss:.1f} {int(rc == 0 and ok == hosts)}
 EOF
 }
 
-log "$HOSTS hosts, $RUNS runs, $FLEETUP; load $(cut -d' ' -f1-3 /proc/loadavg)"
+log "$HOSTS hosts, forks ${FORKS:-$HOSTS}, $RUNS runs, $FLEETUP; load $(cut -d' ' -f1-3 /proc/loadavg)"
 results=()
 for r in $(seq 1 "$RUNS"); do
     line=$(run_once "$r")
@@ -99,7 +102,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 echo
-echo "controller CPU on the upgrade, $HOSTS hosts, one batch, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "controller CPU on the upgrade, $HOSTS hosts, one batch, forks ${FORKS:-$HOSTS}, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
 runs = [l.split() for l in sys.stdin if l.strip()]
