@@ -1,6 +1,8 @@
 //! Variables: the values templates see, and the `-e` extra vars of the command line.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 
@@ -18,6 +20,107 @@ pub trait Lookup {
     fn names(&self) -> Vec<&str>;
     fn contains_key(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+    /// Where what a renderer noted about `name`'s value is kept, if these variables keep
+    /// notes ([`HostVars`] does).
+    fn notes(&self, _name: &str) -> Option<&Notes> {
+        None
+    }
+}
+
+/// What a renderer worked out about each variable's value, kept beside the variables and
+/// dropped whenever one changes: the templates note the id they gave a value, so that a
+/// host's 94 kB registered `docker inspect` is not compared whole again by every template
+/// that reads it. Opaque here: `owner` says whose notes they are.
+#[derive(Default)]
+pub struct Notes(Mutex<HashMap<String, Note, foldhash::fast::RandomState>>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub owner: u64,
+    pub id: u64,
+    pub template: bool,
+}
+
+impl Notes {
+    /// The note `owner` made on `name`, else the one `work_out` makes (and is kept).
+    pub fn get_or(&self, owner: u64, name: &str, work_out: impl FnOnce() -> Note) -> Note {
+        if let Some(note) = self.lock().get(name).filter(|n| n.owner == owner) {
+            return *note;
+        }
+        let note = work_out();
+        self.lock().insert(name.to_string(), note);
+        note
+    }
+
+    fn forget(&mut self, name: &str) {
+        self.0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Note, foldhash::fast::RandomState>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Clone for Notes {
+    /// The notes are about the values, which a clone has too.
+    fn clone(&self) -> Self {
+        Notes(Mutex::new(self.lock().clone()))
+    }
+}
+
+/// A host's variables, kept with the renderer's [`Notes`] on them: every change goes
+/// through here, so that a note never outlives the value it is about.
+#[derive(Clone, Default)]
+pub struct HostVars {
+    vars: Vars,
+    notes: Notes,
+}
+
+impl HostVars {
+    pub fn new(vars: Vars) -> Self {
+        HostVars {
+            vars,
+            notes: Notes::default(),
+        }
+    }
+
+    pub fn insert(&mut self, name: String, value: Value) {
+        self.notes.forget(&name);
+        self.vars.insert(name, value);
+    }
+
+    /// [`overlay`] on these variables.
+    pub fn overlay(&mut self, over: &Vars) {
+        for name in over.keys() {
+            self.notes.forget(name);
+        }
+        overlay(&mut self.vars, over);
+    }
+}
+
+impl std::ops::Deref for HostVars {
+    type Target = Vars;
+
+    fn deref(&self) -> &Vars {
+        &self.vars
+    }
+}
+
+impl Lookup for HostVars {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.vars.get(name)
+    }
+
+    fn names(&self) -> Vec<&str> {
+        Lookup::names(&self.vars)
+    }
+
+    fn notes(&self, name: &str) -> Option<&Notes> {
+        self.vars.contains_key(name).then_some(&self.notes)
     }
 }
 
@@ -40,6 +143,14 @@ pub struct Over<'a> {
 impl Lookup for Over<'_> {
     fn get(&self, name: &str) -> Option<&Value> {
         serde_json::Map::get(&self.top, name).or_else(|| self.base.get(name))
+    }
+
+    fn notes(&self, name: &str) -> Option<&Notes> {
+        if self.top.contains_key(name) {
+            None
+        } else {
+            self.base.notes(name)
+        }
     }
 
     fn names(&self) -> Vec<&str> {

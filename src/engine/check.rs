@@ -12,11 +12,11 @@ use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::transport::kept::Findings;
 use crate::transport::{Connection, Connector};
-use crate::vars::Vars;
+use crate::vars::HostVars;
 
 /// What read-only steps registered on a host, and why they failed if they did.
 struct Checked<C> {
-    vars: Vars,
+    vars: HostVars,
     failure: Option<(Outcome, String)>,
     /// The connection they ran on, still open.
     conn: Option<C>,
@@ -136,7 +136,7 @@ async fn check_host<C: Connector>(
     probe_at: Option<usize>,
 ) -> Checked<C::Connection> {
     let failed = |outcome, message| Checked {
-        vars: host.vars.clone(),
+        vars: HostVars::new(host.vars.clone()),
         failure: Some((outcome, message)),
         conn: None,
         probe: None,
@@ -153,7 +153,7 @@ async fn check_host<C: Connector>(
     };
     let silent = silent();
     let quiet = run.quiet(&silent);
-    let mut vars = host.vars.clone();
+    let mut vars = HostVars::new(host.vars.clone());
     let mut failure = None;
     let mut probe = None;
     for (index, step) in steps.iter().enumerate() {

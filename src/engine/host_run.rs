@@ -17,7 +17,7 @@ use crate::playbook::Step;
 use crate::registered::Registered;
 use crate::transport::kept::Findings;
 use crate::transport::{ConnectTarget, Connection, Connector};
-use crate::vars::Vars;
+use crate::vars::HostVars;
 
 /// How a host's run ended, as the engine weighs it.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +57,7 @@ pub(super) struct HostRun<'r, C: Connector> {
     pub(super) untried: bool,
     /// What the fleet-wide pre-flight found on the host, until its turn re-checks it.
     pub(super) findings: Option<Findings>,
-    pub(super) vars: Vars,
+    pub(super) vars: HostVars,
     /// The lock's directory, while the host's lock is held.
     pub(super) lock: Option<String>,
     pub(super) changed_steps: usize,
@@ -144,7 +144,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
             lost: None,
             untried,
             findings,
-            vars: host.vars.clone(),
+            vars: HostVars::new(host.vars.clone()),
             lock: None,
             changed_steps: 0,
             skipped_any: false,
@@ -231,7 +231,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
         };
         match (verdict, findings) {
             (Ok(probed), Some(findings)) => {
-                crate::vars::overlay(&mut self.vars, &findings.vars());
+                self.vars.overlay(&findings.vars());
                 self.stood(probed);
                 playbook.preflight_len
             }
@@ -267,7 +267,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
                 },
             };
             let mut vars = self.vars.clone();
-            crate::vars::overlay(&mut vars, &findings.vars());
+            vars.overlay(&findings.vars());
             let probed = on.run(&mut self.log, step, &vars).await;
             let lost = probed.status == StepStatus::Unreachable && !self.conn.is_alive();
             if !(lost && self.reopen_if_died_waiting().await) {

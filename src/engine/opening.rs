@@ -13,7 +13,7 @@ use super::step::{describe, Rendered, StepAt, StepOn};
 use super::verdict::StepRun;
 use crate::events::{Event, Outcome, StepStatus};
 use crate::transport::{Connection, Connector};
-use crate::vars::Vars;
+use crate::vars::HostVars;
 
 /// Where a host's steps go on after its opening.
 pub(super) enum Next {
@@ -26,7 +26,7 @@ pub(super) enum Next {
 /// What the guarded opening of a host's turn sends.
 struct Plan {
     /// The host's variables with what its pre-flight registered.
-    vars: Vars,
+    vars: HostVars,
     probe: Rendered,
     probe_timeout: Duration,
     expect: crate::cksum::Cksum,
@@ -75,7 +75,7 @@ impl<C: Connector> HostRun<'_, C> {
         let expect = findings.probe?;
         let step = &self.run.job.playbook.steps[probe];
         let mut vars = self.vars.clone();
-        crate::vars::overlay(&mut vars, &findings.vars());
+        vars.overlay(&findings.vars());
         // The host judges the probe by its exit code and stdout alone: a probe whose
         // failure is judged otherwise (its own `failed_when`, several attempts) is judged
         // here, as without the guard. (Whether it changed anything does not count.)
@@ -99,7 +99,7 @@ impl<C: Connector> HostRun<'_, C> {
     /// without `become` (the transport would run the guard under sudo), decided by one
     /// attempt, and before the point of no return (a step the journal must name before
     /// it runs). With the steps skipped before it.
-    fn first_to_run(&self, vars: &Vars) -> (Vec<usize>, Option<(usize, Rendered)>) {
+    fn first_to_run(&self, vars: &HostVars) -> (Vec<usize>, Option<(usize, Rendered)>) {
         let playbook = self.run.job.playbook;
         let no_return = playbook.point_of_no_return().unwrap_or(usize::MAX);
         let mut vars = vars.clone();
@@ -255,7 +255,7 @@ impl<C: Connector> HostRun<'_, C> {
     }
 
     /// The findings stood: the host's variables are what its pre-flight registered.
-    fn stands(&mut self, vars: Vars) {
+    fn stands(&mut self, vars: HostVars) {
         self.findings = None;
         self.vars = vars;
         self.log

@@ -47,6 +47,8 @@ pub struct TemplateError {
 pub struct Templates {
     compiled: Mutex<Compiled>,
     memo: Mutex<Memo>,
+    /// Whose [`crate::vars::Notes`] are this memo's ids: another `Templates` has its own.
+    owner: u64,
 }
 
 /// What the sources read, and the compiled expressions, by source: minijinja parses a
@@ -82,9 +84,11 @@ impl Default for Templates {
 
 impl Templates {
     pub fn new() -> Self {
+        static OWNERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Templates {
             compiled: Mutex::new(Compiled::default()),
             memo: Mutex::new(Memo::default()),
+            owner: OWNERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 

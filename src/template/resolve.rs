@@ -15,7 +15,7 @@ use minijinja::value::{Serde, Value};
 
 use super::memo::{approx_result_bytes, Derivation};
 use super::{in_variable, FastMap, Scope, TemplateError, Templates, Values};
-use crate::vars::Lookup;
+use crate::vars::{Lookup, Note};
 
 pub(super) struct Resolver<'t> {
     templates: &'t Templates,
@@ -64,7 +64,22 @@ impl<'t> Resolver<'t> {
         let Some(definition) = self.vars.get(name) else {
             return Ok(None);
         };
-        let (own, template) = self.templates.memo().intern(definition);
+        // Ids stand for content forever, so a note on a value that has not changed holds
+        // even after the memo forgot the content.
+        let intern = || {
+            let (id, template) = self.templates.memo().intern(definition);
+            Note {
+                owner: self.templates.owner,
+                id,
+                template,
+            }
+        };
+        let Note {
+            id: own, template, ..
+        } = match self.vars.notes(name) {
+            Some(notes) => notes.get_or(self.templates.owner, name, intern),
+            None => intern(),
+        };
         let id = if template {
             self.derivation(name, definition, own)?
         } else {

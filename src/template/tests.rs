@@ -322,3 +322,37 @@ fn a_lookup_is_read_again_at_each_render() {
     std::env::set_var("FLEETUP_TEST_LOOKUP_AGAIN", "two");
     assert_eq!(t.render("{{ pw }}", &v).unwrap(), "two");
 }
+
+#[test]
+fn a_host_variable_that_changes_is_read_anew_through_its_notes() {
+    let t = Templates::new();
+    let mut host = crate::vars::HostVars::new(vars(json!({
+        "found": {"stdout": "a"},
+        "derived": "{{ found.stdout }}x",
+    })));
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "ax");
+    host.insert("found".into(), json!({"stdout": "b"}));
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "bx");
+    host.overlay(&vars(json!({"found": {"stdout": "c"}})));
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "cx");
+    // A step's own variable of the same name hides the host's, notes and all.
+    let top = vars(json!({"found": {"stdout": "d"}}));
+    let step = crate::vars::Over {
+        base: &host,
+        top: std::borrow::Cow::Borrowed(&top),
+    };
+    assert_eq!(t.render("{{ derived }}", &step).unwrap(), "dx");
+    assert_eq!(t.render("{{ derived }}", &host.clone()).unwrap(), "cx");
+}
+
+#[test]
+fn notes_made_by_other_templates_are_not_taken_for_their_own() {
+    // Two memos give the same ids to different contents: here `found` is id 2 in both.
+    let other = Templates::new();
+    let plain = vars(json!({"found": "zzz", "derived": "{{ found }}x"}));
+    assert_eq!(other.render("{{ derived }}", &plain).unwrap(), "zzzx");
+    let t = Templates::new();
+    let host = crate::vars::HostVars::new(vars(json!({"found": "a", "derived": "{{ found }}x"})));
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "ax");
+    assert_eq!(other.render("{{ derived }}", &host).unwrap(), "ax");
+}
