@@ -936,7 +936,10 @@ async fn connection_dropped_mid_command_is_connection_lost() {
     );
     assert!(err.is_unreachable());
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert_eq!(text(&out), "before\n");
+    // What sshd had not sent yet when the network went is lost with it (under load, all of
+    // it): what arrived is a prefix of what ran, and nothing after the drop.
+    let arrived = text(&out);
+    assert!("before\n".starts_with(&arrived), "{arrived:?}");
     assert!(f
         .commands("h-01")
         .iter()
