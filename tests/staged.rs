@@ -766,6 +766,42 @@ fn outside_the_window_no_wait_refuses_and_run_counts_down() {
     }
 }
 
+/// Ctrl-C while `run` waits for the window ends it at once with exit 99, and no host was
+/// contacted: the run had not started.
+#[test]
+fn ctrl_c_during_the_wait_for_the_window_ends_the_run_before_it_starts() {
+    let fleet = Fleet::start(Spec::new().host(HostSpec::new("prod-01", "production", OLD)));
+    let at = [("FLEETUP_NOW", "2026-12-03T08:59:30Z")];
+    let running = spawn_run_env(&fleet, Path::new(PLAYBOOK), &["--window", WINDOW], &at);
+    let waiting = Instant::now();
+    while !running
+        .stderr_now()
+        .contains("waiting for the maintenance window")
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "no countdown: {}",
+            running.stderr_now()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = nix::unistd::Pid::from_raw(running.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT to fleetup");
+    let r = running.wait();
+    assert_eq!(r.code, 99, "stderr:\n{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("interrupted before the run started: no host was changed."),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        fleet.commands("prod-01").is_empty(),
+        "nothing contacted: {:?}",
+        cmds(&fleet.commands("prod-01"))
+    );
+}
+
 // --- 7. A window across a daylight-saving change ----------------------------------------
 
 /// `sun 02:00-05:00 Europe/Paris` on the nights the clocks change, seen by `plan`: on

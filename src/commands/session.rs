@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,14 +61,14 @@ pub(crate) struct Session {
     pub(super) runtime: tokio::runtime::Runtime,
     pub(super) options: JobOptions,
     control: Control,
-    /// Ends fleetup on Ctrl-C while it waits before the run (see `exit_on_signal`).
-    guard: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// Set when the engine takes Ctrl-C over from the listener of `exit_on_signal`.
+    guard: std::sync::Mutex<Option<Arc<AtomicBool>>>,
     /// The open-file limit, raised at start, and the most hosts at once it allows.
     open_files: u64,
     max_forks: usize,
     /// Whether forks was clamped and said so already (the pre-flight and the run both
     /// ask).
-    clamped: std::sync::atomic::AtomicBool,
+    clamped: AtomicBool,
     /// `run --html-report`: the page kept as the run goes.
     pub(super) html_report: Option<std::path::PathBuf>,
     /// The playbook's `notifications:` and `--notify`.
@@ -106,7 +107,7 @@ impl Session {
             guard: std::sync::Mutex::new(None),
             open_files,
             max_forks: fleetup::open_files::max_forks(open_files),
-            clamped: std::sync::atomic::AtomicBool::new(false),
+            clamped: AtomicBool::new(false),
             html_report: None,
             notifiers: Vec::new(),
         })
@@ -117,10 +118,7 @@ impl Session {
     fn within_limits<'a>(&self, spec: &Job<'a>) -> Job<'a> {
         let mut spec = *spec;
         if spec.forks > self.max_forks {
-            if !self
-                .clamped
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
+            if !self.clamped.swap(true, Ordering::Relaxed) {
                 eprintln!(
                     "warning: forks {} needs more open files than the limit of {} allows: running {} hosts at once (raise the hard limit, `ulimit -Hn`, to run more)",
                     spec.forks, self.open_files, self.max_forks
@@ -135,17 +133,36 @@ impl Session {
     /// confirmation), Ctrl-C or SIGTERM ends fleetup with exit 99: no host has changed
     /// yet. Once a handler is installed the signals' default action is gone, so one must
     /// listen all along, not only during the wait.
+    ///
+    /// It listens on a thread and runtime of its own: the session's runtime runs only
+    /// inside `block_on`, and the questions asked before the run block outside it.
     pub(super) fn exit_on_signal(&self) {
-        let guard = self.runtime.spawn(async {
-            let Some(mut stop) = StopSignals::new() else {
-                return;
-            };
-            stop.next().await;
-            eprintln!("\ninterrupted before the run started: no host was changed.");
-            std::process::exit(Exit::Interrupted.code().into());
-        });
-        if let Ok(mut slot) = self.guard.lock() {
-            *slot = Some(guard.abort_handle());
+        if self.guard.lock().is_ok_and(|g| g.is_some()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        // Listening before this returns: a signal right after must not be missed.
+        let Some(mut stop) = runtime.block_on(async { StopSignals::new() }) else {
+            return;
+        };
+        let taken_over = Arc::new(AtomicBool::new(false));
+        let engine_has_it = taken_over.clone();
+        let listening = std::thread::Builder::new()
+            .name("signals before the run".into())
+            .spawn(move || {
+                runtime.block_on(stop.next());
+                if !engine_has_it.load(Ordering::SeqCst) {
+                    eprintln!("\ninterrupted before the run started: no host was changed.");
+                    std::process::exit(Exit::Interrupted.code().into());
+                }
+            });
+        if let (Ok(_), Ok(mut slot)) = (listening, self.guard.lock()) {
+            *slot = Some(taken_over);
         }
     }
 
@@ -240,8 +257,8 @@ impl Session {
             }
         }
         // The engine handles signals from here on (a first Ctrl-C lets hosts finish).
-        if let Some(guard) = self.guard.lock().ok().and_then(|mut g| g.take()) {
-            guard.abort();
+        if let Some(taken_over) = self.guard.lock().ok().and_then(|mut g| g.take()) {
+            taken_over.store(true, Ordering::SeqCst);
         }
         self.runtime.block_on(async {
             let (tx, mut rx) = mpsc::unbounded_channel::<Stamped>();
