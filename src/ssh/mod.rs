@@ -39,7 +39,10 @@ use tokio::time::Instant;
 use crate::transport::{ConnectTarget, TransportError};
 use auth::{AuthOutcome, AuthSources, KeyStore};
 pub use config::SshSetupError;
-use config::{AgentChoice, Resolved, SshConfigFile};
+use config::{AgentChoice, JumpSpec, Resolved, SshConfigFile};
+
+/// The jump hosts on the way to a host, each as written and resolved.
+type Hops = Vec<(JumpSpec, Resolved)>;
 use handler::{ClientHandler, SessionState};
 pub use known_hosts::HostKeyChecking;
 use known_hosts::Verdict;
@@ -120,7 +123,7 @@ pub(crate) fn home_dir() -> PathBuf {
 /// Opens SSH connections; one per run, shared by every host.
 pub struct SshTransport {
     options: SshOptions,
-    config: SshConfigFile,
+    config: Arc<SshConfigFile>,
     keys: KeyStore,
     /// Unknown and learned host keys, told once for the fleet.
     ledger: Ledger,
@@ -160,7 +163,7 @@ impl SshTransport {
                 .chain(options.global_known_hosts.iter().cloned())
                 .collect(),
             options,
-            config,
+            config: Arc::new(config),
             keys,
             russh_config,
         })
@@ -179,13 +182,7 @@ impl SshTransport {
     /// Connects and authenticates to `target`, through its ProxyJump hosts if any. Each
     /// host key on the way is verified; nothing runs on a host whose key is refused.
     pub async fn connect(&self, target: &ConnectTarget) -> Result<SshConnection, TransportError> {
-        let resolved = config::resolve(
-            &self.config,
-            target,
-            &self.options.default_user,
-            self.options.keepalive_interval,
-        )?;
-        let hops = config::hops(&self.config, &resolved)?;
+        let (resolved, hops) = self.resolve(target).await?;
         let mut jumps: Vec<Session> = Vec::with_capacity(hops.len());
         for (spec, hop) in &hops {
             let session = match jumps.last() {
@@ -220,6 +217,24 @@ impl SshTransport {
                 close_sessions(&mut jumps).await;
                 Err(e)
             }
+        }
+    }
+
+    /// `target` as the ssh config resolves it, and its jump hosts. On a thread of their
+    /// own: a `Match exec` runs a command, and one thread serves every connection.
+    async fn resolve(&self, target: &ConnectTarget) -> Result<(Resolved, Hops), TransportError> {
+        let config = self.config.clone();
+        let target = target.clone();
+        let user = self.options.default_user.clone();
+        let keepalive = self.options.keepalive_interval;
+        let resolving = tokio::task::spawn_blocking(move || {
+            let resolved = config::resolve(&config, &target, &user, keepalive)?;
+            let hops = config::hops(&config, &resolved)?;
+            Ok((resolved, hops))
+        });
+        match resolving.await {
+            Ok(resolved) => resolved,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
