@@ -33,7 +33,10 @@ pub trait Lookup {
 /// host's 94 kB registered `docker inspect` is not compared whole again by every template
 /// that reads it. Opaque here: `owner` says whose notes they are.
 #[derive(Default)]
-pub struct Notes(Mutex<HashMap<String, Note, foldhash::fast::RandomState>>);
+pub struct Notes(Mutex<NoteMap>);
+
+/// By variable name; names are hashed on every template's read.
+type NoteMap = HashMap<String, Note, foldhash::fast::RandomState>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Note {
@@ -60,7 +63,7 @@ impl Notes {
             .remove(name);
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Note, foldhash::fast::RandomState>> {
+    fn lock(&self) -> MutexGuard<'_, NoteMap> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -93,20 +96,18 @@ impl HostVars {
         self.vars.insert(name, value);
     }
 
+    /// The variables without their notes: what reads them from here works everything out
+    /// again (a template should read the `HostVars` themselves, as a [`Lookup`]).
+    pub fn as_vars(&self) -> &Vars {
+        &self.vars
+    }
+
     /// [`overlay`] on these variables.
     pub fn overlay(&mut self, over: &Vars) {
         for name in over.keys() {
             self.notes.forget(name);
         }
         overlay(&mut self.vars, over);
-    }
-}
-
-impl std::ops::Deref for HostVars {
-    type Target = Vars;
-
-    fn deref(&self) -> &Vars {
-        &self.vars
     }
 }
 

@@ -12,7 +12,7 @@ use crate::events::{Event, StepStatus};
 use crate::journal::HostLog;
 use crate::playbook::Step;
 use crate::transport::{Connection, Connector, ExecRequest, Later, OutputStream, TransportError};
-use crate::vars::{Lookup, Vars};
+use crate::vars::Lookup;
 
 /// The first step of a host's turn, ready to run behind the guard.
 pub(super) struct Carried<'c> {
@@ -146,7 +146,7 @@ impl<C: Connector> StepOn<'_, C> {
         &self,
         log: &mut HostLog,
         step: &Step,
-        vars: &Vars,
+        vars: &dyn Lookup,
         (nonce, release): (&str, &str),
     ) -> (StepRun, bool) {
         let started = Instant::now();

@@ -58,7 +58,7 @@ pub(super) async fn preflight_host<C: Connector>(
             .iter()
             .filter_map(|s| s.register.as_ref());
         let vars = registered
-            .filter_map(|r| Some((r.clone(), checked.vars.get(r)?.clone())))
+            .filter_map(|r| Some((r.clone(), checked.vars.as_vars().get(r)?.clone())))
             .collect();
         let findings = Findings::new(vars, checked.probe.take());
         let kept = run.connector.kept();

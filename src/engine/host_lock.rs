@@ -7,7 +7,7 @@ use crate::journal::HostLog;
 use crate::lock::{self, Verdict};
 use crate::play::HostInPlay;
 use crate::transport::{Connection, Connector};
-use crate::vars::Vars;
+use crate::vars::Lookup;
 
 /// The failed step of a host whose lock could not be taken.
 pub(super) const HOST_LOCK: &str = "host lock";
@@ -104,7 +104,7 @@ pub(super) async fn release<C: Connector>(
     conn: &impl Connection,
     log: &mut HostLog,
     dir: &str,
-    vars: &Vars,
+    vars: &dyn Lookup,
     outcome: Outcome,
 ) {
     let (command, line) = release_command(run, dir, vars, outcome);
@@ -123,7 +123,7 @@ pub(super) fn released(log: &mut HostLog, line: &str) {
 pub(super) fn release_command<C: Connector>(
     run: &Run<'_, C>,
     dir: &str,
-    vars: &Vars,
+    vars: &dyn Lookup,
     outcome: Outcome,
 ) -> (String, String) {
     let render = |t: &Option<String>| {
