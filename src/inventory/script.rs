@@ -255,8 +255,15 @@ mod tests {
             .unwrap();
         file.write_all(b"#!/bin/sh\necho '{\"_meta\": {\"hostvars\": {}}, \"web\": [\"w1\"]}'\n")
             .unwrap();
-        let busy = Command::new(&path).spawn().map(|_| ()).unwrap_err();
-        assert_eq!(busy.kind(), std::io::ErrorKind::ExecutableFileBusy);
+        match Command::new(&path).stdout(Stdio::null()).spawn() {
+            Err(busy) => assert_eq!(busy.kind(), std::io::ErrorKind::ExecutableFileBusy),
+            Ok(mut ran) => {
+                // A kernel that runs files still open for writing has nothing to wait out.
+                let _ = ran.wait();
+                eprintln!("skipped: this kernel runs a file open for writing");
+                return;
+            }
+        }
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             drop(file);

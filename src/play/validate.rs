@@ -276,3 +276,49 @@ fn host_list(hosts: &[&str], total: usize) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn problems(steps: &str, vars: serde_json::Value) -> Vec<String> {
+        let text = format!("name: t\nhosts: all\nsteps:\n{steps}");
+        let playbook = Playbook::parse(Path::new("pb.yml"), &text).unwrap();
+        let host = HostInPlay {
+            name: "h".into(),
+            vars: vars.as_object().cloned().unwrap(),
+        };
+        let mut found: Vec<String> = HostCheck::new(&playbook)
+            .problems_of(&host)
+            .into_iter()
+            .map(|(field, message)| format!("{field}: {message}"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn each_field_of_a_step_is_judged_on_its_own() {
+        // One step's fields share what they work out; a field that fails must not change
+        // what the next one finds.
+        let found = problems(
+            "  - name: s\n    when: a == 1\n    shell: echo {{ missing }} {{ fine }}\n    become_user: '{{ fine }}'\n    failed_when: a == 2\n",
+            serde_json::json!({"a": "{{ b }}", "b": "{{ a }}", "fine": "ok"}),
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("steps[0].failed_when: variables"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("steps[0].shell: undefined variable `missing`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("steps[0].when: variables"),
+            "{found:?}"
+        );
+    }
+}
