@@ -393,8 +393,12 @@ impl Agent {
             .stdout(Stdio::null())
             .spawn()
             .expect("ssh-agent");
+        // The socket exists from bind(), before the agent listens: until then a client is
+        // refused (and ssh-add fails), so wait for a connection to be accepted.
         let t0 = std::time::Instant::now();
-        while !socket.exists() && t0.elapsed() < Duration::from_secs(5) {
+        while std::os::unix::net::UnixStream::connect(&socket).is_err()
+            && t0.elapsed() < Duration::from_secs(5)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         Agent { socket, child }
