@@ -3,6 +3,7 @@
 //! each its variables, validates everything and plans the batches. Nothing here contacts a
 //! host: if this fails, nothing was changed anywhere.
 
+mod alike;
 mod hosts;
 mod inventory;
 mod secrets;

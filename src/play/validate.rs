@@ -6,16 +6,19 @@
 //! of the same shape, and only mistakes that no output could fix (an undefined name, a
 //! syntax error, an unknown filter) are reported for templates that read them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
+use super::alike::Verdicts;
 use super::HostInPlay;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::playbook::{Playbook, Step};
 use crate::registered::Registered;
 use crate::template::{Rendering, TemplateError, Templates};
-use crate::vars::Vars;
+use crate::vars::{Lookup, Over, Vars};
 
 /// Checks the playbook against the hosts in play: required variables, and every template
 /// and condition rendered for every host. Problems shared by many hosts are reported once.
@@ -26,7 +29,7 @@ pub fn validate(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic> {
     // (field, message) -> hosts, to say a problem once for all the hosts that share it.
     let mut problems: BTreeMap<(String, String), Vec<&str>> = BTreeMap::new();
     for host in hosts {
-        for problem in check.problems_of(host) {
+        for problem in check.problems_of(&host.vars) {
             problems.entry(problem).or_default().push(&host.name);
         }
     }
@@ -108,6 +111,8 @@ struct HostCheck<'p> {
     /// The report is rendered after the pre-flight: it sees the pre-flight's registers.
     preflight_registers: HashSet<&'p str>,
     all_registers: HashSet<&'p str>,
+    /// Each field's verdicts, by its name.
+    verdicts: RefCell<HashMap<String, Verdicts<Option<String>>>>,
 }
 
 /// A problem: (field, message).
@@ -124,14 +129,19 @@ impl<'p> HostCheck<'p> {
             placeholder: Registered::default().to_value(),
             preflight_registers: registers(&playbook.steps[..playbook.preflight_len]),
             all_registers: registers(&playbook.steps),
+            verdicts: RefCell::default(),
         }
     }
 
-    /// The problems of one host, each field at most once.
-    fn problems_of(&self, host: &HostInPlay) -> Vec<Problem> {
+    /// The problems of one host, from its variables, each field at most once.
+    fn problems_of(&self, host: &dyn Lookup) -> Vec<Problem> {
         let playbook = self.playbook;
         let mut found = Vec::new();
-        let vars = self.in_order(&playbook.steps, &host.vars, &mut found);
+        let registered = self.in_order(&playbook.steps, host, &mut found);
+        let vars = Over {
+            base: host,
+            top: Cow::Owned(registered),
+        };
         // A rollback may run after any step failed, so it sees every register; a step that
         // did not run registers `skipped: true` (as in Ansible).
         for step in &playbook.rollback {
@@ -139,101 +149,122 @@ impl<'p> HostCheck<'p> {
         }
         // Verification runs on its own connection during a pause: the host's variables and
         // its own registers only.
-        self.in_order(&playbook.verify, &host.vars, &mut found);
-        let mut report_vars = host.vars.clone();
-        for r in &self.preflight_registers {
-            report_vars.insert(r.to_string(), self.placeholder.clone());
-        }
-        let mut report = self.templates.with(&report_vars);
+        self.in_order(&playbook.verify, host, &mut found);
+        let report_vars = Over {
+            base: host,
+            top: Cow::Owned(
+                self.preflight_registers
+                    .iter()
+                    .map(|r| (r.to_string(), self.placeholder.clone()))
+                    .collect(),
+            ),
+        };
         for (column, template) in &playbook.report {
-            let reads = Reads {
+            let field = Field {
+                name: format!("report.{column}"),
+                source: template,
+                is_expr: false,
                 registered: &self.preflight_registers,
                 own: &None,
             };
-            if let Some(message) = self.problem(&mut report, template, false, &reads) {
-                found.push((format!("report.{column}"), message));
-            }
+            found.extend(self.problem(&report_vars, field));
         }
         let none = HashSet::new();
-        let mut before_steps = self.templates.with(&host.vars);
-        let mut after_steps = self.templates.with(&vars);
         for field in playbook.host_templates() {
             // The lock is taken before any step: it sees the host's variables only.
-            let (rendering, registered) = if field.key == "lock.dir" {
-                (&mut before_steps, &none)
+            let (seen, registered): (&dyn Lookup, _) = if field.key == "lock.dir" {
+                (host, &none)
             } else {
-                (&mut after_steps, &self.all_registers)
+                (&vars, &self.all_registers)
             };
-            let reads = Reads {
+            let field = Field {
+                name: field.key.into(),
+                source: field.text,
+                is_expr: false,
                 registered,
                 own: &None,
             };
-            if let Some(message) = self.problem(rendering, field.text, false, &reads) {
-                found.push((field.key.into(), message));
-            }
+            found.extend(self.problem(seen, field));
         }
         found
     }
 
     /// Checks steps that run one after another, each seeing what the earlier ones
-    /// registered; returns the variables after the last.
-    fn in_order(&self, steps: &'p [Step], vars: &Vars, found: &mut Vec<Problem>) -> Vars {
-        let mut vars = vars.clone();
+    /// registered; returns what they all registered.
+    fn in_order(&self, steps: &'p [Step], vars: &dyn Lookup, found: &mut Vec<Problem>) -> Vars {
+        let mut top = Vars::new();
         let mut registered: HashSet<&str> = HashSet::new();
         for step in steps {
-            self.step(step, &vars, &registered, found);
+            let seen = Over {
+                base: vars,
+                top: Cow::Borrowed(&top),
+            };
+            self.step(step, &seen, &registered, found);
             if let Some(r) = &step.register {
-                vars.insert(r.clone(), self.placeholder.clone());
+                top.insert(r.clone(), self.placeholder.clone());
                 registered.insert(r);
             }
         }
-        vars
+        top
     }
 
-    fn step(&self, step: &Step, vars: &Vars, registered: &HashSet<&str>, found: &mut Vec<Problem>) {
+    fn step(
+        &self,
+        step: &Step,
+        vars: &dyn Lookup,
+        registered: &HashSet<&str>,
+        found: &mut Vec<Problem>,
+    ) {
         let vars = step.scope(vars);
         let own = step.result_scope(&vars, self.placeholder.clone());
         // As the engine renders them: the fields before the run with the step's variables,
         // the conditions on its result with those and the result.
-        let mut before = self.templates.with(&vars);
-        let mut after = self.templates.with(&own);
         for field in step.templates() {
-            let rendering = if matches!(field.key, "until" | "changed_when" | "failed_when") {
-                &mut after
-            } else {
-                &mut before
+            let seen: &dyn Lookup = match field.key {
+                "until" | "changed_when" | "failed_when" => &own,
+                _ => &vars,
             };
-            let reads = Reads {
+            let field = Field {
+                name: format!("{}.{}", step.field, field.key),
+                source: field.text,
+                is_expr: field.is_expr,
                 registered,
                 own: &step.register,
             };
-            if let Some(message) = self.problem(rendering, field.text, field.is_expr, &reads) {
-                found.push((format!("{}.{}", step.field, field.key), message));
-            }
+            found.extend(self.problem(seen, field));
         }
     }
 
-    /// The message of a render error that must stop the run, if any.
-    fn problem(
-        &self,
-        rendering: &mut Rendering<'_>,
-        source: &str,
-        is_expr: bool,
-        reads: &Reads<'_>,
-    ) -> Option<String> {
-        let outcome = if is_expr {
-            rendering.eval(source).map(drop)
-        } else {
-            rendering.render(source).map(drop)
-        };
-        let e = outcome.err()?;
-        reportable(rendering, &e, source, is_expr, reads).then_some(e.message)
+    /// The render error of `field` with `vars` that must stop the run, if any. Each field
+    /// is judged on its own (a field that fails must not change what the next one finds),
+    /// and once for all the hosts whose variables answer it alike.
+    fn problem(&self, vars: &dyn Lookup, field: Field<'_>) -> Option<Problem> {
+        let mut verdicts = self.verdicts.borrow_mut();
+        let verdict = verdicts
+            .entry(field.name.clone())
+            .or_insert_with(Verdicts::new)
+            .of(vars, |asked| {
+                let mut rendering = self.templates.with(asked);
+                let outcome = if field.is_expr {
+                    rendering.eval(field.source).map(drop)
+                } else {
+                    rendering.render(field.source).map(drop)
+                };
+                let e = outcome.err()?;
+                reportable(&rendering, &e, &field).then_some(e.message)
+            });
+        verdict.map(|message| (field.name, message))
     }
 }
 
-/// What a template may read besides the host's variables: the results registered so far
-/// (stood in for by empty ones), and the step's own.
-struct Reads<'a> {
+/// A template of the playbook as the validator judges it: where it is, and what it may
+/// read besides the host's variables: the results registered so far (stood in for by
+/// empty ones), and the step's own.
+struct Field<'a> {
+    /// Where it is, as diagnostics name it (`steps[3].shell`).
+    name: String,
+    source: &'a str,
+    is_expr: bool,
     registered: &'a HashSet<&'a str>,
     own: &'a Option<String>,
 }
@@ -242,21 +273,15 @@ struct Reads<'a> {
 /// any other error (say `int` of an empty string, or an attribute of `from_json`) only when
 /// the template does not read a registered result, directly or through the variables it
 /// reads, whose real value will differ from the stand-in.
-fn reportable(
-    rendering: &Rendering<'_>,
-    e: &TemplateError,
-    source: &str,
-    is_expr: bool,
-    reads: &Reads<'_>,
-) -> bool {
+fn reportable(rendering: &Rendering<'_>, e: &TemplateError, field: &Field<'_>) -> bool {
     if e.undefined {
         return true;
     }
-    let Ok(used) = rendering.variables_reached(source, is_expr) else {
+    let Ok(used) = rendering.variables_reached(field.source, field.is_expr) else {
         return true;
     };
     !used.iter().any(|v| {
-        reads.registered.contains(v.as_str()) || v == "result" || reads.own.as_deref() == Some(v)
+        field.registered.contains(v.as_str()) || v == "result" || field.own.as_deref() == Some(v)
     })
 }
 
@@ -291,12 +316,40 @@ mod tests {
             vars: vars.as_object().cloned().unwrap(),
         };
         let mut found: Vec<String> = HostCheck::new(&playbook)
-            .problems_of(&host)
+            .problems_of(&host.vars)
             .into_iter()
             .map(|(field, message)| format!("{field}: {message}"))
             .collect();
         found.sort();
         found
+    }
+
+    #[test]
+    fn hosts_alike_but_for_one_variable_are_told_apart_where_it_is_read() {
+        // Four hosts that differ only in `dir`, read by one step's command: the verdict on
+        // the other step is found once, the one on the command for each host as it is.
+        let text = "name: t\nhosts: all\nsteps:\n  - name: a\n    shell: echo {{ name }}\n  - name: b\n    shell: ls {{ dir | int }}\n";
+        let playbook = Playbook::parse(Path::new("pb.yml"), text).unwrap();
+        let host = |name: &str, dir: serde_json::Value| HostInPlay {
+            name: name.into(),
+            vars: serde_json::json!({"name": "x", "dir": dir, "ansible_host": name})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        };
+        let hosts = [
+            host("h1", "5".into()),
+            host("h2", "/srv".into()),
+            host("h3", "6".into()),
+            host("h4", "/srv".into()),
+        ];
+        let found: Vec<String> = validate(&playbook, &hosts)
+            .into_iter()
+            .map(|d| format!("{}: {}", d.field, d.message))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("steps[1].shell: "), "{found:?}");
+        assert!(found[0].ends_with("for hosts h2, h4"), "{found:?}");
     }
 
     #[test]
