@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The controller's own CPU on the shipped upgrade (issue 19: <= 0.25 ms per host-step).
+# The controller's own CPU on the shipped upgrade, or on trivial steps (issue 19: <= 0.25 ms per host-step).
 # Starts a fresh test fleet (tests/fleet) of N hosts at v4.65.0 for each run, upgrades it
 # with playbooks/simplelogin-upgrade.yml -e sl_version=v4.66.1 (one batch, no canary),
 # under GNU time, and prints per run and as the median: the controller's CPU (user + sys),
@@ -7,10 +7,12 @@
 # host ran), wall time and peak memory. Every run is checked: each host upgraded (exit 0,
 # every host_finished ok).
 #
-# Usage: tests/bench/cpu.sh [--hosts N] [--forks F] [--runs R] [--fleetup PATH] [--perf] [--keep]
+# Usage: tests/bench/cpu.sh [--hosts N] [--forks F] [--runs R] [--workload W] [--fleetup PATH]
+#                           [--perf] [--keep]
 #   --hosts N       hosts in the fleet (default 20; keep it <= 50 on a shared machine)
 #   --forks F       hosts at once (default: all of them, as peers.sh runs the peers)
 #   --runs R        runs (default 3; the median is printed)
+#   --workload W    upgrade (default) or trivial: peers.sh's 14 steps of `true` per host
 #   --fleetup PATH  the fleetup binary to measure (default: this checkout's release build)
 #   --perf          also record each run with `perf record` and print where the CPU went
 #   --keep          keep the work directory
@@ -21,6 +23,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HOSTS=20
 FORKS=""
 RUNS=3
+WORKLOAD=upgrade
 FLEETUP=""
 PERF=0
 KEEP=0
@@ -29,10 +32,11 @@ while [ $# -gt 0 ]; do
         --hosts) HOSTS=$2; shift 2 ;;
         --forks) FORKS=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
+        --workload) WORKLOAD=$2; shift 2 ;;
         --fleetup) FLEETUP=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -44,6 +48,11 @@ if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
     echo "--perf needs perf (linux-perf)" >&2
     exit 2
 fi
+case "$WORKLOAD" in
+    upgrade) PLAYBOOK=("$ROOT/playbooks/simplelogin-upgrade.yml" -e sl_version=v4.66.1) ;;
+    trivial) PLAYBOOK=("$ROOT/tests/bench/peers/trivial.fleetup.yml") ;;
+    *) echo "--workload is upgrade or trivial, not $WORKLOAD" >&2; exit 2 ;;
+esac
 (cd "$ROOT" && cargo build --release --bins --quiet)
 FLEETUP=${FLEETUP:-$ROOT/target/release/fleetup}
 SIM="$ROOT/target/release/fleet-sim"
@@ -56,9 +65,9 @@ bench_work cpu
 run_once() { # R
     local r=$1 out="$WORK/run-$1"
     bench_fresh_fleet "$HOSTS" "$out.up"
-    local cmd=("$FLEETUP" run -i "$FLEET/inventory.yml" "$ROOT/playbooks/simplelogin-upgrade.yml"
+    local cmd=("$FLEETUP" run -i "$FLEET/inventory.yml" "${PLAYBOOK[@]}"
         --known-hosts "$FLEET/known_hosts" --yes --output json --canary none
-        --serial "$HOSTS" --forks "${FORKS:-$HOSTS}" -e sl_version=v4.66.1)
+        --serial "$HOSTS" --forks "${FORKS:-$HOSTS}")
     local rc=0
     if [ "$PERF" = 1 ]; then
         perf record -q -F 999 -g -o "$out.perf" -- /usr/bin/time -v -o "$out.time" \
@@ -102,7 +111,7 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 echo
-echo "controller CPU on the upgrade, $HOSTS hosts, one batch, forks ${FORKS:-$HOSTS}, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "controller CPU on the $WORKLOAD, $HOSTS hosts, one batch, forks ${FORKS:-$HOSTS}, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
 runs = [l.split() for l in sys.stdin if l.strip()]
