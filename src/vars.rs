@@ -1,6 +1,7 @@
 //! Variables: the values templates see, and the `-e` extra vars of the command line.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -26,6 +27,13 @@ pub trait Lookup {
     fn notes(&self, _name: &str) -> Option<&Notes> {
         None
     }
+    /// What renderer `owner` noted about `name` as a template ([`Derived`]), if these
+    /// variables keep notes and nothing laid over them sets a variable it read.
+    fn derived(&self, _owner: u64, _name: &str) -> Option<Derived> {
+        None
+    }
+    /// Keeps `derived` about `name`, where these variables keep notes and it holds.
+    fn keep_derived(&self, _name: &str, _derived: Derived) {}
 }
 
 /// What a renderer worked out about each variable's value, kept beside the variables and
@@ -33,10 +41,18 @@ pub trait Lookup {
 /// host's 94 kB registered `docker inspect` is not compared whole again by every template
 /// that reads it. Opaque here: `owner` says whose notes they are.
 #[derive(Default)]
-pub struct Notes(Mutex<NoteMap>);
+pub struct Notes(Mutex<Kept>);
+
+#[derive(Clone, Default)]
+struct Kept {
+    own: NoteMap<Note>,
+    /// About the variables that are templates: a change drops those that read what
+    /// changed.
+    derived: NoteMap<Derived>,
+}
 
 /// By variable name; names are hashed on every template's read.
-type NoteMap = HashMap<String, Note, foldhash::fast::RandomState>;
+type NoteMap<T> = HashMap<String, T, foldhash::fast::RandomState>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Note {
@@ -45,25 +61,47 @@ pub struct Note {
     pub template: bool,
 }
 
+/// What a renderer worked out about a variable that is a template: the id of its value
+/// (which stands for the ids of all it reads, and theirs), and the names it reads, there
+/// or not, directly or through others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Derived {
+    pub owner: u64,
+    pub id: u64,
+    pub reads: NameSet,
+}
+
 impl Notes {
     /// The note `owner` made on `name`, else the one `work_out` makes (and is kept).
     pub fn get_or(&self, owner: u64, name: &str, work_out: impl FnOnce() -> Note) -> Note {
-        if let Some(note) = self.lock().get(name).filter(|n| n.owner == owner) {
+        if let Some(note) = self.lock().own.get(name).filter(|n| n.owner == owner) {
             return *note;
         }
         let note = work_out();
-        self.lock().insert(name.to_string(), note);
+        self.lock().own.insert(name.to_string(), note);
         note
     }
 
-    fn forget(&mut self, name: &str) {
-        self.0
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
+    fn derived(&self, owner: u64, name: &str) -> Option<Derived> {
+        self.lock()
+            .derived
+            .get(name)
+            .filter(|d| d.owner == owner)
+            .copied()
     }
 
-    fn lock(&self) -> MutexGuard<'_, NoteMap> {
+    fn keep_derived(&self, name: &str, derived: Derived) {
+        self.lock().derived.insert(name.to_string(), derived);
+    }
+
+    fn forget(&mut self, name: &str) {
+        let kept = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
+        kept.own.remove(name);
+        kept.derived
+            .retain(|derived, d| derived != name && !d.reads.may_hold(name));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Kept> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -123,6 +161,16 @@ impl Lookup for HostVars {
     fn notes(&self, name: &str) -> Option<&Notes> {
         self.vars.contains_key(name).then_some(&self.notes)
     }
+
+    fn derived(&self, owner: u64, name: &str) -> Option<Derived> {
+        self.notes.derived(owner, name)
+    }
+
+    fn keep_derived(&self, name: &str, derived: Derived) {
+        if self.vars.contains_key(name) {
+            self.notes.keep_derived(name, derived);
+        }
+    }
 }
 
 impl Lookup for Vars {
@@ -154,12 +202,60 @@ impl Lookup for Over<'_> {
         }
     }
 
+    fn derived(&self, owner: u64, name: &str) -> Option<Derived> {
+        let derived = self.base.derived(owner, name)?;
+        self.holds(name, derived).then_some(derived)
+    }
+
+    fn keep_derived(&self, name: &str, derived: Derived) {
+        if self.holds(name, derived) {
+            self.base.keep_derived(name, derived);
+        }
+    }
+
     fn names(&self) -> Vec<&str> {
         let mut names = self.base.names();
         names.extend(self.top.keys().map(String::as_str));
         names.sort_unstable();
         names.dedup();
         names
+    }
+}
+
+impl Over<'_> {
+    /// Whether what was worked out about `name` below holds here too: it does not if this
+    /// layer sets `name` or (perhaps) a variable it reads.
+    fn holds(&self, name: &str, derived: Derived) -> bool {
+        !self.top.contains_key(name) && !self.top.keys().any(|k| derived.reads.may_hold(k))
+    }
+}
+
+/// A set of variable names, as two bits of each name's hash: it may say that it holds a
+/// name it does not (which costs a render), never the reverse. 256 bits keep that rare
+/// for the ~30 names a derived fact reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameSet([u64; 4]);
+
+impl NameSet {
+    pub fn of(name: &str) -> NameSet {
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(name);
+        let mut set = NameSet::default();
+        for bit in [hash & 0xff, (hash >> 8) & 0xff] {
+            set.0[(bit >> 6) as usize] |= 1 << (bit & 63);
+        }
+        set
+    }
+
+    pub fn with(mut self, other: NameSet) -> NameSet {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+        self
+    }
+
+    pub fn may_hold(self, name: &str) -> bool {
+        let one = NameSet::of(name);
+        self.0.iter().zip(one.0).all(|(a, b)| a & b == b)
     }
 }
 
@@ -262,6 +358,48 @@ mod tests {
         overlay(&mut base, &parse_extra_vars(r#"{"d": {"a": 9}}"#).unwrap());
         assert_eq!(base["d"], json!({"a": 9}));
         assert_eq!(base["x"], json!(1));
+    }
+
+    #[test]
+    fn a_name_set_holds_every_name_put_in_it() {
+        let names: Vec<String> = (0..40).map(|i| format!("sl_fact_{i}")).collect();
+        let set = names
+            .iter()
+            .fold(NameSet::default(), |set, n| set.with(NameSet::of(n)));
+        assert!(names.iter().all(|n| set.may_hold(n)));
+        // Two bits a name in 256: another name is seldom taken for one of 40.
+        let others = (0..1000)
+            .filter(|i| set.may_hold(&format!("other_{i}")))
+            .count();
+        assert!(others < 150, "{others} of 1000");
+    }
+
+    #[test]
+    fn a_layer_hides_what_was_worked_out_from_a_variable_it_sets() {
+        let host = HostVars::new(parse_extra_vars(r#"{"a": "{{ b }}", "b": 1, "c": 2}"#).unwrap());
+        let derived = Derived {
+            owner: 1,
+            id: 7,
+            reads: NameSet::of("b"),
+        };
+        host.keep_derived("a", derived);
+        assert_eq!(host.derived(1, "a"), Some(derived));
+        assert_eq!(host.derived(2, "a"), None, "another renderer's");
+        let layer = |top: &str| Over {
+            base: &host,
+            top: std::borrow::Cow::Owned(parse_extra_vars(top).unwrap()),
+        };
+        assert_eq!(layer(r#"{"c": 3}"#).derived(1, "a"), Some(derived));
+        assert_eq!(layer(r#"{"b": 3}"#).derived(1, "a"), None);
+        assert_eq!(layer(r#"{"a": 3}"#).derived(1, "a"), None);
+        let mut host = host;
+        host.insert("c".into(), json!(4));
+        assert_eq!(host.derived(1, "a"), Some(derived), "`a` does not read `c`");
+        host.insert("b".into(), json!(4));
+        assert_eq!(host.derived(1, "a"), None, "`a` reads `b`");
+        host.keep_derived("a", derived);
+        host.insert("a".into(), json!(4));
+        assert_eq!(host.derived(1, "a"), None, "`a` itself");
     }
 
     #[test]

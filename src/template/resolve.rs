@@ -15,7 +15,7 @@ use minijinja::value::{Serde, Value};
 
 use super::memo::{approx_result_bytes, Derivation};
 use super::{in_variable, FastMap, Scope, TemplateError, Templates, Values};
-use crate::vars::{Lookup, Note};
+use crate::vars::{Derived, Lookup, NameSet, Note};
 
 pub(super) struct Resolver<'t> {
     templates: &'t Templates,
@@ -24,6 +24,12 @@ pub(super) struct Resolver<'t> {
     /// Of each variable that is a template: the variables it reads that are defined, and
     /// whether its value may be kept.
     derived: FastMap<String, (Vec<String>, bool)>,
+    /// Of each variable that is a template: what it reads, directly or through others;
+    /// None when its value may not be kept (it reads `lookup`, or one that does).
+    reads: FastMap<String, Option<NameSet>>,
+    /// The variables that are templates whose id the host's notes gave, with the id of
+    /// their definition: what they read is worked out only if their value must be.
+    noted: FastMap<String, u64>,
     /// The variables whose ids are being worked out, each waiting for those it reads.
     in_progress: Vec<String>,
     values: Values,
@@ -36,6 +42,8 @@ impl<'t> Resolver<'t> {
             vars,
             ids: FastMap::default(),
             derived: FastMap::default(),
+            reads: FastMap::default(),
+            noted: FastMap::default(),
             in_progress: Vec::new(),
             values: Values::default(),
         }
@@ -80,13 +88,30 @@ impl<'t> Resolver<'t> {
             Some(notes) => notes.get_or(self.templates.owner, name, intern),
             None => intern(),
         };
-        let id = if template {
-            self.derivation(name, definition, own)?
-        } else {
+        let id = if !template {
             own
+        } else if let Some(derived) = self.vars.derived(self.templates.owner, name) {
+            // Nothing it reads has changed since the host's notes were made.
+            self.reads.insert(name.to_string(), Some(derived.reads));
+            self.noted.insert(name.to_string(), own);
+            derived.id
+        } else {
+            self.derivation(name, definition, own)?
         };
         self.ids.insert(name.to_string(), id);
         Ok(Some(id))
+    }
+
+    /// What a variable that reads `needs` reads in all, if its value may be kept.
+    fn reads_through(&self, needs: &[String]) -> Option<NameSet> {
+        let mut all = NameSet::default();
+        for need in needs {
+            all = all.with(NameSet::of(need));
+            if let Some(through) = self.reads.get(need.as_str()) {
+                all = all.with((*through)?);
+            }
+        }
+        Some(all)
     }
 
     fn derivation(
@@ -138,16 +163,19 @@ impl<'t> Resolver<'t> {
         }
         self.in_progress.pop();
         self.derived.insert(name.to_string(), (defined, pure));
-        let mut memo = self.templates.memo();
-        Ok(if pure {
-            memo.derivation(Derivation {
-                name: name.to_string(),
-                definition: own,
-                inputs,
-            })
-        } else {
-            memo.fresh_id()
-        })
+        let reads = self.reads_through(&needs).filter(|_| pure);
+        self.reads.insert(name.to_string(), reads);
+        let Some(reads) = reads else {
+            return Ok(self.templates.memo().fresh_id());
+        };
+        let id = self.templates.memo().derivation(Derivation {
+            name: name.to_string(),
+            definition: own,
+            inputs,
+        });
+        let owner = self.templates.owner;
+        self.vars.keep_derived(name, Derived { owner, id, reads });
+        Ok(id)
     }
 
     /// The value of `name`, defined and with its id worked out.
@@ -159,6 +187,18 @@ impl<'t> Resolver<'t> {
         let Some(definition) = vars.get(name) else {
             return Err(super::undefined(name, vars));
         };
+        if let Some(&own) = self.noted.get(name) {
+            // A kept error stays noted: it is the same error the next time.
+            if let Some(kept) = self.templates.memo().value(self.ids[name]) {
+                let value = kept?;
+                self.values.insert(name.to_string(), value.clone());
+                return Ok(value);
+            }
+            // The memo forgot the value: what it reads is needed to render it.
+            let id = self.derivation(name, definition, own)?;
+            self.noted.remove(name);
+            self.ids.insert(name.to_string(), id);
+        }
         let value = match self.derived.get(name).cloned() {
             None => Value::from(Serde(definition)),
             Some((needs, pure)) => {

@@ -356,3 +356,68 @@ fn notes_made_by_other_templates_are_not_taken_for_their_own() {
     assert_eq!(t.render("{{ derived }}", &host).unwrap(), "ax");
     assert_eq!(other.render("{{ derived }}", &host).unwrap(), "ax");
 }
+
+#[test]
+fn what_a_host_noted_about_a_chain_of_facts_holds_until_a_link_changes() {
+    let t = Templates::new();
+    let mut host = crate::vars::HostVars::new(vars(json!({
+        "found": {"stdout": "a"},
+        "mid": "{{ found.stdout }}-",
+        "derived": "{{ mid }}x",
+        "pw": "{{ lookup('env', 'FLEETUP_TEST_NOTED_LOOKUP') }}",
+        "through": "{{ pw }}!",
+    })));
+    for _ in 0..2 {
+        assert_eq!(t.render("{{ derived }}", &host).unwrap(), "a-x");
+    }
+    // A layer that sets what a link of the chain reads hides the host's notes.
+    let top = vars(json!({"found": {"stdout": "d"}}));
+    let step = crate::vars::Over {
+        base: &host,
+        top: std::borrow::Cow::Borrowed(&top),
+    };
+    assert_eq!(t.render("{{ derived }}", &step).unwrap(), "d-x");
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "a-x");
+    host.insert("found".into(), json!({"stdout": "b"}));
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "b-x");
+    // A fact that reads a lookup through another is read again at every render.
+    std::env::set_var("FLEETUP_TEST_NOTED_LOOKUP", "one");
+    assert_eq!(t.render("{{ through }}", &host).unwrap(), "one!");
+    std::env::set_var("FLEETUP_TEST_NOTED_LOOKUP", "two");
+    assert_eq!(t.render("{{ through }}", &host).unwrap(), "two!");
+}
+
+#[test]
+fn a_fact_the_memo_forgot_is_rendered_again_from_the_host_notes() {
+    let t = Templates::new();
+    let host = crate::vars::HostVars::new(vars(json!({
+        "found": "a",
+        "derived": "{{ found }}x",
+        "blob": "b".repeat(17 << 20),
+        "huge": "{{ blob }}",
+    })));
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "ax");
+    // Past the memo's 16 MB, the oldest values make way: `derived`'s among them.
+    assert_eq!(t.render("{{ huge | length }}", &host).unwrap(), "17825792");
+    assert_eq!(t.render("{{ derived }}", &host).unwrap(), "ax");
+}
+
+#[test]
+fn a_noted_fact_that_failed_fails_again_in_the_same_rendering() {
+    let t = Templates::new();
+    let host = crate::vars::HostVars::new(vars(json!({
+        "found": "not json",
+        "facts": "{{ found | from_json }}",
+    })));
+    assert!(t.render("{{ facts }}", &host).is_err());
+    // The host's notes now give `facts` its id; one rendering asks for it twice.
+    let mut rendering = t.with(&host);
+    for _ in 0..2 {
+        let e = rendering.render("{{ facts }}").unwrap_err();
+        assert!(
+            e.message.starts_with("in variable `facts`: "),
+            "{}",
+            e.message
+        );
+    }
+}
