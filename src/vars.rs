@@ -97,8 +97,9 @@ impl Notes {
     fn forget(&mut self, name: &str) {
         let kept = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
         kept.own.remove(name);
+        let changed = NameSet::of(name);
         kept.derived
-            .retain(|derived, d| derived != name && !d.reads.may_hold(name));
+            .retain(|derived, d| derived != name && !d.reads.may_hold_all(changed));
     }
 
     fn lock(&self) -> MutexGuard<'_, Kept> {
@@ -254,8 +255,11 @@ impl NameSet {
     }
 
     pub fn may_hold(self, name: &str) -> bool {
-        let one = NameSet::of(name);
-        self.0.iter().zip(one.0).all(|(a, b)| a & b == b)
+        self.may_hold_all(NameSet::of(name))
+    }
+
+    fn may_hold_all(self, other: NameSet) -> bool {
+        self.0.iter().zip(other.0).all(|(a, b)| a & b == b)
     }
 }
 

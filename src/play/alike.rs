@@ -10,6 +10,7 @@ use std::collections::{HashSet, VecDeque};
 
 use serde_json::Value;
 
+use crate::template::same;
 use crate::vars::Lookup;
 
 /// Verdicts kept at once. Hosts alike come together (an inventory lists a group's hosts
@@ -78,10 +79,14 @@ impl Answers {
     /// Whether `vars` give the same answers. The answer that told them apart is compared
     /// first the next time: hosts mostly differ in the same name or two.
     fn hold_for(&mut self, vars: &dyn Lookup) -> bool {
+        // In order: a template that loops over a mapping sees its order.
         let differs = self
             .values
             .iter()
-            .position(|(name, value)| vars.get(name) != value.as_ref());
+            .position(|(name, value)| !match (vars.get(name), value) {
+                (Some(now), Some(then)) => same(now, then),
+                (now, then) => now.is_none() && then.is_none(),
+            });
         if let Some(i) = differs {
             self.values.swap(0, i);
             return false;
@@ -169,6 +174,18 @@ mod tests {
         );
         assert_eq!(verdicts.of(&c, |v| verdict(v, &runs)), "Some(\"/srv\")");
         assert_eq!(runs.get(), 3);
+    }
+
+    #[test]
+    fn mappings_in_another_order_are_other_answers() {
+        // A template that loops over a mapping sees its order; serde_json's `==` does not.
+        let a = vars(json!({"app_path": {"x": 1, "y": 2}}));
+        let b = vars(json!({"app_path": {"y": 2, "x": 1}}));
+        let runs = Cell::new(0);
+        let mut verdicts = Verdicts::new();
+        verdicts.of(&a, |v| verdict(v, &runs));
+        verdicts.of(&b, |v| verdict(v, &runs));
+        assert_eq!(runs.get(), 2);
     }
 
     #[test]

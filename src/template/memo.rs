@@ -292,7 +292,7 @@ fn samples(len: usize) -> impl Iterator<Item = usize> {
 
 /// Equal, and in the same order: a mapping's order shows in a template that loops over it
 /// (serde_json's own `==` ignores it).
-fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+pub(crate) fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     use serde_json::Value as J;
     match (a, b) {
         (J::Array(x), J::Array(y)) => {

@@ -26,6 +26,7 @@ use minijinja::value::{Serde, Value};
 use minijinja::{Error, ErrorKind, Expression};
 
 pub use environment::compare_versions;
+pub(crate) use memo::same;
 
 use crate::diagnostic::did_you_mean;
 use crate::vars::Lookup;
