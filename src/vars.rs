@@ -71,6 +71,13 @@ pub struct Derived {
     pub reads: NameSet,
 }
 
+impl Derived {
+    /// Whether this, noted about `name`, still holds where `changed` is set anew.
+    fn holds_despite(&self, name: &str, changed: &str) -> bool {
+        name != changed && !self.reads.may_hold(changed)
+    }
+}
+
 impl Notes {
     /// The note `owner` made on `name`, else the one `work_out` makes (and is kept).
     pub fn get_or(&self, owner: u64, name: &str, work_out: impl FnOnce() -> Note) -> Note {
@@ -97,9 +104,8 @@ impl Notes {
     fn forget(&mut self, name: &str) {
         let kept = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
         kept.own.remove(name);
-        let changed = NameSet::of(name);
         kept.derived
-            .retain(|derived, d| derived != name && !d.reads.may_hold_all(changed));
+            .retain(|derived, d| d.holds_despite(derived, name));
     }
 
     fn lock(&self) -> MutexGuard<'_, Kept> {
@@ -227,7 +233,7 @@ impl Over<'_> {
     /// Whether what was worked out about `name` below holds here too: it does not if this
     /// layer sets `name` or (perhaps) a variable it reads.
     fn holds(&self, name: &str, derived: Derived) -> bool {
-        !self.top.contains_key(name) && !self.top.keys().any(|k| derived.reads.may_hold(k))
+        self.top.keys().all(|k| derived.holds_despite(name, k))
     }
 }
 
@@ -255,11 +261,8 @@ impl NameSet {
     }
 
     pub fn may_hold(self, name: &str) -> bool {
-        self.may_hold_all(NameSet::of(name))
-    }
-
-    fn may_hold_all(self, other: NameSet) -> bool {
-        self.0.iter().zip(other.0).all(|(a, b)| a & b == b)
+        let one = NameSet::of(name);
+        self.0.iter().zip(one.0).all(|(a, b)| a & b == b)
     }
 }
 

@@ -21,9 +21,8 @@ pub(super) struct Resolver<'t> {
     templates: &'t Templates,
     vars: &'t dyn Lookup,
     ids: FastMap<String, u64>,
-    /// Of each variable that is a template: the variables it reads that are defined, and
-    /// whether its value may be kept.
-    derived: FastMap<String, (Vec<String>, bool)>,
+    /// Of each variable that is a template: the variables it reads that are defined.
+    derived: FastMap<String, Vec<String>>,
     /// Of each variable that is a template: what it reads, directly or through others;
     /// None when its value may not be kept (it reads `lookup`, or one that does).
     reads: FastMap<String, Option<NameSet>>,
@@ -162,7 +161,7 @@ impl<'t> Resolver<'t> {
             }
         }
         self.in_progress.pop();
-        self.derived.insert(name.to_string(), (defined, pure));
+        self.derived.insert(name.to_string(), defined);
         let reads = self.reads_through(&needs).filter(|_| pure);
         self.reads.insert(name.to_string(), reads);
         let Some(reads) = reads else {
@@ -201,8 +200,9 @@ impl<'t> Resolver<'t> {
         }
         let value = match self.derived.get(name).cloned() {
             None => Value::from(Serde(definition)),
-            Some((needs, pure)) => {
+            Some(needs) => {
                 let id = self.ids[name];
+                let pure = matches!(self.reads.get(name), Some(Some(_)));
                 let kept = if pure {
                     self.templates.memo().value(id)
                 } else {
