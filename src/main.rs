@@ -16,6 +16,7 @@ use fleetup::exit::Exit;
 // controller's CPU (malloc_consolidate, unlink_chunk: the hosts' many short-lived values
 // freed across the runtime's threads). jemalloc: 7.1 -> 5.1 s, peak RSS 183 -> 193 MB;
 // mimalloc saved less (6.0 s) and cost more memory (223 MB).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

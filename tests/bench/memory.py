@@ -11,19 +11,27 @@ import json
 import re
 
 OWNERS = [
-    # The SSH sessions: opened in connect.rs; russh's session task, its buffers and the
-    # channels between it and its handle are allocated by code that names russh's files.
+    # What the templates keep (src/template/memo.rs): rendered values and content ids.
+    # First: a value rendered during a host's pre-flight has the pre-flight in its stack.
+    ("templates' memo (rendered values kept, content ids)",
+     re.compile(r"\((memo|resolve)\.rs\)")),
+    # The SSH sessions: opened in connect.rs; russh's session task (spawned), its buffers
+    # and the tokio channels between it and its handle are allocated by code that names
+    # russh's or tokio's files.
     ("SSH sessions (russh: session task, buffers, channels)",
      re.compile(r"\(connect\.rs\)|\(sshbuffer\.rs\)|russh|\(kex\.rs\)|"
                 r"^(eof|flush|data|exec|channel_open_session|handle_msg) \(session\.rs\)|"
-                r"\(encrypted\.rs\)|\(cipher")),
+                r"\(encrypted\.rs\)|\(cipher|^new<> \(block\.rs\)|^spawn<> \(spawn\.rs\)")),
     ("pre-flight findings held for the host's turn",
-     re.compile(r"\(kept\.rs\)|\(check\.rs\)")),
+     re.compile(r"\(kept\.rs\)")),
     ("hosts' variables (playbook, inventory, -e)",
      re.compile(r"^host_in_play |\(inventory\.rs\)|^prepare \(mod\.rs\)")),
     ("hosts in flight (steps, templates, their output)",
-     re.compile(r"\((host_run|step|verdict|rollout|recheck|host_lock)\.rs\)")),
+     re.compile(r"\((host_run|step|verdict|rollout|recheck|host_lock|opening|check)\.rs\)")),
 ]
+# Which of OWNERS are counted per host in flight rather than per host: the memo's room
+# grows with the hosts in flight (Memo::make_room_for).
+IN_FLIGHT = (0, 4)
 # Files of fleetup's own code that runs on tokio's workers (the engine runs in block_on).
 OURS = re.compile(r"\((check|host_run|step|emitter|rollout|termination|sudo)\.rs\)")
 
@@ -81,7 +89,7 @@ def main():
     print("|---|---|---|")
     for i, (name, _) in enumerate(OWNERS + [("other", None)]):
         b = split.get(name, 0)
-        per = in_flight if i == 3 else a.hosts
+        per = in_flight if i in IN_FLIGHT else a.hosts
         print(f"| {name} | {mb(b):.1f} | {b / per / 1000:.1f} (of {per}) |")
 
 

@@ -34,25 +34,31 @@ fi
 log "cargo build --release --bins"
 (cd "$ROOT" && cargo build --release --bins --quiet)
 FLEETUP="$ROOT/target/release/fleetup"
+# heaptrack sees only the system allocator's calls: its run is of a build without jemalloc,
+# the peak RSS is the shipped build's.
+log "cargo build --release --no-default-features (for heaptrack)"
+(cd "$ROOT" && cargo build --release --quiet -p fleetup --bin fleetup --no-default-features \
+    --target-dir "$ROOT/target/system-alloc")
+HEAP_FLEETUP="$ROOT/target/system-alloc/release/fleetup"
 SIM="$ROOT/target/release/fleet-sim"
 
 # shellcheck source=tests/bench/fleet.sh
 . "$ROOT/tests/bench/fleet.sh"
 bench_work memory
 
-run() { # LABEL WRAPPER... : one upgrade of a fresh fleet, under WRAPPER
-    local label=$1
-    shift
+run() { # LABEL BINARY WRAPPER... : one upgrade of a fresh fleet by BINARY, under WRAPPER
+    local label=$1 fleetup=$2
+    shift 2
     bench_fresh_fleet "$HOSTS" "$WORK/up-$label.log"
     log "$label: $HOSTS hosts, --serial $SERIAL --forks $FORKS"
-    (cd "$WORK" && "$@" "$FLEETUP" run -i "$FLEET/inventory.yml" \
+    (cd "$WORK" && "$@" "$fleetup" run -i "$FLEET/inventory.yml" \
         "$ROOT/playbooks/simplelogin-upgrade.yml" -e sl_version=v4.66.1 \
         --known-hosts "$FLEET/known_hosts" --yes --output json --canary none \
         --serial "$SERIAL" --forks "$FORKS" >"$WORK/$label.jsonl" 2>"$WORK/$label.err")
 }
 
-run heaptrack heaptrack -o "$WORK/heap"
+run heaptrack "$HEAP_FLEETUP" heaptrack -o "$WORK/heap"
 heaptrack_print -f "$WORK/heap.zst" -F "$WORK/stacks.txt" --flamegraph-cost-type peak >/dev/null 2>&1
-run time /usr/bin/time -v -o "$WORK/time.txt"
+run time "$FLEETUP" /usr/bin/time -v -o "$WORK/time.txt"
 python3 "$ROOT/tests/bench/memory.py" --stacks "$WORK/stacks.txt" --time "$WORK/time.txt" \
     --events "$WORK/time.jsonl" --hosts "$HOSTS" --serial "$SERIAL"
