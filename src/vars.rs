@@ -154,7 +154,37 @@ impl HostVars {
         }
         overlay(&mut self.vars, over);
     }
+
+    /// What was noted about the values of `names`, each on its own: the id of its content.
+    pub fn own_notes<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> OwnNotes {
+        let kept = self.notes.lock();
+        let noted = |name: &str| Some((name.to_string(), *kept.own.get(name)?));
+        OwnNotes(names.into_iter().filter_map(noted).collect())
+    }
+
+    /// [`HostVars::overlay`] of values that are, exactly, those `notes` were made on
+    /// ([`HostVars::own_notes`]): their notes hold again, so their content is not
+    /// compared again.
+    pub fn overlay_noted(&mut self, over: &Vars, notes: &OwnNotes) {
+        self.overlay(over);
+        let kept = self
+            .notes
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (name, note) in &notes.0 {
+            if over.contains_key(name) {
+                kept.own.insert(name.clone(), *note);
+            }
+        }
+    }
 }
+
+/// What a renderer noted about some of a host's values, to go with them: a waiting host's
+/// registered outputs, laid again at its turn, keep the ids their content got in its
+/// pre-flight (which cost a digest of the whole 94 kB `docker inspect`).
+#[derive(Clone, Debug, Default)]
+pub struct OwnNotes(Vec<(String, Note)>);
 
 impl Lookup for HostVars {
     fn get(&self, name: &str) -> Option<&Value> {
@@ -407,6 +437,40 @@ mod tests {
         host.keep_derived("a", derived);
         host.insert("a".into(), json!(4));
         assert_eq!(host.derived(1, "a"), None, "`a` itself");
+    }
+
+    #[test]
+    fn values_laid_again_with_their_notes_keep_their_ids_and_nothing_else() {
+        let noted = |id| {
+            move || Note {
+                owner: 1,
+                id,
+                template: false,
+            }
+        };
+        let mut preflight = HostVars::new(parse_extra_vars(r#"{"a": 0}"#).unwrap());
+        preflight.insert("found".into(), json!({"stdout": "x"}));
+        preflight.insert("probe".into(), json!({"stdout": "y"}));
+        let seen =
+            |vars: &HostVars, name: &str| vars.notes(name).map(|n| n.get_or(1, name, noted(9)));
+        let found_note = preflight
+            .notes("found")
+            .map(|n| n.get_or(1, "found", noted(5)));
+        assert_eq!(found_note, Some(noted(5)()));
+        assert_eq!(seen(&preflight, "a"), Some(noted(9)()));
+        let carried = preflight.own_notes(["found", "probe", "unregistered"]);
+        assert_eq!(carried.0.len(), 1, "only what was noted: {carried:?}");
+
+        let mut turn = HostVars::new(parse_extra_vars(r#"{"a": 0}"#).unwrap());
+        let mut found = Vars::new();
+        found.insert("found".into(), json!({"stdout": "x"}));
+        turn.overlay_noted(&found, &carried);
+        assert_eq!(seen(&turn, "found"), Some(noted(5)()), "carried");
+        assert_eq!(seen(&turn, "a"), Some(noted(9)()), "worked out anew");
+        // A note goes only with its own value.
+        let mut other = HostVars::new(Vars::new());
+        other.overlay_noted(&Vars::new(), &carried);
+        assert!(other.notes("found").is_none() && other.own_notes(["found"]).0.is_empty());
     }
 
     #[test]

@@ -52,15 +52,17 @@ pub(super) async fn preflight_host<C: Connector>(
     if let Some(conn) = checked.conn.take() {
         // Only what the pre-flight registered: the host's own variables are in the plan
         // already, and a thousand waiting hosts need not hold a copy each.
-        let registered = run
-            .job
-            .preflight()
-            .iter()
-            .filter_map(|s| s.register.as_ref());
-        let vars = registered
-            .filter_map(|r| Some((r.clone(), checked.vars.as_vars().get(r)?.clone())))
+        let registered = || {
+            run.job
+                .preflight()
+                .iter()
+                .filter_map(|s| s.register.as_deref())
+        };
+        let vars = registered()
+            .filter_map(|r| Some((r.to_string(), checked.vars.as_vars().get(r)?.clone())))
             .collect();
-        let findings = Findings::new(vars, checked.probe.take());
+        let notes = checked.vars.own_notes(registered());
+        let findings = Findings::new(vars, checked.probe.take(), notes);
         let kept = run.connector.kept();
         let spare = match (&checked.failure, queued.budget) {
             (None, Some(budget)) => kept.keep(&host.name, queued.rank, conn, findings, budget),

@@ -231,7 +231,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
         };
         match (verdict, findings) {
             (Ok(probed), Some(findings)) => {
-                self.vars.overlay(&findings.vars());
+                findings.onto(&mut self.vars);
                 self.stood(probed);
                 playbook.preflight_len
             }
@@ -267,7 +267,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
                 },
             };
             let mut vars = self.vars.clone();
-            vars.overlay(&findings.vars());
+            findings.onto(&mut vars);
             let probed = on.run(&mut self.log, step, &vars).await;
             let lost = probed.status == StepStatus::Unreachable && !self.conn.is_alive();
             if !(lost && self.reopen_if_died_waiting().await) {

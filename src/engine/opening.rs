@@ -75,7 +75,7 @@ impl<C: Connector> HostRun<'_, C> {
         let expect = findings.probe?;
         let step = &self.run.job.playbook.steps[probe];
         let mut vars = self.vars.clone();
-        vars.overlay(&findings.vars());
+        findings.onto(&mut vars);
         // The host judges the probe by its exit code and stdout alone: a probe whose
         // failure is judged otherwise (its own `failed_when`, several attempts) is judged
         // here, as without the guard. (Whether it changed anything does not count.)

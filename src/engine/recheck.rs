@@ -79,7 +79,11 @@ mod tests {
     use std::time::Instant;
 
     fn found(ago: Duration, probe: Option<&str>) -> Findings {
-        let mut f = Findings::new(Default::default(), probe.map(|p| Cksum::of(p.as_bytes())));
+        let mut f = Findings::new(
+            Default::default(),
+            probe.map(|p| Cksum::of(p.as_bytes())),
+            Default::default(),
+        );
         f.at = Instant::now() - ago;
         f
     }

@@ -4,9 +4,8 @@
 //! reads them.
 //!
 //! A value is known by an id. A variable's definition and every value that is not a
-//! template are interned by content, compared exactly (a hash only finds the candidates);
-//! a variable that is a template is known by its name, its definition's id and the ids of
-//! the values it reads. Registering a new output on a host gives that output a new id, so
+//! template are interned by content, told apart by its SHA-256; a variable that is a
+//! template is known by its name, its definition's id and the ids of the values it reads. Registering a new output on a host gives that output a new id, so
 //! exactly what reads it, and nothing else, is rendered again: nothing needs invalidating,
 //! and a value is never served for other inputs. Ids cost little to work out, so the
 //! rendered values themselves are kept least recently used first: the large ones a chain
@@ -18,10 +17,10 @@
 //! than the hosts in flight need is the worst case of least-recently-used: each host's
 //! values go just before it reads them again, and every template works them out anew.
 
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use minijinja::value::Value;
+use sha2::{Digest as _, Sha256};
 
 use super::{has_template, FastMap, TemplateError};
 
@@ -41,7 +40,8 @@ const PER_HOST: Budget = Budget {
 };
 
 /// The estimated size of the values interned (definitions, registered outputs) and of
-/// the rendered values kept.
+/// the rendered values kept. Interned values are held as their digest only: their size
+/// says how long their ids, and what was derived from them, are remembered.
 #[derive(Clone, Copy)]
 struct Budget {
     interned: usize,
@@ -58,7 +58,6 @@ pub(super) struct Derivation {
 }
 
 struct Interned {
-    json: serde_json::Value,
     id: u64,
     template: bool,
     bytes: usize,
@@ -73,7 +72,7 @@ struct Kept {
 
 #[derive(Default)]
 pub(super) struct Memo {
-    interned: FastMap<u64, Vec<Interned>>,
+    interned: FastMap<Digest, Interned>,
     interned_bytes: usize,
     /// Each derivation's id, and when it was last asked for.
     derivations: FastMap<Derivation, (u64, u64)>,
@@ -86,6 +85,8 @@ pub(super) struct Memo {
     next_id: u64,
     /// Raised for many hosts in flight by [`Memo::make_room_for`].
     budget: Option<Budget>,
+    /// Where [`digest`] writes out what it hashes.
+    scratch: Vec<u8>,
 }
 
 impl Memo {
@@ -104,16 +105,10 @@ impl Memo {
 
     /// The id of `json`'s content, and whether it holds a template.
     pub fn intern(&mut self, json: &serde_json::Value) -> (u64, bool) {
-        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-        hash_json(json, &mut hasher);
-        let hash = hasher.finish();
+        let digest = digest(json, &mut self.scratch);
         self.clock += 1;
         let now = self.clock;
-        if let Some(found) = self
-            .interned
-            .get_mut(&hash)
-            .and_then(|candidates| candidates.iter_mut().find(|c| same(&c.json, json)))
-        {
+        if let Some(found) = self.interned.get_mut(&digest) {
             found.used = now;
             return (found.id, found.template);
         }
@@ -124,13 +119,15 @@ impl Memo {
         }
         let id = self.fresh_id();
         let template = has_template(json);
-        self.interned.entry(hash).or_default().push(Interned {
-            json: json.clone(),
-            id,
-            template,
-            bytes,
-            used: now,
-        });
+        self.interned.insert(
+            digest,
+            Interned {
+                id,
+                template,
+                bytes,
+                used: now,
+            },
+        );
         (id, template)
     }
 
@@ -140,27 +137,21 @@ impl Memo {
     /// oldest go, so the hosts in flight keep theirs: dropping everything at once made
     /// every host in flight intern its outputs again, which filled the budget again.
     fn forget_oldest(&mut self) {
-        let mut by_age: Vec<(u64, u64, u64)> = self
+        let mut by_age: Vec<(u64, Digest)> = self
             .interned
             .iter()
-            .flat_map(|(hash, all)| all.iter().map(|i| (i.used, *hash, i.id)))
+            .map(|(digest, i)| (i.used, *digest))
             .collect();
         by_age.sort_unstable();
         let mut cutoff = 0;
         let enough = self.budget().interned / 4 * 3;
-        for (used, hash, id) in by_age {
+        for (used, digest) in by_age {
             if self.interned_bytes <= enough {
                 break;
             }
             cutoff = used;
-            let Some(all) = self.interned.get_mut(&hash) else {
-                continue;
-            };
-            if let Some(at) = all.iter().position(|i| i.id == id) {
-                self.interned_bytes -= all.swap_remove(at).bytes;
-            }
-            if all.is_empty() {
-                self.interned.remove(&hash);
+            if let Some(gone) = self.interned.remove(&digest) {
+                self.interned_bytes -= gone.bytes;
             }
         }
         self.derivations.retain(|_, (_, used)| *used > cutoff);
@@ -238,56 +229,56 @@ impl Memo {
     }
 }
 
-/// Hashes what [`same`] compares.
-fn hash_json(json: &serde_json::Value, state: &mut impl Hasher) {
+/// A content's SHA-256: an interned value keeps this, not a copy of itself. What a host
+/// registered is up to the host, so two contents may share an id only where a collision
+/// is out of reach; a copy of each host's 94 kB `docker inspect` and its line list, kept to
+/// compare with, was a fifth of the controller's heap (heaptrack, 300 hosts at forks 100).
+type Digest = [u8; 32];
+
+/// `scratch` is where the content is written out to be hashed (kept for the next one).
+fn digest(json: &serde_json::Value, scratch: &mut Vec<u8>) -> Digest {
+    scratch.clear();
+    encode(json, scratch);
+    Sha256::digest(&scratch[..]).into()
+}
+
+/// `json` as bytes that two values share only if [`same`] holds for them: each part tagged
+/// with its kind, and texts and lists with their length. Written out whole before it is
+/// hashed: a registered `docker inspect` is thousands of lines, and hashing each piece as
+/// it comes cost more than the hashing itself.
+fn encode(json: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value as J;
-    std::mem::discriminant(json).hash(state);
+    let mut tagged = |tag: u8, part: &[u8]| {
+        out.push(tag);
+        out.extend_from_slice(part);
+    };
     match json {
-        J::Null => {}
-        J::Bool(b) => b.hash(state),
-        J::Number(n) => n.hash(state),
-        J::String(s) => hash_text(s, state),
+        J::Null => tagged(0, &[]),
+        J::Bool(b) => tagged(1, &[u8::from(*b)]),
+        J::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => tagged(2, &u.to_le_bytes()),
+            (None, Some(i)) => tagged(3, &i.to_le_bytes()),
+            (None, None) => tagged(4, &n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes()),
+        },
+        J::String(s) => encode_text(5, s, out),
         J::Array(items) => {
-            items.len().hash(state);
-            samples(items.len()).for_each(|i| hash_json(&items[i], state));
+            tagged(6, &(items.len() as u64).to_le_bytes());
+            items.iter().for_each(|item| encode(item, out));
         }
         J::Object(map) => {
-            map.len().hash(state);
-            for (k, v) in map {
-                k.hash(state);
-                hash_json(v, state);
+            tagged(7, &(map.len() as u64).to_le_bytes());
+            for (key, value) in map {
+                encode_text(8, key, out);
+                encode(value, out);
             }
         }
     }
 }
 
-/// How many parts of a long text or list are hashed.
-const SAMPLES: usize = 64;
-
-/// A long text (a registered `docker inspect`, read by nearly every template of the
-/// upgrade) is hashed by its length and evenly spaced samples, and so is a long list (its
-/// `stdout_lines`): hashing all of them on every read was a tenth of the controller's CPU.
-/// Values that differ only between the samples are told apart by [`same`], which compares
-/// them whole.
-fn hash_text(text: &str, state: &mut impl Hasher) {
-    const WHOLE_UP_TO: usize = 4096;
-    const WIDTH: usize = 64;
-    let bytes = text.as_bytes();
-    if bytes.len() <= WHOLE_UP_TO {
-        return text.hash(state);
-    }
-    bytes.len().hash(state);
-    let spacing = (bytes.len() - WIDTH) / (SAMPLES - 1);
-    for at in (0..SAMPLES).map(|i| i * spacing) {
-        state.write(&bytes[at..at + WIDTH]);
-    }
-}
-
-/// The indexes of a list's items that are hashed: all of a short one, evenly spaced ones
-/// of a long one.
-fn samples(len: usize) -> impl Iterator<Item = usize> {
-    let spacing = if len <= SAMPLES { 1 } else { len / SAMPLES };
-    (0..len.min(SAMPLES)).map(move |i| i * spacing)
+fn encode_text(tag: u8, text: &str, out: &mut Vec<u8>) {
+    out.push(tag);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// Equal, and in the same order: a mapping's order shows in a template that loops over it
@@ -334,7 +325,7 @@ mod tests {
     }
 
     #[test]
-    fn long_texts_and_lists_that_differ_between_the_samples_are_told_apart() {
+    fn long_texts_and_lists_that_differ_in_one_place_are_told_apart() {
         let mut memo = Memo::default();
         let text = "x".repeat(100_000);
         let mut other = text.clone();

@@ -16,7 +16,7 @@ use flate2::write::DeflateEncoder;
 use flate2::Compression;
 
 use crate::cksum::Cksum;
-use crate::vars::Vars;
+use crate::vars::{HostVars, OwnNotes, Vars};
 
 /// What a host's pre-flight established, and when.
 #[derive(Debug, Clone)]
@@ -28,11 +28,14 @@ pub struct Findings {
     /// What the playbook's `recheck` step printed (its stdout), when it ran: its sum, which
     /// is all a re-check compares, and a few bytes where the output can be tens of kB.
     pub probe: Option<Cksum>,
+    /// What the templates noted about the registered values.
+    notes: OwnNotes,
 }
 
 impl Findings {
-    /// Findings made now of what the pre-flight steps `registered`.
-    pub fn new(mut registered: Vars, probe: Option<Cksum>) -> Findings {
+    /// Findings made now of what the pre-flight steps `registered`, and what the templates
+    /// noted about those values.
+    pub fn new(mut registered: Vars, probe: Option<Cksum>, notes: OwnNotes) -> Findings {
         registered
             .values_mut()
             .for_each(crate::registered::without_lines);
@@ -40,11 +43,18 @@ impl Findings {
             at: Instant::now(),
             registered: deflate(&registered),
             probe,
+            notes,
         }
     }
 
+    /// Lays what the pre-flight steps registered over `vars`, with their notes: the values
+    /// read back are exactly those the notes were made on.
+    pub fn onto(&self, vars: &mut HostVars) {
+        vars.overlay_noted(&self.vars(), &self.notes);
+    }
+
     /// What the pre-flight steps registered, whole.
-    pub fn vars(&self) -> Vars {
+    fn vars(&self) -> Vars {
         let whole = |(name, value): (String, serde_json::Value)| {
             let value = crate::registered::with_lines(&value);
             (name, value)
@@ -193,7 +203,7 @@ mod tests {
     use super::*;
 
     fn found() -> Findings {
-        Findings::new(Vars::new(), None)
+        Findings::new(Vars::new(), None, OwnNotes::default())
     }
 
     #[test]
@@ -208,9 +218,17 @@ mod tests {
         .to_value();
         let mut registered = Vars::new();
         registered.insert("found".into(), found);
-        registered.insert("version".into(), serde_json::json!({"stdout": "v4.65.0"}));
-        let findings = Findings::new(registered.clone(), None);
-        assert_eq!(findings.vars(), registered);
+        registered.insert(
+            "version".into(),
+            serde_json::json!({"stdout": "v4.65.0 \u{e9}", "took": 0.1, "z": 1, "a": [-2]}),
+        );
+        let findings = Findings::new(registered.clone(), None, OwnNotes::default());
+        // Exactly, keys in order: the templates' notes on these values are carried with them.
+        let read = serde_json::Value::Object(findings.vars());
+        assert!(crate::template::same(
+            &read,
+            &serde_json::Value::Object(registered)
+        ));
     }
 
     #[test]
