@@ -25,35 +25,32 @@ pub fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-/// The line lists are the bulk of a large output's value (a string and an allocation per
-/// line): a value held for long leaves them out, and [`with_lines`] puts them back.
-pub fn without_lines(value: &mut Value) {
-    if let Value::Object(map) = value {
-        map.shift_remove("stdout_lines");
-        map.shift_remove("stderr_lines");
-    }
-}
-
-/// A value from [`without_lines`] as [`Registered::to_value`] made it, keys in order; any
-/// other value as it is.
-pub fn with_lines(value: &Value) -> Value {
-    let Ok(mut whole) = serde_json::from_value::<Registered>(value.clone()) else {
-        return value.clone();
-    };
-    let mut bare = whole.to_value();
-    without_lines(&mut bare);
-    if bare != *value {
-        return value.clone();
-    }
-    whole.stdout_lines = lines(&whole.stdout);
-    whole.stderr_lines = lines(&whole.stderr);
-    whole.to_value()
-}
-
 impl Registered {
     /// The result as templates read it (`name.stdout`, `name.rc`...).
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The line lists are the bulk of a large output's value (a string and an allocation
+    /// per line): a result held for long leaves them out, and [`Registered::with_lines`]
+    /// puts them back.
+    pub fn without_lines(mut self) -> Registered {
+        self.stdout_lines = Vec::new();
+        self.stderr_lines = Vec::new();
+        self
+    }
+
+    pub fn with_lines(mut self) -> Registered {
+        self.stdout_lines = lines(&self.stdout);
+        self.stderr_lines = lines(&self.stderr);
+        self
+    }
+
+    /// Whether its line lists are those of its texts, as every result the engine makes
+    /// has them: then `without_lines().with_lines()` gives it back exactly.
+    pub fn lines_are_its_own(&self) -> bool {
+        let own = |text: &str, lines: &[String]| text.lines().eq(lines.iter().map(String::as_str));
+        own(&self.stdout, &self.stdout_lines) && own(&self.stderr, &self.stderr_lines)
     }
 }
 
@@ -62,7 +59,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_value_held_without_its_lines_reads_back_as_it_was() {
+    fn a_result_held_without_its_lines_reads_back_as_it_was() {
         let whole = Registered {
             stdout: "a\nb".into(),
             stderr: "warn".into(),
@@ -72,16 +69,19 @@ mod tests {
             changed: true,
             attempts: 2,
             ..Default::default()
-        }
-        .to_value();
-        let mut held = whole.clone();
-        without_lines(&mut held);
-        assert!(held.get("stdout_lines").is_none());
-        let back = with_lines(&held);
-        assert_eq!(back, whole);
+        };
+        assert!(whole.lines_are_its_own());
+        let held = whole.clone().without_lines();
+        assert!(held.stdout_lines.is_empty() && !held.lines_are_its_own());
         // In the same key order, for a template that prints the whole value.
-        assert_eq!(back.to_string(), whole.to_string());
-        let other = serde_json::json!({"stdout": "v1"});
-        assert_eq!(with_lines(&other), other);
+        assert_eq!(
+            held.with_lines().to_value().to_string(),
+            whole.to_value().to_string()
+        );
+        let odd = Registered {
+            stdout_lines: lines("other"),
+            ..whole
+        };
+        assert!(!odd.lines_are_its_own());
     }
 }

@@ -38,7 +38,7 @@ pub trait Lookup {
 
 /// What a renderer worked out about each variable's value, kept beside the variables and
 /// dropped whenever one changes: the templates note the id they gave a value, so that a
-/// host's 94 kB registered `docker inspect` is not compared whole again by every template
+/// host's 94 kB registered `docker inspect` is not hashed whole again by every template
 /// that reads it. Opaque here: `owner` says whose notes they are.
 #[derive(Default)]
 pub struct Notes(Mutex<Kept>);
@@ -156,16 +156,16 @@ impl HostVars {
     }
 
     /// What was noted about the values of `names`, each on its own: the id of its content.
-    pub fn own_notes<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> OwnNotes {
+    pub fn content_notes<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> ContentNotes {
         let kept = self.notes.lock();
         let noted = |name: &str| Some((name.to_string(), *kept.own.get(name)?));
-        OwnNotes(names.into_iter().filter_map(noted).collect())
+        ContentNotes(names.into_iter().filter_map(noted).collect())
     }
 
     /// [`HostVars::overlay`] of values that are, exactly, those `notes` were made on
-    /// ([`HostVars::own_notes`]): their notes hold again, so their content is not
-    /// compared again.
-    pub fn overlay_noted(&mut self, over: &Vars, notes: &OwnNotes) {
+    /// ([`HostVars::content_notes`]): their notes hold again, so their content is not
+    /// hashed again.
+    pub fn overlay_noted(&mut self, over: &Vars, notes: &ContentNotes) {
         self.overlay(over);
         let kept = self
             .notes
@@ -184,7 +184,14 @@ impl HostVars {
 /// registered outputs, laid again at its turn, keep the ids their content got in its
 /// pre-flight (which cost a digest of the whole 94 kB `docker inspect`).
 #[derive(Clone, Debug, Default)]
-pub struct OwnNotes(Vec<(String, Note)>);
+pub struct ContentNotes(Vec<(String, Note)>);
+
+impl ContentNotes {
+    /// Keeps the notes on the names `keep` holds to.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.0.retain(|(name, _)| keep(name));
+    }
+}
 
 impl Lookup for HostVars {
     fn get(&self, name: &str) -> Option<&Value> {
@@ -458,7 +465,7 @@ mod tests {
             .map(|n| n.get_or(1, "found", noted(5)));
         assert_eq!(found_note, Some(noted(5)()));
         assert_eq!(seen(&preflight, "a"), Some(noted(9)()));
-        let carried = preflight.own_notes(["found", "probe", "unregistered"]);
+        let carried = preflight.content_notes(["found", "probe", "unregistered"]);
         assert_eq!(carried.0.len(), 1, "only what was noted: {carried:?}");
 
         let mut turn = HostVars::new(parse_extra_vars(r#"{"a": 0}"#).unwrap());
@@ -470,7 +477,7 @@ mod tests {
         // A note goes only with its own value.
         let mut other = HostVars::new(Vars::new());
         other.overlay_noted(&Vars::new(), &carried);
-        assert!(other.notes("found").is_none() && other.own_notes(["found"]).0.is_empty());
+        assert!(other.notes("found").is_none() && other.content_notes(["found"]).0.is_empty());
     }
 
     #[test]

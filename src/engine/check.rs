@@ -10,13 +10,15 @@ use crate::cksum::Cksum;
 use crate::events::{Event, Outcome, StepStatus};
 use crate::play::HostInPlay;
 use crate::playbook::Step;
-use crate::transport::kept::Findings;
+use crate::transport::kept::{Findings, Outputs};
 use crate::transport::{Connection, Connector};
 use crate::vars::HostVars;
 
 /// What read-only steps registered on a host, and why they failed if they did.
 struct Checked<C> {
     vars: HostVars,
+    /// What they registered, as they registered it.
+    outputs: Outputs,
     failure: Option<(Outcome, String)>,
     /// The connection they ran on, still open.
     conn: Option<C>,
@@ -52,17 +54,11 @@ pub(super) async fn preflight_host<C: Connector>(
     if let Some(conn) = checked.conn.take() {
         // Only what the pre-flight registered: the host's own variables are in the plan
         // already, and a thousand waiting hosts need not hold a copy each.
-        let registered = || {
-            run.job
-                .preflight()
-                .iter()
-                .filter_map(|s| s.register.as_deref())
-        };
-        let vars = registered()
-            .filter_map(|r| Some((r.to_string(), checked.vars.as_vars().get(r)?.clone())))
-            .collect();
-        let notes = checked.vars.own_notes(registered());
-        let findings = Findings::new(vars, checked.probe.take(), notes);
+        let outputs = std::mem::take(&mut checked.outputs);
+        let notes = checked
+            .vars
+            .content_notes(outputs.keys().map(String::as_str));
+        let findings = Findings::new(outputs, checked.probe.take(), notes);
         let kept = run.connector.kept();
         let spare = match (&checked.failure, queued.budget) {
             (None, Some(budget)) => kept.keep(&host.name, queued.rank, conn, findings, budget),
@@ -139,6 +135,7 @@ async fn check_host<C: Connector>(
 ) -> Checked<C::Connection> {
     let failed = |outcome, message| Checked {
         vars: HostVars::new(host.vars.clone()),
+        outputs: Outputs::new(),
         failure: Some((outcome, message)),
         conn: None,
         probe: None,
@@ -156,6 +153,7 @@ async fn check_host<C: Connector>(
     let silent = silent();
     let quiet = run.quiet(&silent);
     let mut vars = HostVars::new(host.vars.clone());
+    let mut outputs = Outputs::new();
     let mut failure = None;
     let mut probe = None;
     for (index, step) in steps.iter().enumerate() {
@@ -171,12 +169,14 @@ async fn check_host<C: Connector>(
             host,
             at,
         };
-        let result = on.run(&mut log, step, &vars).await;
+        let mut result = on.run(&mut log, step, &vars).await;
         if probe_at == Some(index) {
             probe = Some(Cksum::of(result.registered.stdout.as_bytes()));
         }
         if let Some(r) = &step.register {
-            vars.insert(r.clone(), result.registered.to_value());
+            let output = std::mem::take(&mut result.registered);
+            vars.insert(r.clone(), output.to_value());
+            outputs.insert(r.clone(), output);
         }
         if result.ends_host() {
             let outcome = match result.status {
@@ -193,6 +193,7 @@ async fn check_host<C: Connector>(
     }
     Checked {
         vars,
+        outputs,
         failure,
         conn: Some(conn),
         probe,

@@ -4,8 +4,9 @@
 //! reads them.
 //!
 //! A value is known by an id. A variable's definition and every value that is not a
-//! template are interned by content, told apart by its SHA-256; a variable that is a
-//! template is known by its name, its definition's id and the ids of the values it reads. Registering a new output on a host gives that output a new id, so
+//! template are interned by content, told apart by the SHA-256 of their content; a
+//! variable that is a template is known by its name, its definition's id and the ids of
+//! the values it reads. Registering a new output on a host gives that output a new id, so
 //! exactly what reads it, and nothing else, is rendered again: nothing needs invalidating,
 //! and a value is never served for other inputs. Ids cost little to work out, so the
 //! rendered values themselves are kept least recently used first: the large ones a chain
@@ -229,10 +230,10 @@ impl Memo {
     }
 }
 
-/// A content's SHA-256: an interned value keeps this, not a copy of itself. What a host
-/// registered is up to the host, so two contents may share an id only where a collision
-/// is out of reach; a copy of each host's 94 kB `docker inspect` and its line list, kept to
-/// compare with, was a fifth of the controller's heap (heaptrack, 300 hosts at forks 100).
+/// A content's SHA-256: an interned value keeps this, not a copy of itself to compare with
+/// (a copy of each host's `docker inspect` was a fifth of the heap). What a host registered
+/// is up to the host, so two contents may share an id only where a collision is out of
+/// reach.
 type Digest = [u8; 32];
 
 /// `scratch` is where the content is written out to be hashed (kept for the next one).
@@ -243,9 +244,10 @@ fn digest(json: &serde_json::Value, scratch: &mut Vec<u8>) -> Digest {
 }
 
 /// `json` as bytes that two values share only if [`same`] holds for them: each part tagged
-/// with its kind, and texts and lists with their length. Written out whole before it is
-/// hashed: a registered `docker inspect` is thousands of lines, and hashing each piece as
-/// it comes cost more than the hashing itself.
+/// with its kind, and texts and lists with their length, so that no part's bytes are the
+/// start of another's. Written out whole before it is hashed: a registered `docker
+/// inspect` is thousands of lines, and one hasher update per piece cost more than one
+/// update over the whole.
 fn encode(json: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value as J;
     let mut tagged = |tag: u8, part: &[u8]| {
@@ -275,6 +277,7 @@ fn encode(json: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
+/// A text as [`encode`] writes it: its length first, so that it ends where it says.
 fn encode_text(tag: u8, text: &str, out: &mut Vec<u8>) {
     out.push(tag);
     out.extend_from_slice(&(text.len() as u64).to_le_bytes());

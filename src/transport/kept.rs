@@ -16,7 +16,8 @@ use flate2::write::DeflateEncoder;
 use flate2::Compression;
 
 use crate::cksum::Cksum;
-use crate::vars::{HostVars, OwnNotes, Vars};
+use crate::registered::Registered;
+use crate::vars::{ContentNotes, HostVars, Vars};
 
 /// What a host's pre-flight established, and when.
 #[derive(Debug, Clone)]
@@ -29,36 +30,39 @@ pub struct Findings {
     /// is all a re-check compares, and a few bytes where the output can be tens of kB.
     pub probe: Option<Cksum>,
     /// What the templates noted about the registered values.
-    notes: OwnNotes,
+    notes: ContentNotes,
 }
 
+/// What the pre-flight steps registered, by name.
+pub type Outputs = indexmap::IndexMap<String, Registered>;
+
 impl Findings {
-    /// Findings made now of what the pre-flight steps `registered`, and what the templates
-    /// noted about those values.
-    pub fn new(mut registered: Vars, probe: Option<Cksum>, notes: OwnNotes) -> Findings {
-        registered
-            .values_mut()
-            .for_each(crate::registered::without_lines);
+    /// Findings made now of what the pre-flight steps registered, and of what the
+    /// templates noted about those values.
+    pub fn new(outputs: Outputs, probe: Option<Cksum>, mut notes: ContentNotes) -> Findings {
+        // A note goes with a value only if the value reads back as it was.
+        notes.retain(|name| outputs.get(name).is_some_and(Registered::lines_are_its_own));
+        let bare: Outputs = outputs
+            .into_iter()
+            .map(|(name, output)| (name, output.without_lines()))
+            .collect();
         Findings {
             at: Instant::now(),
-            registered: deflate(&registered),
+            registered: deflate(&bare),
             probe,
             notes,
         }
     }
 
-    /// Lays what the pre-flight steps registered over `vars`, with their notes: the values
-    /// read back are exactly those the notes were made on.
+    /// Lays what the pre-flight steps registered over `vars`, with what was noted about
+    /// the values that read back exactly.
     pub fn onto(&self, vars: &mut HostVars) {
         vars.overlay_noted(&self.vars(), &self.notes);
     }
 
     /// What the pre-flight steps registered, whole.
     fn vars(&self) -> Vars {
-        let whole = |(name, value): (String, serde_json::Value)| {
-            let value = crate::registered::with_lines(&value);
-            (name, value)
-        };
+        let whole = |(name, output): (String, Registered)| (name, output.with_lines().to_value());
         inflate(&self.registered).into_iter().map(whole).collect()
     }
 }
@@ -66,10 +70,10 @@ impl Findings {
 /// Serialized whole, then compressed in one go: serde_json writes in small pieces, and
 /// each write into the encoder cleared a fresh output buffer (6 % of the controller's
 /// CPU at 200 hosts).
-fn deflate(vars: &Vars) -> Vec<u8> {
+fn deflate(outputs: &Outputs) -> Vec<u8> {
     let mut encoder = DeflateEncoder::new(Vec::new(), Compression::fast());
     // Writing into memory fails only when memory does.
-    let json = serde_json::to_vec(vars).unwrap_or_default();
+    let json = serde_json::to_vec(outputs).unwrap_or_default();
     match (encoder.write_all(&json), encoder.finish()) {
         (Ok(()), Ok(bytes)) => bytes,
         _ => Vec::new(),
@@ -78,11 +82,11 @@ fn deflate(vars: &Vars) -> Vec<u8> {
 
 /// What [`deflate`] made; as nothing else writes it, it reads back whole. Inflated whole
 /// before it is parsed: serde_json reads a reader a byte at a time.
-fn inflate(bytes: &[u8]) -> Vars {
+fn inflate(bytes: &[u8]) -> Outputs {
     let mut json = Vec::new();
     match DeflateDecoder::new(bytes).read_to_end(&mut json) {
         Ok(_) => serde_json::from_slice(&json).unwrap_or_default(),
-        Err(_) => Vars::new(),
+        Err(_) => Outputs::new(),
     }
 }
 
@@ -203,32 +207,54 @@ mod tests {
     use super::*;
 
     fn found() -> Findings {
-        Findings::new(Vars::new(), None, OwnNotes::default())
+        Findings::new(Outputs::new(), None, ContentNotes::default())
     }
 
     #[test]
-    fn findings_read_back_what_the_preflight_registered() {
-        let found = crate::registered::Registered {
-            stdout: "[{\"Name\": \"/sl-app\"}]\nsecond line".into(),
-            stdout_lines: crate::registered::lines("[{\"Name\": \"/sl-app\"}]\nsecond line"),
-            rc: 0,
+    fn findings_read_back_what_the_preflight_registered_with_its_notes() {
+        use crate::registered::lines;
+        use crate::vars::{Lookup, Note};
+        let text = "[{\"Name\": \"/sl-app\"}]\nsecond line \u{e9}";
+        let found = Registered {
+            stdout: text.into(),
+            stdout_lines: lines(text),
+            rc: -1,
             changed: true,
             ..Default::default()
+        };
+        // Line lists that are not its text's: held without them, it cannot read back so.
+        let odd = Registered {
+            stdout: "v4.65.0".into(),
+            stdout_lines: lines("other"),
+            ..Default::default()
+        };
+        let mut preflight = HostVars::new(Vars::new());
+        let mut outputs = Outputs::new();
+        for (name, output) in [("found", found), ("odd", odd)] {
+            preflight.insert(name.into(), output.to_value());
+            outputs.insert(name.into(), output);
         }
-        .to_value();
-        let mut registered = Vars::new();
-        registered.insert("found".into(), found);
-        registered.insert(
-            "version".into(),
-            serde_json::json!({"stdout": "v4.65.0 \u{e9}", "took": 0.1, "z": 1, "a": [-2]}),
-        );
-        let findings = Findings::new(registered.clone(), None, OwnNotes::default());
-        // Exactly, keys in order: the templates' notes on these values are carried with them.
-        let read = serde_json::Value::Object(findings.vars());
-        assert!(crate::template::same(
-            &read,
-            &serde_json::Value::Object(registered)
-        ));
+        let note = |id| Note {
+            owner: 1,
+            id,
+            template: false,
+        };
+        for (id, name) in [(5, "found"), (6, "odd")] {
+            preflight
+                .notes(name)
+                .map(|n| n.get_or(1, name, || note(id)));
+        }
+        let notes = preflight.content_notes(["found", "odd"]);
+        let findings = Findings::new(outputs, None, notes);
+
+        let mut turn = HostVars::new(Vars::new());
+        findings.onto(&mut turn);
+        // Exactly, keys in order, where the note goes with it.
+        let read = turn.get("found").expect("found");
+        assert!(crate::template::same(read, preflight.get("found").unwrap()));
+        let seen = |name| turn.notes(name).map(|n| n.get_or(1, name, || note(9)).id);
+        assert_eq!(seen("found"), Some(5), "carried");
+        assert_eq!(seen("odd"), Some(9), "not carried: it read back otherwise");
     }
 
     #[test]
