@@ -22,8 +22,9 @@ OWNERS = [
      re.compile(r"\(connect\.rs\)|\(sshbuffer\.rs\)|russh|\(kex\.rs\)|"
                 r"^(eof|flush|data|exec|channel_open_session|handle_msg) \(session\.rs\)|"
                 r"\(encrypted\.rs\)|\(cipher|^new<> \(block\.rs\)|^spawn<> \(spawn\.rs\)")),
+    # Made (and kept) there; `onto` lays them over a host in flight's variables.
     ("pre-flight findings held for the host's turn",
-     re.compile(r"\(kept\.rs\)")),
+     re.compile(r"^(new|deflate|keep<>) \(kept\.rs\)")),
     ("hosts' variables (playbook, inventory, -e)",
      re.compile(r"^host_in_play |\(inventory\.rs\)|^prepare \(mod\.rs\)")),
     ("hosts in flight (steps, templates, their output)",
