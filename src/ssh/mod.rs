@@ -455,11 +455,17 @@ impl SshTransport {
     }
 }
 
+/// The largest packet a server may send on a channel. Each session's read buffer grows
+/// to its largest packet and stays there while the host waits for its turn: at russh's
+/// 32 kB that was ~29 kB per held connection (memory.sh).
+const MAX_PACKET: u32 = 8 << 10;
+
 fn russh_config(options: &SshOptions, keepalive: Option<Duration>) -> client::Config {
     client::Config {
         keepalive_interval: keepalive,
         keepalive_max: options.keepalive_max,
         nodelay: true,
+        maximum_packet_size: MAX_PACKET,
         ..Default::default()
     }
 }
