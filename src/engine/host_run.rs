@@ -230,8 +230,8 @@ impl<'r, C: Connector> HostRun<'r, C> {
             Ok(index) => self.probe(index, findings.as_ref()).await,
         };
         match (verdict, findings) {
-            (Ok(probed), Some(findings)) => {
-                findings.onto(&mut self.vars);
+            (Ok((probed, vars)), Some(_)) => {
+                self.vars = vars;
                 self.stood(probed);
                 playbook.preflight_len
             }
@@ -246,8 +246,13 @@ impl<'r, C: Connector> HostRun<'r, C> {
     }
 
     /// Runs pre-flight step `index` again, quietly: whether its output shows the host as
-    /// the pre-flight `findings` did.
-    async fn probe(&mut self, index: usize, findings: Option<&Findings>) -> Result<StepRun, Again> {
+    /// the pre-flight `findings` did. When it does, also the host's variables with the
+    /// findings laid over them (read back once: the probe ran with them).
+    async fn probe(
+        &mut self,
+        index: usize,
+        findings: Option<&Findings>,
+    ) -> Result<(StepRun, HostVars), Again> {
         let Some(findings) = findings else {
             return Err(Again::NoFindings);
         };
@@ -255,6 +260,8 @@ impl<'r, C: Connector> HostRun<'r, C> {
         let step = &playbook.steps[index];
         let silent = silent();
         let quiet = self.run.quiet(&silent);
+        let mut vars = self.vars.clone();
+        findings.onto(&mut vars);
         loop {
             let on = StepOn {
                 run: &quiet,
@@ -266,14 +273,12 @@ impl<'r, C: Connector> HostRun<'r, C> {
                     rollback: false,
                 },
             };
-            let mut vars = self.vars.clone();
-            findings.onto(&mut vars);
             let probed = on.run(&mut self.log, step, &vars).await;
             let lost = probed.status == StepStatus::Unreachable && !self.conn.is_alive();
             if !(lost && self.reopen_if_died_waiting().await) {
                 self.untried = false;
                 recheck::stands(findings, probed.status, &probed.registered.stdout)?;
-                return Ok(probed);
+                return Ok((probed, vars));
             }
         }
     }
