@@ -241,6 +241,26 @@ pub fn wait_signal(timeout: Option<f64>) -> Option<i32> {
     }
 }
 
+/// End the entry and die of a terminating signal that came while they were blocked;
+/// otherwise unblock them, so the command dies of the next one as the real tool would.
+pub fn let_signals_in(entry: &Entry) {
+    let set = sigset(&TERMINATING);
+    let now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid set and timespec; a zero timeout only takes a pending signal.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &now) };
+    if sig > 0 {
+        entry.end_signal(sig);
+        die_by_signal(sig);
+    }
+    // SAFETY: valid sigset.
+    unsafe {
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 /// Exit the way the signal would have killed us, so the parent (and sshd) see a signal.
 pub fn die_by_signal(sig: i32) -> ! {
     // SAFETY: resetting a disposition and raising; falls back to an exit code.

@@ -159,6 +159,9 @@ fn shim(kind: &str, args: &[String]) -> i32 {
         cmdline.push(' ');
         cmdline.push_str(a);
     }
+    // The terminating signals wait from before the start is logged until any fault has taken
+    // them, so that a command killed at once still logs how it ended.
+    faults::block(&faults::TERMINATING);
     let entry = log::start(host_dir, kind, &cmdline);
     if let Some(rule) = faults::take(host_dir, "shim", &cmdline) {
         // A slow `docker run`: the container's command is what takes the time (in the
@@ -175,6 +178,7 @@ fn shim(kind: &str, args: &[String]) -> i32 {
             faults::apply(&rule, &entry);
         }
     }
+    faults::let_signals_in(&entry);
     let rc = match kind {
         "curl" => curl::main(host_dir, args),
         "docker-compose" => compose::main(host_dir, args, "docker-compose"),
