@@ -417,7 +417,7 @@ pub fn exec(args: &ExecArgs) -> Result<Exit, CliError> {
         .iter()
         .map(|name| HostInPlay {
             name: name.clone(),
-            vars: precedence.host_vars(name),
+            vars: precedence.host_vars(name).into(),
         })
         .collect();
     let step = command_step(args);

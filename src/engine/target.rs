@@ -7,12 +7,12 @@ use serde_json::Value;
 
 use crate::inventory::parse_port;
 use crate::transport::{ConnectTarget, ConnectionKind};
-use crate::vars::Vars;
+use crate::vars::Lookup;
 
 /// The connection target of a host, and a warning for anything given that fleetup ignores.
 pub fn connect_target(
     name: &str,
-    vars: &Vars,
+    vars: &dyn Lookup,
     connect_timeout: Duration,
 ) -> (ConnectTarget, Option<String>) {
     let text = |key: &str| vars.get(key).and_then(Value::as_str).map(str::to_string);

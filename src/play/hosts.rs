@@ -5,20 +5,13 @@
 use std::collections::HashMap;
 use std::ops::Deref;
 
-use crate::vars::Vars;
+use crate::vars::Layered;
 
 /// A host selected for the play, with every variable it will see.
 #[derive(Debug, Clone)]
 pub struct HostInPlay {
     pub name: String,
-    pub vars: Vars,
-}
-
-/// What a template rendered for the host reads.
-impl AsRef<Vars> for HostInPlay {
-    fn as_ref(&self) -> &Vars {
-        &self.vars
-    }
+    pub vars: Layered,
 }
 
 /// The hosts in play, in inventory order, indexed by name. Read as a slice; changed only
@@ -70,6 +63,7 @@ impl Deref for HostsInPlay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vars::Lookup;
 
     fn hosts(names: &[&str]) -> HostsInPlay {
         HostsInPlay::new(
@@ -77,7 +71,7 @@ mod tests {
                 .iter()
                 .map(|n| HostInPlay {
                     name: n.to_string(),
-                    vars: Vars::new(),
+                    vars: Default::default(),
                 })
                 .collect(),
         )
@@ -98,6 +92,6 @@ mod tests {
     fn a_variable_set_for_every_host() {
         let mut play = hosts(&["a", "b"]);
         play.set_var("run", "r1");
-        assert!(play.iter().all(|h| h.vars["run"] == "r1"));
+        assert!(play.iter().all(|h| h.vars.get("run") == Some(&"r1".into())));
     }
 }

@@ -28,7 +28,7 @@ use crate::playbook::{self, default_soak, GateSection, Playbook, Seconds};
 use crate::schedule::Schedule;
 use crate::secret::Redactor;
 use crate::template::Templates;
-use crate::vars::{overlay, parse_extra_vars, Vars};
+use crate::vars::{overlay, parse_extra_vars, Layered, Lookup, Vars};
 use crate::vault::VaultOptions;
 use crate::window::{self, Windows};
 use inventory::read_inventory;
@@ -151,11 +151,13 @@ fn host_in_play(
     extra_vars: &Vars,
     name: String,
 ) -> HostInPlay {
-    let mut vars = playbook.vars.clone();
-    overlay(&mut vars, &precedence.host_vars(&name));
-    overlay(&mut vars, extra_vars);
-    vars.insert(RUN_ID_VAR.into(), "".into());
-    HostInPlay { name, vars }
+    let mut own = precedence.host_vars(&name);
+    overlay(&mut own, extra_vars);
+    own.insert(RUN_ID_VAR.into(), "".into());
+    HostInPlay {
+        name,
+        vars: Layered::new(playbook.vars.clone(), own),
+    }
 }
 
 const CLI_LIMIT: &str = "<command line --limit>";

@@ -18,7 +18,7 @@ pub fn secret_values(
     let declared: HashSet<&str> = declared.iter().map(String::as_str).collect();
     let mut values = Vec::new();
     for host in hosts {
-        for (name, value) in &host.vars {
+        for (name, value) in host.vars.iter() {
             let listed = declared.contains(name.as_str());
             if !listed && !looks_secret(name) {
                 continue;
@@ -56,7 +56,8 @@ mod tests {
             })
             .as_object()
             .unwrap()
-            .clone(),
+            .clone()
+            .into(),
         };
         let mut values = secret_values(&Templates::new(), &["license".into()], &[host]);
         values.sort();

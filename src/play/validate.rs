@@ -53,7 +53,7 @@ fn unknown_secrets(playbook: &Playbook, hosts: &[HostInPlay]) -> Vec<Diagnostic>
     let mut errors = Vec::new();
     for (i, name) in playbook.secrets.iter().enumerate() {
         if !hosts.is_empty() && !hosts.iter().any(|h| h.vars.contains_key(name)) {
-            let known = hosts.iter().flat_map(|h| h.vars.keys().map(String::as_str));
+            let known = hosts.iter().flat_map(|h| h.vars.names());
             let mut d = playbook.doc.error(
                 &format!("secrets[{i}]"),
                 format!("secret `{name}` is not a variable of any host in play"),
@@ -313,7 +313,7 @@ mod tests {
         let playbook = Playbook::parse(Path::new("pb.yml"), &text).unwrap();
         let host = HostInPlay {
             name: "h".into(),
-            vars: vars.as_object().cloned().unwrap(),
+            vars: vars.as_object().cloned().unwrap().into(),
         };
         let mut found: Vec<String> = HostCheck::new(&playbook)
             .problems_of(&host.vars)
@@ -335,7 +335,8 @@ mod tests {
             vars: serde_json::json!({"name": "x", "dir": dir, "ansible_host": name})
                 .as_object()
                 .cloned()
-                .unwrap(),
+                .unwrap()
+                .into(),
         };
         let hosts = [
             host("h1", "5".into()),

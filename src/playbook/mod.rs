@@ -13,6 +13,7 @@ mod validate;
 pub use validate::{gate_needs, TemplateField};
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -21,7 +22,7 @@ use crate::inventory::Pattern;
 use crate::plan::{Canary, Order, Serial};
 use crate::registered::Registered;
 use crate::template::Templates;
-use crate::vars::{Lookup, Over, Vars};
+use crate::vars::{Layered, Lookup, Over, Vars};
 use crate::window::Windows;
 use crate::yaml::Document;
 
@@ -32,8 +33,8 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub struct Playbook {
     pub name: String,
     pub hosts: Pattern,
-    /// Defaults: the inventory and `-e` override them.
-    pub vars: Vars,
+    /// Defaults: the inventory and `-e` override them. Every host in play shares them.
+    pub vars: Arc<Vars>,
     /// Variables that must be set (in the inventory or with `-e`) for every host.
     pub required_vars: Vec<String>,
     /// Variables whose values are never shown or written down (see [`crate::secret`]).
@@ -316,9 +317,9 @@ impl Playbook {
     /// A host's steps as they will run, for `plan --verbose`: each command rendered with the
     /// host's variables, with `<name.stdout>` standing for what an earlier step registers,
     /// and its condition shown as written.
-    pub fn preview(&self, host: &impl AsRef<Vars>) -> Vec<String> {
+    pub fn preview(&self, host: &Layered) -> Vec<String> {
         let templates = Templates::new();
-        let mut vars = host.as_ref().clone();
+        let mut vars = host.clone();
         let mut lines = Vec::new();
         for step in &self.steps {
             let shell = templates
@@ -361,7 +362,7 @@ impl Playbook {
         Playbook {
             name: name.to_string(),
             hosts,
-            vars: Vars::new(),
+            vars: Arc::default(),
             required_vars: vec![],
             secrets: vec![],
             rollout: RolloutSection::default(),

@@ -136,7 +136,7 @@ impl Playbook {
         let playbook = Playbook {
             name: raw.name,
             hosts,
-            vars,
+            vars: vars.into(),
             required_vars: raw.required_vars,
             secrets: raw.secrets,
             rollout: raw.rollout,

@@ -53,7 +53,7 @@ rollback:
 fn host(name: &str, vars: serde_json::Value) -> HostInPlay {
     HostInPlay {
         name: name.into(),
-        vars: vars.as_object().cloned().unwrap(),
+        vars: vars.as_object().cloned().unwrap().into(),
     }
 }
 
@@ -265,7 +265,7 @@ fn errors_that_depend_on_registered_output_wait_for_the_run() {
 #[test]
 fn preview_renders_with_stand_ins() {
     let pb = parse(GOOD).unwrap();
-    let lines = pb.preview(&host("h1", json!({"app": "/opt/a b", "target": "v2"})));
+    let lines = pb.preview(&host("h1", json!({"app": "/opt/a b", "target": "v2"})).vars);
     assert_eq!(lines[0], "read: cat '/opt/a b'/.env");
     assert_eq!(
         lines[1],

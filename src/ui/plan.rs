@@ -162,7 +162,7 @@ fn steps(play: &Play, hosts: &[String], out: &mut String) {
             continue;
         };
         let _ = writeln!(out, "    {name}");
-        for (n, step) in play.playbook.preview(host).iter().enumerate() {
+        for (n, step) in play.playbook.preview(&host.vars).iter().enumerate() {
             let step = play.redactor.text(step).replace('\n', "\n          ");
             let _ = writeln!(out, "      {:>2}. {step}", n + 1);
         }

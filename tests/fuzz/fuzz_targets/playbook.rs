@@ -7,6 +7,7 @@ use std::path::Path;
 
 use fleetup::play::{validate, HostInPlay};
 use fleetup::playbook::Playbook;
+use fleetup::vars::Layered;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
@@ -19,8 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(playbook.preflight_len <= playbook.steps.len());
     // A host as play.rs builds it: the playbook's defaults under the inventory's values.
-    let mut vars = playbook.vars.clone();
-    for (k, v) in json!({
+    let own = json!({
         "inventory_hostname": "sl-1",
         "group_names": ["production"],
         "ansible_host": "192.0.2.10",
@@ -30,13 +30,11 @@ fuzz_target!(|data: &[u8]| {
     })
     .as_object()
     .unwrap()
-    {
-        vars.insert(k.clone(), v.clone());
-    }
+    .clone();
     let host = HostInPlay {
         name: "sl-1".into(),
-        vars,
+        vars: Layered::new(playbook.vars.clone(), own),
     };
     let _ = validate(&playbook, std::slice::from_ref(&host));
-    let _ = playbook.preview(&host);
+    let _ = playbook.preview(&host.vars);
 });
