@@ -212,13 +212,6 @@ impl HostVars {
         self.vars.insert(name, value);
     }
 
-    /// [`overlay`] on these variables.
-    pub fn overlay(&mut self, over: &Vars) {
-        for (name, value) in over {
-            self.insert(name.clone(), value.clone());
-        }
-    }
-
     /// What was noted about the values of `names`, each on its own: the id of its content.
     pub fn content_notes<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> ContentNotes {
         let kept = self.notes.lock();
@@ -226,20 +219,26 @@ impl HostVars {
         ContentNotes(names.into_iter().filter_map(noted).collect())
     }
 
-    /// [`HostVars::overlay`] of values that are, exactly, those `notes` were made on
+    /// [`overlay`] of values that are, exactly, those `notes` were made on
     /// ([`HostVars::content_notes`]): their notes hold again, so their content is not
-    /// hashed again.
-    pub fn overlay_noted(&mut self, over: &Vars, notes: &ContentNotes) {
-        self.overlay(over);
+    /// hashed again. The values are moved in: a waiting host's findings are made whole for
+    /// this alone.
+    pub fn overlay_noted(&mut self, over: Vars, notes: &ContentNotes) {
+        let laid: Vec<&(String, Note)> = notes
+            .0
+            .iter()
+            .filter(|(name, _)| over.contains_key(name))
+            .collect();
+        for (name, value) in over {
+            self.insert(name, value);
+        }
         let kept = self
             .notes
             .0
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        for (name, note) in &notes.0 {
-            if over.contains_key(name) {
-                kept.own.insert(name.clone(), *note);
-            }
+        for (name, note) in laid {
+            kept.own.insert(name.clone(), *note);
         }
     }
 }
@@ -562,12 +561,12 @@ mod tests {
         let mut turn = HostVars::new(parse_extra_vars(r#"{"a": 0}"#).unwrap());
         let mut found = Vars::new();
         found.insert("found".into(), json!({"stdout": "x"}));
-        turn.overlay_noted(&found, &carried);
+        turn.overlay_noted(found, &carried);
         assert_eq!(seen(&turn, "found"), Some(noted(5)()), "carried");
         assert_eq!(seen(&turn, "a"), Some(noted(9)()), "worked out anew");
         // A note goes only with its own value.
         let mut other = HostVars::new(Vars::new());
-        other.overlay_noted(&Vars::new(), &carried);
+        other.overlay_noted(Vars::new(), &carried);
         assert!(other.notes("found").is_none() && other.content_notes(["found"]).0.is_empty());
     }
 

@@ -333,7 +333,8 @@ fn a_host_variable_that_changes_is_read_anew_through_its_notes() {
     assert_eq!(t.render("{{ derived }}", &host).unwrap(), "ax");
     host.insert("found".into(), json!({"stdout": "b"}));
     assert_eq!(t.render("{{ derived }}", &host).unwrap(), "bx");
-    host.overlay(&vars(json!({"found": {"stdout": "c"}})));
+    let laid = vars(json!({"found": {"stdout": "c"}}));
+    host.overlay_noted(laid, &crate::vars::ContentNotes::default());
     assert_eq!(t.render("{{ derived }}", &host).unwrap(), "cx");
     // A step's own variable of the same name hides the host's, notes and all.
     let top = vars(json!({"found": {"stdout": "d"}}));

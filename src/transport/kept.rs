@@ -57,7 +57,7 @@ impl Findings {
     /// Lays what the pre-flight steps registered over `vars`, with what was noted about
     /// the values that read back exactly.
     pub fn onto(&self, vars: &mut HostVars) {
-        vars.overlay_noted(&self.vars(), &self.notes);
+        vars.overlay_noted(self.vars(), &self.notes);
     }
 
     /// What the pre-flight steps registered, whole.
