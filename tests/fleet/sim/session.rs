@@ -34,13 +34,13 @@ pub fn run(args: &[String]) -> Result<i32> {
     };
     let (name, host_dir) = host_for_connection(&fleet_dir)?;
     let cmd = std::env::var("SSH_ORIGINAL_COMMAND").ok();
-    let entry = log::start(&host_dir, "session", cmd.as_deref().unwrap_or(""));
-
-    // Block the signals we handle before the child exists, so none is lost in between; the
+    // Block the signals we handle before the start is logged and the child exists, so that
+    // none is lost in between and a session killed at once still logs how it ended; the
     // child gets an empty mask from std's spawn.
     let mut handled = TERMINATING.to_vec();
     handled.push(libc::SIGCHLD);
     faults::block(&handled);
+    let entry = log::start(&host_dir, "session", cmd.as_deref().unwrap_or(""));
 
     if let Some(c) = &cmd {
         faults::check(&host_dir, "session", c, &entry);
