@@ -154,12 +154,20 @@ impl Layered {
         let defaults = self
             .defaults
             .iter()
-            .map(|(k, v)| (k, self.own.get(k).unwrap_or(v)));
+            .map(|(k, v)| (k, self.own_value(k).unwrap_or(v)));
         let added = self
             .own
             .iter()
             .filter(|(k, _)| !self.defaults.contains_key(*k));
         defaults.chain(added)
+    }
+
+    /// The host's own value of `name`, looked up only if the host may set it.
+    fn own_value(&self, name: &str) -> Option<&Value> {
+        self.own_names
+            .may_hold(name)
+            .then(|| self.own.get(name))
+            .flatten()
     }
 }
 
@@ -178,12 +186,7 @@ impl From<Vars> for Layered {
 
 impl Lookup for Layered {
     fn get(&self, name: &str) -> Option<&Value> {
-        let own = || self.own.get(name);
-        self.own_names
-            .may_hold(name)
-            .then(own)
-            .flatten()
-            .or_else(|| self.defaults.get(name))
+        self.own_value(name).or_else(|| self.defaults.get(name))
     }
 
     fn names(&self) -> Vec<&str> {
