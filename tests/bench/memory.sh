@@ -4,21 +4,25 @@
 # by owner (the SSH sessions, what waiting hosts' pre-flights found, the hosts' variables,
 # the hosts in flight, the rest) and per held connection; then the same run under GNU time
 # for the peak resident set. Issue 19: "<= 80 MB peak RSS with every connection held".
+# `--workload status` measures `fleetup status` of the same fleet instead (read-only: no
+# connection waits, every host's report is kept to the end).
 #
-# Usage: tests/bench/memory.sh [--hosts N] [--serial S] [--forks F] [--keep]
-#   defaults: 300 hosts, serial 100, forks 100 (two batches wait, connections held)
+# Usage: tests/bench/memory.sh [--hosts N] [--serial S] [--forks F] [--workload W] [--keep]
+#   defaults: 300 hosts, serial 100, forks 100 (two batches wait, connections held),
+#   workload upgrade
 # Needs root (the fleet runs sshd), heaptrack (apt install heaptrack) and GNU time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HOSTS=300 SERIAL=100 FORKS=100 KEEP=0
+HOSTS=300 SERIAL=100 FORKS=100 WORKLOAD=upgrade KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) HOSTS=$2; shift 2 ;;
         --serial) SERIAL=$2; shift 2 ;;
         --forks) FORKS=$2; shift 2 ;;
+        --workload) WORKLOAD=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -46,19 +50,23 @@ SIM="$ROOT/target/release/fleet-sim"
 . "$ROOT/tests/bench/fleet.sh"
 bench_work memory
 
-run() { # LABEL BINARY WRAPPER... : one upgrade of a fresh fleet by BINARY, under WRAPPER
+run() { # LABEL BINARY WRAPPER... : one upgrade (or status) of a fresh fleet by BINARY
     local label=$1 fleetup=$2
     shift 2
     bench_fresh_fleet "$HOSTS" "$WORK/up-$label.log"
-    log "$label: $HOSTS hosts, --serial $SERIAL --forks $FORKS"
-    (cd "$WORK" && "$@" "$fleetup" run -i "$FLEET/inventory.yml" \
-        "$ROOT/playbooks/simplelogin-upgrade.yml" -e sl_version=v4.66.1 \
-        --known-hosts "$FLEET/known_hosts" --yes --output json --canary none \
-        --serial "$SERIAL" --forks "$FORKS" >"$WORK/$label.jsonl" 2>"$WORK/$label.err")
+    local args=(run -i "$FLEET/inventory.yml" "$ROOT/playbooks/simplelogin-upgrade.yml"
+        -e sl_version=v4.66.1 --yes --output json --canary none --serial "$SERIAL")
+    if [ "$WORKLOAD" = status ]; then args=(status -i "$FLEET/inventory.yml"); fi
+    log "$label: $WORKLOAD, $HOSTS hosts, --serial $SERIAL --forks $FORKS"
+    (cd "$WORK" && "$@" "$fleetup" "${args[@]}" --known-hosts "$FLEET/known_hosts" \
+        --forks "$FORKS" >"$WORK/$label.jsonl" 2>"$WORK/$label.err")
 }
 
+# `fleetup status` has no batches: its hosts in flight are its forks.
+IN_FLIGHT=$SERIAL
+if [ "$WORKLOAD" = status ]; then IN_FLIGHT=$FORKS; fi
 run heaptrack "$HEAP_FLEETUP" heaptrack -o "$WORK/heap"
 heaptrack_print -f "$WORK/heap.zst" -F "$WORK/stacks.txt" --flamegraph-cost-type peak >/dev/null 2>&1
 run time "$FLEETUP" /usr/bin/time -v -o "$WORK/time.txt"
 python3 "$ROOT/tests/bench/memory.py" --stacks "$WORK/stacks.txt" --time "$WORK/time.txt" \
-    --events "$WORK/time.jsonl" --hosts "$HOSTS" --serial "$SERIAL"
+    --events "$WORK/time.jsonl" --hosts "$HOSTS" --serial "$IN_FLIGHT"
