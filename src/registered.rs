@@ -28,7 +28,30 @@ pub fn lines(text: &str) -> Vec<String> {
 impl Registered {
     /// The result as templates read it (`name.stdout`, `name.rc`...).
     pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        self.clone().into_value()
+    }
+
+    /// As [`Registered::to_value`], with the texts moved rather than copied: a large
+    /// output's value was held twice over while the step's result lived on. In the order
+    /// of its fields, as it serializes.
+    pub fn into_value(self) -> Value {
+        let texts =
+            |lines: Vec<String>| Value::Array(lines.into_iter().map(Value::String).collect());
+        let fields = [
+            ("stdout", Value::String(self.stdout)),
+            ("stderr", Value::String(self.stderr)),
+            ("rc", self.rc.into()),
+            ("stdout_lines", texts(self.stdout_lines)),
+            ("stderr_lines", texts(self.stderr_lines)),
+            ("changed", self.changed.into()),
+            ("failed", self.failed.into()),
+            ("skipped", self.skipped.into()),
+            ("attempts", self.attempts.into()),
+        ];
+        let fields = fields
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value));
+        Value::Object(fields.collect())
     }
 
     /// The line lists are the bulk of a large output's value (a string and an allocation
@@ -59,6 +82,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn templates_read_a_result_as_it_serializes() {
+        let result = Registered {
+            stdout: "a\nb".into(),
+            stderr: "warn".into(),
+            rc: -1,
+            stdout_lines: lines("a\nb"),
+            stderr_lines: lines("warn"),
+            failed: true,
+            attempts: 3,
+            ..Default::default()
+        };
+        let serialized = serde_json::to_value(&result).unwrap();
+        // The same key order too: a template may print the whole value.
+        assert_eq!(result.to_value().to_string(), serialized.to_string());
+        assert_eq!(result.into_value().to_string(), serialized.to_string());
+    }
+
+    #[test]
     fn a_result_held_without_its_lines_reads_back_as_it_was() {
         let whole = Registered {
             stdout: "a\nb".into(),
@@ -75,7 +116,7 @@ mod tests {
         assert!(held.stdout_lines.is_empty() && !held.lines_are_its_own());
         // In the same key order, for a template that prints the whole value.
         assert_eq!(
-            held.with_lines().to_value().to_string(),
+            held.with_lines().into_value().to_string(),
             whole.to_value().to_string()
         );
         let odd = Registered {

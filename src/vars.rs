@@ -200,6 +200,8 @@ impl Lookup for Layered {
 pub struct HostVars {
     vars: Layered,
     notes: Notes,
+    /// The names set since: what the host registered.
+    registered: Vec<String>,
 }
 
 impl HostVars {
@@ -207,12 +209,31 @@ impl HostVars {
         HostVars {
             vars: vars.into(),
             notes: Notes::default(),
+            registered: Vec::new(),
         }
     }
 
     pub fn insert(&mut self, name: String, value: Value) {
         self.notes.forget(&name);
+        if !self.registered.contains(&name) {
+            self.registered.push(name.clone());
+        }
         self.vars.insert(name, value);
+    }
+
+    /// The ids renderer `owner` noted for the values that read what the host registered,
+    /// directly or through others: values no other host shares unless it registered the
+    /// same (one worked out from the playbook's defaults alone serves every host).
+    pub fn registered_derived_ids(&self, owner: u64) -> Vec<u64> {
+        let reads_registered = |d: &&Derived| {
+            d.owner == owner && self.registered.iter().any(|name| d.reads.may_hold(name))
+        };
+        let kept = self.notes.lock();
+        kept.derived
+            .values()
+            .filter(reads_registered)
+            .map(|d| d.id)
+            .collect()
     }
 
     /// What was noted about the values of `names`, each on its own: the id of its content.

@@ -43,14 +43,18 @@ pub(super) async fn preflight_host<C: Connector>(
     queued: Queued,
 ) -> PreflightResult {
     let playbook = run.job.playbook;
+    // What the steps registered is kept for a re-check at the host's turn, if one comes.
+    let recheck = playbook.recheck_step().filter(|_| queued.budget.is_some());
     let mut checked = check_host(
         run,
         host,
         run.job.preflight(),
         "fleet-wide pre-flight (read-only)",
-        run.job.playbook.recheck_step().map(|(step, _)| step),
+        recheck.map(|(step, _)| step),
     )
     .await;
+    // Whether the host's turn follows, to read again what the pre-flight found.
+    let turn = checked.failure.is_none() && queued.budget.is_some();
     if let Some(conn) = checked.conn.take() {
         // Only what the pre-flight registered: the host's own variables are in the plan
         // already, and a thousand waiting hosts need not hold a copy each.
@@ -93,17 +97,21 @@ pub(super) async fn preflight_host<C: Connector>(
         None => (Outcome::Ok, None),
         Some((outcome, message)) => (*outcome, Some(redactor.text(message).into_owned())),
     };
+    let version = playbook
+        .audit
+        .from
+        .as_deref()
+        .filter(|_| checked.failure.is_none())
+        .map(render);
+    if !turn {
+        run.templates.retire(&checked.vars);
+    }
     PreflightResult {
         host: host.name.clone(),
         outcome,
         report,
         message,
-        version: playbook
-            .audit
-            .from
-            .as_deref()
-            .filter(|_| checked.failure.is_none())
-            .map(render),
+        version,
     }
 }
 
@@ -114,6 +122,7 @@ pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPla
     if let Some(conn) = &checked.conn {
         conn.close().await;
     }
+    run.templates.retire(&checked.vars);
     let ok = checked.failure.is_none();
     run.emit(Event::HostVerified {
         host: host.name.clone(),
@@ -124,8 +133,8 @@ pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPla
 }
 
 /// Runs read-only `steps` on a host over a connection of their own, left open, and keeps
-/// what step `probe_at` prints. Their step events go nowhere: the views show hosts'
-/// upgrades, and these are not.
+/// what step `probe_at` prints, and with it what the steps registered: what a re-check
+/// reads. Their step events go nowhere: the views show hosts' upgrades, and these are not.
 async fn check_host<C: Connector>(
     run: &Run<'_, C>,
     host: &HostInPlay,
@@ -175,8 +184,10 @@ async fn check_host<C: Connector>(
         }
         if let Some(r) = &step.register {
             let output = std::mem::take(&mut result.registered);
-            vars.insert(r.clone(), output.to_value());
-            outputs.insert(r.clone(), output);
+            if probe_at.is_some() {
+                outputs.insert(r.clone(), output.clone());
+            }
+            vars.insert(r.clone(), output.into_value());
         }
         if result.ends_host() {
             let outcome = match result.status {

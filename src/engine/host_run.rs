@@ -180,6 +180,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
         if let Some(lost) = &self.lost {
             lost.close().await;
         }
+        self.run.templates.retire(&self.vars);
         (ending, self.changed_steps)
     }
 
@@ -285,13 +286,13 @@ impl<'r, C: Connector> HostRun<'r, C> {
 
     /// The pre-flight's findings stand: its steps are reported done as it found them,
     /// and the probe's own result is registered.
-    fn stood(&mut self, probed: StepRun) {
+    fn stood(&mut self, mut probed: StepRun) {
         let playbook = self.run.job.playbook;
         self.log
             .note("the host is as its pre-flight found it: the pre-flight's findings stand");
         let probe = playbook.recheck_step().map(|(i, _)| &playbook.steps[i]);
         if let Some(r) = probe.and_then(|step| step.register.as_ref()) {
-            self.vars.insert(r.clone(), probed.registered.to_value());
+            self.vars.insert(r.clone(), probed.take_registered());
         }
         self.stood_events(probed.rc)
             .into_iter()
@@ -332,9 +333,9 @@ impl<'r, C: Connector> HostRun<'r, C> {
             host: self.host,
             at,
         };
-        let run = on.run(&mut self.log, step, &self.vars).await;
+        let mut run = on.run(&mut self.log, step, &self.vars).await;
         if let Some(r) = &step.register {
-            self.vars.insert(r.clone(), run.registered.to_value());
+            self.vars.insert(r.clone(), run.take_registered());
         }
         run
     }
@@ -463,7 +464,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
                     skipped: true,
                     ..Default::default()
                 };
-                self.vars.insert(r.clone(), skipped.to_value());
+                self.vars.insert(r.clone(), skipped.into_value());
             }
         }
         self.log.note("rolling back");

@@ -112,7 +112,7 @@ impl<C: Connector> HostRun<'_, C> {
                 Ok(None) => {
                     skipped.push(index);
                     if let Some(r) = &step.register {
-                        vars.insert(r.clone(), StepRun::skipped().registered.to_value());
+                        vars.insert(r.clone(), StepRun::skipped().registered.into_value());
                     }
                 }
                 Ok(Some(rendered))
@@ -264,20 +264,20 @@ impl<C: Connector> HostRun<'_, C> {
 
     /// The steps skipped before the carried one, and its run, as the host's steps keep
     /// them.
-    fn carried(&mut self, skipped: &[usize], first: Option<usize>, run: StepRun) -> Next {
+    fn carried(&mut self, skipped: &[usize], first: Option<usize>, mut run: StepRun) -> Next {
         let steps = &self.run.job.playbook.steps;
         for &i in skipped {
             self.skipped_any = true;
             if let Some(r) = &steps[i].register {
                 self.vars
-                    .insert(r.clone(), StepRun::skipped().registered.to_value());
+                    .insert(r.clone(), StepRun::skipped().registered.into_value());
             }
         }
         let Some(index) = first else {
             return Next::From(self.run.job.playbook.preflight_len);
         };
         if let Some(r) = &steps[index].register {
-            self.vars.insert(r.clone(), run.registered.to_value());
+            self.vars.insert(r.clone(), run.take_registered());
         }
         match run.status {
             StepStatus::Changed => self.changed_steps += 1,

@@ -32,6 +32,11 @@ impl StepRun {
             .or_else(|| self.stderr_tail.last().cloned())
     }
 
+    /// What the step registered, as templates read it, moved out: nothing else reads it.
+    pub fn take_registered(&mut self) -> serde_json::Value {
+        std::mem::take(&mut self.registered).into_value()
+    }
+
     /// A step whose `when` is false.
     pub fn skipped() -> StepRun {
         StepRun {

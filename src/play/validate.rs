@@ -126,7 +126,7 @@ impl<'p> HostCheck<'p> {
         HostCheck {
             playbook,
             templates: Templates::new(),
-            placeholder: Registered::default().to_value(),
+            placeholder: Registered::default().into_value(),
             preflight_registers: registers(&playbook.steps[..playbook.preflight_len]),
             all_registers: registers(&playbook.steps),
             verdicts: RefCell::default(),

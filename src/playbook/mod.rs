@@ -338,7 +338,7 @@ impl Playbook {
                     stdout: format!("<{r}.stdout>"),
                     ..Default::default()
                 };
-                vars.insert(r.clone(), stand_in.to_value());
+                vars.insert(r.clone(), stand_in.into_value());
             }
         }
         lines

@@ -200,6 +200,21 @@ impl Memo {
         Some(kept.value.clone())
     }
 
+    /// Drops the values of `ids`: nothing will read them again.
+    pub fn forget_values(&mut self, ids: impl IntoIterator<Item = u64>) {
+        for id in ids {
+            if let Some(gone) = self.values.remove(&id) {
+                self.values_bytes -= gone.bytes;
+            }
+        }
+    }
+
+    /// How many values are kept.
+    #[cfg(test)]
+    pub(super) fn kept(&self) -> usize {
+        self.values.len()
+    }
+
     /// Keeps the value of `id` (`bytes`: its estimated size), dropping the least
     /// recently used past the budget.
     pub fn keep(&mut self, id: u64, value: Result<Value, TemplateError>, bytes: usize) {

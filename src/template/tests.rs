@@ -422,3 +422,38 @@ fn a_noted_fact_that_failed_fails_again_in_the_same_rendering() {
         );
     }
 }
+
+#[test]
+fn a_retired_host_leaves_kept_only_what_other_hosts_share() {
+    let t = Templates::new();
+    let defaults = std::sync::Arc::new(vars(json!({
+        "dir": "/opt/sl",
+        "script": "ls {{ dir }}",
+        "facts": "{{ found.stdout | from_json }}",
+        "app": "{{ facts.name }}",
+    })));
+    let host = |name: &str| {
+        let mut host =
+            crate::vars::HostVars::new(crate::vars::Layered::new(defaults.clone(), Vars::new()));
+        let found = format!(r#"{{"name": "{name}"}}"#);
+        host.insert("found".into(), json!({ "stdout": found }));
+        host
+    };
+    let (a, b) = (host("a"), host("b"));
+    assert_eq!(
+        t.render("{{ script }} {{ app }}", &a).unwrap(),
+        "ls /opt/sl a"
+    );
+    assert_eq!(
+        t.render("{{ script }} {{ app }}", &b).unwrap(),
+        "ls /opt/sl b"
+    );
+    // `script` once for both; `facts` and `app` for each.
+    assert_eq!(t.memo().kept(), 5);
+    t.retire(&a);
+    assert_eq!(t.memo().kept(), 3);
+    t.retire(&b);
+    assert_eq!(t.memo().kept(), 1);
+    // What is forgot is worked out again if it is read after all.
+    assert_eq!(t.render("{{ app }}", &a).unwrap(), "a");
+}

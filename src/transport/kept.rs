@@ -62,7 +62,7 @@ impl Findings {
 
     /// What the pre-flight steps registered, whole.
     fn vars(&self) -> Vars {
-        let whole = |(name, output): (String, Registered)| (name, output.with_lines().to_value());
+        let whole = |(name, output): (String, Registered)| (name, output.with_lines().into_value());
         inflate(&self.registered).into_iter().map(whole).collect()
     }
 }
