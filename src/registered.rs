@@ -35,18 +35,30 @@ impl Registered {
     /// output's value was held twice over while the step's result lived on. In the order
     /// of its fields, as it serializes.
     pub fn into_value(self) -> Value {
+        // Every field named: a new one does not compile until it is given here too.
+        let Registered {
+            stdout,
+            stderr,
+            rc,
+            stdout_lines,
+            stderr_lines,
+            changed,
+            failed,
+            skipped,
+            attempts,
+        } = self;
         let texts =
             |lines: Vec<String>| Value::Array(lines.into_iter().map(Value::String).collect());
         let fields = [
-            ("stdout", Value::String(self.stdout)),
-            ("stderr", Value::String(self.stderr)),
-            ("rc", self.rc.into()),
-            ("stdout_lines", texts(self.stdout_lines)),
-            ("stderr_lines", texts(self.stderr_lines)),
-            ("changed", self.changed.into()),
-            ("failed", self.failed.into()),
-            ("skipped", self.skipped.into()),
-            ("attempts", self.attempts.into()),
+            ("stdout", Value::String(stdout)),
+            ("stderr", Value::String(stderr)),
+            ("rc", rc.into()),
+            ("stdout_lines", texts(stdout_lines)),
+            ("stderr_lines", texts(stderr_lines)),
+            ("changed", changed.into()),
+            ("failed", failed.into()),
+            ("skipped", skipped.into()),
+            ("attempts", attempts.into()),
         ];
         let fields = fields
             .into_iter()

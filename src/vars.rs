@@ -200,7 +200,8 @@ impl Lookup for Layered {
 pub struct HostVars {
     vars: Layered,
     notes: Notes,
-    /// The names set since: what the host registered.
+    /// The names set since the variables were made: what the host registered, or had
+    /// laid from its pre-flight's findings.
     registered: Vec<String>,
 }
 

@@ -27,8 +27,9 @@ struct Checked<C> {
 }
 
 /// Where a host stands in the fleet-wide pre-flight: its rank in the plan (the order its
-/// turn comes in), and how many connections waiting hosts may hold; `None` when no turn
-/// follows (a read-only playbook, a promotion gate's check): nothing is kept.
+/// turn comes in), and how many connections waiting hosts may hold; `None` when nothing is
+/// kept for a turn (a read-only playbook, whose turn runs its pre-flight again if it has
+/// one; a promotion gate's check).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Queued {
     pub rank: usize,
@@ -53,20 +54,12 @@ pub(super) async fn preflight_host<C: Connector>(
         recheck.map(|(step, _)| step),
     )
     .await;
-    // Whether the host's turn follows, to read again what the pre-flight found.
-    let turn = checked.failure.is_none() && queued.budget.is_some();
+    // Whether what the pre-flight found waits for the host's turn, to be read again.
+    let waits = queued.budget.filter(|_| checked.failure.is_none());
     if let Some(conn) = checked.conn.take() {
-        // Only what the pre-flight registered: the host's own variables are in the plan
-        // already, and a thousand waiting hosts need not hold a copy each.
-        let outputs = std::mem::take(&mut checked.outputs);
-        let notes = checked
-            .vars
-            .content_notes(outputs.keys().map(String::as_str));
-        let findings = Findings::new(outputs, checked.probe.take(), notes);
-        let kept = run.connector.kept();
-        let spare = match (&checked.failure, queued.budget) {
-            (None, Some(budget)) => kept.keep(&host.name, queued.rank, conn, findings, budget),
-            _ => Some(conn),
+        let spare = match waits {
+            Some(budget) => keep_for_turn(run, host, queued.rank, &mut checked, conn, budget),
+            None => Some(conn),
         };
         if let Some(spare) = spare {
             spare.close().await;
@@ -103,7 +96,7 @@ pub(super) async fn preflight_host<C: Connector>(
         .as_deref()
         .filter(|_| checked.failure.is_none())
         .map(render);
-    if !turn {
+    if waits.is_none() {
         run.templates.retire(&checked.vars);
     }
     PreflightResult {
@@ -113,6 +106,28 @@ pub(super) async fn preflight_host<C: Connector>(
         message,
         version,
     }
+}
+
+/// Keeps `conn` and what the pre-flight found for the host's turn; returns the connection
+/// that does not fit the budget (this one, or another waiting host's), to be closed.
+fn keep_for_turn<C: Connector>(
+    run: &Run<'_, C>,
+    host: &HostInPlay,
+    rank: usize,
+    checked: &mut Checked<C::Connection>,
+    conn: C::Connection,
+    budget: usize,
+) -> Option<C::Connection> {
+    // Only what the pre-flight registered: the host's own variables are in the plan
+    // already, and a thousand waiting hosts need not hold a copy each.
+    let outputs = std::mem::take(&mut checked.outputs);
+    let notes = checked
+        .vars
+        .content_notes(outputs.keys().map(String::as_str));
+    let findings = Findings::new(outputs, checked.probe.take(), notes);
+    run.connector
+        .kept()
+        .keep(&host.name, rank, conn, findings, budget)
 }
 
 /// Runs a pause's `verify` steps on an upgraded host, and tells how it went.

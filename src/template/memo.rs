@@ -65,7 +65,7 @@ struct Interned {
     used: u64,
 }
 
-struct Kept {
+pub(super) struct Kept {
     value: Result<Value, TemplateError>,
     bytes: usize,
     used: u64,
@@ -200,13 +200,18 @@ impl Memo {
         Some(kept.value.clone())
     }
 
-    /// Drops the values of `ids`: nothing will read them again.
-    pub fn forget_values(&mut self, ids: impl IntoIterator<Item = u64>) {
+    /// Takes the values of `ids` out: their host will not read them again (another host
+    /// that shares one works it out anew). Returned to be dropped by the caller, after the
+    /// memo is free again: a parsed `docker inspect` takes a while to free.
+    pub fn forget_values(&mut self, ids: impl IntoIterator<Item = u64>) -> Vec<Kept> {
+        let mut gone = Vec::new();
         for id in ids {
-            if let Some(gone) = self.values.remove(&id) {
-                self.values_bytes -= gone.bytes;
+            if let Some(kept) = self.values.remove(&id) {
+                self.values_bytes -= kept.bytes;
+                gone.push(kept);
             }
         }
+        gone
     }
 
     /// How many values are kept.

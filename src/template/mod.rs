@@ -111,7 +111,8 @@ impl Templates {
     /// `fleetup status` of 1000 hosts), where the room is for the hosts still to come.
     pub fn retire(&self, vars: &HostVars) {
         let ids = vars.registered_derived_ids(self.owner);
-        self.memo().forget_values(ids);
+        let gone = self.memo().forget_values(ids);
+        drop(gone);
     }
 
     /// Renders a template (a command) with `vars`.
