@@ -11,7 +11,9 @@
 //! and a value is never served for other inputs. Ids cost little to work out, so the
 //! rendered values themselves are kept least recently used first: the large ones a chain
 //! passes through (a host's whole `docker inspect`, parsed) are read only when a value
-//! after them must be rendered again, and make way for those the steps read.
+//! after them must be rendered again, and make way for those the steps read. A host's own
+//! go as soon as nothing reads them again ([`super::Templates::retire`]), so that the room
+//! is for the hosts in flight and those waiting, not for the hosts done.
 //!
 //! What is kept is bounded by an estimate of its size, which grows with the hosts in
 //! flight ([`Memo::make_room_for`]): about 576 kB a host, 115 MB at `--forks 200`. Less
