@@ -274,12 +274,28 @@ fn kill_9_during_a_slow_migration_then_resume_waits_for_it_and_never_migrates_tw
 fn kill_9_after_the_migration_ran_then_resume_finishes_without_migrating_again() {
     let fleet = Fleet::start(Spec::new().group("production", "prod", 1, OLD));
     let h = "prod-01";
+    // The step after the migration waits (its script not yet run) until fleetup is
+    // killed: else, under load, the app could be started on the target before the kill.
+    const INIT: &str = "docker rm -f sl-init";
+    fleet.fault(
+        h,
+        json!({"match": INIT, "action": "hang", "scope": "session", "times": 1}),
+    );
     let mut running = spawn_upgrade(&fleet, true, &[]);
-    wait_until(&mut running, "the migration ended", 60, |_| {
-        migrations(&fleet.commands(h))
-            .iter()
-            .any(|(_, _, end)| end.is_some())
-    });
+    wait_until(
+        &mut running,
+        "the migration ended and the next step waits",
+        60,
+        |_| {
+            let commands = fleet.commands(h);
+            let waits =
+                |c: &CommandRecord| c.kind == "session" && c.ev == "start" && c.cmd.contains(INIT);
+            let migrated = migrations(&commands)
+                .iter()
+                .any(|(_, _, end)| end.is_some());
+            migrated && commands.iter().any(waits)
+        },
+    );
     kill_9(&mut running);
     let killed_at = now();
     assert!(
