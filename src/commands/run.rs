@@ -332,7 +332,7 @@ pub fn check_hosts(
         return Ok(Exit::Success);
     }
     let session = Session::in_new_dir(connection, state_dir, play.redactor.clone())?;
-    let results = session.preflight(&Job::from_play(play));
+    let results = session.preflight_alone(&Job::from_play(play));
     print!("{}", ui::preflight::table(&results, &columns(play)));
     Ok(preflight_exit(&results))
 }
@@ -345,7 +345,7 @@ pub fn status(
     state_dir: &Path,
 ) -> Result<Exit, CliError> {
     let session = Session::in_new_dir(connection, state_dir, play.redactor.clone())?;
-    let results = session.preflight(&Job::from_play(play));
+    let results = session.preflight_alone(&Job::from_play(play));
     let columns = columns(play);
     print!("{}", ui::preflight::table(&results, &columns));
     // How many hosts run each version says most about a fleet; else the first column.

@@ -176,11 +176,24 @@ impl Session {
     }
 
     pub(super) fn preflight(&self, spec: &Job<'_>) -> Vec<PreflightResult> {
+        self.preflight_with(spec, &self.options)
+    }
+
+    /// The pre-flight, when no run follows it.
+    pub(super) fn preflight_alone(&self, spec: &Job<'_>) -> Vec<PreflightResult> {
+        let options = JobOptions {
+            preflight_alone: true,
+            ..self.options.clone()
+        };
+        self.preflight_with(spec, &options)
+    }
+
+    fn preflight_with(&self, spec: &Job<'_>, options: &JobOptions) -> Vec<PreflightResult> {
         let results = self.runtime.block_on(engine::preflight(
             &self.within_limits(spec),
             &self.transport,
             &self.run_dir,
-            &self.options,
+            options,
             &self.control,
         ));
         self.tell_host_keys();

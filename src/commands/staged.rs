@@ -205,7 +205,7 @@ fn live_check(session: &Session, play: &Play) -> Vec<(String, Live)> {
         ..Job::from_play(play)
     };
     session
-        .preflight(&spec)
+        .preflight_alone(&spec)
         .into_iter()
         .map(|r| {
             let state = match (r.outcome, r.version) {

@@ -68,8 +68,8 @@ pub async fn preflight<C: Connector>(
     templates.make_room_for(job.forks);
     let cx = Context::new(job, connector, run_dir, options, control);
     let run = Run::new(&cx, templates, &silent);
-    // A playbook of pre-flight steps only (`fleetup status`) has no turn to wait for.
-    let turns = job.playbook.steps.len() > job.playbook.preflight_len;
+    // A playbook of pre-flight steps only has no turn to wait for.
+    let turns = !options.preflight_alone && job.playbook.steps.len() > job.playbook.preflight_len;
     let budget = match options.waiting_connections {
         _ if !turns => None,
         Some(budget) => Some(budget),

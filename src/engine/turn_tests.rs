@@ -192,6 +192,25 @@ fn past_the_budget_the_hosts_needed_last_reconnect_at_their_turn() {
 }
 
 #[test]
+fn a_preflight_run_alone_keeps_no_connection_for_a_turn() {
+    // As `fleetup check` runs it: should a run follow all the same, it starts afresh.
+    let fleet = fleet();
+    let operator = Operator {
+        options: JobOptions {
+            preflight_alone: true,
+            ..Operator::default().options
+        },
+        ..Operator::default()
+    };
+    let ran = turns(&fleet, RECHECKED, operator, &|| {});
+    assert!(ran.preflight.iter().all(|r| r.outcome == Outcome::Ok));
+    for host in ["a", "b", "c"] {
+        assert_eq!(fleet.connections(host), 2, "{host}");
+        assert_eq!(fleet.ran(host), TWICE, "{host}: no findings were kept");
+    }
+}
+
+#[test]
 fn a_prompt_closes_the_waiting_connections_and_a_short_pause_keeps_them() {
     for (pause, logins) in [("prompt", 2), ("1ms", 1)] {
         let fleet = fleet();
