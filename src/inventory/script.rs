@@ -142,11 +142,12 @@ fn kind(v: &serde_json::Value) -> &'static str {
 /// How long a script that is still open for writing somewhere is waited for.
 const BUSY_WAIT: Duration = Duration::from_secs(2);
 
-/// Spawns, waiting out "Text file busy": a script just written is briefly still open for
-/// writing in any process forked meanwhile (by a tool that generated it, or a test), and
-/// exec refuses it until that process execs or exits.
-fn spawn(command: &mut Command) -> std::io::Result<std::process::Child> {
-    let deadline = Instant::now() + BUSY_WAIT;
+/// Spawns, waiting out "Text file busy" (at most [`BUSY_WAIT`], and not past `deadline`):
+/// a script just written is briefly still open for writing in any process forked meanwhile
+/// (by a tool that generated it, or a test), and exec refuses it until that process execs
+/// or exits.
+fn spawn(command: &mut Command, deadline: Instant) -> std::io::Result<std::process::Child> {
+    let deadline = deadline.min(Instant::now() + BUSY_WAIT);
     loop {
         match command.spawn() {
             Err(e)
@@ -185,8 +186,10 @@ fn run(path: &Path, args: &[&str], timeout: Duration) -> Result<Ran, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child =
-        spawn(&mut command).map_err(|e| format!("cannot run the inventory script: {e}"))?;
+    // The script's time starts now: a wait for its file to be free counts.
+    let deadline = Instant::now() + timeout;
+    let mut child = spawn(&mut command, deadline)
+        .map_err(|e| format!("cannot run the inventory script: {e}"))?;
     let stdout = child
         .stdout
         .take()
@@ -195,7 +198,6 @@ fn run(path: &Path, args: &[&str], timeout: Duration) -> Result<Ran, String> {
         .stderr
         .take()
         .map(|s| std::thread::spawn(move || read_some(s, STDERR_KEPT)));
-    let deadline = Instant::now() + timeout;
     let group = i32::try_from(child.id()).ok().map(Pid::from_raw);
     let status = loop {
         match child.try_wait() {
@@ -243,10 +245,10 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_script_still_open_for_writing_is_run_once_it_is_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("inventory.sh");
+    /// A script written to `dir` and still open for writing; None where the kernel runs a
+    /// file open for writing, with nothing to wait out.
+    fn still_open(dir: &Path) -> Option<(std::path::PathBuf, std::fs::File)> {
+        let path = dir.join("inventory.sh");
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -258,12 +260,32 @@ mod tests {
         match Command::new(&path).stdout(Stdio::null()).spawn() {
             Err(busy) => assert_eq!(busy.kind(), std::io::ErrorKind::ExecutableFileBusy),
             Ok(mut ran) => {
-                // A kernel that runs files still open for writing has nothing to wait out.
                 let _ = ran.wait();
                 eprintln!("skipped: this kernel runs a file open for writing");
-                return;
+                return None;
             }
         }
+        Some((path, file))
+    }
+
+    #[test]
+    fn the_wait_for_a_busy_script_counts_against_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((path, _open)) = still_open(dir.path()) else {
+            return;
+        };
+        let started = Instant::now();
+        let ran = run(&path, &["--list"], Duration::from_millis(100));
+        assert!(ran.is_err(), "the file was busy all along");
+        assert!(started.elapsed() < BUSY_WAIT, "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_script_still_open_for_writing_is_run_once_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((path, file)) = still_open(dir.path()) else {
+            return;
+        };
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             drop(file);
