@@ -179,7 +179,8 @@ impl Session {
         self.preflight_with(spec, &self.options)
     }
 
-    /// The pre-flight, when no run follows it.
+    /// The pre-flight, when no turn of its hosts follows it (a check, a report, a gate's
+    /// look at the stage before).
     pub(super) fn preflight_alone(&self, spec: &Job<'_>) -> Vec<PreflightResult> {
         let options = JobOptions {
             preflight_alone: true,
@@ -233,7 +234,7 @@ impl Session {
         if spec.playbook.preflight_len == 0 || spec.playbook.report.is_empty() {
             return;
         }
-        self.record_rows("after.json", &self.preflight(spec));
+        self.record_rows("after.json", &self.preflight_alone(spec));
         let written = fleetup::report::load(&self.run_dir)
             .and_then(|s| fleetup::report::write(path, &fleetup::report::html(&s)));
         if let Err(e) = written {

@@ -37,7 +37,7 @@ pub(super) struct Queued {
 }
 
 /// The pre-flight of one host: its read-only steps, then its report columns. A host that
-/// passed keeps its connection and findings for its turn.
+/// passed keeps its connection and findings for its turn, when one follows.
 pub(super) async fn preflight_host<C: Connector>(
     run: &Run<'_, C>,
     host: &HostInPlay,

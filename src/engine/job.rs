@@ -84,8 +84,9 @@ pub struct JobOptions {
     /// Connections hosts waiting for their turn may keep open after the pre-flight; `None`:
     /// what the open-file limit leaves, measured when the pre-flight starts.
     pub waiting_connections: Option<usize>,
-    /// The pre-flight is all the process runs (`fleetup check`, `fleetup status`): no
-    /// connection or finding is kept for a turn that does not come.
+    /// No turn of its hosts follows the pre-flight (`fleetup check`, `fleetup status`, the
+    /// report after a run, a gate's look at the stage before): no connection or finding is
+    /// kept for a turn that does not come.
     pub preflight_alone: bool,
 }
 

@@ -55,7 +55,8 @@ use run::{silent, Context, Run};
 /// any host changes: a fleet with an unreachable or unhealthy host is known before the
 /// canary starts. Nothing here changes a host; no event is emitted (the caller shows the
 /// results), but every host's output goes to its log as usual. Each healthy host's
-/// connection and findings wait in the connector for its turn in [`execute`].
+/// connection and findings wait in the connector for its turn in [`execute`], unless no
+/// turn follows ([`JobOptions::preflight_alone`], a playbook of pre-flight steps only).
 pub async fn preflight<C: Connector>(
     job: &Job<'_>,
     connector: &C,
