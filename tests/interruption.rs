@@ -271,9 +271,8 @@ fn kill_9_during_a_slow_migration_then_resume_waits_for_it_and_never_migrates_tw
 /// Whether `host`'s fault rules matching `pattern` have all been taken: a session logs its
 /// start a moment before it takes its fault.
 fn spent(fleet: &Fleet, host: &str, pattern: &str) -> bool {
-    let rules = std::fs::read_to_string(fleet.host_dir(host).join("faults.json"));
-    let rules: Vec<Value> = serde_json::from_str(&rules.unwrap_or_default()).unwrap_or_default();
-    !rules
+    !fleet
+        .faults(host)
         .iter()
         .any(|r| r["match"] == pattern && r["times"] != json!(0))
 }

@@ -381,13 +381,19 @@ impl Fleet {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A host's fault rules as faults.json holds them now (a rule's `times` counts down as
+    /// commands take it).
+    pub fn faults(&self, name: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.host_dir(name).join("faults.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default()
+    }
+
     /// Append a rule (a JSON object as in faults.json) to a host's faults.
     pub fn fault(&self, name: &str, rule: Value) {
         let p = self.host_dir(name).join("faults.json");
-        let mut rules: Vec<Value> = std::fs::read_to_string(&p)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or_default();
+        let mut rules = self.faults(name);
         rules.push(rule);
         let tmp = p.with_extension("json.tmp");
         std::fs::write(
