@@ -547,3 +547,49 @@ fn one_login_per_host_and_a_host_changed_while_it_waited_is_caught_before_it_is_
         "the whole pre-flight again"
     );
 }
+
+/// The shipped upgrade with a pause between batches of one host: each pause verifies the
+/// hosts upgraded so far over the connection their turn used, kept for it, and no host
+/// logs in twice.
+#[test]
+fn the_pauses_verify_upgraded_hosts_over_the_connection_of_their_turn() {
+    let spec = ["v-01", "v-02", "v-03"].iter().fold(Spec::new(), |s, h| {
+        s.host(HostSpec::new(h, "production", "v4.65.0").own_sshd())
+    });
+    let fleet = Fleet::start(spec);
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(PLAYBOOK);
+    let facts = shipped.with_file_name("simplelogin-facts.yml");
+    std::fs::copy(&facts, fleet.tmp().join("simplelogin-facts.yml")).unwrap();
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let paused = fleet.tmp().join("paused.yml");
+    let with_pause = text.replacen("\nrollout:", "\nrollout:\n  pause_between_batches: 1s", 1);
+    std::fs::write(&paused, with_pause).unwrap();
+    let run = run_on(
+        &fleet,
+        "",
+        |i| {
+            i.playbook = paused;
+            i.overrides.serial = Some("1".parse().unwrap());
+            i.extra_vars = vec![
+                "sl_version=v4.66.1".into(),
+                r#"{"sl_health_timeout": 5, "sl_settle": 1}"#.into(),
+            ];
+        },
+        false,
+    );
+    assert!(
+        outcomes(&run).values().all(|o| *o == Outcome::Ok),
+        "{:?}",
+        run.events
+    );
+    let verified = |host: &str| {
+        let of_host =
+            |e: &&Event| matches!(e, Event::HostVerified { host: h, ok: true, .. } if h == host);
+        run.events.iter().filter(of_host).count()
+    };
+    assert_eq!([2, 1, 0], ["v-01", "v-02", "v-03"].map(verified));
+    assert_eq!(
+        [1, 1, 1],
+        ["v-01", "v-02", "v-03"].map(|h| logins(&fleet, h))
+    );
+}

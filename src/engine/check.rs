@@ -26,6 +26,14 @@ struct Checked<C> {
     probe: Option<Cksum>,
 }
 
+impl<C: Connection> Checked<C> {
+    /// The steps failed because their connection is gone.
+    fn lost(&self) -> bool {
+        matches!(self.failure, Some((Outcome::Unreachable, _)))
+            && self.conn.as_ref().is_some_and(|c| !c.is_alive())
+    }
+}
+
 /// Where a host stands in the fleet-wide pre-flight: its rank in the plan (the order its
 /// turn comes in), and how many connections waiting hosts may hold; `None` when nothing is
 /// kept for a turn (a read-only playbook, whose turn runs its pre-flight again if it has
@@ -52,6 +60,7 @@ pub(super) async fn preflight_host<C: Connector>(
         run.job.preflight(),
         "fleet-wide pre-flight (read-only)",
         recheck.map(|(step, _)| step),
+        None,
     )
     .await;
     // Whether what the pre-flight found waits for the host's turn, to be read again.
@@ -130,12 +139,33 @@ fn keep_for_turn<C: Connector>(
         .keep(&host.name, rank, conn, findings, budget)
 }
 
-/// Runs a pause's `verify` steps on an upgraded host, and tells how it went.
+/// Runs a pause's `verify` steps on an upgraded host, and tells how it went. They run on
+/// the connection the host kept since its turn (or its last verification) when it did, and
+/// it is kept again for the next.
 pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPlay) -> bool {
+    const NOTE: &str = "verification during a pause";
     let verify = &run.job.playbook.verify;
-    let checked = check_host(run, host, verify, "verification during a pause", None).await;
-    if let Some(conn) = &checked.conn {
-        conn.close().await;
+    let kept = run.connector.kept();
+    let conn = kept.take_verified(&host.name);
+    let was_kept = conn.is_some();
+    let mut checked = check_host(run, host, verify, NOTE, None, conn).await;
+    // Lost since it was kept (an idle connection can die unnoticed): opened again, once,
+    // and the steps, which only read, run again.
+    if was_kept && checked.lost() {
+        if let Some(dead) = checked.conn.take() {
+            dead.close().await;
+        }
+        run.templates.retire(&checked.vars);
+        checked = check_host(run, host, verify, NOTE, None, None).await;
+    }
+    if let Some(conn) = checked.conn.take() {
+        let spare = match checked.failure {
+            None => kept.keep_verified(&host.name, conn),
+            Some(_) => Some(conn),
+        };
+        if let Some(spare) = spare {
+            spare.close().await;
+        }
     }
     run.templates.retire(&checked.vars);
     let ok = checked.failure.is_none();
@@ -147,15 +177,17 @@ pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPla
     ok
 }
 
-/// Runs read-only `steps` on a host over a connection of their own, left open, and keeps
-/// what step `probe_at` prints, and with it what the steps registered: what a re-check
-/// reads. Their step events go nowhere: the views show hosts' upgrades, and these are not.
+/// Runs read-only `steps` on a host over `conn`, else a connection of their own, left open,
+/// and keeps what step `probe_at` prints, and with it what the steps registered: what a
+/// re-check reads. Their step events go nowhere: the views show hosts' upgrades, and these
+/// are not.
 async fn check_host<C: Connector>(
     run: &Run<'_, C>,
     host: &HostInPlay,
     steps: &[Step],
     note: &str,
     probe_at: Option<usize>,
+    conn: Option<C::Connection>,
 ) -> Checked<C::Connection> {
     let failed = |outcome, message| Checked {
         vars: HostVars::new(host.vars.clone()),
@@ -169,10 +201,15 @@ async fn check_host<C: Connector>(
         Err(e) => return failed(Outcome::Failed, format!("cannot write the host's log: {e}")),
     };
     log.note(note);
-    let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
-    let conn = match run.connector.connect(&target).await {
-        Ok(conn) => conn,
-        Err(e) => return failed(Outcome::Unreachable, describe(&e)),
+    let conn = match conn {
+        Some(conn) => conn,
+        None => {
+            let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
+            match run.connector.connect(&target).await {
+                Ok(conn) => conn,
+                Err(e) => return failed(Outcome::Unreachable, describe(&e)),
+            }
+        }
     };
     let silent = silent();
     let quiet = run.quiet(&silent);

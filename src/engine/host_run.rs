@@ -27,6 +27,15 @@ pub(super) struct HostEnd {
     pub changed: bool,
 }
 
+/// Where a host's turn falls in the run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Turn {
+    /// From 1.
+    pub batch: usize,
+    /// A pause after the host's batch verifies it: its connection is kept for that.
+    pub verified_later: bool,
+}
+
 /// How a host ended, before it is on disk.
 struct Ending {
     outcome: Outcome,
@@ -57,6 +66,7 @@ pub(super) struct HostRun<'r, C: Connector> {
     pub(super) untried: bool,
     /// What the fleet-wide pre-flight found on the host, until its turn re-checks it.
     pub(super) findings: Option<Findings>,
+    pub(super) verified_later: bool,
     pub(super) vars: HostVars,
     /// The lock's directory, while the host's lock is held.
     pub(super) lock: Option<String>,
@@ -68,15 +78,15 @@ pub(super) struct HostRun<'r, C: Connector> {
 pub(super) async fn run_host<C: Connector>(
     run: &Run<'_, C>,
     host: &HostInPlay,
-    batch: usize,
+    turn: Turn,
 ) -> HostEnd {
     let started = Instant::now();
     run.emit(Event::HostStarted {
         host: host.name.clone(),
-        batch,
+        batch: turn.batch,
         steps: run.job.playbook.steps.len(),
     });
-    let (ending, changed_steps) = match HostRun::connect(run, host, batch).await {
+    let (ending, changed_steps) = match HostRun::connect(run, host, turn).await {
         Ok(host_run) => host_run.drive().await,
         Err(ending) => (ending, 0),
     };
@@ -105,14 +115,14 @@ impl<'r, C: Connector> HostRun<'r, C> {
     async fn connect(
         run: &'r Run<'r, C>,
         host: &'r HostInPlay,
-        batch: usize,
+        turn: Turn,
     ) -> Result<Self, Ending> {
         let mut log = run.run_dir.host_log(&host.name).map_err(|e| {
             let dir = run.run_dir.path.display();
             let message = format!("cannot write the host's log in {dir}: {e}");
             Ending::before_steps(Outcome::Failed, message)
         })?;
-        log.note(&format!("run {}, batch {batch}", run.run_dir.id));
+        log.note(&format!("run {}, batch {}", run.run_dir.id, turn.batch));
         let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
         let (kept, findings) = match run.connector.kept().take(&host.name) {
             Some((conn, findings)) => (conn, Some(findings)),
@@ -144,6 +154,7 @@ impl<'r, C: Connector> HostRun<'r, C> {
             lost: None,
             untried,
             findings,
+            verified_later: turn.verified_later,
             vars: HostVars::new(host.vars.clone()),
             lock: None,
             changed_steps: 0,
@@ -176,7 +187,16 @@ impl<'r, C: Connector> HostRun<'r, C> {
                 ending
             }
         };
-        self.conn.close().await;
+        let spare = match self.verified_later && !ending.outcome.is_failure() {
+            true if self.conn.is_alive() => {
+                let kept = self.run.connector.kept();
+                kept.keep_verified(&self.host.name, self.conn)
+            }
+            _ => Some(self.conn),
+        };
+        if let Some(conn) = spare {
+            conn.close().await;
+        }
         if let Some(lost) = &self.lost {
             lost.close().await;
         }

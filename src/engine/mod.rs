@@ -71,11 +71,7 @@ pub async fn preflight<C: Connector>(
     let run = Run::new(&cx, templates, &silent);
     // A playbook of pre-flight steps only has no turn to wait for.
     let turns = !options.preflight_alone && job.playbook.steps.len() > job.playbook.preflight_len;
-    let budget = match options.waiting_connections {
-        _ if !turns => None,
-        Some(budget) => Some(budget),
-        None => Some(crate::open_files::spare_for_waiting(job.forks.max(1))),
-    };
+    let budget = turns.then(|| waiting_budget(options, job.forks));
     // In the plan's order: the rank is when the host's turn comes.
     let hosts = job.plan.batches.iter().flat_map(|b| &b.hosts);
     let hosts = hosts.filter_map(|name| run.host(name)).enumerate();
@@ -117,6 +113,9 @@ pub async fn execute<C: Connector>(
     }
     let templates = Templates::shared();
     templates.make_room_for(job.forks);
+    connector
+        .kept()
+        .budget_unless_set(|| waiting_budget(options, job.forks));
     let cx = Context::new(job, connector, run_dir, options, control);
     let run = Run::new(&cx, templates, events);
     let last = batches.iter().rposition(|b| !b.hosts.is_empty());
@@ -143,4 +142,12 @@ pub async fn execute<C: Connector>(
         })
         .await;
     report
+}
+
+/// How many connections hosts may keep open while others run: waiting for their turn, or
+/// for the pauses that verify them.
+fn waiting_budget(options: &JobOptions, forks: usize) -> usize {
+    options
+        .waiting_connections
+        .unwrap_or_else(|| crate::open_files::spare_for_waiting(forks.max(1)))
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::host_run::run_host;
+use super::host_run::{run_host, Turn};
 use super::run::Run;
 use super::{pause, policy, JobOptions, JobReport};
 use crate::events::{Event, HaltReason, Outcome};
@@ -138,6 +138,10 @@ impl Rollout {
         at: BatchAt<'_>,
     ) -> (Vec<Outcome>, Option<HaltReason>) {
         let forks = run.job.forks.max(1);
+        // A pause follows that verifies the batch's hosts: they keep their connections.
+        let verified_later = !at.last
+            && !run.job.playbook.verify.is_empty()
+            && pause_after(run, at.batch.canary).is_some();
         let mut queue = at.batch.hosts.iter();
         let mut running = FuturesUnordered::new();
         let mut outcomes = Vec::new();
@@ -151,7 +155,15 @@ impl Rollout {
                 let Some(host) = run.host(name) else { continue };
                 running.push(async move {
                     let started = Instant::now();
-                    let end = run_host(run, host, at.number).await;
+                    let end = run_host(
+                        run,
+                        host,
+                        Turn {
+                            batch: at.number,
+                            verified_later,
+                        },
+                    )
+                    .await;
                     (name, end, started.elapsed())
                 });
             }
@@ -185,19 +197,16 @@ impl Rollout {
         options: &JobOptions,
         at: BatchAt<'_>,
     ) {
-        let rollout = &run.job.playbook.rollout;
-        let pause: Option<Pause> = match at.batch.canary {
-            true => rollout.pause_after_canary.or(rollout.pause_between_batches),
-            false => rollout.pause_between_batches,
+        let Some(pause) = pause_after(run, at.batch.canary) else {
+            return;
         };
-        let Some(pause) = pause else { return };
         let long = match pause {
             Pause::For(d) => d > KEEP_THROUGH_PAUSE,
             Pause::Prompt => true,
         };
+        let kept = run.connector.kept();
         if long {
-            let closing = run.connector.kept().release_all();
-            futures::future::join_all(closing.iter().map(|c| c.close())).await;
+            close(kept.release_waiting()).await;
         }
         let upgraded: Vec<&HostInPlay> = self
             .outcomes
@@ -206,6 +215,10 @@ impl Rollout {
             .filter_map(|(name, _)| run.host(name))
             .collect();
         self.halted = pause::pause(run, pause, at.number, &upgraded, options.prompt.as_ref()).await;
+        // Only pauses between batches come after the canary's.
+        if run.job.playbook.rollout.pause_between_batches.is_none() {
+            close(kept.release_verified()).await;
+        }
     }
 
     /// How the run ended, once every batch has had its turn.
@@ -223,4 +236,17 @@ impl Rollout {
             exit,
         }
     }
+}
+
+/// The pause after a batch: the canary's own, else the one between batches.
+fn pause_after<C: Connector>(run: &Run<'_, C>, canary: bool) -> Option<Pause> {
+    let rollout = &run.job.playbook.rollout;
+    match canary {
+        true => rollout.pause_after_canary.or(rollout.pause_between_batches),
+        false => rollout.pause_between_batches,
+    }
+}
+
+async fn close<T: Connection>(conns: Vec<T>) {
+    futures::future::join_all(conns.iter().map(|c| c.close())).await;
 }

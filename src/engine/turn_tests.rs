@@ -10,6 +10,7 @@ use super::tests::{plan, run_turns, Operator, Ran};
 use super::{JobOptions, Prompt};
 use crate::events::{Event, Outcome, StepStatus};
 use crate::plan::Plan;
+use crate::transport::Connector as _;
 
 /// A pre-flight whose second step reads the host's state, named as the `recheck` probe.
 /// `upgradable` refuses a host whose state is not `v1`.
@@ -218,14 +219,7 @@ fn a_prompt_closes_the_waiting_connections_and_a_short_pause_keeps_them() {
             "recheck:",
             &format!("rollout:\n  pause_between_batches: {pause}\nrecheck:"),
         );
-        let operator = Operator {
-            options: JobOptions {
-                prompt: Some(Prompt(std::sync::Arc::new(|_| Box::pin(async { true })))),
-                ..Operator::default().options
-            },
-            ..Operator::default()
-        };
-        let ran = turns(&fleet, &paused, operator, &|| {});
+        let ran = turns(&fleet, &paused, going_on(|_| {}), &|| {});
         assert_eq!(ran.outcome("c"), Some(Outcome::Ok), "{pause}");
         assert_eq!(fleet.connections("c"), logins, "{pause}");
         assert_eq!(
@@ -234,6 +228,68 @@ fn a_prompt_closes_the_waiting_connections_and_a_short_pause_keeps_them() {
             "{pause}: the findings stand either way"
         );
     }
+}
+
+/// `RECHECKED` with a `verify:` step, run by each `pause` between batches.
+fn verified(pause: &str) -> String {
+    RECHECKED.replace(
+        "recheck:",
+        &format!(
+            "rollout:\n  pause_between_batches: {pause}\nverify:\n  - name: healthy\n    shell: healthy\nrecheck:"
+        ),
+    )
+}
+
+/// An operator who goes on at every prompt, after `before(batch)`.
+fn going_on(before: impl Fn(usize) + Send + Sync + 'static) -> Operator {
+    Operator {
+        options: JobOptions {
+            prompt: Some(Prompt(std::sync::Arc::new(move |batch| {
+                before(batch);
+                Box::pin(async { true })
+            }))),
+            ..Operator::default().options
+        },
+        ..Operator::default()
+    }
+}
+
+#[test]
+fn the_pauses_verify_each_upgraded_host_over_the_connection_of_its_turn() {
+    let fleet = fleet();
+    let ran = turns(&fleet, &verified("1ms"), Operator::default(), &|| {});
+    let verified = |host| [&ONCE[..], &["healthy"; 2][..host]].concat();
+    // `a` is verified after the first batch and the second, `b` after the second; no
+    // pause follows the last.
+    for (host, times) in [("a", 2), ("b", 1), ("c", 0)] {
+        assert_eq!(ran.outcome(host), Some(Outcome::Ok), "{host}");
+        assert_eq!(fleet.ran(host), verified(times), "{host}");
+        assert_eq!(fleet.connections(host), 1, "{host}: one login for the run");
+    }
+    assert_eq!(fleet.kept().open(), 0, "every connection closed at the end");
+}
+
+#[test]
+fn a_verified_hosts_connection_lost_during_a_prompt_is_opened_again_once() {
+    let fleet = fleet();
+    let killer = fleet.clone();
+    let operator = going_on(move |batch| {
+        if batch == 1 {
+            killer.kill("a", true);
+        }
+    });
+    let ran = turns(&fleet, &verified("prompt"), operator, &|| {});
+    for host in ["a", "b", "c"] {
+        assert_eq!(ran.outcome(host), Some(Outcome::Ok), "{host}");
+    }
+    // The silent death is found by the first verification, which runs again on a new
+    // login (the lost command never reached the host); that one is kept for the next pause.
+    assert_eq!(fleet.ran("a"), [&ONCE[..], &["healthy"; 2]].concat());
+    assert_eq!(fleet.connections("a"), 2);
+    // `b` waited through the first prompt, which closed its connection: it logs in at its
+    // turn, and keeps that one for the second prompt.
+    assert_eq!(fleet.connections("b"), 2);
+    assert_eq!(fleet.ran("b"), [&ONCE[..], &["healthy"]].concat());
 }
 
 /// `RECHECKED` with a lock, and a last step after the upgrade.

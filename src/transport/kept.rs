@@ -1,10 +1,12 @@
 //! Connections kept from a host's fleet-wide pre-flight to its turn in the run, with what
-//! the pre-flight found on it: one login per host for the whole run.
+//! the pre-flight found on it, and from the end of its turn to the pauses that verify it:
+//! one login per host for the whole run.
 //!
 //! Every kept connection holds a descriptor for as long as its host waits. Past the budget
 //! the process can spare, the connections of the hosts needed last (the highest plan
 //! rank) are closed, and those hosts reconnect at their turn; what their pre-flight found
-//! is kept either way.
+//! is kept either way. A host done with its turn keeps its connection for the pauses only
+//! where the budget has room: it never takes the place of a host still waiting.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -100,8 +102,13 @@ struct Waiting<C> {
 
 struct Store<C> {
     hosts: HashMap<String, Waiting<C>>,
-    /// Connections held in `hosts`.
+    /// Connections of hosts done with their turn, for the pauses' verifications.
+    verified: HashMap<String, C>,
+    /// Connections held in `hosts` and `verified`.
     open: usize,
+    /// What the pre-flight could spare (the last budget [`Kept::keep`] was given), or
+    /// the run without one ([`Kept::budget_unless_set`]).
+    budget: Option<usize>,
 }
 
 /// The waiting hosts of one run. Shared by the pre-flight (which fills it) and the hosts'
@@ -115,7 +122,9 @@ impl<C> Default for Kept<C> {
         Kept {
             store: Mutex::new(Store {
                 hosts: HashMap::new(),
+                verified: HashMap::new(),
                 open: 0,
+                budget: None,
             }),
         }
     }
@@ -147,6 +156,7 @@ impl<C> Kept<C> {
         budget: usize,
     ) -> Option<C> {
         let mut store = self.store();
+        store.budget = Some(budget);
         let mut spare = None;
         let mut conn = Some(conn);
         if store.open >= budget {
@@ -185,15 +195,59 @@ impl<C> Kept<C> {
         Some((waiting.conn, waiting.findings))
     }
 
-    /// Every connection held, for the caller to close (a long pause); findings stay.
-    pub fn release_all(&self) -> Vec<C> {
+    /// Keeps the connection of `host`, done with its turn, for the pauses that verify it,
+    /// if the budget has room; else hands it back, to be closed by the caller.
+    pub fn keep_verified(&self, host: &str, conn: C) -> Option<C> {
         let mut store = self.store();
-        store.open = 0;
-        store
+        if store.open >= store.budget.unwrap_or(0) {
+            return Some(conn);
+        }
+        store.open += 1;
+        let older = store.verified.insert(host.to_string(), conn);
+        store.open -= usize::from(older.is_some());
+        older
+    }
+
+    /// Sets the budget of a run whose pre-flight kept nothing (or did not run).
+    pub fn budget_unless_set(&self, budget: impl FnOnce() -> usize) {
+        let mut store = self.store();
+        store.budget = store.budget.or_else(|| Some(budget()));
+    }
+
+    /// The connection `host` kept when its turn ended, if it did.
+    pub fn take_verified(&self, host: &str) -> Option<C> {
+        let mut store = self.store();
+        let conn = store.verified.remove(host)?;
+        store.open -= 1;
+        Some(conn)
+    }
+
+    /// The waiting hosts' connections, for the caller to close (a long pause); findings
+    /// stay.
+    pub fn release_waiting(&self) -> Vec<C> {
+        let mut store = self.store();
+        let conns: Vec<C> = store
             .hosts
             .values_mut()
             .filter_map(|w| w.conn.take())
-            .collect()
+            .collect();
+        store.open -= conns.len();
+        conns
+    }
+
+    /// The connections kept for verification, for the caller to close: no pause follows.
+    pub fn release_verified(&self) -> Vec<C> {
+        let mut store = self.store();
+        let conns: Vec<C> = store.verified.drain().map(|(_, c)| c).collect();
+        store.open -= conns.len();
+        conns
+    }
+
+    /// Every connection held, for the caller to close (the run ends); findings stay.
+    pub fn release_all(&self) -> Vec<C> {
+        let mut all = self.release_waiting();
+        all.extend(self.release_verified());
+        all
     }
 
     /// Connections held now.
@@ -297,6 +351,26 @@ mod tests {
         assert_eq!(released, vec!["cb", "cc"]);
         assert_eq!(kept.open(), 0);
         assert!(kept.take("c").is_some_and(|(c, _)| c.is_none()));
+    }
+
+    #[test]
+    fn a_host_done_keeps_its_connection_for_verification_only_where_the_budget_has_room() {
+        let kept = Kept::default();
+        kept.keep("a", 0, "ca", found(), 2);
+        kept.keep("b", 1, "cb", found(), 2);
+        // Both waiting hosts hold the budget: a host done cannot take a place.
+        assert_eq!(kept.keep_verified("z", "cz"), Some("cz"));
+        let (conn, _) = kept.take("a").expect("kept");
+        assert_eq!(kept.keep_verified("a", conn.expect("a's")), None);
+        assert_eq!(kept.open(), 2);
+        // A long pause closes the waiting host's, not the one verified during it.
+        assert_eq!(kept.release_waiting(), vec!["cb"]);
+        assert_eq!(kept.take_verified("a"), Some("ca"));
+        assert_eq!(kept.take_verified("a"), None);
+        assert_eq!(kept.open(), 0);
+        kept.keep_verified("a", "ca");
+        assert_eq!(kept.release_all(), vec!["ca"]);
+        assert_eq!(kept.open(), 0);
     }
 
     #[test]
