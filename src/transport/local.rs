@@ -112,6 +112,10 @@ impl LocalConnection {
         Command::new("/bin/sh")
             .arg("-c")
             .arg(&*sudo::command_of(request))
+            // As sshd sets it to the shell that runs the command: what a guarded turn
+            // runs its probe and step with. The controller's own (a fish or a csh, say)
+            // would run them with another syntax than the commands not guarded.
+            .env("SHELL", "/bin/sh")
             .stdin(if request.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -222,6 +226,15 @@ mod tests {
         );
         let (status, _) = run(&ExecRequest::new("kill -USR1 $$")).await;
         assert_eq!(status.ok(), Some(ExitStatus::Signal("USR1".into())));
+    }
+
+    #[tokio::test]
+    async fn a_command_sees_the_shell_that_runs_it_not_the_controllers() {
+        let (status, output) = run(&ExecRequest::new("echo \"$SHELL\"")).await;
+        assert_eq!(
+            (status.ok(), output.as_str()),
+            (Some(ExitStatus::Code(0)), "o:/bin/sh\n")
+        );
     }
 
     #[tokio::test]
