@@ -480,6 +480,12 @@ pub trait Connection: Send + Sync {
     fn close(&self) -> impl std::future::Future<Output = ()> + Send;
 }
 
+/// Closes every one of `conns` at once.
+pub async fn close_all<C: Connection>(conns: impl IntoIterator<Item = C>) {
+    let conns: Vec<C> = conns.into_iter().collect();
+    futures::future::join_all(conns.iter().map(|c| c.close())).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

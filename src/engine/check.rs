@@ -5,13 +5,14 @@
 use super::run::{silent, Run};
 use super::step::{describe, StepAt, StepOn};
 use super::target::connect_target;
+use super::verdict::StepRun;
 use super::PreflightResult;
 use crate::cksum::Cksum;
 use crate::events::{Event, Outcome, StepStatus};
 use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::transport::kept::{Findings, Outputs};
-use crate::transport::{Connection, Connector};
+use crate::transport::{close_all, Connection, Connector};
 use crate::vars::HostVars;
 
 /// What read-only steps registered on a host, and why they failed if they did.
@@ -24,14 +25,8 @@ struct Checked<C> {
     conn: Option<C>,
     /// What the playbook's `recheck` step printed, as `cksum` sums it.
     probe: Option<Cksum>,
-}
-
-impl<C: Connection> Checked<C> {
-    /// The steps failed because their connection is gone.
-    fn lost(&self) -> bool {
-        matches!(self.failure, Some((Outcome::Unreachable, _)))
-            && self.conn.as_ref().is_some_and(|c| !c.is_alive())
-    }
+    /// The first command sent found the connection gone: nothing reached the host.
+    lost_first: bool,
 }
 
 /// Where a host stands in the fleet-wide pre-flight: its rank in the plan (the order its
@@ -70,9 +65,7 @@ pub(super) async fn preflight_host<C: Connector>(
             Some(budget) => keep_for_turn(run, host, queued.rank, &mut checked, conn, budget),
             None => Some(conn),
         };
-        if let Some(spare) = spare {
-            spare.close().await;
-        }
+        close_all(spare).await;
     }
     // The table is shown and recorded: what hosts report passes the run's redaction.
     let redactor = run.run_dir.redactor();
@@ -143,30 +136,35 @@ fn keep_for_turn<C: Connector>(
 /// the connection the host kept since its turn (or its last verification) when it did, and
 /// it is kept again for the next.
 pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPlay) -> bool {
-    const NOTE: &str = "verification during a pause";
     let verify = &run.job.playbook.verify;
     let kept = run.connector.kept();
-    let conn = kept.take_verified(&host.name);
+    let conn = match kept.take_verified(&host.name) {
+        Some(conn) if conn.is_alive() => Some(conn),
+        Some(lost) => {
+            lost.close().await;
+            None
+        }
+        None => None,
+    };
     let was_kept = conn.is_some();
-    let mut checked = check_host(run, host, verify, NOTE, None, conn).await;
-    // Lost since it was kept (an idle connection can die unnoticed): opened again, once,
-    // and the steps, which only read, run again.
-    if was_kept && checked.lost() {
-        if let Some(dead) = checked.conn.take() {
-            dead.close().await;
-        }
+    let mut checked = check_host(run, host, verify, VERIFYING, None, conn).await;
+    // Found dead by its first command: it died unnoticed while it waited, and nothing
+    // reached the host. Opened again, once, and the verification runs from its start.
+    if was_kept && checked.lost_first {
+        close_all(checked.conn.take()).await;
         run.templates.retire(&checked.vars);
-        checked = check_host(run, host, verify, NOTE, None, None).await;
+        checked = check_host(run, host, verify, VERIFYING_AGAIN, None, None).await;
     }
-    if let Some(conn) = checked.conn.take() {
-        let spare = match checked.failure {
-            None => kept.keep_verified(&host.name, conn),
-            Some(_) => Some(conn),
-        };
-        if let Some(spare) = spare {
-            spare.close().await;
+    let spare = match checked.conn.take() {
+        Some(conn) if checked.failure.is_none() && conn.is_alive() => {
+            kept.keep_verified(&host.name, conn)
         }
-    }
+        other => {
+            kept.give_up_verified(&host.name);
+            other
+        }
+    };
+    close_all(spare).await;
     run.templates.retire(&checked.vars);
     let ok = checked.failure.is_none();
     run.emit(Event::HostVerified {
@@ -176,6 +174,9 @@ pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPla
     });
     ok
 }
+
+const VERIFYING: &str = "verification during a pause";
+const VERIFYING_AGAIN: &str = "verification during a pause: the connection kept since the host's turn was lost while it waited; reconnected";
 
 /// Runs read-only `steps` on a host over `conn`, else a connection of their own, left open,
 /// and keeps what step `probe_at` prints, and with it what the steps registered: what a
@@ -195,10 +196,14 @@ async fn check_host<C: Connector>(
         failure: Some((outcome, message)),
         conn: None,
         probe: None,
+        lost_first: false,
     };
     let mut log = match run.run_dir.host_log(&host.name) {
         Ok(log) => log,
-        Err(e) => return failed(Outcome::Failed, format!("cannot write the host's log: {e}")),
+        Err(e) => {
+            close_all(conn).await;
+            return failed(Outcome::Failed, format!("cannot write the host's log: {e}"));
+        }
     };
     log.note(note);
     let conn = match conn {
@@ -217,6 +222,8 @@ async fn check_host<C: Connector>(
     let mut outputs = Outputs::new();
     let mut failure = None;
     let mut probe = None;
+    let mut sent = false;
+    let mut lost_first = false;
     for (index, step) in steps.iter().enumerate() {
         let at = StepAt {
             index,
@@ -242,17 +249,12 @@ async fn check_host<C: Connector>(
             vars.insert(r.clone(), output.into_value());
         }
         if result.ends_host() {
-            let outcome = match result.status {
-                StepStatus::Unreachable => Outcome::Unreachable,
-                _ => Outcome::Failed,
-            };
-            let message = match result.reason() {
-                Some(r) => format!("{}: {r}", step.name),
-                None => step.name.clone(),
-            };
+            let (outcome, message) = ended(step, &result);
+            lost_first = !sent && outcome == Outcome::Unreachable && !conn.is_alive();
             failure = Some((outcome, message));
             break;
         }
+        sent |= result.status != StepStatus::Skipped;
     }
     Checked {
         vars,
@@ -260,5 +262,19 @@ async fn check_host<C: Connector>(
         failure,
         conn: Some(conn),
         probe,
+        lost_first,
     }
+}
+
+/// How a host's read-only steps ended at `step`, which ended them, and why.
+fn ended(step: &Step, result: &StepRun) -> (Outcome, String) {
+    let outcome = match result.status {
+        StepStatus::Unreachable => Outcome::Unreachable,
+        _ => Outcome::Failed,
+    };
+    let message = match result.reason() {
+        Some(r) => format!("{}: {r}", step.name),
+        None => step.name.clone(),
+    };
+    (outcome, message)
 }

@@ -16,7 +16,7 @@ use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::registered::Registered;
 use crate::transport::kept::Findings;
-use crate::transport::{ConnectTarget, Connection, Connector};
+use crate::transport::{close_all, ConnectTarget, Connection, Connector};
 use crate::vars::HostVars;
 
 /// How a host's run ended, as the engine weighs it.
@@ -66,6 +66,7 @@ pub(super) struct HostRun<'r, C: Connector> {
     pub(super) untried: bool,
     /// What the fleet-wide pre-flight found on the host, until its turn re-checks it.
     pub(super) findings: Option<Findings>,
+    /// A pause to come verifies the host: its connection is kept for it when its turn ends.
     pub(super) verified_later: bool,
     pub(super) vars: HostVars,
     /// The lock's directory, while the host's lock is held.
@@ -187,19 +188,14 @@ impl<'r, C: Connector> HostRun<'r, C> {
                 ending
             }
         };
-        let spare = match self.verified_later && !ending.outcome.is_failure() {
-            true if self.conn.is_alive() => {
-                let kept = self.run.connector.kept();
-                kept.keep_verified(&self.host.name, self.conn)
-            }
-            _ => Some(self.conn),
+        let keep = self.verified_later && !ending.outcome.is_failure() && self.conn.is_alive();
+        let spare = if keep {
+            let kept = self.run.connector.kept();
+            kept.keep_verified(&self.host.name, self.conn)
+        } else {
+            Some(self.conn)
         };
-        if let Some(conn) = spare {
-            conn.close().await;
-        }
-        if let Some(lost) = &self.lost {
-            lost.close().await;
-        }
+        close_all(spare.into_iter().chain(self.lost)).await;
         self.run.templates.retire(&self.vars);
         (ending, self.changed_steps)
     }

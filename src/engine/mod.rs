@@ -45,7 +45,7 @@ use futures::stream::StreamExt;
 use crate::events::Event;
 use crate::journal::RunDir;
 use crate::template::Templates;
-use crate::transport::{Connection, Connector};
+use crate::transport::Connector;
 pub use emitter::Emitter;
 pub use job::{Control, Job, JobOptions, JobReport, PreflightResult, Prompt, Reconnect};
 use rollout::{BatchAt, Rollout};
@@ -130,8 +130,7 @@ pub async fn execute<C: Connector>(
         rollout.batch(&run, options, at).await;
     }
     // Hosts a halt, a deferral or an interruption left waiting.
-    let waiting = connector.kept().release_all();
-    futures::future::join_all(waiting.iter().map(|c| c.close())).await;
+    crate::transport::close_all(connector.kept().release_all()).await;
     let interrupted = control.stop.is_cancelled() || control.abort.is_cancelled();
     let report = rollout.report(interrupted);
     events

@@ -14,7 +14,7 @@ use crate::plan::Batch;
 use crate::play::HostInPlay;
 use crate::playbook::Pause;
 use crate::schedule;
-use crate::transport::{Connection, Connector};
+use crate::transport::{close_all, Connector};
 
 /// The longest pause through which hosts waiting for a later batch keep their connections.
 /// A longer one (or a prompt, which may last hours) closes them: a login at the host's turn
@@ -138,10 +138,8 @@ impl Rollout {
         at: BatchAt<'_>,
     ) -> (Vec<Outcome>, Option<HaltReason>) {
         let forks = run.job.forks.max(1);
-        // A pause follows that verifies the batch's hosts: they keep their connections.
-        let verified_later = !at.last
-            && !run.job.playbook.verify.is_empty()
-            && pause_after(run, at.batch.canary).is_some();
+        // A pause to come verifies the batch's hosts: they keep their connections.
+        let verified_later = pause_to_come(run, at.number);
         let mut queue = at.batch.hosts.iter();
         let mut running = FuturesUnordered::new();
         let mut outcomes = Vec::new();
@@ -206,7 +204,7 @@ impl Rollout {
         };
         let kept = run.connector.kept();
         if long {
-            close(kept.release_waiting()).await;
+            close_all(kept.release_waiting()).await;
         }
         let upgraded: Vec<&HostInPlay> = self
             .outcomes
@@ -215,9 +213,8 @@ impl Rollout {
             .filter_map(|(name, _)| run.host(name))
             .collect();
         self.halted = pause::pause(run, pause, at.number, &upgraded, options.prompt.as_ref()).await;
-        // Only pauses between batches come after the canary's.
-        if run.job.playbook.rollout.pause_between_batches.is_none() {
-            close(kept.release_verified()).await;
+        if !pause_to_come(run, at.number + 1) {
+            close_all(kept.release_verified()).await;
         }
     }
 
@@ -247,6 +244,18 @@ fn pause_after<C: Connector>(run: &Run<'_, C>, canary: bool) -> Option<Pause> {
     }
 }
 
-async fn close<T: Connection>(conns: Vec<T>) {
-    futures::future::join_all(conns.iter().map(|c| c.close())).await;
+/// Whether a pause after batch `from` (from 1) or a later one verifies the hosts upgraded:
+/// there is none after the last batch with hosts.
+fn pause_to_come<C: Connector>(run: &Run<'_, C>, from: usize) -> bool {
+    let batches = &run.job.plan.batches;
+    let Some(last) = batches.iter().rposition(|b| !b.hosts.is_empty()) else {
+        return false;
+    };
+    let verifies = !run.job.playbook.verify.is_empty();
+    let pauses = |b: &Batch| !b.hosts.is_empty() && pause_after(run, b.canary).is_some();
+    verifies
+        && batches[..last]
+            .iter()
+            .skip(from.saturating_sub(1))
+            .any(pauses)
 }

@@ -258,7 +258,7 @@ fn going_on(before: impl Fn(usize) + Send + Sync + 'static) -> Operator {
 fn the_pauses_verify_each_upgraded_host_over_the_connection_of_its_turn() {
     let fleet = fleet();
     let ran = turns(&fleet, &verified("1ms"), Operator::default(), &|| {});
-    let verified = |host| [&ONCE[..], &["healthy"; 2][..host]].concat();
+    let verified = |times| [&ONCE[..], &["healthy"; 2][..times]].concat();
     // `a` is verified after the first batch and the second, `b` after the second; no
     // pause follows the last.
     for (host, times) in [("a", 2), ("b", 1), ("c", 0)] {
@@ -290,6 +290,54 @@ fn a_verified_hosts_connection_lost_during_a_prompt_is_opened_again_once() {
     // turn, and keeps that one for the second prompt.
     assert_eq!(fleet.connections("b"), 2);
     assert_eq!(fleet.ran("b"), [&ONCE[..], &["healthy"]].concat());
+}
+
+#[test]
+fn hosts_before_the_canary_keep_their_connection_for_its_pause() {
+    // Staged hosts go first, in a batch of their own that no pause follows; the canary's
+    // pause verifies them.
+    let fleet = fleet();
+    let mut staged_first = three_batches();
+    staged_first.batches[1].canary = true;
+    let paused = RECHECKED.replace(
+        "recheck:",
+        "rollout:\n  pause_after_canary: 1ms\nverify:\n  - name: healthy\n    shell: healthy\nrecheck:",
+    );
+    let ran = run_turns(
+        &fleet,
+        &paused,
+        &staged_first,
+        Operator::default(),
+        Some(&|| {}),
+    );
+    for (host, verified) in [("a", 1), ("b", 1), ("c", 0)] {
+        assert_eq!(ran.outcome(host), Some(Outcome::Ok), "{host}");
+        let times = fleet.ran(host).iter().filter(|c| *c == "healthy").count();
+        assert_eq!(times, verified, "{host}");
+        assert_eq!(fleet.connections(host), 1, "{host}");
+    }
+}
+
+#[test]
+fn a_verification_that_fails_or_loses_its_connection_mid_way_is_not_run_again() {
+    for (deep, outcome) in [(Reply::Exit(1, ""), "failed"), (Reply::Lose, "lost")] {
+        let fleet = fleet().on("a", "deep", deep);
+        let playbook = verified("1ms").replace(
+            "    shell: healthy\n",
+            "    shell: healthy\n  - name: deep\n    shell: deep\n",
+        );
+        let ran = turns(&fleet, &playbook, Operator::default(), &|| {});
+        // The first pause halts the run on `a`; `b` never starts.
+        assert_eq!(ran.outcome("b"), None, "{outcome}");
+        let ran_a = fleet.ran("a");
+        assert_eq!(
+            ran_a.iter().filter(|c| *c == "healthy").count(),
+            1,
+            "{outcome}"
+        );
+        assert_eq!(fleet.connections("a"), 1, "{outcome}");
+        assert_eq!(fleet.kept().open(), 0, "{outcome}");
+    }
 }
 
 /// `RECHECKED` with a lock, and a last step after the upgrade.

@@ -102,8 +102,9 @@ struct Waiting<C> {
 
 struct Store<C> {
     hosts: HashMap<String, Waiting<C>>,
-    /// Connections of hosts done with their turn, for the pauses' verifications.
-    verified: HashMap<String, C>,
+    /// Connections of hosts done with their turn, for the pauses' verifications; `None`
+    /// while a verification runs on it, its place held.
+    verified: HashMap<String, Option<C>>,
     /// Connections held in `hosts` and `verified`.
     open: usize,
     /// What the pre-flight could spare (the last budget [`Kept::keep`] was given), or
@@ -195,17 +196,21 @@ impl<C> Kept<C> {
         Some((waiting.conn, waiting.findings))
     }
 
-    /// Keeps the connection of `host`, done with its turn, for the pauses that verify it,
-    /// if the budget has room; else hands it back, to be closed by the caller.
+    /// Keeps the connection of `host`, done with its turn, for the pauses that verify it:
+    /// in the place it holds (see [`Kept::take_verified`]), else if the budget has room.
+    /// Hands it back, to be closed by the caller, when it does not fit.
     pub fn keep_verified(&self, host: &str, conn: C) -> Option<C> {
         let mut store = self.store();
-        if store.open >= store.budget.unwrap_or(0) {
-            return Some(conn);
+        let room = store.open < store.budget.unwrap_or(0);
+        match store.verified.get_mut(host) {
+            Some(place) => place.replace(conn),
+            None if room => {
+                store.open += 1;
+                store.verified.insert(host.to_string(), Some(conn));
+                None
+            }
+            None => Some(conn),
         }
-        store.open += 1;
-        let older = store.verified.insert(host.to_string(), conn);
-        store.open -= usize::from(older.is_some());
-        older
     }
 
     /// Sets the budget of a run whose pre-flight kept nothing (or did not run).
@@ -214,12 +219,19 @@ impl<C> Kept<C> {
         store.budget = store.budget.or_else(|| Some(budget()));
     }
 
-    /// The connection `host` kept when its turn ended, if it did.
+    /// The connection `host` kept for its verifications, if it did. Its place stays
+    /// held, so that another host cannot take it while this one is verified, until the
+    /// connection is kept again or the place given up ([`Kept::give_up_verified`]).
     pub fn take_verified(&self, host: &str) -> Option<C> {
+        self.store().verified.get_mut(host)?.take()
+    }
+
+    /// Gives up the place `host` held for its verifications (its connection was closed).
+    pub fn give_up_verified(&self, host: &str) {
         let mut store = self.store();
-        let conn = store.verified.remove(host)?;
-        store.open -= 1;
-        Some(conn)
+        if store.verified.remove(host).is_some() {
+            store.open -= 1;
+        }
     }
 
     /// The waiting hosts' connections, for the caller to close (a long pause); findings
@@ -238,9 +250,9 @@ impl<C> Kept<C> {
     /// The connections kept for verification, for the caller to close: no pause follows.
     pub fn release_verified(&self) -> Vec<C> {
         let mut store = self.store();
-        let conns: Vec<C> = store.verified.drain().map(|(_, c)| c).collect();
-        store.open -= conns.len();
-        conns
+        let places = store.verified.len();
+        store.open -= places;
+        store.verified.drain().filter_map(|(_, c)| c).collect()
     }
 
     /// Every connection held, for the caller to close (the run ends); findings stay.
@@ -356,6 +368,8 @@ mod tests {
     #[test]
     fn a_host_done_keeps_its_connection_for_verification_only_where_the_budget_has_room() {
         let kept = Kept::default();
+        // No budget yet: nothing is kept.
+        assert_eq!(kept.keep_verified("z", "cz"), Some("cz"));
         kept.keep("a", 0, "ca", found(), 2);
         kept.keep("b", 1, "cb", found(), 2);
         // Both waiting hosts hold the budget: a host done cannot take a place.
@@ -365,11 +379,36 @@ mod tests {
         assert_eq!(kept.open(), 2);
         // A long pause closes the waiting host's, not the one verified during it.
         assert_eq!(kept.release_waiting(), vec!["cb"]);
-        assert_eq!(kept.take_verified("a"), Some("ca"));
-        assert_eq!(kept.take_verified("a"), None);
+        assert_eq!(kept.open(), 1);
+        kept.keep_verified("y", "cy");
+        assert_eq!(kept.release_all().len(), 2);
         assert_eq!(kept.open(), 0);
-        kept.keep_verified("a", "ca");
-        assert_eq!(kept.release_all(), vec!["ca"]);
+    }
+
+    #[test]
+    fn a_host_being_verified_holds_its_place_until_it_keeps_or_gives_it_up() {
+        let kept = Kept::default();
+        kept.budget_unless_set(|| 1);
+        kept.budget_unless_set(|| 5);
+        assert_eq!(kept.keep_verified("a", "ca"), None);
+        assert_eq!(kept.take_verified("a"), Some("ca"));
+        assert_eq!(kept.take_verified("a"), None, "taken once");
+        // While `a` is verified, its place is not free for another.
+        assert_eq!(kept.keep_verified("b", "cb"), Some("cb"));
+        assert_eq!(kept.keep_verified("a", "ca2"), None);
+        assert_eq!(
+            kept.keep_verified("a", "ca3"),
+            Some("ca2"),
+            "the older handed back"
+        );
+        assert_eq!(kept.open(), 1);
+        kept.take_verified("a");
+        kept.give_up_verified("a");
+        assert_eq!(kept.open(), 0);
+        assert_eq!(kept.keep_verified("b", "cb"), None);
+        // A place held while a verification runs is counted, and released, too.
+        kept.take_verified("b");
+        assert!(kept.release_verified().is_empty());
         assert_eq!(kept.open(), 0);
     }
 
