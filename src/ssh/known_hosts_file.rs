@@ -6,6 +6,8 @@
 //! line records it) and reports a change as soon as one same-type line differs, even when a
 //! later line matches. Pure: the text of the file in, entries and verdicts out.
 
+use std::collections::HashMap;
+
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::{Certificate, PublicKey};
@@ -60,65 +62,152 @@ pub(crate) fn lookup_name(host: &str, port: u16) -> String {
 
 /// The valid entries of `text` whose names match `name` (from [`lookup_name`]). Lines that
 /// OpenSSH would skip (unknown marker, bad hash, unparsable key) are skipped.
+#[cfg(test)]
 pub(crate) fn entries_for(text: &str, name: &str) -> Vec<Entry> {
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, line)| parse_line(line, name, i + 1))
-        .collect()
+    Index::new(text).entries(name)
 }
 
-fn parse_line(line: &str, name: &str, number: usize) -> Option<Entry> {
-    let mut fields = line.split([' ', '\t', '\r']).filter(|f| !f.is_empty());
-    let mut first = fields.next()?;
-    if first.starts_with('#') {
-        return None;
-    }
-    let marker = match first {
-        "@cert-authority" => Marker::CertAuthority,
-        "@revoked" => Marker::Revoked,
-        m if m.starts_with('@') => return None,
-        _ => Marker::Key,
-    };
-    if marker != Marker::Key {
-        first = fields.next()?;
-    }
-    if !names_match(first, name) {
-        return None;
-    }
-    let (algorithm, data) = (fields.next()?, fields.next()?);
-    let key = PublicKey::from_openssh(&format!("{algorithm} {data}")).ok()?;
-    Some(Entry {
-        line: number,
-        marker,
-        key,
-    })
+/// A known_hosts text read once for many lookups (a fleet's hosts, each connection looking
+/// up its host three times): its lines as OpenSSH keeps them, with the plain names (no
+/// pattern, not hashed) indexed, so that a lookup compares its name with the lines that are
+/// patterns or hashed only, not with every line of a file that lists the whole fleet.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    lines: Vec<Line>,
+    /// The lines (in `lines`) that name each plain name, lowercased.
+    by_name: HashMap<String, Vec<usize>>,
+    /// The lines whose names are patterns or hashed, matched at each lookup.
+    matched: Vec<usize>,
 }
 
-/// A hashed field (`|1|salt|hash`) is compared whole; anything else is a pattern list
-/// that must match positively (a negated match excludes the line).
-fn names_match(field: &str, name: &str) -> bool {
-    match field.strip_prefix("|1|") {
-        Some(hashed) => hashed_match(hashed, name),
-        None => host_pattern::list(name, field, true) == ListMatch::Positive,
+#[derive(Debug)]
+struct Line {
+    number: usize,
+    marker: Marker,
+    names: Names,
+    /// `algorithm data`, parsed when the line matches a lookup.
+    key: String,
+}
+
+#[derive(Debug)]
+enum Names {
+    /// Indexed in [`Index::by_name`].
+    Plain,
+    Patterns(String),
+    /// `|1|salt|hash`, decoded.
+    Hashed {
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
+}
+
+impl Index {
+    pub(crate) fn new(text: &str) -> Index {
+        let mut index = Index::default();
+        for (i, line) in text.lines().enumerate() {
+            let Some((line, plain)) = Line::parse(line, i + 1) else {
+                continue;
+            };
+            let at = index.lines.len();
+            match plain {
+                Some(names) => {
+                    for name in names.split(',') {
+                        index
+                            .by_name
+                            .entry(name.to_lowercase())
+                            .or_default()
+                            .push(at);
+                    }
+                }
+                None => index.matched.push(at),
+            }
+            index.lines.push(line);
+        }
+        index
+    }
+
+    /// The valid entries whose names match `name` (from [`lookup_name`]), in the file's
+    /// order. Lines that OpenSSH would skip (unknown marker, bad hash, unparsable key) are
+    /// skipped.
+    pub(crate) fn entries(&self, name: &str) -> Vec<Entry> {
+        let mut at: Vec<usize> = self.by_name.get(name).cloned().unwrap_or_default();
+        let matching = |&&i: &&usize| self.lines[i].names.matches(name);
+        at.extend(self.matched.iter().filter(matching));
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter()
+            .filter_map(|i| self.lines[i].entry())
+            .collect()
     }
 }
 
-/// HMAC-SHA1 of the name keyed with the salt, both base64 (`ssh-keygen -H`).
-fn hashed_match(salt_and_hash: &str, name: &str) -> bool {
-    let Some((salt, hash)) = salt_and_hash.split_once('|') else {
-        return false;
-    };
-    let (Ok(salt), Ok(hash)) = (
-        BASE64.decode(salt.as_bytes()),
-        BASE64.decode(hash.as_bytes()),
-    ) else {
-        return false;
-    };
-    match Hmac::<Sha1>::new_from_slice(&salt) {
-        Ok(mac) => mac
-            .chain_update(name.as_bytes())
-            .verify_slice(&hash)
-            .is_ok(),
+impl Line {
+    /// The line, and its names when they are a plain list; `None` for a line OpenSSH
+    /// skips whatever the host (a comment, an unknown marker, a bad hash, no key).
+    fn parse(line: &str, number: usize) -> Option<(Line, Option<&str>)> {
+        let mut fields = line.split([' ', '\t', '\r']).filter(|f| !f.is_empty());
+        let mut first = fields.next()?;
+        if first.starts_with('#') {
+            return None;
+        }
+        let marker = match first {
+            "@cert-authority" => Marker::CertAuthority,
+            "@revoked" => Marker::Revoked,
+            m if m.starts_with('@') => return None,
+            _ => Marker::Key,
+        };
+        if marker != Marker::Key {
+            first = fields.next()?;
+        }
+        let (names, plain) = match first.strip_prefix("|1|") {
+            Some(hashed) => (Names::hashed(hashed)?, None),
+            None if first.contains(['*', '?', '!']) => (Names::Patterns(first.into()), None),
+            None => (Names::Plain, Some(first)),
+        };
+        let (algorithm, data) = (fields.next()?, fields.next()?);
+        let line = Line {
+            number,
+            marker,
+            names,
+            key: format!("{algorithm} {data}"),
+        };
+        Some((line, plain))
+    }
+
+    fn entry(&self) -> Option<Entry> {
+        Some(Entry {
+            line: self.number,
+            marker: self.marker,
+            key: PublicKey::from_openssh(&self.key).ok()?,
+        })
+    }
+}
+
+impl Names {
+    /// A hashed field is compared whole; a pattern list must match positively (a negated
+    /// match excludes the line). Plain names are looked up, not matched.
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Names::Plain => false,
+            Names::Patterns(list) => host_pattern::list(name, list, true) == ListMatch::Positive,
+            Names::Hashed { salt, hash } => hashed_match(salt, hash, name),
+        }
+    }
+
+    /// `salt|hash`, both base64 (`ssh-keygen -H`); `None` when they are not.
+    fn hashed(salt_and_hash: &str) -> Option<Names> {
+        let (salt, hash) = salt_and_hash.split_once('|')?;
+        Some(Names::Hashed {
+            salt: BASE64.decode(salt.as_bytes()).ok()?,
+            hash: BASE64.decode(hash.as_bytes()).ok()?,
+        })
+    }
+}
+
+/// HMAC-SHA1 of the name keyed with the salt is the hash.
+fn hashed_match(salt: &[u8], hash: &[u8], name: &str) -> bool {
+    match Hmac::<Sha1>::new_from_slice(salt) {
+        Ok(mac) => mac.chain_update(name.as_bytes()).verify_slice(hash).is_ok(),
         Err(_) => false,
     }
 }
@@ -259,6 +348,22 @@ mod tests {
         // An unknown marker makes the line invalid, as in OpenSSH.
         let text = format!("@revokd h {KEY}\n");
         assert_eq!(status(&text, "h", 22, KEY), Status::New);
+    }
+
+    #[test]
+    fn a_host_named_by_plain_pattern_and_hashed_lines_gets_them_in_the_files_order() {
+        let text = format!(
+            "[web1.example.com]:2222,other {OTHER}\n[web?.example.com]:2222 {KEY}\n[WEB1.example.com]:2222 {ECDSA}\n{HASHED} {KEY}\n[web2.example.com]:2222 {KEY}\n@revoked [web1.example.com]:2222,x {OTHER}\n"
+        );
+        let index = Index::new(&text);
+        let lines = |host: &str| {
+            let entries = index.entries(&lookup_name(host, 2222));
+            entries.iter().map(|e| e.line).collect::<Vec<_>>()
+        };
+        assert_eq!(lines("web1.example.com"), [1, 2, 3, 4, 6]);
+        assert_eq!(lines("web2.example.com"), [2, 5]);
+        assert_eq!(lines("web10.example.com"), Vec::<usize>::new());
+        assert_eq!(index.entries("other").len(), 1);
     }
 
     #[test]
