@@ -158,9 +158,17 @@ fn failure_words(step: &Step, exit: &ExitStatus, satisfied: bool, attempts: u32)
 /// `changed_when`, else true: a command is assumed to change the host, as in Ansible).
 fn judge(scope: &StepScope<'_>, r: &mut Registered) -> Result<bool, String> {
     let step = scope.step;
-    if step.failed_when.is_none() && step.changed_when.is_none() {
-        r.changed = r.rc == 0;
-        return Ok(r.rc != 0);
+    // Constant conditions (a pre-flight's `changed_when: false`) need no scope: it holds a
+    // copy of the result, whose output can be a host's whole `docker inspect`.
+    let constant = |cond: &Option<Condition>, otherwise: bool| match cond {
+        None => Some(otherwise),
+        Some(Condition::Always(b)) => Some(*b),
+        Some(Condition::Expr(_)) => None,
+    };
+    let failed = constant(&step.failed_when, r.rc != 0);
+    if let (Some(failed), Some(changed)) = (failed, constant(&step.changed_when, true)) {
+        r.changed = changed && !failed;
+        return Ok(failed);
     }
     let vars = condition_scope(scope, r);
     let mut rendering = scope.templates.with(&vars);
@@ -315,6 +323,35 @@ mod tests {
         assert_eq!(run.message.as_deref(), Some("failed_when is true"));
         let run = done(conclude_exit(&s, 1, ExitStatus::Code(1), "fine"));
         assert_eq!(run.status, StepStatus::Changed);
+    }
+
+    #[test]
+    fn constant_conditions_decide_as_the_same_expressions_would() {
+        let forms = [("", ""), ("true", "1 == 1"), ("false", "1 == 2")];
+        for (failed, failed_expr) in forms {
+            for (changed, changed_expr) in forms {
+                let keys = |f: &str, c: &str| {
+                    let key = |k: &str, v: &str| match v {
+                        "" => String::new(),
+                        v if v.contains('=') => format!("    {k}: \"{v}\"\n"),
+                        v => format!("    {k}: {v}\n"),
+                    };
+                    key("failed_when", f) + &key("changed_when", c)
+                };
+                let constant = step(&keys(failed, changed));
+                let evaluated = step(&keys(failed_expr, changed_expr));
+                let is_expr = |c: &Option<Condition>| matches!(c, Some(Condition::Expr(_)));
+                assert!(!is_expr(&constant.failed_when) && !is_expr(&constant.changed_when));
+                assert_eq!(is_expr(&evaluated.failed_when), !failed.is_empty());
+                for rc in [0, 3] {
+                    let of = |s: &Step| {
+                        let run = done(conclude_exit(s, 1, ExitStatus::Code(rc), "out"));
+                        (run.status, run.registered.changed, run.registered.failed)
+                    };
+                    assert_eq!(of(&constant), of(&evaluated), "{failed}/{changed}, rc {rc}");
+                }
+            }
+        }
     }
 
     #[test]
