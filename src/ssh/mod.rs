@@ -3,7 +3,8 @@
 //!
 //! Trust is decided as the OpenSSH client decides it (issue 21):
 //! - [`known_hosts`]: host key verification under the policy (strict by default), over
-//!   `known_hosts_file` (the file format, markers, patterns, hashed names), `certificate`
+//!   `known_hosts_file` (the file format, markers, patterns, hashed names),
+//!   `known_hosts_read` (the files, read once while unchanged), `certificate`
 //!   (host and user certificates checked as OpenSSH checks them) and `refusal` (the error);
 //! - [`auth`]: identity file, then ssh-agent, then `~/.ssh` default keys, each key's
 //!   certificates first (`user_cert`); passphrases;
@@ -21,6 +22,7 @@ mod handler;
 mod host_pattern;
 pub mod known_hosts;
 mod known_hosts_file;
+mod known_hosts_read;
 mod ledger;
 mod refusal;
 mod ssh_config;
