@@ -343,6 +343,7 @@ mod tests {
                 let is_expr = |c: &Option<Condition>| matches!(c, Some(Condition::Expr(_)));
                 assert!(!is_expr(&constant.failed_when) && !is_expr(&constant.changed_when));
                 assert_eq!(is_expr(&evaluated.failed_when), !failed.is_empty());
+                assert_eq!(is_expr(&evaluated.changed_when), !changed.is_empty());
                 for rc in [0, 3] {
                     let of = |s: &Step| {
                         let run = done(conclude_exit(s, 1, ExitStatus::Code(rc), "out"));

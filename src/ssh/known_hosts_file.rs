@@ -60,13 +60,6 @@ pub(crate) fn lookup_name(host: &str, port: u16) -> String {
     }
 }
 
-/// The valid entries of `text` whose names match `name` (from [`lookup_name`]). Lines that
-/// OpenSSH would skip (unknown marker, bad hash, unparsable key) are skipped.
-#[cfg(test)]
-pub(crate) fn entries_for(text: &str, name: &str) -> Vec<Entry> {
-    Index::new(text).entries(name)
-}
-
 /// A known_hosts text read once for many lookups (a fleet's hosts, each connection looking
 /// up its host three times): its lines as OpenSSH keeps them, with the plain names (no
 /// pattern, not hashed) indexed, so that a lookup compares its name with the lines that are
@@ -280,7 +273,8 @@ mod tests {
     }
 
     fn status(text: &str, host: &str, port: u16, k: &str) -> Status {
-        key_status(&entries_for(text, &lookup_name(host, port)), &key(k))
+        let entries = Index::new(text).entries(&lookup_name(host, port));
+        key_status(&entries, &key(k))
     }
 
     #[test]
@@ -364,6 +358,19 @@ mod tests {
         assert_eq!(lines("web2.example.com"), [2, 5]);
         assert_eq!(lines("web10.example.com"), Vec::<usize>::new());
         assert_eq!(index.entries("other").len(), 1);
+        // Names twice in a line, empty names, a hash of another kind (a plain name).
+        let text = format!("h,h,,H {KEY}\n|2|x,h {OTHER}\n");
+        let index = Index::new(&text);
+        let lines = |name: &str| {
+            index
+                .entries(name)
+                .iter()
+                .map(|e| e.line)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(lines("h"), [1, 2]);
+        assert_eq!(lines(""), [1]);
+        assert_eq!(lines("|2|x"), [2]);
     }
 
     #[test]
@@ -374,6 +381,7 @@ mod tests {
             Status::Known { line: 1 }
         );
         assert_eq!(status(&text, "web1.example.com", 22, KEY), Status::New);
-        assert_eq!(status("|1|bad|bad h\n", "h", 22, KEY), Status::New);
+        let bad = format!("|1|bad|bad {KEY}\n|1|{}|bad {KEY}\n", &HASHED[3..31]);
+        assert_eq!(status(&bad, "h", 22, KEY), Status::New);
     }
 }

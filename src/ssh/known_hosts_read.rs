@@ -3,10 +3,12 @@
 //! changes: a fleet's connections look their hosts up in the same files.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::known_hosts_file::{self as file, Entry, Status};
 
@@ -28,66 +30,105 @@ pub(super) struct Combined {
 type Cache = HashMap<Vec<PathBuf>, (Vec<Option<Stamp>>, Arc<Combined>)>;
 static READ: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
 
-/// What tells a file's content apart without reading it: which file, its size, when it
-/// was last written.
-#[derive(Debug, PartialEq, Eq)]
+fn cache() -> std::sync::MutexGuard<'static, Cache> {
+    // A map of finished reads: a panic cannot leave one half-inserted.
+    READ.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What tells a file's content apart without reading it, taken from the file opened (so
+/// that a network file system checks it again, as for OpenSSH's own open): which file, its
+/// size, when its content and its inode (permissions, a `touch -r`) last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     file: (u64, u64),
     len: u64,
     modified: SystemTime,
+    changed: SystemTime,
 }
 
 impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        let changed = u32::try_from(m.ctime_nsec())
+            .ok()
+            .and_then(|nanos| {
+                let secs = u64::try_from(m.ctime()).ok()?;
+                UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+            })
+            .unwrap_or(UNIX_EPOCH);
+        Stamp {
             file: (m.dev(), m.ino()),
             len: m.len(),
-            modified: m.modified().ok()?,
-        })
+            modified: m.modified().unwrap_or(UNIX_EPOCH),
+            changed,
+        }
     }
 
-    /// Written too recently for its stamp to tell: the clock of file times ticks every few
-    /// milliseconds, so a second write of the same size in the same tick would look the
-    /// same (git's "racily clean" entries).
+    /// Changed too recently (or in the future) for its stamp to tell: file times tick
+    /// every few milliseconds (every second on some file systems), so a second write of the
+    /// same size in the same tick would look the same (git's "racily clean" entries).
     fn too_recent(&self, now: SystemTime) -> bool {
-        now.duration_since(self.modified)
-            .map_or(true, |age| age < Duration::from_secs(1))
+        [self.modified, self.changed].iter().any(|at| {
+            now.duration_since(*at)
+                .map_or(true, |age| age < Duration::from_secs(1))
+        })
     }
 }
 
+/// `path` opened, with its stamp; `None` when it does not exist (it records nothing).
+fn open(path: &Path) -> Result<Option<(File, Stamp)>, String> {
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(cannot(e)),
+    };
+    let stamp = Stamp::of(&file.metadata().map_err(cannot)?);
+    Ok(Some((file, stamp)))
+}
+
 impl Combined {
-    /// The files as they are now (missing files record nothing): as last read while none
-    /// of them has changed since.
+    /// The files as they are now: as last read while none of them has changed since.
     pub(super) fn read(files: &[PathBuf]) -> Result<Arc<Combined>, String> {
-        // Taken before reading: a change while the files are read is seen next time.
-        let stamps: Vec<Option<Stamp>> = files.iter().map(|f| Stamp::of(f)).collect();
-        let mut read = READ.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, combined)) = read.get(files) {
+        // Before the files are looked at: a change from then on is too recent to trust.
+        Self::read_at(files, SystemTime::now())
+    }
+
+    fn read_at(files: &[PathBuf], now: SystemTime) -> Result<Arc<Combined>, String> {
+        let opened = files
+            .iter()
+            .map(|f| open(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stamps: Vec<Option<Stamp>> = opened.iter().map(|o| o.as_ref().map(|o| o.1)).collect();
+        if let Some((at, combined)) = cache().get(files) {
             if *at == stamps {
                 return Ok(combined.clone());
             }
         }
-        let combined = Arc::new(Self::read_now(files)?);
-        let now = SystemTime::now();
+        // Read without the lock: other connections go on meanwhile.
+        let combined = Arc::new(Self::read_from(files, opened)?);
         if !stamps.iter().flatten().any(|s| s.too_recent(now)) {
-            read.insert(files.to_vec(), (stamps, combined.clone()));
+            cache().insert(files.to_vec(), (stamps, combined.clone()));
         }
         Ok(combined)
     }
 
-    fn read_now(files: &[PathBuf]) -> Result<Combined, String> {
+    fn read_from(
+        files: &[PathBuf],
+        opened: Vec<Option<(File, Stamp)>>,
+    ) -> Result<Combined, String> {
         let mut text = String::new();
         let mut starts = Vec::new();
-        for path in files {
-            let file = match std::fs::read(path) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        for (path, opened) in files.iter().zip(opened) {
+            let Some((mut file, _)) = opened else {
+                continue;
             };
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let read = String::from_utf8_lossy(&bytes);
             starts.push((text.lines().count() + 1, path.clone()));
-            text.push_str(&file);
-            if !file.is_empty() && !file.ends_with('\n') {
+            text.push_str(&read);
+            if !read.is_empty() && !read.ends_with('\n') {
                 text.push('\n');
             }
         }
@@ -130,11 +171,14 @@ impl Combined {
 
     pub(super) fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
         let name = file::lookup_name(host, port);
-        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
-        found
-            .entry(name)
-            .or_insert_with_key(|name| self.index.entries(name))
-            .clone()
+        let found = || self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entries) = found().get(&name) {
+            return entries.clone();
+        }
+        // Matched without the lock: a hashed line costs an HMAC.
+        let entries = self.index.entries(&name);
+        found().insert(name, entries.clone());
+        entries
     }
 }
 
@@ -159,15 +203,29 @@ mod tests {
             .expect("set the time of last write");
     }
 
+    /// A second after the test's writes, when their stamps can be trusted.
+    fn later() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(2)
+    }
+
+    fn known(combined: &Combined, k: &str) -> bool {
+        matches!(
+            file::key_status(&combined.entries("h", 22), &key(k)),
+            Status::Known { .. }
+        )
+    }
+
     #[test]
     fn the_files_are_read_again_only_when_one_changed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("known_hosts");
-        let files = [path.clone(), dir.path().join("missing")];
+        let other = dir.path().join("global");
+        let files = [path.clone(), other.clone()];
         let then = SystemTime::now() - Duration::from_secs(60);
         write_at(&path, &format!("h {KEY}\n"), then);
-        let first = Combined::read(&files).expect("read");
-        let again = Combined::read(&files).expect("read");
+        let first = Combined::read_at(&files, later()).expect("read");
+        assert!(known(&first, KEY));
+        let again = Combined::read_at(&files, later()).expect("read");
         assert!(Arc::ptr_eq(&first, &again), "unchanged: not read again");
         // Another key of the same length, written later: read again.
         write_at(
@@ -175,26 +233,52 @@ mod tests {
             &format!("h {OTHER}\n"),
             then + Duration::from_secs(1),
         );
-        let changed = Combined::read(&files).expect("read");
-        assert!(
-            file::key_status(&changed.entries("h", 22), &key(OTHER)) == Status::Known { line: 1 }
-        );
+        let changed = Combined::read_at(&files, later()).expect("read");
+        assert!(known(&changed, OTHER) && !known(&changed, KEY));
+        // Replaced by another file of the same size and time: read again.
+        let new = dir.path().join("new");
+        write_at(&new, &format!("h {KEY}\n"), then + Duration::from_secs(1));
+        std::fs::rename(&new, &path).expect("rename");
+        assert!(known(
+            &Combined::read_at(&files, later()).expect("read"),
+            KEY
+        ));
+        // A file of the list that appears: read again.
+        write_at(&other, &format!("h {OTHER}\n"), then);
+        let both = Combined::read_at(&files, later()).expect("read");
+        assert!(known(&both, OTHER) && known(&both, KEY));
     }
 
     #[test]
-    fn a_file_written_in_the_last_second_is_read_again_whatever_its_stamp() {
+    fn files_changed_in_the_last_second_or_in_the_future_are_not_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("known_hosts");
-        let files = [path.clone()];
-        let now = SystemTime::now();
-        write_at(&path, &format!("h {KEY}\n"), now);
-        Combined::read(&files).expect("read");
-        // Rewritten within the same tick of the file clock: the same size and time.
-        write_at(&path, &format!("h {OTHER}\n"), now);
-        let read = Combined::read(&files).expect("read");
-        assert_eq!(
-            file::key_status(&read.entries("h", 22), &key(OTHER)),
-            Status::Known { line: 1 }
+        let kept = |files: &[PathBuf]| cache().get(files).is_some();
+        let (past, future) = (dir.path().join("past"), dir.path().join("future"));
+        write_at(
+            &past,
+            &format!("h {KEY}\n"),
+            SystemTime::now() - Duration::from_secs(60),
         );
+        // Its inode changed just now (its time of last write was set).
+        Combined::read(std::slice::from_ref(&past)).expect("read");
+        assert!(!kept(std::slice::from_ref(&past)));
+        Combined::read_at(std::slice::from_ref(&past), later()).expect("read");
+        assert!(kept(std::slice::from_ref(&past)));
+        let ahead = SystemTime::now() + Duration::from_secs(3600);
+        write_at(&future, &format!("h {KEY}\n"), ahead);
+        Combined::read_at(std::slice::from_ref(&future), later()).expect("read");
+        assert!(!kept(std::slice::from_ref(&future)));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error_every_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = [dir.path().to_path_buf()];
+        for _ in 0..2 {
+            let error = Combined::read_at(&files, later())
+                .err()
+                .expect("a directory");
+            assert!(error.starts_with("cannot read "), "{error}");
+        }
     }
 }
