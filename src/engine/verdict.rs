@@ -157,29 +157,25 @@ fn failure_words(step: &Step, exit: &ExitStatus, satisfied: bool, attempts: u32)
 /// Decides `failed` (by `failed_when`, else the exit code) and `changed` (by
 /// `changed_when`, else true: a command is assumed to change the host, as in Ansible).
 fn judge(scope: &StepScope<'_>, r: &mut Registered) -> Result<bool, String> {
-    let step = scope.step;
-    // Constant conditions (a pre-flight's `changed_when: false`) need no scope: it holds a
-    // copy of the result, whose output can be a host's whole `docker inspect`.
-    let constant = |cond: &Option<Condition>, otherwise: bool| match cond {
-        None => Some(otherwise),
-        Some(Condition::Always(b)) => Some(*b),
-        Some(Condition::Expr(_)) => None,
+    const CHANGED: Condition = Condition::Always(true);
+    let by_exit = Condition::Always(r.rc != 0);
+    let failed_when = scope.step.failed_when.as_ref().unwrap_or(&by_exit);
+    let changed_when = scope.step.changed_when.as_ref().unwrap_or(&CHANGED);
+    let (failed, changed) = match (failed_when, changed_when) {
+        // Constant conditions (a pre-flight's `changed_when: false`) need no scope: it holds
+        // a copy of the result, whose output can be a host's whole `docker inspect`.
+        (Condition::Always(failed), Condition::Always(changed)) => (*failed, *changed),
+        _ => {
+            let vars = condition_scope(scope, r);
+            let mut rendering = scope.templates.with(&vars);
+            let failed =
+                evaluate(&mut rendering, failed_when).map_err(|e| format!("failed_when: {e}"))?;
+            let changed =
+                evaluate(&mut rendering, changed_when).map_err(|e| format!("changed_when: {e}"))?;
+            (failed, changed)
+        }
     };
-    let failed = constant(&step.failed_when, r.rc != 0);
-    if let (Some(failed), Some(changed)) = (failed, constant(&step.changed_when, true)) {
-        r.changed = changed && !failed;
-        return Ok(failed);
-    }
-    let vars = condition_scope(scope, r);
-    let mut rendering = scope.templates.with(&vars);
-    let failed = match &step.failed_when {
-        None => r.rc != 0,
-        Some(cond) => evaluate(&mut rendering, cond).map_err(|e| format!("failed_when: {e}"))?,
-    };
-    r.changed = match &step.changed_when {
-        None => true,
-        Some(cond) => evaluate(&mut rendering, cond).map_err(|e| format!("changed_when: {e}"))?,
-    } && !failed;
+    r.changed = changed && !failed;
     Ok(failed)
 }
 
