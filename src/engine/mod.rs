@@ -65,10 +65,8 @@ pub async fn preflight<C: Connector>(
     control: &Control,
 ) -> Vec<PreflightResult> {
     let silent = silent();
-    let templates = Templates::shared();
-    templates.make_room_for(job.forks);
     let cx = Context::new(job, connector, run_dir, options, control);
-    let run = Run::new(&cx, templates, &silent);
+    let run = Run::new(&cx, templates(job), &silent);
     // A playbook of pre-flight steps only has no turn to wait for.
     let turns = !options.preflight_alone && job.playbook.steps.len() > job.playbook.preflight_len;
     let budget = turns.then(|| waiting_budget(options, job.forks));
@@ -111,13 +109,11 @@ pub async fn execute<C: Connector>(
     for event in &options.announce {
         events.emit(event.clone());
     }
-    let templates = Templates::shared();
-    templates.make_room_for(job.forks);
     connector
         .kept()
         .budget_unless_set(|| waiting_budget(options, job.forks));
     let cx = Context::new(job, connector, run_dir, options, control);
-    let run = Run::new(&cx, templates, events);
+    let run = Run::new(&cx, templates(job), events);
     let last = batches.iter().rposition(|b| !b.hosts.is_empty());
     let mut rollout = Rollout::default();
     for (index, batch) in batches.iter().enumerate() {
@@ -149,4 +145,11 @@ fn waiting_budget(options: &JobOptions, forks: usize) -> usize {
     options
         .waiting_connections
         .unwrap_or_else(|| crate::open_files::spare_for_waiting(forks.max(1)))
+}
+
+/// The process's templates, with room for `job`'s hosts in flight.
+fn templates(job: &Job<'_>) -> &'static Templates {
+    let templates = Templates::shared();
+    templates.make_room_for(job.forks);
+    templates
 }
