@@ -1089,7 +1089,12 @@ async fn two_hundred_hosts_at_once() {
     let mut tasks = Vec::new();
     for h in f.hosts() {
         let transport = transport.clone();
-        let t = target(&f, &h.name);
+        // 200 key exchanges at once on a loaded CI machine: what this test proves is that
+        // they all succeed, not how fast (the figures are printed), so no 10 s limit.
+        let t = ConnectTarget {
+            connect_timeout: Some(Duration::from_secs(60)),
+            ..target(&f, &h.name)
+        };
         tasks.push(tokio::spawn(async move {
             let conn = transport.connect(&t).await?;
             let o = run_req(&conn, &ExecRequest::new("echo $FLEET_HOST")).await?;
