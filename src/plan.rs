@@ -265,6 +265,12 @@ impl Plan {
     pub fn host_count(&self) -> usize {
         self.batches.iter().map(|b| b.hosts.len()).sum()
     }
+
+    /// The index of the last batch with hosts: no pause follows it. (A resumed run's
+    /// batches whose hosts all finished earlier are empty.)
+    pub fn last_with_hosts(&self) -> Option<usize> {
+        self.batches.iter().rposition(|b| !b.hosts.is_empty())
+    }
 }
 
 /// Orders `hosts` (given in inventory order) and cuts them into batches. When the run

@@ -114,7 +114,7 @@ pub async fn execute<C: Connector>(
         .budget_unless_set(|| waiting_budget(options, job.forks));
     let cx = Context::new(job, connector, run_dir, options, control);
     let run = Run::new(&cx, templates(job), events);
-    let last = batches.iter().rposition(|b| !b.hosts.is_empty());
+    let last = job.plan.last_with_hosts();
     let mut rollout = Rollout::default();
     for (index, batch) in batches.iter().enumerate() {
         let at = BatchAt {

@@ -248,7 +248,7 @@ fn pause_after<C: Connector>(run: &Run<'_, C>, canary: bool) -> Option<Pause> {
 /// there is none after the last batch with hosts.
 fn pause_to_come<C: Connector>(run: &Run<'_, C>, from: usize) -> bool {
     let batches = &run.job.plan.batches;
-    let Some(last) = batches.iter().rposition(|b| !b.hosts.is_empty()) else {
+    let Some(last) = run.job.plan.last_with_hosts() else {
         return false;
     };
     let verifies = !run.job.playbook.verify.is_empty();

@@ -74,9 +74,14 @@ impl Stamp {
     }
 }
 
+/// Why `path` could not be read, as the verdict tells it.
+fn cannot_read(path: &Path, e: std::io::Error) -> String {
+    format!("cannot read {}: {e}", path.display())
+}
+
 /// `path` opened, with its stamp; `None` when it does not exist (it records nothing).
 fn open(path: &Path) -> Result<Option<(File, Stamp)>, String> {
-    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let cannot = |e| cannot_read(path, e);
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -124,7 +129,7 @@ impl Combined {
             };
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                .map_err(|e| cannot_read(path, e))?;
             let read = String::from_utf8_lossy(&bytes);
             starts.push((text.lines().count() + 1, path.clone()));
             text.push_str(&read);
