@@ -230,13 +230,11 @@ fn a_prompt_closes_the_waiting_connections_and_a_short_pause_keeps_them() {
     }
 }
 
-/// `RECHECKED` with a `verify:` step, run by each `pause` between batches.
-fn verified(pause: &str) -> String {
+/// `RECHECKED` with a `verify:` step, run by the pauses of `rollout` (one of its lines).
+fn verified(rollout: &str) -> String {
     RECHECKED.replace(
         "recheck:",
-        &format!(
-            "rollout:\n  pause_between_batches: {pause}\nverify:\n  - name: healthy\n    shell: healthy\nrecheck:"
-        ),
+        &format!("rollout:\n  {rollout}\nverify:\n  - name: healthy\n    shell: healthy\nrecheck:"),
     )
 }
 
@@ -257,7 +255,12 @@ fn going_on(before: impl Fn(usize) + Send + Sync + 'static) -> Operator {
 #[test]
 fn the_pauses_verify_each_upgraded_host_over_the_connection_of_its_turn() {
     let fleet = fleet();
-    let ran = turns(&fleet, &verified("1ms"), Operator::default(), &|| {});
+    let ran = turns(
+        &fleet,
+        &verified("pause_between_batches: 1ms"),
+        Operator::default(),
+        &|| {},
+    );
     let verified = |times| [&ONCE[..], &["healthy"; 2][..times]].concat();
     // `a` is verified after the first batch and the second, `b` after the second; no
     // pause follows the last.
@@ -278,7 +281,12 @@ fn a_verified_hosts_connection_lost_during_a_prompt_is_opened_again_once() {
             killer.kill("a", true);
         }
     });
-    let ran = turns(&fleet, &verified("prompt"), operator, &|| {});
+    let ran = turns(
+        &fleet,
+        &verified("pause_between_batches: prompt"),
+        operator,
+        &|| {},
+    );
     for host in ["a", "b", "c"] {
         assert_eq!(ran.outcome(host), Some(Outcome::Ok), "{host}");
     }
@@ -299,10 +307,7 @@ fn hosts_before_the_canary_keep_their_connection_for_its_pause() {
     let fleet = fleet();
     let mut staged_first = three_batches();
     staged_first.batches[1].canary = true;
-    let paused = RECHECKED.replace(
-        "recheck:",
-        "rollout:\n  pause_after_canary: 1ms\nverify:\n  - name: healthy\n    shell: healthy\nrecheck:",
-    );
+    let paused = verified("pause_after_canary: 1ms");
     let ran = run_turns(
         &fleet,
         &paused,
@@ -322,7 +327,7 @@ fn hosts_before_the_canary_keep_their_connection_for_its_pause() {
 fn a_verification_that_fails_or_loses_its_connection_mid_way_is_not_run_again() {
     for (deep, outcome) in [(Reply::Exit(1, ""), "failed"), (Reply::Lose, "lost")] {
         let fleet = fleet().on("a", "deep", deep);
-        let playbook = verified("1ms").replace(
+        let playbook = verified("pause_between_batches: 1ms").replace(
             "    shell: healthy\n",
             "    shell: healthy\n  - name: deep\n    shell: deep\n",
         );

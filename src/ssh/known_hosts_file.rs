@@ -349,28 +349,20 @@ mod tests {
         let text = format!(
             "[web1.example.com]:2222,other {OTHER}\n[web?.example.com]:2222 {KEY}\n[WEB1.example.com]:2222 {ECDSA}\n{HASHED} {KEY}\n[web2.example.com]:2222 {KEY}\n@revoked [web1.example.com]:2222,x {OTHER}\n"
         );
-        let index = Index::new(&text);
-        let lines = |host: &str| {
-            let entries = index.entries(&lookup_name(host, 2222));
+        let lines = |text: &str, name: &str| {
+            let entries = Index::new(text).entries(name);
             entries.iter().map(|e| e.line).collect::<Vec<_>>()
         };
-        assert_eq!(lines("web1.example.com"), [1, 2, 3, 4, 6]);
-        assert_eq!(lines("web2.example.com"), [2, 5]);
-        assert_eq!(lines("web10.example.com"), Vec::<usize>::new());
-        assert_eq!(index.entries("other").len(), 1);
+        let at_2222 = |host: &str| lines(&text, &lookup_name(host, 2222));
+        assert_eq!(at_2222("web1.example.com"), [1, 2, 3, 4, 6]);
+        assert_eq!(at_2222("web2.example.com"), [2, 5]);
+        assert_eq!(at_2222("web10.example.com"), Vec::<usize>::new());
+        assert_eq!(lines(&text, "other"), [1]);
         // Names twice in a line, empty names, a hash of another kind (a plain name).
         let text = format!("h,h,,H {KEY}\n|2|x,h {OTHER}\n");
-        let index = Index::new(&text);
-        let lines = |name: &str| {
-            index
-                .entries(name)
-                .iter()
-                .map(|e| e.line)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(lines("h"), [1, 2]);
-        assert_eq!(lines(""), [1]);
-        assert_eq!(lines("|2|x"), [2]);
+        assert_eq!(lines(&text, "h"), [1, 2]);
+        assert_eq!(lines(&text, ""), [1]);
+        assert_eq!(lines(&text, "|2|x"), [2]);
     }
 
     #[test]
