@@ -6,23 +6,38 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A step's result under its `register` name (and as `result` in its own checks).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Registered {
     pub stdout: String,
     pub stderr: String,
     pub rc: i64,
-    pub stdout_lines: Vec<String>,
-    pub stderr_lines: Vec<String>,
+    /// Whether its value carries Ansible's `stdout_lines` and `stderr_lines`, made from the
+    /// texts when the value is: a list of a string and an allocation per line, the bulk of
+    /// a large output's value, left out where no template of the run can read it (see
+    /// [`crate::play::line_lists`]).
+    pub lines: bool,
     pub changed: bool,
     pub failed: bool,
     pub skipped: bool,
     pub attempts: u32,
 }
 
-/// Ansible's `stdout_lines` of a text.
-pub fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::to_string).collect()
+impl Default for Registered {
+    /// With its line lists, as Ansible's: a result is held without them only where that
+    /// was decided.
+    fn default() -> Self {
+        Registered {
+            stdout: String::new(),
+            stderr: String::new(),
+            rc: 0,
+            lines: true,
+            changed: false,
+            failed: false,
+            skipped: false,
+            attempts: 0,
+        }
+    }
 }
 
 impl Registered {
@@ -32,60 +47,44 @@ impl Registered {
     }
 
     /// As [`Registered::to_value`], with the texts moved rather than copied: a large
-    /// output's value was held twice over while the step's result lived on. In the order
-    /// of its fields, as it serializes.
+    /// output's value was held twice over while the step's result lived on. The line lists
+    /// after `rc`, as Ansible gives them (templates see a mapping's keys sorted).
     pub fn into_value(self) -> Value {
         // Every field named: a new one does not compile until it is given here too.
         let Registered {
             stdout,
             stderr,
             rc,
-            stdout_lines,
-            stderr_lines,
+            lines: with_lines,
             changed,
             failed,
             skipped,
             attempts,
         } = self;
-        let texts =
-            |lines: Vec<String>| Value::Array(lines.into_iter().map(Value::String).collect());
-        let fields = [
+        let texts = |text: &str| Value::Array(text.lines().map(Value::from).collect());
+        let line_lists = with_lines.then(|| {
+            [
+                ("stdout_lines", texts(&stdout)),
+                ("stderr_lines", texts(&stderr)),
+            ]
+        });
+        let head = [
             ("stdout", Value::String(stdout)),
             ("stderr", Value::String(stderr)),
             ("rc", rc.into()),
-            ("stdout_lines", texts(stdout_lines)),
-            ("stderr_lines", texts(stderr_lines)),
+        ];
+        let tail = [
             ("changed", changed.into()),
             ("failed", failed.into()),
             ("skipped", skipped.into()),
             ("attempts", attempts.into()),
         ];
-        let fields = fields
+        let fields = head
             .into_iter()
+            .chain(line_lists.into_iter().flatten())
+            .chain(tail)
             .map(|(name, value)| (name.to_string(), value));
         Value::Object(fields.collect())
-    }
-
-    /// The line lists are the bulk of a large output's value (a string and an allocation
-    /// per line): a result held for long leaves them out, and [`Registered::with_lines`]
-    /// puts them back.
-    pub fn without_lines(mut self) -> Registered {
-        self.stdout_lines = Vec::new();
-        self.stderr_lines = Vec::new();
-        self
-    }
-
-    pub fn with_lines(mut self) -> Registered {
-        self.stdout_lines = lines(&self.stdout);
-        self.stderr_lines = lines(&self.stderr);
-        self
-    }
-
-    /// Whether its line lists are those of its texts, as every result the engine makes
-    /// has them: then `without_lines().with_lines()` gives it back exactly.
-    pub fn lines_are_its_own(&self) -> bool {
-        let own = |text: &str, lines: &[String]| text.lines().eq(lines.iter().map(String::as_str));
-        own(&self.stdout, &self.stdout_lines) && own(&self.stderr, &self.stderr_lines)
     }
 }
 
@@ -93,48 +92,48 @@ impl Registered {
 mod tests {
     use super::*;
 
-    #[test]
-    fn templates_read_a_result_as_it_serializes() {
-        let result = Registered {
+    fn result(lines: bool) -> Registered {
+        Registered {
             stdout: "a\nb".into(),
             stderr: "warn".into(),
             rc: -1,
-            stdout_lines: lines("a\nb"),
-            stderr_lines: lines("warn"),
+            lines,
             failed: true,
             attempts: 3,
             ..Default::default()
-        };
-        let serialized = serde_json::to_value(&result).unwrap();
-        // The same key order too: a template may print the whole value.
-        assert_eq!(result.to_value().to_string(), serialized.to_string());
-        assert_eq!(result.into_value().to_string(), serialized.to_string());
+        }
     }
 
     #[test]
-    fn a_result_held_without_its_lines_reads_back_as_it_was() {
-        let whole = Registered {
-            stdout: "a\nb".into(),
-            stderr: "warn".into(),
-            rc: 3,
-            stdout_lines: lines("a\nb"),
-            stderr_lines: lines("warn"),
-            changed: true,
-            attempts: 2,
-            ..Default::default()
-        };
-        assert!(whole.lines_are_its_own());
-        let held = whole.clone().without_lines();
-        assert!(held.stdout_lines.is_empty() && !held.lines_are_its_own());
-        // In the same key order, for a template that prints the whole value.
+    fn templates_read_ansibles_fields_in_ansibles_order() {
         assert_eq!(
-            held.with_lines().into_value().to_string(),
-            whole.to_value().to_string()
+            result(true).into_value().to_string(),
+            r#"{"stdout":"a\nb","stderr":"warn","rc":-1,"stdout_lines":["a","b"],"stderr_lines":["warn"],"changed":false,"failed":true,"skipped":false,"attempts":3}"#
         );
-        let odd = Registered {
-            stdout_lines: lines("other"),
-            ..whole
-        };
-        assert!(!odd.lines_are_its_own());
+        assert_eq!(
+            Registered::default().into_value()["stdout_lines"],
+            Value::Array(vec![])
+        );
+    }
+
+    #[test]
+    fn a_result_without_its_lines_is_the_same_value_less_the_lists() {
+        let mut whole = result(true).into_value();
+        let whole = whole.as_object_mut().unwrap();
+        whole.shift_remove("stdout_lines");
+        whole.shift_remove("stderr_lines");
+        assert_eq!(
+            result(false).into_value().to_string(),
+            Value::Object(whole.clone()).to_string()
+        );
+    }
+
+    #[test]
+    fn a_result_held_as_json_reads_back_as_it_was() {
+        for r in [result(true), result(false)] {
+            let held = serde_json::to_vec(&r).unwrap();
+            let back: Registered = serde_json::from_slice(&held).unwrap();
+            assert_eq!(back.into_value(), r.to_value());
+        }
     }
 }

@@ -475,6 +475,7 @@ fn command_step(args: &ExecArgs) -> Step {
         become_user: args.become_user.clone(),
         point_of_no_return: false,
         vars: Default::default(),
+        keeps_lines: true,
         field: "command".into(),
     }
 }

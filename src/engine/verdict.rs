@@ -102,6 +102,7 @@ pub(super) fn conclude(scope: &StepScope<'_>, attempt: Attempt<'_>, stopped: boo
         ExitStatus::Signal(_) => -1,
     };
     let mut registered = registered_result(attempt.stdout, attempt.stderr, rc, attempt.number);
+    registered.lines = step.keeps_lines;
     let (failed, message) = match judge(scope, &mut registered) {
         Ok(failed) => (failed, None),
         Err(e) => (true, Some(e)),
@@ -200,8 +201,6 @@ fn registered_result(stdout: &[u8], stderr: &[u8], rc: i64, attempts: u32) -> Re
     };
     let (stdout, stderr) = (text(stdout), text(stderr));
     Registered {
-        stdout_lines: crate::registered::lines(&stdout),
-        stderr_lines: crate::registered::lines(&stderr),
         stdout,
         stderr,
         rc,

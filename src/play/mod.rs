@@ -6,6 +6,7 @@
 mod alike;
 mod hosts;
 mod inventory;
+pub mod line_lists;
 mod secrets;
 mod select;
 mod validate;
@@ -168,7 +169,7 @@ pub const RUN_ID_VAR: &str = "fleetup_run_id";
 /// Reads, selects, validates and plans. All problems are reported together.
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     let Read {
-        playbook,
+        mut playbook,
         inventory,
         extra_vars,
         limit,
@@ -191,6 +192,7 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     if !errors.is_empty() {
         return Err(Diagnostics(errors));
     }
+    line_lists::mark(&mut playbook, &hosts);
     let rollout = rollout(&playbook, &inputs.overrides);
     let plan = plan_for(&hosts, &rollout, &inventory);
     let mut secrets = secret_values(&Templates::new(), &playbook.secrets, &hosts);

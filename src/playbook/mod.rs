@@ -206,6 +206,10 @@ pub struct Step {
     /// The step's own variables (Ansible's task `vars`): over the host's, for this step
     /// only, so that one command can serve the upgrade and the rollback.
     pub vars: Vars,
+    /// Whether what it runs gives its result Ansible's line lists (`stdout_lines`,
+    /// `stderr_lines`): unless the play found that no template of the run reads them
+    /// ([`crate::play::line_lists`]).
+    pub keeps_lines: bool,
     /// `steps[3]` or `rollback[0]`: where the step is written, for messages.
     pub field: String,
 }

@@ -311,6 +311,7 @@ fn read_steps(
             become_user: step.become_user.or_else(|| defaults.become_user.clone()),
             point_of_no_return: step.point_of_no_return,
             vars: step.vars,
+            keeps_lines: true,
             field,
         });
     }

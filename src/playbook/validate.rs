@@ -74,7 +74,7 @@ impl Playbook {
     }
 
     /// Every step: the upgrade's (pre-flight first), the rollback's, the verification's.
-    fn every_step(&self) -> impl Iterator<Item = &Step> {
+    pub fn every_step(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().chain(&self.rollback).chain(&self.verify)
     }
 }

@@ -25,8 +25,9 @@ use crate::vars::{ContentNotes, HostVars, Vars};
 #[derive(Debug, Clone)]
 pub struct Findings {
     pub at: Instant,
-    /// What the pre-flight steps registered, by name, held without their line lists and
-    /// deflated: a few kB where docker's JSON takes tens (read once, at the host's turn).
+    /// What the pre-flight steps registered, by name, deflated: a few kB where docker's
+    /// JSON takes tens (read once, at the host's turn). A result holds its texts only: its
+    /// line lists are made when its value is.
     registered: Vec<u8>,
     /// What the playbook's `recheck` step printed (its stdout), when it ran: its sum, which
     /// is all a re-check compares, and a few bytes where the output can be tens of kB.
@@ -40,32 +41,26 @@ pub type Outputs = indexmap::IndexMap<String, Registered>;
 
 impl Findings {
     /// Findings made now of what the pre-flight steps registered, and of what the
-    /// templates noted about those values.
-    pub fn new(outputs: Outputs, probe: Option<Cksum>, mut notes: ContentNotes) -> Findings {
-        // A note goes with a value only if the value reads back as it was.
-        notes.retain(|name| outputs.get(name).is_some_and(Registered::lines_are_its_own));
-        let bare: Outputs = outputs
-            .into_iter()
-            .map(|(name, output)| (name, output.without_lines()))
-            .collect();
+    /// templates noted about those values: they read back exactly, so the notes hold.
+    pub fn new(outputs: Outputs, probe: Option<Cksum>, notes: ContentNotes) -> Findings {
         Findings {
             at: Instant::now(),
-            registered: deflate(&bare),
+            registered: deflate(&outputs),
             probe,
             notes,
         }
     }
 
     /// Lays what the pre-flight steps registered over `vars`, with what was noted about
-    /// the values that read back exactly.
+    /// the values.
     pub fn onto(&self, vars: &mut HostVars) {
         vars.overlay_noted(self.vars(), &self.notes);
     }
 
-    /// What the pre-flight steps registered, whole.
+    /// What the pre-flight steps registered, as templates read it.
     fn vars(&self) -> Vars {
-        let whole = |(name, output): (String, Registered)| (name, output.with_lines().into_value());
-        inflate(&self.registered).into_iter().map(whole).collect()
+        let value = |(name, output): (String, Registered)| (name, output.into_value());
+        inflate(&self.registered).into_iter().map(value).collect()
     }
 }
 
@@ -278,25 +273,24 @@ mod tests {
 
     #[test]
     fn findings_read_back_what_the_preflight_registered_with_its_notes() {
-        use crate::registered::lines;
         use crate::vars::{Lookup, Note};
         let text = "[{\"Name\": \"/sl-app\"}]\nsecond line \u{e9}";
         let found = Registered {
             stdout: text.into(),
-            stdout_lines: lines(text),
             rc: -1,
             changed: true,
             ..Default::default()
         };
-        // Line lists that are not its text's: held without them, it cannot read back so.
-        let odd = Registered {
+        // A result whose line lists no template reads is held and read back without them.
+        let probe = Registered {
             stdout: "v4.65.0".into(),
-            stdout_lines: lines("other"),
+            stderr: "a\nb".into(),
+            lines: false,
             ..Default::default()
         };
         let mut preflight = HostVars::new(Vars::new());
         let mut outputs = Outputs::new();
-        for (name, output) in [("found", found), ("odd", odd)] {
+        for (name, output) in [("found", found), ("probe", probe)] {
             preflight.insert(name.into(), output.to_value());
             outputs.insert(name.into(), output);
         }
@@ -305,22 +299,25 @@ mod tests {
             id,
             template: false,
         };
-        for (id, name) in [(5, "found"), (6, "odd")] {
+        for (id, name) in [(5, "found"), (6, "probe")] {
             preflight
                 .notes(name)
                 .map(|n| n.get_or(1, name, || note(id)));
         }
-        let notes = preflight.content_notes(["found", "odd"]);
+        let notes = preflight.content_notes(["found", "probe"]);
         let findings = Findings::new(outputs, None, notes);
 
         let mut turn = HostVars::new(Vars::new());
         findings.onto(&mut turn);
-        // Exactly, keys in order, where the note goes with it.
-        let read = turn.get("found").expect("found");
-        assert!(crate::template::same(read, preflight.get("found").unwrap()));
-        let seen = |name| turn.notes(name).map(|n| n.get_or(1, name, || note(9)).id);
-        assert_eq!(seen("found"), Some(5), "carried");
-        assert_eq!(seen("odd"), Some(9), "not carried: it read back otherwise");
+        for (id, name) in [(5, "found"), (6, "probe")] {
+            // Exactly, keys in order, with the note that goes with it.
+            let read = turn.get(name).expect("registered");
+            assert!(crate::template::same(read, preflight.get(name).unwrap()));
+            let seen = turn.notes(name).map(|n| n.get_or(1, name, || note(9)).id);
+            assert_eq!(seen, Some(id), "{name}'s note carried");
+        }
+        assert!(turn.get("found").unwrap().get("stdout_lines").is_some());
+        assert!(turn.get("probe").unwrap().get("stderr_lines").is_none());
     }
 
     #[test]

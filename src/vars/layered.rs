@@ -34,6 +34,11 @@ impl Layered {
         self.own.insert(name, value);
     }
 
+    /// What the host sets itself, over the defaults.
+    pub fn own(&self) -> &Vars {
+        &self.own
+    }
+
     /// Every variable once, in the order [`super::overlay`] of the host's own on a copy of the
     /// defaults would give.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {

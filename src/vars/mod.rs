@@ -203,13 +203,6 @@ impl HostVars {
 #[derive(Clone, Debug, Default)]
 pub struct ContentNotes(Vec<(String, Note)>);
 
-impl ContentNotes {
-    /// Keeps the notes on the names `keep` holds to.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.0.retain(|(name, _)| keep(name));
-    }
-}
-
 impl Lookup for HostVars {
     fn get(&self, name: &str) -> Option<&Value> {
         self.vars.get(name)
