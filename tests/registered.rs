@@ -524,3 +524,45 @@ steps:
         ["changed", "changed", "changed", "changed", "skipped", "changed"]
     );
 }
+
+/// minijinja's own list of what a template reads skips some reads: the value a slice is
+/// taken of (beside another read of the name), a set block's body, a filter block's
+/// arguments. The lists are still there for them.
+#[test]
+fn lines_read_where_the_template_parser_does_not_look_are_there() {
+    let fleet = one_host();
+    let pb = playbook(
+        &fleet,
+        "unlisted",
+        r#"
+name: t
+hosts: all
+steps:
+  - name: lines
+    shell: printf 'a\nb\nOK\n'
+    register: out
+  - name: slice
+    shell: echo {{ out.rc }} {{ out.stdout_lines[-1:] | join(',') }}
+  - name: set block
+    shell: "echo {{ out.rc }} {% set joined %}{{ out.stdout_lines | join('+') }}{% endset %}{{ joined }}"
+  - name: filter block
+    shell: "echo {% filter replace('@', out.stdout_lines | first) %}@{% endfilter %} {{ out.rc }}"
+  - name: health
+    shell: 'true'
+    failed_when: result.rc != 0 or out.rc != 0 or out.stdout_lines[-1:] != ['OK']
+"#,
+    );
+    let finished = run(&fleet, &pb, &[], 0);
+    assert_eq!(
+        ran(&fleet),
+        [
+            r"printf 'a\nb\nOK\n'",
+            "echo 0 OK",
+            "echo 0 a+b+OK",
+            "echo a 0",
+            "true",
+        ]
+    );
+    let statuses: Vec<String> = steps(&finished).into_iter().map(|s| s.1).collect();
+    assert_eq!(statuses, ["changed"; 5]);
+}

@@ -169,7 +169,7 @@ pub const RUN_ID_VAR: &str = "fleetup_run_id";
 /// Reads, selects, validates and plans. All problems are reported together.
 pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     let Read {
-        mut playbook,
+        playbook,
         inventory,
         extra_vars,
         limit,
@@ -192,13 +192,12 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
     if !errors.is_empty() {
         return Err(Diagnostics(errors));
     }
-    line_lists::mark(&mut playbook, &hosts);
     let rollout = rollout(&playbook, &inputs.overrides);
     let plan = plan_for(&hosts, &rollout, &inventory);
     let mut secrets = secret_values(&Templates::new(), &playbook.secrets, &hosts);
     secrets.extend(inventory.secret_values().iter().cloned());
     let redactor = Arc::new(Redactor::new(secrets));
-    Ok(Play {
+    let mut play = Play {
         playbook,
         inventory,
         hosts,
@@ -210,7 +209,9 @@ pub fn prepare(inputs: &PlayInputs) -> Result<Play, Diagnostics> {
         warnings,
         redactor,
         limit: inputs.limit.clone(),
-    })
+    };
+    line_lists::mark(&mut play);
+    Ok(play)
 }
 
 /// The inputs as read, each well formed on its own.

@@ -222,22 +222,6 @@ impl Templates {
         Ok(reached)
     }
 
-    /// What a template or expression reads, each as the chain of attributes it names:
-    /// `found.stdout`, or `found` alone where it reads the whole value (passed to a filter
-    /// or a function, subscripted, looped over). Compiled anew: a run asks once a source.
-    pub fn paths_read(
-        &self,
-        source: &str,
-        is_expression: bool,
-    ) -> Result<HashSet<String>, TemplateError> {
-        if is_expression {
-            Ok(self.compile(source)?.undeclared_variables(true))
-        } else {
-            let template = environment::template(source).map_err(describe)?;
-            Ok(template.undeclared_variables(true))
-        }
-    }
-
     /// The variables a template uses (its syntax checked).
     pub fn variables_of_template(&self, source: &str) -> Result<Vec<String>, TemplateError> {
         let known = lock(&self.compiled).template_uses.get(source).cloned();
