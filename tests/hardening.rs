@@ -193,6 +193,58 @@ steps:
     }
 }
 
+/// What a host prints is data: braces in a registered output are never rendered on the
+/// controller (Ansible's `unsafe`), whoever reads it, a later step, a variable, the step's
+/// own condition, a pre-flight's findings at the turn. Rendered, a host could have the
+/// controller read its environment or files and send them back in the next command.
+#[test]
+fn a_hosts_output_is_never_rendered_as_a_template() {
+    let fleet = Fleet::start(Spec::new().host(HostSpec::new("q-01", "production", V)));
+    let said = "{{ lookup('env', 'HARDENING_SECRET') }} {{ 6 * 7 }}";
+    let pb = write(
+        fleet.tmp(),
+        "unsafe.yml",
+        r#"name: unsafe
+hosts: all
+vars:
+  said: "{% raw %}{{ lookup('env', 'HARDENING_SECRET') }} {{ 6 * 7 }}{% endraw %}"
+  heard: "{{ out.stdout }}"
+preflight:
+  - name: early
+    shell: printf '%s\n' {{ said | quote }}
+    register: early
+steps:
+  - name: say
+    shell: printf '%s\n' {{ said | quote }}
+    register: out
+    failed_when: "'42' in result.stdout or 's3cret' in out.stdout"
+  - name: repeat
+    shell: printf '[%s]\n' {{ out.stdout | quote }} {{ heard | quote }} {{ early.stdout | quote }}
+"#,
+    );
+    let args = run_args(
+        &fleet,
+        &[&fleet.inventory_path()],
+        &pb,
+        &["--output", "json"],
+    );
+    let out = cli_env(&args, &[("HARDENING_SECRET", "s3cret")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let repeated = fleet.commands("q-01");
+    let repeated = repeated.last().expect("the last command").cmd.clone();
+    assert!(
+        !repeated.contains("s3cret") && !repeated.contains(" 42"),
+        "{repeated}"
+    );
+    let log = run_dirs(&state_dir(&fleet)).pop().expect("a run dir");
+    let log = std::fs::read_to_string(log.join("hosts/q-01.log")).expect("host log");
+    assert!(
+        log.contains(&format!("\n[{said}]\n[{said}]\n[{said}]\n")),
+        "{log}"
+    );
+}
+
 /// A secret (listed in `secrets:`, from the environment) and a secret-looking extra
 /// variable are used on the host, echoed back by a command that fails, and never appear
 /// on screen, in the JSON events, in the journal or in the host logs.

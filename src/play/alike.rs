@@ -47,6 +47,10 @@ impl Lookup for Asked<'_> {
         self.listed.set(true);
         self.vars.names()
     }
+
+    fn registered(&self, name: &str) -> bool {
+        self.vars.registered(name)
+    }
 }
 
 /// What one host's variables answered.

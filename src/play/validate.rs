@@ -141,6 +141,7 @@ impl<'p> HostCheck<'p> {
         let vars = Over {
             base: host,
             top: Cow::Owned(registered),
+            registered: true,
         };
         // A rollback may run after any step failed, so it sees every register; a step that
         // did not run registers `skipped: true` (as in Ansible).
@@ -158,6 +159,7 @@ impl<'p> HostCheck<'p> {
                     .map(|r| (r.to_string(), self.placeholder.clone()))
                     .collect(),
             ),
+            registered: true,
         };
         for (column, template) in &playbook.report {
             let field = Field {
@@ -198,6 +200,7 @@ impl<'p> HostCheck<'p> {
             let seen = Over {
                 base: vars,
                 top: Cow::Borrowed(&top),
+                registered: true,
             };
             self.step(step, &seen, &registered, found);
             if let Some(r) = &step.register {

@@ -220,6 +220,7 @@ impl Step {
         Over {
             base: vars,
             top: std::borrow::Cow::Borrowed(&self.vars),
+            registered: false,
         }
     }
 
@@ -235,6 +236,7 @@ impl Step {
         Over {
             base: scope,
             top: std::borrow::Cow::Owned(top),
+            registered: true,
         }
     }
 }

@@ -215,7 +215,8 @@ impl Templates {
             if !reached.insert(name.clone()) {
                 continue;
             }
-            if let Some(value) = vars.get(&name).filter(|v| has_template(v)) {
+            let template = |v: &&serde_json::Value| has_template(v) && !vars.registered(&name);
+            if let Some(value) = vars.get(&name).filter(template) {
                 pending.extend(self.variables_in(value)?);
             }
         }

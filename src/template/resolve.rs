@@ -87,6 +87,7 @@ impl<'t> Resolver<'t> {
             Some(notes) => notes.get_or(self.templates.owner, name, intern),
             None => intern(),
         };
+        let template = template && !self.vars.registered(name);
         let id = if !template {
             own
         } else if let Some(derived) = self.vars.derived(self.templates.owner, name) {

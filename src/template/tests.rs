@@ -341,6 +341,7 @@ fn a_host_variable_that_changes_is_read_anew_through_its_notes() {
     let step = crate::vars::Over {
         base: &host,
         top: std::borrow::Cow::Borrowed(&top),
+        registered: false,
     };
     assert_eq!(t.render("{{ derived }}", &step).unwrap(), "dx");
     assert_eq!(t.render("{{ derived }}", &host.clone()).unwrap(), "cx");
@@ -376,6 +377,7 @@ fn what_a_host_noted_about_a_chain_of_facts_holds_until_a_link_changes() {
     let step = crate::vars::Over {
         base: &host,
         top: std::borrow::Cow::Borrowed(&top),
+        registered: false,
     };
     assert_eq!(t.render("{{ derived }}", &step).unwrap(), "d-x");
     assert_eq!(t.render("{{ derived }}", &host).unwrap(), "a-x");
@@ -456,4 +458,32 @@ fn a_retired_host_leaves_kept_only_what_other_hosts_share() {
     assert_eq!(t.memo().kept(), 1);
     // What is forgot is worked out again if it is read after all.
     assert_eq!(t.render("{{ app }}", &a).unwrap(), "a");
+}
+
+#[test]
+fn what_a_host_registered_is_never_rendered_whatever_braces_it_holds() {
+    let t = Templates::new();
+    let said = json!({"stdout": "{{ 6 * 7 }}{% if true %}!{% endif %}"});
+    let mut host = crate::vars::HostVars::new(vars(json!({"heard": "{{ out.stdout }}"})));
+    host.insert("out".into(), said.clone());
+    let literal = "{{ 6 * 7 }}{% if true %}!{% endif %}";
+    assert_eq!(t.render("{{ out.stdout }}", &host).unwrap(), literal);
+    assert_eq!(
+        t.render("{{ heard }}", &host).unwrap(),
+        literal,
+        "through a variable"
+    );
+    // A step's own result, in its conditions.
+    let own = crate::vars::Over {
+        base: &host,
+        top: std::borrow::Cow::Owned(vars(json!({ "result": said }))),
+        registered: true,
+    };
+    assert!(t.eval("result.stdout.startswith('{{')", &own).unwrap());
+    // A variable the operator wrote is a template.
+    assert_eq!(
+        t.render("{{ heard }}", &vars(json!({"heard": "{{ 6 * 7 }}"})))
+            .unwrap(),
+        "42"
+    );
 }

@@ -37,6 +37,12 @@ pub trait Lookup {
     }
     /// Keeps `derived` about `name`, where these variables keep notes and it holds.
     fn keep_derived(&self, _name: &str, _derived: Derived) {}
+    /// Whether `name` holds what a step registered: a host's output, data that is never
+    /// rendered, whatever braces it holds (Ansible's `unsafe`). Rendered, a host could have
+    /// the controller run `{{ lookup('file', ...) }}` and read the answer back.
+    fn registered(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// What a renderer worked out about each variable's value, kept beside the variables and
@@ -225,6 +231,10 @@ impl Lookup for HostVars {
             self.notes.keep_derived(name, derived);
         }
     }
+
+    fn registered(&self, name: &str) -> bool {
+        self.registered.iter().any(|r| r == name)
+    }
 }
 
 impl Lookup for Vars {
@@ -241,6 +251,9 @@ impl Lookup for Vars {
 pub struct Over<'a> {
     pub base: &'a dyn Lookup,
     pub top: std::borrow::Cow<'a, Vars>,
+    /// Whether `top` holds what steps registered (see [`Lookup::registered`]) rather than
+    /// variables, which may be templates.
+    pub registered: bool,
 }
 
 impl Lookup for Over<'_> {
@@ -264,6 +277,13 @@ impl Lookup for Over<'_> {
     fn keep_derived(&self, name: &str, derived: Derived) {
         if self.holds(name, derived) {
             self.base.keep_derived(name, derived);
+        }
+    }
+
+    fn registered(&self, name: &str) -> bool {
+        match self.top.contains_key(name) {
+            true => self.registered,
+            false => self.base.registered(name),
         }
     }
 
@@ -442,6 +462,7 @@ mod tests {
         let layer = |top: &str| Over {
             base: &host,
             top: std::borrow::Cow::Owned(parse_extra_vars(top).unwrap()),
+            registered: false,
         };
         assert_eq!(layer(r#"{"c": 3}"#).derived(1, "a"), Some(derived));
         assert_eq!(layer(r#"{"b": 3}"#).derived(1, "a"), None);
@@ -499,6 +520,7 @@ mod tests {
         let over = Over {
             base: &base,
             top: std::borrow::Cow::Borrowed(&top),
+            registered: false,
         };
         for name in ["d", "x", "y", "z"] {
             assert_eq!(Lookup::get(&over, name), Lookup::get(&copy, name), "{name}");
