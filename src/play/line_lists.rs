@@ -17,8 +17,8 @@
 //! Text, not the parsed template: minijinja's list of what a template reads skips some
 //! reads (the value a slice is taken of, the right side of `{% set x = x %}`, a filter
 //! block's arguments). A template can reach a variable only by its name (fleetup has no
-//! `vars[...]`), except through `debug()` or a template it includes: a source that calls
-//! or does either leaves every step its lists.
+//! `vars[...]`), except through `debug()` or a template it includes: a source that names
+//! `debug` or includes one leaves every step its lists.
 
 use std::collections::HashSet;
 
@@ -146,12 +146,14 @@ fn plain_attribute(after: &str) -> bool {
 }
 
 /// Whether `text` may read a variable without naming it: `debug()` prints every value a
-/// template sees, and a template it includes or imports is not in the text.
+/// template sees (and may be called under another name), and a template it includes or
+/// imports is not in the text.
 fn reaches_unnamed(text: &str) -> bool {
+    // Named at all: `(debug)()` or `{% set d = debug %}` call it too.
     let debug = text.match_indices("debug").any(|(at, _)| {
         let before = text[..at].chars().next_back();
-        let after = text[at + "debug".len()..].trim_start();
-        !before.is_some_and(|c| is_word(c) || c == '.') && after.starts_with('(')
+        let after = &text[at + "debug".len()..];
+        !before.is_some_and(|c| is_word(c) || c == '.') && !after.starts_with(is_word)
     });
     let statements = text
         .split("{%")
@@ -199,7 +201,9 @@ mod tests {
     fn debug_and_included_templates_may_read_anything() {
         for text in [
             "{{ debug() }}",
-            "{{ debug ( ) }}",
+            "{{ (debug)() }}",
+            "{% set d = debug %}{{ d() }}",
+            "d: '{{ debug }}'",
             "{% include 'x' %}",
             "{%- import 'x' as y %}",
             "{% from 'x' import y %}",
@@ -208,7 +212,7 @@ mod tests {
             assert!(reaches_unnamed(text), "{text}");
         }
         for text in [
-            "echo debug",
+            "echo debugging",
             "{{ x.debug() }}",
             "{% if imported %}{% endif %}",
         ] {
