@@ -97,8 +97,7 @@ fn label(containers: Value, key: String) -> Result<Value, Error> {
 
 /// Ansible's `from_json`: a registered `stdout` read as the JSON it is.
 fn from_json(text: &str) -> Result<Value, Error> {
-    serde_json::from_str::<serde_json::Value>(text)
-        .map(json::document)
+    json::document(text)
         .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("not JSON: {e}")))
 }
 
