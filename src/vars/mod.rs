@@ -149,6 +149,8 @@ impl HostVars {
         }
     }
 
+    /// Sets what a step registered under `name`: data from the host, never rendered as a
+    /// template ([`Lookup::registered`]).
     pub fn insert(&mut self, name: String, value: Value) {
         self.notes.forget(&name);
         if !self.registered.contains(&name) {
