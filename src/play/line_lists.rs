@@ -41,10 +41,7 @@ pub(super) fn mark(play: &mut Play) {
 
 fn decide<'h>(playbook: &mut Playbook, hosts: impl Iterator<Item = &'h HostInPlay>) {
     let readers = Readers::of(playbook, hosts);
-    let steps = (playbook.steps.iter_mut())
-        .chain(&mut playbook.rollback)
-        .chain(&mut playbook.verify);
-    for step in steps {
+    for step in playbook.every_step_mut() {
         step.keeps_lines = match &readers {
             None => true,
             Some(names) => {
@@ -74,17 +71,11 @@ impl<'a> Readers<'a> {
             seen: HashSet::new(),
             reading: HashSet::new(),
         };
-        for step in playbook.every_step() {
-            for field in step.templates() {
-                readers.source(field.text)?;
-            }
-            step.vars.values().try_for_each(|v| readers.value(v))?;
-        }
-        for field in playbook.host_templates() {
+        for (_, field) in playbook.every_template() {
             readers.source(field.text)?;
         }
-        for (_, template) in &playbook.report {
-            readers.source(template)?;
+        for step in playbook.every_step() {
+            step.vars.values().try_for_each(|v| readers.value(v))?;
         }
         playbook.vars.values().try_for_each(|v| readers.value(v))?;
         for host in hosts {
@@ -123,15 +114,20 @@ fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Whether `name` stands in `text` as a variable other than through a plain attribute.
-fn reads_lines_of(text: &str, name: &str) -> bool {
-    text.match_indices(name).any(|(at, _)| {
+/// What follows each place `name` stands in `text` as a variable: a whole word, not an
+/// attribute of something else.
+fn after_each<'t>(text: &'t str, name: &'t str) -> impl Iterator<Item = &'t str> {
+    text.match_indices(name).filter_map(move |(at, _)| {
         let before = text[..at].chars().next_back();
         let after = &text[at + name.len()..];
         let variable = !before.is_some_and(|c| is_word(c) || c == '.');
-        let whole_word = !after.starts_with(is_word);
-        variable && whole_word && !plain_attribute(after)
+        (variable && !after.starts_with(is_word)).then_some(after)
     })
+}
+
+/// Whether `name` stands in `text` as a variable other than through a plain attribute.
+fn reads_lines_of(text: &str, name: &str) -> bool {
+    after_each(text, name).any(|after| !plain_attribute(after))
 }
 
 /// Whether `after` (what follows a name) starts with one of the [`PLAIN`] attributes.
@@ -150,11 +146,7 @@ fn plain_attribute(after: &str) -> bool {
 /// imports is not in the text.
 fn reaches_unnamed(text: &str) -> bool {
     // Named at all: `(debug)()` or `{% set d = debug %}` call it too.
-    let debug = text.match_indices("debug").any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = &text[at + "debug".len()..];
-        !before.is_some_and(|c| is_word(c) || c == '.') && !after.starts_with(is_word)
-    });
+    let debug = after_each(text, "debug").next().is_some();
     let statements = text
         .split("{%")
         .skip(1)

@@ -77,6 +77,33 @@ impl Playbook {
     pub fn every_step(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().chain(&self.rollback).chain(&self.verify)
     }
+
+    /// As [`Playbook::every_step`], to change them.
+    pub fn every_step_mut(&mut self) -> impl Iterator<Item = &mut Step> {
+        (self.steps.iter_mut())
+            .chain(&mut self.rollback)
+            .chain(&mut self.verify)
+    }
+
+    /// Every template and condition the playbook holds, with the field it is written in
+    /// (`lock.dir`, `report.version`, `steps[3].shell`), as diagnostics name it.
+    pub fn every_template(&self) -> Vec<(String, TemplateField<'_>)> {
+        let host = self.host_templates().into_iter();
+        let mut out: Vec<_> = host.map(|field| (field.key.to_string(), field)).collect();
+        out.extend(self.report.iter().map(|(column, text)| {
+            let field = TemplateField {
+                key: "report",
+                text,
+                is_expr: false,
+            };
+            (format!("report.{column}"), field)
+        }));
+        for step in self.every_step() {
+            let fields = step.templates().into_iter();
+            out.extend(fields.map(|field| (format!("{}.{}", step.field, field.key), field)));
+        }
+        out
+    }
 }
 
 /// Checks of the playbook alone (no inventory needed).
@@ -184,26 +211,14 @@ fn check_syntax(playbook: &Playbook) -> Vec<Diagnostic> {
     let doc = &playbook.doc;
     let templates = Templates::new();
     let mut errors = Vec::new();
-    for field in playbook.host_templates() {
-        if let Err(e) = templates.variables_of_template(field.text) {
-            errors.push(doc.error(field.key, e.message));
-        }
-    }
-    for (column, template) in &playbook.report {
-        if let Err(e) = templates.variables_of_template(template) {
-            errors.push(doc.error(&format!("report.{column}"), e.message));
-        }
-    }
-    for step in playbook.every_step() {
-        for field in step.templates() {
-            let checked = if field.is_expr {
-                templates.variables_of_expression(field.text)
-            } else {
-                templates.variables_of_template(field.text)
-            };
-            if let Err(e) = checked {
-                errors.push(doc.error(&format!("{}.{}", step.field, field.key), e.message));
-            }
+    for (place, field) in playbook.every_template() {
+        let checked = if field.is_expr {
+            templates.variables_of_expression(field.text)
+        } else {
+            templates.variables_of_template(field.text)
+        };
+        if let Err(e) = checked {
+            errors.push(doc.error(&place, e.message));
         }
     }
     errors
