@@ -14,11 +14,11 @@
 //! `result` keeps them for every step: each step's conditions see its own result under
 //! that name.
 //!
-//! Text, not the parsed template: minijinja's list of what a template reads skips some
-//! reads (the value a slice is taken of, the right side of `{% set x = x %}`, a filter
-//! block's arguments). A template can reach a variable only by its name (fleetup has no
-//! `vars[...]`), except through `debug()` or a template it includes: a source that names
-//! `debug` or includes one leaves every step its lists.
+//! Text, not the parsed template: what matters is every way a name is used, not only
+//! whether it is read, and on this side a mistake costs memory, never a failed step. A
+//! template can reach a variable only by its name (fleetup has no `vars[...]`), except
+//! through `debug()` or a template it includes: a source that names `debug` or includes
+//! one leaves every step its lists.
 
 use std::collections::HashSet;
 

@@ -17,6 +17,7 @@ mod docker;
 mod environment;
 mod json;
 mod memo;
+mod reads;
 mod resolve;
 
 use std::collections::{HashMap, HashSet};
@@ -254,7 +255,7 @@ impl Templates {
         self.uses(
             source,
             |c| &mut c.template_uses,
-            || template.undeclared_variables(false),
+            || reads::of_template(source).unwrap_or_else(|| template.undeclared_variables(false)),
         )
     }
 
@@ -262,7 +263,7 @@ impl Templates {
         self.uses(
             source,
             |c| &mut c.expression_uses,
-            || expr.undeclared_variables(false),
+            || reads::of_expression(source).unwrap_or_else(|| expr.undeclared_variables(false)),
         )
     }
 
