@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lock;
 pub mod millis;
+mod mutex;
 pub mod notify;
 pub mod open_files;
 pub mod plan;

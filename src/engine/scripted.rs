@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::mutex::lock;
 use crate::transport::kept::Kept;
 use crate::transport::{
     ConnectTarget, Connection, Connector, ExecRequest, ExitStatus, OutputSink, OutputStream,
@@ -60,7 +61,7 @@ struct Link {
 
 impl Scripted {
     fn change(&self, host: &str, f: impl FnOnce(&mut Host)) {
-        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hosts = lock(&self.hosts);
         f(hosts.entry(host.into()).or_default());
     }
 
@@ -89,7 +90,7 @@ impl Scripted {
 
     /// The commands `host` ran, in order.
     pub fn ran(&self, host: &str) -> Vec<String> {
-        let ran = self.ran.lock().unwrap_or_else(|e| e.into_inner());
+        let ran = lock(&self.ran);
         ran.iter()
             .filter(|(h, _)| h == host)
             .map(|(_, c)| c.clone())
@@ -97,13 +98,13 @@ impl Scripted {
     }
 
     pub fn connections(&self, host: &str) -> u32 {
-        let connects = self.connects.lock().unwrap_or_else(|e| e.into_inner());
+        let connects = lock(&self.connects);
         connects.get(host).copied().unwrap_or(0)
     }
 
     /// Every open connection to `host` dies now; `silently`: the controller is not told.
     pub fn kill(&self, host: &str, silently: bool) {
-        let opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let opened = lock(&self.opened);
         for (_, link) in opened.iter().filter(|(h, _)| h == host) {
             link.lost.store(true, Ordering::SeqCst);
             link.noticed.store(!silently, Ordering::SeqCst);
@@ -111,7 +112,7 @@ impl Scripted {
     }
 
     fn reply(&self, host: &str, command: &str) -> Reply {
-        let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let hosts = lock(&self.hosts);
         hosts
             .get(host)
             .and_then(|h| h.rules.iter().find(|(text, _)| command.contains(text)))
@@ -125,13 +126,13 @@ impl Connector for Scripted {
     async fn connect(&self, target: &ConnectTarget) -> Result<ScriptedConnection, TransportError> {
         let name = target.name.clone();
         let count = {
-            let mut connects = self.connects.lock().unwrap_or_else(|e| e.into_inner());
+            let mut connects = lock(&self.connects);
             let count = connects.entry(name.clone()).or_default();
             *count += 1;
             *count
         };
         let host = {
-            let hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            let hosts = lock(&self.hosts);
             hosts.get(&name).cloned().unwrap_or_default()
         };
         if host.unreachable || (host.stays_down && count > 1) {
@@ -141,7 +142,7 @@ impl Connector for Scripted {
             });
         }
         let link = Arc::new(Link::default());
-        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let mut opened = lock(&self.opened);
         opened.push((name.clone(), link.clone()));
         Ok(ScriptedConnection {
             name,
@@ -180,11 +181,7 @@ impl Connection for ScriptedConnection {
         if let Some((step, nonce)) = riding(request.command) {
             return Ok(self.ride(&step, &nonce, sink));
         }
-        self.fleet
-            .ran
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((self.name.clone(), request.command.to_string()));
+        lock(&self.fleet.ran).push((self.name.clone(), request.command.to_string()));
         match self.fleet.reply(&self.name, request.command) {
             Reply::Exit(code, stdout) => {
                 sink(OutputStream::Stdout, stdout.as_bytes());
@@ -348,11 +345,7 @@ impl ScriptedConnection {
 
     /// Keeps a guarded command's parts as the one command the host ran.
     fn keep(&self, parts: &[String]) {
-        self.fleet
-            .ran
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((self.name.clone(), format!("guard: {}", parts.join(" + "))));
+        lock(&self.fleet.ran).push((self.name.clone(), format!("guard: {}", parts.join(" + "))));
     }
 }
 
@@ -384,11 +377,7 @@ impl ScriptedConnection {
                 format!("{nonce} released\n").as_bytes(),
             );
         }
-        self.fleet
-            .ran
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((self.name.clone(), format!("ride: {step}{release}")));
+        lock(&self.fleet.ran).push((self.name.clone(), format!("ride: {step}{release}")));
         ExitStatus::Code(code)
     }
 }

@@ -8,6 +8,8 @@ use russh::client::{self, DisconnectReason};
 use russh::keys::PublicKeyOrCertificate;
 use tokio_util::sync::CancellationToken;
 
+use crate::mutex::lock;
+
 use super::known_hosts::{self, HostKeyChecking, Verdict};
 
 /// Shared between the handler (inside russh's session task) and the connection.
@@ -42,10 +44,6 @@ impl SessionState {
             *slot = Some(reason);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub(crate) struct ClientHandler {

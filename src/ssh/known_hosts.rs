@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use russh::keys::{Algorithm, Certificate, HashAlg, PublicKey};
 
+use crate::mutex::lock;
+
 use super::certificate::{self, CertProblem};
 use super::known_hosts_file::{self as file, Marker, Status};
 use super::known_hosts_read::Combined;
@@ -172,7 +174,7 @@ fn learn_new(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdi
             detail: "no known_hosts file to record the key in".into(),
         };
     };
-    let _guard = LEARN_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = lock(&LEARN_LOCK);
     // Another connection may have learned it while we waited.
     if let Ok(kh) = Combined::read(files) {
         if let Status::Known { .. } = kh.status(host, port, |e| file::key_status(e, key)) {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::mutex::lock;
+
 use super::known_hosts_file::{self as file, Entry, Status};
 
 /// All the known_hosts files as one text, as OpenSSH loads UserKnownHostsFile then the
@@ -31,8 +33,7 @@ type Cache = HashMap<Vec<PathBuf>, (Vec<Option<Stamp>>, Arc<Combined>)>;
 static READ: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
 
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
-    // A map of finished reads: a panic cannot leave one half-inserted.
-    READ.lock().unwrap_or_else(|e| e.into_inner())
+    lock(&READ)
 }
 
 /// What tells a file's content apart without reading it, taken from the file opened (so
@@ -176,7 +177,7 @@ impl Combined {
 
     pub(super) fn entries(&self, host: &str, port: u16) -> Vec<Entry> {
         let name = file::lookup_name(host, port);
-        let found = || self.found.lock().unwrap_or_else(|e| e.into_inner());
+        let found = || lock(&self.found);
         if let Some(entries) = found().get(&name) {
             return entries.clone();
         }

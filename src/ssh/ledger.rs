@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::mutex::lock;
+
 /// A host refused for a key known_hosts does not record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownHostKey {
@@ -51,7 +53,7 @@ impl Ledger {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut HostKeyReport, &mut Vec<String>) -> T) -> T {
-        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.0);
         let (report, told) = &mut *guard;
         f(report, told)
     }

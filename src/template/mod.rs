@@ -21,7 +21,7 @@ mod reads;
 mod resolve;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use minijinja::value::{Serde, Value};
 use minijinja::{Error, ErrorKind, Expression};
@@ -30,6 +30,7 @@ pub use environment::compare_versions;
 pub(crate) use memo::same;
 
 use crate::diagnostic::did_you_mean;
+use crate::mutex::lock;
 use crate::vars::{HostVars, Lookup};
 use memo::Memo;
 use resolve::Resolver;
@@ -351,11 +352,6 @@ impl Rendering<'_> {
             .map(|v| v.is_true())
             .map_err(|e| explain(e, &used, self.vars))
     }
-}
-
-/// A panic elsewhere leaves what was kept consistent: every entry is written whole.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a template sees: only the variables it reads. Handing it every variable would

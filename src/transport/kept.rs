@@ -18,6 +18,7 @@ use flate2::write::DeflateEncoder;
 use flate2::Compression;
 
 use crate::cksum::Cksum;
+use crate::mutex::lock;
 use crate::registered::Registered;
 use crate::vars::{ContentNotes, HostVars, Vars};
 
@@ -136,8 +137,7 @@ impl<C> std::fmt::Debug for Kept<C> {
 
 impl<C> Kept<C> {
     fn store(&self) -> std::sync::MutexGuard<'_, Store<C>> {
-        // Nothing here can be left half-done by a panic: the data stays usable.
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.store)
     }
 
     /// Keeps `host`'s findings, and its connection while at most `budget` are held. Returns

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use serde_json::Value;
 
 use crate::diagnostic::Diagnostic;
+use crate::mutex::lock;
 use crate::yaml::Document;
 
 mod layered;
@@ -118,7 +119,7 @@ impl Notes {
     }
 
     fn lock(&self) -> MutexGuard<'_, Kept> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.0)
     }
 }
 

@@ -20,6 +20,7 @@ use console::{style, Term};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Stamped};
+use crate::mutex::lock;
 use crate::state::Shape;
 use crate::ui::recap;
 use crate::ui::tty::QuietControlKeys;
@@ -214,11 +215,6 @@ fn text_bar() -> ProgressBar {
     let style =
         ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_spinner());
     ProgressBar::new(0).with_style(style)
-}
-
-/// A poisoned lock only means a draw panicked; the model is still worth drawing.
-fn lock(screen: &Mutex<Screen>) -> MutexGuard<'_, Screen> {
-    screen.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn now_ms() -> u64 {
