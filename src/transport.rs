@@ -480,6 +480,19 @@ pub trait Connection: Send + Sync {
     fn close(&self) -> impl std::future::Future<Output = ()> + Send;
 }
 
+/// A connection kept for later, while it is still alive; one that died while it was kept
+/// is closed, and `true` says so.
+pub async fn still_alive<C: Connection>(kept: Option<C>) -> (Option<C>, bool) {
+    match kept {
+        Some(conn) if conn.is_alive() => (Some(conn), false),
+        Some(dead) => {
+            dead.close().await;
+            (None, true)
+        }
+        None => (None, false),
+    }
+}
+
 /// Closes every one of `conns` at once.
 pub async fn close_all<C: Connection>(conns: impl IntoIterator<Item = C>) {
     let conns: Vec<C> = conns.into_iter().collect();

@@ -12,7 +12,7 @@ use crate::events::{Event, Outcome, StepStatus};
 use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::transport::kept::{Findings, Outputs};
-use crate::transport::{close_all, Connection, Connector};
+use crate::transport::{close_all, still_alive, Connection, Connector};
 use crate::vars::HostVars;
 
 /// What read-only steps registered on a host, and why they failed if they did.
@@ -138,14 +138,7 @@ fn keep_for_turn<C: Connector>(
 pub(super) async fn verify_host<C: Connector>(run: &Run<'_, C>, host: &HostInPlay) -> bool {
     let verify = &run.job.playbook.verify;
     let kept = run.connector.kept();
-    let conn = match kept.take_verified(&host.name) {
-        Some(conn) if conn.is_alive() => Some(conn),
-        Some(lost) => {
-            lost.close().await;
-            None
-        }
-        None => None,
-    };
+    let (conn, _) = still_alive(kept.take_verified(&host.name)).await;
     let was_kept = conn.is_some();
     let mut checked = check_host(run, host, verify, VERIFYING, None, conn).await;
     // Found dead by its first command: it died unnoticed while it waited, and nothing

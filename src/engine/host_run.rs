@@ -16,7 +16,7 @@ use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::registered::Registered;
 use crate::transport::kept::Findings;
-use crate::transport::{close_all, ConnectTarget, Connection, Connector};
+use crate::transport::{close_all, still_alive, ConnectTarget, Connection, Connector};
 use crate::vars::HostVars;
 
 /// How a host's run ended, as the engine weighs it.
@@ -129,15 +129,10 @@ impl<'r, C: Connector> HostRun<'r, C> {
             Some((conn, findings)) => (conn, Some(findings)),
             None => (None, None),
         };
-        let kept = match kept {
-            Some(conn) if conn.is_alive() => Some(conn),
-            Some(dead) => {
-                log.note("the connection kept since the pre-flight was lost while the host waited: reconnecting");
-                dead.close().await;
-                None
-            }
-            None => None,
-        };
+        let (kept, lost) = still_alive(kept).await;
+        if lost {
+            log.note("the connection kept since the pre-flight was lost while the host waited: reconnecting");
+        }
         let untried = kept.is_some();
         let conn = match kept {
             Some(conn) => conn,
