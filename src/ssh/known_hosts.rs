@@ -245,13 +245,32 @@ pub(crate) fn check_certificate(
     }
 }
 
+/// What known_hosts records for a host that shapes the key exchange with it, from one
+/// read of the files.
+pub(crate) struct Negotiation {
+    /// The host key algorithms to ask for, when not the default order.
+    pub(crate) preferred: Option<Vec<Algorithm>>,
+    /// Whether to ask for host certificates.
+    pub(crate) certificates: bool,
+}
+
+pub(crate) fn negotiation(files: &[PathBuf], host: &str, port: u16) -> Negotiation {
+    match Combined::read(files) {
+        Ok(kh) => Negotiation {
+            preferred: preferred_host_key_algorithms(&kh, host, port),
+            certificates: has_certificate_authority(&kh, host, port),
+        },
+        Err(_) => Negotiation {
+            preferred: None,
+            certificates: false,
+        },
+    }
+}
+
 /// Whether known_hosts has an `@cert-authority` line for the host: then host certificates
 /// are asked for (OpenSSH asks for them always, and falls back to the plain key; asking
 /// only when a CA could vouch keeps every other host's negotiation as it was).
-pub(crate) fn has_certificate_authority(files: &[PathBuf], host: &str, port: u16) -> bool {
-    let Ok(kh) = Combined::read(files) else {
-        return false;
-    };
+fn has_certificate_authority(kh: &Combined, host: &str, port: u16) -> bool {
     [port, 22].iter().any(|p| {
         kh.entries(host, *p)
             .iter()
@@ -263,12 +282,8 @@ pub(crate) fn has_certificate_authority(files: &[PathBuf], host: &str, port: u16
 /// first, as OpenSSH does: a host first met with an ECDSA key keeps being checked against
 /// that key rather than reported unknown for presenting its Ed25519 one. `None`: the
 /// default order does (nothing recorded, or the first preference is recorded).
-pub(crate) fn preferred_host_key_algorithms(
-    files: &[PathBuf],
-    host: &str,
-    port: u16,
-) -> Option<Vec<Algorithm>> {
-    let entries = Combined::read(files).ok()?.entries(host, port);
+fn preferred_host_key_algorithms(kh: &Combined, host: &str, port: u16) -> Option<Vec<Algorithm>> {
+    let entries = kh.entries(host, port);
     let known: Vec<&PublicKey> = entries
         .iter()
         .filter(|e| e.marker == Marker::Key)
@@ -387,7 +402,7 @@ mod tests {
             ));
         }
         // ...and asked for first, so that the host presents the recorded one.
-        let order = preferred_host_key_algorithms(&files, "h", 2222).expect("reordered");
+        let order = negotiation(&files, "h", 2222).preferred.expect("reordered");
         assert_eq!(
             order[0],
             Algorithm::Ecdsa {
@@ -395,9 +410,9 @@ mod tests {
             }
         );
         assert_eq!(order.len(), russh::Preferred::DEFAULT.key.len());
-        assert!(preferred_host_key_algorithms(&files, "other", 22).is_none());
+        assert!(negotiation(&files, "other", 22).preferred.is_none());
         std::fs::write(&path, format!("[h]:2222 {KEY}\n[h]:2222 {ecdsa}\n")).expect("write");
-        assert!(preferred_host_key_algorithms(&files, "h", 2222).is_none());
+        assert!(negotiation(&files, "h", 2222).preferred.is_none());
     }
 
     #[test]

@@ -390,10 +390,10 @@ impl SshTransport {
         let kh = &self.known_hosts_files;
         let (preferred_keys, certificates) = match self.options.host_key_checking {
             HostKeyChecking::Off => (None, false),
-            _ => (
-                known_hosts::preferred_host_key_algorithms(kh, &r.hostname, r.port),
-                known_hosts::has_certificate_authority(kh, &r.hostname, r.port),
-            ),
+            _ => {
+                let n = known_hosts::negotiation(kh, &r.hostname, r.port);
+                (n.preferred, n.certificates)
+            }
         };
         if preferred_keys.is_none() && !certificates {
             return if r.keepalive_interval == self.options.keepalive_interval {
