@@ -33,6 +33,7 @@ use crate::diagnostic::did_you_mean;
 use crate::mutex::lock;
 use crate::vars::{HostVars, Lookup};
 use memo::Memo;
+use reads::Uses;
 use resolve::Resolver;
 
 /// A problem in one template, in words an operator can act on.
@@ -58,12 +59,12 @@ pub struct Templates {
 /// source again to list its variables.
 #[derive(Default)]
 struct Compiled {
-    template_uses: Uses,
-    expression_uses: Uses,
+    template_uses: UsesBySource,
+    expression_uses: UsesBySource,
     expressions: FastMap<String, Arc<Expression<'static, 'static>>>,
 }
 
-type Uses = FastMap<String, Arc<HashSet<String>>>;
+type UsesBySource = FastMap<String, Arc<Uses>>;
 
 /// Keyed by sources and values of kilobytes: a faster hash than std's, none of them chosen
 /// to collide (a collision costs time, never a wrong value).
@@ -169,10 +170,10 @@ impl Templates {
                 None => {
                     let template = environment::template(s).map_err(describe)?;
                     let used = self.template_uses(s, &template);
-                    check_defined(s, &used, scope.vars)?;
+                    check_defined(s, &used.checked, scope.vars)?;
                     let rendered = template
-                        .render(context(&used, scope.values))
-                        .map_err(|e| explain(e, &used, scope.vars))?;
+                        .render(context(&used.names, scope.values))
+                        .map_err(|e| explain(e, &used.names, scope.vars))?;
                     Value::from(rendered)
                 }
             },
@@ -193,9 +194,9 @@ impl Templates {
     fn eval_value(&self, expression: &str, scope: &Scope) -> Result<Value, TemplateError> {
         let expr = self.compile(expression)?;
         let used = self.expression_uses(expression, &expr);
-        check_defined(expression, &used, scope.vars)?;
-        expr.eval(context(&used, scope.values))
-            .map_err(|e| explain(e, &used, scope.vars))
+        check_defined(expression, &used.checked, scope.vars)?;
+        expr.eval(context(&used.names, scope.values))
+            .map_err(|e| explain(e, &used.names, scope.vars))
     }
 
     /// The variables a template or expression reads, and those that the variables it reads
@@ -235,7 +236,7 @@ impl Templates {
                 self.template_uses(source, &template)
             }
         };
-        Ok(used.iter().cloned().collect())
+        Ok(used.names.iter().cloned().collect())
     }
 
     /// The variables an expression uses (its syntax checked).
@@ -243,28 +244,25 @@ impl Templates {
         let expr = self.compile(expression)?;
         Ok(self
             .expression_uses(expression, &expr)
+            .names
             .iter()
             .cloned()
             .collect())
     }
 
-    fn template_uses(
-        &self,
-        source: &str,
-        template: &minijinja::Template<'_, '_>,
-    ) -> Arc<HashSet<String>> {
+    fn template_uses(&self, source: &str, template: &minijinja::Template<'_, '_>) -> Arc<Uses> {
         self.uses(
             source,
             |c| &mut c.template_uses,
-            || reads::of_template(source).unwrap_or_else(|| template.undeclared_variables(false)),
+            || Uses::of_template(source, template),
         )
     }
 
-    fn expression_uses(&self, source: &str, expr: &Expression<'_, '_>) -> Arc<HashSet<String>> {
+    fn expression_uses(&self, source: &str, expr: &Expression<'_, '_>) -> Arc<Uses> {
         self.uses(
             source,
             |c| &mut c.expression_uses,
-            || reads::of_expression(source).unwrap_or_else(|| expr.undeclared_variables(false)),
+            || Uses::of_expression(source, expr),
         )
     }
 
@@ -272,9 +270,9 @@ impl Templates {
     fn uses(
         &self,
         source: &str,
-        kept: impl FnOnce(&mut Compiled) -> &mut Uses,
-        list: impl FnOnce() -> HashSet<String>,
-    ) -> Arc<HashSet<String>> {
+        kept: impl FnOnce(&mut Compiled) -> &mut UsesBySource,
+        list: impl FnOnce() -> Uses,
+    ) -> Arc<Uses> {
         let mut compiled = lock(&self.compiled);
         let kept = kept(&mut compiled);
         if let Some(used) = kept.get(source) {
@@ -324,11 +322,11 @@ impl Rendering<'_> {
     pub fn render(&mut self, source: &str) -> Result<String, TemplateError> {
         let template = environment::template(source).map_err(describe)?;
         let used = self.templates.template_uses(source, &template);
-        check_defined(source, &used, self.vars)?;
-        let values = self.resolver.values(&used)?;
+        check_defined(source, &used.checked, self.vars)?;
+        let values = self.resolver.values(&used.names)?;
         template
-            .render(context(&used, values))
-            .map_err(|e| explain(e, &used, self.vars))
+            .render(context(&used.names, values))
+            .map_err(|e| explain(e, &used.names, self.vars))
     }
 
     /// What a template or expression reads with these variables: see
@@ -346,11 +344,11 @@ impl Rendering<'_> {
     pub fn eval(&mut self, expression: &str) -> Result<bool, TemplateError> {
         let expr = self.templates.compile(expression)?;
         let used = self.templates.expression_uses(expression, &expr);
-        check_defined(expression, &used, self.vars)?;
-        let values = self.resolver.values(&used)?;
-        expr.eval(context(&used, values))
+        check_defined(expression, &used.checked, self.vars)?;
+        let values = self.resolver.values(&used.names)?;
+        expr.eval(context(&used.names, values))
             .map(|v| v.is_true())
-            .map_err(|e| explain(e, &used, self.vars))
+            .map_err(|e| explain(e, &used.names, self.vars))
     }
 }
 

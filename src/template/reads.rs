@@ -1,51 +1,81 @@
 //! The variables a template or an expression reads from its context: those it uses before
-//! (or without) giving them a value of its own. A template is handed only these, so a
-//! name missed here is "undefined" when rendered.
+//! (or without) giving them a value of its own. A template is handed only these, and a
+//! variable that is a template is worked out again when one of them changes.
 //!
 //! minijinja's `undeclared_variables` (3.1) misses some reads: the value a slice is taken
 //! of (`out.stdout_lines[-3:]`), a filter block's arguments, and a name read to give
 //! itself a value (`{% set x = x %}`, `{% with x = x %}`, a set block's body, a macro's
-//! default). This walks minijinja's own syntax tree with the scoping its runtime has, so
-//! the parse is the one the template is compiled with.
+//! default). This walks minijinja's own syntax tree, the parse the template is compiled
+//! from, with the frames its runtime has; what a template is handed is both lists.
+//!
+//! Only minijinja's list is checked to be defined before rendering: the walk also finds
+//! names read where they may be undefined by design (`{% set x = x | default(1) %}`),
+//! and one it lists by mistake must cost a lookup, never a false "undefined variable". A
+//! name read and undefined still fails the render, and is named then.
 
 use std::collections::HashSet;
 
-use minijinja::machinery::ast::{CallArg, Expr, Macro, Stmt};
+use minijinja::machinery::ast::{CallArg, Expr, ForLoop, Macro, Stmt};
 use minijinja::machinery::{parse, parse_expr};
 use minijinja::syntax::SyntaxConfig;
+use minijinja::{Expression, Template};
 
-/// What `source`, a template, reads; None when it does not parse (compiling it says why).
-pub(super) fn of_template(source: &str) -> Option<HashSet<String>> {
-    let tree = parse(source, "<template>", SyntaxConfig::default()).ok()?;
-    let mut reads = Reads::default();
-    reads.stmt(&tree);
-    Some(reads.into_names())
+/// What a source reads from its context.
+pub(super) struct Uses {
+    /// Every name it may read: what it is handed, and what its value depends on.
+    pub names: HashSet<String>,
+    /// Those checked to be defined before it renders (minijinja's own list).
+    pub checked: HashSet<String>,
 }
 
-/// What `source`, a bare expression, reads; None when it does not parse.
-pub(super) fn of_expression(source: &str) -> Option<HashSet<String>> {
-    let tree = parse_expr(source).ok()?;
-    let mut reads = Reads::default();
-    reads.expr(&tree);
-    Some(reads.into_names())
+impl Uses {
+    pub fn of_template(source: &str, template: &Template<'_, '_>) -> Uses {
+        let walked = parse(source, "<template>", SyntaxConfig::default())
+            .ok()
+            .map(|tree| Walk::default().stmt_names(&tree));
+        Uses::both(template.undeclared_variables(false), walked)
+    }
+
+    pub fn of_expression(source: &str, expr: &Expression<'_, '_>) -> Uses {
+        let walked = parse_expr(source)
+            .ok()
+            .map(|tree| Walk::default().expr_names(&tree));
+        Uses::both(expr.undeclared_variables(false), walked)
+    }
+
+    fn both(checked: HashSet<String>, walked: Option<HashSet<String>>) -> Uses {
+        let mut names = walked.unwrap_or_default();
+        names.extend(checked.iter().cloned());
+        Uses { names, checked }
+    }
 }
 
-struct Reads<'a> {
+struct Walk<'a> {
     read: HashSet<&'a str>,
     /// The names given a value, innermost scope last.
     scopes: Vec<HashSet<&'a str>>,
 }
 
-impl Default for Reads<'_> {
+impl Default for Walk<'_> {
     fn default() -> Self {
-        Reads {
+        Walk {
             read: HashSet::new(),
             scopes: vec![HashSet::new()],
         }
     }
 }
 
-impl<'a> Reads<'a> {
+impl<'a> Walk<'a> {
+    fn stmt_names(mut self, tree: &Stmt<'a>) -> HashSet<String> {
+        self.stmt(tree);
+        self.into_names()
+    }
+
+    fn expr_names(mut self, tree: &Expr<'a>) -> HashSet<String> {
+        self.expr(tree);
+        self.into_names()
+    }
+
     fn into_names(self) -> HashSet<String> {
         self.read.into_iter().map(str::to_string).collect()
     }
@@ -72,45 +102,51 @@ impl<'a> Reads<'a> {
         }
     }
 
-    /// `body` in a scope of its own, opened by `open` (which may give names values).
+    /// `body` in a frame of its own, opened by `open` (which may give names values).
     fn scoped(&mut self, open: impl FnOnce(&mut Self), body: &[Stmt<'a>]) {
         self.scopes.push(HashSet::new());
         open(self);
-        body.iter().for_each(|s| self.stmt(s));
+        self.body(body);
         self.scopes.pop();
     }
 
+    fn body(&mut self, body: &[Stmt<'a>]) {
+        body.iter().for_each(|s| self.stmt(s));
+    }
+
+    /// One way through an `if`: the names it gives a value.
+    fn branch(&mut self, body: &[Stmt<'a>]) -> HashSet<&'a str> {
+        self.scopes.push(HashSet::new());
+        self.body(body);
+        self.scopes.pop().unwrap_or_default()
+    }
+
+    // minijinja's runtime gives a frame of their own to a `for` body (each time round),
+    // `with`, macros and blocks; not to `if` branches, or to filter, set and autoescape
+    // blocks, whose names stay set after them.
     fn stmt(&mut self, stmt: &Stmt<'a>) {
         match stmt {
             Stmt::Template(t) => {
                 self.assign("self");
-                t.children.iter().for_each(|s| self.stmt(s));
+                self.body(&t.children);
             }
             Stmt::EmitExpr(e) => self.expr(&e.expr),
             Stmt::EmitRaw(_) => {}
-            Stmt::ForLoop(f) => {
-                // The iterable is read before the loop's names exist.
-                self.expr(&f.iter);
-                self.scoped(
-                    |r| {
-                        r.assign("loop");
-                        r.assign_target(&f.target);
-                        r.opt(&f.filter_expr);
-                    },
-                    &f.body,
-                );
-                self.scoped(|_| {}, &f.else_body);
-            }
+            Stmt::ForLoop(f) => self.for_loop(f),
             Stmt::IfCond(i) => {
                 self.expr(&i.expr);
-                self.scoped(|_| {}, &i.true_body);
-                self.scoped(|_| {}, &i.false_body);
+                let taken = self.branch(&i.true_body);
+                let other = self.branch(&i.false_body);
+                // Set after the `if` only when set whichever way it went.
+                for name in taken.intersection(&other) {
+                    self.assign(name);
+                }
             }
             Stmt::WithBlock(w) => self.scoped(
-                |r| {
+                |w2| {
                     for (target, value) in &w.assignments {
-                        r.expr(value);
-                        r.assign_target(target);
+                        w2.expr(value);
+                        w2.assign_target(target);
                     }
                 },
                 &w.body,
@@ -120,19 +156,21 @@ impl<'a> Reads<'a> {
                 self.assign_target(&s.target);
             }
             Stmt::SetBlock(s) => {
+                // The body is rendered, then filtered, then assigned.
+                self.body(&s.body);
                 self.opt(&s.filter);
-                self.scoped(|_| {}, &s.body);
                 self.assign_target(&s.target);
             }
             Stmt::AutoEscape(a) => {
                 self.expr(&a.enabled);
-                self.scoped(|_| {}, &a.body);
+                self.body(&a.body);
             }
             Stmt::FilterBlock(f) => {
+                // The filter is applied to the body rendered: its arguments are read after.
+                self.body(&f.body);
                 self.expr(&f.filter);
-                self.scoped(|_| {}, &f.body);
             }
-            Stmt::Block(b) => self.scoped(|r| r.assign("super"), &b.body),
+            Stmt::Block(b) => self.scoped(|w| w.assign("super"), &b.body),
             Stmt::Extends(e) => self.expr(&e.name),
             Stmt::Include(i) => self.expr(&i.name),
             Stmt::Import(i) => {
@@ -162,20 +200,40 @@ impl<'a> Reads<'a> {
         }
     }
 
-    fn macro_decl(&mut self, m: &Macro<'a>) {
-        // Defaults are worked out where the macro is defined, before its arguments exist.
-        m.defaults.iter().for_each(|d| self.expr(d));
+    fn for_loop(&mut self, f: &ForLoop<'a>) {
+        // The iterable is read before the loop's names exist.
+        self.expr(&f.iter);
         self.scoped(
-            |r| {
-                // `caller` exists only in a call block's macro; minijinja assumes it
-                // may, and so does this.
-                r.assign("caller");
-                r.assign("varargs");
-                r.assign("kwargs");
-                m.args.iter().for_each(|a| r.assign_target(a));
+            |w| {
+                w.assign("loop");
+                w.assign_target(&f.target);
+                w.opt(&f.filter_expr);
             },
-            &m.body,
+            &f.body,
         );
+        // Runs only when the loop did not: what it sets may not be set after.
+        self.branch(&f.else_body);
+    }
+
+    fn macro_decl(&mut self, m: &Macro<'a>) {
+        self.scopes.push(HashSet::new());
+        // `caller` exists only in a call block's macro; minijinja assumes it may, and so
+        // does this.
+        self.assign("caller");
+        // A default is worked out at the call, the arguments after it given already.
+        let first_default = m.args.len().saturating_sub(m.defaults.len());
+        for (i, default) in m.defaults.iter().enumerate() {
+            self.scopes.push(HashSet::new());
+            m.args
+                .iter()
+                .skip(first_default + i + 1)
+                .for_each(|a| self.assign_target(a));
+            self.expr(default);
+            self.scopes.pop();
+        }
+        m.args.iter().for_each(|a| self.assign_target(a));
+        self.body(&m.body);
+        self.scopes.pop();
     }
 
     fn opt(&mut self, expr: &Option<Expr<'a>>) {
@@ -248,14 +306,15 @@ impl<'a> Reads<'a> {
 mod tests {
     use super::*;
 
-    fn names(set: Option<HashSet<String>>) -> Vec<String> {
-        let mut v: Vec<String> = set.expect("parses").into_iter().collect();
-        v.sort();
-        v
+    fn template(source: &str) -> Vec<String> {
+        let tree = parse(source, "<template>", SyntaxConfig::default()).expect("parses");
+        sorted(Walk::default().stmt_names(&tree))
     }
 
-    fn template(source: &str) -> Vec<String> {
-        names(of_template(source))
+    fn sorted(names: HashSet<String>) -> Vec<String> {
+        let mut v: Vec<String> = names.into_iter().collect();
+        v.sort();
+        v
     }
 
     #[test]
@@ -277,33 +336,64 @@ mod tests {
             ["q"]
         );
         assert_eq!(
-            template("{% macro m(d=d) %}{{ d }}{% endmacro %}{{ m() }}"),
-            ["d"]
+            template("{% macro m(a, d=a) %}{{ d }}{% endmacro %}{{ m(1) }}"),
+            ["a"]
         );
-        assert_eq!(names(of_expression("out.stdout_lines[-1:] == []")), ["out"]);
+        let expr = parse_expr("out.stdout_lines[-1:] == []").expect("parses");
+        assert_eq!(sorted(Walk::default().expr_names(&expr)), ["out"]);
     }
 
     #[test]
     fn names_a_template_gives_a_value_are_not_read() {
-        assert_eq!(template("{% set x = 1 %}{{ x }}"), Vec::<String>::new());
+        let none = Vec::<String>::new();
+        assert_eq!(template("{% set x = 1 %}{{ x }}"), none);
         assert_eq!(
             template("{% for k, v in m.items() %}{{ k }}{{ v }}{{ loop.index }}{% endfor %}"),
             ["m"]
         );
         assert_eq!(
             template("{% with a = 1, b = a %}{{ b }}{% endwith %}"),
-            Vec::<String>::new()
+            none
         );
         assert_eq!(
-            template("{% macro m(a, b=2) %}{{ a }}{{ b }}{{ varargs }}{% endmacro %}{{ m(c) }}"),
+            template("{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(c) }}"),
             ["c"]
         );
+        // A default is worked out with the arguments after it given.
         assert_eq!(
-            template("{% set s %}text{% endset %}{{ s }}"),
-            Vec::<String>::new()
+            template("{% macro m(p=r, r=1) %}{{ p }}{% endmacro %}{{ m() }}"),
+            none
         );
-        // A scope's names end with it.
-        assert_eq!(template("{% for i in l %}{% endfor %}{{ i }}"), ["i", "l"]);
+        assert_eq!(template("{% set s %}text{% endset %}{{ s }}"), none);
+        // Set whichever way an `if` went, or in a block with no frame of its own.
+        assert_eq!(
+            template("{% if a %}{% set o = 1 %}{% else %}{% set o = 2 %}{% endif %}{{ o }}"),
+            ["a"]
+        );
+        assert_eq!(
+            template("{% filter replace(k, 'Q') %}{% set k = 'b' %}{% endfilter %}"),
+            none
+        );
+    }
+
+    #[test]
+    fn a_name_that_may_not_be_set_is_read() {
+        assert_eq!(
+            template("{% if a %}{% set o = 1 %}{% endif %}{{ o }}"),
+            ["a", "o"]
+        );
+        assert_eq!(
+            template("{% for i in l %}{% set j = i %}{% endfor %}{{ i }}{{ j }}"),
+            ["i", "j", "l"]
+        );
+        assert_eq!(
+            template("{% for i in l %}{% else %}{% set e = 1 %}{% endfor %}{{ e }}"),
+            ["e", "l"]
+        );
+        assert_eq!(
+            template("{% macro m() %}{{ varargs }}{% endmacro %}{{ m() }}"),
+            ["varargs"]
+        );
     }
 
     #[test]
@@ -319,17 +409,19 @@ mod tests {
         ];
         let env = minijinja::Environment::new();
         for source in sources {
-            let theirs = env
-                .template_from_str(source)
-                .expect("compiles")
-                .undeclared_variables(false);
-            assert_eq!(of_template(source), Some(theirs), "{source}");
+            let compiled = env.template_from_str(source).expect("compiles");
+            let uses = Uses::of_template(source, &compiled);
+            assert_eq!(uses.names, uses.checked, "{source}");
+            assert_eq!(sorted(uses.names), template(source), "{source}");
         }
     }
 
     #[test]
-    fn what_does_not_parse_has_no_reads() {
-        assert_eq!(of_template("{{ x"), None);
-        assert_eq!(of_expression("x ==="), None);
+    fn only_minijinjas_own_list_is_checked_to_be_defined() {
+        let env = minijinja::Environment::new();
+        let source = "{% set x = x | default('d') %}{{ out[1:] }}{{ y }}";
+        let uses = Uses::of_template(source, &env.template_from_str(source).expect("compiles"));
+        assert_eq!(sorted(uses.names), ["out", "x", "y"]);
+        assert_eq!(sorted(uses.checked), ["y"]);
     }
 }

@@ -268,22 +268,35 @@ fn a_slice_or_a_name_read_to_set_itself_reaches_the_template_host_by_host() {
             "n": 2,
         }))
     };
-    let (a, b) = (host(json!(["x", "a"])), host(json!(["x", "b"])));
+    let (a, b) = (host(json!(["x", "y", "a"])), host(json!(["x", "y", "b"])));
     for _ in 0..2 {
         assert_eq!(t.render("{{ last }}", &a).unwrap(), "a");
         assert_eq!(t.render("{{ last }}", &b).unwrap(), "b");
     }
-    assert_eq!(
-        t.render(
-            "{% set n = n + 1 %}{{ out.stdout_lines[:n] | join(',') }}",
-            &a
-        )
-        .unwrap(),
-        "x,a"
-    );
-    assert!(t.eval("out.stdout_lines[1:] == ['b']", &b).unwrap());
+    let set_n = "{% set n = n + 1 %}{{ out.stdout_lines[:n] | join(',') }}";
+    assert_eq!(t.render(set_n, &a).unwrap(), "x,y,a");
+    assert!(t.eval("out.stdout_lines[2:] == ['b']", &b).unwrap());
     let e = t.render("{{ missing[1:] }}", &a).unwrap_err();
     assert_eq!(e.message, "undefined variable `missing`");
+}
+
+#[test]
+fn a_name_a_template_may_set_itself_is_not_required_to_be_defined() {
+    // Read where it may be undefined by design: handed to the template when defined, never
+    // an "undefined variable" when not.
+    let t = Templates::new();
+    let with = vars(json!({"x": "host", "k": "c"}));
+    let without = vars(json!({"k": "c"}));
+    let default = "{% set x = x | default('d') %}[{{ x }}]";
+    assert_eq!(t.render(default, &with).unwrap(), "[host]");
+    assert_eq!(t.render(default, &without).unwrap(), "[d]");
+    let both_ways = "{% if k %}{% set o = '-a' %}{% else %}{% set o = '' %}{% endif %}\
+                     {% set o = o ~ ' -v' %}{{ o }}";
+    assert_eq!(t.render(both_ways, &without).unwrap(), "-a -v");
+    let filtered = "{% filter replace(q, 'Z') %}{% set q = 'b' %}abc{% endfilter %}";
+    assert_eq!(t.render(filtered, &without).unwrap(), "aZc");
+    let later = "{% macro m(p=r, r=1) %}{{ p }}{% endmacro %}{{ m() }}";
+    assert_eq!(t.render(later, &without).unwrap(), "1");
 }
 
 #[test]
