@@ -41,6 +41,11 @@ impl Default for Registered {
 }
 
 impl Registered {
+    /// The size of its texts.
+    pub fn text_len(&self) -> usize {
+        self.stdout.len() + self.stderr.len()
+    }
+
     /// The result as templates read it (`name.stdout`, `name.rc`...).
     pub fn to_value(&self) -> Value {
         self.clone().into_value()

@@ -26,10 +26,9 @@ use crate::vars::{ContentNotes, HostVars, Vars};
 #[derive(Debug, Clone)]
 pub struct Findings {
     pub at: Instant,
-    /// What the pre-flight steps registered, by name, deflated: a few kB where docker's
-    /// JSON takes tens (read once, at the host's turn). A result holds its texts only: its
+    /// What the pre-flight steps registered, by name. A result holds its texts only: its
     /// line lists are made when its value is.
-    registered: Vec<u8>,
+    registered: Held,
     /// What the playbook's `recheck` step printed (its stdout), when it ran: its sum, which
     /// is all a re-check compares, and a few bytes where the output can be tens of kB.
     pub probe: Option<Cksum>,
@@ -40,16 +39,46 @@ pub struct Findings {
 /// What the pre-flight steps registered, by name.
 pub type Outputs = indexmap::IndexMap<String, Registered>;
 
+/// The texts the waiting hosts' findings may hold as they are, beyond which they are
+/// deflated: docker's JSON takes tens of kB a host, a few once deflated, but deflating it
+/// only to inflate it at the host's turn was 4-5 % of the controller's CPU. This keeps a
+/// hundred hosts' as they are, and those needed first of a thousand (the pre-flight keeps
+/// them in the plan's order).
+const PLAIN: usize = 16 << 20;
+
+/// What the pre-flight steps registered, as they are or deflated.
+#[derive(Debug, Clone)]
+enum Held {
+    Plain(Outputs),
+    Deflated(Vec<u8>),
+}
+
 impl Findings {
     /// Findings made now of what the pre-flight steps registered, and of what the
     /// templates noted about those values: they read back exactly, so the notes hold.
     pub fn new(outputs: Outputs, probe: Option<Cksum>, notes: ContentNotes) -> Findings {
         Findings {
             at: Instant::now(),
-            registered: deflate(&outputs),
+            registered: Held::Plain(outputs),
             probe,
             notes,
         }
+    }
+
+    /// The size of the texts held as they are.
+    fn plain_bytes(&self) -> usize {
+        match &self.registered {
+            Held::Plain(outputs) => outputs.values().map(Registered::text_len).sum(),
+            Held::Deflated(_) => 0,
+        }
+    }
+
+    fn deflated(self) -> Findings {
+        let registered = match self.registered {
+            Held::Plain(outputs) => Held::Deflated(deflate(&outputs)),
+            deflated => deflated,
+        };
+        Findings { registered, ..self }
     }
 
     /// Lays what the pre-flight steps registered over `vars`, with what was noted about
@@ -61,7 +90,11 @@ impl Findings {
     /// What the pre-flight steps registered, as templates read it.
     fn vars(&self) -> Vars {
         let value = |(name, output): (String, Registered)| (name, output.into_value());
-        inflate(&self.registered).into_iter().map(value).collect()
+        let outputs = match &self.registered {
+            Held::Plain(outputs) => outputs.clone(),
+            Held::Deflated(bytes) => inflate(bytes),
+        };
+        outputs.into_iter().map(value).collect()
     }
 }
 
@@ -103,6 +136,8 @@ struct Store<C> {
     verified: HashMap<String, Option<C>>,
     /// Connections held in `hosts` and `verified`.
     open: usize,
+    /// The texts `hosts`' findings hold as they are (see [`PLAIN`]).
+    plain: usize,
     /// What the pre-flight could spare (the last budget [`Kept::keep`] was given), or
     /// the run without one ([`Kept::budget_unless_set`]).
     budget: Option<usize>,
@@ -121,6 +156,7 @@ impl<C> Default for Kept<C> {
                 hosts: HashMap::new(),
                 verified: HashMap::new(),
                 open: 0,
+                plain: 0,
                 budget: None,
             }),
         }
@@ -153,6 +189,12 @@ impl<C> Kept<C> {
     ) -> Option<C> {
         let mut store = self.store();
         store.budget = Some(budget);
+        let findings = if store.plain + findings.plain_bytes() <= PLAIN {
+            store.plain += findings.plain_bytes();
+            findings
+        } else {
+            findings.deflated()
+        };
         let mut spare = None;
         let mut conn = Some(conn);
         if store.open >= budget {
@@ -177,6 +219,7 @@ impl<C> Kept<C> {
         };
         if let Some(old) = store.hosts.insert(host.to_string(), waiting) {
             store.open -= usize::from(old.conn.is_some());
+            store.plain -= old.findings.plain_bytes();
             spare = spare.or(old.conn);
         }
         spare
@@ -188,6 +231,7 @@ impl<C> Kept<C> {
         let mut store = self.store();
         let waiting = store.hosts.remove(host)?;
         store.open -= usize::from(waiting.conn.is_some());
+        store.plain -= waiting.findings.plain_bytes();
         Some((waiting.conn, waiting.findings))
     }
 
@@ -305,19 +349,44 @@ mod tests {
                 .map(|n| n.get_or(1, name, || note(id)));
         }
         let notes = preflight.content_notes(["found", "probe"]);
-        let findings = Findings::new(outputs, None, notes);
-
-        let mut turn = HostVars::new(Vars::new());
-        findings.onto(&mut turn);
-        for (id, name) in [(5, "found"), (6, "probe")] {
-            // Exactly, keys in order, with the note that goes with it.
-            let read = turn.get(name).expect("registered");
-            assert!(crate::template::same(read, preflight.get(name).unwrap()));
-            let seen = turn.notes(name).map(|n| n.get_or(1, name, || note(9)).id);
-            assert_eq!(seen, Some(id), "{name}'s note carried");
+        let plain = Findings::new(outputs, None, notes);
+        for findings in [plain.clone(), plain.deflated()] {
+            let mut turn = HostVars::new(Vars::new());
+            findings.onto(&mut turn);
+            for (id, name) in [(5, "found"), (6, "probe")] {
+                // Exactly, keys in order, with the note that goes with it.
+                let read = turn.get(name).expect("registered");
+                assert!(crate::template::same(read, preflight.get(name).unwrap()));
+                let seen = turn.notes(name).map(|n| n.get_or(1, name, || note(9)).id);
+                assert_eq!(seen, Some(id), "{name}'s note carried");
+            }
+            assert!(turn.get("found").unwrap().get("stdout_lines").is_some());
+            assert!(turn.get("probe").unwrap().get("stderr_lines").is_none());
         }
-        assert!(turn.get("found").unwrap().get("stdout_lines").is_some());
-        assert!(turn.get("probe").unwrap().get("stderr_lines").is_none());
+    }
+
+    #[test]
+    fn findings_are_kept_as_they_are_up_to_their_budget_then_deflated() {
+        let big = || {
+            let output = Registered {
+                stdout: "x".repeat(PLAIN / 3 + 1),
+                ..Default::default()
+            };
+            let outputs = Outputs::from([("found".to_string(), output)]);
+            Findings::new(outputs, None, ContentNotes::default())
+        };
+        let kept = Kept::default();
+        for host in ["a", "b", "c"] {
+            kept.keep(host, 0, host, big(), 10);
+        }
+        let plain = |host| kept.take(host).map(|(_, f)| f.plain_bytes() > 0);
+        assert_eq!(plain("a"), Some(true));
+        // Room again for one: `c`, deflated when kept, stays so; `d` is kept as it is.
+        kept.keep("d", 0, "d", big(), 10);
+        assert_eq!(plain("c"), Some(false));
+        assert_eq!(plain("d"), Some(true));
+        assert_eq!(plain("b"), Some(true));
+        assert_eq!(kept.store().plain, 0, "all taken");
     }
 
     #[test]
