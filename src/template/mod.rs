@@ -173,7 +173,7 @@ impl Templates {
                     check_defined(s, &used.checked, scope.vars)?;
                     let rendered = template
                         .render(context(&used.names, scope.values))
-                        .map_err(|e| explain(e, &used.names, scope.vars))?;
+                        .map_err(|e| explain(e, s, &used.blamed, scope.vars))?;
                     Value::from(rendered)
                 }
             },
@@ -196,7 +196,7 @@ impl Templates {
         let used = self.expression_uses(expression, &expr);
         check_defined(expression, &used.checked, scope.vars)?;
         expr.eval(context(&used.names, scope.values))
-            .map_err(|e| explain(e, &used.names, scope.vars))
+            .map_err(|e| explain(e, expression, &used.blamed, scope.vars))
     }
 
     /// The variables a template or expression reads, and those that the variables it reads
@@ -326,7 +326,7 @@ impl Rendering<'_> {
         let values = self.resolver.values(&used.names)?;
         template
             .render(context(&used.names, values))
-            .map_err(|e| explain(e, &used.names, self.vars))
+            .map_err(|e| explain(e, source, &used.blamed, self.vars))
     }
 
     /// What a template or expression reads with these variables: see
@@ -348,7 +348,7 @@ impl Rendering<'_> {
         let values = self.resolver.values(&used.names)?;
         expr.eval(context(&used.names, values))
             .map(|v| v.is_true())
-            .map_err(|e| explain(e, &used.names, self.vars))
+            .map_err(|e| explain(e, expression, &used.blamed, self.vars))
     }
 }
 
@@ -410,7 +410,8 @@ fn check_defined(
 }
 
 /// Whether every use of `name` in `source` is followed (after any `.attribute`s) by a
-/// `default` filter or a `defined`/`undefined` test.
+/// `default` filter or a `defined`/`undefined` test. `name =` (a `set` or `with` target,
+/// a keyword argument) gives a value, it is no use.
 fn guarded(source: &str, name: &str) -> bool {
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut uses = 0;
@@ -418,6 +419,10 @@ fn guarded(source: &str, name: &str) -> bool {
         let before = source[..at].chars().next_back();
         let after = &source[at + name.len()..];
         if before.is_some_and(|c| is_ident(c) || c == '.') || after.starts_with(is_ident) {
+            continue;
+        }
+        let assigned = after.trim_start().strip_prefix('=');
+        if assigned.is_some_and(|r| !r.starts_with('=')) {
             continue;
         }
         uses += 1;
@@ -455,13 +460,16 @@ fn undefined(name: &str, vars: &dyn Lookup) -> TemplateError {
 /// minijinja says "undefined value"; the operator wants the name. A name the template uses
 /// (outside `default` and `is defined`, which minijinja allows) that no variable defines is
 /// the culprit; otherwise it is an attribute, and minijinja's own detail says which.
-fn explain(e: Error, used: &HashSet<String>, vars: &dyn Lookup) -> TemplateError {
+fn explain(e: Error, source: &str, blamed: &HashSet<String>, vars: &dyn Lookup) -> TemplateError {
     if e.kind() != ErrorKind::UndefinedError {
         return describe(e);
     }
-    let mut missing: Vec<&String> = used
+    // Not one the template may leave undefined (`x | default(...)`): another value, an
+    // attribute or an item, is what was missing then.
+    let mut missing: Vec<&String> = blamed
         .iter()
         .filter(|name| !vars.contains_key(name) && !is_builtin_global(name))
+        .filter(|name| !guarded(source, name))
         .collect();
     missing.sort();
     match missing.first() {

@@ -8,10 +8,12 @@
 //! default). This walks minijinja's own syntax tree, the parse the template is compiled
 //! from, with the frames its runtime has; what a template is handed is both lists.
 //!
-//! Only minijinja's list is checked to be defined before rendering: the walk also finds
-//! names read where they may be undefined by design (`{% set x = x | default(1) %}`),
-//! and one it lists by mistake must cost a lookup, never a false "undefined variable". A
-//! name read and undefined still fails the render, and is named then.
+//! Only the names both lists give are checked to be defined before rendering: the walk
+//! also finds names read where they may be undefined by design (`{% set x = x |
+//! default(1) %}`), minijinja lists names its runtime sets before they are read (in both
+//! branches of an `if`, in a filter block), and a name listed by mistake must cost a
+//! lookup, never a false "undefined variable". A name read and undefined still fails the
+//! render, and is named then.
 
 use std::collections::HashSet;
 
@@ -24,8 +26,18 @@ use minijinja::{Expression, Template};
 pub(super) struct Uses {
     /// Every name it may read: what it is handed, and what its value depends on.
     pub names: HashSet<String>,
-    /// Those checked to be defined before it renders (minijinja's own list).
+    /// Those checked to be defined before it renders: read whatever way it goes.
     pub checked: HashSet<String>,
+    /// Those named when a render finds a value undefined: not ones the template may give a
+    /// value itself (`{% set x = x | default(1) %}`), whose absence is no error.
+    pub blamed: HashSet<String>,
+}
+
+/// What the walk found: the names read from the context, and every name the template
+/// gives a value somewhere.
+struct Walked {
+    read: HashSet<String>,
+    given: HashSet<String>,
 }
 
 impl Uses {
@@ -43,10 +55,28 @@ impl Uses {
         Uses::both(expr.undeclared_variables(false), walked)
     }
 
-    fn both(checked: HashSet<String>, walked: Option<HashSet<String>>) -> Uses {
-        let mut names = walked.unwrap_or_default();
-        names.extend(checked.iter().cloned());
-        Uses { names, checked }
+    /// minijinja's list and the walk's: handed both, checked where they agree.
+    fn both(listed: HashSet<String>, walked: Option<Walked>) -> Uses {
+        let Some(walked) = walked else {
+            return Uses {
+                names: listed.clone(),
+                checked: listed.clone(),
+                blamed: listed,
+            };
+        };
+        let checked: HashSet<String> = listed.intersection(&walked.read).cloned().collect();
+        let mut names = walked.read;
+        names.extend(listed);
+        let blamed = names
+            .iter()
+            .filter(|n| checked.contains(*n) || !walked.given.contains(*n))
+            .cloned()
+            .collect();
+        Uses {
+            names,
+            checked,
+            blamed,
+        }
     }
 }
 
@@ -54,6 +84,8 @@ struct Walk<'a> {
     read: HashSet<&'a str>,
     /// The names given a value, innermost scope last.
     scopes: Vec<HashSet<&'a str>>,
+    /// Every name given a value, in whatever scope.
+    given: HashSet<&'a str>,
 }
 
 impl Default for Walk<'_> {
@@ -61,23 +93,28 @@ impl Default for Walk<'_> {
         Walk {
             read: HashSet::new(),
             scopes: vec![HashSet::new()],
+            given: HashSet::new(),
         }
     }
 }
 
 impl<'a> Walk<'a> {
-    fn stmt_names(mut self, tree: &Stmt<'a>) -> HashSet<String> {
+    fn stmt_names(mut self, tree: &Stmt<'a>) -> Walked {
         self.stmt(tree);
-        self.into_names()
+        self.walked()
     }
 
-    fn expr_names(mut self, tree: &Expr<'a>) -> HashSet<String> {
+    fn expr_names(mut self, tree: &Expr<'a>) -> Walked {
         self.expr(tree);
-        self.into_names()
+        self.walked()
     }
 
-    fn into_names(self) -> HashSet<String> {
-        self.read.into_iter().map(str::to_string).collect()
+    fn walked(self) -> Walked {
+        let owned = |names: HashSet<&str>| names.into_iter().map(str::to_string).collect();
+        Walked {
+            read: owned(self.read),
+            given: owned(self.given),
+        }
     }
 
     fn read(&mut self, name: &'a str) {
@@ -87,6 +124,7 @@ impl<'a> Walk<'a> {
     }
 
     fn assign(&mut self, name: &'a str) {
+        self.given.insert(name);
         if let Some(scope) = self.scopes.last_mut() {
             scope.insert(name);
         }
@@ -308,7 +346,7 @@ mod tests {
 
     fn template(source: &str) -> Vec<String> {
         let tree = parse(source, "<template>", SyntaxConfig::default()).expect("parses");
-        sorted(Walk::default().stmt_names(&tree))
+        sorted(Walk::default().stmt_names(&tree).read)
     }
 
     fn sorted(names: HashSet<String>) -> Vec<String> {
@@ -340,7 +378,7 @@ mod tests {
             ["a"]
         );
         let expr = parse_expr("out.stdout_lines[-1:] == []").expect("parses");
-        assert_eq!(sorted(Walk::default().expr_names(&expr)), ["out"]);
+        assert_eq!(sorted(Walk::default().expr_names(&expr).read), ["out"]);
     }
 
     #[test]
@@ -423,5 +461,6 @@ mod tests {
         let uses = Uses::of_template(source, &env.template_from_str(source).expect("compiles"));
         assert_eq!(sorted(uses.names), ["out", "x", "y"]);
         assert_eq!(sorted(uses.checked), ["y"]);
+        assert_eq!(sorted(uses.blamed), ["out", "y"]);
     }
 }

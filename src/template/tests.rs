@@ -290,13 +290,30 @@ fn a_name_a_template_may_set_itself_is_not_required_to_be_defined() {
     let default = "{% set x = x | default('d') %}[{{ x }}]";
     assert_eq!(t.render(default, &with).unwrap(), "[host]");
     assert_eq!(t.render(default, &without).unwrap(), "[d]");
-    let both_ways = "{% if k %}{% set o = '-a' %}{% else %}{% set o = '' %}{% endif %}\
-                     {% set o = o ~ ' -v' %}{{ o }}";
-    assert_eq!(t.render(both_ways, &without).unwrap(), "-a -v");
+    let both_ways = "{% if k %}{% set o = '-a' %}{% else %}{% set o = '' %}{% endif %}";
+    assert_eq!(
+        t.render(&format!("{both_ways}{{{{ o }}}}"), &without)
+            .unwrap(),
+        "-a"
+    );
+    let again = format!("{both_ways}{{% set o = o ~ ' -v' %}}{{{{ o }}}}");
+    assert_eq!(t.render(&again, &without).unwrap(), "-a -v");
+    let in_block = "{% filter upper %}{% set q = 'b' %}{% endfilter %}{{ q }}";
+    assert_eq!(t.render(in_block, &without).unwrap(), "b");
     let filtered = "{% filter replace(q, 'Z') %}{% set q = 'b' %}abc{% endfilter %}";
     assert_eq!(t.render(filtered, &without).unwrap(), "aZc");
     let later = "{% macro m(p=r, r=1) %}{{ p }}{% endmacro %}{{ m() }}";
     assert_eq!(t.render(later, &without).unwrap(), "1");
+    // What else is missing is named, not the name left to its default.
+    let out = vars(json!({"out": {"stdout_lines": []}}));
+    let e = t
+        .render(
+            "{% set svc = svc | default('app') %}{{ svc }} {{ out.stdout_lines[0] }}",
+            &out,
+        )
+        .unwrap_err();
+    assert!(!e.undefined, "{}", e.message);
+    assert!(!e.message.contains("svc"), "{}", e.message);
 }
 
 #[test]
