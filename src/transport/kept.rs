@@ -187,14 +187,14 @@ impl<C> Kept<C> {
         findings: Findings,
         budget: usize,
     ) -> Option<C> {
-        let mut store = self.store();
-        store.budget = Some(budget);
-        let findings = if store.plain + findings.plain_bytes() <= PLAIN {
-            store.plain += findings.plain_bytes();
+        // Deflated without the lock: every host's turn takes from the store meanwhile.
+        let findings = if self.room_for_plain(findings.plain_bytes()) {
             findings
         } else {
             findings.deflated()
         };
+        let mut store = self.store();
+        store.budget = Some(budget);
         let mut spare = None;
         let mut conn = Some(conn);
         if store.open >= budget {
@@ -223,6 +223,16 @@ impl<C> Kept<C> {
             spare = spare.or(old.conn);
         }
         spare
+    }
+
+    /// Whether findings of `bytes` of texts fit in [`PLAIN`]; if they do, counted there.
+    fn room_for_plain(&self, bytes: usize) -> bool {
+        let mut store = self.store();
+        let fits = store.plain + bytes <= PLAIN;
+        if fits {
+            store.plain += bytes;
+        }
+        fits
     }
 
     /// What `host`'s pre-flight left for its turn: its connection (if it was kept) and its
