@@ -44,14 +44,14 @@ impl Uses {
     pub fn of_template(source: &str, template: &Template<'_, '_>) -> Uses {
         let walked = parse(source, "<template>", SyntaxConfig::default())
             .ok()
-            .map(|tree| Walk::default().stmt_names(&tree));
+            .map(|tree| Walk::default().of_stmt(&tree));
         Uses::both(template.undeclared_variables(false), walked)
     }
 
     pub fn of_expression(source: &str, expr: &Expression<'_, '_>) -> Uses {
         let walked = parse_expr(source)
             .ok()
-            .map(|tree| Walk::default().expr_names(&tree));
+            .map(|tree| Walk::default().of_expr(&tree));
         Uses::both(expr.undeclared_variables(false), walked)
     }
 
@@ -99,12 +99,12 @@ impl Default for Walk<'_> {
 }
 
 impl<'a> Walk<'a> {
-    fn stmt_names(mut self, tree: &Stmt<'a>) -> Walked {
+    fn of_stmt(mut self, tree: &Stmt<'a>) -> Walked {
         self.stmt(tree);
         self.walked()
     }
 
-    fn expr_names(mut self, tree: &Expr<'a>) -> Walked {
+    fn of_expr(mut self, tree: &Expr<'a>) -> Walked {
         self.expr(tree);
         self.walked()
     }
@@ -346,7 +346,7 @@ mod tests {
 
     fn template(source: &str) -> Vec<String> {
         let tree = parse(source, "<template>", SyntaxConfig::default()).expect("parses");
-        sorted(Walk::default().stmt_names(&tree).read)
+        sorted(Walk::default().of_stmt(&tree).read)
     }
 
     fn sorted(names: HashSet<String>) -> Vec<String> {
@@ -378,7 +378,7 @@ mod tests {
             ["a"]
         );
         let expr = parse_expr("out.stdout_lines[-1:] == []").expect("parses");
-        assert_eq!(sorted(Walk::default().expr_names(&expr).read), ["out"]);
+        assert_eq!(sorted(Walk::default().of_expr(&expr).read), ["out"]);
     }
 
     #[test]
