@@ -101,8 +101,7 @@ pub(super) fn conclude(scope: &StepScope<'_>, attempt: Attempt<'_>, stopped: boo
         ExitStatus::Code(c) => i64::from(*c),
         ExitStatus::Signal(_) => -1,
     };
-    let mut registered = registered_result(attempt.stdout, attempt.stderr, rc, attempt.number);
-    registered.lines = step.keeps_lines;
+    let mut registered = registered_result(&attempt, rc, step.keeps_lines);
     let (failed, message) = match judge(scope, &mut registered) {
         Ok(failed) => (failed, None),
         Err(e) => (true, Some(e)),
@@ -192,19 +191,20 @@ pub(super) fn evaluate(rendering: &mut Rendering<'_>, cond: &Condition) -> Resul
     }
 }
 
-/// What `register` records, as Ansible's shell module: output without its final newline.
-fn registered_result(stdout: &[u8], stderr: &[u8], rc: i64, attempts: u32) -> Registered {
+/// What `register` records, as Ansible's shell module: output without its final newline;
+/// with its line lists where the step keeps them.
+fn registered_result(attempt: &Attempt<'_>, rc: i64, lines: bool) -> Registered {
     let text = |b: &[u8]| {
         String::from_utf8_lossy(b)
             .trim_end_matches(['\n', '\r'])
             .to_string()
     };
-    let (stdout, stderr) = (text(stdout), text(stderr));
     Registered {
-        stdout,
-        stderr,
+        stdout: text(attempt.stdout),
+        stderr: text(attempt.stderr),
         rc,
-        attempts,
+        lines,
+        attempts: attempt.number,
         ..Default::default()
     }
 }

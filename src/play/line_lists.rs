@@ -23,7 +23,7 @@
 use std::collections::HashSet;
 
 use crate::playbook::Playbook;
-use crate::template::is_template;
+use crate::template::{is_ident, is_template, name_uses};
 
 use super::{HostInPlay, Play};
 
@@ -110,24 +110,9 @@ impl<'a> Readers<'a> {
     }
 }
 
-fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-/// What follows each place `name` stands in `text` as a variable: a whole word, not an
-/// attribute of something else.
-fn after_each<'t>(text: &'t str, name: &'t str) -> impl Iterator<Item = &'t str> {
-    text.match_indices(name).filter_map(move |(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = &text[at + name.len()..];
-        let variable = !before.is_some_and(|c| is_word(c) || c == '.');
-        (variable && !after.starts_with(is_word)).then_some(after)
-    })
-}
-
 /// Whether `name` stands in `text` as a variable other than through a plain attribute.
 fn reads_lines_of(text: &str, name: &str) -> bool {
-    after_each(text, name).any(|after| !plain_attribute(after))
+    name_uses(text, name).any(|after| !plain_attribute(after))
 }
 
 /// Whether `after` (what follows a name) starts with one of the [`PLAIN`] attributes.
@@ -137,7 +122,7 @@ fn plain_attribute(after: &str) -> bool {
     };
     PLAIN.iter().any(|attribute| {
         rest.strip_prefix(attribute)
-            .is_some_and(|tail| !tail.starts_with(is_word))
+            .is_some_and(|tail| !tail.starts_with(is_ident))
     })
 }
 
@@ -146,7 +131,7 @@ fn plain_attribute(after: &str) -> bool {
 /// imports is not in the text.
 fn reaches_unnamed(text: &str) -> bool {
     // Named at all: `(debug)()` or `{% set d = debug %}` call it too.
-    let debug = after_each(text, "debug").next().is_some();
+    let debug = name_uses(text, "debug").next().is_some();
     let statements = text
         .split("{%")
         .skip(1)
@@ -154,7 +139,7 @@ fn reaches_unnamed(text: &str) -> bool {
     let loads = statements.map(str::trim_start).any(|s| {
         ["include", "import", "from", "extends"].iter().any(|k| {
             s.strip_prefix(k)
-                .is_some_and(|tail| !tail.starts_with(is_word))
+                .is_some_and(|tail| !tail.starts_with(is_ident))
         })
     });
     debug || loads

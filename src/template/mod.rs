@@ -413,14 +413,8 @@ fn check_defined(
 /// `default` filter or a `defined`/`undefined` test. `name =` (a `set` or `with` target,
 /// a keyword argument) gives a value, it is no use.
 fn guarded(source: &str, name: &str) -> bool {
-    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
     let mut uses = 0;
-    for (at, _) in source.match_indices(name) {
-        let before = source[..at].chars().next_back();
-        let after = &source[at + name.len()..];
-        if before.is_some_and(|c| is_ident(c) || c == '.') || after.starts_with(is_ident) {
-            continue;
-        }
+    for after in name_uses(source, name) {
         let assigned = after.trim_start().strip_prefix('=');
         if assigned.is_some_and(|r| !r.starts_with('=')) {
             continue;
@@ -444,6 +438,22 @@ fn guarded(source: &str, name: &str) -> bool {
         }
     }
     uses > 0
+}
+
+/// A character of a template's names (minijinja's are ASCII).
+pub(crate) fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// What follows each place `name` stands in `text` as a variable: a whole word, not an
+/// attribute of something else.
+pub(crate) fn name_uses<'t>(text: &'t str, name: &'t str) -> impl Iterator<Item = &'t str> {
+    text.match_indices(name).filter_map(move |(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = &text[at + name.len()..];
+        let variable = !before.is_some_and(|c| is_ident(c) || c == '.');
+        (variable && !after.starts_with(is_ident)).then_some(after)
+    })
 }
 
 fn undefined(name: &str, vars: &dyn Lookup) -> TemplateError {

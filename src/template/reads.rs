@@ -283,8 +283,10 @@ impl<'a> Walk<'a> {
     fn args(&mut self, args: &[CallArg<'a>]) {
         for arg in args {
             match arg {
-                CallArg::Pos(e) | CallArg::Kwarg(_, e) | CallArg::PosSplat(e) => self.expr(e),
-                CallArg::KwargSplat(e) => self.expr(e),
+                CallArg::Pos(e)
+                | CallArg::Kwarg(_, e)
+                | CallArg::PosSplat(e)
+                | CallArg::KwargSplat(e) => self.expr(e),
             }
         }
     }

@@ -284,9 +284,10 @@ impl Lookup for Over<'_> {
     }
 
     fn registered(&self, name: &str) -> bool {
-        match self.top.contains_key(name) {
-            true => self.registered,
-            false => self.base.registered(name),
+        if self.top.contains_key(name) {
+            self.registered
+        } else {
+            self.base.registered(name)
         }
     }
 
