@@ -33,19 +33,30 @@ OWNERS = [
 # Which of OWNERS are counted per host in flight rather than per host: the memo's room
 # grows with the hosts in flight (Memo::make_room_for).
 IN_FLIGHT = (0, 4)
-# Files of fleetup's own code that runs on tokio's workers (the engine runs in block_on).
-OURS = re.compile(r"\((check|host_run|step|emitter|rollout|termination|sudo)\.rs\)")
-
 
 def owner(frames):
     for name, pattern in OWNERS:
         if any(pattern.search(f) for f in frames):
             return name
-    # A task spawned on the runtime with none of our frames: russh's session tasks.
-    if any(f.startswith("run (worker.rs)") for f in frames) and not any(
-            OURS.search(f) for f in frames):
-        return OWNERS[0][0]
     return "other"
+
+
+def outcomes(events):
+    """The hosts' outcomes of a run's JSON events."""
+    found = {}
+    for line in open(events):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if e.get("event") == "host_finished":
+            found[e["outcome"]] = found.get(e["outcome"], 0) + 1
+    return found
+
+
+def status_ok(table):
+    """The hosts `fleetup status` read: rows of its table whose pre-flight is ok."""
+    return sum(1 for line in open(table) if line.split()[1:2] == ["ok"])
 
 
 def main():
@@ -55,6 +66,7 @@ def main():
     ap.add_argument("--events", required=True)
     ap.add_argument("--hosts", type=int, required=True)
     ap.add_argument("--serial", required=True)
+    ap.add_argument("--workload", default="upgrade")
     a = ap.parse_args()
 
     split, total = {}, 0
@@ -70,18 +82,13 @@ def main():
     for line in open(a.time):
         if "Maximum resident set size" in line:
             rss_kb = int(line.rsplit(":", 1)[1])
-    outcomes = {}
-    for line in open(a.events):
-        try:
-            e = json.loads(line)
-        except ValueError:
-            continue
-        if e.get("event") == "host_finished":
-            outcomes[e["outcome"]] = outcomes.get(e["outcome"], 0) + 1
-
     mb = lambda b: b / 1e6
-    print(f"{a.hosts} hosts, --serial {a.serial}: every host's connection held from the "
-          f"pre-flight to its turn; outcomes {outcomes}")
+    if a.workload == "status":
+        print(f"status of {a.hosts} hosts, {a.serial} at once: {status_ok(a.events)} "
+              "read ok")
+    else:
+        print(f"{a.hosts} hosts, --serial {a.serial}: every host's connection held from "
+              f"the pre-flight to its turn; outcomes {outcomes(a.events)}")
     print(f"peak RSS (GNU time): {rss_kb / 1000:.1f} MB" if rss_kb else "peak RSS: ?")
     print(f"peak heap (heaptrack): {mb(total):.1f} MB")
     # The hosts in flight are a batch (at most); everything else is held for every host.

@@ -69,4 +69,4 @@ run heaptrack "$HEAP_FLEETUP" heaptrack -o "$WORK/heap"
 heaptrack_print -f "$WORK/heap.zst" -F "$WORK/stacks.txt" --flamegraph-cost-type peak >/dev/null 2>&1
 run time "$FLEETUP" /usr/bin/time -v -o "$WORK/time.txt"
 python3 "$ROOT/tests/bench/memory.py" --stacks "$WORK/stacks.txt" --time "$WORK/time.txt" \
-    --events "$WORK/time.jsonl" --hosts "$HOSTS" --serial "$IN_FLIGHT"
+    --events "$WORK/time.jsonl" --hosts "$HOSTS" --serial "$IN_FLIGHT" --workload "$WORKLOAD"
