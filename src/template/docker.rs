@@ -7,7 +7,7 @@
 //! one, so only what differs from the image it was created from is kept: the new image's
 //! own defaults then apply, as they would for the operator's original `docker run`.
 
-use serde_json::Value;
+use super::node::Node as Value;
 
 /// The options of `docker run` (without `-d`, the image or the command) that re-create
 /// `container` (one object of `docker inspect`) beyond the defaults of `image` (one object
@@ -155,7 +155,7 @@ fn published_ports(container: &Value, args: &mut Vec<String>) {
     else {
         return;
     };
-    for (container_port, hosts) in bindings {
+    for (container_port, hosts) in bindings.iter() {
         // docker writes `7777/tcp`; `-p` takes the protocol only when it is not tcp.
         let port = container_port
             .strip_suffix("/tcp")
@@ -181,7 +181,7 @@ fn labels(container: &Value, image: &Value, args: &mut Vec<String>) {
         return;
     };
     let inherited = image.pointer("/Config/Labels").and_then(Value::as_object);
-    for (key, value) in own {
+    for (key, value) in own.iter() {
         if inherited.and_then(|l| l.get(key)) == Some(value) {
             continue;
         }
@@ -213,11 +213,37 @@ fn strings_at(value: &Value, path: &[&str]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value as J};
+
+    use super::Value as Node;
+
+    // The filters read a parsed document; the cases are written as serde_json's values.
+    fn run_options(c: &J, i: &J) -> Vec<String> {
+        super::run_options(&Node::from(c), &Node::from(i))
+    }
+
+    fn run_context(c: &J, i: &J) -> Vec<String> {
+        super::run_context(&Node::from(c), &Node::from(i))
+    }
+
+    fn run_command(c: &J, i: &J) -> Vec<String> {
+        super::run_command(&Node::from(c), &Node::from(i))
+    }
+
+    fn name(c: &J) -> String {
+        super::name(&Node::from(c)).to_string()
+    }
+
+    fn label(c: &J, key: &str) -> Option<J> {
+        super::label(&Node::from(c), key).map(|v| serde_json::to_value(v).unwrap())
+    }
+
+    fn published(c: &J, port: &str) -> Option<String> {
+        super::published(&Node::from(c), port)
+    }
 
     /// `docker image inspect simplelogin/app-ci:v4.66.1`, the parts that matter.
-    fn app_image() -> Value {
+    fn app_image() -> J {
         json!({"Config": {
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHON_VERSION=3.10.13", "LANG=C.UTF-8"],
             "Cmd": ["gunicorn", "wsgi:app", "-b", "0.0.0.0:7777"],
@@ -227,7 +253,7 @@ mod tests {
     }
 
     /// sl-email as the README's `docker run` made it.
-    fn readme_sl_email() -> Value {
+    fn readme_sl_email() -> J {
         json!({
             "Name": "/sl-email",
             "Config": {
@@ -347,7 +373,7 @@ mod tests {
         let app = json!({"Name": "/sl-app", "Config": {"Labels": {"svc": "app"}}});
         assert_eq!(name(&app), "sl-app");
         assert_eq!(name(&json!({})), "");
-        assert_eq!(label(&app, "svc"), Some(&json!("app")));
+        assert_eq!(label(&app, "svc"), Some(json!("app")));
         assert_eq!(label(&app, "other"), None);
         assert_eq!(label(&json!({"Config": {"Labels": null}}), "svc"), None);
     }

@@ -17,6 +17,7 @@ mod docker;
 mod environment;
 mod json;
 mod memo;
+mod node;
 mod reads;
 mod resolve;
 
