@@ -205,6 +205,12 @@ def tables(groups, summary):
     return out
 
 
+def scale_rss(sc):
+    """fleetup's peak RSS in a scale run: the kernel's exact figure when the run has it (a
+    run measured before it did has the highest sampled one)."""
+    return sc.get("max_rss_mb", sc["rss_peak_mb"])
+
+
 def scale_table(scales):
     out = ["### Scale: fleetup alone\n",
            "| hosts | workload | serial | forks | wall s | fleet cpu s | floor s | wall / floor | cpu s | "
@@ -217,7 +223,7 @@ def scale_table(scales):
             f"| {sc['hosts']} | {sc['workload']} | {sc.get('serial', '–')} | {sc['forks']} | "
             f"{fmt(sc['wall_s'])} | {fmt(sc['fleet_cpu_s'])} | {fmt(floor)} | {fmt(sc['wall_s'] / floor if floor else None)} | "
             f"{fmt(sc['cpu_s'])} | {fmt(1000 * sc['cpu_s'] / hs if hs else None, 3)} | {fmt(sc['mem_peak_mb'], 1)} | "
-            f"{fmt(sc['rss_peak_mb'], 1)} | {fmt(sc['cmds_per_host'], 1)} | {fmt(sc['logins_per_host'], 2)} | "
+            f"{fmt(scale_rss(sc), 1)} | {fmt(sc['cmds_per_host'], 1)} | {fmt(sc['logins_per_host'], 2)} | "
             f"{fmt(sc.get('machine_cpu_s'), 1)} | "
             f"{'ok' if sc['ok'] else 'FAILED: exit %s, %s hosts not done' % (sc['rc'], sc['bad_count'])} |")
     out.append("")
@@ -242,7 +248,8 @@ def cmd_report(a):
     if scales:
         out += scale_table(scales)
     out.append(f"Memory: `peak MB` is the peak of the tool's whole process tree from its cgroup ({method}); "
-               "`rss-sum MB` the highest sampled sum of the tree's resident sets. CPU: `cpu s` is user + sys of the "
+               "`rss-sum MB` the highest sampled sum of the tree's resident sets; the scale runs' `rss MB` is "
+               "fleetup's own peak resident set, from the kernel (wait4). CPU: `cpu s` is user + sys of the "
                "tool's whole tree (cgroup), the controller's share; `cpu/step ms` that per host and command; "
                "`fleet cpu s` the simulated hosts' (sshd, sessions, shims) during the run. `machine cpu s`: CPU the "
                "whole machine was busy during the run (/proc/stat): both, and anything else running. `cmds/host` and "
@@ -315,8 +322,11 @@ def targets_issue_19(target, groups, summary, scales):
         target(sc["ok"] and sc["wall_s"] <= 1.15 * floor,
                f"{sc['hosts']} hosts, {sc['workload']}: wall within 15 % of the fleet's floor "
                f"({sc['wall_s']:.1f} s against {floor:.1f} s: {sc['wall_s'] / floor:.2f}x)")
-        target(sc["mem_peak_mb"] <= 80, f"{sc['hosts']} hosts, {sc['workload']}: peak memory <= 80 MB "
-                                        f"(measured {sc['mem_peak_mb']:.1f} MB)")
+        # The issue's target is fleetup's peak RSS; the cgroup's peak also counts the page
+        # cache of the journal and host logs it wrote and its sockets' kernel buffers.
+        target(scale_rss(sc) <= 80, f"{sc['hosts']} hosts, {sc['workload']}: peak RSS <= 80 MB "
+                                    f"(measured {scale_rss(sc):.1f} MB; the cgroup's peak "
+                                    f"{sc['mem_peak_mb']:.1f} MB)")
         if sc["workload"] == "upgrade":
             target(sc["logins_per_host"] == 1,
                    f"{sc['hosts']} hosts, upgrade: 1 login per host (measured {sc['logins_per_host']:.2f})")

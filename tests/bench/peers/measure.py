@@ -16,6 +16,8 @@ them). Writes RUN.json with:
   mem_peak_mb   the cgroup's peak memory: v2 memory.peak, else v1 memory.max_usage_in_bytes.
                 It is the peak of the sum over the tree (anonymous memory, page tables,
                 kernel memory charged to it, and page cache the tree brought in or wrote)
+  max_rss_mb    the command's own peak resident set, from the kernel (wait4's ru_maxrss):
+                exact for a tool that is one process, as fleetup is; its children not counted
   rss_peak_mb   the highest sum, over the processes in the cgroup at one instant, of their
                 resident set size (sampled every --sample-ms; shared pages of forked workers
                 count once per process, so this over-counts a forking tool)
@@ -268,7 +270,7 @@ def main():
     else:
         rc = 128 + os.WTERMSIG(status)
     res = {"wall_s": t1 - t0, "rc": rc, "rss_peak_mb": rss_peak / 2**20, "procs_max": procs_max,
-           "method": cg.method, "machine_cpu_s": stat1 - stat0}
+           "max_rss_mb": ru.ru_maxrss / 1024, "method": cg.method, "machine_cpu_s": stat1 - stat0}
     if cg.method != "none":
         user, sys_, total = cg.cpu_s()
         res.update(cpu_user_s=user, cpu_sys_s=sys_, cpu_s=total, mem_peak_mb=cg.mem_peak_mb())
