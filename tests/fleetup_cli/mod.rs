@@ -298,12 +298,18 @@ pub fn shim<'a>(log: &'a [CommandRecord], ev: &str, needle: &str) -> &'a Command
         .unwrap_or_else(|| panic!("no `{ev}` of a command with `{needle}` in the log"))
 }
 
-/// Commands the host logged at or after `t` (unix seconds).
+/// Commands the host started at or after `t` (unix seconds), with their ends. The end of
+/// one started before is left out: the session wrapper logs it once the channel has closed,
+/// which can be after fleetup went on (a pre-flight command's end after `run_started`).
 pub fn since(fleet: &Fleet, name: &str, t: f64) -> Vec<CommandRecord> {
-    fleet
-        .commands(name)
-        .into_iter()
-        .filter(|c| c.t >= t)
+    let all = fleet.commands(name);
+    let before: std::collections::HashSet<String> = all
+        .iter()
+        .filter(|c| c.ev == "start" && c.t < t)
+        .map(|c| c.id.clone())
+        .collect();
+    all.into_iter()
+        .filter(|c| c.t >= t && !before.contains(&c.id))
         .collect()
 }
 
