@@ -205,32 +205,18 @@ mod tests {
         assert_eq!(*of(&converted(&doc)), Node::from(&doc));
     }
 
+    /// What a parse holds and how it fails is `node.rs`'s to test; here, the view on it.
     #[test]
-    fn a_parsed_document_is_serde_jsons_own() {
-        let texts = [
-            r#"{"z": [3, {"b": 1, "a": [true, null, "x"]}], "a": {"y": {}, "x": []}}"#,
-            r#"{"k": 1, "j": 2, "k": 3}"#,
-            r#"[1.5, -0.0, 1e300, -7, 18446744073709551615, "\u00e9\n", {}]"#,
-            r#" "text" "#,
-            "null",
-        ];
-        for text in texts {
-            let own: J = serde_json::from_str(text).unwrap();
-            let parsed = document(text).unwrap();
-            let parsed = serde_json::to_value(&*of(&parsed)).unwrap();
-            assert!(
-                crate::template::same(&parsed, &own),
-                "{text}: {parsed} against {own}"
-            );
-            assert_eq!(parsed.to_string(), own.to_string(), "{text}");
-        }
-        for bad in ["{", "[1,]", "{} x", "", "1e400"] {
-            assert_eq!(
-                document(bad).unwrap_err().to_string(),
-                serde_json::from_str::<J>(bad).unwrap_err().to_string(),
-                "{bad}"
-            );
-        }
+    fn a_document_is_a_view_of_its_parse() {
+        let text = r#"{"z": [3, {"b": 1}], "a": {"y": {}}}"#;
+        let view = document(text).unwrap();
+        assert!(matches!(of(&view), Cow::Borrowed(_)));
+        assert_eq!(*of(&view), Node::parse(text).unwrap());
+        assert_eq!(view.get_attr("z").unwrap().len(), Some(2));
+        assert_eq!(
+            document("[1,]").unwrap_err().to_string(),
+            serde_json::from_str::<J>("[1,]").unwrap_err().to_string()
+        );
     }
 
     #[test]
