@@ -48,7 +48,7 @@ pub(super) struct Object {
 const SCAN: usize = 8;
 /// Keys longer than this are not shared: they are data (a label's name), not docker's own.
 const SHARED_KEY_LEN: usize = 64;
-/// At most this many keys are shared, whatever the documents a thread reads.
+/// At most this many keys are shared at once, whatever the documents a thread reads.
 const SHARED_KEYS: usize = 4096;
 
 thread_local! {
@@ -64,10 +64,13 @@ fn key(text: &str) -> Key {
         if let Some(shared) = keys.get(text) {
             return shared.clone();
         }
-        let new: Key = text.into();
-        if keys.len() < SHARED_KEYS {
-            keys.insert(new.clone());
+        // Full (a document whose keys are its data): start again, so that the keys of the
+        // documents read from now on are shared, not only those of the first ones read.
+        if keys.len() >= SHARED_KEYS {
+            keys.clear();
         }
+        let new: Key = text.into();
+        keys.insert(new.clone());
         new
     })
 }
@@ -92,10 +95,13 @@ impl Object {
                 }
             }
         }
+        // A mapping too large for the index (4 billion keys) is searched in order.
         let mut by_key: Vec<u32> = Vec::new();
-        if unique.len() > SCAN {
-            by_key = (0..unique.len() as u32).collect();
-            by_key.sort_by(|&a, &b| unique[a as usize].0.cmp(&unique[b as usize].0));
+        if let Ok(n) = u32::try_from(unique.len()) {
+            if unique.len() > SCAN {
+                by_key = (0..n).collect();
+                by_key.sort_by(|&a, &b| unique[a as usize].0.cmp(&unique[b as usize].0));
+            }
         }
         Object {
             entries: unique.into_boxed_slice(),
@@ -441,5 +447,24 @@ mod tests {
         let (kc, _) = c.as_object().unwrap().entry(&long).unwrap();
         let (kd, _) = d.as_object().unwrap().entry(&long).unwrap();
         assert!(!Arc::ptr_eq(kc, kd));
+    }
+
+    #[test]
+    fn keys_read_after_the_shared_ones_filled_up_are_shared_too() {
+        // A thread of its own: the shared keys are the thread's.
+        std::thread::spawn(|| {
+            let junk: Vec<String> = (0..SHARED_KEYS + 10)
+                .map(|i| format!("\"{i:08}-junk\": 0"))
+                .collect();
+            Node::parse(&format!("{{{}}}", junk.join(", "))).unwrap();
+            let a = Node::parse(r#"{"Mounts": 1}"#).unwrap();
+            let b = Node::parse(r#"{"Mounts": 2}"#).unwrap();
+            let (ka, _) = a.as_object().unwrap().entry("Mounts").unwrap();
+            let (kb, _) = b.as_object().unwrap().entry("Mounts").unwrap();
+            assert!(Arc::ptr_eq(ka, kb));
+            KEYS.with(|keys| assert!(keys.borrow().len() <= SHARED_KEYS));
+        })
+        .join()
+        .unwrap();
     }
 }
