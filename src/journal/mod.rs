@@ -235,14 +235,14 @@ fn file_name(host: &str) -> String {
     }
 }
 
-/// One host's output log: each step's command, its output as it arrived, and how it
-/// ended, with the run's secrets hidden.
 /// A host log's buffer. Every host in flight holds one (std's 8 kB was 1.6 MB of `fleetup
 /// status`'s peak at 200 hosts at once); it gathers a step's small writes, and output comes
 /// in chunks of up to a packet (8 kB), which a smaller buffer passes straight through as
 /// the larger one did.
 const HOST_LOG_BUFFER: usize = 1 << 10;
 
+/// One host's output log: each step's command, its output as it arrived, and how it
+/// ended, with the run's secrets hidden.
 pub struct HostLog {
     out: BufWriter<File>,
     pub path: PathBuf,
