@@ -60,6 +60,15 @@ pub(super) struct Derivation {
     pub inputs: Vec<u64>,
 }
 
+/// A variable a definition reads ([`super::Templates::needs_in`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Need {
+    pub name: String,
+    /// Only minijinja lists it: the definition gives it a value before any read, so a
+    /// cycle through it is no cycle.
+    pub maybe: bool,
+}
+
 struct Interned {
     id: u64,
     template: bool,
@@ -81,7 +90,7 @@ pub(super) struct Memo {
     derivations: FastMap<Derivation, (u64, u64)>,
     /// What each definition that is a template reads, by the definition's id, and when it
     /// was last asked for.
-    needs: FastMap<u64, (Arc<[String]>, u64)>,
+    needs: FastMap<u64, (Arc<[Need]>, u64)>,
     values: FastMap<u64, Kept>,
     values_bytes: usize,
     clock: u64,
@@ -175,7 +184,7 @@ impl Memo {
     }
 
     /// The variables the definition `id` reads, sorted, once told by [`Memo::read_by`].
-    pub fn needs(&mut self, id: u64) -> Option<Arc<[String]>> {
+    pub fn needs(&mut self, id: u64) -> Option<Arc<[Need]>> {
         self.clock += 1;
         let now = self.clock;
         let (needs, used) = self.needs.get_mut(&id)?;
@@ -183,7 +192,7 @@ impl Memo {
         Some(needs.clone())
     }
 
-    pub fn read_by(&mut self, id: u64, needs: Arc<[String]>) {
+    pub fn read_by(&mut self, id: u64, needs: Arc<[Need]>) {
         self.clock += 1;
         self.needs.insert(id, (needs, self.clock));
     }

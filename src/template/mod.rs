@@ -21,7 +21,7 @@ mod node;
 mod reads;
 mod resolve;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use minijinja::value::{Serde, Value};
@@ -73,6 +73,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Variables' values by name, as a template sees them.
 type Values = FastMap<String, Value>;
+
+/// What a variable's definition reads, by name, in order: whether each is only a maybe.
+type Needs = BTreeMap<String, bool>;
 
 /// The variables a template reads, by name, and the values it sees for them (a variable
 /// that is a template, rendered).
@@ -138,25 +141,37 @@ impl Templates {
         }
     }
 
-    fn variables_in(&self, value: &serde_json::Value) -> Result<HashSet<String>, TemplateError> {
-        let mut names = HashSet::new();
+    /// The variables a variable's definition reads, each with whether it is only a maybe
+    /// ([`reads::Uses::maybe`]): in none of its strings for sure.
+    fn needs_in(&self, value: &serde_json::Value) -> Result<Needs, TemplateError> {
+        let mut needs = Needs::new();
+        let mut add = |more: Needs| {
+            for (name, maybe) in more {
+                *needs.entry(name).or_insert(maybe) &= maybe;
+            }
+        };
         match value {
             serde_json::Value::String(s) if is_template(s) => {
-                names.extend(self.variables_of_template(s)?);
+                let uses = self.uses_of_template(s)?;
+                add(uses
+                    .names
+                    .iter()
+                    .map(|n| (n.clone(), uses.maybe.contains(n)))
+                    .collect());
             }
             serde_json::Value::Array(items) => {
                 for item in items {
-                    names.extend(self.variables_in(item)?);
+                    add(self.needs_in(item)?);
                 }
             }
             serde_json::Value::Object(map) => {
                 for item in map.values() {
-                    names.extend(self.variables_in(item)?);
+                    add(self.needs_in(item)?);
                 }
             }
             _ => {}
         }
-        Ok(names)
+        Ok(needs)
     }
 
     /// A variable's value rendered, in `scope`, which holds what it reads.
@@ -221,7 +236,7 @@ impl Templates {
             }
             let template = |v: &&serde_json::Value| has_template(v) && !vars.registered(&name);
             if let Some(value) = vars.get(&name).filter(template) {
-                pending.extend(self.variables_in(value)?);
+                pending.extend(self.needs_in(value)?.into_keys());
             }
         }
         Ok(reached)
@@ -229,15 +244,23 @@ impl Templates {
 
     /// The variables a template uses (its syntax checked).
     pub fn variables_of_template(&self, source: &str) -> Result<Vec<String>, TemplateError> {
+        Ok(self
+            .uses_of_template(source)?
+            .names
+            .iter()
+            .cloned()
+            .collect())
+    }
+
+    fn uses_of_template(&self, source: &str) -> Result<Arc<Uses>, TemplateError> {
         let known = lock(&self.compiled).template_uses.get(source).cloned();
-        let used = match known {
-            Some(used) => used,
+        match known {
+            Some(used) => Ok(used),
             None => {
                 let template = environment::template(source).map_err(describe)?;
-                self.template_uses(source, &template)
+                Ok(self.template_uses(source, &template))
             }
-        };
-        Ok(used.names.iter().cloned().collect())
+        }
     }
 
     /// The variables an expression uses (its syntax checked).

@@ -31,6 +31,10 @@ pub(super) struct Uses {
     /// Those named when a render finds a value undefined: not ones the template may give a
     /// value itself (`{% set x = x | default(1) %}`), whose absence is no error.
     pub blamed: HashSet<String>,
+    /// Those only minijinja lists: the walk found each given a value before any read (in
+    /// both branches of an `if`). Handed all the same, but a cycle of variables through one
+    /// of them is no cycle (see [`super::resolve`]).
+    pub maybe: HashSet<String>,
 }
 
 /// What the walk found: the names read from the context, and every name the template
@@ -62,9 +66,11 @@ impl Uses {
                 names: listed.clone(),
                 checked: listed.clone(),
                 blamed: listed,
+                maybe: HashSet::new(),
             };
         };
         let checked: HashSet<String> = listed.intersection(&walked.read).cloned().collect();
+        let maybe = listed.difference(&walked.read).cloned().collect();
         let mut names = walked.read;
         names.extend(listed);
         let blamed = names
@@ -76,6 +82,7 @@ impl Uses {
             names,
             checked,
             blamed,
+            maybe,
         }
     }
 }
@@ -464,5 +471,15 @@ mod tests {
         assert_eq!(sorted(uses.names), ["out", "x", "y"]);
         assert_eq!(sorted(uses.checked), ["y"]);
         assert_eq!(sorted(uses.blamed), ["out", "y"]);
+        assert!(uses.maybe.is_empty(), "every name minijinja lists is read");
+    }
+
+    #[test]
+    fn a_name_only_minijinja_lists_is_a_maybe() {
+        let env = minijinja::Environment::new();
+        let source = "{% if a %}{% set o = 1 %}{% else %}{% set o = 2 %}{% endif %}{{ o }}";
+        let uses = Uses::of_template(source, &env.template_from_str(source).expect("compiles"));
+        assert_eq!(sorted(uses.names), ["a", "o"]);
+        assert_eq!(sorted(uses.maybe), ["o"]);
     }
 }

@@ -7,13 +7,18 @@
 //! First every variable reached gets its id (see [`super::memo`]), which takes no
 //! rendering; then the values are taken from those kept, and only the missing ones are
 //! rendered.
+//!
+//! A cycle that goes through a read only minijinja lists ([`Need::maybe`]: the definition
+//! gives that name a value itself before reading it) is no cycle: the variable read that
+//! way is not handed to the definition, which never reads it, and the rest resolves as if
+//! the read were not there. Jinja, and so Ansible, render such a definition.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use minijinja::value::{Serde, Value};
 
-use super::memo::{approx_result_bytes, Derivation};
+use super::memo::{approx_result_bytes, Derivation, Need};
 use super::{in_variable, FastMap, Scope, TemplateError, Templates, Values};
 use crate::vars::{Derived, Lookup, NameSet, Note};
 
@@ -29,8 +34,12 @@ pub(super) struct Resolver<'t> {
     /// The variables that are templates whose id the host's notes gave, with the id of
     /// their definition: what they read is worked out only if their value must be.
     noted: FastMap<String, u64>,
-    /// The variables whose ids are being worked out, each waiting for those it reads.
-    in_progress: Vec<String>,
+    /// The variables whose ids are being worked out, each waiting for those it reads, and
+    /// whether the one before it reads it only maybe.
+    in_progress: Vec<(String, bool)>,
+    /// Where a cycle just found is broken: the depth in `in_progress` of the variable read
+    /// only maybe, which the one before it is to do without.
+    breaking: Option<usize>,
     values: Values,
 }
 
@@ -44,6 +53,7 @@ impl<'t> Resolver<'t> {
             reads: FastMap::default(),
             noted: FastMap::default(),
             in_progress: Vec::new(),
+            breaking: None,
             values: Values::default(),
         }
     }
@@ -52,8 +62,9 @@ impl<'t> Resolver<'t> {
     pub fn values(&mut self, names: &HashSet<String>) -> Result<&Values, TemplateError> {
         // An error of an earlier template may have left a variable half worked out.
         self.in_progress.clear();
+        self.breaking = None;
         for name in names {
-            self.id(name)?;
+            self.id(name, false)?;
         }
         for name in names {
             if self.vars.contains_key(name) {
@@ -63,8 +74,9 @@ impl<'t> Resolver<'t> {
         Ok(&self.values)
     }
 
-    /// The id of `name`'s value (None when it is not defined).
-    fn id(&mut self, name: &str) -> Result<Option<u64>, TemplateError> {
+    /// The id of `name`'s value (None when it is not defined); `maybe`: whether the
+    /// variable being worked out reads it only maybe.
+    fn id(&mut self, name: &str, maybe: bool) -> Result<Option<u64>, TemplateError> {
         if let Some(id) = self.ids.get(name) {
             return Ok(Some(*id));
         }
@@ -96,16 +108,16 @@ impl<'t> Resolver<'t> {
             self.noted.insert(name.to_string(), own);
             derived.id
         } else {
-            self.derivation(name, definition, own)?
+            self.derivation(name, definition, own, maybe)?
         };
         self.ids.insert(name.to_string(), id);
         Ok(Some(id))
     }
 
     /// What a variable that reads `needs` reads in all, if its value may be kept.
-    fn reads_through(&self, needs: &[String]) -> Option<NameSet> {
+    fn reads_through(&self, needs: &[Need]) -> Option<NameSet> {
         let mut all = NameSet::default();
-        for need in needs {
+        for Need { name: need, .. } in needs {
             all = all.with(NameSet::of(need));
             if let Some(through) = self.reads.get(need.as_str()) {
                 all = all.with((*through)?);
@@ -119,46 +131,28 @@ impl<'t> Resolver<'t> {
         name: &str,
         definition: &serde_json::Value,
         own: u64,
+        maybe: bool,
     ) -> Result<u64, TemplateError> {
         // Only a variable still waiting for its own needs closes a cycle.
-        if self.in_progress.iter().any(|n| n == name) {
-            let by = self.in_progress.last().map_or(name, String::as_str);
-            return Err(TemplateError {
-                message: format!("variables `{by}` and `{name}` refer to each other"),
-                undefined: false,
-            });
+        if let Some(at) = self.in_progress.iter().position(|(n, _)| n == name) {
+            return Err(self.cycle(at, name, maybe));
         }
-        let known = self.templates.memo().needs(own);
-        let needs = match known {
-            Some(needs) => needs,
-            None => {
-                let mut needs: Vec<String> = self
-                    .templates
-                    .variables_in(definition)
-                    .map_err(|e| in_variable(name, e))?
-                    .into_iter()
-                    .collect();
-                needs.sort();
-                let needs: Arc<[String]> = needs.into();
-                self.templates.memo().read_by(own, needs.clone());
-                needs
-            }
-        };
+        let needs = self.needs(name, definition, own)?;
         // `lookup` reads the environment and files, which may change between renders.
-        let pure = !needs.iter().any(|n| n == "lookup") || self.vars.contains_key("lookup");
-        self.in_progress.push(name.to_string());
+        let pure = !needs.iter().any(|n| n.name == "lookup") || self.vars.contains_key("lookup");
+        self.in_progress.push((name.to_string(), maybe));
         let mut inputs = Vec::with_capacity(needs.len());
         let mut defined = Vec::with_capacity(needs.len());
         for need in needs.iter() {
             // A variable that reads itself sees its own definition, unrendered.
-            let id = if need == name {
+            let id = if need.name == name {
                 Some(own)
             } else {
-                self.id(need)?
+                self.input(need)?
             };
             inputs.push(id.unwrap_or(0));
             if id.is_some() {
-                defined.push(need.clone());
+                defined.push(need.name.clone());
             }
         }
         self.in_progress.pop();
@@ -178,6 +172,60 @@ impl<'t> Resolver<'t> {
         Ok(id)
     }
 
+    /// What `name`'s definition reads, sorted.
+    fn needs(
+        &mut self,
+        name: &str,
+        definition: &serde_json::Value,
+        own: u64,
+    ) -> Result<Arc<[Need]>, TemplateError> {
+        if let Some(needs) = self.templates.memo().needs(own) {
+            return Ok(needs);
+        }
+        let needs: Arc<[Need]> = self
+            .templates
+            .needs_in(definition)
+            .map_err(|e| in_variable(name, e))?
+            .into_iter()
+            .map(|(name, maybe)| Need { name, maybe })
+            .collect();
+        self.templates.memo().read_by(own, needs.clone());
+        Ok(needs)
+    }
+
+    /// The id of what the variable being worked out reads as `need`; None when it is not
+    /// defined, or is read only maybe and closes a cycle: either way it is not handed.
+    fn input(&mut self, need: &Need) -> Result<Option<u64>, TemplateError> {
+        let depth = self.in_progress.len();
+        match self.id(&need.name, need.maybe) {
+            Err(_) if self.breaking == Some(depth) => {
+                self.breaking = None;
+                self.in_progress.truncate(depth);
+                Ok(None)
+            }
+            id => id,
+        }
+    }
+
+    /// The error of a cycle closed by reading `name` (at `at` in `in_progress`) again,
+    /// `maybe` or not; where a read on the cycle is only maybe, it is broken there instead.
+    fn cycle(&mut self, at: usize, name: &str, maybe: bool) -> TemplateError {
+        let depth = self.in_progress.len();
+        self.breaking = if maybe {
+            Some(depth)
+        } else {
+            self.in_progress[at + 1..]
+                .iter()
+                .rposition(|(_, maybe)| *maybe)
+                .map(|k| at + 1 + k)
+        };
+        let by = self.in_progress.last().map_or(name, |(n, _)| n.as_str());
+        TemplateError {
+            message: format!("variables `{by}` and `{name}` refer to each other"),
+            undefined: false,
+        }
+    }
+
     /// The value of `name`, defined and with its id worked out.
     fn value(&mut self, name: &str) -> Result<Value, TemplateError> {
         if let Some(value) = self.values.get(name) {
@@ -195,7 +243,7 @@ impl<'t> Resolver<'t> {
                 return Ok(value);
             }
             // The memo forgot the value: what it reads is needed to render it.
-            let id = self.derivation(name, definition, own)?;
+            let id = self.derivation(name, definition, own, false)?;
             self.noted.remove(name);
             self.ids.insert(name.to_string(), id);
         }

@@ -80,6 +80,24 @@ fn variables_may_be_templates() {
     assert!(e.undefined);
 }
 
+/// minijinja lists `o` as read where the template sets it in both branches of an `if`
+/// first: a variable `o` that reads `a` back is no cycle, as Jinja renders it.
+#[test]
+fn a_cycle_through_a_name_the_template_sets_itself_is_no_cycle() {
+    let sets_o = "{% if c %}{% set o = 1 %}{% else %}{% set o = 2 %}{% endif %}{{ o }}";
+    let v = vars(json!({"o": "{{ a }}!", "a": sets_o, "c": true}));
+    // Either variable worked out first, in a process that has seen neither.
+    for (source, expected) in [("{{ a }} {{ o }}", "1 1!"), ("{{ o }} {{ a }}", "1! 1")] {
+        assert_eq!(Templates::new().render(source, &v).unwrap(), expected);
+    }
+    // Longer, and with a real cycle beside it that is still one.
+    let v = vars(json!({"o": "{{ p }}", "p": "{{ a }}", "a": sets_o, "c": false}));
+    assert_eq!(Templates::new().render("{{ o }}{{ a }}", &v).unwrap(), "22");
+    let v = vars(json!({"o": "{{ x }}", "x": "{{ o }}", "a": sets_o, "c": false}));
+    let e = Templates::new().render("{{ a }}{{ x }}", &v).unwrap_err();
+    assert!(e.message.contains("refer to each other"), "{}", e.message);
+}
+
 #[test]
 fn a_variable_that_is_one_expression_keeps_its_type() {
     let t = Templates::new();
