@@ -9,6 +9,7 @@ use super::verdict::StepRun;
 use super::PreflightResult;
 use crate::cksum::Cksum;
 use crate::events::{Event, Outcome, StepStatus};
+use crate::journal::HostLog;
 use crate::play::HostInPlay;
 use crate::playbook::Step;
 use crate::transport::kept::{Findings, Outputs};
@@ -183,29 +184,16 @@ async fn check_host<C: Connector>(
     probe_at: Option<usize>,
     conn: Option<C::Connection>,
 ) -> Checked<C::Connection> {
-    let failed = |outcome, message| Checked {
-        vars: HostVars::new(host.vars.clone()),
-        outputs: Outputs::new(),
-        failure: Some((outcome, message)),
-        conn: None,
-        probe: None,
-        lost_first: false,
-    };
-    let mut log = match run.run_dir.host_log(&host.name) {
-        Ok(log) => log,
-        Err(e) => {
-            close_all(conn).await;
-            return failed(Outcome::Failed, format!("cannot write the host's log: {e}"));
-        }
-    };
-    log.note(note);
-    let conn = match conn {
-        Some(conn) => conn,
-        None => {
-            let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
-            match run.connector.connect(&target).await {
-                Ok(conn) => conn,
-                Err(e) => return failed(Outcome::Unreachable, describe(&e)),
+    let (mut log, conn) = match opened(run, host, note, conn).await {
+        Ok(opened) => opened,
+        Err(failure) => {
+            return Checked {
+                vars: HostVars::new(host.vars.clone()),
+                outputs: Outputs::new(),
+                failure: Some(failure),
+                conn: None,
+                probe: None,
+                lost_first: false,
             }
         }
     };
@@ -257,6 +245,34 @@ async fn check_host<C: Connector>(
         probe,
         lost_first,
     }
+}
+
+/// The host's log, with `note` in it, and `conn`, else a connection of the steps' own.
+async fn opened<C: Connector>(
+    run: &Run<'_, C>,
+    host: &HostInPlay,
+    note: &str,
+    conn: Option<C::Connection>,
+) -> Result<(HostLog, C::Connection), (Outcome, String)> {
+    let mut log = match run.run_dir.host_log(&host.name) {
+        Ok(log) => log,
+        Err(e) => {
+            close_all(conn).await;
+            return Err((Outcome::Failed, format!("cannot write the host's log: {e}")));
+        }
+    };
+    log.note(note);
+    let conn = match conn {
+        Some(conn) => conn,
+        None => {
+            let (target, _) = connect_target(&host.name, &host.vars, run.connect_timeout);
+            run.connector
+                .connect(&target)
+                .await
+                .map_err(|e| (Outcome::Unreachable, describe(&e)))?
+        }
+    };
+    Ok((log, conn))
 }
 
 /// How a host's read-only steps ended at `step`, which ended them, and why.

@@ -341,19 +341,9 @@ impl SshTransport {
                 fingerprint,
             });
         }
-        let sources = AuthSources {
-            identity_files: &r.identity_files,
-            certificate_files: &r.certificate_files,
-            agent_socket: match &r.agent {
-                AgentChoice::Default => self.options.agent_socket.as_deref(),
-                AgentChoice::Disabled => None,
-                AgentChoice::Socket(path) => Some(path.as_path()),
-            },
-            default_keys: &self.options.default_identity_files,
-        };
         let outcome = tokio::time::timeout(
             self.options.auth_timeout,
-            auth::authenticate(&mut handle, &r.user, &self.keys, &sources),
+            auth::authenticate(&mut handle, &r.user, &self.keys, &self.auth_sources(r)),
         )
         .await;
         let failure = match outcome {
@@ -382,6 +372,21 @@ impl SshTransport {
         };
         close_session(&handle, &state).await;
         Err(failure)
+    }
+
+    /// Where `r`'s keys may come from: its files, the agent it names (else the default
+    /// one), and the default key files.
+    fn auth_sources<'a>(&'a self, r: &'a Resolved) -> AuthSources<'a> {
+        AuthSources {
+            identity_files: &r.identity_files,
+            certificate_files: &r.certificate_files,
+            agent_socket: match &r.agent {
+                AgentChoice::Default => self.options.agent_socket.as_deref(),
+                AgentChoice::Disabled => None,
+                AgentChoice::Socket(path) => Some(path.as_path()),
+            },
+            default_keys: &self.options.default_identity_files,
+        }
     }
 
     /// The russh config for `r`: the host key algorithms known_hosts records for it come
