@@ -145,33 +145,32 @@ impl Templates {
     /// ([`reads::Uses::maybe`]): in none of its strings for sure.
     fn needs_in(&self, value: &serde_json::Value) -> Result<Needs, TemplateError> {
         let mut needs = Needs::new();
-        let mut add = |more: Needs| {
-            for (name, maybe) in more {
-                *needs.entry(name).or_insert(maybe) &= maybe;
-            }
-        };
+        self.add_needs(value, &mut needs)?;
+        Ok(needs)
+    }
+
+    fn add_needs(&self, value: &serde_json::Value, needs: &mut Needs) -> Result<(), TemplateError> {
         match value {
             serde_json::Value::String(s) if is_template(s) => {
                 let uses = self.uses_of_template(s)?;
-                add(uses
-                    .names
-                    .iter()
-                    .map(|n| (n.clone(), uses.maybe.contains(n)))
-                    .collect());
+                for name in &uses.names {
+                    let maybe = uses.maybe.contains(name);
+                    *needs.entry(name.clone()).or_insert(maybe) &= maybe;
+                }
             }
             serde_json::Value::Array(items) => {
                 for item in items {
-                    add(self.needs_in(item)?);
+                    self.add_needs(item, needs)?;
                 }
             }
             serde_json::Value::Object(map) => {
                 for item in map.values() {
-                    add(self.needs_in(item)?);
+                    self.add_needs(item, needs)?;
                 }
             }
             _ => {}
         }
-        Ok(needs)
+        Ok(())
     }
 
     /// A variable's value rendered, in `scope`, which holds what it reads.
