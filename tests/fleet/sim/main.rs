@@ -11,6 +11,8 @@ mod dexec;
 mod dnet;
 mod docker;
 mod faults;
+mod fleetctl;
+mod fleetinfo;
 mod format;
 mod images;
 mod inspect;
@@ -28,6 +30,7 @@ mod sql;
 mod sqlddl;
 mod sqlq;
 mod state;
+mod supervisor;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -232,9 +235,9 @@ fn main() {
     let cli = Cli::parse();
     let res = match cli.cmd {
         Cmd::Up { dir, spec, owner } => launcher::up(launcher::UpArgs { dir, spec, owner }),
-        Cmd::Down { dir } => launcher::down(&dir),
-        Cmd::Watch { dir, owner } => launcher::watch(&dir, owner),
-        Cmd::StopHost { dir, host } => launcher::stop_host(&dir, &host),
+        Cmd::Down { dir } => fleetctl::down(&dir),
+        Cmd::Watch { dir, owner } => supervisor::watch(&dir, owner),
+        Cmd::StopHost { dir, host } => fleetctl::stop_host(&dir, &host),
         Cmd::Fault {
             dir,
             host,
@@ -257,11 +260,11 @@ fn main() {
                 times,
                 scope,
             };
-            launcher::add_fault(&dir, host.as_deref(), rule)
+            fleetctl::add_fault(&dir, host.as_deref(), rule)
         }
-        Cmd::ClearFaults { dir, host } => launcher::clear_faults(&dir, host.as_deref()),
-        Cmd::State { dir, host } => launcher::print_state(&dir, &host),
-        Cmd::Sql { dir, host, sql } => launcher::sql(&dir, &host, &sql),
+        Cmd::ClearFaults { dir, host } => fleetctl::clear_faults(&dir, host.as_deref()),
+        Cmd::State { dir, host } => fleetctl::print_state(&dir, &host),
+        Cmd::Sql { dir, host, sql } => fleetctl::sql(&dir, &host, &sql),
     };
     if let Err(e) = res {
         eprintln!("fleet-sim: {e}");
