@@ -12,7 +12,10 @@
 #   --hosts N       hosts in the fleet (default 20; keep it <= 50 on a shared machine)
 #   --forks F       hosts at once (default: all of them, as peers.sh runs the peers)
 #   --runs R        runs (default 3; the median is printed)
-#   --workload W    upgrade (default) or trivial: peers.sh's 14 steps of `true` per host
+#   --workload W    upgrade (default); trivial: peers.sh's 14 steps of `true` per host; or
+#                   paced: the same 14 steps, each `sleep 0.25`, so that at forks 20 the
+#                   hosts' messages come as far apart as the upgrade's, with no template,
+#                   validation or output to handle: what the waking per message costs alone
 #   --fleetup PATH  the fleetup binary to measure (default: this checkout's release build)
 #   --perf          also record each run with `perf record` and print where the CPU went
 #   --keep          keep the work directory
@@ -36,7 +39,7 @@ while [ $# -gt 0 ]; do
         --fleetup) FLEETUP=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -50,8 +53,8 @@ if [ "$PERF" = 1 ] && ! command -v perf >/dev/null; then
 fi
 case "$WORKLOAD" in
     upgrade) PLAYBOOK=("$ROOT/playbooks/simplelogin-upgrade.yml" -e sl_version=v4.66.1) ;;
-    trivial) PLAYBOOK=("$ROOT/tests/bench/peers/trivial.fleetup.yml") ;;
-    *) echo "--workload is upgrade or trivial, not $WORKLOAD" >&2; exit 2 ;;
+    trivial | paced) PLAYBOOK=("$ROOT/tests/bench/peers/trivial.fleetup.yml") ;;
+    *) echo "--workload is upgrade, trivial or paced, not $WORKLOAD" >&2; exit 2 ;;
 esac
 (cd "$ROOT" && cargo build --release --bins --quiet)
 FLEETUP=${FLEETUP:-$ROOT/target/release/fleetup}
@@ -60,6 +63,10 @@ SIM="$ROOT/target/release/fleet-sim"
 # shellcheck source=tests/bench/fleet.sh
 . "$ROOT/tests/bench/fleet.sh"
 bench_work cpu
+if [ "$WORKLOAD" = paced ]; then
+    sed 's/shell: "true"/shell: "sleep 0.25"/' "${PLAYBOOK[0]}" >"$WORK/paced.yml"
+    PLAYBOOK=("$WORK/paced.yml")
+fi
 
 # One run: prints "cpu_s commands wall_s rss_mb good".
 run_once() { # R
