@@ -1,6 +1,7 @@
 //! The known_hosts files as OpenSSH loads them for a connection (UserKnownHostsFile, then
 //! the GlobalKnownHostsFiles, as one list), read once per process while none of them
-//! changes: a fleet's connections look their hosts up in the same files.
+//! changes, and indexed once per content: a fleet's connections look their hosts up in the
+//! same files.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,10 +27,21 @@ pub(super) struct Combined {
     found: Mutex<HashMap<String, Vec<Entry>>>,
 }
 
-/// The files last read, by list of files: a fleet's connections look their hosts up in the
-/// same files, thousands of lines each, three times per connection. Read again when one
-/// of them changed (a key learned, an operator's edit).
-type Cache = HashMap<Vec<PathBuf>, (Vec<Option<Stamp>>, Arc<Combined>)>;
+/// What was last read of a list of files: a fleet's connections look their hosts up in
+/// the same files, thousands of lines each, three times per connection. Read again when one
+/// of them changed (a key learned, an operator's edit), and indexed again only when what it
+/// holds did.
+struct Kept {
+    stamps: Vec<Option<Stamp>>,
+    /// Whether the stamps tell the content: none had changed too recently when read.
+    trusted: bool,
+    /// The files' text, which tells the content when the stamps cannot: a fleet's first
+    /// connections start within a second of its known_hosts being written.
+    text: Arc<str>,
+    combined: Arc<Combined>,
+}
+
+type Cache = HashMap<Vec<PathBuf>, Kept>;
 static READ: LazyLock<Mutex<Cache>> = LazyLock::new(Default::default);
 
 fn cache() -> std::sync::MutexGuard<'static, Cache> {
@@ -92,6 +104,30 @@ fn open(path: &Path) -> Result<Option<(File, Stamp)>, String> {
     Ok(Some((file, stamp)))
 }
 
+/// The files' text as one, and the first line of each file in it.
+fn read_text(
+    files: &[PathBuf],
+    opened: Vec<Option<(File, Stamp)>>,
+) -> Result<(String, Vec<(usize, PathBuf)>), String> {
+    let mut text = String::new();
+    let mut starts = Vec::new();
+    for (path, opened) in files.iter().zip(opened) {
+        let Some((mut file, _)) = opened else {
+            continue;
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| cannot_read(path, e))?;
+        let read = String::from_utf8_lossy(&bytes);
+        starts.push((text.lines().count() + 1, path.clone()));
+        text.push_str(&read);
+        if !read.is_empty() && !read.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    Ok((text, starts))
+}
+
 impl Combined {
     /// The files as they are now: as last read while none of them has changed since.
     pub(super) fn read(files: &[PathBuf]) -> Result<Arc<Combined>, String> {
@@ -105,44 +141,32 @@ impl Combined {
             .map(|f| open(f))
             .collect::<Result<Vec<_>, _>>()?;
         let stamps: Vec<Option<Stamp>> = opened.iter().map(|o| o.as_ref().map(|o| o.1)).collect();
-        if let Some((at, combined)) = cache().get(files) {
-            if *at == stamps {
-                return Ok(combined.clone());
-            }
+        let kept = cache().get(files).map(|k| {
+            let unchanged = k.trusted && k.stamps == stamps;
+            (unchanged, k.text.clone(), k.combined.clone())
+        });
+        if let Some((true, _, combined)) = kept {
+            return Ok(combined);
         }
-        // Read without the lock: other connections go on meanwhile.
-        let combined = Arc::new(Self::read_from(files, opened)?);
-        if !stamps.iter().flatten().any(|s| s.too_recent(now)) {
-            cache().insert(files.to_vec(), (stamps, combined.clone()));
-        }
+        // Read and indexed without the lock: other connections go on meanwhile.
+        let (text, starts) = read_text(files, opened)?;
+        let combined = match kept {
+            Some((_, kept, combined)) if *kept == text && combined.starts == starts => combined,
+            _ => Arc::new(Combined {
+                index: file::Index::new(&text),
+                starts,
+                found: Mutex::default(),
+            }),
+        };
+        let trusted = !stamps.iter().flatten().any(|s| s.too_recent(now));
+        let kept = Kept {
+            stamps,
+            trusted,
+            text: text.into(),
+            combined: combined.clone(),
+        };
+        cache().insert(files.to_vec(), kept);
         Ok(combined)
-    }
-
-    fn read_from(
-        files: &[PathBuf],
-        opened: Vec<Option<(File, Stamp)>>,
-    ) -> Result<Combined, String> {
-        let mut text = String::new();
-        let mut starts = Vec::new();
-        for (path, opened) in files.iter().zip(opened) {
-            let Some((mut file, _)) = opened else {
-                continue;
-            };
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)
-                .map_err(|e| cannot_read(path, e))?;
-            let read = String::from_utf8_lossy(&bytes);
-            starts.push((text.lines().count() + 1, path.clone()));
-            text.push_str(&read);
-            if !read.is_empty() && !read.ends_with('\n') {
-                text.push('\n');
-            }
-        }
-        Ok(Combined {
-            index: file::Index::new(&text),
-            starts,
-            found: Mutex::default(),
-        })
     }
 
     /// The file and line (as an editor numbers them) of a line of the combined text.
@@ -256,9 +280,9 @@ mod tests {
     }
 
     #[test]
-    fn files_changed_in_the_last_second_or_in_the_future_are_not_kept() {
+    fn files_changed_in_the_last_second_or_in_the_future_are_read_every_time() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let kept = |files: &[PathBuf]| cache().get(files).is_some();
+        let kept = |files: &[PathBuf]| cache().get(files).is_some_and(|k| k.trusted);
         let (past, future) = (dir.path().join("past"), dir.path().join("future"));
         write_at(
             &past,
@@ -274,6 +298,21 @@ mod tests {
         write_at(&future, &format!("h {KEY}\n"), ahead);
         Combined::read_at(std::slice::from_ref(&future), later()).expect("read");
         assert!(!kept(std::slice::from_ref(&future)));
+    }
+
+    #[test]
+    fn a_file_changed_too_recently_is_indexed_again_only_when_its_text_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = [dir.path().join("known_hosts")];
+        let now = SystemTime::now();
+        write_at(&files[0], &format!("h {KEY}\n"), now);
+        let first = Combined::read_at(&files, now).expect("read");
+        let again = Combined::read_at(&files, now).expect("read");
+        assert!(Arc::ptr_eq(&first, &again), "the same text: the same index");
+        // Another key of the same length in the same tick: the stamp cannot tell, the text does.
+        write_at(&files[0], &format!("h {OTHER}\n"), now);
+        let changed = Combined::read_at(&files, now).expect("read");
+        assert!(known(&changed, OTHER) && !known(&changed, KEY));
     }
 
     #[test]
