@@ -13,33 +13,35 @@ struct Resp {
     body: String,
 }
 
+/// The options that take a value, so that their values are not read as the URL.
+const VALUED: [&str; 23] = [
+    "-o",
+    "--output",
+    "-w",
+    "--write-out",
+    "-m",
+    "--max-time",
+    "--connect-timeout",
+    "--retry",
+    "--retry-delay",
+    "--retry-max-time",
+    "-X",
+    "--request",
+    "-H",
+    "--header",
+    "-A",
+    "--user-agent",
+    "-d",
+    "--data",
+    "-u",
+    "--user",
+    "-e",
+    "--referer",
+    "--url",
+];
+
 pub fn main(h: &Path, args: &[String]) -> i32 {
-    let valued = [
-        "-o",
-        "--output",
-        "-w",
-        "--write-out",
-        "-m",
-        "--max-time",
-        "--connect-timeout",
-        "--retry",
-        "--retry-delay",
-        "--retry-max-time",
-        "-X",
-        "--request",
-        "-H",
-        "--header",
-        "-A",
-        "--user-agent",
-        "-d",
-        "--data",
-        "-u",
-        "--user",
-        "-e",
-        "--referer",
-        "--url",
-    ];
-    let o = match opts::parse(args, &valued, true) {
+    let o = match opts::parse(args, &VALUED, true) {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
@@ -52,42 +54,86 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
         println!("curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.11 zlib/1.2.13");
         return 0;
     }
-    let fail = o.has(&["-f", "--fail", "--fail-with-body"]);
-    let silent = o.has(&["-s", "--silent"]);
-    let show_err = o.has(&["-S", "--show-error"]) || !silent;
-    let head_only = o.has(&["-I", "--head"]);
+    let out = Output::from_opts(&o);
     let Some(url) = o.get(&["--url"]).or_else(|| o.pos.first().cloned()) else {
         eprintln!("curl: no URL specified!\ncurl: try 'curl --help' or 'curl --manual' for more information");
         return 2;
     };
     let (host, port, path) = parse_url(&url);
+    match exchange(h, &url, &host, port, &path) {
+        Exchange::Done(rc) => rc,
+        Exchange::EmptyReply => {
+            if out.show_err {
+                eprintln!("curl: (52) Empty reply from server");
+            }
+            52
+        }
+        Exchange::Unreachable => out.unreachable(&host, port),
+        Exchange::Http(r) => out.deliver(r),
+    }
+}
+
+/// How the connection went, before the options decide what curl prints.
+enum Exchange {
+    /// Not HTTP, and already printed: curl exits with this code.
+    Done(i32),
+    /// Something listens there but sends nothing back.
+    EmptyReply,
+    /// Nothing listens there, or the app in the container cannot answer.
+    Unreachable,
+    Http(Resp),
+}
+
+/// What the address answers: sl-email's SMTP greets telnet and is not HTTP, and only
+/// sl-app's gunicorn speaks HTTP.
+fn exchange(h: &Path, url: &str, host: &str, port: u16, path: &str) -> Exchange {
     let st = state::load(h).ok();
     let target = st
         .as_ref()
-        .and_then(|st| find_target(st, &host, port).map(|(c, p)| (st, c, p)));
-    let resp = match target {
+        .and_then(|st| find_target(st, host, port).map(|(c, p)| (st, c, p)));
+    match target {
         Some((_, c, 20381)) if c.runs("email_handler.py") || url.starts_with("telnet://") => {
             if url.starts_with("telnet://") && c.runs("email_handler.py") {
                 print!("220 {} ESMTP SimpleLogin\r\n", c.hostname);
                 let _ = std::io::stdout().flush();
-                return 0;
+                return Exchange::Done(0);
             }
             eprintln!("curl: (1) Received HTTP/0.9 when not allowed");
-            return 1;
+            Exchange::Done(1)
         }
-        Some((st, c, 7777)) if c.runs("gunicorn") => app_response(st, c, &path),
-        Some(_) => {
-            if show_err {
-                eprintln!("curl: (52) Empty reply from server");
-            }
-            return 52;
+        Some((st, c, 7777)) if c.runs("gunicorn") => match app_response(st, c, path) {
+            Some(r) => Exchange::Http(r),
+            None => Exchange::Unreachable,
+        },
+        Some(_) => Exchange::EmptyReply,
+        None => Exchange::Unreachable,
+    }
+}
+
+/// The options that shape curl's output once the connection is made or has failed.
+struct Output {
+    fail: bool,
+    show_err: bool,
+    head_only: bool,
+    write_out: Option<String>,
+    out_file: Option<String>,
+}
+
+impl Output {
+    fn from_opts(o: &opts::Opts) -> Output {
+        let silent = o.has(&["-s", "--silent"]);
+        Output {
+            fail: o.has(&["-f", "--fail", "--fail-with-body"]),
+            show_err: o.has(&["-S", "--show-error"]) || !silent,
+            head_only: o.has(&["-I", "--head"]),
+            write_out: o.get(&["-w", "--write-out"]),
+            out_file: o.get(&["-o", "--output"]),
         }
-        None => None,
-    };
-    let write_out = o.get(&["-w", "--write-out"]);
-    let out_file = o.get(&["-o", "--output"]);
-    let emit_w = |code: u32| {
-        if let Some(w) = &write_out {
+    }
+
+    /// `-w`'s template: scripts read the status code from it, 000 when nothing answered.
+    fn emit_write_out(&self, code: u32) {
+        if let Some(w) = &self.write_out {
             let s = w
                 .replace("%{http_code}", &format!("{code:03}"))
                 .replace("%{response_code}", &format!("{code:03}"))
@@ -95,10 +141,13 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
             print!("{s}");
             let _ = std::io::stdout().flush();
         }
-    };
-    let Some(r) = resp else {
-        emit_w(0);
-        if show_err {
+    }
+
+    /// curl's exit 7, with the message of a refused port on 127.0.0.1 and of a container
+    /// address that nothing answers on.
+    fn unreachable(&self, host: &str, port: u16) -> i32 {
+        self.emit_write_out(0);
+        if self.show_err {
             let why = if host.starts_with("172.") {
                 "after 3071 ms: No route to host"
             } else {
@@ -106,36 +155,41 @@ pub fn main(h: &Path, args: &[String]) -> i32 {
             };
             eprintln!("curl: (7) Failed to connect to {host} port {port} {why}");
         }
-        return 7;
-    };
-    if fail && r.code >= 400 {
-        emit_w(r.code);
-        if show_err {
-            eprintln!("curl: (22) The requested URL returned error: {}", r.code);
-        }
-        return 22;
+        7
     }
-    let body = if head_only {
-        format!("HTTP/1.1 {} {}\r\nServer: gunicorn\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n", r.code, reason(r.code), r.body.len())
-    } else {
-        r.body
-    };
-    match out_file.as_deref() {
-        Some("-") | None => {
-            print!("{body}");
-            let _ = std::io::stdout().flush();
+
+    /// An HTTP answer: the body (or with `-I` the head) to stdout or `-o`'s file, unless
+    /// `-f` turns an error status into curl's exit 22.
+    fn deliver(&self, r: Resp) -> i32 {
+        if self.fail && r.code >= 400 {
+            self.emit_write_out(r.code);
+            if self.show_err {
+                eprintln!("curl: (22) The requested URL returned error: {}", r.code);
+            }
+            return 22;
         }
-        Some(f) => {
-            if let Err(e) = std::fs::write(f, body.as_bytes()) {
-                if show_err {
-                    eprintln!("curl: (23) Failure writing output to destination: {e}");
+        let body = if self.head_only {
+            format!("HTTP/1.1 {} {}\r\nServer: gunicorn\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n", r.code, reason(r.code), r.body.len())
+        } else {
+            r.body
+        };
+        match self.out_file.as_deref() {
+            Some("-") | None => {
+                print!("{body}");
+                let _ = std::io::stdout().flush();
+            }
+            Some(f) => {
+                if let Err(e) = std::fs::write(f, body.as_bytes()) {
+                    if self.show_err {
+                        eprintln!("curl: (23) Failure writing output to destination: {e}");
+                    }
+                    return 23;
                 }
-                return 23;
             }
         }
+        self.emit_write_out(r.code);
+        0
     }
-    emit_w(r.code);
-    0
 }
 
 fn reason(code: u32) -> &'static str {

@@ -4,7 +4,7 @@ use crate::docker::{daemon_err, usage_err};
 use crate::format::{render, render_list, tabulate};
 use crate::inspect::print_json_array;
 use crate::opts;
-use crate::state::{self, Volume};
+use crate::state::{self, HostState, Network, Volume};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,115 +38,130 @@ pub fn network(h: &Path, a: &[String]) -> Result<i32, String> {
         true,
     )?;
     match sub {
-        "ls" | "list" => {
-            let st = state::load(h)?;
-            let rows: Vec<serde_json::Value> = st
-                .networks
-                .iter()
-                .map(|n| {
-                    let drv = if n.name == "host" || n.name == "none" {
-                        n.name.clone()
-                    } else {
-                        "bridge".into()
-                    };
-                    json!({"ID": &n.id[..12], "Name": n.name, "Driver": drv, "Scope": "local"})
-                })
-                .collect();
-            if let Some(f) = o.get(&["-f", "--format"]) {
-                print!("{}", render_list(&f, &rows)?);
-                return Ok(0);
-            }
-            let mut lines = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
-                .map(String::from)
-                .to_vec()];
-            for r in &rows {
-                lines.push(
-                    ["ID", "Name", "Driver", "Scope"]
-                        .iter()
-                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                        .collect(),
-                );
-            }
-            print!("{}", tabulate(&lines));
-            Ok(0)
-        }
-        "inspect" => {
-            let st = state::load(h)?;
-            let mut rc = 0;
-            let mut found = Vec::new();
-            for n in &o.pos {
-                match st.network(n) {
-                    Some(net) => {
-                        let mut cs = serde_json::Map::new();
-                        for c in st.containers.iter().filter(|c| c.status == "running") {
-                            for e in c.endpoints.iter().filter(|e| e.network == net.name) {
-                                cs.insert(
-                                    c.id.clone(),
-                                    json!({"Name": c.name, "IPv4Address": format!("{}/16", e.ip)}),
-                                );
-                            }
-                        }
-                        found.push(json!({"Name": net.name, "Id": net.id, "Driver": "bridge", "Scope": "local",
-                            "IPAM": {"Driver": "default", "Config": [{"Subnet": format!("172.{}.0.0/16", net.subnet), "Gateway": format!("172.{}.0.1", net.subnet)}]},
-                            "Containers": cs, "Labels": net.labels}));
-                    }
-                    None => {
-                        eprintln!("Error response from daemon: network {n} not found");
-                        rc = 1;
-                    }
-                }
-            }
-            match o.get(&["-f", "--format"]) {
-                Some(f) => {
-                    for v in &found {
-                        println!("{}", render(&f, v)?);
-                    }
-                }
-                None => print_json_array(&found),
-            }
-            Ok(rc)
-        }
-        "create" => {
-            let Some(n) = o.pos.first().cloned() else {
-                return Ok(usage_err(
-                    "network create",
-                    "\"docker network create\" requires exactly 1 argument.",
-                ));
-            };
-            let l = labels(&o);
-            state::with_state(h, |st| {
-                if st.network(&n).is_some() {
-                    return daemon_err(&format!("network with name {n} already exists"));
-                }
-                println!("{}", st.add_network(&n, l).id);
-                0
-            })
-        }
-        "rm" | "remove" => state::with_state(h, |st| {
-            let mut rc = 0;
-            for n in &o.pos {
-                let Some(net) = st.network(n).cloned() else {
-                    rc = daemon_err(&format!("network {n} not found"));
-                    continue;
-                };
-                if st
-                    .containers
-                    .iter()
-                    .any(|c| c.on_network(&net.name) && c.status == "running")
-                {
-                    rc = daemon_err(&format!(
-                        "error while removing network: network {} id {} has active endpoints",
-                        net.name, net.id
-                    ));
-                } else {
-                    st.networks.retain(|x| x.name != net.name);
-                    println!("{n}");
-                }
-            }
-            rc
-        }),
+        "ls" | "list" => network_ls(h, &o),
+        "inspect" => network_inspect(h, &o),
+        "create" => network_create(h, &o),
+        "rm" | "remove" => network_rm(h, &o),
         _ => Ok(usage_err("network", "Usage:  docker network COMMAND")),
     }
+}
+
+fn network_ls(h: &Path, o: &opts::Opts) -> Result<i32, String> {
+    let st = state::load(h)?;
+    let rows: Vec<serde_json::Value> = st
+        .networks
+        .iter()
+        .map(|n| {
+            let drv = if n.name == "host" || n.name == "none" {
+                n.name.clone()
+            } else {
+                "bridge".into()
+            };
+            json!({"ID": &n.id[..12], "Name": n.name, "Driver": drv, "Scope": "local"})
+        })
+        .collect();
+    if let Some(f) = o.get(&["-f", "--format"]) {
+        print!("{}", render_list(&f, &rows)?);
+        return Ok(0);
+    }
+    let mut lines = vec![["NETWORK ID", "NAME", "DRIVER", "SCOPE"]
+        .map(String::from)
+        .to_vec()];
+    for r in &rows {
+        lines.push(
+            ["ID", "Name", "Driver", "Scope"]
+                .iter()
+                .map(|k| r[*k].as_str().unwrap_or("").to_string())
+                .collect(),
+        );
+    }
+    print!("{}", tabulate(&lines));
+    Ok(0)
+}
+
+fn network_inspect(h: &Path, o: &opts::Opts) -> Result<i32, String> {
+    let st = state::load(h)?;
+    let mut rc = 0;
+    let mut found = Vec::new();
+    for n in &o.pos {
+        match st.network(n) {
+            Some(net) => found.push(network_json(&st, net)),
+            None => {
+                eprintln!("Error response from daemon: network {n} not found");
+                rc = 1;
+            }
+        }
+    }
+    match o.get(&["-f", "--format"]) {
+        Some(f) => {
+            for v in &found {
+                println!("{}", render(&f, v)?);
+            }
+        }
+        None => print_json_array(&found),
+    }
+    Ok(rc)
+}
+
+/// `docker network inspect`'s object: only running containers are attached endpoints.
+fn network_json(st: &HostState, net: &Network) -> serde_json::Value {
+    let mut cs = serde_json::Map::new();
+    for c in st.containers.iter().filter(|c| c.status == "running") {
+        for e in c.endpoints.iter().filter(|e| e.network == net.name) {
+            cs.insert(
+                c.id.clone(),
+                json!({"Name": c.name, "IPv4Address": format!("{}/16", e.ip)}),
+            );
+        }
+    }
+    json!({"Name": net.name, "Id": net.id, "Driver": "bridge", "Scope": "local",
+        "IPAM": {"Driver": "default", "Config": [{"Subnet": format!("172.{}.0.0/16", net.subnet), "Gateway": format!("172.{}.0.1", net.subnet)}]},
+        "Containers": cs, "Labels": net.labels})
+}
+
+fn network_create(h: &Path, o: &opts::Opts) -> Result<i32, String> {
+    let Some(n) = o.pos.first().cloned() else {
+        return Ok(usage_err(
+            "network create",
+            "\"docker network create\" requires exactly 1 argument.",
+        ));
+    };
+    let l = labels(o);
+    state::with_state(h, |st| {
+        if st.network(&n).is_some() {
+            return daemon_err(&format!("network with name {n} already exists"));
+        }
+        println!("{}", st.add_network(&n, l).id);
+        0
+    })
+}
+
+/// Like docker, a network a running container is on is kept, and the other names are
+/// still removed.
+fn network_rm(h: &Path, o: &opts::Opts) -> Result<i32, String> {
+    state::with_state(h, |st| {
+        let mut rc = 0;
+        for n in &o.pos {
+            let Some(net) = st.network(n).cloned() else {
+                rc = daemon_err(&format!("network {n} not found"));
+                continue;
+            };
+            if st
+                .containers
+                .iter()
+                .any(|c| c.on_network(&net.name) && c.status == "running")
+            {
+                rc = daemon_err(&format!(
+                    "error while removing network: network {} id {} has active endpoints",
+                    net.name, net.id
+                ));
+            } else {
+                st.networks.retain(|x| x.name != net.name);
+                println!("{n}");
+            }
+        }
+        rc
+    })
 }
 
 pub fn volume(h: &Path, a: &[String]) -> Result<i32, String> {

@@ -77,10 +77,44 @@ pub struct UpArgs {
 pub fn up(a: UpArgs) -> Result<()> {
     crate::install::ensure_openssh()?;
     let t0 = Instant::now();
-    let spec_text =
-        fs::read_to_string(&a.spec).ctx(format!("reading spec {}", a.spec.display()))?;
+    let spec = read_spec(&a.spec)?;
+    let user = spec.user.clone().unwrap_or_else(|| "fleetup-test".into());
+    let dir = prepare_fleet_dir(&a.dir, &user)?;
+    let login = ensure_user(&user)?;
+    fs::create_dir_all("/run/sshd").ctx("creating /run/sshd")?;
+    let bin = dir.join("bin");
+    let sim = install_sim_copy(&bin)?;
+    generate_keys(&dir)?;
+    authorize_client_key(&dir)?;
+    link_shims(&bin, &sim)?;
+    fs::create_dir_all(dir.join("ports")).ctx("creating ports dir")?;
+    let hosts = provision_hosts(&spec, &dir, &login, &user)?;
+    let plan = fleet_plan(&dir, &user, &sim, &spec.hosts, hosts);
+    let plan_s = serde_json::to_string_pretty(&plan).ctx("serialising plan")?;
+    util::write_atomic(&dir.join("plan.json"), plan_s.as_bytes())?;
+    let prep_ms = t0.elapsed().as_millis();
+
+    let owner = a.owner.unwrap_or_else(|| {
+        // SAFETY: getppid cannot fail.
+        unsafe { libc::getppid() }
+    });
+    start_supervisor(&sim, &dir, owner)?;
+    eprintln!(
+        "fleet-sim: {} hosts on {} sshds up in {} ms (prepare {} ms)",
+        spec.hosts.len(),
+        plan.sshds.len(),
+        t0.elapsed().as_millis(),
+        prep_ms
+    );
+    Ok(())
+}
+
+/// Everything in the spec is checked before anything is written, so a typo leaves no
+/// half-made fleet behind.
+fn read_spec(path: &Path) -> Result<Spec> {
+    let spec_text = fs::read_to_string(path).ctx(format!("reading spec {}", path.display()))?;
     let spec: Spec =
-        serde_yaml::from_str(&spec_text).ctx(format!("parsing spec {}", a.spec.display()))?;
+        serde_yaml::from_str(&spec_text).ctx(format!("parsing spec {}", path.display()))?;
     if spec.hosts.is_empty() {
         return Err("the spec lists no hosts".into());
     }
@@ -99,9 +133,14 @@ pub fn up(a: UpArgs) -> Result<()> {
             ));
         }
     }
-    let user = spec.user.clone().unwrap_or_else(|| "fleetup-test".into());
-    fs::create_dir_all(&a.dir).ctx(format!("creating {}", a.dir.display()))?;
-    let dir = fs::canonicalize(&a.dir).ctx("resolving the fleet dir")?;
+    Ok(spec)
+}
+
+/// The fleet dir, resolved, refused while another fleet is up in it, and reachable by the
+/// login user.
+fn prepare_fleet_dir(dir: &Path, user: &str) -> Result<PathBuf> {
+    fs::create_dir_all(dir).ctx(format!("creating {}", dir.display()))?;
+    let dir = fs::canonicalize(dir).ctx("resolving the fleet dir")?;
     if dir.join("supervisor.pid").exists() {
         if let Ok(p) = fs::read_to_string(dir.join("supervisor.pid")) {
             if p.trim().parse().map(util::pid_alive).unwrap_or(false) {
@@ -123,19 +162,24 @@ pub fn up(a: UpArgs) -> Result<()> {
             ));
         }
     }
-    let login = ensure_user(&user)?;
-    fs::create_dir_all("/run/sshd").ctx("creating /run/sshd")?;
-    // A copy the login user can execute even when the checkout is in a mode-700 directory.
-    let bin = dir.join("bin");
-    fs::create_dir_all(&bin).ctx("creating bin")?;
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).ctx("chmod bin")?;
+    Ok(dir)
+}
+
+/// A copy the login user can execute even when the checkout is in a mode-700 directory,
+/// written beside bin/fleet-sim and renamed over it, so that path is never half-written.
+fn install_sim_copy(bin: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(bin).ctx("creating bin")?;
+    fs::set_permissions(bin, fs::Permissions::from_mode(0o755)).ctx("chmod bin")?;
     let sim = bin.join("fleet-sim");
     let tmp = bin.join(".fleet-sim.tmp");
     fs::copy(sim_path()?, &tmp).ctx("copying fleet-sim into the fleet dir")?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).ctx("chmod fleet-sim")?;
     fs::rename(&tmp, &sim).ctx("placing fleet-sim")?;
+    Ok(sim)
+}
 
-    // Both keys at once: ssh-keygen is the slowest step of a small fleet.
+/// Both keys at once: ssh-keygen is the slowest step of a small fleet.
+fn generate_keys(dir: &Path) -> Result<()> {
     let mut gens = Vec::new();
     for (f, c) in [
         ("ssh_host_ed25519_key", "fleet-sim host key"),
@@ -160,6 +204,12 @@ pub fn up(a: UpArgs) -> Result<()> {
             return Err(format!("ssh-keygen failed: {st}"));
         }
     }
+    Ok(())
+}
+
+/// One authorized_keys for the user and root (sshd_config's `AuthorizedKeysFile`),
+/// readable by sshd once it has dropped to the login user.
+fn authorize_client_key(dir: &Path) -> Result<()> {
     let client_pub =
         fs::read_to_string(dir.join("id_ed25519.pub")).ctx("reading client public key")?;
     fs::write(dir.join("authorized_keys"), &client_pub).ctx("writing authorized_keys")?;
@@ -167,15 +217,27 @@ pub fn up(a: UpArgs) -> Result<()> {
         dir.join("authorized_keys"),
         fs::Permissions::from_mode(0o644),
     )
-    .ctx("chmod authorized_keys")?;
+    .ctx("chmod authorized_keys")
+}
 
+/// The shims are fleet-sim itself, which dispatches on the name it was called by.
+fn link_shims(bin: &Path, sim: &Path) -> Result<()> {
     for n in ["docker", "docker-compose", "curl"] {
         let l = bin.join(n);
         let _ = fs::remove_file(&l);
-        symlink(&sim, &l).ctx(format!("linking {}", l.display()))?;
+        symlink(sim, &l).ctx(format!("linking {}", l.display()))?;
     }
-    fs::create_dir_all(dir.join("ports")).ctx("creating ports dir")?;
+    Ok(())
+}
 
+/// Each host's files, owned by the account it logs in as; the sshds are assigned later
+/// (`fleet_plan`), so `sshd` and `port` are left at 0.
+fn provision_hosts(
+    spec: &Spec,
+    dir: &Path,
+    login: &util::User,
+    user: &str,
+) -> Result<Vec<HostInfo>> {
     let mut hosts = Vec::new();
     for h in &spec.hosts {
         let host_dir = dir.join("hosts").join(&h.name);
@@ -186,18 +248,15 @@ pub fn up(a: UpArgs) -> Result<()> {
         let (uid, gid, uname) = if h.root {
             (0, 0, "root".to_string())
         } else {
-            (login.uid, login.gid, user.clone())
+            (login.uid, login.gid, user.to_string())
         };
-        let inst = layouts::Install {
-            layout: h.layout.as_deref().unwrap_or("compose"),
-            version: &h.version,
-            image: h.image.as_deref().unwrap_or("simplelogin/app-ci"),
-            v_prefix: h.v_prefix.unwrap_or(true),
-            broken: h.broken,
-            extra: &h.extra_args,
-            index: hosts.len() as u32,
-        };
-        provision_host(&host_dir, &app, &inst, uid, gid)?;
+        provision_host(
+            &host_dir,
+            &app,
+            &install_of(h, hosts.len() as u32),
+            uid,
+            gid,
+        )?;
         hosts.push(HostInfo {
             name: h.name.clone(),
             groups: if h.groups.is_empty() {
@@ -216,10 +275,29 @@ pub fn up(a: UpArgs) -> Result<()> {
             sshd: 0,
         });
     }
-    // Hosts that must be stoppable alone get their own sshd; the rest share, 16 a piece.
+    Ok(hosts)
+}
+
+/// The spec's defaults for what layouts::provision installs; `index` keeps the hosts'
+/// generated ids and addresses apart.
+fn install_of(h: &HostSpec, index: u32) -> layouts::Install<'_> {
+    layouts::Install {
+        layout: h.layout.as_deref().unwrap_or("compose"),
+        version: &h.version,
+        image: h.image.as_deref().unwrap_or("simplelogin/app-ci"),
+        v_prefix: h.v_prefix.unwrap_or(true),
+        broken: h.broken,
+        extra: &h.extra_args,
+        index,
+    }
+}
+
+/// Hosts that must be stoppable alone get their own sshd; the rest share, 16 a piece.
+/// Returns, per sshd, the indexes of its hosts in the spec.
+fn sshd_groups(specs: &[HostSpec]) -> Vec<Vec<usize>> {
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut shared: Vec<usize> = Vec::new();
-    for (i, h) in spec.hosts.iter().enumerate() {
+    for (i, h) in specs.iter().enumerate() {
         if h.own_sshd {
             groups.push(vec![i]);
         } else {
@@ -229,15 +307,27 @@ pub fn up(a: UpArgs) -> Result<()> {
     for c in shared.chunks(PORTS_PER_SSHD) {
         groups.push(c.to_vec());
     }
+    groups
+}
+
+/// What the supervisor is to start (plan.json): ports and pids are its to fill in.
+fn fleet_plan(
+    dir: &Path,
+    user: &str,
+    sim: &Path,
+    specs: &[HostSpec],
+    mut hosts: Vec<HostInfo>,
+) -> FleetInfo {
+    let groups = sshd_groups(specs);
     for (gi, g) in groups.iter().enumerate() {
         for &i in g {
             hosts[i].sshd = gi;
         }
     }
-    let plan = FleetInfo {
-        dir: dir.clone(),
-        user: user.clone(),
-        sim: sim.clone(),
+    FleetInfo {
+        dir: dir.to_path_buf(),
+        user: user.to_string(),
+        sim: sim.to_path_buf(),
         supervisor_pid: 0,
         hosts,
         sshds: groups
@@ -249,23 +339,20 @@ pub fn up(a: UpArgs) -> Result<()> {
                 ports: Vec::new(),
                 config: dir.join(format!("sshd/{i}/sshd_config")),
                 log: dir.join(format!("sshd/{i}/sshd.log")),
-                hosts: g.iter().map(|&h| spec.hosts[h].name.clone()).collect(),
+                hosts: g.iter().map(|&h| specs[h].name.clone()).collect(),
             })
             .collect(),
-    };
-    let plan_s = serde_json::to_string_pretty(&plan).ctx("serialising plan")?;
-    util::write_atomic(&dir.join("plan.json"), plan_s.as_bytes())?;
-    let prep_ms = t0.elapsed().as_millis();
+    }
+}
 
-    let owner = a.owner.unwrap_or_else(|| {
-        // SAFETY: getppid cannot fail.
-        unsafe { libc::getppid() }
-    });
+/// `up` returns only once every sshd listens: the supervisor says "ready" on its stdout
+/// when they do, anything else is why they did not (with its log).
+fn start_supervisor(sim: &Path, dir: &Path, owner: i32) -> Result<()> {
     let errlog = fs::File::create(dir.join("supervisor.log")).ctx("creating supervisor.log")?;
-    let mut sup = Command::new(&sim);
+    let mut sup = Command::new(sim);
     sup.arg("watch")
         .arg("--dir")
-        .arg(&dir)
+        .arg(dir)
         .arg("--owner")
         .arg(owner.to_string());
     sup.stdin(Stdio::null())
@@ -294,13 +381,6 @@ pub fn up(a: UpArgs) -> Result<()> {
             log.trim()
         ));
     }
-    eprintln!(
-        "fleet-sim: {} hosts on {} sshds up in {} ms (prepare {} ms)",
-        spec.hosts.len(),
-        groups.len(),
-        t0.elapsed().as_millis(),
-        prep_ms
-    );
     Ok(())
 }
 
