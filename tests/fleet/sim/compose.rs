@@ -4,13 +4,11 @@
 
 use crate::composefile::{load_project, Project, Service};
 use crate::docker::{daemon_err, stop_container};
-use crate::format::{print_list, tabulate};
 use crate::images::do_pull;
 use crate::opts;
 use crate::releases::ImageRef;
 use crate::state::{self, HostState};
-use crate::util::{self, human_ago};
-use serde_json::json;
+use crate::util;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -41,7 +39,22 @@ const GLOBAL: &[&str] = &[
     "--parallel",
 ];
 
-fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
+/// Options of the subcommands that take a value.
+const SUB_VALUED: &[&str] = &[
+    "--format",
+    "-t",
+    "--timeout",
+    "--pull",
+    "--wait-timeout",
+    "--rmi",
+    "--filter",
+    "--status",
+    "--tail",
+];
+
+/// The global options before the subcommand, and the subcommand's index: compose's own
+/// flags (`-f FILE`) come first, and a value may follow its flag or be joined with `=`.
+fn global_args(args: &[String]) -> (Vec<String>, usize) {
     let mut i = 0;
     let mut g: Vec<String> = Vec::new();
     while i < args.len() && args[i].starts_with('-') {
@@ -55,40 +68,28 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         }
         i += 1;
     }
+    (g, i)
+}
+
+fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
+    let (g, i) = global_args(args);
     let go = opts::parse(&g, GLOBAL, true)?;
-    if go.has(&["-v", "--version"]) {
+    let sub = args.get(i).cloned();
+    if go.has(&["-v", "--version"]) || sub.as_deref() == Some("version") {
         println!("Docker Compose version v2.21.0");
         return Ok(0);
     }
-    let Some(sub) = args.get(i).cloned() else {
+    let Some(sub) = sub else {
         println!("Usage:  {prog} [OPTIONS] COMMAND\n\nDefine and run multi-container applications with Docker.");
         return Ok(0);
     };
-    if sub == "version" {
-        println!("Docker Compose version v2.21.0");
-        return Ok(0);
-    }
     let proj = load_project(
         &go.all(&["-f", "--file"]),
         go.get(&["--project-directory"]).as_deref(),
         go.get(&["-p", "--project-name"]),
         go.get(&["--env-file"]),
     )?;
-    let o = opts::parse(
-        &args[i + 1..],
-        &[
-            "--format",
-            "-t",
-            "--timeout",
-            "--pull",
-            "--wait-timeout",
-            "--rmi",
-            "--filter",
-            "--status",
-            "--tail",
-        ],
-        true,
-    )?;
+    let o = opts::parse(&args[i + 1..], SUB_VALUED, true)?;
     if let Some(unknown) = o
         .pos
         .iter()
@@ -106,33 +107,15 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
         "up" => up(h, &proj, &selected, &o),
         "down" => down(h, &proj, o.has(&["-v", "--volumes"])),
         "stop" | "start" | "restart" => start_stop(h, &sub, &selected),
-        "rm" => state::with_state(h, |st| {
-            for s in &selected {
-                if let Some(i) = st.container_idx(&s.container) {
-                    if o.has(&["-s", "--stop"]) {
-                        stop_container(st, i, false);
-                    }
-                    if st.containers[i].status != "running" {
-                        status(&format!("Container {}  Removed", st.containers[i].name));
-                        st.containers.remove(i);
-                    }
-                }
-            }
-            0
-        }),
-        "ps" => ps(h, &proj, &selected, &o),
+        "rm" => rm(h, &selected, o.has(&["-s", "--stop"])),
+        "ps" => crate::composeps::ps(h, &proj, &selected, &o),
         "pull" => state::with_state(h, |st| {
             for s in &selected {
-                let r = match ImageRef::parse(&s.spec.image) {
-                    Ok(r) => r,
-                    Err(e) => return daemon_err(&e),
-                };
-                status(&format!("{} Pulling", s.name));
-                if let Err(e) = do_pull(st, &r, true, true) {
-                    status(&format!("{} Error {e}", s.name));
-                    return daemon_err(&e);
+                let rc = ImageRef::parse(&s.spec.image)
+                    .map_or_else(|e| daemon_err(&e), |r| pull(st, s, &r));
+                if rc != 0 {
+                    return rc;
                 }
-                status(&format!("{} Pulled", s.name));
             }
             0
         }),
@@ -146,6 +129,35 @@ fn run(h: &Path, args: &[String], prog: &str) -> Result<i32, String> {
             Ok(1)
         }
     }
+}
+
+/// `rm`: stopped containers only, unless `--stop` stops them first.
+fn rm(h: &Path, selected: &[&Service], stop: bool) -> Result<i32, String> {
+    state::with_state(h, |st| {
+        for s in selected {
+            if let Some(i) = st.container_idx(&s.container) {
+                if stop {
+                    stop_container(st, i, false);
+                }
+                if st.containers[i].status != "running" {
+                    status(&format!("Container {}  Removed", st.containers[i].name));
+                    st.containers.remove(i);
+                }
+            }
+        }
+        0
+    })
+}
+
+/// Pull one service's image, with compose's progress lines; the exit code.
+fn pull(st: &mut HostState, s: &Service, r: &ImageRef) -> i32 {
+    status(&format!("{} Pulling", s.name));
+    if let Err(e) = do_pull(st, r, true, true) {
+        status(&format!("{} Error {e}", s.name));
+        return daemon_err(&e);
+    }
+    status(&format!("{} Pulled", s.name));
+    0
 }
 
 fn config(proj: &Project, selected: &[&Service], o: &opts::Opts) {
@@ -320,12 +332,10 @@ fn up_in(st: &mut HostState, h: &Path, proj: &Project, todo: &[&Service], force:
     // Compose pulls what is missing before it touches any container.
     for (s, r) in todo.iter().zip(&refs) {
         if st.image(r).is_none() {
-            status(&format!("{} Pulling", s.name));
-            if let Err(e) = do_pull(st, r, true, true) {
-                status(&format!("{} Error {e}", s.name));
-                return daemon_err(&e);
+            let rc = pull(st, s, r);
+            if rc != 0 {
+                return rc;
             }
-            status(&format!("{} Pulled", s.name));
         }
     }
     for (k, real, ext) in &proj.networks {
@@ -504,87 +514,4 @@ fn down(h: &Path, proj: &Project, volumes: bool) -> Result<i32, String> {
         }
         0
     })
-}
-
-fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Result<i32, String> {
-    let st = state::load(h)?;
-    if o.has(&["--services"]) {
-        for s in selected {
-            println!("{}", s.name);
-        }
-        return Ok(0);
-    }
-    let all = o.has(&["-a", "--all"]);
-    let now = util::now();
-    let mut rows = Vec::new();
-    for s in selected {
-        let Some(c) = st.container(&s.container) else {
-            continue;
-        };
-        if c.project() != Some(proj.name.as_str()) || (!all && c.status != "running") {
-            continue;
-        }
-        let crashing = st.crashing(c);
-        let (state_s, status_s) = match (c.status.as_str(), crashing) {
-            ("running", true) => (
-                "restarting",
-                "Restarting (1) Less than a second ago".to_string(),
-            ),
-            ("running", false) => ("running", format!("Up {}", human_ago(now - c.started))),
-            ("exited", _) => (
-                "exited",
-                format!(
-                    "Exited ({}) {} ago",
-                    c.exit_code,
-                    human_ago(now - c.finished)
-                ),
-            ),
-            _ => ("created", "Created".to_string()),
-        };
-        rows.push(json!({
-            "ID": &c.id[..12], "Name": c.name, "Names": c.name, "Image": c.image, "Service": s.name,
-            "Command": format!("\"{}\"", c.cmd.join(" ")), "Project": proj.name,
-            "CreatedAt": util::rfc3339(c.created), "RunningFor": format!("{} ago", human_ago(now - c.created)),
-            "State": state_s, "Status": status_s, "Ports": c.ports.iter().map(|p| format!("{}:{}->{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port, p.container)).collect::<Vec<_>>().join(", "), "Health": "", "ExitCode": c.exit_code,
-        }));
-    }
-    if o.has(&["-q", "--quiet"]) {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
-        }
-        return Ok(0);
-    }
-    match o.get(&["--format"]).as_deref() {
-        Some("json") => {
-            println!("{}", serde_json::Value::Array(rows));
-            Ok(0)
-        }
-        Some(f) => Ok(print_list(f, &rows)),
-        None => {
-            let keys = [
-                "Name",
-                "Image",
-                "Command",
-                "Service",
-                "RunningFor",
-                "Status",
-                "Ports",
-            ];
-            let mut lines = vec![[
-                "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()];
-            for r in &rows {
-                lines.push(
-                    keys.iter()
-                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                        .collect(),
-                );
-            }
-            print!("{}", tabulate(&lines));
-            Ok(0)
-        }
-    }
 }

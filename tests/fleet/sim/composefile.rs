@@ -238,6 +238,11 @@ fn find_file(
     .ok_or_else(|| "no configuration file provided: not found".to_string())
 }
 
+/// A string-valued key of a mapping, if it has one.
+fn str_at(v: &Y, key: &str) -> Option<String> {
+    v.get(key).and_then(Y::as_str).map(str::to_string)
+}
+
 pub fn load_project(
     files: &[String],
     project_dir: Option<&str>,
@@ -268,26 +273,8 @@ pub fn load_project(
     if let Some(e) = l.errors.first() {
         return Err(e.clone());
     }
-    let top_name = docs
-        .iter()
-        .rev()
-        .find_map(|(_, d)| d.get("name").and_then(Y::as_str).map(str::to_string));
-    let raw = pname
-        .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok())
-        .or_else(|| l.env.get("COMPOSE_PROJECT_NAME").cloned())
-        .or(top_name)
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-    let name: String = raw
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
     let mut p = Project {
-        name,
+        name: project_name(pname, &l.env, &docs, &dir),
         dir,
         files,
         networks: Vec::new(),
@@ -295,36 +282,8 @@ pub fn load_project(
         services: Vec::new(),
     };
     for (_, d) in &docs {
-        if let Some(Y::Mapping(m)) = d.get("networks") {
-            for (k, v) in m {
-                let k = k.as_str().unwrap_or_default().to_string();
-                let ext = v.get("external").and_then(Y::as_bool).unwrap_or(false);
-                let real = v
-                    .get("name")
-                    .and_then(Y::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| {
-                        if ext {
-                            k.clone()
-                        } else {
-                            format!("{}_{k}", p.name)
-                        }
-                    });
-                p.networks.retain(|n| n.0 != k);
-                p.networks.push((k, real, ext));
-            }
-        }
-        if let Some(Y::Mapping(m)) = d.get("volumes") {
-            for (k, v) in m {
-                let k = k.as_str().unwrap_or_default().to_string();
-                let real = v
-                    .get("name")
-                    .and_then(Y::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{}_{k}", p.name));
-                p.volumes.push((k, real));
-            }
-        }
+        p.declare_networks(d);
+        p.declare_volumes(d);
     }
     for (fdir, d) in &docs {
         if let Some(Y::Mapping(m)) = d.get("services") {
@@ -338,17 +297,103 @@ pub fn load_project(
     Ok(p)
 }
 
+/// Compose's precedence: -p, then COMPOSE_PROJECT_NAME (environment, then .env), then the
+/// last file's `name:`, then the project directory's name; lowercased, and only the
+/// characters a project name may hold.
+fn project_name(
+    pname: Option<String>,
+    env: &HashMap<String, String>,
+    docs: &[(PathBuf, Y)],
+    dir: &Path,
+) -> String {
+    let top_name = docs.iter().rev().find_map(|(_, d)| str_at(d, "name"));
+    let raw = pname
+        .or_else(|| std::env::var("COMPOSE_PROJECT_NAME").ok())
+        .or_else(|| env.get("COMPOSE_PROJECT_NAME").cloned())
+        .or(top_name)
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    raw.to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
+impl Project {
+    /// A document's top-level `networks:`; a later file's definition replaces an earlier one.
+    fn declare_networks(&mut self, d: &Y) {
+        let Some(Y::Mapping(m)) = d.get("networks") else {
+            return;
+        };
+        for (k, v) in m {
+            let k = k.as_str().unwrap_or_default().to_string();
+            let ext = v.get("external").and_then(Y::as_bool).unwrap_or(false);
+            let real = str_at(v, "name").unwrap_or_else(|| {
+                if ext {
+                    k.clone()
+                } else {
+                    format!("{}_{k}", self.name)
+                }
+            });
+            self.networks.retain(|n| n.0 != k);
+            self.networks.push((k, real, ext));
+        }
+    }
+
+    fn declare_volumes(&mut self, d: &Y) {
+        let Some(Y::Mapping(m)) = d.get("volumes") else {
+            return;
+        };
+        for (k, v) in m {
+            let k = k.as_str().unwrap_or_default().to_string();
+            let real = str_at(v, "name").unwrap_or_else(|| format!("{}_{k}", self.name));
+            self.volumes.push((k, real));
+        }
+    }
+}
+
 fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, String> {
-    let image = v
-        .get("image")
-        .and_then(Y::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let container = v
-        .get("container_name")
-        .and_then(Y::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{}-{name}-1", p.name));
+    let container = str_at(v, "container_name").unwrap_or_else(|| format!("{}-{name}-1", p.name));
+    let env = service_env(fdir, v);
+    let volumes = service_volumes(p, fdir, name, v)?;
+    let networks = service_networks(p, name, v)?;
+    let cmd = match v.get("command") {
+        Some(Y::String(s)) => shell_words::split(s).unwrap_or_default(),
+        other => strs(other),
+    };
+    let spec = Job {
+        name: Some(container.clone()),
+        image: str_at(v, "image").unwrap_or_default(),
+        cmd,
+        entrypoint: str_at(v, "entrypoint"),
+        env,
+        volumes,
+        publish: strs(v.get("ports")),
+        networks,
+        aliases: vec![container.clone(), name.to_string()],
+        restart: str_at(v, "restart"),
+        labels: kv_list(v.get("labels")),
+        workdir: str_at(v, "working_dir"),
+        hostname: str_at(v, "hostname"),
+        detach: true,
+        ..Default::default()
+    };
+    let hash = crate::util::hex_id(&serde_yaml::to_string(v).unwrap_or_default());
+    Ok(Service {
+        name: name.to_string(),
+        container,
+        spec,
+        deps: depends_on(v),
+        hash,
+    })
+}
+
+/// The `env_file:` files' variables (each file's sorted by name), then `environment:`,
+/// which therefore wins.
+fn service_env(fdir: &Path, v: &Y) -> Vec<String> {
     let mut env = Vec::new();
     for f in strs(v.get("env_file")) {
         let m = read_env_file(&fdir.join(&f));
@@ -357,6 +402,12 @@ fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, S
         env.extend(kv.into_iter().map(|(k, v)| format!("{k}={v}")));
     }
     env.extend(kv_list(v.get("environment")));
+    env
+}
+
+/// `volumes:` as `docker run -v` takes them: relative paths made absolute from the file's
+/// directory, named volumes by their real name.
+fn service_volumes(p: &Project, fdir: &Path, name: &str, v: &Y) -> Result<Vec<String>, String> {
     let mut volumes = Vec::new();
     for vol in strs(v.get("volumes")) {
         let (src, rest) = vol.split_once(':').unwrap_or(("", vol.as_str()));
@@ -380,6 +431,12 @@ fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, S
             format!("{src}:{rest}")
         });
     }
+    Ok(volumes)
+}
+
+/// The real names of the service's networks; a service that names none is on the
+/// project's `default` network, which compose creates even when no file declares it.
+fn service_networks(p: &mut Project, name: &str, v: &Y) -> Result<Vec<String>, String> {
     let nets: Vec<String> = match v.get("networks") {
         Some(Y::Mapping(m)) => m
             .keys()
@@ -403,7 +460,12 @@ fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, S
             format!("service \"{name}\" refers to undefined network {n}: invalid compose project")
         })?);
     }
-    let deps = match v.get("depends_on") {
+    Ok(networks)
+}
+
+/// (service, condition) pairs; the short list form means `service_started`.
+fn depends_on(v: &Y) -> Vec<(String, String)> {
+    match v.get("depends_on") {
         Some(Y::Mapping(m)) => m
             .iter()
             .map(|(k, c)| {
@@ -420,34 +482,5 @@ fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, S
             .into_iter()
             .map(|s| (s, "service_started".to_string()))
             .collect(),
-    };
-    let cmd = match v.get("command") {
-        Some(Y::String(s)) => shell_words::split(s).unwrap_or_default(),
-        other => strs(other),
-    };
-    let spec = Job {
-        name: Some(container.clone()),
-        image,
-        cmd,
-        entrypoint: v.get("entrypoint").and_then(Y::as_str).map(str::to_string),
-        env,
-        volumes,
-        publish: strs(v.get("ports")),
-        networks,
-        aliases: vec![container.clone(), name.to_string()],
-        restart: v.get("restart").and_then(Y::as_str).map(str::to_string),
-        labels: kv_list(v.get("labels")),
-        workdir: v.get("working_dir").and_then(Y::as_str).map(str::to_string),
-        hostname: v.get("hostname").and_then(Y::as_str).map(str::to_string),
-        detach: true,
-        ..Default::default()
-    };
-    let hash = crate::util::hex_id(&serde_yaml::to_string(v).unwrap_or_default());
-    Ok(Service {
-        name: name.to_string(),
-        container,
-        spec,
-        deps,
-        hash,
-    })
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::docker::{daemon_err, usage_err};
 use crate::opts;
+use crate::pgdump;
 use crate::psql::{self, Script};
 use crate::state;
 use std::io::{Read, Write};
@@ -87,7 +88,7 @@ fn pg_dump(st: &state::HostState, a: &[String]) -> Result<i32, String> {
         eprintln!("pg_dump: error: fleet-sim only produces plain-format dumps");
         return Ok(1);
     }
-    let s = psql::dump(&st.pg, &db, &o);
+    let s = pgdump::dump(&st.pg, &db, &o);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(s.as_bytes());
     let _ = out.flush();

@@ -6,6 +6,7 @@
 mod app;
 mod compose;
 mod composefile;
+mod composeps;
 mod curl;
 mod dexec;
 mod dnet;
@@ -22,6 +23,7 @@ mod layouts;
 mod log;
 mod opts;
 mod pg;
+mod pgdump;
 mod psql;
 mod releases;
 mod run;

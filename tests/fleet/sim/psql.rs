@@ -187,12 +187,16 @@ pub struct Outcome {
     pub rc: i32,
 }
 
+/// Where psql says an error or notice came from: `psql:<stdin>:LINE: ` for a script,
+/// nothing for -c.
+fn prefix(src: &Option<String>, line: usize) -> String {
+    src.as_ref()
+        .map(|s| format!("psql:{s}:{line}: "))
+        .unwrap_or_default()
+}
+
 fn report(o: &mut Outcome, src: &Option<String>, line: usize, e: &SqlErr, context: Option<String>) {
-    let prefix = match src {
-        Some(s) => format!("psql:{s}:{line}: "),
-        None => String::new(),
-    };
-    let _ = writeln!(o.err, "{prefix}ERROR:  {}", e.msg);
+    let _ = writeln!(o.err, "{}ERROR:  {}", prefix(src, line), e.msg);
     if let Some(d) = &e.detail {
         let _ = writeln!(o.err, "DETAIL:  {d}");
     }
@@ -234,139 +238,170 @@ fn split(buf: &mut String, line: &str) -> Vec<String> {
 
 impl Script<'_> {
     pub fn run(self, input: &str) -> Outcome {
-        let mut o = Outcome {
-            out: String::new(),
-            err: String::new(),
-            rc: 0,
-        };
-        let (src, stop, single, fmt) = (
-            self.source.clone(),
-            self.on_error_stop,
-            self.single,
-            self.fmt,
-        );
-        let mut c = Conn {
-            cl: self.cl,
-            db: self.db,
-            tx: None,
-            aborted: false,
-            qualified: false,
-            notices: Vec::new(),
+        let single = self.single;
+        let mut r = Runner {
+            o: Outcome {
+                out: String::new(),
+                err: String::new(),
+                rc: 0,
+            },
+            src: self.source.clone(),
+            stop: self.on_error_stop,
+            fmt: self.fmt,
+            c: Conn {
+                cl: self.cl,
+                db: self.db,
+                tx: None,
+                aborted: false,
+                qualified: false,
+                notices: Vec::new(),
+            },
+            copy: None,
+            last: String::new(),
+            failed: false,
         };
         if single {
-            let _ = c.exec(&[sql::Tok::Word("BEGIN".into())]);
+            let _ = r.c.exec(&[sql::Tok::Word("BEGIN".into())]);
         }
         let mut buf = String::new();
-        let mut copy: Option<CopyState> = None;
-        let mut last = String::new();
-        let mut failed = false;
         // At the end of input psql sends what is left in its query buffer.
         let input = format!("{input}\n;");
-        'lines: for (ln, line) in input.lines().enumerate() {
+        for (ln, line) in input.lines().enumerate() {
             let n = ln + 1;
-            if let Some((t, cols, ok, k, snap)) = copy.as_mut() {
-                if line == "\\." {
-                    if *ok && !fmt.quiet {
-                        let _ = writeln!(o.out, "COPY {k}");
-                    }
-                    copy = None;
-                    continue;
-                }
-                if *ok {
-                    *k += 1;
-                    if let Err(e) = crate::sqlq::copy_row(&mut c, t, cols, line) {
-                        report(&mut o, &src, n, &e, Some(format!("COPY {t}, line {k}")));
-                        *ok = false;
-                        failed = true;
-                        if c.tx.is_some() {
-                            c.aborted = true;
-                        } else if let Some(s) = snap.take() {
-                            *c.db() = s;
-                        }
-                        if stop {
-                            break 'lines;
-                        }
-                    }
-                }
-                continue;
+            let go_on = if r.copy.is_some() {
+                r.copy_line(line, n)
+            } else if buf.trim().is_empty() && line.trim_start().starts_with('\\') {
+                meta(&mut r.c, line.trim(), &r.fmt, &mut r.o, &r.src, n)
+            } else {
+                split(&mut buf, line)
+                    .iter()
+                    .all(|stmt| r.statement(stmt, n))
+            };
+            if !go_on {
+                break;
             }
-            if buf.trim().is_empty() && line.trim_start().starts_with('\\') {
-                if !meta(&mut c, line.trim(), &fmt, &mut o, &src, n) {
-                    break;
-                }
-                continue;
+        }
+        r.finish(single)
+    }
+}
+
+/// A script being run: what psql keeps from one input line to the next.
+struct Runner<'a> {
+    o: Outcome,
+    src: Option<String>,
+    stop: bool,
+    fmt: Fmt,
+    c: Conn<'a>,
+    copy: Option<CopyState>,
+    /// The last result, all that -c prints.
+    last: String,
+    failed: bool,
+}
+
+impl Runner<'_> {
+    /// A line of COPY data, up to `\.`; false ends the script (ON_ERROR_STOP).
+    fn copy_line(&mut self, line: &str, n: usize) -> bool {
+        let Some((t, cols, ok, k, snap)) = self.copy.as_mut() else {
+            return true;
+        };
+        if line == "\\." {
+            if *ok && !self.fmt.quiet {
+                let _ = writeln!(self.o.out, "COPY {k}");
             }
-            for stmt in split(&mut buf, line) {
-                let toks = match sql::tokenize(&stmt) {
-                    Ok(t) if t.is_empty() => continue,
-                    Ok(t) => t,
-                    Err(m) => {
-                        report(&mut o, &src, n, &sql::err(m), None);
-                        failed = true;
-                        if stop {
-                            break 'lines;
-                        }
-                        continue;
-                    }
-                };
-                let snap = if c.tx.is_none() {
-                    Some(c.db().clone())
-                } else {
-                    None
-                };
-                let r = c.exec(&toks);
-                for note in c.notices.drain(..) {
-                    let p = src
-                        .as_ref()
-                        .map(|s| format!("psql:{s}:{n}: "))
-                        .unwrap_or_default();
-                    let _ = writeln!(o.err, "{p}{note}");
+            self.copy = None;
+            return true;
+        }
+        if *ok {
+            *k += 1;
+            if let Err(e) = crate::sqlq::copy_row(&mut self.c, t, cols, line) {
+                report(
+                    &mut self.o,
+                    &self.src,
+                    n,
+                    &e,
+                    Some(format!("COPY {t}, line {k}")),
+                );
+                *ok = false;
+                self.failed = true;
+                // A failed COPY loads nothing: outside a block it is undone at once.
+                if self.c.tx.is_some() {
+                    self.c.aborted = true;
+                } else if let Some(s) = snap.take() {
+                    *self.c.db() = s;
                 }
-                match r {
-                    Ok(Res::Tag(t)) => {
-                        last = if fmt.quiet {
-                            String::new()
-                        } else {
-                            format!("{t}\n")
-                        };
-                        if src.is_some() {
-                            o.out.push_str(&last);
-                        }
-                    }
-                    Ok(Res::Rows { cols, rows, right }) => {
-                        last = format_rows(&cols, &rows, &right, &fmt, None);
-                        if src.is_some() {
-                            o.out.push_str(&last);
-                        }
-                    }
-                    Ok(Res::CopyIn { table, cols }) => copy = Some((table, cols, true, 0, snap)),
-                    Err(e) => {
-                        report(&mut o, &src, n, &e, None);
-                        failed = true;
-                        if stop || src.is_none() {
-                            break 'lines;
-                        }
-                    }
+                if self.stop {
+                    return false;
                 }
             }
         }
-        if src.is_none() {
-            o.out.push_str(&last);
+        true
+    }
+
+    /// One statement; false ends the script (ON_ERROR_STOP, or any error of -c).
+    fn statement(&mut self, stmt: &str, n: usize) -> bool {
+        let toks = match sql::tokenize(stmt) {
+            Ok(t) if t.is_empty() => return true,
+            Ok(t) => t,
+            Err(m) => {
+                report(&mut self.o, &self.src, n, &sql::err(m), None);
+                self.failed = true;
+                return !self.stop;
+            }
+        };
+        let snap = if self.c.tx.is_none() {
+            Some(self.c.db().clone())
+        } else {
+            None
+        };
+        let r = self.c.exec(&toks);
+        for note in self.c.notices.drain(..) {
+            let _ = writeln!(self.o.err, "{}{note}", prefix(&self.src, n));
         }
-        let stopped = failed && (stop || src.is_none());
-        if c.tx.is_some() {
+        match r {
+            Ok(Res::Tag(t)) => self.show_result(if self.fmt.quiet {
+                String::new()
+            } else {
+                format!("{t}\n")
+            }),
+            Ok(Res::Rows { cols, rows, right }) => {
+                self.show_result(format_rows(&cols, &rows, &right, &self.fmt, None))
+            }
+            Ok(Res::CopyIn { table, cols }) => self.copy = Some((table, cols, true, 0, snap)),
+            Err(e) => {
+                report(&mut self.o, &self.src, n, &e, None);
+                self.failed = true;
+                return !(self.stop || self.src.is_none());
+            }
+        }
+        true
+    }
+
+    /// A script prints every result as it comes; -c only the last one, at the end.
+    fn show_result(&mut self, text: String) {
+        self.last = text;
+        if self.src.is_some() {
+            self.o.out.push_str(&self.last);
+        }
+    }
+
+    fn finish(mut self, single: bool) -> Outcome {
+        if self.src.is_none() {
+            self.o.out.push_str(&self.last);
+        }
+        let stopped = self.failed && (self.stop || self.src.is_none());
+        if self.c.tx.is_some() {
             // End of input: -1 commits; a stop, or a block left open, rolls back.
-            let commit = single && !stopped && !c.aborted;
-            let _ = c.exec(&[sql::Tok::Word(
+            let commit = single && !stopped && !self.c.aborted;
+            let _ = self.c.exec(&[sql::Tok::Word(
                 if commit { "COMMIT" } else { "ROLLBACK" }.into(),
             )]);
         }
-        o.rc = match (stopped, src.is_some()) {
+        self.o.rc = match (stopped, self.src.is_some()) {
             (true, true) => 3,
             (true, false) => 1,
             _ => 0,
         };
-        o
+        self.o
     }
 }
 
@@ -419,13 +454,10 @@ fn meta(
                         );
                     }
                 } else {
-                    let p = src
-                        .as_ref()
-                        .map(|s| format!("psql:{s}:{n}: "))
-                        .unwrap_or_default();
                     let _ = writeln!(
                         o.err,
-                        "{p}\\connect: FATAL:  database \"{d}\" does not exist"
+                        "{}\\connect: FATAL:  database \"{d}\" does not exist",
+                        prefix(src, n)
                     );
                 }
             }
@@ -433,11 +465,11 @@ fn meta(
         "\\." | "\\set" | "\\unset" | "\\pset" | "\\restrict" | "\\unrestrict" | "\\encoding"
         | "\\timing" => {}
         _ => {
-            let p = src
-                .as_ref()
-                .map(|s| format!("psql:{s}:{n}: "))
-                .unwrap_or_default();
-            let _ = writeln!(o.err, "{p}invalid command {cmd}\nTry \\? for help.");
+            let _ = writeln!(
+                o.err,
+                "{}invalid command {cmd}\nTry \\? for help.",
+                prefix(src, n)
+            );
         }
     }
     true
@@ -459,103 +491,4 @@ pub fn fmt_of(o: &Opts) -> Fmt {
         unaligned: has("-A") || has("--no-align"),
         quiet: has("-q") || has("--quiet"),
     }
-}
-
-/// pg_dump's plain-format output for the database.
-pub fn dump(cl: &Cluster, db: &str, o: &Opts) -> String {
-    let clean = o.has(&["-c", "--clean"]);
-    let ie = o.has(&["--if-exists"]);
-    let schema_only = o.has(&["-s", "--schema-only"]);
-    let data_only = o.has(&["-a", "--data-only"]);
-    let only: Vec<String> = o
-        .all(&["-t", "--table"])
-        .iter()
-        .map(|t| t.trim_start_matches("public.").to_string())
-        .collect();
-    let owner = &cl.user;
-    let mut s = String::from("--\n-- PostgreSQL database dump\n--\n\n-- Dumped from database version 12.1 (Debian 12.1-1.pgdg100+1)\n-- Dumped by pg_dump version 12.1 (Debian 12.1-1.pgdg100+1)\n\nSET statement_timeout = 0;\nSET lock_timeout = 0;\nSET idle_in_transaction_session_timeout = 0;\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\nSELECT pg_catalog.set_config('search_path', '', false);\nSET check_function_bodies = false;\nSET xmloption = content;\nSET client_min_messages = warning;\nSET row_security = off;\n\n");
-    let Some(d) = cl.databases.get(db) else {
-        return s;
-    };
-    let tables: Vec<(&String, &crate::pg::Table)> = d
-        .tables
-        .iter()
-        .filter(|(n, _)| only.is_empty() || only.contains(n))
-        .collect();
-    // Constraints in pg_dump's order: primary keys, then foreign keys, by table and name.
-    let mut cons: Vec<(&str, &crate::pg::Constraint)> = Vec::new();
-    for kind in ["p", "f"] {
-        for (n, t) in &tables {
-            let mut cs: Vec<&crate::pg::Constraint> =
-                t.constraints.iter().filter(|c| c.kind == kind).collect();
-            cs.sort_by(|a, b| a.name.cmp(&b.name));
-            cons.extend(cs.into_iter().map(|c| (n.as_str(), c)));
-        }
-    }
-    if clean && !data_only {
-        let (ife, ifx) = if ie {
-            ("IF EXISTS ", "IF EXISTS ")
-        } else {
-            ("", "")
-        };
-        for (t, c) in cons.iter().rev() {
-            let _ = writeln!(
-                s,
-                "ALTER TABLE {ife}ONLY public.{t} DROP CONSTRAINT {ifx}{};",
-                c.name
-            );
-        }
-        for (t, _) in tables.iter().rev() {
-            let _ = writeln!(s, "DROP TABLE {ifx}public.{t};");
-        }
-        s.push('\n');
-    }
-    if !data_only {
-        s.push_str("SET default_tablespace = '';\n\nSET default_table_access_method = heap;\n\n");
-        for (n, t) in &tables {
-            let _ = write!(s, "--\n-- Name: {n}; Type: TABLE; Schema: public; Owner: {owner}\n--\n\nCREATE TABLE public.{n} (\n");
-            let cols: Vec<String> = t
-                .columns
-                .iter()
-                .map(|(c, ty)| format!("    {c} {ty}"))
-                .collect();
-            let _ = write!(
-                s,
-                "{}\n);\n\n\nALTER TABLE public.{n} OWNER TO {owner};\n\n",
-                cols.join(",\n")
-            );
-        }
-    }
-    if !schema_only {
-        for (n, t) in &tables {
-            let names: Vec<&str> = t.columns.iter().map(|c| c.0.as_str()).collect();
-            let _ = write!(s, "--\n-- Data for Name: {n}; Type: TABLE DATA; Schema: public; Owner: {owner}\n--\n\nCOPY public.{n} ({}) FROM stdin;\n", names.join(", "));
-            for r in &t.rows {
-                let v: Vec<String> = r
-                    .iter()
-                    .map(|x| x.clone().unwrap_or_else(|| "\\N".into()))
-                    .collect();
-                let _ = writeln!(s, "{}", v.join("\t"));
-            }
-            s.push_str("\\.\n\n\n");
-        }
-    }
-    if !data_only {
-        for (t, c) in &cons {
-            let (ty, body) = match &c.ref_table {
-                Some(rt) => (
-                    "FK CONSTRAINT",
-                    format!(
-                        "FOREIGN KEY ({}) REFERENCES public.{rt}({})",
-                        c.cols.join(", "),
-                        c.ref_cols.join(", ")
-                    ),
-                ),
-                None => ("CONSTRAINT", format!("PRIMARY KEY ({})", c.cols.join(", "))),
-            };
-            let _ = write!(s, "--\n-- Name: {t} {}; Type: {ty}; Schema: public; Owner: {owner}\n--\n\nALTER TABLE ONLY public.{t}\n    ADD CONSTRAINT {} {body};\n\n\n", c.name, c.name);
-        }
-    }
-    s.push_str("--\n-- PostgreSQL database dump complete\n--\n\n");
-    s
 }

@@ -3,7 +3,7 @@
 //! (`fleet-sim container-run`) that outlives the client, as a real container does.
 
 use crate::opts::{self, Opts};
-use crate::releases::{image_config, ImageRef};
+use crate::releases::{image_config, ImageConfig, ImageRef};
 use crate::state::{self, Container, Endpoint, HostState, Mount, PortBinding};
 use crate::util;
 use std::collections::BTreeMap;
@@ -109,14 +109,18 @@ fn read_env_file(path: &str) -> Result<Vec<String>, String> {
     Ok(s.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            if l.contains('=') {
-                Some(l.to_string())
-            } else {
-                std::env::var(l).ok().map(|v| format!("{l}={v}"))
-            }
-        })
+        .filter_map(env_entry)
         .collect())
+}
+
+/// `KEY=value` as given; a bare `KEY` takes the client's value, and is dropped when the
+/// client has none, as docker does for `-e` and `--env-file`.
+fn env_entry(e: &str) -> Option<String> {
+    if e.contains('=') {
+        Some(e.to_string())
+    } else {
+        std::env::var(e).ok().map(|v| format!("{e}={v}"))
+    }
 }
 
 /// Container env first, then the image's variables it does not set (docker's merge).
@@ -261,32 +265,9 @@ pub fn build(
     for f in &s.env_files {
         own.extend(read_env_file(f)?);
     }
-    for e in &s.env {
-        if e.contains('=') {
-            own.push(e.clone());
-        } else if let Ok(v) = std::env::var(e) {
-            own.push(format!("{e}={v}"));
-        }
-    }
+    own.extend(s.env.iter().filter_map(|e| env_entry(e)));
     c.env = merge_env(own, &ic.env);
-    match &s.entrypoint {
-        Some(ep) => {
-            c.entrypoint = if ep.is_empty() {
-                None
-            } else {
-                Some(vec![ep.clone()])
-            };
-            c.cmd = s.cmd.clone();
-        }
-        None => {
-            c.entrypoint = ic.entrypoint.clone();
-            c.cmd = if s.cmd.is_empty() {
-                ic.cmd.clone()
-            } else {
-                s.cmd.clone()
-            };
-        }
-    }
+    set_command(&mut c, s, &ic);
     c.workdir = s.workdir.clone().unwrap_or(ic.workdir.clone());
     c.hostname = s.hostname.clone().unwrap_or_else(|| c.id[..12].to_string());
     c.user = s.user.clone().unwrap_or_default();
@@ -316,16 +297,48 @@ pub fn build(
     c.auto_remove = s.auto_rm;
     c.tty = s.tty;
     c.open_stdin = s.interactive;
-    let nets = if s.networks.is_empty() {
-        vec!["bridge".to_string()]
-    } else {
-        s.networks.clone()
-    };
     c.network_mode = s
         .networks
         .first()
         .cloned()
         .unwrap_or_else(|| "default".into());
+    c.endpoints = endpoints(st, s, &c.id)?;
+    create_volumes(st, &c.mounts);
+    Ok(c)
+}
+
+/// `--entrypoint` replaces the image's entrypoint and, with it, the image's command; an
+/// empty one clears it.
+fn set_command(c: &mut Container, s: &Job, ic: &ImageConfig) {
+    match &s.entrypoint {
+        Some(ep) => {
+            c.entrypoint = if ep.is_empty() {
+                None
+            } else {
+                Some(vec![ep.clone()])
+            };
+            c.cmd = s.cmd.clone();
+        }
+        None => {
+            c.entrypoint = ic.entrypoint.clone();
+            c.cmd = if s.cmd.is_empty() {
+                ic.cmd.clone()
+            } else {
+                s.cmd.clone()
+            };
+        }
+    }
+}
+
+/// The container's endpoint on each network it joins (bridge when none is named; host and
+/// none are no endpoint). On user networks its short id is an alias too, as docker does.
+fn endpoints(st: &HostState, s: &Job, id: &str) -> Result<Vec<Endpoint>, String> {
+    let nets = if s.networks.is_empty() {
+        vec!["bridge".to_string()]
+    } else {
+        s.networks.clone()
+    };
+    let mut out = Vec::new();
     for n in &nets {
         if n == "host" || n == "none" {
             continue;
@@ -335,15 +348,20 @@ pub fn build(
         }
         let mut aliases = s.aliases.clone();
         if n != "bridge" {
-            aliases.push(c.id[..12].to_string());
+            aliases.push(id[..12].to_string());
         }
-        c.endpoints.push(Endpoint {
+        out.push(Endpoint {
             network: n.clone(),
             ip: String::new(),
             aliases,
         });
     }
-    for m in &c.mounts {
+    Ok(out)
+}
+
+/// Named and anonymous volumes come into being with the first container that mounts them.
+fn create_volumes(st: &mut HostState, mounts: &[Mount]) {
+    for m in mounts {
         if m.kind == "volume" && !st.volumes.iter().any(|v| v.name == m.source) {
             st.volumes.push(state::Volume {
                 name: m.source.clone(),
@@ -351,7 +369,6 @@ pub fn build(
             });
         }
     }
-    Ok(c)
 }
 
 fn random_name(seed: &str) -> String {
