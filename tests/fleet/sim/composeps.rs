@@ -2,7 +2,7 @@
 //! crash-looping container shows as restarting).
 
 use crate::composefile::{Project, Service};
-use crate::format::{print_list, tabulate};
+use crate::format::{print_ps, JsonRows};
 use crate::opts;
 use crate::state;
 use crate::util::{self, human_ago};
@@ -51,43 +51,14 @@ pub fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Re
             "State": state_s, "Status": status_s, "Ports": c.ports.iter().map(|p| format!("{}:{}->{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port, p.container)).collect::<Vec<_>>().join(", "), "Health": "", "ExitCode": c.exit_code,
         }));
     }
-    if o.has(&["-q", "--quiet"]) {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
-        }
-        return Ok(0);
-    }
-    match o.get(&["--format"]).as_deref() {
-        Some("json") => {
-            println!("{}", serde_json::Value::Array(rows));
-            Ok(0)
-        }
-        Some(f) => Ok(print_list(f, &rows)),
-        None => {
-            let keys = [
-                "Name",
-                "Image",
-                "Command",
-                "Service",
-                "RunningFor",
-                "Status",
-                "Ports",
-            ];
-            let mut lines = vec![[
-                "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()];
-            for r in &rows {
-                lines.push(
-                    keys.iter()
-                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                        .collect(),
-                );
-            }
-            print!("{}", tabulate(&lines));
-            Ok(0)
-        }
-    }
+    let columns = [
+        ("NAME", "Name"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("SERVICE", "Service"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+    ];
+    Ok(print_ps(o, rows, JsonRows::Array, &columns))
 }

@@ -1,7 +1,7 @@
 //! The `docker` shim: the docker CLI as the SimpleLogin procedure uses it, with docker's
 //! own messages and exit codes, over the host's state.json.
 
-use crate::format::{print_list, render, tabulate};
+use crate::format::{print_ps, render, JsonRows};
 use crate::inspect::view;
 use crate::opts;
 use crate::releases::ImageRef;
@@ -292,52 +292,16 @@ fn ps(h: &Path, a: &[String]) -> Result<i32, String> {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     let rows: Vec<Value> = cs.iter().map(|c| ps_row(&st, c, trunc)).collect();
-    if o.has(&["-q", "--quiet"]) {
-        for r in &rows {
-            println!("{}", r["ID"].as_str().unwrap_or(""));
-        }
-        return Ok(0);
-    }
-    match o.get(&["--format"]).as_deref() {
-        Some("json") => {
-            for r in &rows {
-                println!("{r}");
-            }
-            Ok(0)
-        }
-        Some(f) => Ok(print_list(f, &rows)),
-        None => {
-            let keys = [
-                "ID",
-                "Image",
-                "Command",
-                "RunningFor",
-                "Status",
-                "Ports",
-                "Names",
-            ];
-            let mut lines = vec![[
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "NAMES",
-            ]
-            .map(String::from)
-            .to_vec()];
-            for r in &rows {
-                lines.push(
-                    keys.iter()
-                        .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                        .collect(),
-                );
-            }
-            print!("{}", tabulate(&lines));
-            Ok(0)
-        }
-    }
+    let columns = [
+        ("CONTAINER ID", "ID"),
+        ("IMAGE", "Image"),
+        ("COMMAND", "Command"),
+        ("CREATED", "RunningFor"),
+        ("STATUS", "Status"),
+        ("PORTS", "Ports"),
+        ("NAMES", "Names"),
+    ];
+    Ok(print_ps(&o, rows, JsonRows::Lines, &columns))
 }
 
 /// Stop container `i` as `docker stop` does (the app first finishes what it was doing).

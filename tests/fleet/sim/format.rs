@@ -2,6 +2,7 @@
 //! `{{json}}`, `{{index}}` (nested, and as `(index ...).Field`), `{{println}}`, `{{join}}`,
 //! pipes, `{{-`/`-}}` trimming; and docker's table output.
 
+use crate::opts::Opts;
 use serde_json::Value;
 
 enum Node {
@@ -536,6 +537,43 @@ pub fn tabulate(lines: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// How `--format json` prints a listing: compose prints one array, docker an object a line.
+pub enum JsonRows {
+    Array,
+    Lines,
+}
+
+/// Prints a `ps` listing as docker and compose do: the ids alone with `-q`, the rows with
+/// `--format` (`json`, or a template), else a table of `columns`, each `(header, key)`
+/// read from the row's `key`. Returns the exit code.
+pub fn print_ps(o: &Opts, rows: Vec<Value>, json: JsonRows, columns: &[(&str, &str)]) -> i32 {
+    if o.has(&["-q", "--quiet"]) {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return 0;
+    }
+    match (o.get(&["--format"]).as_deref(), json) {
+        (Some("json"), JsonRows::Array) => println!("{}", Value::Array(rows)),
+        (Some("json"), JsonRows::Lines) => rows.iter().for_each(|r| println!("{r}")),
+        (Some(f), _) => return print_list(f, &rows),
+        (None, _) => {
+            let mut lines = vec![columns
+                .iter()
+                .map(|(header, _)| header.to_string())
+                .collect()];
+            for r in &rows {
+                let cells = columns
+                    .iter()
+                    .map(|(_, key)| r[*key].as_str().unwrap_or(""));
+                lines.push(cells.map(str::to_string).collect());
+            }
+            print!("{}", tabulate(&lines));
+        }
+    }
+    0
 }
 
 /// Prints `rows` with `--format TPL` as docker does; a bad template is docker's exit 1.

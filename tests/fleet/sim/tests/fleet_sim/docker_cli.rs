@@ -128,3 +128,47 @@ fn compose_reads_env_and_the_environment_wins() {
     assert!(f.state(h)["containers"].as_array().unwrap().is_empty());
     assert_eq!(health(&f, h).0, 7);
 }
+
+#[test]
+fn ps_lists_as_docker_and_compose_do() {
+    let f = Fleet::start(
+        Spec::new().host(HostSpec::new("s-01", "production", "v4.66.0").layout("springcomp")),
+    );
+    let h = "s-01";
+    let table = run_ok(&f, h, "docker ps");
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.starts_with("CONTAINER ID   IMAGE"), "{table}");
+    assert!(header.trim_end().ends_with("NAMES"), "{table}");
+    assert!(
+        table.lines().any(|l| l.trim_end().ends_with("sl-app")),
+        "{table}"
+    );
+    let ids = run_ok(&f, h, "docker ps -q");
+    assert_eq!(ids.lines().count(), table.lines().count() - 1, "{ids}");
+    assert!(ids.lines().all(|id| id.len() == 12), "{ids}");
+    // docker prints one object a line; compose one array.
+    for line in run_ok(&f, h, "docker ps --format json").lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(row["Names"].is_string(), "{line}");
+    }
+    let app = f.app_path(h).display().to_string();
+    let table = run_ok(&f, h, &format!("cd '{app}' && docker compose ps"));
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAME") && header.contains("SERVICE"),
+        "{table}"
+    );
+    let rows = run_ok(
+        &f,
+        h,
+        &format!("cd '{app}' && docker compose ps --format json"),
+    );
+    let rows: serde_json::Value = serde_json::from_str(rows.trim()).unwrap();
+    assert!(rows.as_array().is_some_and(|r| !r.is_empty()), "{rows}");
+    assert_eq!(
+        run_ok(&f, h, &format!("cd '{app}' && docker compose ps -q"))
+            .lines()
+            .count(),
+        rows.as_array().map_or(0, Vec::len)
+    );
+}
