@@ -5,19 +5,34 @@
 
 use super::*;
 
+/// Connecting to h-01 with `kh` as known_hosts under `policy`: refused, and why.
+async fn refused(f: &Fleet, kh: &Path, policy: HostKeyChecking) -> TransportError {
+    let opts = crate::ssh_trust_server::options(kh, policy);
+    let err = connect(opts, &target(f, "h-01"))
+        .await
+        .expect_err("refused");
+    eprintln!("MESSAGE: {err}");
+    err
+}
+
+/// A new key of `kind` that is not h-01's: its type and base64, as known_hosts records them.
+fn another_key(f: &Fleet, name: &str, kind: &str) -> String {
+    let path = f.tmp().join(name);
+    keygen(&path, kind, "");
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("pub");
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_key_is_refused_and_nothing_runs() {
     let f = one();
     let kh = f.tmp().join("empty_known_hosts");
     std::fs::write(&kh, "").expect("empty known_hosts");
-    let opts = SshOptions {
-        known_hosts: kh.clone(),
-        ..options(&f)
-    };
-    let err = connect(opts, &target(&f, "h-01"))
-        .await
-        .expect_err("refused");
-    eprintln!("MESSAGE: {err}");
+    let err = refused(&f, &kh, HostKeyChecking::Strict).await;
     assert!(
         matches!(err, TransportError::HostKeyUnknown { .. }),
         "{err}"
@@ -40,30 +55,15 @@ async fn unknown_host_key_is_refused_and_nothing_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
     let f = one();
-    let other = f.tmp().join("other_host_key");
-    keygen(&other, "ed25519", "");
-    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
-    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let other_key = another_key(&f, "other_host_key", "ed25519");
     let kh = f.tmp().join("changed_known_hosts");
     std::fs::write(
         &kh,
-        format!(
-            "# the fleet\n[127.0.0.1]:{} {} {}\n",
-            f.port("h-01"),
-            other_key[0],
-            other_key[1]
-        ),
+        format!("# the fleet\n[127.0.0.1]:{} {other_key}\n", f.port("h-01")),
     )
     .expect("write");
     for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
-        let opts = SshOptions {
-            known_hosts: kh.clone(),
-            host_key_checking: policy,
-            ..options(&f)
-        };
-        let err = connect(opts, &target(&f, "h-01"))
-            .await
-            .expect_err("refused");
+        let err = refused(&f, &kh, policy).await;
         match &err {
             TransportError::HostKeyChanged {
                 line, known_hosts, ..
@@ -75,7 +75,6 @@ async fn changed_host_key_is_refused_loudly_even_with_accept_new() {
         }
         assert!(err.is_unreachable());
         let msg = err.to_string();
-        eprintln!("MESSAGE: {msg}");
         assert!(msg.contains("HAS CHANGED"), "{msg}");
         assert!(msg.contains(&format!("{} line 2", kh.display())), "{msg}");
     }
@@ -88,23 +87,12 @@ async fn a_recorded_key_of_another_type_is_asked_for_and_never_replaced() {
     // known_hosts records an ECDSA key for the host, which only has an Ed25519 one: the
     // ECDSA type is asked for first, the host cannot present it, and its Ed25519 key is
     // not taken as new, even under accept-new.
-    let other = f.tmp().join("ecdsa_host_key");
-    keygen(&other, "ecdsa", "");
-    let other_pub = std::fs::read_to_string(other.with_extension("pub")).expect("pub");
-    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let other_key = another_key(&f, "ecdsa_host_key", "ecdsa");
     let kh = f.tmp().join("ecdsa_known_hosts");
-    let recorded = format!("[127.0.0.1]:{} {}\n", f.port("h-01"), other_key.join(" "));
+    let recorded = format!("[127.0.0.1]:{} {other_key}\n", f.port("h-01"));
     std::fs::write(&kh, &recorded).expect("write");
     for policy in [HostKeyChecking::Strict, HostKeyChecking::AcceptNew] {
-        let opts = SshOptions {
-            known_hosts: kh.clone(),
-            host_key_checking: policy,
-            ..options(&f)
-        };
-        let err = connect(opts, &target(&f, "h-01"))
-            .await
-            .expect_err("refused");
-        eprintln!("MESSAGE: {err}");
+        let err = refused(&f, &kh, policy).await;
         assert!(
             matches!(err, TransportError::HostKeyOtherType { .. }),
             "{err}"
