@@ -135,6 +135,14 @@ impl Combined {
         Self::read_at(files, SystemTime::now())
     }
 
+    fn indexed(text: &str, starts: Vec<(usize, PathBuf)>) -> Combined {
+        Combined {
+            index: file::Index::new(text),
+            starts,
+            found: Mutex::default(),
+        }
+    }
+
     fn read_at(files: &[PathBuf], now: SystemTime) -> Result<Arc<Combined>, String> {
         let opened = files
             .iter()
@@ -150,19 +158,20 @@ impl Combined {
         }
         // Read and indexed without the lock: other connections go on meanwhile.
         let (text, starts) = read_text(files, opened)?;
-        let combined = match kept {
-            Some((_, kept, combined)) if *kept == text && combined.starts == starts => combined,
-            _ => Arc::new(Combined {
-                index: file::Index::new(&text),
-                starts,
-                found: Mutex::default(),
-            }),
+        let (text, combined) = match kept {
+            Some((_, kept, combined)) if *kept == text && combined.starts == starts => {
+                (kept, combined)
+            }
+            _ => {
+                let combined = Arc::new(Combined::indexed(&text, starts));
+                (text.into(), combined)
+            }
         };
         let trusted = !stamps.iter().flatten().any(|s| s.too_recent(now));
         let kept = Kept {
             stamps,
             trusted,
-            text: text.into(),
+            text,
             combined: combined.clone(),
         };
         cache().insert(files.to_vec(), kept);
