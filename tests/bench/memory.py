@@ -2,8 +2,9 @@
 
 Each line of --stacks is `frame;frame;...;frame BYTES` (heaptrack_print -F, cost type
 peak): the bytes a call stack held at the run's peak. A stack belongs to the first owner
-whose frames it has. Frames name a function and its file only (`flush (session.rs)`), so
-the owners are told apart by the files and functions that hold memory for them.
+whose pattern is found in it (its frames joined by `;`, a frame's start matched by
+`(^|;)`). Frames name a function and its file only (`flush (session.rs)`), so the owners
+are told apart by the files and functions that hold memory for them.
 """
 
 import argparse
@@ -20,13 +21,19 @@ OWNERS = [
     # russh's or tokio's files.
     ("SSH sessions (russh: session task, buffers, channels)",
      re.compile(r"\(connect\.rs\)|\(sshbuffer\.rs\)|russh|\(kex\.rs\)|"
-                r"^(eof|flush|data|exec|channel_open_session|handle_msg) \(session\.rs\)|"
-                r"\(encrypted\.rs\)|\(cipher|^new<> \(block\.rs\)|^spawn<> \(spawn\.rs\)")),
-    # Made (and kept) there; `onto` lays them over a host in flight's variables.
+                r"(^|;)(eof|flush|data|exec|channel_open_session|handle_msg) \(session\.rs\)|"
+                r"\(encrypted\.rs\)|\(cipher|(^|;)new<> \(block\.rs\)|"
+                r"(^|;)spawn<> \(spawn\.rs\)")),
+    # Made (and kept) there; `onto` lays them over a host in flight's variables. What
+    # they hold as it was registered (up to 16 MB of texts, src/transport/kept.rs) was
+    # copied in the pre-flight as its step registered it: that copy is theirs, not the
+    # pre-flight's (inlined, the copy's frame stands next to check.rs's, on either side).
     ("pre-flight findings held for the host's turn",
-     re.compile(r"^(new|deflate|keep<>) \(kept\.rs\)")),
+     re.compile(r"(^|;)(new|deflate|keep<>) \(kept\.rs\)|"
+                r"\(check\.rs\);clone \(registered\.rs\)|"
+                r"(^|;)clone \(registered\.rs\);[^;]*\(check\.rs\)")),
     ("hosts' variables (playbook, inventory, -e)",
-     re.compile(r"^host_in_play |\(inventory\.rs\)|^prepare \(mod\.rs\)")),
+     re.compile(r"(^|;)host_in_play |\(inventory\.rs\)|(^|;)prepare \(mod\.rs\)")),
     ("hosts in flight (steps, templates, their output)",
      re.compile(r"\((host_run|step|verdict|rollout|recheck|host_lock|opening|check)\.rs\)")),
 ]
@@ -35,8 +42,9 @@ OWNERS = [
 IN_FLIGHT = (0, 4)
 
 def owner(frames):
+    stack = ";".join(frames)
     for name, pattern in OWNERS:
-        if any(pattern.search(f) for f in frames):
+        if pattern.search(stack):
             return name
     return "other"
 
