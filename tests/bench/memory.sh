@@ -7,20 +7,23 @@
 # `--workload status` measures `fleetup status` of the same fleet instead (read-only: no
 # connection waits, every host's report is kept to the end).
 #
-# Usage: tests/bench/memory.sh [--hosts N] [--serial S] [--forks F] [--workload W] [--keep]
+# Usage: tests/bench/memory.sh [--hosts N] [--serial S] [--forks F] [--workload W]
+#                              [--russh-changed] [--keep]
 #   defaults: 300 hosts, serial 100, forks 100 (two batches wait, connections held),
-#   workload upgrade
+#   workload upgrade; --russh-changed: fleetup built against russh with
+#   tests/bench/russh-held-session.patch (measurement only, see russh-changed.sh)
 # Needs root (the fleet runs sshd), heaptrack (apt install heaptrack) and GNU time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-HOSTS=300 SERIAL=100 FORKS=100 WORKLOAD=upgrade KEEP=0
+HOSTS=300 SERIAL=100 FORKS=100 WORKLOAD=upgrade KEEP=0 RUSSH_CHANGED=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --hosts) HOSTS=$2; shift 2 ;;
         --serial) SERIAL=$2; shift 2 ;;
         --forks) FORKS=$2; shift 2 ;;
         --workload) WORKLOAD=$2; shift 2 ;;
+        --russh-changed) RUSSH_CHANGED=1; shift ;;
         --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -45,6 +48,11 @@ log "cargo build --release --no-default-features (for heaptrack)"
     --target-dir "$ROOT/target/system-alloc")
 HEAP_FLEETUP="$ROOT/target/system-alloc/release/fleetup"
 SIM="$ROOT/target/release/fleet-sim"
+if [ "$RUSSH_CHANGED" = 1 ]; then
+    log "the same two builds against russh changed (tests/bench/russh-changed.sh)"
+    FLEETUP=$("$ROOT/tests/bench/russh-changed.sh")
+    HEAP_FLEETUP=$("$ROOT/tests/bench/russh-changed.sh" --no-default-features)
+fi
 
 # shellcheck source=tests/bench/fleet.sh
 . "$ROOT/tests/bench/fleet.sh"
