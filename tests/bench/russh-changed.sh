@@ -22,18 +22,21 @@ case "${1:-}" in
 esac
 cd "$ROOT"
 # The russh this checkout locks, as cargo fetched it.
+cargo fetch --locked --quiet
 SRC=$(cargo metadata --format-version 1 --locked | python3 -c '
 import json, os, sys
 packages = json.load(sys.stdin)["packages"]
 print(next(os.path.dirname(p["manifest_path"]) for p in packages if p["name"] == "russh"))')
 OUT="$ROOT/target/russh-changed"
 COPY="$OUT/$(basename "$SRC")"
-if [ ! -f "$COPY/.patched" ]; then
+PATCH="$ROOT/tests/bench/russh-held-session.patch"
+# Made again when the patch changed since the copy was.
+if ! cmp -s "$PATCH" "$COPY/.patched"; then
     rm -rf "$COPY"
     mkdir -p "$OUT"
     cp -r "$SRC" "$COPY"
-    patch -s -p1 -d "$COPY" <"$ROOT/tests/bench/russh-held-session.patch"
-    touch "$COPY/.patched"
+    patch -s -p1 -d "$COPY" <"$PATCH"
+    cp "$PATCH" "$COPY/.patched"
 fi
 # A path patch rewrites Cargo.lock's entry for russh: the checkout's own is put back.
 cp Cargo.lock "$OUT/Cargo.lock.saved"
