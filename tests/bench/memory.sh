@@ -38,20 +38,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     log "apt-get install ${need_apt[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-log "cargo build --release --bins"
-(cd "$ROOT" && cargo build --release --bins --quiet)
-FLEETUP="$ROOT/target/release/fleetup"
+SIM="$ROOT/target/release/fleet-sim"
 # heaptrack sees only the system allocator's calls: its run is of a build without jemalloc,
 # the peak RSS is the shipped build's.
-log "cargo build --release --no-default-features (for heaptrack)"
-(cd "$ROOT" && cargo build --release --quiet -p fleetup --bin fleetup --no-default-features \
-    --target-dir "$ROOT/target/system-alloc")
-HEAP_FLEETUP="$ROOT/target/system-alloc/release/fleetup"
-SIM="$ROOT/target/release/fleet-sim"
 if [ "$RUSSH_CHANGED" = 1 ]; then
-    log "the same two builds against russh changed (tests/bench/russh-changed.sh)"
+    log "cargo build --release -p fleet-sim; fleetup's two builds against russh changed"
+    (cd "$ROOT" && cargo build --release --quiet -p fleet-sim)
     FLEETUP=$("$ROOT/tests/bench/russh-changed.sh")
     HEAP_FLEETUP=$("$ROOT/tests/bench/russh-changed.sh" --no-default-features)
+else
+    log "cargo build --release --bins"
+    (cd "$ROOT" && cargo build --release --bins --quiet)
+    FLEETUP="$ROOT/target/release/fleetup"
+    log "cargo build --release --no-default-features (for heaptrack)"
+    (cd "$ROOT" && cargo build --release --quiet -p fleetup --bin fleetup \
+        --no-default-features --target-dir "$ROOT/target/system-alloc")
+    HEAP_FLEETUP="$ROOT/target/system-alloc/release/fleetup"
 fi
 
 # shellcheck source=tests/bench/fleet.sh

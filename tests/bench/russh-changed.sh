@@ -14,6 +14,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 FEATURES=() SUFFIX=""
+[ $# -le 1 ] || { echo "one argument at most" >&2; exit 2; }
 case "${1:-}" in
     "") ;;
     --no-default-features) FEATURES=(--no-default-features) SUFFIX=-system-alloc ;;
@@ -42,6 +43,6 @@ fi
 cp Cargo.lock "$OUT/Cargo.lock.saved"
 trap 'cp "$OUT/Cargo.lock.saved" "$ROOT/Cargo.lock"' EXIT
 TARGET="$OUT/build$SUFFIX"
-cargo build --release --quiet -p fleetup --bin fleetup "${FEATURES[@]}" \
+cargo build --release --quiet -p fleetup --bin fleetup ${FEATURES[@]+"${FEATURES[@]}"} \
     --config "patch.crates-io.russh.path=\"$COPY\"" --target-dir "$TARGET" >&2
 echo "$TARGET/release/fleetup"
