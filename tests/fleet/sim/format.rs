@@ -281,20 +281,7 @@ impl Ctx<'_> {
                     .map(|x| Value::String(x.into()))
                     .collect(),
             ),
-            "index" => {
-                let mut cur = a0;
-                for k in &args[1..] {
-                    cur = match (&cur, k) {
-                        (Value::Object(m), _) => m.get(&plain(k)).cloned().unwrap_or(Value::Null),
-                        (Value::Array(a), Value::Number(n)) => a
-                            .get(n.as_u64().unwrap_or(u64::MAX) as usize)
-                            .cloned()
-                            .ok_or("template: error calling index: index out of range")?,
-                        _ => Value::Null,
-                    };
-                }
-                cur
-            }
+            "index" => index(a0, &args[1..])?,
             "eq" => Value::Bool(args[1..].iter().any(|x| plain(x) == plain(&a0))),
             "ne" => Value::Bool(plain(&a0) != plain(args.get(1).unwrap_or(&Value::Null))),
             "not" => Value::Bool(!truthy(&a0)),
@@ -588,4 +575,20 @@ pub fn print_list(tpl: &str, rows: &[Value]) -> i32 {
             1
         }
     }
+}
+
+/// Go's `index`: `value` looked up by each key in turn, a map by name, a list by number.
+fn index(value: Value, keys: &[Value]) -> Result<Value, String> {
+    let mut cur = value;
+    for k in keys {
+        cur = match (&cur, k) {
+            (Value::Object(m), _) => m.get(&plain(k)).cloned().unwrap_or(Value::Null),
+            (Value::Array(a), Value::Number(n)) => a
+                .get(n.as_u64().unwrap_or(u64::MAX) as usize)
+                .cloned()
+                .ok_or("template: error calling index: index out of range")?,
+            _ => Value::Null,
+        };
+    }
+    Ok(cur)
 }

@@ -7,7 +7,7 @@ use crate::log;
 use crate::util::{self, Ctx, Result};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 /// The host a connection is for: the server port (4th field of SSH_CONNECTION) names it.
 pub fn host_for_connection(fleet_dir: &Path) -> Result<(String, PathBuf)> {
@@ -62,7 +62,7 @@ pub fn run(args: &[String]) -> Result<i32> {
         .env("FLEET_SESSION_ID", &entry.id)
         // Its own group, so that on a signal we can kill the command's whole tree at once.
         .process_group(0);
-    let mut child = match child_cmd.spawn() {
+    let child = match child_cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("fleet-sim session: cannot run /bin/sh: {e}");
@@ -70,8 +70,13 @@ pub fn run(args: &[String]) -> Result<i32> {
             return Ok(127);
         }
     };
-    let cpid = child.id() as i32;
-    let set = faults::sigset(&handled);
+    Ok(supervise(child, &entry, &handled))
+}
+
+/// Waits for the command to end and logs how; on a terminating signal, ends the command's
+/// whole group first and dies by the signal, as the session would have.
+fn supervise(mut child: Child, entry: &log::Entry, handled: &[i32]) -> i32 {
+    let set = faults::sigset(handled);
     loop {
         if let Ok(Some(st)) = child.try_wait() {
             if let Some(sig) = st.signal() {
@@ -80,7 +85,7 @@ pub fn run(args: &[String]) -> Result<i32> {
             }
             let rc = st.code().unwrap_or(1);
             entry.end_rc(rc);
-            return Ok(rc);
+            return rc;
         }
         let ts = libc::timespec {
             tv_sec: 1,
@@ -89,28 +94,34 @@ pub fn run(args: &[String]) -> Result<i32> {
         // SAFETY: valid set and timespec.
         let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
         if TERMINATING.contains(&sig) {
-            // SAFETY: plain syscalls on the child's process group.
-            unsafe {
-                libc::killpg(cpid, sig);
-            }
-            // Give the group a moment to exit on its own (the shims log their end), until
-            // no member is left (zombies are reaped at once by the fleet's supervisor).
-            let deadline = util::now() + 1.0;
-            while util::now() < deadline {
-                let _ = child.try_wait();
-                // SAFETY: signal 0 only probes for existence.
-                if unsafe { libc::killpg(cpid, 0) } != 0 {
-                    break;
-                }
-                util::sleep_secs(0.005);
-            }
-            // Whatever ignored the signal, or was left behind by a dead shell, goes now.
-            unsafe {
-                libc::killpg(cpid, libc::SIGKILL);
-            }
-            let _ = child.try_wait();
+            end_group(&mut child, sig);
             entry.end_signal(sig);
             faults::die_by_signal(sig);
         }
     }
+}
+
+/// Passes `sig` to the command's group, gives the group a moment to exit on its own (the
+/// shims log their end) until no member is left (zombies are reaped at once by the fleet's
+/// supervisor), then kills whatever ignored it or was left behind by a dead shell.
+fn end_group(child: &mut Child, sig: i32) {
+    let group = child.id() as i32;
+    // SAFETY: plain syscalls on the child's process group.
+    unsafe {
+        libc::killpg(group, sig);
+    }
+    let deadline = util::now() + 1.0;
+    while util::now() < deadline {
+        let _ = child.try_wait();
+        // SAFETY: signal 0 only probes for existence.
+        if unsafe { libc::killpg(group, 0) } != 0 {
+            break;
+        }
+        util::sleep_secs(0.005);
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::killpg(group, libc::SIGKILL);
+    }
+    let _ = child.try_wait();
 }

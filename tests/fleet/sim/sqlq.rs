@@ -25,28 +25,7 @@ pub fn select(c: &mut Conn, p: &mut P) -> Result<Res, SqlErr> {
         return Ok(rows1("setval", vec!["1".into()], true));
     }
     if flat.contains("pg_database_size") {
-        let name = match p.t[p.i..].iter().find_map(|t| {
-            if let Tok::Str(s) = t {
-                Some(s.clone())
-            } else {
-                None
-            }
-        }) {
-            Some(n) => n,
-            None => c.db.clone(),
-        };
-        let Some(d) = c.cl.databases.get(&name) else {
-            return Err(err(format!("database \"{name}\" does not exist")));
-        };
-        let size = d.size();
-        if flat.starts_with("pg_size_pretty") {
-            return Ok(rows1(
-                "pg_size_pretty",
-                vec![format!("{} kB", size / 1024)],
-                false,
-            ));
-        }
-        return Ok(rows1("pg_database_size", vec![size.to_string()], true));
+        return database_size(c, p, &flat);
     }
     if flat == "current_database ( )" {
         return Ok(rows1("current_database", vec![c.db.clone()], false));
@@ -71,32 +50,54 @@ pub fn select(c: &mut Conn, p: &mut P) -> Result<Res, SqlErr> {
         return Ok(rows1(col, names, false));
     }
     if flat.contains("from information_schema . columns") {
-        let strs: Vec<String> = p.t[p.i..]
-            .iter()
-            .filter_map(|t| {
-                if let Tok::Str(s) = t {
-                    Some(s.clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let mut out = Vec::new();
-        for (tn, t) in &c.db().tables {
-            if strs.iter().any(|s| s == tn) || strs.iter().all(|s| s == "public") {
-                for (col, _) in &t.columns {
-                    if strs.len() < 2
-                        || strs.iter().any(|s| s == col)
-                        || !flat.contains("column_name =")
-                    {
-                        out.push(col.clone());
-                    }
+        return Ok(columns(c, p, &flat));
+    }
+    table_select(c, p)
+}
+
+/// The string literals of the rest of the statement.
+fn literals(p: &P) -> Vec<String> {
+    let literal = |t: &Tok| match t {
+        Tok::Str(s) => Some(s.clone()),
+        _ => None,
+    };
+    p.t[p.i..].iter().filter_map(literal).collect()
+}
+
+/// `pg_database_size('db')`, or of the current database, maybe through `pg_size_pretty`.
+fn database_size(c: &Conn, p: &P, flat: &str) -> Result<Res, SqlErr> {
+    let name = literals(p)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| c.db.clone());
+    let Some(d) = c.cl.databases.get(&name) else {
+        return Err(err(format!("database \"{name}\" does not exist")));
+    };
+    let size = d.size();
+    if flat.starts_with("pg_size_pretty") {
+        let pretty = vec![format!("{} kB", size / 1024)];
+        return Ok(rows1("pg_size_pretty", pretty, false));
+    }
+    Ok(rows1("pg_database_size", vec![size.to_string()], true))
+}
+
+/// The columns `information_schema.columns` lists for the tables (and column) named.
+fn columns(c: &mut Conn, p: &P, flat: &str) -> Res {
+    let strs = literals(p);
+    let mut out = Vec::new();
+    for (tn, t) in &c.db().tables {
+        if strs.iter().any(|s| s == tn) || strs.iter().all(|s| s == "public") {
+            for (col, _) in &t.columns {
+                if strs.len() < 2
+                    || strs.iter().any(|s| s == col)
+                    || !flat.contains("column_name =")
+                {
+                    out.push(col.clone());
                 }
             }
         }
-        return Ok(rows1("column_name", out, false));
     }
-    table_select(c, p)
+    rows1("column_name", out, false)
 }
 
 /// SELECT cols|*|count(*) FROM t [WHERE col = v] [ORDER BY col] [LIMIT n]

@@ -3,8 +3,9 @@
 //! everything down when the owner dies); `up` only waits for its `ready`.
 
 use crate::faults;
-use crate::fleetinfo::{FleetInfo, SshdInfo};
+use crate::fleetinfo::{FleetInfo, HostInfo, SshdInfo};
 use crate::util::{self, sh_quote, Ctx, Result};
+use serde_yaml::{Mapping, Value as Y};
 use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
@@ -183,32 +184,20 @@ fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
     }
     fs::write(dir.join("known_hosts"), kh).ctx("writing known_hosts")?;
 
-    use serde_yaml::{Mapping, Value as Y};
+    write_inventory(f)?;
+    let pids: String = f.sshds.iter().map(|s| format!("{}\n", s.pid)).collect();
+    fs::write(dir.join("pids"), pids).ctx("writing pids")?;
+    let fj = serde_json::to_string_pretty(&*f).ctx("serialising fleet")?;
+    util::write_atomic(&dir.join("fleet.json"), fj.as_bytes())
+}
+
+/// The fleet's inventory, as Ansible reads it: every host under its groups, every group
+/// under `simplelogin`.
+fn write_inventory(f: &FleetInfo) -> Result<()> {
+    let dir = &f.dir;
     let mut children = Mapping::new();
     for h in &f.hosts {
-        let mut vars = Mapping::new();
-        vars.insert("ansible_host".into(), "127.0.0.1".into());
-        vars.insert("ansible_port".into(), Y::from(h.port as u64));
-        vars.insert("ansible_user".into(), h.user.clone().into());
-        vars.insert(
-            "ansible_ssh_private_key_file".into(),
-            dir.join("id_ed25519").to_string_lossy().into_owned().into(),
-        );
-        // The app's directory is the playbook's to discover; where fleetup keeps its lock and
-        // audit log is the operator's to say (the login user cannot write /var/lib).
-        vars.insert(
-            "fleetup_dir".into(),
-            h.app_path
-                .join(".fleetup")
-                .to_string_lossy()
-                .into_owned()
-                .into(),
-        );
-        // The simulated job runner's restart count climbs every second: one is enough to see it.
-        vars.insert("sl_settle".into(), 1u64.into());
-        if h.canary {
-            vars.insert("canary".into(), true.into());
-        }
+        let vars = host_vars(h, dir);
         for g in &h.groups {
             let grp = children.entry(Y::from(g.clone())).or_insert_with(|| {
                 let mut m = Mapping::new();
@@ -231,11 +220,36 @@ fn write_fleet_files(f: &mut FleetInfo) -> Result<()> {
     let mut root = Mapping::new();
     root.insert("all".into(), Y::Mapping(all));
     let inv = serde_yaml::to_string(&Y::Mapping(root)).ctx("serialising inventory")?;
-    fs::write(dir.join("inventory.yml"), inv).ctx("writing inventory.yml")?;
-    let pids: String = f.sshds.iter().map(|s| format!("{}\n", s.pid)).collect();
-    fs::write(dir.join("pids"), pids).ctx("writing pids")?;
-    let fj = serde_json::to_string_pretty(&*f).ctx("serialising fleet")?;
-    util::write_atomic(&dir.join("fleet.json"), fj.as_bytes())
+    fs::write(dir.join("inventory.yml"), inv).ctx("writing inventory.yml")
+}
+
+/// A host's variables in the inventory: where to reach it and how, and what the shipped
+/// playbooks are to be told about it.
+fn host_vars(h: &HostInfo, dir: &Path) -> Mapping {
+    let mut vars = Mapping::new();
+    vars.insert("ansible_host".into(), "127.0.0.1".into());
+    vars.insert("ansible_port".into(), Y::from(h.port as u64));
+    vars.insert("ansible_user".into(), h.user.clone().into());
+    vars.insert(
+        "ansible_ssh_private_key_file".into(),
+        dir.join("id_ed25519").to_string_lossy().into_owned().into(),
+    );
+    // The app's directory is the playbook's to discover; where fleetup keeps its lock and
+    // audit log is the operator's to say (the login user cannot write /var/lib).
+    vars.insert(
+        "fleetup_dir".into(),
+        h.app_path
+            .join(".fleetup")
+            .to_string_lossy()
+            .into_owned()
+            .into(),
+    );
+    // The simulated job runner's restart count climbs every second: one is enough to see it.
+    vars.insert("sl_settle".into(), 1u64.into());
+    if h.canary {
+        vars.insert("canary".into(), true.into());
+    }
+    vars
 }
 
 /// The supervisor: parent (and child subreaper) of every sshd of the fleet, so that it
