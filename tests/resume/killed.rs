@@ -17,16 +17,64 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
     );
     let mut running = spawn_run(&fleet, Path::new(PLAYBOOK), &SERIAL3);
 
-    // Watch the journal until prod-03 is in its pull and prod-02, prod-04 have finished.
+    let run_dir = wait_for_prod03_in_its_pull(&fleet, &mut running);
+    // Let the finished hosts' last commands (the lock's release) end.
+    std::thread::sleep(Duration::from_millis(300));
+
+    assert_a_live_run_is_not_resumed(&fleet);
+
+    // kill -9.
+    let pid = running.child.id();
+    running.child.kill().expect("SIGKILL fleetup");
+    let status = running.child.wait().expect("reap fleetup");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let killed_at = now();
+
+    let id = assert_the_journal_says_where_prod03_was(&fleet, &run_dir);
+    assert_run_json_records_the_run(&run_dir, pid);
+
+    // `history` knows the run was killed: no run_finished, and its process is gone.
+    let h = history_of(&fleet, &id, &[]);
+    assert_eq!(h["ended"], "killed", "history: {h}");
+
+    // Resume.
+    let pre_resume: Vec<Vec<CommandRecord>> = (1..=7)
+        .map(|i| fleet.commands(&format!("prod-{i:02}")))
+        .collect();
+    let resumed = resume(&fleet, "last", &[]);
+    resumed.assert_exit(0);
+    assert_eq!(resumed.run_id(), id, "the same run id:\n{}", resumed.dump());
+    assert_eq!(resumed.run_dir(), run_dir, "the same run dir");
+    assert_only_prod03_and_batch_3_ran(&resumed, &id);
+
+    assert_the_hosts_logs_after_the_resume(&fleet, killed_at, &pre_resume);
+
+    // The journal goes on in the same file: the resumed run's events are appended.
+    let all = journal_lenient(&run_dir);
+    assert!(all.len() >= resumed.events.len());
+    assert_eq!(
+        all[all.len() - resumed.events.len()..],
+        resumed.events[..],
+        "events.jsonl ends with exactly what the resumed run printed"
+    );
+    assert_eq!(history_of(&fleet, &id, &[])["ended"], "completed");
+}
+
+/// Watches the journal until prod-03 is in its pull and prod-02, prod-04 have finished;
+/// returns the run's directory.
+fn wait_for_prod03_in_its_pull(fleet: &Fleet, running: &mut Running) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let run_dir = loop {
+    loop {
         if let Some(status) = running.child.try_wait().expect("try_wait") {
             panic!(
                 "fleetup ended ({status}) before it could be killed; stderr:\n{}",
                 running.stderr_now()
             );
         }
-        let dirs = run_dirs(&state_dir(&fleet));
+        let dirs = run_dirs(&state_dir(fleet));
         assert!(dirs.len() <= 1, "one run, one run dir: {dirs:?}");
         if let Some(dir) = dirs.first() {
             if dir.join("events.jsonl").exists() {
@@ -42,25 +90,25 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
                         .any(|e| e["event"] == "host_finished" && e["host"] == h)
                 };
                 if pulling && done("prod-02") && done("prod-04") {
-                    break dir.clone();
+                    return dir.clone();
                 }
             }
         }
         assert!(
             Instant::now() < deadline,
             "prod-03 never reached its pull with prod-02 and prod-04 finished; journal: {:?}",
-            run_dirs(&state_dir(&fleet))
+            run_dirs(&state_dir(fleet))
                 .first()
                 .map(|d| std::fs::read_to_string(d.join("events.jsonl")))
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
-    // Let the finished hosts' last commands (the lock's release) end.
-    std::thread::sleep(Duration::from_millis(300));
+    }
+}
 
-    // While the run's process lives, it cannot be resumed; nothing is contacted.
-    let before = log_lengths(&fleet);
-    let refused = resume(&fleet, "last", &[]);
+/// While the run's process lives, it cannot be resumed; nothing is contacted.
+fn assert_a_live_run_is_not_resumed(fleet: &Fleet) {
+    let before = log_lengths(fleet);
+    let refused = resume(fleet, "last", &[]);
     assert_eq!(
         refused.code,
         5,
@@ -74,20 +122,13 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
         refused.stderr
     );
     let before: Vec<_> = before.into_iter().filter(|(h, _)| h != "prod-03").collect();
-    assert_nothing_run_since(&fleet, &before, "a refused resume of a live run");
+    assert_nothing_run_since(fleet, &before, "a refused resume of a live run");
+}
 
-    // kill -9.
-    let pid = running.child.id();
-    running.child.kill().expect("SIGKILL fleetup");
-    let status = running.child.wait().expect("reap fleetup");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9)
-    );
-    let killed_at = now();
-
-    // The journal reads back: every complete line parses, and it says where prod-03 was.
-    let (events, _partial) = journal(&run_dir);
+/// The journal of the killed run reads back: every complete line parses, it says where
+/// prod-03 was, and that the others of batch 2 finished. Returns the run's id.
+fn assert_the_journal_says_where_prod03_was(fleet: &Fleet, run_dir: &Path) -> String {
+    let (events, _partial) = journal(run_dir);
     let started: Vec<_> = events
         .iter()
         .filter(|e| e["event"] == "run_started")
@@ -131,7 +172,12 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
     let pull = shim(&p3_log, "start", "docker pull");
     assert!(pull.t * 1000.0 + 1.0 >= last["at_ms"].as_f64().unwrap());
 
-    let rj = run_json(&run_dir);
+    id
+}
+
+/// run.json names the process, the controller and the operator; playbook.yml is a copy.
+fn assert_run_json_records_the_run(run_dir: &Path, pid: u32) {
+    let rj = run_json(run_dir);
     assert_eq!(rj["pid"], pid, "run.json records fleetup's pid: {rj:#}");
     assert_eq!(
         rj["controller"],
@@ -144,21 +190,13 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
         std::fs::read_to_string(Path::new(REPO).join(PLAYBOOK)).unwrap(),
         "playbook.yml is a copy of the playbook"
     );
+}
 
-    // `history` knows the run was killed: no run_finished, and its process is gone.
-    let h = history_of(&fleet, &id, &[]);
-    assert_eq!(h["ended"], "killed", "history: {h}");
-
-    // Resume.
-    let pre_resume: Vec<Vec<CommandRecord>> = (1..=7)
-        .map(|i| fleet.commands(&format!("prod-{i:02}")))
-        .collect();
-    let resumed = resume(&fleet, "last", &[]);
-    resumed.assert_exit(0);
-    assert_eq!(resumed.run_id(), id, "the same run id:\n{}", resumed.dump());
-    assert_eq!(resumed.run_dir(), run_dir, "the same run dir");
+/// The resumed run knows what was finished and where prod-03 was stopped, and runs only
+/// prod-03 and batch 3, the batches keeping their numbers.
+fn assert_only_prod03_and_batch_3_ran(resumed: &Finished, id: &str) {
     let r = resumed.run_resumed();
-    assert_eq!(r["run_id"], id.as_str(), "{r}");
+    assert_eq!(r["run_id"], id, "{r}");
     assert_eq!(r["attempt"], 2, "{r}");
     assert_eq!(
         host_set(&r["finished"]),
@@ -194,12 +232,18 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
     };
     assert_eq!(started_in("prod-03"), Some(json!(2)));
     assert_eq!(started_in("prod-05"), Some(json!(3)));
+}
 
-    // The hosts' own logs: finished hosts were not touched after the kill, not even by a
-    // pre-flight; every host migrated exactly once over both runs; every host at target.
+/// The hosts' own logs: finished hosts were not touched after the kill, not even by a
+/// pre-flight; every host migrated exactly once over both runs; every host at target.
+fn assert_the_hosts_logs_after_the_resume(
+    fleet: &Fleet,
+    killed_at: f64,
+    pre_resume: &[Vec<CommandRecord>],
+) {
     for h in ["prod-01", "prod-02", "prod-04"] {
-        assert_not_touched_since(&fleet, h, killed_at, "after the kill (it had finished)");
-        assert_upgraded(&fleet, h, &fleet.commands(h));
+        assert_not_touched_since(fleet, h, killed_at, "after the kill (it had finished)");
+        assert_upgraded(fleet, h, &fleet.commands(h));
     }
     for (i, log) in pre_resume.iter().enumerate().skip(4) {
         let h = format!("prod-{:02}", i + 1);
@@ -208,10 +252,10 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
             "{h} was not started before the kill: {:?}",
             state_changing(log)
         );
-        assert_upgraded(&fleet, &h, &fleet.commands(&h));
+        assert_upgraded(fleet, &h, &fleet.commands(&h));
     }
-    let p3 = since(&fleet, "prod-03", killed_at);
-    assert_healthy_at(&fleet, "prod-03", TARGET);
+    let p3 = since(fleet, "prod-03", killed_at);
+    assert_healthy_at(fleet, "prod-03", TARGET);
     let p3_pull = p3
         .iter()
         .filter(|c| c.kind == "docker" && c.ev == "end" && c.cmd.starts_with("docker pull"))
@@ -233,19 +277,9 @@ fn kill_9_mid_batch_2_then_resume_finishes_without_touching_finished_hosts() {
     }
     for i in 1..=7 {
         let h = format!("prod-{i:02}");
-        assert_migrated_once(&fleet, &h);
-        assert_no_lock(&fleet, &h);
+        assert_migrated_once(fleet, &h);
+        assert_no_lock(fleet, &h);
     }
-
-    // The journal goes on in the same file: the resumed run's events are appended.
-    let all = journal_lenient(&run_dir);
-    assert!(all.len() >= resumed.events.len());
-    assert_eq!(
-        all[all.len() - resumed.events.len()..],
-        resumed.events[..],
-        "events.jsonl ends with exactly what the resumed run printed"
-    );
-    assert_eq!(history_of(&fleet, &id, &[])["ended"], "completed");
 }
 
 // --- 7. kill -9 after the point of no return, then --resume -------------------------------
