@@ -26,7 +26,40 @@ fn history_and_show_print_what_happened() {
     let id = first.run_id();
     let run_dir = first.run_dir();
 
-    // run.json: the inputs as resolved, the secret redacted.
+    assert_run_json_holds_the_inputs_redacted(&run_dir, secret);
+
+    let h = history_of(&fleet, &id, &[]);
+    assert_eq!(h["ended"], "halted", "{h}");
+    assert_eq!(h["ok"], 2, "{h}");
+    assert_eq!(h["failed"], 1, "{h}");
+
+    fleet.clear_faults("prod-03");
+    let second = resume(&fleet, "last", &["-e", &token]);
+    second.assert_exit(0);
+    assert_eq!(second.run_id(), id);
+    assert_eq!(second.outcome("prod-03"), "ok", "{}", second.dump());
+
+    assert_history_json_has_the_one_resumed_run(&fleet, &id);
+    assert_history_table_has_its_row(&fleet, &id);
+    assert_show_recaps_every_host(&fleet, &id);
+    let log_file = assert_show_host_prints_both_attempts(&fleet, &run_dir);
+    assert_audit_lines_on_every_host(&fleet, &id);
+    assert_steps_end_with_their_exit_code(&log_file);
+}
+
+/// `fleetup WORDS -i INVENTORY AFTER`, which must succeed: what it printed.
+fn stdout_of(fleet: &Fleet, words: &[&str], after: &[&str]) -> String {
+    let mut args = strings(words);
+    args.push("-i".into());
+    args.push(s(&fleet.inventory_path()));
+    args.extend(strings(after));
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
+    fleet::stdout(&out)
+}
+
+/// run.json: the inputs as resolved, the secret redacted.
+fn assert_run_json_holds_the_inputs_redacted(run_dir: &Path, secret: &str) {
     let rj_text = std::fs::read_to_string(run_dir.join("run.json")).expect("run.json");
     assert!(
         !rj_text.contains(secret),
@@ -40,25 +73,16 @@ fn history_and_show_print_what_happened() {
         rj_text.contains(TARGET),
         "the extra vars are recorded: {rj_text}"
     );
-    let rj = run_json(&run_dir);
+    let rj = run_json(run_dir);
     assert_eq!(rj["controller"], hostname(), "{rj:#}");
     for k in ["operator", "controller", "pid", "started"] {
         assert!(!rj[k].is_null(), "run.json has {k}: {rj:#}");
     }
+}
 
-    let h = history_of(&fleet, &id, &[]);
-    assert_eq!(h["ended"], "halted", "{h}");
-    assert_eq!(h["ok"], 2, "{h}");
-    assert_eq!(h["failed"], 1, "{h}");
-
-    fleet.clear_faults("prod-03");
-    let second = resume(&fleet, "last", &["-e", &token]);
-    second.assert_exit(0);
-    assert_eq!(second.run_id(), id);
-    assert_eq!(second.outcome("prod-03"), "ok", "{}", second.dump());
-
-    // history, json: one object per run.
-    let all = history_json(&fleet, &[]);
+/// history, json: one object per run, the resumed run's.
+fn assert_history_json_has_the_one_resumed_run(fleet: &Fleet, id: &str) {
+    let all = history_json(fleet, &[]);
     assert_eq!(all.len(), 1, "one run (resumed, not a new one): {all:#?}");
     let h = &all[0];
     for k in [
@@ -74,7 +98,7 @@ fn history_and_show_print_what_happened() {
     ] {
         assert!(h.get(k).is_some(), "history has {k}: {h}");
     }
-    assert_eq!(h["run_id"], id.as_str());
+    assert_eq!(h["run_id"], id);
     assert_eq!(h["ended"], "completed", "{h}");
     assert_eq!(h["hosts"], 3, "{h}");
     assert_eq!(h["ok"], 3, "{h}");
@@ -92,13 +116,11 @@ fn history_and_show_print_what_happened() {
         "{h}"
     );
     assert!(h["duration_ms"].as_u64().is_some(), "{h}");
+}
 
-    // history, text: the table.
-    let mut args = strings(&["history", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    let out = cli(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
-    let text = fleet::stdout(&out);
+/// history, text: the table, a row for the run.
+fn assert_history_table_has_its_row(fleet: &Fleet, id: &str) {
+    let text = stdout_of(fleet, &["history"], &[]);
     let header = text
         .lines()
         .find(|l| l.trim_start().starts_with("RUN"))
@@ -108,19 +130,17 @@ fn history_and_show_print_what_happened() {
         ["RUN", "STARTED", "PLAYBOOK", "TARGET", "OK", "FAILED", "DURATION", "ENDED"],
         "{text}"
     );
-    let rows: Vec<_> = text.lines().filter(|l| l.contains(&id)).collect();
+    let rows: Vec<_> = text.lines().filter(|l| l.contains(id)).collect();
     assert_eq!(rows.len(), 1, "one row for the run: {text}");
     assert!(
         rows[0].contains("completed") && rows[0].contains(TARGET),
         "{text}"
     );
+}
 
-    // show last: the recap again, every host with its outcome.
-    let mut args = strings(&["show", "last", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    let out = cli(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
-    let text = fleet::stdout(&out);
+/// show last: the recap again, every host with its outcome; and the same by its id.
+fn assert_show_recaps_every_host(fleet: &Fleet, id: &str) {
+    let text = stdout_of(fleet, &["show", "last"], &[]);
     let recap = &text[text
         .find("RECAP")
         .unwrap_or_else(|| panic!("a RECAP: {text}"))..];
@@ -136,19 +156,12 @@ fn history_and_show_print_what_happened() {
         );
     }
     // The same by its id.
-    let mut args = strings(&["show", &id, "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    let by_id = cli(&args);
-    assert_eq!(by_id.status.code(), Some(0), "{}", fleet::stderr(&by_id));
-    assert!(fleet::stdout(&by_id).contains("RECAP"));
+    assert!(stdout_of(fleet, &["show", id], &[]).contains("RECAP"));
+}
 
-    // show last --host prod-03: its log, both attempts.
-    let mut args = strings(&["show", "last", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    args.extend(strings(&["--host", "prod-03"]));
-    let out = cli(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
-    let text = fleet::stdout(&out);
+/// show last --host prod-03: its log, both attempts; returns the log's file.
+fn assert_show_host_prints_both_attempts(fleet: &Fleet, run_dir: &Path) -> PathBuf {
+    let text = stdout_of(fleet, &["show", "last"], &["--host", "prod-03"]);
     // The step, the command as it ran (its script, after `$ `), the first attempt's error,
     // and the end of the second attempt (the last step's message).
     for w in [
@@ -162,11 +175,14 @@ fn history_and_show_print_what_happened() {
     }
     let log_file = run_dir.join("hosts").join("prod-03.log");
     assert!(log_file.is_file(), "hosts/prod-03.log");
+    log_file
+}
 
-    // The audit lines on the hosts.
+/// The audit lines on the hosts: who ran what, from which version to which, how it ended.
+fn assert_audit_lines_on_every_host(fleet: &Fleet, id: &str) {
     let me = hostname();
     for host in ["prod-01", "prod-02", "prod-03"] {
-        let lines = audit(&fleet, host);
+        let lines = audit(fleet, host);
         let fields: Vec<_> = lines.iter().map(|l| audit_fields(l)).collect();
         assert!(
             fields
@@ -190,7 +206,7 @@ fn history_and_show_print_what_happened() {
             "{raw}"
         );
     }
-    let p3: Vec<_> = audit(&fleet, "prod-03")
+    let p3: Vec<_> = audit(fleet, "prod-03")
         .iter()
         .map(|l| audit_fields(l)["outcome"].clone())
         .collect();
@@ -199,10 +215,12 @@ fn history_and_show_print_what_happened() {
         ["failed", "ok"],
         "prod-03: the failed attempt, then the upgrade"
     );
+}
 
-    // Each step's end in the host's log: `--- exit code 0 in 0.1s` (checked last, after everything
-    // else this test proves).
-    let log = std::fs::read_to_string(&log_file).expect("hosts/prod-03.log");
+/// Each step's end in the host's log: `--- exit code 0 in 0.1s` (checked last, after
+/// everything else the test proves).
+fn assert_steps_end_with_their_exit_code(log_file: &Path) {
+    let log = std::fs::read_to_string(log_file).expect("hosts/prod-03.log");
     let step_ends: Vec<&str> = log
         .lines()
         .filter(|l| l.starts_with("--- ") && l.contains(" in ") && l.ends_with('s'))
