@@ -9,13 +9,13 @@
 //! `FLEETUP_DEBUG_TERMINAL=DIR` keeps each run's raw terminal bytes and scrollback in DIR.
 
 mod fleet;
+#[path = "terminal/run.rs"]
+mod run;
 mod tmux;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use fleet::{Fleet, HostSpec, Spec};
-use tmux::Tmux;
+use run::{run_playbook_in_tmux, Ended};
 
 const FLEETUP: &str = env!("CARGO_BIN_EXE_fleetup");
 const COLS: usize = 120;
@@ -147,142 +147,11 @@ steps:
     shell: sleep 0.3
 ";
 
-/// How a run in tmux ended.
-struct Ended {
-    /// fleetup's exit code, as the shell saw it.
-    exit: String,
-    /// The visible rows at the end.
-    screen: Vec<String>,
-    /// Every row since the start, the visible ones last.
-    history: Vec<String>,
-    /// The cursor's row (0-based) at the end.
-    cursor_row: usize,
-    /// Every byte fleetup wrote to the terminal (tmux pipe-pane).
-    raw: Vec<u8>,
-}
-
 /// `fleetup run` of [`PLAYBOOK`] on `hosts` hosts (the first a canary) at forks `hosts`,
 /// inside a detached COLS x ROWS tmux session; `on_screen` sees the visible rows every
 /// 100 ms while it runs. None when tmux is missing (the test is then skipped, said loudly).
 fn run_in_tmux(hosts: usize, mut on_screen: impl FnMut(&[String])) -> Option<Ended> {
     run_playbook_in_tmux(hosts, PLAYBOOK, |_, screen| on_screen(screen))
-}
-
-/// [`run_in_tmux`] of `playbook`; `on_screen` may also type into the session.
-fn run_playbook_in_tmux(
-    hosts: usize,
-    playbook: &str,
-    mut on_screen: impl FnMut(&Tmux, &[String]),
-) -> Option<Ended> {
-    if !tmux::available() {
-        println!("SKIPPED: tmux is not installed (apt-get install -y tmux); the terminal view was not tested in a real terminal");
-        return None;
-    }
-    let mut spec = Spec::new();
-    for i in 1..=hosts {
-        let mut h = HostSpec::new(&format!("p-{i:02}"), "production", "v4.65.0");
-        if i == 1 {
-            h = h.canary();
-        }
-        spec = spec.host(h);
-    }
-    let fleet = Fleet::start(spec);
-    let tmp = fleet.tmp();
-    let pb = tmp.join("terminal.yml");
-    std::fs::write(&pb, playbook).unwrap();
-    let exit_file = tmp.join("exit");
-    let raw_file = tmp.join("raw");
-    let ready_file = tmp.join("ready");
-    let script = tmp.join("run.sh");
-    let quote = |p: &Path| fleet::sh_quote(p.to_str().unwrap());
-    // fleetup starts once the test has attached pipe-pane (the `ready` file). The shell
-    // outlives a Ctrl-C typed at fleetup (its trap is a no-op, reset to the default for
-    // fleetup), so that it still records fleetup's exit code.
-    std::fs::write(
-        &script,
-        format!(
-            "trap : INT\nwhile [ ! -e {ready} ]; do sleep 0.05; done\n\
-             {} run -i {} {} --known-hosts {} --yes --state-dir {} --serial {hosts} --forks {hosts}\n\
-             echo $? > {}\nexec sleep 120\n",
-            quote(Path::new(FLEETUP)),
-            quote(&fleet.inventory_path()),
-            quote(&pb),
-            quote(&fleet.known_hosts_path()),
-            quote(&tmp.join("state")),
-            quote(&exit_file),
-            ready = quote(&ready_file),
-        ),
-    )
-    .unwrap();
-    let tmux = Tmux {
-        socket: tmp.join("tmux.sock"),
-    };
-    let (cols, rows) = (COLS.to_string(), ROWS.to_string());
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "run",
-        "-x",
-        &cols,
-        "-y",
-        &rows,
-        "sh",
-        script.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let piped = tmux.cmd(&[
-        "pipe-pane",
-        "-t",
-        "run",
-        "-o",
-        &format!("cat > {}", quote(&raw_file)),
-    ]);
-    assert!(piped.status.success(), "tmux pipe-pane");
-    std::fs::write(&ready_file, "").unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !exit_file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "fleetup did not end within a minute; screen:\n{}",
-            tmux.capture(false).join("\n")
-        );
-        on_screen(&tmux, &tmux.capture(false));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let exit = std::fs::read_to_string(&exit_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    // The shell writes the exit file as fleetup's last bytes may still be on their way.
-    std::thread::sleep(Duration::from_millis(300));
-    let cursor = tmux.cmd(&["display-message", "-p", "-t", "run", "#{cursor_y}"]);
-    let cursor_row = String::from_utf8_lossy(&cursor.stdout)
-        .trim()
-        .parse()
-        .expect("tmux cursor_y");
-    let ended = Ended {
-        exit,
-        screen: tmux.capture(false),
-        history: tmux.capture(true),
-        cursor_row,
-        raw: std::fs::read(&raw_file).unwrap_or_default(),
-    };
-    if let Ok(dir) = std::env::var("FLEETUP_DEBUG_TERMINAL") {
-        let dir = Path::new(&dir);
-        std::fs::write(dir.join(format!("terminal-{hosts}.raw")), &ended.raw).unwrap();
-        std::fs::write(
-            dir.join(format!("terminal-{hosts}.history")),
-            ended.history.join("\n"),
-        )
-        .unwrap();
-    }
-    Some(ended)
 }
 
 #[test]
