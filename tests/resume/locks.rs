@@ -107,10 +107,23 @@ fn two_runs_at_once_upgrade_every_host_once_and_report_locks() {
 #[test]
 fn stale_lock_is_reported_and_broken_only_with_the_flag() {
     let fleet = Fleet::start(Spec::new().group("production", "prod", 4, OLD));
+    let planted = plant_three_locks(&fleet);
+    assert_locked_hosts_are_not_run(&fleet, &planted);
+    assert_break_lock_takes_over_only_stale_locks(&fleet, &planted);
+}
+
+/// The owner of `host`'s lock, as the lock holds it.
+fn owner_json(fleet: &Fleet, host: &str) -> String {
+    std::fs::read_to_string(lock_dir(fleet, host).join("owner.json"))
+        .unwrap_or_else(|e| panic!("{host}: the lock is still there: {e}"))
+}
+
+/// Plants three locks: prod-01's by a dead process of this machine (stale), prod-02's by
+/// another machine now (live), prod-03's by another machine 7 hours ago (the playbook's
+/// `stale_after` is 6h: stale). Returns each lock's owner as planted.
+fn plant_three_locks(fleet: &Fleet) -> Vec<String> {
     let me = hostname();
     let now_s = now() as u64;
-    // prod-01: this machine, a dead pid: stale. prod-02: another machine, now: live.
-    // prod-03: another machine, 7 hours ago (the playbook's stale_after is 6h): stale.
     let owners = [
         (
             "prod-01",
@@ -129,20 +142,19 @@ fn stale_lock_is_reported_and_broken_only_with_the_flag() {
         ),
     ];
     for (h, owner) in &owners {
-        plant_lock(&fleet, h, owner);
+        plant_lock(fleet, h, owner);
     }
-    let owner_json = |h: &str| {
-        std::fs::read_to_string(lock_dir(&fleet, h).join("owner.json"))
-            .unwrap_or_else(|e| panic!("{h}: the lock is still there: {e}"))
-    };
-    let planted: Vec<String> = owners.iter().map(|(h, _)| owner_json(h)).collect();
+    owners.iter().map(|(h, _)| owner_json(fleet, h)).collect()
+}
 
-    // Without --break-lock (and with --state-dir): the locked hosts are not run.
+/// Without `--break-lock` (and with `--state-dir`): the locked hosts are not run, their
+/// locks are left as they were, the fourth host is upgraded.
+fn assert_locked_hosts_are_not_run(fleet: &Fleet, planted: &[String]) {
     let state = fleet.tmp().join("state");
     let state_arg = s(&state);
     let mut args: Vec<&str> = ALL_AT_ONCE.to_vec();
     args.extend(["--state-dir", state_arg.as_str()]);
-    let first = run(&fleet, &args);
+    let first = run(fleet, &args);
     first.assert_exit(2);
     assert!(
         first.run_dir().starts_with(state.join("runs")),
@@ -150,9 +162,9 @@ fn stale_lock_is_reported_and_broken_only_with_the_flag() {
         first.run_dir().display()
     );
     assert!(first.run_dir().join("events.jsonl").is_file());
-    assert!(!state_dir(&fleet).join("runs").exists() || run_dirs(&state_dir(&fleet)).is_empty());
+    assert!(!state_dir(fleet).join("runs").exists() || run_dirs(&state_dir(fleet)).is_empty());
     assert_eq!(
-        history_of(&fleet, &first.run_id(), &["--state-dir", &state_arg])["ended"],
+        history_of(fleet, &first.run_id(), &["--state-dir", &state_arg])["ended"],
         "halted"
     );
     for (h, words) in [
@@ -174,7 +186,7 @@ fn stale_lock_is_reported_and_broken_only_with_the_flag() {
             );
         }
         // Not run: nothing but the lock attempt, no pre-flight command, no change.
-        let log = first.rollout_log(&fleet, h);
+        let log = first.rollout_log(fleet, h);
         let shims: Vec<_> = log.iter().filter(|c| c.kind != "session").collect();
         assert!(
             shims.is_empty(),
@@ -182,29 +194,31 @@ fn stale_lock_is_reported_and_broken_only_with_the_flag() {
             cmds(&log)
         );
         assert!(state_changing(&fleet.commands(h)).is_empty());
-        assert_healthy_at(&fleet, h, OLD);
+        assert_healthy_at(fleet, h, OLD);
     }
-    for (i, (h, _)) in owners.iter().enumerate() {
+    for (i, h) in ["prod-01", "prod-02", "prod-03"].iter().enumerate() {
         assert_eq!(
-            owner_json(h),
+            owner_json(fleet, h),
             planted[i],
             "{h}: the lock was left as it was"
         );
     }
     assert_eq!(first.outcome("prod-04"), "ok", "{}", first.dump());
-    assert_upgraded(&fleet, "prod-04", &fleet.commands("prod-04"));
-    assert_no_lock(&fleet, "prod-04");
+    assert_upgraded(fleet, "prod-04", &fleet.commands("prod-04"));
+    assert_no_lock(fleet, "prod-04");
+}
 
-    // With --break-lock: the stale locks are taken over, the live one is not.
+/// With `--break-lock`: the stale locks are taken over, the live one is not.
+fn assert_break_lock_takes_over_only_stale_locks(fleet: &Fleet, planted: &[String]) {
     let mut args: Vec<&str> = ALL_AT_ONCE.to_vec();
     args.push("--break-lock");
-    let second = run(&fleet, &args);
+    let second = run(fleet, &args);
     second.assert_exit(2);
     for h in ["prod-01", "prod-03"] {
         assert_eq!(second.outcome(h), "ok", "{h}: {}", second.dump());
-        assert_upgraded(&fleet, h, &fleet.commands(h));
-        assert_no_lock(&fleet, h);
-        let lines = audit(&fleet, h);
+        assert_upgraded(fleet, h, &fleet.commands(h));
+        assert_no_lock(fleet, h);
+        let lines = audit(fleet, h);
         assert!(
             lines.iter().any(|l| {
                 let f = audit_fields(l);
@@ -222,13 +236,13 @@ fn stale_lock_is_reported_and_broken_only_with_the_flag() {
         "a live lock is never broken: {message}"
     );
     assert_eq!(
-        owner_json("prod-02"),
+        owner_json(fleet, "prod-02"),
         planted[1],
         "the live lock is untouched"
     );
     assert!(state_changing(&fleet.commands("prod-02")).is_empty());
-    assert_healthy_at(&fleet, "prod-02", OLD);
+    assert_healthy_at(fleet, "prod-02", OLD);
     assert_eq!(second.outcome("prod-04"), "skipped", "{}", second.dump());
-    assert_eq!(migrations(&fleet, "prod-04"), 1);
-    assert_no_lock(&fleet, "prod-04");
+    assert_eq!(migrations(fleet, "prod-04"), 1);
+    assert_no_lock(fleet, "prod-04");
 }
