@@ -9,6 +9,7 @@ mod fleetup_cli;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,18 +90,7 @@ fn notifiers_get_their_events_and_a_dead_one_delays_nothing() {
     let dead = dead_webhook();
     let tmp = fleet.tmp();
     let heard = tmp.join("heard.jsonl");
-    let playbook = tmp.join("notified.yml");
-    std::fs::write(
-        &playbook,
-        format!(
-            "name: notified\nhosts: production\nsecrets: [api_token]\nvars:\n  api_token: {SECRET}\n\
-             notifications:\n  - webhook: http://127.0.0.1:{port}/hooks/T0/B0/hook-secret\n\
-             \x20 - command: \"cat >> {heard}; echo >> {heard}\"\n    on: [run_started, halted, run_finished]\n\
-             steps:\n  - name: work\n    shell: \"echo work-step {{{{ api_token }}}}\"\n",
-            heard = heard.display()
-        ),
-    )
-    .expect("the playbook is written");
+    let playbook = notified_playbook(tmp, port, &heard);
     let s = |p: &std::path::Path| p.to_str().unwrap_or_default().to_string();
     let started = Instant::now();
     let out = fleetup_cli::cli(&fleetup_cli::strings(&[
@@ -126,7 +116,32 @@ fn notifiers_get_their_events_and_a_dead_one_delays_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(2), "{stdout}");
 
-    // The webhook: what needs a person and the end, each with its line for a chat.
+    assert_the_webhook_got_what_needs_a_person(&received);
+    assert_the_command_heard_its_events(&heard);
+    assert_the_dead_ones_only_warned(&stdout, dead, &tmp.join("state"), took);
+}
+
+/// The playbook `notified` of a run: one step, a secret, and its own notifiers: the
+/// webhook on `port` (every default event) and a command that appends the events it asked
+/// for to `heard`.
+fn notified_playbook(tmp: &Path, port: u16, heard: &Path) -> PathBuf {
+    let playbook = tmp.join("notified.yml");
+    std::fs::write(
+        &playbook,
+        format!(
+            "name: notified\nhosts: production\nsecrets: [api_token]\nvars:\n  api_token: {SECRET}\n\
+             notifications:\n  - webhook: http://127.0.0.1:{port}/hooks/T0/B0/hook-secret\n\
+             \x20 - command: \"cat >> {heard}; echo >> {heard}\"\n    on: [run_started, halted, run_finished]\n\
+             steps:\n  - name: work\n    shell: \"echo work-step {{{{ api_token }}}}\"\n",
+            heard = heard.display()
+        ),
+    )
+    .expect("the playbook is written");
+    playbook
+}
+
+/// The webhook: what needs a person and the end, each with its line for a chat.
+fn assert_the_webhook_got_what_needs_a_person(received: &Posts) {
     let posts = received.lock().expect("the list").clone();
     let events: Vec<String> = posts
         .iter()
@@ -152,9 +167,11 @@ fn notifiers_get_their_events_and_a_dead_one_delays_nothing() {
             && text.contains("p-01 FAILED at `work`: denied for token=********"),
         "{text}"
     );
+}
 
-    // The command: the events it asked for, on its stdin.
-    let heard = std::fs::read_to_string(&heard).expect("the command ran");
+/// The command: the events it asked for, on its stdin.
+fn assert_the_command_heard_its_events(heard: &Path) {
+    let heard = std::fs::read_to_string(heard).expect("the command ran");
     let heard: Vec<String> = heard
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -164,8 +181,11 @@ fn notifiers_get_their_events_and_a_dead_one_delays_nothing() {
         })
         .collect();
     assert_eq!(heard, ["run_started", "halted", "run_finished"]);
+}
 
-    // The dead webhook and the failing command: warnings, and the run was not slowed.
+/// The dead webhook and the failing command: warnings (on screen and in the journal of
+/// the run in `state`), and the run was not slowed (fleetup `took` in all).
+fn assert_the_dead_ones_only_warned(stdout: &str, dead: u16, state: &Path, took: Duration) {
     assert!(
         stdout.contains(&format!(
             "warning: webhook http://127.0.0.1:{dead}/… did not receive host_failed, halted, run_finished: not sent within 3s of the run's end; the run went on"
@@ -182,7 +202,7 @@ fn notifiers_get_their_events_and_a_dead_one_delays_nothing() {
         !stdout.contains("never/answers"),
         "a webhook's path in a warning"
     );
-    let run_dir = fleetup_cli::run_dirs(&tmp.join("state"))
+    let run_dir = fleetup_cli::run_dirs(state)
         .pop()
         .expect("the run's directory");
     let (journal, _) = fleetup_cli::journal(&run_dir);
