@@ -118,6 +118,21 @@ fn pgrep_left(pattern: &str) -> Vec<String> {
     wait_empty(|| pgrep(pattern).lines().map(String::from).collect())
 }
 
+/// Runs `req`, which is to time out, and checks that nothing matching `pattern` is left.
+async fn assert_times_out_leaving_nothing(
+    conn: &HostConnection,
+    req: &ExecRequest<'_>,
+    pattern: &str,
+) {
+    let err = run_req(conn, req).await.expect_err("timeout");
+    assert!(
+        matches!(err, TransportError::CommandTimedOut { .. }),
+        "{err}"
+    );
+    let left = pgrep_left(pattern);
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
 #[derive(Debug)]
 struct Output {
     status: ExitStatus,
@@ -155,6 +170,13 @@ async fn connect(
         .expect("transport")
         .connect(target)
         .await
+}
+
+/// h-01, connected with the fleet's options.
+async fn connect_h01(f: &Fleet) -> HostConnection {
+    connect(options(f), &target(f, "h-01"))
+        .await
+        .expect("connect")
 }
 
 fn text(b: &[u8]) -> &str {

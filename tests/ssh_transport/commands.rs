@@ -11,11 +11,7 @@ use fleetup::transport::CancellationToken;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_exit_codes_signals_streams_and_stdin() {
     let f = one();
-    let conn = Arc::new(
-        connect(options(&f), &target(&f, "h-01"))
-            .await
-            .expect("connect"),
-    );
+    let conn = Arc::new(connect_h01(&f).await);
     assert_eq!(conn.host(), "h-01");
 
     let o = run(&conn, "echo out; echo err >&2; echo out2; exit 3").await;
@@ -78,9 +74,7 @@ async fn exec_exit_codes_signals_streams_and_stdin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_megabytes_arrive_whole_and_in_order() {
     let f = one();
-    let conn = connect(options(&f), &target(&f, "h-01"))
-        .await
-        .expect("connect");
+    let conn = connect_h01(&f).await;
     let t0 = Instant::now();
     let o = run(&conn, "seq 1 200000 >&2 & seq 1 1500000; wait").await;
     let took = t0.elapsed();
@@ -161,9 +155,7 @@ async fn timeout_leaves_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_command_is_terminated_on_the_host_non_root() {
     let f = one();
-    let conn = connect(options(&f), &target(&f, "h-01"))
-        .await
-        .expect("connect");
+    let conn = connect_h01(&f).await;
     timeout_leaves_nothing(&f, &conn, "h-01", 4301, false).await;
     timeout_leaves_nothing(&f, &conn, "h-01", 4302, true).await;
 
@@ -262,9 +254,7 @@ async fn become_runs_through_sudo_and_is_terminated_as_root() {
     std::fs::write(&rule_path.0, format!("{user} ALL=(root) NOPASSWD: ALL\n")).expect("sudoers");
     sh(&format!("chmod 440 {}", rule_path.0));
 
-    let conn = connect(options(&f), &target(&f, "h-01"))
-        .await
-        .expect("connect");
+    let conn = connect_h01(&f).await;
     let req = ExecRequest::new("id -u; echo \"$0\" >&2").become_user(None);
     let o = run_req(&conn, &req).await.expect("become root");
     assert_eq!(text(&o.stdout), "0\n");
@@ -289,22 +279,14 @@ async fn become_runs_through_sudo_and_is_terminated_as_root() {
     let req = ExecRequest::new("trap '' TERM; sleep 43311 & sleep 43312")
         .become_user(None)
         .timeout(Duration::from_secs(1));
-    let err = run_req(&conn, &req).await.expect_err("timeout");
-    assert!(
-        matches!(err, TransportError::CommandTimedOut { .. }),
-        "{err}"
-    );
-    let left = pgrep_left("sleep 4331[12]");
-    assert!(left.is_empty(), "left running: {left:?}");
+    assert_times_out_leaving_nothing(&conn, &req, "sleep 4331[12]").await;
     conn.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_command_is_terminated() {
     let f = one();
-    let conn = connect(options(&f), &target(&f, "h-01"))
-        .await
-        .expect("connect");
+    let conn = connect_h01(&f).await;
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -331,9 +313,7 @@ async fn connection_dropped_mid_command_is_connection_lost() {
     let mut r = rule("docker compose up", "drop");
     r["scope"] = serde_json::json!("shim");
     f.fault("h-01", r);
-    let conn = connect(options(&f), &target(&f, "h-01"))
-        .await
-        .expect("connect");
+    let conn = connect_h01(&f).await;
     let app = f.app_path("h-01");
     let cmd = format!(
         // The pause lets sshd send `before` first: what it has not sent when the network

@@ -15,6 +15,12 @@ async fn refused(f: &Fleet, kh: &Path, policy: HostKeyChecking) -> TransportErro
     err
 }
 
+/// Connecting to h-01 with `kh` as known_hosts under `policy`: accepted (`why`, if not).
+async fn accepted(f: &Fleet, kh: &Path, policy: HostKeyChecking, why: &str) -> HostConnection {
+    let opts = crate::ssh_trust_server::options(kh, policy);
+    connect(opts, &target(f, "h-01")).await.expect(why)
+}
+
 /// A new key of `kind` that is not h-01's: its type and base64, as known_hosts records them.
 fn another_key(f: &Fleet, name: &str, kind: &str) -> String {
     let path = f.tmp().join(name);
@@ -108,14 +114,7 @@ async fn a_recorded_key_of_another_type_is_asked_for_and_never_replaced() {
 async fn accept_new_records_the_key_then_strict_accepts_it() {
     let f = one();
     let kh = f.tmp().join("kh_new");
-    let opts = SshOptions {
-        known_hosts: kh.clone(),
-        host_key_checking: HostKeyChecking::AcceptNew,
-        ..options(&f)
-    };
-    let conn = connect(opts, &target(&f, "h-01"))
-        .await
-        .expect("accept-new");
+    let conn = accepted(&f, &kh, HostKeyChecking::AcceptNew, "accept-new").await;
     assert!(run(&conn, "true").await.status.success());
     conn.close().await;
     assert_eq!(
@@ -123,13 +122,7 @@ async fn accept_new_records_the_key_then_strict_accepts_it() {
         host_key_line(&f, "h-01")
     );
 
-    let strict = SshOptions {
-        known_hosts: kh,
-        ..options(&f)
-    };
-    let conn = connect(strict, &target(&f, "h-01"))
-        .await
-        .expect("strict now");
+    let conn = accepted(&f, &kh, HostKeyChecking::Strict, "strict now").await;
     conn.close().await;
 }
 
@@ -141,12 +134,6 @@ async fn hashed_known_hosts_entries_are_understood() {
     sh(&format!("ssh-keygen -q -H -f {} 2>/dev/null", kh.display()));
     let hashed = std::fs::read_to_string(&kh).expect("read");
     assert!(hashed.starts_with("|1|"), "{hashed}");
-    let opts = SshOptions {
-        known_hosts: kh,
-        ..options(&f)
-    };
-    let conn = connect(opts, &target(&f, "h-01"))
-        .await
-        .expect("hashed entry");
+    let conn = accepted(&f, &kh, HostKeyChecking::Strict, "hashed entry").await;
     conn.close().await;
 }
