@@ -141,27 +141,30 @@ fn set(hosts: &[&str]) -> BTreeSet<String> {
 
 // --- The journal ------------------------------------------------------------------------
 
+/// `fleetup WORDS -i INVENTORY AFTER`, which must succeed: what it printed.
+fn stdout_of(fleet: &Fleet, words: &[&str], after: &[&str]) -> String {
+    let mut args = strings(words);
+    args.push("-i".into());
+    args.push(s(&fleet.inventory_path()));
+    args.extend(strings(after));
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
+    fleet::stdout(&out)
+}
+
 /// `fleetup history -i INV --output json`: one object per run.
 fn history_json(fleet: &Fleet, extra: &[&str]) -> Vec<Value> {
-    let mut args = strings(&["history", "-i"]);
-    args.push(s(&fleet.inventory_path()));
-    args.extend(strings(&["--output", "json"]));
-    args.extend(strings(extra));
-    let out = cli(&args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "history: {}",
-        fleet::stderr(&out)
-    );
-    fleet::stdout(&out)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("history line is not JSON ({e}): {l:?}"))
-        })
-        .collect()
+    stdout_of(
+        fleet,
+        &["history"],
+        &[&["--output", "json"], extra].concat(),
+    )
+    .lines()
+    .filter(|l| !l.trim().is_empty())
+    .map(|l| {
+        serde_json::from_str(l).unwrap_or_else(|e| panic!("history line is not JSON ({e}): {l:?}"))
+    })
+    .collect()
 }
 
 /// The history entry of one run.
@@ -329,6 +332,25 @@ fn assert_nothing_run_since(fleet: &Fleet, before: &[(String, usize)], what: &st
             cmds(&log[*n..]).join("\n")
         );
     }
+}
+
+/// `--resume last`, which is to be refused (exit 5, stderr saying `says`), with none of the
+/// hosts in `before` contacted: `what` is the case, for the messages.
+fn assert_resume_refused(fleet: &Fleet, before: &[(String, usize)], says: &str, what: &str) {
+    let r = resume(fleet, "last", &[]);
+    assert_eq!(
+        r.code,
+        5,
+        "{what}; stderr:\n{}\nevents:\n{}",
+        r.stderr,
+        r.dump()
+    );
+    assert!(
+        r.stderr.contains(says),
+        "{what}: says `{says}`: {}",
+        r.stderr
+    );
+    assert_nothing_run_since(fleet, before, what);
 }
 
 /// The fleet of seven: prod-01 (the canary) to prod-07, all at v4.65.0.

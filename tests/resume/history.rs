@@ -47,17 +47,6 @@ fn history_and_show_print_what_happened() {
     assert_steps_end_with_their_exit_code(&log_file);
 }
 
-/// `fleetup WORDS -i INVENTORY AFTER`, which must succeed: what it printed.
-fn stdout_of(fleet: &Fleet, words: &[&str], after: &[&str]) -> String {
-    let mut args = strings(words);
-    args.push("-i".into());
-    args.push(s(&fleet.inventory_path()));
-    args.extend(strings(after));
-    let out = cli(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", fleet::stderr(&out));
-    fleet::stdout(&out)
-}
-
 /// run.json: the inputs as resolved, the secret redacted.
 fn assert_run_json_holds_the_inputs_redacted(run_dir: &Path, secret: &str) {
     let rj_text = std::fs::read_to_string(run_dir.join("run.json")).expect("run.json");

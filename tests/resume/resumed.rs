@@ -154,20 +154,12 @@ fn resume_refuses_a_changed_playbook_unless_forced() {
     std::fs::write(&copy, text).unwrap();
     fleet.clear_faults("prod-01");
     let before = log_lengths(&fleet);
-    let r = resume(&fleet, "last", &[]);
-    assert_eq!(
-        r.code,
-        5,
-        "resume of a changed playbook; stderr:\n{}\nevents:\n{}",
-        r.stderr,
-        r.dump()
+    assert_resume_refused(
+        &fleet,
+        &before,
+        "changed",
+        "a refused resume (playbook changed)",
     );
-    assert!(
-        r.stderr.contains("changed"),
-        "says what changed: {}",
-        r.stderr
-    );
-    assert_nothing_run_since(&fleet, &before, "a refused resume (playbook changed)");
     for h in ["prod-01", "prod-02", "prod-03"] {
         assert_healthy_at(&fleet, h, OLD);
     }
