@@ -21,10 +21,7 @@ use super::{
 #[test]
 fn plain_output_line_by_line() {
     let fleet = fleet_of(3, true);
-    fleet.fault(
-        "p-03",
-        serde_json::json!({"match": "echo disk ok", "action": "fail", "rc": 3, "stderr": "disk full", "scope": "session"}),
-    );
+    fleet.fault("p-03", disk_full());
     let pb = playbook(&fleet, "two.yml", TWO_STEPS);
     let args = run_args(&fleet, &pb, &["--serial", "2", "--forks", "1"]);
     let out = fleetup(&strs(&args));
@@ -120,10 +117,7 @@ logs of every host: <RUN_DIR>"
 #[test]
 fn a_failed_step_is_summed_up_by_its_stderr_not_its_exit_code_again() {
     let fleet = fleet_of(1, false);
-    fleet.fault(
-        "p-01",
-        serde_json::json!({"match": "echo disk ok", "action": "fail", "rc": 3, "stderr": "disk full", "scope": "session"}),
-    );
+    fleet.fault("p-01", disk_full());
     let pb = playbook(&fleet, "two.yml", TWO_STEPS);
     let out = fleetup(&strs(&run_args(&fleet, &pb, &["--canary", "none"])));
     assert_eq!(out.code(), Some(2), "{}", out.context());
@@ -299,4 +293,9 @@ fn exit_5_on_invalid_input_and_nothing_is_contacted() {
             h.name
         );
     }
+}
+
+/// The fault that fails [`TWO_STEPS`]' second step: exit code 3, stderr `disk full`.
+fn disk_full() -> serde_json::Value {
+    serde_json::json!({"match": "echo disk ok", "action": "fail", "rc": 3, "stderr": "disk full", "scope": "session"})
 }
