@@ -35,10 +35,7 @@ pub fn run_playbook_in_tmux(
     // Lives until the run has ended: the fleet stops when it is dropped.
     let fleet = fleet_of(hosts);
     let files = RunFiles::write(&fleet, playbook, hosts);
-    let tmux = Tmux {
-        socket: fleet.tmp().join("tmux.sock"),
-    };
-    start_session(&tmux, &files);
+    let tmux = start_session(fleet.tmp().join("tmux.sock"), &files);
     wait_for_exit(&tmux, &files, on_screen);
     let ended = ended(&tmux, &files);
     if let Ok(dir) = std::env::var("FLEETUP_DEBUG_TERMINAL") {
@@ -114,30 +111,14 @@ impl RunFiles {
 
 /// A detached COLS x ROWS session running the script, its output piped to the raw file;
 /// then the script is let go.
-fn start_session(tmux: &Tmux, files: &RunFiles) {
-    let (cols, rows) = (COLS.to_string(), ROWS.to_string());
+fn start_session(socket: PathBuf, files: &RunFiles) -> Tmux {
     let script = files.script.to_str().unwrap();
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        "run",
-        "-x",
-        &cols,
-        "-y",
-        &rows,
-        "sh",
-        script,
-    ]);
-    assert!(
-        out.status.success(),
-        "tmux new-session: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tmux = Tmux::start(socket, COLS, ROWS, &["sh", script]);
     let raw = fleet::sh_quote(files.raw.to_str().unwrap());
     let piped = tmux.cmd(&["pipe-pane", "-t", "run", "-o", &format!("cat > {raw}")]);
     assert!(piped.status.success(), "tmux pipe-pane");
     std::fs::write(&files.ready, "").unwrap();
+    tmux
 }
 
 /// Shows `on_screen` the visible rows every 100 ms until fleetup has ended.
