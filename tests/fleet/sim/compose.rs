@@ -376,6 +376,47 @@ fn up_in(st: &mut HostState, h: &Path, proj: &Project, todo: &[&Service], force:
     0
 }
 
+/// What `up` waits for before it starts a service: each dependency that must complete
+/// has, and each that must be healthy is (compose waits while it is starting).
+fn dependencies_met(st: &HostState, proj: &Project, s: &Service) -> Result<(), String> {
+    for (d, cond) in &s.deps {
+        let dep = proj.services.iter().find(|x| &x.name == d);
+        let Some(c) = dep.and_then(|ds| st.container(&ds.container)) else {
+            continue;
+        };
+        match cond.as_str() {
+            "service_completed_successfully" if c.status != "exited" || c.exit_code != 0 => {
+                return Err(format!(
+                    "service \"{d}\" didn't complete successfully: exit {}",
+                    c.exit_code
+                ));
+            }
+            "service_healthy" => wait_healthy(st, c)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn wait_healthy(st: &HostState, c: &crate::state::Container) -> Result<(), String> {
+    use crate::health::Status;
+    let failed = |why: &str| {
+        Err(format!(
+            "dependency failed to start: container {} {why}",
+            c.name
+        ))
+    };
+    match (crate::inspect::health(st, c), &c.healthcheck) {
+        (Some(Status::Healthy), _) => Ok(()),
+        (Some(Status::Starting), Some(h)) => {
+            util::sleep_secs(h.healthy_at(c.started) - util::now());
+            Ok(())
+        }
+        (Some(_), _) => failed("is unhealthy"),
+        (None, _) => failed("has no healthcheck configured"),
+    }
+}
+
 fn up_one(
     st: &mut HostState,
     h: &Path,
@@ -385,22 +426,9 @@ fn up_one(
     force: bool,
 ) -> i32 {
     let img = st.add_image(r);
-    for (d, cond) in &s.deps {
-        if cond != "service_completed_successfully" {
-            continue;
-        }
-        let code = proj
-            .services
-            .iter()
-            .find(|x| &x.name == d)
-            .and_then(|ds| st.container(&ds.container))
-            .map(|c| (c.status.clone(), c.exit_code));
-        if let Some((stat, code)) = code {
-            if stat != "exited" || code != 0 {
-                eprintln!("service \"{d}\" didn't complete successfully: exit {code}");
-                return 1;
-            }
-        }
+    if let Err(e) = dependencies_met(st, proj, s) {
+        eprintln!("{e}");
+        return 1;
     }
     let labels = labels(proj, s, &img.id, false);
     if let Some(i) = st.container_idx(&s.container) {

@@ -1,7 +1,7 @@
 //! Reading a compose project as docker compose v2 does: the file (and the files it
 //! `include:`s), YAML anchors and merge keys, `.env` interpolation (the environment wins),
-//! services with their image, command, env, volumes, ports, networks, restart policy and
-//! `depends_on` conditions.
+//! services with their image, command, env, volumes, ports, networks, restart policy,
+//! healthcheck and `depends_on` conditions.
 
 use crate::run::Job;
 use serde_yaml::Value as Y;
@@ -379,6 +379,8 @@ fn service(p: &mut Project, fdir: &Path, name: &str, v: &Y) -> Result<Service, S
         workdir: str_at(v, "working_dir"),
         hostname: str_at(v, "hostname"),
         detach: true,
+        healthcheck: crate::health::Healthcheck::from_compose(v)
+            .map_err(|e| format!("service \"{name}\": {e}"))?,
         ..Default::default()
     };
     let hash = crate::util::hex_id(&serde_yaml::to_string(v).unwrap_or_default());

@@ -27,28 +27,14 @@ pub fn ps(h: &Path, proj: &Project, selected: &[&Service], o: &opts::Opts) -> Re
         if c.project() != Some(proj.name.as_str()) || (!all && c.status != "running") {
             continue;
         }
-        let crashing = st.crashing(c);
-        let (state_s, status_s) = match (c.status.as_str(), crashing) {
-            ("running", true) => (
-                "restarting",
-                "Restarting (1) Less than a second ago".to_string(),
-            ),
-            ("running", false) => ("running", format!("Up {}", human_ago(now - c.started))),
-            ("exited", _) => (
-                "exited",
-                format!(
-                    "Exited ({}) {} ago",
-                    c.exit_code,
-                    human_ago(now - c.finished)
-                ),
-            ),
-            _ => ("created", "Created".to_string()),
-        };
+        let state_s = crate::inspect::view(&st, c).status;
+        let status_s = crate::docker::status_text(&st, c);
+        let health = crate::inspect::health(&st, c).map_or("", |h| h.word());
         rows.push(json!({
             "ID": &c.id[..12], "Name": c.name, "Names": c.name, "Image": c.image, "Service": s.name,
             "Command": format!("\"{}\"", c.cmd.join(" ")), "Project": proj.name,
             "CreatedAt": util::rfc3339(c.created), "RunningFor": format!("{} ago", human_ago(now - c.created)),
-            "State": state_s, "Status": status_s, "Ports": c.ports.iter().map(|p| format!("{}:{}->{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port, p.container)).collect::<Vec<_>>().join(", "), "Health": "", "ExitCode": c.exit_code,
+            "State": state_s, "Status": status_s, "Ports": c.ports.iter().map(|p| format!("{}:{}->{}", if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip }, p.host_port, p.container)).collect::<Vec<_>>().join(", "), "Health": health, "ExitCode": c.exit_code,
         }));
     }
     let columns = [

@@ -166,14 +166,19 @@ fn inspect_cmd(h: &Path, a: &[String], ty: Option<&str>) -> Result<i32, String> 
     Ok(crate::inspect::inspect(&st, &o, ty.as_deref()))
 }
 
-fn status_text(st: &HostState, c: &Container) -> String {
+/// The STATUS column of `docker ps` (and `compose ps`).
+pub fn status_text(st: &HostState, c: &Container) -> String {
     let now = util::now();
     let v = view(st, c);
     if v.restarting {
         return "Restarting (1) Less than a second ago".into();
     }
     match v.status {
-        "running" => format!("Up {}", human_ago(now - c.started)),
+        "running" => format!(
+            "Up {}{}",
+            human_ago(now - c.started),
+            crate::inspect::health(st, c).map_or("", |h| h.ps_suffix())
+        ),
         "exited" => format!(
             "Exited ({}) {} ago",
             c.exit_code,

@@ -1,5 +1,6 @@
 //! `docker inspect` (containers and images) as docker 24 prints it.
 
+use crate::health::Healthcheck;
 use crate::releases::{image_config, ImageRef};
 use crate::state::{Container, HostState, Image};
 use crate::util::{self, rfc3339};
@@ -120,7 +121,7 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
     for e in &c.exposed {
         exposed.insert(e.clone(), json!({}));
     }
-    json!({
+    let mut inspected = json!({
         "Id": c.id, "Created": rfc3339(c.created),
         "Path": full.first().cloned().unwrap_or_default(),
         "Args": full.iter().skip(1).cloned().collect::<Vec<_>>(),
@@ -158,7 +159,37 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
             "Ports": ports, "IPAddress": c.endpoints.iter().find(|e| e.network == "bridge" && running).map(|e| e.ip.clone()).unwrap_or_default(),
             "Networks": networks(st, c),
         },
-    })
+    });
+    add_health(&mut inspected, st, c);
+    inspected
+}
+
+/// A healthcheck's config, and its state once the container has started (docker's monitor
+/// begins with the container).
+fn add_health(inspected: &mut Value, st: &HostState, c: &Container) {
+    let Some(h) = &c.healthcheck else {
+        return;
+    };
+    inspected["Config"]["Healthcheck"] = h.config_json();
+    if let Some((h, until, running)) = monitored(st, c) {
+        inspected["State"]["Health"] = h.state_json(c.started, until, running);
+    }
+}
+
+/// The health `docker ps` and `compose ps` show of a container with a healthcheck.
+pub fn health(st: &HostState, c: &Container) -> Option<crate::health::Status> {
+    monitored(st, c).map(|(h, until, running)| h.status(c.started, until, running))
+}
+
+/// A started container's healthcheck (not `NONE`), until when its probes ran, and whether it runs.
+fn monitored<'c>(st: &HostState, c: &'c Container) -> Option<(&'c Healthcheck, f64, bool)> {
+    let h = c
+        .healthcheck
+        .as_ref()
+        .filter(|h| h.runs() && c.started > 0.0)?;
+    let running = view(st, c).status == "running";
+    let until = if running { util::now() } else { c.finished };
+    Some((h, until, running))
 }
 
 pub fn image_json(i: &Image) -> Value {

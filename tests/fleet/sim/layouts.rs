@@ -106,7 +106,7 @@ pub fn provision(host_dir: &Path, app: &Path, inst: &Install) -> Result<()> {
     st.pg = pg::cluster(&user, &pass, "simplelogin", Some(sv));
     st.init = releases::head_of(sv).map(str::to_string);
     // Up for three hours; a broken host's job runner has crash-looped for a minute.
-    let t = util::now() - 3.0 * 3600.0;
+    let t = up_since();
     for c in &mut st.containers {
         c.created = t;
         if c.status == "running" {
@@ -123,6 +123,11 @@ pub fn provision(host_dir: &Path, app: &Path, inst: &Install) -> Result<()> {
         }
     }
     state::save(host_dir, &st)
+}
+
+/// When a provisioned host's containers were made: three hours ago.
+fn up_since() -> f64 {
+    util::now() - 3.0 * 3600.0
 }
 
 fn common_files(app: &Path) -> Result<()> {
@@ -218,9 +223,20 @@ fn readme(
 }
 
 fn compose_up(st: &mut HostState, host_dir: &Path, file: &Path) -> Result<()> {
+    compose_up_only(st, host_dir, file, |_| true)
+}
+
+/// `up -d` of the file's services that `wanted` names.
+fn compose_up_only(
+    st: &mut HostState,
+    host_dir: &Path,
+    file: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<()> {
     let proj =
         crate::composefile::load_project(&[file.to_string_lossy().into_owned()], None, None, None)?;
-    let all: Vec<&crate::composefile::Service> = proj.services.iter().collect();
+    let all: Vec<&crate::composefile::Service> =
+        proj.services.iter().filter(|s| wanted(&s.name)).collect();
     match crate::compose::up_quiet(st, host_dir, &proj, &all) {
         0 => Ok(()),
         rc => Err(format!("provisioning with compose failed ({rc})")),
@@ -267,7 +283,15 @@ fn springcomp(
         "simplelogin",
         Some(inst.version),
     );
-    compose_up(st, host_dir, &app.join("docker-compose.yaml"))?;
+    // sl-db has been up as long as the host (see `provision`), so its healthcheck passed
+    // long before the services that wait for it start: provisioning does not wait for
+    // its first probe.
+    let file = app.join("docker-compose.yaml");
+    compose_up_only(st, host_dir, &file, |s| s == "postgres")?;
+    for c in st.containers.iter_mut().filter(|c| c.name == "sl-db") {
+        c.started = up_since() + 5.0;
+    }
+    compose_up(st, host_dir, &file)?;
     Ok(("sl_admin".into(), "sl-secret-pw".into()))
 }
 
@@ -357,6 +381,15 @@ services:
     image: postgres:12.1
     container_name: sl-db
     env_file: .env
+    healthcheck:
+      test:
+        [
+          "CMD-SHELL",
+          "PGPASSWORD=$$POSTGRES_PASSWORD pg_isready -U $$POSTGRES_USER -d $$POSTGRES_DB -h 127.0.0.1 -p 5432 || exit 1",
+        ]
+      interval: 10s
+      retries: 3
+      start_period: 1s
     networks:
       - internal
     volumes:

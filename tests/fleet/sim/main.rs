@@ -15,6 +15,7 @@ mod faults;
 mod fleetctl;
 mod fleetinfo;
 mod format;
+mod health;
 mod images;
 mod inspect;
 mod install;

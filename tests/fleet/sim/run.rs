@@ -69,6 +69,8 @@ pub struct Job {
     pub tty: bool,
     pub auto_rm: bool,
     pub pull: Option<String>,
+    /// compose's `healthcheck:`.
+    pub healthcheck: Option<crate::health::Healthcheck>,
 }
 
 pub fn parse_spec(a: &[String]) -> Result<Job, String> {
@@ -100,6 +102,12 @@ pub fn parse_spec(a: &[String]) -> Result<Job, String> {
         tty: o.has(&["-t", "--tty"]),
         auto_rm: o.has(&["--rm"]),
         pull: o.get(&["--pull"]),
+        healthcheck: o
+            .get(&["--health-cmd"])
+            .map(|cmd| crate::health::Healthcheck {
+                test: vec!["CMD-SHELL".into(), cmd],
+                ..Default::default()
+            }),
     })
 }
 
@@ -297,6 +305,7 @@ pub fn build(
     c.auto_remove = s.auto_rm;
     c.tty = s.tty;
     c.open_stdin = s.interactive;
+    c.healthcheck = s.healthcheck.clone();
     c.network_mode = s
         .networks
         .first()

@@ -110,6 +110,8 @@ pub struct Container {
     /// Seconds a one-shot command takes (a `slow` fault).
     #[serde(default)]
     pub delay: f64,
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::Healthcheck>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
