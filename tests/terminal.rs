@@ -156,20 +156,37 @@ fn run_in_tmux(hosts: usize, mut on_screen: impl FnMut(&[String])) -> Option<End
 
 #[test]
 fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
-    // While it runs: every row is a whole line, the live area fits the window, one header.
-    let mut captures = 0;
-    let mut saw_header = false;
-    let mut most_live = 0;
-    let mut saw_more = false;
-    let mut shown_twice: Vec<String> = Vec::new();
-    let Some(end) = run_in_tmux(HOSTS, |screen| {
+    let mut frames = Frames::default();
+    let Some(end) = run_in_tmux(HOSTS, |screen| frames.judge(screen)) else {
+        return;
+    };
+    let shown = end.screen.join("\n");
+    assert_eq!(end.exit, "0", "exit code; screen:\n{shown}");
+    frames.assert_saw_the_run();
+    assert_recap_of_every_host(&end);
+    assert_matches_snapshot(&end.screen);
+}
+
+/// What the frames captured while the run went on showed: each is judged as it comes
+/// (every row a whole line, the live area inside the window, one header).
+#[derive(Default)]
+struct Frames {
+    captures: usize,
+    saw_header: bool,
+    most_live: usize,
+    saw_more: bool,
+    shown_twice: Vec<String>,
+}
+
+impl Frames {
+    fn judge(&mut self, screen: &[String]) {
         // tmux may show a frame half drawn (a frame is several KiB, written to the pty in
         // pieces): judge only whole frames, which end with the overall bar.
         let last = screen.iter().rposition(|l| !l.trim().is_empty());
         if !last.is_some_and(|i| is_overall_row(&screen[i])) {
             return;
         }
-        captures += 1;
+        self.captures += 1;
         let shown = || screen.join("\n");
         // Every row is one whole line of a known kind: a line too wide for the window
         // would wrap, and its second row would be none of these.
@@ -187,11 +204,11 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
             .collect();
         assert!(headers.len() <= 1, "the header drawn twice:\n{}", shown());
         if headers.first().is_some_and(|h| h.contains("· batch ")) {
-            saw_header = true;
+            self.saw_header = true;
         }
         let live: Vec<&String> = screen.iter().filter(|l| is_live_host_line(l)).collect();
         let more = screen.iter().filter(|l| is_more_line(l)).count();
-        saw_more |= more > 0;
+        self.saw_more |= more > 0;
         // Header, live lines, `… and N more`, overall bar: all inside the window.
         assert!(
             live.len() + more + 2 <= ROWS,
@@ -199,6 +216,11 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
             live.len(),
             shown()
         );
+        self.judge_hosts(&live, shown);
+    }
+
+    /// No host on two live lines in two whole frames in a row.
+    fn judge_hosts(&mut self, live: &[&String], shown: impl Fn() -> String) {
         let mut hosts: Vec<&str> = live
             .iter()
             .filter_map(|l| l.split_whitespace().nth(1))
@@ -213,36 +235,40 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
         // A frame redrawn while tmux captured it can show the old first line beside the
         // new one: a host shown twice is a defect only when the next whole frame shows it
         // twice again (a stale line stays; a torn frame is gone 50 ms later).
-        let before = std::mem::take(&mut shown_twice);
+        let before = std::mem::take(&mut self.shown_twice);
         assert!(
             twice.is_empty() || !twice.iter().any(|h| before.contains(h)),
             "a host shown twice in two frames in a row ({twice:?}):\n{}",
             shown()
         );
-        shown_twice = twice;
+        self.shown_twice = twice;
         hosts.sort_unstable();
         hosts.dedup();
-        most_live = most_live.max(hosts.len());
-    }) else {
-        return;
-    };
+        self.most_live = self.most_live.max(hosts.len());
+    }
+
+    fn assert_saw_the_run(&self) {
+        let (captures, most_live, saw_more) = (self.captures, self.most_live, self.saw_more);
+        assert!(
+            captures >= 3,
+            "only {captures} whole frames captured while it ran"
+        );
+        assert!(
+            self.saw_header,
+            "no header with the batch was seen while running"
+        );
+        assert!(
+            most_live >= 20 && saw_more,
+            "the 49 hosts of batch 2 were never seen in flight at once (at most {most_live} live lines, `… and N more` seen: {saw_more})"
+        );
+    }
+}
+
+/// At the end: the recap, all 50 hosts counted, no live line left anywhere, and every
+/// host finished exactly once above the live area.
+fn assert_recap_of_every_host(end: &Ended) {
     let (screen, history) = (&end.screen, &end.history);
     let shown = screen.join("\n");
-    assert_eq!(end.exit, "0", "exit code; screen:\n{shown}");
-    assert!(
-        captures >= 3,
-        "only {captures} whole frames captured while it ran"
-    );
-    assert!(
-        saw_header,
-        "no header with the batch was seen while running"
-    );
-    assert!(
-        most_live >= 20 && saw_more,
-        "the 49 hosts of batch 2 were never seen in flight at once (at most {most_live} live lines, `… and N more` seen: {saw_more})"
-    );
-
-    // At the end: the recap, all 50 hosts counted, no live line left anywhere.
     let counts = screen
         .iter()
         .find(|l| l.contains("(exit code 0)"))
@@ -277,7 +303,6 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
             "{row}"
         );
     }
-    // Every host finished exactly once above the live area.
     for i in 1..=HOSTS {
         let host = format!("p-{i:02}");
         let n = history
@@ -286,7 +311,12 @@ fn fifty_hosts_at_once_fit_a_120_by_40_terminal() {
             .count();
         assert_eq!(n, 1, "{host}'s finished line:\n{}", history.join("\n"));
     }
+}
 
+/// The final screen's recap as [`SNAPSHOT`] keeps it (`FLEETUP_UPDATE_SNAPSHOTS=1`
+/// rewrites it).
+fn assert_matches_snapshot(screen: &[String]) {
+    let shown = screen.join("\n");
     if std::env::var_os("FLEETUP_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(Path::new(SNAPSHOT).parent().unwrap()).unwrap();
         std::fs::write(SNAPSHOT, format!("{}\n", screen.join("\n"))).unwrap();
