@@ -295,34 +295,7 @@ fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
         json!({"match": "alembic upgrade head", "action": "hang", "scope": "shim", "times": 1}),
     );
     let mut running = spawn_run(&fleet, Path::new(PLAYBOOK), &["--serial", "2"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            running.child.try_wait().expect("try_wait").is_none(),
-            "fleetup ended before it could be killed; stderr:\n{}",
-            running.stderr_now()
-        );
-        let migrating = fleet.commands("prod-03").iter().any(|c| {
-            c.kind == "docker" && c.ev == "start" && c.cmd.contains("alembic upgrade head")
-        });
-        // The journal appears once the pre-flight is over.
-        let journaled = run_dirs(&state_dir(&fleet))
-            .into_iter()
-            .find(|dir| dir.join("events.jsonl").exists());
-        let prod02_done = journaled.is_some_and(|dir| {
-            journal_lenient(&dir)
-                .iter()
-                .any(|e| e["event"] == "host_finished" && e["host"] == "prod-02")
-        });
-        if migrating && prod02_done {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "prod-03 never reached its migration with prod-02 finished"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_prod03_migrating_with_prod02_done(&fleet, &mut running);
     running.child.kill().expect("SIGKILL fleetup");
     running.child.wait().expect("reap fleetup");
     let killed_at = now();
@@ -337,9 +310,64 @@ fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
         !down.status.success(),
         "prod-03's app is down after the kill"
     );
-    // The upgrade in progress is on the host: the settings read before the stop, and the
-    // path of the dump taken after it.
-    let in_progress = in_progress_dir(&fleet, "prod-03");
+    assert_upgrade_in_progress_on_prod03(&fleet, &first_backups[0].0);
+    let r = resume(&fleet, "last", &[]);
+    r.assert_exit(0);
+    let resumed = r.run_resumed();
+    assert_eq!(
+        resumed["interrupted"],
+        json!([{"host": "prod-03", "step": "migrate the database"}]),
+        "{resumed}"
+    );
+    assert_prod03_finished_from_its_first_backup(&fleet, killed_at, &first_backups);
+    assert_eq!(
+        resumed["finished"],
+        json!(["prod-01", "prod-02"]),
+        "{resumed}"
+    );
+    for h in ["prod-01", "prod-02"] {
+        // Before this test's own health check logs its commands there.
+        assert_not_touched_since(&fleet, h, killed_at, "after the kill");
+        assert_healthy_at(&fleet, h, TARGET);
+    }
+}
+
+/// Until prod-03 migrates (and hangs there) with prod-02 finished in the journal.
+fn wait_for_prod03_migrating_with_prod02_done(fleet: &Fleet, running: &mut Running) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            running.child.try_wait().expect("try_wait").is_none(),
+            "fleetup ended before it could be killed; stderr:\n{}",
+            running.stderr_now()
+        );
+        let migrating = fleet.commands("prod-03").iter().any(|c| {
+            c.kind == "docker" && c.ev == "start" && c.cmd.contains("alembic upgrade head")
+        });
+        // The journal appears once the pre-flight is over.
+        let journaled = run_dirs(&state_dir(fleet))
+            .into_iter()
+            .find(|dir| dir.join("events.jsonl").exists());
+        let prod02_done = journaled.is_some_and(|dir| {
+            journal_lenient(&dir)
+                .iter()
+                .any(|e| e["event"] == "host_finished" && e["host"] == "prod-02")
+        });
+        if migrating && prod02_done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prod-03 never reached its migration with prod-02 finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The upgrade in progress is on the host: the settings read before the stop, and the
+/// path of the dump taken after it.
+fn assert_upgrade_in_progress_on_prod03(fleet: &Fleet, first_backup: &Path) {
+    let in_progress = in_progress_dir(fleet, "prod-03");
     let settings = std::fs::read_to_string(in_progress.join("settings.json")).unwrap_or_else(|e| {
         panic!(
             "the killed upgrade left its settings in {}: {e}",
@@ -357,20 +385,20 @@ fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
         .expect("the in-progress dir names the dump");
     assert_eq!(
         Path::new(marker.trim()),
-        first_backups[0].0,
+        first_backup,
         "the in-progress dir names the first attempt's dump"
     );
+}
 
-    let r = resume(&fleet, "last", &[]);
-    r.assert_exit(0);
-    let resumed = r.run_resumed();
-    assert_eq!(
-        resumed["interrupted"],
-        json!([{"host": "prod-03", "step": "migrate the database"}]),
-        "{resumed}"
-    );
-    assert_healthy_at(&fleet, "prod-03", TARGET);
-    let after = since(&fleet, "prod-03", killed_at);
+/// The resumed run finished prod-03 without a second dump: the first attempt's backup is
+/// still the only one, and no upgrade is left in progress.
+fn assert_prod03_finished_from_its_first_backup(
+    fleet: &Fleet,
+    killed_at: f64,
+    first_backups: &[(PathBuf, u64, f64)],
+) {
+    assert_healthy_at(fleet, "prod-03", TARGET);
+    let after = since(fleet, "prod-03", killed_at);
     let dumps: Vec<_> = after
         .iter()
         .filter(|c| c.ev == "start" && c.cmd.contains("pg_dump") && c.kind != "session")
@@ -381,24 +409,14 @@ fn kill_9_mid_migration_then_resume_finishes_the_host_with_its_first_backup() {
         cmds(&after).join("\n")
     );
     assert_eq!(
-        backups(&fleet, "prod-03"),
+        backups(fleet, "prod-03"),
         first_backups,
         "the first attempt's backup is still the only one"
     );
     let alembic = shim(&after, "end", "alembic upgrade head");
     assert_eq!(alembic.rc, Some(0), "the resumed migration succeeded");
     assert!(
-        !in_progress_dir(&fleet, "prod-03").exists(),
+        !in_progress_dir(fleet, "prod-03").exists(),
         "a finished upgrade leaves no upgrade in progress behind"
     );
-    assert_eq!(
-        resumed["finished"],
-        json!(["prod-01", "prod-02"]),
-        "{resumed}"
-    );
-    for h in ["prod-01", "prod-02"] {
-        // Before this test's own health check logs its commands there.
-        assert_not_touched_since(&fleet, h, killed_at, "after the kill");
-        assert_healthy_at(&fleet, h, TARGET);
-    }
 }
