@@ -319,7 +319,7 @@ fn assert_matches_snapshot(screen: &[String]) {
     let shown = screen.join("\n");
     if std::env::var_os("FLEETUP_UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(Path::new(SNAPSHOT).parent().unwrap()).unwrap();
-        std::fs::write(SNAPSHOT, format!("{}\n", screen.join("\n"))).unwrap();
+        std::fs::write(SNAPSHOT, format!("{shown}\n")).unwrap();
         println!("wrote {SNAPSHOT}");
     } else {
         let kept = std::fs::read_to_string(SNAPSHOT).unwrap_or_else(|e| {

@@ -406,14 +406,15 @@ fn wait_healthy(st: &HostState, c: &crate::state::Container) -> Result<(), Strin
             c.name
         ))
     };
-    match (crate::inspect::health(st, c), &c.healthcheck) {
-        (Some(Status::Healthy), _) => Ok(()),
-        (Some(Status::Starting), Some(h)) => {
-            util::sleep_secs(h.healthy_at(c.started) - util::now());
+    match crate::inspect::health(st, c) {
+        Some(Status::Healthy) => Ok(()),
+        Some(Status::Starting) => {
+            let ready = c.healthcheck.as_ref().map(|h| h.healthy_at(c.started));
+            util::sleep_secs(ready.unwrap_or(0.0) - util::now());
             Ok(())
         }
-        (Some(_), _) => failed("is unhealthy"),
-        (None, _) => failed("has no healthcheck configured"),
+        Some(Status::Unhealthy) => failed("is unhealthy"),
+        None => failed("has no healthcheck configured"),
     }
 }
 

@@ -14,7 +14,7 @@ use serde_yaml::Value as Y;
 
 /// Docker keeps this many probe results (`maxLogEntries`).
 const LOG_ENTRIES: u64 = 5;
-/// Docker's probe interval and timeout when none is given.
+/// Docker's probe interval when none is given.
 const DEFAULT_INTERVAL: f64 = 30.0;
 /// Docker's start interval (API 1.44+): the probes' pace during a start period.
 const START_INTERVAL: f64 = 5.0;
@@ -125,11 +125,11 @@ impl Healthcheck {
     /// The times of the probes run between `started` and `until`, the last five of them,
     /// and how many ran in all.
     fn probes(&self, started: f64, until: f64) -> (Vec<f64>, u64) {
-        let interval = self.interval();
-        let first_at = started + self.first_probe();
-        if !self.runs() || until < first_at + PROBE_TIME {
+        if !self.runs() || until < self.healthy_at(started) {
             return (Vec::new(), 0);
         }
+        let interval = self.interval();
+        let first_at = started + self.first_probe();
         let count = ((until - PROBE_TIME - first_at) / interval).floor() as u64 + 1;
         let kept = count.min(LOG_ENTRIES);
         let times = (count - kept..count)
@@ -141,26 +141,21 @@ impl Healthcheck {
     /// Its status for a container that started at `started` and runs until `until`
     /// (`running`: it still does).
     pub fn status(&self, started: f64, until: f64, running: bool) -> Status {
-        match (running, self.probes(started, until).1) {
-            (false, _) => Status::Unhealthy,
-            (true, 0) => Status::Starting,
-            (true, _) => Status::Healthy,
-        }
+        status_after(self.probes(started, until).1, running)
     }
 
     /// `State.Health`: the status, and the last probes with their times.
     pub fn state_json(&self, started: f64, until: f64, running: bool) -> Value {
         let output = probe_output(&self.test);
-        let log: Vec<Value> = self
-            .probes(started, until)
-            .0
+        let (times, count) = self.probes(started, until);
+        let log: Vec<Value> = times
             .into_iter()
             .map(|t| {
                 json!({"Start": rfc3339(t), "End": rfc3339(t + PROBE_TIME), "ExitCode": 0, "Output": output})
             })
             .collect();
         json!({
-            "Status": self.status(started, until, running).word(),
+            "Status": status_after(count, running).word(),
             "FailingStreak": 0,
             "Log": log,
         })
@@ -181,6 +176,15 @@ impl Healthcheck {
             Some(p) if p > 0.0 => START_INTERVAL.min(self.interval()),
             _ => self.interval(),
         }
+    }
+}
+
+/// The status after `count` probes, all of them successes.
+fn status_after(count: u64, running: bool) -> Status {
+    match (running, count) {
+        (false, _) => Status::Unhealthy,
+        (true, 0) => Status::Starting,
+        (true, _) => Status::Healthy,
     }
 }
 

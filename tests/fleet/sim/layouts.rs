@@ -289,7 +289,7 @@ fn springcomp(
     let file = app.join("docker-compose.yaml");
     compose_up_only(st, host_dir, &file, |s| s == "postgres")?;
     for c in st.containers.iter_mut().filter(|c| c.name == "sl-db") {
-        c.started = up_since() + 5.0;
+        c.started = up_since();
     }
     compose_up(st, host_dir, &file)?;
     Ok(("sl_admin".into(), "sl-secret-pw".into()))
