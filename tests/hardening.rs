@@ -245,18 +245,9 @@ steps:
     );
 }
 
-/// A secret (listed in `secrets:`, from the environment) and a secret-looking extra
-/// variable are used on the host, echoed back by a command that fails, and never appear
-/// on screen, in the JSON events, in the journal or in the host logs.
-#[test]
-fn secrets_never_appear_in_output_journal_or_logs() {
-    let fleet = Fleet::start(Spec::new().group("production", "s", 2, V));
-    let password = "Pa55 w0rd;$HOME'x";
-    let token = "tok-7f3a9c2e51";
-    let pb = write(
-        fleet.tmp(),
-        "secrets.yml",
-        r#"name: secrets
+/// The playbook of the secrets test: it uses the password on the host, then fails with it
+/// and the token in its output.
+const SECRETS_PLAYBOOK: &str = r#"name: secrets
 hosts: all
 secrets: [db_password]
 vars:
@@ -271,52 +262,18 @@ steps:
       echo 'FATAL: password authentication failed for '{{ db_password | quote }} >&2
       echo token {{ api_token | quote }}
       exit 3
-"#,
-    );
-    let env = [("FLEETUP_TEST_DB_PASSWORD", password)];
-    let token_var = format!("api_token={token}");
-    let json = spawn_args_env(
-        &fleet,
-        &run_args(
-            &fleet,
-            &[&fleet.inventory_path()],
-            &pb,
-            &["-e", &token_var, "--output", "json", "--canary", "none"],
-        ),
-        &env,
-    )
-    .wait();
-    json.assert_exit(2);
-    let text = spawn_args_env(
-        &fleet,
-        &run_args(
-            &fleet,
-            &[&fleet.inventory_path()],
-            &pb,
-            &["-e", &token_var, "--canary", "none"],
-        ),
-        &env,
-    )
-    .wait_text();
-    assert_eq!(text.code, 2, "{}", text.screen());
-    let plan = cli_env(
-        &[
-            "plan".into(),
-            "--verbose".into(),
-            "-i".into(),
-            s(&fleet.inventory_path()),
-            s(&pb),
-            "-e".into(),
-            token_var.clone(),
-        ],
-        &env,
-    );
-    let plan = format!(
-        "{}{}",
-        String::from_utf8_lossy(&plan.stdout),
-        String::from_utf8_lossy(&plan.stderr)
-    );
+"#;
 
+/// A secret (listed in `secrets:`, from the environment) and a secret-looking extra
+/// variable are used on the host, echoed back by a command that fails, and never appear
+/// on screen, in the JSON events, in the journal or in the host logs.
+#[test]
+fn secrets_never_appear_in_output_journal_or_logs() {
+    let fleet = Fleet::start(Spec::new().group("production", "s", 2, V));
+    let password = "Pa55 w0rd;$HOME'x";
+    let token = "tok-7f3a9c2e51";
+    let pb = write(fleet.tmp(), "secrets.yml", SECRETS_PLAYBOOK);
+    let seen = SecretsSeen::run_and_plan(&fleet, &pb, password, token);
     // The hosts did get the real values.
     for host in ["s-01", "s-02"] {
         let used = fleet.app_path(host).join("../used-password");
@@ -325,42 +282,110 @@ steps:
             password
         );
     }
-    let json_stdout: String = json.events.iter().map(|e| e.to_string() + "\n").collect();
-    for secret in [password, token, "Pa55 w0rd"] {
-        for (what, shown) in [
-            ("JSON events", &json_stdout),
-            ("stderr of the JSON run", &json.stderr),
-            ("the text run's screen", &text.screen()),
-            ("plan --verbose", &plan),
-        ] {
-            assert!(!shown.contains(secret), "{what} shows {secret:?}:\n{shown}");
-        }
-        let leaks = files_containing(&state_dir(&fleet), secret.as_bytes());
-        assert!(
-            leaks.is_empty(),
-            "the journal keeps {secret:?}:\n{}",
-            leaks.join("\n")
+    seen.assert_no_secret_shown_or_journaled(&fleet, &[password, token, "Pa55 w0rd"]);
+    seen.assert_masked_where_the_secrets_were();
+}
+
+/// What the operator got from the secrets playbook three ways: a run with JSON events,
+/// the same run as text, and `plan --verbose`.
+struct SecretsSeen {
+    json: Finished,
+    text: FinishedText,
+    plan: String,
+}
+
+impl SecretsSeen {
+    /// Both runs fail on the step that prints the secrets (exit 2).
+    fn run_and_plan(fleet: &Fleet, pb: &Path, password: &str, token: &str) -> SecretsSeen {
+        let env = [("FLEETUP_TEST_DB_PASSWORD", password)];
+        let token_var = format!("api_token={token}");
+        let json = spawn_args_env(
+            fleet,
+            &run_args(
+                fleet,
+                &[&fleet.inventory_path()],
+                pb,
+                &["-e", &token_var, "--output", "json", "--canary", "none"],
+            ),
+            &env,
+        )
+        .wait();
+        json.assert_exit(2);
+        let text = spawn_args_env(
+            fleet,
+            &run_args(
+                fleet,
+                &[&fleet.inventory_path()],
+                pb,
+                &["-e", &token_var, "--canary", "none"],
+            ),
+            &env,
+        )
+        .wait_text();
+        assert_eq!(text.code, 2, "{}", text.screen());
+        let plan = cli_env(
+            &[
+                "plan".into(),
+                "--verbose".into(),
+                "-i".into(),
+                s(&fleet.inventory_path()),
+                s(pb),
+                "-e".into(),
+                token_var.clone(),
+            ],
+            &env,
         );
+        let plan = format!(
+            "{}{}",
+            String::from_utf8_lossy(&plan.stdout),
+            String::from_utf8_lossy(&plan.stderr)
+        );
+        SecretsSeen { json, text, plan }
     }
-    // Hidden, not dropped: the operator still sees where the secret was.
-    let failed = json
-        .of("step_finished")
-        .into_iter()
-        .find(|e| e["name"] == "fail with it" && e["host"] == "s-01")
-        .expect("the failing step's event");
-    assert_eq!(
-        failed["stderr_tail"],
-        serde_json::json!(["FATAL: password authentication failed for ********"])
-    );
-    assert!(
-        plan.contains("printf 'connecting with %s\\n' ********"),
-        "{plan}"
-    );
-    let log = std::fs::read_to_string(json.run_dir().join("hosts/s-01.log")).expect("host log");
-    assert!(log.contains("connecting with ********\n"), "{log}");
-    assert!(log.contains("token ********"), "{log}");
-    let record = run_json(&json.run_dir());
-    assert_eq!(record["extra_vars"]["api_token"], "********");
+
+    fn assert_no_secret_shown_or_journaled(&self, fleet: &Fleet, secrets: &[&str]) {
+        let (json, text, plan) = (&self.json, &self.text, &self.plan);
+        let json_stdout: String = json.events.iter().map(|e| e.to_string() + "\n").collect();
+        for &secret in secrets {
+            for (what, shown) in [
+                ("JSON events", &json_stdout),
+                ("stderr of the JSON run", &json.stderr),
+                ("the text run's screen", &text.screen()),
+                ("plan --verbose", plan),
+            ] {
+                assert!(!shown.contains(secret), "{what} shows {secret:?}:\n{shown}");
+            }
+            let leaks = files_containing(&state_dir(fleet), secret.as_bytes());
+            assert!(
+                leaks.is_empty(),
+                "the journal keeps {secret:?}:\n{}",
+                leaks.join("\n")
+            );
+        }
+    }
+
+    /// Hidden, not dropped: the operator still sees where the secret was.
+    fn assert_masked_where_the_secrets_were(&self) {
+        let (json, plan) = (&self.json, &self.plan);
+        let failed = json
+            .of("step_finished")
+            .into_iter()
+            .find(|e| e["name"] == "fail with it" && e["host"] == "s-01")
+            .expect("the failing step's event");
+        assert_eq!(
+            failed["stderr_tail"],
+            serde_json::json!(["FATAL: password authentication failed for ********"])
+        );
+        assert!(
+            plan.contains("printf 'connecting with %s\\n' ********"),
+            "{plan}"
+        );
+        let log = std::fs::read_to_string(json.run_dir().join("hosts/s-01.log")).expect("host log");
+        assert!(log.contains("connecting with ********\n"), "{log}");
+        assert!(log.contains("token ********"), "{log}");
+        let record = run_json(&json.run_dir());
+        assert_eq!(record["extra_vars"]["api_token"], "********");
+    }
 }
 
 /// A step that prints a gigabyte without a newline (and 64 MiB of stderr): it streams to
@@ -481,6 +506,16 @@ fn a_thousand_unreachable_hosts_end_in_bounded_time_memory_and_descriptors() {
     // No host of it is reachable; the fleet only gives the run a directory and known_hosts.
     let fleet = Fleet::start(Spec::new().group("production", "u", 1, V));
     let hole = Blackhole::create();
+    let inv = inventory_of_a_thousand_unreachable_hosts(&fleet, &hole);
+    let fleetup = fleetup_on_every_host_at_once(&fleet, &inv);
+    for (limits, max_fds) in [("", 20_000), ("ulimit -Sn 256 && ulimit -Hn 512 && ", 512)] {
+        assert_all_unreachable_in_bounds(&fleet, limits, &fleetup, max_fds);
+    }
+}
+
+/// Even hosts on ports where nothing listens (refused at once), odd ones behind the
+/// blackhole (no answer until the connect timeout).
+fn inventory_of_a_thousand_unreachable_hosts(fleet: &Fleet, hole: &Blackhole) -> PathBuf {
     let refused: Vec<u16> = (0..16)
         .map(|_| {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -498,15 +533,20 @@ fn a_thousand_unreachable_hosts_end_in_bounded_time_memory_and_descriptors() {
             "    h-{i:04}:\n      ansible_host: {address}\n      ansible_port: {port}\n      ansible_user: nobody\n"
         ));
     }
-    let inv = write(fleet.tmp(), "unreachable.yml", &inv);
+    write(fleet.tmp(), "unreachable.yml", &inv)
+}
+
+/// The shell line that execs fleetup on a trivial playbook, all 1000 hosts in one batch
+/// with 1000 forks.
+fn fleetup_on_every_host_at_once(fleet: &Fleet, inv: &Path) -> String {
     let pb = write(
         fleet.tmp(),
         "trivial.yml",
         "name: trivial\nhosts: all\nsteps:\n  - name: nothing\n    shell: 'true'\n",
     );
     let args: Vec<String> = run_args(
-        &fleet,
-        &[&inv],
+        fleet,
+        &[inv],
         &pb,
         &[
             "--forks",
@@ -524,46 +564,48 @@ fn a_thousand_unreachable_hosts_end_in_bounded_time_memory_and_descriptors() {
     .iter()
     .map(|a| fleet::sh_quote(a))
     .collect();
-    let fleetup = format!("exec {} {}", fleet::sh_quote(FLEETUP), args.join(" "));
+    format!("exec {} {}", fleet::sh_quote(FLEETUP), args.join(" "))
+}
 
-    for (limits, max_fds) in [("", 20_000), ("ulimit -Sn 256 && ulimit -Hn 512 && ", 512)] {
-        let m = measure(&fleet, &format!("{limits}{fleetup}"), &[]);
-        println!(
-            "FIGURES 1000 unreachable hosts{}: took {:.1}s, peak RSS {} MiB, peak fds {}",
-            if limits.is_empty() {
-                ""
-            } else {
-                " under ulimit -n 512"
-            },
-            m.took.as_secs_f64(),
-            m.peak_rss_kb / 1024,
-            m.peak_fds
-        );
-        assert_eq!(m.code, 4, "all unreachable:\n{}", m.stderr);
-        let events: Vec<Value> = m
-            .stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("a JSON event"))
-            .collect();
-        let unreachable = events
-            .iter()
-            .filter(|e| e["event"] == "host_finished" && e["outcome"] == "unreachable")
-            .count();
-        assert_eq!(unreachable, 1000, "{}", m.stderr);
-        assert!(m.peak_rss_kb < 150 * 1024, "peak RSS {} KiB", m.peak_rss_kb);
-        assert!(m.peak_fds <= max_fds, "peak fds {}", m.peak_fds);
+/// One run after `limits` (none, or a low open-file limit): exit 4 with every host
+/// unreachable, within the time, memory and descriptor bounds.
+fn assert_all_unreachable_in_bounds(fleet: &Fleet, limits: &str, fleetup: &str, max_fds: usize) {
+    let m = measure(fleet, &format!("{limits}{fleetup}"), &[]);
+    println!(
+        "FIGURES 1000 unreachable hosts{}: took {:.1}s, peak RSS {} MiB, peak fds {}",
         if limits.is_empty() {
-            // 500 blackholed hosts at once: one connect timeout, not 500 of them.
-            assert!(m.took < Duration::from_secs(20), "took {:?}", m.took);
-            assert!(!m.stderr.contains("forks"), "{}", m.stderr);
+            ""
         } else {
-            assert!(
-                m.stderr.contains("warning: forks 1000 needs more open files than the limit of 512 allows: running 149 hosts at once"),
-                "{}",
-                m.stderr
-            );
-            // 500 blackholed hosts, 149 at a time: four rounds of the timeout.
-            assert!(m.took < Duration::from_secs(40), "took {:?}", m.took);
-        }
+            " under ulimit -n 512"
+        },
+        m.took.as_secs_f64(),
+        m.peak_rss_kb / 1024,
+        m.peak_fds
+    );
+    assert_eq!(m.code, 4, "all unreachable:\n{}", m.stderr);
+    let events: Vec<Value> = m
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    let unreachable = events
+        .iter()
+        .filter(|e| e["event"] == "host_finished" && e["outcome"] == "unreachable")
+        .count();
+    assert_eq!(unreachable, 1000, "{}", m.stderr);
+    assert!(m.peak_rss_kb < 150 * 1024, "peak RSS {} KiB", m.peak_rss_kb);
+    assert!(m.peak_fds <= max_fds, "peak fds {}", m.peak_fds);
+    if limits.is_empty() {
+        // 500 blackholed hosts at once: one connect timeout, not 500 of them.
+        assert!(m.took < Duration::from_secs(20), "took {:?}", m.took);
+        assert!(!m.stderr.contains("forks"), "{}", m.stderr);
+    } else {
+        assert!(
+            m.stderr.contains("warning: forks 1000 needs more open files than the limit of 512 allows: running 149 hosts at once"),
+            "{}",
+            m.stderr
+        );
+        // 500 blackholed hosts, 149 at a time: four rounds of the timeout.
+        assert!(m.took < Duration::from_secs(40), "took {:?}", m.took);
     }
 }

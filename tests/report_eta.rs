@@ -7,6 +7,7 @@
 mod fleet;
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -59,61 +60,92 @@ fn the_estimate_of_a_five_batch_run_stays_within_a_quarter_of_the_truth() {
         "--state-dir",
         state.to_str().unwrap_or_default(),
     ];
-    let mut child = Command::new(FLEETUP)
-        .arg("run")
-        .args(common)
-        .args(["--known-hosts", known.to_str().unwrap_or_default(), "--yes"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("fleetup starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let lines: Vec<(Instant, String)> = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .map(|l| (Instant::now(), l))
-        .collect();
-    let status = child.wait().expect("fleetup ends");
-    let all = lines
-        .iter()
-        .map(|(_, l)| l.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(status.success(), "{all}");
-    let end = lines
-        .iter()
-        .find(|(_, l)| l.contains(" run finished in "))
-        .map(|(at, _)| *at)
-        .expect("the run's last line");
-    let mut checked = 0;
-    for (at, line) in &lines {
-        let Some(shown) = line
-            .split("; about ")
-            .nth(1)
-            .and_then(|s| s.strip_suffix(" left"))
-        else {
-            continue;
-        };
-        let estimate = seconds(shown).expect("a duration");
-        let truth = end.duration_since(*at).as_secs_f64();
-        println!("{line}\n    truth {truth:.1}s, estimate {estimate}s");
-        assert!(
-            (estimate - truth).abs() <= truth * TOLERANCE + SHOWN_IN_SECONDS,
-            "estimate {estimate}s, truth {truth:.1}s:\n{all}"
-        );
-        checked += 1;
-    }
-    assert_eq!(
-        checked, 4,
-        "an estimate at the end of each batch but the last:\n{all}"
-    );
-
+    let run = TimedRun::start_and_read_each_line(&common, &known);
+    run.assert_each_batch_estimate_within_a_quarter_of_the_truth();
     // The next run's plan reads this one's pace from the journal, pauses included.
-    let run_took = lines
-        .first()
-        .map(|(first, _)| end.duration_since(*first).as_secs_f64())
-        .unwrap_or_default();
+    assert_the_plan_is_within_a_quarter_of_the_run(&common, run.took());
+}
+
+/// A successful run's stdout, each line with the instant it arrived through the pipe.
+struct TimedRun {
+    lines: Vec<(Instant, String)>,
+    /// Every line, for the failure messages.
+    all: String,
+    /// When the run's last line (`run finished in`) arrived: the truth's end.
+    end: Instant,
+}
+
+impl TimedRun {
+    fn start_and_read_each_line(common: &[&str], known: &Path) -> TimedRun {
+        let mut child = Command::new(FLEETUP)
+            .arg("run")
+            .args(common)
+            .args(["--known-hosts", known.to_str().unwrap_or_default(), "--yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("fleetup starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let lines: Vec<(Instant, String)> = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| (Instant::now(), l))
+            .collect();
+        let status = child.wait().expect("fleetup ends");
+        let all = lines
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(status.success(), "{all}");
+        let end = lines
+            .iter()
+            .find(|(_, l)| l.contains(" run finished in "))
+            .map(|(at, _)| *at)
+            .expect("the run's last line");
+        TimedRun { lines, all, end }
+    }
+
+    /// Each batch's end but the last says how long is left: held to when the run ended.
+    fn assert_each_batch_estimate_within_a_quarter_of_the_truth(&self) {
+        let (all, end) = (&self.all, self.end);
+        let mut checked = 0;
+        for (at, line) in &self.lines {
+            let Some(shown) = line
+                .split("; about ")
+                .nth(1)
+                .and_then(|s| s.strip_suffix(" left"))
+            else {
+                continue;
+            };
+            let estimate = seconds(shown).expect("a duration");
+            let truth = end.duration_since(*at).as_secs_f64();
+            println!("{line}\n    truth {truth:.1}s, estimate {estimate}s");
+            assert!(
+                (estimate - truth).abs() <= truth * TOLERANCE + SHOWN_IN_SECONDS,
+                "estimate {estimate}s, truth {truth:.1}s:\n{all}"
+            );
+            checked += 1;
+        }
+        assert_eq!(
+            checked, 4,
+            "an estimate at the end of each batch but the last:\n{all}"
+        );
+    }
+
+    /// Seconds from the first line to the last.
+    fn took(&self) -> f64 {
+        self.lines
+            .first()
+            .map(|(first, _)| self.end.duration_since(*first).as_secs_f64())
+            .unwrap_or_default()
+    }
+}
+
+/// `plan` of the same run, as text and as JSON: its estimate against the length of the run
+/// just done.
+fn assert_the_plan_is_within_a_quarter_of_the_run(common: &[&str], run_took: f64) {
     let plan = |output: &str| {
         Command::new(FLEETUP)
             .arg("plan")

@@ -7,7 +7,7 @@
 mod fleet;
 mod fleetup_cli;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use fleet::{Fleet, Spec};
@@ -90,27 +90,55 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
                "stderr": "ERROR: relation \"alias\" already exists"}),
     );
     let tmp = fleet.tmp();
+    let reports = halt_then_resume_with_a_live_report(&fleet);
+    let report = tmp.join("report.html");
+    assert_show_writes_the_live_report_redacted(&reports, &report);
+    assert_chromium_shows_every_host_batch_and_attempt(&report);
+    assert_the_screenshot_is_a_png(tmp, &report);
+}
+
+/// Where the runs keep their journal and the report they rewrite as they go.
+struct Reports {
+    state: PathBuf,
+    live: PathBuf,
+}
+
+/// A path as `fleetup` takes it on its command line.
+fn path_arg(p: &Path) -> String {
+    p.to_str().unwrap_or_default().to_string()
+}
+
+/// The first run halts after p-02 rolls back (exit 2), the live report already says so,
+/// and `--resume last` finishes the fleet.
+fn halt_then_resume_with_a_live_report(fleet: &Fleet) -> Reports {
+    let tmp = fleet.tmp();
     let playbook = tmp.join("demo.yml");
     std::fs::write(&playbook, PLAYBOOK).expect("the playbook is written");
     let (inventory, known) = (fleet.inventory_path(), fleet.known_hosts_path());
     let state = tmp.join("state");
     let live = tmp.join("live.html");
-    let s = |p: &Path| p.to_str().unwrap_or_default().to_string();
     let common = [
         "-i".to_string(),
-        s(&inventory),
+        path_arg(&inventory),
         "--known-hosts".into(),
-        s(&known),
+        path_arg(&known),
         "--state-dir".into(),
-        s(&state),
+        path_arg(&state),
         "--yes".into(),
         "--html-report".into(),
-        s(&live),
+        path_arg(&live),
     ];
     let common: Vec<&str> = common.iter().map(String::as_str).collect();
     let first = fleetup(
         &[
-            &["run", &s(&playbook), "--serial", "1", "--canary", "1"][..],
+            &[
+                "run",
+                &path_arg(&playbook),
+                "--serial",
+                "1",
+                "--canary",
+                "1",
+            ][..],
             &common,
         ]
         .concat(),
@@ -124,22 +152,26 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
     );
     let resumed = fleetup(&[&["run", "--resume", "last"][..], &common].concat());
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed.stdout));
+    Reports { state, live }
+}
 
-    let report = tmp.join("report.html");
+/// `show last --html` writes the same page the live report ended on, with the secret
+/// redacted.
+fn assert_show_writes_the_live_report_redacted(reports: &Reports, report: &Path) {
     let shown = fleetup(&[
         "show",
         "last",
         "--state-dir",
-        &s(&state),
+        &path_arg(&reports.state),
         "--html",
         "-o",
-        &s(&report),
+        &path_arg(report),
     ]);
     assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
-    let page = std::fs::read_to_string(&report).expect("the report");
+    let page = std::fs::read_to_string(report).expect("the report");
     assert_eq!(
         page,
-        std::fs::read_to_string(&live).expect("the live report"),
+        std::fs::read_to_string(&reports.live).expect("the live report"),
         "the live report's last version is the journal's"
     );
     println!("report: {} bytes", page.len());
@@ -151,8 +183,12 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
         page.contains("pulled with ********"),
         "the step's output, redacted"
     );
+}
 
-    let rendered = chromium(&report, &["--dump-dom"]);
+/// The page as Chromium builds it: the hosts, the batches, each attempt and how each host
+/// ended, with no script error in its console.
+fn assert_chromium_shows_every_host_batch_and_attempt(report: &Path) {
+    let rendered = chromium(report, &["--dump-dom"]);
     let dom = text(&rendered.stdout);
     let log = text(&rendered.stderr);
     assert!(rendered.status.success(), "{log}");
@@ -185,9 +221,12 @@ fn the_report_of_a_halted_and_resumed_run_renders_in_chromium() {
     for error in ["Uncaught", "SyntaxError", "ReferenceError"] {
         assert!(!log.contains(error), "a script error: {log}");
     }
+}
 
+/// `FLEETUP_UPDATE_SCREENSHOT` copies it to docs/report.png, the one the README shows.
+fn assert_the_screenshot_is_a_png(tmp: &Path, report: &Path) {
     let shot = tmp.join("report.png");
-    let taken = chromium(&report, &[&format!("--screenshot={}", shot.display())]);
+    let taken = chromium(report, &[&format!("--screenshot={}", shot.display())]);
     assert!(taken.status.success(), "{}", text(&taken.stderr));
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a PNG");

@@ -57,6 +57,18 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> St
     }
 }
 
+/// A path quoted for the shell scripts the terminal runs.
+fn q(p: &Path) -> String {
+    sh_quote(p.to_str().expect("a UTF-8 path"))
+}
+
+/// A script that runs fleetup in a tmux terminal, then writes its exit code to
+/// `exit_file` and stays, so that the screen can still be read.
+struct TerminalRun {
+    tmux: Tmux,
+    exit_file: PathBuf,
+}
+
 /// `run ... 2>&1 | tee run.log` typed in a terminal: stdout is a pipe, stdin the terminal.
 /// The run asks, and its question counts the host already at the target apart; `n`
 /// declines and no host is touched. Without a terminal on stdin the same run goes ahead.
@@ -72,9 +84,17 @@ fn a_run_piped_to_tee_asks_first_and_counts_only_the_hosts_to_upgrade() {
             .host(HostSpec::new("p-02", "production", "v4.65.0"))
             .host(HostSpec::new("p-03", "production", "v4.66.1")),
     );
+    let log = fleet.tmp().join("run.log");
+    let run = start_a_run_piped_to_tee(&fleet, &log);
+    assert_it_asks_counting_the_host_at_the_target_apart(&run.tmux);
+    decline_and_assert_no_host_was_touched(&fleet, &run, &log);
+    // No terminal on stdin (cron, CI): the same command goes ahead without asking.
+    assert_without_a_terminal_the_run_goes_ahead(&fleet);
+}
+
+fn start_a_run_piped_to_tee(fleet: &Fleet, log: &Path) -> TerminalRun {
     let tmp = fleet.tmp();
-    let q = |p: &Path| sh_quote(p.to_str().expect("a UTF-8 path"));
-    let (exit_file, log) = (tmp.join("exit"), tmp.join("run.log"));
+    let exit_file = tmp.join("exit");
     let script = tmp.join("run.sh");
     std::fs::write(
         &script,
@@ -87,35 +107,44 @@ fn a_run_piped_to_tee_asks_first_and_counts_only_the_hosts_to_upgrade() {
             q(Path::new(UPGRADE)),
             q(&fleet.known_hosts_path()),
             q(&tmp.join("state")),
-            q(&log),
+            q(log),
             q(&exit_file),
         ),
     )
     .expect("the script is written");
     let tmux = in_terminal(tmp.join("tmux.sock"), &script, 200, 50);
+    TerminalRun { tmux, exit_file }
+}
+
+fn assert_it_asks_counting_the_host_at_the_target_apart(tmux: &Tmux) {
     wait_for(
         "the question",
-        || screen(&tmux, false).contains("[y/N]"),
-        || screen(&tmux, false),
+        || screen(tmux, false).contains("[y/N]"),
+        || screen(tmux, false),
     );
-    let asked = screen(&tmux, false);
+    let asked = screen(tmux, false);
     assert!(
         asked.contains(
             "Upgrade 2 hosts in 2 batches (1 more is at v4.66.1 already, its steps skipped: p-03)? [y/N]"
         ),
         "{asked}"
     );
+}
+
+/// `n` ends the run with 99 before any host is upgraded, and the log says so.
+fn decline_and_assert_no_host_was_touched(fleet: &Fleet, run: &TerminalRun, log: &Path) {
+    let (tmux, exit_file) = (&run.tmux, &run.exit_file);
     tmux.cmd(&["send-keys", "-t", "run", "-l", "n"]);
     tmux.cmd(&["send-keys", "-t", "run", "Enter"]);
     wait_for(
         "fleetup ends",
         || exit_file.exists(),
-        || screen(&tmux, false),
+        || screen(tmux, false),
     );
     std::thread::sleep(Duration::from_millis(200));
-    let exit = std::fs::read_to_string(&exit_file).unwrap_or_default();
-    assert_eq!(exit.trim(), "99", "declined:\n{}", screen(&tmux, false));
-    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    let exit = std::fs::read_to_string(exit_file).unwrap_or_default();
+    assert_eq!(exit.trim(), "99", "declined:\n{}", screen(tmux, false));
+    let logged = std::fs::read_to_string(log).unwrap_or_default();
     assert!(
         logged.contains("not started; no host was changed."),
         "{logged}"
@@ -127,8 +156,10 @@ fn a_run_piped_to_tee_asks_first_and_counts_only_the_hosts_to_upgrade() {
             .any(|c| c.cmd.contains("docker pull"));
         assert!(!pulled, "{host} was touched after a no");
     }
+}
 
-    // No terminal on stdin (cron, CI): the same command goes ahead without asking.
+fn assert_without_a_terminal_the_run_goes_ahead(fleet: &Fleet) {
+    let tmp = fleet.tmp();
     let quick = tmp.join("quick.yml");
     std::fs::write(
         &quick,
@@ -160,8 +191,44 @@ fn after_a_ctrl_c_no_live_line_is_left_on_screen() {
         return;
     }
     let fleet = Fleet::start(Spec::new().group("production", "p", 3, "v4.65.0"));
+    let run = start_a_slow_run_one_host_a_batch(&fleet);
+    let (tmux, exit_file) = (&run.tmux, &run.exit_file);
+    wait_for(
+        "batch 2",
+        || screen(tmux, false).contains("batch 2 of 3"),
+        || screen(tmux, false),
+    );
+    // The echo would wrap the last live line (`^C` after a full-width row) and shift
+    // them all: whether it does depends on the moment, so the setting is checked too.
+    let tty = text(
+        &tmux
+            .cmd(&["display-message", "-p", "-t", "run", "#{pane_tty}"])
+            .stdout,
+    );
+    assert_eq!(
+        echoctl(&tty).as_deref(),
+        Some("-echoctl"),
+        "while live lines are drawn"
+    );
+    tmux.cmd(&["send-keys", "-t", "run", "C-c"]);
+    wait_for(
+        "fleetup ends",
+        || exit_file.exists(),
+        || screen(tmux, false),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        echoctl(&tty).as_deref(),
+        Some("echoctl"),
+        "restored at the end"
+    );
+    assert_halted_with_a_recap_and_no_live_line_left(&run);
+}
+
+/// Three hosts, one a batch, each taking 2 s: time to press Ctrl-C while a batch runs.
+/// The script traps INT so that it, unlike fleetup, lives on to write the exit code.
+fn start_a_slow_run_one_host_a_batch(fleet: &Fleet) -> TerminalRun {
     let tmp = fleet.tmp();
-    let q = |p: &Path| sh_quote(p.to_str().expect("a UTF-8 path"));
     let playbook = tmp.join("slow.yml");
     std::fs::write(
         &playbook,
@@ -184,44 +251,26 @@ fn after_a_ctrl_c_no_live_line_is_left_on_screen() {
     )
     .expect("the script is written");
     let tmux = in_terminal(tmp.join("tmux.sock"), &script, 100, 30);
-    wait_for(
-        "batch 2",
-        || screen(&tmux, false).contains("batch 2 of 3"),
-        || screen(&tmux, false),
-    );
-    // The echo would wrap the last live line (`^C` after a full-width row) and shift
-    // them all: whether it does depends on the moment, so the setting is checked too.
-    let tty = text(
-        &tmux
-            .cmd(&["display-message", "-p", "-t", "run", "#{pane_tty}"])
-            .stdout,
-    );
-    let echoctl = || {
-        let out = Command::new("stty")
-            .args(["-a", "-F", tty.trim()])
-            .output()
-            .expect("stty runs");
-        text(&out.stdout)
-            .split_whitespace()
-            .find(|w| w.ends_with("echoctl"))
-            .map(str::to_string)
-    };
+    TerminalRun { tmux, exit_file }
+}
+
+/// The terminal's `echoctl` setting as `stty -a` shows it (`echoctl` or `-echoctl`).
+fn echoctl(tty: &str) -> Option<String> {
+    let out = Command::new("stty")
+        .args(["-a", "-F", tty.trim()])
+        .output()
+        .expect("stty runs");
+    text(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.ends_with("echoctl"))
+        .map(str::to_string)
+}
+
+/// Exit 99, and in the scrollback the recap with no live line of the run left behind.
+fn assert_halted_with_a_recap_and_no_live_line_left(run: &TerminalRun) {
+    let history = screen(&run.tmux, true);
     assert_eq!(
-        echoctl().as_deref(),
-        Some("-echoctl"),
-        "while live lines are drawn"
-    );
-    tmux.cmd(&["send-keys", "-t", "run", "C-c"]);
-    wait_for(
-        "fleetup ends",
-        || exit_file.exists(),
-        || screen(&tmux, false),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(echoctl().as_deref(), Some("echoctl"), "restored at the end");
-    let history = screen(&tmux, true);
-    assert_eq!(
-        std::fs::read_to_string(&exit_file)
+        std::fs::read_to_string(&run.exit_file)
             .unwrap_or_default()
             .trim(),
         "99",

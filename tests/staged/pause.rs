@@ -15,9 +15,21 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
             .group("production", "prod", 3, OLD)
             .canary("prod-01"),
     );
+    assert_a_prompt_pause_without_a_terminal_is_refused_up_front(&fleet);
+    let (r, bad_at) = run_until_the_canary_goes_bad_in_the_second_pause(&fleet);
+    assert_the_pause_after_the_canary_verified_it_and_went_on(&r);
+    assert_the_canary_failed_its_verification_after_batch_2(&r);
+    assert_halted_before_prod03_started(&r);
+    assert_not_touched_since(&fleet, "prod-03", bad_at, "after the halt");
+    assert_never_changed(&fleet, "prod-03");
+    fleet.clear_faults("prod-01");
+    assert_healthy_at(&fleet, "prod-02", TARGET);
+}
 
-    let prompt = playbook_with(&fleet, "prompt.yml", &["pause_between_batches: prompt"]);
-    let r = run_playbook_at(&fleet, &prompt, &["--serial", "1"], None);
+/// Nobody could answer the prompt, so the run is refused before any host is contacted.
+fn assert_a_prompt_pause_without_a_terminal_is_refused_up_front(fleet: &Fleet) {
+    let prompt = playbook_with(fleet, "prompt.yml", &["pause_between_batches: prompt"]);
+    let r = run_playbook_at(fleet, &prompt, &["--serial", "1"], None);
     assert_eq!(r.code, 5, "stderr:\n{}", r.stderr);
     assert!(
         r.stderr.contains("prompt") && r.stderr.contains("not a terminal"),
@@ -32,13 +44,17 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
             cmds(&fleet.commands(&h.name))
         );
     }
+}
 
+/// A run with a pause after the canary and between batches; once the pause after batch 2
+/// has begun, prod-01's app goes down. The run to its end (exit 2), and when it went bad.
+fn run_until_the_canary_goes_bad_in_the_second_pause(fleet: &Fleet) -> (Finished, f64) {
     let paused = playbook_with(
-        &fleet,
+        fleet,
         "paused.yml",
         &["pause_after_canary: 2s", "pause_between_batches: 3s"],
     );
-    let running = spawn_run_env(&fleet, &paused, &["--serial", "1"], &[]);
+    let running = spawn_run_env(fleet, &paused, &["--serial", "1"], &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let second_pause = running
@@ -63,8 +79,11 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
     fleet.fault("prod-01", app_down());
     let r = running.wait();
     r.assert_exit(2);
+    (r, bad_at)
+}
 
-    // The pause after the canary: verified it, healthy, went on.
+/// The pause after the canary: verified it, healthy, went on.
+fn assert_the_pause_after_the_canary_verified_it_and_went_on(r: &Finished) {
     let p1 = r.index("pause_started", |e| e["batch"] == 1);
     assert_eq!(
         r.events[p1],
@@ -77,8 +96,10 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
     let b2 = r.index("batch_started", |e| e["batch"] == 2);
     assert!(p1 < v1 && v1 < f1 && f1 < b2, "{}", r.dump());
     assert_eq!(r.outcome("prod-02"), "ok", "{}", r.dump());
+}
 
-    // The pause after batch 2: the canary fails its verification, the run halts.
+/// The pause after batch 2 verifies both upgraded hosts, and the canary fails, saying why.
+fn assert_the_canary_failed_its_verification_after_batch_2(r: &Finished) {
     let p2 = r.index("pause_started", |e| e["batch"] == 2);
     assert_eq!(r.events[p2]["duration_ms"], 3000, "{}", r.events[p2]);
     assert_eq!(r.events[p2]["prompt"], false, "{}", r.events[p2]);
@@ -98,6 +119,10 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
         "the failed verification says why: {}",
         r.events[bad]
     );
+}
+
+/// One halt, on the failed verification in batch 2: the problem did not reach prod-03.
+fn assert_halted_before_prod03_started(r: &Finished) {
     let halted = r.of("halted");
     assert_eq!(halted.len(), 1, "{}", r.dump());
     assert_eq!(
@@ -114,10 +139,6 @@ fn a_host_that_goes_bad_during_a_pause_halts_the_run() {
         "{}",
         r.dump()
     );
-    assert_not_touched_since(&fleet, "prod-03", bad_at, "after the halt");
-    assert_never_changed(&fleet, "prod-03");
-    fleet.clear_faults("prod-01");
-    assert_healthy_at(&fleet, "prod-02", TARGET);
 }
 
 impl fleetup_cli::Running {

@@ -29,7 +29,18 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
         json!({"match": "docker pull", "action": "slow", "seconds": 20, "scope": "shim", "times": 1}),
     );
     let later = ["prod-02", "prod-03", "prod-04"];
-    // A text run, as an operator sees it.
+    let (id, dir) = run_until_batch_2_is_deferred_on_screen(&fleet);
+    assert_the_journal_defers_batch_2_and_leaves_it_untouched(&dir, &later);
+    assert_healthy_at(&fleet, "prod-01", TARGET);
+    for h in later {
+        assert_never_changed(&fleet, h);
+    }
+    assert_the_next_mornings_resume_finishes_the_rest(&fleet, &id, &later);
+}
+
+/// A text run, as an operator sees it, from 09:59:40: batch 1 runs, batch 2 is deferred
+/// (exit 3) and the screen says until when and how to resume. The run's id and directory.
+fn run_until_batch_2_is_deferred_on_screen(fleet: &Fleet) -> (String, PathBuf) {
     let mut args = strings(&["run", "-i"]);
     args.push(fleetup_cli::s(&fleet.inventory_path()));
     args.push(PLAYBOOK.into());
@@ -39,7 +50,7 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
     args.extend(strings(&[
         "--yes", "--serial", "3", "--forks", "1", "--window", WINDOW,
     ]));
-    let r = spawn_args_env(&fleet, &args, &[("FLEETUP_NOW", "2026-12-03T09:59:40Z")]).wait_text();
+    let r = spawn_args_env(fleet, &args, &[("FLEETUP_NOW", "2026-12-03T09:59:40Z")]).wait_text();
     let screen = r.screen();
     assert_eq!(r.code, 3, "deferred: exit 3; the screen:\n{screen}");
     assert!(
@@ -47,7 +58,7 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
         "batch 1 ran: {:?}",
         r.took
     );
-    let dirs = run_dirs(&state_dir(&fleet));
+    let dirs = run_dirs(&state_dir(fleet));
     assert_eq!(dirs.len(), 1, "one run: {dirs:?}");
     let id = dirs[0]
         .file_name()
@@ -62,9 +73,12 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
     ] {
         assert!(screen.contains(w), "the screen says `{w}`:\n{screen}");
     }
+    (id, dirs[0].clone())
+}
 
-    // The journal: the deferral as an event, batch 2 and 3 untouched.
-    let (events, _) = journal(&dirs[0]);
+/// The journal: the deferral as an event, batch 2 and 3 untouched.
+fn assert_the_journal_defers_batch_2_and_leaves_it_untouched(dir: &Path, later: &[&str]) {
+    let (events, _) = journal(dir);
     let dump = || {
         events
             .iter()
@@ -103,14 +117,13 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
         "no batch after the first starts:\n{}",
         dump()
     );
-    assert_healthy_at(&fleet, "prod-01", TARGET);
-    for h in later {
-        assert_never_changed(&fleet, h);
-    }
+}
 
-    // The next morning's window: --resume runs the deferred batches.
+/// The next morning's window: --resume runs the deferred batches and leaves prod-01, done
+/// the day before, alone.
+fn assert_the_next_mornings_resume_finishes_the_rest(fleet: &Fleet, id: &str, later: &[&str]) {
     let t = now();
-    let resumed = resume_at(&fleet, &id, "2026-12-04T09:00:00Z");
+    let resumed = resume_at(fleet, id, "2026-12-04T09:00:00Z");
     resumed.assert_exit(0);
     assert_eq!(resumed.run_id(), id);
     let rr = resumed.of("run_resumed");
@@ -122,9 +135,9 @@ fn a_batch_that_does_not_fit_the_window_is_deferred_then_resumed_in_the_next() {
         assert_eq!(resumed.outcome(h), "ok", "{}", resumed.dump());
     }
     // Before this test's own health check logs its commands there.
-    assert_not_touched_since(&fleet, "prod-01", t, "by the resumed run");
+    assert_not_touched_since(fleet, "prod-01", t, "by the resumed run");
     for h in ["prod-01", "prod-02", "prod-03", "prod-04"] {
-        assert_healthy_at(&fleet, h, TARGET);
+        assert_healthy_at(fleet, h, TARGET);
     }
 }
 
@@ -141,12 +154,16 @@ fn outside_the_window_no_wait_refuses_and_run_counts_down() {
             .host(HostSpec::new("prod-02", "production", OLD)),
     );
     let at = [("FLEETUP_NOW", "2026-12-03T08:59:57Z")];
+    assert_no_wait_refuses_and_contacts_nothing(&fleet, &at);
+    assert_run_counts_down_then_upgrades_once_the_window_opens(&fleet, &at);
+}
 
+fn assert_no_wait_refuses_and_contacts_nothing(fleet: &Fleet, at: &[(&str, &str)]) {
     let r = spawn_run_env(
-        &fleet,
+        fleet,
         Path::new(PLAYBOOK),
         &["--window", WINDOW, "--no-wait"],
-        &at,
+        at,
     )
     .wait();
     assert_eq!(r.code, 3, "stderr:\n{}", r.stderr);
@@ -158,7 +175,7 @@ fn outside_the_window_no_wait_refuses_and_run_counts_down() {
         r.stderr
     );
     // The journal says so: `history` shows the run as deferred, and --resume continues it.
-    let dirs = run_dirs(&state_dir(&fleet));
+    let dirs = run_dirs(&state_dir(fleet));
     let (events, _) = journal(dirs.last().expect("a run directory"));
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["event"], "deferred", "{events:?}");
@@ -173,10 +190,14 @@ fn outside_the_window_no_wait_refuses_and_run_counts_down() {
             cmds(&fleet.commands(h))
         );
     }
+}
 
+/// Without --no-wait the run waits on a countdown, and contacts no host (not even for the
+/// pre-flight) before the window opens.
+fn assert_run_counts_down_then_upgrades_once_the_window_opens(fleet: &Fleet, at: &[(&str, &str)]) {
     let t0 = now();
     let started = Instant::now();
-    let r = spawn_run_env(&fleet, Path::new(PLAYBOOK), &["--window", WINDOW], &at).wait();
+    let r = spawn_run_env(fleet, Path::new(PLAYBOOK), &["--window", WINDOW], at).wait();
     let took = started.elapsed();
     r.assert_exit(0);
     assert!(
@@ -209,7 +230,7 @@ fn outside_the_window_no_wait_refuses_and_run_counts_down() {
             first.cmd
         );
         assert_eq!(r.outcome(h), "ok", "{}", r.dump());
-        assert_healthy_at(&fleet, h, TARGET);
+        assert_healthy_at(fleet, h, TARGET);
     }
 }
 
