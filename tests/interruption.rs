@@ -446,7 +446,20 @@ fn three_ctrl_c_leave_the_host_down_and_named_then_resume_finishes_it() {
     let st = fleet.state(h);
     assert!(st["serving"].is_null(), "{h} is down: {st:#}");
 
-    // `history` lists it as down.
+    assert_history_lists_the_host_down(&fleet, &id, h);
+    assert_status_says_the_host_is_not_well(&fleet, h);
+    // The faults gone, the resume finishes the upgrade from where it was left.
+    fleet.clear_faults(h);
+    assert_resume_finishes_the_upgrade(&fleet, h);
+
+    assert!(
+        host_line_names_resume,
+        "a recap line says {h} is DOWN, NOT ROLLED BACK with `{resume_cmd}`:\n{recap}"
+    );
+}
+
+/// `history` lists run `id` with `h` down.
+fn assert_history_lists_the_host_down(fleet: &Fleet, id: &str, h: &str) {
     let mut args = strings(&["history", "-i"]);
     args.push(s(&fleet.inventory_path()));
     args.extend(strings(&["--output", "json"]));
@@ -459,11 +472,13 @@ fn three_ctrl_c_leave_the_host_down_and_named_then_resume_finishes_it() {
         .collect();
     let this = runs
         .iter()
-        .find(|r| r["run_id"] == id.as_str())
+        .find(|r| r["run_id"] == id)
         .unwrap_or_else(|| panic!("run {id} in the history: {runs:#?}"));
     assert_eq!(this["down"], json!([h]), "{this:#}");
+}
 
-    // `status` says the host is not well.
+/// `status` says the host is not well: exit 2, and names it.
+fn assert_status_says_the_host_is_not_well(fleet: &Fleet, h: &str) {
     let mut args = strings(&["status", "-i"]);
     args.push(s(&fleet.inventory_path()));
     args.push("--known-hosts".into());
@@ -481,18 +496,15 @@ fn three_ctrl_c_leave_the_host_down_and_named_then_resume_finishes_it() {
         "{}",
         fleet::stdout(&status)
     );
+}
 
-    // The faults gone, the resume finishes the upgrade from where it was left.
-    fleet.clear_faults(h);
-    let r = resume_last(&fleet);
+/// `--resume last` upgrades the host, migrating once, from the one dump of the old
+/// database.
+fn assert_resume_finishes_the_upgrade(fleet: &Fleet, h: &str) {
+    let r = resume_last(fleet);
     r.assert_exit(0);
     assert_eq!(r.outcome(h), "ok", "{}", r.dump());
-    assert_healthy_at(&fleet, h, TARGET);
-    assert_migrated_exactly_once(&fleet, h);
-    assert_eq!(dumps(&fleet, h).len(), 1, "one dump of the old database");
-
-    assert!(
-        host_line_names_resume,
-        "a recap line says {h} is DOWN, NOT ROLLED BACK with `{resume_cmd}`:\n{recap}"
-    );
+    assert_healthy_at(fleet, h, TARGET);
+    assert_migrated_exactly_once(fleet, h);
+    assert_eq!(dumps(fleet, h).len(), 1, "one dump of the old database");
 }

@@ -81,15 +81,36 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
     let other_ca = public_key(&self::ca(keys.path(), "other_ca").with_extension("pub"));
     let trusted = format!("@cert-authority * {ca_pub}\n");
 
-    // Valid for the name: accepted with nothing else recorded.
+    valid_for_the_name_is_accepted(&ca, &trusted).await;
+    wrong_principal_or_expired_is_refused_unless_the_plain_key_is_recorded(&ca, &trusted).await;
+
+    let s = certified_server(&ca, "127.0.0.1", "-5m:+1h");
+    revoked_or_another_ca_is_refused(&s, &trusted, &ca_pub, &other_ca).await;
+    ca_in_the_global_known_hosts_file_is_trusted(&s, &trusted).await;
+    // A CA for other names does not vouch for this one.
+    let kh = s.known_hosts(
+        "kh_pattern",
+        &format!("@cert-authority *.example.com,!127.* {ca_pub}\n"),
+    );
+    let err = both(&s, &kh, false, "Host key verification failed").await;
+    assert!(err.is_err(), "{err:?}");
+}
+
+/// A certificate valid for the name is accepted with nothing else recorded.
+async fn valid_for_the_name_is_accepted(ca: &Path, trusted: &str) {
     for principals in ["127.0.0.1", "db1,127.0.0.1"] {
-        let s = certified_server(&ca, principals, "-5m:+1h");
-        let kh = s.known_hosts("kh", &trusted);
+        let s = certified_server(ca, principals, "-5m:+1h");
+        let kh = s.known_hosts("kh", trusted);
         both(&s, &kh, true, "").await.expect(principals);
     }
+}
 
-    // Not a principal for this host (principals are names, not patterns); expired: refused,
-    // saying why.
+/// Not a principal for this host (principals are names, not patterns), or expired: refused,
+/// saying why.
+async fn wrong_principal_or_expired_is_refused_unless_the_plain_key_is_recorded(
+    ca: &Path,
+    trusted: &str,
+) {
     for (principals, validity, ssh_says, ours) in [
         (
             "127.0.0.*",
@@ -110,8 +131,8 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
             "it expired at 2020-01-02",
         ),
     ] {
-        let s = certified_server(&ca, principals, validity);
-        let kh = s.known_hosts("kh", &trusted);
+        let s = certified_server(ca, principals, validity);
+        let kh = s.known_hosts("kh", trusted);
         match both(&s, &kh, false, ssh_says).await {
             Err(TransportError::HostCertificateInvalid {
                 line: 1, reason, ..
@@ -125,18 +146,20 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
         let kh = s.known_hosts("kh_plain", &plain);
         both(&s, &kh, true, "").await.expect("plain key fallback");
     }
+}
 
-    let s = certified_server(&ca, "127.0.0.1", "-5m:+1h");
+/// A revoked CA, or a CA other than the host's: refused.
+async fn revoked_or_another_ca_is_refused(s: &Server, trusted: &str, ca_pub: &str, other_ca: &str) {
     // A revoked CA.
     let kh = s.known_hosts("kh_revoked", &format!("{trusted}@revoked * {ca_pub}\n"));
-    let err = both(&s, &kh, false, "REVOKED HOST KEY DETECTED").await;
+    let err = both(s, &kh, false, "REVOKED HOST KEY DETECTED").await;
     assert!(
         matches!(err, Err(TransportError::HostKeyRevoked { line: 2, .. })),
         "{err:?}"
     );
     // Another CA: the host is not vouched for, and the message says it is a certificate.
     let kh = s.known_hosts("kh_other", &format!("@cert-authority * {other_ca}\n"));
-    match both(&s, &kh, false, "Host key verification failed").await {
+    match both(s, &kh, false, "Host key verification failed").await {
         Err(e @ TransportError::HostCertificateUntrusted { .. }) => {
             let msg = e.to_string();
             assert!(
@@ -146,9 +169,12 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
         }
         other => panic!("{other:?}"),
     }
-    // The CA in a global known_hosts file (GlobalKnownHostsFile), the user's file empty.
+}
+
+/// The CA in a global known_hosts file (GlobalKnownHostsFile), the user's file empty.
+async fn ca_in_the_global_known_hosts_file_is_trusted(s: &Server, trusted: &str) {
     let empty = s.known_hosts("kh_empty", "");
-    let global = s.known_hosts("kh_global", &trusted);
+    let global = s.known_hosts("kh_global", trusted);
     let global_option = format!("GlobalKnownHostsFile={}", global.display());
     let (ran, stderr) = s.ssh_verdict(&empty, &["-o", &global_option]);
     assert!(ran, "the reference: {stderr}");
@@ -156,16 +182,9 @@ async fn host_certificates_are_checked_as_openssh_checks_them() {
         global_known_hosts: vec![global],
         ..options(&empty, HostKeyChecking::Strict)
     };
-    echo_ok(with_global, &target(&s, None))
+    echo_ok(with_global, &target(s, None))
         .await
         .expect("CA in the global file");
-    // A CA for other names does not vouch for this one.
-    let kh = s.known_hosts(
-        "kh_pattern",
-        &format!("@cert-authority *.example.com,!127.* {ca_pub}\n"),
-    );
-    let err = both(&s, &kh, false, "Host key verification failed").await;
-    assert!(err.is_err(), "{err:?}");
 }
 
 /// Host and user certificates on every hop: each host is vouched for by the host CA, and
@@ -233,97 +252,143 @@ fn certified_user_key(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_certificates_beside_the_key_and_in_the_agent() {
-    let keys = tempfile::tempdir().expect("tempdir");
-    let ca = ca(keys.path(), "user_ca");
-    let server = Server::openssh(&format!(
-        "TrustedUserCAKeys {}",
-        ca.with_extension("pub").display()
-    ));
-    let kh = server.known_hosts(
-        "kh",
-        &format!("{} {}\n", server.known_name(), server.host_key()),
-    );
-    let with_key = |key: &Path| ConnectTarget {
-        identity_file: Some(key.to_path_buf()),
-        ..target(&server, None)
-    };
-    // `<identity>-cert.pub` beside the key: ssh uses it, and so does fleetup.
-    let good = certified_user_key(keys.path(), "id_good", &ca, USER, "-5m:+1h");
-    let out = server.ssh_with(&kh, Some(&good), &[], &["echo ok"]);
-    assert!(out.status.success(), "the reference: {out:?}");
-    fleetup(&kh, HostKeyChecking::Strict, &with_key(&good))
-        .await
-        .expect("certificate beside the key");
-    // Expired, or for other logins: refused by both, and fleetup says why.
-    for (name, principals, validity, why) in [
-        (
-            "id_expired",
-            USER,
-            "20200101:20200102",
-            "it expired at 2020-01-02",
-        ),
-        (
-            "id_other",
-            "deploy,admin",
-            "-5m:+1h",
-            "\"fleetup-trust\" is not among its principals (deploy, admin)",
-        ),
-    ] {
-        let key = certified_user_key(keys.path(), name, &ca, principals, validity);
-        let out = server.ssh_with(&kh, Some(&key), &[], &["echo ok"]);
-        assert!(!out.status.success(), "the reference accepted {name}");
-        match fleetup(&kh, HostKeyChecking::Strict, &with_key(&key)).await {
-            Err(e @ TransportError::AuthFailed { .. }) => {
-                let msg = e.to_string();
-                let cert = format!("certificate {}-cert.pub (", key.display());
-                assert!(msg.contains(&cert) && msg.contains(why), "{msg}");
-            }
-            other => panic!("{name}: {other:?}"),
+    let host = UserCaHost::start();
+    let good = host.certificate_beside_the_key_is_used().await;
+    host.expired_or_other_logins_are_refused_saying_why().await;
+    host.certificate_file_of_the_ssh_config_is_used().await;
+    host.agent_certificate_is_used(&good).await;
+}
+
+/// An OpenSSH server that trusts a user CA, and a known_hosts with its plain host key;
+/// the user keys certified by the CA go beside it in `keys`.
+struct UserCaHost {
+    server: Server,
+    kh: PathBuf,
+    ca: PathBuf,
+    keys: tempfile::TempDir,
+}
+
+impl UserCaHost {
+    fn start() -> Self {
+        let keys = tempfile::tempdir().expect("tempdir");
+        let ca = ca(keys.path(), "user_ca");
+        let server = Server::openssh(&format!(
+            "TrustedUserCAKeys {}",
+            ca.with_extension("pub").display()
+        ));
+        let kh = server.known_hosts(
+            "kh",
+            &format!("{} {}\n", server.known_name(), server.host_key()),
+        );
+        UserCaHost {
+            server,
+            kh,
+            ca,
+            keys,
         }
     }
-    // A `CertificateFile` of the ssh config, away from the key.
-    let split = certified_user_key(keys.path(), "id_split", &ca, USER, "-5m:+1h");
-    let moved = keys.path().join("elsewhere-cert.pub");
-    std::fs::rename(keys.path().join("id_split-cert.pub"), &moved).expect("move");
-    let cert_file = format!("CertificateFile={}", moved.display());
-    let out = server.ssh_with(&kh, Some(&split), &["-o", &cert_file], &["echo ok"]);
-    assert!(out.status.success(), "the reference: {out:?}");
-    let config = keys.path().join("ssh_config");
-    std::fs::write(
-        &config,
-        format!("Host *\n  CertificateFile {}\n", moved.display()),
-    )
-    .expect("config");
-    let conn = Transport::new(SshOptions {
-        ssh_config: Some(config),
-        ..options(&kh, HostKeyChecking::Strict)
-    })
-    .expect("transport")
-    .connect(&with_key(&split))
-    .await
-    .expect("the CertificateFile");
-    conn.close().await;
-    // The agent holds the key and its certificate (ssh-add loads both).
-    let agent = Agent::start(keys.path());
-    agent.add(&good);
-    let sock = format!("IdentityAgent={}", agent.socket.display());
-    let out = server.ssh_with(
-        &kh,
-        None,
-        &["-o", &sock, "-o", "IdentitiesOnly=no"],
-        &["echo ok"],
-    );
-    assert!(out.status.success(), "the reference: {out:?}");
-    let conn = Transport::new(SshOptions {
-        agent_socket: Some(agent.socket.clone()),
-        ..options(&kh, HostKeyChecking::Strict)
-    })
-    .expect("transport")
-    .connect(&ConnectTarget {
-        identity_file: None,
-        ..target(&server, None)
-    })
-    .await
-    .expect("the agent's certificate");
-    conn.close().await;
+
+    fn with_key(&self, key: &Path) -> ConnectTarget {
+        ConnectTarget {
+            identity_file: Some(key.to_path_buf()),
+            ..target(&self.server, None)
+        }
+    }
+
+    /// `<identity>-cert.pub` beside the key: ssh uses it, and so does fleetup. Returns the
+    /// key.
+    async fn certificate_beside_the_key_is_used(&self) -> PathBuf {
+        let (server, kh) = (&self.server, &self.kh);
+        let good = certified_user_key(self.keys.path(), "id_good", &self.ca, USER, "-5m:+1h");
+        let out = server.ssh_with(kh, Some(&good), &[], &["echo ok"]);
+        assert!(out.status.success(), "the reference: {out:?}");
+        fleetup(kh, HostKeyChecking::Strict, &self.with_key(&good))
+            .await
+            .expect("certificate beside the key");
+        good
+    }
+
+    /// Expired, or for other logins: refused by both, and fleetup says why.
+    async fn expired_or_other_logins_are_refused_saying_why(&self) {
+        let (server, kh) = (&self.server, &self.kh);
+        for (name, principals, validity, why) in [
+            (
+                "id_expired",
+                USER,
+                "20200101:20200102",
+                "it expired at 2020-01-02",
+            ),
+            (
+                "id_other",
+                "deploy,admin",
+                "-5m:+1h",
+                "\"fleetup-trust\" is not among its principals (deploy, admin)",
+            ),
+        ] {
+            let key = certified_user_key(self.keys.path(), name, &self.ca, principals, validity);
+            let out = server.ssh_with(kh, Some(&key), &[], &["echo ok"]);
+            assert!(!out.status.success(), "the reference accepted {name}");
+            match fleetup(kh, HostKeyChecking::Strict, &self.with_key(&key)).await {
+                Err(e @ TransportError::AuthFailed { .. }) => {
+                    let msg = e.to_string();
+                    let cert = format!("certificate {}-cert.pub (", key.display());
+                    assert!(msg.contains(&cert) && msg.contains(why), "{msg}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    /// A `CertificateFile` of the ssh config, away from the key.
+    async fn certificate_file_of_the_ssh_config_is_used(&self) {
+        let (server, kh, keys) = (&self.server, &self.kh, self.keys.path());
+        let split = certified_user_key(keys, "id_split", &self.ca, USER, "-5m:+1h");
+        let moved = keys.join("elsewhere-cert.pub");
+        std::fs::rename(keys.join("id_split-cert.pub"), &moved).expect("move");
+        let cert_file = format!("CertificateFile={}", moved.display());
+        let out = server.ssh_with(kh, Some(&split), &["-o", &cert_file], &["echo ok"]);
+        assert!(out.status.success(), "the reference: {out:?}");
+        let config = keys.join("ssh_config");
+        std::fs::write(
+            &config,
+            format!("Host *\n  CertificateFile {}\n", moved.display()),
+        )
+        .expect("config");
+        let conn = Transport::new(SshOptions {
+            ssh_config: Some(config),
+            ..options(kh, HostKeyChecking::Strict)
+        })
+        .expect("transport")
+        .connect(&self.with_key(&split))
+        .await
+        .expect("the CertificateFile");
+        conn.close().await;
+    }
+
+    /// The agent holds the key and its certificate (ssh-add loads both).
+    async fn agent_certificate_is_used(&self, good: &Path) {
+        let (server, kh) = (&self.server, &self.kh);
+        let agent = Agent::start(self.keys.path());
+        agent.add(good);
+        let sock = format!("IdentityAgent={}", agent.socket.display());
+        let out = server.ssh_with(
+            kh,
+            None,
+            &["-o", &sock, "-o", "IdentitiesOnly=no"],
+            &["echo ok"],
+        );
+        assert!(out.status.success(), "the reference: {out:?}");
+        let conn = Transport::new(SshOptions {
+            agent_socket: Some(agent.socket.clone()),
+            ..options(kh, HostKeyChecking::Strict)
+        })
+        .expect("transport")
+        .connect(&ConnectTarget {
+            identity_file: None,
+            ..target(server, None)
+        })
+        .await
+        .expect("the agent's certificate");
+        conn.close().await;
+    }
 }

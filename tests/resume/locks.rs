@@ -20,66 +20,13 @@ fn two_runs_at_once_upgrade_every_host_once_and_report_locks() {
     let b = spawn_run(&fleet, Path::new(PLAYBOOK), &ALL_AT_ONCE);
     let (a, b) = (a.wait(), b.wait());
     let runs = [&a, &b];
-    let ids = [a.run_id(), b.run_id()];
-    assert_ne!(ids[0], ids[1], "two runs, two run ids");
-    assert_ne!(a.run_dir(), b.run_dir(), "two runs, two run dirs");
-    let dirs = run_dirs(&state_dir(&fleet));
-    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    let ids = assert_two_runs_two_journals(&fleet, &a, &b);
 
     let mut lock_reports = 0;
     for h in &hosts {
-        // Every host upgraded exactly once, and is at the target.
-        assert_migrated_once(&fleet, h);
-        assert_healthy_at(&fleet, h, TARGET);
-        assert_no_lock(&fleet, h);
-        let outcomes: Vec<String> = runs.iter().map(|r| r.outcome(h)).collect();
-        let ok: Vec<usize> = (0..2).filter(|&i| outcomes[i] == "ok").collect();
-        assert_eq!(
-            ok.len(),
-            1,
-            "{h}: upgraded by exactly one run: {outcomes:?}"
-        );
-        let winner = ok[0];
-        let other = 1 - winner;
-        let loser = runs[other].host_finished(h);
-        match loser["outcome"].as_str().unwrap() {
-            // It came after the winner released the host, and found it done.
-            "skipped" => {}
-            "failed" => {
-                assert_eq!(loser["failed_step"], "host lock", "{h}: {loser}");
-                let message = loser["message"].as_str().expect("a message");
-                assert!(
-                    message.contains(&format!("locked by run {}", ids[winner])),
-                    "{h}: names the run holding the lock ({}): {message}",
-                    ids[winner]
-                );
-                let holder = run_json(&runs[winner].run_dir());
-                for k in ["operator", "controller"] {
-                    let v = holder[k].as_str().expect(k);
-                    assert!(
-                        message.contains(v),
-                        "{h}: the message names the {k} {v}: {message}"
-                    );
-                }
-                lock_reports += 1;
-            }
-            o => panic!("{h}: unexpected outcome {o} in the other run: {loser}"),
+        if assert_upgraded_once_by_one_run(&fleet, h, runs, &ids) {
+            lock_reports += 1;
         }
-        // The host tells its own story: one audit line of an upgrade, by the winner.
-        let lines = audit(&fleet, h);
-        let upgrades: Vec<_> = lines
-            .iter()
-            .map(|l| (l, audit_fields(l)))
-            .filter(|(_, f)| f["outcome"] == "ok")
-            .collect();
-        assert_eq!(
-            upgrades.len(),
-            1,
-            "{h}: one audit line of an upgrade: {lines:?}"
-        );
-        assert_eq!(upgrades[0].1["run"], ids[winner], "{h}: {lines:?}");
-        assert_eq!(upgrades[0].1["from"], OLD, "{h}: {lines:?}");
-        assert_eq!(upgrades[0].1["to"], TARGET, "{h}: {lines:?}");
     }
     assert!(
         lock_reports >= 1,
@@ -87,6 +34,93 @@ fn two_runs_at_once_upgrade_every_host_once_and_report_locks() {
         a.dump(),
         b.dump()
     );
+    assert_exit_codes_follow_the_failures(runs);
+}
+
+/// The two runs are two runs: each with its own run id and run dir. Returns their ids.
+fn assert_two_runs_two_journals(fleet: &Fleet, a: &Finished, b: &Finished) -> [String; 2] {
+    let ids = [a.run_id(), b.run_id()];
+    assert_ne!(ids[0], ids[1], "two runs, two run ids");
+    assert_ne!(a.run_dir(), b.run_dir(), "two runs, two run dirs");
+    let dirs = run_dirs(&state_dir(fleet));
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    ids
+}
+
+/// Every host upgraded exactly once, by one of the runs, and is at the target; the other
+/// run skipped it or reported it locked. Returns whether it was reported locked.
+fn assert_upgraded_once_by_one_run(
+    fleet: &Fleet,
+    h: &str,
+    runs: [&Finished; 2],
+    ids: &[String; 2],
+) -> bool {
+    assert_migrated_once(fleet, h);
+    assert_healthy_at(fleet, h, TARGET);
+    assert_no_lock(fleet, h);
+    let outcomes: Vec<String> = runs.iter().map(|r| r.outcome(h)).collect();
+    let ok: Vec<usize> = (0..2).filter(|&i| outcomes[i] == "ok").collect();
+    assert_eq!(
+        ok.len(),
+        1,
+        "{h}: upgraded by exactly one run: {outcomes:?}"
+    );
+    let winner = ok[0];
+    let other = 1 - winner;
+    let loser = runs[other].host_finished(h);
+    let reported_locked = match loser["outcome"].as_str().unwrap() {
+        // It came after the winner released the host, and found it done.
+        "skipped" => false,
+        "failed" => {
+            assert_lock_names_its_holder(h, loser, runs[winner], &ids[winner]);
+            true
+        }
+        o => panic!("{h}: unexpected outcome {o} in the other run: {loser}"),
+    };
+    assert_one_audited_upgrade_by(fleet, h, &ids[winner]);
+    reported_locked
+}
+
+/// The run that found `h` locked failed it at the host lock, and its message names the
+/// run holding the lock, with that run's operator and controller.
+fn assert_lock_names_its_holder(h: &str, loser: &Value, winner: &Finished, winner_id: &str) {
+    assert_eq!(loser["failed_step"], "host lock", "{h}: {loser}");
+    let message = loser["message"].as_str().expect("a message");
+    assert!(
+        message.contains(&format!("locked by run {winner_id}")),
+        "{h}: names the run holding the lock ({winner_id}): {message}"
+    );
+    let holder = run_json(&winner.run_dir());
+    for k in ["operator", "controller"] {
+        let v = holder[k].as_str().expect(k);
+        assert!(
+            message.contains(v),
+            "{h}: the message names the {k} {v}: {message}"
+        );
+    }
+}
+
+/// The host tells its own story: one audit line of an upgrade, by the winner.
+fn assert_one_audited_upgrade_by(fleet: &Fleet, h: &str, winner_id: &str) {
+    let lines = audit(fleet, h);
+    let upgrades: Vec<_> = lines
+        .iter()
+        .map(|l| (l, audit_fields(l)))
+        .filter(|(_, f)| f["outcome"] == "ok")
+        .collect();
+    assert_eq!(
+        upgrades.len(),
+        1,
+        "{h}: one audit line of an upgrade: {lines:?}"
+    );
+    assert_eq!(upgrades[0].1["run"], winner_id, "{h}: {lines:?}");
+    assert_eq!(upgrades[0].1["from"], OLD, "{h}: {lines:?}");
+    assert_eq!(upgrades[0].1["to"], TARGET, "{h}: {lines:?}");
+}
+
+/// A run that lost a host to the lock exits 2 (a host failed); a run that only skipped
+/// hosts exits 0.
+fn assert_exit_codes_follow_the_failures(runs: [&Finished; 2]) {
     for r in runs {
         let failures: Vec<_> = r
             .of("host_finished")

@@ -11,6 +11,21 @@ fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
     fleet.fault("prod-03", pull_fails());
 
     let first = run(&fleet, &SERIAL3);
+    assert_halted_in_batch_2_with_batch_3_untouched(&fleet, &first);
+    let (id, run_dir) = assert_halted_run_journaled(&fleet, &first);
+
+    fleet.clear_faults("prod-03");
+    let resumed_at = now();
+    // `-e` may be given again (the same values).
+    let second = resume(&fleet, "last", &VARS);
+    assert_resumed_from_batch_2(&second, &id, &run_dir);
+    assert_only_unfinished_hosts_upgraded_since(&fleet, resumed_at);
+    assert_one_journal_for_both_attempts(&fleet, &first, &second, &id, run_dir);
+}
+
+/// prod-03's pull fault fails it in batch 2, which halts the run before batch 3 does
+/// anything to its hosts.
+fn assert_halted_in_batch_2_with_batch_3_untouched(fleet: &Fleet, first: &Finished) {
     first.assert_exit(2);
     for h in ["prod-01", "prod-02", "prod-04"] {
         assert_eq!(first.outcome(h), "ok", "{h}: {}", first.dump());
@@ -23,14 +38,20 @@ fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
     assert_eq!(halted[0]["batch"], 2);
     assert_eq!(first.untouched(), ["prod-05", "prod-06", "prod-07"]);
     for h in ["prod-05", "prod-06", "prod-07"] {
-        let log = first.rollout_log(&fleet, h);
+        let log = first.rollout_log(fleet, h);
         assert!(log.is_empty(), "{h}: batch 3 untouched: {:?}", cmds(&log));
         assert!(state_changing(&fleet.commands(h)).is_empty());
     }
+}
+
+/// The halted run left its journal, exactly what it printed, in a run dir under the
+/// default state dir, and `history` records it as halted. Returns its id and run dir,
+/// which the resumed run must reuse.
+fn assert_halted_run_journaled(fleet: &Fleet, first: &Finished) -> (String, PathBuf) {
     let id = first.run_id();
     let run_dir = first.run_dir();
     assert!(
-        run_dir.starts_with(state_dir(&fleet).join("runs")),
+        run_dir.starts_with(state_dir(fleet).join("runs")),
         "the run dir {} is under the default state dir",
         run_dir.display()
     );
@@ -41,12 +62,13 @@ fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
         events, first.events,
         "events.jsonl = the JSON events printed"
     );
-    assert_eq!(history_of(&fleet, &id, &[])["ended"], "halted");
+    assert_eq!(history_of(fleet, &id, &[])["ended"], "halted");
+    (id, run_dir)
+}
 
-    fleet.clear_faults("prod-03");
-    let resumed_at = now();
-    // `-e` may be given again (the same values).
-    let second = resume(&fleet, "last", &VARS);
+/// The resumed run is the same run (id, run dir), its second attempt: it keeps the
+/// hosts already finished, retries prod-03, and runs batches 2 and 3 to the end.
+fn assert_resumed_from_batch_2(second: &Finished, id: &str, run_dir: &Path) {
     second.assert_exit(0);
     assert_eq!(second.run_id(), id);
     assert_eq!(second.run_dir(), run_dir);
@@ -73,35 +95,43 @@ fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
         assert_eq!(second.outcome(h), "ok", "{h}: {}", second.dump());
     }
     assert!(second.untouched().is_empty());
+}
 
+/// On the hosts: the resumed run left the finished hosts alone, upgraded prod-03, and
+/// only then batch 3; every host migrated once and holds no lock.
+fn assert_only_unfinished_hosts_upgraded_since(fleet: &Fleet, resumed_at: f64) {
     for h in ["prod-01", "prod-02", "prod-04"] {
-        assert_not_touched_since(
-            &fleet,
-            h,
-            resumed_at,
-            "by the resumed run (it had finished)",
-        );
-        assert_upgraded(&fleet, h, &fleet.commands(h));
+        assert_not_touched_since(fleet, h, resumed_at, "by the resumed run (it had finished)");
+        assert_upgraded(fleet, h, &fleet.commands(h));
     }
-    let p3 = since(&fleet, "prod-03", resumed_at);
+    let p3 = since(fleet, "prod-03", resumed_at);
     assert!(
         !state_changing(&p3).is_empty(),
         "prod-03 was upgraded by the resumed run"
     );
-    assert_healthy_at(&fleet, "prod-03", TARGET);
+    assert_healthy_at(fleet, "prod-03", TARGET);
     let p3_up = shim(&p3, "end", UP_EMAIL).t;
     for h in ["prod-05", "prod-06", "prod-07"] {
-        assert_upgraded(&fleet, h, &fleet.commands(h));
+        assert_upgraded(fleet, h, &fleet.commands(h));
         let pull = shim(&fleet.commands(h), "start", "docker pull").t;
         assert!(p3_up < pull, "{h} pulled before batch 2 (prod-03) ended");
     }
     for i in 1..=7 {
         let h = format!("prod-{i:02}");
-        assert_migrated_once(&fleet, &h);
-        assert_no_lock(&fleet, &h);
+        assert_migrated_once(fleet, &h);
+        assert_no_lock(fleet, &h);
     }
+}
 
-    // One journal for both attempts: the first run's events, then the resumed run's.
+/// One journal for both attempts: the first run's events, then the resumed run's, in the
+/// one run dir, and `history` records the run as completed.
+fn assert_one_journal_for_both_attempts(
+    fleet: &Fleet,
+    first: &Finished,
+    second: &Finished,
+    id: &str,
+    run_dir: PathBuf,
+) {
     let (events, partial) = journal(&run_dir);
     assert_eq!(partial, None);
     let expected: Vec<Value> = first.events.iter().chain(&second.events).cloned().collect();
@@ -109,8 +139,8 @@ fn resume_after_halt_with_the_fault_removed_finishes_the_fleet() {
         events, expected,
         "events.jsonl = both attempts' events, in order"
     );
-    assert_eq!(run_dirs(&state_dir(&fleet)), [run_dir], "one run dir");
-    assert_eq!(history_of(&fleet, &id, &[])["ended"], "completed");
+    assert_eq!(run_dirs(&state_dir(fleet)), [run_dir], "one run dir");
+    assert_eq!(history_of(fleet, id, &[])["ended"], "completed");
 }
 
 // --- 3. A changed playbook is not resumed unless forced ---------------------------------

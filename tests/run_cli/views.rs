@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::fleet::{rule, Fleet, HostSpec, Spec};
 use super::{
     fleet_of, fleetup, mask_durations, playbook, run_args, s, sessions, state_dir, strip_timestamp,
-    strs, TWO_STEPS, UPGRADE,
+    strs, Finished, TWO_STEPS, UPGRADE,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -37,7 +37,26 @@ fn plain_output_line_by_line() {
         out.stderr
     );
 
-    let runs = state_dir(&fleet).join("runs");
+    let got = stdout_with_run_masked(&fleet, &out);
+    let expected = expected_plain_output(&pb);
+    let want: Vec<&str> = expected.lines().collect();
+    for (n, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "line {} of\n{}", n + 1, got.join("\n"));
+    }
+    assert_eq!(got.len(), want.len(), "{}", got.join("\n"));
+    // What the host saw: p-03 ran both steps, the second failing.
+    let p03: Vec<_> = sessions(&fleet, "p-03")
+        .into_iter()
+        .filter(|c| c.ev == "end")
+        .map(|c| c.rc)
+        .collect();
+    assert_eq!(p03, [Some(0), Some(3)]);
+}
+
+/// The run's stdout with what changes from run to run masked: timestamps and durations,
+/// and the run's directory and id (from its one run directory).
+fn stdout_with_run_masked(fleet: &Fleet, out: &Finished) -> Vec<String> {
+    let runs = state_dir(fleet).join("runs");
     let run_dir = std::fs::read_dir(&runs)
         .unwrap()
         .next()
@@ -45,17 +64,21 @@ fn plain_output_line_by_line() {
         .unwrap()
         .path();
     let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_string();
-    let got: Vec<String> = out
-        .stdout
+    out.stdout
         .iter()
         .map(|l| {
             mask_durations(strip_timestamp(l))
                 .replace(s(&run_dir), "<RUN_DIR>")
                 .replace(&run_id, "<RUN_ID>")
         })
-        .collect();
-    let pb_path = s(&pb);
-    let expected = format!(
+        .collect()
+}
+
+/// The whole plain view of [`plain_output_line_by_line`]'s run of `pb`, masked: p-01 and
+/// p-02 ok, p-03 failing its second step, the run halted after batch 2.
+fn expected_plain_output(pb: &Path) -> String {
+    let pb_path = s(pb);
+    format!(
         "\
 run <RUN_ID>: two steps ({pb_path}) on `production`: 3 hosts in 2 batches, 1 at once; logs in <RUN_DIR>
 batch 1/2 (canary): started: p-01
@@ -94,19 +117,7 @@ p-03  FAILED         1  <T>  check disk: disk full
 halted after batch 2: 1 of 2 hosts of the batch failed or was unreachable, over max_fail_percentage 0%
 next: fix the cause on p-03, then resume the run with `fleetup run --resume <RUN_ID>` and the same -i: finished hosts are left alone
 logs of every host: <RUN_DIR>"
-    );
-    let want: Vec<&str> = expected.lines().collect();
-    for (n, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(g, w, "line {} of\n{}", n + 1, got.join("\n"));
-    }
-    assert_eq!(got.len(), want.len(), "{}", got.join("\n"));
-    // What the host saw: p-03 ran both steps, the second failing.
-    let p03: Vec<_> = sessions(&fleet, "p-03")
-        .into_iter()
-        .filter(|c| c.ev == "end")
-        .map(|c| c.rc)
-        .collect();
-    assert_eq!(p03, [Some(0), Some(3)]);
+    )
 }
 
 /// The plain view shows a failed step's stderr's last line as its reason when the step has

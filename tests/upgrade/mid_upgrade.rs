@@ -73,20 +73,55 @@ fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
     );
 
     let first = run(&fleet, &[]);
+    let finished = assert_halted_at_p02_with_batch_3_untouched(&fleet, &first, step, failed_step);
+    let fault = Fault { step, pattern, rc };
+    assert_p02_back_on_its_old_version(&fleet, &first, finished, &fault);
+
+    // The fault is gone: a second run finishes the fleet, leaving the upgraded canary alone.
+    fleet.clear_faults("p-02");
+    assert_second_run_finishes_the_fleet(&fleet);
+}
+
+/// The fault injected on p-02: at which step, the command it matched, its exit code.
+struct Fault<'a> {
+    step: &'a str,
+    pattern: &'static str,
+    rc: i32,
+}
+
+/// The canary upgraded, p-02 failed at `failed_step`, and the run halted at batch 2
+/// before touching batch 3. Returns p-02's `host_finished` event.
+fn assert_halted_at_p02_with_batch_3_untouched<'r>(
+    fleet: &Fleet,
+    first: &'r Finished,
+    step: &str,
+    failed_step: &str,
+) -> &'r Value {
     first.assert_exit(2);
     assert_eq!(first.outcome("p-01"), "ok");
-    assert_upgraded(&fleet, "p-01", "v4.65.0", &fleet.commands("p-01"));
+    assert_upgraded(fleet, "p-01", "v4.65.0", &fleet.commands("p-01"));
     let finished = first.host_finished("p-02");
     assert_eq!(finished["failed_step"], failed_step, "{step}");
     let halted = first.of("halted");
     assert_eq!(halted.len(), 1, "halted:\n{}", first.dump());
     assert_eq!(halted[0]["batch"], 2);
     assert_eq!(first.untouched(), ["p-03", "p-04"]);
-    assert_untouched(&fleet, &first, "p-03", "v4.64.2");
-    assert_untouched(&fleet, &first, "p-04", "v4.65.0");
+    assert_untouched(fleet, first, "p-03", "v4.64.2");
+    assert_untouched(fleet, first, "p-04", "v4.65.0");
+    finished
+}
 
-    // The host ends healthy on its old version, its database as it was.
-    assert_back_at(&fleet, "p-02", "v4.65.0", init_ran_before(step));
+/// The host ends healthy on its old version, its database as it was: a failed pull
+/// changed nothing else, any later failure was rolled back, and the report says with
+/// which backup.
+fn assert_p02_back_on_its_old_version(
+    fleet: &Fleet,
+    first: &Finished,
+    finished: &Value,
+    fault: &Fault,
+) {
+    let Fault { step, pattern, rc } = *fault;
+    assert_back_at(fleet, "p-02", "v4.65.0", init_ran_before(step));
     let tables = |h| fleet.state(h)["db"]["tables"].clone();
     assert_eq!(
         tables("p-02"),
@@ -103,34 +138,39 @@ fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
     if step == "pull" {
         assert_eq!(finished["outcome"], "failed", "{step}: {}", first.dump());
         assert_only_pulled(&log);
-        assert!(backups(&fleet, "p-02").is_empty(), "no backup");
+        assert!(backups(fleet, "p-02").is_empty(), "no backup");
     } else {
         let outcome = &finished["outcome"];
         assert_eq!(outcome, "rolled_back", "{step}: {}", first.dump());
-        // The report names the backup and the copy of the database the rollback replaced.
-        let message = finished["message"].as_str().unwrap_or_default();
-        let named: Vec<_> = backups(&fleet, "p-02").into_iter().map(|b| b.0).collect();
-        assert_eq!(named.len(), if dumped_before(step) { 2 } else { 0 });
-        for path in &named {
-            let path = path.display().to_string();
-            assert!(message.contains(&path), "{step}: names {path}: {message}");
-        }
-        if named.is_empty() {
-            assert!(
-                message.contains("database backup: none"),
-                "{step}: {message}"
-            );
-        }
-        assert_rollback_ran(&fleet, "p-02", failed_at, dumped_before(step));
+        assert_report_names_the_backups(fleet, finished, step);
+        assert_rollback_ran(fleet, "p-02", failed_at, dumped_before(step));
     }
+}
 
-    // The fault is gone: a second run finishes the fleet, leaving the upgraded canary alone.
-    fleet.clear_faults("p-02");
+/// The report names the backup and the copy of the database the rollback replaced.
+fn assert_report_names_the_backups(fleet: &Fleet, finished: &Value, step: &str) {
+    let message = finished["message"].as_str().unwrap_or_default();
+    let named: Vec<_> = backups(fleet, "p-02").into_iter().map(|b| b.0).collect();
+    assert_eq!(named.len(), if dumped_before(step) { 2 } else { 0 });
+    for path in &named {
+        let path = path.display().to_string();
+        assert!(message.contains(&path), "{step}: names {path}: {message}");
+    }
+    if named.is_empty() {
+        assert!(
+            message.contains("database backup: none"),
+            "{step}: {message}"
+        );
+    }
+}
+
+/// A second run skips the upgraded canary (checked, not changed) and upgrades the rest.
+fn assert_second_run_finishes_the_fleet(fleet: &Fleet) {
     let seen: Vec<usize> = ["p-01", "p-02"]
         .iter()
         .map(|h| fleet.commands(h).len())
         .collect();
-    let second = run(&fleet, &[]);
+    let second = run(fleet, &[]);
     second.assert_exit(0);
     assert_eq!(second.outcome("p-01"), "skipped");
     let canary_after = &fleet.commands("p-01")[seen[0]..];
@@ -140,13 +180,13 @@ fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
         "the upgraded canary was changed again: {:?}",
         state_changing(canary_after)
     );
-    assert_healthy_at(&fleet, "p-01", TARGET);
+    assert_healthy_at(fleet, "p-01", TARGET);
     for name in ["p-02", "p-03", "p-04"] {
         assert_eq!(second.outcome(name), "ok", "{name}");
     }
-    assert_upgraded_again(&fleet, "p-02", "v4.65.0", seen[1]);
-    assert_upgraded(&fleet, "p-03", "v4.64.2", &fleet.commands("p-03"));
-    assert_upgraded(&fleet, "p-04", "v4.65.0", &fleet.commands("p-04"));
+    assert_upgraded_again(fleet, "p-02", "v4.65.0", seen[1]);
+    assert_upgraded(fleet, "p-03", "v4.64.2", &fleet.commands("p-03"));
+    assert_upgraded(fleet, "p-04", "v4.65.0", &fleet.commands("p-04"));
 }
 
 /// `#[test] fn NAME() { CHECK(STEP) }` for each `NAME => STEP`.

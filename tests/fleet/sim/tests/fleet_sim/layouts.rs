@@ -25,13 +25,22 @@ fn readme_layout_is_docker_run_with_flags_read_back_by_inspect() {
     );
     let h = "r-01";
     let app = f.app_path(h).display().to_string();
-    let ls = run_ok(&f, h, &format!("ls -A '{app}'"));
+    sl_app_is_a_docker_run_whose_flags_inspect_reads_back(&f, h, &app);
+    images_and_several_names_inspect_as_docker_does(&f, h);
+    let ip = containers_answer_on_their_own_network_address(&f, h);
+    sl_app_recreated_keeps_its_flags_and_the_published_port(&f, h, &app, &ip);
+}
+
+/// No compose file: sl-app is a plain `docker run`, and `docker inspect` shows its image,
+/// extra flags, env file, port, restart policy and network as given.
+fn sl_app_is_a_docker_run_whose_flags_inspect_reads_back(f: &Fleet, h: &str, app: &str) {
+    let ls = run_ok(f, h, &format!("ls -A '{app}'"));
     assert_eq!(
         ls, "dkim.key\ndkim.pub.key\nsimplelogin.env\nsl\n",
         "no compose file, no .env"
     );
     let js: serde_json::Value =
-        serde_json::from_str(&run_ok(&f, h, "docker inspect sl-app")).unwrap();
+        serde_json::from_str(&run_ok(f, h, "docker inspect sl-app")).unwrap();
     let c = &js[0];
     assert_eq!(c["Name"], "/sl-app");
     assert_eq!(c["Config"]["Image"], "simplelogin/app:4.66.1");
@@ -61,13 +70,18 @@ fn readme_layout_is_docker_run_with_flags_read_back_by_inspect() {
     assert_eq!(c["Config"]["Cmd"][0], "gunicorn");
     assert_eq!(c["Mounts"][0]["Type"], "bind");
     assert!(c["Config"]["Labels"]["com.docker.compose.project"].is_null());
-    let img: serde_json::Value = serde_json::from_str(&run_ok(&f, h, "docker pull -q simplelogin/app-ci:v4.67.0 >/dev/null && docker image inspect simplelogin/app-ci:v4.67.0")).unwrap();
+}
+
+/// A pulled image's own env, the other containers' command and ports by `-f`, and
+/// several names at once, as docker prints them.
+fn images_and_several_names_inspect_as_docker_does(f: &Fleet, h: &str) {
+    let img: serde_json::Value = serde_json::from_str(&run_ok(f, h, "docker pull -q simplelogin/app-ci:v4.67.0 >/dev/null && docker image inspect simplelogin/app-ci:v4.67.0")).unwrap();
     assert!(img[0]["Config"]["Env"]
         .as_array()
         .unwrap()
         .contains(&json!("PYTHON_VERSION=3.12.8")));
-    assert_eq!(run_ok(&f, h, "docker inspect -f '{{.Config.Cmd}} {{json .Config.Entrypoint}} {{.Config.WorkingDir}}' sl-email"), "[python email_handler.py] null /code\n");
-    assert_eq!(run_ok(&f, h, "docker inspect -f '{{range $k, $v := .HostConfig.PortBindings}}{{$k}}{{end}} {{.HostConfig.RestartPolicy.Name}}' sl-db"), "5432/tcp always\n");
+    assert_eq!(run_ok(f, h, "docker inspect -f '{{.Config.Cmd}} {{json .Config.Entrypoint}} {{.Config.WorkingDir}}' sl-email"), "[python email_handler.py] null /code\n");
+    assert_eq!(run_ok(f, h, "docker inspect -f '{{range $k, $v := .HostConfig.PortBindings}}{{$k}}{{end}} {{.HostConfig.RestartPolicy.Name}}' sl-db"), "5432/tcp always\n");
     // Several names, one missing: the found ones as one array, the error, exit 1.
     let o = f.ssh(h, "docker inspect -f '{{.Name}}' sl-db nope sl-app");
     assert_eq!(
@@ -75,15 +89,20 @@ fn readme_layout_is_docker_run_with_flags_read_back_by_inspect() {
         (Some(1), "/sl-db\n/sl-app\n".to_string())
     );
     assert_eq!(stderr(&o), "Error: No such object: nope\n");
-    // sl-app answers on its own address always, on 127.0.0.1 while published.
-    let ip = port_of(&f, h, "sl-app");
+}
+
+/// sl-app answers on its own address always, on 127.0.0.1 while published; the address
+/// is the host's own (another host's cannot reach it), and sl-email's SMTP port answers
+/// on its. Returns sl-app's address.
+fn containers_answer_on_their_own_network_address(f: &Fleet, h: &str) -> String {
+    let ip = port_of(f, h, "sl-app");
     assert!(ip.starts_with("172.18."), "{ip}");
     assert_eq!(
-        run_ok(&f, h, &format!("curl -fsS http://{ip}:7777/version")),
+        run_ok(f, h, &format!("curl -fsS http://{ip}:7777/version")),
         "v4.66.1"
     );
     assert_eq!(
-        run_ok(&f, "r-02", "curl -fsS http://127.0.0.1:7777/version"),
+        run_ok(f, "r-02", "curl -fsS http://127.0.0.1:7777/version"),
         "v4.67.0"
     );
     let o = f.ssh("r-02", &format!("curl -fsS -m 5 http://{ip}:7777/health"));
@@ -92,24 +111,34 @@ fn readme_layout_is_docker_run_with_flags_read_back_by_inspect() {
         Some(7),
         "another host's container address does not answer"
     );
-    let smtp = port_of(&f, h, "sl-email");
+    let smtp = port_of(f, h, "sl-email");
     assert!(run_ok(
-        &f,
+        f,
         h,
         &format!("curl -s -m 5 telnet://{smtp}:20381 </dev/null")
     )
     .starts_with("220 "));
-    // Re-created with the recorded flags, it keeps them and gets an address of its own.
-    run_ok(&f, h, "docker stop sl-app && docker rm sl-app");
+    ip
+}
+
+/// Re-created with the recorded flags, it keeps them and gets an address of its own; a
+/// second container cannot take its published port (created, not started).
+fn sl_app_recreated_keeps_its_flags_and_the_published_port(
+    f: &Fleet,
+    h: &str,
+    app: &str,
+    ip: &str,
+) {
+    run_ok(f, h, "docker stop sl-app && docker rm sl-app");
     assert_eq!(
         f.ssh(h, "curl -sS http://127.0.0.1:7777/health")
             .status
             .code(),
         Some(7)
     );
-    run_ok(&f, h, &format!("docker run -d --name sl-app -e EXTRA_FLAG=kept -v {app}/simplelogin.env:/code/.env -p 127.0.0.1:7777:7777 --restart always --network sl-network simplelogin/app:4.66.1"));
-    assert_ne!(port_of(&f, h, "sl-app"), ip);
-    assert_eq!(health(&f, h), (0, "success".into()));
+    run_ok(f, h, &format!("docker run -d --name sl-app -e EXTRA_FLAG=kept -v {app}/simplelogin.env:/code/.env -p 127.0.0.1:7777:7777 --restart always --network sl-network simplelogin/app:4.66.1"));
+    assert_ne!(port_of(f, h, "sl-app"), ip);
+    assert_eq!(health(f, h), (0, "success".into()));
     let o = f.ssh(
         h,
         "docker run -d --name other -p 127.0.0.1:7777:7777 simplelogin/app:4.66.1",
@@ -122,7 +151,7 @@ fn readme_layout_is_docker_run_with_flags_read_back_by_inspect() {
     );
     assert_eq!(
         run_ok(
-            &f,
+            f,
             h,
             "docker ps -a --filter name=other --format '{{.Status}}'"
         ),

@@ -129,7 +129,21 @@ fn init_before_alembic_fails_and_old_versions_have_no_version_endpoint() {
 fn pg_dump_then_psql_restores_the_schema() {
     let f = one("v4.65.0");
     let h = "h-01";
-    let dump = run_ok(&f, h, "docker exec sl-db pg_dump -U myuser simplelogin");
+    let dump = pg_dump_is_a_whole_plain_sql_dump(&f, h);
+    run_ok(
+        &f,
+        h,
+        "mkdir -p ~/b && docker exec sl-db pg_dump -U myuser simplelogin | gzip > ~/b/db.sql.gz",
+    );
+    newer_schema_is_not_migrated_back_by_an_older_image(&f, h);
+    restore_in_one_transaction_brings_the_dumped_schema_back(&f, h, &dump);
+    psql_and_pg_dump_fail_as_postgres_does(&f, h);
+}
+
+/// `pg_dump` prints the whole schema and data as plain SQL (the revision, the tables, their
+/// rows and constraints). Returns the dump.
+fn pg_dump_is_a_whole_plain_sql_dump(f: &Fleet, h: &str) -> String {
+    let dump = run_ok(f, h, "docker exec sl-db pg_dump -U myuser simplelogin");
     assert!(
         dump.contains("PostgreSQL database dump complete") && dump.contains("3ebfbaeb76c0"),
         "{dump}"
@@ -140,28 +154,33 @@ fn pg_dump_then_psql_restores_the_schema() {
         "{dump}"
     );
     assert!(dump.contains("ALTER TABLE ONLY public.alias\n    ADD CONSTRAINT alias_user_id_fkey FOREIGN KEY (user_id) REFERENCES public.users(id);"), "{dump}");
-    run_ok(
-        &f,
-        h,
-        "mkdir -p ~/b && docker exec sl-db pg_dump -U myuser simplelogin | gzip > ~/b/db.sql.gz",
-    );
-    run_ok(&f, h, &with_app(&f, h, "v4.67.0", MIGRATE));
+    dump
+}
+
+/// Migrated to v4.67.0's schema: the old app still serves on it, and only a restore can
+/// take it back.
+fn newer_schema_is_not_migrated_back_by_an_older_image(f: &Fleet, h: &str) {
+    run_ok(f, h, &with_app(f, h, "v4.67.0", MIGRATE));
     assert_eq!(f.state(h)["db"]["schema"], "bb4b0d33ff1a");
     // The old app keeps serving on the newer schema: /health does not look at it.
-    assert_eq!(health(&f, h).0, 0);
+    assert_eq!(health(f, h).0, 0);
     // An older image cannot migrate a newer schema back.
-    let o = f.ssh(h, &with_app(&f, h, "v4.65.0", MIGRATE));
+    let o = f.ssh(h, &with_app(f, h, "v4.65.0", MIGRATE));
     assert_eq!(o.status.code(), Some(255));
     assert!(stderr(&o).contains("Can't locate revision identified by 'bb4b0d33ff1a'"));
+}
+
+/// Restored from the backup, the database dumps as it did before the migration.
+fn restore_in_one_transaction_brings_the_dumped_schema_back(f: &Fleet, h: &str, dump: &str) {
     // Without -i docker exec gives psql no stdin: nothing is restored.
     run_ok(
-        &f,
+        f,
         h,
         "gunzip -c ~/b/db.sql.gz | docker exec sl-db psql -U myuser simplelogin",
     );
     assert_eq!(f.state(h)["db"]["schema"], "bb4b0d33ff1a");
     // Drop and re-create the schema, restore, in one transaction that stops at an error.
-    run_ok(&f, h, &format!("(echo 'DROP SCHEMA public CASCADE; CREATE SCHEMA public;'; gunzip -c ~/b/db.sql.gz) | {PSQL} -v ON_ERROR_STOP=1 --single-transaction"));
+    run_ok(f, h, &format!("(echo 'DROP SCHEMA public CASCADE; CREATE SCHEMA public;'; gunzip -c ~/b/db.sql.gz) | {PSQL} -v ON_ERROR_STOP=1 --single-transaction"));
     let st = f.state(h);
     assert_eq!(st["db"]["schema"], "3ebfbaeb76c0");
     assert_eq!(st["db"]["users"], 3);
@@ -172,9 +191,14 @@ fn pg_dump_then_psql_restores_the_schema() {
         )
         .contains("alias_audit_log"));
     assert_eq!(
-        run_ok(&f, h, "docker exec sl-db pg_dump -U myuser simplelogin"),
+        run_ok(f, h, "docker exec sl-db pg_dump -U myuser simplelogin"),
         dump
     );
+}
+
+/// The errors a backup or restore must recognise: bad SQL (exit 0 unless ON_ERROR_STOP),
+/// an unknown role or database, sl-db stopped.
+fn psql_and_pg_dump_fail_as_postgres_does(f: &Fleet, h: &str) {
     let o = f.ssh(h, &format!("echo 'this is not sql;' | {PSQL}"));
     assert_eq!(o.status.code(), Some(0));
     assert!(
@@ -197,7 +221,7 @@ fn pg_dump_then_psql_restores_the_schema() {
         "{}",
         stderr(&o)
     );
-    run_ok(&f, h, "docker stop sl-db");
+    run_ok(f, h, "docker stop sl-db");
     let o = f.ssh(h, "docker exec sl-db pg_dump -U myuser simplelogin");
     assert_eq!(o.status.code(), Some(1));
     assert!(
