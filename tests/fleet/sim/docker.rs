@@ -228,7 +228,7 @@ fn ps_row(st: &HostState, c: &Container, trunc: bool) -> Value {
         "Ports": ports_text(c), "State": view(st, c).status, "Status": status_text(st, c),
         "Names": c.name, "Labels": labels.join(","),
         "Networks": c.endpoints.iter().map(|e| e.network.clone()).collect::<Vec<_>>().join(","),
-        "Mounts": c.mounts.iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
+        "Mounts": crate::inspect::listed_mounts(c).iter().map(|m| m.source.clone()).collect::<Vec<_>>().join(","),
         "LocalVolumes": c.mounts.iter().filter(|m| m.kind == "volume").count().to_string(), "Size": "0B",
     })
 }

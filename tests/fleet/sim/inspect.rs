@@ -2,7 +2,7 @@
 
 use crate::health::Healthcheck;
 use crate::releases::{image_config, ImageRef};
-use crate::state::{Container, HostState, Image};
+use crate::state::{Container, HostState, Image, Mount};
 use crate::util::{self, rfc3339};
 use serde_json::{json, Map, Value};
 
@@ -90,9 +90,22 @@ fn networks(st: &HostState, c: &Container) -> Value {
     Value::Object(nets)
 }
 
+/// The container's mounts in the order the daemon lists them. It keeps them in a Go map
+/// (moby's `Container.GetMountPoints`, until moby#53534 sorted them in September 2026), and
+/// Go starts reading a map at a random place each time: two inspects of an unchanged
+/// container list its mounts in different orders (here, a random rotation of one order).
+pub fn listed_mounts(c: &Container) -> Vec<&Mount> {
+    use std::hash::BuildHasher;
+    let start = match c.mounts.len() {
+        0 => 0,
+        n => (std::collections::hash_map::RandomState::new().hash_one(()) % n as u64) as usize,
+    };
+    c.mounts[start..].iter().chain(&c.mounts[..start]).collect()
+}
+
 fn mounts(c: &Container) -> Vec<Value> {
-    c.mounts
-        .iter()
+    listed_mounts(c)
+        .into_iter()
         .map(|m| {
             if m.kind == "bind" {
                 json!({"Type": "bind", "Source": m.source, "Destination": m.target, "Mode": "", "RW": m.rw, "Propagation": "rprivate"})
@@ -135,7 +148,7 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
         "ResolvConfPath": format!("/var/lib/docker/containers/{}/resolv.conf", c.id),
         "HostnamePath": format!("/var/lib/docker/containers/{}/hostname", c.id),
         "LogPath": format!("/var/lib/docker/containers/{}/{}-json.log", c.id, c.id),
-        "Name": format!("/{}", c.name), "RestartCount": c.restart_count(), "Driver": "overlay2", "Platform": "linux",
+        "Name": format!("/{}", c.name), "RestartCount": c.restart_count(), "Driver": "overlay2", "Platform": "linux", "ExecIDs": null,
         "HostConfig": {
             "Binds": if c.binds.is_empty() { Value::Null } else { json!(c.binds) },
             "NetworkMode": c.network_mode, "PortBindings": bindings,

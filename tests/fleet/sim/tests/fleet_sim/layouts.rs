@@ -404,3 +404,35 @@ fn broken_spec_host_and_old_versions() {
         "simplelogin/app:3.4.0\n"
     );
 }
+
+/// docker lists a container's mounts from a Go map, starting at a random place each time:
+/// an unchanged container's mounts come in another order from one inspect to the next,
+/// always the same mounts.
+#[test]
+fn inspect_lists_an_unchanged_containers_mounts_in_changing_order() {
+    let f = Fleet::start(Spec::new().host(HostSpec::new("m-01", "production", "v4.66.1")));
+    let mut orders = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let out = run_ok(
+            &f,
+            "m-01",
+            "docker inspect --format '{{json .Mounts}}' sl-app",
+        );
+        let mounts: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        orders.insert(
+            mounts
+                .iter()
+                .map(|m| m["Destination"].to_string())
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut sets: Vec<Vec<String>> = orders.iter().cloned().collect();
+    sets.iter_mut().for_each(|o| o.sort());
+    sets.dedup();
+    assert_eq!(sets.len(), 1, "the same mounts every time: {orders:?}");
+    assert!(sets[0].len() > 1, "sl-app has several mounts: {orders:?}");
+    assert!(
+        orders.len() > 1,
+        "listed in more than one order: {orders:?}"
+    );
+}
