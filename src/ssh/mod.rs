@@ -12,7 +12,8 @@
 //!   (reading the files) and `ssh_config_eval` (`Host`/`Match`, first value wins);
 //! - `ledger`: unknown and learned host keys, told once for the fleet;
 //! - [`handler`]: the russh handler and the state it shares with the connection;
-//! - [`exec`]: running a command, and terminating it on the host (root included).
+//! - [`exec`]: running a command, and terminating it on the host (root included);
+//! - `tcp`: the TCP connection under a session.
 
 mod auth;
 mod certificate;
@@ -27,6 +28,7 @@ mod ledger;
 mod refusal;
 mod ssh_config;
 mod ssh_config_eval;
+mod tcp;
 mod user_cert;
 
 use std::path::PathBuf;
@@ -35,7 +37,6 @@ use std::time::Duration;
 
 use russh::client::{self, Handle};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::transport::{ConnectTarget, TransportError};
@@ -50,6 +51,7 @@ pub use known_hosts::HostKeyChecking;
 use known_hosts::Verdict;
 use ledger::Ledger;
 pub use ledger::{HostKeyReport, LearnedHostKey, UnknownHostKey};
+use tcp::tcp_connect;
 
 /// Options of the SSH transport, for every host of a run.
 #[derive(Debug, Clone)]
@@ -475,62 +477,6 @@ fn russh_config(options: &SshOptions, keepalive: Option<Duration>) -> client::Co
         maximum_packet_size: MAX_PACKET,
         ..Default::default()
     }
-}
-
-/// Resolves and connects within the deadline, trying each address in turn.
-async fn tcp_connect(
-    r: &Resolved,
-    addr: &str,
-    deadline: Instant,
-) -> Result<TcpStream, TransportError> {
-    let timeout = || TransportError::ConnectTimeout {
-        host: r.name.clone(),
-        addr: addr.to_string(),
-        timeout: r.connect_timeout,
-    };
-    let addrs: Vec<_> = match tokio::time::timeout_at(
-        deadline,
-        tokio::net::lookup_host((r.hostname.as_str(), r.port)),
-    )
-    .await
-    {
-        Err(_) => return Err(timeout()),
-        Ok(Err(e)) => {
-            return Err(TransportError::Dns {
-                host: r.name.clone(),
-                address: r.hostname.clone(),
-                detail: e.to_string(),
-            })
-        }
-        Ok(Ok(a)) => a.collect(),
-    };
-    let mut last = None;
-    for sock in &addrs {
-        match tokio::time::timeout_at(deadline, TcpStream::connect(sock)).await {
-            Err(_) => return Err(timeout()),
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Ok(Err(e)) => last = Some(e),
-        }
-    }
-    Err(match last {
-        None => TransportError::Dns {
-            host: r.name.clone(),
-            address: r.hostname.clone(),
-            detail: "no address found".into(),
-        },
-        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => TransportError::Refused {
-            host: r.name.clone(),
-            addr: addr.to_string(),
-        },
-        Some(source) => TransportError::Connect {
-            host: r.name.clone(),
-            addr: addr.to_string(),
-            source,
-        },
-    })
 }
 
 /// How long `close` waits for the host to take the disconnect.
