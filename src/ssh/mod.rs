@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::time::Instant;
 
 use crate::transport::{ConnectTarget, TransportError};
@@ -320,6 +320,11 @@ impl SshTransport {
             key_host: r.hostname.clone(),
             port: r.port,
         };
+        // russh reads each packet's length, then its rest, straight from the stream: a
+        // step's handful of small packets cost two reads each and a last one that finds
+        // nothing. Through a small buffer, one read takes what has arrived; larger reads
+        // (a command's output) bypass it.
+        let stream = BufReader::with_capacity(READ_BUFFER, stream);
         let mut handle = match tokio::time::timeout_at(
             deadline,
             client::connect_stream(self.session_config(r), stream, handler),
@@ -468,6 +473,11 @@ impl SshTransport {
 /// to its largest packet and stays there while the host waits for its turn: at russh's
 /// 32 kB that was ~29 kB per held connection (memory.sh).
 const MAX_PACKET: u32 = 8 << 10;
+
+/// What one read from a connection takes at most into its buffer: the small packets a
+/// step's answer comes in (channel confirmations, exit status, end of file, close) fit
+/// many times over. Kept small: every held connection has one.
+const READ_BUFFER: usize = 2 << 10;
 
 fn russh_config(options: &SshOptions, keepalive: Option<Duration>) -> client::Config {
     client::Config {
