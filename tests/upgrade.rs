@@ -412,3 +412,55 @@ fn a_backup_taken_in_the_same_second_as_an_earlier_one_keeps_both() {
     }
     assert_eq!(backups(&fleet, "p-01").len(), 64, "one new backup");
 }
+
+// --- A host's own secrets stay on the host ----------------------------------------------
+
+/// springcomp's compose file gives every container its `.env`, so the database password
+/// (in `DB_URI`) and `FLASK_SECRET` are in each container's environment, and in what
+/// `docker inspect` prints. The steps that read or carry it are `no_log`: neither the
+/// events nor the run dir (which only its owner may read) hold them, and the host is
+/// upgraded all the same.
+#[test]
+fn a_springcomp_hosts_own_secrets_stay_out_of_the_events_and_the_run_dir() {
+    let springcomp = host("sc-01", "production", "v4.65.0").layout("springcomp");
+    let fleet = Fleet::start(Spec::new().host(springcomp));
+    let env = std::fs::read_to_string(fleet.app_path("sc-01").join(".env")).unwrap();
+    let secrets = ["sl-secret-pw", "fleet-sim-not-a-secret"];
+    for secret in secrets {
+        assert!(env.contains(secret), "the host's .env holds {secret}");
+    }
+    let r = run(&fleet, &[]);
+    r.assert_exit(0);
+    assert_eq!(r.outcome("sc-01"), "ok", "{}", r.dump());
+    assert_eq!(fleet.state("sc-01")["env_version"], TARGET, "upgraded");
+
+    let run_dir = r.run_dir();
+    let mode = std::fs::metadata(&run_dir).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o700
+    );
+    let mut files = vec![run_dir];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} in {}", path.display());
+        }
+    }
+    let events = serde_json::to_string(&r.events).unwrap();
+    for secret in secrets {
+        assert!(
+            !events.contains(secret) && !r.stderr.contains(secret),
+            "{secret} shown"
+        );
+    }
+    let log = std::fs::read_to_string(r.run_dir().join("hosts/sc-01.log")).unwrap();
+    assert!(
+        log.contains("discover the host\n$ (hidden: no_log)\n(output hidden: no_log)\n"),
+        "the step is named, what it printed is not:\n{log}"
+    );
+}

@@ -474,6 +474,7 @@ fn command_step(args: &ExecArgs) -> Step {
         become_: args.become_,
         become_user: args.become_user.clone(),
         point_of_no_return: false,
+        no_log: false,
         vars: Default::default(),
         keeps_lines: true,
         field: "command".into(),

@@ -55,7 +55,7 @@ impl<C: Connector> StepOn<'_, C> {
         let mut head = Head::new(nonce);
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let label = carried.as_ref().map(|c| (self.label(c.step), c.rendered));
+        let label = (carried.as_ref()).map(|c| (self.label(c.step), c.rendered, c.step.no_log));
         let exec = async {
             let mut sink = |stream: OutputStream, data: &[u8]| {
                 let data = match stream {
@@ -64,8 +64,8 @@ impl<C: Connector> StepOn<'_, C> {
                 };
                 let data = &*data;
                 if let (Some(Ok(verdict)), Some(_)) = (head.verdict(), &tx) {
-                    if let (Verdict::Stood, Some((label, rendered))) = (verdict, &label) {
-                        log.step_started(label, &rendered.command, 1);
+                    if let (Verdict::Stood, Some((label, rendered, no_log))) = (verdict, &label) {
+                        log.step_started(label, &rendered.command, 1, *no_log);
                     }
                     tx.take().map(|tx| tx.send(*verdict));
                 }
@@ -157,7 +157,7 @@ impl<C: Connector> StepOn<'_, C> {
             _ => return (self.run(log, step, vars).await, false),
         };
         self.run.events.emit_durable(self.started(step)).await;
-        log.step_started(&self.label(step), &rendered.command, 1);
+        log.step_started(&self.label(step), &rendered.command, 1, step.no_log);
         let command = guard::riding(nonce, &rendered.command, release);
         // The release's time comes on top of the step's: a step that used all of its own
         // succeeded all the same.

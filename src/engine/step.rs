@@ -133,7 +133,7 @@ impl<C: Connector> StepOn<'_, C> {
         let mut number = 0;
         loop {
             number += 1;
-            log.step_started(&self.label(step), &rendered.command, number);
+            log.step_started(&self.label(step), &rendered.command, number, step.no_log);
             let attempt_started = Instant::now();
             let output = self
                 .exec(log, step, rendered, (&rendered.command, Duration::ZERO))
@@ -168,7 +168,11 @@ impl<C: Connector> StepOn<'_, C> {
         number: u32,
         started: Instant,
     ) -> Option<StepRun> {
-        let tail = tail_lines(&output.stderr);
+        // A `no_log` step's stderr stays out of the events as out of the log.
+        let tail = match scope.step.no_log {
+            true => Vec::new(),
+            false => tail_lines(&output.stderr),
+        };
         let exit = match &output.result {
             Ok(exit) => exit,
             Err(e) => {

@@ -22,6 +22,7 @@ pub use record::RunRecord;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,9 @@ impl RunDir {
         for attempt in 0..1000u32 {
             let id = format!("{}-{:03}", stamp.trim_end_matches('Z'), attempt);
             let path = runs.join(&id);
-            match std::fs::create_dir(&path) {
+            // Private: the hosts' logs hold what they printed, their own secrets included
+            // where a step is not `no_log`.
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
                     std::fs::create_dir(path.join("hosts"))?;
                     return Ok(RunDir {
@@ -167,6 +170,7 @@ impl RunDir {
             path,
             redactor: self.redactor.clone(),
             output: RedactingStream::default(),
+            hiding: Hiding::No,
         })
     }
 }
@@ -248,20 +252,45 @@ pub struct HostLog {
     pub path: PathBuf,
     redactor: Arc<Redactor>,
     output: RedactingStream,
+    /// The step under way is `no_log`: its command and output are not written.
+    hiding: Hiding,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Hiding {
+    No,
+    Yes,
+    /// The line that says the output is hidden is written.
+    Said,
 }
 
 impl HostLog {
-    pub fn step_started(&mut self, label: &str, command: &str, attempt: u32) {
+    /// A step's start; `no_log`: its command and output are left out (the step is named,
+    /// and how it ended is written).
+    pub fn step_started(&mut self, label: &str, command: &str, attempt: u32, no_log: bool) {
         let retry = if attempt > 1 {
             format!(" (attempt {attempt})")
         } else {
             String::new()
         };
-        let command = self.redactor.text(command.trim_end());
+        self.hiding = if no_log { Hiding::Yes } else { Hiding::No };
+        let command = match no_log {
+            true => std::borrow::Cow::Borrowed("(hidden: no_log)"),
+            false => self.redactor.text(command.trim_end()),
+        };
         let _ = writeln!(self.out, "=== {label}{retry}\n$ {command}");
     }
 
     pub fn output(&mut self, data: &[u8]) {
+        match self.hiding {
+            Hiding::No => {}
+            Hiding::Yes => {
+                let _ = write!(self.out, "(output hidden: no_log)");
+                self.hiding = Hiding::Said;
+                return;
+            }
+            Hiding::Said => return,
+        }
         let out = &mut self.out;
         self.output.push(&self.redactor, data, &mut |b| {
             let _ = out.write_all(b);
@@ -273,6 +302,7 @@ impl HostLog {
         self.output.flush(&self.redactor, &mut |b| {
             let _ = out.write_all(b);
         });
+        self.hiding = Hiding::No;
         let how = self.redactor.text(how);
         let _ = writeln!(self.out, "\n--- {how} in {:.1}s", duration.as_secs_f64());
         let _ = self.out.flush();
@@ -301,7 +331,7 @@ mod tests {
             "_.._etc_passwd.log"
         );
         let mut log = a.host_log("web1").unwrap();
-        log.step_started("[1/2] read", "cat x", 1);
+        log.step_started("[1/2] read", "cat x", 1, false);
         log.output(b"hello");
         log.step_finished("rc 0", Duration::from_millis(1200));
         let text = std::fs::read_to_string(a.host_log_path("web1")).unwrap();
@@ -316,7 +346,7 @@ mod tests {
             .unwrap()
             .redacting(Arc::new(redactor));
         let mut log = dir.host_log("web1").unwrap();
-        log.step_started("[1/1] login", "login --password hunter2", 1);
+        log.step_started("[1/1] login", "login --password hunter2", 1, false);
         // Split across chunks, and at the very end of the output.
         log.output(b"bad password hun");
         log.output(b"ter2, try hunter");
@@ -328,6 +358,36 @@ mod tests {
         assert_eq!(
             text,
             "=== [1/1] login\n$ login --password ********\nbad password ********, try ********\n--- failed: ******** refused in 1.0s\n--- ********\n"
+        );
+    }
+
+    /// `no_log`: the step is named and its end written; its command and output are not,
+    /// and the next step is written in full again.
+    #[test]
+    fn a_no_log_steps_command_and_output_stay_out_of_a_private_run_dir() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let state = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(state.path()).unwrap();
+        let mode = std::fs::metadata(&dir.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "only its owner reads a run's logs");
+        let mut log = dir.host_log("web1").unwrap();
+        log.step_started(
+            "[1/2] discover",
+            "echo DB_URI=postgresql://u:pw@db",
+            1,
+            true,
+        );
+        log.output(b"DB_URI=postgresql://u:pw@db\n");
+        log.output(b"FLASK_SECRET=s3cret\n");
+        log.step_finished("rc 0", Duration::from_millis(100));
+        log.step_started("[2/2] read", "cat x", 1, false);
+        log.output(b"hello");
+        log.step_finished("rc 0", Duration::from_millis(100));
+        let text = std::fs::read_to_string(dir.host_log_path("web1")).unwrap();
+        assert_eq!(
+            text,
+            "=== [1/2] discover\n$ (hidden: no_log)\n(output hidden: no_log)\n--- rc 0 in 0.1s\n\
+             === [2/2] read\n$ cat x\nhello\n--- rc 0 in 0.1s\n"
         );
     }
 }

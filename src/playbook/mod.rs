@@ -203,6 +203,9 @@ pub struct Step {
     pub become_user: Option<String>,
     /// From this step on, a failure runs the playbook's `rollback` steps.
     pub point_of_no_return: bool,
+    /// Ansible's `no_log`: what the host prints (its settings, with their secrets) and the
+    /// command (when it carries them) stay out of the host's log and the run's events.
+    pub no_log: bool,
     /// The step's own variables (Ansible's task `vars`): over the host's, for this step
     /// only, so that one command can serve the upgrade and the rollback.
     pub vars: Vars,

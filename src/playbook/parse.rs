@@ -76,6 +76,8 @@ struct RawStep {
     #[serde(default)]
     point_of_no_return: bool,
     #[serde(default)]
+    no_log: bool,
+    #[serde(default)]
     vars: Vars,
 }
 
@@ -310,6 +312,7 @@ fn read_steps(
             become_: step.r#become.unwrap_or(defaults.become_),
             become_user: step.become_user.or_else(|| defaults.become_user.clone()),
             point_of_no_return: step.point_of_no_return,
+            no_log: step.no_log,
             vars: step.vars,
             keeps_lines: true,
             field,
