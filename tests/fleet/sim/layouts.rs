@@ -429,8 +429,6 @@ services:
     command: ["python", "email_handler.py"]
     container_name: sl-email
     restart: unless-stopped
-    ports:
-      - "127.0.0.1:20381:20381"
     depends_on:
       init:
         condition: service_completed_successfully
