@@ -478,6 +478,15 @@ fn refusals_fleet() -> Fleet {
             .host(HostSpec::new("newer", "production", "v4.67.1"))
             .host(HostSpec::new("ancient", "production", "v2.1.2"))
             .host(HostSpec::new("ahead", "production", "v4.65.0"))
+            // Its env file by `--mount`, which re-creating sl-app with -v, -e, -p... loses.
+            .host(
+                HostSpec::new("mounted", "production", "v4.65.0")
+                    .layout("readme")
+                    .extra_args(
+                        "sl-app",
+                        &["--mount", "type=bind,source=/tmp,target=/extra"],
+                    ),
+            )
             .host(HostSpec::new("fine", "production", "v4.65.0")),
     );
     fleet.sql(
@@ -487,15 +496,16 @@ fn refusals_fleet() -> Fleet {
     fleet
 }
 
-const REFUSED: [(&str, &str); 3] = [
+const REFUSED: [(&str, &str); 4] = [
     ("newer", "refused: downgrade from v4.67.1 to v4.66.1"),
     ("ancient", "refused: start version v2.1.2 is before 3.0.0"),
     ("ahead", "refused: database schema c5e1d4a7f209 is ahead"),
+    ("mounted", "refused: the app containers have settings a re-created one would lose (sl-app --mount /extra)"),
 ];
 
 /// No host stopped, removed, started or dumped anything from `t0` on.
 fn assert_nothing_changed_since(fleet: &Fleet, t0: f64) {
-    for h in ["newer", "ancient", "ahead", "fine"] {
+    for h in ["newer", "ancient", "ahead", "mounted", "fine"] {
         let changed = changes(&since(fleet, h, t0));
         assert!(
             changed.is_empty(),

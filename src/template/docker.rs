@@ -90,6 +90,60 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
     out
 }
 
+/// Settings of `docker run` that [`run_options`] does not carry, by where `docker inspect`
+/// shows them (under `HostConfig`) and the flag that sets them. Those it carries are
+/// SimpleLogin README's; a container created with one of these would lose it when
+/// re-created, a `--mount` of its env file, say, and with it the app. Log options are not
+/// among them: the daemon's own defaults show there too, and apply to a new container alike.
+const LISTS_NOT_CARRIED: [(&str, &str); 7] = [
+    ("VolumesFrom", "--volumes-from"),
+    ("Links", "--link"),
+    ("ExtraHosts", "--add-host"),
+    ("CapAdd", "--cap-add"),
+    ("CapDrop", "--cap-drop"),
+    ("Devices", "--device"),
+    ("Dns", "--dns"),
+];
+const SWITCHES_NOT_CARRIED: [(&str, &str); 2] =
+    [("Privileged", "--privileged"), ("Init", "--init")];
+const LIMITS_NOT_CARRIED: [(&str, &str); 2] = [("Memory", "--memory"), ("NanoCpus", "--cpus")];
+
+/// What `container` was created with beyond `image` that [`run_options`] would not give
+/// the container it re-creates, as the flags that set it (`--mount /code/.env`).
+pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
+    let host = container.get("HostConfig");
+    let at = |key: &str| host.and_then(|h| h.get(key));
+    let mut lost: Vec<String> = (at("Mounts").and_then(Value::as_array).into_iter().flatten())
+        .map(|m| format!("--mount {}", str_at(m, &["Target"])))
+        .collect();
+    let tmpfs = at("Tmpfs").and_then(Value::as_object);
+    lost.extend(
+        (tmpfs.into_iter().flat_map(|t| t.iter())).map(|(path, _)| format!("--tmpfs {path}")),
+    );
+    for (key, flag) in LISTS_NOT_CARRIED {
+        if at(key)
+            .and_then(Value::as_array)
+            .is_some_and(|l| !l.is_empty())
+        {
+            lost.push(flag.to_string());
+        }
+    }
+    for (key, flag) in SWITCHES_NOT_CARRIED {
+        if at(key).and_then(Value::as_bool) == Some(true) {
+            lost.push(flag.to_string());
+        }
+    }
+    for (key, flag) in LIMITS_NOT_CARRIED {
+        if at(key).and_then(Value::as_u64).is_some_and(|n| n > 0) {
+            lost.push(flag.to_string());
+        }
+    }
+    if str_at(container, &["Config", "User"]) != str_at(image, &["Config", "User"]) {
+        lost.push("--user".to_string());
+    }
+    lost
+}
+
 /// A container's name (one object of `docker inspect`), without docker's `/`.
 pub fn name(container: &Value) -> &str {
     str_at(container, &["Name"]).trim_start_matches('/')
@@ -242,6 +296,10 @@ mod tests {
         super::published(&Node::from(c), port)
     }
 
+    fn not_carried(c: &J, i: &J) -> Vec<String> {
+        super::not_carried(&Node::from(c), &Node::from(i))
+    }
+
     /// `docker image inspect simplelogin/app-ci:v4.66.1`, the parts that matter.
     fn app_image() -> J {
         json!({"Config": {
@@ -387,5 +445,38 @@ mod tests {
         assert_eq!(published(&readme_sl_email(), "7777"), None);
         let all = json!({"HostConfig": {"PortBindings": {"7777/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}}});
         assert_eq!(published(&all, "7777").as_deref(), Some("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn what_re_creating_would_lose_is_named_by_its_flag() {
+        assert_eq!(
+            not_carried(&readme_sl_email(), &app_image()),
+            Vec::<String>::new()
+        );
+        let mut c = readme_sl_email();
+        let host = c["HostConfig"].as_object_mut().unwrap();
+        host.insert(
+            "Mounts".into(),
+            json!([{"Type": "bind", "Source": "/root/sl.env", "Target": "/code/.env"}]),
+        );
+        host.insert("Tmpfs".into(), json!({"/run": "size=64m"}));
+        host.insert("CapAdd".into(), json!(["NET_ADMIN"]));
+        host.insert("CapDrop".into(), json!(null));
+        host.insert("Init".into(), json!(true));
+        host.insert("Privileged".into(), json!(false));
+        host.insert("Memory".into(), json!(536870912));
+        host.insert("NanoCpus".into(), json!(0));
+        c["Config"]["User"] = json!("1000");
+        assert_eq!(
+            not_carried(&c, &app_image()),
+            [
+                "--mount /code/.env",
+                "--tmpfs /run",
+                "--cap-add",
+                "--init",
+                "--memory",
+                "--user"
+            ]
+        );
     }
 }

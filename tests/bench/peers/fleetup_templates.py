@@ -9,7 +9,8 @@ the Rust's own cases (test_fleetup_playbook.py):
   quotes differently), `bool`, `from_json`, `split`, the `version` and `pinned_version`
   tests, minijinja's `startingwith`/`endingwith`;
 - the docker filters (src/template/docker.rs): docker_by_name, docker_label,
-  docker_run_options, docker_run_context, docker_run_command, docker_published;
+  docker_run_options, docker_run_context, docker_run_command, docker_published,
+  docker_not_carried;
 - registered results (src/engine/verdict.rs): output without its final newlines.
 """
 
@@ -225,6 +226,34 @@ def docker_run_command(container, image):
     return (entrypoint[1:] if own_entrypoint else []) + cmd
 
 
+_LISTS_NOT_CARRIED = [("VolumesFrom", "--volumes-from"), ("Links", "--link"),
+                      ("ExtraHosts", "--add-host"), ("CapAdd", "--cap-add"),
+                      ("CapDrop", "--cap-drop"), ("Devices", "--device"), ("Dns", "--dns")]
+_SWITCHES_NOT_CARRIED = [("Privileged", "--privileged"), ("Init", "--init")]
+_LIMITS_NOT_CARRIED = [("Memory", "--memory"), ("NanoCpus", "--cpus")]
+
+
+def docker_not_carried(container, image):
+    mounts = _at(container, "HostConfig", "Mounts")
+    lost = [f"--mount {_str_at(m, 'Target')}" for m in (mounts if isinstance(mounts, list) else [])]
+    tmpfs = _at(container, "HostConfig", "Tmpfs")
+    lost += [f"--tmpfs {path}" for path in (tmpfs if isinstance(tmpfs, dict) else {})]
+    for key, flag in _LISTS_NOT_CARRIED:
+        value = _at(container, "HostConfig", key)
+        if isinstance(value, list) and value:
+            lost.append(flag)
+    for key, flag in _SWITCHES_NOT_CARRIED:
+        if _at(container, "HostConfig", key) is True:
+            lost.append(flag)
+    for key, flag in _LIMITS_NOT_CARRIED:
+        value = _at(container, "HostConfig", key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            lost.append(flag)
+    if _str_at(container, "Config", "User") != _str_at(image, "Config", "User"):
+        lost.append("--user")
+    return lost
+
+
 def docker_by_name(containers):
     out = {}
     for c in containers if isinstance(containers, list) else []:
@@ -272,6 +301,7 @@ FILTERS = {
     "docker_run_context": docker_run_context,
     "docker_run_command": docker_run_command,
     "docker_published": docker_published,
+    "docker_not_carried": docker_not_carried,
 }
 TESTS = {
     "version": version_test,

@@ -140,6 +140,17 @@ class Docker(unittest.TestCase):
         self.assertEqual(ft.docker_run_options(c, APP_IMAGE)[-2:], ["--entrypoint", "/bin/sh"])
         self.assertEqual(ft.docker_run_command(c, APP_IMAGE), ["-c", "python email_handler.py"])
 
+    def test_what_re_creating_would_lose_is_named_by_its_flag(self):
+        self.assertEqual(ft.docker_not_carried(readme_sl_email(), APP_IMAGE), [])
+        c = readme_sl_email()
+        c["HostConfig"].update({
+            "Mounts": [{"Type": "bind", "Source": "/root/sl.env", "Target": "/code/.env"}],
+            "Tmpfs": {"/run": "size=64m"}, "CapAdd": ["NET_ADMIN"], "CapDrop": None,
+            "Init": True, "Privileged": False, "Memory": 536870912, "NanoCpus": 0})
+        c["Config"]["User"] = "1000"
+        self.assertEqual(ft.docker_not_carried(c, APP_IMAGE),
+                         ["--mount /code/.env", "--tmpfs /run", "--cap-add", "--init", "--memory", "--user"])
+
     def test_ports_restart_policies_and_networks(self):
         c = {"Name": "/x", "HostConfig": {
             "NetworkMode": "default",
