@@ -299,29 +299,14 @@ impl SecretsSeen {
     fn run_and_plan(fleet: &Fleet, pb: &Path, password: &str, token: &str) -> SecretsSeen {
         let env = [("FLEETUP_TEST_DB_PASSWORD", password)];
         let token_var = format!("api_token={token}");
-        let json = spawn_args_env(
-            fleet,
-            &run_args(
-                fleet,
-                &[&fleet.inventory_path()],
-                pb,
-                &["-e", &token_var, "--output", "json", "--canary", "none"],
-            ),
-            &env,
-        )
-        .wait();
+        let run = |output: &[&str]| {
+            let extra = [&["-e", &token_var, "--canary", "none"][..], output].concat();
+            let args = run_args(fleet, &[&fleet.inventory_path()], pb, &extra);
+            spawn_args_env(fleet, &args, &env)
+        };
+        let json = run(&["--output", "json"]).wait();
         json.assert_exit(2);
-        let text = spawn_args_env(
-            fleet,
-            &run_args(
-                fleet,
-                &[&fleet.inventory_path()],
-                pb,
-                &["-e", &token_var, "--canary", "none"],
-            ),
-            &env,
-        )
-        .wait_text();
+        let text = run(&[]).wait_text();
         assert_eq!(text.code, 2, "{}", text.screen());
         let plan = cli_env(
             &[

@@ -57,6 +57,15 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool, context: impl Fn() -> St
     }
 }
 
+/// Waits for the fleetup in `tmux` to end: its script writes `exit_file` then.
+fn wait_for_the_end(tmux: &Tmux, exit_file: &Path) {
+    wait_for(
+        "fleetup ends",
+        || exit_file.exists(),
+        || screen(tmux, false),
+    );
+}
+
 /// A path quoted for the shell scripts the terminal runs.
 fn q(p: &Path) -> String {
     sh_quote(p.to_str().expect("a UTF-8 path"))
@@ -136,11 +145,7 @@ fn decline_and_assert_no_host_was_touched(fleet: &Fleet, run: &TerminalRun, log:
     let (tmux, exit_file) = (&run.tmux, &run.exit_file);
     tmux.cmd(&["send-keys", "-t", "run", "-l", "n"]);
     tmux.cmd(&["send-keys", "-t", "run", "Enter"]);
-    wait_for(
-        "fleetup ends",
-        || exit_file.exists(),
-        || screen(tmux, false),
-    );
+    wait_for_the_end(tmux, exit_file);
     std::thread::sleep(Duration::from_millis(200));
     let exit = std::fs::read_to_string(exit_file).unwrap_or_default();
     assert_eq!(exit.trim(), "99", "declined:\n{}", screen(tmux, false));
@@ -211,11 +216,7 @@ fn after_a_ctrl_c_no_live_line_is_left_on_screen() {
         "while live lines are drawn"
     );
     tmux.cmd(&["send-keys", "-t", "run", "C-c"]);
-    wait_for(
-        "fleetup ends",
-        || exit_file.exists(),
-        || screen(tmux, false),
-    );
+    wait_for_the_end(tmux, exit_file);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         echoctl(&tty).as_deref(),
