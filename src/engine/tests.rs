@@ -40,9 +40,17 @@ pub(super) struct Ran {
     pub events: Vec<Event>,
     /// The fleet-wide pre-flight's results, when it ran first.
     pub preflight: Vec<PreflightResult>,
+    /// The run dir, kept until the test's end: the hosts' logs are in it.
+    pub run_dir: RunDir,
+    _state: tempfile::TempDir,
 }
 
 impl Ran {
+    /// What `host`'s log on the controller says.
+    pub(super) fn host_log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.run_dir.host_log_path(host)).unwrap_or_default()
+    }
+
     pub(super) fn outcome(&self, host: &str) -> Option<Outcome> {
         let found = self.report.outcomes.iter().find(|(h, _)| h == host);
         found.map(|(_, o)| *o)
@@ -180,6 +188,8 @@ pub(super) fn run_turns(
         report,
         events: seen,
         preflight: checked,
+        run_dir,
+        _state: state,
     }
 }
 

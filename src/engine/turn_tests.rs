@@ -461,3 +461,30 @@ fn a_host_with_no_step_to_run_sends_its_lock_and_probe_as_one_command() {
     assert!(ran_a[4].contains("outcome=skipped"), "{ran_a:?}");
     assert_eq!(ran_a.len(), 5);
 }
+
+/// A `no_log` step carried by the turn's guard, as the first step of a later batch: its
+/// command and what it printed stay out of the host's log, which still names it.
+#[test]
+fn a_no_log_step_carried_by_the_guard_keeps_its_command_and_output_out_of_the_log() {
+    let fleet = fleet().on(
+        "b",
+        "upgrade --password",
+        Reply::Exit(0, "hunter2 accepted"),
+    );
+    let playbook = RECHECKED.replace(
+        "    shell: upgrade\n",
+        "    shell: upgrade --password hunter2\n    no_log: true\n",
+    );
+    let ran = turns(&fleet, &playbook, Operator::default(), &|| {});
+    assert_eq!(ran.outcome("b"), Some(Outcome::Ok));
+    assert_eq!(
+        fleet.ran("b")[3],
+        "guard: state + upgrade --password hunter2"
+    );
+    let log = ran.host_log("b");
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(
+        log.contains("] upgrade\n$ (hidden: no_log)\n(output hidden: no_log)"),
+        "{log}"
+    );
+}
