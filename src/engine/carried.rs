@@ -55,7 +55,9 @@ impl<C: Connector> StepOn<'_, C> {
         let mut head = Head::new(nonce);
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let label = (carried.as_ref()).map(|c| (self.label(c.step), c.rendered, c.step.no_log));
+        let label = carried
+            .as_ref()
+            .map(|c| (self.label(c.step), c.rendered, c.step.no_log));
         let exec = async {
             let mut sink = |stream: OutputStream, data: &[u8]| {
                 let data = match stream {

@@ -91,10 +91,11 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
 }
 
 /// Settings of `docker run` that [`run_options`] does not carry, by where `docker inspect`
-/// shows them (under `HostConfig`) and the flag that sets them. Those it carries are
-/// SimpleLogin README's; a container created with one of these would lose it when
-/// re-created, a `--mount` of its env file, say, and with it the app. Log options are not
-/// among them: the daemon's own defaults show there too, and apply to a new container alike.
+/// shows them (under `HostConfig`, set when not empty) and the flag that sets them. Those
+/// it carries are SimpleLogin README's; a container created with one of these would lose
+/// it when re-created, a `--mount` of its env file, say, and with it the app. Log options
+/// are not among them: the daemon's own defaults show there too, and apply to a new
+/// container alike.
 const LISTS_NOT_CARRIED: [(&str, &str); 7] = [
     ("VolumesFrom", "--volumes-from"),
     ("Links", "--link"),
@@ -104,8 +105,10 @@ const LISTS_NOT_CARRIED: [(&str, &str); 7] = [
     ("Devices", "--device"),
     ("Dns", "--dns"),
 ];
+/// As [`LISTS_NOT_CARRIED`], set when true.
 const SWITCHES_NOT_CARRIED: [(&str, &str); 2] =
     [("Privileged", "--privileged"), ("Init", "--init")];
+/// As [`LISTS_NOT_CARRIED`], set when above zero.
 const LIMITS_NOT_CARRIED: [(&str, &str); 2] = [("Memory", "--memory"), ("NanoCpus", "--cpus")];
 
 /// What `container` was created with beyond `image` that [`run_options`] would not give
