@@ -85,42 +85,58 @@ fn discovery() -> String {
         .expect("it renders")
 }
 
-/// What the discovery prints where `docker inspect` prints `containers`.
-fn discover(dir: &Path, containers: &Value) -> String {
-    std::fs::write(dir.join("inspect.json"), docker_json(containers)).unwrap();
-    std::fs::write(
-        dir.join("image.json"),
-        docker_json(&json!([{"Id": "sha256:1"}])),
-    )
-    .unwrap();
-    let docker = "#!/bin/sh\ncase \"$1 $2\" in\n\
-                  'inspect --format') echo simplelogin/app-ci:v4.66.1 ;;\n\
-                  'image inspect') cat \"$FIXTURES/image.json\" ;;\n\
-                  inspect*) cat \"$FIXTURES/inspect.json\"; exit 1 ;;\n\
-                  esac\n";
-    let path = dir.join("docker");
-    std::fs::write(&path, docker).unwrap();
-    Command::new("chmod").arg("+x").arg(&path).status().unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(discovery())
-        .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
-        .env("FIXTURES", dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// A host whose `docker` prints what a test gives it, and the shipped discovery to run
+/// there: both set up once, for every read.
+struct Host {
+    dir: tempfile::TempDir,
+    discovery: String,
+}
+
+impl Host {
+    fn new() -> Host {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let image = docker_json(&json!([{"Id": "sha256:1"}]));
+        std::fs::write(dir.path().join("image.json"), image).unwrap();
+        let docker = "#!/bin/sh\ncase \"$1 $2\" in\n\
+                      'inspect --format') echo simplelogin/app-ci:v4.66.1 ;;\n\
+                      'image inspect') cat \"$FIXTURES/image.json\" ;;\n\
+                      inspect*) cat \"$FIXTURES/inspect.json\"; exit 1 ;;\n\
+                      esac\n";
+        let path = dir.path().join("docker");
+        std::fs::write(&path, docker).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Host {
+            dir,
+            discovery: discovery(),
+        }
+    }
+
+    /// What the discovery prints where `docker inspect` prints `containers`.
+    fn discover(&self, containers: &Value) -> String {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("inspect.json"), docker_json(containers)).unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&self.discovery)
+            .env("PATH", format!("{}:/usr/bin:/bin", dir.display()))
+            .env("FIXTURES", dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
 }
 
 #[test]
 fn two_reads_of_an_unchanged_host_discover_the_same_bytes_as_valid_json() {
-    let dir = tempfile::tempdir().unwrap();
+    let host = Host::new();
     let reads: Vec<String> = (0..2)
-        .map(|read| discover(dir.path(), &json!([sl_db(read), sl_app()])))
+        .map(|read| host.discover(&json!([sl_db(read), sl_app()])))
         .collect();
     assert_eq!(reads[0], reads[1], "the same host read twice");
 
