@@ -40,14 +40,14 @@ build() {
   # Only here: some build scripts watch RUSTC_BOOTSTRAP, so --check must build without it
   # to share the main build.
   export RUSTC_BOOTSTRAP=1
-  # --debug-assertions: integer overflow and debug_assert! panic, as in `cargo test`.
+  # --debug-assertions: integer overflow and debug_assert! panic, as in the tests.
   (cd "$root" && cargo fuzz build --fuzz-dir tests/fuzz --target-dir "$here/target" \
     -O --debug-assertions "$@")
 }
 
 # The targets as ordinary binaries of the workspace (libFuzzer linked, no instrumentation):
-# everything but the five small target crates and libFuzzer itself is what `cargo test`
-# builds anyway, in the same target dir.
+# everything but the small target crates and libFuzzer itself is what the test command
+# (`cargo nextest run --no-default-features`) builds anyway, in the same target dir.
 check() {
   (cd "$root" && cargo build --package fleetup-fuzz --bins)
 }

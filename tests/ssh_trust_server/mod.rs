@@ -91,6 +91,11 @@ pub struct Client {
 pub fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
+        // Test processes may run at once (a runner like nextest runs one per test): one at a
+        // time makes the user and adds its key, which useradd and the append need.
+        let lock = std::fs::File::create(std::env::temp_dir().join("fleetup-trust-user.lock"))
+            .expect("the user's lock file");
+        lock.lock().expect("lock the user's lock file");
         ensure_user();
         let dir = std::env::temp_dir().join(format!("fleetup-trust-client-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -99,10 +104,14 @@ pub fn client() -> &'static Client {
         keygen(&key, "ed25519");
         let ssh = PathBuf::from(format!("/home/{USER}/.ssh"));
         std::fs::create_dir_all(&ssh).expect(".ssh");
-        // Test binaries run one after another; keys of earlier runs stay valid and harmless.
-        let mut all = std::fs::read_to_string(ssh.join("authorized_keys")).unwrap_or_default();
-        all.push_str(&std::fs::read_to_string(key.with_extension("pub")).expect("pub"));
-        std::fs::write(ssh.join("authorized_keys"), all).expect("authorized_keys");
+        // Keys of earlier test processes stay valid and harmless.
+        let line = std::fs::read(key.with_extension("pub")).expect("pub");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ssh.join("authorized_keys"))
+            .expect("authorized_keys");
+        std::io::Write::write_all(&mut file, &line).expect("append to authorized_keys");
         run(Command::new("chown")
             .arg("-R")
             .arg(format!("{USER}:{USER}"))
