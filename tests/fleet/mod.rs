@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 
 /// The simulator's executable. fleet-sim's own tests get it from cargo; fleetup's tests
 /// (fleet-sim is another package, so cargo gives them no `CARGO_BIN_EXE_fleet-sim`) build it
-/// once per test binary, with the cargo that built the test, into the test's own target
-/// directory and profile: a no-op after a top-level `cargo test`, which has built it.
+/// once per test process, with the cargo that built the test, into the test's own target
+/// directory and profile: a no-op after the top-level test command, which has built it.
 pub fn sim() -> &'static Path {
     static SIM: OnceLock<PathBuf> = OnceLock::new();
     SIM.get_or_init(|| match option_env!("CARGO_BIN_EXE_fleet-sim") {

@@ -62,15 +62,17 @@ fn assert_only_pulled(log: &[CommandRecord]) {
 fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
     let fleet = four_hosts();
     let (pattern, failed_step, stderr) = at(step);
-    // The same /health answers the pre-flight (fleet-wide and the host's own: 2 calls) and
-    // the verify (a poll every 2 s for 5 s: 3 or 4, never more than 5): 7 failures make the
-    // verify fail and leave at most 2 for the rollback's, which polls on and passes.
-    let (rc, times) = if step == "health" { (7, 7) } else { (1, 1) };
-    fleet.fault(
-        "p-02",
-        json!({"match": pattern, "action": "fail", "rc": rc, "stderr": stderr,
-               "scope": "shim", "times": times}),
-    );
+    // The new version's /health fails for as long as it serves, however many polls fit the
+    // verify's timeout on a loaded machine; the old one's answers the rollback's verify.
+    let (rc, only) = if step == "health" {
+        (7, json!({"serving": TARGET}))
+    } else {
+        (1, json!({"times": 1}))
+    };
+    let mut rule = json!({"match": pattern, "action": "fail", "rc": rc, "stderr": stderr,
+                          "scope": "shim"});
+    rule.as_object_mut().unwrap().extend(only.as_object().unwrap().clone());
+    fleet.fault("p-02", rule);
 
     let first = run(&fleet, &[]);
     let finished = assert_halted_at_p02_with_batch_3_untouched(&fleet, &first, step, failed_step);

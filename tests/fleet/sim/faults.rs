@@ -2,6 +2,7 @@
 //! hang, run slowly or drop the SSH connection. See tests/fleet/README.md.
 
 use crate::log::Entry;
+use crate::state;
 use crate::util::{self, Ctx, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -28,6 +29,10 @@ pub struct Rule {
     /// session | shim | any (default): where the rule is checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Only while sl-app serves this version (`v4.66.0`): a new version whose `/health`
+    /// fails however often it is polled, while the old one answers, whatever the timing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
 }
 
 pub fn faults_path(host_dir: &Path) -> PathBuf {
@@ -94,9 +99,22 @@ pub fn take(host_dir: &Path, scope: &str, cmd: &str) -> Option<Rule> {
             return None;
         }
     };
+    // Read once, and only for a rule that asks: most rules hold whatever the host serves.
+    let mut serving: Option<Option<String>> = None;
+    let mut serves = |version: &str| {
+        let now = serving.get_or_insert_with(|| {
+            state::load(host_dir)
+                .ok()
+                .and_then(|st| st.serving_version())
+        });
+        now.as_deref() == Some(version)
+    };
     let i = rules.iter().position(|r| {
         let s = r.scope.as_deref().unwrap_or("any");
-        (s == "any" || s == scope) && cmd.contains(&r.pattern) && r.times != Some(0)
+        (s == "any" || s == scope)
+            && cmd.contains(&r.pattern)
+            && r.times != Some(0)
+            && r.serving.as_deref().is_none_or(&mut serves)
     })?;
     let rule = rules[i].clone();
     if let Some(t) = rules[i].times {

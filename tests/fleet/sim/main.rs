@@ -119,6 +119,9 @@ enum Cmd {
         /// tool such as docker or psql), or `any` (default).
         #[arg(long, value_name = "session|shim|any")]
         scope: Option<String>,
+        /// Only while sl-app serves this version (e.g. `v4.66.0`).
+        #[arg(long, value_name = "VERSION")]
+        serving: Option<String>,
     },
     /// Remove fault rules of a host (or all hosts).
     ClearFaults {
@@ -252,6 +255,7 @@ fn main() {
             seconds,
             times,
             scope,
+            serving,
         } => {
             let rule = faults::Rule {
                 pattern,
@@ -262,6 +266,7 @@ fn main() {
                 seconds,
                 times,
                 scope,
+                serving,
             };
             fleetctl::add_fault(&dir, host.as_deref(), rule)
         }

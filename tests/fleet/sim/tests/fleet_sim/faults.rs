@@ -54,6 +54,29 @@ fn fault_fail_applies_its_times_then_is_spent() {
     );
 }
 
+/// A rule with `serving` holds only while sl-app runs that version, however often it
+/// matches: never for another version, every time for its own, and no more once stopped.
+#[test]
+fn fault_serving_applies_only_while_sl_app_serves_that_version() {
+    let f = one("v4.65.0");
+    let h = "h-01";
+    let only_while = |version: &str| {
+        let mut r = rule("docker ps", "fail");
+        r["rc"] = json!(7);
+        r["scope"] = json!("shim");
+        r["serving"] = json!(version);
+        r
+    };
+    f.fault(h, only_while("v4.66.0"));
+    run_ok(&f, h, "docker ps");
+    f.fault(h, only_while("v4.65.0"));
+    for _ in 0..3 {
+        assert_eq!(f.ssh(h, "docker ps").status.code(), Some(7));
+    }
+    run_ok(&f, h, "docker stop sl-app");
+    run_ok(&f, h, "docker ps");
+}
+
 #[test]
 fn fault_slow_delays_then_runs() {
     let f = one("v4.65.0");
