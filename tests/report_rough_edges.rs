@@ -357,7 +357,7 @@ fn fleet_sim_fault_help_describes_each_option() {
         .map(str::trim)
         .filter(|l| l.starts_with("--") && !l.starts_with("--help"))
         .collect();
-    assert_eq!(options.len(), 10, "{help}");
+    assert_eq!(options.len(), 11, "{help}");
     for line in &options {
         let described = line.split("  ").filter(|s| !s.trim().is_empty()).count() > 1;
         assert!(described, "undocumented: {line}\n{help}");

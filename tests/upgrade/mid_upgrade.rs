@@ -71,7 +71,9 @@ fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
     };
     let mut rule = json!({"match": pattern, "action": "fail", "rc": rc, "stderr": stderr,
                           "scope": "shim"});
-    rule.as_object_mut().unwrap().extend(only.as_object().unwrap().clone());
+    rule.as_object_mut()
+        .unwrap()
+        .extend(only.as_object().unwrap().clone());
     fleet.fault("p-02", rule);
 
     let first = run(&fleet, &[]);
