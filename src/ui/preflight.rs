@@ -40,8 +40,14 @@ pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
 }
 
 /// `v4.66.1: 7 hosts · v4.65.0: 2 hosts · unreachable: 1 host`: how many hosts show each
-/// value of `column`, most common first.
+/// value of `column`, most common first. In the `version` column, `v4.66.1` and `4.66.1`
+/// are one release (SimpleLogin's image has both tags, and each host keeps its own form):
+/// counted together, under the form seen first.
 pub fn counts(results: &[PreflightResult], column: &str) -> String {
+    let same = |value: &str| match column {
+        "version" => value.trim_start_matches(['v', 'V']).to_string(),
+        _ => value.to_string(),
+    };
     let mut counts: Vec<(String, usize)> = Vec::new();
     for r in results {
         let key = match r.outcome {
@@ -52,7 +58,7 @@ pub fn counts(results: &[PreflightResult], column: &str) -> String {
                 .map_or(String::new(), |(_, v)| v.trim().to_string()),
             other => other.label().to_lowercase(),
         };
-        match counts.iter_mut().find(|(k, _)| *k == key) {
+        match counts.iter_mut().find(|(k, _)| same(k) == same(&key)) {
             Some((_, n)) => *n += 1,
             None => counts.push((key, 1)),
         }
@@ -108,7 +114,7 @@ mod tests {
                 "",
                 Some("connection refused"),
             ),
-            result("prod-04", Outcome::Ok, "v4.66.1", None),
+            result("prod-04", Outcome::Ok, "4.66.1", None),
             result(
                 "prod-05",
                 Outcome::Failed,
@@ -123,7 +129,7 @@ mod tests {
              prod-01  ok           v4.66.1  success\n\
              prod-02  ok           v4.65.0  success\n\
              prod-03  UNREACHABLE  connection refused\n\
-             prod-04  ok           v4.66.1  success\n\
+             prod-04  ok           4.66.1   success\n\
              prod-05  FAILED       v4.67.1  success  upgradable: refused: downgrade\n"
         );
         assert_eq!(
