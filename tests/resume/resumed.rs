@@ -40,7 +40,8 @@ fn assert_halted_in_batch_2_with_batch_3_untouched(fleet: &Fleet, first: &Finish
     for h in ["prod-05", "prod-06", "prod-07"] {
         let log = first.rollout_log(fleet, h);
         assert!(log.is_empty(), "{h}: batch 3 untouched: {:?}", cmds(&log));
-        assert!(state_changing(&fleet.commands(h)).is_empty());
+        let changed = state_changing(&fleet.commands(h));
+        assert!(changed.is_empty(), "{h}: batch 3 unchanged: {changed:?}");
     }
 }
 
