@@ -44,9 +44,9 @@ pub fn table(results: &[PreflightResult], columns: &[String]) -> String {
 /// are one release (SimpleLogin's image has both tags, and each host keeps its own form):
 /// counted together, under the form seen first.
 pub fn counts(results: &[PreflightResult], column: &str) -> String {
-    let same = |value: &str| match column {
-        "version" => value.trim_start_matches(['v', 'V']).to_string(),
-        _ => value.to_string(),
+    let same = |a: &str, b: &str| match column {
+        "version" => a.trim_start_matches(['v', 'V']) == b.trim_start_matches(['v', 'V']),
+        _ => a == b,
     };
     let mut counts: Vec<(String, usize)> = Vec::new();
     for r in results {
@@ -58,7 +58,7 @@ pub fn counts(results: &[PreflightResult], column: &str) -> String {
                 .map_or(String::new(), |(_, v)| v.trim().to_string()),
             other => other.label().to_lowercase(),
         };
-        match counts.iter_mut().find(|(k, _)| same(k) == same(&key)) {
+        match counts.iter_mut().find(|(k, _)| same(k, &key)) {
             Some((_, n)) => *n += 1,
             None => counts.push((key, 1)),
         }

@@ -64,16 +64,15 @@ fn failure_in_batch_2_then_a_second_run_finishes(step: &str) {
     let (pattern, failed_step, stderr) = at(step);
     // The new version's /health fails for as long as it serves, however many polls fit the
     // verify's timeout on a loaded machine; the old one's answers the rollback's verify.
-    let (rc, only) = if step == "health" {
-        (7, json!({"serving": TARGET}))
-    } else {
-        (1, json!({"times": 1}))
-    };
+    let health = step == "health";
+    let rc = if health { 7 } else { 1 };
     let mut rule = json!({"match": pattern, "action": "fail", "rc": rc, "stderr": stderr,
                           "scope": "shim"});
-    rule.as_object_mut()
-        .unwrap()
-        .extend(only.as_object().unwrap().clone());
+    if health {
+        rule["serving"] = json!(TARGET);
+    } else {
+        rule["times"] = json!(1);
+    }
     fleet.fault("p-02", rule);
 
     let first = run(&fleet, &[]);

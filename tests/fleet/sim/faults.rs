@@ -100,13 +100,9 @@ pub fn take(host_dir: &Path, scope: &str, cmd: &str) -> Option<Rule> {
         }
     };
     // Read once, and only for a rule that asks: most rules hold whatever the host serves.
-    let mut serving: Option<Option<String>> = None;
-    let mut serves = |version: &str| {
-        let now = serving.get_or_insert_with(|| {
-            state::load(host_dir)
-                .ok()
-                .and_then(|st| st.serving_version())
-        });
+    let serving = std::cell::OnceCell::new();
+    let serves = |version: &str| {
+        let now = serving.get_or_init(|| state::load(host_dir).ok()?.serving_version());
         now.as_deref() == Some(version)
     };
     let i = rules.iter().position(|r| {
@@ -114,7 +110,7 @@ pub fn take(host_dir: &Path, scope: &str, cmd: &str) -> Option<Rule> {
         (s == "any" || s == scope)
             && cmd.contains(&r.pattern)
             && r.times != Some(0)
-            && r.serving.as_deref().is_none_or(&mut serves)
+            && r.serving.as_deref().is_none_or(serves)
     })?;
     let rule = rules[i].clone();
     if let Some(t) = rules[i].times {
