@@ -153,7 +153,23 @@ fn mixed_fleet() -> Fleet {
             .host(
                 HostSpec::new("readme-v", "production", "v4.66.1")
                     .layout("readme")
-                    .extra_args("sl-app", &["-e", "EXTRA=1"]),
+                    // With what an operator adds to the README's `docker run`, which
+                    // docker keeps in HostConfig.
+                    .extra_args(
+                        "sl-app",
+                        &[
+                            "-e",
+                            "EXTRA=1",
+                            "--memory=512m",
+                            "--cpus=1.5",
+                            "--cap-add=NET_ADMIN",
+                            "--add-host=db.internal:10.0.0.5",
+                            "--tmpfs=/run:size=64m",
+                            "--ulimit=nofile=1024:2048",
+                            "--user=1000",
+                            "--init",
+                        ],
+                    ),
             )
             .host(
                 HostSpec::new("readme-bare", "production", "v4.66.1")
@@ -175,7 +191,16 @@ fn assert_recreated_alike(fleet: &Fleet, name: &str, before: &Value, image: &str
         let (old, new) = (container(before, c), container(&after, c));
         assert_eq!(new["image"], image, "{name}: {c}'s image");
         assert_eq!(new["state"], "running", "{name}: {c} runs");
-        for key in ["ports", "binds", "mounts", "network_mode", "restart", "cmd"] {
+        for key in [
+            "ports",
+            "binds",
+            "mounts",
+            "network_mode",
+            "restart",
+            "cmd",
+            "host_config",
+            "user",
+        ] {
             assert_eq!(new[key], old[key], "{name}: {c}'s {key} as it was created");
         }
         let (old_env, new_env) = (env_of(old), env_of(new));

@@ -7,6 +7,7 @@
 //! one, so only what differs from the image it was created from is kept: the new image's
 //! own defaults then apply, as they would for the operator's original `docker run`.
 
+use super::host_config;
 use super::node::Node as Value;
 
 /// The options of `docker run` (without `-d`, the image or the command) that re-create
@@ -29,6 +30,7 @@ pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
     }
     own_env(container, image, &mut args);
     labels(container, image, &mut args);
+    host_config::flags(container, image, &mut args);
     let workdir = str_at(container, &["Config", "WorkingDir"]);
     if !workdir.is_empty() && workdir != str_at(image, &["Config", "WorkingDir"]) {
         args.extend(["-w".to_string(), workdir.to_string()]);
@@ -90,60 +92,21 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
     out
 }
 
-/// Settings of `docker run` that [`run_options`] does not carry, by where `docker inspect`
-/// shows them (under `HostConfig`, set when not empty) and the flag that sets them. Those
-/// it carries are SimpleLogin README's; a container created with one of these would lose
-/// it when re-created, a `--mount` of its env file, say, and with it the app. Log options
-/// are not among them: the daemon's own defaults show there too, and apply to a new
-/// container alike.
-const LISTS_NOT_CARRIED: [(&str, &str); 7] = [
-    ("VolumesFrom", "--volumes-from"),
-    ("Links", "--link"),
-    ("ExtraHosts", "--add-host"),
-    ("CapAdd", "--cap-add"),
-    ("CapDrop", "--cap-drop"),
-    ("Devices", "--device"),
-    ("Dns", "--dns"),
-];
-/// As [`LISTS_NOT_CARRIED`], set when true.
-const SWITCHES_NOT_CARRIED: [(&str, &str); 2] =
-    [("Privileged", "--privileged"), ("Init", "--init")];
-/// As [`LISTS_NOT_CARRIED`], set when above zero.
-const LIMITS_NOT_CARRIED: [(&str, &str); 2] = [("Memory", "--memory"), ("NanoCpus", "--cpus")];
-
 /// What `container` was created with beyond `image` that [`run_options`] would not give
-/// the container it re-creates, as the flags that set it (`--mount /code/.env`).
-pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
+/// the container it re-creates, as the flags that set it (`--mount /code/.env`): a
+/// `--mount` (its options have no `-v` form), a legacy `--link`, and what
+/// [`host_config::not_carried`] names. A container created with one would lose it when
+/// re-created: a `--mount` of its env file, say, and with it the app.
+pub fn not_carried(container: &Value) -> Vec<String> {
     let host = container.get("HostConfig");
-    let at = |key: &str| host.and_then(|h| h.get(key));
-    let mut lost: Vec<String> = (at("Mounts").and_then(Value::as_array).into_iter().flatten())
+    let at = |key: &str| host.and_then(|h| h.get(key)).and_then(Value::as_array);
+    let mut lost: Vec<String> = (at("Mounts").into_iter().flatten())
         .map(|m| format!("--mount {}", str_at(m, &["Target"])))
         .collect();
-    let tmpfs = at("Tmpfs").and_then(Value::as_object);
-    lost.extend(
-        (tmpfs.into_iter().flat_map(|t| t.iter())).map(|(path, _)| format!("--tmpfs {path}")),
-    );
-    for (key, flag) in LISTS_NOT_CARRIED {
-        if at(key)
-            .and_then(Value::as_array)
-            .is_some_and(|l| !l.is_empty())
-        {
-            lost.push(flag.to_string());
-        }
+    if at("Links").is_some_and(|l| !l.is_empty()) {
+        lost.push("--link".to_string());
     }
-    for (key, flag) in SWITCHES_NOT_CARRIED {
-        if at(key).and_then(Value::as_bool) == Some(true) {
-            lost.push(flag.to_string());
-        }
-    }
-    for (key, flag) in LIMITS_NOT_CARRIED {
-        if at(key).and_then(Value::as_u64).is_some_and(|n| n > 0) {
-            lost.push(flag.to_string());
-        }
-    }
-    if str_at(container, &["Config", "User"]) != str_at(image, &["Config", "User"]) {
-        lost.push("--user".to_string());
-    }
+    lost.extend(host_config::not_carried(container));
     lost
 }
 
@@ -299,8 +262,8 @@ mod tests {
         super::published(&Node::from(c), port)
     }
 
-    fn not_carried(c: &J, i: &J) -> Vec<String> {
-        super::not_carried(&Node::from(c), &Node::from(i))
+    fn not_carried(c: &J) -> Vec<String> {
+        super::not_carried(&Node::from(c))
     }
 
     /// `docker image inspect simplelogin/app-ci:v4.66.1`, the parts that matter.
@@ -452,33 +415,39 @@ mod tests {
 
     #[test]
     fn what_re_creating_would_lose_is_named_by_its_flag() {
-        assert_eq!(
-            not_carried(&readme_sl_email(), &app_image()),
-            Vec::<String>::new()
-        );
+        assert_eq!(not_carried(&readme_sl_email()), Vec::<String>::new());
         let mut c = readme_sl_email();
         let host = c["HostConfig"].as_object_mut().unwrap();
         host.insert(
             "Mounts".into(),
             json!([{"Type": "bind", "Source": "/root/sl.env", "Target": "/code/.env"}]),
         );
-        host.insert("Tmpfs".into(), json!({"/run": "size=64m"}));
-        host.insert("CapAdd".into(), json!(["NET_ADMIN"]));
-        host.insert("CapDrop".into(), json!(null));
-        host.insert("Init".into(), json!(true));
-        host.insert("Privileged".into(), json!(false));
+        host.insert("Links".into(), json!(["/sl-db:/sl-app/db"]));
         host.insert("Memory".into(), json!(536870912));
-        host.insert("NanoCpus".into(), json!(0));
-        c["Config"]["User"] = json!("1000");
+        host.insert("CapAdd".into(), json!(["CAP_NET_ADMIN"]));
+        assert_eq!(not_carried(&c), ["--mount /code/.env", "--link"]);
+    }
+
+    #[test]
+    fn a_readme_container_keeps_its_limits_and_capabilities_before_its_entrypoint() {
+        let mut c = readme_sl_email();
+        c["HostConfig"]["Memory"] = json!(536870912);
+        c["HostConfig"]["CapAdd"] = json!(["CAP_NET_ADMIN"]);
+        c["Config"]["Entrypoint"] = json!(["/bin/sh", "-c"]);
+        let options = run_options(&c, &app_image());
+        let tail: Vec<&str> = options[options.len() - 6..]
+            .iter()
+            .map(String::as_str)
+            .collect();
         assert_eq!(
-            not_carried(&c, &app_image()),
+            tail,
             [
-                "--mount /code/.env",
-                "--tmpfs /run",
                 "--cap-add",
-                "--init",
+                "CAP_NET_ADMIN",
                 "--memory",
-                "--user"
+                "536870912",
+                "--entrypoint",
+                "/bin/sh"
             ]
         );
     }

@@ -15,6 +15,7 @@
 
 mod docker;
 mod environment;
+mod host_config;
 mod json;
 mod memo;
 mod node;

@@ -220,6 +220,13 @@ impl Node {
             _ => None,
         }
     }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Node::Number(n) => n.as_i64(),
+            _ => None,
+        }
+    }
 }
 
 /// As serde_json reads an array index in a pointer: no sign, no leading zero.

@@ -190,6 +190,7 @@ def docker_run_options(container, image):
             if isinstance(inherited, dict) and key in inherited and inherited[key] == value:
                 continue
             args += ["-l", f"{key}={value if isinstance(value, str) else ''}"]
+    _host_config_flags(container, image, args)
     workdir = _str_at(container, "Config", "WorkingDir")
     if workdir and workdir != _str_at(image, "Config", "WorkingDir"):
         args += ["-w", workdir]
@@ -226,31 +227,92 @@ def docker_run_command(container, image):
     return (entrypoint[1:] if own_entrypoint else []) + cmd
 
 
-_LISTS_NOT_CARRIED = [("VolumesFrom", "--volumes-from"), ("Links", "--link"),
-                      ("ExtraHosts", "--add-host"), ("CapAdd", "--cap-add"),
-                      ("CapDrop", "--cap-drop"), ("Devices", "--device"), ("Dns", "--dns")]
-_SWITCHES_NOT_CARRIED = [("Privileged", "--privileged"), ("Init", "--init")]
-_LIMITS_NOT_CARRIED = [("Memory", "--memory"), ("NanoCpus", "--cpus")]
+# src/template/host_config.rs: HostConfig's settings beyond the README's flags, each set
+# one given back as the flag that set it; docker's defaults (0, false, null, []) give none.
+_HOST_LISTS = [("VolumesFrom", "--volumes-from"), ("ExtraHosts", "--add-host"),
+               ("CapAdd", "--cap-add"), ("CapDrop", "--cap-drop"), ("Dns", "--dns"),
+               ("DnsSearch", "--dns-search"), ("DnsOptions", "--dns-option"),
+               ("SecurityOpt", "--security-opt"), ("GroupAdd", "--group-add")]
+_HOST_SWITCHES = [("Privileged", "--privileged"), ("Init", "--init"), ("ReadonlyRootfs", "--read-only")]
+_HOST_NUMBERS = [("Memory", "--memory"), ("MemoryReservation", "--memory-reservation"),
+                 ("CpuShares", "--cpu-shares"), ("PidsLimit", "--pids-limit"),
+                 ("OomScoreAdj", "--oom-score-adj")]
+_DEFAULT_SHM_SIZE = 64 << 20
 
 
-def docker_not_carried(container, image):
-    mounts = _at(container, "HostConfig", "Mounts")
-    lost = [f"--mount {_str_at(m, 'Target')}" for m in (mounts if isinstance(mounts, list) else [])]
-    tmpfs = _at(container, "HostConfig", "Tmpfs")
-    lost += [f"--tmpfs {path}" for path in (tmpfs if isinstance(tmpfs, dict) else {})]
-    for key, flag in _LISTS_NOT_CARRIED:
-        value = _at(container, "HostConfig", key)
-        if isinstance(value, list) and value:
-            lost.append(flag)
-    for key, flag in _SWITCHES_NOT_CARRIED:
+def _host_number(container, key):
+    value = _at(container, "HostConfig", key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _host_list(container, key):
+    value = _at(container, "HostConfig", key)
+    return value if isinstance(value, list) else []
+
+
+def _host_map(container, key):
+    value = _at(container, "HostConfig", key)
+    return value if isinstance(value, dict) else {}
+
+
+def _carried_list_item(key, item):
+    # A seccomp profile is kept as the file's JSON where the flag names the file.
+    if key == "SecurityOpt" and item.split("=", 1)[0] == "seccomp" and "=" in item:
+        return item.split("=", 1)[1] in ("unconfined", "builtin")
+    return True
+
+
+def _cpus(nano):
+    whole, fraction = divmod(nano, 1_000_000_000)
+    digits = f"{fraction:09d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def _host_config_flags(container, image, args):
+    for key, flag in _HOST_LISTS:
+        for item in _host_list(container, key):
+            if isinstance(item, str) and _carried_list_item(key, item):
+                args += [flag, item]
+    for key, flag in _HOST_NUMBERS:
+        if _host_number(container, key):
+            args += [flag, str(_host_number(container, key))]
+    memory, swap = _host_number(container, "Memory"), _host_number(container, "MemorySwap")
+    if memory > 0 and swap not in (0, 2 * memory):
+        args += ["--memory-swap", str(swap)]
+    if _host_number(container, "NanoCpus") > 0:
+        args += ["--cpus", _cpus(_host_number(container, "NanoCpus"))]
+    if _host_number(container, "ShmSize") not in (0, _DEFAULT_SHM_SIZE):
+        args += ["--shm-size", str(_host_number(container, "ShmSize"))]
+    for path, options in _host_map(container, "Tmpfs").items():
+        options = options if isinstance(options, str) else ""
+        args += ["--tmpfs", f"{path}:{options}" if options else path]
+    for name, value in _host_map(container, "Sysctls").items():
+        args += ["--sysctl", f"{name}={value if isinstance(value, str) else ''}"]
+    for device in _host_list(container, "Devices"):
+        parts = [_str_at(device, k) for k in ("PathOnHost", "PathInContainer", "CgroupPermissions")]
+        args += ["--device", ":".join(parts)]
+    for limit in _host_list(container, "Ulimits"):
+        soft, hard = (_at(limit, k) for k in ("Soft", "Hard"))
+        soft, hard = (v if isinstance(v, int) and not isinstance(v, bool) else 0 for v in (soft, hard))
+        args += ["--ulimit", f"{_str_at(limit, 'Name')}={soft}:{hard}"]
+    user = _str_at(container, "Config", "User")
+    if user and user != _str_at(image, "Config", "User"):
+        args += ["--user", user]
+    for key, flag in _HOST_SWITCHES:
         if _at(container, "HostConfig", key) is True:
-            lost.append(flag)
-    for key, flag in _LIMITS_NOT_CARRIED:
-        value = _at(container, "HostConfig", key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            lost.append(flag)
-    if _str_at(container, "Config", "User") != _str_at(image, "Config", "User"):
-        lost.append("--user")
+            args.append(flag)
+
+
+def docker_not_carried(container):
+    mounts = _host_list(container, "Mounts")
+    lost = [f"--mount {_str_at(m, 'Target')}" for m in mounts]
+    if _host_list(container, "Links"):
+        lost.append("--link")
+    options = [o for o in _host_list(container, "SecurityOpt") if isinstance(o, str)]
+    if any(not _carried_list_item("SecurityOpt", o) for o in options):
+        lost.append("--security-opt seccomp")
+    if _host_list(container, "DeviceRequests"):
+        lost.append("--gpus")
     return lost
 
 

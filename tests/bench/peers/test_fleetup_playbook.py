@@ -141,15 +141,45 @@ class Docker(unittest.TestCase):
         self.assertEqual(ft.docker_run_command(c, APP_IMAGE), ["-c", "python email_handler.py"])
 
     def test_what_re_creating_would_lose_is_named_by_its_flag(self):
-        self.assertEqual(ft.docker_not_carried(readme_sl_email(), APP_IMAGE), [])
+        self.assertEqual(ft.docker_not_carried(readme_sl_email()), [])
         c = readme_sl_email()
         c["HostConfig"].update({
             "Mounts": [{"Type": "bind", "Source": "/root/sl.env", "Target": "/code/.env"}],
-            "Tmpfs": {"/run": "size=64m"}, "CapAdd": ["NET_ADMIN"], "CapDrop": None,
-            "Init": True, "Privileged": False, "Memory": 536870912, "NanoCpus": 0})
-        c["Config"]["User"] = "1000"
-        self.assertEqual(ft.docker_not_carried(c, APP_IMAGE),
-                         ["--mount /code/.env", "--tmpfs /run", "--cap-add", "--init", "--memory", "--user"])
+            "Links": ["/sl-db:/sl-app/db"], "Memory": 536870912, "CapAdd": ["CAP_NET_ADMIN"],
+            "SecurityOpt": ['seccomp={"defaultAction":"SCMP_ACT_ERRNO"}'],
+            "DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]})
+        self.assertEqual(ft.docker_not_carried(c),
+                         ["--mount /code/.env", "--link", "--security-opt seccomp", "--gpus"])
+
+    def test_host_settings_come_back_as_the_flags_that_set_them(self):
+        # The same case as host_config.rs's each_setting_comes_back_as_the_flag_that_set_it.
+        c = readme_sl_email()
+        c["HostConfig"].update({
+            "VolumesFrom": ["sl-data:ro"], "ExtraHosts": ["db.internal:10.0.0.5"],
+            "CapAdd": ["CAP_NET_ADMIN"], "CapDrop": ["CAP_MKNOD"], "Dns": ["10.0.0.53"],
+            "DnsSearch": ["internal"], "DnsOptions": ["ndots:2"],
+            "SecurityOpt": ["no-new-privileges:true", "seccomp=unconfined"],
+            "GroupAdd": ["mail"], "Privileged": True, "Init": True, "ReadonlyRootfs": True,
+            "Memory": 536870912, "MemorySwap": -1, "MemoryReservation": 268435456,
+            "CpuShares": 512, "PidsLimit": 200, "OomScoreAdj": -500, "NanoCpus": 1500000000,
+            "ShmSize": 134217728, "Tmpfs": {"/run": "size=64m,mode=1777", "/tmp": ""},
+            "Sysctls": {"net.core.somaxconn": "1024"},
+            "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}],
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]})
+        c["Config"]["User"] = "1000:1000"
+        options = ft.docker_run_options(c, APP_IMAGE)
+        start = options.index("--volumes-from")
+        self.assertEqual(" ".join(options[start:]), " ".join([
+            "--volumes-from sl-data:ro", "--add-host db.internal:10.0.0.5",
+            "--cap-add CAP_NET_ADMIN", "--cap-drop CAP_MKNOD", "--dns 10.0.0.53",
+            "--dns-search internal", "--dns-option ndots:2",
+            "--security-opt no-new-privileges:true", "--security-opt seccomp=unconfined",
+            "--group-add mail", "--memory 536870912", "--memory-reservation 268435456",
+            "--cpu-shares 512", "--pids-limit 200", "--oom-score-adj -500", "--memory-swap -1",
+            "--cpus 1.5", "--shm-size 134217728", "--tmpfs /run:size=64m,mode=1777", "--tmpfs /tmp",
+            "--sysctl net.core.somaxconn=1024", "--device /dev/fuse:/dev/fuse:rwm",
+            "--ulimit nofile=1024:2048", "--user 1000:1000", "--privileged", "--init", "--read-only"]))
+        self.assertEqual(ft.docker_not_carried(c), [])
 
     def test_ports_restart_policies_and_networks(self):
         c = {"Name": "/x", "HostConfig": {

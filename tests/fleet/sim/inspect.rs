@@ -173,6 +173,10 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
             "Networks": networks(st, c),
         },
     });
+    let host = inspected["HostConfig"]
+        .as_object_mut()
+        .expect("HostConfig is an object");
+    host.extend(crate::hostconfig::inspected(&c.host_config, &c.name));
     add_health(&mut inspected, st, c);
     inspected
 }

@@ -16,6 +16,7 @@ mod fleetctl;
 mod fleetinfo;
 mod format;
 mod health;
+mod hostconfig;
 mod images;
 mod inspect;
 mod install;

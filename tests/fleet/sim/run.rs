@@ -71,10 +71,13 @@ pub struct Job {
     pub pull: Option<String>,
     /// compose's `healthcheck:`.
     pub healthcheck: Option<crate::health::Healthcheck>,
+    /// What goes to `HostConfig` and is only kept (crate::hostconfig).
+    pub host_config: serde_json::Map<String, serde_json::Value>,
 }
 
 pub fn parse_spec(a: &[String]) -> Result<Job, String> {
-    let o: Opts = opts::parse(a, RUN_VALUED, false)?;
+    let valued = [RUN_VALUED, crate::hostconfig::VALUED].concat();
+    let o: Opts = opts::parse(a, &valued, false)?;
     let image = o
         .pos
         .first()
@@ -108,6 +111,7 @@ pub fn parse_spec(a: &[String]) -> Result<Job, String> {
                 test: vec!["CMD-SHELL".into(), cmd],
                 ..Default::default()
             }),
+        host_config: crate::hostconfig::parse(&o)?,
     })
 }
 
@@ -306,6 +310,24 @@ pub fn build(
     c.tty = s.tty;
     c.open_stdin = s.interactive;
     c.healthcheck = s.healthcheck.clone();
+    c.host_config = s.host_config.clone();
+    for source in c
+        .host_config
+        .get("VolumesFrom")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = source
+            .as_str()
+            .unwrap_or_default()
+            .split(':')
+            .next()
+            .unwrap_or_default();
+        if st.container(name).is_none() {
+            return Err(format!("No such container: {name}"));
+        }
+    }
     c.network_mode = s
         .networks
         .first()

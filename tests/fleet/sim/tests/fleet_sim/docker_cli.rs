@@ -172,3 +172,81 @@ fn ps_lists_as_docker_and_compose_do() {
         rows.as_array().map_or(0, Vec::len)
     );
 }
+
+/// `docker run`'s limits, capabilities, DNS, devices... are kept in `HostConfig` as docker
+/// keeps them (sizes in bytes, CPUs in nano-CPUs, capabilities as `CAP_...`), docker's
+/// defaults where not given, and bad values refused with the client's and daemon's words.
+#[test]
+fn run_keeps_host_settings_as_docker_shows_them() {
+    let f = one("v4.65.0");
+    let h = "h-01";
+    run_ok(
+        &f,
+        h,
+        "docker run -d --name extra --memory 512m --memory-swap 1g --cpus 1.5 \
+        --cap-add net_admin --cap-drop MKNOD --add-host db.internal=10.0.0.5 --dns 10.0.0.53 \
+        --tmpfs /run:size=64m --device /dev/null:/dev/xnull --ulimit nofile=1024:2048 \
+        --sysctl net.core.somaxconn=1024 --shm-size 128m --init --read-only --user 1000 \
+        --volumes-from sl-db --network sl-network simplelogin/app-ci:v4.65.0 python job_runner.py",
+    );
+    let shown = |c: &str| -> serde_json::Value {
+        let out = run_ok(
+            &f,
+            h,
+            &format!("docker inspect -f '{{{{json .HostConfig}}}}' {c}"),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let host = shown("extra");
+    let expected = serde_json::json!({
+        "Memory": 536870912, "MemorySwap": 1073741824, "NanoCpus": 1500000000,
+        "CapAdd": ["CAP_NET_ADMIN"], "CapDrop": ["CAP_MKNOD"],
+        "ExtraHosts": ["db.internal:10.0.0.5"], "Dns": ["10.0.0.53"],
+        "Tmpfs": {"/run": "size=64m"}, "ShmSize": 134217728, "Init": true, "ReadonlyRootfs": true,
+        "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "rwm"}],
+        "Ulimits": [{"Name": "nofile", "Hard": 2048, "Soft": 1024}],
+        "Sysctls": {"net.core.somaxconn": "1024"}, "VolumesFrom": ["sl-db"], "Privileged": false,
+    });
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&host[key], value, "HostConfig.{key}");
+    }
+    let user = run_ok(&f, h, "docker inspect -f '{{.Config.User}}' extra");
+    assert_eq!(user.trim(), "1000");
+    // The README's sl-app has docker's defaults; twice the memory is the swap by default.
+    let app = shown("sl-app");
+    for (key, value) in [("Memory", 0), ("NanoCpus", 0), ("ShmSize", 67108864)] {
+        assert_eq!(app[key], value, "sl-app's HostConfig.{key}");
+    }
+    assert!(app["CapAdd"].is_null() && app.get("Init").is_none() && app.get("Tmpfs").is_none());
+    run_ok(
+        &f,
+        h,
+        "docker create --name small -m 8m simplelogin/app-ci:v4.65.0",
+    );
+    assert_eq!(shown("small")["MemorySwap"], 16777216);
+    let refused = [
+        ("-m 5m", "Minimum memory limit allowed is 6MB"),
+        (
+            "-m lots",
+            "invalid argument \"lots\" for \"-m, --memory\" flag: invalid size: 'lots'",
+        ),
+        (
+            "--memory-swap 1g",
+            "You should always set the Memory limit when using Memoryswap limit",
+        ),
+        ("--cpus many", "failed to parse many as a rational number"),
+        ("--volumes-from nope", "No such container: nope"),
+        (
+            "--security-opt seccomp=/nope.json",
+            "opening seccomp profile (/nope.json) failed",
+        ),
+    ];
+    for (flags, message) in refused {
+        let o = f.ssh(
+            h,
+            &format!("docker run -d {flags} simplelogin/app-ci:v4.65.0"),
+        );
+        assert_eq!(o.status.code(), Some(125), "{flags}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{flags}: {}", stderr(&o));
+    }
+}

@@ -1,0 +1,299 @@
+//! The settings `docker run` keeps in a container's `HostConfig` beyond the flags
+//! SimpleLogin's README gives (`-v`, `-p`, `--network`, `--restart`): limits, capabilities,
+//! DNS, devices, tmpfs, sysctls... An operator who added one to the README's commands
+//! expects the re-created container to keep it, and the rollback's old one too, so each
+//! that is set is given back as the flag that set it. `docker inspect` shows every one
+//! whether set or not, with docker's default when not (`0`, `false`, `null` or `[]`);
+//! a default is left out, so that the new container takes the daemon's own, as the
+//! operator's original `docker run` did.
+
+use super::node::Node as Value;
+
+/// Lists whose every item is one flag's value as `docker run` was given it.
+const LISTS: [(&str, &str); 9] = [
+    ("VolumesFrom", "--volumes-from"),
+    ("ExtraHosts", "--add-host"),
+    ("CapAdd", "--cap-add"),
+    ("CapDrop", "--cap-drop"),
+    ("Dns", "--dns"),
+    ("DnsSearch", "--dns-search"),
+    ("DnsOptions", "--dns-option"),
+    ("SecurityOpt", "--security-opt"),
+    ("GroupAdd", "--group-add"),
+];
+/// Flags without a value, set when true.
+const SWITCHES: [(&str, &str); 3] = [
+    ("Privileged", "--privileged"),
+    ("Init", "--init"),
+    ("ReadonlyRootfs", "--read-only"),
+];
+/// Numbers set when not zero; the memory ones in bytes, which `docker run` takes as given.
+const NUMBERS: [(&str, &str); 5] = [
+    ("Memory", "--memory"),
+    ("MemoryReservation", "--memory-reservation"),
+    ("CpuShares", "--cpu-shares"),
+    ("PidsLimit", "--pids-limit"),
+    ("OomScoreAdj", "--oom-score-adj"),
+];
+/// `/dev/shm`'s size when `--shm-size` is not given (moby's `DefaultShmSize`).
+const DEFAULT_SHM_SIZE: i64 = 64 << 20;
+
+/// The flags that give a new container the settings `container` (one object of `docker
+/// inspect`) was created with beyond the README's, and beyond `image`'s user.
+pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
+    let host = Host(container.get("HostConfig"));
+    let mut add = |flag: &str, value: String| args.extend([flag.to_string(), value]);
+    for (key, flag) in LISTS {
+        for item in host.list(key).filter_map(Value::as_str) {
+            if carried_list_item(key, item) {
+                add(flag, item.to_string());
+            }
+        }
+    }
+    limits(&host, &mut add);
+    for (path, options) in host.entries("Tmpfs") {
+        match options.as_str().unwrap_or_default() {
+            "" => add("--tmpfs", path.to_string()),
+            options => add("--tmpfs", format!("{path}:{options}")),
+        }
+    }
+    for (name, value) in host.entries("Sysctls") {
+        let value = value.as_str().unwrap_or_default();
+        add("--sysctl", format!("{name}={value}"));
+    }
+    for device in host.list("Devices") {
+        let part = |key| device.get(key).and_then(Value::as_str).unwrap_or_default();
+        let spec = [
+            part("PathOnHost"),
+            part("PathInContainer"),
+            part("CgroupPermissions"),
+        ];
+        add("--device", spec.join(":"));
+    }
+    for limit in host.list("Ulimits") {
+        let part = |key| limit.get(key).and_then(Value::as_i64).unwrap_or(0);
+        let name = limit
+            .get("Name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        add(
+            "--ulimit",
+            format!("{name}={}:{}", part("Soft"), part("Hard")),
+        );
+    }
+    let user = user_of(container);
+    if !user.is_empty() && user != user_of(image) {
+        add("--user", user.to_string());
+    }
+    for (switch, flag) in SWITCHES {
+        if host.get(switch).and_then(Value::as_bool) == Some(true) {
+            args.push(flag.to_string());
+        }
+    }
+}
+
+/// The limits on memory, CPU and processes, each set when not docker's default.
+fn limits(host: &Host, add: &mut impl FnMut(&str, String)) {
+    for (key, flag) in NUMBERS {
+        if host.number(key) != 0 {
+            add(flag, host.number(key).to_string());
+        }
+    }
+    let (memory, swap) = (host.number("Memory"), host.number("MemorySwap"));
+    // docker sets the swap to twice the memory when only `--memory` is given.
+    if memory > 0 && swap != 0 && swap != 2 * memory {
+        add("--memory-swap", swap.to_string());
+    }
+    if host.number("NanoCpus") > 0 {
+        add("--cpus", cpus(host.number("NanoCpus")));
+    }
+    if !matches!(host.number("ShmSize"), 0 | DEFAULT_SHM_SIZE) {
+        add("--shm-size", host.number("ShmSize").to_string());
+    }
+}
+
+/// A container's `HostConfig`, read as docker writes it: `null` for an empty list.
+struct Host<'c>(Option<&'c Value>);
+
+impl<'c> Host<'c> {
+    fn get(&self, key: &str) -> Option<&'c Value> {
+        self.0.and_then(|h| h.get(key))
+    }
+
+    fn list(&self, key: &str) -> impl Iterator<Item = &'c Value> {
+        self.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    }
+
+    fn number(&self, key: &str) -> i64 {
+        self.get(key).and_then(Value::as_i64).unwrap_or(0)
+    }
+
+    fn entries(&self, key: &str) -> impl Iterator<Item = (&'c str, &'c Value)> {
+        (self.get(key).and_then(Value::as_object).into_iter()).flat_map(|m| m.iter())
+    }
+}
+
+fn user_of(container: &Value) -> &str {
+    (container.pointer("/Config/User").and_then(Value::as_str)).unwrap_or("")
+}
+
+/// What `container` was created with that no flag gives back, as the flag that set it: a
+/// seccomp profile, which `docker run` read from a file and keeps as its content, and GPU
+/// requests (`--gpus`), which [`flags`] does not rebuild.
+pub fn not_carried(container: &Value) -> Vec<String> {
+    let host = Host(container.get("HostConfig"));
+    let mut lost = Vec::new();
+    let mut options = host.list("SecurityOpt").filter_map(Value::as_str);
+    if options.any(|o| !carried_list_item("SecurityOpt", o)) {
+        lost.push("--security-opt seccomp".to_string());
+    }
+    if host.list("DeviceRequests").next().is_some() {
+        lost.push("--gpus".to_string());
+    }
+    lost
+}
+
+/// Whether an item of list `key` is its flag's value as given: not a seccomp profile,
+/// which docker keeps as the file's JSON where the flag names the file.
+fn carried_list_item(key: &str, item: &str) -> bool {
+    match (key, item.split_once('=')) {
+        ("SecurityOpt", Some(("seccomp", profile))) => {
+            matches!(profile, "unconfined" | "builtin")
+        }
+        _ => true,
+    }
+}
+
+/// `--cpus` as it was given: 1500000000 nano-CPUs is `1.5`.
+fn cpus(nano: i64) -> String {
+    let whole = nano / 1_000_000_000;
+    let fraction = format!("{:09}", nano % 1_000_000_000);
+    match fraction.trim_end_matches('0') {
+        "" => whole.to_string(),
+        digits => format!("{whole}.{digits}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value as J};
+
+    use super::Value as Node;
+
+    fn flags(c: &J, i: &J) -> Vec<String> {
+        let mut args = Vec::new();
+        super::flags(&Node::from(c), &Node::from(i), &mut args);
+        args
+    }
+
+    fn not_carried(c: &J) -> Vec<String> {
+        super::not_carried(&Node::from(c))
+    }
+
+    /// HostConfig as `docker inspect` (docker 27) shows it for a plain `docker run`.
+    fn defaults() -> J {
+        json!({"HostConfig": {
+            "CapAdd": null, "CapDrop": null, "Dns": [], "DnsOptions": [], "DnsSearch": [],
+            "ExtraHosts": null, "GroupAdd": null, "SecurityOpt": null, "VolumesFrom": null,
+            "Privileged": false, "ReadonlyRootfs": false, "Memory": 0, "MemorySwap": 0,
+            "MemoryReservation": 0, "NanoCpus": 0, "CpuShares": 0, "PidsLimit": null,
+            "OomScoreAdj": 0, "ShmSize": 67108864, "Devices": [], "DeviceRequests": null,
+            "Ulimits": [], "Sysctls": null
+        }, "Config": {"User": ""}})
+    }
+
+    #[test]
+    fn docker_s_defaults_give_no_flag() {
+        assert!(flags(&defaults(), &json!({})).is_empty());
+        assert!(not_carried(&defaults()).is_empty());
+    }
+
+    #[test]
+    fn each_setting_comes_back_as_the_flag_that_set_it() {
+        let mut c = defaults();
+        let set = json!({
+            "VolumesFrom": ["sl-data:ro"], "ExtraHosts": ["db.internal:10.0.0.5"],
+            "CapAdd": ["CAP_NET_ADMIN"], "CapDrop": ["CAP_MKNOD"], "Dns": ["10.0.0.53"],
+            "DnsSearch": ["internal"], "DnsOptions": ["ndots:2"],
+            "SecurityOpt": ["no-new-privileges:true", "seccomp=unconfined"],
+            "GroupAdd": ["mail"], "Privileged": true, "Init": true, "ReadonlyRootfs": true,
+            "Memory": 536870912, "MemorySwap": -1, "MemoryReservation": 268435456,
+            "CpuShares": 512, "PidsLimit": 200, "OomScoreAdj": -500, "NanoCpus": 1500000000,
+            "ShmSize": 134217728, "Tmpfs": {"/run": "size=64m,mode=1777", "/tmp": ""},
+            "Sysctls": {"net.core.somaxconn": "1024"},
+            "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}],
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+        });
+        for (key, value) in set.as_object().unwrap() {
+            c["HostConfig"][key] = value.clone();
+        }
+        c["Config"]["User"] = json!("1000:1000");
+        let expected = [
+            "--volumes-from sl-data:ro",
+            "--add-host db.internal:10.0.0.5",
+            "--cap-add CAP_NET_ADMIN",
+            "--cap-drop CAP_MKNOD",
+            "--dns 10.0.0.53",
+            "--dns-search internal",
+            "--dns-option ndots:2",
+            "--security-opt no-new-privileges:true",
+            "--security-opt seccomp=unconfined",
+            "--group-add mail",
+            "--memory 536870912",
+            "--memory-reservation 268435456",
+            "--cpu-shares 512",
+            "--pids-limit 200",
+            "--oom-score-adj -500",
+            "--memory-swap -1",
+            "--cpus 1.5",
+            "--shm-size 134217728",
+            "--tmpfs /run:size=64m,mode=1777",
+            "--tmpfs /tmp",
+            "--sysctl net.core.somaxconn=1024",
+            "--device /dev/fuse:/dev/fuse:rwm",
+            "--ulimit nofile=1024:2048",
+            "--user 1000:1000",
+            "--privileged",
+            "--init",
+            "--read-only",
+        ];
+        let expected: Vec<String> = (expected.iter())
+            .flat_map(|f| f.splitn(2, ' ').map(str::to_string))
+            .collect();
+        assert_eq!(flags(&c, &json!({"Config": {"User": ""}})), expected);
+        assert!(not_carried(&c).is_empty());
+    }
+
+    #[test]
+    fn swap_twice_the_memory_is_docker_s_own_and_whole_cpus_have_no_point() {
+        let mut c = defaults();
+        c["HostConfig"]["Memory"] = json!(536870912);
+        c["HostConfig"]["MemorySwap"] = json!(1073741824);
+        c["HostConfig"]["NanoCpus"] = json!(2000000000);
+        assert_eq!(
+            flags(&c, &json!({})),
+            ["--memory", "536870912", "--cpus", "2"]
+        );
+        assert_eq!(super::cpus(250_000_000), "0.25");
+    }
+
+    #[test]
+    fn the_image_s_own_user_is_left_to_the_image() {
+        let mut c = defaults();
+        c["Config"]["User"] = json!("app");
+        assert!(flags(&c, &json!({"Config": {"User": "app"}})).is_empty());
+    }
+
+    #[test]
+    fn a_seccomp_profile_and_gpus_are_named_as_not_carried() {
+        let mut c = defaults();
+        c["HostConfig"]["SecurityOpt"] = json!(["seccomp={\"defaultAction\":\"SCMP_ACT_ERRNO\"}"]);
+        c["HostConfig"]["DeviceRequests"] =
+            json!([{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]);
+        assert!(flags(&c, &json!({})).is_empty());
+        assert_eq!(not_carried(&c), ["--security-opt seccomp", "--gpus"]);
+    }
+}
