@@ -168,6 +168,8 @@ fn mixed_fleet() -> Fleet {
                             "--ulimit=nofile=1024:2048",
                             "--user=1000",
                             "--init",
+                            "--hostname=mail-app",
+                            "--cpu-quota=50000",
                         ],
                     ),
             )
@@ -282,8 +284,13 @@ fn a_mixed_fleet_runs_the_new_image_in_each_hosts_own_form_and_settings() {
 
     assert_recreated_alike(&fleet, "readme-v", &before[0], "simplelogin/app-ci:v4.67.1");
     assert_recreated_alike(&fleet, "readme-bare", &before[1], "simplelogin/app:4.67.1");
-    let extra = env_of(container(&fleet.state("readme-v"), "sl-app"));
+    let app = container(&fleet.state("readme-v"), "sl-app").clone();
+    let extra = env_of(&app);
     assert!(extra.contains(&"EXTRA=1".into()), "EXTRA=1: {extra:?}");
+    assert_eq!(
+        app["hostname"], "mail-app",
+        "readme-v: sl-app's own host name"
+    );
     for name in ["compose", "springcomp"] {
         let st = fleet.state(name);
         for c in APPS {

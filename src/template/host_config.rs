@@ -22,16 +22,30 @@ const LISTS: [(&str, &str); 9] = [
     ("GroupAdd", "--group-add"),
 ];
 /// Flags without a value, set when true.
-const SWITCHES: [(&str, &str); 3] = [
+const SWITCHES: [(&str, &str); 5] = [
     ("Privileged", "--privileged"),
     ("Init", "--init"),
     ("ReadonlyRootfs", "--read-only"),
+    ("PublishAllPorts", "--publish-all"),
+    ("OomKillDisable", "--oom-kill-disable"),
+];
+/// Strings set when not empty.
+const STRINGS: [(&str, &str); 6] = [
+    ("CpusetCpus", "--cpuset-cpus"),
+    ("CpusetMems", "--cpuset-mems"),
+    ("PidMode", "--pid"),
+    ("UTSMode", "--uts"),
+    ("UsernsMode", "--userns"),
+    ("CgroupParent", "--cgroup-parent"),
 ];
 /// Numbers set when not zero; the memory ones in bytes, which `docker run` takes as given.
-const NUMBERS: [(&str, &str); 5] = [
+const NUMBERS: [(&str, &str); 8] = [
     ("Memory", "--memory"),
     ("MemoryReservation", "--memory-reservation"),
     ("CpuShares", "--cpu-shares"),
+    ("CpuQuota", "--cpu-quota"),
+    ("CpuPeriod", "--cpu-period"),
+    ("BlkioWeight", "--blkio-weight"),
     ("PidsLimit", "--pids-limit"),
     ("OomScoreAdj", "--oom-score-adj"),
 ];
@@ -48,6 +62,12 @@ pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
             if carried_list_item(key, item) {
                 add(flag, item.to_string());
             }
+        }
+    }
+    for (key, flag) in STRINGS {
+        match host.get(key).and_then(Value::as_str) {
+            Some(value) if !value.is_empty() => add(flag, value.to_string()),
+            _ => {}
         }
     }
     limits(&host, &mut add);
@@ -81,14 +101,40 @@ pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
             format!("{name}={}:{}", part("Soft"), part("Hard")),
         );
     }
-    let user = user_of(container);
-    if !user.is_empty() && user != user_of(image) {
-        add("--user", user.to_string());
-    }
+    config(container, image, &mut add);
     for (switch, flag) in SWITCHES {
         if host.get(switch).and_then(Value::as_bool) == Some(true) {
             args.push(flag.to_string());
         }
+    }
+}
+
+/// What `docker run` keeps in `Config` beside the image's own: the user, a host name other
+/// than docker's (the container's short id), how the container is stopped.
+fn config(container: &Value, image: &Value, add: &mut impl FnMut(&str, String)) {
+    let text = |v: &Value, key: &str| {
+        let value = v.get("Config").and_then(|c| c.get(key));
+        value.and_then(Value::as_str).unwrap_or("").to_string()
+    };
+    for (key, flag) in [("User", "--user"), ("StopSignal", "--stop-signal")] {
+        let own = text(container, key);
+        if !own.is_empty() && own != text(image, key) {
+            add(flag, own);
+        }
+    }
+    let id = container.get("Id").and_then(Value::as_str).unwrap_or("");
+    let hostname = text(container, "Hostname");
+    let network = container.pointer("/HostConfig/NetworkMode");
+    // On the host's network, or another container's, the name is theirs, not set.
+    let own_network = !network
+        .and_then(Value::as_str)
+        .is_some_and(|n| n == "host" || n.starts_with("container:"));
+    if own_network && !hostname.is_empty() && id.get(..12) != Some(hostname.as_str()) {
+        add("--hostname", hostname);
+    }
+    let timeout = container.pointer("/Config/StopTimeout");
+    if let Some(seconds) = timeout.and_then(Value::as_i64) {
+        add("--stop-timeout", seconds.to_string());
     }
 }
 
@@ -134,10 +180,6 @@ impl<'c> Host<'c> {
     fn entries(&self, key: &str) -> impl Iterator<Item = (&'c str, &'c Value)> {
         (self.get(key).and_then(Value::as_object).into_iter()).flat_map(|m| m.iter())
     }
-}
-
-fn user_of(container: &Value) -> &str {
-    (container.pointer("/Config/User").and_then(Value::as_str)).unwrap_or("")
 }
 
 /// What `container` was created with that no flag gives back, as the flag that set it: a
@@ -201,8 +243,12 @@ mod tests {
             "Privileged": false, "ReadonlyRootfs": false, "Memory": 0, "MemorySwap": 0,
             "MemoryReservation": 0, "NanoCpus": 0, "CpuShares": 0, "PidsLimit": null,
             "OomScoreAdj": 0, "ShmSize": 67108864, "Devices": [], "DeviceRequests": null,
-            "Ulimits": [], "Sysctls": null
-        }, "Config": {"User": ""}})
+            "Ulimits": [], "Sysctls": null, "CpusetCpus": "", "CpusetMems": "", "PidMode": "",
+            "UTSMode": "", "UsernsMode": "", "CgroupParent": "", "CpuQuota": 0, "CpuPeriod": 0,
+            "BlkioWeight": 0, "PublishAllPorts": false, "OomKillDisable": null,
+            "NetworkMode": "sl-network"
+        }, "Id": "4f9c2d1e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d",
+        "Config": {"User": "", "Hostname": "4f9c2d1e8a7b", "StopSignal": null}})
     }
 
     #[test]
@@ -225,12 +271,18 @@ mod tests {
             "ShmSize": 134217728, "Tmpfs": {"/run": "size=64m,mode=1777", "/tmp": ""},
             "Sysctls": {"net.core.somaxconn": "1024"},
             "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}],
-            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+            "CpusetCpus": "0-1", "PidMode": "host", "CpuQuota": 50000, "CpuPeriod": 100000,
+            "PublishAllPorts": true, "OomKillDisable": true
         });
         for (key, value) in set.as_object().unwrap() {
             c["HostConfig"][key] = value.clone();
         }
         c["Config"]["User"] = json!("1000:1000");
+        c["Config"]["StopSignal"] = json!("SIGINT");
+        c["Config"]["StopTimeout"] = json!(30);
+        c["Config"]["Hostname"] = json!("mail-app");
+        c["Id"] = json!("4f9c2d1e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d");
         let expected = [
             "--volumes-from sl-data:ro",
             "--add-host db.internal:10.0.0.5",
@@ -242,9 +294,13 @@ mod tests {
             "--security-opt no-new-privileges:true",
             "--security-opt seccomp=unconfined",
             "--group-add mail",
+            "--cpuset-cpus 0-1",
+            "--pid host",
             "--memory 536870912",
             "--memory-reservation 268435456",
             "--cpu-shares 512",
+            "--cpu-quota 50000",
+            "--cpu-period 100000",
             "--pids-limit 200",
             "--oom-score-adj -500",
             "--memory-swap -1",
@@ -256,9 +312,14 @@ mod tests {
             "--device /dev/fuse:/dev/fuse:rwm",
             "--ulimit nofile=1024:2048",
             "--user 1000:1000",
+            "--stop-signal SIGINT",
+            "--hostname mail-app",
+            "--stop-timeout 30",
             "--privileged",
             "--init",
             "--read-only",
+            "--publish-all",
+            "--oom-kill-disable",
         ];
         let expected: Vec<String> = (expected.iter())
             .flat_map(|f| f.splitn(2, ' ').map(str::to_string))
@@ -281,9 +342,15 @@ mod tests {
     }
 
     #[test]
-    fn the_image_s_own_user_is_left_to_the_image() {
+    fn the_image_s_own_user_and_docker_s_host_name_are_left_as_they_come() {
         let mut c = defaults();
         c["Config"]["User"] = json!("app");
+        c["Config"]["Hostname"] = json!("4f9c2d1e8a7b");
+        c["Id"] = json!("4f9c2d1e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d");
+        assert!(flags(&c, &json!({"Config": {"User": "app"}})).is_empty());
+        // On the host's network the host name is the host's.
+        c["Config"]["Hostname"] = json!("mail.example.com");
+        c["HostConfig"]["NetworkMode"] = json!("host");
         assert!(flags(&c, &json!({"Config": {"User": "app"}})).is_empty());
     }
 

@@ -233,9 +233,13 @@ _HOST_LISTS = [("VolumesFrom", "--volumes-from"), ("ExtraHosts", "--add-host"),
                ("CapAdd", "--cap-add"), ("CapDrop", "--cap-drop"), ("Dns", "--dns"),
                ("DnsSearch", "--dns-search"), ("DnsOptions", "--dns-option"),
                ("SecurityOpt", "--security-opt"), ("GroupAdd", "--group-add")]
-_HOST_SWITCHES = [("Privileged", "--privileged"), ("Init", "--init"), ("ReadonlyRootfs", "--read-only")]
+_HOST_SWITCHES = [("Privileged", "--privileged"), ("Init", "--init"), ("ReadonlyRootfs", "--read-only"),
+                  ("PublishAllPorts", "--publish-all"), ("OomKillDisable", "--oom-kill-disable")]
+_HOST_STRINGS = [("CpusetCpus", "--cpuset-cpus"), ("CpusetMems", "--cpuset-mems"), ("PidMode", "--pid"),
+                 ("UTSMode", "--uts"), ("UsernsMode", "--userns"), ("CgroupParent", "--cgroup-parent")]
 _HOST_NUMBERS = [("Memory", "--memory"), ("MemoryReservation", "--memory-reservation"),
-                 ("CpuShares", "--cpu-shares"), ("PidsLimit", "--pids-limit"),
+                 ("CpuShares", "--cpu-shares"), ("CpuQuota", "--cpu-quota"), ("CpuPeriod", "--cpu-period"),
+                 ("BlkioWeight", "--blkio-weight"), ("PidsLimit", "--pids-limit"),
                  ("OomScoreAdj", "--oom-score-adj")]
 _DEFAULT_SHM_SIZE = 64 << 20
 
@@ -273,6 +277,9 @@ def _host_config_flags(container, image, args):
         for item in _host_list(container, key):
             if isinstance(item, str) and _carried_list_item(key, item):
                 args += [flag, item]
+    for key, flag in _HOST_STRINGS:
+        if _str_at(container, "HostConfig", key):
+            args += [flag, _str_at(container, "HostConfig", key)]
     for key, flag in _HOST_NUMBERS:
         if _host_number(container, key):
             args += [flag, str(_host_number(container, key))]
@@ -295,12 +302,25 @@ def _host_config_flags(container, image, args):
         soft, hard = (_at(limit, k) for k in ("Soft", "Hard"))
         soft, hard = (v if isinstance(v, int) and not isinstance(v, bool) else 0 for v in (soft, hard))
         args += ["--ulimit", f"{_str_at(limit, 'Name')}={soft}:{hard}"]
-    user = _str_at(container, "Config", "User")
-    if user and user != _str_at(image, "Config", "User"):
-        args += ["--user", user]
+    _config_flags(container, image, args)
     for key, flag in _HOST_SWITCHES:
         if _at(container, "HostConfig", key) is True:
             args.append(flag)
+
+
+def _config_flags(container, image, args):
+    for key, flag in (("User", "--user"), ("StopSignal", "--stop-signal")):
+        own = _str_at(container, "Config", key)
+        if own and own != _str_at(image, "Config", key):
+            args += [flag, own]
+    network = _str_at(container, "HostConfig", "NetworkMode")
+    own_network = not (network == "host" or network.startswith("container:"))
+    hostname = _str_at(container, "Config", "Hostname")
+    if own_network and hostname and _str_at(container, "Id")[:12] != hostname:
+        args += ["--hostname", hostname]
+    timeout = _at(container, "Config", "StopTimeout")
+    if isinstance(timeout, int) and not isinstance(timeout, bool):
+        args += ["--stop-timeout", str(timeout)]
 
 
 def docker_not_carried(container):

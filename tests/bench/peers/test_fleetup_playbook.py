@@ -165,8 +165,12 @@ class Docker(unittest.TestCase):
             "ShmSize": 134217728, "Tmpfs": {"/run": "size=64m,mode=1777", "/tmp": ""},
             "Sysctls": {"net.core.somaxconn": "1024"},
             "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}],
-            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]})
-        c["Config"]["User"] = "1000:1000"
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
+            "CpusetCpus": "0-1", "PidMode": "host", "CpuQuota": 50000, "CpuPeriod": 100000,
+            "PublishAllPorts": True, "OomKillDisable": True})
+        c["Config"].update({"User": "1000:1000", "StopSignal": "SIGINT", "StopTimeout": 30,
+                            "Hostname": "mail-app"})
+        c["Id"] = "4f9c2d1e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"
         options = ft.docker_run_options(c, APP_IMAGE)
         start = options.index("--volumes-from")
         self.assertEqual(" ".join(options[start:]), " ".join([
@@ -174,11 +178,14 @@ class Docker(unittest.TestCase):
             "--cap-add CAP_NET_ADMIN", "--cap-drop CAP_MKNOD", "--dns 10.0.0.53",
             "--dns-search internal", "--dns-option ndots:2",
             "--security-opt no-new-privileges:true", "--security-opt seccomp=unconfined",
-            "--group-add mail", "--memory 536870912", "--memory-reservation 268435456",
-            "--cpu-shares 512", "--pids-limit 200", "--oom-score-adj -500", "--memory-swap -1",
+            "--group-add mail", "--cpuset-cpus 0-1", "--pid host", "--memory 536870912",
+            "--memory-reservation 268435456", "--cpu-shares 512", "--cpu-quota 50000",
+            "--cpu-period 100000", "--pids-limit 200", "--oom-score-adj -500", "--memory-swap -1",
             "--cpus 1.5", "--shm-size 134217728", "--tmpfs /run:size=64m,mode=1777", "--tmpfs /tmp",
             "--sysctl net.core.somaxconn=1024", "--device /dev/fuse:/dev/fuse:rwm",
-            "--ulimit nofile=1024:2048", "--user 1000:1000", "--privileged", "--init", "--read-only"]))
+            "--ulimit nofile=1024:2048", "--user 1000:1000", "--stop-signal SIGINT",
+            "--hostname mail-app", "--stop-timeout 30", "--privileged", "--init", "--read-only",
+            "--publish-all", "--oom-kill-disable"]))
         self.assertEqual(ft.docker_not_carried(c), [])
 
     def test_ports_restart_policies_and_networks(self):

@@ -29,8 +29,27 @@ pub const VALUED: &[&str] = &[
     "--device",
     "--ulimit",
     "--gpus",
+    "--cpuset-cpus",
+    "--cpuset-mems",
+    "--pid",
+    "--uts",
+    "--userns",
+    "--cgroup-parent",
+    "--cpu-quota",
+    "--cpu-period",
+    "--blkio-weight",
+    "--stop-signal",
 ];
 
+/// Flags whose one value is kept as given.
+const STRINGS: [(&str, &str); 6] = [
+    ("--cpuset-cpus", "CpusetCpus"),
+    ("--cpuset-mems", "CpusetMems"),
+    ("--pid", "PidMode"),
+    ("--uts", "UTSMode"),
+    ("--userns", "UsernsMode"),
+    ("--cgroup-parent", "CgroupParent"),
+];
 /// List flags kept as given, by their `HostConfig` key.
 const LISTS: [(&str, &str); 6] = [
     ("--volumes-from", "VolumesFrom"),
@@ -40,18 +59,23 @@ const LISTS: [(&str, &str); 6] = [
     ("--group-add", "GroupAdd"),
     ("--add-host", "ExtraHosts"),
 ];
-const SWITCHES: [(&str, &str); 3] = [
-    ("--privileged", "Privileged"),
-    ("--init", "Init"),
-    ("--read-only", "ReadonlyRootfs"),
+const SWITCHES: [(&[&str], &str); 5] = [
+    (&["--privileged"], "Privileged"),
+    (&["--init"], "Init"),
+    (&["--read-only"], "ReadonlyRootfs"),
+    (&["-P", "--publish-all"], "PublishAllPorts"),
+    (&["--oom-kill-disable"], "OomKillDisable"),
 ];
 const SIZES: [(&[&str], &str); 3] = [
     (&["-m", "--memory"], "Memory"),
     (&["--memory-reservation"], "MemoryReservation"),
     (&["--shm-size"], "ShmSize"),
 ];
-const INTEGERS: [(&str, &str); 3] = [
+const INTEGERS: [(&str, &str); 6] = [
     ("--cpu-shares", "CpuShares"),
+    ("--cpu-quota", "CpuQuota"),
+    ("--cpu-period", "CpuPeriod"),
+    ("--blkio-weight", "BlkioWeight"),
     ("--pids-limit", "PidsLimit"),
     ("--oom-score-adj", "OomScoreAdj"),
 ];
@@ -71,13 +95,20 @@ pub fn parse(o: &Opts) -> Result<Map<String, Value>, String> {
         }
     }
     for (flag, key) in [("--cap-add", "CapAdd"), ("--cap-drop", "CapDrop")] {
-        let caps: Vec<String> = o.all(&[flag]).iter().map(|c| capability(c)).collect();
+        let mut caps: Vec<String> = o.all(&[flag]).iter().map(|c| capability(c)).collect();
+        caps.sort();
+        caps.dedup();
         if !caps.is_empty() {
             set.insert(key.into(), json!(caps));
         }
     }
-    for (flag, key) in SWITCHES {
-        if o.has(&[flag]) {
+    for (flag, key) in STRINGS {
+        if let Some(value) = o.get(&[flag]) {
+            set.insert(key.into(), json!(value));
+        }
+    }
+    for (flags, key) in SWITCHES {
+        if o.has(flags) {
             set.insert(key.into(), json!(true));
         }
     }
@@ -183,7 +214,9 @@ pub fn inspected(set: &Map<String, Value>, container: &str) -> Map<String, Value
         "VolumesFrom": null, "Privileged": false, "ReadonlyRootfs": false, "ShmSize": 67108864,
         "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "Devices": [], "DeviceRequests": null,
         "MemoryReservation": 0, "MemorySwap": 0, "OomScoreAdj": 0, "PidsLimit": null,
-        "Ulimits": [],
+        "Ulimits": [], "CpusetCpus": "", "CpusetMems": "", "PidMode": "", "UTSMode": "",
+        "UsernsMode": "", "CgroupParent": "", "CpuQuota": 0, "CpuPeriod": 0, "BlkioWeight": 0,
+        "PublishAllPorts": false, "OomKillDisable": null,
     });
     let shown = shown.as_object_mut().expect("an object");
     for (key, value) in set {
@@ -202,7 +235,8 @@ pub fn inspected(set: &Map<String, Value>, container: &str) -> Map<String, Value
     std::mem::take(shown)
 }
 
-/// docker 25+ keeps a capability as `CAP_` and its name in capitals; `ALL` as it is.
+/// docker's client (since v28.0.0, `normalizeCapabilities`) sends a capability as `CAP_`
+/// and its name in capitals, `ALL` as it is, the list sorted without repeats.
 fn capability(name: &str) -> String {
     let upper = name.to_ascii_uppercase();
     match upper.as_str() {

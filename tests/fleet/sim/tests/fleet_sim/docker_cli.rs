@@ -187,6 +187,7 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         --cap-add net_admin --cap-drop MKNOD --add-host db.internal=10.0.0.5 --dns 10.0.0.53 \
         --tmpfs /run:size=64m --device /dev/null:/dev/xnull --ulimit nofile=1024:2048 \
         --sysctl net.core.somaxconn=1024 --shm-size 128m --init --read-only --user 1000 \
+        --cpuset-cpus 0 --cpu-quota 50000 --pid host --oom-kill-disable \
         --volumes-from sl-db --network sl-network simplelogin/app-ci:v4.65.0 python job_runner.py",
     );
     let shown = |c: &str| -> serde_json::Value {
@@ -206,6 +207,8 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         "Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull", "CgroupPermissions": "rwm"}],
         "Ulimits": [{"Name": "nofile", "Hard": 2048, "Soft": 1024}],
         "Sysctls": {"net.core.somaxconn": "1024"}, "VolumesFrom": ["sl-db"], "Privileged": false,
+        "CpusetCpus": "0", "CpuQuota": 50000, "PidMode": "host", "OomKillDisable": true,
+        "CpuPeriod": 0,
     });
     for (key, value) in expected.as_object().unwrap() {
         assert_eq!(&host[key], value, "HostConfig.{key}");
