@@ -235,7 +235,7 @@ mod tests {
         super::not_carried(&Node::from(c))
     }
 
-    /// HostConfig as `docker inspect` (docker 27) shows it for a plain `docker run`.
+    /// HostConfig as `docker inspect` (docker 28) shows it for a plain `docker run`.
     fn defaults() -> J {
         json!({"HostConfig": {
             "CapAdd": null, "CapDrop": null, "Dns": [], "DnsOptions": [], "DnsSearch": [],

@@ -2,7 +2,7 @@
 //! without acting on them: limits, capabilities, DNS, devices, tmpfs, sysctls... They are
 //! parsed as docker's client parses them (`512m` in bytes, `1.5` CPUs in nano-CPUs, a
 //! seccomp profile read from its file), refused with its messages, and shown by `inspect`
-//! as docker 27 shows them: every one always, docker's default where not set.
+//! as docker 28 shows them: every one always, docker's default where not set.
 
 use crate::opts::Opts;
 use serde_json::{json, Map, Value};
