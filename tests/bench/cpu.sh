@@ -17,7 +17,9 @@
 #                   hosts' messages come as far apart as the upgrade's, with no template,
 #                   validation or output to handle: what the waking per message costs alone
 #   --fleetup PATH  the fleetup binary to measure (default: this checkout's release build)
-#   --perf          also record each run with `perf record` and print where the CPU went
+#   --perf          also record each run with `perf record` and print where the CPU went,
+#                   by function and by part (cpu_split.py; a --fleetup built with frame
+#                   pointers gives whole call stacks)
 #   --keep          keep the work directory
 # Needs root (the fleet runs sshd). Exit 0 when the runs are good, 1 when one is not.
 set -euo pipefail
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
         --fleetup) FLEETUP=$2; shift 2 ;;
         --perf) PERF=1; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -114,6 +116,7 @@ for r in $(seq 1 "$RUNS"); do
         perf report -i "$WORK/run-$r.perf" --children --sort symbol --stdio -g none \
             --percent-limit 4 2>/dev/null | grep -E '^ +[0-9]' | grep 'fleetup::' |
             grep -v '{{closure}}' | cut -c1-140 | head -25 >&2 || true
+        perf script -i "$WORK/run-$r.perf" 2>/dev/null | "$ROOT/tests/bench/cpu_split.py" >&2 || true
     fi
 done
 
