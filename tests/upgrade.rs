@@ -419,20 +419,36 @@ fn a_backup_taken_in_the_same_second_as_an_earlier_one_keeps_both() {
 /// (in `DB_URI`) and `FLASK_SECRET` are in each container's environment, and in what
 /// `docker inspect` prints. The steps that read or carry it are `no_log`: neither the
 /// events nor the run dir (which only its owner may read) hold them, and the host is
-/// upgraded all the same.
+/// upgraded all the same. A README host whose operator gave sl-app its `DB_URI` by `-e`
+/// has it again in the re-created sl-app, read from a file on the host, not from the
+/// commands, which are logged.
 #[test]
-fn a_springcomp_hosts_own_secrets_stay_out_of_the_events_and_the_run_dir() {
+fn a_hosts_own_secrets_stay_out_of_the_events_and_the_run_dir() {
+    const README_URI: &str = "DB_URI=postgresql://myuser:mypassword@sl-db:5432/simplelogin";
     let springcomp = host("sc-01", "production", "v4.65.0").layout("springcomp");
-    let fleet = Fleet::start(Spec::new().host(springcomp));
+    let readme = host("rd-01", "production", "v4.65.0")
+        .layout("readme")
+        .extra_args("sl-app", &["-e", README_URI]);
+    let fleet = Fleet::start(Spec::new().host(springcomp).host(readme));
     let env = std::fs::read_to_string(fleet.app_path("sc-01").join(".env")).unwrap();
-    let secrets = ["sl-secret-pw", "fleet-sim-not-a-secret"];
-    for secret in secrets {
+    let secrets = ["sl-secret-pw", "fleet-sim-not-a-secret", "mypassword"];
+    for secret in &secrets[..2] {
         assert!(env.contains(secret), "the host's .env holds {secret}");
     }
     let r = run(&fleet, &[]);
     r.assert_exit(0);
-    assert_eq!(r.outcome("sc-01"), "ok", "{}", r.dump());
+    for h in ["sc-01", "rd-01"] {
+        assert_eq!(r.outcome(h), "ok", "{}", r.dump());
+    }
     assert_eq!(fleet.state("sc-01")["env_version"], TARGET, "upgraded");
+    let rd = fleet.state("rd-01");
+    let app = (rd["containers"].as_array().unwrap().iter()).find(|c| c["name"] == "sl-app");
+    let app = app.expect("rd-01 runs sl-app");
+    assert!(app["image"].as_str().unwrap().ends_with(TARGET), "{app}");
+    assert!(
+        app["env"].as_array().unwrap().contains(&json!(README_URI)),
+        "the re-created sl-app has its DB_URI: {app}"
+    );
 
     let run_dir = r.run_dir();
     let mode = std::fs::metadata(&run_dir).unwrap().permissions();
@@ -462,5 +478,10 @@ fn a_springcomp_hosts_own_secrets_stay_out_of_the_events_and_the_run_dir() {
     assert!(
         log.contains("discover the host\n$ (hidden: no_log)\n(output hidden: no_log)\n"),
         "the step is named, what it printed is not:\n{log}"
+    );
+    let log = std::fs::read_to_string(r.run_dir().join("hosts/rd-01.log")).unwrap();
+    assert!(
+        log.contains("--env-file") && log.contains("upgrade-in-progress/sl-app.env"),
+        "sl-app's own environment is read from its file:\n{log}"
     );
 }

@@ -12,8 +12,9 @@ use super::node::Node as Value;
 
 /// The options of `docker run` (without `-d`, the image or the command) that re-create
 /// `container` (one object of `docker inspect`) beyond the defaults of `image` (one object
-/// of `docker image inspect` of the image it was created from).
-pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
+/// of `docker image inspect` of the image it was created from). With `env_file`, its own
+/// environment is read from that file (see [`env_file`]), not given as `-e` flags.
+pub fn run_options(container: &Value, image: &Value, env_file: Option<&str>) -> Vec<String> {
     let mut args = Vec::new();
     let name = str_at(container, &["Name"]).trim_start_matches('/');
     if !name.is_empty() {
@@ -28,7 +29,7 @@ pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
     for bind in strings_at(container, &["HostConfig", "Binds"]) {
         args.extend(["-v".to_string(), bind]);
     }
-    own_env(container, image, &mut args);
+    own_env(container, image, env_file, &mut args);
     labels(container, image, &mut args);
     host_config::flags(container, image, &mut args);
     let workdir = str_at(container, &["Config", "WorkingDir"]);
@@ -45,8 +46,9 @@ pub fn run_options(container: &Value, image: &Value) -> Vec<String> {
 }
 
 /// The options of a one-off `docker run` (a migration) that sees what `container` sees:
-/// its mounts (binds and volumes), the environment it set beyond `image`, its network.
-pub fn run_context(container: &Value, image: &Value) -> Vec<String> {
+/// its mounts (binds and volumes), the environment it set beyond `image` (from `env_file`
+/// where given, as [`run_options`]), its network.
+pub fn run_context(container: &Value, image: &Value, env_file: Option<&str>) -> Vec<String> {
     let mut args = Vec::new();
     for mount in container
         .get("Mounts")
@@ -66,7 +68,7 @@ pub fn run_context(container: &Value, image: &Value) -> Vec<String> {
         let suffix = if read_only { ":ro" } else { "" };
         args.extend(["-v".to_string(), format!("{source}:{target}{suffix}")]);
     }
-    own_env(container, image, &mut args);
+    own_env(container, image, env_file, &mut args);
     let network = str_at(container, &["HostConfig", "NetworkMode"]);
     if !matches!(network, "" | "default") {
         args.extend(["--network".to_string(), network.to_string()]);
@@ -143,14 +145,46 @@ pub fn published(container: &Value, port: &str) -> Option<String> {
     Some(format!("{ip}:{host_port}"))
 }
 
-/// `-e` for each variable the container set beyond its image's own environment.
-fn own_env(container: &Value, image: &Value, args: &mut Vec<String>) {
-    let image_env = strings_at(image, &["Config", "Env"]);
-    for entry in strings_at(container, &["Config", "Env"]) {
-        if !image_env.contains(&entry) {
-            args.extend(["-e".to_string(), entry]);
-        }
+/// The variables `container` set beyond its image's own environment, as `-e` flags, or
+/// as `--env-file` where a file holds them: a value given by `-e` is in the command, and
+/// so in every log of it, where an operator's `-e DB_URI=...` with its password would be.
+fn own_env(container: &Value, image: &Value, file: Option<&str>, args: &mut Vec<String>) {
+    let (filed, given): (Vec<String>, Vec<String>) = own_variables(container, image)
+        .into_iter()
+        .partition(|entry| file.is_some() && fits_env_file(entry));
+    if let (Some(file), false) = (file, filed.is_empty()) {
+        args.extend(["--env-file".to_string(), file.to_string()]);
     }
+    for entry in given {
+        args.extend(["-e".to_string(), entry]);
+    }
+}
+
+/// The lines of the env file that [`run_options`] and [`run_context`] read `container`'s
+/// own environment from: each `NAME=value` that such a file can hold.
+pub fn env_file(container: &Value, image: &Value) -> Vec<String> {
+    let mut own = own_variables(container, image);
+    own.retain(|entry| fits_env_file(entry));
+    own
+}
+
+fn own_variables(container: &Value, image: &Value) -> Vec<String> {
+    let image_env = strings_at(image, &["Config", "Env"]);
+    let mut own = strings_at(container, &["Config", "Env"]);
+    own.retain(|entry| !image_env.contains(entry));
+    own
+}
+
+/// Whether docker's `--env-file` reads `entry` back as it is (docker/cli's `kvfile`): a
+/// file is read in lines of under 64 KiB, a line's leading spaces dropped, one starting
+/// with `#` skipped, and a name with a space refused. Any other stays a `-e` flag.
+fn fits_env_file(entry: &str) -> bool {
+    let name = entry.split('=').next().unwrap_or_default();
+    entry.len() < (64 << 10) - 1
+        && !entry.contains(['\n', '\r'])
+        && !name.is_empty()
+        && !name.starts_with('#')
+        && !name.contains(char::is_whitespace)
 }
 
 fn restart_policy(container: &Value, args: &mut Vec<String>) {
@@ -239,11 +273,11 @@ mod tests {
 
     // The filters read a parsed document; the cases are written as serde_json's values.
     fn run_options(c: &J, i: &J) -> Vec<String> {
-        super::run_options(&Node::from(c), &Node::from(i))
+        super::run_options(&Node::from(c), &Node::from(i), None)
     }
 
     fn run_context(c: &J, i: &J) -> Vec<String> {
-        super::run_context(&Node::from(c), &Node::from(i))
+        super::run_context(&Node::from(c), &Node::from(i), None)
     }
 
     fn run_command(c: &J, i: &J) -> Vec<String> {
@@ -450,5 +484,60 @@ mod tests {
                 "/bin/sh"
             ]
         );
+    }
+
+    #[test]
+    fn an_env_file_holds_the_own_variables_it_can_and_the_command_names_only_the_file() {
+        let mut c = readme_sl_email();
+        let env = c["Config"]["Env"].as_array_mut().unwrap();
+        env.push(json!(
+            "DB_URI=postgresql://sl:s3cret@sl-db:5432/simplelogin"
+        ));
+        env.push(json!("MOTD=line one\nline two"));
+        let (c, file) = (
+            Node::from(&c),
+            Some("/var/lib/fleetup/upgrade-in-progress/sl-email.env"),
+        );
+        let image = Node::from(&app_image());
+        assert_eq!(
+            super::env_file(&c, &image),
+            [
+                "EXTRA=1",
+                "DB_URI=postgresql://sl:s3cret@sl-db:5432/simplelogin"
+            ]
+        );
+        let options = super::run_options(&c, &image, file);
+        let env_flags: Vec<&str> = (options.windows(2))
+            .filter(|w| w[0] == "-e" || w[0] == "--env-file")
+            .flat_map(|w| [w[0].as_str(), w[1].as_str()])
+            .collect();
+        let expected = [
+            "--env-file",
+            "/var/lib/fleetup/upgrade-in-progress/sl-email.env",
+            "-e",
+            "MOTD=line one\nline two",
+        ];
+        assert_eq!(env_flags, expected);
+        assert!(super::run_context(&c, &image, file).ends_with(&[
+            "-e".to_string(),
+            "MOTD=line one\nline two".to_string(),
+            "--network".to_string(),
+            "sl-network".to_string()
+        ]));
+        assert!(!options.join(" ").contains("s3cret"));
+    }
+
+    #[test]
+    fn what_an_env_file_cannot_hold_stays_a_flag() {
+        for entry in ["A=1\n2", "A=1\r", "#A=1", "A B=1", "=1"] {
+            assert!(!super::fits_env_file(entry), "{entry:?}");
+        }
+        assert!(!super::fits_env_file(&format!(
+            "A={}",
+            "x".repeat(64 << 10)
+        )));
+        for entry in ["A=", "A= spaced ", "A=#1", "A=\"quoted\""] {
+            assert!(super::fits_env_file(entry), "{entry:?}");
+        }
     }
 }

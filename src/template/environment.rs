@@ -46,11 +46,20 @@ fn environment() -> Environment<'static> {
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("docker_by_name", by_name);
     env.add_filter("docker_label", label);
-    env.add_filter("docker_run_options", |c: Value, i: Value| {
-        docker::run_options(&json::of(&c), &json::of(&i))
-    });
-    env.add_filter("docker_run_context", |c: Value, i: Value| {
-        docker::run_context(&json::of(&c), &json::of(&i))
+    env.add_filter(
+        "docker_run_options",
+        |c: Value, i: Value, file: Option<String>| {
+            docker::run_options(&json::of(&c), &json::of(&i), file.as_deref())
+        },
+    );
+    env.add_filter(
+        "docker_run_context",
+        |c: Value, i: Value, file: Option<String>| {
+            docker::run_context(&json::of(&c), &json::of(&i), file.as_deref())
+        },
+    );
+    env.add_filter("docker_env_file", |c: Value, i: Value| {
+        docker::env_file(&json::of(&c), &json::of(&i))
     });
     env.add_filter("docker_run_command", |c: Value, i: Value| {
         docker::run_command(&json::of(&c), &json::of(&i))

@@ -10,7 +10,7 @@ the Rust's own cases (test_fleetup_playbook.py):
   tests, minijinja's `startingwith`/`endingwith`;
 - the docker filters (src/template/docker.rs): docker_by_name, docker_label,
   docker_run_options, docker_run_context, docker_run_command, docker_published,
-  docker_not_carried;
+  docker_not_carried, docker_env_file (and src/template/host_config.rs);
 - registered results (src/engine/verdict.rs): output without its final newlines.
 """
 
@@ -147,14 +147,34 @@ def _strings_at(value, *path):
     return [i for i in v if isinstance(i, str)] if isinstance(v, list) else []
 
 
-def _own_env(container, image, args):
+def _own_variables(container, image):
     image_env = _strings_at(image, "Config", "Env")
-    for entry in _strings_at(container, "Config", "Env"):
-        if entry not in image_env:
+    return [e for e in _strings_at(container, "Config", "Env") if e not in image_env]
+
+
+def _fits_env_file(entry):
+    # docker/cli's kvfile: lines under 64 KiB, leading spaces dropped, `#` lines skipped,
+    # no space in a name.
+    name = entry.split("=", 1)[0]
+    return (len(entry.encode()) < (64 << 10) - 1 and "\n" not in entry and "\r" not in entry
+            and name != "" and not name.startswith("#") and not any(c.isspace() for c in name))
+
+
+def _own_env(container, image, env_file, args):
+    own = _own_variables(container, image)
+    filed = [e for e in own if env_file is not None and _fits_env_file(e)]
+    if filed:
+        args += ["--env-file", env_file]
+    for entry in own:
+        if entry not in filed:
             args += ["-e", entry]
 
 
-def docker_run_options(container, image):
+def docker_env_file(container, image):
+    return [e for e in _own_variables(container, image) if _fits_env_file(e)]
+
+
+def docker_run_options(container, image, env_file=None):
     args = []
     name = _str_at(container, "Name").lstrip("/")
     if name:
@@ -182,7 +202,7 @@ def docker_run_options(container, image):
                 args += ["-p", f"{ip}:{host_port}:{port}"]
     for bind in _strings_at(container, "HostConfig", "Binds"):
         args += ["-v", bind]
-    _own_env(container, image, args)
+    _own_env(container, image, env_file, args)
     own = _at(container, "Config", "Labels")
     if isinstance(own, dict):
         inherited = _at(image, "Config", "Labels")
@@ -201,7 +221,7 @@ def docker_run_options(container, image):
     return args
 
 
-def docker_run_context(container, image):
+def docker_run_context(container, image, env_file=None):
     args = []
     mounts = container.get("Mounts") if isinstance(container, dict) else None
     for mount in mounts if isinstance(mounts, list) else []:
@@ -211,7 +231,7 @@ def docker_run_context(container, image):
             continue
         suffix = ":ro" if _at(mount, "RW") is False else ""
         args += ["-v", f"{source}:{target}{suffix}"]
-    _own_env(container, image, args)
+    _own_env(container, image, env_file, args)
     network = _str_at(container, "HostConfig", "NetworkMode")
     if network not in ("", "default"):
         args += ["--network", network]
@@ -384,6 +404,7 @@ FILTERS = {
     "docker_run_command": docker_run_command,
     "docker_published": docker_published,
     "docker_not_carried": docker_not_carried,
+    "docker_env_file": docker_env_file,
 }
 TESTS = {
     "version": version_test,

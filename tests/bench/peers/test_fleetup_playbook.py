@@ -188,6 +188,22 @@ class Docker(unittest.TestCase):
             "--publish-all", "--oom-kill-disable"]))
         self.assertEqual(ft.docker_not_carried(c), [])
 
+    def test_an_env_file_holds_the_own_variables_it_can(self):
+        # The same case as docker.rs's an_env_file_holds_the_own_variables_it_can_and_...
+        c = readme_sl_email()
+        c["Config"]["Env"] += ["DB_URI=postgresql://sl:s3cret@sl-db:5432/simplelogin",
+                               "MOTD=line one\nline two"]
+        path = "/var/lib/fleetup/upgrade-in-progress/sl-email.env"
+        self.assertEqual(ft.docker_env_file(c, APP_IMAGE),
+                         ["EXTRA=1", "DB_URI=postgresql://sl:s3cret@sl-db:5432/simplelogin"])
+        options = ft.docker_run_options(c, APP_IMAGE, path)
+        pairs = [options[i:i + 2] for i in range(len(options) - 1) if options[i] in ("-e", "--env-file")]
+        self.assertEqual(pairs, [["--env-file", path], ["-e", "MOTD=line one\nline two"]])
+        self.assertEqual(ft.docker_run_context(c, APP_IMAGE, path)[-4:],
+                         ["-e", "MOTD=line one\nline two", "--network", "sl-network"])
+        for entry in ["A=1\n2", "A=1\r", "#A=1", "A B=1", "=1", "A=" + "x" * (64 << 10)]:
+            self.assertFalse(ft._fits_env_file(entry), entry)
+
     def test_ports_restart_policies_and_networks(self):
         c = {"Name": "/x", "HostConfig": {
             "NetworkMode": "default",

@@ -115,14 +115,31 @@ pub fn parse_spec(a: &[String]) -> Result<Job, String> {
     })
 }
 
+/// An env file as docker's client reads it (docker/cli `pkg/kvfile`): line by line, a
+/// line's leading spaces dropped (its trailing ones are the value's), empty lines and
+/// `#` lines skipped, a name with a space refused.
 fn read_env_file(path: &str) -> Result<Vec<String>, String> {
     let s = std::fs::read_to_string(path)
         .map_err(|_| format!("open {path}: no such file or directory"))?;
-    Ok(s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(env_entry)
-        .collect())
+    let mut entries = Vec::new();
+    for line in s.lines().map(str::trim_start) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split('=').next().unwrap_or_default();
+        if name.is_empty() {
+            return Err(format!(
+                "invalid env file ({path}): no variable name on line '{line}'"
+            ));
+        }
+        if name.contains([' ', '\t']) {
+            return Err(format!(
+                "invalid env file ({path}): variable '{name}' contains whitespaces"
+            ));
+        }
+        entries.extend(env_entry(line));
+    }
+    Ok(entries)
 }
 
 /// `KEY=value` as given; a bare `KEY` takes the client's value, and is dropped when the
