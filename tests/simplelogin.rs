@@ -170,6 +170,7 @@ fn mixed_fleet() -> Fleet {
                             "--init",
                             "--hostname=mail-app",
                             "--cpu-quota=50000",
+                            "--stop-signal=SIGINT",
                         ],
                     ),
             )
@@ -201,6 +202,7 @@ fn assert_recreated_alike(fleet: &Fleet, name: &str, before: &Value, image: &str
             "restart",
             "cmd",
             "host_config",
+            "config_kept",
             "user",
         ] {
             assert_eq!(new[key], old[key], "{name}: {c}'s {key} as it was created");

@@ -125,10 +125,7 @@ fn limits(o: &Opts, set: &mut Map<String, Value>) -> Result<(), String> {
     }
     for (flag, key) in INTEGERS {
         if let Some(v) = o.get(&[flag]) {
-            let n: i64 = v.parse().map_err(|_| {
-                format!("invalid argument \"{v}\" for \"{flag}\" flag: strconv.ParseInt: parsing \"{v}\": invalid syntax")
-            })?;
-            set.insert(key.into(), json!(n));
+            set.insert(key.into(), json!(integer(flag, &v)?));
         }
     }
     if let Some(v) = o.get(&["--cpus"]) {
@@ -203,6 +200,28 @@ fn structured(o: &Opts, set: &mut Map<String, Value>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The `Config` keys `run` was given values for and that are only kept: how the
+/// container is stopped.
+pub fn parse_config(o: &Opts) -> Result<Map<String, Value>, String> {
+    let mut set = Map::new();
+    if let Some(signal) = o.get(&["--stop-signal"]) {
+        set.insert("StopSignal".into(), json!(signal));
+    }
+    if let Some(seconds) = o.get(&["--stop-timeout"]) {
+        set.insert(
+            "StopTimeout".into(),
+            json!(integer("--stop-timeout", &seconds)?),
+        );
+    }
+    Ok(set)
+}
+
+fn integer(flag: &str, v: &str) -> Result<i64, String> {
+    v.parse().map_err(|_| {
+        format!("invalid argument \"{v}\" for \"{flag}\" flag: strconv.ParseInt: parsing \"{v}\": invalid syntax")
+    })
 }
 
 /// `HostConfig` as `inspect` shows it: docker's defaults, then what `run` was given; a

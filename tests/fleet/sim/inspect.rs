@@ -177,6 +177,10 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
         .as_object_mut()
         .expect("HostConfig is an object");
     host.extend(crate::hostconfig::inspected(&c.host_config, &c.name));
+    let config = inspected["Config"]
+        .as_object_mut()
+        .expect("Config is an object");
+    config.extend(c.config_kept.clone());
     add_health(&mut inspected, st, c);
     inspected
 }

@@ -73,6 +73,8 @@ pub struct Job {
     pub healthcheck: Option<crate::health::Healthcheck>,
     /// What goes to `HostConfig` and is only kept (crate::hostconfig).
     pub host_config: serde_json::Map<String, serde_json::Value>,
+    /// What goes to `Config` and is only kept (crate::hostconfig).
+    pub config_kept: serde_json::Map<String, serde_json::Value>,
 }
 
 pub fn parse_spec(a: &[String]) -> Result<Job, String> {
@@ -112,6 +114,7 @@ pub fn parse_spec(a: &[String]) -> Result<Job, String> {
                 ..Default::default()
             }),
         host_config: crate::hostconfig::parse(&o)?,
+        config_kept: crate::hostconfig::parse_config(&o)?,
     })
 }
 
@@ -328,6 +331,7 @@ pub fn build(
     c.open_stdin = s.interactive;
     c.healthcheck = s.healthcheck.clone();
     c.host_config = s.host_config.clone();
+    c.config_kept = s.config_kept.clone();
     for source in c
         .host_config
         .get("VolumesFrom")

@@ -90,6 +90,9 @@ pub struct Container {
     /// HostConfig's settings given to `run` that are only kept (crate::hostconfig).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub host_config: serde_json::Map<String, serde_json::Value>,
+    /// Config's settings given to `run` that are only kept (crate::hostconfig).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub config_kept: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub tty: bool,
     #[serde(default)]

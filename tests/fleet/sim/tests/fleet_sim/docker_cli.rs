@@ -188,6 +188,7 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         --tmpfs /run:size=64m --device /dev/null:/dev/xnull --ulimit nofile=1024:2048 \
         --sysctl net.core.somaxconn=1024 --shm-size 128m --init --read-only --user 1000 \
         --cpuset-cpus 0 --cpu-quota 50000 --pid host --oom-kill-disable \
+        --stop-signal SIGINT --stop-timeout 30 \
         --volumes-from sl-db --network sl-network simplelogin/app-ci:v4.65.0 python job_runner.py",
     );
     let shown = |c: &str| -> serde_json::Value {
@@ -213,8 +214,12 @@ fn run_keeps_host_settings_as_docker_shows_them() {
     for (key, value) in expected.as_object().unwrap() {
         assert_eq!(&host[key], value, "HostConfig.{key}");
     }
-    let user = run_ok(&f, h, "docker inspect -f '{{.Config.User}}' extra");
-    assert_eq!(user.trim(), "1000");
+    let config = run_ok(
+        &f,
+        h,
+        "docker inspect -f '{{.Config.User}} {{.Config.StopSignal}} {{.Config.StopTimeout}}' extra",
+    );
+    assert_eq!(config.trim(), "1000 SIGINT 30");
     // The README's sl-app has docker's defaults; twice the memory is the swap by default.
     let app = shown("sl-app");
     for (key, value) in [("Memory", 0), ("NanoCpus", 0), ("ShmSize", 67108864)] {
@@ -239,6 +244,10 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         ),
         ("--cpus many", "failed to parse many as a rational number"),
         ("--volumes-from nope", "No such container: nope"),
+        (
+            "--stop-timeout soon",
+            "invalid argument \"soon\" for \"--stop-timeout\" flag",
+        ),
         (
             "--security-opt seccomp=/nope.json",
             "opening seccomp profile (/nope.json) failed",
