@@ -154,7 +154,7 @@ pub fn container_json(st: &HostState, c: &Container) -> Value {
             "NetworkMode": c.network_mode, "PortBindings": bindings,
             "RestartPolicy": {"Name": c.restart, "MaximumRetryCount": c.restart_max},
             "AutoRemove": c.auto_remove, "VolumeDriver": "", "VolumesFrom": null,
-            "Mounts": c.mounts.iter().filter(|m| !c.binds.iter().any(|b| b.contains(&m.target))).map(|m| json!({"Type": m.kind, "Source": m.source, "Target": m.target, "ReadOnly": !m.rw})).collect::<Vec<_>>(),
+            "Mounts": c.mounts.iter().filter(|m| !m.inherited && !c.binds.iter().any(|b| b.contains(&m.target))).map(|m| json!({"Type": m.kind, "Source": m.source, "Target": m.target, "ReadOnly": !m.rw})).collect::<Vec<_>>(),
             "LogConfig": {"Type": "json-file", "Config": {}},
         },
         "Mounts": mounts(c),

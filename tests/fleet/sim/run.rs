@@ -199,6 +199,7 @@ pub fn parse_volume(v: &str) -> Result<Mount, String> {
             source: name,
             target: dst.into(),
             rw,
+            inherited: false,
         });
     }
     if src.starts_with('/') {
@@ -207,6 +208,7 @@ pub fn parse_volume(v: &str) -> Result<Mount, String> {
             source: src.into(),
             target: dst.into(),
             rw,
+            inherited: false,
         });
     }
     if !valid_volume_name(src) {
@@ -217,6 +219,7 @@ pub fn parse_volume(v: &str) -> Result<Mount, String> {
         source: src.into(),
         target: dst.into(),
         rw,
+        inherited: false,
     })
 }
 
@@ -332,23 +335,7 @@ pub fn build(
     c.healthcheck = s.healthcheck.clone();
     c.host_config = s.host_config.clone();
     c.config_kept = s.config_kept.clone();
-    for source in c
-        .host_config
-        .get("VolumesFrom")
-        .and_then(|v| v.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let name = source
-            .as_str()
-            .unwrap_or_default()
-            .split(':')
-            .next()
-            .unwrap_or_default();
-        if st.container(name).is_none() {
-            return Err(format!("No such container: {name}"));
-        }
-    }
+    volumes_from(st, &mut c)?;
     c.network_mode = s
         .networks
         .first()
@@ -357,6 +344,25 @@ pub fn build(
     c.endpoints = endpoints(st, s, &c.id)?;
     create_volumes(st, &c.mounts);
     Ok(c)
+}
+
+/// `--volumes-from NAME[:ro|:rw]`: the other container's mounts, read-only with `:ro`.
+fn volumes_from(st: &HostState, c: &mut Container) -> Result<(), String> {
+    let sources = c.host_config.get("VolumesFrom").and_then(|v| v.as_array());
+    for source in sources.into_iter().flatten().filter_map(|s| s.as_str()) {
+        let (name, mode) = source.split_once(':').unwrap_or((source, "rw"));
+        let from = st
+            .container(name)
+            .ok_or_else(|| format!("No such container: {name}"))?;
+        for m in &from.mounts {
+            c.mounts.push(Mount {
+                rw: m.rw && mode != "ro",
+                inherited: true,
+                ..m.clone()
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `--entrypoint` replaces the image's entrypoint and, with it, the image's command; an

@@ -27,6 +27,9 @@ pub struct Mount {
     pub source: String,
     pub target: String,
     pub rw: bool,
+    /// Another container's, taken by `--volumes-from`: in `Mounts`, not in `HostConfig`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inherited: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]

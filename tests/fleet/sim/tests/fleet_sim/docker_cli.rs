@@ -220,6 +220,13 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         "docker inspect -f '{{.Config.User}} {{.Config.StopSignal}} {{.Config.StopTimeout}}' extra",
     );
     assert_eq!(config.trim(), "1000 SIGINT 30");
+    // --volumes-from: sl-db's mounts are the container's too, and none is its own --mount.
+    let mounts = run_ok(&f, h, "docker inspect -f '{{json .Mounts}}' extra");
+    assert!(
+        mounts.contains("\"Destination\":\"/var/lib/postgresql/data\""),
+        "{mounts}"
+    );
+    assert_eq!(host["Mounts"], serde_json::json!([]), "HostConfig.Mounts");
     // The README's sl-app has docker's defaults; twice the memory is the swap by default.
     let app = shown("sl-app");
     for (key, value) in [("Memory", 0), ("NanoCpus", 0), ("ShmSize", 67108864)] {
