@@ -5,7 +5,10 @@
 //! that is set is given back as the flag that set it. `docker inspect` shows every one
 //! whether set or not, with docker's default when not (`0`, `false`, `null` or `[]`);
 //! a default is left out, so that the new container takes the daemon's own, as the
-//! operator's original `docker run` did.
+//! operator's original `docker run` did. So are the settings whose default is the
+//! daemon's configuration and shows as a value (`LogConfig`, `IpcMode`, `CgroupnsMode`,
+//! `Runtime`): they cannot be told from what an operator set, and apply to a new container
+//! alike. From `Config` come the user, a host name and how the container is stopped.
 
 use super::node::Node as Value;
 
