@@ -171,6 +171,7 @@ fn mixed_fleet() -> Fleet {
                             "--hostname=mail-app",
                             "--cpu-quota=50000",
                             "--stop-signal=SIGINT",
+                            "--network-alias=app",
                         ],
                     ),
             )
@@ -276,6 +277,16 @@ fn assert_order_and_one_migration(fleet: &Fleet, name: &str, t0: f64) {
 #[test]
 fn a_mixed_fleet_runs_the_new_image_in_each_hosts_own_form_and_settings() {
     let fleet = mixed_fleet();
+    // readme-v's sl-app is on a reverse proxy's network too, as `docker network connect`
+    // left it: the re-created one must be again, or the proxy loses it.
+    let connect = "docker network create proxy >/dev/null && \
+        docker network connect --alias simplelogin proxy sl-app";
+    let out = fleet.ssh("readme-v", connect);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before: Vec<Value> = ["readme-v", "readme-bare"]
         .iter()
         .map(|h| fleet.state(h))
@@ -292,6 +303,22 @@ fn a_mixed_fleet_runs_the_new_image_in_each_hosts_own_form_and_settings() {
     assert_eq!(
         app["hostname"], "mail-app",
         "readme-v: sl-app's own host name"
+    );
+    let networks: Vec<(String, Vec<String>)> = (app["endpoints"].as_array().unwrap().iter())
+        .map(|e| {
+            let aliases = e["aliases"].as_array().unwrap().iter();
+            let own = aliases.filter_map(Value::as_str).filter(|a| a.len() != 12);
+            (
+                e["network"].as_str().unwrap().to_string(),
+                own.map(str::to_string).collect(),
+            )
+        })
+        .collect();
+    let expected = [("sl-network", "app"), ("proxy", "simplelogin")]
+        .map(|(n, a)| (n.to_string(), vec![a.to_string()]));
+    assert_eq!(
+        networks, expected,
+        "readme-v: sl-app's networks and aliases"
     );
     for name in ["compose", "springcomp"] {
         let st = fleet.state(name);

@@ -8,6 +8,7 @@
 //! own defaults then apply, as they would for the operator's original `docker run`.
 
 use super::host_config;
+use super::networks;
 use super::node::Node as Value;
 
 /// The options of `docker run` (without `-d`, the image or the command) that re-create
@@ -25,6 +26,7 @@ pub fn run_options(container: &Value, image: &Value, env_file: Option<&str>) -> 
     if !matches!(network, "" | "default" | "bridge") {
         args.extend(["--network".to_string(), network.to_string()]);
     }
+    networks::run_flags(container, &mut args);
     published_ports(container, &mut args);
     for bind in strings_at(container, &["HostConfig", "Binds"]) {
         args.extend(["-v".to_string(), bind]);

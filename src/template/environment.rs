@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Expression, Template, UndefinedBehavior};
 
-use super::{docker, json};
+use super::{docker, json, networks};
 
 /// Template sources are registered under this prefix, so that an `{% include 'name' %}`
 /// in one of them never finds another by its text: without the prefix, a name is not
@@ -60,6 +60,9 @@ fn environment() -> Environment<'static> {
     );
     env.add_filter("docker_env_file", |c: Value, i: Value| {
         docker::env_file(&json::of(&c), &json::of(&i))
+    });
+    env.add_filter("docker_network_connects", |c: Value| {
+        networks::connects(&json::of(&c))
     });
     env.add_filter("docker_run_command", |c: Value, i: Value| {
         docker::run_command(&json::of(&c), &json::of(&i))

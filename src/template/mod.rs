@@ -18,6 +18,7 @@ mod environment;
 mod host_config;
 mod json;
 mod memo;
+mod networks;
 mod node;
 mod reads;
 mod resolve;

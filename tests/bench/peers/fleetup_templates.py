@@ -10,7 +10,8 @@ the Rust's own cases (test_fleetup_playbook.py):
   tests, minijinja's `startingwith`/`endingwith`;
 - the docker filters (src/template/docker.rs): docker_by_name, docker_label,
   docker_run_options, docker_run_context, docker_run_command, docker_published,
-  docker_not_carried, docker_env_file (and src/template/host_config.rs);
+  docker_not_carried, docker_env_file, docker_network_connects (and
+  src/template/host_config.rs, src/template/networks.rs);
 - registered results (src/engine/verdict.rs): output without its final newlines.
 """
 
@@ -189,6 +190,7 @@ def docker_run_options(container, image, env_file=None):
     network = _str_at(container, "HostConfig", "NetworkMode")
     if network not in ("", "default", "bridge"):
         args += ["--network", network]
+    _network_run_flags(container, args)
     bindings = _at(container, "HostConfig", "PortBindings")
     for container_port, hosts in (bindings.items() if isinstance(bindings, dict) else []):
         port = container_port[: -len("/tcp")] if container_port.endswith("/tcp") else container_port
@@ -343,6 +345,52 @@ def _config_flags(container, image, args):
         args += ["--stop-timeout", str(timeout)]
 
 
+# src/template/networks.rs: the own network's aliases and fixed address, and the other
+# networks the container was connected to.
+def _primary_network(container):
+    mode = _str_at(container, "HostConfig", "NetworkMode")
+    return "bridge" if mode in ("", "default") else mode
+
+
+def _networks(container):
+    networks = _at(container, "NetworkSettings", "Networks")
+    return list(networks.items()) if isinstance(networks, dict) else []
+
+
+def _own_aliases(container, endpoint):
+    short_id, name = _str_at(container, "Id")[:12], _str_at(container, "Name").lstrip("/")
+    aliases = _at(endpoint, "Aliases")
+    return [a for a in (aliases if isinstance(aliases, list) else [])
+            if isinstance(a, str) and a not in (short_id, name)]
+
+
+def _addresses(endpoint, args):
+    for key, flag in (("IPv4Address", "--ip"), ("IPv6Address", "--ip6")):
+        address = _str_at(endpoint, "IPAMConfig", key)
+        if address:
+            args += [flag, address]
+
+
+def _network_run_flags(container, args):
+    for name, endpoint in _networks(container):
+        if name == _primary_network(container):
+            for alias in _own_aliases(container, endpoint):
+                args += ["--network-alias", alias]
+            _addresses(endpoint, args)
+
+
+def docker_network_connects(container):
+    connects = []
+    for name, endpoint in _networks(container):
+        if name != _primary_network(container):
+            args = []
+            for alias in _own_aliases(container, endpoint):
+                args += ["--alias", alias]
+            _addresses(endpoint, args)
+            connects.append(args + [name])
+    return connects
+
+
 def docker_not_carried(container):
     mounts = _host_list(container, "Mounts")
     lost = [f"--mount {_str_at(m, 'Target')}" for m in mounts]
@@ -405,6 +453,7 @@ FILTERS = {
     "docker_published": docker_published,
     "docker_not_carried": docker_not_carried,
     "docker_env_file": docker_env_file,
+    "docker_network_connects": docker_network_connects,
 }
 TESTS = {
     "version": version_test,

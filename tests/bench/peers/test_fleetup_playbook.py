@@ -204,6 +204,22 @@ class Docker(unittest.TestCase):
         for entry in ["A=1\n2", "A=1\r", "#A=1", "A B=1", "=1", "A=" + "x" * (64 << 10)]:
             self.assertFalse(ft._fits_env_file(entry), entry)
 
+    def test_networks_beyond_the_own_one(self):
+        # The cases of networks.rs.
+        short_id = "4f9c2d1e8a7b"
+        c = {"Id": short_id + "6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d", "Name": "/sl-app",
+             "HostConfig": {"NetworkMode": "sl-network"},
+             "NetworkSettings": {"Networks": {
+                 "sl-network": {"IPAMConfig": {"IPv4Address": "172.18.0.50"}, "Aliases": ["app", short_id]},
+                 "proxy": {"IPAMConfig": None, "Aliases": [short_id, "sl-app", "simplelogin"]}}}}
+        args = []
+        ft._network_run_flags(c, args)
+        self.assertEqual(args, ["--network-alias", "app", "--ip", "172.18.0.50"])
+        self.assertEqual(ft.docker_network_connects(c), [["--alias", "simplelogin", "proxy"]])
+        bare = {"HostConfig": {"NetworkMode": "default"},
+                "NetworkSettings": {"Networks": {"bridge": {"IPAMConfig": None, "Aliases": None}}}}
+        self.assertEqual(ft.docker_network_connects(bare), [])
+
     def test_ports_restart_policies_and_networks(self):
         c = {"Name": "/x", "HostConfig": {
             "NetworkMode": "default",

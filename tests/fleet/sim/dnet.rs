@@ -42,6 +42,7 @@ pub fn network(h: &Path, a: &[String]) -> Result<i32, String> {
         "inspect" => network_inspect(h, &o),
         "create" => network_create(h, &o),
         "rm" | "remove" => network_rm(h, &o),
+        "connect" => network_connect(h, &o),
         _ => Ok(usage_err("network", "Usage:  docker network COMMAND")),
     }
 }
@@ -132,6 +133,49 @@ fn network_create(h: &Path, o: &opts::Opts) -> Result<i32, String> {
             return daemon_err(&format!("network with name {n} already exists"));
         }
         println!("{}", st.add_network(&n, l).id);
+        0
+    })
+}
+
+/// `docker network connect [--alias A]... NETWORK CONTAINER`: a running container gets its
+/// address on the network at once; on a user network its short id is an alias too, as at
+/// `run`.
+fn network_connect(h: &Path, o: &opts::Opts) -> Result<i32, String> {
+    let [n, name] = o.pos.as_slice() else {
+        return Ok(usage_err(
+            "network connect",
+            "\"docker network connect\" requires exactly 2 arguments.",
+        ));
+    };
+    state::with_state(h, |st| {
+        let Some(net) = st.network(n).map(|net| net.name.clone()) else {
+            return daemon_err(&format!("network {n} not found"));
+        };
+        let Some(i) = st.container_idx(name) else {
+            return daemon_err(&format!("No such container: {name}"));
+        };
+        let c = &st.containers[i];
+        if c.on_network(&net) {
+            return daemon_err(&format!(
+                "endpoint with name {} already exists in network {net}",
+                c.name
+            ));
+        }
+        let running = c.status == "running";
+        let mut aliases = o.all(&["--alias"]);
+        if net != "bridge" {
+            aliases.push(c.id[..12].to_string());
+        }
+        let ip = if running {
+            st.alloc_ip(&net)
+        } else {
+            String::new()
+        };
+        st.containers[i].endpoints.push(state::Endpoint {
+            network: net,
+            ip,
+            aliases,
+        });
         0
     })
 }

@@ -269,3 +269,37 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         assert!(stderr(&o).contains(message), "{flags}: {}", stderr(&o));
     }
 }
+
+/// `docker network connect` puts a container on one more network, with its aliases and an
+/// address once it runs; connecting twice, or to a missing network or container, is refused
+/// with docker's words.
+#[test]
+fn network_connect_adds_an_endpoint_as_docker_does() {
+    let f = one("v4.65.0");
+    let h = "h-01";
+    run_ok(&f, h, "docker network create proxy >/dev/null && docker network connect --alias simplelogin proxy sl-app");
+    let out = run_ok(
+        &f,
+        h,
+        "docker inspect -f '{{json .NetworkSettings.Networks.proxy}}' sl-app",
+    );
+    let proxy: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(proxy["Aliases"][0], "simplelogin", "{proxy}");
+    assert!(
+        proxy["IPAddress"].as_str().unwrap().starts_with("172."),
+        "{proxy}"
+    );
+    let refused = [
+        (
+            "proxy sl-app",
+            "endpoint with name sl-app already exists in network proxy",
+        ),
+        ("nope sl-app", "network nope not found"),
+        ("proxy nope", "No such container: nope"),
+    ];
+    for (args, message) in refused {
+        let o = f.ssh(h, &format!("docker network connect {args}"));
+        assert_eq!(o.status.code(), Some(1), "{args}: {}", stderr(&o));
+        assert!(stderr(&o).contains(message), "{args}: {}", stderr(&o));
+    }
+}
