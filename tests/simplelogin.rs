@@ -172,6 +172,9 @@ fn mixed_fleet() -> Fleet {
                             "--cpu-quota=50000",
                             "--stop-signal=SIGINT",
                             "--network-alias=app",
+                            "--expose=8080",
+                            "--health-cmd=curl -fsS localhost:7777/health",
+                            "--health-interval=1s",
                         ],
                     ),
             )
@@ -205,6 +208,8 @@ fn assert_recreated_alike(fleet: &Fleet, name: &str, before: &Value, image: &str
             "host_config",
             "config_kept",
             "user",
+            "exposed",
+            "healthcheck",
         ] {
             assert_eq!(new[key], old[key], "{name}: {c}'s {key} as it was created");
         }

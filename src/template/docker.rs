@@ -101,7 +101,7 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
 /// `--mount` (its options have no `-v` form), a legacy `--link`, and what
 /// [`host_config::not_carried`] names. A container created with one would lose it when
 /// re-created: a `--mount` of its env file, say, and with it the app.
-pub fn not_carried(container: &Value) -> Vec<String> {
+pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
     let host = container.get("HostConfig");
     let at = |key: &str| host.and_then(|h| h.get(key)).and_then(Value::as_array);
     let mut lost: Vec<String> = (at("Mounts").into_iter().flatten())
@@ -110,7 +110,7 @@ pub fn not_carried(container: &Value) -> Vec<String> {
     if at("Links").is_some_and(|l| !l.is_empty()) {
         lost.push("--link".to_string());
     }
-    lost.extend(host_config::not_carried(container));
+    lost.extend(host_config::not_carried(container, image));
     lost
 }
 
@@ -299,7 +299,7 @@ mod tests {
     }
 
     fn not_carried(c: &J) -> Vec<String> {
-        super::not_carried(&Node::from(c))
+        super::not_carried(&Node::from(c), &Node::from(&app_image()))
     }
 
     /// `docker image inspect simplelogin/app-ci:v4.66.1`, the parts that matter.

@@ -67,8 +67,8 @@ fn environment() -> Environment<'static> {
     env.add_filter("docker_run_command", |c: Value, i: Value| {
         docker::run_command(&json::of(&c), &json::of(&i))
     });
-    env.add_filter("docker_not_carried", |c: Value| {
-        docker::not_carried(&json::of(&c))
+    env.add_filter("docker_not_carried", |c: Value, i: Value| {
+        docker::not_carried(&json::of(&c), &json::of(&i))
     });
     env.add_filter("docker_published", |c: Value, port: Value| {
         docker::published(&json::of(&c), &port.to_string())

@@ -8,7 +8,8 @@
 //! operator's original `docker run` did. So are the settings whose default is the
 //! daemon's configuration and shows as a value (`LogConfig`, `IpcMode`, `CgroupnsMode`,
 //! `Runtime`): they cannot be told from what an operator set, and apply to a new container
-//! alike. From `Config` come the user, a host name and how the container is stopped.
+//! alike. From `Config` come the user, a host name, how the container is stopped, the
+//! ports it exposes and its health check, where they are not its image's.
 
 use super::node::Node as Value;
 
@@ -110,6 +111,84 @@ pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
             args.push(flag.to_string());
         }
     }
+    for port in own_keys(container, image, "ExposedPorts") {
+        args.extend(["--expose".to_string(), port.to_string()]);
+    }
+    args.extend(healthcheck(container, image));
+}
+
+/// The health check the container was given beyond its image's, as `docker run`'s flags:
+/// a command `docker run` gives the shell (`CMD-SHELL`), or none (`NONE`); a command in
+/// exec form only compose or the API give is named by [`not_carried`].
+fn healthcheck(container: &Value, image: &Value) -> Vec<String> {
+    let Some(own) = own_healthcheck(container, image) else {
+        return Vec::new();
+    };
+    let test: Vec<&str> = (own
+        .get("Test")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten())
+    .filter_map(Value::as_str)
+    .collect();
+    let mut args = Vec::new();
+    match test.as_slice() {
+        ["NONE", ..] => return vec!["--no-healthcheck".to_string()],
+        ["CMD-SHELL", command] => args.extend(["--health-cmd".to_string(), command.to_string()]),
+        _ => {}
+    }
+    let durations = [
+        ("Interval", "--health-interval"),
+        ("Timeout", "--health-timeout"),
+        ("StartPeriod", "--health-start-period"),
+        ("StartInterval", "--health-start-interval"),
+    ];
+    for (key, flag) in durations {
+        match own.get(key).and_then(Value::as_i64) {
+            Some(nanos) if nanos > 0 => args.extend([flag.to_string(), duration(nanos)]),
+            _ => {}
+        }
+    }
+    match own.get("Retries").and_then(Value::as_i64) {
+        Some(retries) if retries > 0 => {
+            args.extend(["--health-retries".to_string(), retries.to_string()])
+        }
+        _ => {}
+    }
+    args
+}
+
+/// `container`'s health check when it is not its image's.
+fn own_healthcheck<'c>(container: &'c Value, image: &Value) -> Option<&'c Value> {
+    let own = container.pointer("/Config/Healthcheck")?;
+    (Some(own) != image.pointer("/Config/Healthcheck")).then_some(own)
+}
+
+/// The keys of `Config`'s mapping `key` in `container` and not in `image`'s.
+fn own_keys<'c>(
+    container: &'c Value,
+    image: &'c Value,
+    key: &str,
+) -> impl Iterator<Item = &'c str> {
+    let of = |v: &'c Value| {
+        v.get("Config")
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_object)
+    };
+    let inherited = of(image);
+    (of(container).into_iter().flat_map(|m| m.iter()))
+        .map(|(k, _)| k)
+        .filter(move |k| inherited.and_then(|i| i.get(k)).is_none())
+}
+
+/// A duration as Go's `time.ParseDuration` reads it back, in the largest whole unit.
+fn duration(nanos: i64) -> String {
+    match nanos {
+        n if n % 1_000_000_000 == 0 => format!("{}s", n / 1_000_000_000),
+        n if n % 1_000_000 == 0 => format!("{}ms", n / 1_000_000),
+        n if n % 1_000 == 0 => format!("{}us", n / 1_000),
+        n => format!("{n}ns"),
+    }
 }
 
 /// What `docker run` keeps in `Config` beside the image's own: the user, a host name other
@@ -187,8 +266,9 @@ impl<'c> Host<'c> {
 
 /// What `container` was created with that no flag gives back, as the flag that set it: a
 /// seccomp profile, which `docker run` read from a file and keeps as its content, and GPU
-/// requests (`--gpus`), which [`flags`] does not rebuild.
-pub fn not_carried(container: &Value) -> Vec<String> {
+/// requests (`--gpus`), which [`flags`] does not rebuild, and a health check in exec form,
+/// which `docker run` cannot give.
+pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
     let host = Host(container.get("HostConfig"));
     let mut lost = Vec::new();
     let mut options = host.list("SecurityOpt").filter_map(Value::as_str);
@@ -197,6 +277,10 @@ pub fn not_carried(container: &Value) -> Vec<String> {
     }
     if host.list("DeviceRequests").next().is_some() {
         lost.push("--gpus".to_string());
+    }
+    let test = own_healthcheck(container, image).and_then(|h| h.pointer("/Test/0"));
+    if test.and_then(Value::as_str) == Some("CMD") {
+        lost.push("--health-cmd (exec form)".to_string());
     }
     lost
 }
@@ -235,7 +319,7 @@ mod tests {
     }
 
     fn not_carried(c: &J) -> Vec<String> {
-        super::not_carried(&Node::from(c))
+        super::not_carried(&Node::from(c), &Node::from(&json!({})))
     }
 
     /// HostConfig as `docker inspect` (docker 28) shows it for a plain `docker run`.
@@ -365,5 +449,46 @@ mod tests {
             json!([{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]);
         assert!(flags(&c, &json!({})).is_empty());
         assert_eq!(not_carried(&c), ["--security-opt seccomp", "--gpus"]);
+    }
+
+    #[test]
+    fn an_own_health_check_and_exposed_ports_come_back_as_flags() {
+        let image = json!({"Config": {"ExposedPorts": {"7777/tcp": {}}, "Healthcheck": null}});
+        let mut c = defaults();
+        c["Config"]["ExposedPorts"] = json!({"7777/tcp": {}, "8080/tcp": {}});
+        c["Config"]["Healthcheck"] = json!({"Test": ["CMD-SHELL", "curl -fsS localhost:7777/health"],
+            "Interval": 30000000000u64, "Timeout": 1500000000, "StartPeriod": 0, "Retries": 3});
+        assert_eq!(
+            flags(&c, &image),
+            [
+                "--expose",
+                "8080/tcp",
+                "--health-cmd",
+                "curl -fsS localhost:7777/health",
+                "--health-interval",
+                "30s",
+                "--health-timeout",
+                "1500ms",
+                "--health-retries",
+                "3"
+            ]
+        );
+        c["Config"]["Healthcheck"] = json!({"Test": ["NONE"]});
+        assert_eq!(flags(&c, &image)[2..], ["--no-healthcheck"]);
+        let with = |test: J| {
+            let mut c = defaults();
+            c["Config"]["Healthcheck"] = json!({"Test": test});
+            super::not_carried(&Node::from(&c), &Node::from(&image))
+        };
+        assert_eq!(
+            with(json!(["CMD", "curl", "-f", "localhost"])),
+            ["--health-cmd (exec form)"]
+        );
+        assert!(with(json!(["CMD-SHELL", "true"])).is_empty());
+        // The image's own health check is the new image's to give.
+        let mut c = defaults();
+        c["Config"]["Healthcheck"] = json!({"Test": ["CMD-SHELL", "true"]});
+        let image = json!({"Config": {"Healthcheck": {"Test": ["CMD-SHELL", "true"]}}});
+        assert!(flags(&c, &image).is_empty());
     }
 }

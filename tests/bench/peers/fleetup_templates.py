@@ -328,6 +328,46 @@ def _host_config_flags(container, image, args):
     for key, flag in _HOST_SWITCHES:
         if _at(container, "HostConfig", key) is True:
             args.append(flag)
+    for port in _own_keys(container, image, "ExposedPorts"):
+        args += ["--expose", port]
+    args += _healthcheck(container, image)
+
+
+def _own_keys(container, image, key):
+    own, inherited = _at(container, "Config", key), _at(image, "Config", key)
+    inherited = inherited if isinstance(inherited, dict) else {}
+    return [k for k in (own if isinstance(own, dict) else {}) if k not in inherited]
+
+
+def _own_healthcheck(container, image):
+    own = _at(container, "Config", "Healthcheck")
+    return own if own is not None and own != _at(image, "Config", "Healthcheck") else None
+
+
+def _go_duration(nanos):
+    for unit, size in (("s", 10**9), ("ms", 10**6), ("us", 10**3)):
+        if nanos % size == 0:
+            return f"{nanos // size}{unit}"
+    return f"{nanos}ns"
+
+
+def _healthcheck(container, image):
+    own = _own_healthcheck(container, image)
+    if not isinstance(own, dict):
+        return []
+    test = [t for t in (own.get("Test") or []) if isinstance(t, str)]
+    if test[:1] == ["NONE"]:
+        return ["--no-healthcheck"]
+    args = ["--health-cmd", test[1]] if len(test) == 2 and test[0] == "CMD-SHELL" else []
+    for key, flag in (("Interval", "--health-interval"), ("Timeout", "--health-timeout"),
+                      ("StartPeriod", "--health-start-period"), ("StartInterval", "--health-start-interval")):
+        value = own.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            args += [flag, _go_duration(value)]
+    retries = own.get("Retries")
+    if isinstance(retries, int) and not isinstance(retries, bool) and retries > 0:
+        args += ["--health-retries", str(retries)]
+    return args
 
 
 def _config_flags(container, image, args):
@@ -391,7 +431,7 @@ def docker_network_connects(container):
     return connects
 
 
-def docker_not_carried(container):
+def docker_not_carried(container, image):
     mounts = _host_list(container, "Mounts")
     lost = [f"--mount {_str_at(m, 'Target')}" for m in mounts]
     if _host_list(container, "Links"):
@@ -401,6 +441,9 @@ def docker_not_carried(container):
         lost.append("--security-opt seccomp")
     if _host_list(container, "DeviceRequests"):
         lost.append("--gpus")
+    own = _own_healthcheck(container, image)
+    if isinstance(own, dict) and (own.get("Test") or [None])[0] == "CMD":
+        lost.append("--health-cmd (exec form)")
     return lost
 
 

@@ -141,14 +141,14 @@ class Docker(unittest.TestCase):
         self.assertEqual(ft.docker_run_command(c, APP_IMAGE), ["-c", "python email_handler.py"])
 
     def test_what_re_creating_would_lose_is_named_by_its_flag(self):
-        self.assertEqual(ft.docker_not_carried(readme_sl_email()), [])
+        self.assertEqual(ft.docker_not_carried(readme_sl_email(), APP_IMAGE), [])
         c = readme_sl_email()
         c["HostConfig"].update({
             "Mounts": [{"Type": "bind", "Source": "/root/sl.env", "Target": "/code/.env"}],
             "Links": ["/sl-db:/sl-app/db"], "Memory": 536870912, "CapAdd": ["CAP_NET_ADMIN"],
             "SecurityOpt": ['seccomp={"defaultAction":"SCMP_ACT_ERRNO"}'],
             "DeviceRequests": [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]})
-        self.assertEqual(ft.docker_not_carried(c),
+        self.assertEqual(ft.docker_not_carried(c, APP_IMAGE),
                          ["--mount /code/.env", "--link", "--security-opt seccomp", "--gpus"])
 
     def test_host_settings_come_back_as_the_flags_that_set_them(self):
@@ -186,7 +186,7 @@ class Docker(unittest.TestCase):
             "--ulimit nofile=1024:2048", "--user 1000:1000", "--stop-signal SIGINT",
             "--hostname mail-app", "--stop-timeout 30", "--privileged", "--init", "--read-only",
             "--publish-all", "--oom-kill-disable"]))
-        self.assertEqual(ft.docker_not_carried(c), [])
+        self.assertEqual(ft.docker_not_carried(c, APP_IMAGE), [])
 
     def test_an_env_file_holds_the_own_variables_it_can(self):
         # The same case as docker.rs's an_env_file_holds_the_own_variables_it_can_and_...
@@ -203,6 +203,21 @@ class Docker(unittest.TestCase):
                          ["-e", "MOTD=line one\nline two", "--network", "sl-network"])
         for entry in ["A=1\n2", "A=1\r", "#A=1", "A B=1", "=1", "A=" + "x" * (64 << 10)]:
             self.assertFalse(ft._fits_env_file(entry), entry)
+
+    def test_an_own_health_check_and_exposed_ports(self):
+        # The case of host_config.rs's an_own_health_check_and_exposed_ports_come_back_as_flags.
+        image = {"Config": {"ExposedPorts": {"7777/tcp": {}}, "Healthcheck": None}}
+        c = {"Config": {"ExposedPorts": {"7777/tcp": {}, "8080/tcp": {}},
+                        "Healthcheck": {"Test": ["CMD-SHELL", "curl -fsS localhost:7777/health"],
+                                        "Interval": 30000000000, "Timeout": 1500000000,
+                                        "StartPeriod": 0, "Retries": 3}}}
+        args = []
+        ft._host_config_flags(c, image, args)
+        self.assertEqual(args, ["--expose", "8080/tcp", "--health-cmd", "curl -fsS localhost:7777/health",
+                                "--health-interval", "30s", "--health-timeout", "1500ms",
+                                "--health-retries", "3"])
+        c["Config"]["Healthcheck"] = {"Test": ["CMD", "curl", "-f", "localhost"]}
+        self.assertEqual(ft.docker_not_carried(c, image), ["--health-cmd (exec form)"])
 
     def test_networks_beyond_the_own_one(self):
         # The cases of networks.rs.

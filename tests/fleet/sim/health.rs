@@ -63,6 +63,41 @@ impl Status {
 impl Healthcheck {
     /// A service's `healthcheck:`, as compose reads it: `test` as a list, or a string run
     /// by the shell; `disable: true` is docker's `NONE`.
+    /// `docker run`'s `--health-*` flags (`--no-healthcheck`: `NONE`), with the client's
+    /// words for a bad duration.
+    pub fn from_run(o: &crate::opts::Opts) -> Result<Option<Healthcheck>, String> {
+        if o.has(&["--no-healthcheck"]) {
+            return Ok(Some(Healthcheck {
+                test: vec!["NONE".into()],
+                ..Default::default()
+            }));
+        }
+        let duration = |flag: &str| match o.get(&[flag]) {
+            Some(s) => go_duration(&s).map(Some).ok_or_else(|| {
+                format!(
+                    "invalid argument \"{s}\" for \"{flag}\" flag: time: invalid duration \"{s}\""
+                )
+            }),
+            None => Ok(None),
+        };
+        let retries = match o.get(&["--health-retries"]) {
+            Some(r) => Some(r.parse().map_err(|_| {
+                format!("invalid argument \"{r}\" for \"--health-retries\" flag: strconv.ParseInt: parsing \"{r}\": invalid syntax")
+            })?),
+            None => None,
+        };
+        let check = Healthcheck {
+            test: (o.get(&["--health-cmd"]).into_iter())
+                .flat_map(|cmd| ["CMD-SHELL".to_string(), cmd])
+                .collect(),
+            interval: duration("--health-interval")?,
+            timeout: duration("--health-timeout")?,
+            start_period: duration("--health-start-period")?,
+            retries,
+        };
+        Ok((check != Healthcheck::default()).then_some(check))
+    }
+
     pub fn from_compose(v: &Y) -> Result<Option<Healthcheck>, String> {
         let Some(h) = v.get("healthcheck") else {
             return Ok(None);
@@ -197,7 +232,7 @@ fn probe_output(test: &[String]) -> &'static str {
 }
 
 /// A Go duration as compose takes one: "10s", "1m30s", "500ms", "1h"; seconds.
-fn go_duration(s: &str) -> Option<f64> {
+pub fn go_duration(s: &str) -> Option<f64> {
     let mut total = 0.0;
     let mut rest = s.trim();
     if rest.is_empty() {

@@ -41,6 +41,11 @@ pub const RUN_VALUED: &[&str] = &[
     "--network-alias",
     "--stop-timeout",
     "--health-cmd",
+    "--health-interval",
+    "--health-timeout",
+    "--health-start-period",
+    "--health-retries",
+    "--expose",
     "--log-opt",
     "--cidfile",
 ];
@@ -71,6 +76,8 @@ pub struct Job {
     pub pull: Option<String>,
     /// compose's `healthcheck:`.
     pub healthcheck: Option<crate::health::Healthcheck>,
+    /// `--expose`: ports beside the image's own.
+    pub expose: Vec<String>,
     /// What goes to `HostConfig` and is only kept (crate::hostconfig).
     pub host_config: serde_json::Map<String, serde_json::Value>,
     /// What goes to `Config` and is only kept (crate::hostconfig).
@@ -107,12 +114,8 @@ pub fn parse_spec(a: &[String]) -> Result<Job, String> {
         tty: o.has(&["-t", "--tty"]),
         auto_rm: o.has(&["--rm"]),
         pull: o.get(&["--pull"]),
-        healthcheck: o
-            .get(&["--health-cmd"])
-            .map(|cmd| crate::health::Healthcheck {
-                test: vec!["CMD-SHELL".into(), cmd],
-                ..Default::default()
-            }),
+        healthcheck: crate::health::Healthcheck::from_run(&o)?,
+        expose: o.all(&["--expose"]),
         host_config: crate::hostconfig::parse(&o)?,
         config_kept: crate::hostconfig::parse_config(&o)?,
     })
@@ -323,6 +326,15 @@ pub fn build(
         c.ports.push(parse_port(p)?);
     }
     c.exposed = ic.exposed.clone();
+    for port in &s.expose {
+        let port = match port.contains('/') {
+            true => port.clone(),
+            false => format!("{port}/tcp"),
+        };
+        if !c.exposed.contains(&port) {
+            c.exposed.push(port);
+        }
+    }
     let (rp, max) = parse_restart(s.restart.as_deref().unwrap_or("no"))?;
     if s.auto_rm && rp != "no" {
         return Err("Conflicting options: --restart and --rm".into());

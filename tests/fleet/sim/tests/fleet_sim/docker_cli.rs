@@ -188,7 +188,8 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         --tmpfs /run:size=64m --device /dev/null:/dev/xnull --ulimit nofile=1024:2048 \
         --sysctl net.core.somaxconn=1024 --shm-size 128m --init --read-only --user 1000 \
         --cpuset-cpus 0 --cpu-quota 50000 --pid host --oom-kill-disable \
-        --stop-signal SIGINT --stop-timeout 30 \
+        --stop-signal SIGINT --stop-timeout 30 --expose 8080 \
+        --health-cmd 'curl -fsS localhost:7777/health' --health-interval 5s --health-retries 2 \
         --volumes-from sl-db --network sl-network simplelogin/app-ci:v4.65.0 python job_runner.py",
     );
     let shown = |c: &str| -> serde_json::Value {
@@ -220,6 +221,24 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         "docker inspect -f '{{.Config.User}} {{.Config.StopSignal}} {{.Config.StopTimeout}}' extra",
     );
     assert_eq!(config.trim(), "1000 SIGINT 30");
+    let health = run_ok(
+        &f,
+        h,
+        "docker inspect -f '{{json .Config.Healthcheck}}' extra",
+    );
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let expected = serde_json::json!({"Test": ["CMD-SHELL", "curl -fsS localhost:7777/health"],
+        "Interval": 5000000000u64, "Retries": 2});
+    assert_eq!(health, expected);
+    let exposed = run_ok(
+        &f,
+        h,
+        "docker inspect -f '{{json .Config.ExposedPorts}}' extra",
+    );
+    assert!(
+        exposed.contains("\"8080/tcp\"") && exposed.contains("\"7777/tcp\""),
+        "{exposed}"
+    );
     // --volumes-from: sl-db's mounts are the container's too, and none is its own --mount.
     let mounts = run_ok(&f, h, "docker inspect -f '{{json .Mounts}}' extra");
     assert!(
@@ -254,6 +273,10 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         (
             "--stop-timeout soon",
             "invalid argument \"soon\" for \"--stop-timeout\" flag",
+        ),
+        (
+            "--health-interval soon",
+            "invalid argument \"soon\" for \"--health-interval\" flag: time: invalid duration \"soon\"",
         ),
         (
             "--security-opt seccomp=/nope.json",
