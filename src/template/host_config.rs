@@ -14,7 +14,7 @@
 use super::node::Node as Value;
 
 /// Lists whose every item is one flag's value as `docker run` was given it.
-const LISTS: [(&str, &str); 9] = [
+const LISTS: [(&str, &str); 10] = [
     ("VolumesFrom", "--volumes-from"),
     ("ExtraHosts", "--add-host"),
     ("CapAdd", "--cap-add"),
@@ -24,6 +24,7 @@ const LISTS: [(&str, &str); 9] = [
     ("DnsOptions", "--dns-option"),
     ("SecurityOpt", "--security-opt"),
     ("GroupAdd", "--group-add"),
+    ("DeviceCgroupRules", "--device-cgroup-rule"),
 ];
 /// Flags without a value, set when true.
 const SWITCHES: [(&str, &str); 5] = [
@@ -81,9 +82,11 @@ pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
             options => add("--tmpfs", format!("{path}:{options}")),
         }
     }
-    for (name, value) in host.entries("Sysctls") {
-        let value = value.as_str().unwrap_or_default();
-        add("--sysctl", format!("{name}={value}"));
+    for (key, flag) in [("Sysctls", "--sysctl"), ("StorageOpt", "--storage-opt")] {
+        for (name, value) in host.entries(key) {
+            let value = value.as_str().unwrap_or_default();
+            add(flag, format!("{name}={value}"));
+        }
     }
     for device in host.list("Devices") {
         let part = |key| device.get(key).and_then(Value::as_str).unwrap_or_default();
@@ -356,7 +359,8 @@ mod tests {
             "Memory": 536870912, "MemorySwap": -1, "MemoryReservation": 268435456,
             "CpuShares": 512, "PidsLimit": 200, "OomScoreAdj": -500, "NanoCpus": 1500000000,
             "ShmSize": 134217728, "Tmpfs": {"/run": "size=64m,mode=1777", "/tmp": ""},
-            "Sysctls": {"net.core.somaxconn": "1024"},
+            "Sysctls": {"net.core.somaxconn": "1024"}, "StorageOpt": {"size": "10G"},
+            "DeviceCgroupRules": ["c 10:229 rwm"],
             "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"}],
             "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}],
             "CpusetCpus": "0-1", "PidMode": "host", "CpuQuota": 50000, "CpuPeriod": 100000,
@@ -381,6 +385,7 @@ mod tests {
             "--security-opt no-new-privileges:true",
             "--security-opt seccomp=unconfined",
             "--group-add mail",
+            "--device-cgroup-rule c 10:229 rwm",
             "--cpuset-cpus 0-1",
             "--pid host",
             "--memory 536870912",
@@ -396,6 +401,7 @@ mod tests {
             "--tmpfs /run:size=64m,mode=1777",
             "--tmpfs /tmp",
             "--sysctl net.core.somaxconn=1024",
+            "--storage-opt size=10G",
             "--device /dev/fuse:/dev/fuse:rwm",
             "--ulimit nofile=1024:2048",
             "--user 1000:1000",

@@ -254,7 +254,8 @@ def docker_run_command(container, image):
 _HOST_LISTS = [("VolumesFrom", "--volumes-from"), ("ExtraHosts", "--add-host"),
                ("CapAdd", "--cap-add"), ("CapDrop", "--cap-drop"), ("Dns", "--dns"),
                ("DnsSearch", "--dns-search"), ("DnsOptions", "--dns-option"),
-               ("SecurityOpt", "--security-opt"), ("GroupAdd", "--group-add")]
+               ("SecurityOpt", "--security-opt"), ("GroupAdd", "--group-add"),
+               ("DeviceCgroupRules", "--device-cgroup-rule")]
 _HOST_SWITCHES = [("Privileged", "--privileged"), ("Init", "--init"), ("ReadonlyRootfs", "--read-only"),
                   ("PublishAllPorts", "--publish-all"), ("OomKillDisable", "--oom-kill-disable")]
 _HOST_STRINGS = [("CpusetCpus", "--cpuset-cpus"), ("CpusetMems", "--cpuset-mems"), ("PidMode", "--pid"),
@@ -315,8 +316,9 @@ def _host_config_flags(container, image, args):
     for path, options in _host_map(container, "Tmpfs").items():
         options = options if isinstance(options, str) else ""
         args += ["--tmpfs", f"{path}:{options}" if options else path]
-    for name, value in _host_map(container, "Sysctls").items():
-        args += ["--sysctl", f"{name}={value if isinstance(value, str) else ''}"]
+    for key, flag in (("Sysctls", "--sysctl"), ("StorageOpt", "--storage-opt")):
+        for name, value in _host_map(container, key).items():
+            args += [flag, f"{name}={value if isinstance(value, str) else ''}"]
     for device in _host_list(container, "Devices"):
         parts = [_str_at(device, k) for k in ("PathOnHost", "PathInContainer", "CgroupPermissions")]
         args += ["--device", ":".join(parts)]

@@ -39,6 +39,8 @@ pub const VALUED: &[&str] = &[
     "--cpu-period",
     "--blkio-weight",
     "--stop-signal",
+    "--device-cgroup-rule",
+    "--storage-opt",
 ];
 
 /// Flags whose one value is kept as given.
@@ -51,13 +53,14 @@ const STRINGS: [(&str, &str); 6] = [
     ("--cgroup-parent", "CgroupParent"),
 ];
 /// List flags kept as given, by their `HostConfig` key.
-const LISTS: [(&str, &str); 6] = [
+const LISTS: [(&str, &str); 7] = [
     ("--volumes-from", "VolumesFrom"),
     ("--dns", "Dns"),
     ("--dns-search", "DnsSearch"),
     ("--dns-option", "DnsOptions"),
     ("--group-add", "GroupAdd"),
     ("--add-host", "ExtraHosts"),
+    ("--device-cgroup-rule", "DeviceCgroupRules"),
 ];
 const SWITCHES: [(&[&str], &str); 5] = [
     (&["--privileged"], "Privileged"),
@@ -163,13 +166,12 @@ fn structured(o: &Opts, set: &mut Map<String, Value>) -> Result<(), String> {
         let (path, options) = t.split_once(':').unwrap_or((&t, ""));
         tmpfs.insert(path.into(), json!(options));
     }
-    let mut sysctls = Map::new();
-    for s in o.all(&["--sysctl"]) {
-        let (name, value) = s.split_once('=').ok_or_else(|| {
-            format!("invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed")
-        })?;
-        sysctls.insert(name.into(), json!(value));
-    }
+    let sysctls = pairs(o, "--sysctl", |s| {
+        format!("invalid argument \"{s}\" for \"--sysctl\" flag: sysctl '{s}' is not allowed")
+    })?;
+    let storage = pairs(o, "--storage-opt", |s| {
+        format!("invalid storage option {s}")
+    })?;
     let devices: Vec<Value> = o.all(&["--device"]).iter().map(|d| device(d)).collect();
     let ulimits =
         (o.all(&["--ulimit"]).iter().map(|u| ulimit(u))).collect::<Result<Vec<_>, _>>()?;
@@ -187,6 +189,7 @@ fn structured(o: &Opts, set: &mut Map<String, Value>) -> Result<(), String> {
     for (key, value) in [
         ("Tmpfs", Value::Object(tmpfs)),
         ("Sysctls", Value::Object(sysctls)),
+        ("StorageOpt", Value::Object(storage)),
         ("Devices", json!(devices)),
         ("Ulimits", json!(ulimits)),
         ("SecurityOpt", json!(security)),
@@ -224,6 +227,20 @@ fn integer(flag: &str, v: &str) -> Result<i64, String> {
     })
 }
 
+/// `flag`'s `name=value` values as a mapping; `invalid` words a value without `=`.
+fn pairs(
+    o: &Opts,
+    flag: &str,
+    invalid: impl Fn(&str) -> String,
+) -> Result<Map<String, Value>, String> {
+    let mut map = Map::new();
+    for pair in o.all(&[flag]) {
+        let (name, value) = pair.split_once('=').ok_or_else(|| invalid(&pair))?;
+        map.insert(name.into(), json!(value));
+    }
+    Ok(map)
+}
+
 /// `HostConfig` as `inspect` shows it: docker's defaults, then what `run` was given; a
 /// link names the container it belongs to.
 pub fn inspected(set: &Map<String, Value>, container: &str) -> Map<String, Value> {
@@ -235,7 +252,7 @@ pub fn inspected(set: &Map<String, Value>, container: &str) -> Map<String, Value
         "MemoryReservation": 0, "MemorySwap": 0, "OomScoreAdj": 0, "PidsLimit": null,
         "Ulimits": [], "CpusetCpus": "", "CpusetMems": "", "PidMode": "", "UTSMode": "",
         "UsernsMode": "", "CgroupParent": "", "CpuQuota": 0, "CpuPeriod": 0, "BlkioWeight": 0,
-        "PublishAllPorts": false, "OomKillDisable": null,
+        "PublishAllPorts": false, "OomKillDisable": null, "DeviceCgroupRules": null,
     });
     let shown = shown.as_object_mut().expect("an object");
     for (key, value) in set {

@@ -188,7 +188,8 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         --tmpfs /run:size=64m --device /dev/null:/dev/xnull --ulimit nofile=1024:2048 \
         --sysctl net.core.somaxconn=1024 --shm-size 128m --init --read-only --user 1000 \
         --cpuset-cpus 0 --cpu-quota 50000 --pid host --oom-kill-disable \
-        --stop-signal SIGINT --stop-timeout 30 --expose 8080 \
+        --stop-signal SIGINT --stop-timeout 30 --expose 8080 --storage-opt size=10G \
+        --device-cgroup-rule 'c 10:229 rwm' \
         --health-cmd 'curl -fsS localhost:7777/health' --health-interval 5s --health-retries 2 \
         --volumes-from sl-db --network sl-network simplelogin/app-ci:v4.65.0 python job_runner.py",
     );
@@ -210,7 +211,7 @@ fn run_keeps_host_settings_as_docker_shows_them() {
         "Ulimits": [{"Name": "nofile", "Hard": 2048, "Soft": 1024}],
         "Sysctls": {"net.core.somaxconn": "1024"}, "VolumesFrom": ["sl-db"], "Privileged": false,
         "CpusetCpus": "0", "CpuQuota": 50000, "PidMode": "host", "OomKillDisable": true,
-        "CpuPeriod": 0,
+        "CpuPeriod": 0, "StorageOpt": {"size": "10G"}, "DeviceCgroupRules": ["c 10:229 rwm"],
     });
     for (key, value) in expected.as_object().unwrap() {
         assert_eq!(&host[key], value, "HostConfig.{key}");
