@@ -58,7 +58,7 @@ const NUMBERS: [(&str, &str); 8] = [
 const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 
 /// The flags that give a new container the settings `container` (one object of `docker
-/// inspect`) was created with beyond the README's, and beyond `image`'s user.
+/// inspect`) was created with beyond the README's flags and beyond what `image` gives.
 pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
     let host = Host(container.get("HostConfig"));
     let mut add = |flag: &str, value: String| args.extend([flag.to_string(), value]);
@@ -113,9 +113,6 @@ pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
         if host.get(switch).and_then(Value::as_bool) == Some(true) {
             args.push(flag.to_string());
         }
-    }
-    for port in own_keys(container, image, "ExposedPorts") {
-        args.extend(["--expose".to_string(), port.to_string()]);
     }
     args.extend(healthcheck(container, image));
 }
@@ -195,7 +192,8 @@ fn duration(nanos: i64) -> String {
 }
 
 /// What `docker run` keeps in `Config` beside the image's own: the user, a host name other
-/// than docker's (the container's short id), how the container is stopped.
+/// than docker's (the container's short id), how the container is stopped, the ports it
+/// exposes.
 fn config(container: &Value, image: &Value, add: &mut impl FnMut(&str, String)) {
     let text = |v: &Value, key: &str| {
         let value = v.get("Config").and_then(|c| c.get(key));
@@ -220,6 +218,9 @@ fn config(container: &Value, image: &Value, add: &mut impl FnMut(&str, String)) 
     let timeout = container.pointer("/Config/StopTimeout");
     if let Some(seconds) = timeout.and_then(Value::as_i64) {
         add("--stop-timeout", seconds.to_string());
+    }
+    for port in own_keys(container, image, "ExposedPorts") {
+        add("--expose", port.to_string());
     }
 }
 

@@ -330,8 +330,6 @@ def _host_config_flags(container, image, args):
     for key, flag in _HOST_SWITCHES:
         if _at(container, "HostConfig", key) is True:
             args.append(flag)
-    for port in _own_keys(container, image, "ExposedPorts"):
-        args += ["--expose", port]
     args += _healthcheck(container, image)
 
 
@@ -385,6 +383,8 @@ def _config_flags(container, image, args):
     timeout = _at(container, "Config", "StopTimeout")
     if isinstance(timeout, int) and not isinstance(timeout, bool):
         args += ["--stop-timeout", str(timeout)]
+    for port in _own_keys(container, image, "ExposedPorts"):
+        args += ["--expose", port]
 
 
 # src/template/networks.rs: the own network's aliases and fixed address, and the other
