@@ -23,6 +23,7 @@ mod install;
 mod launcher;
 mod layouts;
 mod log;
+mod mounts;
 mod opts;
 mod pg;
 mod pgdump;

@@ -4,7 +4,7 @@
 
 use crate::opts::{self, Opts};
 use crate::releases::{image_config, ImageConfig, ImageRef};
-use crate::state::{self, Container, Endpoint, HostState, Mount, PortBinding};
+use crate::state::{self, Container, Endpoint, HostState, PortBinding};
 use crate::util;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -175,81 +175,6 @@ pub fn merge_env(own: Vec<String>, image: &[String]) -> Vec<String> {
     out
 }
 
-fn valid_volume_name(s: &str) -> bool {
-    let mut ch = s.chars();
-    ch.next()
-        .map(|c| c.is_ascii_alphanumeric())
-        .unwrap_or(false)
-        && ch.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
-pub fn parse_volume(v: &str) -> Result<Mount, String> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (src, dst, mode) = match parts.as_slice() {
-        [d] => ("", *d, ""),
-        [s, d] => (*s, *d, ""),
-        [s, d, m] => (*s, *d, *m),
-        _ => return Err(format!("invalid spec: {v}: too many colons")),
-    };
-    if !dst.starts_with('/') {
-        return Err(format!("invalid mount config for type \"bind\": invalid mount path: '{dst}' mount path must be absolute"));
-    }
-    let rw = !mode.split(',').any(|m| m == "ro");
-    if src.is_empty() {
-        let name = util::hex_id(&util::unique_seed());
-        return Ok(Mount {
-            kind: "volume".into(),
-            source: name,
-            target: dst.into(),
-            rw,
-            inherited: false,
-        });
-    }
-    if src.starts_with('/') {
-        return Ok(Mount {
-            kind: "bind".into(),
-            source: src.into(),
-            target: dst.into(),
-            rw,
-            inherited: false,
-        });
-    }
-    if !valid_volume_name(src) {
-        return Err(format!("create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"));
-    }
-    Ok(Mount {
-        kind: "volume".into(),
-        source: src.into(),
-        target: dst.into(),
-        rw,
-        inherited: false,
-    })
-}
-
-fn parse_mount(v: &str) -> Result<Mount, String> {
-    let mut m = Mount {
-        kind: "volume".into(),
-        rw: true,
-        ..Default::default()
-    };
-    for kv in v.split(',') {
-        let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
-        match k {
-            "type" => m.kind = val.into(),
-            "source" | "src" => m.source = val.into(),
-            "target" | "destination" | "dst" => m.target = val.into(),
-            "readonly" | "ro" => m.rw = val == "false" || val == "0",
-            _ => {}
-        }
-    }
-    if m.target.is_empty() {
-        return Err(format!(
-            "invalid argument \"{v}\" for \"--mount\" flag: target is required"
-        ));
-    }
-    Ok(m)
-}
-
 pub fn parse_port(p: &str) -> Result<PortBinding, String> {
     let (body, proto) = match p.rsplit_once('/') {
         Some((b, pr)) => (b, pr),
@@ -316,11 +241,11 @@ pub fn build(
     }
     c.labels.extend(extra_labels.clone());
     for v in &s.volumes {
-        c.mounts.push(parse_volume(v)?);
+        c.mounts.push(crate::mounts::parse_volume(v)?);
         c.binds.push(v.clone());
     }
     for m in &s.mounts {
-        c.mounts.push(parse_mount(m)?);
+        c.mounts.push(crate::mounts::parse_mount(m)?);
     }
     for p in &s.publish {
         c.ports.push(parse_port(p)?);
@@ -347,34 +272,15 @@ pub fn build(
     c.healthcheck = s.healthcheck.clone();
     c.host_config = s.host_config.clone();
     c.config_kept = s.config_kept.clone();
-    volumes_from(st, &mut c)?;
+    crate::mounts::volumes_from(st, &mut c)?;
     c.network_mode = s
         .networks
         .first()
         .cloned()
         .unwrap_or_else(|| "default".into());
     c.endpoints = endpoints(st, s, &c.id)?;
-    create_volumes(st, &c.mounts);
+    crate::mounts::create_volumes(st, &c.mounts);
     Ok(c)
-}
-
-/// `--volumes-from NAME[:ro|:rw]`: the other container's mounts, read-only with `:ro`.
-fn volumes_from(st: &HostState, c: &mut Container) -> Result<(), String> {
-    let sources = c.host_config.get("VolumesFrom").and_then(|v| v.as_array());
-    for source in sources.into_iter().flatten().filter_map(|s| s.as_str()) {
-        let (name, mode) = source.split_once(':').unwrap_or((source, "rw"));
-        let from = st
-            .container(name)
-            .ok_or_else(|| format!("No such container: {name}"))?;
-        for m in &from.mounts {
-            c.mounts.push(Mount {
-                rw: m.rw && mode != "ro",
-                inherited: true,
-                ..m.clone()
-            });
-        }
-    }
-    Ok(())
 }
 
 /// `--entrypoint` replaces the image's entrypoint and, with it, the image's command; an
@@ -427,18 +333,6 @@ fn endpoints(st: &HostState, s: &Job, id: &str) -> Result<Vec<Endpoint>, String>
         });
     }
     Ok(out)
-}
-
-/// Named and anonymous volumes come into being with the first container that mounts them.
-fn create_volumes(st: &mut HostState, mounts: &[Mount]) {
-    for m in mounts {
-        if m.kind == "volume" && !st.volumes.iter().any(|v| v.name == m.source) {
-            st.volumes.push(state::Volume {
-                name: m.source.clone(),
-                labels: BTreeMap::new(),
-            });
-        }
-    }
 }
 
 fn random_name(seed: &str) -> String {
