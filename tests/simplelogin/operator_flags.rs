@@ -45,9 +45,10 @@ fn a_readme_host_keeps_what_its_operator_added_to_docker_run() {
         .layout("readme")
         .extra_args("sl-app", &OPERATOR_FLAGS);
     let fleet = Fleet::start(Spec::new().host(host));
-    // sl-app is on a reverse proxy's network too, as `docker network connect` left it.
-    let connect = "docker network create proxy >/dev/null && \
-        docker network connect --alias simplelogin proxy sl-app";
+    // sl-app is on a reverse proxy's network too, at a fixed address, as `docker network
+    // connect` left it.
+    let connect = "docker network create --subnet 172.30.0.0/16 proxy >/dev/null && \
+        docker network connect --alias simplelogin --ip 172.30.0.50 proxy sl-app";
     let out = fleet.ssh("flags", connect);
     assert!(out.status.success(), "{}", fleet::stderr(&out));
     let before = fleet.state("flags");
@@ -61,4 +62,11 @@ fn a_readme_host_keeps_what_its_operator_added_to_docker_run() {
     let expected = [("sl-network", "app"), ("proxy", "simplelogin")]
         .map(|(n, a)| (n.to_string(), vec![a.to_string()]));
     assert_eq!(networks(&app), expected, "sl-app's networks and aliases");
+    let proxy = (app["endpoints"].as_array().expect("endpoints").iter())
+        .find(|e| e["network"] == "proxy")
+        .expect("on the proxy's network");
+    assert_eq!(
+        proxy["fixed_ip"], "172.30.0.50",
+        "its fixed address: {proxy}"
+    );
 }

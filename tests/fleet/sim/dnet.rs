@@ -106,17 +106,19 @@ fn network_inspect(h: &Path, o: &opts::Opts) -> Result<i32, String> {
 
 /// `docker network inspect`'s object: only running containers are attached endpoints.
 fn network_json(st: &HostState, net: &Network) -> serde_json::Value {
+    let (subnet, gateway) = net.subnet_and_gateway();
+    let prefix = subnet.rsplit('/').next().unwrap_or("16");
     let mut cs = serde_json::Map::new();
     for c in st.containers.iter().filter(|c| c.status == "running") {
         for e in c.endpoints.iter().filter(|e| e.network == net.name) {
             cs.insert(
                 c.id.clone(),
-                json!({"Name": c.name, "IPv4Address": format!("{}/16", e.ip)}),
+                json!({"Name": c.name, "IPv4Address": format!("{}/{prefix}", e.ip)}),
             );
         }
     }
     json!({"Name": net.name, "Id": net.id, "Driver": "bridge", "Scope": "local",
-        "IPAM": {"Driver": "default", "Config": [{"Subnet": format!("172.{}.0.0/16", net.subnet), "Gateway": format!("172.{}.0.1", net.subnet)}]},
+        "IPAM": {"Driver": "default", "Config": [{"Subnet": subnet, "Gateway": gateway}]},
         "Containers": cs, "Labels": net.labels})
 }
 
@@ -128,11 +130,24 @@ fn network_create(h: &Path, o: &opts::Opts) -> Result<i32, String> {
         ));
     };
     let l = labels(o);
+    let subnet = o.get(&["--subnet"]);
+    if let Some(bad) = subnet.as_deref().filter(|s| state::cidr(s).is_none()) {
+        return Ok(usage_err(
+            "network create",
+            &format!(
+                "invalid argument \"{bad}\" for \"--subnet\" flag: invalid CIDR address: {bad}"
+            ),
+        ));
+    }
     state::with_state(h, |st| {
         if st.network(&n).is_some() {
             return daemon_err(&format!("network with name {n} already exists"));
         }
-        println!("{}", st.add_network(&n, l).id);
+        let id = st.add_network(&n, l).id;
+        if let Some(net) = st.networks.iter_mut().find(|net| net.name == n) {
+            net.user_subnet = subnet.clone();
+        }
+        println!("{id}");
         0
     })
 }
@@ -166,15 +181,23 @@ fn network_connect(h: &Path, o: &opts::Opts) -> Result<i32, String> {
         if net != "bridge" {
             aliases.push(c.id[..12].to_string());
         }
-        let ip = if running {
-            st.alloc_ip(&net)
-        } else {
-            String::new()
+        let fixed_ip = o.get(&["--ip"]);
+        if let Some(ip) = &fixed_ip {
+            let checked = st.network(&net).map(|n| n.check_fixed_ip(ip));
+            if let Some(Err(e)) = checked {
+                return daemon_err(&e);
+            }
+        }
+        let ip = match (&fixed_ip, running) {
+            (Some(ip), true) => ip.clone(),
+            (None, true) => st.alloc_ip(&net),
+            (_, false) => String::new(),
         };
         st.containers[i].endpoints.push(state::Endpoint {
             network: net,
             ip,
             aliases,
+            fixed_ip,
         });
         0
     })

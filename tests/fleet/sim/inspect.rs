@@ -78,7 +78,7 @@ fn networks(st: &HostState, c: &Container) -> Value {
             String::new()
         };
         nets.insert(e.network.clone(), json!({
-            "IPAMConfig": null, "Links": null,
+            "IPAMConfig": e.fixed_ip.as_ref().map(|ip| json!({"IPv4Address": ip})), "Links": null,
             "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
             "NetworkID": net.map(|n| n.id.clone()).unwrap_or_default(),
             "EndpointID": if running { util::hex_id(&format!("ep-{}-{}", c.id, e.network)) } else { String::new() },

@@ -82,6 +82,7 @@ fn base_state(index: u32) -> HostState {
             subnet: sub,
             labels: BTreeMap::new(),
             next_ip: 2,
+            user_subnet: None,
         });
     }
     st

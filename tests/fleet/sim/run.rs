@@ -46,6 +46,7 @@ pub const RUN_VALUED: &[&str] = &[
     "--health-start-period",
     "--health-retries",
     "--expose",
+    "--ip",
     "--log-opt",
     "--cidfile",
 ];
@@ -78,6 +79,8 @@ pub struct Job {
     pub healthcheck: Option<crate::health::Healthcheck>,
     /// `--expose`: ports beside the image's own.
     pub expose: Vec<String>,
+    /// `--ip`: the address on the first network.
+    pub ip: Option<String>,
     /// What goes to `HostConfig` and is only kept (crate::hostconfig).
     pub host_config: serde_json::Map<String, serde_json::Value>,
     /// What goes to `Config` and is only kept (crate::hostconfig).
@@ -116,6 +119,7 @@ pub fn parse_spec(a: &[String]) -> Result<Job, String> {
         pull: o.get(&["--pull"]),
         healthcheck: crate::health::Healthcheck::from_run(&o)?,
         expose: o.all(&["--expose"]),
+        ip: o.get(&["--ip"]),
         host_config: crate::hostconfig::parse(&o)?,
         config_kept: crate::hostconfig::parse_config(&o)?,
     })
@@ -326,10 +330,21 @@ fn endpoints(st: &HostState, s: &Job, id: &str) -> Result<Vec<Endpoint>, String>
         if n != "bridge" {
             aliases.push(id[..12].to_string());
         }
+        // `--ip` fixes the address on the network `run` names first.
+        let fixed_ip = match (&s.ip, out.is_empty()) {
+            (Some(ip), true) => {
+                st.network(n)
+                    .map(|net| net.check_fixed_ip(ip))
+                    .transpose()?;
+                Some(ip.clone())
+            }
+            _ => None,
+        };
         out.push(Endpoint {
             network: n.clone(),
             ip: String::new(),
             aliases,
+            fixed_ip,
         });
     }
     Ok(out)
@@ -378,10 +393,12 @@ pub fn start(
             return Err(format!("driver failed programming external connectivity on endpoint {} ({}): Bind for {ip}:{} failed: port is already allocated", c.name, &util::hex_id(&c.id)[..64], p.host_port));
         }
     }
-    let ips: Vec<String> = c
-        .endpoints
-        .iter()
-        .map(|e| st.alloc_ip(&e.network))
+    let ips: Vec<String> = (c.endpoints.iter())
+        .map(|e| {
+            e.fixed_ip
+                .clone()
+                .unwrap_or_else(|| st.alloc_ip(&e.network))
+        })
         .collect();
     let now = util::now();
     let c = &mut st.containers[i];

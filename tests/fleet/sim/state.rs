@@ -45,6 +45,9 @@ pub struct Endpoint {
     pub network: String,
     pub ip: String,
     pub aliases: Vec<String>,
+    /// The address `--ip` fixed, kept across restarts (`IPAMConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_ip: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -132,6 +135,51 @@ pub struct Network {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub next_ip: u32,
+    /// The subnet `network create --subnet` gave (`172.30.0.0/16`): only such a network
+    /// takes a fixed `--ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_subnet: Option<String>,
+}
+
+impl Network {
+    /// The subnet as docker shows it, and its gateway (the first address).
+    pub fn subnet_and_gateway(&self) -> (String, String) {
+        match self.user_subnet.as_deref().and_then(cidr) {
+            Some((base, prefix)) => (
+                format!("{}/{prefix}", std::net::Ipv4Addr::from(base)),
+                std::net::Ipv4Addr::from(base + 1).to_string(),
+            ),
+            None => (
+                format!("172.{}.0.0/16", self.subnet),
+                format!("172.{}.0.1", self.subnet),
+            ),
+        }
+    }
+
+    /// Refuses a fixed address as docker's daemon does.
+    pub fn check_fixed_ip(&self, ip: &str) -> std::result::Result<(), String> {
+        let Some((base, prefix)) = self.user_subnet.as_deref().and_then(cidr) else {
+            return Err("user specified IP address is supported only when connecting to networks with user configured subnets".into());
+        };
+        let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+        match ip.parse::<std::net::Ipv4Addr>() {
+            Ok(addr) if u32::from(addr) & mask == base => Ok(()),
+            _ => Err(format!(
+                "Invalid address {ip}: It does not belong to any of this network's subnets"
+            )),
+        }
+    }
+}
+
+/// `a.b.c.d/len` as the network's base address and prefix length.
+pub fn cidr(text: &str) -> Option<(u32, u32)> {
+    let (addr, prefix) = text.split_once('/')?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Some((
+        u32::from(addr.parse::<std::net::Ipv4Addr>().ok()?) & mask,
+        prefix,
+    ))
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -304,6 +352,7 @@ impl HostState {
             subnet,
             labels,
             next_ip: 2,
+            user_subnet: None,
         };
         self.networks.push(n.clone());
         n
@@ -316,7 +365,14 @@ impl HostState {
         };
         let ip = n.next_ip.max(2);
         n.next_ip = ip + 1;
-        format!("172.{}.{}.{}", n.subnet, idx, ip % 250)
+        match n.user_subnet.as_deref().and_then(cidr) {
+            // Within the operator's subnet: the host index only where it leaves room.
+            Some((base, prefix)) if prefix <= 16 => {
+                std::net::Ipv4Addr::from(base + (idx << 8) + ip % 250).to_string()
+            }
+            Some((base, _)) => std::net::Ipv4Addr::from(base + ip % 250).to_string(),
+            None => format!("172.{}.{}.{}", n.subnet, idx, ip % 250),
+        }
     }
     pub fn db_container(&self) -> Option<&Container> {
         self.containers

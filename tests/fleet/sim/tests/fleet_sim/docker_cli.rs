@@ -295,31 +295,48 @@ fn run_keeps_host_settings_as_docker_shows_them() {
 }
 
 /// `docker network connect` puts a container on one more network, with its aliases and an
-/// address once it runs; connecting twice, or to a missing network or container, is refused
-/// with docker's words.
+/// address once it runs, the one `--ip` fixed on a network with a subnet of the operator's;
+/// connecting twice, to a missing network or container, or a fixed address docker would
+/// not take, is refused with docker's words.
 #[test]
 fn network_connect_adds_an_endpoint_as_docker_does() {
     let f = one("v4.65.0");
     let h = "h-01";
-    run_ok(&f, h, "docker network create proxy >/dev/null && docker network connect --alias simplelogin proxy sl-app");
-    let out = run_ok(
+    run_ok(&f, h, "docker network create --subnet 172.30.0.0/16 proxy >/dev/null && docker network create plain >/dev/null && docker network connect --alias simplelogin --ip 172.30.0.50 proxy sl-app");
+    let proxy = |what: &str| {
+        let out = run_ok(
+            &f,
+            h,
+            &format!("docker inspect -f '{{{{json .NetworkSettings.Networks.proxy}}}}' {what}"),
+        );
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let endpoint = proxy("sl-app");
+    assert_eq!(endpoint["Aliases"][0], "simplelogin", "{endpoint}");
+    assert_eq!(endpoint["IPAddress"], "172.30.0.50", "{endpoint}");
+    assert_eq!(
+        endpoint["IPAMConfig"]["IPv4Address"], "172.30.0.50",
+        "{endpoint}"
+    );
+    // The fixed address outlives a restart; another container gets one of the subnet's.
+    run_ok(
         &f,
         h,
-        "docker inspect -f '{{json .NetworkSettings.Networks.proxy}}' sl-app",
+        "docker restart sl-app >/dev/null && docker network connect proxy sl-email",
     );
-    let proxy: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(proxy["Aliases"][0], "simplelogin", "{proxy}");
+    assert_eq!(proxy("sl-app")["IPAddress"], "172.30.0.50");
+    let other = proxy("sl-email");
     assert!(
-        proxy["IPAddress"].as_str().unwrap().starts_with("172."),
-        "{proxy}"
+        other["IPAddress"].as_str().unwrap().starts_with("172.30."),
+        "{other}"
     );
+    assert!(other["IPAMConfig"].is_null(), "{other}");
     let refused = [
-        (
-            "proxy sl-app",
-            "endpoint with name sl-app already exists in network proxy",
-        ),
+        ("proxy sl-app", "endpoint with name sl-app already exists in network proxy"),
         ("nope sl-app", "network nope not found"),
         ("proxy nope", "No such container: nope"),
+        ("--ip 10.0.0.5 proxy sl-job-runner", "Invalid address 10.0.0.5: It does not belong to any of this network's subnets"),
+        ("--ip 172.18.0.9 plain sl-job-runner", "user specified IP address is supported only when connecting to networks with user configured subnets"),
     ];
     for (args, message) in refused {
         let o = f.ssh(h, &format!("docker network connect {args}"));
