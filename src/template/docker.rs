@@ -102,12 +102,11 @@ pub fn run_command(container: &Value, image: &Value) -> Vec<String> {
 /// [`host_config::not_carried`] names. A container created with one would lose it when
 /// re-created: a `--mount` of its env file, say, and with it the app.
 pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
-    let host = container.get("HostConfig");
-    let at = |key: &str| host.and_then(|h| h.get(key)).and_then(Value::as_array);
-    let mut lost: Vec<String> = (at("Mounts").into_iter().flatten())
+    let host = host_config::Host::of(container);
+    let mut lost: Vec<String> = (host.list("Mounts"))
         .map(|m| format!("--mount {}", str_at(m, &["Target"])))
         .collect();
-    if at("Links").is_some_and(|l| !l.is_empty()) {
+    if host.list("Links").next().is_some() {
         lost.push("--link".to_string());
     }
     lost.extend(host_config::not_carried(container, image));
@@ -117,6 +116,12 @@ pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
 /// A container's name (one object of `docker inspect`), without docker's `/`.
 pub fn name(container: &Value) -> &str {
     str_at(container, &["Name"]).trim_start_matches('/')
+}
+
+/// A container's short id, the host name and network alias docker gives it by itself.
+pub(super) fn short_id(container: &Value) -> &str {
+    let id = str_at(container, &["Id"]);
+    id.get(..12).unwrap_or(id)
 }
 
 /// The value of a container's label `key`, if it has it.
@@ -246,7 +251,8 @@ fn labels(container: &Value, image: &Value, args: &mut Vec<String>) {
     }
 }
 
-fn str_at<'v>(value: &'v Value, path: &[&str]) -> &'v str {
+/// The string at `path`, or "" where there is none.
+pub(super) fn str_at<'v>(value: &'v Value, path: &[&str]) -> &'v str {
     path.iter()
         .try_fold(value, |v, key| v.get(key))
         .and_then(Value::as_str)

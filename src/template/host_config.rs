@@ -11,6 +11,7 @@
 //! alike. From `Config` come the user, a host name, how the container is stopped, the
 //! ports it exposes and its health check, where they are not its image's.
 
+use super::docker::{short_id, str_at};
 use super::node::Node as Value;
 
 /// Lists whose every item is one flag's value as `docker run` was given it.
@@ -60,7 +61,7 @@ const DEFAULT_SHM_SIZE: i64 = 64 << 20;
 /// The flags that give a new container the settings `container` (one object of `docker
 /// inspect`) was created with beyond the README's flags and beyond what `image` gives.
 pub fn flags(container: &Value, image: &Value, args: &mut Vec<String>) {
-    let host = Host(container.get("HostConfig"));
+    let host = Host::of(container);
     let mut add = |flag: &str, value: String| args.extend([flag.to_string(), value]);
     for (key, flag) in LISTS {
         for item in host.list(key).filter_map(Value::as_str) {
@@ -195,25 +196,18 @@ fn duration(nanos: i64) -> String {
 /// than docker's (the container's short id), how the container is stopped, the ports it
 /// exposes.
 fn config(container: &Value, image: &Value, add: &mut impl FnMut(&str, String)) {
-    let text = |v: &Value, key: &str| {
-        let value = v.get("Config").and_then(|c| c.get(key));
-        value.and_then(Value::as_str).unwrap_or("").to_string()
-    };
     for (key, flag) in [("User", "--user"), ("StopSignal", "--stop-signal")] {
-        let own = text(container, key);
-        if !own.is_empty() && own != text(image, key) {
-            add(flag, own);
+        let own = str_at(container, &["Config", key]);
+        if !own.is_empty() && own != str_at(image, &["Config", key]) {
+            add(flag, own.to_string());
         }
     }
-    let id = container.get("Id").and_then(Value::as_str).unwrap_or("");
-    let hostname = text(container, "Hostname");
-    let network = container.pointer("/HostConfig/NetworkMode");
+    let hostname = str_at(container, &["Config", "Hostname"]);
+    let network = str_at(container, &["HostConfig", "NetworkMode"]);
     // On the host's network, or another container's, the name is theirs, not set.
-    let own_network = !network
-        .and_then(Value::as_str)
-        .is_some_and(|n| n == "host" || n.starts_with("container:"));
-    if own_network && !hostname.is_empty() && id.get(..12) != Some(hostname.as_str()) {
-        add("--hostname", hostname);
+    let own_network = !(network == "host" || network.starts_with("container:"));
+    if own_network && !hostname.is_empty() && hostname != short_id(container) {
+        add("--hostname", hostname.to_string());
     }
     let timeout = container.pointer("/Config/StopTimeout");
     if let Some(seconds) = timeout.and_then(Value::as_i64) {
@@ -245,14 +239,18 @@ fn limits(host: &Host, add: &mut impl FnMut(&str, String)) {
 }
 
 /// A container's `HostConfig`, read as docker writes it: `null` for an empty list.
-struct Host<'c>(Option<&'c Value>);
+pub(super) struct Host<'c>(Option<&'c Value>);
 
 impl<'c> Host<'c> {
+    pub(super) fn of(container: &'c Value) -> Host<'c> {
+        Host(container.get("HostConfig"))
+    }
+
     fn get(&self, key: &str) -> Option<&'c Value> {
         self.0.and_then(|h| h.get(key))
     }
 
-    fn list(&self, key: &str) -> impl Iterator<Item = &'c Value> {
+    pub(super) fn list(&self, key: &str) -> impl Iterator<Item = &'c Value> {
         self.get(key)
             .and_then(Value::as_array)
             .into_iter()
@@ -273,7 +271,7 @@ impl<'c> Host<'c> {
 /// requests (`--gpus`), which [`flags`] does not rebuild, and a health check in exec form,
 /// which `docker run` cannot give.
 pub fn not_carried(container: &Value, image: &Value) -> Vec<String> {
-    let host = Host(container.get("HostConfig"));
+    let host = Host::of(container);
     let mut lost = Vec::new();
     let mut options = host.list("SecurityOpt").filter_map(Value::as_str);
     if options.any(|o| !carried_list_item("SecurityOpt", o)) {

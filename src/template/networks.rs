@@ -4,6 +4,7 @@
 //! published port as before, so every check passes, while the proxy can no longer reach
 //! it: they are given back as `docker run`'s flags and as `docker network connect`'s.
 
+use super::docker::{name, short_id, str_at};
 use super::node::Node as Value;
 
 /// `--network-alias`, `--ip` and `--ip6` for `container`'s own network (one object of
@@ -36,8 +37,7 @@ pub fn connects(container: &Value) -> Vec<Vec<String>> {
 
 /// The network `--network` gave: docker's `default` is the `bridge` network.
 fn primary(container: &Value) -> &str {
-    let mode = container.pointer("/HostConfig/NetworkMode");
-    match mode.and_then(Value::as_str).unwrap_or("") {
+    match str_at(container, &["HostConfig", "NetworkMode"]) {
         "" | "default" => "bridge",
         mode => mode,
     }
@@ -51,11 +51,9 @@ fn networks(container: &Value) -> impl Iterator<Item = (&str, &Value)> {
 /// The aliases an operator gave: docker adds the container's short id (and, on some
 /// versions, its name) by itself, and would again.
 fn own_aliases<'c>(container: &'c Value, endpoint: &'c Value) -> impl Iterator<Item = &'c str> {
-    let id = container.get("Id").and_then(Value::as_str).unwrap_or("");
-    let name = container.get("Name").and_then(Value::as_str).unwrap_or("");
     let aliases = endpoint.get("Aliases").and_then(Value::as_array);
     (aliases.into_iter().flatten().filter_map(Value::as_str))
-        .filter(move |alias| id.get(..12) != Some(*alias) && name.trim_start_matches('/') != *alias)
+        .filter(move |alias| *alias != short_id(container) && *alias != name(container))
 }
 
 /// The address an operator fixed (`IPAMConfig`), not the one docker gave.
